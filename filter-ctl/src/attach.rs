@@ -1,0 +1,312 @@
+//! Attaching the filter to an interface and removing it again.
+//!
+//! Attach loads both programs, attaches XDP on ingress and TC on egress, and
+//! pins maps and links (see [`crate::pins`]) so the filter outlives filter-ctl.
+//! Attaching again replaces the programs atomically through the pinned links
+//! and keeps the pinned maps: counters and state survive an upgrade.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType, Xdp,
+        links::{FdLink, LinkInfo, PinnedLink},
+        tc::SchedClassifierLink,
+        xdp::{XdpLink, XdpLinkId},
+    },
+    util::KernelVersion,
+};
+use filter_common::{map, program};
+
+use crate::{
+    EBPF_OBJECT,
+    iface::Interface,
+    pins::{IfacePins, PinRoot, XdpMode},
+};
+
+/// The XDP mode asked for on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeChoice {
+    /// Native if the driver supports it, otherwise generic (skb), with a message.
+    #[default]
+    Auto,
+    /// Native (driver) mode only; fail if the driver lacks it.
+    Native,
+    /// Generic (skb) mode: works on any interface, costs more per packet.
+    Skb,
+}
+
+/// What `attach` did.
+#[derive(Debug, serde::Serialize)]
+pub struct AttachReport {
+    pub iface: String,
+    pub mode: XdpMode,
+    /// True when the filter was already attached and its programs were replaced.
+    pub replaced: bool,
+    /// Why native mode was not used under `--mode auto`.
+    pub native_unavailable: Option<String>,
+    pub xdp_program_id: u32,
+    pub tc_program_id: u32,
+}
+
+pub fn attach(
+    root: &PinRoot,
+    iface: &Interface,
+    choice: ModeChoice,
+) -> anyhow::Result<AttachReport> {
+    let pins = root.iface(&iface.name)?;
+    match pins.find_xdp_link() {
+        Some((mode, _)) => replace(&pins, iface, mode, choice),
+        None => {
+            // Pins without an XDP link are leftovers of an interrupted attach.
+            pins.remove_all()?;
+            fs::create_dir_all(pins.dir())
+                .with_context(|| format!("creating pin directory {}", pins.dir().display()))?;
+            fresh_attach(&pins, iface, choice).inspect_err(|_| {
+                let _ = pins.remove_all();
+            })
+        }
+    }
+}
+
+/// Loads the programs with every map reusing (or creating) its pin.
+fn load(pins: &IfacePins) -> anyhow::Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    let map_paths: Vec<_> = map::ALL
+        .iter()
+        .map(|name| (*name, pins.map(name)))
+        .collect();
+    for (name, path) in &map_paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT).context(
+        "loading the eBPF object (if maps changed layout after an upgrade, `filter-ctl detach` first)",
+    )?;
+    xdp_program(&mut ebpf)?
+        .load()
+        .context("the kernel rejected the XDP program (does this kernel support XDP?)")?;
+    tc_program(&mut ebpf)?
+        .load()
+        .context("the kernel rejected the TC egress program")?;
+    Ok(ebpf)
+}
+
+fn fresh_attach(
+    pins: &IfacePins,
+    iface: &Interface,
+    choice: ModeChoice,
+) -> anyhow::Result<AttachReport> {
+    let mut ebpf = load(pins)?;
+    let xdp = xdp_program(&mut ebpf)?;
+    let (mode, native_unavailable, link_id) = match choice {
+        ModeChoice::Native => (
+            XdpMode::Native,
+            None,
+            attach_xdp(xdp, iface, XdpMode::Native)?,
+        ),
+        ModeChoice::Skb => (XdpMode::Skb, None, attach_xdp(xdp, iface, XdpMode::Skb)?),
+        ModeChoice::Auto => match attach_xdp(xdp, iface, XdpMode::Native) {
+            Ok(id) => (XdpMode::Native, None, id),
+            Err(XdpAttachError::Failed(err)) => {
+                let id = attach_xdp(xdp, iface, XdpMode::Skb)?;
+                (XdpMode::Skb, Some(format!("{err:#}")), id)
+            }
+            Err(occupied) => return Err(occupied.into()),
+        },
+    };
+    let xdp_link = FdLink::try_from(xdp.take_link(link_id)?)
+        .context("this kernel attached XDP without a bpf_link (Linux 5.9+ needed)")?;
+    let xdp_program_id = xdp_link.info()?.program_id();
+    xdp_link
+        .pin(pins.xdp_link(mode))
+        .context("pinning the XDP link")?;
+
+    let tc = tc_program(&mut ebpf)?;
+    if tcx_supported() {
+        let link_id = tc
+            .attach(iface.index, TcAttachType::Egress)
+            .context("attaching the TC egress program (TCX)")?;
+        let link = FdLink::try_from(tc.take_link(link_id)?)?;
+        link.pin(pins.tc_link())
+            .context("pinning the TC egress link")?;
+    } else {
+        // Before 6.6: a netlink clsact filter, which lives with the interface.
+        let _ = aya::programs::tc::qdisc_add_clsact(iface.index);
+        let link_id = tc
+            .attach(iface.index, TcAttachType::Egress)
+            .context("attaching the TC egress program (clsact)")?;
+        std::mem::forget(tc.take_link(link_id)?);
+        tc.pin(pins.tc_prog())
+            .context("pinning the TC egress program")?;
+    }
+    let tc_program_id = tc.info()?.id();
+    Ok(AttachReport {
+        iface: iface.name.clone(),
+        mode,
+        replaced: false,
+        native_unavailable,
+        xdp_program_id,
+        tc_program_id,
+    })
+}
+
+/// Swaps new programs into the existing links; maps are reused through their pins.
+fn replace(
+    pins: &IfacePins,
+    iface: &Interface,
+    mode: XdpMode,
+    choice: ModeChoice,
+) -> anyhow::Result<AttachReport> {
+    let wanted = match choice {
+        ModeChoice::Auto => mode,
+        ModeChoice::Native => XdpMode::Native,
+        ModeChoice::Skb => XdpMode::Skb,
+    };
+    if wanted != mode {
+        bail!(
+            "the filter is already attached to {} in {} mode; `filter-ctl detach --iface {}` first to change the mode",
+            iface.name,
+            mode.name(),
+            iface.name
+        );
+    }
+    let mut ebpf = load(pins)?;
+
+    let xdp = xdp_program(&mut ebpf)?;
+    let xdp_link = XdpLink::try_from(pinned_link(&pins.xdp_link(mode))?)?;
+    let link_id = xdp
+        .attach_to_link(xdp_link)
+        .context("replacing the XDP program")?;
+    // The pin keeps the link; dropping our handle must not detach it.
+    drop(xdp.take_link(link_id)?);
+    let xdp_program_id = xdp.info()?.id();
+
+    let tc = tc_program(&mut ebpf)?;
+    if pins.tc_link().exists() {
+        let tc_link = SchedClassifierLink::try_from(pinned_link(&pins.tc_link())?)?;
+        let link_id = tc
+            .attach_to_link(tc_link)
+            .context("replacing the TC egress program")?;
+        drop(FdLink::try_from(tc.take_link(link_id)?)?);
+    } else {
+        // Netlink-attached (kernel < 6.6): swap the filter, then the program pin.
+        let _ = aya::programs::tc::qdisc_detach_program(
+            iface.index,
+            TcAttachType::Egress.into(),
+            program::EGRESS,
+        );
+        let link_id = tc.attach(iface.index, TcAttachType::Egress)?;
+        std::mem::forget(tc.take_link(link_id)?);
+        let _ = fs::remove_file(pins.tc_prog());
+        tc.pin(pins.tc_prog())
+            .context("pinning the TC egress program")?;
+    }
+    let tc_program_id = tc.info()?.id();
+    Ok(AttachReport {
+        iface: iface.name.clone(),
+        mode,
+        replaced: true,
+        native_unavailable: None,
+        xdp_program_id,
+        tc_program_id,
+    })
+}
+
+/// Removes the filter from `iface`: unpinning the links detaches the programs,
+/// unpinning the maps frees them. Returns false if it was not attached.
+pub fn detach(root: &PinRoot, iface_name: &str) -> anyhow::Result<bool> {
+    let pins = root.iface(iface_name)?;
+    if !pins.exists() {
+        return Ok(false);
+    }
+    if pins.tc_prog().exists() {
+        // Netlink-attached TC filters are not links: remove the filter itself.
+        if let Ok(iface) = Interface::lookup(iface_name) {
+            let _ = aya::programs::tc::qdisc_detach_program(
+                iface.index,
+                TcAttachType::Egress.into(),
+                program::EGRESS,
+            );
+        }
+    }
+    pins.remove_all()?;
+    Ok(true)
+}
+
+/// Kernel view of a pinned link: its id and program id.
+pub fn link_info(path: &Path) -> anyhow::Result<LinkInfo> {
+    Ok(pinned_link(path)?.info()?)
+}
+
+fn pinned_link(path: &Path) -> anyhow::Result<FdLink> {
+    let pinned = PinnedLink::from_pin(path)
+        .with_context(|| format!("opening pinned link {}", path.display()))?;
+    Ok(FdLink::from(pinned))
+}
+
+fn xdp_program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
+    let program = ebpf
+        .program_mut(program::INGRESS)
+        .ok_or_else(|| anyhow!("program {} missing from the eBPF object", program::INGRESS))?;
+    Ok(program.try_into()?)
+}
+
+fn tc_program(ebpf: &mut Ebpf) -> anyhow::Result<&mut SchedClassifier> {
+    let program = ebpf
+        .program_mut(program::EGRESS)
+        .ok_or_else(|| anyhow!("program {} missing from the eBPF object", program::EGRESS))?;
+    Ok(program.try_into()?)
+}
+
+/// Why an XDP attach failed: someone else's program, or anything else.
+enum XdpAttachError {
+    Occupied(anyhow::Error),
+    Failed(anyhow::Error),
+}
+
+impl From<XdpAttachError> for anyhow::Error {
+    fn from(err: XdpAttachError) -> Self {
+        match err {
+            XdpAttachError::Occupied(err) | XdpAttachError::Failed(err) => err,
+        }
+    }
+}
+
+fn attach_xdp(
+    xdp: &mut Xdp,
+    iface: &Interface,
+    mode: XdpMode,
+) -> Result<XdpLinkId, XdpAttachError> {
+    let flags = match mode {
+        XdpMode::Native => aya::programs::XdpMode::Driver,
+        XdpMode::Skb => aya::programs::XdpMode::Skb,
+    };
+    xdp.attach(iface.index, flags)
+        .map_err(|err| match errno(&err) {
+            Some(libc::EBUSY | libc::EEXIST) => XdpAttachError::Occupied(anyhow!(
+                "{} already has an XDP program that filter-ctl did not attach; remove it first \
+             (`ip link set dev {} xdp off`, or the tool that attached it)",
+                iface.name,
+                iface.name
+            )),
+            _ => XdpAttachError::Failed(anyhow!(err).context(format!(
+                "attaching XDP to {} in {} mode",
+                iface.name,
+                mode.name()
+            ))),
+        })
+}
+
+fn errno(err: &ProgramError) -> Option<i32> {
+    match err {
+        ProgramError::SyscallError(syscall) => syscall.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// TCX links exist from Linux 6.6; older kernels get a netlink clsact filter.
+fn tcx_supported() -> bool {
+    KernelVersion::current().is_ok_and(|version| version >= KernelVersion::new(6, 6, 0))
+}

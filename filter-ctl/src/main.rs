@@ -1,0 +1,191 @@
+//! filter-ctl: the command line over the filter_ctl library.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use filter_ctl::{
+    attach::{self, ModeChoice},
+    iface::Interface,
+    pins::{self, PinRoot},
+    require_root, stats, status,
+};
+
+/// Drops unsolicited DNS/NTP responses and SYN floods on a gateway's WAN interface,
+/// with an XDP program on ingress and a TC program on egress.
+///
+/// The filter stays attached after filter-ctl exits: its maps and links are pinned
+/// under the pin root, one directory per network namespace and interface, and later
+/// calls work on that live state.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Examples:\n  \
+    filter-ctl attach --iface wan0\n  \
+    filter-ctl status\n  \
+    filter-ctl stats --iface wan0 --watch 1\n  \
+    filter-ctl detach --iface wan0\n  \
+    ip netns exec lab filter-ctl attach --iface wan0   # works inside namespaces too"
+)]
+struct Cli {
+    /// Where maps and links are pinned. Under `ip netns exec`, which hides
+    /// /sys/fs/bpf, the host's bpffs is reached through /proc/PID/root of the calling shell.
+    #[arg(long, global = true, env = pins::ROOT_ENV, default_value = pins::DEFAULT_ROOT)]
+    pin_root: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the filter and attach it to an interface (XDP ingress + TC egress).
+    ///
+    /// Attaching where it is already attached replaces the programs atomically
+    /// and keeps maps and counters.
+    Attach {
+        /// The WAN interface, e.g. wan0.
+        #[arg(long)]
+        iface: String,
+        /// XDP mode: auto tries native and falls back to generic (skb).
+        #[arg(long, value_enum, default_value_t)]
+        mode: ModeChoice,
+    },
+    /// Remove the filter from an interface: programs, links, maps and pins.
+    Detach {
+        #[arg(long)]
+        iface: String,
+    },
+    /// Show where the filter is attached, its mode, program ids and maps.
+    Status {
+        /// Only this interface (default: every interface in this network namespace).
+        #[arg(long)]
+        iface: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show packet and byte counters per verdict reason, summed over CPUs.
+    Stats {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        json: bool,
+        /// Print again every SECS seconds, with rates, until Ctrl-C.
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        watch: Option<u64>,
+    },
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp(None)
+        .format_target(false)
+        .init();
+    if let Err(err) = run(Cli::parse()) {
+        eprintln!("filter-ctl: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Attach { iface, mode } => {
+            require_root("attach")?;
+            let iface = Interface::lookup(&iface)?;
+            let root = PinRoot::open(&cli.pin_root, true)?;
+            let report = attach::attach(&root, &iface, mode)?;
+            if let Some(why) = &report.native_unavailable {
+                eprintln!(
+                    "filter-ctl: native XDP is not available on {} ({why}); using generic (skb) mode, which costs more per packet",
+                    report.iface
+                );
+            }
+            println!(
+                "{} filter on {} in {} mode (XDP program {}, egress program {})",
+                if report.replaced {
+                    "replaced"
+                } else {
+                    "attached"
+                },
+                report.iface,
+                report.mode.name(),
+                report.xdp_program_id,
+                report.tc_program_id
+            );
+        }
+        Command::Detach { iface } => {
+            require_root("detach")?;
+            let root = PinRoot::open(&cli.pin_root, false)?;
+            if attach::detach(&root, &iface)? {
+                println!("detached filter from {iface}");
+            } else {
+                anyhow::bail!("the filter is not attached to {iface} in this network namespace");
+            }
+        }
+        Command::Status { iface, json } => {
+            require_root("status")?;
+            let root = PinRoot::open(&cli.pin_root, false)?;
+            let all = status::status(&root, iface.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                println!("the filter is not attached to any interface in this network namespace");
+            } else {
+                all.iter().for_each(|s| print!("{}", status::describe(s)));
+            }
+        }
+        Command::Stats { iface, json, watch } => {
+            require_root("stats")?;
+            let root = PinRoot::open(&cli.pin_root, false)?;
+            let pins = root.iface(&iface)?;
+            if !pins.exists() {
+                anyhow::bail!("the filter is not attached to {iface} in this network namespace");
+            }
+            match watch {
+                None => print_stats(&stats::read(&pins)?, None, json)?,
+                Some(secs) => watch_stats(&pins, secs, json)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_stats(
+    counts: &[stats::ReasonCount],
+    previous: Option<(&[stats::ReasonCount], f64)>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(counts)?);
+    } else {
+        print!("{}", stats::table(counts, previous));
+    }
+    Ok(())
+}
+
+/// Prints the counters every `secs` seconds with rates, until Ctrl-C.
+fn watch_stats(pins: &pins::IfacePins, secs: u64, json: bool) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let mut previous = stats::read(pins)?;
+        print_stats(&previous, None, json)?;
+        let mut ticks = tokio::time::interval(Duration::from_secs(secs));
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = ticks.tick() => {
+                    let counts = stats::read(pins)?;
+                    if !json {
+                        println!();
+                    }
+                    print_stats(&counts, Some((&previous, secs as f64)), json)?;
+                    previous = counts;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,20 @@
+//! Per-reason packet and byte counters, one slot per CPU so the hot path
+//! never contends on a shared cache line.
+
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+use filter_common::{Counter, Reason};
+
+#[map]
+static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
+
+#[inline(always)]
+pub fn count(reason: Reason, bytes: u64) {
+    if let Some(counter) = STATS.get_ptr_mut(reason.index()) {
+        // SAFETY: the slot belongs to this CPU and stays valid for the map's life;
+        // a program runs to completion on one CPU without preemption by itself.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += bytes;
+        }
+    }
+}
