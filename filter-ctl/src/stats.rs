@@ -16,12 +16,18 @@ pub struct ReasonCount {
     pub bytes: u64,
 }
 
-/// Every reason's counters, in reason order.
+/// Every reason's counters of the filter pinned at `pins`, in reason order.
 pub fn read(pins: &IfacePins) -> anyhow::Result<Vec<ReasonCount>> {
     let path = pins.map(map::STATS);
     let data = MapData::from_pin(&path)
         .with_context(|| format!("opening {} (is the filter attached?)", path.display()))?;
-    let stats: PerCpuArray<MapData, Counter> = PerCpuArray::try_from(Map::from_map_data(data)?)?;
+    sum(&PerCpuArray::try_from(Map::from_map_data(data)?)?)
+}
+
+/// Every reason's counters in a `STATS` map (pinned, or of a program loaded by a test).
+pub fn sum<T: std::borrow::Borrow<MapData>>(
+    stats: &PerCpuArray<T, Counter>,
+) -> anyhow::Result<Vec<ReasonCount>> {
     Reason::ALL
         .iter()
         .map(|&reason| {
