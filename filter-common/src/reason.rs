@@ -4,7 +4,7 @@
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
-    /// Ingress, passed: not IPv4/IPv6 (ARP, LLDP, ...). Never filtered.
+    /// Ingress, passed: not IPv4/IPv6 (ARP, LLDP, PPP control, ...). Never filtered.
     PassNotIp = 0,
     /// Ingress, passed: IPv4 that no rule matched.
     PassIpv4 = 1,
@@ -13,12 +13,35 @@ pub enum Reason {
     /// Ingress, passed: headers truncated or malformed; passed so that a
     /// parser gap can never drop valid traffic, and counted to show it.
     PassMalformed = 3,
-    /// Egress, observed: IPv4.
-    EgressIpv4 = 4,
-    /// Egress, observed: IPv6.
-    EgressIpv6 = 5,
+    /// Ingress, passed: a response from a watched port that answers a query
+    /// our egress recorded (the entry is consumed).
+    PassSolicited = 4,
+    /// Ingress, passed: a later IP fragment whose first fragment passed.
+    PassFragment = 5,
+    /// Ingress, passed: a later fragment whose first fragment was not seen
+    /// (out of order, or expired), under the `pass` orphan policy.
+    PassOrphanFragment = 6,
+    /// Ingress, dropped: a DNS response (source port 53) nobody asked for.
+    DropUnsolicitedDns = 7,
+    /// Ingress, dropped: an NTP response (source port 123) nobody asked for.
+    DropUnsolicitedNtp = 8,
+    /// Ingress, dropped: a response from another watched amplification port
+    /// (chargen, SSDP, memcached, ...) nobody asked for.
+    DropUnsolicitedOther = 9,
+    /// Ingress, dropped: NTP mode 6/7 (control, monlist) packets, responses or
+    /// queries: the gateway must never be an amplifier nor a victim of one.
+    DropNtpControl = 10,
+    /// Ingress, dropped: a later IP fragment whose first fragment was dropped.
+    DropFragment = 11,
+    /// Ingress, dropped: an orphan later fragment under the `drop` policy.
+    DropOrphanFragment = 12,
+    /// Egress, observed: a UDP query to a watched port, recorded as solicited.
+    EgressQueryRecorded = 13,
+    /// Egress, observed: a recorded query pushed the oldest live entry of its
+    /// bucket out of the solicited table (the table is full there).
+    EgressQueryEvicted = 14,
     /// Egress, observed: anything else.
-    EgressOther = 6,
+    EgressOther = 15,
 }
 
 /// Where a reason is counted.
@@ -36,8 +59,8 @@ pub enum Action {
 }
 
 impl Reason {
-    /// Number of reasons: the size of the `STATS` map.
-    pub const COUNT: u32 = 7;
+    /// Number of reasons.
+    pub const COUNT: u32 = 16;
 
     /// Every reason, in index order.
     pub const ALL: [Reason; Self::COUNT as usize] = [
@@ -45,8 +68,17 @@ impl Reason {
         Reason::PassIpv4,
         Reason::PassIpv6,
         Reason::PassMalformed,
-        Reason::EgressIpv4,
-        Reason::EgressIpv6,
+        Reason::PassSolicited,
+        Reason::PassFragment,
+        Reason::PassOrphanFragment,
+        Reason::DropUnsolicitedDns,
+        Reason::DropUnsolicitedNtp,
+        Reason::DropUnsolicitedOther,
+        Reason::DropNtpControl,
+        Reason::DropFragment,
+        Reason::DropOrphanFragment,
+        Reason::EgressQueryRecorded,
+        Reason::EgressQueryEvicted,
         Reason::EgressOther,
     ];
 
@@ -57,27 +89,44 @@ impl Reason {
             Reason::PassIpv4 => "pass_ipv4",
             Reason::PassIpv6 => "pass_ipv6",
             Reason::PassMalformed => "pass_malformed",
-            Reason::EgressIpv4 => "egress_ipv4",
-            Reason::EgressIpv6 => "egress_ipv6",
+            Reason::PassSolicited => "pass_solicited",
+            Reason::PassFragment => "pass_fragment",
+            Reason::PassOrphanFragment => "pass_orphan_fragment",
+            Reason::DropUnsolicitedDns => "drop_unsolicited_dns",
+            Reason::DropUnsolicitedNtp => "drop_unsolicited_ntp",
+            Reason::DropUnsolicitedOther => "drop_unsolicited_other",
+            Reason::DropNtpControl => "drop_ntp_control",
+            Reason::DropFragment => "drop_fragment",
+            Reason::DropOrphanFragment => "drop_orphan_fragment",
+            Reason::EgressQueryRecorded => "egress_query_recorded",
+            Reason::EgressQueryEvicted => "egress_query_evicted",
             Reason::EgressOther => "egress_other",
         }
     }
 
     pub const fn direction(self) -> Direction {
         match self {
-            Reason::PassNotIp | Reason::PassIpv4 | Reason::PassIpv6 | Reason::PassMalformed => {
-                Direction::Ingress
+            Reason::EgressQueryRecorded | Reason::EgressQueryEvicted | Reason::EgressOther => {
+                Direction::Egress
             }
-            Reason::EgressIpv4 | Reason::EgressIpv6 | Reason::EgressOther => Direction::Egress,
+            _ => Direction::Ingress,
         }
     }
 
-    /// Every reason so far passes; drop reasons come with the detection rules.
     pub const fn action(self) -> Action {
-        Action::Pass
+        match self {
+            Reason::DropUnsolicitedDns
+            | Reason::DropUnsolicitedNtp
+            | Reason::DropUnsolicitedOther
+            | Reason::DropNtpControl
+            | Reason::DropFragment
+            | Reason::DropOrphanFragment => Action::Drop,
+            _ => Action::Pass,
+        }
     }
 
-    /// Index into the `STATS` map.
+    /// Index into the `STATS` map. In monitor mode a drop reason is counted
+    /// at `index() + COUNT` ("would drop") and the packet passes.
     pub const fn index(self) -> u32 {
         self as u32
     }

@@ -10,6 +10,7 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
+    maps::Array,
     programs::{
         ProgramError, SchedClassifier, TcAttachType, Xdp,
         links::{FdLink, LinkInfo, PinnedLink},
@@ -24,6 +25,7 @@ use crate::{
     EBPF_OBJECT,
     iface::Interface,
     pins::{IfacePins, PinRoot, XdpMode},
+    settings,
 };
 
 /// The XDP mode asked for on the command line.
@@ -99,6 +101,12 @@ fn fresh_attach(
     choice: ModeChoice,
 ) -> anyhow::Result<AttachReport> {
     let mut ebpf = load(pins)?;
+    let [config, ports] = ebpf.maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
+    let missing = || anyhow!("settings maps missing from the eBPF object");
+    settings::write_defaults(
+        &mut Array::try_from(config.ok_or_else(missing)?)?,
+        &mut Array::try_from(ports.ok_or_else(missing)?)?,
+    )?;
     let xdp = xdp_program(&mut ebpf)?;
     let (mode, native_unavailable, link_id) = match choice {
         ModeChoice::Native => (

@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod iface;
 pub mod pins;
+pub mod settings;
 pub mod stats;
 pub mod status;
 

@@ -8,7 +8,9 @@ use filter_ctl::{
     attach::{self, ModeChoice},
     iface::Interface,
     pins::{self, PinRoot},
-    require_root, stats, status,
+    require_root,
+    settings::{self, PinnedSettings, Settings},
+    stats, status,
 };
 
 /// Drops unsolicited DNS/NTP responses and SYN floods on a gateway's WAN interface,
@@ -24,6 +26,8 @@ use filter_ctl::{
     filter-ctl attach --iface wan0\n  \
     filter-ctl status\n  \
     filter-ctl stats --iface wan0 --watch 1\n  \
+    filter-ctl set --iface wan0 monitor=on solicited_lifetime=5s\n  \
+    filter-ctl config --iface wan0\n  \
     filter-ctl detach --iface wan0\n  \
     ip netns exec lab filter-ctl attach --iface wan0   # works inside namespaces too"
 )]
@@ -50,6 +54,9 @@ enum Command {
         /// XDP mode: auto tries native and falls back to generic (skb).
         #[arg(long, value_enum, default_value_t)]
         mode: ModeChoice,
+        /// A TOML file of settings (the keys of `set`), validated before attaching.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Remove the filter from an interface: programs, links, maps and pins.
     Detach {
@@ -61,6 +68,31 @@ enum Command {
         /// Only this interface (default: every interface in this network namespace).
         #[arg(long)]
         iface: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change settings of the running filter: no reattach, counters and state kept.
+    ///
+    /// All assignments are validated first; if one is rejected nothing changes.
+    #[command(after_help = settings_help())]
+    Set {
+        #[arg(long)]
+        iface: String,
+        /// KEY=VALUE, e.g. monitor=on solicited_lifetime=5s dns_ports=53,5353
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+    },
+    /// Apply a TOML settings file (the keys of `set`) to the running filter.
+    #[command(after_help = settings_help())]
+    Apply {
+        #[arg(long)]
+        iface: String,
+        file: PathBuf,
+    },
+    /// Show the live settings.
+    Config {
+        #[arg(long)]
+        iface: String,
         #[arg(long)]
         json: bool,
     },
@@ -89,11 +121,23 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Attach { iface, mode } => {
+        Command::Attach {
+            iface,
+            mode,
+            config,
+        } => {
             require_root("attach")?;
             let iface = Interface::lookup(&iface)?;
+            // Validate the file before touching the interface.
+            let assignments = config.as_deref().map(read_settings_file).transpose()?;
+            if let Some(assignments) = &assignments {
+                Settings::default().with(as_pairs(assignments))?;
+            }
             let root = PinRoot::open(&cli.pin_root, true)?;
             let report = attach::attach(&root, &iface, mode)?;
+            if let Some(assignments) = &assignments {
+                PinnedSettings::open(&root.iface(&report.iface)?)?.apply(as_pairs(assignments))?;
+            }
             if let Some(why) = &report.native_unavailable {
                 eprintln!(
                     "filter-ctl: native XDP is not available on {} ({why}); using generic (skb) mode, which costs more per packet",
@@ -134,6 +178,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 all.iter().for_each(|s| print!("{}", status::describe(s)));
             }
         }
+        Command::Set { iface, assignments } => {
+            require_root("set")?;
+            let pairs = assignments
+                .iter()
+                .map(|a| settings::parse_assignment(a))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let settings = attached_settings(&cli.pin_root, &iface)?.apply(pairs)?;
+            print!("{}", settings.describe());
+        }
+        Command::Apply { iface, file } => {
+            require_root("apply")?;
+            let assignments = read_settings_file(&file)?;
+            let settings =
+                attached_settings(&cli.pin_root, &iface)?.apply(as_pairs(&assignments))?;
+            print!("{}", settings.describe());
+        }
+        Command::Config { iface, json } => {
+            require_root("config")?;
+            let settings = attached_settings(&cli.pin_root, &iface)?.read()?;
+            if json {
+                let values: serde_json::Map<String, serde_json::Value> = settings
+                    .values()
+                    .into_iter()
+                    .map(|(key, value)| (key.to_owned(), value.into()))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&values)?);
+            } else {
+                print!("{}", settings.describe());
+            }
+        }
         Command::Stats { iface, json, watch } => {
             require_root("stats")?;
             let root = PinRoot::open(&cli.pin_root, false)?;
@@ -148,6 +222,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The settings maps of the filter on `iface`, with a clear error if it is not attached.
+fn attached_settings(pin_root: &std::path::Path, iface: &str) -> anyhow::Result<PinnedSettings> {
+    let pins = PinRoot::open(pin_root, false)?.iface(iface)?;
+    if !pins.exists() {
+        anyhow::bail!("the filter is not attached to {iface} in this network namespace");
+    }
+    PinnedSettings::open(&pins)
+}
+
+fn read_settings_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    settings::assignments_from_toml(&text).with_context(|| format!("in {}", path.display()))
+}
+
+fn as_pairs(assignments: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    assignments.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+/// The list of keys for `set --help` and `apply --help`.
+fn settings_help() -> String {
+    let mut help = String::from("Settings:\n");
+    for key in settings::KEYS {
+        help.push_str(&format!(
+            "  {:<20} {:<12} {}\n",
+            key.name, key.values, key.help
+        ));
+    }
+    let defaults = Settings::default();
+    help.push_str("\nDefaults:\n");
+    for (key, value) in defaults.values() {
+        help.push_str(&format!("  {key}={value}\n"));
+    }
+    help
 }
 
 fn print_stats(

@@ -25,46 +25,73 @@ pub fn read(pins: &IfacePins) -> anyhow::Result<Vec<ReasonCount>> {
 }
 
 /// Every reason's counters in a `STATS` map (pinned, or of a program loaded by a test).
+///
+/// Drop reasons come twice: what was dropped, and (action `would_drop`) what
+/// monitor mode passed instead.
 pub fn sum<T: std::borrow::Borrow<MapData>>(
     stats: &PerCpuArray<T, Counter>,
 ) -> anyhow::Result<Vec<ReasonCount>> {
-    Reason::ALL
-        .iter()
-        .map(|&reason| {
-            let per_cpu = stats.get(&reason.index(), 0)?;
-            let total = per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
-                packets: sum.packets + c.packets,
-                bytes: sum.bytes + c.bytes,
-            });
-            Ok(ReasonCount {
-                reason: reason.name(),
-                direction: match reason.direction() {
-                    Direction::Ingress => "ingress",
-                    Direction::Egress => "egress",
-                },
-                action: match reason.action() {
-                    Action::Pass => "pass",
-                    Action::Drop => "drop",
-                },
-                packets: total.packets,
-                bytes: total.bytes,
-            })
-        })
-        .collect()
+    let total = |index: u32| -> anyhow::Result<Counter> {
+        let per_cpu = stats.get(&index, 0)?;
+        Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
+            packets: sum.packets + c.packets,
+            bytes: sum.bytes + c.bytes,
+        }))
+    };
+    let row = |reason: Reason, action: &'static str, counter: Counter| ReasonCount {
+        reason: reason.name(),
+        direction: match reason.direction() {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        },
+        action,
+        packets: counter.packets,
+        bytes: counter.bytes,
+    };
+    let mut rows = Vec::new();
+    for reason in Reason::ALL {
+        let action = match reason.action() {
+            Action::Pass => "pass",
+            Action::Drop => "drop",
+        };
+        rows.push(row(reason, action, total(reason.index())?));
+    }
+    for reason in Reason::ALL
+        .into_iter()
+        .filter(|r| r.action() == Action::Drop)
+    {
+        rows.push(row(
+            reason,
+            WOULD_DROP,
+            total(Reason::COUNT + reason.index())?,
+        ));
+    }
+    Ok(rows)
 }
 
-/// The counters of one reason, by name.
-pub fn find<'a>(counts: &'a [ReasonCount], reason: Reason) -> &'a ReasonCount {
+/// The action of monitor-mode rows.
+pub const WOULD_DROP: &str = "would_drop";
+
+/// The counters of one reason (for drop reasons: what was really dropped).
+pub fn find(counts: &[ReasonCount], reason: Reason) -> &ReasonCount {
     counts
         .iter()
-        .find(|count| count.reason == reason.name())
-        .expect("read() returns every reason")
+        .find(|count| count.reason == reason.name() && count.action != WOULD_DROP)
+        .expect("sum() returns every reason")
+}
+
+/// What monitor mode passed that `reason` would have dropped.
+pub fn find_would_drop(counts: &[ReasonCount], reason: Reason) -> &ReasonCount {
+    counts
+        .iter()
+        .find(|count| count.reason == reason.name() && count.action == WOULD_DROP)
+        .expect("sum() returns every drop reason's monitor row")
 }
 
 /// A human table; with `previous` and `secs`, adds per-second rates.
 pub fn table(counts: &[ReasonCount], previous: Option<(&[ReasonCount], f64)>) -> String {
     let mut out = format!(
-        "{:<16} {:<9} {:<6} {:>14} {:>16}",
+        "{:<24} {:<9} {:<10} {:>14} {:>16}",
         "reason", "direction", "action", "packets", "bytes"
     );
     if previous.is_some() {
@@ -73,7 +100,7 @@ pub fn table(counts: &[ReasonCount], previous: Option<(&[ReasonCount], f64)>) ->
     out.push('\n');
     for (i, count) in counts.iter().enumerate() {
         out.push_str(&format!(
-            "{:<16} {:<9} {:<6} {:>14} {:>16}",
+            "{:<24} {:<9} {:<10} {:>14} {:>16}",
             count.reason, count.direction, count.action, count.packets, count.bytes
         ));
         if let Some((before, secs)) = previous {

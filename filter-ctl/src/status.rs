@@ -1,7 +1,7 @@
 //! What is attached where: links, programs and map fill levels, from the pins.
 
-use aya::maps::MapInfo;
-use filter_common::map;
+use aya::maps::{Array, HashMap, Map, MapData, MapInfo};
+use filter_common::{FragmentKey, FragmentVerdict, SolicitedSlot, map};
 
 use crate::{
     attach::link_info,
@@ -31,7 +31,8 @@ pub struct MapStatus {
     pub id: u32,
     pub kind: String,
     pub max_entries: u32,
-    /// Entries in use; arrays are always full.
+    /// Entries in use: watched ports, live solicited queries, tracked
+    /// fragmented datagrams; the counter and config arrays are always full.
     pub entries: u32,
 }
 
@@ -68,7 +69,8 @@ fn one(pins: &IfacePins, name: &str) -> anyhow::Result<Status> {
                 id: info.id(),
                 kind: format!("{:?}", info.map_type()?),
                 max_entries: info.max_entries(),
-                entries: info.max_entries(),
+                entries: entries_in_use(name, MapData::from_pin(pins.map(name))?)?
+                    .unwrap_or(info.max_entries()),
             })
         })
         .collect::<anyhow::Result<_>>()?;
@@ -84,6 +86,49 @@ fn one(pins: &IfacePins, name: &str) -> anyhow::Result<Status> {
         pin_dir: pins.shown_dir().display().to_string(),
         maps,
     })
+}
+
+/// How many entries of a map are in use, for maps where that is not simply all.
+fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
+    let count = |n: usize| Some(u32::try_from(n).unwrap_or(u32::MAX));
+    Ok(match name {
+        map::WATCHED_PORTS => {
+            let ports: Array<MapData, u8> = Array::try_from(Map::from_map_data(data)?)?;
+            count(
+                ports
+                    .iter()
+                    .filter(|class| matches!(class, Ok(c) if *c != 0))
+                    .count(),
+            )
+        }
+        map::SOLICITED => {
+            let now = monotonic_ns();
+            let slots: Array<MapData, SolicitedSlot> = Array::try_from(Map::from_map_data(data)?)?;
+            count(
+                slots
+                    .iter()
+                    .filter(|slot| matches!(slot, Ok(s) if s.expires_ns > now))
+                    .count(),
+            )
+        }
+        map::FRAGMENTS => {
+            let fragments: HashMap<MapData, FragmentKey, FragmentVerdict> =
+                HashMap::try_from(Map::from_map_data(data)?)?;
+            count(fragments.keys().filter(Result::is_ok).count())
+        }
+        _ => None,
+    })
+}
+
+/// The clock the programs' expiry times use (bpf_ktime_get_ns).
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// The human form of one status.
@@ -109,12 +154,12 @@ pub fn describe(status: &Status) -> String {
     }
     out.push_str(&format!("  pins: {}\n", status.pin_dir));
     out.push_str(&format!(
-        "  {:<12} {:>6} {:<12} {:>9} {:>11}\n",
-        "map", "id", "type", "entries", "max"
+        "  {:<14} {:>6} {:<12} {:>9} {:>11}\n",
+        "map", "id", "type", "in use", "max"
     ));
     for m in &status.maps {
         out.push_str(&format!(
-            "  {:<12} {:>6} {:<12} {:>9} {:>11}\n",
+            "  {:<14} {:>6} {:<12} {:>9} {:>11}\n",
             m.name, m.id, m.kind, m.entries, m.max_entries
         ));
     }

@@ -1,11 +1,16 @@
 //! The WAN filter's kernel side: one XDP program for ingress, where every
-//! verdict is taken, and one TC program for egress, which only observes.
+//! verdict is taken, and one TC program for egress, which records what the
+//! inside asked for and never drops.
 #![no_std]
 #![no_main]
 
+mod config;
 mod egress;
+mod fragments;
 mod ingress;
 mod packet;
+mod proto;
+mod solicited;
 mod stats;
 
 use aya_ebpf::{
@@ -15,23 +20,40 @@ use aya_ebpf::{
 };
 use filter_common::Action;
 
-use crate::packet::Packet;
+use crate::packet::{MAX_L4_OFFSET, Packet};
 
 #[xdp]
 pub fn wan_ingress(ctx: XdpContext) -> u32 {
     let packet = Packet::new(ctx.data(), ctx.data_end());
-    let reason = ingress::verdict(&packet);
-    stats::count(reason, packet.len() as u64);
+    let config = config::get();
+    let reason = ingress::verdict(&packet, &config, config::now_ns());
+    let bytes = packet.len() as u64;
     match reason.action() {
-        Action::Pass => xdp_action::XDP_PASS,
-        Action::Drop => xdp_action::XDP_DROP,
+        Action::Pass => {
+            stats::count(reason, bytes);
+            xdp_action::XDP_PASS
+        }
+        Action::Drop if config.monitor != 0 => {
+            stats::count_would_drop(reason, bytes);
+            xdp_action::XDP_PASS
+        }
+        Action::Drop => {
+            stats::count(reason, bytes);
+            xdp_action::XDP_DROP
+        }
     }
 }
 
 #[classifier]
 pub fn wan_egress(ctx: TcContext) -> i32 {
+    // Make the headers we read linear; a failure only means we see less.
+    let _ = ctx.pull_data(ctx.len().min((MAX_L4_OFFSET + 64) as u32));
     let packet = Packet::new(ctx.data(), ctx.data_end());
-    stats::count(egress::observe(&packet), u64::from(ctx.len()));
+    let config = config::get();
+    stats::count(
+        egress::observe(&packet, &config, config::now_ns()),
+        u64::from(ctx.len()),
+    );
     // Egress never drops: it only learns what the inside asked for.
     TC_ACT_OK
 }

@@ -1,13 +1,37 @@
-//! Bounds-checked reads of packet headers, shared by the ingress and egress hooks.
-//! Every read checks against the end of the packet, as the verifier requires.
+//! Header parsing shared by the ingress and egress hooks: finds the IP header
+//! behind the link-layer encapsulations a WAN link carries, then the transport
+//! header behind IPv4 options or IPv6 extension headers.
+//! Every read is checked against the end of the packet, as the verifier requires.
 
-/// EtherType values we parse.
-pub const ETH_P_IPV4: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_P_PPPOE_SESSION: u16 = 0x8864;
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
 
-pub const ETH_HDR_LEN: usize = 14;
-pub const IPV4_MIN_HDR_LEN: usize = 20;
-pub const IPV6_HDR_LEN: usize = 40;
+const ETH_HDR_LEN: usize = 14;
+const VLAN_TAG_LEN: usize = 4;
+/// PPPoE session header (6 bytes) plus the PPP protocol field (2 bytes).
+const PPPOE_HDR_LEN: usize = 8;
+const IPV4_MIN_HDR_LEN: usize = 20;
+const IPV6_HDR_LEN: usize = 40;
+
+/// At most this many stacked VLAN tags (802.1ad outer + 802.1Q inner).
+const MAX_VLAN_TAGS: usize = 2;
+/// At most this many IPv6 extension headers are walked; a longer chain is malformed.
+const MAX_IPV6_EXT_HEADERS: usize = 6;
+/// Transport headers further in than this are not parsed (counted as malformed).
+/// Bounding offsets also lets the verifier prove every access is in range.
+pub const MAX_L4_OFFSET: usize = 512;
+
+pub const IPPROTO_UDP: u8 = 17;
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AUTH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
 
 /// The linear packet bytes a program may read: `[start, end)`.
 pub struct Packet {
@@ -15,13 +39,52 @@ pub struct Packet {
     end: usize,
 }
 
-/// Where the network layer starts and what it is.
-pub enum Network {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Family {
     Ipv4,
     Ipv6,
-    /// A frame we do not filter (ARP, LLDP, ...).
+}
+
+impl Family {
+    /// 4 or 6, as stored in map keys.
+    #[inline(always)]
+    pub fn number(self) -> u32 {
+        match self {
+            Family::Ipv4 => 4,
+            Family::Ipv6 => 6,
+        }
+    }
+}
+
+/// Where a packet stands in IP fragmentation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    /// A whole datagram.
+    Whole,
+    /// The first fragment: carries the transport header.
+    First { id: u32 },
+    /// A later fragment: no transport header, only payload.
+    Later { id: u32 },
+}
+
+/// An IP packet, located.
+pub struct Ip {
+    pub family: Family,
+    /// Addresses as read from the wire; IPv4 uses word 0.
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// The upper-layer protocol, after any IPv6 extension headers.
+    pub protocol: u8,
+    pub fragment: Fragment,
+    /// Offset of the transport header; meaningless for `Fragment::Later`.
+    pub l4_offset: usize,
+}
+
+pub enum Network {
+    Ip(Ip),
+    /// A frame we never filter: ARP, LLDP, PPP control, ...
     NotIp,
-    /// Headers cut short or invalid.
+    /// Headers cut short or invalid: passed, and counted.
     Malformed,
 }
 
@@ -46,13 +109,9 @@ impl Packet {
         Some(at as *const T)
     }
 
-    #[inline(always)]
-    pub fn u8_at(&self, offset: usize) -> Option<u8> {
-        // SAFETY: ptr_at checked the byte lies inside the packet.
-        self.ptr_at::<u8>(offset).map(|p| unsafe { *p })
-    }
-
-    /// A big-endian u16 at `offset`.
+    /// A big-endian u16 at `offset`. There is no single-byte read: LLVM turns a
+    /// one-byte bounds check into a form the verifier cannot use, so bytes are
+    /// read in pairs (every header here has at least two bytes from there on).
     #[inline(always)]
     pub fn be16_at(&self, offset: usize) -> Option<u16> {
         // SAFETY: ptr_at checked both bytes lie inside the packet; unaligned read.
@@ -60,35 +119,194 @@ impl Packet {
             .map(|p| u16::from_be_bytes(unsafe { core::ptr::read_unaligned(p) }))
     }
 
-    /// Finds the network layer behind the Ethernet header.
+    /// A big-endian u32 at `offset`.
+    #[inline(always)]
+    pub fn be32_at(&self, offset: usize) -> Option<u32> {
+        // SAFETY: ptr_at checked the four bytes lie inside the packet; unaligned read.
+        self.ptr_at::<[u8; 4]>(offset)
+            .map(|p| u32::from_be_bytes(unsafe { core::ptr::read_unaligned(p) }))
+    }
+
+    /// Finds the IP header behind Ethernet, up to two VLAN tags and PPPoE.
     #[inline(always)]
     pub fn network(&self) -> Network {
-        let Some(ethertype) = self.be16_at(12) else {
+        let Some((ethertype, offset)) = self.link_layer() else {
             return Network::Malformed;
         };
-        let offset = ETH_HDR_LEN;
         match ethertype {
-            ETH_P_IPV4 => match self.u8_at(offset) {
-                Some(vihl)
-                    if vihl >> 4 == 4 && usize::from(vihl & 0x0f) * 4 >= IPV4_MIN_HDR_LEN =>
-                {
-                    if self.ptr_at::<[u8; IPV4_MIN_HDR_LEN]>(offset).is_some() {
-                        Network::Ipv4
-                    } else {
-                        Network::Malformed
-                    }
-                }
-                _ => Network::Malformed,
-            },
-            ETH_P_IPV6 => match self.u8_at(offset) {
-                Some(version)
-                    if version >> 4 == 6 && self.ptr_at::<[u8; IPV6_HDR_LEN]>(offset).is_some() =>
-                {
-                    Network::Ipv6
-                }
-                _ => Network::Malformed,
-            },
+            ETH_P_IPV4 => self.ipv4(offset),
+            ETH_P_IPV6 => self.ipv6(offset),
             _ => Network::NotIp,
         }
+    }
+
+    /// The EtherType of the network layer (IPv4/IPv6 for PPPoE sessions carrying
+    /// IP) and its offset, or `None` if the link-layer headers are cut short.
+    #[inline(always)]
+    fn link_layer(&self) -> Option<(u16, usize)> {
+        let mut ethertype = self.be16_at(12)?;
+        let mut offset = ETH_HDR_LEN;
+        for _ in 0..MAX_VLAN_TAGS {
+            if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+                break;
+            }
+            ethertype = self.be16_at(offset + 2)?;
+            offset += VLAN_TAG_LEN;
+        }
+        if ethertype == ETH_P_PPPOE_SESSION {
+            let ppp_protocol = self.be16_at(offset + 6)?;
+            offset += PPPOE_HDR_LEN;
+            ethertype = match ppp_protocol {
+                PPP_IPV4 => ETH_P_IPV4,
+                PPP_IPV6 => ETH_P_IPV6,
+                // LCP, IPCP, ... keep the session alive: never filtered.
+                _ => 0,
+            };
+        }
+        Some((ethertype, offset))
+    }
+
+    #[inline(always)]
+    fn ipv4(&self, offset: usize) -> Network {
+        // One bounds check for the fixed header, then plain reads from a copy:
+        // LLVM may compute fields of several separately checked reads before
+        // knowing they all succeeded, which the verifier rejects.
+        let Some(header) = self.ptr_at::<[u8; IPV4_MIN_HDR_LEN]>(offset) else {
+            return Network::Malformed;
+        };
+        // SAFETY: ptr_at checked the whole fixed header lies inside the packet.
+        let h = unsafe { core::ptr::read_unaligned(header) };
+        let header_len = usize::from(h[0] & 0x0f) * 4;
+        if h[0] >> 4 != 4 || header_len < IPV4_MIN_HDR_LEN {
+            return Network::Malformed;
+        }
+        let id = u32::from(u16::from_be_bytes([h[4], h[5]]));
+        let flags_fragment = u16::from_be_bytes([h[6], h[7]]);
+        let more_fragments = flags_fragment & 0x2000 != 0;
+        let fragment = match (flags_fragment & 0x1fff, more_fragments) {
+            (0, false) => Fragment::Whole,
+            (0, true) => Fragment::First { id },
+            _ => Fragment::Later { id },
+        };
+        Network::Ip(Ip {
+            family: Family::Ipv4,
+            src: [u32::from_ne_bytes([h[12], h[13], h[14], h[15]]), 0, 0, 0],
+            dst: [u32::from_ne_bytes([h[16], h[17], h[18], h[19]]), 0, 0, 0],
+            protocol: h[9],
+            fragment,
+            l4_offset: offset + header_len,
+        })
+    }
+
+    #[inline(always)]
+    fn ipv6(&self, offset: usize) -> Network {
+        let Some(header) = self.ptr_at::<[u32; IPV6_HDR_LEN / 4]>(offset) else {
+            return Network::Malformed;
+        };
+        // SAFETY: ptr_at checked the whole fixed header lies inside the packet.
+        let h = unsafe { core::ptr::read_unaligned(header) };
+        let [version_class_flow, length_next_hop, ..] = h.map(u32::from_be);
+        if version_class_flow >> 28 != 6 {
+            return Network::Malformed;
+        }
+        let next_header = (length_next_hop >> 8) as u8;
+        let src = [h[2], h[3], h[4], h[5]];
+        let dst = [h[6], h[7], h[8], h[9]];
+        let mut protocol = next_header;
+        let mut l4_offset = offset + IPV6_HDR_LEN;
+        let mut fragment = Fragment::Whole;
+        for _ in 0..MAX_IPV6_EXT_HEADERS {
+            if !is_ipv6_extension(protocol) {
+                break;
+            }
+            if l4_offset > MAX_L4_OFFSET {
+                return Network::Malformed;
+            }
+            // Every extension header is at least 8 bytes and starts with the
+            // next header and a length.
+            let Some(ext) = self.ptr_at::<[u8; 8]>(l4_offset) else {
+                return Network::Malformed;
+            };
+            // SAFETY: ptr_at checked the 8 bytes lie inside the packet.
+            let ext = unsafe { core::ptr::read_unaligned(ext) };
+            let len = usize::from(ext[1]);
+            let header_len = match protocol {
+                IPV6_AUTH => (len + 2) * 4,
+                IPV6_FRAGMENT => {
+                    let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
+                    let id = u32::from_be_bytes([ext[4], ext[5], ext[6], ext[7]]);
+                    fragment = match (offset_flags >> 3, offset_flags & 1 != 0) {
+                        (0, false) => Fragment::Whole,
+                        (0, true) => Fragment::First { id },
+                        _ => Fragment::Later { id },
+                    };
+                    8
+                }
+                // Hop-by-hop, routing, destination options.
+                _ => (len + 1) * 8,
+            };
+            protocol = ext[0];
+            l4_offset += header_len;
+            if let Fragment::Later { .. } = fragment {
+                // No upper-layer header follows in a later fragment.
+                break;
+            }
+        }
+        if is_ipv6_extension(protocol) && !matches!(fragment, Fragment::Later { .. }) {
+            // The chain is longer than we walk: do not guess.
+            return Network::Malformed;
+        }
+        Network::Ip(Ip {
+            family: Family::Ipv6,
+            src,
+            dst,
+            protocol,
+            fragment,
+            l4_offset,
+        })
+    }
+}
+
+#[inline(always)]
+fn is_ipv6_extension(protocol: u8) -> bool {
+    matches!(
+        protocol,
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_AUTH | IPV6_DEST_OPTS
+    )
+}
+
+pub const UDP_HDR_LEN: usize = 8;
+
+/// A UDP header, located.
+pub struct Udp {
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Offset of the UDP payload.
+    pub payload: usize,
+}
+
+impl Packet {
+    /// The UDP header at `l4_offset`, or `None` if cut short or too deep to parse.
+    #[inline(always)]
+    pub fn udp(&self, l4_offset: usize) -> Option<Udp> {
+        if l4_offset > MAX_L4_OFFSET {
+            return None;
+        }
+        // SAFETY: ptr_at checked the header lies inside the packet.
+        let h = unsafe { core::ptr::read_unaligned(self.ptr_at::<[u8; UDP_HDR_LEN]>(l4_offset)?) };
+        Some(Udp {
+            src_port: u16::from_be_bytes([h[0], h[1]]),
+            dst_port: u16::from_be_bytes([h[2], h[3]]),
+            payload: l4_offset + UDP_HDR_LEN,
+        })
+    }
+
+    /// Eight payload bytes at `offset`, as stored on the wire (for tokens that
+    /// are only compared, never interpreted).
+    #[inline(always)]
+    pub fn raw64_at(&self, offset: usize) -> Option<u64> {
+        // SAFETY: ptr_at checked the eight bytes lie inside the packet; unaligned read.
+        self.ptr_at::<u64>(offset)
+            .map(|p| unsafe { core::ptr::read_unaligned(p) })
     }
 }

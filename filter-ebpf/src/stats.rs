@@ -1,15 +1,27 @@
 //! Per-reason packet and byte counters, one slot per CPU so the hot path
-//! never contends on a shared cache line.
+//! never contends on a shared cache line. Slots `Reason::COUNT..` hold what
+//! monitor mode would have dropped.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use filter_common::{Counter, Reason};
 
 #[map]
-static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
+static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(2 * Reason::COUNT, 0);
 
 #[inline(always)]
 pub fn count(reason: Reason, bytes: u64) {
-    if let Some(counter) = STATS.get_ptr_mut(reason.index()) {
+    add(reason.index(), bytes);
+}
+
+/// Counts a drop that monitor mode turned into a pass.
+#[inline(always)]
+pub fn count_would_drop(reason: Reason, bytes: u64) {
+    add(Reason::COUNT + reason.index(), bytes);
+}
+
+#[inline(always)]
+fn add(index: u32, bytes: u64) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
         // SAFETY: the slot belongs to this CPU and stays valid for the map's life;
         // a program runs to completion on one CPU without preemption by itself.
         unsafe {

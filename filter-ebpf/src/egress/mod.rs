@@ -1,14 +1,20 @@
-//! WAN egress: observes outbound packets after NAT. Never drops.
+//! WAN egress, after NAT: records UDP queries to watched ports as solicited,
+//! so their answers pass ingress. Never drops.
 
-use filter_common::Reason;
+mod udp;
 
-use crate::packet::{Network, Packet};
+use filter_common::{Config, Reason};
+
+use crate::packet::{Fragment, IPPROTO_UDP, Network, Packet};
 
 #[inline(always)]
-pub fn observe(packet: &Packet) -> Reason {
+pub fn observe(packet: &Packet, config: &Config, now: u64) -> Reason {
     match packet.network() {
-        Network::Ipv4 => Reason::EgressIpv4,
-        Network::Ipv6 => Reason::EgressIpv6,
-        Network::NotIp | Network::Malformed => Reason::EgressOther,
+        Network::Ip(ip)
+            if ip.protocol == IPPROTO_UDP && !matches!(ip.fragment, Fragment::Later { .. }) =>
+        {
+            udp::record(packet, &ip, config, now)
+        }
+        _ => Reason::EgressOther,
     }
 }

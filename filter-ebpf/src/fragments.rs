@@ -1,0 +1,52 @@
+//! IP fragments: a later fragment carries no transport header, so it follows
+//! the verdict its first fragment got. Attackers can write this table (every
+//! first fragment they send makes an entry), so it is an LRU kept apart from
+//! the solicited table. A later fragment that arrives before its first one, or
+//! after the entry expired or was evicted, is an orphan: the config decides.
+
+use aya_ebpf::{macros::map, maps::LruHashMap};
+use filter_common::{Config, FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict, OrphanPolicy, Reason};
+
+use crate::packet::Ip;
+
+#[map]
+static FRAGMENTS: LruHashMap<FragmentKey, FragmentVerdict> =
+    LruHashMap::with_max_entries(FRAGMENT_ENTRIES, 0);
+
+#[inline(always)]
+fn key(ip: &Ip, id: u32) -> FragmentKey {
+    FragmentKey {
+        src: ip.src,
+        dst: ip.dst,
+        id,
+        protocol: u32::from(ip.protocol),
+    }
+}
+
+/// Remembers the verdict of a first fragment for the rest of its datagram.
+#[inline(always)]
+pub fn remember(ip: &Ip, id: u32, dropped: bool, now: u64, config: &Config) {
+    let verdict = FragmentVerdict {
+        expires_ns: now + config.fragment_ttl_ns,
+        dropped: u32::from(dropped),
+        _padding: 0,
+    };
+    let _ = FRAGMENTS.insert(&key(ip, id), &verdict, 0);
+}
+
+/// The verdict of a later fragment.
+#[inline(always)]
+pub fn follow(ip: &Ip, id: u32, now: u64, config: &Config) -> Reason {
+    match FRAGMENTS.get_ptr(&key(ip, id)) {
+        // SAFETY: a valid value pointer of the map; read once.
+        Some(verdict) if unsafe { (*verdict).expires_ns } > now => {
+            if unsafe { (*verdict).dropped } != 0 {
+                Reason::DropFragment
+            } else {
+                Reason::PassFragment
+            }
+        }
+        _ if config.orphan_fragments == OrphanPolicy::Drop as u8 => Reason::DropOrphanFragment,
+        _ => Reason::PassOrphanFragment,
+    }
+}

@@ -1,0 +1,56 @@
+//! Inbound UDP: the reflection defence. A packet from a watched source port is
+//! a response and passes only if our egress recorded the query it answers.
+
+use filter_common::{PortClass, Reason, SolicitedKey};
+
+use super::pass;
+use crate::{
+    config,
+    packet::{Ip, Packet},
+    proto::{dns, ntp},
+    solicited,
+};
+
+const NTP_PORT: u16 = 123;
+
+#[inline(always)]
+pub fn verdict(packet: &Packet, ip: &Ip, now: u64) -> Reason {
+    let Some(udp) = packet.udp(ip.l4_offset) else {
+        return Reason::PassMalformed;
+    };
+    // NTP control queries to us: the gateway must never answer monlist.
+    if udp.dst_port == NTP_PORT && ntp::is_control(packet, udp.payload) {
+        return Reason::DropNtpControl;
+    }
+    let token = match config::port_class(udp.src_port) {
+        PortClass::Unwatched => return pass(ip),
+        PortClass::Dns => match dns::response_token(packet, udp.payload) {
+            dns::Response::Token(token) => token,
+            dns::Response::NotAResponse => return pass(ip),
+            dns::Response::Malformed => return Reason::PassMalformed,
+        },
+        PortClass::Ntp => match ntp::response_token(packet, udp.payload) {
+            ntp::Response::Token(token) => token,
+            ntp::Response::NotAResponse => return pass(ip),
+            ntp::Response::Control => return Reason::DropNtpControl,
+            ntp::Response::Malformed => return Reason::PassMalformed,
+        },
+        PortClass::Other => 0,
+    };
+    let key = SolicitedKey {
+        local_addr: ip.dst,
+        remote_addr: ip.src,
+        local_port: udp.dst_port,
+        remote_port: udp.src_port,
+        family: ip.family.number(),
+        token,
+    };
+    if solicited::consume(&key, now) {
+        return Reason::PassSolicited;
+    }
+    match config::port_class(udp.src_port) {
+        PortClass::Dns => Reason::DropUnsolicitedDns,
+        PortClass::Ntp => Reason::DropUnsolicitedNtp,
+        _ => Reason::DropUnsolicitedOther,
+    }
+}

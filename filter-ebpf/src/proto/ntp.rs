@@ -1,0 +1,58 @@
+//! What an inbound NTP packet is. Responses (server mode 4, broadcast mode 5)
+//! echo the client's transmit timestamp as their origin timestamp, which is
+//! the token. Modes 6 and 7 (control, private: monlist) are always dropped.
+
+use crate::packet::Packet;
+
+const MODE_SERVER: u8 = 4;
+const MODE_BROADCAST: u8 = 5;
+const MODE_CONTROL: u8 = 6;
+const MODE_PRIVATE: u8 = 7;
+const MODE_CLIENT: u8 = 3;
+/// Offsets in the NTP header of the origin and transmit timestamps.
+const ORIGIN_TIMESTAMP: usize = 24;
+const TRANSMIT_TIMESTAMP: usize = 40;
+
+pub enum Response {
+    Token(u64),
+    /// Client or peer modes from port 123 (ntpd queries from 123).
+    NotAResponse,
+    Control,
+    Malformed,
+}
+
+#[inline(always)]
+fn mode(packet: &Packet, payload: usize) -> Option<u8> {
+    // The first byte is leap indicator, version and mode (low 3 bits).
+    packet
+        .be16_at(payload)
+        .map(|first_two| (first_two >> 8) as u8 & 0x07)
+}
+
+/// True for a mode 6 or 7 packet.
+#[inline(always)]
+pub fn is_control(packet: &Packet, payload: usize) -> bool {
+    matches!(mode(packet, payload), Some(MODE_CONTROL | MODE_PRIVATE))
+}
+
+#[inline(always)]
+pub fn response_token(packet: &Packet, payload: usize) -> Response {
+    match mode(packet, payload) {
+        Some(MODE_CONTROL | MODE_PRIVATE) => Response::Control,
+        Some(MODE_SERVER | MODE_BROADCAST) => match packet.raw64_at(payload + ORIGIN_TIMESTAMP) {
+            Some(origin) => Response::Token(origin),
+            None => Response::Malformed,
+        },
+        Some(_) => Response::NotAResponse,
+        None => Response::Malformed,
+    }
+}
+
+/// The token egress records for a client request: its transmit timestamp.
+#[inline(always)]
+pub fn query_token(packet: &Packet, payload: usize) -> Option<u64> {
+    match mode(packet, payload) {
+        Some(MODE_CLIENT) => packet.raw64_at(payload + TRANSMIT_TIMESTAMP),
+        _ => None,
+    }
+}
