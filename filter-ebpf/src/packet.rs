@@ -177,7 +177,11 @@ impl Packet {
         // SAFETY: ptr_at checked the whole fixed header lies inside the packet.
         let h = unsafe { core::ptr::read_unaligned(header) };
         let header_len = usize::from(h[0] & 0x0f) * 4;
-        if h[0] >> 4 != 4 || header_len < IPV4_MIN_HDR_LEN {
+        // The whole header, options included, must be there.
+        if h[0] >> 4 != 4
+            || header_len < IPV4_MIN_HDR_LEN
+            || self.start + offset + header_len > self.end
+        {
             return Network::Malformed;
         }
         let id = u32::from(u16::from_be_bytes([h[4], h[5]]));
