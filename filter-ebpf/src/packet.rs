@@ -72,7 +72,8 @@ impl Packet {
                 Some(vihl)
                     if vihl >> 4 == 4 && usize::from(vihl & 0x0f) * 4 >= IPV4_MIN_HDR_LEN =>
                 {
-                    if self.ptr_at::<[u8; IPV4_MIN_HDR_LEN]>(offset).is_some() {
+                    // The whole header, options included, must be there.
+                    if self.start + offset + usize::from(vihl & 0x0f) * 4 <= self.end {
                         Network::Ipv4
                     } else {
                         Network::Malformed
