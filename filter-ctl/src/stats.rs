@@ -54,7 +54,7 @@ pub fn sum<T: std::borrow::Borrow<MapData>>(
 }
 
 /// The counters of one reason, by name.
-pub fn find<'a>(counts: &'a [ReasonCount], reason: Reason) -> &'a ReasonCount {
+pub fn find(counts: &[ReasonCount], reason: Reason) -> &ReasonCount {
     counts
         .iter()
         .find(|count| count.reason == reason.name())

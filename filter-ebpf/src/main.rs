@@ -2,6 +2,8 @@
 //! verdict is taken, and one TC program for egress, which only observes.
 #![no_std]
 #![no_main]
+// aya's #[classifier] macro generates a safe fn that dereferences its raw context.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod egress;
 mod ingress;
