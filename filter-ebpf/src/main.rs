@@ -3,6 +3,8 @@
 //! inside asked for and never drops.
 #![no_std]
 #![no_main]
+// aya's #[classifier] macro generates a safe fn that dereferences its raw context.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod config;
 mod egress;

@@ -1,1 +1,255 @@
-fn main() {}
+//! Project tasks: `cargo xtask COMMAND`, or on a fresh machine `./xtask/run COMMAND`,
+//! which first installs the host toolchain pinned in rust-toolchain.toml.
+//!
+//! Every command that builds runs `setup` first, so nothing has to be installed
+//! by hand: Debian packages, the pinned eBPF nightly and bpf-linker (see setup.rs).
+
+mod lab;
+mod setup;
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+/// Tasks of the WAN filter workspace: setup, build, lab, test, lint.
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    after_help = "On a fresh machine start with `./xtask/run lab` or `./xtask/run test` (as root)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build, the tests and the lab need: Debian packages, the
+    /// pinned eBPF nightly with rust-src, and bpf-linker in .tools/. Idempotent;
+    /// quiet when everything is there.
+    Setup,
+    /// Setup, then build the workspace in release mode (target/release/filter-ctl).
+    Build,
+    /// Setup, build, then run every test (needs root): controller unit tests,
+    /// verdict tests through BPF_PROG_TEST_RUN, end-to-end tests in network namespaces.
+    ///
+    /// ARGS go to `cargo test --release --no-fail-fast`: a test-name filter, `-p tests`, and after
+    /// `--` the test harness's own options, e.g. `test -- --test-threads=1`.
+    Test {
+        /// Options and test-name filters for `cargo test`.
+        #[arg(allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<OsString>,
+        /// After `--`: options of the test harness.
+        #[arg(last = true, value_name = "HARNESS_ARGS")]
+        harness: Vec<OsString>,
+    },
+    /// rustfmt check and clippy with -D warnings: the host crates, then the eBPF
+    /// crate with the pinned nightly for the BPF target.
+    Lint,
+    /// Setup, build, then run a self-contained lab in network namespaces (needs root):
+    /// a gateway with wan0 behind an "internet", the filter attached, counters moving.
+    Lab(lab::LabArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.task) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> anyhow::Result<ExitCode> {
+    match task {
+        Task::Setup => setup::run()?,
+        Task::Build => {
+            let filter_ctl = build_release()?;
+            println!("built {}", shown(&filter_ctl).display());
+        }
+        Task::Test { args, harness } => return test(args, harness),
+        Task::Lint => return lint(),
+        Task::Lab(opts) => {
+            require_root("the lab (it creates network namespaces and attaches XDP)")?;
+            build_release()?;
+            lab::run(opts)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The workspace root: xtask lives in `<root>/xtask`.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+}
+
+/// `path` relative to the workspace root when it lies inside it, for messages.
+pub fn shown(path: &Path) -> &Path {
+    path.strip_prefix(repo_root()).unwrap_or(path)
+}
+
+/// Fails early and clearly unless we run as root.
+pub fn require_root(what: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} needs root: run it as root");
+    }
+    Ok(())
+}
+
+/// `cargo` (the rustup proxy, so `+toolchain` works) run from the workspace root.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(repo_root());
+    cmd
+}
+
+/// Runs `cmd` with inherited output; fails if it cannot start or exits non-zero.
+pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(cmd));
+    }
+    Ok(())
+}
+
+/// A command as a shell line, for error messages.
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|arg| arg.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Setup, then `cargo build --release` of the default members (filter-ctl's
+/// build script builds the eBPF object). Returns the filter-ctl binary.
+pub fn build_release() -> anyhow::Result<PathBuf> {
+    setup::run()?;
+    run_cmd(cargo().args(["build", "--release"]))?;
+    let filter_ctl = repo_root().join("target/release/filter-ctl");
+    if !filter_ctl.is_file() {
+        bail!("the build did not produce {}", filter_ctl.display());
+    }
+    Ok(filter_ctl)
+}
+
+/// The whole suite in release mode: the same profile as `build` and the lab, so
+/// the end-to-end tests drive the very target/release/filter-ctl an operator
+/// installs, and a lab or build before a test run leaves nothing to recompile.
+fn test(args: Vec<OsString>, harness: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    require_root("the test suite (it loads BPF programs and creates network namespaces)")?;
+    // Builds target/release/filter-ctl too: `cargo test` alone does not build
+    // another package's binary, and the end-to-end tests run it.
+    let filter_ctl = build_release()?;
+    let status = cargo()
+        .args(["test", "--release", "--no-fail-fast"])
+        // The end-to-end tests drive this binary (tests/src/ctl.rs).
+        .env("FILTER_CTL", &filter_ctl)
+        .args(&args)
+        .args(if harness.is_empty() { None } else { Some("--") })
+        .args(&harness)
+        .status()
+        .context("starting cargo test")?;
+    if !status.success() {
+        eprintln!("xtask: tests failed ({status})");
+        return Ok(ExitCode::from(
+            status.code().map_or(1, |c| c.clamp(1, 255) as u8),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every check runs even when an earlier one fails; the exit code says if any did.
+fn lint() -> anyhow::Result<ExitCode> {
+    setup::run()?;
+    let nightly = setup::ensure_nightly_component("clippy")?;
+    let tools_bin = setup::tools_dir().join("bin");
+    let path = std::env::join_paths(std::iter::once(tools_bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))?;
+
+    let mut checks: Vec<(&str, Command)> = Vec::new();
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    checks.push(("rustfmt (all crates)", fmt));
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
+    checks.push(("clippy (host crates)", clippy));
+    let mut clippy_ebpf = cargo();
+    clippy_ebpf
+        .arg(format!("+{nightly}"))
+        .args([
+            "clippy",
+            "-p",
+            "filter-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+        ])
+        .args(["-Z", "build-std=core", "--release", "--", "-D", "warnings"])
+        .env("PATH", &path);
+    checks.push(("clippy (filter-ebpf, BPF target)", clippy_ebpf));
+
+    let mut failed = Vec::new();
+    for (name, mut cmd) in checks {
+        eprintln!("lint: {name}");
+        if let Err(err) = run_cmd(&mut cmd) {
+            eprintln!("lint: {name}: {err:#}");
+            failed.push(name);
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("lint: all checks passed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("lint: FAILED: {}", failed.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_args(argv: &[&str]) -> Vec<String> {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        match cli.task {
+            Task::Test { args, harness } => args
+                .into_iter()
+                .chain((!harness.is_empty()).then(|| "--".into()))
+                .chain(harness)
+                .map(|a| a.into_string().unwrap())
+                .collect(),
+            _ => panic!("not the test task"),
+        }
+    }
+
+    #[test]
+    fn test_args_pass_through_to_cargo_test() {
+        assert_eq!(test_args(&["xtask", "test"]), Vec::<String>::new());
+        assert_eq!(test_args(&["xtask", "test", "verdict"]), ["verdict"]);
+        assert_eq!(
+            test_args(&["xtask", "test", "-p", "tests", "verdict"]),
+            ["-p", "tests", "verdict"]
+        );
+        assert_eq!(
+            test_args(&["xtask", "test", "--", "--test-threads=1"]),
+            ["--", "--test-threads=1"]
+        );
+        assert_eq!(
+            test_args(&["xtask", "test", "verdict", "--", "--nocapture"]),
+            ["verdict", "--", "--nocapture"]
+        );
+    }
+}

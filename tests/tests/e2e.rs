@@ -1,0 +1,671 @@
+//! End-to-end tests: the real `filter-ctl` binary attaches the filter to the
+//! `wan0` of a gateway namespace, real traffic flows between namespaces, and
+//! the counters must match what was sent.
+//!
+//! Needs root. Every test builds its own lab (unique namespace and pin-root
+//! names), so tests run in parallel, and everything is removed when a test
+//! ends, also when it fails. The filter-ctl binary is found as described in
+//! [`tests::ctl::binary`]: build it first (`cargo build -p filter-ctl`, or
+//! `cargo xtask test`, which does).
+//!
+//! Exact counts are possible because the lab's links carry nothing but the
+//! test's traffic: neighbours are permanent (no ARP or neighbour discovery),
+//! DAD, router solicitations and autoconfiguration are off, and the lab waits
+//! for the kernel's MLD reports to be over before it is handed out.
+//! [`lab_links_are_quiet`] checks that assumption directly.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{IpAddr, Shutdown},
+    thread,
+    time::Duration,
+};
+
+use filter_common::Reason;
+use serde_json::Value;
+use tests::{
+    ctl::{self, FilterCtl, Stats},
+    lab::{GW_LAN_IF, INET_BRIDGE, LAN_IF, TEST_PIN_PREFIX, TEST_PREFIX, Topology, WAN_IF, addr},
+    netns::{self, BpffsDir, Netns, TcpEchoServer, UdpServer},
+};
+
+/// Ethernet + IPv4 / IPv6 header lengths: the filter counts whole frames.
+const ETH: u64 = 14;
+const IPV4: u64 = 20;
+const IPV6: u64 = 40;
+const UDP: u64 = 8;
+/// iputils ping: 56 bytes of data after the 8-byte ICMP header.
+const PING: u64 = 8 + 56;
+
+/// A lab and a filter-ctl with its own pin root. Drop order: the pins go
+/// first (detaching the filter), then the namespaces.
+struct Lab {
+    ctl: FilterCtl,
+    topo: Topology,
+}
+
+fn lab() -> Lab {
+    assert!(
+        netns::is_root(),
+        "the end-to-end tests need root (network namespaces, XDP): run them with sudo"
+    );
+    let ctl = FilterCtl::new().expect("locating filter-ctl");
+    let topo = Topology::build(TEST_PREFIX).expect("building the lab");
+    Lab { ctl, topo }
+}
+
+impl Lab {
+    fn gw(&self) -> &Netns {
+        &self.topo.gateway
+    }
+
+    fn attach(&self, mode: Option<&str>) -> String {
+        self.ctl.attach(self.gw(), WAN_IF, mode).expect("attach")
+    }
+
+    fn stats(&self) -> Stats {
+        self.ctl.stats(self.gw(), WAN_IF).expect("stats")
+    }
+
+    /// The one entry of `status --json --iface wan0`.
+    fn status(&self) -> Value {
+        let mut all = self.ctl.status(self.gw(), Some(WAN_IF)).expect("status");
+        assert_eq!(all.len(), 1, "{all:?}");
+        all.remove(0)
+    }
+
+    fn failure(&self, args: &[&str]) -> String {
+        let out = self
+            .ctl
+            .output(self.gw(), args)
+            .expect("running filter-ctl");
+        assert!(
+            !out.status.success(),
+            "filter-ctl {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+fn id(value: &Value, key: &str) -> u32 {
+    value[key]
+        .as_u64()
+        .and_then(|id| u32::try_from(id).ok())
+        .unwrap_or_else(|| panic!("no {key} in {value}"))
+}
+
+/// Waits until `f` is true (the kernel frees programs asynchronously).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    netns::wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || Ok(f()),
+    )
+    .unwrap_or_else(|_| panic!("{what}: still not true after 5 s"));
+}
+
+/// Lets packets still in flight (last ACKs, echo replies) arrive before counting.
+fn drain() {
+    thread::sleep(Duration::from_millis(200));
+}
+
+#[test]
+fn lab_links_are_quiet() {
+    let lab = lab();
+    let t = &lab.topo;
+    let links = [
+        (&t.internet, INET_BRIDGE),
+        (&t.gateway, WAN_IF),
+        (&t.gateway, GW_LAN_IF),
+        (&t.lan, LAN_IF),
+    ];
+    let count = || -> Vec<(u64, u64)> {
+        links
+            .iter()
+            .map(|(ns, iface)| ns.link_packets(iface).unwrap())
+            .collect()
+    };
+    let before = count();
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        count(),
+        before,
+        "the lab's links carried traffic nobody sent"
+    );
+}
+
+#[test]
+fn wan_host_reaches_wan0_directly() {
+    let mut lab = lab();
+    lab.attach(None);
+    let server = UdpServer::start(lab.gw(), Topology::gateway_wan(false, 5300), false).unwrap();
+    let server6 = UdpServer::start(lab.gw(), Topology::gateway_wan(true, 5300), false).unwrap();
+    // Adding the host sends its MLD reports to wan0 too: count from here on.
+    lab.topo.add_wan_host().unwrap();
+    let host = &lab.topo.wan_hosts[0];
+    let start = lab.stats();
+    let from = host.send_udp(server.addr(), 30, 100).unwrap();
+    host.send_udp(server6.addr(), 20, 100).unwrap();
+    assert_eq!(server.wait_for(30, Duration::from_secs(5)), 30);
+    assert_eq!(server6.wait_for(20, Duration::from_secs(5)), 20);
+    assert_eq!(server.senders(), vec![from]);
+    assert_eq!(from.ip(), IpAddr::from(addr::wan_host4(0)));
+    assert_eq!(server6.senders()[0].ip(), IpAddr::from(addr::wan_host6(0)));
+    let ping = host.ping(addr::SERVER4.into(), 2).unwrap();
+    assert_eq!(ping.received, 2, "the host reaches the internet too");
+    drain();
+    let delta = lab.stats().since(&start);
+    assert_eq!(delta.packets(Reason::PassIpv4), 30);
+    assert_eq!(delta.packets(Reason::PassIpv6), 20);
+    assert_eq!(delta.nonzero().len(), 2, "{delta:?}");
+}
+
+#[test]
+fn attach_status_detach_leaves_nothing_behind() {
+    let lab = lab();
+    let out = lab.attach(None);
+    assert!(
+        out.contains("attached filter on wan0 in native mode"),
+        "veth supports native XDP: {out}"
+    );
+
+    let status = lab.status();
+    assert_eq!(status["iface"], "wan0");
+    assert_eq!(status["attached"], true);
+    assert_eq!(status["iface_present"], true);
+    assert_eq!(status["xdp_mode"], "native");
+    assert_eq!(status["egress_hook"], "tcx", "kernel >= 6.6 uses TCX");
+    let (xdp_prog, tc_prog) = (
+        id(&status, "xdp_program_id"),
+        id(&status, "egress_program_id"),
+    );
+    let xdp_link = id(&status, "xdp_link_id");
+    assert_eq!(
+        ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+        Some(("native".to_owned(), xdp_prog)),
+        "ip link shows the program status reports"
+    );
+    assert!(ctl::program_exists(xdp_prog).unwrap());
+    assert!(ctl::program_exists(tc_prog).unwrap());
+    assert!(ctl::link_exists(xdp_link).unwrap());
+    let pins = lab.ctl.pin_root();
+    assert!(pins.is_dir(), "pins under {}", pins.display());
+
+    // The human forms work too.
+    let text = lab.ctl.run(lab.gw(), ["status"]).unwrap();
+    assert!(text.contains("wan0: attached, XDP native mode"), "{text}");
+    let table = lab.ctl.run(lab.gw(), ["stats", "--iface", WAN_IF]).unwrap();
+    assert!(table.contains("pass_ipv4"), "{table}");
+
+    let out = lab.ctl.detach(lab.gw(), WAN_IF).unwrap();
+    assert!(out.contains("detached filter from wan0"), "{out}");
+
+    assert!(!pins.exists(), "pin root {} still there", pins.display());
+    assert_eq!(ctl::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
+    let link = lab.gw().ip(["-d", "link", "show", "dev", WAN_IF]).unwrap();
+    assert!(!link.contains("xdp"), "{link}");
+    // bpftool 7.1 `net show` does not list TCX: look the programs up by id.
+    eventually("the XDP program is freed", || {
+        !ctl::program_exists(xdp_prog).unwrap()
+    });
+    eventually("the egress program is freed", || {
+        !ctl::program_exists(tc_prog).unwrap()
+    });
+    assert!(!ctl::link_exists(xdp_link).unwrap());
+    assert_eq!(lab.ctl.status(lab.gw(), None).unwrap(), Vec::<Value>::new());
+
+    // The interface works as before.
+    let ping = lab.topo.internet.ping(addr::GW_WAN4.into(), 3).unwrap();
+    assert_eq!(ping.received, 3, "{ping:?}");
+    let ping = lab.topo.internet.ping(addr::GW_WAN6.into(), 3).unwrap();
+    assert_eq!(ping.received, 3, "{ping:?}");
+
+    // Nothing left to detach or count: clear errors.
+    let err = lab.failure(&["detach", "--iface", WAN_IF]);
+    assert!(err.contains("not attached to wan0"), "{err}");
+    let err = lab.failure(&["stats", "--iface", WAN_IF]);
+    assert!(err.contains("not attached to wan0"), "{err}");
+}
+
+#[test]
+fn ipv4_from_the_internet_is_counted_exactly() {
+    let lab = lab();
+    lab.attach(None);
+    let start = lab.stats();
+    assert_eq!(start.nonzero(), vec![], "nothing flowed yet");
+    let stack_start = lab.topo.stack_counters().unwrap();
+
+    let server = UdpServer::start(lab.gw(), Topology::gateway_wan(false, 5300), false).unwrap();
+    let (pings, datagrams, len) = (5, 100, 200);
+    let ping = lab.topo.internet.ping(addr::GW_WAN4.into(), pings).unwrap();
+    assert_eq!(ping.received, pings, "{ping:?}");
+    lab.topo
+        .internet
+        .send_udp(server.addr(), datagrams, len as usize)
+        .unwrap();
+    assert_eq!(
+        server.wait_for(datagrams.into(), Duration::from_secs(5)),
+        u64::from(datagrams)
+    );
+    drain();
+
+    let delta = lab.stats().since(&start);
+    let (pings, datagrams) = (u64::from(pings), u64::from(datagrams));
+    assert_eq!(
+        delta.packets(Reason::PassIpv4),
+        pings + datagrams,
+        "{delta:?}"
+    );
+    assert_eq!(
+        delta.bytes(Reason::PassIpv4),
+        pings * (ETH + IPV4 + PING) + datagrams * (ETH + IPV4 + UDP + len),
+    );
+    // The gateway answered each echo request, and nothing else.
+    assert_eq!(delta.packets(Reason::EgressIpv4), pings, "{delta:?}");
+    assert_eq!(delta.bytes(Reason::EgressIpv4), pings * (ETH + IPV4 + PING));
+    assert_eq!(
+        delta.nonzero(),
+        vec![
+            ("egress_ipv4", pings, pings * (ETH + IPV4 + PING)),
+            (
+                "pass_ipv4",
+                pings + datagrams,
+                delta.bytes(Reason::PassIpv4)
+            ),
+        ],
+        "no other reason moved"
+    );
+
+    // What reached the stack, counted independently by nftables.
+    let stack = lab.topo.stack_counters().unwrap();
+    let stack_delta = |name| stack.packets(name) - stack_start.packets(name);
+    assert_eq!(stack_delta("ipv4"), pings + datagrams);
+    assert_eq!(stack_delta("udp4"), datagrams);
+    assert_eq!(stack_delta("icmp4"), pings);
+    assert_eq!(
+        stack_delta("ipv6") + stack_delta("arp_any") + stack_delta("other"),
+        0
+    );
+}
+
+#[test]
+fn ipv6_from_the_internet_is_counted_exactly() {
+    let lab = lab();
+    lab.attach(None);
+    let start = lab.stats();
+    assert_eq!(start.nonzero(), vec![], "nothing flowed yet");
+    let stack_start = lab.topo.stack_counters().unwrap();
+
+    let server = UdpServer::start(lab.gw(), Topology::gateway_wan(true, 5300), false).unwrap();
+    let (pings, datagrams, len) = (4, 60, 500);
+    let ping = lab.topo.internet.ping(addr::GW_WAN6.into(), pings).unwrap();
+    assert_eq!(ping.received, pings, "{ping:?}");
+    lab.topo
+        .internet
+        .send_udp(server.addr(), datagrams, len as usize)
+        .unwrap();
+    assert_eq!(
+        server.wait_for(datagrams.into(), Duration::from_secs(5)),
+        u64::from(datagrams)
+    );
+    drain();
+
+    let delta = lab.stats().since(&start);
+    let (pings, datagrams) = (u64::from(pings), u64::from(datagrams));
+    let ping_bytes = pings * (ETH + IPV6 + PING);
+    let udp_bytes = datagrams * (ETH + IPV6 + UDP + len);
+    assert_eq!(
+        delta.nonzero(),
+        vec![
+            ("egress_ipv6", pings, ping_bytes),
+            ("pass_ipv6", pings + datagrams, ping_bytes + udp_bytes),
+        ],
+        "exactly the echo requests and datagrams in, the echo replies out"
+    );
+    let stack = lab.topo.stack_counters().unwrap();
+    let stack_delta = |name| stack.packets(name) - stack_start.packets(name);
+    assert_eq!(stack_delta("ipv6"), pings + datagrams);
+    assert_eq!(stack_delta("udp6"), datagrams);
+    assert_eq!(stack_delta("icmp6"), pings);
+}
+
+#[test]
+fn lan_client_reaches_the_internet_through_the_gateway() {
+    let lab = lab();
+    lab.attach(None);
+    let start = lab.stats();
+    let (lan, inet) = (&lab.topo.lan, &lab.topo.internet);
+
+    // IPv4: masqueraded on wan0, so the server sees the gateway's address.
+    let echo4 = UdpServer::start(inet, Topology::server(false, 7000), true).unwrap();
+    let (pings, requests) = (3, 20);
+    let ping = lan.ping(addr::SERVER4.into(), pings).unwrap();
+    assert_eq!(ping.received, pings, "{ping:?}");
+    let answered = lan
+        .udp_exchange(echo4.addr(), requests, Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(answered, requests, "every UDP request answered through NAT");
+    let senders: Vec<IpAddr> = echo4.senders().iter().map(|s| s.ip()).collect();
+    assert_eq!(
+        senders,
+        vec![IpAddr::from(addr::GW_WAN4)],
+        "NAT hides the LAN"
+    );
+
+    // IPv6: routed, so the server sees the client itself.
+    let echo6 = UdpServer::start(inet, Topology::server(true, 7000), true).unwrap();
+    let ping = lan.ping(addr::SERVER6.into(), pings).unwrap();
+    assert_eq!(ping.received, pings, "{ping:?}");
+    let answered = lan
+        .udp_exchange(echo6.addr(), requests, Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(answered, requests);
+    let senders: Vec<IpAddr> = echo6.senders().iter().map(|s| s.ip()).collect();
+    assert_eq!(senders, vec![IpAddr::from(addr::LAN_CLIENT6)]);
+    drain();
+
+    // Each request went out of wan0 and each answer came in.
+    let delta = lab.stats().since(&start);
+    let each = u64::from(pings + requests);
+    for reason in [
+        Reason::EgressIpv4,
+        Reason::PassIpv4,
+        Reason::EgressIpv6,
+        Reason::PassIpv6,
+    ] {
+        assert_eq!(delta.packets(reason), each, "{reason:?}: {delta:?}");
+    }
+    assert_eq!(delta.nonzero().len(), 4, "{delta:?}");
+}
+
+#[test]
+fn tcp_connections_count_the_same_as_the_stack() {
+    let lab = lab();
+    lab.attach(None);
+    let start = lab.stats();
+    let stack_start = lab.topo.stack_counters().unwrap();
+
+    for v6 in [false, true] {
+        let server = TcpEchoServer::start(lab.gw(), Topology::gateway_wan(v6, 8080)).unwrap();
+        let mut stream = lab
+            .topo
+            .internet
+            .tcp_connect(server.addr(), Duration::from_secs(3))
+            .unwrap();
+        stream.write_all(b"hello through the filter").unwrap();
+        let mut echoed = [0u8; 24];
+        stream.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"hello through the filter");
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(server.connections(), 1);
+    }
+    drain();
+
+    // TCP's packet count depends on ACK timing, so compare with what reached
+    // the stack rather than a fixed number. Small writes and GRO: on this path
+    // no segments are merged, so the two counts agree exactly.
+    let delta = lab.stats().since(&start);
+    let stack = lab.topo.stack_counters().unwrap();
+    for (reason, counter) in [(Reason::PassIpv4, "tcp4"), (Reason::PassIpv6, "tcp6")] {
+        let seen = stack.packets(counter) - stack_start.packets(counter);
+        assert!(seen >= 4, "SYN, ACK, data, FIN at least: {seen}");
+        assert_eq!(delta.packets(reason), seen, "{reason:?}: {delta:?}");
+    }
+}
+
+#[test]
+fn attaching_again_replaces_the_program_and_keeps_the_counters() {
+    let lab = lab();
+    lab.attach(None);
+    let first = lab.status();
+    let server = UdpServer::start(lab.gw(), Topology::gateway_wan(false, 5300), false).unwrap();
+    lab.topo.internet.send_udp(server.addr(), 10, 64).unwrap();
+    assert_eq!(server.wait_for(10, Duration::from_secs(5)), 10);
+    drain();
+    let before = lab.stats();
+    assert_eq!(before.packets(Reason::PassIpv4), 10);
+
+    let out = lab.attach(None);
+    assert!(
+        out.contains("replaced filter on wan0 in native mode"),
+        "{out}"
+    );
+    let second = lab.status();
+    assert_eq!(second["attached"], true);
+    assert_eq!(second["xdp_mode"], "native");
+    assert_eq!(
+        id(&second, "xdp_link_id"),
+        id(&first, "xdp_link_id"),
+        "the same link, with the program swapped"
+    );
+    let (old, new) = (id(&first, "xdp_program_id"), id(&second, "xdp_program_id"));
+    assert_ne!(old, new);
+    assert_eq!(
+        ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+        Some(("native".to_owned(), new)),
+        "exactly one XDP program on wan0: the new one"
+    );
+    let old_tc = id(&first, "egress_program_id");
+    assert_ne!(id(&second, "egress_program_id"), old_tc);
+    eventually("the replaced programs are freed", || {
+        !ctl::program_exists(old).unwrap() && !ctl::program_exists(old_tc).unwrap()
+    });
+
+    // Counters survived the swap, and the new program counts into the same map.
+    assert_eq!(lab.stats(), before);
+    lab.topo.internet.send_udp(server.addr(), 7, 64).unwrap();
+    assert_eq!(server.wait_for(17, Duration::from_secs(5)), 17);
+    drain();
+    assert_eq!(lab.stats().packets(Reason::PassIpv4), 17);
+
+    // Changing the mode needs a detach first.
+    let err = lab.failure(&["attach", "--iface", WAN_IF, "--mode", "skb"]);
+    assert!(
+        err.contains("already attached to wan0 in native mode"),
+        "{err}"
+    );
+    assert_eq!(
+        ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+        Some(("native".to_owned(), new))
+    );
+}
+
+#[test]
+fn skb_mode_attaches_generic_xdp() {
+    let lab = lab();
+    let out = lab.attach(Some("skb"));
+    assert!(out.contains("attached filter on wan0 in skb mode"), "{out}");
+    let status = lab.status();
+    assert_eq!(status["xdp_mode"], "skb");
+    let prog = id(&status, "xdp_program_id");
+    assert_eq!(
+        ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+        Some(("skb".to_owned(), prog))
+    );
+    let link = lab.gw().ip(["-d", "link", "show", "dev", WAN_IF]).unwrap();
+    assert!(link.contains("xdpgeneric"), "{link}");
+
+    let ping = lab.topo.internet.ping(addr::GW_WAN4.into(), 3).unwrap();
+    assert_eq!(ping.received, 3);
+    drain();
+    let stats = lab.stats();
+    assert_eq!(stats.packets(Reason::PassIpv4), 3);
+    assert_eq!(stats.packets(Reason::EgressIpv4), 3);
+
+    lab.ctl.detach(lab.gw(), WAN_IF).unwrap();
+    assert_eq!(ctl::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
+    assert!(!lab.ctl.pin_root().exists());
+}
+
+#[test]
+fn unknown_interface_is_named_in_the_error() {
+    let lab = lab();
+    for args in [
+        &["attach", "--iface", "nosuch0"][..],
+        &["attach", "--iface", "nosuch0", "--mode", "native"],
+    ] {
+        let err = lab.failure(args);
+        assert!(
+            err.contains("no interface named 'nosuch0'"),
+            "{args:?}: {err}"
+        );
+    }
+    let err = lab.failure(&["stats", "--iface", "nosuch0"]);
+    assert!(err.contains("nosuch0"), "{err}");
+    let err = lab.failure(&["detach", "--iface", "nosuch0"]);
+    assert!(err.contains("nosuch0"), "{err}");
+    // wan0 is in the gateway namespace, not in the internet one.
+    let out = lab
+        .ctl
+        .output(&lab.topo.internet, ["attach", "--iface", WAN_IF])
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no interface named 'wan0'"));
+    assert!(!lab.ctl.pin_root().exists(), "a failed attach pins nothing");
+}
+
+#[test]
+fn non_root_is_refused_with_a_clear_message() {
+    let lab = lab();
+    // A copy that user nobody can run wherever the workspace lives (e.g. /root).
+    let dir = std::env::temp_dir().join(netns::unique_name("wft-bin"));
+    let _cleanup = RemoveDir(dir.clone());
+    std::fs::create_dir(&dir).unwrap();
+    let binary = dir.join("filter-ctl");
+    std::fs::copy(lab.ctl.binary(), &binary).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    for path in [&dir, &binary] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    for args in [
+        &["attach", "--iface", WAN_IF][..],
+        &["detach", "--iface", WAN_IF],
+        &["status"],
+        &["stats", "--iface", WAN_IF],
+    ] {
+        let out = netns::output(
+            lab.gw()
+                .command("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(&binary)
+                .arg("--pin-root")
+                .arg(lab.ctl.pin_root())
+                .args(args),
+        )
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("needs root"), "{args:?}: {err}");
+    }
+    assert_eq!(ctl::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
+    assert!(!lab.ctl.pin_root().exists());
+}
+
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Loads the filter's own object through aya, unpinned: a program filter-ctl
+/// did not attach and has no pins for.
+fn foreign_program() -> aya::Ebpf {
+    let mut ebpf = aya::Ebpf::load(filter_ctl::EBPF_OBJECT).expect("loading the object");
+    let xdp: &mut aya::programs::Xdp = ebpf
+        .program_mut(filter_common::program::INGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    xdp.load().unwrap();
+    ebpf
+}
+
+fn foreign_xdp(ebpf: &mut aya::Ebpf) -> &mut aya::programs::Xdp {
+    ebpf.program_mut(filter_common::program::INGRESS)
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+fn assert_refused_and_untouched(lab: &Lab, foreign: (String, u32)) {
+    assert_eq!(
+        ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+        Some(foreign.clone())
+    );
+    for mode in ["auto", "native", "skb"] {
+        let err = lab.failure(&["attach", "--iface", WAN_IF, "--mode", mode]);
+        assert!(
+            err.contains("wan0 already has an XDP program that filter-ctl did not attach"),
+            "--mode {mode}: {err}"
+        );
+        assert_eq!(
+            ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+            Some(foreign.clone()),
+            "the foreign program is still attached after --mode {mode}"
+        );
+        assert!(
+            !lab.ctl.pin_root().join("wan0").exists(),
+            "a refused attach leaves no pins"
+        );
+        assert_eq!(lab.ctl.status(lab.gw(), None).unwrap(), Vec::<Value>::new());
+    }
+}
+
+#[test]
+fn foreign_xdp_program_attached_by_ip_link_is_left_alone() {
+    let lab = lab();
+    // Someone ran `ip link set dev wan0 xdpgeneric pinned FILE` (netlink, no bpf_link).
+    let mut ebpf = foreign_program();
+    let pin_dir = BpffsDir::unique(TEST_PIN_PREFIX);
+    std::fs::create_dir(pin_dir.path()).unwrap();
+    let pinned = pin_dir.path().join("foreign_xdp");
+    let xdp = foreign_xdp(&mut ebpf);
+    xdp.pin(&pinned).unwrap();
+    let foreign_id = xdp.info().unwrap().id();
+    // nsenter keeps our mounts, where the pin is (`ip -n` would remount /sys).
+    netns::run(
+        lab.gw()
+            .nsenter("ip")
+            .args(["link", "set", "dev", WAN_IF, "xdpgeneric", "pinned"])
+            .arg(&pinned),
+    )
+    .unwrap();
+    drop(ebpf);
+
+    assert_refused_and_untouched(&lab, ("skb".to_owned(), foreign_id));
+    netns::run(
+        lab.gw()
+            .nsenter("ip")
+            .args(["link", "set", "dev", WAN_IF, "xdpgeneric", "off"]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn foreign_xdp_link_is_left_alone() {
+    let lab = lab();
+    // Another loader holds a native-mode bpf_link on wan0 (as long as `ebpf` lives).
+    let (ebpf, foreign_id) = lab
+        .gw()
+        .enter(|| {
+            let mut ebpf = foreign_program();
+            let xdp = foreign_xdp(&mut ebpf);
+            xdp.attach(c"wan0", aya::programs::XdpMode::Driver)?;
+            let id = xdp.info()?.id();
+            Ok((ebpf, id))
+        })
+        .unwrap();
+
+    assert_refused_and_untouched(&lab, ("native".to_owned(), foreign_id));
+    drop(ebpf);
+    assert_eq!(ctl::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
+    // With the foreign program gone, filter-ctl attaches normally.
+    assert!(lab.attach(None).contains("attached filter on wan0"));
+}
