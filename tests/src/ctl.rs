@@ -204,7 +204,8 @@ impl FilterCtl {
 /// Per-reason counters from `stats --json`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// reason name → (packets, bytes)
+    /// reason name → (packets, bytes); monitor mode's rows are keyed
+    /// `would_drop:<reason>`.
     pub counts: BTreeMap<String, (u64, u64)>,
 }
 
@@ -226,7 +227,11 @@ impl Stats {
                     .as_u64()
                     .ok_or_else(|| anyhow!("{name} is not a number: {row}"))
             };
-            counts.insert(reason.to_owned(), (number("packets")?, number("bytes")?));
+            let key = match field("action")?.as_str() {
+                Some("would_drop") => format!("would_drop:{reason}"),
+                _ => reason.to_owned(),
+            };
+            counts.insert(key, (number("packets")?, number("bytes")?));
         }
         for reason in Reason::ALL {
             if !counts.contains_key(reason.name()) {
@@ -242,6 +247,11 @@ impl Stats {
 
     pub fn bytes(&self, reason: Reason) -> u64 {
         self.counts[reason.name()].1
+    }
+
+    /// Packets monitor mode passed that `reason` would have dropped.
+    pub fn would_drop(&self, reason: Reason) -> u64 {
+        self.counts[&format!("would_drop:{}", reason.name())].0
     }
 
     /// What was counted since `before`, per reason (saturating at zero).

@@ -2,161 +2,36 @@
 //! frames through BPF_PROG_TEST_RUN. Each test asserts the verdict and that
 //! exactly the expected reason counters moved, by the expected packets and bytes.
 //!
-//! Every test loads its own instance of the object (no pins), so its `STATS`
-//! map starts at zero and tests can run in parallel. They need root (CAP_BPF):
-//! run them with `./xtask/run test`; without root they fail, they never skip.
+//! These cover the parse paths and the plain pass reasons; the reflection
+//! rules have their own file (reflection.rs). Every test loads its own
+//! instance (tests::bpf), so counters start at zero and tests run in parallel.
+//!
+//! Plain UDP here uses port 40001, which nothing watches: a datagram from a
+//! watched port (53, 123, ...) would be judged by the reflection rules.
 
-use aya::{
-    Ebpf,
-    maps::PerCpuArray,
-    programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
-};
-use filter_common::{Action, Counter, Direction, Reason, map, program};
+use filter_common::{Action, Direction, Reason};
+use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero};
 use tests::packet::{
     ETH_HLEN, ExtHeader, Frame, IPV4_HLEN, IPV6_HLEN, PacketBuilder, addr, ethertype, tcp_flags,
 };
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const TC_ACT_OK: u32 = 0;
-
-/// One loaded instance of the filter's programs and maps.
-struct Filter {
-    ebpf: Ebpf,
-}
-
-impl Filter {
-    fn load() -> Self {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        assert!(
-            unsafe { libc::geteuid() } == 0,
-            "the verdict tests load BPF programs and need root: run `./xtask/run test` as root"
-        );
-        let mut ebpf = Ebpf::load(filter_ctl::EBPF_OBJECT).expect("loading the eBPF object");
-        let xdp: &mut Xdp = ebpf
-            .program_mut(program::INGRESS)
-            .expect("the object has the ingress program")
-            .try_into()
-            .expect("the ingress program is XDP");
-        xdp.load().expect("the kernel accepts the XDP program");
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(program::EGRESS)
-            .expect("the object has the egress program")
-            .try_into()
-            .expect("the egress program is a TC classifier");
-        tc.load().expect("the kernel accepts the TC program");
-        Self { ebpf }
-    }
-
-    fn xdp(&self) -> &Xdp {
-        self.ebpf
-            .program(program::INGRESS)
-            .unwrap()
-            .try_into()
-            .unwrap()
-    }
-
-    fn tc(&self) -> &SchedClassifier {
-        self.ebpf
-            .program(program::EGRESS)
-            .unwrap()
-            .try_into()
-            .unwrap()
-    }
-
-    fn try_ingress(&self, frame: &[u8], repeat: u32) -> Result<u32, ProgramError> {
-        let result = self.xdp().test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat,
-            ..Default::default()
-        })?;
-        Ok(result.return_value)
-    }
-
-    /// The XDP verdict on `frame`.
-    fn ingress(&self, frame: &[u8]) -> u32 {
-        self.try_ingress(frame, 1)
-            .unwrap_or_else(|err| panic!("XDP test run on {} bytes: {err}", frame.len()))
-    }
-
-    fn try_egress(&self, frame: &[u8]) -> Result<u32, ProgramError> {
-        let result = self.tc().test_run(TestRunOptions {
-            data_in: Some(frame),
-            ..Default::default()
-        })?;
-        Ok(result.return_value)
-    }
-
-    /// The TC egress verdict on `frame` (the kernel builds an skb from it).
-    fn egress(&self, frame: &[u8]) -> u32 {
-        self.try_egress(frame)
-            .unwrap_or_else(|err| panic!("TC test run on {} bytes: {err:?}", frame.len()))
-    }
-
-    /// Every reason's counters, summed over CPUs, in reason order.
-    fn counts(&self) -> Vec<Counter> {
-        let stats = PerCpuArray::<_, Counter>::try_from(
-            self.ebpf
-                .map(map::STATS)
-                .expect("the object has the STATS map"),
-        )
-        .expect("STATS is a per-CPU array of Counter");
-        let counts = filter_ctl::stats::sum(&stats).expect("reading STATS");
-        Reason::ALL
-            .iter()
-            .map(|&reason| {
-                let count = filter_ctl::stats::find(&counts, reason);
-                Counter {
-                    packets: count.packets,
-                    bytes: count.bytes,
-                }
-            })
-            .collect()
-    }
-
-    /// Asserts that since `before`, exactly the reasons in `expected` moved, each
-    /// by (packets, bytes), and no other reason moved at all.
-    #[track_caller]
-    fn assert_moved(&self, before: &[Counter], expected: &[(Reason, u64, u64)], context: &str) {
-        let after = self.counts();
-        for &reason in &Reason::ALL {
-            let i = reason.index() as usize;
-            let moved = (
-                after[i].packets - before[i].packets,
-                after[i].bytes - before[i].bytes,
-            );
-            let wanted = expected
-                .iter()
-                .filter(|(r, _, _)| *r == reason)
-                .fold((0, 0), |(p, b), (_, dp, db)| (p + dp, b + db));
-            assert_eq!(
-                moved,
-                wanted,
-                "{context}: counter {} moved by (packets, bytes) {moved:?}, expected {wanted:?}",
-                reason.name()
-            );
-        }
-    }
-}
-
-fn zero() -> Vec<Counter> {
-    vec![Counter::default(); Reason::COUNT as usize]
-}
 
 fn len(frame: &[u8]) -> u64 {
     frame.len() as u64
 }
 
-fn dns_answer_v4() -> Frame {
+/// UDP between two unwatched ports.
+const PLAIN: u16 = 40001;
+
+fn udp_v4() -> Frame {
     PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
-        .udp(53, 40000)
+        .udp(PLAIN, 40000)
         .payload(&[0xab; 60])
         .build()
 }
 
-fn dns_answer_v6() -> Frame {
+fn udp_v6() -> Frame {
     PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
-        .udp(53, 40000)
+        .udp(PLAIN, 40000)
         .payload(&[0xab; 60])
         .build()
 }
@@ -170,7 +45,7 @@ fn a_fresh_instance_counts_nothing() {
 #[test]
 fn ipv4_udp_passes_as_pass_ipv4() {
     let filter = Filter::load();
-    let frame = dns_answer_v4();
+    let frame = udp_v4();
     assert_eq!(filter.ingress(&frame), XDP_PASS);
     filter.assert_moved(&zero(), &[(Reason::PassIpv4, 1, len(&frame))], "IPv4 UDP");
 
@@ -186,9 +61,9 @@ fn ipv4_udp_passes_as_pass_ipv4() {
 #[test]
 fn counters_add_up_over_runs_and_frame_sizes() {
     let filter = Filter::load();
-    let small = dns_answer_v4();
+    let small = udp_v4();
     let big = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
-        .udp(53, 40000)
+        .udp(PLAIN, 40000)
         .payload(&[0xcd; 1400])
         .build();
     // `repeat` runs the program N times on the same frame.
@@ -210,7 +85,7 @@ fn ipv4_with_options_passes_as_pass_ipv4() {
     ] {
         let frame = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
             .ipv4_options(options)
-            .udp(53, 40000)
+            .udp(PLAIN, 40000)
             .payload(b"answer")
             .build();
         assert_eq!(frame.l3_end() - frame.l3, IPV4_HLEN + options.len());
@@ -225,11 +100,11 @@ fn ipv4_with_options_passes_as_pass_ipv4() {
 }
 
 #[test]
-fn ipv4_fragments_pass_as_pass_ipv4() {
+fn ipv4_fragments_pass_the_first_as_pass_ipv4_and_the_rest_follow_it() {
     let filter = Filter::load();
     let first = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
         .fragment(0x1234, true, 0)
-        .udp(53, 40000)
+        .udp(PLAIN, 40000)
         .payload(&[0; 64])
         .build();
     let last = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
@@ -241,7 +116,10 @@ fn ipv4_fragments_pass_as_pass_ipv4() {
     assert_eq!(filter.ingress(&last), XDP_PASS);
     filter.assert_moved(
         &zero(),
-        &[(Reason::PassIpv4, 2, len(&first) + len(&last))],
+        &[
+            (Reason::PassIpv4, 1, len(&first)),
+            (Reason::PassFragment, 1, len(&last)),
+        ],
         "first and last fragment",
     );
 }
@@ -249,7 +127,7 @@ fn ipv4_fragments_pass_as_pass_ipv4() {
 #[test]
 fn ipv6_passes_as_pass_ipv6() {
     let filter = Filter::load();
-    let udp = dns_answer_v6();
+    let udp = udp_v6();
     let syn = PacketBuilder::ipv6(addr::ATTACKER_V6, addr::CLIENT_V6)
         .tcp(40000, 443, tcp_flags::SYN)
         .build();
@@ -261,7 +139,7 @@ fn ipv6_passes_as_pass_ipv6() {
             more: true,
             id: 99,
         })
-        .udp(53, 40000)
+        .udp(PLAIN, 40000)
         .payload(&[1; 32])
         .build();
     for frame in [&udp, &syn, &with_ext] {
@@ -298,7 +176,7 @@ fn arp_and_other_ethertypes_pass_as_pass_not_ip() {
 #[test]
 fn frames_shorter_than_ethernet_pass_as_malformed_or_never_reach_the_program() {
     let filter = Filter::load();
-    let frame = dns_answer_v4();
+    let frame = udp_v4();
     for cut in 0..ETH_HLEN {
         let cut_frame = frame.truncated(cut);
         let before = filter.counts();
@@ -371,7 +249,7 @@ fn assert_every_cut_is_malformed(filter: &Filter, frame: &Frame, what: &str) {
 #[test]
 fn ipv4_cut_inside_its_header_passes_as_malformed() {
     let filter = Filter::load();
-    let frame = dns_answer_v4();
+    let frame = udp_v4();
     assert_eq!(frame.l3_end(), ETH_HLEN + IPV4_HLEN);
     assert_every_cut_is_malformed(&filter, &frame, "IPv4");
 }
@@ -381,7 +259,7 @@ fn ipv4_cut_inside_its_options_passes_as_malformed() {
     let filter = Filter::load();
     let frame = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
         .ipv4_options(&[0x01; 40])
-        .udp(53, 40000)
+        .udp(PLAIN, 40000)
         .build();
     assert_eq!(frame.l3_end(), ETH_HLEN + 60);
     assert_every_cut_is_malformed(&filter, &frame, "IPv4 with 40 option bytes");
@@ -390,7 +268,7 @@ fn ipv4_cut_inside_its_options_passes_as_malformed() {
 #[test]
 fn ipv6_cut_inside_its_header_passes_as_malformed() {
     let filter = Filter::load();
-    let frame = dns_answer_v6();
+    let frame = udp_v6();
     assert_eq!(frame.l3_end(), ETH_HLEN + IPV6_HLEN);
     assert_every_cut_is_malformed(&filter, &frame, "IPv6");
 }
@@ -404,7 +282,7 @@ fn wrong_ip_version_or_header_length_passes_as_malformed() {
             format!("EtherType IPv4, version {version}"),
             PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
                 .ip_version(version)
-                .udp(53, 40000)
+                .udp(PLAIN, 40000)
                 .build(),
         ));
     }
@@ -413,7 +291,7 @@ fn wrong_ip_version_or_header_length_passes_as_malformed() {
             format!("EtherType IPv6, version {version}"),
             PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
                 .ip_version(version)
-                .udp(53, 40000)
+                .udp(PLAIN, 40000)
                 .build(),
         ));
     }
@@ -422,7 +300,7 @@ fn wrong_ip_version_or_header_length_passes_as_malformed() {
             format!("IPv4 header length {ihl} words"),
             PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
                 .ihl(ihl)
-                .udp(53, 40000)
+                .udp(PLAIN, 40000)
                 .build(),
         ));
     }
@@ -434,20 +312,25 @@ fn wrong_ip_version_or_header_length_passes_as_malformed() {
 }
 
 /// Whatever the frame, exactly one ingress reason counts it, and the verdict is
-/// that reason's action (today every reason passes; drop reasons come with the
-/// detection rules and must keep this agreement).
+/// that reason's action.
 #[test]
 fn the_verdict_is_the_action_of_the_one_reason_counted() {
     let filter = Filter::load();
     let frames: Vec<Vec<u8>> = vec![
-        dns_answer_v4().bytes,
-        dns_answer_v6().bytes,
+        udp_v4().bytes,
+        udp_v6().bytes,
         PacketBuilder::arp_request(addr::SERVER_V4, addr::CLIENT_V4)
             .build()
             .bytes,
-        dns_answer_v4().truncated(ETH_HLEN + 5),
+        udp_v4().truncated(ETH_HLEN + 5),
         PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
             .tcp(1234, 80, tcp_flags::SYN)
+            .build()
+            .bytes,
+        // An unsolicited DNS response: dropped.
+        PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+            .udp(53, 40000)
+            .payload(&[0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0])
             .build()
             .bytes,
     ];
@@ -470,15 +353,22 @@ fn the_verdict_is_the_action_of_the_one_reason_counted() {
     }
 }
 
+/// Egress records DNS queries (QR clear, to a watched port) as solicited and
+/// observes everything else as egress_other; it never drops.
 #[test]
-fn egress_observes_ipv4_ipv6_and_other_and_never_drops() {
+fn egress_records_queries_observes_the_rest_and_never_drops() {
     let filter = Filter::load();
+    let query = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     let query_v4 = PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4)
         .udp(40000, 53)
-        .payload(&[0x11; 33])
+        .payload(&query)
         .build();
     let query_v6 = PacketBuilder::ipv6(addr::CLIENT_V6, addr::SERVER_V6)
         .udp(40000, 53)
+        .payload(&query)
+        .build();
+    let plain = PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4)
+        .udp(40000, PLAIN)
         .payload(&[0x11; 33])
         .build();
     let arp = PacketBuilder::arp_request(addr::CLIENT_V4, addr::SERVER_V4).build();
@@ -487,22 +377,20 @@ fn egress_observes_ipv4_ipv6_and_other_and_never_drops() {
         .udp(40000, 53)
         .build();
 
-    assert_eq!(filter.egress(&query_v4), TC_ACT_OK);
-    filter.assert_moved(
-        &zero(),
-        &[(Reason::EgressIpv4, 1, len(&query_v4))],
-        "egress IPv4",
-    );
-
-    let before = filter.counts();
-    assert_eq!(filter.egress(&query_v6), TC_ACT_OK);
-    filter.assert_moved(
-        &before,
-        &[(Reason::EgressIpv6, 1, len(&query_v6))],
-        "egress IPv6",
-    );
-
-    for (what, frame) in [("ARP", &arp[..]), ("IPv4 with version 7", &bad_version[..])] {
+    for (what, frame) in [("IPv4 DNS query", &query_v4), ("IPv6 DNS query", &query_v6)] {
+        let before = filter.counts();
+        assert_eq!(filter.egress(frame), TC_ACT_OK, "egress {what}");
+        filter.assert_moved(
+            &before,
+            &[(Reason::EgressQueryRecorded, 1, len(frame))],
+            what,
+        );
+    }
+    for (what, frame) in [
+        ("UDP to an unwatched port", &plain[..]),
+        ("ARP", &arp[..]),
+        ("IPv4 with version 7", &bad_version[..]),
+    ] {
         let before = filter.counts();
         assert_eq!(filter.egress(frame), TC_ACT_OK, "egress {what}");
         filter.assert_moved(
@@ -516,14 +404,14 @@ fn egress_observes_ipv4_ipv6_and_other_and_never_drops() {
 #[test]
 fn ingress_and_egress_count_in_their_own_reasons() {
     let filter = Filter::load();
-    let frame = dns_answer_v4();
+    let frame = udp_v4();
     assert_eq!(filter.ingress(&frame), XDP_PASS);
     assert_eq!(filter.egress(&frame), TC_ACT_OK);
     filter.assert_moved(
         &zero(),
         &[
             (Reason::PassIpv4, 1, len(&frame)),
-            (Reason::EgressIpv4, 1, len(&frame)),
+            (Reason::EgressOther, 1, len(&frame)),
         ],
         "one frame each way",
     );

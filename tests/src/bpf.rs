@@ -1,0 +1,194 @@
+//! One loaded instance of the filter's programs and maps, driven through
+//! BPF_PROG_TEST_RUN: the harness of the verdict tests.
+//!
+//! Every instance is loaded without pins, so its maps start empty (plus the
+//! default settings an attach writes) and tests can run in parallel. Loading
+//! needs root (CAP_BPF); without it the tests fail, they never skip.
+
+use aya::{
+    Ebpf,
+    maps::{Array, PerCpuArray},
+    programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
+};
+use filter_common::{Counter, Reason, map, program};
+use filter_ctl::settings::{self, Settings};
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const TC_ACT_OK: u32 = 0;
+
+/// Counters of every slot: `Reason::index()`, then the would-drop slots at
+/// `Reason::COUNT + index()`.
+pub type Counts = Vec<Counter>;
+
+pub struct Filter {
+    ebpf: Ebpf,
+}
+
+impl Filter {
+    /// Loads the object and writes the default settings, as `attach` does.
+    pub fn load() -> Self {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "the verdict tests load BPF programs and need root: run `./xtask/run test` as root"
+        );
+        let mut ebpf = Ebpf::load(filter_ctl::EBPF_OBJECT).expect("loading the eBPF object");
+        let xdp: &mut Xdp = ebpf
+            .program_mut(program::INGRESS)
+            .expect("the object has the ingress program")
+            .try_into()
+            .expect("the ingress program is XDP");
+        xdp.load().expect("the kernel accepts the XDP program");
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(program::EGRESS)
+            .expect("the object has the egress program")
+            .try_into()
+            .expect("the egress program is a TC classifier");
+        tc.load().expect("the kernel accepts the TC program");
+        let [config, ports] = ebpf.maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
+        settings::write_defaults(
+            &mut Array::try_from(config.expect("CONFIG map")).unwrap(),
+            &mut Array::try_from(ports.expect("WATCHED_PORTS map")).unwrap(),
+        )
+        .expect("writing the default settings");
+        Self { ebpf }
+    }
+
+    /// Changes settings as `filter-ctl set` does; panics if one is rejected.
+    pub fn set(&mut self, assignments: &[(&str, &str)]) {
+        let [config, ports] = self
+            .ebpf
+            .maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
+        let mut config = Array::try_from(config.unwrap()).unwrap();
+        let mut ports = Array::try_from(ports.unwrap()).unwrap();
+        let live = Settings::read(&config, &ports).expect("reading settings");
+        let next = live
+            .with(assignments.iter().copied())
+            .expect("valid settings");
+        next.write(&live, &mut config, &mut ports)
+            .expect("writing settings");
+    }
+
+    fn xdp(&self) -> &Xdp {
+        self.ebpf
+            .program(program::INGRESS)
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
+
+    fn tc(&self) -> &SchedClassifier {
+        self.ebpf
+            .program(program::EGRESS)
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
+
+    pub fn try_ingress(&self, frame: &[u8], repeat: u32) -> Result<u32, ProgramError> {
+        let result = self.xdp().test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..Default::default()
+        })?;
+        Ok(result.return_value)
+    }
+
+    /// The XDP verdict on `frame`.
+    pub fn ingress(&self, frame: &[u8]) -> u32 {
+        self.try_ingress(frame, 1)
+            .unwrap_or_else(|err| panic!("XDP test run on {} bytes: {err}", frame.len()))
+    }
+
+    pub fn try_egress(&self, frame: &[u8]) -> Result<u32, ProgramError> {
+        let result = self.tc().test_run(TestRunOptions {
+            data_in: Some(frame),
+            ..Default::default()
+        })?;
+        Ok(result.return_value)
+    }
+
+    /// The TC egress verdict on `frame` (the kernel builds an skb from it).
+    pub fn egress(&self, frame: &[u8]) -> u32 {
+        self.try_egress(frame)
+            .unwrap_or_else(|err| panic!("TC test run on {} bytes: {err:?}", frame.len()))
+    }
+
+    /// Every slot's counters, summed over CPUs.
+    pub fn counts(&self) -> Counts {
+        let stats =
+            PerCpuArray::<_, Counter>::try_from(self.ebpf.map(map::STATS).expect("the STATS map"))
+                .expect("STATS is a per-CPU array of Counter");
+        (0..2 * Reason::COUNT)
+            .map(|slot| {
+                stats.get(&slot, 0).expect("reading STATS").iter().fold(
+                    Counter::default(),
+                    |sum, c| Counter {
+                        packets: sum.packets + c.packets,
+                        bytes: sum.bytes + c.bytes,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Asserts that since `before` exactly the reasons in `expected` moved,
+    /// each by (packets, bytes), and nothing else, would-drop slots included.
+    #[track_caller]
+    pub fn assert_moved(&self, before: &Counts, expected: &[(Reason, u64, u64)], context: &str) {
+        self.assert_slots(before, expected, &[], context);
+    }
+
+    /// Asserts that since `before` only the would-drop slots of `expected`
+    /// moved (monitor mode), each by (packets, bytes).
+    #[track_caller]
+    pub fn assert_would_drop(
+        &self,
+        before: &Counts,
+        expected: &[(Reason, u64, u64)],
+        context: &str,
+    ) {
+        self.assert_slots(before, &[], expected, context);
+    }
+
+    #[track_caller]
+    fn assert_slots(
+        &self,
+        before: &Counts,
+        counted: &[(Reason, u64, u64)],
+        would_drop: &[(Reason, u64, u64)],
+        context: &str,
+    ) {
+        let after = self.counts();
+        let wanted = |list: &[(Reason, u64, u64)], reason: Reason| {
+            list.iter()
+                .filter(|(r, _, _)| *r == reason)
+                .fold((0, 0), |(p, b), (_, dp, db)| (p + dp, b + db))
+        };
+        for reason in Reason::ALL {
+            for (slot, list, kind) in [
+                (reason.index(), counted, ""),
+                (Reason::COUNT + reason.index(), would_drop, "would-drop "),
+            ] {
+                let i = slot as usize;
+                let moved = (
+                    after[i].packets - before[i].packets,
+                    after[i].bytes - before[i].bytes,
+                );
+                let expected = wanted(list, reason);
+                assert_eq!(
+                    moved,
+                    expected,
+                    "{context}: {kind}counter {} moved by (packets, bytes) {moved:?}, expected {expected:?}",
+                    reason.name()
+                );
+            }
+        }
+    }
+}
+
+/// Counters of a fresh instance.
+pub fn zero() -> Counts {
+    vec![Counter::default(); 2 * Reason::COUNT as usize]
+}
