@@ -1,0 +1,708 @@
+//! Verdict tests of the reflection defence through BPF_PROG_TEST_RUN: queries
+//! run through the egress program record what was asked, answers run through
+//! the ingress program pass only if they match, everything else from a watched
+//! port is dropped under its own reason. Exact counter deltas every time.
+
+use std::{thread, time::Duration};
+
+use filter_common::Reason;
+use tests::{
+    bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero},
+    packet::{ExtHeader, Frame, PacketBuilder, addr, tcp_flags},
+};
+
+const CLIENT_PORT: u16 = 40000;
+const TXID: u16 = 0x5a5a;
+
+fn len(frame: &[u8]) -> u64 {
+    frame.len() as u64
+}
+
+/// One way of carrying IP on the WAN link, and the address family.
+#[derive(Clone, Copy, Debug)]
+enum Link {
+    Plain,
+    Vlan,
+    QinQ,
+    Pppoe,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Path {
+    v6: bool,
+    link: Link,
+}
+
+const PATHS: [Path; 8] = [
+    Path {
+        v6: false,
+        link: Link::Plain,
+    },
+    Path {
+        v6: true,
+        link: Link::Plain,
+    },
+    Path {
+        v6: false,
+        link: Link::Vlan,
+    },
+    Path {
+        v6: true,
+        link: Link::Vlan,
+    },
+    Path {
+        v6: false,
+        link: Link::QinQ,
+    },
+    Path {
+        v6: true,
+        link: Link::QinQ,
+    },
+    Path {
+        v6: false,
+        link: Link::Pppoe,
+    },
+    Path {
+        v6: true,
+        link: Link::Pppoe,
+    },
+];
+
+impl Path {
+    const V4: Path = Path {
+        v6: false,
+        link: Link::Plain,
+    };
+
+    /// A frame from `from` to `to`, where `true` means the client side.
+    fn builder(self, outbound: bool) -> PacketBuilder {
+        let builder = match (self.v6, outbound) {
+            (false, true) => PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4),
+            (false, false) => PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4),
+            (true, true) => PacketBuilder::ipv6(addr::CLIENT_V6, addr::SERVER_V6),
+            (true, false) => PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6),
+        };
+        match self.link {
+            Link::Plain => builder,
+            Link::Vlan => builder.vlan(100),
+            Link::QinQ => builder.qinq(200, 100),
+            Link::Pppoe => builder.pppoe(0x1234),
+        }
+    }
+
+    fn pass_reason(self) -> Reason {
+        if self.v6 {
+            Reason::PassIpv6
+        } else {
+            Reason::PassIpv4
+        }
+    }
+}
+
+/// A DNS header: id, flags (0x0100 query, 0x8180 response), one question.
+fn dns(id: u16, response: bool, extra: usize) -> Vec<u8> {
+    let flags: u16 = if response { 0x8180 } else { 0x0100 };
+    let mut payload = Vec::new();
+    payload.extend(id.to_be_bytes());
+    payload.extend(flags.to_be_bytes());
+    payload.extend([0, 1, 0, u8::from(response), 0, 0, 0, 0]);
+    payload.extend(std::iter::repeat_n(0x61, extra));
+    payload
+}
+
+fn dns_query(path: Path, id: u16) -> Frame {
+    path.builder(true)
+        .udp(CLIENT_PORT, 53)
+        .payload(&dns(id, false, 20))
+        .build()
+}
+
+fn dns_answer(path: Path, id: u16) -> Frame {
+    path.builder(false)
+        .udp(53, CLIENT_PORT)
+        .payload(&dns(id, true, 200))
+        .build()
+}
+
+/// An NTP packet: mode, origin timestamp (24..32) and transmit timestamp (40..48).
+fn ntp(mode: u8, origin: u64, transmit: u64) -> Vec<u8> {
+    let mut payload = vec![0u8; 48];
+    payload[0] = (4 << 3) | mode;
+    payload[24..32].copy_from_slice(&origin.to_be_bytes());
+    payload[40..48].copy_from_slice(&transmit.to_be_bytes());
+    payload
+}
+
+const NTP_CLIENT: u8 = 3;
+const NTP_SERVER: u8 = 4;
+const NTP_CONTROL: u8 = 6;
+const NTP_PRIVATE: u8 = 7;
+const STAMP: u64 = 0xe9a1_2345_6789_abcd;
+
+#[test]
+fn a_dns_answer_passes_only_if_its_query_went_out_and_only_once() {
+    for path in PATHS {
+        let filter = Filter::load();
+        let query = dns_query(path, TXID);
+        let answer = dns_answer(path, TXID);
+
+        assert_eq!(
+            filter.ingress(&answer),
+            XDP_DROP,
+            "{path:?}: answer before query"
+        );
+        filter.assert_moved(
+            &zero(),
+            &[(Reason::DropUnsolicitedDns, 1, len(&answer))],
+            &format!("{path:?}"),
+        );
+
+        let before = filter.counts();
+        assert_eq!(
+            filter.egress(&query),
+            TC_ACT_OK,
+            "{path:?}: egress never drops"
+        );
+        assert_eq!(
+            filter.ingress(&answer),
+            XDP_PASS,
+            "{path:?}: the answer to our query"
+        );
+        filter.assert_moved(
+            &before,
+            &[
+                (Reason::EgressQueryRecorded, 1, len(&query)),
+                (Reason::PassSolicited, 1, len(&answer)),
+            ],
+            &format!("{path:?}: query then answer"),
+        );
+
+        // The entry was consumed: a replayed answer is unsolicited.
+        let before = filter.counts();
+        assert_eq!(
+            filter.ingress(&answer),
+            XDP_DROP,
+            "{path:?}: replayed answer"
+        );
+        filter.assert_moved(
+            &before,
+            &[(Reason::DropUnsolicitedDns, 1, len(&answer))],
+            &format!("{path:?} replay"),
+        );
+    }
+}
+
+#[test]
+fn an_answer_must_match_id_addresses_and_ports() {
+    let filter = Filter::load();
+    let path = Path::V4;
+    let answer = |src, dst, sport: u16, dport: u16, id| {
+        PacketBuilder::ipv4(src, dst)
+            .udp(sport, dport)
+            .payload(&dns(id, true, 100))
+            .build()
+    };
+    let wrong = [
+        (
+            "transaction id",
+            answer(addr::SERVER_V4, addr::CLIENT_V4, 53, CLIENT_PORT, TXID + 1),
+        ),
+        (
+            "server address",
+            answer(addr::ATTACKER_V4, addr::CLIENT_V4, 53, CLIENT_PORT, TXID),
+        ),
+        (
+            "client address",
+            answer(addr::SERVER_V4, addr::BENCH_V4, 53, CLIENT_PORT, TXID),
+        ),
+        (
+            "client port",
+            answer(addr::SERVER_V4, addr::CLIENT_V4, 53, CLIENT_PORT + 1, TXID),
+        ),
+    ];
+    assert_eq!(filter.egress(&dns_query(path, TXID)), TC_ACT_OK);
+    for (what, frame) in &wrong {
+        let before = filter.counts();
+        assert_eq!(filter.ingress(frame), XDP_DROP, "wrong {what}");
+        filter.assert_moved(
+            &before,
+            &[(Reason::DropUnsolicitedDns, 1, len(frame))],
+            &format!("wrong {what}"),
+        );
+    }
+    // None of them consumed the entry: the real answer still passes.
+    let before = filter.counts();
+    let real = dns_answer(path, TXID);
+    assert_eq!(filter.ingress(&real), XDP_PASS);
+    filter.assert_moved(
+        &before,
+        &[(Reason::PassSolicited, 1, len(&real))],
+        "the real answer",
+    );
+}
+
+#[test]
+fn dns_queries_from_port_53_and_dns_over_tcp_are_not_responses() {
+    let filter = Filter::load();
+    // Some resolvers send queries from source port 53: not a reflection.
+    let query_from_53 = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(53, 53)
+        .payload(&dns(TXID, false, 20))
+        .build();
+    let tcp_answer = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .tcp(53, CLIENT_PORT, tcp_flags::ACK | tcp_flags::PSH)
+        .payload(&dns(TXID, true, 100))
+        .build();
+    for frame in [&query_from_53, &tcp_answer] {
+        assert_eq!(filter.ingress(frame), XDP_PASS);
+    }
+    filter.assert_moved(
+        &zero(),
+        &[(Reason::PassIpv4, 2, len(&query_from_53) + len(&tcp_answer))],
+        "query from 53, DNS over TCP",
+    );
+}
+
+#[test]
+fn short_dns_and_udp_headers_pass_as_malformed() {
+    let filter = Filter::load();
+    let answer = dns_answer(Path::V4, TXID);
+    let udp_start = answer.l4.unwrap();
+    // Cut inside the UDP header, and inside the DNS id/flags.
+    for cut in (udp_start..udp_start + 8).chain(answer.payload..answer.payload + 4) {
+        let frame = answer.truncated(cut);
+        let before = filter.counts();
+        assert_eq!(filter.ingress(&frame), XDP_PASS, "cut at {cut}");
+        filter.assert_moved(
+            &before,
+            &[(Reason::PassMalformed, 1, cut as u64)],
+            &format!("cut at {cut}"),
+        );
+    }
+}
+
+#[test]
+fn ntp_answers_must_echo_the_transmit_timestamp() {
+    for v6 in [false, true] {
+        let path = Path {
+            v6,
+            link: Link::Plain,
+        };
+        let filter = Filter::load();
+        let request = path
+            .builder(true)
+            .udp(CLIENT_PORT, 123)
+            .payload(&ntp(NTP_CLIENT, 0, STAMP))
+            .build();
+        let answer = |origin| {
+            path.builder(false)
+                .udp(123, CLIENT_PORT)
+                .payload(&ntp(NTP_SERVER, origin, 7))
+                .build()
+        };
+
+        assert_eq!(filter.egress(&request), TC_ACT_OK);
+        let wrong = answer(STAMP + 1);
+        assert_eq!(
+            filter.ingress(&wrong),
+            XDP_DROP,
+            "v6={v6}: wrong origin timestamp"
+        );
+        let right = answer(STAMP);
+        assert_eq!(filter.ingress(&right), XDP_PASS, "v6={v6}: the answer");
+        filter.assert_moved(
+            &zero(),
+            &[
+                (Reason::EgressQueryRecorded, 1, len(&request)),
+                (Reason::DropUnsolicitedNtp, 1, len(&wrong)),
+                (Reason::PassSolicited, 1, len(&right)),
+            ],
+            &format!("NTP v6={v6}"),
+        );
+    }
+}
+
+#[test]
+fn ntp_control_and_private_modes_are_dropped_both_ways() {
+    let filter = Filter::load();
+    let path = Path::V4;
+    // Even right after a real request, a mode 7 "answer" never passes.
+    let request = path
+        .builder(true)
+        .udp(CLIENT_PORT, 123)
+        .payload(&ntp(NTP_CLIENT, 0, STAMP))
+        .build();
+    assert_eq!(filter.egress(&request), TC_ACT_OK);
+    let mut expected = vec![(Reason::EgressQueryRecorded, 1, len(&request))];
+    for mode in [NTP_CONTROL, NTP_PRIVATE] {
+        let response = path
+            .builder(false)
+            .udp(123, CLIENT_PORT)
+            .payload(&ntp(mode, STAMP, 0))
+            .build();
+        // A monlist query to the gateway itself, from any port.
+        let query = PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+            .udp(50000, 123)
+            .payload(&ntp(mode, 0, 0)[..8])
+            .build();
+        for frame in [&response, &query] {
+            assert_eq!(filter.ingress(frame), XDP_DROP, "mode {mode}");
+            expected.push((Reason::DropNtpControl, 1, len(frame)));
+        }
+    }
+    filter.assert_moved(&zero(), &expected, "NTP modes 6 and 7");
+
+    // A client request to an NTP server on the gateway passes, also from port 123.
+    let before = filter.counts();
+    let client = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(123, 123)
+        .payload(&ntp(NTP_CLIENT, 0, STAMP))
+        .build();
+    assert_eq!(filter.ingress(&client), XDP_PASS);
+    filter.assert_moved(
+        &before,
+        &[(Reason::PassIpv4, 1, len(&client))],
+        "NTP client request inbound",
+    );
+}
+
+#[test]
+fn other_amplifier_ports_need_a_request_too() {
+    let filter = Filter::load();
+    for port in [19, 161, 389, 1900, 3702, 11211] {
+        let request = PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4)
+            .udp(CLIENT_PORT, port)
+            .payload(b"stats\r\n")
+            .build();
+        let response = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+            .udp(port, CLIENT_PORT)
+            .payload(&[0x42; 900])
+            .build();
+        let before = filter.counts();
+        assert_eq!(
+            filter.ingress(&response),
+            XDP_DROP,
+            "port {port} unsolicited"
+        );
+        assert_eq!(filter.egress(&request), TC_ACT_OK);
+        assert_eq!(filter.ingress(&response), XDP_PASS, "port {port} solicited");
+        filter.assert_moved(
+            &before,
+            &[
+                (Reason::DropUnsolicitedOther, 1, len(&response)),
+                (Reason::EgressQueryRecorded, 1, len(&request)),
+                (Reason::PassSolicited, 1, len(&response)),
+            ],
+            &format!("port {port}"),
+        );
+    }
+}
+
+#[test]
+fn the_watched_ports_change_at_run_time() {
+    let mut filter = Filter::load();
+    let answer = dns_answer(Path::V4, TXID);
+    filter.set(&[("dns_ports", "none")]);
+    assert_eq!(
+        filter.ingress(&answer),
+        XDP_PASS,
+        "port 53 no longer watched"
+    );
+    filter.set(&[("dns_ports", "53"), ("amplifier_ports", "none")]);
+    assert_eq!(filter.ingress(&answer), XDP_DROP, "port 53 watched again");
+    let ssdp = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(1900, CLIENT_PORT)
+        .payload(b"HTTP/1.1 200 OK")
+        .build();
+    assert_eq!(filter.ingress(&ssdp), XDP_PASS, "SSDP no longer watched");
+    filter.assert_moved(
+        &zero(),
+        &[
+            (Reason::PassIpv4, 1, len(&answer)),
+            (Reason::DropUnsolicitedDns, 1, len(&answer)),
+            (Reason::PassIpv4, 1, len(&ssdp)),
+        ],
+        "watched ports changed",
+    );
+}
+
+#[test]
+fn an_unanswered_query_expires() {
+    let mut filter = Filter::load();
+    filter.set(&[("solicited_lifetime", "100ms")]);
+    let (query, answer) = (dns_query(Path::V4, TXID), dns_answer(Path::V4, TXID));
+    assert_eq!(filter.egress(&query), TC_ACT_OK);
+    thread::sleep(Duration::from_millis(250));
+    assert_eq!(
+        filter.ingress(&answer),
+        XDP_DROP,
+        "answer after the lifetime"
+    );
+    filter.assert_moved(
+        &zero(),
+        &[
+            (Reason::EgressQueryRecorded, 1, len(&query)),
+            (Reason::DropUnsolicitedDns, 1, len(&answer)),
+        ],
+        "expired query",
+    );
+}
+
+/// A ~2000-byte DNS answer in three IPv4 fragments: the first carries the UDP header.
+fn fragmented_answer(id: u16, ip_id: u16) -> [Frame; 3] {
+    let first = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .fragment(ip_id, true, 0)
+        .udp(53, CLIENT_PORT)
+        .payload(&dns(id, true, 1000 - 8 - 12))
+        .build();
+    let later = |offset, more| {
+        PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+            .fragment(ip_id, more, offset)
+            .protocol(17)
+            .payload(&[0x61; 496])
+            .build()
+    };
+    [first, later(125, true), later(187, false)]
+}
+
+#[test]
+fn later_fragments_follow_their_first_fragment() {
+    let filter = Filter::load();
+    // Unsolicited: the first fragment is dropped, and so is the rest.
+    let [first, second, third] = fragmented_answer(TXID, 0x1111);
+    for frame in [&first, &second, &third] {
+        assert_eq!(filter.ingress(frame), XDP_DROP);
+    }
+    filter.assert_moved(
+        &zero(),
+        &[
+            (Reason::DropUnsolicitedDns, 1, len(&first)),
+            (Reason::DropFragment, 2, len(&second) + len(&third)),
+        ],
+        "unsolicited fragmented answer",
+    );
+
+    // Solicited: all three pass.
+    let before = filter.counts();
+    let query = dns_query(Path::V4, TXID + 1);
+    let [first, second, third] = fragmented_answer(TXID + 1, 0x2222);
+    assert_eq!(filter.egress(&query), TC_ACT_OK);
+    for frame in [&first, &second, &third] {
+        assert_eq!(filter.ingress(frame), XDP_PASS);
+    }
+    filter.assert_moved(
+        &before,
+        &[
+            (Reason::EgressQueryRecorded, 1, len(&query)),
+            (Reason::PassSolicited, 1, len(&first)),
+            (Reason::PassFragment, 2, len(&second) + len(&third)),
+        ],
+        "solicited fragmented answer",
+    );
+}
+
+#[test]
+fn fragments_before_their_first_follow_the_orphan_policy() {
+    let mut filter = Filter::load();
+    let [first, second, third] = fragmented_answer(TXID, 0x3333);
+    // Default policy: pass, so an out-of-order real answer is not lost.
+    assert_eq!(filter.ingress(&third), XDP_PASS);
+    assert_eq!(
+        filter.ingress(&first),
+        XDP_DROP,
+        "the first fragment itself is unsolicited"
+    );
+    assert_eq!(
+        filter.ingress(&second),
+        XDP_DROP,
+        "after its first fragment, a fragment follows it"
+    );
+    filter.assert_moved(
+        &zero(),
+        &[
+            (Reason::PassOrphanFragment, 1, len(&third)),
+            (Reason::DropUnsolicitedDns, 1, len(&first)),
+            (Reason::DropFragment, 1, len(&second)),
+        ],
+        "orphan policy pass",
+    );
+
+    filter.set(&[("orphan_fragments", "drop")]);
+    let [_, _, orphan] = fragmented_answer(TXID, 0x4444);
+    let before = filter.counts();
+    assert_eq!(filter.ingress(&orphan), XDP_DROP);
+    filter.assert_moved(
+        &before,
+        &[(Reason::DropOrphanFragment, 1, len(&orphan))],
+        "orphan policy drop",
+    );
+}
+
+#[test]
+fn ipv6_fragments_and_extension_headers_are_followed() {
+    let filter = Filter::load();
+    let answer = |more, offset: u16, udp: bool| {
+        let builder = PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
+            .ext(ExtHeader::HopByHop(vec![]))
+            .ext(ExtHeader::DestinationOptions(vec![]))
+            .ext(ExtHeader::Fragment {
+                offset,
+                more,
+                id: 0xabcd,
+            });
+        if udp {
+            builder
+                .udp(53, CLIENT_PORT)
+                .payload(&dns(TXID, true, 1000))
+                .build()
+        } else {
+            builder.protocol(17).payload(&[0x61; 512]).build()
+        }
+    };
+    let (first, last) = (answer(true, 0, true), answer(false, 128, false));
+    assert_eq!(filter.ingress(&first), XDP_DROP);
+    assert_eq!(filter.ingress(&last), XDP_DROP);
+    filter.assert_moved(
+        &zero(),
+        &[
+            (Reason::DropUnsolicitedDns, 1, len(&first)),
+            (Reason::DropFragment, 1, len(&last)),
+        ],
+        "unsolicited IPv6 fragments behind extension headers",
+    );
+
+    let query = PacketBuilder::ipv6(addr::CLIENT_V6, addr::SERVER_V6)
+        .ext(ExtHeader::DestinationOptions(vec![]))
+        .udp(CLIENT_PORT, 53)
+        .payload(&dns(TXID, false, 20))
+        .build();
+    let whole = PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
+        .ext(ExtHeader::HopByHop(vec![]))
+        .ext(ExtHeader::Routing {
+            routing_type: 4,
+            segments_left: 0,
+            data: vec![0; 4],
+        })
+        .udp(53, CLIENT_PORT)
+        .payload(&dns(TXID, true, 100))
+        .build();
+    let before = filter.counts();
+    assert_eq!(filter.egress(&query), TC_ACT_OK);
+    assert_eq!(filter.ingress(&whole), XDP_PASS);
+    filter.assert_moved(
+        &before,
+        &[
+            (Reason::EgressQueryRecorded, 1, len(&query)),
+            (Reason::PassSolicited, 1, len(&whole)),
+        ],
+        "solicited IPv6 answer behind hop-by-hop and routing headers",
+    );
+}
+
+#[test]
+fn monitor_mode_counts_would_drop_and_passes_everything() {
+    let mut filter = Filter::load();
+    filter.set(&[("monitor", "on")]);
+    let answer = dns_answer(Path::V4, TXID);
+    let [first, second, _] = fragmented_answer(TXID, 0x5555);
+    let mode7 = PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+        .udp(123, CLIENT_PORT)
+        .payload(&ntp(NTP_PRIVATE, 0, 0))
+        .build();
+    for frame in [&answer, &first, &second, &mode7] {
+        assert_eq!(filter.ingress(frame), XDP_PASS, "monitor mode passes");
+    }
+    filter.assert_would_drop(
+        &zero(),
+        &[
+            (Reason::DropUnsolicitedDns, 2, len(&answer) + len(&first)),
+            (Reason::DropFragment, 1, len(&second)),
+            (Reason::DropNtpControl, 1, len(&mode7)),
+        ],
+        "monitor mode",
+    );
+
+    filter.set(&[("monitor", "off")]);
+    let before = filter.counts();
+    assert_eq!(filter.ingress(&answer), XDP_DROP, "monitor off drops again");
+    filter.assert_moved(
+        &before,
+        &[(Reason::DropUnsolicitedDns, 1, len(&answer))],
+        "monitor off",
+    );
+}
+
+/// The solicited table is bounded: far more outstanding queries than slots
+/// evict the oldest entries, counted, and the newest queries still get answers.
+#[test]
+fn a_full_solicited_table_evicts_and_counts() {
+    let filter = Filter::load();
+    let slots = filter_common::SOLICITED_BUCKETS * filter_common::SOLICITED_WAYS;
+    let queries = slots + slots / 4;
+    for i in 0..queries {
+        let frame = PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4)
+            .udp(1024 + (i % 60000) as u16, 53)
+            .payload(&dns((i / 60000) as u16, false, 0))
+            .build();
+        assert_eq!(filter.egress(&frame), TC_ACT_OK);
+    }
+    let counts = filter.counts();
+    let recorded = counts[Reason::EgressQueryRecorded.index() as usize].packets;
+    let evicted = counts[Reason::EgressQueryEvicted.index() as usize].packets;
+    assert_eq!(
+        recorded + evicted,
+        u64::from(queries),
+        "every query counted once"
+    );
+    assert!(
+        evicted >= u64::from(queries - slots),
+        "at least the overflow was evicted: {evicted}"
+    );
+
+    // The newest query is still there.
+    let last = queries - 1;
+    let answer = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(53, 1024 + (last % 60000) as u16)
+        .payload(&dns((last / 60000) as u16, true, 0))
+        .build();
+    assert_eq!(filter.ingress(&answer), XDP_PASS);
+}
+
+#[test]
+fn plain_traffic_on_other_ports_is_untouched() {
+    let filter = Filter::load();
+    for path in PATHS {
+        let frame = path
+            .builder(false)
+            .udp(4500, CLIENT_PORT)
+            .payload(&[1; 300])
+            .build();
+        let before = filter.counts();
+        assert_eq!(filter.ingress(&frame), XDP_PASS, "{path:?}");
+        filter.assert_moved(
+            &before,
+            &[(path.pass_reason(), 1, len(&frame))],
+            &format!("{path:?}"),
+        );
+    }
+}
+
+/// Cut at every byte from the Ethernet header to the DNS flags, on every
+/// encapsulation: nothing is dropped, everything counts as malformed.
+#[test]
+fn every_cut_of_an_encapsulated_answer_passes_as_malformed() {
+    let filter = Filter::load();
+    for path in PATHS {
+        let answer = dns_answer(path, TXID);
+        for cut in 14..answer.payload + 4 {
+            let frame = answer.truncated(cut);
+            let before = filter.counts();
+            assert_eq!(filter.ingress(&frame), XDP_PASS, "{path:?} cut at {cut}");
+            filter.assert_moved(
+                &before,
+                &[(Reason::PassMalformed, 1, cut as u64)],
+                &format!("{path:?} cut at {cut}"),
+            );
+        }
+    }
+}
