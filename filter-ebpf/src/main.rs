@@ -24,6 +24,10 @@ use filter_common::Action;
 
 use crate::packet::{MAX_L4_OFFSET, Packet};
 
+/// Bytes of an outgoing packet egress may read: headers up to the deepest
+/// transport header we parse, plus the DNS/NTP fields behind it.
+const EGRESS_HEADROOM: u32 = (MAX_L4_OFFSET + 64) as u32;
+
 #[xdp]
 pub fn wan_ingress(ctx: XdpContext) -> u32 {
     let packet = Packet::new(ctx.data(), ctx.data_end());
@@ -48,8 +52,13 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn wan_egress(ctx: TcContext) -> i32 {
-    // Make the headers we read linear; a failure only means we see less.
-    let _ = ctx.pull_data(ctx.len().min((MAX_L4_OFFSET + 64) as u32));
+    // The headers we read must be in the linear part. Pull only when they are
+    // not: pulling also makes the skb writable, copying cloned TCP packets.
+    let wanted = ctx.len().min(EGRESS_HEADROOM);
+    if ((ctx.data_end() - ctx.data()) as u32) < wanted {
+        // A failure only means we see less of this packet.
+        let _ = ctx.pull_data(wanted);
+    }
     let packet = Packet::new(ctx.data(), ctx.data_end());
     let config = config::get();
     stats::count(
