@@ -140,14 +140,7 @@ fn fresh_attach(
         link.pin(pins.tc_link())
             .context("pinning the TC egress link")?;
     } else {
-        // Before 6.6: a netlink clsact filter, which lives with the interface.
-        let _ = aya::programs::tc::qdisc_add_clsact(iface.index);
-        let link_id = tc
-            .attach(iface.index, TcAttachType::Egress)
-            .context("attaching the TC egress program (clsact)")?;
-        std::mem::forget(tc.take_link(link_id)?);
-        tc.pin(pins.tc_prog())
-            .context("pinning the TC egress program")?;
+        attach_egress_clsact(tc, iface, pins)?;
     }
     let tc_program_id = tc.info()?.id();
     Ok(AttachReport {
@@ -205,11 +198,8 @@ fn replace(
             TcAttachType::Egress.into(),
             program::EGRESS,
         );
-        let link_id = tc.attach(iface.index, TcAttachType::Egress)?;
-        std::mem::forget(tc.take_link(link_id)?);
         let _ = fs::remove_file(pins.tc_prog());
-        tc.pin(pins.tc_prog())
-            .context("pinning the TC egress program")?;
+        attach_egress_clsact(tc, iface, pins)?;
     }
     let tc_program_id = tc.info()?.id();
     Ok(AttachReport {
@@ -220,6 +210,24 @@ fn replace(
         xdp_program_id,
         tc_program_id,
     })
+}
+
+/// Before Linux 6.6 there is no TCX link: a netlink clsact filter, which lives
+/// with the interface. The program is pinned so later calls can find it.
+fn attach_egress_clsact(
+    tc: &mut SchedClassifier,
+    iface: &Interface,
+    pins: &IfacePins,
+) -> anyhow::Result<()> {
+    let _ = aya::programs::tc::qdisc_add_clsact(iface.index);
+    let link_id = tc
+        .attach(iface.index, TcAttachType::Egress)
+        .context("attaching the TC egress program (clsact)")?;
+    // Dropping the link would remove the filter; it must outlive us.
+    std::mem::forget(tc.take_link(link_id)?);
+    tc.pin(pins.tc_prog())
+        .context("pinning the TC egress program")?;
+    Ok(())
 }
 
 /// Removes the filter from `iface`: unpinning the links detaches the programs,
