@@ -369,7 +369,7 @@ fn parse_duration_in(value: &str, (min, max): (Duration, Duration)) -> Result<u6
 }
 
 fn format_duration(ns: u64) -> String {
-    if ns % 1_000_000_000 == 0 {
+    if ns.is_multiple_of(1_000_000_000) {
         format!("{}s", ns / 1_000_000_000)
     } else {
         format!("{}ms", ns / 1_000_000)
@@ -388,6 +388,42 @@ fn parse_ports(value: &str) -> Result<BTreeSet<u16>, String> {
             _ => Err(format!("'{}' is not a port number 1..65535", item.trim())),
         })
         .collect()
+}
+
+/// The settings maps of a filter pinned on an interface.
+pub struct PinnedSettings {
+    config: Array<MapData, Config>,
+    ports: Array<MapData, u8>,
+}
+
+impl PinnedSettings {
+    pub fn open(pins: &crate::pins::IfacePins) -> anyhow::Result<Self> {
+        let open = |name: &str| -> anyhow::Result<aya::maps::Map> {
+            let path = pins.map(name);
+            let data = MapData::from_pin(&path)
+                .with_context(|| format!("opening {} (is the filter attached?)", path.display()))?;
+            Ok(aya::maps::Map::from_map_data(data)?)
+        };
+        Ok(Self {
+            config: Array::try_from(open(filter_common::map::CONFIG)?)?,
+            ports: Array::try_from(open(filter_common::map::WATCHED_PORTS)?)?,
+        })
+    }
+
+    pub fn read(&self) -> anyhow::Result<Settings> {
+        Settings::read(&self.config, &self.ports)
+    }
+
+    /// Validates every assignment, then writes what changed. Returns the new settings.
+    pub fn apply<'a>(
+        &mut self,
+        assignments: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> anyhow::Result<Settings> {
+        let live = self.read()?;
+        let next = live.with(assignments)?;
+        next.write(&live, &mut self.config, &mut self.ports)?;
+        Ok(next)
+    }
 }
 
 #[cfg(test)]
@@ -502,41 +538,5 @@ mod tests {
                 .to_string()
                 .contains("KEY=VALUE")
         );
-    }
-}
-
-/// The settings maps of a filter pinned on an interface.
-pub struct PinnedSettings {
-    config: Array<MapData, Config>,
-    ports: Array<MapData, u8>,
-}
-
-impl PinnedSettings {
-    pub fn open(pins: &crate::pins::IfacePins) -> anyhow::Result<Self> {
-        let open = |name: &str| -> anyhow::Result<aya::maps::Map> {
-            let path = pins.map(name);
-            let data = MapData::from_pin(&path)
-                .with_context(|| format!("opening {} (is the filter attached?)", path.display()))?;
-            Ok(aya::maps::Map::from_map_data(data)?)
-        };
-        Ok(Self {
-            config: Array::try_from(open(filter_common::map::CONFIG)?)?,
-            ports: Array::try_from(open(filter_common::map::WATCHED_PORTS)?)?,
-        })
-    }
-
-    pub fn read(&self) -> anyhow::Result<Settings> {
-        Settings::read(&self.config, &self.ports)
-    }
-
-    /// Validates every assignment, then writes what changed. Returns the new settings.
-    pub fn apply<'a>(
-        &mut self,
-        assignments: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> anyhow::Result<Settings> {
-        let live = self.read()?;
-        let next = live.with(assignments)?;
-        next.write(&live, &mut self.config, &mut self.ports)?;
-        Ok(next)
     }
 }
