@@ -3,6 +3,7 @@
 //! 2. a later IP fragment: the verdict of its first fragment (fragments.rs);
 //! 3. UDP: the reflection rules (udp.rs; protocol headers in proto/);
 //! 4. anything else: pass.
+//!
 //! A first fragment's verdict is remembered for the rest of its datagram.
 
 mod udp;

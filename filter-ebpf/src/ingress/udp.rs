@@ -26,12 +26,12 @@ pub fn verdict(packet: &Packet, ip: &Ip, now: u64) -> Reason {
         PortClass::Unwatched => return pass(ip),
         PortClass::Dns => match dns::response_token(packet, udp.payload) {
             dns::Response::Token(token) => token,
-            dns::Response::NotAResponse => return pass(ip),
+            dns::Response::Query => return pass(ip),
             dns::Response::Malformed => return Reason::PassMalformed,
         },
         PortClass::Ntp => match ntp::response_token(packet, udp.payload) {
             ntp::Response::Token(token) => token,
-            ntp::Response::NotAResponse => return pass(ip),
+            ntp::Response::ClientOrPeer => return pass(ip),
             ntp::Response::Control => return Reason::DropNtpControl,
             ntp::Response::Malformed => return Reason::PassMalformed,
         },

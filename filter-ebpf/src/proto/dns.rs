@@ -7,7 +7,7 @@ pub enum Response {
     /// A response; the token is its transaction id.
     Token(u64),
     /// A query (QR bit clear): not subject to the reflection rule.
-    NotAResponse,
+    Query,
     /// Too short to hold a DNS header's id and flags.
     Malformed,
 }
@@ -20,7 +20,7 @@ const FLAG_RESPONSE: u16 = 0x8000;
 pub fn response_token(packet: &Packet, payload: usize) -> Response {
     match id_flags(packet, payload) {
         Some((id, flags)) if flags & FLAG_RESPONSE != 0 => Response::Token(u64::from(id)),
-        Some(_) => Response::NotAResponse,
+        Some(_) => Response::Query,
         None => Response::Malformed,
     }
 }

@@ -16,7 +16,7 @@ const TRANSMIT_TIMESTAMP: usize = 40;
 pub enum Response {
     Token(u64),
     /// Client or peer modes from port 123 (ntpd queries from 123).
-    NotAResponse,
+    ClientOrPeer,
     Control,
     Malformed,
 }
@@ -43,7 +43,7 @@ pub fn response_token(packet: &Packet, payload: usize) -> Response {
             Some(origin) => Response::Token(origin),
             None => Response::Malformed,
         },
-        Some(_) => Response::NotAResponse,
+        Some(_) => Response::ClientOrPeer,
         None => Response::Malformed,
     }
 }
