@@ -128,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             require_root("attach")?;
             let iface = Interface::lookup(&iface)?;
+            iface.require_ethernet()?;
             // Validate the file before touching the interface.
             let assignments = config.as_deref().map(read_settings_file).transpose()?;
             if let Some(assignments) = &assignments {

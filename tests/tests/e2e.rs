@@ -503,6 +503,17 @@ fn skb_mode_attaches_generic_xdp() {
     assert!(!lab.ctl.pin_root().exists());
 }
 
+/// XDP on a PPP or loopback device sees bare IP packets, which the parser
+/// does not expect: attach refuses and says where the filter belongs.
+#[test]
+fn a_non_ethernet_interface_is_refused() {
+    let lab = lab();
+    let err = lab.failure(&["attach", "--iface", "lo"]);
+    assert!(err.contains("lo is not an Ethernet interface"), "{err}");
+    assert!(err.contains("PPPoE"), "{err}");
+    assert_eq!(ctl::xdp_on(lab.gw(), "lo").unwrap(), None);
+}
+
 #[test]
 fn unknown_interface_is_named_in_the_error() {
     let lab = lab();
