@@ -3,7 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use filter_ctl::{
     attach::{self, ModeChoice},
     iface::Interface,
@@ -96,6 +96,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the manual page (roff) for filter-ctl: `filter-ctl man | man -l -`.
+    Man,
     /// Show packet and byte counters per verdict reason, summed over CPUs.
     Stats {
         #[arg(long)]
@@ -209,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", settings.describe());
             }
         }
+        Command::Man => print_man_page()?,
         Command::Stats { iface, json, watch } => {
             require_root("stats")?;
             let root = PinRoot::open(&cli.pin_root, false)?;
@@ -221,6 +224,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(secs) => watch_stats(&pins, secs, json)?,
             }
         }
+    }
+    Ok(())
+}
+
+/// One man page: the overview, then each command with its synopsis and options.
+fn print_man_page() -> anyhow::Result<()> {
+    let out = &mut std::io::stdout();
+    let cli = Cli::command();
+    clap_mangen::Man::new(cli.clone())
+        .section("8")
+        .manual("System Administration")
+        .render(out)?;
+    for command in cli.get_subcommands().filter(|c| c.get_name() != "man") {
+        let name = format!("filter-ctl {}", command.get_name());
+        std::io::Write::write_fmt(out, format_args!(".SH \"{}\"\n", name.to_uppercase()))?;
+        let page = clap_mangen::Man::new(command.clone().bin_name(name));
+        page.render_synopsis_section(out)?;
+        page.render_description_section(out)?;
+        page.render_options_section(out)?;
+        page.render_extra_section(out)?;
     }
     Ok(())
 }
