@@ -21,21 +21,28 @@
 //!   addresses appear; [`Topology::build`] waits until they are over.)
 //! - An nftables `netdev ingress` chain on `wan0` counts what reaches the
 //!   gateway's stack after XDP ([`Topology::stack_counters`]), as an
-//!   independent count to compare with the filter's.
+//!   independent count to compare with the filter's: per family and
+//!   protocol, from the floods' spoofed sources ([`addr::SPOOFED4`],
+//!   [`addr::SPOOFED6`]), and the answers of the internet's servers.
+//! - [`Servers`] starts real servers on the internet's server addresses
+//!   (dnsmasq for DNS, chronyd for NTP); [`dig`] and [`ntp_exchange`] are the
+//!   real clients, run in any namespace (the gateway, the LAN client).
 //!
 //! Like `netns.rs`, this file is also compiled into xtask with `#[path]`: it
 //! reaches the harness only as `super::netns`.
 
 use std::{
+    fs,
     net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
     sync::Once,
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 
-use super::netns::{self, Netns};
+use super::netns::{self, Background, Netns, Proto};
 
 /// Name prefix of the test namespaces; [`netns::sweep_stale`] knows it.
 pub const TEST_PREFIX: &str = "wft";
@@ -53,6 +60,8 @@ pub const GW_LAN_IF: &str = "lan0";
 pub const INET_IF: &str = "isp0";
 /// The bridge that is the internet's side of the WAN segment.
 pub const INET_BRIDGE: &str = "br0";
+/// The bridge's MAC address, set so that it never changes (see `wire`).
+pub const INET_BRIDGE_MAC: &str = "02:00:cb:00:71:01";
 /// The LAN client's interface.
 pub const LAN_IF: &str = "eth0";
 
@@ -82,6 +91,23 @@ pub mod addr {
     pub const LAN6_NET: &str = "2001:db8:0:2::/64";
     pub const WAN6_PREFIX: u8 = 64;
     pub const LAN6_PREFIX: u8 = 64;
+
+    /// What the internet's DNS server ([`super::Servers`]) answers for
+    /// [`super::DNS_NAME`] and every name under it.
+    pub const DNS_ANSWER4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 80);
+    pub const DNS_ANSWER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x80, 0, 0, 0, 0, 0x80);
+
+    /// Spoofed source ranges of the floods: documentation and benchmarking
+    /// addresses that no host of the lab uses, so that what reaches the
+    /// gateway from them is counted apart ([`super::Topology::stack_counters`]:
+    /// `spoofed4`, `spoofed6`).
+    pub const SPOOFED4: [(Ipv4Addr, u8); 3] = [
+        (Ipv4Addr::new(198, 19, 0, 0), 16),
+        (Ipv4Addr::new(192, 0, 2, 0), 24),
+        (Ipv4Addr::new(198, 51, 100, 128), 25),
+    ];
+    pub const SPOOFED6: [(Ipv6Addr, u8); 1] =
+        [(Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, 0), 48)];
 
     /// Extra WAN host number `n` (from 0): 203.0.113.(10 + n), 2001:db8:0:1::(10 + n).
     pub fn wan_host4(n: u8) -> Ipv4Addr {
@@ -127,6 +153,39 @@ table netdev lab_count {
     }
 }
 "#;
+
+/// More counters in the same chain: what reaches the stack from the floods'
+/// spoofed sources (`spoofed4`, `spoofed6`), and the answers of the
+/// internet's DNS and NTP servers (`real_dns`, `real_ntp`).
+fn flood_counters_nft() -> String {
+    fn cidrs<T: std::fmt::Display>(ranges: &[(T, u8)]) -> String {
+        let cidrs: Vec<String> = ranges
+            .iter()
+            .map(|(net, len)| format!("{net}/{len}"))
+            .collect();
+        cidrs.join(", ")
+    }
+    let (spoofed4, spoofed6) = (cidrs(&addr::SPOOFED4), cidrs(&addr::SPOOFED6));
+    let (server4, server6) = (addr::SERVER4, addr::SERVER6);
+    format!(
+        r#"
+table netdev lab_count {{
+    counter spoofed4 {{ }}
+    counter spoofed6 {{ }}
+    counter real_dns {{ }}
+    counter real_ntp {{ }}
+    chain wan_ingress {{
+        ip saddr {{ {spoofed4} }} counter name "spoofed4"
+        ip6 saddr {{ {spoofed6} }} counter name "spoofed6"
+        ip saddr {server4} udp sport 53 counter name "real_dns"
+        ip6 saddr {server6} udp sport 53 counter name "real_dns"
+        ip saddr {server4} udp sport 123 counter name "real_ntp"
+        ip6 saddr {server6} udp sport 123 counter name "real_ntp"
+    }}
+}}
+"#
+    )
+}
 
 /// The lab's three namespaces, deleted (with everything in them) on drop.
 pub struct Topology {
@@ -183,10 +242,16 @@ impl Topology {
 
         netns::veth(gw, WAN_IF, inet, INET_IF)?;
         netns::veth(gw, GW_LAN_IF, lan, LAN_IF)?;
+        // A bridge's MAC follows its ports' unless set: adding a port with a
+        // lower MAC (a WAN host) would change it, and a MAC change flushes the
+        // bridge's neighbours, permanent ones included, so the internet would
+        // fall back to ARP and neighbour discovery for the gateway. Fix it.
         inet.ip([
             "link",
             "add",
             INET_BRIDGE,
+            "address",
+            INET_BRIDGE_MAC,
             "type",
             "bridge",
             "mcast_snooping",
@@ -234,6 +299,7 @@ impl Topology {
         inet.add_route(LAN6_NET, GW_WAN6.into())?;
 
         netns::run_with_input(gw.command("nft").args(["-f", "-"]), GATEWAY_NFT)?;
+        netns::run_with_input(gw.command("nft").args(["-f", "-"]), &flood_counters_nft())?;
 
         self.settle()
     }
@@ -414,7 +480,8 @@ impl Topology {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackCounters {
     /// (counter name, packets, bytes): ipv4, ipv6, arp_any, other, udp4, tcp4,
-    /// icmp4, udp6, tcp6, icmp6.
+    /// icmp4, udp6, tcp6, icmp6; spoofed4, spoofed6 (from [`addr::SPOOFED4`],
+    /// [`addr::SPOOFED6`]); real_dns, real_ntp (answers of [`Servers`]).
     pub counters: Vec<(String, u64, u64)>,
 }
 
@@ -426,6 +493,23 @@ impl StackCounters {
             .find(|(n, _, _)| n == name)
             .unwrap_or_else(|| panic!("no nftables counter {name}"))
             .1
+    }
+
+    /// What was counted since `before`, per counter.
+    pub fn since(&self, before: &StackCounters) -> StackCounters {
+        let counters = self
+            .counters
+            .iter()
+            .map(|(name, packets, bytes)| {
+                let (p0, b0) = before
+                    .counters
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map_or((0, 0), |(_, p, b)| (*p, *b));
+                (name.clone(), packets - p0, bytes - b0)
+            })
+            .collect();
+        StackCounters { counters }
     }
 
     /// Parses the output of `nft list counters table netdev lab_count`.
@@ -445,6 +529,228 @@ impl StackCounters {
             }
         }
         Ok(Self { counters })
+    }
+}
+
+/// The name the lab's DNS server answers (with [`addr::DNS_ANSWER4`] and
+/// [`addr::DNS_ANSWER6`]), and every name under it.
+pub const DNS_NAME: &str = "lab.test";
+
+/// A directory of our own under the system temp dir (config, pid and log
+/// files of the servers and clients), removed with its contents on drop.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(netns::unique_name(prefix));
+        fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `name` in the directory and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.path.join(name);
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Real servers on the internet's server addresses ([`addr::SERVER4`],
+/// [`addr::SERVER6`]), from Debian packages, started in the foreground as our
+/// children and stopped on drop:
+/// - dnsmasq, answering [`DNS_NAME`] itself (no upstream, no /etc/hosts), on port 53;
+/// - chronyd, an NTP server on its local clock (stratum 8), on port 123, that
+///   never touches the clock (`-x`) and has no command port.
+///
+/// They listen only on those two addresses, inside the internet namespace;
+/// their config, pid and log files live in a temp dir of their own.
+pub struct Servers {
+    dns: Background,
+    ntp: Background,
+    dir: TempDir,
+}
+
+impl Servers {
+    pub fn start(internet: &Netns) -> anyhow::Result<Self> {
+        let dir = TempDir::new("wft-servers")?;
+        let (server4, server6) = (addr::SERVER4, addr::SERVER6);
+        let dns = internet.spawn(
+            "dnsmasq",
+            [
+                "dnsmasq".to_owned(),
+                "--keep-in-foreground".to_owned(),
+                // No config file, no upstream servers, no /etc/hosts: it only
+                // knows the name it is given here.
+                "--conf-file=/dev/null".to_owned(),
+                "--no-resolv".to_owned(),
+                "--no-hosts".to_owned(),
+                format!("--address=/{DNS_NAME}/{}", addr::DNS_ANSWER4),
+                format!("--address=/{DNS_NAME}/{}", addr::DNS_ANSWER6),
+                format!("--listen-address={server4}"),
+                format!("--listen-address={server6}"),
+                "--bind-interfaces".to_owned(),
+                "--port=53".to_owned(),
+                format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()),
+                "--log-facility=-".to_owned(),
+                "--log-queries".to_owned(),
+                // Stay root: changing user would clear the parent-death
+                // signal (netns::die_with_us) that ends it if we are killed.
+                "--user=root".to_owned(),
+            ],
+        )?;
+        let conf = dir.write(
+            "chronyd.conf",
+            &format!(
+                "# NTP server of the lab: its own clock at stratum 8, for anyone.\n\
+                 local stratum 8\n\
+                 allow all\n\
+                 bindaddress {server4}\n\
+                 bindaddress {server6}\n\
+                 cmdport 0\n\
+                 pidfile {}\n",
+                dir.path().join("chronyd.pid").display()
+            ),
+        )?;
+        // -x: never touch the clock; -d: foreground, log to stderr; -u root:
+        // as dnsmasq's --user=root above.
+        let ntp = internet.spawn(
+            "chronyd",
+            [
+                "chronyd",
+                "-x",
+                "-d",
+                "-u",
+                "root",
+                "-f",
+                &conf.to_string_lossy(),
+            ],
+        )?;
+        let mut servers = Self { dns, ntp, dir };
+        for (port, what) in [(53, "dnsmasq"), (123, "chronyd")] {
+            internet
+                .wait_listening(Proto::Udp, port, Duration::from_secs(5))
+                .with_context(|| format!("{what} did not start"))
+                .and_then(|()| servers.check_running())?;
+        }
+        Ok(servers)
+    }
+
+    /// Fails, with its log, if a server has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        self.dns.check_running()?;
+        self.ntp.check_running()
+    }
+
+    /// The DNS server's log (with --log-queries: one line per query).
+    pub fn dns_log(&self) -> String {
+        self.dns.log()
+    }
+
+    /// The NTP server's log.
+    pub fn ntp_log(&self) -> String {
+        self.ntp.log()
+    }
+
+    /// The directory of their files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// One `dig @server DNS_NAME A|AAAA +tries=1 +time=2` from `ns`: one query,
+/// no retry. Returns the address answered; an error if there was no answer,
+/// or not the one [`Servers`] gives.
+pub fn dig(ns: &Netns, server: IpAddr, aaaa: bool) -> anyhow::Result<IpAddr> {
+    let (rtype, want): (&str, IpAddr) = if aaaa {
+        ("AAAA", addr::DNS_ANSWER6.into())
+    } else {
+        ("A", addr::DNS_ANSWER4.into())
+    };
+    let out = netns::output(ns.command("dig").args([
+        &format!("@{server}"),
+        DNS_NAME,
+        rtype,
+        "+tries=1",
+        "+time=2",
+        "+short",
+    ]))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answer: Option<IpAddr> = text.lines().next().and_then(|l| l.trim().parse().ok());
+    match answer {
+        Some(answer) if out.status.success() && answer == want => Ok(answer),
+        _ => bail!(
+            "dig @{server} {DNS_NAME} {rtype} in {} ({}): {}{}",
+            ns.name(),
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    }
+}
+
+/// The result of an NTP exchange by [`ntp_exchange`].
+#[derive(Clone, Debug)]
+pub struct NtpSample {
+    /// How far our clock is from the server's, in seconds (chronyd's "System
+    /// clock wrong by ..."; the lab's namespaces share one clock, so about 0).
+    pub offset: f64,
+    /// chronyd's output.
+    pub output: String,
+}
+
+/// Measures the clock against the NTP server at `server` from `ns`, with
+/// `chronyd -Q` (measure only, never set the clock): it sends requests until
+/// it has a sample, prints the offset and exits 0. An error if it got no
+/// sample within 10 s.
+pub fn ntp_exchange(ns: &Netns, server: IpAddr) -> anyhow::Result<NtpSample> {
+    let dir = TempDir::new("wft-ntp")?;
+    let conf = dir.write(
+        "chrony.conf",
+        &format!(
+            "server {server} iburst maxsamples 1\n\
+             cmdport 0\n\
+             pidfile {}\n",
+            dir.path().join("chronyd.pid").display()
+        ),
+    )?;
+    let out = netns::output(ns.command("chronyd").args([
+        "-Q",
+        "-t",
+        "10",
+        "-u",
+        "root",
+        "-f",
+        &conf.to_string_lossy(),
+    ]))?;
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offset = output.lines().find_map(|line| {
+        let rest = line.split("System clock wrong by ").nth(1)?;
+        rest.split_whitespace().next()?.parse::<f64>().ok()
+    });
+    match offset {
+        Some(offset) if out.status.success() => Ok(NtpSample { offset, output }),
+        _ => Err(anyhow!(
+            "chronyd -Q against {server} in {} ({}): no sample:\n{}",
+            ns.name(),
+            out.status,
+            output.trim()
+        )),
     }
 }
 
@@ -489,6 +795,48 @@ mod tests {
             wan_host6(3),
         ] {
             assert_eq!(v6.segments()[..2], [0x2001, 0xdb8], "{v6}");
+        }
+    }
+
+    #[test]
+    fn flood_counters_cover_the_spoofed_ranges() {
+        let script = flood_counters_nft();
+        assert!(script.contains("ip saddr { 198.19.0.0/16, 192.0.2.0/24, 198.51.100.128/25 }"));
+        assert!(script.contains("ip6 saddr { 2001:db8:bad::/48 }"));
+        assert!(script.contains("ip saddr 198.51.100.1 udp sport 53"));
+        // No lab host lives in a spoofed range.
+        use addr::*;
+        let in4 = |ip: std::net::Ipv4Addr| {
+            SPOOFED4
+                .iter()
+                .any(|(net, len)| u32::from(ip) >> (32 - len) == u32::from(*net) >> (32 - len))
+        };
+        for ip in [
+            INET_WAN4,
+            GW_WAN4,
+            SERVER4,
+            GW_LAN4,
+            LAN_CLIENT4,
+            DNS_ANSWER4,
+            wan_host4(199),
+        ] {
+            assert!(!in4(ip), "{ip}");
+        }
+        for ip in [
+            INET_WAN6,
+            GW_WAN6,
+            SERVER6,
+            GW_LAN6,
+            LAN_CLIENT6,
+            DNS_ANSWER6,
+            wan_host6(199),
+        ] {
+            assert!(
+                !SPOOFED6.iter().any(|(net, len)| {
+                    u128::from(ip) >> (128 - len) == u128::from(*net) >> (128 - len)
+                }),
+                "{ip}"
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod bpf;
 pub mod ctl;
+pub mod flood;
 pub mod lab;
 pub mod netns;
 pub mod packet;
