@@ -1,10 +1,14 @@
 //! `cargo xtask lab`: the filter at work on a gateway in network namespaces.
 //!
-//! Builds the standard lab of the end-to-end tests (an "internet", a gateway
-//! with `wan0` and NAT, a LAN client; see tests/src/lab.rs), attaches the
-//! filter to the gateway's `wan0` with the real filter-ctl binary, sends
-//! traffic both ways, shows the counters before and after, watches them move
-//! for a few seconds, detaches, and removes everything: on success, on error
+//! Builds the standard lab of the end-to-end tests (an "internet" with real
+//! DNS and NTP servers, a gateway with `wan0` and NAT, a LAN client, and an
+//! attacker on the WAN segment; see tests/src/lab.rs), attaches the filter to
+//! the gateway's `wan0` with the real filter-ctl binary, and shows the mission:
+//! the gateway's and the LAN client's own DNS lookups and NTP exchanges get
+//! their answers while a spoofed DNS/NTP reflection flood is dropped. The
+//! counters are shown before and after and explained, next to what nftables
+//! saw reach the gateway's stack. Then monitor mode, switched on and off at
+//! run time. Then it detaches and removes everything: on success, on error
 //! and on Ctrl-C.
 //!
 //! The harness is compiled in from the tests crate by path rather than as a
@@ -24,14 +28,23 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 #[allow(dead_code)]
+#[path = "../../tests/src/flood.rs"]
+mod flood;
+#[allow(dead_code)]
 #[path = "../../tests/src/netns.rs"]
 mod netns;
+#[allow(dead_code)]
+#[path = "../../tests/src/packet.rs"]
+mod packet;
 #[allow(dead_code)]
 #[path = "../../tests/src/lab.rs"]
 mod topology;
 
-use netns::{Background, BpffsDir, Netns, UdpServer};
-use topology::{LAB_PIN_PREFIX, LAB_PREFIX, Topology, WAN_IF, addr};
+use flood::{Attack, Fate, Kind, Pace, RawSender, Report, Sources, Target};
+use netns::{Background, BpffsDir, Netns};
+use topology::{
+    LAB_PIN_PREFIX, LAB_PREFIX, LAN_IF, Servers, StackCounters, Topology, WAN_IF, addr,
+};
 
 /// Options of `cargo xtask lab`.
 #[derive(Debug, clap::Args)]
@@ -39,10 +52,15 @@ pub struct LabArgs {
     /// The filter-ctl binary to use [default: target/release/filter-ctl, which xtask builds].
     #[arg(long, value_name = "PATH", env = "FILTER_CTL")]
     filter_ctl: Option<PathBuf>,
-    /// Seconds to run `filter-ctl stats --watch 1` while pings flow (0: skip).
-    #[arg(long, value_name = "SECS", default_value_t = 5,
+    /// Seconds the reflection flood lasts, while `filter-ctl stats --watch 1`
+    /// shows the counters move and the clients keep looking up (0: no flood).
+    #[arg(long, value_name = "SECS", default_value_t = 3,
           value_parser = clap::value_parser!(u64).range(0..=600))]
     watch: u64,
+    /// Frames per second the attacker sends.
+    #[arg(long, value_name = "PPS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+    pps: u32,
     /// Stay up after the demo, until Ctrl-C, to explore the lab by hand; then clean up.
     #[arg(long)]
     keep: bool,
@@ -91,8 +109,8 @@ fn pause(duration: Duration) -> anyhow::Result<()> {
 
 pub fn run(opts: LabArgs) -> anyhow::Result<()> {
     catch_signals()?;
-    let binary = match opts.filter_ctl {
-        Some(path) => path,
+    let binary = match &opts.filter_ctl {
+        Some(path) => path.clone(),
         None => crate::repo_root().join("target/release/filter-ctl"),
     };
     if !binary.is_file() {
@@ -102,11 +120,13 @@ pub fn run(opts: LabArgs) -> anyhow::Result<()> {
         );
     }
     let binary = binary.canonicalize()?;
-    let result = demo(&binary, opts.watch, opts.keep);
+    let result = demo(&binary, &opts);
     match &result {
-        Ok(()) => println!("\nThe lab is gone: namespaces deleted, pins removed."),
+        Ok(()) => println!("\nThe lab is gone: servers stopped, namespaces deleted, pins removed."),
         Err(_) if INTERRUPTED.load(Ordering::Relaxed) => {
-            println!("\nInterrupted: the lab is gone (namespaces deleted, pins removed).");
+            println!(
+                "\nInterrupted: the lab is gone (servers stopped, namespaces deleted, pins removed)."
+            );
             return Ok(());
         }
         Err(_) => eprintln!("\nThe lab failed; it was removed all the same."),
@@ -151,14 +171,41 @@ impl Ctl<'_> {
         Ok(())
     }
 
-    /// `stats --json` as reason → packets.
-    fn packets(&self, ns: &Netns) -> anyhow::Result<Vec<(String, u64)>> {
+    /// `stats --json` as reason → packets; monitor mode's rows are keyed
+    /// `would_drop:<reason>`.
+    fn packets(&self, ns: &Netns) -> anyhow::Result<Counts> {
         let text = netns::run(&mut self.command(ns, &["stats", "--iface", WAN_IF, "--json"]))?;
         let rows: Vec<Value> = serde_json::from_str(&text).context("parsing stats --json")?;
-        Ok(rows
+        Ok(Counts(
+            rows.iter()
+                .filter_map(|row| {
+                    let reason = row["reason"].as_str()?;
+                    let key = match row["action"].as_str() {
+                        Some("would_drop") => format!("would_drop:{reason}"),
+                        _ => reason.to_owned(),
+                    };
+                    Some((key, row["packets"].as_u64()?))
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Packets per reason, from `stats --json`.
+struct Counts(Vec<(String, u64)>);
+
+impl Counts {
+    fn get(&self, key: &str) -> u64 {
+        self.0.iter().find(|(k, _)| k == key).map_or(0, |(_, p)| *p)
+    }
+
+    /// What each counter gained since `before`, for the ones that moved.
+    fn gained(&self, before: &Counts) -> Vec<(String, u64)> {
+        self.0
             .iter()
-            .filter_map(|row| Some((row["reason"].as_str()?.to_owned(), row["packets"].as_u64()?)))
-            .collect())
+            .map(|(key, now)| (key.clone(), now.saturating_sub(before.get(key))))
+            .filter(|(_, gained)| *gained > 0)
+            .collect()
     }
 }
 
@@ -168,9 +215,15 @@ fn heading(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn demo(binary: &Path, watch: u64, keep: bool) -> anyhow::Result<()> {
-    heading("Building the lab: three network namespaces joined by veth pairs")?;
-    let topo = Topology::build(LAB_PREFIX)?;
+/// What reached the gateway's stack since `before`, per nftables counter.
+fn stack_gained(topo: &Topology, before: &StackCounters) -> anyhow::Result<StackCounters> {
+    Ok(topo.stack_counters()?.since(before))
+}
+
+fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
+    heading("Building the lab: network namespaces joined by veth pairs")?;
+    let mut topo = Topology::build(LAB_PREFIX)?;
+    topo.add_wan_host()?;
     // Declared after the topology, so dropped before it: unpinning detaches the filter.
     let pins = BpffsDir::unique(LAB_PIN_PREFIX);
     let ctl = Ctl {
@@ -180,46 +233,98 @@ fn demo(binary: &Path, watch: u64, keep: bool) -> anyhow::Result<()> {
     let gw = &topo.gateway;
     print!("{}", topo.describe());
     println!(
+        "  {:<24} attacker on the WAN segment (bridged to the internet's {}): raw frames\n  \
+         {:<24} with spoofed sources from {} and {}",
+        topo.wan_hosts[0].name(),
+        topology::INET_BRIDGE,
+        "",
+        ranges(&addr::SPOOFED4),
+        ranges(&addr::SPOOFED6),
+    );
+    println!(
         "No namespace is connected to this machine's network: nothing leaves the lab.\n\
          The lab's filter-ctl calls use their own pin root: FILTER_PIN_ROOT={}",
         pins.path().display()
     );
 
+    heading("Starting real servers on the internet")?;
+    let mut servers = Servers::start(&topo.internet)?;
+    println!(
+        "dnsmasq: answers {name} with {a4} and {a6}, on {s4} and {s6} port 53\n\
+         chronyd: NTP server at stratum 8 on its own clock (-x: it never sets it), on {s4} and {s6} port 123",
+        name = topology::DNS_NAME,
+        a4 = addr::DNS_ANSWER4,
+        a6 = addr::DNS_ANSWER6,
+        s4 = addr::SERVER4,
+        s6 = addr::SERVER6,
+    );
+
     heading("Attaching the filter to the gateway's wan0")?;
     ctl.show(gw, &["attach", "--iface", WAN_IF])?;
     ctl.show(gw, &["status"])?;
-    ctl.show(gw, &["stats", "--iface", WAN_IF])?;
+    println!(
+        "\nLater fragments that arrive before their first fragment cannot be judged: by default\n\
+         they are dropped (orphan_fragments=drop, counted as drop_orphan_fragment). The\n\
+         attacker below sends some of those."
+    );
+
+    heading("Real lookups, no attack yet: dig and chronyd -Q from the gateway and the LAN client")?;
     let before = ctl.packets(gw)?;
-
-    heading("Sending traffic")?;
-    let sent = traffic(&topo)?;
-
-    heading("Counters after the traffic")?;
-    ctl.show(gw, &["stats", "--iface", WAN_IF])?;
+    let stack_before = topo.stack_counters()?;
+    for (who, ns) in [("gateway", &topo.gateway), ("LAN client", &topo.lan)] {
+        for (server, aaaa) in [
+            (IpAddr::from(addr::SERVER4), false),
+            (addr::SERVER6.into(), true),
+        ] {
+            check_interrupted()?;
+            let answer = topology::dig(ns, server, aaaa)?;
+            println!(
+                "{who:<10}  dig @{server} {} {}: {answer}",
+                topology::DNS_NAME,
+                if aaaa { "AAAA" } else { "A" }
+            );
+            check_interrupted()?;
+            let sample = topology::ntp_exchange(ns, server)?;
+            println!(
+                "{who:<10}  chronyd -Q, server {server}: clock off by {:+.6} s",
+                sample.offset
+            );
+        }
+    }
     let after = ctl.packets(gw)?;
-    explain(&before, &after, &sent);
+    let stack = stack_gained(&topo, &stack_before)?;
+    let answers = stack.packets("real_dns") + stack.packets("real_ntp");
+    println!(
+        "\nCounters: egress_query_recorded +{}, pass_solicited +{}: each query was recorded on its\n\
+         way out of wan0 (after NAT for the LAN client's IPv4), and its answer ({} reached the\n\
+         stack: {} DNS, {} NTP) passed because it matched one.",
+        after.get("egress_query_recorded") - before.get("egress_query_recorded"),
+        after.get("pass_solicited") - before.get("pass_solicited"),
+        answers,
+        stack.packets("real_dns"),
+        stack.packets("real_ntp"),
+    );
 
-    if watch > 0 {
-        heading(&format!(
-            "Watching the counters for {watch} s while the internet pings wan0 every 10 ms"
-        ))?;
-        watch_counters(&topo, &ctl, watch)?;
+    if opts.watch > 0 {
+        attack(&topo, &ctl, opts)?;
+        servers.check_running()?;
+        monitor_mode(&topo, &ctl, opts.pps)?;
     }
 
-    if keep {
+    if opts.keep {
         heading("The lab stays up until Ctrl-C; try, in another shell:")?;
         let pin_root = pins.path().display();
         println!(
             "  ip netns exec {gw} env FILTER_PIN_ROOT={pin_root} {bin} stats --iface wan0 --watch 1\n  \
-             ip netns exec {inet} ping {wan4}\n  \
-             ip netns exec {lan} ping {server4}\n  \
-             ip netns exec {gw} nft list ruleset",
+             ip netns exec {lan} dig @{server4} {name}\n  \
+             ip netns exec {gw} dig @{server6} {name} AAAA\n  \
+             ip netns exec {gw} nft list counters table netdev lab_count",
             gw = gw.name(),
-            inet = topo.internet.name(),
             lan = topo.lan.name(),
             bin = binary.display(),
-            wan4 = addr::GW_WAN4,
             server4 = addr::SERVER4,
+            server6 = addr::SERVER6,
+            name = topology::DNS_NAME,
         );
         while !INTERRUPTED.load(Ordering::Relaxed) {
             thread::sleep(Duration::from_millis(100));
@@ -230,6 +335,7 @@ fn demo(binary: &Path, watch: u64, keep: bool) -> anyhow::Result<()> {
     }
 
     heading("Detaching: programs, links, maps and pins go away")?;
+    drop(servers);
     ctl.show(gw, &["detach", "--iface", WAN_IF])?;
     ctl.show(gw, &["status"])?;
     let link = gw.ip(["-d", "link", "show", "dev", WAN_IF])?;
@@ -247,155 +353,279 @@ fn demo(binary: &Path, watch: u64, keep: bool) -> anyhow::Result<()> {
             "is gone"
         }
     );
-    let ping = topo.internet.ping(addr::GW_WAN4.into(), 2)?;
-    println!(
-        "wan0 works as before: {}/{} pings answered.",
-        ping.received, ping.transmitted
-    );
     Ok(())
 }
 
-/// How many packets of each kind the demo sent.
-#[derive(Default)]
-struct Sent {
-    pings_in4: u64,
-    pings_in6: u64,
-    udp_in4: u64,
-    lan_out4: u64,
-    lan_out6: u64,
+fn ranges<T: std::fmt::Display>(ranges: &[(T, u8)]) -> String {
+    ranges
+        .iter()
+        .map(|(net, len)| format!("{net}/{len}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn traffic(topo: &Topology) -> anyhow::Result<Sent> {
-    let (inet, gw, lan) = (&topo.internet, &topo.gateway, &topo.lan);
-    let mut sent = Sent::default();
+/// Every kind of the flood, the single DNS responses twice as often.
+const KINDS: [Kind; 9] = [
+    Kind::DnsResponse4,
+    Kind::DnsResponse4,
+    Kind::DnsResponse6,
+    Kind::DnsFragments4,
+    Kind::DnsFragments6,
+    Kind::NtpMode7Response4,
+    Kind::NtpMode7Response6,
+    Kind::NtpMode7Query4,
+    Kind::NtpMode7Query6,
+];
 
-    let ping = |from: &Netns, to: IpAddr, who: &str| -> anyhow::Result<u64> {
-        check_interrupted()?;
-        let result = from.ping(to, 5)?;
-        // ping ends early on Ctrl-C too.
-        check_interrupted()?;
-        println!(
-            "{who}: ping {to}: {}/{} answered",
-            result.received, result.transmitted
-        );
-        Ok(result.transmitted.into())
+/// The attacker's socket and an attack on the gateway's wan0.
+fn attacker(topo: &Topology) -> anyhow::Result<(RawSender, Attack)> {
+    let sender = RawSender::open(&topo.wan_hosts[0], LAN_IF)?;
+    let target = Target {
+        mac: flood::parse_mac(&topo.gateway.mac(WAN_IF)?)?,
+        v4: addr::GW_WAN4,
+        // IPv6 is routed: the LAN client is attacked on wan0 too.
+        v6: vec![addr::GW_WAN6, addr::LAN_CLIENT6],
     };
-    sent.pings_in4 = ping(inet, addr::GW_WAN4.into(), "internet -> gateway")?;
-    sent.pings_in6 = ping(inet, addr::GW_WAN6.into(), "internet -> gateway")?;
+    let sources = Sources {
+        v4: addr::SPOOFED4.to_vec(),
+        v6: addr::SPOOFED6.to_vec(),
+    };
+    let attack = Attack::new(target, sources, sender.mac(), &KINDS);
+    Ok((sender, attack))
+}
 
-    check_interrupted()?;
-    let server = UdpServer::start(gw, Topology::gateway_wan(false, 5300), false)?;
-    let datagrams = 200;
-    inet.send_udp(server.addr(), datagrams, 100)?;
-    let received = server.wait_for(datagrams.into(), Duration::from_secs(3));
-    println!(
-        "internet -> gateway: {datagrams} UDP datagrams to {}: {received} received",
-        server.addr()
-    );
-    sent.udp_in4 = datagrams.into();
+/// Lookups by one client during the flood.
+#[derive(Default)]
+struct Lookups {
+    dig_ok: u64,
+    dig_failed: u64,
+    ntp_ok: u64,
+    ntp_failed: u64,
+    first_error: Option<String>,
+}
 
-    for v6 in [false, true] {
-        check_interrupted()?;
-        let echo = UdpServer::start(inet, Topology::server(v6, 7000), true)?;
-        let server_ip: IpAddr = if v6 {
-            addr::SERVER6.into()
+/// dig (IPv4 and IPv6 in turn) and every 5th round an NTP exchange, until `stop`.
+fn keep_looking_up(ns: &Netns, stop: &AtomicBool) -> Lookups {
+    let mut done = Lookups::default();
+    let mut round = 0u32;
+    while !stop.load(Ordering::Relaxed) && !INTERRUPTED.load(Ordering::Relaxed) {
+        let (server, aaaa) = if round.is_multiple_of(2) {
+            (IpAddr::from(addr::SERVER4), false)
         } else {
-            addr::SERVER4.into()
+            (addr::SERVER6.into(), true)
         };
-        let pings = ping(lan, server_ip, "LAN client -> internet server")?;
-        let requests = 20;
-        check_interrupted()?;
-        let answered = lan.udp_exchange(echo.addr(), requests, Duration::from_secs(2))?;
-        let senders: Vec<String> = echo.senders().iter().map(|s| s.ip().to_string()).collect();
-        println!(
-            "LAN client -> internet server: {requests} UDP requests to {}: {answered} answered; \
-             the server saw them from {} ({})",
-            echo.addr(),
-            senders.join(", "),
-            if v6 {
-                "the client itself: IPv6 is routed"
-            } else {
-                "the gateway's wan0: NAT"
+        match topology::dig(ns, server, aaaa) {
+            Ok(_) => done.dig_ok += 1,
+            Err(err) => {
+                done.dig_failed += 1;
+                done.first_error.get_or_insert(format!("{err:#}"));
             }
-        );
-        let total = pings + u64::from(requests);
-        if v6 {
-            sent.lan_out6 = total;
-        } else {
-            sent.lan_out4 = total;
         }
+        if round % 5 == 4 {
+            match topology::ntp_exchange(ns, server) {
+                Ok(_) => done.ntp_ok += 1,
+                Err(err) => {
+                    done.ntp_failed += 1;
+                    done.first_error.get_or_insert(format!("{err:#}"));
+                }
+            }
+        }
+        round += 1;
     }
-    // Let the last answers arrive before counting.
-    pause(Duration::from_millis(200))?;
-    Ok(sent)
+    done
 }
 
-/// Prints what each counter gained, next to what the traffic above explains.
-fn explain(before: &[(String, u64)], after: &[(String, u64)], sent: &Sent) {
-    let expected = [
-        (
-            "pass_ipv4",
-            sent.pings_in4 + sent.udp_in4 + sent.lan_out4,
-            "echo requests and UDP datagrams from the internet, answers to the LAN client",
-        ),
-        (
-            "pass_ipv6",
-            sent.pings_in6 + sent.lan_out6,
-            "echo requests from the internet, answers to the LAN client",
-        ),
-        (
-            "egress_ipv4",
-            sent.pings_in4 + sent.lan_out4,
-            "the gateway's echo replies, the LAN client's requests after NAT",
-        ),
-        (
-            "egress_ipv6",
-            sent.pings_in6 + sent.lan_out6,
-            "the gateway's echo replies, the LAN client's requests",
-        ),
-    ];
-    println!(
-        "\nWhat moved, and why (XDP counts every packet coming in on wan0, TC every one going out):"
-    );
-    for (reason, now) in after {
-        let was = before
-            .iter()
-            .find(|(r, _)| r == reason)
-            .map_or(0, |(_, p)| *p);
-        let gained = now.saturating_sub(was);
-        match expected.iter().find(|(r, _, _)| r == reason) {
-            Some((_, want, why)) => println!(
-                "  {reason:<16} +{gained:<6} {} {want}: {why}",
-                if gained == *want { "=" } else { "!=" }
-            ),
-            None if gained > 0 => println!("  {reason:<16} +{gained}"),
-            None => {}
-        }
-    }
-    println!(
-        "Every packet is passed for now: the drop rules (unsolicited DNS/NTP answers,\n\
-         SYN floods, deny lists) count under their own reasons once they exist."
-    );
-}
-
-/// `stats --watch 1` for `secs` seconds while the internet pings wan0.
-fn watch_counters(topo: &Topology, ctl: &Ctl, secs: u64) -> anyhow::Result<()> {
+/// Floods wan0 for `opts.watch` seconds while both clients keep looking up and
+/// `stats --watch 1` runs; then shows and explains what every counter gained.
+fn attack(topo: &Topology, ctl: &Ctl, opts: &LabArgs) -> anyhow::Result<()> {
     let gw = &topo.gateway;
-    let pinger = topo.internet.spawn(
-        "ping",
-        ["ping", "-n", "-q", "-i", "0.01", &addr::GW_WAN4.to_string()],
-    )?;
+    heading(&format!(
+        "The attack: {} s of spoofed DNS responses (whole and fragmented, IPv4 and IPv6) and NTP\n    \
+         mode 7 monlist responses and queries at {} frames/s, while the gateway and the LAN client\n    \
+         keep looking up (dig, and chronyd -Q every 5th round)",
+        opts.watch, opts.pps
+    ))?;
+    let (sender, mut attack) = attacker(topo)?;
+    let before = ctl.packets(gw)?;
+    let stack_before = topo.stack_counters()?;
     println!(
-        "\n$ ip netns exec {} filter-ctl stats --iface wan0 --watch 1",
+        "\n$ ip netns exec {} filter-ctl stats --iface wan0 --watch 1   (rows that are not 0)",
         gw.name()
     );
-    let watcher = Background::spawn_attached(
-        "filter-ctl stats --watch",
-        ctl.command(gw, &["stats", "--iface", WAN_IF, "--watch", "1"]),
-    )?;
-    let result = pause(Duration::from_millis(secs * 1000 + 300));
+    let (watcher, shown) = watch_nonzero(ctl, gw)?;
+    let stop = AtomicBool::new(false);
+    let pace = Pace {
+        pps: opts.pps,
+        min_frames: 0,
+        max_frames: u64::from(opts.pps) * (opts.watch + 5),
+    };
+    let (report, gw_lookups, lan_lookups) = thread::scope(|s| {
+        let flooder = s.spawn(|| flood::flood(&sender, &mut attack, pace, &stop, None));
+        let gw_lookups = s.spawn(|| keep_looking_up(&topo.gateway, &stop));
+        let lan_lookups = s.spawn(|| keep_looking_up(&topo.lan, &stop));
+        // Past the last full second, so the watch prints its last line.
+        let paused = pause(Duration::from_millis(opts.watch * 1000 + 300));
+        stop.store(true, Ordering::Relaxed);
+        let report = flooder.join().expect("the flood thread panicked");
+        let lookups = (
+            gw_lookups.join().expect("a lookup thread panicked"),
+            lan_lookups.join().expect("a lookup thread panicked"),
+        );
+        paused.map(|()| (report, lookups.0, lookups.1))
+    })?;
     // Stopping it (SIGTERM) ends the watch: it only reads the counters.
     drop(watcher);
-    drop(pinger);
-    result
+    let _ = shown.join();
+    let report = report?;
+    // Let the last frames and answers arrive before counting.
+    pause(Duration::from_millis(300))?;
+    let after = ctl.packets(gw)?;
+    let stack = stack_gained(topo, &stack_before)?;
+
+    heading("What the attacker sent")?;
+    print!("{}", report.describe());
+    println!();
+    for (who, done) in [("gateway", &gw_lookups), ("LAN client", &lan_lookups)] {
+        println!(
+            "{who:<10}  during the flood: {} dig lookups answered, {} failed; {} NTP exchanges done, {} failed{}",
+            done.dig_ok,
+            done.dig_failed,
+            done.ntp_ok,
+            done.ntp_failed,
+            done.first_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" (first failure: {e})"))
+        );
+    }
+
+    heading("Counters after the attack")?;
+    ctl.show(gw, &["stats", "--iface", WAN_IF])?;
+    explain(&before, &after, &report, &stack);
+    Ok(())
+}
+
+/// `filter-ctl stats --watch 1` in the background, its output on ours without
+/// the rows that are 0 (the table has a row per reason and per would-drop).
+fn watch_nonzero(ctl: &Ctl, gw: &Netns) -> anyhow::Result<(Background, thread::JoinHandle<()>)> {
+    let (reader, writer) = std::io::pipe()?;
+    let mut command = ctl.command(gw, &["stats", "--iface", WAN_IF, "--watch", "1"]);
+    command.stdout(writer);
+    let watcher = Background::spawn_attached("filter-ctl stats --watch", command)?;
+    let shown = thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            let packets = line.split_whitespace().nth(3);
+            if line.starts_with("reason") || line.is_empty() || packets.is_some_and(|p| p != "0") {
+                println!("{line}");
+            }
+        }
+    });
+    Ok((watcher, shown))
+}
+
+/// Prints what each counter gained, next to what the attack and the lookups explain.
+fn explain(before: &Counts, after: &Counts, report: &Report, stack: &StackCounters) {
+    let answers = stack.packets("real_dns") + stack.packets("real_ntp");
+    let sent = |fate: Fate| report.fate(fate).frames;
+    let expected: [(&str, u64, &str); 6] = [
+        (
+            "drop_unsolicited_dns",
+            sent(Fate::UnsolicitedDns),
+            "spoofed DNS responses, and the first fragments of fragmented ones",
+        ),
+        (
+            "drop_fragment",
+            sent(Fate::FragmentOfDropped),
+            "later fragments, following their first fragment's verdict",
+        ),
+        (
+            "drop_orphan_fragment",
+            sent(Fate::Orphan),
+            "later fragments sent before their first one (the default orphan_fragments=drop)",
+        ),
+        (
+            "drop_ntp_control",
+            sent(Fate::NtpControl),
+            "NTP mode 7 monlist responses, and monlist queries to the gateway",
+        ),
+        (
+            "pass_solicited",
+            answers,
+            "answers to the clients' own lookups (what nftables saw arrive from the servers)",
+        ),
+        (
+            "egress_query_recorded",
+            answers,
+            "the clients' queries, recorded on the way out: one per answer",
+        ),
+    ];
+    println!("\nWhat moved during the attack, and why:");
+    for (reason, gained) in after.gained(before) {
+        match expected.iter().find(|(r, _, _)| *r == reason) {
+            Some((_, want, why)) => println!(
+                "  {reason:<22} +{gained:<8} {} {want:<8} {why}",
+                if gained == *want { "=" } else { "!=" }
+            ),
+            None => println!("  {reason:<22} +{gained}"),
+        }
+    }
+    let leaked = stack.packets("spoofed4") + stack.packets("spoofed6");
+    println!(
+        "\nnftables on wan0, after XDP: {leaked} of the attacker's {} frames reached the gateway's stack;\n\
+         {} DNS and {} NTP answers did. The flood cost the clients nothing.",
+        report.total.frames,
+        stack.packets("real_dns"),
+        stack.packets("real_ntp"),
+    );
+}
+
+/// Monitor mode: a short flood passes and is counted as would_drop; then back.
+fn monitor_mode(topo: &Topology, ctl: &Ctl, pps: u32) -> anyhow::Result<()> {
+    let gw = &topo.gateway;
+    heading("Monitor mode: count what would be dropped, drop nothing (switched at run time)")?;
+    ctl.show(gw, &["set", "--iface", WAN_IF, "monitor=on"])?;
+    let (sender, mut attack) = attacker(topo)?;
+    let before = ctl.packets(gw)?;
+    let stack_before = topo.stack_counters()?;
+    let frames = u64::from(pps).min(20_000);
+    let report = flood::flood(
+        &sender,
+        &mut attack,
+        Pace {
+            pps,
+            min_frames: 0,
+            max_frames: frames,
+        },
+        // Ctrl-C ends the flood early.
+        &INTERRUPTED,
+        None,
+    )?;
+    check_interrupted()?;
+    pause(Duration::from_millis(300))?;
+    let after = ctl.packets(gw)?;
+    let stack = stack_gained(topo, &stack_before)?;
+    println!(
+        "\nThe attacker sent {} frames in {:.1} s. Counters:",
+        report.total.frames,
+        report.elapsed.as_secs_f64()
+    );
+    for (reason, gained) in after.gained(&before) {
+        println!("  {reason:<34} +{gained}");
+    }
+    let would_drop: u64 = after
+        .gained(&before)
+        .iter()
+        .filter(|(key, _)| key.starts_with("would_drop:"))
+        .map(|(_, gained)| gained)
+        .sum();
+    println!(
+        "would_drop rows: {would_drop} (the flood: {}); nftables: {} of them reached the gateway's stack.\n\
+         (egress_other: the gateway's ICMP errors about the spoofed packets it was handed.)",
+        report.total.frames,
+        stack.packets("spoofed4") + stack.packets("spoofed6"),
+    );
+    ctl.show(gw, &["set", "--iface", WAN_IF, "monitor=off"])?;
+    println!("Same program, same maps and counters: only the CONFIG map changed.");
+    Ok(())
 }

@@ -52,7 +52,9 @@ enum Task {
     /// crate with the pinned nightly for the BPF target.
     Lint,
     /// Setup, build, then run a self-contained lab in network namespaces (needs root):
-    /// a gateway with wan0 behind an "internet", the filter attached, counters moving.
+    /// a gateway with wan0 behind an "internet" with real DNS and NTP servers, the
+    /// filter attached; the gateway's and a LAN client's lookups get their answers
+    /// while a spoofed DNS/NTP reflection flood is dropped, counters explained.
     Lab(lab::LabArgs),
 }
 
