@@ -68,7 +68,7 @@ impl Config {
         solicited_ttl_ns: 10_000_000_000,
         fragment_ttl_ns: 2_000_000_000,
         monitor: 0,
-        orphan_fragments: OrphanPolicy::Pass as u8,
+        orphan_fragments: OrphanPolicy::Drop as u8,
         _padding: [0; 6],
     };
 }
