@@ -3,6 +3,8 @@
 
 pub mod bpf;
 pub mod ctl;
+pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod packet;
+pub mod synflood;
