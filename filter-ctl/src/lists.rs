@@ -193,12 +193,15 @@ fn not_found(result: Result<ListEntry, MapError>) -> anyhow::Result<Option<ListE
 }
 
 impl<T: Borrow<MapData>> ListMaps<T> {
-    /// The entry stored for exactly this prefix.
+    /// The entry stored for exactly this prefix. (A lookup in an LPM trie
+    /// returns the longest prefix covering the key: it is this one only if
+    /// the entry's own prefix length says so.)
     pub fn get(&self, cidr: &Cidr) -> anyhow::Result<Option<ListEntry>> {
-        match key(cidr) {
-            Stored::V4(key) => not_found(self.v4.get(&key, 0)),
-            Stored::V6(key) => not_found(self.v6.get(&key, 0)),
-        }
+        let found = match key(cidr) {
+            Stored::V4(key) => not_found(self.v4.get(&key, 0))?,
+            Stored::V6(key) => not_found(self.v6.get(&key, 0))?,
+        };
+        Ok(found.filter(|entry| entry.prefix_len == cidr.len))
     }
 
     /// Every entry with its prefix, IPv4 first, in trie order.

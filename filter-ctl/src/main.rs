@@ -277,7 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The settings maps of the filter on `iface`, with a clear error if it is not attached.
 fn attached_settings(pin_root: &std::path::Path, iface: &str) -> anyhow::Result<PinnedSettings> {
-    let pins = PinRoot::open(pin_root, false)?.iface(&iface)?;
+    let pins = PinRoot::open(pin_root, false)?.iface(iface)?;
     if !pins.exists() {
         anyhow::bail!("the filter is not attached to {iface} in this network namespace");
     }

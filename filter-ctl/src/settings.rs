@@ -432,7 +432,7 @@ fn parse_duration_in(value: &str, (min, max): (Duration, Duration)) -> Result<u6
 }
 
 fn format_duration(ns: u64) -> String {
-    if ns % 1_000_000_000 == 0 {
+    if ns.is_multiple_of(1_000_000_000) {
         format!("{}s", ns / 1_000_000_000)
     } else {
         format!("{}ms", ns / 1_000_000)
@@ -454,6 +454,7 @@ fn parse_ports(value: &str) -> Result<BTreeSet<u16>, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::items_after_test_module)] // PinnedSettings below; move on merge
 mod tests {
     use super::*;
 

@@ -6,6 +6,7 @@
 //! 5. UDP: the reflection rules (udp.rs; protocol headers in proto/);
 //! 6. TCP SYN without ACK: the SYN token buckets (tcp.rs, syn.rs);
 //! 7. anything else: pass.
+//!
 //! A first fragment's verdict is remembered for the rest of its datagram.
 
 mod tcp;

@@ -3,6 +3,7 @@
 
 use crate::packet::Packet;
 
+#[allow(clippy::enum_variant_names)] // "not a response" reads best
 pub enum Response {
     /// A response; the token is its transaction id.
     Token(u64),

@@ -13,6 +13,7 @@ const MODE_CLIENT: u8 = 3;
 const ORIGIN_TIMESTAMP: usize = 24;
 const TRANSMIT_TIMESTAMP: usize = 40;
 
+#[allow(clippy::enum_variant_names)] // "not a response" reads best
 pub enum Response {
     Token(u64),
     /// Client or peer modes from port 123 (ntpd queries from 123).
