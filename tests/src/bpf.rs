@@ -210,6 +210,19 @@ impl Filter {
         self.assert_slots(before, counted, would_drop, context);
     }
 
+    /// The kernel's average run time of the XDP program on `frame` over
+    /// `repeat` runs (BPF_PROG_TEST_RUN's own measurement).
+    pub fn ingress_cost(&self, frame: &[u8], repeat: u32) -> std::time::Duration {
+        self.xdp()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..Default::default()
+            })
+            .expect("XDP test run")
+            .duration
+    }
+
     /// The live config, as the programs read it.
     pub fn config(&self) -> filter_common::Config {
         Array::<_, filter_common::Config>::try_from(self.ebpf.map(map::CONFIG).expect("CONFIG"))
