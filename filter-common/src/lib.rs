@@ -3,8 +3,12 @@
 //! Every type is `#[repr(C)]` so the eBPF program and filter-ctl see the same bytes.
 #![no_std]
 
+pub mod lists;
 pub mod reason;
+pub mod syn;
+pub use lists::{ListEntry, ListSource};
 pub use reason::{Action, Direction, Reason};
+pub use syn::SynBucket;
 
 /// Names of the eBPF programs inside the object file.
 pub mod program {
@@ -28,8 +32,33 @@ pub mod map {
     /// LRU hash of [`crate::FragmentKey`] -> [`crate::FragmentVerdict`]: first
     /// fragments' verdicts. Attackers can fill it; it is kept apart for that reason.
     pub const FRAGMENTS: &str = "FRAGMENTS";
+    /// Array of [`crate::SynBucket`]: the per-source SYN buckets (IPv4 /32,
+    /// IPv6 /64), hashed onto slots (see [`crate::syn`]).
+    pub const SYN_SOURCES: &str = "SYN_SOURCES";
+    /// Array of [`crate::SynBucket`]: the per-prefix SYN buckets.
+    pub const SYN_PREFIXES: &str = "SYN_PREFIXES";
+    /// Array with the one global [`crate::SynBucket`].
+    pub const SYN_GLOBAL: &str = "SYN_GLOBAL";
+    /// LPM tries of [`crate::ListEntry`] keyed by IPv4 / IPv6 prefixes.
+    pub const ALLOW_V4: &str = "ALLOW_V4";
+    pub const ALLOW_V6: &str = "ALLOW_V6";
+    pub const DENY_V4: &str = "DENY_V4";
+    pub const DENY_V6: &str = "DENY_V6";
     /// Every map the object defines, in the order `status` shows them.
-    pub const ALL: [&str; 5] = [STATS, CONFIG, WATCHED_PORTS, SOLICITED, FRAGMENTS];
+    pub const ALL: [&str; 12] = [
+        STATS,
+        CONFIG,
+        WATCHED_PORTS,
+        SOLICITED,
+        FRAGMENTS,
+        SYN_SOURCES,
+        SYN_PREFIXES,
+        SYN_GLOBAL,
+        ALLOW_V4,
+        ALLOW_V6,
+        DENY_V4,
+        DENY_V6,
+    ];
 }
 
 /// Packets and bytes seen for one reason, on one CPU.
@@ -61,6 +90,23 @@ pub struct Config {
     /// An [`OrphanPolicy`] value.
     pub orphan_fragments: u8,
     pub _padding: [u8; 6],
+    /// SYN token buckets (see [`syn`]): SYNs per second and burst of each
+    /// level. A rate of 0 switches the level off.
+    pub syn_source_rate: u32,
+    pub syn_source_burst: u32,
+    pub syn_prefix_rate: u32,
+    pub syn_prefix_burst: u32,
+    pub syn_global_rate: u32,
+    pub syn_global_burst: u32,
+    /// Prefix lengths of the per-prefix level: IPv4 8..=32, IPv6 16..=64.
+    pub syn_prefix_v4: u8,
+    pub syn_prefix_v6: u8,
+    pub _syn_padding: [u8; 6],
+    /// How long a source that keeps exceeding its bucket stays on the deny
+    /// list; 0 = no penalty.
+    pub syn_penalty_ns: u64,
+    /// Secret seed of the bucket hash, random per attach (not a setting).
+    pub syn_hash_seed: u64,
 }
 
 impl Config {
@@ -70,6 +116,17 @@ impl Config {
         monitor: 0,
         orphan_fragments: OrphanPolicy::Drop as u8,
         _padding: [0; 6],
+        syn_source_rate: syn::DEFAULT_SOURCE_RATE,
+        syn_source_burst: syn::DEFAULT_SOURCE_BURST,
+        syn_prefix_rate: syn::DEFAULT_PREFIX_RATE,
+        syn_prefix_burst: syn::DEFAULT_PREFIX_BURST,
+        syn_global_rate: syn::DEFAULT_GLOBAL_RATE,
+        syn_global_burst: syn::DEFAULT_GLOBAL_BURST,
+        syn_prefix_v4: syn::DEFAULT_PREFIX_V4,
+        syn_prefix_v6: syn::DEFAULT_PREFIX_V6,
+        _syn_padding: [0; 6],
+        syn_penalty_ns: syn::DEFAULT_PENALTY_NS,
+        syn_hash_seed: 0,
     };
 }
 

@@ -42,6 +42,26 @@ pub enum Reason {
     EgressQueryEvicted = 14,
     /// Egress, observed: anything else.
     EgressOther = 15,
+    /// Ingress, passed: the source is on the allow list; no drop rule looked at it.
+    PassAllowList = 16,
+    /// Ingress, passed: a TCP SYN (connection attempt: SYN without ACK) within
+    /// its source, prefix and global buckets.
+    PassSyn = 17,
+    /// Ingress, dropped: the source is on the deny list (by the operator, or
+    /// by the SYN penalty).
+    DropDenyList = 18,
+    /// Ingress, dropped: a TCP SYN over its source's bucket (IPv4 /32, IPv6 /64).
+    DropSynSource = 19,
+    /// Ingress, dropped: a TCP SYN over its source prefix's bucket.
+    DropSynPrefix = 20,
+    /// Ingress, dropped: a TCP SYN over the global bucket.
+    DropSynGlobal = 21,
+    /// Ingress, dropped: a TCP SYN over its source's bucket that put the
+    /// source on the deny list (the penalty); one per penalty.
+    DropSynPenalty = 22,
+    /// Ingress, dropped: a TCP SYN over its source's bucket whose source
+    /// earned the penalty but could not be put on the full deny list.
+    DropSynPenaltyFull = 23,
 }
 
 /// Where a reason is counted.
@@ -60,7 +80,7 @@ pub enum Action {
 
 impl Reason {
     /// Number of reasons.
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 24;
 
     /// Every reason, in index order.
     pub const ALL: [Reason; Self::COUNT as usize] = [
@@ -80,6 +100,14 @@ impl Reason {
         Reason::EgressQueryRecorded,
         Reason::EgressQueryEvicted,
         Reason::EgressOther,
+        Reason::PassAllowList,
+        Reason::PassSyn,
+        Reason::DropDenyList,
+        Reason::DropSynSource,
+        Reason::DropSynPrefix,
+        Reason::DropSynGlobal,
+        Reason::DropSynPenalty,
+        Reason::DropSynPenaltyFull,
     ];
 
     /// Stable snake_case name used in tables, JSON and metrics.
@@ -101,6 +129,14 @@ impl Reason {
             Reason::EgressQueryRecorded => "egress_query_recorded",
             Reason::EgressQueryEvicted => "egress_query_evicted",
             Reason::EgressOther => "egress_other",
+            Reason::PassAllowList => "pass_allow_list",
+            Reason::PassSyn => "pass_syn",
+            Reason::DropDenyList => "drop_deny_list",
+            Reason::DropSynSource => "drop_syn_source",
+            Reason::DropSynPrefix => "drop_syn_prefix",
+            Reason::DropSynGlobal => "drop_syn_global",
+            Reason::DropSynPenalty => "drop_syn_penalty",
+            Reason::DropSynPenaltyFull => "drop_syn_penalty_full",
         }
     }
 
@@ -120,7 +156,13 @@ impl Reason {
             | Reason::DropUnsolicitedOther
             | Reason::DropNtpControl
             | Reason::DropFragment
-            | Reason::DropOrphanFragment => Action::Drop,
+            | Reason::DropOrphanFragment
+            | Reason::DropDenyList
+            | Reason::DropSynSource
+            | Reason::DropSynPrefix
+            | Reason::DropSynGlobal
+            | Reason::DropSynPenalty
+            | Reason::DropSynPenaltyFull => Action::Drop,
             _ => Action::Pass,
         }
     }

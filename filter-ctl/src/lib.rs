@@ -3,10 +3,12 @@
 
 pub mod attach;
 pub mod iface;
+pub mod lists;
 pub mod pins;
 pub mod settings;
 pub mod stats;
 pub mod status;
+pub mod syn;
 
 /// The eBPF object built by `build.rs` (XDP ingress + TC egress programs).
 pub static EBPF_OBJECT: &[u8] =

@@ -7,6 +7,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use filter_ctl::{
     attach::{self, ModeChoice},
     iface::Interface,
+    lists::{self, List},
     pins::{self, PinRoot},
     require_root,
     settings::{self, PinnedSettings, Settings},
@@ -28,6 +29,9 @@ use filter_ctl::{
     filter-ctl stats --iface wan0 --watch 1\n  \
     filter-ctl set --iface wan0 monitor=on solicited_lifetime=5s\n  \
     filter-ctl config --iface wan0\n  \
+    filter-ctl set --iface wan0 syn_source_rate=5/s syn_penalty=10m\n  \
+    filter-ctl allow add --iface wan0 192.0.2.53 2001:db8:53::/48\n  \
+    filter-ctl deny add --iface wan0 203.0.113.0/24 --for 1h\n  \
     filter-ctl detach --iface wan0\n  \
     ip netns exec lab filter-ctl attach --iface wan0   # works inside namespaces too"
 )]
@@ -98,6 +102,20 @@ enum Command {
     },
     /// Print the manual page (roff) for filter-ctl: `filter-ctl man | man -l -`.
     Man,
+    /// The allow list: sources (CIDR prefixes) that skip every drop rule.
+    ///
+    /// For monitoring hosts and upstream resolvers. Allow wins over deny.
+    Allow {
+        #[command(subcommand)]
+        action: ListAction,
+    },
+    /// The deny list: sources (CIDR prefixes) dropped before any other rule.
+    ///
+    /// The SYN penalty (syn_penalty) adds entries here too.
+    Deny {
+        #[command(subcommand)]
+        action: ListAction,
+    },
     /// Show packet and byte counters per verdict reason, summed over CPUs.
     Stats {
         #[arg(long)]
@@ -107,6 +125,37 @@ enum Command {
         /// Print again every SECS seconds, with rates, until Ctrl-C.
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         watch: Option<u64>,
+    },
+}
+
+/// `allow` and `deny` subcommands. Every one first removes expired entries.
+#[derive(Subcommand)]
+enum ListAction {
+    /// Add prefixes, e.g. 203.0.113.0/24 or 2001:db8::/48 (a bare address is a
+    /// /32 or /128); an existing entry gets the new expiry.
+    Add {
+        #[arg(long)]
+        iface: String,
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<String>,
+        /// Remove the entry after this long (e.g. 30s, 10m, 2h, 7d; 1s..365d).
+        /// Without it the entry stays until deleted.
+        #[arg(long = "for", value_name = "DURATION")]
+        lasting: Option<String>,
+    },
+    /// Remove prefixes (exactly as listed).
+    Del {
+        #[arg(long)]
+        iface: String,
+        #[arg(required = true, value_name = "CIDR")]
+        cidrs: Vec<String>,
+    },
+    /// Show the entries with their expiry and who added them.
+    List {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -212,6 +261,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Man => print_man_page()?,
+        Command::Allow { action } => list_command(&cli.pin_root, List::Allow, action)?,
+        Command::Deny { action } => list_command(&cli.pin_root, List::Deny, action)?,
         Command::Stats { iface, json, watch } => {
             require_root("stats")?;
             let root = PinRoot::open(&cli.pin_root, false)?;
@@ -257,6 +308,34 @@ fn attached_settings(pin_root: &std::path::Path, iface: &str) -> anyhow::Result<
     PinnedSettings::open(&pins)
 }
 
+fn list_command(pin_root: &std::path::Path, list: List, action: ListAction) -> anyhow::Result<()> {
+    require_root(list.name())?;
+    let iface = match &action {
+        ListAction::Add { iface, .. }
+        | ListAction::Del { iface, .. }
+        | ListAction::List { iface, .. } => iface.clone(),
+    };
+    let pins = PinRoot::open(pin_root, false)?.iface(&iface)?;
+    if !pins.exists() {
+        anyhow::bail!("the filter is not attached to {iface} in this network namespace");
+    }
+    let (entries, json) = match action {
+        ListAction::Add { cidrs, lasting, .. } => {
+            (lists::add(&pins, list, &cidrs, lasting.as_deref())?, false)
+        }
+        ListAction::Del { cidrs, .. } => (lists::del(&pins, list, &cidrs)?, false),
+        ListAction::List { json, .. } => (lists::list(&pins, list)?, json),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else if entries.is_empty() {
+        println!("the {} list of {iface} is empty", list.name());
+    } else {
+        entries.iter().for_each(|e| println!("{}", e.describe()));
+    }
+    Ok(())
+}
+
 fn read_settings_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -272,7 +351,7 @@ fn settings_help() -> String {
     let mut help = String::from("Settings:\n");
     for key in settings::KEYS {
         help.push_str(&format!(
-            "  {:<20} {:<12} {}\n",
+            "  {:<20} {:<17} {}\n",
             key.name, key.values, key.help
         ));
     }

@@ -60,6 +60,51 @@ pub const KEYS: &[Key] = &[
         values: "port list",
         help: "other UDP amplification ports: responses must answer a recorded request",
     },
+    Key {
+        name: "syn_source_rate",
+        values: "1..1000000/s|off",
+        help: "TCP SYNs per second one source (IPv4 /32, IPv6 /64) may send; more are dropped",
+    },
+    Key {
+        name: "syn_source_burst",
+        values: "1..1000000",
+        help: "SYNs one source may send at once before its rate applies",
+    },
+    Key {
+        name: "syn_prefix_rate",
+        values: "1..1000000/s|off",
+        help: "TCP SYNs per second all sources of one prefix (syn_prefix_v4/v6) may send",
+    },
+    Key {
+        name: "syn_prefix_burst",
+        values: "1..1000000",
+        help: "SYNs one prefix may send at once before its rate applies",
+    },
+    Key {
+        name: "syn_global_rate",
+        values: "1..1000000/s|off",
+        help: "TCP SYNs per second from everywhere together",
+    },
+    Key {
+        name: "syn_global_burst",
+        values: "1..1000000",
+        help: "SYNs from everywhere at once before the global rate applies",
+    },
+    Key {
+        name: "syn_prefix_v4",
+        values: "8..32",
+        help: "prefix length that groups IPv4 sources for syn_prefix_rate",
+    },
+    Key {
+        name: "syn_prefix_v6",
+        values: "16..64",
+        help: "prefix length that groups IPv6 sources for syn_prefix_rate",
+    },
+    Key {
+        name: "syn_penalty",
+        values: "off|1s..24h",
+        help: "deny-list a source this long when it keeps exceeding its SYN bucket (off: never)",
+    },
 ];
 
 const SOLICITED_LIFETIME: (Duration, Duration) =
@@ -137,7 +182,10 @@ impl Settings {
             "dns_ports" => self.dns_ports = parse_ports(value).map_err(bad)?,
             "ntp_ports" => self.ntp_ports = parse_ports(value).map_err(bad)?,
             "amplifier_ports" => self.amplifier_ports = parse_ports(value).map_err(bad)?,
-            _ => unreachable!("every key in KEYS is handled"),
+            _ => match crate::syn::assign(&mut self.config, key, value) {
+                Some(result) => result.map_err(bad)?,
+                None => unreachable!("every key in KEYS is handled"),
+            },
         }
         Ok(())
     }
@@ -176,7 +224,7 @@ impl Settings {
                 set.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
             }
         };
-        vec![
+        let mut values = vec![
             (
                 "monitor",
                 if self.config.monitor != 0 {
@@ -206,7 +254,9 @@ impl Settings {
             ("dns_ports", ports(&self.dns_ports)),
             ("ntp_ports", ports(&self.ntp_ports)),
             ("amplifier_ports", ports(&self.amplifier_ports)),
-        ]
+        ];
+        values.extend(crate::syn::values(&self.config));
+        values
     }
 
     /// Reads the live settings from the maps.
@@ -292,12 +342,25 @@ pub fn write_defaults<C: BorrowMut<MapData>, P: BorrowMut<MapData>>(
             monitor: 0,
             orphan_fragments: 0,
             _padding: [0; 6],
+            syn_source_rate: 0,
+            syn_source_burst: 0,
+            syn_prefix_rate: 0,
+            syn_prefix_burst: 0,
+            syn_global_rate: 0,
+            syn_global_burst: 0,
+            syn_prefix_v4: 0,
+            syn_prefix_v6: 0,
+            _syn_padding: [0; 6],
+            syn_penalty_ns: 0,
+            syn_hash_seed: 0,
         },
         dns_ports: BTreeSet::new(),
         ntp_ports: BTreeSet::new(),
         amplifier_ports: BTreeSet::new(),
     };
-    Settings::default().write(&empty, config, ports)
+    let mut defaults = Settings::default();
+    defaults.config.syn_hash_seed = crate::syn::random_seed()?;
+    defaults.write(&empty, config, ports)
 }
 
 /// Parses `KEY=VALUE` as given on the command line.

@@ -1,7 +1,7 @@
 //! What is attached where: links, programs and map fill levels, from the pins.
 
-use aya::maps::{Array, HashMap, Map, MapData, MapInfo};
-use filter_common::{FragmentKey, FragmentVerdict, SolicitedSlot, map};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo};
+use filter_common::{FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, map};
 
 use crate::{
     attach::link_info,
@@ -32,7 +32,8 @@ pub struct MapStatus {
     pub kind: String,
     pub max_entries: u32,
     /// Entries in use: watched ports, live solicited queries, tracked
-    /// fragmented datagrams; the counter and config arrays are always full.
+    /// fragmented datagrams, SYN bucket slots not full (charged by a recent
+    /// SYN), allow/deny prefixes; the counter and config arrays are always full.
     pub entries: u32,
 }
 
@@ -49,6 +50,10 @@ pub fn status(root: &PinRoot, iface: Option<&str>) -> anyhow::Result<Vec<Status>
 }
 
 fn one(pins: &IfacePins, name: &str) -> anyhow::Result<Status> {
+    // Expired allow/deny entries no longer match; drop them before counting.
+    if pins.map(map::DENY_V4).exists() {
+        crate::lists::cleanup(pins)?;
+    }
     let xdp = pins.find_xdp_link();
     let xdp_link = xdp.as_ref().map(|(_, path)| link_info(path)).transpose()?;
     let (egress_hook, egress_program_id) = if pins.tc_link().exists() {
@@ -115,6 +120,19 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
             let fragments: HashMap<MapData, FragmentKey, FragmentVerdict> =
                 HashMap::try_from(Map::from_map_data(data)?)?;
             count(fragments.keys().filter(Result::is_ok).count())
+        }
+        map::SYN_SOURCES | map::SYN_PREFIXES | map::SYN_GLOBAL => {
+            count(crate::syn::buckets_in_use(data, monotonic_ns())?)
+        }
+        map::ALLOW_V4 | map::DENY_V4 => {
+            let trie: LpmTrie<MapData, [u8; 4], ListEntry> =
+                LpmTrie::try_from(Map::from_map_data(data)?)?;
+            count(trie.keys().filter(Result::is_ok).count())
+        }
+        map::ALLOW_V6 | map::DENY_V6 => {
+            let trie: LpmTrie<MapData, [u8; 16], ListEntry> =
+                LpmTrie::try_from(Map::from_map_data(data)?)?;
+            count(trie.keys().filter(Result::is_ok).count())
         }
         _ => None,
     })

@@ -10,10 +10,12 @@ mod config;
 mod egress;
 mod fragments;
 mod ingress;
+mod lists;
 mod packet;
 mod proto;
 mod solicited;
 mod stats;
+mod syn;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, xdp_action},

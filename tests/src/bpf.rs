@@ -192,3 +192,74 @@ impl Filter {
 pub fn zero() -> Counts {
     vec![Counter::default(); 2 * Reason::COUNT as usize]
 }
+
+// The SYN defence's and the lists' side of the harness (issue 4).
+use filter_ctl::lists::{Cidr, Entry, List, ListMaps, monotonic_ns};
+
+impl Filter {
+    /// Asserts that since `before` exactly these counters moved: `counted`
+    /// in their own slots and `would_drop` in monitor mode's.
+    #[track_caller]
+    pub fn assert_moved_and_would_drop(
+        &self,
+        before: &Counts,
+        counted: &[(Reason, u64, u64)],
+        would_drop: &[(Reason, u64, u64)],
+        context: &str,
+    ) {
+        self.assert_slots(before, counted, would_drop, context);
+    }
+
+    /// The kernel's average run time of the XDP program on `frame` over
+    /// `repeat` runs (BPF_PROG_TEST_RUN's own measurement).
+    pub fn ingress_cost(&self, frame: &[u8], repeat: u32) -> std::time::Duration {
+        self.xdp()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..Default::default()
+            })
+            .expect("XDP test run")
+            .duration
+    }
+
+    /// The live config, as the programs read it.
+    pub fn config(&self) -> filter_common::Config {
+        Array::<_, filter_common::Config>::try_from(self.ebpf.map(map::CONFIG).expect("CONFIG"))
+            .expect("CONFIG is an array of Config")
+            .get(&0, 0)
+            .expect("reading CONFIG")
+    }
+
+    /// The two tries of an allow or deny list, for the library functions
+    /// `filter-ctl allow|deny` uses.
+    pub fn list(&mut self, list: List) -> ListMaps<&mut aya::maps::MapData> {
+        let (v4, v6) = list.maps();
+        let [v4, v6] = self.ebpf.maps_disjoint_mut([v4, v6]);
+        ListMaps {
+            v4: aya::maps::LpmTrie::try_from(v4.expect("IPv4 list map")).expect("an LPM trie"),
+            v6: aya::maps::LpmTrie::try_from(v6.expect("IPv6 list map")).expect("an LPM trie"),
+        }
+    }
+
+    /// Adds prefixes to a list as `filter-ctl allow|deny add` does, lasting
+    /// `lasting` (any duration, unlike `--for`) or for ever.
+    pub fn list_add(&mut self, list: List, cidrs: &[&str], lasting: Option<std::time::Duration>) {
+        let cidrs: Vec<Cidr> = cidrs.iter().map(|c| Cidr::parse(c).unwrap()).collect();
+        self.list(list)
+            .add(
+                &cidrs,
+                lasting,
+                filter_common::ListSource::Operator,
+                monotonic_ns(),
+            )
+            .expect("adding to the list");
+    }
+
+    /// The live entries of a list, as `filter-ctl allow|deny list` shows them.
+    pub fn list_entries(&mut self, list: List) -> Vec<Entry> {
+        self.list(list)
+            .entries(monotonic_ns())
+            .expect("reading the list")
+    }
+}

@@ -258,6 +258,13 @@ impl Topology {
             "0",
         ])?;
         inet.ip(["link", "set", INET_IF, "master", INET_BRIDGE])?;
+        // Pin the bridge's MAC (after its first port: before, the bridge
+        // would not come up): otherwise it follows the lowest MAC of its
+        // ports, and a port added later (add_wan_host) can change it, which
+        // flushes the internet's neighbour table, permanent entries included,
+        // and ARP and neighbour discovery show up on wan0.
+        let bridge_mac = inet.mac(INET_BRIDGE)?;
+        inet.ip(["link", "set", "dev", INET_BRIDGE, "address", &bridge_mac])?;
 
         inet.add_addr(INET_BRIDGE, &format!("{INET_WAN4}/{WAN4_PREFIX}"))?;
         inet.add_addr(INET_BRIDGE, &format!("{INET_WAN6}/{WAN6_PREFIX}"))?;

@@ -4,6 +4,8 @@
 pub mod bpf;
 pub mod ctl;
 pub mod flood;
+pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod packet;
+pub mod synflood;

@@ -55,7 +55,7 @@ fn ipv4_udp_passes_as_pass_ipv4() {
         .build();
     let before = filter.counts();
     assert_eq!(filter.ingress(&syn), XDP_PASS);
-    filter.assert_moved(&before, &[(Reason::PassIpv4, 1, 60)], "IPv4 TCP SYN");
+    filter.assert_moved(&before, &[(Reason::PassSyn, 1, 60)], "IPv4 TCP SYN");
 }
 
 #[test]
@@ -147,7 +147,10 @@ fn ipv6_passes_as_pass_ipv6() {
     }
     filter.assert_moved(
         &zero(),
-        &[(Reason::PassIpv6, 3, len(&udp) + len(&syn) + len(&with_ext))],
+        &[
+            (Reason::PassIpv6, 2, len(&udp) + len(&with_ext)),
+            (Reason::PassSyn, 1, len(&syn)),
+        ],
         "IPv6 UDP, TCP SYN, UDP behind extension headers",
     );
 }

@@ -1,17 +1,21 @@
 //! WAN ingress: the verdict of every inbound packet, in rule order.
 //! 1. not IP, or headers we cannot parse: pass (counted);
-//! 2. a later IP fragment: the verdict of its first fragment (fragments.rs);
-//! 3. UDP: the reflection rules (udp.rs; protocol headers in proto/);
-//! 4. anything else: pass.
+//! 2. source on the allow list: pass, no drop rule looks at it (lists.rs);
+//! 3. source on the deny list: drop;
+//! 4. a later IP fragment: the verdict of its first fragment (fragments.rs);
+//! 5. UDP: the reflection rules (udp.rs; protocol headers in proto/);
+//! 6. TCP SYN without ACK: the SYN token buckets (tcp.rs, syn.rs);
+//! 7. anything else: pass.
 //!
 //! A first fragment's verdict is remembered for the rest of its datagram.
 
+mod tcp;
 mod udp;
 
 use filter_common::{Action, Config, Reason};
 
 use crate::{
-    fragments,
+    fragments, lists,
     packet::{Family, Fragment, IPPROTO_UDP, Ip, Network, Packet},
 };
 
@@ -22,11 +26,18 @@ pub fn verdict(packet: &Packet, config: &Config, now: u64) -> Reason {
         Network::NotIp => return Reason::PassNotIp,
         Network::Malformed => return Reason::PassMalformed,
     };
+    if lists::allowed(&ip, now) {
+        return Reason::PassAllowList;
+    }
+    if lists::denied(&ip, now) {
+        return Reason::DropDenyList;
+    }
     if let Fragment::Later { id } = ip.fragment {
         return fragments::follow(&ip, id, now, config);
     }
     let reason = match ip.protocol {
         IPPROTO_UDP => udp::verdict(packet, &ip, now),
+        tcp::IPPROTO_TCP => tcp::verdict(packet, &ip, config, now),
         _ => pass(&ip),
     };
     if let Fragment::First { id } = ip.fragment {

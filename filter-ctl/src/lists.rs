@@ -1,0 +1,475 @@
+//! The allow and deny lists of a running filter: `filter-ctl allow|deny
+//! add|del|list`. Each list is two LPM tries (IPv4, IPv6) of
+//! [`ListEntry`] values (see `filter_common::lists`).
+//!
+//! Expiry: an entry added `--for` a duration holds a monotonic deadline
+//! (the clock bpf_ktime_get_ns reads); the kernel stops matching it the
+//! moment it passes. The entry itself stays in the trie until filter-ctl
+//! removes it: every `allow|deny list|add|del` and every `status` call
+//! removes the expired entries of both lists first ([`cleanup`]).
+//!
+//! Every change is validated as a whole before anything is written, and a
+//! write that fails halfway (a full list) is undone: a rejected change
+//! leaves the lists as they were.
+
+use std::{
+    borrow::{Borrow, BorrowMut},
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::maps::{
+    Map, MapData, MapError,
+    lpm_trie::{Key, LpmTrie},
+};
+use filter_common::{ListEntry, ListSource, map};
+
+use crate::pins::IfacePins;
+
+/// The longest `--for`.
+pub const MAX_FOR: Duration = Duration::from_secs(365 * 86400);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum List {
+    Allow,
+    Deny,
+}
+
+impl List {
+    pub fn name(self) -> &'static str {
+        match self {
+            List::Allow => "allow",
+            List::Deny => "deny",
+        }
+    }
+
+    /// The names of its IPv4 and IPv6 tries.
+    pub fn maps(self) -> (&'static str, &'static str) {
+        match self {
+            List::Allow => (map::ALLOW_V4, map::ALLOW_V6),
+            List::Deny => (map::DENY_V4, map::DENY_V6),
+        }
+    }
+}
+
+/// An address prefix, host bits cleared: `203.0.113.0/24`, `2001:db8::/48`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR/LEN` or a bare address (a /32 or /128). Host bits beyond
+    /// the prefix are an error: `203.0.113.5/24` is probably a typo for
+    /// either `203.0.113.5` or `203.0.113.0/24`, and guessing could deny a
+    /// whole network.
+    pub fn parse(text: &str) -> anyhow::Result<Cidr> {
+        let bad = |why: &str| anyhow!("'{text}' is not a CIDR prefix: {why}");
+        let (addr, len) = match text.split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            bad("expected an IPv4 or IPv6 address, like 203.0.113.0/24 or 2001:db8::/48")
+        })?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(len) => match len.parse::<u8>() {
+                Ok(len) if len <= max => len,
+                _ => return Err(bad(&format!("the prefix length must be 0..{max}"))),
+            },
+        };
+        let cidr = Cidr { addr, len };
+        if cidr.network() != addr {
+            return Err(bad(&format!(
+                "host bits set beyond /{len} (did you mean {}/{len}?)",
+                cidr.network()
+            )));
+        }
+        Ok(cidr)
+    }
+
+    /// The address with every bit beyond the prefix cleared.
+    pub fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// One entry as `list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Entry {
+    pub cidr: String,
+    /// Milliseconds until it expires; `None`: never.
+    pub expires_in_ms: Option<u64>,
+    /// Who made it: `operator` (filter-ctl) or `syn_penalty`.
+    pub reason: &'static str,
+}
+
+impl Entry {
+    /// `203.0.113.66/32  expires in 9m58s  syn_penalty`.
+    pub fn describe(&self) -> String {
+        let expiry = match self.expires_in_ms {
+            None => "never expires".to_owned(),
+            Some(ms) => format!("expires in {}", human(Duration::from_millis(ms))),
+        };
+        format!("{:<44} {:<22} {}", self.cidr, expiry, self.reason)
+    }
+}
+
+fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0 => format!("{}ms", duration.as_millis()),
+        1..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h{:02}m", secs / 3600, secs / 60 % 60),
+        _ => format!("{}d{:02}h", secs / 86400, secs / 3600 % 24),
+    }
+}
+
+/// The two tries of one list.
+pub struct ListMaps<T> {
+    pub v4: LpmTrie<T, [u8; 4], ListEntry>,
+    pub v6: LpmTrie<T, [u8; 16], ListEntry>,
+}
+
+impl ListMaps<MapData> {
+    /// The list of the filter pinned at `pins`.
+    pub fn open(pins: &IfacePins, list: List) -> anyhow::Result<Self> {
+        let open = |name: &str| -> anyhow::Result<Map> {
+            let path = pins.map(name);
+            let data = MapData::from_pin(&path)
+                .with_context(|| format!("opening {} (is the filter attached?)", path.display()))?;
+            Ok(Map::from_map_data(data)?)
+        };
+        let (v4, v6) = list.maps();
+        Ok(Self {
+            v4: LpmTrie::try_from(open(v4)?)?,
+            v6: LpmTrie::try_from(open(v6)?)?,
+        })
+    }
+}
+
+/// What is stored for one prefix.
+enum Stored {
+    V4(Key<[u8; 4]>),
+    V6(Key<[u8; 16]>),
+}
+
+fn key(cidr: &Cidr) -> Stored {
+    match cidr.network() {
+        IpAddr::V4(v4) => Stored::V4(Key::new(u32::from(cidr.len), v4.octets())),
+        IpAddr::V6(v6) => Stored::V6(Key::new(u32::from(cidr.len), v6.octets())),
+    }
+}
+
+fn not_found(result: Result<ListEntry, MapError>) -> anyhow::Result<Option<ListEntry>> {
+    match result {
+        Ok(entry) => Ok(Some(entry)),
+        Err(MapError::KeyNotFound) => Ok(None),
+        Err(err) => Err(err).context("reading a list entry"),
+    }
+}
+
+impl<T: Borrow<MapData>> ListMaps<T> {
+    /// The entry stored for exactly this prefix. (A lookup in an LPM trie
+    /// returns the longest prefix covering the key: it is this one only if
+    /// the entry's own prefix length says so.)
+    pub fn get(&self, cidr: &Cidr) -> anyhow::Result<Option<ListEntry>> {
+        let found = match key(cidr) {
+            Stored::V4(key) => not_found(self.v4.get(&key, 0))?,
+            Stored::V6(key) => not_found(self.v6.get(&key, 0))?,
+        };
+        Ok(found.filter(|entry| entry.prefix_len == cidr.len))
+    }
+
+    /// Every entry with its prefix, IPv4 first, in trie order.
+    pub fn raw_entries(&self) -> anyhow::Result<Vec<(Cidr, ListEntry)>> {
+        let mut all = Vec::new();
+        for item in self.v4.iter() {
+            let (key, entry) = item.context("reading the IPv4 list")?;
+            all.push((cidr_of(IpAddr::from(key.data()), key.prefix_len()), entry));
+        }
+        for item in self.v6.iter() {
+            let (key, entry) = item.context("reading the IPv6 list")?;
+            all.push((cidr_of(IpAddr::from(key.data()), key.prefix_len()), entry));
+        }
+        Ok(all)
+    }
+
+    /// Live entries as `list` shows them, sorted by prefix.
+    pub fn entries(&self, now_ns: u64) -> anyhow::Result<Vec<Entry>> {
+        let mut live: Vec<(Cidr, ListEntry)> = self
+            .raw_entries()?
+            .into_iter()
+            .filter(|(_, entry)| !expired(entry, now_ns))
+            .collect();
+        live.sort_by_key(|(cidr, _)| *cidr);
+        Ok(live
+            .into_iter()
+            .map(|(cidr, entry)| Entry {
+                cidr: cidr.to_string(),
+                expires_in_ms: (entry.expires_ns != 0)
+                    .then(|| (entry.expires_ns - now_ns) / 1_000_000),
+                reason: ListSource::from_u8(entry.source).name(),
+            })
+            .collect())
+    }
+}
+
+fn cidr_of(addr: IpAddr, len: u32) -> Cidr {
+    Cidr {
+        addr,
+        len: len as u8,
+    }
+}
+
+fn expired(entry: &ListEntry, now_ns: u64) -> bool {
+    entry.expires_ns != 0 && entry.expires_ns <= now_ns
+}
+
+impl<T: BorrowMut<MapData>> ListMaps<T> {
+    fn put(&mut self, cidr: &Cidr, entry: &ListEntry) -> Result<(), MapError> {
+        match key(cidr) {
+            Stored::V4(key) => self.v4.insert(&key, entry, 0),
+            Stored::V6(key) => self.v6.insert(&key, entry, 0),
+        }
+    }
+
+    fn delete(&mut self, cidr: &Cidr) -> Result<(), MapError> {
+        match key(cidr) {
+            Stored::V4(key) => self.v4.remove(&key),
+            Stored::V6(key) => self.v6.remove(&key),
+        }
+    }
+
+    /// Adds (or replaces) `cidrs`, expiring `lasting` after `now_ns`
+    /// (`None`: never). All or nothing: if one write fails, the ones before
+    /// it are undone.
+    pub fn add(
+        &mut self,
+        cidrs: &[Cidr],
+        lasting: Option<Duration>,
+        source: ListSource,
+        now_ns: u64,
+    ) -> anyhow::Result<()> {
+        let mut done: Vec<(Cidr, Option<ListEntry>)> = Vec::new();
+        for cidr in cidrs {
+            let entry = ListEntry {
+                expires_ns: lasting.map_or(0, |d| now_ns + d.as_nanos() as u64),
+                prefix_len: cidr.len,
+                source: source as u8,
+                _padding: [0; 6],
+            };
+            let before = self.get(cidr)?;
+            if let Err(err) = self.put(cidr, &entry) {
+                self.undo(done);
+                return Err(err).with_context(|| {
+                    format!(
+                        "adding {cidr} (the list holds at most {} prefixes per address family; nothing was changed)",
+                        filter_common::lists::LIST_ENTRIES
+                    )
+                });
+            }
+            done.push((*cidr, before));
+        }
+        Ok(())
+    }
+
+    fn undo(&mut self, done: Vec<(Cidr, Option<ListEntry>)>) {
+        for (cidr, before) in done.into_iter().rev() {
+            let _ = match before {
+                Some(entry) => self.put(&cidr, &entry),
+                None => self.delete(&cidr),
+            };
+        }
+    }
+
+    /// Removes `cidrs`; fails, removing nothing, unless every one is on the list.
+    pub fn remove(&mut self, cidrs: &[Cidr], now_ns: u64) -> anyhow::Result<()> {
+        for cidr in cidrs {
+            match self.get(cidr)? {
+                Some(entry) if !expired(&entry, now_ns) => {}
+                _ => bail!("{cidr} is not on the list; nothing was removed"),
+            }
+        }
+        for cidr in cidrs {
+            self.delete(cidr)
+                .with_context(|| format!("removing {cidr}"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every expired entry; returns how many.
+    pub fn cleanup(&mut self, now_ns: u64) -> anyhow::Result<usize> {
+        let stale: Vec<Cidr> = self
+            .raw_entries()?
+            .into_iter()
+            .filter(|(_, entry)| expired(entry, now_ns))
+            .map(|(cidr, _)| cidr)
+            .collect();
+        for cidr in &stale {
+            // A concurrent refresh may have replaced it: delete only if still expired.
+            if self.get(cidr)?.is_some_and(|entry| expired(&entry, now_ns)) {
+                let _ = self.delete(cidr);
+            }
+        }
+        Ok(stale.len())
+    }
+}
+
+/// Parses every prefix first, so that one bad prefix rejects the whole command.
+pub fn parse_all(texts: &[String]) -> anyhow::Result<Vec<Cidr>> {
+    texts.iter().map(|text| Cidr::parse(text)).collect()
+}
+
+/// Parses `--for`: 1s up to a year.
+pub fn parse_for(text: &str) -> anyhow::Result<Duration> {
+    let duration = crate::syn::parse_duration(text)
+        .map_err(|why| anyhow!("invalid value '{text}' for --for: {why} (allowed: 1s..365d)"))?;
+    if duration < Duration::from_secs(1) || duration > MAX_FOR {
+        bail!("invalid value '{text}' for --for: out of range (allowed: 1s..365d)");
+    }
+    Ok(duration)
+}
+
+/// Removes the expired entries of both lists of the filter pinned at
+/// `pins`; returns how many. Called by every list command and by `status`.
+pub fn cleanup(pins: &IfacePins) -> anyhow::Result<usize> {
+    let now = monotonic_ns();
+    let mut removed = 0;
+    for list in [List::Allow, List::Deny] {
+        removed += ListMaps::open(pins, list)?.cleanup(now)?;
+    }
+    Ok(removed)
+}
+
+/// `filter-ctl allow|deny add`.
+pub fn add(
+    pins: &IfacePins,
+    list: List,
+    cidrs: &[String],
+    lasting: Option<&str>,
+) -> anyhow::Result<Vec<Entry>> {
+    let cidrs = parse_all(cidrs)?;
+    let lasting = lasting.map(parse_for).transpose()?;
+    cleanup(pins)?;
+    let mut maps = ListMaps::open(pins, list)?;
+    maps.add(&cidrs, lasting, ListSource::Operator, monotonic_ns())?;
+    maps.entries(monotonic_ns())
+}
+
+/// `filter-ctl allow|deny del`.
+pub fn del(pins: &IfacePins, list: List, cidrs: &[String]) -> anyhow::Result<Vec<Entry>> {
+    let cidrs = parse_all(cidrs)?;
+    cleanup(pins)?;
+    let mut maps = ListMaps::open(pins, list)?;
+    maps.remove(&cidrs, monotonic_ns())
+        .with_context(|| format!("on the {} list", list.name()))?;
+    maps.entries(monotonic_ns())
+}
+
+/// `filter-ctl allow|deny list`.
+pub fn list(pins: &IfacePins, list: List) -> anyhow::Result<Vec<Entry>> {
+    cleanup(pins)?;
+    ListMaps::open(pins, list)?.entries(monotonic_ns())
+}
+
+/// The clock of the programs' expiry times (bpf_ktime_get_ns).
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_parse_with_or_without_a_length() {
+        let c = Cidr::parse("203.0.113.0/24").unwrap();
+        assert_eq!((c.addr, c.len), ("203.0.113.0".parse().unwrap(), 24));
+        assert_eq!(Cidr::parse("203.0.113.7").unwrap().len, 32);
+        assert_eq!(
+            Cidr::parse("2001:db8::/48").unwrap().to_string(),
+            "2001:db8::/48"
+        );
+        assert_eq!(Cidr::parse("2001:db8::1").unwrap().len, 128);
+        assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().len, 0);
+    }
+
+    #[test]
+    fn bad_cidrs_say_why() {
+        for (text, why) in [
+            ("203.0.113.5/24", "did you mean 203.0.113.0/24"),
+            ("203.0.113.0/33", "0..32"),
+            ("2001:db8::/129", "0..128"),
+            ("300.1.2.3", "expected an IPv4 or IPv6 address"),
+            ("example.org", "expected an IPv4 or IPv6 address"),
+            ("2001:db8::1/64", "did you mean 2001:db8::/64"),
+            ("10.0.0.0/x", "0..32"),
+        ] {
+            let err = Cidr::parse(text).unwrap_err().to_string();
+            assert!(err.contains(text) && err.contains(why), "{text}: {err}");
+        }
+        assert!(parse_all(&["192.0.2.0/24".into(), "bad".into()]).is_err());
+    }
+
+    #[test]
+    fn for_takes_one_second_to_a_year() {
+        assert_eq!(parse_for("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_for("2d").unwrap(), Duration::from_secs(2 * 86400));
+        for bad in ["500ms", "366d", "soon", "0s"] {
+            let err = parse_for(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("--for") && err.contains("1s..365d"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn entries_describe_their_expiry() {
+        let entry = Entry {
+            cidr: "203.0.113.66/32".into(),
+            expires_in_ms: Some(598_000),
+            reason: "syn_penalty",
+        };
+        let text = entry.describe();
+        assert!(
+            text.contains("expires in 9m58s") && text.ends_with("syn_penalty"),
+            "{text}"
+        );
+        let never = Entry {
+            expires_in_ms: None,
+            ..entry
+        };
+        assert!(never.describe().contains("never expires"));
+    }
+}

@@ -1,0 +1,753 @@
+//! End-to-end tests of the SYN defence and the allow/deny lists: the real
+//! `filter-ctl` attaches the filter to the lab gateway's `wan0`, a small HTTP
+//! server listens there (tests::http), legitimate clients in the "internet"
+//! namespace make requests, and an attacker host on the WAN segment floods
+//! SYNs with crafted frames (tests::synflood), from one address and from many
+//! spoofed ones.
+//!
+//! Three independent counts are compared: what the attacker and the clients
+//! sent, what the filter counted per reason, and what reached the gateway's
+//! stack (an nftables netdev ingress chain on `wan0`, which runs after XDP)
+//! and left the clients (an nftables output chain in the internet namespace).
+//!
+//! Needs root; every test builds its own lab and removes it however it ends.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use filter_common::Reason;
+use serde_json::Value;
+use tests::{
+    ctl::{FilterCtl, Stats},
+    http::{HttpClient, HttpServer},
+    lab::{LAN_IF, StackCounters, TEST_PREFIX, Topology, WAN_IF, addr},
+    netns::{self, Netns},
+    synflood::{Sent, Sources, SynFlood},
+};
+
+/// The single flooder: one spoofed address, random source ports.
+const FLOODER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 66);
+/// Spoofed floods: random hosts of one IPv4 /24, random /64s of one IPv6 /48.
+const SPOOFED4: (Ipv4Addr, u8) = (Ipv4Addr::new(198, 19, 66, 0), 24);
+const SPOOFED6: (Ipv6Addr, u8) = (Ipv6Addr::new(0x2001, 0xdb8, 0x66, 0, 0, 0, 0, 0), 48);
+const HTTP: u16 = 80;
+
+/// Counts SYNs (SYN without ACK) that reach the gateway's stack, after XDP.
+fn gateway_nft() -> String {
+    format!(
+        r#"
+table netdev syn_e2e {{
+    counter syn_all {{ }}
+    counter flooder {{ }}
+    counter spoofed4 {{ }}
+    counter spoofed6 {{ }}
+    counter legit4 {{ }}
+    counter legit6 {{ }}
+    chain wan_ingress {{
+        type filter hook ingress device "{WAN_IF}" priority -400; policy accept;
+        tcp flags & (syn | ack) == syn counter name "syn_all"
+        ip saddr {FLOODER} tcp flags & (syn | ack) == syn counter name "flooder"
+        ip saddr {}/{} tcp flags & (syn | ack) == syn counter name "spoofed4"
+        ip6 saddr {}/{} tcp flags & (syn | ack) == syn counter name "spoofed6"
+        ip saddr {} tcp flags & (syn | ack) == syn counter name "legit4"
+        ip6 saddr {} tcp flags & (syn | ack) == syn counter name "legit6"
+    }}
+}}
+"#,
+        SPOOFED4.0,
+        SPOOFED4.1,
+        SPOOFED6.0,
+        SPOOFED6.1,
+        addr::INET_WAN4,
+        addr::INET_WAN6,
+    )
+}
+
+/// Counts the SYNs the legitimate clients send (retransmissions included).
+fn client_nft() -> String {
+    format!(
+        r#"
+table inet syn_client {{
+    counter sent4 {{ }}
+    counter sent6 {{ }}
+    chain out {{
+        type filter hook output priority 0; policy accept;
+        ip daddr {} tcp dport {HTTP} tcp flags & (syn | ack) == syn counter name "sent4"
+        ip6 daddr {} tcp dport {HTTP} tcp flags & (syn | ack) == syn counter name "sent6"
+    }}
+}}
+"#,
+        addr::GW_WAN4,
+        addr::GW_WAN6,
+    )
+}
+
+struct Lab {
+    ctl: FilterCtl,
+    topo: Topology,
+}
+
+fn lab() -> Lab {
+    assert!(netns::is_root(), "the end-to-end tests need root");
+    let ctl = FilterCtl::new().expect("locating filter-ctl");
+    let mut topo = Topology::build(TEST_PREFIX).expect("building the lab");
+    topo.add_wan_host().expect("adding the attacker host");
+    Lab { ctl, topo }
+}
+
+impl Lab {
+    fn gw(&self) -> &Netns {
+        &self.topo.gateway
+    }
+
+    fn attacker(&self) -> &Netns {
+        &self.topo.wan_hosts[0]
+    }
+
+    fn flood(&self) -> SynFlood {
+        let wan_mac = self.gw().mac(WAN_IF).unwrap();
+        SynFlood::new(self.attacker(), LAN_IF, &wan_mac).expect("the SYN sender")
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        self.ctl.run(self.gw(), args).expect("filter-ctl")
+    }
+
+    /// Runs filter-ctl expecting failure; returns its stderr.
+    fn ctl_fails(&self, args: &[&str]) -> String {
+        let out = self
+            .ctl
+            .output(self.gw(), args)
+            .expect("running filter-ctl");
+        assert!(
+            !out.status.success(),
+            "filter-ctl {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn stats(&self) -> Stats {
+        self.ctl.stats(self.gw(), WAN_IF).expect("stats")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let text = self.ctl(args);
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("{args:?}: {err}: {text}"))
+    }
+
+    fn config(&self) -> Value {
+        self.json(&["config", "--iface", WAN_IF, "--json"])
+    }
+
+    fn list(&self, list: &str) -> Value {
+        self.json(&[list, "list", "--iface", WAN_IF, "--json"])
+    }
+
+    fn gateway_syns(&self) -> StackCounters {
+        StackCounters::parse(
+            &self
+                .gw()
+                .run(["nft", "list", "counters", "table", "netdev", "syn_e2e"])
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn client_syns(&self) -> StackCounters {
+        StackCounters::parse(
+            &self
+                .topo
+                .internet
+                .run(["nft", "list", "counters", "table", "inet", "syn_client"])
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// The filter's counters with the gateway's SYN counters and the lab's
+    /// stack counters, read while nothing arrives on wan0 (the ingress
+    /// counters did not move while the others were read), so that they agree.
+    fn snapshot(&self) -> (Stats, StackCounters, StackCounters) {
+        let ingress = |stats: &Stats| -> Vec<(String, u64)> {
+            stats
+                .counts
+                .iter()
+                .filter(|(reason, _)| !reason.starts_with("egress"))
+                .map(|(reason, (packets, _))| (reason.clone(), *packets))
+                .collect()
+        };
+        for _ in 0..20 {
+            let stats = self.stats();
+            let syns = self.gateway_syns();
+            let stack = self.topo.stack_counters().unwrap();
+            if ingress(&self.stats()) == ingress(&stats) {
+                return (stats, syns, stack);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("wan0 never became quiet enough to read the counters together");
+    }
+
+    fn install_counters(&self) {
+        netns::run_with_input(self.gw().command("nft").args(["-f", "-"]), &gateway_nft()).unwrap();
+        netns::run_with_input(
+            self.topo.internet.command("nft").args(["-f", "-"]),
+            &client_nft(),
+        )
+        .unwrap();
+    }
+}
+
+fn wan(v6: bool) -> SocketAddr {
+    Topology::gateway_wan(v6, HTTP)
+}
+
+/// Lets the last frames and answers arrive before counting.
+fn drain() {
+    thread::sleep(Duration::from_millis(300));
+}
+
+/// What the legitimate clients did.
+#[derive(Debug, Default)]
+struct Legit {
+    connections: u64,
+    requests: u64,
+    failures: Vec<String>,
+    slowest_connect: Duration,
+}
+
+/// A browser-like client: a new connection every 400 ms (2.5 per second:
+/// over a few seconds within its source bucket's 12 + 2/s), ten keep-alive
+/// requests on each, until `stop`.
+fn browse(inet: &Netns, to: SocketAddr, stop: &AtomicBool) -> Legit {
+    let mut legit = Legit::default();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        match HttpClient::connect(inet, to, Duration::from_secs(3)) {
+            Ok(mut client) => {
+                legit.connections += 1;
+                legit.slowest_connect = legit.slowest_connect.max(started.elapsed());
+                for _ in 0..10 {
+                    match client.get() {
+                        Ok(()) => legit.requests += 1,
+                        Err(err) => legit.failures.push(format!("{to}: {err:#}")),
+                    }
+                }
+            }
+            Err(err) => legit.failures.push(format!("{to}: {err:#}")),
+        }
+        let pause = Duration::from_millis(400).saturating_sub(started.elapsed());
+        thread::sleep(pause);
+    }
+    legit
+}
+
+/// `expected ± tolerance` for a bucket of `burst` refilled at `rate` per
+/// second under continuous pressure for `sent.duration()`: every token is
+/// taken the moment it exists, so the count is the burst plus one token per
+/// interval. Tolerance: one token at each end of the window (where it falls
+/// relative to the first and last frame), plus the tokens 50 ms of clock
+/// slack between our timestamps and the program's can hold.
+fn bucket_bounds(burst: u64, rate: u64, sent: &Sent) -> (u64, u64) {
+    let secs = sent.duration().as_secs_f64();
+    let expected = burst as f64 + rate as f64 * secs;
+    let slack = 1.0 + rate as f64 * 0.05;
+    (
+        (expected - slack).floor().max(0.0) as u64,
+        (expected + slack).ceil() as u64,
+    )
+}
+
+#[test]
+fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses() {
+    let lab = lab();
+    lab.ctl.attach(lab.gw(), WAN_IF, None).expect("attach");
+    lab.install_counters();
+    let server4 = HttpServer::start(lab.gw(), wan(false)).unwrap();
+    let server6 = HttpServer::start(lab.gw(), wan(true)).unwrap();
+    let mut single = lab.flood();
+    let (mut spoof4, mut spoof6) = (lab.flood(), lab.flood());
+    let defaults = lab.config();
+    assert_eq!(defaults["syn_source_rate"], "2/s");
+    assert_eq!(defaults["syn_source_burst"], "12");
+    assert_eq!(defaults["syn_prefix_rate"], "20/s");
+    assert_eq!(defaults["syn_prefix_burst"], "60");
+
+    let (start, _, lab_start) = lab.snapshot();
+    let stop = AtomicBool::new(false);
+    let (sent1, sent4, sent6, phase1, legit4, legit6) = thread::scope(|scope| {
+        let inet = &lab.topo.internet;
+        let c4 = scope.spawn(|| browse(inet, wan(false), &stop));
+        let c6 = scope.spawn(|| browse(inet, wan(true), &stop));
+        thread::sleep(Duration::from_millis(300));
+
+        // One address, random source ports, 4000 SYN/s for 3 s.
+        let sent1 = single
+            .send_for(
+                Sources::One(FLOODER.into()),
+                wan(false),
+                Duration::from_secs(3),
+                4000,
+            )
+            .unwrap();
+        drain();
+        let (p1_stats, p1_nft, _) = lab.snapshot();
+        let phase1 = (p1_stats, p1_nft);
+
+        // Many spoofed addresses at the same time for 2 s: random hosts of a
+        // /24 at 1000 SYN/s (about 8 per address, under the source burst:
+        // the prefix's bucket must catch them) and random /64s of a /48 at
+        // 3000 SYN/s (each /64 about once).
+        let (sent4, sent6) = thread::scope(|inner| {
+            let v4 = inner.spawn(|| {
+                spoof4
+                    .send_for(
+                        Sources::RandomIn(SPOOFED4.0.into(), SPOOFED4.1),
+                        wan(false),
+                        Duration::from_secs(2),
+                        1000,
+                    )
+                    .unwrap()
+            });
+            let v6 = inner.spawn(|| {
+                spoof6
+                    .send_for(
+                        Sources::RandomIn(SPOOFED6.0.into(), SPOOFED6.1),
+                        wan(true),
+                        Duration::from_secs(2),
+                        3000,
+                    )
+                    .unwrap()
+            });
+            (v4.join().unwrap(), v6.join().unwrap())
+        });
+        thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        (
+            sent1,
+            sent4,
+            sent6,
+            phase1,
+            c4.join().unwrap(),
+            c6.join().unwrap(),
+        )
+    });
+    drain();
+    let (end, nft, lab_end) = lab.snapshot();
+    let clients = lab.client_syns();
+
+    // Every legitimate request succeeded, and no legitimate SYN was dropped:
+    // the clients sent exactly as many SYNs as they made connections (no
+    // retransmission), and every one of them reached the stack.
+    for (legit, family) in [(&legit4, "IPv4"), (&legit6, "IPv6")] {
+        assert!(legit.failures.is_empty(), "{family}: {:?}", legit.failures);
+        // About 15 over the test; fewer only on a machine busy elsewhere.
+        assert!(legit.connections >= 5, "{family}: {legit:?}");
+        assert_eq!(legit.requests, 10 * legit.connections, "{family}");
+    }
+    assert_eq!(clients.packets("sent4"), legit4.connections);
+    assert_eq!(clients.packets("sent6"), legit6.connections);
+    assert_eq!(nft.packets("legit4"), legit4.connections);
+    assert_eq!(nft.packets("legit6"), legit6.connections);
+    assert_eq!(server4.connections(), legit4.connections);
+    assert_eq!(server6.connections(), legit6.connections);
+    assert_eq!(
+        server4.requests() + server6.requests(),
+        legit4.requests + legit6.requests
+    );
+
+    // The single flooder is cut to its bucket: 12 + 2/s.
+    let (p1_stats, p1_nft) = phase1;
+    let flooder_passed = p1_nft.packets("flooder");
+    let (low, high) = bucket_bounds(12, 2, &sent1);
+    assert!(
+        (low..=high).contains(&flooder_passed),
+        "single flooder: {flooder_passed} of {} SYNs passed in {:?}, expected {low}..={high}",
+        sent1.frames,
+        sent1.duration()
+    );
+    let phase1_delta = p1_stats.since(&start);
+    assert_eq!(
+        phase1_delta.packets(Reason::DropSynSource),
+        sent1.frames - flooder_passed,
+        "every other flood SYN dropped by its source bucket: {:?}",
+        phase1_delta.nonzero()
+    );
+    assert_eq!(phase1_delta.packets(Reason::DropSynPrefix), 0);
+    assert_eq!(phase1_delta.packets(Reason::DropSynGlobal), 0);
+
+    // The spoofed floods are cut to their prefix's bucket: 60 + 20/s each.
+    for (name, sent) in [("spoofed4", &sent4), ("spoofed6", &sent6)] {
+        let passed = nft.packets(name);
+        let (low, high) = bucket_bounds(60, 20, sent);
+        assert!(
+            (low..=high).contains(&passed),
+            "{name}: {passed} of {} SYNs passed in {:?}, expected {low}..={high}",
+            sent.frames,
+            sent.duration()
+        );
+    }
+    let phase2_delta = end.since(&p1_stats);
+    let spoofed_passed = nft.packets("spoofed4") + nft.packets("spoofed6");
+    assert_eq!(
+        phase2_delta.packets(Reason::DropSynSource) + phase2_delta.packets(Reason::DropSynPrefix),
+        sent4.frames + sent6.frames - spoofed_passed,
+        "{:?}",
+        phase2_delta.nonzero()
+    );
+    assert!(phase2_delta.packets(Reason::DropSynPrefix) > 0);
+    assert_eq!(phase2_delta.packets(Reason::DropSynGlobal), 0);
+
+    // The filter's counts agree with the stack's, SYN for SYN and packet for packet.
+    let delta = end.since(&start);
+    let flood = sent1.frames + sent4.frames + sent6.frames;
+    let legit_syns = legit4.connections + legit6.connections;
+    assert_eq!(delta.packets(Reason::PassSyn), nft.packets("syn_all"));
+    assert_eq!(
+        delta.packets(Reason::PassSyn),
+        flooder_passed + spoofed_passed + legit_syns
+    );
+    let dropped = delta.packets(Reason::DropSynSource) + delta.packets(Reason::DropSynPrefix);
+    assert_eq!(
+        dropped + flooder_passed + spoofed_passed,
+        flood,
+        "every flood SYN counted once"
+    );
+    let stack = |name| lab_end.packets(name) - lab_start.packets(name);
+    assert_eq!(
+        stack("ipv4") + stack("ipv6"),
+        delta.packets(Reason::PassSyn)
+            + delta.packets(Reason::PassIpv4)
+            + delta.packets(Reason::PassIpv6),
+        "what passed XDP is what reached the stack: {:?}",
+        delta.nonzero()
+    );
+    let passed_reasons: Vec<&str> = delta
+        .nonzero()
+        .into_iter()
+        .filter(|(reason, ..)| !reason.starts_with("egress"))
+        .map(|(reason, ..)| reason)
+        .collect();
+    assert_eq!(
+        passed_reasons,
+        [
+            "drop_syn_prefix",
+            "drop_syn_source",
+            "pass_ipv4",
+            "pass_ipv6",
+            "pass_syn"
+        ],
+        "no other reason moved (ARP on wan0: {})",
+        stack("arp_any"),
+    );
+
+    eprintln!(
+        "legitimate: IPv4 {} connections / {} requests, IPv6 {} / {}, 0 failed, slowest connect {:?}; \
+         single flooder: {} sent in {:?}, {} passed, {} dropped; \
+         spoofed: {} + {} sent, {} passed, {} dropped (source {}, prefix {})",
+        legit4.connections,
+        legit4.requests,
+        legit6.connections,
+        legit6.requests,
+        legit4.slowest_connect.max(legit6.slowest_connect),
+        sent1.frames,
+        sent1.duration(),
+        flooder_passed,
+        sent1.frames - flooder_passed,
+        sent4.frames,
+        sent6.frames,
+        spoofed_passed,
+        sent4.frames + sent6.frames - spoofed_passed,
+        phase2_delta.packets(Reason::DropSynSource),
+        phase2_delta.packets(Reason::DropSynPrefix),
+    );
+}
+
+/// `set`, `apply`, `allow` and `deny` change what the running filter does,
+/// at once, without reattaching; bad values change nothing.
+#[test]
+fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing() {
+    let lab = lab();
+    let dir = std::env::temp_dir().join(netns::unique_name("wft-syn"));
+    std::fs::create_dir(&dir).unwrap();
+    let _cleanup = RemoveDir(dir.clone());
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+
+    // attach --config: the SYN keys work in a TOML file.
+    let initial = file(
+        "initial.toml",
+        "syn_source_rate = \"1/s\"\nsyn_global_burst = 5000\n",
+    );
+    lab.ctl(&["attach", "--iface", WAN_IF, "--config", &initial]);
+    let config = lab.config();
+    assert_eq!(config["syn_source_rate"], "1/s");
+    assert_eq!(config["syn_global_burst"], "5000");
+    assert_eq!(config["syn_penalty"], "off");
+    let server = HttpServer::start(lab.gw(), wan(false)).unwrap();
+    let mut flood = lab.flood();
+    let burst_from = |flood: &mut SynFlood, host: u8, n: u64| {
+        let before = lab.stats();
+        flood
+            .send(
+                Sources::One(Ipv4Addr::new(192, 0, 2, host).into()),
+                wan(false),
+                n,
+                0,
+            )
+            .unwrap();
+        drain();
+        lab.stats().since(&before)
+    };
+    let syn_rows = |delta: &Stats| -> Vec<(String, u64)> {
+        delta
+            .nonzero()
+            .into_iter()
+            .filter(|(reason, ..)| !reason.starts_with("egress"))
+            .map(|(reason, packets, _)| (reason.to_owned(), packets))
+            .collect()
+    };
+    let rows = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(r, n)| (r.to_string(), *n)).collect()
+    };
+
+    // Defaults: a burst of 30 from one host gets 12 through.
+    let delta = burst_from(&mut flood, 60, 30);
+    assert_eq!(
+        syn_rows(&delta),
+        rows(&[("drop_syn_source", 18), ("pass_syn", 12)])
+    );
+
+    // set: a smaller burst and the penalty, live.
+    let out = lab.ctl(&[
+        "set",
+        "--iface",
+        WAN_IF,
+        "syn_source_burst=3",
+        "syn_penalty=30s",
+    ]);
+    assert!(out.contains("syn_penalty") && out.contains("30s"), "{out}");
+    let delta = burst_from(&mut flood, 61, 30);
+    assert_eq!(
+        syn_rows(&delta),
+        rows(&[
+            ("drop_deny_list", 24),
+            ("drop_syn_penalty", 1),
+            ("drop_syn_source", 2),
+            ("pass_syn", 3)
+        ]),
+        "3 admitted, 3 refused in a row (the last earns the penalty), then denied"
+    );
+    let denied = lab.list("deny");
+    assert_eq!(denied.as_array().unwrap().len(), 1, "{denied}");
+    assert_eq!(denied[0]["cidr"], "192.0.2.61/32");
+    assert_eq!(denied[0]["reason"], "syn_penalty");
+    let left = denied[0]["expires_in_ms"].as_u64().unwrap();
+    assert!((25_000..=30_000).contains(&left), "{left}");
+    let text = lab.ctl(&["deny", "list", "--iface", WAN_IF]);
+    assert!(
+        text.contains("192.0.2.61/32") && text.contains("expires in"),
+        "{text}"
+    );
+
+    // allow: an allowed host's SYNs skip the buckets.
+    lab.ctl(&["allow", "add", "--iface", WAN_IF, "192.0.2.62"]);
+    let delta = burst_from(&mut flood, 62, 30);
+    assert_eq!(syn_rows(&delta), rows(&[("pass_allow_list", 30)]));
+
+    // deny: the legitimate client is cut off, and let in again.
+    let client_before = lab.stats();
+    lab.ctl(&[
+        "deny",
+        "add",
+        "--iface",
+        WAN_IF,
+        &format!("{}/32", addr::INET_WAN4),
+    ]);
+    let refused = HttpClient::connect(&lab.topo.internet, wan(false), Duration::from_millis(1500));
+    assert!(refused.is_err(), "a denied client must not connect");
+    let delta = lab.stats().since(&client_before);
+    assert!(
+        delta.packets(Reason::DropDenyList) >= 1,
+        "{:?}",
+        delta.nonzero()
+    );
+    lab.ctl(&[
+        "deny",
+        "del",
+        "--iface",
+        WAN_IF,
+        &addr::INET_WAN4.to_string(),
+    ]);
+    let mut client =
+        HttpClient::connect(&lab.topo.internet, wan(false), Duration::from_secs(3)).unwrap();
+    client.get().unwrap();
+    assert_eq!(server.requests(), 1);
+
+    // apply: a file changes several keys at once; the penalty goes off.
+    let tuned = file(
+        "tuned.toml",
+        "syn_source_burst = 5\nsyn_penalty = \"off\"\n",
+    );
+    lab.ctl(&["apply", "--iface", WAN_IF, &tuned]);
+    let delta = burst_from(&mut flood, 63, 30);
+    assert_eq!(
+        syn_rows(&delta),
+        rows(&[("drop_syn_source", 25), ("pass_syn", 5)])
+    );
+
+    // Bad values: rejected with the key and the range named; nothing changes.
+    let config = lab.config();
+    let (allowed, denied) = (lab.list("allow"), lab.list("deny"));
+    let shape = |list: &Value| -> Vec<(Value, Value, bool)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["cidr"].clone(),
+                    e["reason"].clone(),
+                    e["expires_in_ms"].is_null(),
+                )
+            })
+            .collect()
+    };
+    let bad_file = file("bad.toml", "syn_source_burst = 7\nsyn_prefix_v6 = 65\n");
+    for (args, expected) in [
+        (
+            vec![
+                "set",
+                "--iface",
+                WAN_IF,
+                "syn_source_burst=4",
+                "syn_prefix_v4=7",
+            ],
+            vec!["syn_prefix_v4", "8..32"],
+        ),
+        (
+            vec!["set", "--iface", WAN_IF, "syn_penalty=25h"],
+            vec!["syn_penalty", "off|1s..24h"],
+        ),
+        (
+            vec!["set", "--iface", WAN_IF, "syn_source_burst=0"],
+            vec!["syn_source_burst", "1..1000000"],
+        ),
+        (
+            vec!["set", "--iface", WAN_IF, "syn_global_rate=fast"],
+            vec!["syn_global_rate", "1..1000000/s|off"],
+        ),
+        (
+            vec!["apply", "--iface", WAN_IF, &bad_file],
+            vec!["syn_prefix_v6", "16..64"],
+        ),
+        (
+            vec![
+                "allow",
+                "add",
+                "--iface",
+                WAN_IF,
+                "192.0.2.10",
+                "192.0.2.300",
+            ],
+            vec!["192.0.2.300"],
+        ),
+        (
+            vec!["deny", "add", "--iface", WAN_IF, "192.0.2.5/24"],
+            vec!["did you mean 192.0.2.0/24"],
+        ),
+        (
+            vec!["deny", "add", "--iface", WAN_IF, "192.0.2.5", "--for", "2y"],
+            vec!["--for", "1s..365d"],
+        ),
+        (
+            vec![
+                "allow",
+                "del",
+                "--iface",
+                WAN_IF,
+                "192.0.2.62",
+                "192.0.2.99",
+            ],
+            vec!["192.0.2.99/32 is not on the list"],
+        ),
+    ] {
+        let err = lab.ctl_fails(&args);
+        for needle in expected {
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        assert_eq!(lab.config(), config, "{args:?} changed the config");
+        assert_eq!(
+            lab.list("allow"),
+            allowed,
+            "{args:?} changed the allow list"
+        );
+        assert_eq!(
+            shape(&lab.list("deny")),
+            shape(&denied),
+            "{args:?} changed the deny list"
+        );
+    }
+
+    // An allow entry with --for stops matching when it expires, and the
+    // next list call removes it.
+    lab.ctl(&[
+        "allow",
+        "add",
+        "--iface",
+        WAN_IF,
+        "192.0.2.64",
+        "--for",
+        "2s",
+    ]);
+    let listed = lab.list("allow");
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let delta = burst_from(&mut flood, 64, 10);
+    assert_eq!(syn_rows(&delta), rows(&[("pass_allow_list", 10)]));
+    thread::sleep(Duration::from_millis(2100));
+    let delta = burst_from(&mut flood, 64, 10);
+    assert_eq!(
+        syn_rows(&delta),
+        rows(&[("drop_syn_source", 5), ("pass_syn", 5)])
+    );
+    let status = lab.ctl.status(lab.gw(), Some(WAN_IF)).unwrap();
+    let maps = status[0]["maps"].as_array().unwrap();
+    let in_use = |name: &str| {
+        maps.iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {maps:?}"))["entries"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(in_use("ALLOW_V4"), 1, "status removed the expired entry");
+    assert_eq!(in_use("DENY_V4"), 1, "the penalty entry");
+    assert_eq!(in_use("ALLOW_V6") + in_use("DENY_V6"), 0);
+    assert!(
+        in_use("SYN_SOURCES") >= 2,
+        "the flooders' buckets are charged"
+    );
+    let listed: Vec<Value> = lab.list("allow").as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["cidr"], "192.0.2.62/32");
+    assert_eq!(listed[0]["reason"], "operator");
+    let text = lab.ctl(&["status"]);
+    assert!(
+        text.contains("SYN_SOURCES") && text.contains("DENY_V6"),
+        "{text}"
+    );
+}
+
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
