@@ -519,6 +519,28 @@ fn an_ipv6_penalty_denies_the_whole_64() {
 }
 
 #[test]
+fn in_monitor_mode_the_penalty_is_recorded_and_only_counted_as_would_drop() {
+    let mut filter = only(&[("source", "1/s", "2")]);
+    filter.set(&[("syn_penalty", "60s"), ("monitor", "on")]);
+    let frame = syn4(addr::ATTACKER_V4, 40000, HTTP);
+    let len = bytes(&frame);
+    assert_eq!(filter.try_ingress(&frame, 10).unwrap(), XDP_PASS);
+    filter.assert_moved_and_would_drop(
+        &tests::bpf::zero(),
+        &[(Reason::PassSyn, 2, 2 * len)],
+        &[
+            (Reason::DropSynSource, 1, len),
+            (Reason::DropSynPenalty, 1, len),
+            (Reason::DropDenyList, 6, 6 * len),
+        ],
+        "monitor mode shows what enforcement would do",
+    );
+    let entries = filter.list_entries(List::Deny);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].reason, "syn_penalty");
+}
+
+#[test]
 fn a_polite_source_over_its_bucket_now_and_then_is_never_penalised() {
     let mut filter = only(&[("source", "20/s", "4")]);
     filter.set(&[("syn_penalty", "60s")]);
