@@ -212,6 +212,14 @@ fn drain() {
     thread::sleep(Duration::from_millis(300));
 }
 
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// What the legitimate clients did.
 #[derive(Debug, Default)]
 struct Legit {
@@ -284,6 +292,9 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
         let inet = &lab.topo.internet;
         let c4 = scope.spawn(|| browse(inet, wan(false), &stop));
         let c6 = scope.spawn(|| browse(inet, wan(true), &stop));
+        // Stops the clients however this closure ends (a panic too), so
+        // that the scope can end.
+        let _stop = StopOnDrop(&stop);
         thread::sleep(Duration::from_millis(300));
 
         // One address, random source ports, 4000 SYN/s for 3 s.
@@ -296,8 +307,9 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
             )
             .unwrap();
         drain();
-        let (p1_stats, p1_nft, _) = lab.snapshot();
-        let phase1 = (p1_stats, p1_nft);
+        // The clients keep going: read what the flood moved (the flooder's
+        // SYNs at the stack, the drop counters), which they cannot touch.
+        let phase1 = (lab.stats(), lab.gateway_syns());
 
         // Many spoofed addresses at the same time for 2 s: random hosts of a
         // /24 at 1000 SYN/s (about 8 per address, under the source burst:
@@ -532,9 +544,9 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         "--iface",
         WAN_IF,
         "syn_source_burst=3",
-        "syn_penalty=30s",
+        "syn_penalty=5m",
     ]);
-    assert!(out.contains("syn_penalty") && out.contains("30s"), "{out}");
+    assert!(out.contains("syn_penalty") && out.contains("5m"), "{out}");
     let delta = burst_from(&mut flood, 61, 30);
     assert_eq!(
         syn_rows(&delta),
@@ -551,7 +563,7 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     assert_eq!(denied[0]["cidr"], "192.0.2.61/32");
     assert_eq!(denied[0]["reason"], "syn_penalty");
     let left = denied[0]["expires_in_ms"].as_u64().unwrap();
-    assert!((25_000..=30_000).contains(&left), "{left}");
+    assert!((250_000..=300_000).contains(&left), "{left}");
     let text = lab.ctl(&["deny", "list", "--iface", WAN_IF]);
     assert!(
         text.contains("192.0.2.61/32") && text.contains("expires in"),
@@ -683,21 +695,23 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         for needle in expected {
             assert!(err.contains(needle), "{args:?}: {err}");
         }
-        assert_eq!(lab.config(), config, "{args:?} changed the config");
-        assert_eq!(
-            lab.list("allow"),
-            allowed,
-            "{args:?} changed the allow list"
-        );
-        assert_eq!(
-            shape(&lab.list("deny")),
-            shape(&denied),
-            "{args:?} changed the deny list"
-        );
     }
+    // (A change would have stayed: comparing once after all of them suffices.)
+    assert_eq!(lab.config(), config, "a refused command changed the config");
+    assert_eq!(
+        lab.list("allow"),
+        allowed,
+        "a refused command changed the allow list"
+    );
+    assert_eq!(
+        shape(&lab.list("deny")),
+        shape(&denied),
+        "a refused command changed the deny list"
+    );
 
     // An allow entry with --for stops matching when it expires, and the
     // next list call removes it.
+    let added = Instant::now();
     lab.ctl(&[
         "allow",
         "add",
@@ -705,13 +719,18 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         WAN_IF,
         "192.0.2.64",
         "--for",
-        "2s",
+        "4s",
     ]);
     let listed = lab.list("allow");
     assert_eq!(listed.as_array().unwrap().len(), 2);
     let delta = burst_from(&mut flood, 64, 10);
+    assert!(
+        added.elapsed() < Duration::from_secs(4),
+        "too slow to see the entry live: {:?}",
+        added.elapsed()
+    );
     assert_eq!(syn_rows(&delta), rows(&[("pass_allow_list", 10)]));
-    thread::sleep(Duration::from_millis(2100));
+    thread::sleep(Duration::from_millis(4200).saturating_sub(added.elapsed()));
     let delta = burst_from(&mut flood, 64, 10);
     assert_eq!(
         syn_rows(&delta),
@@ -730,8 +749,8 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     assert_eq!(in_use("DENY_V4"), 1, "the penalty entry");
     assert_eq!(in_use("ALLOW_V6") + in_use("DENY_V6"), 0);
     assert!(
-        in_use("SYN_SOURCES") >= 2,
-        "the flooders' buckets are charged"
+        in_use("SYN_SOURCES") >= 1,
+        "the last flooder's bucket is charged (5 tokens at 1/s)"
     );
     let listed: Vec<Value> = lab.list("allow").as_array().unwrap().clone();
     assert_eq!(listed.len(), 1);
