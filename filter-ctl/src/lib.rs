@@ -2,6 +2,7 @@
 //! that tests and the xtask lab call directly. `main.rs` only parses arguments.
 
 pub mod attach;
+pub mod duration;
 pub mod iface;
 pub mod lists;
 pub mod pins;

@@ -346,7 +346,7 @@ pub fn parse_all(texts: &[String]) -> anyhow::Result<Vec<Cidr>> {
 
 /// Parses `--for`: 1s up to a year.
 pub fn parse_for(text: &str) -> anyhow::Result<Duration> {
-    let duration = crate::syn::parse_duration(text)
+    let duration = crate::duration::parse(text)
         .map_err(|why| anyhow!("invalid value '{text}' for --for: {why} (allowed: 1s..365d)"))?;
     if duration < Duration::from_secs(1) || duration > MAX_FOR {
         bail!("invalid value '{text}' for --for: out of range (allowed: 1s..365d)");

@@ -13,6 +13,8 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
+
+use crate::duration;
 use aya::maps::{Array, MapData};
 use filter_common::{Config, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass};
 
@@ -236,11 +238,11 @@ impl Settings {
             ),
             (
                 "solicited_lifetime",
-                format_duration(self.config.solicited_ttl_ns),
+                duration::format(Duration::from_nanos(self.config.solicited_ttl_ns)),
             ),
             (
                 "fragment_lifetime",
-                format_duration(self.config.fragment_ttl_ns),
+                duration::format(Duration::from_nanos(self.config.fragment_ttl_ns)),
             ),
             (
                 "orphan_fragments",
@@ -410,33 +412,13 @@ fn parse_switch(value: &str) -> Result<bool, String> {
     }
 }
 
-/// A duration like `10s`, `500ms` or `2m`, within `[min, max]`, in nanoseconds.
+/// A duration within `[min, max]`, in nanoseconds.
 fn parse_duration_in(value: &str, (min, max): (Duration, Duration)) -> Result<u64, String> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| "expected a number with a unit, like 10s or 500ms".to_owned())?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number.saturating_mul(60)),
-        _ => return Err(format!("unknown unit '{unit}' (use ms, s or m)")),
-    };
+    let duration = duration::parse(value)?;
     if duration < min || duration > max {
         return Err("out of range".into());
     }
     Ok(duration.as_nanos() as u64)
-}
-
-fn format_duration(ns: u64) -> String {
-    if ns.is_multiple_of(1_000_000_000) {
-        format!("{}s", ns / 1_000_000_000)
-    } else {
-        format!("{}ms", ns / 1_000_000)
-    }
 }
 
 /// A comma-separated list of ports 1..=65535, or `none`.
@@ -530,7 +512,8 @@ mod tests {
             (("monitor", "maybe"), "monitor"),
             (("solicited_lifetime", "50ms"), "100ms..300s"),
             (("solicited_lifetime", "10 parsecs"), "solicited_lifetime"),
-            (("fragment_lifetime", "2h"), "unknown unit"),
+            (("fragment_lifetime", "2y"), "unknown unit"),
+            (("fragment_lifetime", "2h"), "100ms..60s"),
             (("orphan_fragments", "keep"), "pass|drop"),
             (("dns_ports", "53,0"), "'0' is not a port"),
             (("ntp_ports", "70000"), "'70000' is not a port"),

@@ -20,6 +20,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 
 use crate::{
+    flood::parse_mac,
     netns::Netns,
     packet::{PacketBuilder, addr::is_test_address, tcp_flags},
 };
@@ -257,17 +258,6 @@ impl SynFlood {
             return Err(err).context("sending a SYN frame");
         }
     }
-}
-
-fn parse_mac(text: &str) -> anyhow::Result<[u8; 6]> {
-    let bytes: Vec<u8> = text
-        .split(':')
-        .map(|part| u8::from_str_radix(part, 16))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("'{text}' is not a MAC address"))?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("'{text}' is not a MAC address"))
 }
 
 /// A small fast PRNG (xorshift64*): ports, sequence numbers, spoofed hosts.
