@@ -227,6 +227,26 @@ impl XdpFilterEnv {
         Ok(Self { dir })
     }
 
+    /// Unmounts and removes private bpffs mounts that a killed run left behind.
+    pub fn sweep_stale() {
+        let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = crate::netns::pid_in_name(&name, "wfb-bpffs") else {
+                continue;
+            };
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let _ = std::process::Command::new("umount")
+                .arg(entry.path())
+                .status();
+            let _ = fs::remove_dir(entry.path());
+        }
+    }
+
     fn command(&self, ns: &Netns) -> std::process::Command {
         let mut command = ns.command("xdp-filter");
         command.env("LIBXDP_BPFFS", &self.dir);

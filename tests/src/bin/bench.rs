@@ -139,7 +139,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let wants = |part: &str| cli.only.is_empty() || cli.only.iter().any(|p| p == part);
     let complete = cli.only.is_empty() && cli.configs.is_empty() && cli.floods.is_empty();
-    tests::netns::sweep_stale(&[bench::pair::BENCH_PREFIX]);
+    tests::netns::sweep_stale(&[bench::pair::BENCH_PREFIX, tests::lab::TEST_PIN_PREFIX]);
+    bench::flood::XdpFilterEnv::sweep_stale();
     let syn_ready = bench::syn_ready();
 
     let mode = if quick { "quick" } else { "full" };
