@@ -8,6 +8,9 @@ pub mod names {
     pub const GENERATOR: &str = "bench_gen";
     /// `return XDP_DROP`: the floor every drop path is compared with.
     pub const DROP: &str = "bench_drop";
+    /// Reads the headers every filter reads, then XDP_DROP: the floor plus
+    /// the cost of touching the packet.
+    pub const TOUCH: &str = "bench_touch";
     /// `return XDP_PASS`: the floor of pass paths.
     pub const PASS: &str = "bench_pass";
     /// Drops packets to the spoofed source ranges (the victim's replies to

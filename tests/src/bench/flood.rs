@@ -32,6 +32,9 @@ pub enum DutConfig {
     XdpDrop,
     /// `return XDP_PASS` in native mode: the floor of pass paths.
     XdpPass,
+    /// Reads EtherType, IP protocol and ports, then XDP_DROP: what touching
+    /// the packet costs on top of the floor.
+    XdpTouch,
     /// This filter, attached with filter-ctl.
     Filter(XdpMode),
     /// nftables netdev ingress: `udp sport 53 drop`.
@@ -54,6 +57,7 @@ impl DutConfig {
             DutConfig::None => "no filter (stack)",
             DutConfig::XdpDrop => "XDP_DROP floor",
             DutConfig::XdpPass => "XDP_PASS floor",
+            DutConfig::XdpTouch => "XDP_DROP after reading the headers",
             DutConfig::Filter(XdpMode::Skb) => "this filter, generic",
             DutConfig::Filter(_) => "this filter, native",
             DutConfig::NftIngressSport53 => "nft ingress udp sport 53 drop",
@@ -71,6 +75,7 @@ impl DutConfig {
             DutConfig::None => "none",
             DutConfig::XdpDrop => "xdp_drop",
             DutConfig::XdpPass => "xdp_pass",
+            DutConfig::XdpTouch => "xdp_touch",
             DutConfig::Filter(XdpMode::Skb) => "filter_generic",
             DutConfig::Filter(_) => "filter_native",
             DutConfig::NftIngressSport53 => "nft_ingress_sport53",
@@ -95,7 +100,7 @@ pub fn floor_of(kind: FloodKind) -> DutConfig {
 /// flood are run only once the filter has a SYN defence (see `syn_ready`).
 pub fn matrix(syn_ready: bool) -> Vec<(FloodKind, Vec<DutConfig>)> {
     use DutConfig::*;
-    let mut syn = vec![XdpDrop, None];
+    let mut syn = vec![XdpDrop, XdpTouch, None];
     if syn_ready {
         syn.extend([Filter(XdpMode::Driver), Filter(XdpMode::Skb)]);
     }
@@ -105,6 +110,7 @@ pub fn matrix(syn_ready: bool) -> Vec<(FloodKind, Vec<DutConfig>)> {
             FloodKind::Dns,
             vec![
                 XdpDrop,
+                XdpTouch,
                 None,
                 Filter(XdpMode::Driver),
                 Filter(XdpMode::Skb),
@@ -191,10 +197,15 @@ impl Applied<'_> {
             | DutConfig::NftSynMeterInput => {
                 sys::nft(dut, "flush ruleset\n")?;
             }
-            DutConfig::None | DutConfig::XdpDrop | DutConfig::XdpPass => {}
+            DutConfig::None | DutConfig::XdpDrop | DutConfig::XdpPass | DutConfig::XdpTouch => {}
         }
         self.config = DutConfig::None;
-        Ok(())
+        // A link's last reference may go a moment after its pin or fd: wait
+        // until the interface has no XDP program, so the next one can attach.
+        crate::netns::wait_until(Duration::from_secs(3), Duration::from_millis(10), || {
+            Ok(crate::ctl::xdp_on(dut, DUT_IF)?.is_none())
+        })
+        .context("dut0 kept an XDP program after its configuration was removed")
     }
 }
 
@@ -326,11 +337,11 @@ pub fn apply<'a>(
     let dut = &pair.dut;
     match config {
         DutConfig::None => {}
-        DutConfig::XdpDrop | DutConfig::XdpPass => {
-            let program = if config == DutConfig::XdpDrop {
-                names::DROP
-            } else {
-                names::PASS
+        DutConfig::XdpDrop | DutConfig::XdpPass | DutConfig::XdpTouch => {
+            let program = match config {
+                DutConfig::XdpDrop => names::DROP,
+                DutConfig::XdpPass => names::PASS,
+                _ => names::TOUCH,
             };
             applied.bench_prog = Some(pair::attach_bench_program(
                 dut,
@@ -431,9 +442,13 @@ pub fn measure(
             src_mac: pair.gen_mac,
             dst_mac: pair.dut_mac,
             dst: Pair::dut_addr(v6),
-            sources: sources(kind),
+            sources: opts.sources.unwrap_or_else(|| sources(kind)),
         },
     );
+    if opts.fixed_fields {
+        flood.config.port_off = 0;
+        flood.config.rand_off = 0;
+    }
     generator::pace(&mut flood.config, opts.rate_pps, opts.burst);
     generator.self_test(&flood.frame, flood.config)?;
     pair.pin_napi()?;
@@ -534,6 +549,7 @@ fn all_configs() -> Vec<DutConfig> {
         None,
         XdpDrop,
         XdpPass,
+        XdpTouch,
         Filter(XdpMode::Driver),
         Filter(XdpMode::Skb),
         NftIngressSport53,

@@ -57,6 +57,10 @@ pub struct Options {
     /// Only these flood configurations (keys, e.g. `xdp_drop`), and floods; empty: all.
     pub configs: Vec<String>,
     pub floods: Vec<String>,
+    /// Diagnostics of part 2: this many sources instead of each flood's own,
+    /// and the same port and DNS id / TCP sequence in every packet.
+    pub sources: Option<u32>,
+    pub fixed_fields: bool,
     /// BPF_PROG_TEST_RUN repeat count per measurement.
     pub test_run_repeat: u32,
 }

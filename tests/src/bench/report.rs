@@ -369,13 +369,14 @@ pub fn markdown(results: &Results, chart: Option<&str>) -> String {
         let _ = writeln!(
             out,
             "## 2. DUT CPU per packet under a flood\n\n\
-             Generator paced at {:.2} Mpps in bursts of {}, {} rounds of {:.0} s per \
+             Generator paced at {:.2} Mpps in bursts of {}, {} rounds of {:.1} s per \
              configuration, interleaved. \"ns/pkt\" is the DUT NAPI thread's CPU time per \
              frame it took off its ring; \"x floor\" divides by the floor measured in the same \
              round (XDP_DROP for drop floods, XDP_PASS for the passed UDP); \"+ns\" is the \
-             difference of the medians. \"lost\": sent frames the DUT never took (its ring \
-             was full: the configuration could not keep up, and its ns/pkt is its cost at \
-             saturation).\n",
+             difference of the medians. \"XDP_DROP after reading the headers\" is the floor \
+             plus what reading a packet costs, which every filter pays. \"lost\": sent frames \
+             the DUT never took (its ring was full: the configuration could not keep up, and \
+             its ns/pkt is its cost at saturation).\n",
             f.rate_pps / 1e6,
             f.burst,
             f.repeats,
@@ -651,16 +652,22 @@ pub fn markdown(results: &Results, chart: Option<&str>) -> String {
     out
 }
 
-/// The chart's data: one line per non-floor configuration of each flood.
+/// The chart's data: one line per non-floor configuration of each flood:
+/// label, median, min, max ratio, and the flood's colour index.
 pub fn chart_data(rows: &[Row]) -> String {
-    let mut out = String::from("# label median min max\n");
+    let mut out = String::from("# label median min max flood\n");
     for r in rows {
         if r.config == flood::floor_of(r.flood).key() || r.ratio.is_empty() {
             continue;
         }
+        let colour = match r.flood {
+            FloodKind::Dns => 1,
+            FloodKind::Syn => 2,
+            FloodKind::Udp => 3,
+        };
         let _ = writeln!(
             out,
-            "\"{}: {}\" {:.4} {:.4} {:.4}",
+            "\"{}: {}\" {:.4} {:.4} {:.4} {colour}",
             r.flood.name(),
             r.name.replace('"', "'"),
             r.ratio.median,
@@ -676,23 +683,33 @@ pub fn chart(rows: &[Row], dir: &Path, title: &str) -> anyhow::Result<PathBuf> {
     let data = dir.join("ratios.dat");
     let png = dir.join("ratios.png");
     fs::write(&data, chart_data(rows))?;
+    // Bars grow from 1 (the floor) to the median, whiskers span min..max.
     let script = format!(
-        r##"set terminal pngcairo size 1200,700 font "DejaVu Sans,10"
+        r##"set terminal pngcairo size 1400,800 font "DejaVu Sans,11" noenhanced
 set output "{png}"
 set title "{title}"
-set ylabel "DUT CPU per packet / floor (log scale)"
+set ylabel "DUT CPU time per packet / floor of the same round (log scale)"
 set logscale y
-set yrange [0.5:*]
-set grid ytics
-set style fill solid 0.6 border -1
-set boxwidth 0.7
-set xtics rotate by -40 left
-set bmargin 12
-set rmargin 12
-set key off
-plot "{data}" using 0:2:xtic(1) with boxes lc rgb "#4477aa", \
-     "{data}" using 0:2:3:4 with yerrorbars lc rgb "black" pt 0, \
-     1.25 with lines dt 2 lc rgb "#cc3311", 1.0 with lines lc rgb "gray"
+set yrange [0.7:*]
+set offsets 0.6, 0.6, 0, 0
+set grid ytics mytics
+set mytics 10
+set style fill solid 0.7 border -1
+set xtics rotate by -35 left nomirror
+set bmargin 14
+set rmargin 14
+set key top left box opaque
+set linetype 1 lc rgb "#4477aa"
+set linetype 2 lc rgb "#ee6677"
+set linetype 3 lc rgb "#228833"
+plot "{data}" using 0:(($2+1)/2):(0.35):(abs($2-1)/2):5:xtic(1) with boxxyerror lc variable notitle, \
+     "{data}" using 0:2:3:4 with yerrorbars lc rgb "black" pt 0 notitle, \
+     "{data}" using 0:4:(sprintf("%.2f", $2)) with labels offset 0,0.8 notitle, \
+     1.25 with lines dt 2 lw 2 lc rgb "#cc3311" title "target for drop paths: 1.25", \
+     1.4 with lines dt 3 lw 2 lc rgb "#aa7700" title "target for pass paths: 1.4", \
+     NaN with boxes lt 1 title "unsolicited DNS flood (floor XDP_DROP)", \
+     NaN with boxes lt 2 title "SYN flood (floor XDP_DROP)", \
+     NaN with boxes lt 3 title "passed UDP (floor XDP_PASS)"
 "##,
         png = png.display(),
         data = data.display(),
@@ -755,7 +772,7 @@ mod tests {
         assert_eq!(filter.ns_per_packet.median, 170.0);
         // The floor is not charted; the filter is.
         let data = chart_data(&rows);
-        assert!(data.contains("\"dns: this filter, native\" 1.1500"));
+        assert!(data.contains("\"dns: this filter, native\" 1.1500 1.1000 1.2000 1"));
         assert!(!data.contains("XDP_DROP"));
     }
 

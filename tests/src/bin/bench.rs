@@ -33,7 +33,7 @@ struct Cli {
     /// Rounds of every interleaved measurement [default: 5, quick: 1].
     #[arg(long)]
     repeats: Option<usize>,
-    /// Seconds per flood run [default: 3, quick: 1].
+    /// Seconds per flood run [default: 2.5, quick: 1].
     #[arg(long)]
     duration: Option<f64>,
     /// The generator's paced rate on the veth pair, in Mpps.
@@ -54,6 +54,14 @@ struct Cli {
     /// Only these floods (dns, syn, udp).
     #[arg(long, value_delimiter = ',')]
     floods: Vec<String>,
+    /// Diagnostic: every flood of part 2 from this many sources.
+    #[arg(long)]
+    sources: Option<u32>,
+    /// Diagnostic: the same port and DNS id / TCP sequence number in every
+    /// packet of part 2 (only the source varies), e.g. to see what the
+    /// filter's table lookups cost when they miss the cache and when not.
+    #[arg(long)]
+    fixed_fields: bool,
     /// Run the generating thread with normal scheduling instead of SCHED_FIFO.
     #[arg(long)]
     no_rt_generator: bool,
@@ -117,7 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let opts = Options {
         quick,
         repeats: cli.repeats.unwrap_or(if quick { 1 } else { 5 }).max(1),
-        duration: Duration::from_secs_f64(cli.duration.unwrap_or(if quick { 1.0 } else { 3.0 })),
+        duration: Duration::from_secs_f64(cli.duration.unwrap_or(if quick { 1.0 } else { 2.5 })),
         rate_pps: cli.rate * 1e6,
         burst: cli.burst.max(1),
         scale_rate_pps: cli.scale_rate * 1e6,
@@ -129,16 +137,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         max_others: cli.max_others / 100.0,
         retries: if quick { 0 } else { 2 },
         patience: Duration::from_secs(if quick { 0 } else { 5 }),
-        busy_budget: Duration::from_secs(if quick { 0 } else { 120 }),
+        busy_budget: Duration::from_secs(if quick { 0 } else { 60 }),
         configs: cli.configs.clone(),
         floods: cli.floods.clone(),
+        sources: cli.sources,
+        fixed_fields: cli.fixed_fields,
         test_run_repeat: if quick { 20_000 } else { 200_000 },
     };
     if tests::bench::sys::cpu_count() < 2 {
         anyhow::bail!("the benchmark needs two CPUs (generator and DUT)");
     }
     let wants = |part: &str| cli.only.is_empty() || cli.only.iter().any(|p| p == part);
-    let complete = cli.only.is_empty() && cli.configs.is_empty() && cli.floods.is_empty();
+    let complete = cli.only.is_empty()
+        && cli.configs.is_empty()
+        && cli.floods.is_empty()
+        && cli.sources.is_none()
+        && !cli.fixed_fields;
     tests::netns::sweep_stale(&[bench::pair::BENCH_PREFIX, tests::lab::TEST_PIN_PREFIX]);
     bench::flood::XdpFilterEnv::sweep_stale();
     let syn_ready = bench::syn_ready();
@@ -157,6 +171,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
 
+    if let Some(n) = opts.sources {
+        notes.push(format!(
+            "diagnostic run: every flood of part 2 from {n} sources"
+        ));
+    }
+    if opts.fixed_fields {
+        notes.push(
+            "diagnostic run: the same port and DNS id / TCP sequence in every flood packet".into(),
+        );
+    }
     if wants("testrun") {
         eprintln!("bench: 1. BPF_PROG_TEST_RUN per packet class");
         results.testrun = Some(bench::testrun::run(
