@@ -500,8 +500,9 @@ pub fn markdown(results: &Results, chart: Option<&str>) -> String {
             out,
             "## 3. A million spoofed sources while real lookups continue\n\n\
              The lab's gateway with the filter on `wan0`; floods from {} distinct IPv6 \
-             sources (one /64 each) at {:.2} Mpps; `dig` from the gateway to dnsmasq on the \
-             internet side throughout.\n",
+             sources (one /64 each) paced at {:.2} Mpps (the generator shares its CPU with \
+             the internet side here, so the rate it reached is shown per phase); `dig` from \
+             the gateway to dnsmasq on the internet side throughout.\n",
             super::scale::SCALE_SOURCES,
             s.rate_pps / 1e6
         );

@@ -441,10 +441,13 @@ pub fn run(
     let mut skipped = Vec::new();
     let mut active = Vec::new();
     for class in classes() {
-        let missing: Vec<&str> = std::iter::once(class.reason)
+        let mut missing: Vec<&str> = std::iter::once(class.reason)
             .chain(class.requires.iter().copied())
             .filter(|name| reason(name).is_none())
             .collect();
+        missing.dedup();
+        missing.sort_unstable();
+        missing.dedup();
         if !missing.is_empty() {
             skipped.push(format!(
                 "{}: this filter has no reason {}",
