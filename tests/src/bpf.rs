@@ -70,6 +70,40 @@ impl Filter {
             .expect("writing settings");
     }
 
+    /// Changes settings as `filter-ctl set` does; an error if one is rejected
+    /// (e.g. a key this version of the filter does not have).
+    pub fn try_set(&mut self, assignments: &[(&str, &str)]) -> anyhow::Result<()> {
+        let [config, ports] = self
+            .ebpf
+            .maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
+        let mut config = Array::try_from(config.expect("CONFIG map"))?;
+        let mut ports = Array::try_from(ports.expect("WATCHED_PORTS map"))?;
+        let live = Settings::read(&config, &ports)?;
+        let next = live.with(assignments.iter().copied())?;
+        next.write(&live, &mut config, &mut ports)?;
+        Ok(())
+    }
+
+    /// Runs the XDP program `repeat` times on `frame`: the verdict and the
+    /// kernel-reported time per run.
+    pub fn ingress_timed(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), ProgramError> {
+        let result = self.xdp().test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..Default::default()
+        })?;
+        Ok((result.return_value, result.duration))
+    }
+
+    /// The loaded XDP program's kernel information (verified instructions, sizes).
+    pub fn ingress_info(&self) -> Result<aya::programs::ProgramInfo, ProgramError> {
+        self.xdp().info()
+    }
+
     fn xdp(&self) -> &Xdp {
         self.ebpf
             .program(program::INGRESS)

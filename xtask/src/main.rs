@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 
-/// Tasks of the WAN filter workspace: setup, build, lab, test, lint.
+/// Tasks of the WAN filter workspace: setup, build, lab, test, lint, bench.
 #[derive(Parser)]
 #[command(
     name = "xtask",
@@ -49,8 +49,23 @@ enum Task {
         harness: Vec<OsString>,
     },
     /// rustfmt check and clippy with -D warnings: the host crates, then the eBPF
-    /// crate with the pinned nightly for the BPF target.
+    /// crates (the filter's and the benchmark's) with the pinned nightly for the BPF target.
     Lint,
+    /// Setup (with the benchmark's packages), build, then run the benchmark
+    /// (needs root): cost per packet against an XDP_DROP floor and nftables,
+    /// a million-source flood, legitimate traffic under attack, memory.
+    /// Writes target/bench/; a full run also BENCHMARKS.md and tests/bench/.
+    /// About 10 minutes; `bench --quick` about one. ARGS go to the benchmark
+    /// (`cargo xtask bench -- --help` lists them).
+    Bench {
+        /// Options of the benchmark, e.g. --quick, --repeats N, --only flood.
+        #[arg(
+            allow_hyphen_values = true,
+            trailing_var_arg = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
     /// Setup, build, then run a self-contained lab in network namespaces (needs root):
     /// a gateway with wan0 behind an "internet" with real DNS and NTP servers, the
     /// filter attached; the gateway's and a LAN client's lookups get their answers
@@ -78,6 +93,7 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
         }
         Task::Test { args, harness } => return test(args, harness),
         Task::Lint => return lint(),
+        Task::Bench { args } => return bench(args),
         Task::Lab(opts) => {
             require_root("the lab (it creates network namespaces and attaches XDP)")?;
             build_release()?;
@@ -173,6 +189,36 @@ fn test(args: Vec<OsString>, harness: Vec<OsString>) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// The benchmark driver (tests/src/bin/bench.rs), built and run in release
+/// mode next to the filter-ctl it attaches.
+fn bench(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    require_root("the benchmark (it loads BPF programs and creates network namespaces)")?;
+    setup::run_for_bench()?;
+    let filter_ctl = build_release()?;
+    let status = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "tests",
+            "--bin",
+            "bench",
+            "--",
+        ])
+        .args(&args)
+        .env("FILTER_CTL", &filter_ctl)
+        .status()
+        .context("starting the benchmark")?;
+    if !status.success() {
+        eprintln!("xtask: the benchmark failed ({status})");
+        return Ok(ExitCode::from(
+            status.code().map_or(1, |c| c.clamp(1, 255) as u8),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Every check runs even when an earlier one fails; the exit code says if any did.
 fn lint() -> anyhow::Result<ExitCode> {
     setup::run()?;
@@ -196,12 +242,17 @@ fn lint() -> anyhow::Result<ExitCode> {
             "clippy",
             "-p",
             "filter-ebpf",
+            "-p",
+            "bench-ebpf",
             "--target",
             "bpfel-unknown-none",
         ])
         .args(["-Z", "build-std=core", "--release", "--", "-D", "warnings"])
         .env("PATH", &path);
-    checks.push(("clippy (filter-ebpf, BPF target)", clippy_ebpf));
+    checks.push((
+        "clippy (filter-ebpf and bench-ebpf, BPF target)",
+        clippy_ebpf,
+    ));
 
     let mut failed = Vec::new();
     for (name, mut cmd) in checks {
@@ -235,6 +286,25 @@ mod tests {
                 .collect(),
             _ => panic!("not the test task"),
         }
+    }
+
+    fn bench_args(argv: &[&str]) -> Vec<String> {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        match cli.task {
+            Task::Bench { args } => args.into_iter().map(|a| a.into_string().unwrap()).collect(),
+            _ => panic!("not the bench task"),
+        }
+    }
+
+    #[test]
+    fn bench_args_pass_through_to_the_benchmark() {
+        assert_eq!(bench_args(&["xtask", "bench"]), Vec::<String>::new());
+        assert_eq!(bench_args(&["xtask", "bench", "--quick"]), ["--quick"]);
+        assert_eq!(
+            bench_args(&["xtask", "bench", "--only", "flood", "--repeats", "3"]),
+            ["--only", "flood", "--repeats", "3"]
+        );
+        assert_eq!(bench_args(&["xtask", "bench", "--", "--help"]), ["--help"]);
     }
 
     #[test]

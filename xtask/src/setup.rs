@@ -42,6 +42,14 @@ pub const PACKAGES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Debian packages only the benchmark needs (`cargo xtask bench`), installed
+/// by that command alone: interface statistics (ethtool), a peer filter to
+/// compare with (xdp-filter from xdp-tools) and the chart (gnuplot and a font).
+pub const BENCH_PACKAGES: (&str, &[&str]) = (
+    "benchmark",
+    &["ethtool", "xdp-tools", "gnuplot-nox", "fonts-dejavu-core"],
+);
+
 /// The bpf-linker release we build.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -50,9 +58,19 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 const NIGHTLY_TOOLCHAIN_FILE: &str = "filter-ebpf/rust-toolchain.toml";
 
 pub fn run() -> anyhow::Result<()> {
-    debian_packages()?;
+    let wanted: Vec<&str> = PACKAGES
+        .iter()
+        .flat_map(|(_, pkgs)| pkgs.iter().copied())
+        .collect();
+    debian_packages(&wanted)?;
     let nightly = nightly()?;
     bpf_linker(&nightly)
+}
+
+/// Setup, plus the packages of the benchmark.
+pub fn run_for_bench() -> anyhow::Result<()> {
+    run()?;
+    debian_packages(BENCH_PACKAGES.1)
 }
 
 /// Project-local tools: bpf-linker in `bin/`, its stamp, the LLVM prefix it links.
@@ -62,12 +80,8 @@ pub fn tools_dir() -> PathBuf {
 
 // ---------------------------------------------------------------- Debian packages
 
-fn debian_packages() -> anyhow::Result<()> {
-    let wanted: Vec<&str> = PACKAGES
-        .iter()
-        .flat_map(|(_, pkgs)| pkgs.iter().copied())
-        .collect();
-    let missing = missing_packages(&wanted)?;
+fn debian_packages(wanted: &[&str]) -> anyhow::Result<()> {
+    let missing = missing_packages(wanted)?;
     if missing.is_empty() {
         return Ok(());
     }
@@ -85,7 +99,7 @@ fn debian_packages() -> anyhow::Result<()> {
     };
     run_captured(&mut apt(&["update", "-q"]))?;
     run_captured(apt(&["install", "-y", "-q", "--no-install-recommends"]).args(&missing))?;
-    let still = missing_packages(&wanted)?;
+    let still = missing_packages(wanted)?;
     if !still.is_empty() {
         bail!("apt-get did not install: {}", still.join(" "));
     }
@@ -434,6 +448,7 @@ mod tests {
     fn every_package_is_listed_once() {
         let mut all: Vec<&str> = PACKAGES
             .iter()
+            .chain(std::iter::once(&BENCH_PACKAGES))
             .flat_map(|(_, p)| p.iter().copied())
             .collect();
         let n = all.len();
