@@ -302,7 +302,7 @@ pub fn classes() -> Vec<Class> {
         plain(
             "fragment_orphan_v4",
             "orphan non-first fragment, IPv4",
-            "pass_orphan_fragment",
+            "drop_orphan_fragment",
             v4_later_fragment(0x2222),
         ),
         Class {
