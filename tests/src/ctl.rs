@@ -161,6 +161,18 @@ impl FilterCtl {
         netns::output(&mut self.command(ns, args))
     }
 
+    /// Runs filter-ctl in `ns` expecting it to fail; returns its stderr.
+    /// Panics (a test helper) if it succeeds.
+    pub fn failure(&self, ns: &Netns, args: &[&str]) -> String {
+        let out = self.output(ns, args).expect("running filter-ctl");
+        assert!(
+            !out.status.success(),
+            "filter-ctl {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// Runs filter-ctl in `ns`; fails unless it exits 0. Returns stdout.
     pub fn run<I, S>(&self, ns: &Netns, args: I) -> anyhow::Result<String>
     where

@@ -169,6 +169,20 @@ impl Kind {
         Kind::NtpMode7Query6,
     ];
 
+    /// The mixed flood of the tests and the lab: every kind, the single DNS
+    /// responses twice as often.
+    pub const MIX: [Kind; 9] = [
+        Kind::DnsResponse4,
+        Kind::DnsResponse4,
+        Kind::DnsResponse6,
+        Kind::DnsFragments4,
+        Kind::DnsFragments6,
+        Kind::NtpMode7Response4,
+        Kind::NtpMode7Response6,
+        Kind::NtpMode7Query4,
+        Kind::NtpMode7Query6,
+    ];
+
     pub fn describe(self) -> &'static str {
         match self {
             Kind::DnsResponse4 => "DNS responses, IPv4 (1200-byte answer)",

@@ -140,19 +140,6 @@ impl Lab {
     }
 }
 
-/// Every kind of the flood, the single DNS responses twice as often.
-const ALL_KINDS: [Kind; 9] = [
-    Kind::DnsResponse4,
-    Kind::DnsResponse4,
-    Kind::DnsResponse6,
-    Kind::DnsFragments4,
-    Kind::DnsFragments6,
-    Kind::NtpMode7Response4,
-    Kind::NtpMode7Response6,
-    Kind::NtpMode7Query4,
-    Kind::NtpMode7Query6,
-];
-
 /// A fixed-size flood: exactly `frames` frames (whole datagrams) at `pps`.
 fn fixed_flood(sender: &RawSender, attack: &mut Attack, pps: u32, frames: u64) -> Report {
     let pace = Pace {
@@ -282,7 +269,7 @@ fn real_lookups_succeed_while_a_reflection_flood_is_dropped() {
     let mut lab = lab(true);
     // All defaults: later fragments sent before their first one are dropped
     // too (orphan_fragments=drop; `pass` is tested below).
-    let (sender, mut attack) = lab.attacker(&ALL_KINDS);
+    let (sender, mut attack) = lab.attacker(&Kind::MIX);
     let before = lab.stats();
     let stack_before = lab.stack();
 
@@ -445,7 +432,7 @@ fn monitor_mode_passes_the_flood_and_counts_what_it_would_drop() {
     let lab = lab(false);
     lab.set(&["monitor=on"]);
     let program = lab.program();
-    let (sender, mut attack) = lab.attacker(&ALL_KINDS);
+    let (sender, mut attack) = lab.attacker(&Kind::MIX);
 
     let before = lab.stats();
     let stack_before = lab.stack();

@@ -119,16 +119,7 @@ impl Lab {
 
     /// Runs filter-ctl expecting failure; returns its stderr.
     fn ctl_fails(&self, args: &[&str]) -> String {
-        let out = self
-            .ctl
-            .output(self.gw(), args)
-            .expect("running filter-ctl");
-        assert!(
-            !out.status.success(),
-            "filter-ctl {args:?} should have failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        self.ctl.failure(self.gw(), args)
     }
 
     fn stats(&self) -> Stats {

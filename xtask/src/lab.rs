@@ -364,19 +364,6 @@ fn ranges<T: std::fmt::Display>(ranges: &[(T, u8)]) -> String {
         .join(", ")
 }
 
-/// Every kind of the flood, the single DNS responses twice as often.
-const KINDS: [Kind; 9] = [
-    Kind::DnsResponse4,
-    Kind::DnsResponse4,
-    Kind::DnsResponse6,
-    Kind::DnsFragments4,
-    Kind::DnsFragments6,
-    Kind::NtpMode7Response4,
-    Kind::NtpMode7Response6,
-    Kind::NtpMode7Query4,
-    Kind::NtpMode7Query6,
-];
-
 /// The attacker's socket and an attack on the gateway's wan0.
 fn attacker(topo: &Topology) -> anyhow::Result<(RawSender, Attack)> {
     let sender = RawSender::open(&topo.wan_hosts[0], LAN_IF)?;
@@ -390,7 +377,7 @@ fn attacker(topo: &Topology) -> anyhow::Result<(RawSender, Attack)> {
         v4: addr::SPOOFED4.to_vec(),
         v6: addr::SPOOFED6.to_vec(),
     };
-    let attack = Attack::new(target, sources, sender.mac(), &KINDS);
+    let attack = Attack::new(target, sources, sender.mac(), &Kind::MIX);
     Ok((sender, attack))
 }
 
