@@ -29,6 +29,9 @@ pub mod map {
     pub const WATCHED_PORTS: &str = "WATCHED_PORTS";
     /// Array of [`crate::SolicitedSlot`]: queries our egress sent. Only egress writes it.
     pub const SOLICITED: &str = "SOLICITED";
+    /// Array of u64, one per bucket of SOLICITED: the latest deadline
+    /// recorded in it. Only egress writes it.
+    pub const SOLICITED_LATEST: &str = "SOLICITED_LATEST";
     /// LRU hash of [`crate::FragmentKey`] -> [`crate::FragmentVerdict`]: first
     /// fragments' verdicts. Attackers can fill it; it is kept apart for that reason.
     pub const FRAGMENTS: &str = "FRAGMENTS";
@@ -44,12 +47,16 @@ pub mod map {
     pub const ALLOW_V6: &str = "ALLOW_V6";
     pub const DENY_V4: &str = "DENY_V4";
     pub const DENY_V6: &str = "DENY_V6";
+    /// Array of u32, one per list trie (see [`crate::lists::IN_USE_ALLOW_V4`]):
+    /// nonzero when the trie may hold entries.
+    pub const LISTS_IN_USE: &str = "LISTS_IN_USE";
     /// Every map the object defines, in the order `status` shows them.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 14] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
         SOLICITED,
+        SOLICITED_LATEST,
         FRAGMENTS,
         SYN_SOURCES,
         SYN_PREFIXES,
@@ -58,6 +65,7 @@ pub mod map {
         ALLOW_V6,
         DENY_V4,
         DENY_V6,
+        LISTS_IN_USE,
     ];
 }
 
@@ -190,12 +198,39 @@ pub struct SolicitedKey {
     pub token: u64,
 }
 
+impl SolicitedKey {
+    /// The key's bucket in the solicited table: FNV-1a over its words.
+    /// (Here, not in the program, so that tests can pick keys that share one.)
+    #[inline(always)]
+    pub fn bucket(&self) -> u32 {
+        let words = [
+            self.local_addr[0],
+            self.local_addr[1],
+            self.local_addr[2],
+            self.local_addr[3],
+            self.remote_addr[0],
+            self.remote_addr[1],
+            self.remote_addr[2],
+            self.remote_addr[3],
+            u32::from(self.local_port) << 16 | u32::from(self.remote_port),
+            self.token as u32,
+            (self.token >> 32) as u32,
+        ];
+        let mut hash: u32 = 0x811c_9dc5;
+        for word in words {
+            hash ^= word;
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+        hash % SOLICITED_BUCKETS
+    }
+}
+
 /// One slot of the solicited table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SolicitedSlot {
     pub key: SolicitedKey,
-    /// Monotonic (bpf_ktime_get_ns) deadline; 0 = free or consumed.
+    /// Deadline on the programs' clock (bpf_ktime_get_coarse_ns); 0 = free or consumed.
     pub expires_ns: u64,
 }
 

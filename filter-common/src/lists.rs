@@ -10,11 +10,22 @@
 /// Entries per trie (each list has one trie per family).
 pub const LIST_ENTRIES: u32 = 65536;
 
+/// Slots of the LISTS_IN_USE array, one per trie: nonzero when the trie may
+/// hold entries. The programs look a source up only in tries in use, which
+/// saves two LPM lookups per packet on a box with empty lists. filter-ctl
+/// sets a slot after adding and clears it when the trie is found empty; the
+/// SYN penalty sets the deny slot of its family when it adds an entry.
+pub const IN_USE_ALLOW_V4: u32 = 0;
+pub const IN_USE_ALLOW_V6: u32 = 1;
+pub const IN_USE_DENY_V4: u32 = 2;
+pub const IN_USE_DENY_V6: u32 = 3;
+pub const IN_USE_SLOTS: u32 = 4;
+
 /// The value of an allow or deny entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListEntry {
-    /// Monotonic deadline (bpf_ktime_get_ns); 0 = never expires. An expired
+    /// Deadline on the programs' clock (bpf_ktime_get_coarse_ns); 0 = never expires. An expired
     /// entry stops matching at once; filter-ctl removes it later.
     pub expires_ns: u64,
     /// The entry's own prefix length, so that an expired entry can be looked

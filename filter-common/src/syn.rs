@@ -35,7 +35,7 @@ pub const SYN_PREFIX_SLOTS: u32 = 1 << 16;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SynBucket {
-    /// Monotonic time (bpf_ktime_get_ns) at which the bucket is full again
+    /// Time on the programs' clock (bpf_ktime_get_coarse_ns) at which the bucket is full again
     /// ("theoretical arrival time"): each admitted SYN pushes it one interval
     /// (1 s / rate) further; a SYN is over the limit when it lies more than
     /// `(burst - 1)` intervals ahead of now. 0: never used, full.

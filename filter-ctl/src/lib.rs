@@ -2,9 +2,11 @@
 //! that tests and the xtask lab call directly. `main.rs` only parses arguments.
 
 pub mod attach;
+pub mod clock;
 pub mod duration;
 pub mod iface;
 pub mod lists;
+pub mod mapped;
 pub mod pins;
 pub mod settings;
 pub mod stats;

@@ -2,8 +2,8 @@
 //! add|del|list`. Each list is two LPM tries (IPv4, IPv6) of
 //! [`ListEntry`] values (see `filter_common::lists`).
 //!
-//! Expiry: an entry added `--for` a duration holds a monotonic deadline
-//! (the clock bpf_ktime_get_ns reads); the kernel stops matching it the
+//! Expiry: an entry added `--for` a duration holds a deadline on the
+//! programs' clock ([`crate::clock`]); the kernel stops matching it the
 //! moment it passes. The entry itself stays in the trie until filter-ctl
 //! removes it: every `allow|deny list|add|del` and every `status` call
 //! removes the expired entries of both lists first ([`cleanup`]).
@@ -21,12 +21,12 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{
-    Map, MapData, MapError,
+    Array, Map, MapData, MapError,
     lpm_trie::{Key, LpmTrie},
 };
-use filter_common::{ListEntry, ListSource, map};
+use filter_common::{ListEntry, ListSource, lists, map};
 
-use crate::pins::IfacePins;
+use crate::{clock::now_ns, pins::IfacePins};
 
 /// The longest `--for`.
 pub const MAX_FOR: Duration = Duration::from_secs(365 * 86400);
@@ -50,6 +50,14 @@ impl List {
         match self {
             List::Allow => (map::ALLOW_V4, map::ALLOW_V6),
             List::Deny => (map::DENY_V4, map::DENY_V6),
+        }
+    }
+
+    /// The LISTS_IN_USE slots of its IPv4 and IPv6 tries.
+    fn in_use_slots(self) -> (u32, u32) {
+        match self {
+            List::Allow => (lists::IN_USE_ALLOW_V4, lists::IN_USE_ALLOW_V6),
+            List::Deny => (lists::IN_USE_DENY_V4, lists::IN_USE_DENY_V6),
         }
     }
 }
@@ -148,10 +156,13 @@ fn human(duration: Duration) -> String {
     }
 }
 
-/// The two tries of one list.
+/// The two tries of one list, and the flags that tell the programs whether
+/// to search them (LISTS_IN_USE, shared by both lists).
 pub struct ListMaps<T> {
+    pub list: List,
     pub v4: LpmTrie<T, [u8; 4], ListEntry>,
     pub v6: LpmTrie<T, [u8; 16], ListEntry>,
+    pub in_use: Array<T, u32>,
 }
 
 impl ListMaps<MapData> {
@@ -165,8 +176,10 @@ impl ListMaps<MapData> {
         };
         let (v4, v6) = list.maps();
         Ok(Self {
+            list,
             v4: LpmTrie::try_from(open(v4)?)?,
             v6: LpmTrie::try_from(open(v6)?)?,
+            in_use: Array::try_from(open(map::LISTS_IN_USE)?)?,
         })
     }
 }
@@ -285,6 +298,7 @@ impl<T: BorrowMut<MapData>> ListMaps<T> {
             let before = self.get(cidr)?;
             if let Err(err) = self.put(cidr, &entry) {
                 self.undo(done);
+                self.sync_in_use()?;
                 return Err(err).with_context(|| {
                     format!(
                         "adding {cidr} (the list holds at most {} prefixes per address family; nothing was changed)",
@@ -294,7 +308,7 @@ impl<T: BorrowMut<MapData>> ListMaps<T> {
             }
             done.push((*cidr, before));
         }
-        Ok(())
+        self.sync_in_use()
     }
 
     fn undo(&mut self, done: Vec<(Cidr, Option<ListEntry>)>) {
@@ -318,7 +332,7 @@ impl<T: BorrowMut<MapData>> ListMaps<T> {
             self.delete(cidr)
                 .with_context(|| format!("removing {cidr}"))?;
         }
-        Ok(())
+        self.sync_in_use()
     }
 
     /// Removes every expired entry; returns how many.
@@ -335,7 +349,21 @@ impl<T: BorrowMut<MapData>> ListMaps<T> {
                 let _ = self.delete(cidr);
             }
         }
+        self.sync_in_use()?;
         Ok(stale.len())
+    }
+
+    /// Tells the programs which of the two tries hold entries: set after
+    /// entries are added, cleared once a trie is found empty. (A read error
+    /// counts as "holds entries": searching an empty trie is only slower.)
+    fn sync_in_use(&mut self) -> anyhow::Result<()> {
+        let (v4_slot, v6_slot) = self.list.in_use_slots();
+        let v4 = u32::from(self.v4.keys().next().is_some());
+        let v6 = u32::from(self.v6.keys().next().is_some());
+        self.in_use
+            .set(v4_slot, &v4, 0)
+            .and_then(|()| self.in_use.set(v6_slot, &v6, 0))
+            .with_context(|| format!("marking the {} list in use", self.list.name()))
     }
 }
 
@@ -354,10 +382,31 @@ pub fn parse_for(text: &str) -> anyhow::Result<Duration> {
     Ok(duration)
 }
 
+/// Holds an exclusive lock on the interface's pin directory until dropped,
+/// so that list commands run one at a time: two at once could otherwise
+/// clear a trie's in-use flag after the other added to it.
+fn lock(pins: &IfacePins) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd as _;
+
+    let dir = std::fs::File::open(pins.dir())
+        .with_context(|| format!("opening {} (is the filter attached?)", pins.dir().display()))?;
+    // SAFETY: flock on a descriptor we own; the lock goes with it.
+    if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("locking {}", pins.dir().display()));
+    }
+    Ok(dir)
+}
+
 /// Removes the expired entries of both lists of the filter pinned at
 /// `pins`; returns how many. Called by every list command and by `status`.
 pub fn cleanup(pins: &IfacePins) -> anyhow::Result<usize> {
-    let now = monotonic_ns();
+    let _lock = lock(pins)?;
+    cleanup_locked(pins)
+}
+
+fn cleanup_locked(pins: &IfacePins) -> anyhow::Result<usize> {
+    let now = now_ns();
     let mut removed = 0;
     for list in [List::Allow, List::Deny] {
         removed += ListMaps::open(pins, list)?.cleanup(now)?;
@@ -374,37 +423,29 @@ pub fn add(
 ) -> anyhow::Result<Vec<Entry>> {
     let cidrs = parse_all(cidrs)?;
     let lasting = lasting.map(parse_for).transpose()?;
-    cleanup(pins)?;
+    let _lock = lock(pins)?;
+    cleanup_locked(pins)?;
     let mut maps = ListMaps::open(pins, list)?;
-    maps.add(&cidrs, lasting, ListSource::Operator, monotonic_ns())?;
-    maps.entries(monotonic_ns())
+    maps.add(&cidrs, lasting, ListSource::Operator, now_ns())?;
+    maps.entries(now_ns())
 }
 
 /// `filter-ctl allow|deny del`.
 pub fn del(pins: &IfacePins, list: List, cidrs: &[String]) -> anyhow::Result<Vec<Entry>> {
     let cidrs = parse_all(cidrs)?;
-    cleanup(pins)?;
+    let _lock = lock(pins)?;
+    cleanup_locked(pins)?;
     let mut maps = ListMaps::open(pins, list)?;
-    maps.remove(&cidrs, monotonic_ns())
+    maps.remove(&cidrs, now_ns())
         .with_context(|| format!("on the {} list", list.name()))?;
-    maps.entries(monotonic_ns())
+    maps.entries(now_ns())
 }
 
 /// `filter-ctl allow|deny list`.
 pub fn list(pins: &IfacePins, list: List) -> anyhow::Result<Vec<Entry>> {
-    cleanup(pins)?;
-    ListMaps::open(pins, list)?.entries(monotonic_ns())
-}
-
-/// The clock of the programs' expiry times (bpf_ktime_get_ns).
-pub fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+    let _lock = lock(pins)?;
+    cleanup_locked(pins)?;
+    ListMaps::open(pins, list)?.entries(now_ns())
 }
 
 #[cfg(test)]

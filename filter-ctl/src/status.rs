@@ -6,6 +6,7 @@ use filter_common::{FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, map}
 use crate::{
     attach::link_info,
     iface::Interface,
+    mapped,
     pins::{IfacePins, PinRoot, XdpMode},
 };
 
@@ -107,14 +108,14 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
             )
         }
         map::SOLICITED => {
-            let now = monotonic_ns();
-            let slots: Array<MapData, SolicitedSlot> = Array::try_from(Map::from_map_data(data)?)?;
-            count(
-                slots
-                    .iter()
-                    .filter(|slot| matches!(slot, Ok(s) if s.expires_ns > now))
-                    .count(),
-            )
+            let now = crate::clock::now_ns();
+            let slots = mapped::snapshot::<SolicitedSlot>(&data)?;
+            count(slots.iter().filter(|s| s.expires_ns > now).count())
+        }
+        map::SOLICITED_LATEST => {
+            let now = crate::clock::now_ns();
+            let buckets = mapped::snapshot::<u64>(&data)?;
+            count(buckets.iter().filter(|&&latest| latest > now).count())
         }
         map::FRAGMENTS => {
             let fragments: HashMap<MapData, FragmentKey, FragmentVerdict> =
@@ -122,7 +123,7 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
             count(fragments.keys().filter(Result::is_ok).count())
         }
         map::SYN_SOURCES | map::SYN_PREFIXES | map::SYN_GLOBAL => {
-            count(crate::syn::buckets_in_use(data, monotonic_ns())?)
+            count(crate::syn::buckets_in_use(&data, crate::clock::now_ns())?)
         }
         map::ALLOW_V4 | map::DENY_V4 => {
             let trie: LpmTrie<MapData, [u8; 4], ListEntry> =
@@ -136,17 +137,6 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
         }
         _ => None,
     })
-}
-
-/// The clock the programs' expiry times use (bpf_ktime_get_ns).
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// The human form of one status.

@@ -130,42 +130,10 @@ pub fn random_seed() -> anyhow::Result<u64> {
 
 /// Slots of a SYN bucket map (`SYN_SOURCES`, `SYN_PREFIXES`, `SYN_GLOBAL`)
 /// that are not full at `now_ns`: charged by a SYN within the last burst's
-/// worth of refill. Read with one syscall: the arrays are memory-mapped.
-pub fn buckets_in_use(data: aya::maps::MapData, now_ns: u64) -> anyhow::Result<usize> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-
-    let info = data.info()?;
-    let slots = info.max_entries() as usize;
-    let len = slots * std::mem::size_of::<filter_common::SynBucket>();
-    // SAFETY: the map is a BPF_F_MMAPABLE array of `slots` SynBuckets; a
-    // read-only shared mapping of it, unmapped before returning.
-    let mapping = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            data.fd().as_fd().as_raw_fd(),
-            0,
-        )
-    };
-    if mapping == libc::MAP_FAILED {
-        anyhow::bail!(
-            "mapping a SYN bucket array: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    // SAFETY: `len` readable bytes of SynBucket values; the programs update
-    // them concurrently, so each timestamp is read once, volatile.
-    let in_use = (0..slots)
-        .filter(|&i| unsafe {
-            let bucket = mapping.cast::<filter_common::SynBucket>().add(i);
-            std::ptr::read_volatile(&raw const (*bucket).tat_ns) > now_ns
-        })
-        .count();
-    // SAFETY: the mapping made above.
-    unsafe { libc::munmap(mapping, len) };
-    Ok(in_use)
+/// worth of refill.
+pub fn buckets_in_use(data: &aya::maps::MapData, now_ns: u64) -> anyhow::Result<usize> {
+    let buckets = crate::mapped::snapshot::<filter_common::SynBucket>(data)?;
+    Ok(buckets.iter().filter(|b| b.tat_ns > now_ns).count())
 }
 
 #[cfg(test)]

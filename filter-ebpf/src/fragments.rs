@@ -7,7 +7,7 @@
 use aya_ebpf::{macros::map, maps::LruHashMap};
 use filter_common::{Config, FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict, OrphanPolicy, Reason};
 
-use crate::packet::Ip;
+use crate::{config, packet::Ip};
 
 #[map]
 static FRAGMENTS: LruHashMap<FragmentKey, FragmentVerdict> =
@@ -27,7 +27,7 @@ fn key(ip: &Ip, id: u32) -> FragmentKey {
 #[inline(always)]
 pub fn remember(ip: &Ip, id: u32, dropped: bool, now: u64, config: &Config) {
     let verdict = FragmentVerdict {
-        expires_ns: now + config.fragment_ttl_ns,
+        expires_ns: now + config::fragment_ttl_ns(config),
         dropped: u32::from(dropped),
         _padding: 0,
     };

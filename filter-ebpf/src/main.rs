@@ -32,9 +32,11 @@ const EGRESS_HEADROOM: u32 = (MAX_L4_OFFSET + 64) as u32;
 
 #[xdp]
 pub fn wan_ingress(ctx: XdpContext) -> u32 {
+    let Some(config) = config::get() else {
+        return xdp_action::XDP_PASS;
+    };
     let packet = Packet::new(ctx.data(), ctx.data_end());
-    let config = config::get();
-    let reason = ingress::verdict(&packet, &config, config::now_ns());
+    let reason = ingress::verdict(&packet, config, config::now_ns());
     let bytes = packet.len() as u64;
     match reason.action() {
         Action::Pass => {
@@ -61,10 +63,12 @@ pub fn wan_egress(ctx: TcContext) -> i32 {
         // A failure only means we see less of this packet.
         let _ = ctx.pull_data(wanted);
     }
+    let Some(config) = config::get() else {
+        return TC_ACT_OK;
+    };
     let packet = Packet::new(ctx.data(), ctx.data_end());
-    let config = config::get();
     stats::count(
-        egress::observe(&packet, &config, config::now_ns()),
+        egress::observe(&packet, config, config::now_ns()),
         u64::from(ctx.len()),
     );
     // Egress never drops: it only learns what the inside asked for.

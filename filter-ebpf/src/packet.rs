@@ -168,24 +168,25 @@ impl Packet {
 
     #[inline(always)]
     fn ipv4(&self, offset: usize) -> Network {
-        // One bounds check for the fixed header, then plain reads from a copy:
+        // One bounds check for the fixed header, then plain reads inside it:
         // LLVM may compute fields of several separately checked reads before
         // knowing they all succeeded, which the verifier rejects.
         let Some(header) = self.ptr_at::<[u8; IPV4_MIN_HDR_LEN]>(offset) else {
             return Network::Malformed;
         };
-        // SAFETY: ptr_at checked the whole fixed header lies inside the packet.
-        let h = unsafe { core::ptr::read_unaligned(header) };
-        let header_len = usize::from(h[0] & 0x0f) * 4;
+        let h = header.cast::<u8>();
+        // SAFETY (every read_in below): inside the fixed header checked above.
+        let version_ihl: u8 = unsafe { read_in(h, 0) };
+        let header_len = usize::from(version_ihl & 0x0f) * 4;
         // The whole header, options included, must be there.
-        if h[0] >> 4 != 4
+        if version_ihl >> 4 != 4
             || header_len < IPV4_MIN_HDR_LEN
             || self.start + offset + header_len > self.end
         {
             return Network::Malformed;
         }
-        let id = u32::from(u16::from_be_bytes([h[4], h[5]]));
-        let flags_fragment = u16::from_be_bytes([h[6], h[7]]);
+        let id = u32::from(u16::from_be(unsafe { read_in(h, 4) }));
+        let flags_fragment = u16::from_be(unsafe { read_in(h, 6) });
         let more_fragments = flags_fragment & 0x2000 != 0;
         let fragment = match (flags_fragment & 0x1fff, more_fragments) {
             (0, false) => Fragment::Whole,
@@ -194,9 +195,9 @@ impl Packet {
         };
         Network::Ip(Ip {
             family: Family::Ipv4,
-            src: [u32::from_ne_bytes([h[12], h[13], h[14], h[15]]), 0, 0, 0],
-            dst: [u32::from_ne_bytes([h[16], h[17], h[18], h[19]]), 0, 0, 0],
-            protocol: h[9],
+            src: [unsafe { read_in(h, 12) }, 0, 0, 0],
+            dst: [unsafe { read_in(h, 16) }, 0, 0, 0],
+            protocol: unsafe { read_in(h, 9) },
             fragment,
             l4_offset: offset + header_len,
         })
@@ -271,6 +272,20 @@ impl Packet {
     }
 }
 
+/// A `T` at `offset` bytes into a header whose bounds were checked as a
+/// whole, whatever its alignment. (LLVM reads it byte by byte: letting it
+/// emit misaligned loads, bpf-linker's `allows-misaligned-mem-access`,
+/// also makes it merge stores into misaligned stack slots, which the
+/// verifier refuses.)
+///
+/// # Safety
+/// `offset + size_of::<T>()` bytes from `base` must lie inside the packet.
+#[inline(always)]
+unsafe fn read_in<T>(base: *const u8, offset: usize) -> T {
+    // SAFETY: the caller's promise.
+    unsafe { core::ptr::read_unaligned(base.add(offset).cast::<T>()) }
+}
+
 #[inline(always)]
 fn is_ipv6_extension(protocol: u8) -> bool {
     matches!(
@@ -296,11 +311,13 @@ impl Packet {
         if l4_offset > MAX_L4_OFFSET {
             return None;
         }
+        let h = self.ptr_at::<[u8; UDP_HDR_LEN]>(l4_offset)?.cast::<u8>();
         // SAFETY: ptr_at checked the header lies inside the packet.
-        let h = unsafe { core::ptr::read_unaligned(self.ptr_at::<[u8; UDP_HDR_LEN]>(l4_offset)?) };
+        let ports: u32 = unsafe { read_in(h, 0) };
+        let ports = u32::from_be(ports);
         Some(Udp {
-            src_port: u16::from_be_bytes([h[0], h[1]]),
-            dst_port: u16::from_be_bytes([h[2], h[3]]),
+            src_port: (ports >> 16) as u16,
+            dst_port: ports as u16,
             payload: l4_offset + UDP_HDR_LEN,
         })
     }

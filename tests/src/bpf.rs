@@ -228,7 +228,10 @@ pub fn zero() -> Counts {
 }
 
 // The SYN defence's and the lists' side of the harness (issue 4).
-use filter_ctl::lists::{Cidr, Entry, List, ListMaps, monotonic_ns};
+use filter_ctl::{
+    clock::now_ns,
+    lists::{Cidr, Entry, List, ListMaps},
+};
 
 impl Filter {
     /// Asserts that since `before` exactly these counters moved: `counted`
@@ -265,14 +268,37 @@ impl Filter {
             .expect("reading CONFIG")
     }
 
+    /// Every slot of the solicited table, as the programs left them.
+    pub fn solicited_slots(&self) -> Vec<filter_common::SolicitedSlot> {
+        match self.ebpf.map(map::SOLICITED).expect("SOLICITED") {
+            aya::maps::Map::Array(data) => {
+                filter_ctl::mapped::snapshot(data).expect("reading SOLICITED")
+            }
+            _ => panic!("SOLICITED is an array"),
+        }
+    }
+
+    /// The LISTS_IN_USE flags: allow v4, allow v6, deny v4, deny v6.
+    pub fn lists_in_use(&self) -> Vec<u32> {
+        let flags: Array<_, u32> =
+            Array::try_from(self.ebpf.map(map::LISTS_IN_USE).expect("LISTS_IN_USE"))
+                .expect("LISTS_IN_USE is an array of u32");
+        flags
+            .iter()
+            .map(|flag| flag.expect("reading LISTS_IN_USE"))
+            .collect()
+    }
+
     /// The two tries of an allow or deny list, for the library functions
     /// `filter-ctl allow|deny` uses.
     pub fn list(&mut self, list: List) -> ListMaps<&mut aya::maps::MapData> {
         let (v4, v6) = list.maps();
-        let [v4, v6] = self.ebpf.maps_disjoint_mut([v4, v6]);
+        let [v4, v6, in_use] = self.ebpf.maps_disjoint_mut([v4, v6, map::LISTS_IN_USE]);
         ListMaps {
+            list,
             v4: aya::maps::LpmTrie::try_from(v4.expect("IPv4 list map")).expect("an LPM trie"),
             v6: aya::maps::LpmTrie::try_from(v6.expect("IPv6 list map")).expect("an LPM trie"),
+            in_use: Array::try_from(in_use.expect("LISTS_IN_USE")).expect("an array"),
         }
     }
 
@@ -285,15 +311,13 @@ impl Filter {
                 &cidrs,
                 lasting,
                 filter_common::ListSource::Operator,
-                monotonic_ns(),
+                now_ns(),
             )
             .expect("adding to the list");
     }
 
     /// The live entries of a list, as `filter-ctl allow|deny list` shows them.
     pub fn list_entries(&mut self, list: List) -> Vec<Entry> {
-        self.list(list)
-            .entries(monotonic_ns())
-            .expect("reading the list")
+        self.list(list).entries(now_ns()).expect("reading the list")
     }
 }

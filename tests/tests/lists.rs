@@ -196,7 +196,7 @@ fn an_expired_entry_stops_matching_at_once() {
     // Still in the tries until filter-ctl cleans up; no longer listed.
     assert!(filter.list_entries(List::Deny).is_empty());
     assert_eq!(filter.list(List::Deny).raw_entries().unwrap().len(), 1);
-    let now = filter_ctl::lists::monotonic_ns();
+    let now = filter_ctl::clock::now_ns();
     assert_eq!(filter.list(List::Deny).cleanup(now).unwrap(), 1);
     assert_eq!(filter.list(List::Allow).cleanup(now).unwrap(), 1);
     assert!(filter.list(List::Deny).raw_entries().unwrap().is_empty());
@@ -251,6 +251,45 @@ fn an_expired_longer_prefix_does_not_hide_a_live_shorter_one() {
 }
 
 #[test]
+fn a_list_is_searched_only_while_it_holds_entries() {
+    let mut filter = Filter::load();
+    // Flags: allow v4, allow v6, deny v4, deny v6.
+    assert_eq!(filter.lists_in_use(), [0, 0, 0, 0], "empty lists");
+    filter.list_add(List::Allow, &["198.51.100.0/24"], None);
+    filter.list_add(
+        List::Deny,
+        &["2001:db8:3::/48"],
+        Some(Duration::from_millis(100)),
+    );
+    assert_eq!(filter.lists_in_use(), [1, 0, 0, 1]);
+    let response = dns_response("198.51.100.53");
+    assert_eq!(filter.ingress(&response), XDP_PASS, "allowed");
+    assert_eq!(filter.ingress(&udp6("2001:db8:3::1")), XDP_DROP, "denied");
+
+    let now = filter_ctl::clock::now_ns();
+    let cidr = filter_ctl::lists::Cidr::parse("198.51.100.0/24").unwrap();
+    filter.list(List::Allow).remove(&[cidr], now).unwrap();
+    assert_eq!(filter.lists_in_use(), [0, 0, 0, 1], "allow list emptied");
+    assert_eq!(filter.ingress(&response), XDP_DROP, "no longer allowed");
+
+    thread::sleep(Duration::from_millis(150));
+    let now = filter_ctl::clock::now_ns();
+    assert_eq!(filter.list(List::Deny).cleanup(now).unwrap(), 1);
+    assert_eq!(filter.lists_in_use(), [0, 0, 0, 0], "expired entry removed");
+    assert_eq!(filter.ingress(&udp6("2001:db8:3::1")), XDP_PASS);
+    filter.assert_moved(
+        &zero(),
+        &[
+            (Reason::PassAllowList, 1, bytes(&response)),
+            (Reason::DropUnsolicitedDns, 1, bytes(&response)),
+            (Reason::DropDenyList, 1, bytes(&udp6("2001:db8:3::1"))),
+            (Reason::PassIpv6, 1, bytes(&udp6("2001:db8:3::1"))),
+        ],
+        "allow, deny, then neither",
+    );
+}
+
+#[test]
 fn adding_again_replaces_the_expiry_and_del_needs_an_exact_prefix() {
     let mut filter = Filter::load();
     filter.list_add(
@@ -269,7 +308,7 @@ fn adding_again_replaces_the_expiry_and_del_needs_an_exact_prefix() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].expires_in_ms, None);
 
-    let now = filter_ctl::lists::monotonic_ns();
+    let now = filter_ctl::clock::now_ns();
     let cidr = |text: &str| filter_ctl::lists::Cidr::parse(text).unwrap();
     // Not on the list as such (only covered by the /24): nothing is removed.
     let err = filter

@@ -5,7 +5,7 @@
 
 use std::{thread, time::Duration};
 
-use filter_common::Reason;
+use filter_common::{Reason, SOLICITED_WAYS, SolicitedKey};
 use tests::{
     bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero},
     packet::{ExtHeader, Frame, PacketBuilder, addr, tcp_flags},
@@ -445,6 +445,62 @@ fn an_unanswered_query_expires() {
             (Reason::DropUnsolicitedDns, 1, len(&answer)),
         ],
         "expired query",
+    );
+}
+
+#[test]
+fn a_query_outlives_a_shorter_one_recorded_later_in_its_bucket() {
+    // Each bucket keeps its latest deadline in front of its slots; a later
+    // query with a shorter lifetime must not lower it.
+    let key = |id: u16| SolicitedKey {
+        local_addr: [u32::from_ne_bytes(addr::CLIENT_V4.octets()), 0, 0, 0],
+        remote_addr: [u32::from_ne_bytes(addr::SERVER_V4.octets()), 0, 0, 0],
+        local_port: CLIENT_PORT,
+        remote_port: 53,
+        family: 4,
+        token: u64::from(id),
+    };
+    let long = TXID;
+    let bucket = key(long).bucket();
+    let short = (0..=u16::MAX)
+        .find(|&id| id != long && key(id).bucket() == bucket)
+        .expect("a transaction id that shares the bucket");
+
+    let mut filter = Filter::load();
+    filter.set(&[("solicited_lifetime", "10s")]);
+    let long_query = dns_query(Path::V4, long);
+    assert_eq!(filter.egress(&long_query), TC_ACT_OK);
+    filter.set(&[("solicited_lifetime", "100ms")]);
+    let short_query = dns_query(Path::V4, short);
+    assert_eq!(filter.egress(&short_query), TC_ACT_OK);
+    let first = (bucket * SOLICITED_WAYS) as usize;
+    let in_bucket: Vec<SolicitedKey> = filter.solicited_slots()
+        [first..first + SOLICITED_WAYS as usize]
+        .iter()
+        .filter(|slot| slot.expires_ns != 0)
+        .map(|slot| slot.key)
+        .collect();
+    assert!(
+        in_bucket.contains(&key(long)) && in_bucket.contains(&key(short)),
+        "both queries in bucket {bucket}: {in_bucket:?}"
+    );
+
+    thread::sleep(Duration::from_millis(250));
+    let (long_answer, short_answer) = (dns_answer(Path::V4, long), dns_answer(Path::V4, short));
+    assert_eq!(filter.ingress(&short_answer), XDP_DROP, "after its 100 ms");
+    assert_eq!(filter.ingress(&long_answer), XDP_PASS, "within its 10 s");
+    filter.assert_moved(
+        &zero(),
+        &[
+            (
+                Reason::EgressQueryRecorded,
+                2,
+                len(&long_query) + len(&short_query),
+            ),
+            (Reason::DropUnsolicitedDns, 1, len(&short_answer)),
+            (Reason::PassSolicited, 1, len(&long_answer)),
+        ],
+        "two queries in one bucket",
     );
 }
 
