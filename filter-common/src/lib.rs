@@ -25,7 +25,7 @@ pub mod map {
     pub const STATS: &str = "STATS";
     /// Array with one [`crate::Config`].
     pub const CONFIG: &str = "CONFIG";
-    /// Array of 65536 [`crate::PortClass`] bytes, indexed by UDP port.
+    /// Array with one [`crate::WatchedPorts`]: the class of every UDP port.
     pub const WATCHED_PORTS: &str = "WATCHED_PORTS";
     /// Array of [`crate::SolicitedSlot`]: queries our egress sent. Only egress writes it.
     pub const SOLICITED: &str = "SOLICITED";
@@ -160,6 +160,27 @@ impl PortClass {
     }
 }
 
+/// The [`PortClass`] of every UDP port, as one map value: 64 KiB that stay
+/// in the CPU's cache under a flood to random ports, read and written by
+/// filter-ctl in one syscall.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchedPorts(pub [u8; WatchedPorts::PORTS]);
+
+impl WatchedPorts {
+    pub const PORTS: usize = 65536;
+    pub const NONE: WatchedPorts = WatchedPorts([PortClass::Unwatched as u8; Self::PORTS]);
+
+    #[inline(always)]
+    pub fn class(&self, port: u16) -> PortClass {
+        PortClass::from_u8(self.0[usize::from(port)])
+    }
+
+    pub fn set(&mut self, port: u16, class: PortClass) {
+        self.0[usize::from(port)] = class as u8;
+    }
+}
+
 /// Ports watched by default: DNS, NTP and the UDP amplification vectors
 /// listed by CISA's alert TA14-017A and later reports.
 pub const DEFAULT_WATCHED_PORTS: [(u16, PortClass); 17] = [
@@ -270,4 +291,6 @@ mod pod {
     unsafe impl aya::Pod for super::SolicitedSlot {}
     unsafe impl aya::Pod for super::FragmentKey {}
     unsafe impl aya::Pod for super::FragmentVerdict {}
+    // SAFETY: bytes; a byte that is no PortClass reads as Unwatched.
+    unsafe impl aya::Pod for super::WatchedPorts {}
 }

@@ -3,7 +3,7 @@
 //! written, so a rejected change leaves the running filter exactly as it was.
 //!
 //! The settings live in two maps: `CONFIG` (one [`Config`]) and
-//! `WATCHED_PORTS` (a [`PortClass`] per UDP port).
+//! `WATCHED_PORTS` (one [`WatchedPorts`]: a [`PortClass`] per UDP port).
 
 use std::{
     borrow::{Borrow, BorrowMut},
@@ -16,7 +16,7 @@ use anyhow::{Context as _, anyhow, bail};
 
 use crate::duration;
 use aya::maps::{Array, MapData};
-use filter_common::{Config, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass};
+use filter_common::{Config, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass, WatchedPorts};
 
 /// One settable key: its name, what it takes, and what it means.
 pub struct Key {
@@ -264,7 +264,7 @@ impl Settings {
     /// Reads the live settings from the maps.
     pub fn read<C: Borrow<MapData>, P: Borrow<MapData>>(
         config: &Array<C, Config>,
-        ports: &Array<P, u8>,
+        ports: &Array<P, WatchedPorts>,
     ) -> anyhow::Result<Settings> {
         let mut settings = Settings {
             config: config.get(&0, 0).context("reading the config map")?,
@@ -272,9 +272,9 @@ impl Settings {
             ntp_ports: BTreeSet::new(),
             amplifier_ports: BTreeSet::new(),
         };
-        for (port, class) in ports.iter().enumerate() {
-            let port = u16::try_from(port).context("port map larger than 65536")?;
-            match PortClass::from_u8(class.context("reading the watched ports map")?) {
+        let classes = Box::new(ports.get(&0, 0).context("reading the watched ports map")?);
+        for port in 0..=u16::MAX {
+            match classes.class(port) {
                 PortClass::Unwatched => {}
                 PortClass::Dns => _ = settings.dns_ports.insert(port),
                 PortClass::Ntp => _ = settings.ntp_ports.insert(port),
@@ -289,45 +289,36 @@ impl Settings {
         &self,
         live: &Settings,
         config: &mut Array<C, Config>,
-        ports: &mut Array<P, u8>,
+        ports: &mut Array<P, WatchedPorts>,
     ) -> anyhow::Result<()> {
         if self.config != live.config {
             config
                 .set(0, &self.config, 0)
                 .context("writing the config map")?;
         }
-        let class_of = |settings: &Settings, port: u16| {
-            if settings.dns_ports.contains(&port) {
-                PortClass::Dns
-            } else if settings.ntp_ports.contains(&port) {
-                PortClass::Ntp
-            } else if settings.amplifier_ports.contains(&port) {
-                PortClass::Other
-            } else {
-                PortClass::Unwatched
-            }
-        };
-        let touched: BTreeSet<u16> = [
-            &self.dns_ports,
-            &self.ntp_ports,
-            &self.amplifier_ports,
-            &live.dns_ports,
-            &live.ntp_ports,
-            &live.amplifier_ports,
-        ]
-        .into_iter()
-        .flatten()
-        .copied()
-        .collect();
-        for port in touched {
-            let class = class_of(self, port);
-            if class != class_of(live, port) {
-                ports
-                    .set(u32::from(port), &(class as u8), 0)
-                    .context("writing the watched ports map")?;
-            }
+        let classes = self.port_classes();
+        if *classes != *live.port_classes() {
+            // One write: the programs see each port's old class or its new one.
+            ports
+                .set(0, &*classes, 0)
+                .context("writing the watched ports map")?;
         }
         Ok(())
+    }
+
+    /// The watched ports as the WATCHED_PORTS map holds them.
+    fn port_classes(&self) -> Box<WatchedPorts> {
+        let mut classes = Box::new(WatchedPorts::NONE);
+        for (set, class) in [
+            (&self.dns_ports, PortClass::Dns),
+            (&self.ntp_ports, PortClass::Ntp),
+            (&self.amplifier_ports, PortClass::Other),
+        ] {
+            for &port in set {
+                classes.set(port, class);
+            }
+        }
+        classes
     }
 }
 
@@ -335,7 +326,7 @@ impl Settings {
 /// replacing the programs later keeps what the operator set.
 pub fn write_defaults<C: BorrowMut<MapData>, P: BorrowMut<MapData>>(
     config: &mut Array<C, Config>,
-    ports: &mut Array<P, u8>,
+    ports: &mut Array<P, WatchedPorts>,
 ) -> anyhow::Result<()> {
     let empty = Settings {
         config: Config {
@@ -438,7 +429,7 @@ fn parse_ports(value: &str) -> Result<BTreeSet<u16>, String> {
 /// The settings maps of a filter pinned on an interface.
 pub struct PinnedSettings {
     config: Array<MapData, Config>,
-    ports: Array<MapData, u8>,
+    ports: Array<MapData, WatchedPorts>,
 }
 
 impl PinnedSettings {

@@ -1,7 +1,7 @@
 //! What is attached where: links, programs and map fill levels, from the pins.
 
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo};
-use filter_common::{FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, map};
+use filter_common::{FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, WatchedPorts, map};
 
 use crate::{
     attach::link_info,
@@ -74,7 +74,11 @@ fn one(pins: &IfacePins, name: &str) -> anyhow::Result<Status> {
                 name,
                 id: info.id(),
                 kind: format!("{:?}", info.map_type()?),
-                max_entries: info.max_entries(),
+                // The watched ports are one map value with a slot per port.
+                max_entries: match name {
+                    map::WATCHED_PORTS => WatchedPorts::PORTS as u32,
+                    _ => info.max_entries(),
+                },
                 entries: entries_in_use(name, MapData::from_pin(pins.map(name))?)?
                     .unwrap_or(info.max_entries()),
             })
@@ -99,13 +103,9 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
     let count = |n: usize| Some(u32::try_from(n).unwrap_or(u32::MAX));
     Ok(match name {
         map::WATCHED_PORTS => {
-            let ports: Array<MapData, u8> = Array::try_from(Map::from_map_data(data)?)?;
-            count(
-                ports
-                    .iter()
-                    .filter(|class| matches!(class, Ok(c) if *c != 0))
-                    .count(),
-            )
+            let ports: Array<MapData, WatchedPorts> = Array::try_from(Map::from_map_data(data)?)?;
+            let classes = Box::new(ports.get(&0, 0)?);
+            count(classes.0.iter().filter(|&&class| class != 0).count())
         }
         map::SOLICITED => {
             let now = crate::clock::now_ns();

@@ -1,13 +1,13 @@
 //! Run-time settings written by filter-ctl: the config and the watched ports.
 
 use aya_ebpf::{macros::map, maps::Array};
-use filter_common::{Config, PortClass};
+use filter_common::{Config, PortClass, WatchedPorts};
 
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 #[map]
-static WATCHED_PORTS: Array<u8> = Array::with_max_entries(65536, 0);
+static WATCHED_PORTS: Array<WatchedPorts> = Array::with_max_entries(1, 0);
 
 /// The live config, read in place (a copy would cost more than the fields
 /// a packet needs). Always there: an array's elements exist from its
@@ -39,7 +39,9 @@ pub fn fragment_ttl_ns(config: &Config) -> u64 {
 /// How UDP `port` is watched.
 #[inline(always)]
 pub fn port_class(port: u16) -> PortClass {
-    PortClass::from_u8(WATCHED_PORTS.get(u32::from(port)).copied().unwrap_or(0))
+    WATCHED_PORTS
+        .get(0)
+        .map_or(PortClass::Unwatched, |ports| ports.class(port))
 }
 
 /// The clock of every deadline in the maps: the coarse monotonic clock,
