@@ -46,6 +46,11 @@ pub struct SynBucket {
     pub _padding: u32,
 }
 
+/// Highest rate and burst a level accepts (filter-ctl refuses more; the
+/// program clamps the rate, which bounds its arithmetic).
+pub const MAX_RATE: u32 = 1_000_000;
+pub const MAX_BURST: u32 = 1_000_000;
+
 /// Defaults, chosen for a home or small-office gateway (docs/syn-and-lists.md
 /// explains them): a browser opening a dozen connections at once and a busy
 /// mail relay pass; one host opening 15 connections at once, or bursting SYNs

@@ -11,9 +11,7 @@ use filter_common::Config;
 
 use crate::duration;
 
-/// Highest rate and burst a level accepts.
-pub const MAX_RATE: u32 = 1_000_000;
-pub const MAX_BURST: u32 = 1_000_000;
+pub use filter_common::syn::{MAX_BURST, MAX_RATE};
 /// Prefix lengths of the per-prefix level.
 pub const PREFIX_V4: (u8, u8) = (8, 32);
 pub const PREFIX_V6: (u8, u8) = (16, 64);

@@ -13,7 +13,7 @@
 use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
 use filter_common::{
     Config, Reason, SynBucket,
-    syn::{SYN_PREFIX_SLOTS, SYN_SOURCE_SLOTS},
+    syn::{MAX_RATE, SYN_PREFIX_SLOTS, SYN_SOURCE_SLOTS},
 };
 
 use crate::{
@@ -101,17 +101,28 @@ pub fn verdict(ip: &Ip, config: &Config, now: u64) -> Reason {
 /// of our toolchain has no compare-and-swap; see filter_common::syn).
 #[inline(always)]
 fn take(bucket: *mut SynBucket, now: u64, rate: u32, burst: u32) -> bool {
-    let interval = NS_PER_SEC / u64::from(rate.max(1));
-    // How far ahead of now the bucket's "full again" time may lie: burst - 1 intervals.
-    let tolerance = u64::from(burst.max(1) - 1) * interval;
+    let rate = u64::from(rate.clamp(1, MAX_RATE));
+    let spare = u64::from(burst.max(1) - 1);
     // SAFETY: a valid, aligned slot of an array map, alive while the program runs.
     let tat = unsafe { (*bucket).tat_ns };
     let start = if tat > now { tat } else { now };
-    if start - now > tolerance {
+    // Refused when the bucket's "full again" time lies more than burst - 1
+    // intervals (1 s / rate) ahead of now. A 64-bit division costs more than
+    // the rest of a refused SYN's path, so this compares multiplied out
+    // (rate < 2^20: no overflow below 2^44 ns ahead, about 5 hours) and only
+    // an admitted SYN, or a bucket hours ahead after its burst was cut
+    // down, divides.
+    let ahead = start - now;
+    let refused = if ahead < 1 << 44 {
+        ahead * rate > spare * NS_PER_SEC
+    } else {
+        ahead > spare * (NS_PER_SEC / rate)
+    };
+    if refused {
         return false;
     }
     // SAFETY: as above.
-    unsafe { (*bucket).tat_ns = start + interval };
+    unsafe { (*bucket).tat_ns = start + NS_PER_SEC / rate };
     true
 }
 

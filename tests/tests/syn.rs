@@ -601,6 +601,29 @@ fn tests_now() -> u64 {
 }
 
 #[test]
+fn a_bucket_hours_ahead_is_judged_by_the_current_burst() {
+    // 20,000 SYNs at 1/s put the bucket's "full again" time 5.5 hours ahead,
+    // past where the program compares multiplied out (2^44 ns): there it
+    // divides instead, with the same verdicts.
+    let mut filter = only(&[("source", "1/s", "20000")]);
+    let frame = syn4(addr::ATTACKER_V4, 40000, HTTP);
+    let len = bytes(&frame);
+    filter.try_ingress(&frame, 20_000).unwrap();
+    filter.set(&[("syn_source_burst", "5")]);
+    assert_eq!(filter.ingress(&frame), XDP_DROP, "burst cut to 5");
+    filter.set(&[("syn_source_burst", "1000000")]);
+    assert_eq!(filter.ingress(&frame), XDP_PASS, "burst raised to 10^6");
+    filter.assert_moved(
+        &tests::bpf::zero(),
+        &[
+            (Reason::PassSyn, 20_001, 20_001 * len),
+            (Reason::DropSynSource, 1, len),
+        ],
+        "hours ahead",
+    );
+}
+
+#[test]
 fn without_the_penalty_a_flooder_stays_rate_limited_only() {
     let mut filter = only(&[("source", "1/s", "2")]);
     let frame = syn4(addr::ATTACKER_V4, 40000, HTTP);

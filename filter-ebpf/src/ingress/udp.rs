@@ -22,7 +22,8 @@ pub fn verdict(packet: &Packet, ip: &Ip, now: u64) -> Reason {
     if udp.dst_port == NTP_PORT && ntp::is_control(packet, udp.payload) {
         return Reason::DropNtpControl;
     }
-    let token = match config::port_class(udp.src_port) {
+    let class = config::port_class(udp.src_port);
+    let token = match class {
         PortClass::Unwatched => return pass(ip),
         PortClass::Dns => match dns::response_token(packet, udp.payload) {
             dns::Response::Token(token) => token,
@@ -48,7 +49,7 @@ pub fn verdict(packet: &Packet, ip: &Ip, now: u64) -> Reason {
     if solicited::consume(&key, now) {
         return Reason::PassSolicited;
     }
-    match config::port_class(udp.src_port) {
+    match class {
         PortClass::Dns => Reason::DropUnsolicitedDns,
         PortClass::Ntp => Reason::DropUnsolicitedNtp,
         _ => Reason::DropUnsolicitedOther,
