@@ -112,6 +112,15 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
             let slots = mapped::snapshot::<SolicitedSlot>(&data)?;
             count(slots.iter().filter(|s| s.expires_ns > now).count())
         }
+        map::LISTS_IN_USE => {
+            let flags: Array<MapData, u32> = Array::try_from(Map::from_map_data(data)?)?;
+            count(
+                flags
+                    .iter()
+                    .filter(|flag| matches!(flag, Ok(f) if *f != 0))
+                    .count(),
+            )
+        }
         map::SOLICITED_LATEST => {
             let now = crate::clock::now_ns();
             let buckets = mapped::snapshot::<u64>(&data)?;
@@ -162,12 +171,12 @@ pub fn describe(status: &Status) -> String {
     }
     out.push_str(&format!("  pins: {}\n", status.pin_dir));
     out.push_str(&format!(
-        "  {:<14} {:>6} {:<12} {:>9} {:>11}\n",
+        "  {:<16} {:>6} {:<12} {:>9} {:>11}\n",
         "map", "id", "type", "in use", "max"
     ));
     for m in &status.maps {
         out.push_str(&format!(
-            "  {:<14} {:>6} {:<12} {:>9} {:>11}\n",
+            "  {:<16} {:>6} {:<12} {:>9} {:>11}\n",
             m.name, m.id, m.kind, m.entries, m.max_entries
         ));
     }

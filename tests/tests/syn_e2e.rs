@@ -739,6 +739,7 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     assert_eq!(in_use("ALLOW_V4"), 1, "status removed the expired entry");
     assert_eq!(in_use("DENY_V4"), 1, "the penalty entry");
     assert_eq!(in_use("ALLOW_V6") + in_use("DENY_V6"), 0);
+    assert_eq!(in_use("LISTS_IN_USE"), 2, "the IPv4 allow and deny tries");
     assert!(
         in_use("SYN_SOURCES") >= 1,
         "the last flooder's bucket is charged (5 tokens at 1/s)"
