@@ -796,6 +796,19 @@ fn padded(bytes: &[u8], multiple: usize) -> Vec<u8> {
     v
 }
 
+/// A DNS message for a UDP payload: the header (id, flags 0x0100 for a
+/// query or 0x8180 for a response, one question, one answer if a
+/// response) and `extra` filler bytes.
+pub fn dns_message(id: u16, response: bool, extra: usize) -> Vec<u8> {
+    let flags: u16 = if response { 0x8180 } else { 0x0100 };
+    let mut payload = Vec::new();
+    payload.extend(id.to_be_bytes());
+    payload.extend(flags.to_be_bytes());
+    payload.extend([0, 1, 0, u8::from(response), 0, 0, 0, 0]);
+    payload.extend(std::iter::repeat_n(0x61, extra));
+    payload
+}
+
 /// Sum of big-endian 16-bit words, an odd last byte padded with zero; not folded.
 pub fn ones_complement_sum(bytes: &[u8]) -> u32 {
     bytes

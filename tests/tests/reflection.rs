@@ -8,7 +8,7 @@ use std::{thread, time::Duration};
 use filter_common::{Reason, SOLICITED_WAYS, SolicitedKey};
 use tests::{
     bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero},
-    packet::{ExtHeader, Frame, PacketBuilder, addr, tcp_flags},
+    packet::{ExtHeader, Frame, PacketBuilder, addr, dns_message, tcp_flags},
 };
 
 const CLIENT_PORT: u16 = 40000;
@@ -99,28 +99,17 @@ impl Path {
     }
 }
 
-/// A DNS header: id, flags (0x0100 query, 0x8180 response), one question.
-fn dns(id: u16, response: bool, extra: usize) -> Vec<u8> {
-    let flags: u16 = if response { 0x8180 } else { 0x0100 };
-    let mut payload = Vec::new();
-    payload.extend(id.to_be_bytes());
-    payload.extend(flags.to_be_bytes());
-    payload.extend([0, 1, 0, u8::from(response), 0, 0, 0, 0]);
-    payload.extend(std::iter::repeat_n(0x61, extra));
-    payload
-}
-
 fn dns_query(path: Path, id: u16) -> Frame {
     path.builder(true)
         .udp(CLIENT_PORT, 53)
-        .payload(&dns(id, false, 20))
+        .payload(&dns_message(id, false, 20))
         .build()
 }
 
 fn dns_answer(path: Path, id: u16) -> Frame {
     path.builder(false)
         .udp(53, CLIENT_PORT)
-        .payload(&dns(id, true, 200))
+        .payload(&dns_message(id, true, 200))
         .build()
 }
 
@@ -199,7 +188,7 @@ fn an_answer_must_match_id_addresses_and_ports() {
     let answer = |src, dst, sport: u16, dport: u16, id| {
         PacketBuilder::ipv4(src, dst)
             .udp(sport, dport)
-            .payload(&dns(id, true, 100))
+            .payload(&dns_message(id, true, 100))
             .build()
     };
     let wrong = [
@@ -247,11 +236,11 @@ fn dns_queries_from_port_53_and_dns_over_tcp_are_not_responses() {
     // Some resolvers send queries from source port 53: not a reflection.
     let query_from_53 = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
         .udp(53, 53)
-        .payload(&dns(TXID, false, 20))
+        .payload(&dns_message(TXID, false, 20))
         .build();
     let tcp_answer = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
         .tcp(53, CLIENT_PORT, tcp_flags::ACK | tcp_flags::PSH)
-        .payload(&dns(TXID, true, 100))
+        .payload(&dns_message(TXID, true, 100))
         .build();
     for frame in [&query_from_53, &tcp_answer] {
         assert_eq!(filter.ingress(frame), XDP_PASS);
@@ -509,7 +498,7 @@ fn fragmented_answer(id: u16, ip_id: u16) -> [Frame; 3] {
     let first = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
         .fragment(ip_id, true, 0)
         .udp(53, CLIENT_PORT)
-        .payload(&dns(id, true, 1000 - 8 - 12))
+        .payload(&dns_message(id, true, 1000 - 8 - 12))
         .build();
     let later = |offset, more| {
         PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
@@ -609,7 +598,7 @@ fn ipv6_fragments_and_extension_headers_are_followed() {
         if udp {
             builder
                 .udp(53, CLIENT_PORT)
-                .payload(&dns(TXID, true, 1000))
+                .payload(&dns_message(TXID, true, 1000))
                 .build()
         } else {
             builder.protocol(17).payload(&[0x61; 512]).build()
@@ -630,7 +619,7 @@ fn ipv6_fragments_and_extension_headers_are_followed() {
     let query = PacketBuilder::ipv6(addr::CLIENT_V6, addr::SERVER_V6)
         .ext(ExtHeader::DestinationOptions(vec![]))
         .udp(CLIENT_PORT, 53)
-        .payload(&dns(TXID, false, 20))
+        .payload(&dns_message(TXID, false, 20))
         .build();
     let whole = PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
         .ext(ExtHeader::HopByHop(vec![]))
@@ -640,7 +629,7 @@ fn ipv6_fragments_and_extension_headers_are_followed() {
             data: vec![0; 4],
         })
         .udp(53, CLIENT_PORT)
-        .payload(&dns(TXID, true, 100))
+        .payload(&dns_message(TXID, true, 100))
         .build();
     let before = filter.counts();
     assert_eq!(filter.egress(&query), TC_ACT_OK);
@@ -698,7 +687,7 @@ fn a_full_solicited_table_evicts_and_counts() {
     for i in 0..queries {
         let frame = PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4)
             .udp(1024 + (i % 60000) as u16, 53)
-            .payload(&dns((i / 60000) as u16, false, 0))
+            .payload(&dns_message((i / 60000) as u16, false, 0))
             .build();
         assert_eq!(filter.egress(&frame), TC_ACT_OK);
     }
@@ -719,7 +708,7 @@ fn a_full_solicited_table_evicts_and_counts() {
     let last = queries - 1;
     let answer = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
         .udp(53, 1024 + (last % 60000) as u16)
-        .payload(&dns((last / 60000) as u16, true, 0))
+        .payload(&dns_message((last / 60000) as u16, true, 0))
         .build();
     assert_eq!(filter.ingress(&answer), XDP_PASS);
 }

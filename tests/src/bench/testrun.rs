@@ -31,7 +31,7 @@ use filter_common::Reason;
 use super::{object, stats::Summary};
 use crate::{
     bpf::Filter,
-    packet::{ExtHeader, Frame, PacketBuilder, addr, tcp_flags},
+    packet::{ExtHeader, Frame, PacketBuilder, addr, dns_message, tcp_flags},
 };
 
 const CLIENT_PORT: u16 = 40000;
@@ -61,17 +61,6 @@ pub struct Class {
     pub frame: Frame,
     /// Frames through ingress (`false`) or egress (`true`) before every measurement.
     pub before: Vec<(bool, Frame)>,
-}
-
-/// A DNS header: id, flags (0x0100 query, 0x8180 response), one question.
-fn dns(id: u16, response: bool, extra: usize) -> Vec<u8> {
-    let flags: u16 = if response { 0x8180 } else { 0x0100 };
-    let mut payload = Vec::new();
-    payload.extend(id.to_be_bytes());
-    payload.extend(flags.to_be_bytes());
-    payload.extend([0, 1, 0, u8::from(response), 0, 0, 0, 0]);
-    payload.extend(std::iter::repeat_n(0x61, extra));
-    payload
 }
 
 #[derive(Clone, Copy)]
@@ -112,14 +101,14 @@ fn udp_pass(v6: bool, link: Link) -> Frame {
 fn dns_answer(v6: bool, link: Link, id: u16) -> Frame {
     builder(v6, link, true)
         .udp(53, CLIENT_PORT)
-        .payload(&dns(id, true, 88))
+        .payload(&dns_message(id, true, 88))
         .build()
 }
 
 fn dns_query(v6: bool, id: u16) -> Frame {
     builder(v6, Link::Plain, false)
         .udp(CLIENT_PORT, 53)
-        .payload(&dns(id, false, 20))
+        .payload(&dns_message(id, false, 20))
         .build()
 }
 
@@ -155,7 +144,7 @@ pub fn classes() -> Vec<Class> {
     let v4_first_fragment = builder(false, Link::Plain, true)
         .fragment(0x1111, true, 0)
         .udp(53, CLIENT_PORT)
-        .payload(&dns(TXID, true, 1000 - 8 - 12))
+        .payload(&dns_message(TXID, true, 1000 - 8 - 12))
         .build();
     let v4_later_fragment = |ip_id| {
         builder(false, Link::Plain, true)
@@ -172,7 +161,7 @@ pub fn classes() -> Vec<Class> {
         });
         if udp {
             b.udp(53, CLIENT_PORT)
-                .payload(&dns(TXID, true, 1000))
+                .payload(&dns_message(TXID, true, 1000))
                 .build()
         } else {
             b.protocol(17).payload(&[0x61; 512]).build()
