@@ -24,18 +24,14 @@ use aya_ebpf::{
 };
 use filter_common::Action;
 
-use crate::packet::{MAX_L4_OFFSET, Packet};
-
-/// Bytes of an outgoing packet egress may read: headers up to the deepest
-/// transport header we parse, plus the DNS/NTP fields behind it.
-const EGRESS_HEADROOM: u32 = (MAX_L4_OFFSET + 64) as u32;
+use crate::packet::Packet;
 
 #[xdp]
 pub fn wan_ingress(ctx: XdpContext) -> u32 {
     let Some(config) = config::get() else {
         return xdp_action::XDP_PASS;
     };
-    let packet = Packet::new(ctx.data(), ctx.data_end());
+    let packet = Packet::from_xdp(&ctx);
     let reason = ingress::verdict(&packet, config, config::now_ns());
     let bytes = packet.len() as u64;
     match reason.action() {
@@ -56,17 +52,10 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn wan_egress(ctx: TcContext) -> i32 {
-    // The headers we read must be in the linear part. Pull only when they are
-    // not: pulling also makes the skb writable, copying cloned TCP packets.
-    let wanted = ctx.len().min(EGRESS_HEADROOM);
-    if ((ctx.data_end() - ctx.data()) as u32) < wanted {
-        // A failure only means we see less of this packet.
-        let _ = ctx.pull_data(wanted);
-    }
+    let packet = Packet::from_tc(&ctx);
     let Some(config) = config::get() else {
         return TC_ACT_OK;
     };
-    let packet = Packet::new(ctx.data(), ctx.data_end());
     stats::count(
         egress::observe(&packet, config, config::now_ns()),
         u64::from(ctx.len()),
