@@ -1,6 +1,21 @@
 //! The WAN filter's kernel side: one XDP program for ingress, where every
 //! verdict is taken, and one TC program for egress, which records what the
-//! inside asked for and never drops.
+//! inside asked for and never drops. Both count every packet under one
+//! reason (stats.rs) and read the settings in config.rs.
+//!
+//! Where each rule lives:
+//! - ingress/mod.rs: the rule order of `wan_ingress`; ingress/udp.rs the
+//!   reflection defence (an inbound response must answer a recorded query),
+//!   ingress/tcp.rs which TCP segments meet the SYN buckets (syn.rs);
+//!   lists.rs the allow and deny lists, fragments.rs later IP fragments;
+//! - egress/mod.rs and egress/udp.rs: what `wan_egress` records;
+//! - proto/{dns,ntp}.rs: the application fields both directions read;
+//! - solicited.rs: the table egress records into and ingress consumes from;
+//! - packet.rs: the packet (made only from the program's context, read only
+//!   through bounds-checked, typed reads) and the header parser.
+//!
+//! The arithmetic (SYN bucket math, hashes, masks, deadlines) is in
+//! filter-common, where it is tested on the host.
 #![no_std]
 #![no_main]
 // aya's #[classifier] macro generates a safe fn that dereferences its raw context.

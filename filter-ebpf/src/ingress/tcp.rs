@@ -1,5 +1,5 @@
-//! Inbound TCP: connection attempts (SYN set, ACK clear) go through the SYN
-//! token buckets (syn.rs). Everything else, SYN-ACKs included, is left
+//! Rule 6 of ingress, inbound TCP: connection attempts (SYN set, ACK clear)
+//! go through the SYN token buckets (syn.rs). Everything else, SYN-ACKs included, is left
 //! alone: the answers to the gateway's own outgoing connections (and those of
 //! the LAN behind NAT) carry ACK and are never limited.
 
