@@ -5,6 +5,8 @@
 //! see the same bytes): program and map names and [`Counter`] here,
 //! [`config`], [`ports`], [`solicited`], [`fragments`], [`syn`] (the SYN
 //! buckets), [`lists`] (allow/deny entries), [`reason`] (verdict reasons).
+//! With the `user` feature, for filter-ctl and the tests: `settings` (the
+//! table of run-time settings) and `report` (the JSON filter-ctl prints).
 //!
 //! Pure logic the programs call, with unit and property tests:
 //! [`syn::admit`] (the GCRA check), [`syn::strike`] and [`syn::SynSource`]
@@ -21,6 +23,10 @@ pub mod lists;
 pub mod ports;
 pub mod prefix;
 pub mod reason;
+#[cfg(feature = "user")]
+pub mod report;
+#[cfg(feature = "user")]
+pub mod settings;
 pub mod solicited;
 pub mod syn;
 pub use config::{Config, OrphanPolicy};
