@@ -28,9 +28,8 @@ pub struct Filter {
 impl Filter {
     /// Loads the object and writes the default settings, as `attach` does.
     pub fn load() -> Self {
-        // SAFETY: geteuid has no preconditions and cannot fail.
         assert!(
-            unsafe { libc::geteuid() } == 0,
+            harness::process::is_root(),
             "the verdict tests load BPF programs and need root: run `./xtask/run test` as root"
         );
         let mut ebpf = Ebpf::load(filter_ctl::EBPF_OBJECT).expect("loading the eBPF object");

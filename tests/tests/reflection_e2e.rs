@@ -3,13 +3,14 @@
 //! LAN client behind NAT (dig, chronyd -Q), the filter attached to the
 //! gateway's `wan0` by the real filter-ctl, and an attacker on the WAN segment
 //! flooding `wan0` with spoofed DNS responses (whole and fragmented, IPv4 and
-//! IPv6), NTP mode 7 responses and NTP mode 7 queries (tests::flood).
+//! IPv6), NTP mode 7 responses and NTP mode 7 queries
+//! (harness::traffic::reflection).
 //!
 //! Three independent counts are compared: what the attacker sent (per kind
 //! and per expected verdict), the filter's counters (per reason), and what
 //! reached the gateway's stack after XDP, counted by nftables on `wan0`
 //! ingress: per spoofed source range (`spoofed4`, `spoofed6`) and per real
-//! server (`real_dns`, `real_ntp`) (tests::lab::Topology::stack_counters).
+//! server (`real_dns`, `real_ntp`) (harness::lab::Topology::stack_counters).
 //!
 //! Needs root. Every test builds its own lab, attacker and servers, with
 //! unique names; everything is removed when a test ends, also when it fails.
@@ -22,32 +23,33 @@ use std::{
 };
 
 use filter_common::{Action, Reason};
-use serde_json::Value;
-use tests::{
-    ctl::{FilterCtl, Stats},
-    flood::{self, Attack, Fate, Kind, Pace, RawSender, Report, Sources, Target},
-    lab::{self, LAN_IF, Servers, StackCounters, TEST_PREFIX, Topology, WAN_IF, addr},
-    netns::{self, Netns},
+use harness::{
+    ctl::Stats,
+    fixture::FilterLab,
+    lab::{self, LAN_IF, StackCounters, WAN_IF, addr},
+    netns::Netns,
+    process,
+    servers::real::{self, Servers},
+    traffic::{
+        reflection::{self, Attack, Fate, Kind, Pace, Report, Target},
+        sender::RawSender,
+        sources::{Prefix, Sources},
+    },
 };
 
 /// A lab with an attacker on the WAN segment and the filter on `wan0`.
-/// Drop order: the servers stop, the pins go (detaching the filter), then the
-/// namespaces.
+/// Drop order: the servers stop, then the lab (pins first, which detaches
+/// the filter, then the namespaces).
 struct Lab {
     servers: Option<Servers>,
-    ctl: FilterCtl,
-    topo: Topology,
+    lab: FilterLab,
 }
 
 fn lab(with_servers: bool) -> Lab {
-    assert!(
-        netns::is_root(),
-        "the end-to-end tests need root (network namespaces, XDP): run them with sudo"
-    );
-    let ctl = FilterCtl::new().expect("locating filter-ctl");
-    let mut topo = Topology::build(TEST_PREFIX).expect("building the lab");
+    let mut lab = FilterLab::build();
     // The attacker first: its MLD reports reach wan0 before the filter counts.
-    topo.add_wan_host().expect("adding the attacker");
+    lab.topo.add_wan_host().expect("adding the attacker");
+    let topo = &lab.topo;
     // Nothing on the WAN segment needs ARP or neighbour discovery: the links
     // carry only what a test sends, so the counters can be exact.
     let neighbours = topo
@@ -57,44 +59,29 @@ fn lab(with_servers: bool) -> Lab {
     for gw in [addr::GW_WAN4.to_string(), addr::GW_WAN6.to_string()] {
         assert!(neighbours.contains(&gw), "{gw} not permanent: {neighbours}");
     }
-    let out = ctl.attach(&topo.gateway, WAN_IF, None).expect("attach");
+    let out = lab.attach(None);
     assert!(out.contains("native mode"), "{out}");
     let servers = with_servers.then(|| Servers::start(&topo.internet).expect("starting servers"));
-    Lab { servers, ctl, topo }
+    Lab { servers, lab }
+}
+
+impl std::ops::Deref for Lab {
+    type Target = FilterLab;
+
+    fn deref(&self) -> &FilterLab {
+        &self.lab
+    }
 }
 
 impl Lab {
-    fn gw(&self) -> &Netns {
-        &self.topo.gateway
-    }
-
-    fn stats(&self) -> Stats {
-        self.ctl.stats(self.gw(), WAN_IF).expect("stats")
-    }
-
     fn stack(&self) -> StackCounters {
         self.topo.stack_counters().expect("nft counters")
     }
 
-    fn set(&self, assignments: &[&str]) -> String {
-        let mut args = vec!["set", "--iface", WAN_IF];
-        args.extend(assignments);
-        self.ctl.run(self.gw(), args).expect("filter-ctl set")
-    }
-
-    fn config(&self) -> Value {
-        let text = self
-            .ctl
-            .run(self.gw(), ["config", "--iface", WAN_IF, "--json"])
-            .expect("filter-ctl config");
-        serde_json::from_str(&text).expect("config --json")
-    }
-
     /// `status --json`: (XDP program id, XDP link id).
-    fn program(&self) -> (u64, u64) {
-        let all = self.ctl.status(self.gw(), Some(WAN_IF)).expect("status");
-        let id = |key: &str| all[0][key].as_u64().expect(key);
-        (id("xdp_program_id"), id("xdp_link_id"))
+    fn program(&self) -> (Option<u32>, Option<u32>) {
+        let status = self.status();
+        (status.xdp_program_id, status.xdp_link_id)
     }
 
     /// The attacker's raw socket and an attack on wan0 of these kinds.
@@ -102,15 +89,16 @@ impl Lab {
         let host = &self.topo.wan_hosts[0];
         let sender = RawSender::open(host, LAN_IF).expect("raw socket");
         let target = Target {
-            mac: flood::parse_mac(&self.gw().mac(WAN_IF).unwrap()).unwrap(),
+            mac: self.gw().mac(WAN_IF).unwrap(),
             v4: addr::GW_WAN4,
             // IPv6 is routed: the LAN client is attacked on wan0 too.
             v6: vec![addr::GW_WAN6, addr::LAN_CLIENT6],
         };
-        let sources = Sources {
-            v4: addr::SPOOFED4.to_vec(),
-            v6: addr::SPOOFED6.to_vec(),
-        };
+        let sources = Sources::new(
+            Prefix::all(&addr::SPOOFED4).unwrap(),
+            Prefix::all(&addr::SPOOFED6).unwrap(),
+        )
+        .unwrap();
         let attack = Attack::new(target, sources, sender.mac(), kinds);
         (sender, attack)
     }
@@ -126,9 +114,8 @@ impl Lab {
             (self.gw(), WAN_IF),
         ] {
             let read = |what: &str| {
-                ns.run(["cat", &format!("/sys/class/net/{iface}/statistics/{what}")])
-                    .map(|s| s.trim().to_owned())
-                    .unwrap_or_default()
+                ns.link_stat(iface, what)
+                    .map_or_else(|err| format!("({err:#})"), |n| n.to_string())
             };
             out.push_str(&format!(
                 "{iface}: tx_dropped {} rx_dropped {}; ",
@@ -147,7 +134,7 @@ fn fixed_flood(sender: &RawSender, attack: &mut Attack, pps: u32, frames: u64) -
         min_frames: frames,
         max_frames: frames,
     };
-    flood::flood(sender, attack, pace, &AtomicBool::new(false), None).expect("flood")
+    reflection::flood(sender, attack, pace, &AtomicBool::new(false), None).expect("flood")
 }
 
 fn reason(name: &str) -> Reason {
@@ -245,14 +232,14 @@ fn lookups(ns: &Netns, digs: u32) -> Lookups {
     let servers: [IpAddr; 2] = [addr::SERVER4.into(), addr::SERVER6.into()];
     for i in 0..digs {
         for (v6, server) in [false, true].into_iter().zip(servers) {
-            match lab::dig(ns, server, v6) {
+            match real::dig(ns, server, v6) {
                 Ok(_) => done.dig_ok += 1,
                 Err(err) => done.dig_failed.push(format!("{err:#}")),
             }
         }
         if i == digs / 2 || i == digs - 1 {
             let server = servers[usize::from(i == digs - 1)];
-            match lab::ntp_exchange(ns, server) {
+            match real::ntp_exchange(ns, server) {
                 Ok(sample) => {
                     done.ntp_ok += 1;
                     done.offsets.push(sample.offset);
@@ -282,9 +269,10 @@ fn real_lookups_succeed_while_a_reflection_flood_is_dropped() {
     };
     let started = Instant::now();
     let (report, gw, lan, sent_at_start, sent_at_end, lookups_took) = thread::scope(|s| {
-        let flooder = s.spawn(|| flood::flood(&sender, &mut attack, pace, &stop, Some(&progress)));
+        let flooder =
+            s.spawn(|| reflection::flood(&sender, &mut attack, pace, &stop, Some(&progress)));
         // The lookups start once the flood is well under way.
-        netns::wait_until(Duration::from_secs(10), Duration::from_millis(5), || {
+        process::wait_until(Duration::from_secs(10), Duration::from_millis(5), || {
             Ok(progress.load(Ordering::Relaxed) >= 5_000 || flooder.is_finished())
         })
         .expect("the flood did not start");
