@@ -4,6 +4,9 @@
 //! Every instance is loaded without pins, so its maps start empty (plus the
 //! default settings an attach writes) and tests can run in parallel. Loading
 //! needs root (CAP_BPF); without it the tests fail, they never skip.
+//!
+//! It lives here, not in the harness crate, because it embeds filter-ctl's
+//! eBPF object; the benchmark's part 1 (tests/bench/src/testrun.rs) uses it too.
 
 use aya::{
     Ebpf,

@@ -2,7 +2,7 @@
 //!
 //! Builds the standard lab of the end-to-end tests (an "internet" with real
 //! DNS and NTP servers, a gateway with `wan0` and NAT, a LAN client, and an
-//! attacker on the WAN segment; see tests/src/lab.rs), attaches the filter to
+//! attacker on the WAN segment; see harness::lab), attaches the filter to
 //! the gateway's `wan0` with the real filter-ctl binary, and shows the mission:
 //! the gateway's and the LAN client's own DNS lookups and NTP exchanges get
 //! their answers while a spoofed DNS/NTP reflection flood is dropped. The

@@ -164,7 +164,7 @@ fn test(args: Vec<OsString>, harness: Vec<OsString>) -> anyhow::Result<ExitCode>
     let filter_ctl = build_release()?;
     let status = cargo()
         .args(["test", "--release", "--no-fail-fast"])
-        // The end-to-end tests drive this binary (tests/src/ctl.rs).
+        // The end-to-end tests drive this binary (tests/harness/src/ctl).
         .env("FILTER_CTL", &filter_ctl)
         .args(&args)
         .args(if harness.is_empty() { None } else { Some("--") })
@@ -180,7 +180,7 @@ fn test(args: Vec<OsString>, harness: Vec<OsString>) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// The benchmark driver (tests/src/bin/bench.rs), built and run in release
+/// The benchmark (the `bench` crate, tests/bench), built and run in release
 /// mode next to the filter-ctl it attaches.
 fn bench(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
     require_root("the benchmark (it loads BPF programs and creates network namespaces)")?;
@@ -192,7 +192,7 @@ fn bench(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
             "--quiet",
             "--release",
             "-p",
-            "tests",
+            "bench",
             "--bin",
             "bench",
             "--",

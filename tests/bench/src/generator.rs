@@ -178,6 +178,21 @@ impl Generator {
             .expect("XDP")
     }
 
+    /// [`Generator::run`] with nothing to do meanwhile, then a pause for the
+    /// victim to drain its ring before it is measured.
+    pub fn flood(
+        &self,
+        ns: &Netns,
+        iface: &str,
+        frame: &[u8],
+        duration: Duration,
+        placement: Placement,
+    ) -> anyhow::Result<GenRun> {
+        let (run, ()) = self.run(ns, iface, frame, duration, placement, || {})?;
+        thread::sleep(Duration::from_millis(20));
+        Ok(run)
+    }
+
     /// Sends `frame`, rewritten per packet as configured, out of `iface` in
     /// `ns` for `duration`, from a thread pinned as `placement` says.
     /// `during` runs on the calling thread meanwhile (e.g. to sample the victim)

@@ -7,7 +7,7 @@
 //! part 2, and its CPU time is the cost. The lab's DNS server (dnsmasq)
 //! answers the gateway's lookups.
 
-use std::{net::IpAddr, thread, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use aya::{Ebpf, programs::XdpMode};
 use harness::{
@@ -24,7 +24,7 @@ use crate::{
     generator::{self, Generator, Placement},
     object::names,
     options::Options,
-    pair::{self, Cpus, DUT_NAPI_PRIORITY, GEN_NAPI_PRIORITY},
+    pair::{self, Cpus},
     sys::{self, NapiMeter},
     traffic::{self, FloodKind, Target},
 };
@@ -77,12 +77,9 @@ impl LabBench {
         Ok(lab)
     }
 
+    /// wan0 is the DUT, isp0 the generator's side: see [`pair::pin_napi`].
     pub fn pin_napi(&self) -> anyhow::Result<()> {
-        sys::pin(self.wan_napi, self.cpus.dut)?;
-        sys::set_fifo(self.wan_napi, DUT_NAPI_PRIORITY)?;
-        sys::pin(self.isp_napi, self.cpus.generator)?;
-        sys::set_fifo(self.isp_napi, GEN_NAPI_PRIORITY)?;
-        Ok(())
+        pair::pin_napi(self.cpus, self.wan_napi, self.isp_napi)
     }
 
     pub fn gateway(&self) -> &Netns {
@@ -133,15 +130,13 @@ impl LabBench {
         self.pin_napi()?;
         let meter = NapiMeter::start(self.gateway(), WAN_IF, self.wan_napi)?;
         let placement = lab_placement(self.cpus);
-        let (run, ()) = generator.run(
+        let run = generator.flood(
             &self.topology.internet,
             INET_IF,
             &flood.frame,
             duration,
             placement,
-            || {},
         )?;
-        thread::sleep(Duration::from_millis(20));
         let (packets, cpu) = meter.finish()?;
         Ok(FloodCost {
             sent: run.sent,

@@ -1,4 +1,5 @@
-//! The benchmark's own XDP programs (tests/bench-ebpf, built by tests/build.rs).
+//! The benchmark's own XDP programs (tests/bench-ebpf, built by build.rs):
+//! the object, embedded, and the types it shares with them.
 
 use aya::Ebpf;
 

@@ -47,9 +47,19 @@ pub struct Cpus {
 
 /// SCHED_FIFO priorities: the generator's NAPI thread (replies) must preempt
 /// the spinning generator on the same CPU.
-pub const DUT_NAPI_PRIORITY: i32 = 50;
-pub const GEN_NAPI_PRIORITY: i32 = 60;
+const DUT_NAPI_PRIORITY: i32 = 50;
+const GEN_NAPI_PRIORITY: i32 = 60;
 pub const GENERATOR_PRIORITY: i32 = 40;
+
+/// Pins the DUT's NAPI thread to the DUT's CPU and the generator side's to
+/// the generator's, both SCHED_FIFO (again before every run: cheap, and safe
+/// if the kernel recreated a thread).
+pub fn pin_napi(cpus: Cpus, dut_napi: u32, gen_napi: u32) -> anyhow::Result<()> {
+    sys::pin(dut_napi, cpus.dut)?;
+    sys::set_fifo(dut_napi, DUT_NAPI_PRIORITY)?;
+    sys::pin(gen_napi, cpus.generator)?;
+    sys::set_fifo(gen_napi, GEN_NAPI_PRIORITY)
+}
 
 pub struct Pair {
     pub sender: Netns,
@@ -138,14 +148,9 @@ impl Pair {
         Ok(pair)
     }
 
-    /// Pins both NAPI threads and makes them SCHED_FIFO (again: cheap, and
-    /// safe if the kernel recreated a thread).
+    /// See [`pin_napi`].
     pub fn pin_napi(&self) -> anyhow::Result<()> {
-        sys::pin(self.dut_napi, self.cpus.dut)?;
-        sys::set_fifo(self.dut_napi, DUT_NAPI_PRIORITY)?;
-        sys::pin(self.gen_napi, self.cpus.generator)?;
-        sys::set_fifo(self.gen_napi, GEN_NAPI_PRIORITY)?;
-        Ok(())
+        pin_napi(self.cpus, self.dut_napi, self.gen_napi)
     }
 
     pub fn dut_addr(v6: bool) -> IpAddr {

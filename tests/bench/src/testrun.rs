@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use ::tests::bpf::Filter;
 use anyhow::Context as _;
 use aya::{
     Ebpf,
@@ -30,7 +31,6 @@ use harness::{
     packet::{ExtHeader, Frame, PacketBuilder, addr, dns_message, tcp_flags},
     signals::check_interrupted,
 };
-use ::tests::bpf::Filter;
 
 use crate::{object, stats::Summary, sys};
 

@@ -96,16 +96,13 @@ pub fn measure(
             0
         },
     };
-    let (run, ()) = generator.run(
+    let run = generator.flood(
         &pair.sender,
         pair::GEN_IF,
         &flood.frame,
         duration,
         placement,
-        || {},
     )?;
-    // Let the DUT drain its ring.
-    thread::sleep(Duration::from_millis(20));
     let others_share = others.share(&napi)?;
     let (packets, cpu_ns) = meter.finish()?;
     Ok((run, packets, cpu_ns, others_share))

@@ -140,7 +140,6 @@ pub fn summarise(samples: &[Sample]) -> Vec<Row> {
             })
             .collect();
         let config = all_configs()
-            .into_iter()
             .find(|c| c.key() == s.config)
             .expect("a known configuration");
         rows.push(Row {
@@ -162,22 +161,9 @@ pub fn summarise(samples: &[Sample]) -> Vec<Row> {
     rows
 }
 
-fn all_configs() -> Vec<DutConfig> {
-    use DutConfig::*;
-    vec![
-        None,
-        XdpDrop,
-        XdpPass,
-        XdpTouch,
-        Filter(XdpMode::Driver),
-        Filter(XdpMode::Skb),
-        NftIngressSport53,
-        NftCtNew,
-        NftSynMeterIngress,
-        NftSynMeterInput,
-        XdpFilter(XdpMode::Driver),
-        XdpFilter(XdpMode::Skb),
-    ]
+/// Every configuration of the matrix.
+fn all_configs() -> impl Iterator<Item = DutConfig> {
+    matrix().into_iter().flat_map(|(_, configs)| configs)
 }
 
 /// Runs the whole matrix: `opts.repeats` rounds, each round every flood and
