@@ -24,6 +24,7 @@ use std::{
 use filter_common::Reason;
 use harness::{
     bpffs::BpffsDir,
+    ctl::report::{EgressHook, XdpMode},
     fixture::FilterLab,
     kernel,
     lab::{GW_LAN_IF, INET_BRIDGE, LAN_IF, Topology, WAN_IF, addr},
@@ -127,10 +128,10 @@ fn attach_status_detach_leaves_nothing_behind() {
     assert_eq!(status.iface, "wan0");
     assert!(status.attached);
     assert!(status.iface_present);
-    assert_eq!(status.xdp_mode.as_deref(), Some("native"));
+    assert_eq!(status.xdp_mode, Some(XdpMode::Native));
     assert_eq!(
-        status.egress_hook.as_deref(),
-        Some("tcx"),
+        status.egress_hook,
+        Some(EgressHook::Tcx),
         "kernel >= 6.6 uses TCX"
     );
     let (xdp_prog, tc_prog) = (
@@ -221,8 +222,8 @@ fn counted_exactly(v6: bool, pings: u32, datagrams: u32, len: u64) {
         delta.nonzero(),
         vec![
             // The gateway answered each echo request, and nothing else.
-            ("egress_other", pings, ping_bytes),
-            (pass, pings + datagrams, ping_bytes + udp_bytes),
+            ("egress_other".to_owned(), pings, ping_bytes),
+            (pass.to_owned(), pings + datagrams, ping_bytes + udp_bytes),
         ],
         "exactly the echo requests and datagrams in, the echo replies out"
     );
@@ -356,7 +357,7 @@ fn attaching_again_replaces_the_program_and_keeps_the_counters() {
     );
     let second = lab.status();
     assert!(second.attached);
-    assert_eq!(second.xdp_mode.as_deref(), Some("native"));
+    assert_eq!(second.xdp_mode, Some(XdpMode::Native));
     assert_eq!(
         second.xdp_link_id, first.xdp_link_id,
         "the same link, with the program swapped"
@@ -402,7 +403,7 @@ fn skb_mode_attaches_generic_xdp() {
     let out = lab.attach(Some("skb"));
     assert!(out.contains("attached filter on wan0 in skb mode"), "{out}");
     let status = lab.status();
-    assert_eq!(status.xdp_mode.as_deref(), Some("skb"));
+    assert_eq!(status.xdp_mode, Some(XdpMode::Skb));
     let prog = id(status.xdp_program_id, "XDP program");
     assert_eq!(
         kernel::xdp_on(lab.gw(), WAN_IF).unwrap(),

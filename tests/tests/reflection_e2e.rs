@@ -155,11 +155,10 @@ fn assert_counted(delta: &Stats, report: &Report, orphans_dropped: bool, monitor
     for (name, count) in report.expected(orphans_dropped) {
         let reason = reason(name);
         if reason.action() == Action::Drop && monitor {
-            let key = format!("would_drop:{name}");
             assert_eq!(
-                delta.counts[&key],
+                delta.would_drop(reason),
                 (count.frames, count.bytes),
-                "{key}: (packets, bytes) against what was sent; {delta:?}"
+                "would_drop {name}: (packets, bytes) against what was sent; {delta:?}"
             );
             assert_eq!(delta.packets(reason), 0, "{name} dropped in monitor mode");
         } else {
@@ -170,16 +169,6 @@ fn assert_counted(delta: &Stats, report: &Report, orphans_dropped: bool, monitor
             );
         }
     }
-}
-
-/// The would-drop rows of `stats`, summed.
-fn would_drops(stats: &Stats) -> u64 {
-    stats
-        .counts
-        .iter()
-        .filter(|(key, _)| key.starts_with("would_drop:"))
-        .map(|(_, (packets, _))| packets)
-        .sum()
 }
 
 /// The drop reasons' rows of `stats`, summed.
@@ -399,7 +388,7 @@ fn real_lookups_succeed_while_a_reflection_flood_is_dropped() {
         stack.packets("ipv4") + stack.packets("ipv6"),
         dns_answers + ntp_answers
     );
-    let mut moved: Vec<&str> = delta.nonzero().iter().map(|(r, _, _)| *r).collect();
+    let mut moved: Vec<String> = delta.nonzero().into_iter().map(|(r, _, _)| r).collect();
     moved.sort_unstable();
     assert_eq!(
         moved,
@@ -446,13 +435,13 @@ fn monitor_mode_passes_the_flood_and_counts_what_it_would_drop() {
     );
     // And the filter counted what it would have dropped, per reason, exactly.
     assert_counted(&delta, &report, true, true);
-    assert_eq!(would_drops(&delta), report.total.frames);
+    assert_eq!(delta.would_drops(), report.total.frames);
     assert_eq!(drops(&delta), 0, "nothing really dropped: {delta:?}");
 
     // Back to dropping at run time: same program, same link, no reattach.
     let out = lab.set(&["monitor=off"]);
     assert!(out.contains("monitor") && out.contains("off"), "{out}");
-    assert_eq!(lab.config()["monitor"], "off");
+    assert_eq!(lab.setting("monitor"), "off");
     assert_eq!(lab.program(), program, "monitor=off did not reattach");
     let before = lab.stats();
     let stack_before = lab.stack();
@@ -465,7 +454,7 @@ fn monitor_mode_passes_the_flood_and_counts_what_it_would_drop() {
     print_stack_delta(&stack);
     assert_counted(&delta, &report, true, false);
     assert_eq!(drops(&delta), report.total.frames);
-    assert_eq!(would_drops(&delta), 0);
+    assert_eq!(delta.would_drops(), 0);
     assert_eq!(stack.packets("spoofed4") + stack.packets("spoofed6"), 0);
 }
 
@@ -490,7 +479,7 @@ fn settings_change_the_live_filter_and_bad_values_change_nothing() {
 
     // Port 53 unwatched: spoofed DNS responses are plain UDP and pass.
     lab.set(&["dns_ports=none"]);
-    assert_eq!(lab.config()["dns_ports"], "none");
+    assert_eq!(lab.setting("dns_ports"), "none");
     let (report, delta, stack) = measure(&dns, 1_000);
     let v4 = report.kinds[&Kind::DnsResponse4].1.frames;
     let v6 = report.kinds[&Kind::DnsResponse6].1.frames;
@@ -501,7 +490,7 @@ fn settings_change_the_live_filter_and_bad_values_change_nothing() {
 
     // Watched again: dropped again.
     lab.set(&["dns_ports=53"]);
-    assert_eq!(lab.config()["dns_ports"], "53");
+    assert_eq!(lab.setting("dns_ports"), "53");
     let (report, delta, stack) = measure(&dns, 1_000);
     assert_counted(&delta, &report, true, false);
     assert_eq!(drops(&delta), report.total.frames);
@@ -509,7 +498,7 @@ fn settings_change_the_live_filter_and_bad_values_change_nothing() {
 
     // The default orphan policy drops later fragments that come before their
     // first one; `pass` passes them (and counts them).
-    assert_eq!(lab.config()["orphan_fragments"], "drop");
+    assert_eq!(lab.setting("orphan_fragments"), "drop");
     let fragments = [Kind::DnsFragments4, Kind::DnsFragments6];
     for orphans_dropped in [true, false] {
         if !orphans_dropped {

@@ -13,15 +13,16 @@
 //! Needs root; every test builds its own lab and removes it however it ends.
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::atomic::{AtomicBool, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
-use filter_common::Reason;
+use filter_common::{Direction, ListSource, Reason};
 use harness::{
-    ctl::{ListEntry, Stats},
+    ctl::{ListedEntry, Stats},
     fixture::FilterLab,
     lab::{LAN_IF, StackCounters, Topology, WAN_IF, addr},
     netns::Netns,
@@ -140,12 +141,11 @@ impl Lab {
     /// stack counters, read while nothing arrives on wan0 (the ingress
     /// counters did not move while the others were read), so that they agree.
     fn snapshot(&self) -> (Stats, StackCounters, StackCounters) {
-        let ingress = |stats: &Stats| -> Vec<(String, u64)> {
+        let ingress = |stats: &Stats| -> Vec<(Reason, u64)> {
             stats
-                .counts
-                .iter()
-                .filter(|(reason, _)| !reason.starts_with("egress"))
-                .map(|(reason, (packets, _))| (reason.clone(), *packets))
+                .rows()
+                .filter(|row| row.direction == Direction::Ingress)
+                .map(|row| (row.reason, row.packets))
                 .collect()
         };
         for _ in 0..20 {
@@ -243,7 +243,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
     let server6 = HttpServer::start(lab.gw(), wan(true)).unwrap();
     let mut single = lab.flood();
     let (mut spoof4, mut spoof6) = (lab.flood(), lab.flood());
-    let defaults = lab.config();
+    let defaults: BTreeMap<_, _> = lab.config().values().collect();
     assert_eq!(defaults["syn_source_rate"], "2/s");
     assert_eq!(defaults["syn_source_burst"], "12");
     assert_eq!(defaults["syn_prefix_rate"], "20/s");
@@ -402,7 +402,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
         "what passed XDP is what reached the stack: {:?}",
         delta.nonzero()
     );
-    let passed_reasons: Vec<&str> = delta
+    let passed_reasons: Vec<String> = delta
         .nonzero()
         .into_iter()
         .filter(|(reason, ..)| !reason.starts_with("egress"))
@@ -464,7 +464,7 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         "syn_source_rate = \"1/s\"\nsyn_global_burst = 5000\n",
     );
     lab.ctl(&["attach", "--iface", WAN_IF, "--config", &initial]);
-    let config = lab.config();
+    let config: BTreeMap<_, _> = lab.config().values().collect();
     assert_eq!(config["syn_source_rate"], "1/s");
     assert_eq!(config["syn_global_burst"], "5000");
     assert_eq!(config["syn_penalty"], "off");
@@ -524,8 +524,8 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     );
     let denied = lab.list("deny");
     assert_eq!(denied.len(), 1, "{denied:?}");
-    assert_eq!(denied[0].cidr, "192.0.2.61/32");
-    assert_eq!(denied[0].reason, "syn_penalty");
+    assert_eq!(denied[0].cidr.to_string(), "192.0.2.61/32");
+    assert_eq!(denied[0].reason, ListSource::SynPenalty);
     let left = denied[0].expires_in_ms.unwrap();
     assert!((250_000..=300_000).contains(&left), "{left}");
     let text = lab.ctl(&["deny", "list", "--iface", WAN_IF]);
@@ -583,9 +583,9 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     // Bad values: rejected with the key and the range named; nothing changes.
     let config = lab.config();
     let (allowed, denied) = (lab.list("allow"), lab.list("deny"));
-    let shape = |list: &[ListEntry]| -> Vec<(String, String, bool)> {
+    let shape = |list: &[ListedEntry]| -> Vec<(String, ListSource, bool)> {
         list.iter()
-            .map(|e| (e.cidr.clone(), e.reason.clone(), e.expires_in_ms.is_none()))
+            .map(|e| (e.cidr.to_string(), e.reason, e.expires_in_ms.is_none()))
             .collect()
     };
     let bad_file = file("bad.toml", "syn_source_burst = 7\nsyn_prefix_v6 = 65\n");
@@ -693,7 +693,12 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         rows(&[("drop_syn_source", 5), ("pass_syn", 5)])
     );
     let status = lab.status();
-    let in_use = |name: &str| status.map(name).unwrap().entries;
+    let in_use = |name: &str| {
+        status
+            .map(name)
+            .unwrap_or_else(|| panic!("no map {name} in {status:?}"))
+            .entries
+    };
     assert_eq!(in_use("ALLOW_V4"), 1, "status removed the expired entry");
     assert_eq!(in_use("DENY_V4"), 1, "the penalty entry");
     assert_eq!(in_use("ALLOW_V6") + in_use("DENY_V6"), 0);
@@ -704,8 +709,8 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     );
     let listed = lab.list("allow");
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].cidr, "192.0.2.62/32");
-    assert_eq!(listed[0].reason, "operator");
+    assert_eq!(listed[0].cidr.to_string(), "192.0.2.62/32");
+    assert_eq!(listed[0].reason, ListSource::Operator);
     let text = lab.ctl(&["status"]);
     assert!(
         text.contains("SYN_SOURCES") && text.contains("DENY_V6"),

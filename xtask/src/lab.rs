@@ -26,6 +26,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use filter_common::Reason;
 use harness::{
     ctl::{FilterCtl, Stats},
     lab::{INET_BRIDGE, LAN_IF, StackCounters, Topology, WAN_IF, addr},
@@ -115,7 +116,7 @@ fn gained(before: &Stats, after: &Stats) -> Vec<(String, u64)> {
         .since(before)
         .nonzero()
         .into_iter()
-        .map(|(key, packets, _)| (key.to_owned(), packets))
+        .map(|(key, packets, _)| (key, packets))
         .collect()
 }
 
@@ -126,8 +127,8 @@ fn packets(ctl: &FilterCtl, gw: &Netns) -> anyhow::Result<Stats> {
 }
 
 /// What `reason` counted between two `stats`.
-fn moved(before: &Stats, after: &Stats, reason: &str) -> u64 {
-    after.since(before).counts.get(reason).map_or(0, |c| c.0)
+fn moved(before: &Stats, after: &Stats, reason: Reason) -> u64 {
+    after.since(before).packets(reason)
 }
 
 fn heading(text: &str) -> anyhow::Result<()> {
@@ -217,8 +218,8 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
         "\nCounters: egress_query_recorded +{}, pass_solicited +{}: each query was recorded on its\n\
          way out of wan0 (after NAT for the LAN client's IPv4), and its answer ({} reached the\n\
          stack: {} DNS, {} NTP) passed because it matched one.",
-        moved(&before, &after, "egress_query_recorded"),
-        moved(&before, &after, "pass_solicited"),
+        moved(&before, &after, Reason::EgressQueryRecorded),
+        moved(&before, &after, Reason::PassSolicited),
         answers,
         stack.packets("real_dns"),
         stack.packets("real_ntp"),

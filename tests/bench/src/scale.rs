@@ -271,7 +271,7 @@ fn moved(delta: &Stats) -> Vec<(String, u64)> {
     delta
         .nonzero()
         .into_iter()
-        .map(|(reason, packets, _)| (reason.to_owned(), packets))
+        .map(|(reason, packets, _)| (reason, packets))
         .collect()
 }
 

@@ -5,7 +5,7 @@
 //! the filter, then the namespaces.
 
 use crate::{
-    ctl::{FilterCtl, ListEntry, Settings, Stats, Status},
+    ctl::{FilterCtl, ListedEntry, Settings, Stats, Status},
     lab::{Topology, WAN_IF},
     names::TEST_PREFIX,
     netns::Netns,
@@ -91,9 +91,18 @@ impl FilterLab {
             .unwrap_or_else(|err| panic!("config: {err:#}"))
     }
 
+    /// The live value of one setting, as `set` takes it.
+    #[track_caller]
+    pub fn setting(&self, key: &str) -> String {
+        self.config()
+            .values()
+            .find_map(|(k, value)| (k == key).then_some(value))
+            .unwrap_or_else(|| panic!("no setting {key}"))
+    }
+
     /// `allow|deny list --iface wan0`.
     #[track_caller]
-    pub fn list(&self, list: &str) -> Vec<ListEntry> {
+    pub fn list(&self, list: &str) -> Vec<ListedEntry> {
         self.ctl
             .list(self.gw(), list, WAN_IF)
             .unwrap_or_else(|err| panic!("{list} list: {err:#}"))

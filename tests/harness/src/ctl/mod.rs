@@ -19,7 +19,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use serde::de::DeserializeOwned;
 
-pub use self::report::{ListEntry, MapStatus, Settings, Stats, Status};
+pub use self::report::{ListedEntry, Settings, Stats, Status};
 use crate::{bpffs::BpffsDir, names::TEST_PIN_PREFIX, netns::Netns, process};
 
 /// Environment variable naming the filter-ctl binary to test (xtask may set it).
@@ -228,7 +228,7 @@ impl FilterCtl {
     }
 
     /// `filter-ctl allow|deny list --iface IFACE --json`.
-    pub fn list(&self, ns: &Netns, list: &str, iface: &str) -> anyhow::Result<Vec<ListEntry>> {
+    pub fn list(&self, ns: &Netns, list: &str, iface: &str) -> anyhow::Result<Vec<ListedEntry>> {
         self.json(ns, &[list, "list", "--iface", iface, "--json"])
     }
 }
