@@ -140,11 +140,11 @@ mod tests {
 
     #[test]
     fn settings_are_read_from_the_strings_config_prints() {
-        let text = r#"{"monitor": "on", "dns_ports": "53,5353", "syn_global_burst": "5000"}"#;
+        let text = r#"{"monitor": "on", "dns_ports": "53,5300", "syn_global_burst": "5000"}"#;
         let settings: Settings = parse(text, "config").unwrap();
         let values: std::collections::BTreeMap<_, _> = settings.values().collect();
         assert_eq!(values["monitor"], "on");
-        assert_eq!(values["dns_ports"], "53,5353");
+        assert_eq!(values["dns_ports"], "53,5300");
         assert_eq!(values["syn_global_burst"], "5000");
         let err = parse::<Settings>(r#"{"monitor": "maybe"}"#, "config").unwrap_err();
         assert!(format!("{err:#}").contains("config --json"), "{err:#}");
