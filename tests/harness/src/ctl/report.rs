@@ -73,10 +73,12 @@ impl Stats {
         Self(self.0.since(&before.0))
     }
 
-    /// The rows with packets, as (reason, packets, bytes); monitor mode's
-    /// rows are named `would_drop:<reason>`. For assertions and messages.
+    /// The rows with packets, as (reason, packets, bytes) sorted by name;
+    /// monitor mode's rows are named `would_drop:<reason>`. For assertions
+    /// and messages.
     pub fn nonzero(&self) -> Vec<(String, u64, u64)> {
-        self.rows()
+        let mut rows: Vec<(String, u64, u64)> = self
+            .rows()
             .filter(|row| row.packets > 0)
             .map(|row| {
                 let name = match row.action {
@@ -85,7 +87,9 @@ impl Stats {
                 };
                 (name, row.packets, row.bytes)
             })
-            .collect()
+            .collect();
+        rows.sort();
+        rows
     }
 }
 
@@ -128,6 +132,15 @@ mod tests {
         assert_eq!(delta.bytes(Reason::PassIpv4), 1000);
         assert_eq!(delta.packets(Reason::PassIpv6), 0);
         assert_eq!(delta.nonzero(), vec![("pass_ipv4".to_owned(), 10, 1000)]);
+        rows[Reason::EgressOther.index() as usize] = (Reason::EgressOther, 3);
+        let names: Vec<String> = Stats::parse(&json(&rows))
+            .unwrap()
+            .since(&before)
+            .nonzero()
+            .into_iter()
+            .map(|(name, ..)| name)
+            .collect();
+        assert_eq!(names, ["egress_other", "pass_ipv4"], "sorted by name");
         assert_eq!(delta.would_drops(), 0);
     }
 
