@@ -171,6 +171,12 @@ pub struct ListMaps<T> {
     pub in_use: Array<T, u32>,
 }
 
+impl<T> fmt::Debug for ListMaps<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ListMaps({})", self.list.name())
+    }
+}
+
 impl ListMaps<MapData> {
     /// The list of the filter pinned at `pins`.
     pub fn open(pins: &IfacePins, list: List) -> anyhow::Result<Self> {

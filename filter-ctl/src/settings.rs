@@ -25,6 +25,12 @@ pub struct SettingsMaps<T> {
     pub ports: Array<T, WatchedPorts>,
 }
 
+impl<T> std::fmt::Debug for SettingsMaps<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SettingsMaps")
+    }
+}
+
 impl SettingsMaps<MapData> {
     /// The maps of the filter pinned at `pins`.
     pub fn open(pins: &IfacePins) -> anyhow::Result<Self> {
