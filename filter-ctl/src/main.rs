@@ -172,10 +172,10 @@ enum Command {
     Stats {
         #[command(flatten)]
         target: Iface,
-        /// (With --json, one line of JSON per print.)
         #[command(flatten)]
         output: Output,
-        /// Print again every SECS seconds, with rates, until Ctrl-C.
+        /// Print again every SECS seconds, with rates, until Ctrl-C (with
+        /// --json: one line of JSON each time).
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         watch: Option<u64>,
     },
