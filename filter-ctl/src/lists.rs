@@ -25,7 +25,7 @@ use anyhow::{Context as _, bail};
 use aya::{
     Pod,
     maps::{
-        Array, Map, MapData, MapError,
+        Array, MapData, MapError,
         lpm_trie::{Key, LpmTrie},
     },
 };
@@ -180,18 +180,12 @@ impl<T> fmt::Debug for ListMaps<T> {
 impl ListMaps<MapData> {
     /// The list of the filter pinned at `pins`.
     pub fn open(pins: &IfacePins, list: List) -> anyhow::Result<Self> {
-        let open = |name: &str| -> anyhow::Result<Map> {
-            let path = pins.map(name);
-            let data = MapData::from_pin(&path)
-                .with_context(|| format!("opening {} (is the filter attached?)", path.display()))?;
-            Ok(Map::from_map_data(data)?)
-        };
         let (v4, v6) = list.maps();
         Ok(Self {
             list,
-            v4: LpmTrie::try_from(open(v4)?)?,
-            v6: LpmTrie::try_from(open(v6)?)?,
-            in_use: Array::try_from(open(map::LISTS_IN_USE)?)?,
+            v4: LpmTrie::try_from(pins.open_map(v4)?)?,
+            v6: LpmTrie::try_from(pins.open_map(v6)?)?,
+            in_use: Array::try_from(pins.open_map(map::LISTS_IN_USE)?)?,
         })
     }
 }

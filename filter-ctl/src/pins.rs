@@ -151,6 +151,14 @@ impl IfacePins {
         self.dir.join(name)
     }
 
+    /// The pinned map called `name` (see `filter_common::map`).
+    pub fn open_map(&self, name: &str) -> anyhow::Result<aya::maps::Map> {
+        let path = self.map(name);
+        let data = aya::maps::MapData::from_pin(&path)
+            .with_context(|| format!("opening {} (is the filter attached?)", path.display()))?;
+        Ok(aya::maps::Map::from_map_data(data)?)
+    }
+
     pub fn xdp_link(&self, mode: XdpMode) -> PathBuf {
         self.dir.join(format!("link_xdp_{}", mode.name()))
     }

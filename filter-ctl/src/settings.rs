@@ -9,7 +9,7 @@ use std::borrow::{Borrow, BorrowMut};
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
-    maps::{Array, Map, MapData},
+    maps::{Array, MapData},
 };
 use filter_common::{
     Config, WatchedPorts, map,
@@ -34,15 +34,9 @@ impl<T> std::fmt::Debug for SettingsMaps<T> {
 impl SettingsMaps<MapData> {
     /// The maps of the filter pinned at `pins`.
     pub fn open(pins: &IfacePins) -> anyhow::Result<Self> {
-        let open = |name: &str| -> anyhow::Result<Map> {
-            let path = pins.map(name);
-            let data = MapData::from_pin(&path)
-                .with_context(|| format!("opening {} (is the filter attached?)", path.display()))?;
-            Ok(Map::from_map_data(data)?)
-        };
         Ok(Self {
-            config: Array::try_from(open(map::CONFIG)?)?,
-            ports: Array::try_from(open(map::WATCHED_PORTS)?)?,
+            config: Array::try_from(pins.open_map(map::CONFIG)?)?,
+            ports: Array::try_from(pins.open_map(map::WATCHED_PORTS)?)?,
         })
     }
 }

@@ -3,8 +3,7 @@
 
 use std::{borrow::Borrow, fmt::Write as _};
 
-use anyhow::Context as _;
-use aya::maps::{Map, MapData, PerCpuArray};
+use aya::maps::{MapData, PerCpuArray};
 use filter_common::{
     Action, Counter, Reason, map,
     report::{CountedAction, ReasonCount, Stats, direction_name},
@@ -14,10 +13,7 @@ use crate::pins::IfacePins;
 
 /// Every reason's counters of the filter pinned at `pins`.
 pub fn read(pins: &IfacePins) -> anyhow::Result<Stats> {
-    let path = pins.map(map::STATS);
-    let data = MapData::from_pin(&path)
-        .with_context(|| format!("opening {} (is the filter attached?)", path.display()))?;
-    sum(&PerCpuArray::try_from(Map::from_map_data(data)?)?)
+    sum(&PerCpuArray::try_from(pins.open_map(map::STATS)?)?)
 }
 
 /// Every reason's counters in a `STATS` map (pinned, or of a program loaded
