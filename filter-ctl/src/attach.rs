@@ -19,7 +19,7 @@ use aya::{
     util::KernelVersion,
 };
 use filter_common::{map, program, report::XdpMode};
-use rustix::io::Errno;
+use nix::errno::Errno;
 
 use crate::{
     EBPF_OBJECT,
@@ -291,14 +291,12 @@ fn attach_xdp(
     };
     xdp.attach(iface.index, flags)
         .map_err(|err| match errno(&err) {
-            Some(busy) if busy == Errno::BUSY || busy == Errno::EXIST => {
-                XdpAttachError::Occupied(anyhow!(
-                    "{} already has an XDP program that filter-ctl did not attach; remove it first \
+            Some(Errno::EBUSY | Errno::EEXIST) => XdpAttachError::Occupied(anyhow!(
+                "{} already has an XDP program that filter-ctl did not attach; remove it first \
              (`ip link set dev {} xdp off`, or the tool that attached it)",
-                    iface.name,
-                    iface.name
-                ))
-            }
+                iface.name,
+                iface.name
+            )),
             _ => XdpAttachError::Failed(anyhow!(err).context(format!(
                 "attaching XDP to {} in {} mode",
                 iface.name,
@@ -309,7 +307,7 @@ fn attach_xdp(
 
 fn errno(err: &ProgramError) -> Option<Errno> {
     match err {
-        ProgramError::SyscallError(syscall) => Errno::from_io_error(&syscall.io_error),
+        ProgramError::SyscallError(syscall) => syscall.io_error.raw_os_error().map(Errno::from_raw),
         _ => None,
     }
 }

@@ -1,10 +1,13 @@
-//! Network interfaces, looked up in the caller's network namespace (through
-//! ioctls on a socket, which lives in the namespace it was made in).
+//! Network interfaces, looked up in the caller's network namespace (the
+//! lookups and the ioctl run in the namespace this process is in).
 
 use std::os::fd::{AsRawFd as _, OwnedFd};
 
 use anyhow::{Context as _, bail};
-use rustix::net::{AddressFamily, SocketType, netdevice, socket};
+use nix::{
+    net::if_::if_nametoindex,
+    sys::socket::{AddressFamily, SockFlag, SockType, socket},
+};
 
 /// An interface that exists now in this network namespace.
 #[derive(Clone, Debug)]
@@ -21,7 +24,7 @@ impl Interface {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ', '\0']) {
             bail!("'{name}' is not a valid interface name");
         }
-        let Ok(index) = netdevice::name_to_index(control_socket()?, name) else {
+        let Ok(index) = if_nametoindex(name) else {
             bail!(
                 "no interface named '{name}' in this network namespace (see `ip link`; \
                  inside a namespace use `ip netns exec NS filter-ctl ...`)"
@@ -70,5 +73,11 @@ impl Interface {
 
 /// A socket to ask the kernel about interfaces with.
 fn control_socket() -> anyhow::Result<OwnedFd> {
-    socket(AddressFamily::INET, SocketType::DGRAM, None).context("opening a socket for ioctls")
+    socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("opening a socket for ioctls")
 }

@@ -30,7 +30,7 @@ pub static EBPF_OBJECT: &[u8] =
 /// Fails with a clear message unless we run as root: loading programs,
 /// attaching them and reading pinned maps all need CAP_BPF and CAP_NET_ADMIN.
 pub fn require_root(what: &str) -> anyhow::Result<()> {
-    if !rustix::process::geteuid().is_root() {
+    if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("{what} needs root (CAP_BPF and CAP_NET_ADMIN): run it with sudo");
     }
     Ok(())

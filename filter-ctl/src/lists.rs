@@ -16,6 +16,7 @@
 use std::{
     borrow::{Borrow, BorrowMut},
     fmt,
+    fs::File,
     net::IpAddr,
     str::FromStr,
     time::Duration,
@@ -35,6 +36,7 @@ use filter_common::{
     settings::{Kind as _, Span, duration},
 };
 use ipnet::IpNet;
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::{clock::now_ns, pins::IfacePins};
 
@@ -387,12 +389,12 @@ impl<T: BorrowMut<MapData>> ListMaps<T> {
 /// Holds an exclusive lock on the interface's pin directory until dropped,
 /// so that list changes run one at a time: two at once could otherwise
 /// clear a trie's in-use flag after the other added to it.
-fn lock(pins: &IfacePins) -> anyhow::Result<std::fs::File> {
-    let dir = std::fs::File::open(pins.dir())
+fn lock(pins: &IfacePins) -> anyhow::Result<Flock<File>> {
+    let dir = File::open(pins.dir())
         .with_context(|| format!("opening {} (is the filter attached?)", pins.dir().display()))?;
-    rustix::fs::flock(&dir, rustix::fs::FlockOperation::LockExclusive)
-        .with_context(|| format!("locking {}", pins.dir().display()))?;
-    Ok(dir)
+    Flock::lock(dir, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .with_context(|| format!("locking {}", pins.dir().display()))
 }
 
 /// Opens `list` for a change, after removing the expired entries of both
@@ -400,7 +402,7 @@ fn lock(pins: &IfacePins) -> anyhow::Result<std::fs::File> {
 fn open_for_change(
     pins: &IfacePins,
     list: List,
-) -> anyhow::Result<(std::fs::File, ListMaps<MapData>)> {
+) -> anyhow::Result<(Flock<File>, ListMaps<MapData>)> {
     let lock = lock(pins)?;
     let now = now_ns();
     for each in [List::Allow, List::Deny] {

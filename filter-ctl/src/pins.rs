@@ -19,6 +19,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use filter_common::report::XdpMode;
+use nix::sys::statfs::{BPF_FS_MAGIC, statfs};
 
 /// Default pin root; `--pin-root` or this environment variable change it.
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/wan-filter";
@@ -26,8 +27,6 @@ pub const ROOT_ENV: &str = "FILTER_PIN_ROOT";
 
 /// Where a distribution mounts the bpf filesystem.
 const BPFFS_MOUNT: &str = "/sys/fs/bpf";
-/// statfs f_type of a bpf filesystem (a 32-bit magic in a word of any width).
-const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
 
 /// The pin root, resolved to a path on a mounted bpf filesystem.
 #[derive(Clone, Debug)]
@@ -233,7 +232,7 @@ fn is_on_bpffs(path: &Path) -> bool {
     let Some(existing) = path.ancestors().find(|p| p.exists()) else {
         return false;
     };
-    rustix::fs::statfs(existing).is_ok_and(|stat| stat.f_type as u32 == BPF_FS_MAGIC)
+    statfs(existing).is_ok_and(|stat| stat.filesystem_type() == BPF_FS_MAGIC)
 }
 
 /// Mounts bpffs at /sys/fs/bpf in the host's mount namespace, so that the pins

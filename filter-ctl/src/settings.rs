@@ -4,7 +4,11 @@
 //! `filter_common::settings`; this module only moves them in and out of the
 //! kernel.
 
-use std::borrow::{Borrow, BorrowMut};
+use std::{
+    borrow::{Borrow, BorrowMut},
+    fs::File,
+    io::Read as _,
+};
 
 use anyhow::{Context as _, anyhow};
 use aya::{
@@ -106,12 +110,13 @@ impl<T: BorrowMut<MapData>> SettingsMaps<T> {
     }
 }
 
-/// A fresh secret seed for the bucket hash (getrandom), so that nobody can
-/// compute which addresses share a bucket slot with a victim.
+/// A fresh secret seed for the bucket hash, from the kernel's random
+/// source, so that nobody can compute which addresses share a bucket slot
+/// with a victim.
 fn random_seed() -> anyhow::Result<u64> {
     let mut seed = [0u8; 8];
-    let filled = rustix::rand::getrandom(&mut seed[..], rustix::rand::GetRandomFlags::empty())
-        .context("getrandom")?;
-    anyhow::ensure!(filled == seed.len(), "getrandom returned {filled} bytes");
+    File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut seed))
+        .context("reading /dev/urandom")?;
     Ok(u64::from_ne_bytes(seed))
 }
