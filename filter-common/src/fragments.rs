@@ -28,5 +28,6 @@ pub const FRAGMENT_ENTRIES: u32 = 8192;
 mod pod {
     // SAFETY: plain #[repr(C)] integers with explicit padding: every bit pattern is valid.
     unsafe impl aya::Pod for super::FragmentKey {}
+    // SAFETY: the same.
     unsafe impl aya::Pod for super::FragmentVerdict {}
 }

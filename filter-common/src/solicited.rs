@@ -62,6 +62,7 @@ impl SolicitedSlot {
 mod pod {
     // SAFETY: plain #[repr(C)] integers with explicit padding: every bit pattern is valid.
     unsafe impl aya::Pod for super::SolicitedKey {}
+    // SAFETY: the same.
     unsafe impl aya::Pod for super::SolicitedSlot {}
 }
 
