@@ -1,7 +1,7 @@
 //! The run-time settings filter-ctl writes into the CONFIG map, read in place
 //! by both programs.
 
-use crate::syn;
+use crate::{query, syn};
 
 /// What a later fragment does when its first fragment was not seen.
 #[repr(u8)]
@@ -40,7 +40,20 @@ pub struct Config {
     /// list; 0 = no penalty.
     pub syn_penalty_ns: u64,
     /// Secret seed of the bucket hash, random per attach (not a setting).
+    /// Every hashed-slot level hashes with it (the query limits too), each
+    /// with its own tags (see [`crate::rate`]).
     pub syn_hash_seed: u64,
+    /// Limits on inbound requests to the DNS and NTP service ports (see
+    /// [`query`]): per source, per prefix and global rates and bursts, a
+    /// rate of 0 switching a level off.
+    pub dns_query: query::Limits,
+    pub ntp_query: query::Limits,
+    /// Prefix lengths of the per-prefix query levels: IPv4 8..=32, IPv6 16..=64.
+    pub query_prefix_v4: u8,
+    pub query_prefix_v6: u8,
+    /// 1 in this many DNS queries over a limit get a truncated answer; 0: none.
+    pub dns_slip: u8,
+    pub _query_padding: [u8; 5],
 }
 
 impl Config {
@@ -61,6 +74,12 @@ impl Config {
         _syn_padding: [0; 6],
         syn_penalty_ns: syn::DEFAULT_PENALTY_NS,
         syn_hash_seed: 0,
+        dns_query: query::DEFAULT_DNS,
+        ntp_query: query::DEFAULT_NTP,
+        query_prefix_v4: query::DEFAULT_PREFIX_V4,
+        query_prefix_v6: query::DEFAULT_PREFIX_V6,
+        dns_slip: query::DEFAULT_DNS_SLIP,
+        _query_padding: [0; 5],
     };
 
     /// How long a recorded query waits for its answer; zero (a map nobody
@@ -102,6 +121,15 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both sides read the map value with this layout: 8-byte aligned, no
+    /// implicit padding (every gap is a named field).
+    #[test]
+    fn the_layout_has_no_hidden_padding() {
+        assert_eq!(align_of::<Config>(), 8);
+        assert_eq!(size_of::<query::Limits>(), 24);
+        assert_eq!(size_of::<Config>(), 72 + 2 * 24 + 8);
+    }
 
     #[test]
     fn zero_lifetimes_mean_the_defaults() {

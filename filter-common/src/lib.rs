@@ -4,24 +4,32 @@
 //! Shared data (every type `#[repr(C)]`, so the eBPF programs and filter-ctl
 //! see the same bytes): program and map names and [`Counter`] here,
 //! [`config`], [`ports`], [`solicited`], [`fragments`], [`syn`] (the SYN
-//! buckets), [`lists`] (allow/deny entries), [`reason`] (verdict reasons).
+//! buckets), [`query`] (the limits on inbound DNS and NTP requests),
+//! [`lists`] (allow/deny entries), [`reason`] (verdict reasons).
 //! With the `user` feature, for filter-ctl and the tests: `settings` (the
 //! table of run-time settings) and `report` (the JSON filter-ctl prints).
 //!
 //! Pure logic the programs call, with unit and property tests:
-//! [`syn::admit`] (the GCRA check), [`syn::strike`] and [`syn::SynSource`]
-//! (the penalty count, the SYN slots), [`hash`] (slot hashes), [`prefix`]
+//! [`rate::admit`] (the GCRA check) and [`rate::Source`] (hashed slots) of
+//! every rate limit, [`syn::strike`] and [`syn::SynSource`] (the penalty
+//! count, the SYN slots), [`query`] (the query slots and the slip share),
+//! [`dns`] and [`checksum`] (the slip reply's fields and checksums),
+//! [`hash`] (slot hashes), [`prefix`]
 //! (masks and address forms), [`expiry`] (deadlines),
 //! [`SolicitedKey::bucket`], [`Config::solicited_lifetime_ns`] and its kin.
 #![no_std]
 
+pub mod checksum;
 pub mod config;
+pub mod dns;
 pub mod expiry;
 pub mod fragments;
 pub mod hash;
 pub mod lists;
 pub mod ports;
 pub mod prefix;
+pub mod query;
+pub mod rate;
 pub mod reason;
 #[cfg(feature = "user")]
 pub mod report;
@@ -32,7 +40,7 @@ pub mod syn;
 pub use config::{Config, OrphanPolicy};
 pub use fragments::{FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict};
 pub use lists::{ListEntry, ListSource};
-pub use ports::{DEFAULT_WATCHED_PORTS, PortClass, WatchedPorts};
+pub use ports::{DEFAULT_SERVICE_PORTS, DEFAULT_WATCHED_PORTS, PortClass, ServiceClass, WatchedPorts};
 pub use reason::{Action, Direction, Reason};
 pub use solicited::{SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot};
 pub use syn::SynBucket;
@@ -77,8 +85,16 @@ pub mod map {
     /// Array of u32, one per list trie (see [`crate::lists::IN_USE_ALLOW_V4`]):
     /// nonzero when the trie may hold entries.
     pub const LISTS_IN_USE: &str = "LISTS_IN_USE";
-    /// Every map the object defines, in the order `status` shows them.
-    pub const ALL: [&str; 14] = [
+    /// Arrays of u64 GCRA buckets (see [`crate::query`]): the query limits
+    /// per source, per prefix (hashed slots, DNS and NTP apart) and global
+    /// (one per [`crate::query::Service`]).
+    pub const QUERY_SOURCES: &str = "QUERY_SOURCES";
+    pub const QUERY_PREFIXES: &str = "QUERY_PREFIXES";
+    pub const QUERY_GLOBAL: &str = "QUERY_GLOBAL";
+    /// Every map the object defines and pins, in the order `status` shows
+    /// them. (The object also has SLIP_PLAN, a per-CPU scratch value of one
+    /// packet's run, never pinned.)
+    pub const ALL: [&str; 17] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -93,6 +109,9 @@ pub mod map {
         DENY_V4,
         DENY_V6,
         LISTS_IN_USE,
+        QUERY_SOURCES,
+        QUERY_PREFIXES,
+        QUERY_GLOBAL,
     ];
 }
 

@@ -3,7 +3,7 @@
 //! programs' clock.
 
 use aya_ebpf::{macros::map, maps::Array};
-use filter_common::{Config, PortClass, WatchedPorts};
+use filter_common::{Config, PortClass, ServiceClass, WatchedPorts};
 
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -25,6 +25,30 @@ pub fn port_class(port: u16) -> PortClass {
     WATCHED_PORTS
         .get(0)
         .map_or(PortClass::Unwatched, |ports| ports.class(port))
+}
+
+/// The roles of an inbound UDP packet's ports, from one look-up: how its
+/// source port is watched (is it a response the reflection defence checks?)
+/// and what its destination port serves (is it a request to a limited
+/// service?).
+#[inline(always)]
+pub fn udp_roles(src_port: u16, dst_port: u16) -> (PortClass, ServiceClass) {
+    // Older verifiers (Linux 6.1) know nothing of a byte swap's result, so a
+    // port swapped from network order would index the 64 KiB table with an
+    // unbounded value, which they refuse. A 2-byte load is bounded to
+    // 0..=65535 for every verifier; LLVM would drop a mere `& 0xffff`.
+    // SAFETY: reads locals that live for the whole call.
+    let (src_port, dst_port) = unsafe {
+        (
+            core::ptr::read_volatile(&src_port),
+            core::ptr::read_volatile(&dst_port),
+        )
+    };
+    WATCHED_PORTS
+        .get(0)
+        .map_or((PortClass::Unwatched, ServiceClass::None), |ports| {
+            (ports.class(src_port), ports.service(dst_port))
+        })
 }
 
 /// The clock of every deadline in the maps: the coarse monotonic clock,

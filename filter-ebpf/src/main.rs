@@ -6,7 +6,10 @@
 //! Where each rule lives:
 //! - ingress/mod.rs: the rule order of `wan_ingress`; ingress/udp.rs the
 //!   reflection defence (an inbound response must answer a recorded query),
-//!   ingress/tcp.rs which TCP segments meet the SYN buckets (syn.rs);
+//!   ingress/request.rs the limits on requests to our DNS and NTP services
+//!   (query.rs) and the DNS slip (reply.rs builds the truncated answer),
+//!   ingress/tcp.rs which TCP segments meet the SYN buckets (syn.rs; both
+//!   take tokens through rate.rs);
 //!   lists.rs the allow and deny lists, fragments.rs later IP fragments;
 //! - egress/mod.rs and egress/udp.rs: what `wan_egress` records;
 //! - proto/{dns,ntp}.rs: the application fields both directions read;
@@ -28,6 +31,9 @@ mod ingress;
 mod lists;
 mod packet;
 mod proto;
+mod query;
+mod rate;
+mod reply;
 mod solicited;
 mod stats;
 mod syn;
@@ -41,7 +47,10 @@ use filter_common::Action;
 
 use crate::packet::Packet;
 
+// Inlined into the program's entry, as it was before the reply made it
+// large enough for LLVM to call it instead.
 #[xdp]
+#[inline(always)]
 pub fn wan_ingress(ctx: XdpContext) -> u32 {
     let Some(config) = config::get() else {
         return xdp_action::XDP_PASS;
@@ -62,6 +71,21 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
             stats::count(reason, bytes);
             xdp_action::XDP_DROP
         }
+        // Monitor mode answers nothing: the query passes untouched.
+        Action::Tx if config.monitor != 0 => {
+            stats::count_would_drop(reason, bytes);
+            xdp_action::XDP_PASS
+        }
+        Action::Tx => match reply::send(&ctx) {
+            Ok(()) => {
+                stats::count(reason, bytes);
+                xdp_action::XDP_TX
+            }
+            Err(dropped) => {
+                stats::count(dropped, bytes);
+                xdp_action::XDP_DROP
+            }
+        },
     }
 }
 

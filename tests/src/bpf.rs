@@ -19,6 +19,7 @@ use filter_ctl::settings::SettingsMaps;
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
 pub const TC_ACT_OK: u32 = 0;
 
 /// Counters of every slot: `Reason::index()`, then the would-drop slots at

@@ -3,12 +3,14 @@
 //! 2. source on the allow list: pass, no drop rule looks at it (lists.rs);
 //! 3. source on the deny list: drop;
 //! 4. a later IP fragment: the verdict of its first fragment (fragments.rs);
-//! 5. UDP: the reflection rules (udp.rs; protocol headers in proto/);
+//! 5. UDP: the reflection rules (udp.rs; protocol headers in proto/), then
+//!    the limits on requests to our DNS and NTP services (request.rs);
 //! 6. TCP SYN without ACK: the SYN token buckets (tcp.rs, syn.rs);
 //! 7. anything else: pass.
 //!
 //! A first fragment's verdict is remembered for the rest of its datagram.
 
+mod request;
 mod tcp;
 mod udp;
 
@@ -36,7 +38,7 @@ pub fn verdict(packet: &Packet, config: &Config, now: u64) -> Reason {
         return fragments::follow(&ip, id, now, config);
     }
     let reason = match ip.protocol {
-        IPPROTO_UDP => udp::verdict(packet, &ip, now),
+        IPPROTO_UDP => udp::verdict(packet, &ip, config, now),
         tcp::IPPROTO_TCP => tcp::verdict(packet, &ip, config, now),
         _ => pass(&ip),
     };

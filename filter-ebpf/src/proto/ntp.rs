@@ -29,6 +29,13 @@ fn mode(packet: &Packet, payload: usize) -> Option<u8> {
         .map(|first_two| (first_two >> 8) as u8 & 0x07)
 }
 
+/// True for a client request (mode 3): what an NTP server answers, and
+/// what the query limits count.
+#[inline(always)]
+pub fn is_client_request(packet: &Packet, payload: usize) -> bool {
+    mode(packet, payload) == Some(MODE_CLIENT)
+}
+
 /// True for a mode 6 or 7 packet.
 #[inline(always)]
 pub fn is_control(packet: &Packet, payload: usize) -> bool {
