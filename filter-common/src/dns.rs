@@ -205,10 +205,7 @@ mod tests {
     fn reply_lengths() {
         assert_eq!(reply_len(17, Additional::Nothing), 29);
         assert_eq!(reply_len(17, Additional::Opt), 40);
-        assert_eq!(
-            reply_len(MAX_QUESTION_LEN, Additional::Opt),
-            MAX_REPLY_LEN
-        );
+        assert_eq!(reply_len(MAX_QUESTION_LEN, Additional::Opt), MAX_REPLY_LEN);
     }
 
     #[test]

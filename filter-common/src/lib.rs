@@ -40,7 +40,9 @@ pub mod syn;
 pub use config::{Config, OrphanPolicy};
 pub use fragments::{FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict};
 pub use lists::{ListEntry, ListSource};
-pub use ports::{DEFAULT_SERVICE_PORTS, DEFAULT_WATCHED_PORTS, PortClass, ServiceClass, WatchedPorts};
+pub use ports::{
+    DEFAULT_SERVICE_PORTS, DEFAULT_WATCHED_PORTS, PortClass, ServiceClass, WatchedPorts,
+};
 pub use reason::{Action, Direction, Reason};
 pub use solicited::{SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot};
 pub use syn::SynBucket;

@@ -132,8 +132,14 @@ mod tests {
         ports.set_service(53, ServiceClass::Dns);
         ports.set_service(123, ServiceClass::Ntp);
         ports.set(123, PortClass::Ntp);
-        assert_eq!((ports.class(53), ports.service(53)), (PortClass::Dns, ServiceClass::Dns));
-        assert_eq!((ports.class(123), ports.service(123)), (PortClass::Ntp, ServiceClass::Ntp));
+        assert_eq!(
+            (ports.class(53), ports.service(53)),
+            (PortClass::Dns, ServiceClass::Dns)
+        );
+        assert_eq!(
+            (ports.class(123), ports.service(123)),
+            (PortClass::Ntp, ServiceClass::Ntp)
+        );
         ports.set(53, PortClass::Unwatched);
         assert_eq!(ports.service(53), ServiceClass::Dns, "the service stays");
         ports.set_service(123, ServiceClass::None);
@@ -144,6 +150,9 @@ mod tests {
         assert_eq!(ports.service(8), ServiceClass::None);
         // Unused bits and values read as nothing.
         ports.0[9] = 0xff;
-        assert_eq!((ports.class(9), ports.service(9)), (PortClass::Other, ServiceClass::None));
+        assert_eq!(
+            (ports.class(9), ports.service(9)),
+            (PortClass::Other, ServiceClass::None)
+        );
     }
 }

@@ -193,7 +193,10 @@ mod tests {
         let flood = admitted(dns_source, 100, 10);
         assert!(flood <= 120, "{flood} of 1000 admitted");
         assert_eq!(admitted(dns_source, 3, 60), 180);
-        assert_eq!(admitted(dns_source, 1000, 0) + admitted(dns_source, 10_000, 0), 0);
+        assert_eq!(
+            admitted(dns_source, 1000, 0) + admitted(dns_source, 10_000, 0),
+            0
+        );
         let mut tat = 0;
         for _ in 0..10 {
             tat = admit(tat, 5 * SEC, dns_source.0, dns_source.1).expect("a burst of 10 passes");
@@ -201,7 +204,9 @@ mod tests {
         let ntp_source = (DEFAULT_NTP.source_rate, DEFAULT_NTP.source_burst);
         // iburst: 8 requests 2 s apart, then a poll every 16 s.
         let mut tat = 0;
-        let times = (0..8).map(|i| i * 2 * SEC).chain((1..20).map(|i| 14 * SEC + i * 16 * SEC));
+        let times = (0..8)
+            .map(|i| i * 2 * SEC)
+            .chain((1..20).map(|i| 14 * SEC + i * 16 * SEC));
         for now in times {
             tat = admit(tat, 100 * SEC + now, ntp_source.0, ntp_source.1)
                 .expect("an NTP client is never limited");
@@ -230,9 +235,7 @@ mod tests {
             .collect();
         let same = sources
             .iter()
-            .filter(|s| {
-                Service::Dns.source_slot(s, seed) == Service::Ntp.source_slot(s, seed)
-            })
+            .filter(|s| Service::Dns.source_slot(s, seed) == Service::Ntp.source_slot(s, seed))
             .count();
         assert!(same <= 2, "{same} of 4096 share a slot across services");
         let slots: HashSet<u32> = sources

@@ -900,7 +900,10 @@ mod tests {
             (("dns_service_ports", "53,x"), "'x' is not a port"),
         ] {
             let err = with(&[(key, value)]).unwrap_err().to_string();
-            assert!(err.contains(key) && err.contains(allowed), "{key}={value}: {err}");
+            assert!(
+                err.contains(key) && err.contains(allowed),
+                "{key}={value}: {err}"
+            );
         }
     }
 

@@ -102,18 +102,17 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
     if usize::from(udp.length) < UDP_HDR_LEN + HEADER_LEN || end > packet.len() {
         return false;
     }
-    let Some(question_end) = dns_fields::question_end(packet, udp.payload + HEADER_LEN, end)
-    else {
+    let Some(question_end) = dns_fields::question_end(packet, udp.payload + HEADER_LEN, end) else {
         return false;
     };
     let opt_ttl = match additional {
         Additional::Nothing if question_end == end => 0,
-        Additional::Opt => match dns_fields::opt_ttl(packet, question_end, end)
-            .and_then(dns::reply_opt_ttl)
-        {
-            Some(ttl) => ttl as u16,
-            None => return false,
-        },
+        Additional::Opt => {
+            match dns_fields::opt_ttl(packet, question_end, end).and_then(dns::reply_opt_ttl) {
+                Some(ttl) => ttl as u16,
+                None => return false,
+            }
+        }
         Additional::Nothing => return false,
     };
     let Some(slot) = SLIP_PLAN.get_ptr_mut(0) else {

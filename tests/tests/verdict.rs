@@ -13,7 +13,7 @@ use filter_common::{Action, Direction, Reason};
 use harness::packet::{
     ETH_HLEN, ExtHeader, Frame, IPV4_HLEN, IPV6_HLEN, PacketBuilder, addr, ethertype, tcp_flags,
 };
-use tests::bpf::{XDP_TX, Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero};
+use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, XDP_TX, zero};
 
 fn len(frame: &[u8]) -> u64 {
     frame.len() as u64
