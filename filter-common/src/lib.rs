@@ -301,10 +301,15 @@ pub const FRAGMENT_ENTRIES: u32 = 8192;
 mod pod {
     // SAFETY: plain #[repr(C)] integers with explicit padding: every bit pattern is valid.
     unsafe impl aya::Pod for super::Counter {}
+    // SAFETY: the same (integers, explicit padding).
     unsafe impl aya::Pod for super::Config {}
+    // SAFETY: the same.
     unsafe impl aya::Pod for super::SolicitedKey {}
+    // SAFETY: the same.
     unsafe impl aya::Pod for super::SolicitedSlot {}
+    // SAFETY: the same.
     unsafe impl aya::Pod for super::FragmentKey {}
+    // SAFETY: the same.
     unsafe impl aya::Pod for super::FragmentVerdict {}
     // SAFETY: bytes; a byte that is no PortClass reads as Unwatched.
     unsafe impl aya::Pod for super::WatchedPorts {}
