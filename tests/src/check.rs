@@ -36,7 +36,6 @@ use filter_ctl::{
 use model::{
     Model, Settings, Verdict, Written,
     lists::{List, Prefix},
-    parse::Family,
     sequence::{Sequence, Step, hex},
 };
 use proptest::test_runner::{
@@ -114,7 +113,7 @@ fn slot_name(slot: usize) -> String {
 }
 
 /// How one sequence went.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Played {
     /// Frames run through the kernel and compared.
     pub frames: u64,
@@ -123,6 +122,8 @@ pub struct Played {
     pub skipped: u64,
     /// Frames the kernel's test run refused (EINVAL).
     pub refused: u64,
+    /// Frames compared, by the counter slot they were counted under.
+    pub by_slot: Vec<u64>,
 }
 
 /// A writable memory map of a BPF_F_MMAPABLE array map.
@@ -353,6 +354,12 @@ impl Checker {
             next.truncate(MAX_CANDIDATES);
             *candidates = next;
             played.frames += 1;
+            if let [(slot, _, _)] = kernel.moved[..] {
+                if played.by_slot.len() <= slot {
+                    played.by_slot.resize(slot + 1, 0);
+                }
+                played.by_slot[slot] += 1;
+            }
         }
         Ok(played)
     }
@@ -565,14 +572,7 @@ fn ctl_list(list: List) -> CtlList {
 }
 
 fn cidr(prefix: &Prefix) -> Cidr {
-    let addr = match prefix.family {
-        Family::V4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&prefix.addr[..4]).unwrap()).into(),
-        Family::V6 => std::net::Ipv6Addr::from(prefix.addr).into(),
-    };
-    Cidr {
-        addr,
-        len: prefix.len,
-    }
+    Cidr::parse(&prefix.to_string()).expect("a prefix without host bits")
 }
 
 /// The FRAGMENTS key of a datagram, as the programs store it: addresses as
@@ -593,7 +593,8 @@ fn fragment_key(key: &model::fragments::Key) -> FragmentKey {
 #[derive(Debug)]
 pub struct Found {
     pub sequence: Sequence,
-    pub mismatch: Box<Mismatch>,
+    /// The mismatch (frame, both answers), or the panic the case caused.
+    pub report: String,
     /// Whether the shrunk sequence fails again from a fresh filter.
     pub reproduced: bool,
 }
@@ -601,8 +602,9 @@ pub struct Found {
 impl Found {
     /// The regression file's text: the mismatch as comments, then the sequence.
     pub fn regression(&self) -> String {
-        let mut text = String::from("# A mismatch between the kernel and the model, found by the model check.\n");
-        for line in self.mismatch.to_string().lines() {
+        let mut text =
+            String::from("# A mismatch between the kernel and the model, found by the model check.\n");
+        for line in self.report.lines() {
             writeln!(text, "# {line}").unwrap();
         }
         text + &self.sequence.to_text()
@@ -623,6 +625,8 @@ pub struct Totals {
     pub frames: u64,
     pub skipped: u64,
     pub refused: u64,
+    /// Frames compared, by counter slot: what the run exercised.
+    pub by_slot: Vec<u64>,
     pub elapsed: Duration,
     pub found: Vec<Found>,
 }
@@ -630,6 +634,17 @@ pub struct Totals {
 impl Totals {
     pub fn frames_per_second(&self) -> f64 {
         self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// How many frames each counter saw, one `name count` pair per slot used.
+    pub fn coverage(&self) -> String {
+        self.by_slot
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(slot, n)| format!("{} {n}", slot_name(slot)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -684,6 +699,10 @@ pub fn fuzz(
             shrinking: false,
             last: None,
         });
+        // proptest catches panics and shrinks them like failures: keep the
+        // default hook from printing every one of them.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
         let result = runner.run(&model::generate::case(), |case| {
             let mut round = round_state.borrow_mut();
             if !round.shrinking && spent(round.totals) {
@@ -697,6 +716,13 @@ pub fn fuzz(
                         round.totals.frames += played.frames;
                         round.totals.skipped += played.skipped;
                         round.totals.refused += played.refused;
+                        let by_slot = &mut round.totals.by_slot;
+                        if by_slot.len() < played.by_slot.len() {
+                            by_slot.resize(played.by_slot.len(), 0);
+                        }
+                        for (total, n) in by_slot.iter_mut().zip(&played.by_slot) {
+                            *total += n;
+                        }
                     }
                     Ok(())
                 }
@@ -709,17 +735,20 @@ pub fn fuzz(
             }
         });
         let last = round_state.into_inner().last;
-        if let (Err(TestError::Fail(_, case)), Some(last)) = (result, last) {
+        std::panic::set_hook(hook);
+        if let Err(TestError::Fail(reason, case)) = result {
             let sequence = case.sequence();
             checker.clear_everything();
-            let (mismatch, reproduced) = match checker.play(&sequence) {
-                Err(mismatch) => (mismatch, true),
+            let (report, reproduced) = match (checker.play(&sequence), last) {
+                (Err(mismatch), _) => (mismatch.to_string(), true),
                 // It failed only after what earlier runs left behind.
-                Ok(_) => (last, false),
+                (Ok(_), Some(last)) => (last.to_string(), false),
+                // A panic (the model's or the runner's), which proptest caught.
+                (Ok(_), None) => (format!("panicked: {reason}"), false),
             };
             let entry = Found {
                 sequence,
-                mismatch,
+                report,
                 reproduced,
             };
             found(&entry);

@@ -47,7 +47,7 @@ fn generated_sequences_agree_with_the_model() {
     let found: Vec<String> = totals
         .found
         .iter()
-        .map(|found| found.mismatch.to_string())
+        .map(|found| found.report.clone())
         .collect();
     assert!(
         found.is_empty(),

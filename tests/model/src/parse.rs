@@ -14,14 +14,16 @@
 //! - the TCP flags, which the SYN rule takes from the fixed header whatever
 //!   the data offset says.
 //!
-//! Length fields. Headers are read from the frame as it arrives; a length
-//! field that claims more than the frame holds is not an error here (the
-//! stack drops such a packet, so judging it by what is there costs nothing
-//! and keeps a lie about lengths from bypassing a rule). What a rule reads
-//! from the *payload* (the DNS and NTP fields) must lie inside the datagram
-//! the stack would deliver: the UDP payload as bounded by the UDP length and
-//! the IP packet's own length (IPv4 total length, IPv6 payload length), so
-//! that Ethernet padding after a short datagram is never read as its content.
+//! Length fields. Headers are read from the frame as it arrives; an IP or
+//! UDP length that claims more than the frame holds is not an error here
+//! (the stack drops such a packet, so judging it by what is there costs
+//! nothing and keeps a lie about lengths from bypassing a rule). What a rule
+//! reads from the *payload* (the DNS and NTP fields) must lie inside the
+//! datagram: the UDP payload as far as the UDP length counts it, so that
+//! Ethernet padding after a short datagram is never read as its content.
+//! The IP length is not looked at: the stack drops a datagram whose UDP
+//! length exceeds its IP packet, so for every datagram it delivers the UDP
+//! length is the bound (README, *Edges*).
 
 use etherparse::{
     EtherType, Ethernet2HeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice,
@@ -96,8 +98,6 @@ pub struct Ip<'a> {
     pub dst: Addr,
     pub fragment: Fragment,
     pub upper: Upper,
-    /// Where the IP packet ends by its own length field (may lie past the frame).
-    pub end: usize,
     frame: &'a [u8],
 }
 
@@ -115,7 +115,7 @@ pub enum Parsed<'a> {
 pub struct Udp<'a> {
     pub src_port: u16,
     pub dst_port: u16,
-    /// The UDP payload, bounded by the frame, the IP length and the UDP length.
+    /// The UDP payload, bounded by the frame and the UDP length.
     pub datagram: &'a [u8],
 }
 
@@ -183,7 +183,6 @@ fn ipv4(frame: &[u8], offset: usize) -> Parsed<'_> {
             protocol: header.protocol().0,
             offset: offset + header.slice().len(),
         },
-        end: offset + usize::from(header.total_len()),
         frame,
     })
 }
@@ -192,18 +191,12 @@ fn ipv6(frame: &[u8], offset: usize) -> Parsed<'_> {
     let Ok(header) = Ipv6HeaderSlice::from_slice(&frame[offset..]) else {
         return Parsed::Malformed;
     };
-    let end = match header.payload_length() {
-        // A jumbogram's length is in a hop-by-hop option; no bound from here.
-        0 => usize::MAX,
-        len => offset + header.slice().len() + usize::from(len),
-    };
     let mut ip = Ip {
         family: Family::V6,
         src: header.source(),
         dst: header.destination(),
         fragment: Fragment::Whole,
         upper: Upper::Unparsed,
-        end,
         frame,
     };
     let mut next = header.next_header().0;
@@ -227,7 +220,7 @@ fn ipv6(frame: &[u8], offset: usize) -> Parsed<'_> {
             return give_up(ip);
         }
         if next == IPV6_FRAGMENT {
-            let Ok(fragment) = Ipv6FragmentHeaderSlice::from_slice(&frame[at..]) else {
+            let Ok(fragment) = Ipv6FragmentHeaderSlice::from_slice(frame.get(at..).unwrap_or_default()) else {
                 return give_up(ip);
             };
             let id = FragmentId {
@@ -302,11 +295,7 @@ impl<'a> Ip<'a> {
         }
         let header = UdpHeaderSlice::from_slice(self.frame.get(offset..)?).ok()?;
         let start = offset + header.slice().len();
-        let end = self
-            .frame
-            .len()
-            .min(self.end)
-            .min(offset + usize::from(header.length()));
+        let end = self.frame.len().min(offset + usize::from(header.length()));
         Some(Udp {
             src_port: header.source_port(),
             dst_port: header.destination_port(),

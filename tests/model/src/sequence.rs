@@ -17,10 +17,7 @@
 //! settings table); a list entry lasts `forever` or some milliseconds from
 //! when it is added (`0ms`: already expired).
 
-use std::{
-    fmt::Write as _,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::{fmt::Write as _, net::IpAddr};
 
 use crate::{
     lists::{List, Prefix},
@@ -85,7 +82,7 @@ impl Sequence {
             let lasting = item
                 .lasting_ms
                 .map_or("forever".to_string(), |ms| format!("{ms}ms"));
-            writeln!(out, "{list} {} {lasting}", show_prefix(&item.prefix)).unwrap();
+            writeln!(out, "{list} {} {lasting}", item.prefix).unwrap();
         }
         for step in &self.steps {
             match step {
@@ -216,14 +213,6 @@ fn parse_ms(text: &str) -> Result<u64, String> {
     text.strip_suffix("ms")
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| format!("'{text}' is not a number of milliseconds (e.g. 5ms)"))
-}
-
-fn show_prefix(prefix: &Prefix) -> String {
-    let addr: IpAddr = match prefix.family {
-        Family::V4 => Ipv4Addr::from(<[u8; 4]>::try_from(&prefix.addr[..4]).unwrap()).into(),
-        Family::V6 => Ipv6Addr::from(prefix.addr).into(),
-    };
-    format!("{addr}/{}", prefix.len)
 }
 
 fn parse_prefix(text: &str) -> Result<Prefix, String> {

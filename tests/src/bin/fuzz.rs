@@ -98,7 +98,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let totals = fuzz(&mut checker, options.budget, options.seed, |found| {
         println!("MISMATCH{}:", if found.reproduced { "" } else { " (not reproduced from a fresh filter)" });
-        print!("{}", found.mismatch);
+        print!("{}", found.report);
         match save(found) {
             Ok(path) => println!("  saved as {}", path.display()),
             Err(err) => println!("  could not save it: {err}"),
@@ -113,6 +113,7 @@ fn main() -> ExitCode {
         totals.skipped,
         totals.found.len()
     );
+    println!("by counter: {}", totals.coverage());
     if totals.found.is_empty() {
         ExitCode::SUCCESS
     } else {
