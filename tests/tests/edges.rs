@@ -29,13 +29,10 @@ fn dns_query_v6() -> Frame {
 /// header: the first of `after`.
 fn fragmented_v6_answer(before: &[ExtHeader], after: &[ExtHeader], id: u32) -> [Frame; 2] {
     let headers = |fragment: ExtHeader, after: &[ExtHeader]| {
-        before
-            .iter()
-            .chain([&fragment])
-            .chain(after)
-            .fold(PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6), |b, h| {
-                b.ext(h.clone())
-            })
+        before.iter().chain([&fragment]).chain(after).fold(
+            PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6),
+            |b, h| b.ext(h.clone()),
+        )
     };
     let first = headers(
         ExtHeader::Fragment {
@@ -96,7 +93,11 @@ fn ipv6_fragments_with_headers_after_the_fragment_header_follow_their_first() {
     let [first, later] = fragmented_v6_answer(&[], &[ExtHeader::DestinationOptions(vec![])], 7);
     assert_eq!(filter.egress(&query), TC_ACT_OK);
     assert_eq!(filter.ingress(&first), XDP_PASS);
-    assert_eq!(filter.ingress(&later), XDP_PASS, "the rest of a solicited answer");
+    assert_eq!(
+        filter.ingress(&later),
+        XDP_PASS,
+        "the rest of a solicited answer"
+    );
     filter.assert_moved(
         &zero(),
         &[

@@ -54,7 +54,11 @@ fn generated_sequences_agree_with_the_model() {
         "the kernel and the model disagree (seed {seed}):\n{}",
         found.join("\n")
     );
-    assert!(totals.frames > 1000, "too few packets checked: {}", totals.frames);
+    assert!(
+        totals.frames > 1000,
+        "too few packets checked: {}",
+        totals.frames
+    );
 }
 
 #[test]
@@ -66,13 +70,17 @@ fn regression_cases_replay_without_mismatch() {
         .filter(|path| path.extension().is_some_and(|e| e == "txt"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no regression cases in {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no regression cases in {}",
+        dir.display()
+    );
     let mut checker = Checker::new();
     let mut failed = Vec::new();
     for path in &files {
         let text = std::fs::read_to_string(path).expect("reading a regression case");
-        let sequence = Sequence::from_text(&text)
-            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let sequence =
+            Sequence::from_text(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
         if let Err(mismatch) = checker.play(&sequence) {
             failed.push(format!("{}:\n{mismatch}", path.display()));
         }

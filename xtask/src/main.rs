@@ -232,7 +232,16 @@ fn fuzz(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
     require_root("the model check (it loads BPF programs)")?;
     build_release()?;
     let status = cargo()
-        .args(["run", "--quiet", "--release", "-p", "tests", "--bin", "fuzz", "--"])
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "tests",
+            "--bin",
+            "fuzz",
+            "--",
+        ])
         .args(&args)
         .status()
         .context("starting the model check")?;

@@ -48,10 +48,10 @@ impl Prefix {
 impl std::fmt::Display for Prefix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let addr: std::net::IpAddr = match self.family {
-            Family::V4 => std::net::Ipv4Addr::from(
-                <[u8; 4]>::try_from(&self.addr[..4]).expect("4 bytes"),
-            )
-            .into(),
+            Family::V4 => {
+                std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&self.addr[..4]).expect("4 bytes"))
+                    .into()
+            }
             Family::V6 => std::net::Ipv6Addr::from(self.addr).into(),
         };
         write!(f, "{addr}/{}", self.len)

@@ -84,7 +84,10 @@ pub struct FragmentId {
 /// Where the upper-layer header is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Upper {
-    At { protocol: u8, offset: usize },
+    At {
+        protocol: u8,
+        offset: usize,
+    },
     /// After a first fragment's fragment header, the rest of the header chain
     /// could not be walked (cut short, too long, too deep). The datagram is
     /// known, so the verdict can still be remembered for its later fragments.
@@ -220,14 +223,19 @@ fn ipv6(frame: &[u8], offset: usize) -> Parsed<'_> {
             return give_up(ip);
         }
         if next == IPV6_FRAGMENT {
-            let Ok(fragment) = Ipv6FragmentHeaderSlice::from_slice(frame.get(at..).unwrap_or_default()) else {
+            let Ok(fragment) =
+                Ipv6FragmentHeaderSlice::from_slice(frame.get(at..).unwrap_or_default())
+            else {
                 return give_up(ip);
             };
             let id = FragmentId {
                 id: fragment.identification(),
                 protocol: fragment.next_header().0,
             };
-            ip.fragment = match (fragment.fragment_offset().value(), fragment.more_fragments()) {
+            ip.fragment = match (
+                fragment.fragment_offset().value(),
+                fragment.more_fragments(),
+            ) {
                 (0, false) => Fragment::Whole,
                 (0, true) => Fragment::First(id),
                 _ => Fragment::Later(id),

@@ -268,12 +268,20 @@ mod tests {
             lists: vec![
                 ListItem {
                     list: List::Deny,
-                    prefix: Prefix::new(Family::V4, [198, 18, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 24),
+                    prefix: Prefix::new(
+                        Family::V4,
+                        [198, 18, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                        24,
+                    ),
                     lasting_ms: Some(5),
                 },
                 ListItem {
                     list: List::Allow,
-                    prefix: Prefix::new(Family::V6, "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets(), 48),
+                    prefix: Prefix::new(
+                        Family::V6,
+                        "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets(),
+                        48,
+                    ),
                     lasting_ms: None,
                 },
             ],

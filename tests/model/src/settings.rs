@@ -116,10 +116,7 @@ impl Settings {
             if set.is_empty() {
                 "none".to_string()
             } else {
-                set.iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
+                set.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
             }
         };
         let rate = |level: &Level| level.rate.map_or("off".into(), |r| format!("{r}/s"));

@@ -97,7 +97,14 @@ fn main() -> ExitCode {
     let mut checker = Checker::new();
     let started = Instant::now();
     let totals = fuzz(&mut checker, options.budget, options.seed, |found| {
-        println!("MISMATCH{}:", if found.reproduced { "" } else { " (not reproduced from a fresh filter)" });
+        println!(
+            "MISMATCH{}:",
+            if found.reproduced {
+                ""
+            } else {
+                " (not reproduced from a fresh filter)"
+            }
+        );
         print!("{}", found.report);
         match save(found) {
             Ok(path) => println!("  saved as {}", path.display()),

@@ -267,7 +267,11 @@ impl ExtHeader {
                 out.extend(id.to_be_bytes());
             }
             ExtHeader::Auth { spi, seq, icv } => {
-                assert!(icv.len() % 4 == 0, "AH ICV of {} bytes, not whole words", icv.len());
+                assert!(
+                    icv.len() % 4 == 0,
+                    "AH ICV of {} bytes, not whole words",
+                    icv.len()
+                );
                 // Payload length: the header's 4-byte words minus 2.
                 let words = (12 + icv.len()) / 4;
                 assert!(words - 2 <= 255, "AH too long");

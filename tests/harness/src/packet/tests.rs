@@ -360,7 +360,11 @@ fn ipv6_authentication_headers_count_their_length_in_words() {
         .payload(b"abcd")
         .build();
     let at = frame.l3 + IPV6_HLEN + 8;
-    assert_eq!(frame[frame.l3 + IPV6_HLEN], proto::AUTH, "after the fragment header");
+    assert_eq!(
+        frame[frame.l3 + IPV6_HLEN],
+        proto::AUTH,
+        "after the fragment header"
+    );
     // 24 bytes: 6 words, payload length 4.
     assert_eq!(&frame[at..at + 4], &[proto::UDP, 4, 0, 0]);
     assert_eq!(frame.l4, Some(at + 24));

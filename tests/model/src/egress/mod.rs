@@ -15,8 +15,13 @@ use crate::{
 pub fn observe(state: &mut State, settings: &Settings, frame: &[u8], now: u64) -> Reason {
     match parse::parse(frame) {
         Parsed::Ip(ip)
-            if matches!(ip.upper, Upper::At { protocol: IPPROTO_UDP, .. })
-                && !matches!(ip.fragment, Fragment::Later(_)) =>
+            if matches!(
+                ip.upper,
+                Upper::At {
+                    protocol: IPPROTO_UDP,
+                    ..
+                }
+            ) && !matches!(ip.fragment, Fragment::Later(_)) =>
         {
             udp::record(state, settings, &ip, now)
         }

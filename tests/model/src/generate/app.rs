@@ -16,21 +16,17 @@ pub const QUERY_FLAGS: u16 = 0x0100;
 pub const RESPONSE_FLAGS: u16 = 0x8180;
 const QR: u16 = 0x8000;
 
-pub fn dns() -> impl Strategy<Value = Dns> {
-    let flags = prop_oneof![
-        Just(QUERY_FLAGS),
-        Just(RESPONSE_FLAGS),
-        any::<u16>(),
-    ];
+pub fn dns() -> BoxedStrategy<Dns> {
+    let flags = prop_oneof![Just(QUERY_FLAGS), Just(RESPONSE_FLAGS), any::<u16>(),];
     let cut = prop_oneof![4 => Just(None), 1 => (0..14u8).prop_map(Some)];
-    (any::<u16>(), flags, prop_oneof![0..40u16, 0..1400u16], cut).prop_map(
-        |(id, flags, filler, cut)| Dns {
+    (any::<u16>(), flags, prop_oneof![0..40u16, 0..1400u16], cut)
+        .prop_map(|(id, flags, filler, cut)| Dns {
             id,
             flags,
             filler,
             cut,
-        },
-    )
+        })
+        .boxed()
 }
 
 impl Dns {
@@ -63,20 +59,20 @@ pub const fn first_byte(version: u8, mode: u8) -> u8 {
     version << 3 | mode
 }
 
-pub fn ntp() -> impl Strategy<Value = Ntp> {
+pub fn ntp() -> BoxedStrategy<Ntp> {
     let first = prop_oneof![
         (1..5u8, 0..8u8).prop_map(|(v, m)| first_byte(v, m)),
         any::<u8>(),
     ];
     let len = prop_oneof![6 => Just(48u8), 1 => 0..48u8, 1 => 48..=68u8];
-    (first, any::<[u8; 8]>(), any::<[u8; 8]>(), len).prop_map(|(first, origin, transmit, len)| {
-        Ntp {
+    (first, any::<[u8; 8]>(), any::<[u8; 8]>(), len)
+        .prop_map(|(first, origin, transmit, len)| Ntp {
             first,
             origin,
             transmit,
             len,
-        }
-    })
+        })
+        .boxed()
 }
 
 impl Ntp {
@@ -99,12 +95,13 @@ pub enum App {
     Ntp(Ntp),
 }
 
-pub fn app() -> impl Strategy<Value = App> {
+pub fn app() -> BoxedStrategy<App> {
     prop_oneof![
         vec(any::<u8>(), 0..64).prop_map(App::Bytes),
         dns().prop_map(App::Dns),
         ntp().prop_map(App::Ntp),
     ]
+    .boxed()
 }
 
 impl App {

@@ -25,7 +25,7 @@ pub struct FragPlan {
     pub damaged: Option<(u8, Mangle)>,
 }
 
-pub fn frag_plan() -> impl Strategy<Value = FragPlan> {
+pub fn frag_plan() -> BoxedStrategy<FragPlan> {
     (
         any::<u32>(),
         prop_oneof![1..4u8, 1..40u8],
@@ -48,6 +48,7 @@ pub fn frag_plan() -> impl Strategy<Value = FragPlan> {
                 damaged,
             },
         )
+        .boxed()
 }
 
 /// The fragments of the packet `transport` makes of a builder from `src` to
@@ -74,7 +75,9 @@ pub fn fragments(
         (whole.l3 + usize::from(whole[whole.l3] & 0x0f) * 4, upper)
     };
     let body = &whole.bytes[start..];
-    let first = (8 * usize::from(plan.first_words)).min(body.len().saturating_sub(1) / 8 * 8).max(8);
+    let first = (8 * usize::from(plan.first_words))
+        .min(body.len().saturating_sub(1) / 8 * 8)
+        .max(8);
     let rest = 8 * usize::from(plan.rest_words);
     let mut chunks = vec![(0, &body[..first.min(body.len())])];
     let mut at = first;
@@ -111,7 +114,10 @@ pub fn fragments(
         .collect();
     let mut order: Vec<usize> = (0..frames.len()).collect();
     order.sort_by_key(|&i| (plan.order.get(i).copied().unwrap_or(0), i));
-    let mut sent: Vec<Vec<u8>> = order.into_iter().map(|i| std::mem::take(&mut frames[i])).collect();
+    let mut sent: Vec<Vec<u8>> = order
+        .into_iter()
+        .map(|i| std::mem::take(&mut frames[i]))
+        .collect();
     if let Some(i) = plan.repeat {
         let i = usize::from(i) % sent.len();
         sent.insert(i + 1, sent[i].clone());

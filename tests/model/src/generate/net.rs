@@ -18,32 +18,35 @@ pub struct Peers {
     pub remote_v6: [Ipv6Addr; 4],
 }
 
-pub fn peers() -> impl Strategy<Value = Peers> {
+pub fn peers() -> BoxedStrategy<Peers> {
     (
         any::<[u8; 2]>(),
         any::<(u8, [(bool, u8); 4])>(),
         any::<[u16; 2]>(),
         any::<(u16, u16, [(bool, bool, u16); 4])>(),
     )
-        .prop_map(|(local4, (third, remote4), local6, (p, s, remote6))| Peers {
-            local_v4: local4.map(|x| Ipv4Addr::new(192, 0, 2, x.max(1))),
-            remote_v4: remote4.map(|(next, x)| {
-                Ipv4Addr::new(198, 18 + (third & 1), third.wrapping_add(u8::from(next)), x)
-            }),
-            local_v6: local6.map(|x| Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, x.max(1))),
-            remote_v6: remote6.map(|(next48, next64, h)| {
-                Ipv6Addr::new(
-                    0x2001,
-                    0xdb8,
-                    0x8000 | (p & 0x7ffe) | u16::from(next48),
-                    s.wrapping_add(u16::from(next64)),
-                    0,
-                    0,
-                    0,
-                    h,
-                )
-            }),
-        })
+        .prop_map(
+            |(local4, (third, remote4), local6, (p, s, remote6))| Peers {
+                local_v4: local4.map(|x| Ipv4Addr::new(192, 0, 2, x.max(1))),
+                remote_v4: remote4.map(|(next, x)| {
+                    Ipv4Addr::new(198, 18 + (third & 1), third.wrapping_add(u8::from(next)), x)
+                }),
+                local_v6: local6.map(|x| Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, x.max(1))),
+                remote_v6: remote6.map(|(next48, next64, h)| {
+                    Ipv6Addr::new(
+                        0x2001,
+                        0xdb8,
+                        0x8000 | (p & 0x7ffe) | u16::from(next48),
+                        s.wrapping_add(u16::from(next64)),
+                        0,
+                        0,
+                        0,
+                        h,
+                    )
+                }),
+            },
+        )
+        .boxed()
 }
 
 /// Which two ends a packet has: family, one of our addresses, one remote.
@@ -99,7 +102,7 @@ pub enum Link {
     OtherTpid(u16),
 }
 
-pub fn link() -> impl Strategy<Value = Link> {
+pub fn link() -> BoxedStrategy<Link> {
     let vid = || 0..4096u16;
     prop_oneof![
         10 => Just(Link::Plain),
@@ -112,6 +115,7 @@ pub fn link() -> impl Strategy<Value = Link> {
         1 => (vid(), vid(), vid()).prop_map(|(a, b, c)| Link::ThreeTags(a, b, c)),
         1 => vid().prop_map(Link::OtherTpid),
     ]
+    .boxed()
 }
 
 impl Link {
@@ -138,10 +142,17 @@ impl Link {
 #[derive(Clone, Debug)]
 pub enum Ext {
     HopByHop(Vec<u8>),
-    Routing { kind: u8, left: u8, data: Vec<u8> },
+    Routing {
+        kind: u8,
+        left: u8,
+        data: Vec<u8>,
+    },
     DestOpts(Vec<u8>),
     /// An AH with an ICV of this many 4-byte words.
-    Auth { icv_words: u8, spi: u32 },
+    Auth {
+        icv_words: u8,
+        spi: u32,
+    },
     /// A fragment header that fragments nothing (offset 0, M clear).
     Atomic(u32),
 }
@@ -155,23 +166,28 @@ fn options() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-pub fn ext() -> impl Strategy<Value = Ext> {
+pub fn ext() -> BoxedStrategy<Ext> {
     prop_oneof![
         options().prop_map(Ext::HopByHop),
-        (0..5u8, 0..3u8, vec(any::<u8>(), 0..20))
-            .prop_map(|(kind, left, data)| Ext::Routing { kind, left, data }),
+        (0..5u8, 0..3u8, vec(any::<u8>(), 0..20)).prop_map(|(kind, left, data)| Ext::Routing {
+            kind,
+            left,
+            data
+        }),
         options().prop_map(Ext::DestOpts),
         (0..5u8, any::<u32>()).prop_map(|(icv_words, spi)| Ext::Auth { icv_words, spi }),
         any::<u32>().prop_map(Ext::Atomic),
     ]
+    .boxed()
 }
 
 /// Headers that may follow a fragment header in the first fragment.
-pub fn fragmentable_ext() -> impl Strategy<Value = Ext> {
+pub fn fragmentable_ext() -> BoxedStrategy<Ext> {
     prop_oneof![
         vec(any::<u8>(), 0..14).prop_map(Ext::DestOpts),
         (0..5u8, any::<u32>()).prop_map(|(icv_words, spi)| Ext::Auth { icv_words, spi }),
     ]
+    .boxed()
 }
 
 impl Ext {
@@ -216,7 +232,7 @@ pub struct IpLayer {
     pub ttl: u8,
 }
 
-pub fn ip_layer() -> impl Strategy<Value = IpLayer> {
+pub fn ip_layer() -> BoxedStrategy<IpLayer> {
     let v4_options = prop_oneof![
         6 => Just(vec![]),
         // Well-formed: router alert, NOPs and end of list, record route.
@@ -231,11 +247,13 @@ pub fn ip_layer() -> impl Strategy<Value = IpLayer> {
         // Around and over the six headers the filter walks.
         1 => vec(ext(), 5..9),
     ];
-    (v4_options, v6_exts, any::<u8>()).prop_map(|(v4_options, v6_exts, ttl)| IpLayer {
-        v4_options,
-        v6_exts,
-        ttl,
-    })
+    (v4_options, v6_exts, any::<u8>())
+        .prop_map(|(v4_options, v6_exts, ttl)| IpLayer {
+            v4_options,
+            v6_exts,
+            ttl,
+        })
+        .boxed()
 }
 
 impl IpLayer {
@@ -260,11 +278,21 @@ impl IpLayer {
 pub enum Mangle {
     None,
     /// Cut the frame at an offset from a header boundary (never below 14 bytes).
-    Cut { at: Anchor, delta: i8 },
+    Cut {
+        at: Anchor,
+        delta: i8,
+    },
     /// Ethernet padding: bytes after the IP packet that its lengths do not count.
-    Pad { len: u8, fill: u8 },
+    Pad {
+        len: u8,
+        fill: u8,
+    },
     /// Overwrite one byte near a header boundary.
-    Poke { at: Anchor, delta: i8, value: u8 },
+    Poke {
+        at: Anchor,
+        delta: i8,
+        value: u8,
+    },
     /// A length or version field that lies.
     Lie(Lie),
 }
@@ -290,7 +318,7 @@ pub enum Lie {
     TcpDataOffset(u8),
 }
 
-pub fn mangle() -> impl Strategy<Value = Mangle> {
+pub fn mangle() -> BoxedStrategy<Mangle> {
     let anchor = prop_oneof![
         Just(Anchor::Network),
         Just(Anchor::Transport),
@@ -313,6 +341,7 @@ pub fn mangle() -> impl Strategy<Value = Mangle> {
             .prop_map(|(at, delta, value)| Mangle::Poke { at, delta, value }),
         2 => lie.prop_map(Mangle::Lie),
     ]
+    .boxed()
 }
 
 impl Mangle {
@@ -385,8 +414,10 @@ pub struct Look {
     pub mangle: Mangle,
 }
 
-pub fn look() -> impl Strategy<Value = Look> {
-    (link(), ip_layer(), mangle()).prop_map(|(link, ip, mangle)| Look { link, ip, mangle })
+pub fn look() -> BoxedStrategy<Look> {
+    (link(), ip_layer(), mangle())
+        .prop_map(|(link, ip, mangle)| Look { link, ip, mangle })
+        .boxed()
 }
 
 /// A frame that is not IP: ARP, LLDP, PPPoE discovery and session control,
@@ -401,7 +432,7 @@ pub enum NotIp {
     EtherType(u16, Vec<u8>),
 }
 
-pub fn not_ip() -> impl Strategy<Value = NotIp> {
+pub fn not_ip() -> BoxedStrategy<NotIp> {
     prop_oneof![
         Just(NotIp::Arp),
         vec(any::<u8>(), 0..40).prop_map(NotIp::Lldp),
@@ -409,6 +440,7 @@ pub fn not_ip() -> impl Strategy<Value = NotIp> {
         prop_oneof![Just(0xc021u16), Just(0x8021), any::<u16>()].prop_map(NotIp::PppoeControl),
         (any::<u16>(), vec(any::<u8>(), 0..60)).prop_map(|(t, b)| NotIp::EtherType(t, b)),
     ]
+    .boxed()
 }
 
 impl NotIp {
@@ -427,7 +459,9 @@ impl NotIp {
                 session.extend([1, 1, 0, 4]);
                 PacketBuilder::ethertype(ethertype::PPPOE_SESSION).payload(&session)
             }
-            NotIp::EtherType(ethertype, bytes) => PacketBuilder::ethertype(*ethertype).payload(bytes),
+            NotIp::EtherType(ethertype, bytes) => {
+                PacketBuilder::ethertype(*ethertype).payload(bytes)
+            }
         };
         match link {
             // The builder puts PPPoE only around IP.

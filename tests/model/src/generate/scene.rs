@@ -46,7 +46,7 @@ pub enum Scene {
     Reconfigure(Settings),
 }
 
-pub fn scene() -> impl Strategy<Value = Scene> {
+pub fn scene() -> BoxedStrategy<Scene> {
     let raw_ethertype = prop_oneof![
         Just(0x0800u16),
         Just(0x86dd),
@@ -68,6 +68,7 @@ pub fn scene() -> impl Strategy<Value = Scene> {
         2 => (1..25u8).prop_map(Scene::Wait),
         2 => settings().prop_map(Scene::Reconfigure),
     ]
+    .boxed()
 }
 
 /// A service a query goes to: its protocol and port.
@@ -78,13 +79,13 @@ pub enum Service {
     Other(u16),
 }
 
-fn service() -> impl Strategy<Value = Service> {
+fn service() -> BoxedStrategy<Service> {
     prop_oneof![
         4 => prop_oneof![8 => Just(53u16), 1 => Just(5353), 1 => any::<u16>()].prop_map(Service::Dns),
         2 => prop_oneof![8 => Just(123u16), 1 => any::<u16>()].prop_map(Service::Ntp),
         2 => prop_oneof![8 => select(&DEFAULT_AMPLIFIER_PORTS[..]), 1 => any::<u16>()]
             .prop_map(Service::Other),
-    ]
+    ].boxed()
 }
 
 /// A query out, then answers in.
@@ -129,7 +130,7 @@ pub enum Off {
     Mode(u8),
 }
 
-fn off() -> impl Strategy<Value = Off> {
+fn off() -> BoxedStrategy<Off> {
     prop_oneof![
         12 => Just(Off::None),
         1 => (1..=u16::MAX).prop_map(Off::Id),
@@ -141,9 +142,10 @@ fn off() -> impl Strategy<Value = Off> {
         1 => Just(Off::NotAResponse),
         1 => (0..8u8).prop_map(Off::Mode),
     ]
+    .boxed()
 }
 
-fn answer() -> impl Strategy<Value = Answer> {
+fn answer() -> BoxedStrategy<Answer> {
     (
         off(),
         look(),
@@ -156,28 +158,40 @@ fn answer() -> impl Strategy<Value = Answer> {
             size,
             fragments,
         })
+        .boxed()
 }
 
-fn query_dns() -> impl Strategy<Value = Dns> {
-    (any::<u16>(), prop_oneof![9 => Just(None), 1 => (0..14u8).prop_map(Some)], app::dns())
+fn query_dns() -> BoxedStrategy<Dns> {
+    (
+        any::<u16>(),
+        prop_oneof![9 => Just(None), 1 => (0..14u8).prop_map(Some)],
+        app::dns(),
+    )
         .prop_map(|(id, cut, other)| Dns {
             id,
             // Mostly a query; now and then whatever flags.
-            flags: if other.id % 8 == 0 { other.flags } else { QUERY_FLAGS },
+            flags: if other.id % 8 == 0 {
+                other.flags
+            } else {
+                QUERY_FLAGS
+            },
             filler: other.filler % 64,
             cut,
         })
+        .boxed()
 }
 
-fn query_ntp() -> impl Strategy<Value = Ntp> {
-    (app::ntp(), prop::bool::weighted(0.85)).prop_map(|(ntp, client)| Ntp {
-        first: if client { first_byte(4, 3) } else { ntp.first },
-        len: if client { 48 } else { ntp.len },
-        ..ntp
-    })
+fn query_ntp() -> BoxedStrategy<Ntp> {
+    (app::ntp(), prop::bool::weighted(0.85))
+        .prop_map(|(ntp, client)| Ntp {
+            first: if client { first_byte(4, 3) } else { ntp.first },
+            len: if client { 48 } else { ntp.len },
+            ..ntp
+        })
+        .boxed()
 }
 
-fn exchange() -> impl Strategy<Value = Exchange> {
+fn exchange() -> BoxedStrategy<Exchange> {
     (
         ends(),
         service(),
@@ -200,6 +214,7 @@ fn exchange() -> impl Strategy<Value = Exchange> {
                 answers,
             },
         )
+        .boxed()
 }
 
 /// One packet of any kind.
@@ -230,7 +245,7 @@ fn port() -> impl Strategy<Value = u16> {
     ]
 }
 
-fn stray() -> impl Strategy<Value = Stray> {
+fn stray() -> BoxedStrategy<Stray> {
     let transport = prop_oneof![
         4 => app::app().prop_map(Transport::Udp),
         2 => (any::<u8>(), vec(any::<u8>(), 0..12))
@@ -259,6 +274,7 @@ fn stray() -> impl Strategy<Value = Stray> {
                 fragments,
             },
         )
+        .boxed()
 }
 
 /// TCP segments from one source, by default connection attempts.
@@ -272,7 +288,7 @@ pub struct Syns {
     pub look: Look,
 }
 
-fn syns() -> impl Strategy<Value = Syns> {
+fn syns() -> BoxedStrategy<Syns> {
     let flags = prop_oneof![
         6 => Just(tcp_flags::SYN),
         1 => Just(tcp_flags::SYN | tcp_flags::ACK),
@@ -282,16 +298,18 @@ fn syns() -> impl Strategy<Value = Syns> {
         mangle: Mangle::None,
         ..look
     });
-    (ends(), 1..40u8, flags, any::<u16>(), port(), look).prop_map(
-        |(ends, count, flags, source_port, destination_port, look)| Syns {
-            ends,
-            count,
-            flags,
-            source_port,
-            destination_port,
-            look,
-        },
-    )
+    (ends(), 1..40u8, flags, any::<u16>(), port(), look)
+        .prop_map(
+            |(ends, count, flags, source_port, destination_port, look)| Syns {
+                ends,
+                count,
+                flags,
+                source_port,
+                destination_port,
+                look,
+            },
+        )
+        .boxed()
 }
 
 /// DNS queries that all hash into one bucket of the solicited table, more of
@@ -540,11 +558,12 @@ impl FullBucket {
             token: Token::Dns(id),
         };
         let bucket = key(self.first_id).bucket();
-        let ids: Vec<u16> = std::iter::successors(Some(self.first_id), |id| Some(id.wrapping_add(1)))
-            .take(1 << 16)
-            .filter(|&id| key(id).bucket() == bucket)
-            .take(usize::from(self.queries))
-            .collect();
+        let ids: Vec<u16> =
+            std::iter::successors(Some(self.first_id), |id| Some(id.wrapping_add(1)))
+                .take(1 << 16)
+                .filter(|&id| key(id).bucket() == bucket)
+                .take(usize::from(self.queries))
+                .collect();
         let frame = |src, dst, sport, dport, payload: Vec<u8>| {
             let builder = match (src, dst) {
                 (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s, d),
@@ -563,7 +582,13 @@ impl FullBucket {
             .bytes()
         };
         for &id in &ids {
-            steps.push(Step::Egress(frame(local, remote, self.client_port, 53, dns(id, QUERY_FLAGS))));
+            steps.push(Step::Egress(frame(
+                local,
+                remote,
+                self.client_port,
+                53,
+                dns(id, QUERY_FLAGS),
+            )));
         }
         for (i, &id) in ids.iter().enumerate() {
             if self.answered & (1 << i) != 0 {

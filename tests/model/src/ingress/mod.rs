@@ -27,7 +27,13 @@ use crate::{
     settings::Settings,
 };
 
-pub fn verdict(state: &mut State, settings: &Settings, seed: u64, frame: &[u8], now: u64) -> Judgement {
+pub fn verdict(
+    state: &mut State,
+    settings: &Settings,
+    seed: u64,
+    frame: &[u8],
+    now: u64,
+) -> Judgement {
     let ip = match parse::parse(frame) {
         Parsed::NotIp => return Judgement::Pass(Reason::PassNotIp),
         Parsed::Malformed => return Judgement::Pass(Reason::PassMalformed),

@@ -10,7 +10,13 @@ use crate::{Judgement, State, parse::Ip, settings::Settings};
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 
-pub fn verdict(state: &mut State, settings: &Settings, seed: u64, ip: &Ip<'_>, now: u64) -> Judgement {
+pub fn verdict(
+    state: &mut State,
+    settings: &Settings,
+    seed: u64,
+    ip: &Ip<'_>,
+    now: u64,
+) -> Judgement {
     let Some(flags) = ip.tcp_flags() else {
         return Judgement::Pass(Reason::PassMalformed);
     };

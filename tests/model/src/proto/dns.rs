@@ -9,7 +9,9 @@
 /// What an inbound datagram from a DNS port is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inbound {
-    Response { id: u16 },
+    Response {
+        id: u16,
+    },
     Query,
     /// Shorter than the id and the flags.
     Short,

@@ -18,7 +18,9 @@ pub type Timestamp = [u8; 8];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inbound {
-    Response { origin: Timestamp },
+    Response {
+        origin: Timestamp,
+    },
     ClientOrPeer,
     Control,
     /// Empty, or a response without its origin timestamp.
