@@ -227,9 +227,7 @@ mod reason_by_name {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Reason, D::Error> {
         let name = String::deserialize(deserializer)?;
-        Reason::ALL
-            .into_iter()
-            .find(|reason| reason.name() == name)
+        Reason::from_name(&name)
             .ok_or_else(|| de::Error::custom(format!("unknown reason '{name}'")))
     }
 }
