@@ -12,13 +12,14 @@
 //!
 //! The filter keeps the buckets in hashed slots, with no keys: sources that
 //! hash onto one slot share a bucket (the documented approximation). The
-//! model mirrors it: buckets are found by the same slot hash, documented in
-//! docs/syn-and-lists.md (murmur3's finaliser over the address xor a secret
-//! seed, which the runner reads from the loaded filter).
+//! model mirrors it: buckets are found by the same slot hash (murmur3's
+//! finaliser over the address xor a secret seed, docs/syn-and-lists.md),
+//! with the seed the runner reads from the loaded filter. The rest, the
+//! GCRA arithmetic included, is the model's own.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use filter_common::Reason;
+use filter_common::{Reason, syn::SynSource};
 
 use crate::{
     Judgement,
@@ -128,45 +129,20 @@ fn take(bucket: &mut Bucket, now: u64, rate: u32, burst: u32) -> bool {
 }
 
 /// The source's slot in the per-source level and its prefix's slot in the
-/// per-prefix level.
+/// per-prefix level: the filter's documented slot hash
+/// (`filter_common::syn::SynSource`, host-tested there), so that sources
+/// sharing a slot share a bucket here as they do in the filter.
 pub fn slots(family: Family, src: &Addr, settings: &SynSettings, seed: u64) -> Slots {
-    const SOURCE_SLOTS: u32 = 1 << 18;
-    const PREFIX_SLOTS: u32 = 1 << 16;
-    const TAGS_V4: (u64, u64) = (0x5f4e_7c01, 0x5f4e_7c03);
-    const TAGS_V6: (u64, u64) = (0x5f4e_7c02, 0x5f4e_7c04);
-    let (number, width, prefix_len, (source_tag, prefix_tag)) = match family {
-        Family::V4 => (
-            u64::from(u32::from_be_bytes(src[..4].try_into().expect("4 bytes"))),
-            32,
-            settings.prefix_v4,
-            TAGS_V4,
-        ),
+    let word = |i: usize| u32::from_ne_bytes(src[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+    let (source, prefix_len) = match family {
+        Family::V4 => (SynSource::ipv4(word(0)), settings.prefix_v4),
         Family::V6 => (
-            u64::from_be_bytes(src[..8].try_into().expect("8 bytes")),
-            64,
+            SynSource::ipv6(&[word(0), word(1), word(2), word(3)]),
             settings.prefix_v6,
-            TAGS_V6,
         ),
-    };
-    let len = u32::from(prefix_len).min(width);
-    let mask = if len == 0 {
-        0
-    } else {
-        (u64::MAX << (width - len)) & (u64::MAX >> (64 - width))
     };
     Slots {
-        source: mix(number ^ source_tag, seed) as u32 & (SOURCE_SLOTS - 1),
-        prefix: mix((number & mask) ^ prefix_tag, seed) as u32 & (PREFIX_SLOTS - 1),
+        source: source.source_slot(seed),
+        prefix: source.prefix_slot(prefix_len, seed),
     }
-}
-
-/// murmur3's 64-bit finaliser over `key ^ seed`.
-fn mix(key: u64, seed: u64) -> u64 {
-    let mut h = key ^ seed;
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
-    h
 }
