@@ -21,6 +21,7 @@ use std::{
     cell::RefCell,
     collections::BTreeSet,
     fmt::{self, Write as _},
+    hash::{Hash as _, Hasher as _},
     os::fd::{AsFd as _, AsRawFd as _},
     time::{Duration, Instant},
 };
@@ -280,9 +281,7 @@ impl Checker {
             self.exact = true;
             let replayed = self.play(sequence);
             self.exact = false;
-            if replayed.is_err() {
-                return replayed;
-            }
+            replayed?;
         }
         match &result {
             Ok(_) => {
@@ -717,6 +716,25 @@ impl Found {
         }
         text + &self.sequence.to_text()
     }
+
+    /// Saves the regression case under `tests/regressions/`, named by its
+    /// content; returns its path.
+    pub fn save(&self) -> std::io::Result<std::path::PathBuf> {
+        let text = self.regression();
+        let mut hasher = std::hash::DefaultHasher::new();
+        text.hash(&mut hasher);
+        let dir = regressions_dir();
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("mismatch-{:016x}.txt", hasher.finish()));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+/// Where regression cases live (`tests/regressions/`); the test suite
+/// replays every `*.txt` there.
+pub fn regressions_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions")
 }
 
 /// How much to run.
@@ -772,11 +790,13 @@ const CASES_PER_ROUND: u32 = 256;
 /// Runs generated cases until the budget is spent. A mismatch is shrunk
 /// (proptest replays smaller cases, each from an empty filter), replayed
 /// from a fresh filter, and handed to `found` before the run goes on.
+/// `progress` sees the totals after every round of cases.
 pub fn fuzz(
     checker: &mut Checker,
     budget: Budget,
     seed: u64,
     mut found: impl FnMut(&Found),
+    mut progress: impl FnMut(&Totals, Duration),
 ) -> Totals {
     let start = Instant::now();
     let mut totals = Totals::default();
@@ -862,6 +882,7 @@ pub fn fuzz(
             found(&entry);
             totals.found.push(entry);
         }
+        progress(&totals, start.elapsed());
     }
     totals.elapsed = start.elapsed();
     totals

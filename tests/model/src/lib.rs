@@ -28,6 +28,8 @@ pub mod sequence;
 pub mod settings;
 pub mod solicited;
 pub mod syn;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 

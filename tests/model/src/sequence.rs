@@ -240,7 +240,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 fn unhex(text: &str) -> Result<Vec<u8>, String> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     (0..text.len())
@@ -255,9 +255,11 @@ mod tests {
 
     #[test]
     fn text_form_round_trips() {
-        let mut settings = Settings::default();
-        settings.monitor = true;
-        settings.dns_ports = [53, 5353].into();
+        let mut settings = Settings {
+            monitor: true,
+            dns_ports: [53, 5353].into(),
+            ..Settings::default()
+        };
         settings.amplifier_ports.remove(&5353);
         settings.syn.penalty_ms = Some(1000);
         settings.syn.global.rate = None;
@@ -279,7 +281,10 @@ mod tests {
                     list: List::Allow,
                     prefix: Prefix::new(
                         Family::V6,
-                        "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets(),
+                        "2001:db8::1"
+                            .parse::<std::net::Ipv6Addr>()
+                            .unwrap()
+                            .octets(),
                         48,
                     ),
                     lasting_ms: None,

@@ -6,12 +6,11 @@
 
 use std::{
     hash::{Hash as _, Hasher as _},
-    path::PathBuf,
     process::ExitCode,
     time::{Duration, Instant},
 };
 
-use tests::check::{Budget, Checker, Found, fuzz};
+use tests::check::{Budget, Checker, fuzz};
 
 const USAGE: &str = "usage: fuzz [--packets N] [--seconds S] [--seed N]
   --packets N   stop after N packets (frames run and compared)
@@ -61,18 +60,6 @@ fn random_seed() -> u64 {
     hasher.finish()
 }
 
-/// Saves a found mismatch as a regression case; returns its path.
-pub fn save(found: &Found) -> std::io::Result<PathBuf> {
-    let text = found.regression();
-    let mut hasher = std::hash::DefaultHasher::new();
-    text.hash(&mut hasher);
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("regressions");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("mismatch-{:016x}.txt", hasher.finish()));
-    std::fs::write(&path, text)?;
-    Ok(path)
-}
-
 fn main() -> ExitCode {
     let options = match options() {
         Ok(options) => options,
@@ -96,21 +83,37 @@ fn main() -> ExitCode {
     );
     let mut checker = Checker::new();
     let started = Instant::now();
-    let totals = fuzz(&mut checker, options.budget, options.seed, |found| {
-        println!(
-            "MISMATCH{}:",
-            if found.reproduced {
+    let mut shown = Duration::ZERO;
+    let totals = fuzz(
+        &mut checker,
+        options.budget,
+        options.seed,
+        |found| {
+            let how = if found.reproduced {
                 ""
             } else {
                 " (not reproduced from a fresh filter)"
+            };
+            println!("MISMATCH{how}:");
+            print!("{}", found.report);
+            match found.save() {
+                Ok(path) => println!("  saved as {}", path.display()),
+                Err(err) => println!("  could not save it: {err}"),
             }
-        );
-        print!("{}", found.report);
-        match save(found) {
-            Ok(path) => println!("  saved as {}", path.display()),
-            Err(err) => println!("  could not save it: {err}"),
-        }
-    });
+        },
+        |totals, elapsed| {
+            if elapsed >= shown + Duration::from_secs(10) {
+                shown = elapsed;
+                println!(
+                    "{:>4.0} s: {} packets, {:.0}/s, mismatches {}",
+                    elapsed.as_secs_f64(),
+                    totals.frames,
+                    totals.frames as f64 / elapsed.as_secs_f64(),
+                    totals.found.len()
+                );
+            }
+        },
+    );
     println!(
         "checked {} packets in {} sequences in {:.1} s: {:.0} packets/s ({} skipped); mismatches: {}",
         totals.frames,
