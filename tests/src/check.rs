@@ -334,7 +334,23 @@ impl Checker {
             };
             if after - before > self.tick_ns {
                 // Preempted for more than a tick: the kernel's instant is
-                // unknown. Stop here; the state is cleared as usual.
+                // unknown, so is its answer. Stop here. The frame wrote
+                // where the model writes at one end of the run or the
+                // other (an instant in between writes nothing new): keep
+                // both, so that clearing covers it.
+                let mut ran = Vec::new();
+                for model in candidates.iter() {
+                    for now in [before, after] {
+                        let mut model = model.clone();
+                        if ingress {
+                            model.ingress(frame, now);
+                        } else {
+                            model.egress(frame, now);
+                        }
+                        ran.push(model);
+                    }
+                }
+                *candidates = ran;
                 self.counts = self.read_counts();
                 played.skipped += (sequence.frames() as u64).saturating_sub(played.frames);
                 return Ok(played);
@@ -382,6 +398,15 @@ impl Checker {
                 }
             }
             if next.is_empty() {
+                // Show every counter that moved, not only those the answers named.
+                let mut kernel = kernel;
+                for (slot, packets, bytes) in self.moved() {
+                    match kernel.moved.iter_mut().find(|(s, _, _)| *s == slot) {
+                        Some(moved) => *moved = (slot, moved.1 + packets, moved.2 + bytes),
+                        None => kernel.moved.push((slot, packets, bytes)),
+                    }
+                }
+                kernel.moved.sort_unstable();
                 return Err(Box::new(Mismatch {
                     step: index,
                     ingress,
