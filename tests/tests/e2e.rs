@@ -338,7 +338,11 @@ fn tcp_connections_count_the_same_as_the_stack() {
     }
     assert_eq!(delta.packets(Reason::PassSyn), 2, "{delta:?}");
     assert_eq!(delta.packets(Reason::PassHandshake), 2, "{delta:?}");
-    assert_eq!(delta.packets(Reason::EgressHandshakeRecorded), 2, "{delta:?}");
+    assert_eq!(
+        delta.packets(Reason::EgressHandshakeRecorded),
+        2,
+        "{delta:?}"
+    );
 }
 
 #[test]
