@@ -152,8 +152,8 @@ mod tests {
     /// struct has no hidden padding, so both sides agree on every byte.
     #[test]
     fn the_config_is_whole_words_without_hidden_padding() {
-        assert_eq!(core::mem::size_of::<Config>() % 8, 0);
-        assert_eq!(core::mem::align_of::<Config>(), 8);
+        assert_eq!(size_of::<Config>() % 8, 0);
+        assert_eq!(align_of::<Config>(), 8);
     }
 
     #[test]

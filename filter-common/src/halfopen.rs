@@ -163,7 +163,7 @@ mod tests {
                     .into_iter()
                     .map(|(gap, syn)| {
                         // Many events at one instant, some far apart.
-                        now += if gap < SEC { 0 } else { gap - SEC };
+                        now += gap.saturating_sub(SEC);
                         if syn {
                             Event::Syn(now)
                         } else {
