@@ -40,6 +40,7 @@ pub const MAX_L4_OFFSET: usize = 512;
 /// transport header we parse, plus the DNS/NTP fields behind it.
 const EGRESS_HEADROOM: u32 = (MAX_L4_OFFSET + 64) as u32;
 
+pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
@@ -430,6 +431,47 @@ impl Packet {
             dst_port: ports as u16,
             payload: l4_offset + UDP_HDR_LEN,
             readable: length.saturating_sub(UDP_HDR_LEN).min(MAX_PAYLOAD_READ),
+        })
+    }
+}
+
+/// The fixed TCP header; options are not needed.
+pub const TCP_HDR_LEN: usize = 20;
+
+/// TCP flag bits (byte 13 of the header).
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+}
+
+/// The fields of a TCP header the filter reads.
+pub struct Tcp {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// [`tcp_flags`] bits.
+    pub flags: u8,
+}
+
+impl Packet {
+    /// The TCP header at `l4_offset` (the whole fixed header must be
+    /// there), or `None` if cut short or too deep to parse.
+    #[inline(always)]
+    pub fn tcp(&self, l4_offset: usize) -> Option<Tcp> {
+        if l4_offset > MAX_L4_OFFSET {
+            return None;
+        }
+        let h = self.header::<TCP_HDR_LEN>(l4_offset)?;
+        let ports = u32::from_be(h.get::<u32, 0>());
+        Some(Tcp {
+            src_port: (ports >> 16) as u16,
+            dst_port: ports as u16,
+            seq: u32::from_be(h.get::<u32, 4>()),
+            ack: u32::from_be(h.get::<u32, 8>()),
+            flags: h.get::<u8, 13>(),
         })
     }
 }
