@@ -17,13 +17,19 @@
 //! [`hash`] (slot hashes), [`prefix`]
 //! (masks and address forms), [`expiry`] (deadlines),
 //! [`SolicitedKey::bucket`], [`Config::solicited_lifetime_ns`] and its kin.
+//! The connection-aware TCP defence: [`handshake`] (the handshakes egress
+//! records), [`halfopen`] (the half-open budgets' counter), [`conn`] (the
+//! per-source connection limits and their idle windows).
 #![no_std]
 
 pub mod checksum;
 pub mod config;
+pub mod conn;
 pub mod dns;
 pub mod expiry;
 pub mod fragments;
+pub mod halfopen;
+pub mod handshake;
 pub mod hash;
 pub mod lists;
 pub mod ports;
@@ -87,7 +93,28 @@ pub mod map {
     /// Array of u32, one per list trie (see [`crate::lists::IN_USE_ALLOW_V4`]):
     /// nonzero when the trie may hold entries.
     pub const LISTS_IN_USE: &str = "LISTS_IN_USE";
-    /// Arrays of u64 GCRA buckets (see [`crate::query`]): the query limits
+    /// Issue 11, the connection-aware TCP defence (docs/tcp-connections.md).
+    /// Array with one [`crate::handshake::ServicePorts`]: TCP ports egress saw
+    /// send a SYN-ACK. Only egress writes it.
+    pub const SERVICE_PORTS: &str = "SERVICE_PORTS";
+    /// Array of [`crate::handshake::HandshakeSlot`]: SYN-ACKs egress sent,
+    /// waiting for the completing ACK. Only egress records.
+    pub const HANDSHAKES: &str = "HANDSHAKES";
+    /// Array of u64, one per bucket of HANDSHAKES: its latest deadline.
+    pub const HANDSHAKES_LATEST: &str = "HANDSHAKES_LATEST";
+    /// Arrays of u64 (see [`crate::halfopen`]): the half-open budgets per
+    /// source and per prefix, on the slots of SYN_SOURCES and SYN_PREFIXES.
+    pub const HALFOPEN_SOURCES: &str = "HALFOPEN_SOURCES";
+    pub const HALFOPEN_PREFIXES: &str = "HALFOPEN_PREFIXES";
+    /// Array with one [`crate::conn::ConnLimits`]: `conn_limit`, per port.
+    pub const CONN_LIMITS: &str = "CONN_LIMITS";
+    /// Array of [`crate::conn::ConnSlot`]: connections to limited ports.
+    pub const CONNECTIONS: &str = "CONNECTIONS";
+    /// LRU hash of [`crate::conn::ConnOwner`] -> [`crate::conn::ConnCount`].
+    pub const CONN_COUNTS: &str = "CONN_COUNTS";
+    /// Array of u64: handshakes in flight per source and limited port.
+    pub const CONN_PENDING: &str = "CONN_PENDING";
+    /// Issue 12 (docs/query-limits.md): arrays of u64 GCRA buckets (see [`crate::query`]): the query limits
     /// per source, per prefix (hashed slots, DNS and NTP apart) and global
     /// (one per [`crate::query::Service`]).
     pub const QUERY_SOURCES: &str = "QUERY_SOURCES";
@@ -96,7 +123,7 @@ pub mod map {
     /// Every map the object defines and pins, in the order `status` shows
     /// them. (The object also has SLIP_PLAN, a per-CPU scratch value of one
     /// packet's run, never pinned.)
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 26] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -111,6 +138,15 @@ pub mod map {
         DENY_V4,
         DENY_V6,
         LISTS_IN_USE,
+        SERVICE_PORTS,
+        HANDSHAKES,
+        HANDSHAKES_LATEST,
+        HALFOPEN_SOURCES,
+        HALFOPEN_PREFIXES,
+        CONN_LIMITS,
+        CONNECTIONS,
+        CONN_COUNTS,
+        CONN_PENDING,
         QUERY_SOURCES,
         QUERY_PREFIXES,
         QUERY_GLOBAL,

@@ -136,26 +136,51 @@ reasons! {
     /// A TCP SYN over its source's bucket whose source earned the penalty but
     /// could not be put on the full deny list.
     DropSynPenaltyFull = 23, "drop_syn_penalty_full", Ingress, Drop;
+    // Issue 11, the connection-aware TCP defence (docs/tcp-connections.md).
+    /// An ACK that completed a handshake egress recorded: the half-open units
+    /// of its SYN are given back, and on a port with a connection limit the
+    /// connection counts from here.
+    PassHandshake = 24, "pass_handshake", Ingress, Pass;
+    /// A completing ACK whose connection (on a limited port) took the slot of
+    /// another tracked connection, which stops counting (table full there).
+    PassConnEvicted = 25, "pass_conn_evicted", Ingress, Pass;
+    /// An inbound FIN or RST that ended a counted connection.
+    PassConnClosed = 26, "pass_conn_closed", Ingress, Pass;
+    /// A TCP SYN from a source with its half-open budget in use: that many
+    /// of its connection attempts are unanswered.
+    DropSynHalfopen = 27, "drop_syn_halfopen", Ingress, Drop;
+    /// A TCP SYN from a prefix with its half-open budget in use.
+    DropSynHalfopenPrefix = 28, "drop_syn_halfopen_prefix", Ingress, Drop;
+    /// A TCP SYN from a source at its connection limit for that port.
+    DropConnLimit = 29, "drop_conn_limit", Ingress, Drop;
+    /// A SYN-ACK, recorded as a handshake waiting for its ACK.
+    EgressHandshakeRecorded = 30, "egress_handshake_recorded", Egress, Pass;
+    /// A recorded handshake pushed the one closest to expiry of its bucket
+    /// out of the handshake table (full there).
+    EgressHandshakeEvicted = 31, "egress_handshake_evicted", Egress, Pass;
+    /// An outgoing FIN or RST that ended a counted connection.
+    EgressConnClosed = 32, "egress_conn_closed", Egress, Pass;
+    // Issue 12, the limits on inbound DNS and NTP requests (docs/query-limits.md).
     /// A DNS request (QR clear) to a DNS service port within its source,
     /// prefix and global limits.
-    PassDnsQuery = 24, "pass_dns_query", Ingress, Pass;
+    PassDnsQuery = 33, "pass_dns_query", Ingress, Pass;
     /// An NTP client request (mode 3) to an NTP service port within its limits.
-    PassNtpQuery = 25, "pass_ntp_query", Ingress, Pass;
+    PassNtpQuery = 34, "pass_ntp_query", Ingress, Pass;
     /// A DNS request over its source's limit (IPv4 /32, IPv6 /64), not slipped.
-    DropDnsQuerySource = 26, "drop_dns_query_source", Ingress, Drop;
+    DropDnsQuerySource = 35, "drop_dns_query_source", Ingress, Drop;
     /// A DNS request over its source prefix's limit, not slipped.
-    DropDnsQueryPrefix = 27, "drop_dns_query_prefix", Ingress, Drop;
+    DropDnsQueryPrefix = 36, "drop_dns_query_prefix", Ingress, Drop;
     /// A DNS request over the global limit, not slipped.
-    DropDnsQueryGlobal = 28, "drop_dns_query_global", Ingress, Drop;
+    DropDnsQueryGlobal = 37, "drop_dns_query_global", Ingress, Drop;
     /// An NTP client request over its source's limit.
-    DropNtpQuerySource = 29, "drop_ntp_query_source", Ingress, Drop;
+    DropNtpQuerySource = 38, "drop_ntp_query_source", Ingress, Drop;
     /// An NTP client request over its source prefix's limit.
-    DropNtpQueryPrefix = 30, "drop_ntp_query_prefix", Ingress, Drop;
+    DropNtpQueryPrefix = 39, "drop_ntp_query_prefix", Ingress, Drop;
     /// An NTP client request over the global limit.
-    DropNtpQueryGlobal = 31, "drop_ntp_query_global", Ingress, Drop;
+    DropNtpQueryGlobal = 40, "drop_ntp_query_global", Ingress, Drop;
     /// A DNS query over a limit that got the slip: a truncated answer
     /// (QR and TC set, the question, no records) sent back with XDP_TX.
-    TxDnsTruncated = 32, "tx_dns_truncated", Ingress, Tx;
+    TxDnsTruncated = 41, "tx_dns_truncated", Ingress, Tx;
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub fn verdict(
 
 #[inline(always)]
 fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> Reason {
-    let header = match dns::request(packet, udp.payload) {
+    let header = match dns::request(packet, udp) {
         dns::Request::Query(header) => header,
         dns::Request::Response => return pass(ip),
         dns::Request::Short => return Reason::PassMalformed,
@@ -74,7 +74,7 @@ fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> 
 
 #[inline(always)]
 fn ntp_request(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> Reason {
-    if !ntp::is_client_request(packet, udp.payload) {
+    if !ntp::is_client_request(packet, udp) {
         return pass(ip);
     }
     match over_limit(Service::Ntp, ip, config, now) {

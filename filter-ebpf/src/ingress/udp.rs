@@ -25,21 +25,19 @@ pub fn verdict(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
     };
     let (class, service) = config::udp_roles(udp.src_port, udp.dst_port);
     // NTP control queries to us: the gateway must never answer monlist.
-    if (udp.dst_port == NTP_PORT || service == ServiceClass::Ntp)
-        && ntp::is_control(packet, udp.payload)
-    {
+    if (udp.dst_port == NTP_PORT || service == ServiceClass::Ntp) && ntp::is_control(packet, &udp) {
         return Reason::DropNtpControl;
     }
     let token = match class {
         PortClass::Unwatched => return request::verdict(packet, ip, &udp, service, config, now),
-        PortClass::Dns => match dns::response_token(packet, udp.payload) {
+        PortClass::Dns => match dns::response_token(packet, &udp) {
             dns::Response::Token(token) => token,
             dns::Response::Query => {
                 return request::verdict(packet, ip, &udp, service, config, now);
             }
             dns::Response::Malformed => return Reason::PassMalformed,
         },
-        PortClass::Ntp => match ntp::response_token(packet, udp.payload) {
+        PortClass::Ntp => match ntp::response_token(packet, &udp) {
             ntp::Response::Token(token) => token,
             ntp::Response::ClientOrPeer => {
                 return request::verdict(packet, ip, &udp, service, config, now);
