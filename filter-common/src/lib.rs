@@ -59,6 +59,9 @@ pub mod program {
     pub const INGRESS: &str = "wan_ingress";
     /// TC program on WAN egress: records queries, never drops.
     pub const EGRESS: &str = "wan_egress";
+    /// XDP program entered only by the ingress program's tail call: the DNS
+    /// slip reply (docs/query-limits.md).
+    pub const SLIP: &str = "wan_slip";
 }
 
 /// Names of the maps, as pinned under the interface's pin directory.
@@ -120,9 +123,12 @@ pub mod map {
     pub const QUERY_SOURCES: &str = "QUERY_SOURCES";
     pub const QUERY_PREFIXES: &str = "QUERY_PREFIXES";
     pub const QUERY_GLOBAL: &str = "QUERY_GLOBAL";
+    /// Program array with the slip program (see [`crate::program::SLIP`]),
+    /// filled at load; like SLIP_PLAN (a per-CPU scratch value of one
+    /// packet's run) never pinned: each load has its own.
+    pub const SLIP_PROGRAM: &str = "SLIP_PROGRAM";
     /// Every map the object defines and pins, in the order `status` shows
-    /// them. (The object also has SLIP_PLAN, a per-CPU scratch value of one
-    /// packet's run, never pinned.)
+    /// them.
     pub const ALL: [&str; 26] = [
         STATS,
         CONFIG,

@@ -10,6 +10,7 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
+    maps::ProgramArray,
     programs::{
         ProgramError, SchedClassifier, TcAttachType, Xdp,
         links::{FdLink, LinkInfo, PinnedLink},
@@ -92,7 +93,29 @@ fn load(pins: &IfacePins) -> anyhow::Result<Ebpf> {
     tc_program(&mut ebpf)?
         .load()
         .context("the kernel rejected the TC egress program")?;
+    install_slip(&mut ebpf)?;
     Ok(ebpf)
+}
+
+/// Loads the slip program (the DNS truncated reply, docs/query-limits.md)
+/// and puts it where the ingress program's tail call finds it. Without it
+/// every query that gets the slip is dropped instead.
+pub fn install_slip(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let slip: &mut Xdp = ebpf
+        .program_mut(program::SLIP)
+        .ok_or_else(|| anyhow!("program {} missing from the eBPF object", program::SLIP))?
+        .try_into()?;
+    slip.load()
+        .context("the kernel rejected the XDP slip program")?;
+    let fd = slip.fd()?.try_clone()?;
+    let mut slots = ProgramArray::try_from(
+        ebpf.map_mut(map::SLIP_PROGRAM)
+            .ok_or_else(|| anyhow!("map {} missing from the eBPF object", map::SLIP_PROGRAM))?,
+    )?;
+    slots
+        .set(0, &fd, 0)
+        .context("installing the slip program for the tail call")?;
+    Ok(())
 }
 
 fn fresh_attach(

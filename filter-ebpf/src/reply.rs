@@ -3,11 +3,20 @@
 //! back out of the interface it came in on (XDP_TX). What the reply says is
 //! filter_common::dns; this module rewrites the frame.
 //!
-//! The verdict only decides: [`plan`] checks that the query can get a reply
-//! and notes where its parts lie in SLIP_PLAN, a per-CPU scratch value (a
-//! program runs to completion on its CPU, so the value is this packet's
-//! until [`send`] reads it). main.rs calls [`send`] for the `tx` action,
-//! except in monitor mode, where the query passes untouched.
+//! It runs in a program of its own, `wan_slip`, which `wan_ingress` enters
+//! by a tail call (through SLIP_PROGRAM, filled at load): the walk over the
+//! question's labels and the checksum over the reply are loops the verifier
+//! would otherwise explore once for every path through the rules before
+//! them, past its limit of a million instructions. The verdict only decides:
+//! [`plan`] checks that the query's shape can get a reply and notes where
+//! its headers lie in SLIP_PLAN, a per-CPU scratch value (a program and its
+//! tail call run to completion on one CPU, so the value is this packet's).
+//! main.rs calls [`send`] for the `tx` action, except in monitor mode, where
+//! the query passes untouched. [`answer`] (the tail-called program) walks
+//! the question, rewrites the frame and counts the packet: as
+//! `tx_dns_truncated`, or as the drop its query had earned when no reply
+//! can be built (a malformed question, an OPT record of another EDNS
+//! version, a refused resize).
 //!
 //! The reply keeps the frame's encapsulation (VLAN tags as they are, a
 //! PPPoE session header with its length updated) and swaps the MAC
@@ -20,7 +29,12 @@
 //! (unfragmented) datagrams, get a reply: anything else over the limit is
 //! dropped, as is a query whose reply cannot be built.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::map,
+    maps::{PerCpuArray, ProgramArray},
+    programs::XdpContext,
+};
 use filter_common::{
     Reason, checksum,
     dns::{
@@ -37,34 +51,43 @@ use crate::{
         UDP_LENGTH, Udp,
     },
     proto::dns as dns_fields,
+    stats,
 };
 
-/// Where the parts of one query lie, for its reply.
+/// Where the parts of one query lie, for its reply. [`plan`] fills in the
+/// headers; [`answer`] the question's end and the OPT record, then reads
+/// everything back for the rewrite.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Plan {
     /// The frame's length, and the offsets in it of the network header, the
-    /// UDP header, the end of the question and the PPPoE header (0: none).
+    /// UDP header, the end of the UDP datagram, the end of the question and
+    /// the PPPoE header (0: none).
     frame_len: u16,
     l3: u16,
     l4: u16,
+    udp_end: u16,
     question_end: u16,
     pppoe: u16,
     /// The reply's DNS flags.
     flags: u16,
     /// The reply OPT record's TTL field (DO bit), if it has one.
     opt_ttl: u16,
-    /// 1: the reply has an OPT record.
+    /// 1: the query has one additional record, which must be an OPT.
     opt: u8,
     /// 1: IPv6.
     v6: u8,
     /// The level that refused the query: what it counts as if no reply goes out.
     level: u8,
-    _padding: [u8; 3],
+    _padding: u8,
 }
 
 #[map]
 static SLIP_PLAN: PerCpuArray<Plan> = PerCpuArray::with_max_entries(1, 0);
+
+/// The `wan_slip` program at index 0; filter-ctl puts it there at load.
+#[map]
+static SLIP_PROGRAM: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// The hop limit of a reply: a fresh packet's, not what is left of the query's.
 const REPLY_TTL: u8 = 64;
@@ -76,8 +99,8 @@ const MAX_QUESTION_END: usize = MAX_L4_OFFSET + UDP_HDR_LEN + HEADER_LEN + MAX_Q
 /// 16-bit words of the longest reply's UDP header and message, rounded up.
 const MAX_UDP_WORDS: usize = (UDP_HDR_LEN + MAX_REPLY_LEN).div_ceil(2);
 
-/// Notes where the parts of a DNS query over its limit at `level` lie, if
-/// it can get a slip reply (see the module documentation).
+/// Notes where the headers of a DNS query over its limit at `level` lie,
+/// if its shape can get a slip reply (see the module documentation).
 #[inline(always)]
 pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) -> bool {
     let Some(additional) = header.slip_shape() else {
@@ -98,23 +121,10 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
         return false;
     }
     // The message ends where the UDP length says (the frame may be padded).
-    let end = ip.l4_offset + usize::from(udp.length);
-    if usize::from(udp.length) < UDP_HDR_LEN + HEADER_LEN || end > packet.len() {
+    let udp_end = ip.l4_offset + usize::from(udp.length);
+    if usize::from(udp.length) < UDP_HDR_LEN + HEADER_LEN || udp_end > packet.len() {
         return false;
     }
-    let Some(question_end) = dns_fields::question_end(packet, udp.payload + HEADER_LEN, end) else {
-        return false;
-    };
-    let opt_ttl = match additional {
-        Additional::Nothing if question_end == end => 0,
-        Additional::Opt => {
-            match dns_fields::opt_ttl(packet, question_end, end).and_then(dns::reply_opt_ttl) {
-                Some(ttl) => ttl as u16,
-                None => return false,
-            }
-        }
-        Additional::Nothing => return false,
-    };
     let Some(slot) = SLIP_PLAN.get_ptr_mut(0) else {
         return false;
     };
@@ -124,10 +134,9 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
         (*slot).frame_len = packet.len() as u16;
         (*slot).l3 = l3 as u16;
         (*slot).l4 = ip.l4_offset as u16;
-        (*slot).question_end = question_end as u16;
+        (*slot).udp_end = udp_end as u16;
         (*slot).pppoe = link.pppoe_offset.unwrap_or(0) as u16;
         (*slot).flags = header.reply_flags();
-        (*slot).opt_ttl = opt_ttl;
         (*slot).opt = u8::from(additional == Additional::Opt);
         (*slot).v6 = u8::from(ip.family == Family::Ipv6);
         (*slot).level = level as u8;
@@ -135,38 +144,95 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
     true
 }
 
-/// Rewrites the packet planned by [`plan`] into its reply. On an error the
-/// packet is dropped, counted under the returned reason (the drop its
-/// query had earned); nothing else fails but a refused resize.
+/// Hands the packet planned by [`plan`] to `wan_slip`, which answers and
+/// counts it. Returns only if the tail call failed (no program loaded in
+/// SLIP_PROGRAM): the reason to count the packet under, dropped.
 #[inline(always)]
-pub fn send(ctx: &XdpContext) -> Result<(), Reason> {
-    // Always there: a per-CPU array's element exists from its creation.
-    let Some(plan) = SLIP_PLAN.get_ptr(0) else {
-        return Err(Reason::DropDnsQuerySource);
-    };
-    // SAFETY: this CPU's element, written by `plan` during this run;
-    // copied field by field.
-    let plan = unsafe {
-        Plan {
-            frame_len: (*plan).frame_len,
-            l3: (*plan).l3,
-            l4: (*plan).l4,
-            question_end: (*plan).question_end,
-            pppoe: (*plan).pppoe,
-            flags: (*plan).flags,
-            opt_ttl: (*plan).opt_ttl,
-            opt: (*plan).opt,
-            v6: (*plan).v6,
-            level: (*plan).level,
-            _padding: [0; 3],
-        }
-    };
-    let fallback = match plan.level {
+pub fn send(ctx: &XdpContext) -> Reason {
+    // SAFETY: a tail call with the program's own context; on success it
+    // does not return.
+    unsafe { SLIP_PROGRAM.tail_call(ctx, 0) };
+    fallback(read_plan().map_or(Level::Source as u8, |plan| plan.level))
+}
+
+/// The drop a query over the limit at `level` earned.
+#[inline(always)]
+fn fallback(level: u8) -> Reason {
+    match level {
         l if l == Level::Prefix as u8 => Reason::DropDnsQueryPrefix,
         l if l == Level::Global as u8 => Reason::DropDnsQueryGlobal,
         _ => Reason::DropDnsQuerySource,
+    }
+}
+
+/// This CPU's plan, read field by field through volatile reads: the values
+/// come from the map, never from registers that still carry what the
+/// verifier learnt on one path (which would keep it from merging paths).
+#[inline(always)]
+fn read_plan() -> Option<Plan> {
+    let plan = SLIP_PLAN.get_ptr(0)?;
+    // SAFETY: this CPU's element of a per-CPU array, which outlives the program.
+    unsafe {
+        Some(Plan {
+            frame_len: core::ptr::read_volatile(&(*plan).frame_len),
+            l3: core::ptr::read_volatile(&(*plan).l3),
+            l4: core::ptr::read_volatile(&(*plan).l4),
+            udp_end: core::ptr::read_volatile(&(*plan).udp_end),
+            question_end: core::ptr::read_volatile(&(*plan).question_end),
+            pppoe: core::ptr::read_volatile(&(*plan).pppoe),
+            flags: core::ptr::read_volatile(&(*plan).flags),
+            opt_ttl: core::ptr::read_volatile(&(*plan).opt_ttl),
+            opt: core::ptr::read_volatile(&(*plan).opt),
+            v6: core::ptr::read_volatile(&(*plan).v6),
+            level: core::ptr::read_volatile(&(*plan).level),
+            _padding: 0,
+        })
+    }
+}
+
+/// The body of `wan_slip`: answers the planned query, or drops it.
+#[inline(always)]
+pub fn answer(ctx: &XdpContext) -> u32 {
+    let Some(plan) = read_plan() else {
+        return xdp_action::XDP_DROP;
     };
-    rewrite(ctx, &plan).ok_or(fallback)
+    let bytes = u64::from(plan.frame_len);
+    if walk_question(ctx, &plan).is_some()
+        && let Some(plan) = read_plan()
+        && rewrite(ctx, &plan).is_some()
+    {
+        stats::count(Reason::TxDnsTruncated, bytes);
+        return xdp_action::XDP_TX;
+    }
+    stats::count(fallback(plan.level), bytes);
+    xdp_action::XDP_DROP
+}
+
+/// Finds the end of the question and checks what follows it (nothing, or
+/// an OPT record of EDNS version 0 that ends the datagram); notes both in
+/// the plan.
+#[inline(always)]
+fn walk_question(ctx: &XdpContext, plan: &Plan) -> Option<()> {
+    let packet = Packet::from_xdp(ctx);
+    let (l4, udp_end) = (usize::from(plan.l4), usize::from(plan.udp_end));
+    if l4 > MAX_L4_OFFSET || udp_end > packet.len() {
+        return None;
+    }
+    let question_end = dns_fields::question_end(&packet, l4 + UDP_HDR_LEN + HEADER_LEN, udp_end)?;
+    let opt_ttl = if plan.opt != 0 {
+        dns_fields::opt_ttl(&packet, question_end, udp_end).and_then(dns::reply_opt_ttl)? as u16
+    } else if question_end == udp_end {
+        0
+    } else {
+        return None;
+    };
+    let slot = SLIP_PLAN.get_ptr_mut(0)?;
+    // SAFETY: this CPU's element of a per-CPU array, which outlives the program.
+    unsafe {
+        core::ptr::write_volatile(&mut (*slot).question_end, question_end as u16);
+        core::ptr::write_volatile(&mut (*slot).opt_ttl, opt_ttl);
+    }
+    Some(())
 }
 
 #[inline(always)]

@@ -50,6 +50,7 @@ impl Filter {
             .try_into()
             .expect("the egress program is a TC classifier");
         tc.load().expect("the kernel accepts the TC program");
+        filter_ctl::attach::install_slip(&mut ebpf).expect("the kernel accepts the slip program");
         SettingsMaps::of(&mut ebpf)
             .and_then(|mut maps| maps.write_defaults())
             .expect("writing the default settings");

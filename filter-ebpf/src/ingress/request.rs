@@ -36,13 +36,14 @@ pub fn verdict(
     ip: &Ip,
     udp: &Udp,
     service: ServiceClass,
+    ntp_mode: Option<u8>,
     config: &Config,
     now: u64,
 ) -> Reason {
     match service {
         ServiceClass::None => pass(ip),
         ServiceClass::Dns => dns_query(packet, ip, udp, config, now),
-        ServiceClass::Ntp => ntp_request(packet, ip, udp, config, now),
+        ServiceClass::Ntp => ntp_request(ip, ntp_mode, config, now),
     }
 }
 
@@ -73,8 +74,8 @@ fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> 
 }
 
 #[inline(always)]
-fn ntp_request(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> Reason {
-    if !ntp::is_client_request(packet, udp) {
+fn ntp_request(ip: &Ip, ntp_mode: Option<u8>, config: &Config, now: u64) -> Reason {
+    if !ntp::is_client_mode(ntp_mode) {
         return pass(ip);
     }
     match over_limit(Service::Ntp, ip, config, now) {

@@ -24,23 +24,30 @@ pub fn verdict(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
         return Reason::PassMalformed;
     };
     let (class, service) = config::udp_roles(udp.src_port, udp.dst_port);
+    // The NTP mode of a packet to an NTP port, read once for both rules.
+    let ntp_mode = if udp.dst_port == NTP_PORT || service == ServiceClass::Ntp {
+        ntp::mode(packet, &udp)
+    } else {
+        None
+    };
     // NTP control queries to us: the gateway must never answer monlist.
-    if (udp.dst_port == NTP_PORT || service == ServiceClass::Ntp) && ntp::is_control(packet, &udp) {
+    if ntp::is_control_mode(ntp_mode) {
         return Reason::DropNtpControl;
     }
+    let request = |packet, udp| request::verdict(packet, ip, udp, service, ntp_mode, config, now);
     let token = match class {
-        PortClass::Unwatched => return request::verdict(packet, ip, &udp, service, config, now),
+        PortClass::Unwatched => return request(packet, &udp),
         PortClass::Dns => match dns::response_token(packet, &udp) {
             dns::Response::Token(token) => token,
             dns::Response::Query => {
-                return request::verdict(packet, ip, &udp, service, config, now);
+                return request(packet, &udp);
             }
             dns::Response::Malformed => return Reason::PassMalformed,
         },
         PortClass::Ntp => match ntp::response_token(packet, &udp) {
             ntp::Response::Token(token) => token,
             ntp::Response::ClientOrPeer => {
-                return request::verdict(packet, ip, &udp, service, config, now);
+                return request(packet, &udp);
             }
             ntp::Response::Control => return Reason::DropNtpControl,
             ntp::Response::Malformed => return Reason::PassMalformed,
