@@ -118,6 +118,22 @@ impl Filter {
         Ok(result.return_value)
     }
 
+    /// The XDP verdict on `frame` and the frame as the program left it
+    /// (for XDP_TX, the reply it sends back).
+    pub fn ingress_output(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0; frame.len() + 256];
+        let result = self
+            .xdp()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .unwrap_or_else(|err| panic!("XDP test run on {} bytes: {err}", frame.len()));
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
     /// The XDP verdict on `frame`.
     pub fn ingress(&self, frame: &[u8]) -> u32 {
         self.try_ingress(frame, 1)
