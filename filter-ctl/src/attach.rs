@@ -12,12 +12,11 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::Array,
     programs::{
-        ProgramError, SchedClassifier, TcAttachType, Xdp,
-        links::{FdLink, LinkInfo, PinnedLink},
-        tc::SchedClassifierLink,
+        ProgramError, SchedClassifier, TcAttach, TcAttachType, Xdp,
+        links::{FdLink, LinkInfo, LinkOrder, PinnedLink},
+        tc::{NlOptions, SchedClassifierLink},
         xdp::{XdpLink, XdpLinkId},
     },
-    util::KernelVersion,
 };
 use filter_common::{map, program};
 
@@ -25,6 +24,7 @@ use crate::{
     EBPF_OBJECT,
     iface::Interface,
     pins::{IfacePins, PinRoot, XdpMode},
+    probe::{self, EgressHook},
     settings,
 };
 
@@ -58,6 +58,8 @@ pub fn attach(
     iface: &Interface,
     choice: ModeChoice,
 ) -> anyhow::Result<AttachReport> {
+    // Refuses a kernel without what the programs need before touching anything.
+    let hook = probe::check(iface.index)?;
     let pins = root.iface(&iface.name)?;
     match pins.find_xdp_link() {
         Some((mode, _)) => replace(&pins, iface, mode, choice),
@@ -66,7 +68,7 @@ pub fn attach(
             pins.remove_all()?;
             fs::create_dir_all(pins.dir())
                 .with_context(|| format!("creating pin directory {}", pins.dir().display()))?;
-            fresh_attach(&pins, iface, choice).inspect_err(|_| {
+            fresh_attach(&pins, iface, choice, hook).inspect_err(|_| {
                 let _ = pins.remove_all();
             })
         }
@@ -99,6 +101,7 @@ fn fresh_attach(
     pins: &IfacePins,
     iface: &Interface,
     choice: ModeChoice,
+    hook: EgressHook,
 ) -> anyhow::Result<AttachReport> {
     let mut ebpf = load(pins)?;
     let [config, ports] = ebpf.maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
@@ -132,9 +135,13 @@ fn fresh_attach(
         .context("pinning the XDP link")?;
 
     let tc = tc_program(&mut ebpf)?;
-    if tcx_supported() {
+    if hook == EgressHook::Tcx {
+        let tcx = TcAttach::Tcx {
+            attach_type: TcAttachType::Egress,
+            order: LinkOrder::default(),
+        };
         let link_id = tc
-            .attach(iface.index, TcAttachType::Egress)
+            .attach(iface.index, tcx)
             .context("attaching the TC egress program (TCX)")?;
         let link = FdLink::try_from(tc.take_link(link_id)?)?;
         link.pin(pins.tc_link())
@@ -220,8 +227,12 @@ fn attach_egress_clsact(
     pins: &IfacePins,
 ) -> anyhow::Result<()> {
     let _ = aya::programs::tc::qdisc_add_clsact(iface.index);
+    let clsact = TcAttach::Netlink {
+        parent: TcAttachType::Egress.into(),
+        options: NlOptions::default(),
+    };
     let link_id = tc
-        .attach(iface.index, TcAttachType::Egress)
+        .attach(iface.index, clsact)
         .context("attaching the TC egress program (clsact)")?;
     // Dropping the link would remove the filter; it must outlive us.
     std::mem::forget(tc.take_link(link_id)?);
@@ -320,9 +331,4 @@ fn errno(err: &ProgramError) -> Option<i32> {
         ProgramError::SyscallError(syscall) => syscall.io_error.raw_os_error(),
         _ => None,
     }
-}
-
-/// TCX links exist from Linux 6.6; older kernels get a netlink clsact filter.
-fn tcx_supported() -> bool {
-    KernelVersion::current().is_ok_and(|version| version >= KernelVersion::new(6, 6, 0))
 }
