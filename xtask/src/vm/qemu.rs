@@ -87,6 +87,8 @@ pub struct Boot<'a> {
     pub timeout: Duration,
     /// The longest the console may stay silent.
     pub silence: Duration,
+    /// The longest the guest may take to print the ready marker.
+    pub ready_within: Duration,
     /// Where the console is kept.
     pub log: PathBuf,
     /// A console line starting with this marks the guest as booted.
@@ -164,10 +166,13 @@ impl Boot<'_> {
         let mut ready_after = None;
         let mut killed_because = None;
         let deadline = start + self.timeout;
+        let ready_deadline = start + self.ready_within;
         loop {
-            let wait = self
-                .silence
-                .min(deadline.saturating_duration_since(Instant::now()));
+            let now = Instant::now();
+            let mut wait = self.silence.min(deadline.saturating_duration_since(now));
+            if ready_after.is_none() {
+                wait = wait.min(ready_deadline.saturating_duration_since(now));
+            }
             match lines.recv_timeout(wait) {
                 Ok(line) => {
                     if ready_after.is_none() && line.starts_with(self.ready_marker) {
@@ -178,8 +183,14 @@ impl Boot<'_> {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    killed_because = Some(if Instant::now() >= deadline {
+                    let now = Instant::now();
+                    killed_because = Some(if now >= deadline {
                         format!("the guest ran longer than {} s", self.timeout.as_secs())
+                    } else if ready_after.is_none() && now >= ready_deadline {
+                        format!(
+                            "the guest did not come up within {} s",
+                            self.ready_within.as_secs()
+                        )
                     } else {
                         format!("the guest printed nothing for {} s", self.silence.as_secs())
                     });
