@@ -5,6 +5,10 @@
 
 pub mod lists;
 pub mod reason;
+#[cfg(feature = "user")]
+pub mod report;
+#[cfg(feature = "user")]
+pub mod settings;
 pub mod syn;
 pub use lists::{ListEntry, ListSource};
 pub use reason::{Action, Direction, Reason};

@@ -18,14 +18,13 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use filter_common::{map, program};
+use filter_common::{map, program, report::EgressHook};
 
 use crate::{
     EBPF_OBJECT,
     iface::Interface,
     pins::{IfacePins, PinRoot, XdpMode},
-    probe::{self, EgressHook},
-    settings,
+    probe, settings,
 };
 
 /// The XDP mode asked for on the command line.

@@ -22,6 +22,7 @@ use aya::{
 };
 
 use anyhow::Context as _;
+use filter_common::report::EgressHook;
 
 /// The program types of `wan_ingress` and `wan_egress`.
 const PROGRAM_TYPES: &[(ProgramType, &str)] = &[
@@ -70,15 +71,6 @@ const HELPERS: &[(ProgramType, BpfHelper, &str)] = &[
         "bpf_ktime_get_coarse_ns (Linux 5.11)",
     ),
 ];
-
-/// How the egress program is attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EgressHook {
-    /// A TCX bpf_link (Linux 6.6 and later).
-    Tcx,
-    /// A netlink filter on a clsact qdisc.
-    Clsact,
-}
 
 /// Probes everything attach needs; fails with one sentence naming what this
 /// kernel lacks. Returns the egress hook to use on interface `if_index`.
@@ -196,14 +188,17 @@ mod tests {
         let mut called = BTreeSet::new();
         for section in object.sections() {
             let Ok(name) = section.name() else { continue };
-            let code = section.data().unwrap();
-            let is_code = section.kind() == object::SectionKind::Text;
-            for insn in code.chunks_exact(8).filter(|_| is_code) {
+            if section.kind() != object::SectionKind::Text {
+                continue;
+            }
+            let (insns, _) = section.data().unwrap().as_chunks::<8>();
+            for insn in insns {
                 // BPF_JMP | BPF_CALL with source register 0: a helper call
                 // (1 is a call to a BPF function, 2 a kfunc).
                 let helper_call = insn[0] == 0x85 && insn[1] >> 4 == 0;
                 if helper_call {
-                    let id = i32::from_le_bytes(insn[4..8].try_into().unwrap());
+                    let [.., a, b, c, d] = *insn;
+                    let id = i32::from_le_bytes([a, b, c, d]);
                     let program = program_type(name).unwrap_or_else(|| {
                         panic!("a helper call in section {name}: which program?")
                     });

@@ -4,6 +4,9 @@
 //! Every instance is loaded without pins, so its maps start empty (plus the
 //! default settings an attach writes) and tests can run in parallel. Loading
 //! needs root (CAP_BPF); without it the tests fail, they never skip.
+//!
+//! It lives here, not in the harness crate, because it embeds filter-ctl's
+//! eBPF object; the benchmark's part 1 (tests/bench/src/testrun.rs) uses it too.
 
 use aya::{
     Ebpf,
@@ -28,9 +31,8 @@ pub struct Filter {
 impl Filter {
     /// Loads the object and writes the default settings, as `attach` does.
     pub fn load() -> Self {
-        // SAFETY: geteuid has no preconditions and cannot fail.
         assert!(
-            unsafe { libc::geteuid() } == 0,
+            harness::process::is_root(),
             "the verdict tests load BPF programs and need root: run `./xtask/run test` as root"
         );
         let mut ebpf = Ebpf::load(filter_ctl::EBPF_OBJECT).expect("loading the eBPF object");

@@ -1,12 +1,6 @@
-//! Test support shared by the verdict tests, the end-to-end tests and the lab:
-//! crafted packets, network namespaces, the lab topology and a filter-ctl driver.
+//! The verdict tests' harness ([`bpf`]: the filter's own programs loaded
+//! from filter-ctl's embedded object and driven through BPF_PROG_TEST_RUN).
+//! The end-to-end tests use the `harness` crate (namespaces, the lab, the
+//! floods, the filter-ctl driver); the tests themselves are in `tests/`.
 
-pub mod bench;
 pub mod bpf;
-pub mod ctl;
-pub mod flood;
-pub mod http;
-pub mod lab;
-pub mod netns;
-pub mod packet;
-pub mod synflood;

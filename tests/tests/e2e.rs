@@ -5,7 +5,7 @@
 //! Needs root. Every test builds its own lab (unique namespace and pin-root
 //! names), so tests run in parallel, and everything is removed when a test
 //! ends, also when it fails. The filter-ctl binary is found as described in
-//! [`tests::ctl::binary`]: build it first (`cargo build -p filter-ctl`, or
+//! [`harness::ctl::binary`]: build it first (`cargo build -p filter-ctl`, or
 //! `cargo xtask test`, which does).
 //!
 //! Exact counts are possible because the lab's links carry nothing but the
@@ -22,11 +22,15 @@ use std::{
 };
 
 use filter_common::Reason;
-use serde_json::Value;
-use tests::{
-    ctl::{self, FilterCtl, Stats},
-    lab::{GW_LAN_IF, INET_BRIDGE, LAN_IF, TEST_PIN_PREFIX, TEST_PREFIX, Topology, WAN_IF, addr},
-    netns::{self, BpffsDir, Netns, TcpEchoServer, UdpServer},
+use harness::{
+    bpffs::BpffsDir,
+    ctl::report::{EgressHook, XdpMode},
+    fixture::FilterLab,
+    kernel,
+    lab::{GW_LAN_IF, INET_BRIDGE, LAN_IF, Topology, WAN_IF, addr},
+    names::TEST_PIN_PREFIX,
+    process,
+    servers::local::{TcpEchoServer, UdpServer},
 };
 
 /// Ethernet + IPv4 / IPv6 header lengths: the filter counts whole frames.
@@ -37,58 +41,17 @@ const UDP: u64 = 8;
 /// iputils ping: 56 bytes of data after the 8-byte ICMP header.
 const PING: u64 = 8 + 56;
 
-/// A lab and a filter-ctl with its own pin root. Drop order: the pins go
-/// first (detaching the filter), then the namespaces.
-struct Lab {
-    ctl: FilterCtl,
-    topo: Topology,
+fn lab() -> FilterLab {
+    FilterLab::build()
 }
 
-fn lab() -> Lab {
-    assert!(
-        netns::is_root(),
-        "the end-to-end tests need root (network namespaces, XDP): run them with sudo"
-    );
-    let ctl = FilterCtl::new().expect("locating filter-ctl");
-    let topo = Topology::build(TEST_PREFIX).expect("building the lab");
-    Lab { ctl, topo }
-}
-
-impl Lab {
-    fn gw(&self) -> &Netns {
-        &self.topo.gateway
-    }
-
-    fn attach(&self, mode: Option<&str>) -> String {
-        self.ctl.attach(self.gw(), WAN_IF, mode).expect("attach")
-    }
-
-    fn stats(&self) -> Stats {
-        self.ctl.stats(self.gw(), WAN_IF).expect("stats")
-    }
-
-    /// The one entry of `status --json --iface wan0`.
-    fn status(&self) -> Value {
-        let mut all = self.ctl.status(self.gw(), Some(WAN_IF)).expect("status");
-        assert_eq!(all.len(), 1, "{all:?}");
-        all.remove(0)
-    }
-
-    fn failure(&self, args: &[&str]) -> String {
-        self.ctl.failure(self.gw(), args)
-    }
-}
-
-fn id(value: &Value, key: &str) -> u32 {
-    value[key]
-        .as_u64()
-        .and_then(|id| u32::try_from(id).ok())
-        .unwrap_or_else(|| panic!("no {key} in {value}"))
+fn id(id: Option<u32>, what: &str) -> u32 {
+    id.unwrap_or_else(|| panic!("no {what} in the status"))
 }
 
 /// Waits until `f` is true (the kernel frees programs asynchronously).
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    netns::wait_until(
+    process::wait_until(
         Duration::from_secs(5),
         Duration::from_millis(20),
         || Ok(f()),
@@ -162,28 +125,35 @@ fn attach_status_detach_leaves_nothing_behind() {
     );
 
     let status = lab.status();
-    assert_eq!(status["iface"], "wan0");
-    assert_eq!(status["attached"], true);
-    assert_eq!(status["iface_present"], true);
-    assert_eq!(status["xdp_mode"], "native");
+    assert_eq!(status.iface, "wan0");
+    assert!(status.attached);
+    assert!(status.iface_present);
+    assert_eq!(status.xdp_mode, Some(XdpMode::Native));
     // TCX links exist from Linux 6.6; before, the egress program is a netlink
     // filter on a clsact qdisc (the VM legs boot 6.1 and 6.12).
     let tcx =
         aya::util::KernelVersion::current().unwrap() >= aya::util::KernelVersion::new(6, 6, 0);
-    assert_eq!(status["egress_hook"], if tcx { "tcx" } else { "clsact" });
-    let (xdp_prog, tc_prog) = (
-        id(&status, "xdp_program_id"),
-        id(&status, "egress_program_id"),
-    );
-    let xdp_link = id(&status, "xdp_link_id");
     assert_eq!(
-        ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+        status.egress_hook,
+        Some(if tcx {
+            EgressHook::Tcx
+        } else {
+            EgressHook::Clsact
+        })
+    );
+    let (xdp_prog, tc_prog) = (
+        id(status.xdp_program_id, "XDP program"),
+        id(status.egress_program_id, "egress program"),
+    );
+    let xdp_link = id(status.xdp_link_id, "XDP link");
+    assert_eq!(
+        kernel::xdp_on(lab.gw(), WAN_IF).unwrap(),
         Some(("native".to_owned(), xdp_prog)),
         "ip link shows the program status reports"
     );
-    assert!(ctl::program_exists(xdp_prog).unwrap());
-    assert!(ctl::program_exists(tc_prog).unwrap());
-    assert!(ctl::link_exists(xdp_link).unwrap());
+    assert!(kernel::program_exists(xdp_prog).unwrap());
+    assert!(kernel::program_exists(tc_prog).unwrap());
+    assert!(kernel::link_exists(xdp_link).unwrap());
     let pins = lab.ctl.pin_root();
     assert!(pins.is_dir(), "pins under {}", pins.display());
 
@@ -197,18 +167,18 @@ fn attach_status_detach_leaves_nothing_behind() {
     assert!(out.contains("detached filter from wan0"), "{out}");
 
     assert!(!pins.exists(), "pin root {} still there", pins.display());
-    assert_eq!(ctl::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
+    assert_eq!(kernel::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
     let link = lab.gw().ip(["-d", "link", "show", "dev", WAN_IF]).unwrap();
     assert!(!link.contains("xdp"), "{link}");
     // bpftool 7.1 `net show` does not list TCX: look the programs up by id.
     eventually("the XDP program is freed", || {
-        !ctl::program_exists(xdp_prog).unwrap()
+        !kernel::program_exists(xdp_prog).unwrap()
     });
     eventually("the egress program is freed", || {
-        !ctl::program_exists(tc_prog).unwrap()
+        !kernel::program_exists(tc_prog).unwrap()
     });
-    assert!(!ctl::link_exists(xdp_link).unwrap());
-    assert_eq!(lab.ctl.status(lab.gw(), None).unwrap(), Vec::<Value>::new());
+    assert!(!kernel::link_exists(xdp_link).unwrap());
+    assert!(lab.ctl.status(lab.gw(), None).unwrap().is_empty());
 
     // The interface works as before.
     let ping = lab.topo.internet.ping(addr::GW_WAN4.into(), 3).unwrap();
@@ -223,17 +193,18 @@ fn attach_status_detach_leaves_nothing_behind() {
     assert!(err.contains("not attached to wan0"), "{err}");
 }
 
-#[test]
-fn ipv4_from_the_internet_is_counted_exactly() {
+/// Pings and UDP datagrams from the internet to wan0: the filter counts
+/// exactly them, in packets and bytes, and the echo replies out; nftables
+/// saw exactly them reach the stack.
+fn counted_exactly(v6: bool, pings: u32, datagrams: u32, len: u64) {
     let lab = lab();
     lab.attach(None);
     let start = lab.stats();
     assert_eq!(start.nonzero(), vec![], "nothing flowed yet");
     let stack_start = lab.topo.stack_counters().unwrap();
 
-    let server = UdpServer::start(lab.gw(), Topology::gateway_wan(false, 5300), false).unwrap();
-    let (pings, datagrams, len) = (5, 100, 200);
-    let ping = lab.topo.internet.ping(addr::GW_WAN4.into(), pings).unwrap();
+    let server = UdpServer::start(lab.gw(), Topology::gateway_wan(v6, 5300), false).unwrap();
+    let ping = lab.topo.internet.ping(server.addr().ip(), pings).unwrap();
     assert_eq!(ping.received, pings, "{ping:?}");
     lab.topo
         .internet
@@ -247,85 +218,43 @@ fn ipv4_from_the_internet_is_counted_exactly() {
 
     let delta = lab.stats().since(&start);
     let (pings, datagrams) = (u64::from(pings), u64::from(datagrams));
-    assert_eq!(
-        delta.packets(Reason::PassIpv4),
-        pings + datagrams,
-        "{delta:?}"
-    );
-    assert_eq!(
-        delta.bytes(Reason::PassIpv4),
-        pings * (ETH + IPV4 + PING) + datagrams * (ETH + IPV4 + UDP + len),
-    );
-    // The gateway answered each echo request, and nothing else.
-    assert_eq!(delta.packets(Reason::EgressOther), pings, "{delta:?}");
-    assert_eq!(
-        delta.bytes(Reason::EgressOther),
-        pings * (ETH + IPV4 + PING)
-    );
+    let (ip, pass, family, other_family) = if v6 {
+        (IPV6, "pass_ipv6", "6", "ipv4")
+    } else {
+        (IPV4, "pass_ipv4", "4", "ipv6")
+    };
+    let ping_bytes = pings * (ETH + ip + PING);
+    let udp_bytes = datagrams * (ETH + ip + UDP + len);
     assert_eq!(
         delta.nonzero(),
         vec![
-            ("egress_other", pings, pings * (ETH + IPV4 + PING)),
-            (
-                "pass_ipv4",
-                pings + datagrams,
-                delta.bytes(Reason::PassIpv4)
-            ),
+            // The gateway answered each echo request, and nothing else.
+            ("egress_other".to_owned(), pings, ping_bytes),
+            (pass.to_owned(), pings + datagrams, ping_bytes + udp_bytes),
         ],
-        "no other reason moved"
+        "exactly the echo requests and datagrams in, the echo replies out"
     );
 
     // What reached the stack, counted independently by nftables.
     let stack = lab.topo.stack_counters().unwrap();
-    let stack_delta = |name| stack.packets(name) - stack_start.packets(name);
-    assert_eq!(stack_delta("ipv4"), pings + datagrams);
-    assert_eq!(stack_delta("udp4"), datagrams);
-    assert_eq!(stack_delta("icmp4"), pings);
+    let stack_delta = |name: &str| stack.packets(name) - stack_start.packets(name);
+    assert_eq!(stack_delta(&format!("ipv{family}")), pings + datagrams);
+    assert_eq!(stack_delta(&format!("udp{family}")), datagrams);
+    assert_eq!(stack_delta(&format!("icmp{family}")), pings);
     assert_eq!(
-        stack_delta("ipv6") + stack_delta("arp_any") + stack_delta("other"),
+        stack_delta(other_family) + stack_delta("arp_any") + stack_delta("other"),
         0
     );
 }
 
 #[test]
+fn ipv4_from_the_internet_is_counted_exactly() {
+    counted_exactly(false, 5, 100, 200);
+}
+
+#[test]
 fn ipv6_from_the_internet_is_counted_exactly() {
-    let lab = lab();
-    lab.attach(None);
-    let start = lab.stats();
-    assert_eq!(start.nonzero(), vec![], "nothing flowed yet");
-    let stack_start = lab.topo.stack_counters().unwrap();
-
-    let server = UdpServer::start(lab.gw(), Topology::gateway_wan(true, 5300), false).unwrap();
-    let (pings, datagrams, len) = (4, 60, 500);
-    let ping = lab.topo.internet.ping(addr::GW_WAN6.into(), pings).unwrap();
-    assert_eq!(ping.received, pings, "{ping:?}");
-    lab.topo
-        .internet
-        .send_udp(server.addr(), datagrams, len as usize)
-        .unwrap();
-    assert_eq!(
-        server.wait_for(datagrams.into(), Duration::from_secs(5)),
-        u64::from(datagrams)
-    );
-    drain();
-
-    let delta = lab.stats().since(&start);
-    let (pings, datagrams) = (u64::from(pings), u64::from(datagrams));
-    let ping_bytes = pings * (ETH + IPV6 + PING);
-    let udp_bytes = datagrams * (ETH + IPV6 + UDP + len);
-    assert_eq!(
-        delta.nonzero(),
-        vec![
-            ("egress_other", pings, ping_bytes),
-            ("pass_ipv6", pings + datagrams, ping_bytes + udp_bytes),
-        ],
-        "exactly the echo requests and datagrams in, the echo replies out"
-    );
-    let stack = lab.topo.stack_counters().unwrap();
-    let stack_delta = |name| stack.packets(name) - stack_start.packets(name);
-    assert_eq!(stack_delta("ipv6"), pings + datagrams);
-    assert_eq!(stack_delta("udp6"), datagrams);
-    assert_eq!(stack_delta("icmp6"), pings);
+    counted_exactly(true, 4, 60, 500);
 }
 
 #[test]
@@ -434,24 +363,26 @@ fn attaching_again_replaces_the_program_and_keeps_the_counters() {
         "{out}"
     );
     let second = lab.status();
-    assert_eq!(second["attached"], true);
-    assert_eq!(second["xdp_mode"], "native");
+    assert!(second.attached);
+    assert_eq!(second.xdp_mode, Some(XdpMode::Native));
     assert_eq!(
-        id(&second, "xdp_link_id"),
-        id(&first, "xdp_link_id"),
+        second.xdp_link_id, first.xdp_link_id,
         "the same link, with the program swapped"
     );
-    let (old, new) = (id(&first, "xdp_program_id"), id(&second, "xdp_program_id"));
+    let (old, new) = (
+        id(first.xdp_program_id, "XDP program"),
+        id(second.xdp_program_id, "XDP program"),
+    );
     assert_ne!(old, new);
     assert_eq!(
-        ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+        kernel::xdp_on(lab.gw(), WAN_IF).unwrap(),
         Some(("native".to_owned(), new)),
         "exactly one XDP program on wan0: the new one"
     );
-    let old_tc = id(&first, "egress_program_id");
-    assert_ne!(id(&second, "egress_program_id"), old_tc);
+    let old_tc = id(first.egress_program_id, "egress program");
+    assert_ne!(second.egress_program_id, Some(old_tc));
     eventually("the replaced programs are freed", || {
-        !ctl::program_exists(old).unwrap() && !ctl::program_exists(old_tc).unwrap()
+        !kernel::program_exists(old).unwrap() && !kernel::program_exists(old_tc).unwrap()
     });
 
     // Counters survived the swap, and the new program counts into the same map.
@@ -468,7 +399,7 @@ fn attaching_again_replaces_the_program_and_keeps_the_counters() {
         "{err}"
     );
     assert_eq!(
-        ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+        kernel::xdp_on(lab.gw(), WAN_IF).unwrap(),
         Some(("native".to_owned(), new))
     );
 }
@@ -479,10 +410,10 @@ fn skb_mode_attaches_generic_xdp() {
     let out = lab.attach(Some("skb"));
     assert!(out.contains("attached filter on wan0 in skb mode"), "{out}");
     let status = lab.status();
-    assert_eq!(status["xdp_mode"], "skb");
-    let prog = id(&status, "xdp_program_id");
+    assert_eq!(status.xdp_mode, Some(XdpMode::Skb));
+    let prog = id(status.xdp_program_id, "XDP program");
     assert_eq!(
-        ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+        kernel::xdp_on(lab.gw(), WAN_IF).unwrap(),
         Some(("skb".to_owned(), prog))
     );
     let link = lab.gw().ip(["-d", "link", "show", "dev", WAN_IF]).unwrap();
@@ -496,7 +427,7 @@ fn skb_mode_attaches_generic_xdp() {
     assert_eq!(stats.packets(Reason::EgressOther), 3);
 
     lab.ctl.detach(lab.gw(), WAN_IF).unwrap();
-    assert_eq!(ctl::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
+    assert_eq!(kernel::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
     assert!(!lab.ctl.pin_root().exists());
 }
 
@@ -508,7 +439,7 @@ fn a_non_ethernet_interface_is_refused() {
     let err = lab.failure(&["attach", "--iface", "lo"]);
     assert!(err.contains("lo is not an Ethernet interface"), "{err}");
     assert!(err.contains("PPPoE"), "{err}");
-    assert_eq!(ctl::xdp_on(lab.gw(), "lo").unwrap(), None);
+    assert_eq!(kernel::xdp_on(lab.gw(), "lo").unwrap(), None);
 }
 
 #[test]
@@ -542,13 +473,14 @@ fn unknown_interface_is_named_in_the_error() {
 fn non_root_is_refused_with_a_clear_message() {
     let lab = lab();
     // A copy that user nobody can run wherever the workspace lives (e.g. /root).
-    let dir = std::env::temp_dir().join(netns::unique_name("wft-bin"));
-    let _cleanup = RemoveDir(dir.clone());
-    std::fs::create_dir(&dir).unwrap();
-    let binary = dir.join("filter-ctl");
+    let dir = tempfile::Builder::new()
+        .prefix("wft-bin-")
+        .tempdir()
+        .unwrap();
+    let binary = dir.path().join("filter-ctl");
     std::fs::copy(lab.ctl.binary(), &binary).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
-    for path in [&dir, &binary] {
+    for path in [dir.path(), &binary] {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
@@ -558,7 +490,7 @@ fn non_root_is_refused_with_a_clear_message() {
         &["status"],
         &["stats", "--iface", WAN_IF],
     ] {
-        let out = netns::output(
+        let out = process::output(
             lab.gw()
                 .command("setpriv")
                 .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
@@ -572,16 +504,8 @@ fn non_root_is_refused_with_a_clear_message() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains("needs root"), "{args:?}: {err}");
     }
-    assert_eq!(ctl::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
+    assert_eq!(kernel::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
     assert!(!lab.ctl.pin_root().exists());
-}
-
-struct RemoveDir(std::path::PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Loads the filter's own object through aya, unpinned: a program filter-ctl
@@ -604,9 +528,9 @@ fn foreign_xdp(ebpf: &mut aya::Ebpf) -> &mut aya::programs::Xdp {
         .unwrap()
 }
 
-fn assert_refused_and_untouched(lab: &Lab, foreign: (String, u32)) {
+fn assert_refused_and_untouched(lab: &FilterLab, foreign: (String, u32)) {
     assert_eq!(
-        ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+        kernel::xdp_on(lab.gw(), WAN_IF).unwrap(),
         Some(foreign.clone())
     );
     for mode in ["auto", "native", "skb"] {
@@ -616,7 +540,7 @@ fn assert_refused_and_untouched(lab: &Lab, foreign: (String, u32)) {
             "--mode {mode}: {err}"
         );
         assert_eq!(
-            ctl::xdp_on(lab.gw(), WAN_IF).unwrap(),
+            kernel::xdp_on(lab.gw(), WAN_IF).unwrap(),
             Some(foreign.clone()),
             "the foreign program is still attached after --mode {mode}"
         );
@@ -624,7 +548,7 @@ fn assert_refused_and_untouched(lab: &Lab, foreign: (String, u32)) {
             !lab.ctl.pin_root().join("wan0").exists(),
             "a refused attach leaves no pins"
         );
-        assert_eq!(lab.ctl.status(lab.gw(), None).unwrap(), Vec::<Value>::new());
+        assert!(lab.ctl.status(lab.gw(), None).unwrap().is_empty());
     }
 }
 
@@ -640,7 +564,7 @@ fn foreign_xdp_program_attached_by_ip_link_is_left_alone() {
     xdp.pin(&pinned).unwrap();
     let foreign_id = xdp.info().unwrap().id();
     // nsenter keeps our mounts, where the pin is (`ip -n` would remount /sys).
-    netns::run(
+    process::run(
         lab.gw()
             .nsenter("ip")
             .args(["link", "set", "dev", WAN_IF, "xdpgeneric", "pinned"])
@@ -650,7 +574,7 @@ fn foreign_xdp_program_attached_by_ip_link_is_left_alone() {
     drop(ebpf);
 
     assert_refused_and_untouched(&lab, ("skb".to_owned(), foreign_id));
-    netns::run(
+    process::run(
         lab.gw()
             .nsenter("ip")
             .args(["link", "set", "dev", WAN_IF, "xdpgeneric", "off"]),
@@ -675,7 +599,7 @@ fn foreign_xdp_link_is_left_alone() {
 
     assert_refused_and_untouched(&lab, ("native".to_owned(), foreign_id));
     drop(ebpf);
-    assert_eq!(ctl::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
+    assert_eq!(kernel::xdp_on(lab.gw(), WAN_IF).unwrap(), None);
     // With the foreign program gone, filter-ctl attaches normally.
     assert!(lab.attach(None).contains("attached filter on wan0"));
 }

@@ -8,10 +8,8 @@ use std::{thread, time::Duration};
 
 use filter_common::Reason;
 use filter_ctl::lists::List;
-use tests::{
-    bpf::{Filter, XDP_DROP, XDP_PASS, zero},
-    packet::{Frame, PacketBuilder, addr, tcp_flags},
-};
+use harness::packet::{Frame, PacketBuilder, addr, tcp_flags};
+use tests::bpf::{Filter, XDP_DROP, XDP_PASS, zero};
 
 fn bytes(frame: &Frame) -> u64 {
     frame.len() as u64

@@ -6,10 +6,8 @@
 use std::{thread, time::Duration};
 
 use filter_common::{Reason, SOLICITED_WAYS, SolicitedKey};
-use tests::{
-    bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero},
-    packet::{ExtHeader, Frame, PacketBuilder, addr, dns_message, tcp_flags},
-};
+use harness::packet::{ExtHeader, Frame, PacketBuilder, addr, dns_message, tcp_flags};
+use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero};
 
 const CLIENT_PORT: u16 = 40000;
 const TXID: u16 = 0x5a5a;

@@ -3,13 +3,14 @@
 //! LAN client behind NAT (dig, chronyd -Q), the filter attached to the
 //! gateway's `wan0` by the real filter-ctl, and an attacker on the WAN segment
 //! flooding `wan0` with spoofed DNS responses (whole and fragmented, IPv4 and
-//! IPv6), NTP mode 7 responses and NTP mode 7 queries (tests::flood).
+//! IPv6), NTP mode 7 responses and NTP mode 7 queries
+//! (harness::traffic::reflection).
 //!
 //! Three independent counts are compared: what the attacker sent (per kind
 //! and per expected verdict), the filter's counters (per reason), and what
 //! reached the gateway's stack after XDP, counted by nftables on `wan0`
 //! ingress: per spoofed source range (`spoofed4`, `spoofed6`) and per real
-//! server (`real_dns`, `real_ntp`) (tests::lab::Topology::stack_counters).
+//! server (`real_dns`, `real_ntp`) (harness::lab::Topology::stack_counters).
 //!
 //! Needs root. Every test builds its own lab, attacker and servers, with
 //! unique names; everything is removed when a test ends, also when it fails.
@@ -22,32 +23,33 @@ use std::{
 };
 
 use filter_common::{Action, Reason};
-use serde_json::Value;
-use tests::{
-    ctl::{FilterCtl, Stats},
-    flood::{self, Attack, Fate, Kind, Pace, RawSender, Report, Sources, Target},
-    lab::{self, LAN_IF, Servers, StackCounters, TEST_PREFIX, Topology, WAN_IF, addr},
-    netns::{self, Netns},
+use harness::{
+    ctl::Stats,
+    fixture::FilterLab,
+    lab::{self, LAN_IF, StackCounters, WAN_IF, addr},
+    netns::Netns,
+    process,
+    servers::real::{self, Servers},
+    traffic::{
+        reflection::{self, Attack, Fate, Kind, Pace, Report, Target},
+        sender::RawSender,
+        sources::{Prefix, Sources},
+    },
 };
 
 /// A lab with an attacker on the WAN segment and the filter on `wan0`.
-/// Drop order: the servers stop, the pins go (detaching the filter), then the
-/// namespaces.
+/// Drop order: the servers stop, then the lab (pins first, which detaches
+/// the filter, then the namespaces).
 struct Lab {
     servers: Option<Servers>,
-    ctl: FilterCtl,
-    topo: Topology,
+    lab: FilterLab,
 }
 
 fn lab(with_servers: bool) -> Lab {
-    assert!(
-        netns::is_root(),
-        "the end-to-end tests need root (network namespaces, XDP): run them with sudo"
-    );
-    let ctl = FilterCtl::new().expect("locating filter-ctl");
-    let mut topo = Topology::build(TEST_PREFIX).expect("building the lab");
+    let mut lab = FilterLab::build();
     // The attacker first: its MLD reports reach wan0 before the filter counts.
-    topo.add_wan_host().expect("adding the attacker");
+    lab.topo.add_wan_host().expect("adding the attacker");
+    let topo = &lab.topo;
     // Nothing on the WAN segment needs ARP or neighbour discovery: the links
     // carry only what a test sends, so the counters can be exact.
     let neighbours = topo
@@ -57,44 +59,29 @@ fn lab(with_servers: bool) -> Lab {
     for gw in [addr::GW_WAN4.to_string(), addr::GW_WAN6.to_string()] {
         assert!(neighbours.contains(&gw), "{gw} not permanent: {neighbours}");
     }
-    let out = ctl.attach(&topo.gateway, WAN_IF, None).expect("attach");
+    let out = lab.attach(None);
     assert!(out.contains("native mode"), "{out}");
     let servers = with_servers.then(|| Servers::start(&topo.internet).expect("starting servers"));
-    Lab { servers, ctl, topo }
+    Lab { servers, lab }
+}
+
+impl std::ops::Deref for Lab {
+    type Target = FilterLab;
+
+    fn deref(&self) -> &FilterLab {
+        &self.lab
+    }
 }
 
 impl Lab {
-    fn gw(&self) -> &Netns {
-        &self.topo.gateway
-    }
-
-    fn stats(&self) -> Stats {
-        self.ctl.stats(self.gw(), WAN_IF).expect("stats")
-    }
-
     fn stack(&self) -> StackCounters {
         self.topo.stack_counters().expect("nft counters")
     }
 
-    fn set(&self, assignments: &[&str]) -> String {
-        let mut args = vec!["set", "--iface", WAN_IF];
-        args.extend(assignments);
-        self.ctl.run(self.gw(), args).expect("filter-ctl set")
-    }
-
-    fn config(&self) -> Value {
-        let text = self
-            .ctl
-            .run(self.gw(), ["config", "--iface", WAN_IF, "--json"])
-            .expect("filter-ctl config");
-        serde_json::from_str(&text).expect("config --json")
-    }
-
     /// `status --json`: (XDP program id, XDP link id).
-    fn program(&self) -> (u64, u64) {
-        let all = self.ctl.status(self.gw(), Some(WAN_IF)).expect("status");
-        let id = |key: &str| all[0][key].as_u64().expect(key);
-        (id("xdp_program_id"), id("xdp_link_id"))
+    fn program(&self) -> (Option<u32>, Option<u32>) {
+        let status = self.status();
+        (status.xdp_program_id, status.xdp_link_id)
     }
 
     /// The attacker's raw socket and an attack on wan0 of these kinds.
@@ -102,15 +89,16 @@ impl Lab {
         let host = &self.topo.wan_hosts[0];
         let sender = RawSender::open(host, LAN_IF).expect("raw socket");
         let target = Target {
-            mac: flood::parse_mac(&self.gw().mac(WAN_IF).unwrap()).unwrap(),
+            mac: self.gw().mac(WAN_IF).unwrap(),
             v4: addr::GW_WAN4,
             // IPv6 is routed: the LAN client is attacked on wan0 too.
             v6: vec![addr::GW_WAN6, addr::LAN_CLIENT6],
         };
-        let sources = Sources {
-            v4: addr::SPOOFED4.to_vec(),
-            v6: addr::SPOOFED6.to_vec(),
-        };
+        let sources = Sources::new(
+            Prefix::all(&addr::SPOOFED4).unwrap(),
+            Prefix::all(&addr::SPOOFED6).unwrap(),
+        )
+        .unwrap();
         let attack = Attack::new(target, sources, sender.mac(), kinds);
         (sender, attack)
     }
@@ -126,9 +114,8 @@ impl Lab {
             (self.gw(), WAN_IF),
         ] {
             let read = |what: &str| {
-                ns.run(["cat", &format!("/sys/class/net/{iface}/statistics/{what}")])
-                    .map(|s| s.trim().to_owned())
-                    .unwrap_or_default()
+                ns.link_stat(iface, what)
+                    .map_or_else(|err| format!("({err:#})"), |n| n.to_string())
             };
             out.push_str(&format!(
                 "{iface}: tx_dropped {} rx_dropped {}; ",
@@ -147,7 +134,7 @@ fn fixed_flood(sender: &RawSender, attack: &mut Attack, pps: u32, frames: u64) -
         min_frames: frames,
         max_frames: frames,
     };
-    flood::flood(sender, attack, pace, &AtomicBool::new(false), None).expect("flood")
+    reflection::flood(sender, attack, pace, &AtomicBool::new(false), None).expect("flood")
 }
 
 fn reason(name: &str) -> Reason {
@@ -168,11 +155,10 @@ fn assert_counted(delta: &Stats, report: &Report, orphans_dropped: bool, monitor
     for (name, count) in report.expected(orphans_dropped) {
         let reason = reason(name);
         if reason.action() == Action::Drop && monitor {
-            let key = format!("would_drop:{name}");
             assert_eq!(
-                delta.counts[&key],
+                delta.would_drop(reason),
                 (count.frames, count.bytes),
-                "{key}: (packets, bytes) against what was sent; {delta:?}"
+                "would_drop {name}: (packets, bytes) against what was sent; {delta:?}"
             );
             assert_eq!(delta.packets(reason), 0, "{name} dropped in monitor mode");
         } else {
@@ -183,16 +169,6 @@ fn assert_counted(delta: &Stats, report: &Report, orphans_dropped: bool, monitor
             );
         }
     }
-}
-
-/// The would-drop rows of `stats`, summed.
-fn would_drops(stats: &Stats) -> u64 {
-    stats
-        .counts
-        .iter()
-        .filter(|(key, _)| key.starts_with("would_drop:"))
-        .map(|(_, (packets, _))| packets)
-        .sum()
 }
 
 /// The drop reasons' rows of `stats`, summed.
@@ -245,14 +221,14 @@ fn lookups(ns: &Netns, digs: u32) -> Lookups {
     let servers: [IpAddr; 2] = [addr::SERVER4.into(), addr::SERVER6.into()];
     for i in 0..digs {
         for (v6, server) in [false, true].into_iter().zip(servers) {
-            match lab::dig(ns, server, v6) {
+            match real::dig(ns, server, v6) {
                 Ok(_) => done.dig_ok += 1,
                 Err(err) => done.dig_failed.push(format!("{err:#}")),
             }
         }
         if i == digs / 2 || i == digs - 1 {
             let server = servers[usize::from(i == digs - 1)];
-            match lab::ntp_exchange(ns, server) {
+            match real::ntp_exchange(ns, server) {
                 Ok(sample) => {
                     done.ntp_ok += 1;
                     done.offsets.push(sample.offset);
@@ -282,9 +258,10 @@ fn real_lookups_succeed_while_a_reflection_flood_is_dropped() {
     };
     let started = Instant::now();
     let (report, gw, lan, sent_at_start, sent_at_end, lookups_took) = thread::scope(|s| {
-        let flooder = s.spawn(|| flood::flood(&sender, &mut attack, pace, &stop, Some(&progress)));
+        let flooder =
+            s.spawn(|| reflection::flood(&sender, &mut attack, pace, &stop, Some(&progress)));
         // The lookups start once the flood is well under way.
-        netns::wait_until(Duration::from_secs(10), Duration::from_millis(5), || {
+        process::wait_until(Duration::from_secs(10), Duration::from_millis(5), || {
             Ok(progress.load(Ordering::Relaxed) >= 5_000 || flooder.is_finished())
         })
         .expect("the flood did not start");
@@ -411,7 +388,7 @@ fn real_lookups_succeed_while_a_reflection_flood_is_dropped() {
         stack.packets("ipv4") + stack.packets("ipv6"),
         dns_answers + ntp_answers
     );
-    let mut moved: Vec<&str> = delta.nonzero().iter().map(|(r, _, _)| *r).collect();
+    let mut moved: Vec<String> = delta.nonzero().into_iter().map(|(r, _, _)| r).collect();
     moved.sort_unstable();
     assert_eq!(
         moved,
@@ -458,13 +435,13 @@ fn monitor_mode_passes_the_flood_and_counts_what_it_would_drop() {
     );
     // And the filter counted what it would have dropped, per reason, exactly.
     assert_counted(&delta, &report, true, true);
-    assert_eq!(would_drops(&delta), report.total.frames);
+    assert_eq!(delta.would_drops(), report.total.frames);
     assert_eq!(drops(&delta), 0, "nothing really dropped: {delta:?}");
 
     // Back to dropping at run time: same program, same link, no reattach.
     let out = lab.set(&["monitor=off"]);
     assert!(out.contains("monitor") && out.contains("off"), "{out}");
-    assert_eq!(lab.config()["monitor"], "off");
+    assert_eq!(lab.setting("monitor"), "off");
     assert_eq!(lab.program(), program, "monitor=off did not reattach");
     let before = lab.stats();
     let stack_before = lab.stack();
@@ -477,7 +454,7 @@ fn monitor_mode_passes_the_flood_and_counts_what_it_would_drop() {
     print_stack_delta(&stack);
     assert_counted(&delta, &report, true, false);
     assert_eq!(drops(&delta), report.total.frames);
-    assert_eq!(would_drops(&delta), 0);
+    assert_eq!(delta.would_drops(), 0);
     assert_eq!(stack.packets("spoofed4") + stack.packets("spoofed6"), 0);
 }
 
@@ -502,7 +479,7 @@ fn settings_change_the_live_filter_and_bad_values_change_nothing() {
 
     // Port 53 unwatched: spoofed DNS responses are plain UDP and pass.
     lab.set(&["dns_ports=none"]);
-    assert_eq!(lab.config()["dns_ports"], "none");
+    assert_eq!(lab.setting("dns_ports"), "none");
     let (report, delta, stack) = measure(&dns, 1_000);
     let v4 = report.kinds[&Kind::DnsResponse4].1.frames;
     let v6 = report.kinds[&Kind::DnsResponse6].1.frames;
@@ -513,7 +490,7 @@ fn settings_change_the_live_filter_and_bad_values_change_nothing() {
 
     // Watched again: dropped again.
     lab.set(&["dns_ports=53"]);
-    assert_eq!(lab.config()["dns_ports"], "53");
+    assert_eq!(lab.setting("dns_ports"), "53");
     let (report, delta, stack) = measure(&dns, 1_000);
     assert_counted(&delta, &report, true, false);
     assert_eq!(drops(&delta), report.total.frames);
@@ -521,7 +498,7 @@ fn settings_change_the_live_filter_and_bad_values_change_nothing() {
 
     // The default orphan policy drops later fragments that come before their
     // first one; `pass` passes them (and counts them).
-    assert_eq!(lab.config()["orphan_fragments"], "drop");
+    assert_eq!(lab.setting("orphan_fragments"), "drop");
     let fragments = [Kind::DnsFragments4, Kind::DnsFragments6];
     for orphans_dropped in [true, false] {
         if !orphans_dropped {

@@ -16,10 +16,8 @@ use std::{
 
 use filter_common::{Config, Reason};
 use filter_ctl::lists::List;
-use tests::{
-    bpf::{Counts, Filter, TC_ACT_OK, XDP_DROP, XDP_PASS},
-    packet::{Frame, PacketBuilder, addr, tcp_flags},
-};
+use harness::packet::{Frame, PacketBuilder, addr, tcp_flags};
+use tests::bpf::{Counts, Filter, TC_ACT_OK, XDP_DROP, XDP_PASS};
 
 const HTTP: u16 = 80;
 const SMTP: u16 = 25;

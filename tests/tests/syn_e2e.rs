@@ -1,9 +1,9 @@
 //! End-to-end tests of the SYN defence and the allow/deny lists: the real
 //! `filter-ctl` attaches the filter to the lab gateway's `wan0`, a small HTTP
-//! server listens there (tests::http), legitimate clients in the "internet"
-//! namespace make requests, and an attacker host on the WAN segment floods
-//! SYNs with crafted frames (tests::synflood), from one address and from many
-//! spoofed ones.
+//! server listens there (harness::servers::http), legitimate clients in the
+//! "internet" namespace make requests, and an attacker host on the WAN segment
+//! floods SYNs with crafted frames (harness::traffic::syn), from one address
+//! and from many spoofed ones.
 //!
 //! Three independent counts are compared: what the attacker and the clients
 //! sent, what the filter counted per reason, and what reached the gateway's
@@ -13,20 +13,24 @@
 //! Needs root; every test builds its own lab and removes it however it ends.
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::atomic::{AtomicBool, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
-use filter_common::Reason;
-use serde_json::Value;
-use tests::{
-    ctl::{FilterCtl, Stats},
-    http::{HttpClient, HttpServer},
-    lab::{LAN_IF, StackCounters, TEST_PREFIX, Topology, WAN_IF, addr},
-    netns::{self, Netns},
-    synflood::{Sent, Sources, SynFlood},
+use filter_common::{Direction, ListSource, Reason};
+use harness::{
+    ctl::{ListedEntry, Stats},
+    fixture::FilterLab,
+    lab::{LAN_IF, StackCounters, Topology, WAN_IF, addr},
+    netns::Netns,
+    servers::http::{HttpClient, HttpServer},
+    traffic::{
+        sources::Prefix,
+        syn::{Sent, SynFlood},
+    },
 };
 
 /// The single flooder: one spoofed address, random source ports.
@@ -86,57 +90,30 @@ table inet syn_client {{
     )
 }
 
-struct Lab {
-    ctl: FilterCtl,
-    topo: Topology,
-}
+struct Lab(FilterLab);
 
 fn lab() -> Lab {
-    assert!(netns::is_root(), "the end-to-end tests need root");
-    let ctl = FilterCtl::new().expect("locating filter-ctl");
-    let mut topo = Topology::build(TEST_PREFIX).expect("building the lab");
-    topo.add_wan_host().expect("adding the attacker host");
-    Lab { ctl, topo }
+    let mut lab = FilterLab::build();
+    lab.topo.add_wan_host().expect("adding the attacker host");
+    Lab(lab)
+}
+
+impl std::ops::Deref for Lab {
+    type Target = FilterLab;
+
+    fn deref(&self) -> &FilterLab {
+        &self.0
+    }
 }
 
 impl Lab {
-    fn gw(&self) -> &Netns {
-        &self.topo.gateway
-    }
-
     fn attacker(&self) -> &Netns {
         &self.topo.wan_hosts[0]
     }
 
     fn flood(&self) -> SynFlood {
         let wan_mac = self.gw().mac(WAN_IF).unwrap();
-        SynFlood::new(self.attacker(), LAN_IF, &wan_mac).expect("the SYN sender")
-    }
-
-    fn ctl(&self, args: &[&str]) -> String {
-        self.ctl.run(self.gw(), args).expect("filter-ctl")
-    }
-
-    /// Runs filter-ctl expecting failure; returns its stderr.
-    fn ctl_fails(&self, args: &[&str]) -> String {
-        self.ctl.failure(self.gw(), args)
-    }
-
-    fn stats(&self) -> Stats {
-        self.ctl.stats(self.gw(), WAN_IF).expect("stats")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let text = self.ctl(args);
-        serde_json::from_str(&text).unwrap_or_else(|err| panic!("{args:?}: {err}: {text}"))
-    }
-
-    fn config(&self) -> Value {
-        self.json(&["config", "--iface", WAN_IF, "--json"])
-    }
-
-    fn list(&self, list: &str) -> Value {
-        self.json(&[list, "list", "--iface", WAN_IF, "--json"])
+        SynFlood::new(self.attacker(), LAN_IF, wan_mac).expect("the SYN sender")
     }
 
     fn gateway_syns(&self) -> StackCounters {
@@ -164,12 +141,11 @@ impl Lab {
     /// stack counters, read while nothing arrives on wan0 (the ingress
     /// counters did not move while the others were read), so that they agree.
     fn snapshot(&self) -> (Stats, StackCounters, StackCounters) {
-        let ingress = |stats: &Stats| -> Vec<(String, u64)> {
+        let ingress = |stats: &Stats| -> Vec<(Reason, u64)> {
             stats
-                .counts
-                .iter()
-                .filter(|(reason, _)| !reason.starts_with("egress"))
-                .map(|(reason, (packets, _))| (reason.clone(), *packets))
+                .rows()
+                .filter(|row| row.direction == Direction::Ingress)
+                .map(|row| (row.reason, row.packets))
                 .collect()
         };
         for _ in 0..20 {
@@ -185,12 +161,8 @@ impl Lab {
     }
 
     fn install_counters(&self) {
-        netns::run_with_input(self.gw().command("nft").args(["-f", "-"]), &gateway_nft()).unwrap();
-        netns::run_with_input(
-            self.topo.internet.command("nft").args(["-f", "-"]),
-            &client_nft(),
-        )
-        .unwrap();
+        self.gw().nft(&gateway_nft()).unwrap();
+        self.topo.internet.nft(&client_nft()).unwrap();
     }
 }
 
@@ -265,13 +237,13 @@ fn bucket_bounds(burst: u64, rate: u64, sent: &Sent) -> (u64, u64) {
 #[test]
 fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses() {
     let lab = lab();
-    lab.ctl.attach(lab.gw(), WAN_IF, None).expect("attach");
+    lab.attach(None);
     lab.install_counters();
     let server4 = HttpServer::start(lab.gw(), wan(false)).unwrap();
     let server6 = HttpServer::start(lab.gw(), wan(true)).unwrap();
     let mut single = lab.flood();
     let (mut spoof4, mut spoof6) = (lab.flood(), lab.flood());
-    let defaults = lab.config();
+    let defaults: BTreeMap<_, _> = lab.config().values().collect();
     assert_eq!(defaults["syn_source_rate"], "2/s");
     assert_eq!(defaults["syn_source_burst"], "12");
     assert_eq!(defaults["syn_prefix_rate"], "20/s");
@@ -291,7 +263,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
         // One address, random source ports, 4000 SYN/s for 3 s.
         let sent1 = single
             .send_for(
-                Sources::One(FLOODER.into()),
+                Prefix::host(FLOODER).unwrap(),
                 wan(false),
                 Duration::from_secs(3),
                 4000,
@@ -310,7 +282,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
             let v4 = inner.spawn(|| {
                 spoof4
                     .send_for(
-                        Sources::RandomIn(SPOOFED4.0.into(), SPOOFED4.1),
+                        Prefix::new(SPOOFED4.0, SPOOFED4.1).unwrap(),
                         wan(false),
                         Duration::from_secs(2),
                         1000,
@@ -320,7 +292,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
             let v6 = inner.spawn(|| {
                 spoof6
                     .send_for(
-                        Sources::RandomIn(SPOOFED6.0.into(), SPOOFED6.1),
+                        Prefix::new(SPOOFED6.0, SPOOFED6.1).unwrap(),
                         wan(true),
                         Duration::from_secs(2),
                         3000,
@@ -430,7 +402,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
         "what passed XDP is what reached the stack: {:?}",
         delta.nonzero()
     );
-    let passed_reasons: Vec<&str> = delta
+    let passed_reasons: Vec<String> = delta
         .nonzero()
         .into_iter()
         .filter(|(reason, ..)| !reason.starts_with("egress"))
@@ -476,11 +448,12 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
 #[test]
 fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing() {
     let lab = lab();
-    let dir = std::env::temp_dir().join(netns::unique_name("wft-syn"));
-    std::fs::create_dir(&dir).unwrap();
-    let _cleanup = RemoveDir(dir.clone());
+    let dir = tempfile::Builder::new()
+        .prefix("wft-syn-")
+        .tempdir()
+        .unwrap();
     let file = |name: &str, text: &str| {
-        let path = dir.join(name);
+        let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.to_str().unwrap().to_owned()
     };
@@ -491,7 +464,7 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         "syn_source_rate = \"1/s\"\nsyn_global_burst = 5000\n",
     );
     lab.ctl(&["attach", "--iface", WAN_IF, "--config", &initial]);
-    let config = lab.config();
+    let config: BTreeMap<_, _> = lab.config().values().collect();
     assert_eq!(config["syn_source_rate"], "1/s");
     assert_eq!(config["syn_global_burst"], "5000");
     assert_eq!(config["syn_penalty"], "off");
@@ -501,7 +474,7 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         let before = lab.stats();
         flood
             .send(
-                Sources::One(Ipv4Addr::new(192, 0, 2, host).into()),
+                Prefix::host(Ipv4Addr::new(192, 0, 2, host)).unwrap(),
                 wan(false),
                 n,
                 0,
@@ -550,10 +523,10 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         "3 admitted, 3 refused in a row (the last earns the penalty), then denied"
     );
     let denied = lab.list("deny");
-    assert_eq!(denied.as_array().unwrap().len(), 1, "{denied}");
-    assert_eq!(denied[0]["cidr"], "192.0.2.61/32");
-    assert_eq!(denied[0]["reason"], "syn_penalty");
-    let left = denied[0]["expires_in_ms"].as_u64().unwrap();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0].cidr.to_string(), "192.0.2.61/32");
+    assert_eq!(denied[0].reason, ListSource::SynPenalty);
+    let left = denied[0].expires_in_ms.unwrap();
     assert!((250_000..=300_000).contains(&left), "{left}");
     let text = lab.ctl(&["deny", "list", "--iface", WAN_IF]);
     assert!(
@@ -610,17 +583,9 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     // Bad values: rejected with the key and the range named; nothing changes.
     let config = lab.config();
     let (allowed, denied) = (lab.list("allow"), lab.list("deny"));
-    let shape = |list: &Value| -> Vec<(Value, Value, bool)> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e["cidr"].clone(),
-                    e["reason"].clone(),
-                    e["expires_in_ms"].is_null(),
-                )
-            })
+    let shape = |list: &[ListedEntry]| -> Vec<(String, ListSource, bool)> {
+        list.iter()
+            .map(|e| (e.cidr.to_string(), e.reason, e.expires_in_ms.is_none()))
             .collect()
     };
     let bad_file = file("bad.toml", "syn_source_burst = 7\nsyn_prefix_v6 = 65\n");
@@ -682,7 +647,7 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
             vec!["192.0.2.99/32 is not on the list"],
         ),
     ] {
-        let err = lab.ctl_fails(&args);
+        let err = lab.failure(&args);
         for needle in expected {
             assert!(err.contains(needle), "{args:?}: {err}");
         }
@@ -716,7 +681,7 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     ]);
     let returned = Instant::now();
     let listed = lab.list("allow");
-    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed.len(), 2);
     let delta = burst_from(&mut flood, 64, 10);
     assert!(
         added.elapsed() < Duration::from_secs(4),
@@ -730,14 +695,12 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         syn_rows(&delta),
         rows(&[("drop_syn_source", 5), ("pass_syn", 5)])
     );
-    let status = lab.ctl.status(lab.gw(), Some(WAN_IF)).unwrap();
-    let maps = status[0]["maps"].as_array().unwrap();
+    let status = lab.status();
     let in_use = |name: &str| {
-        maps.iter()
-            .find(|m| m["name"] == name)
-            .unwrap_or_else(|| panic!("{name} in {maps:?}"))["entries"]
-            .as_u64()
-            .unwrap()
+        status
+            .map(name)
+            .unwrap_or_else(|| panic!("no map {name} in {status:?}"))
+            .entries
     };
     assert_eq!(in_use("ALLOW_V4"), 1, "status removed the expired entry");
     assert_eq!(in_use("DENY_V4"), 1, "the penalty entry");
@@ -747,21 +710,13 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         in_use("SYN_SOURCES") >= 1,
         "the last flooder's bucket is charged (5 tokens at 1/s)"
     );
-    let listed: Vec<Value> = lab.list("allow").as_array().unwrap().clone();
+    let listed = lab.list("allow");
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["cidr"], "192.0.2.62/32");
-    assert_eq!(listed[0]["reason"], "operator");
+    assert_eq!(listed[0].cidr.to_string(), "192.0.2.62/32");
+    assert_eq!(listed[0].reason, ListSource::Operator);
     let text = lab.ctl(&["status"]);
     assert!(
         text.contains("SYN_SOURCES") && text.contains("DENY_V6"),
         "{text}"
     );
-}
-
-struct RemoveDir(std::path::PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -10,10 +10,10 @@
 //! watched port (53, 123, ...) would be judged by the reflection rules.
 
 use filter_common::{Action, Direction, Reason};
-use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero};
-use tests::packet::{
+use harness::packet::{
     ETH_HLEN, ExtHeader, Frame, IPV4_HLEN, IPV6_HLEN, PacketBuilder, addr, ethertype, tcp_flags,
 };
+use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero};
 
 fn len(frame: &[u8]) -> u64 {
     frame.len() as u64

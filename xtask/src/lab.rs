@@ -2,7 +2,7 @@
 //!
 //! Builds the standard lab of the end-to-end tests (an "internet" with real
 //! DNS and NTP servers, a gateway with `wan0` and NAT, a LAN client, and an
-//! attacker on the WAN segment; see tests/src/lab.rs), attaches the filter to
+//! attacker on the WAN segment; see harness::lab), attaches the filter to
 //! the gateway's `wan0` with the real filter-ctl binary, and shows the mission:
 //! the gateway's and the LAN client's own DNS lookups and NTP exchanges get
 //! their answers while a spoofed DNS/NTP reflection flood is dropped. The
@@ -11,39 +11,35 @@
 //! run time. Then it detaches and removes everything: on success, on error
 //! and on Ctrl-C.
 //!
-//! The harness is compiled in from the tests crate by path rather than as a
-//! dependency: the tests crate depends on filter-ctl, whose build needs the
-//! toolchain that `xtask setup` installs, and xtask must build without it.
+//! Everything but the story told here comes from the `harness` crate
+//! (tests/harness): the topology, the servers, the attacker's floods and the
+//! filter-ctl driver are the end-to-end tests' own. The harness builds no
+//! eBPF, so xtask builds before `xtask setup` installed the eBPF toolchain.
 
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     sync::atomic::{AtomicBool, Ordering},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
-use serde_json::Value;
-
-#[allow(dead_code)]
-#[path = "../../tests/src/flood.rs"]
-mod flood;
-#[allow(dead_code)]
-#[path = "../../tests/src/netns.rs"]
-mod netns;
-#[allow(dead_code)]
-#[path = "../../tests/src/packet.rs"]
-mod packet;
-#[allow(dead_code)]
-#[path = "../../tests/src/lab.rs"]
-mod topology;
-
-use flood::{Attack, Fate, Kind, Pace, RawSender, Report, Sources, Target};
-use netns::{Background, BpffsDir, Netns};
-use topology::{
-    LAB_PIN_PREFIX, LAB_PREFIX, LAN_IF, Servers, StackCounters, Topology, WAN_IF, addr,
+use filter_common::Reason;
+use harness::{
+    ctl::{FilterCtl, Stats},
+    lab::{INET_BRIDGE, LAN_IF, StackCounters, Topology, WAN_IF, addr},
+    names::{LAB_PIN_PREFIX, LAB_PREFIX},
+    netns::Netns,
+    process::{Background, die_with_us},
+    servers::real::{self, DNS_NAME, Servers},
+    signals::{INTERRUPTED, catch_signals, check_interrupted, pause},
+    traffic::{
+        reflection::{self, Attack, Fate, Kind, Pace, Report, Target},
+        sender::RawSender,
+        sources::{Prefix, Sources},
+    },
 };
 
 /// Options of `cargo xtask lab`.
@@ -64,47 +60,6 @@ pub struct LabArgs {
     /// Stay up after the demo, until Ctrl-C, to explore the lab by hand; then clean up.
     #[arg(long)]
     keep: bool,
-}
-
-/// Set by SIGINT, SIGTERM or SIGHUP; every step checks it, and the guards clean up.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-fn catch_signals() -> anyhow::Result<()> {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let previous = unsafe {
-            libc::signal(
-                signal,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
-        if previous == libc::SIG_ERR {
-            bail!("installing a signal handler failed");
-        }
-    }
-    Ok(())
-}
-
-/// Fails once Ctrl-C was pressed, so that `?` unwinds to the cleanup.
-fn check_interrupted() -> anyhow::Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
-/// Sleeps `duration`, waking early (with an error) on Ctrl-C.
-fn pause(duration: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + duration;
-    while Instant::now() < deadline {
-        check_interrupted()?;
-        thread::sleep(Duration::from_millis(50).min(deadline - Instant::now()));
-    }
-    check_interrupted()
 }
 
 pub fn run(opts: LabArgs) -> anyhow::Result<()> {
@@ -134,79 +89,46 @@ pub fn run(opts: LabArgs) -> anyhow::Result<()> {
     result
 }
 
-/// filter-ctl, run inside a namespace with the lab's own pin root.
-struct Ctl<'a> {
-    binary: &'a Path,
-    pin_root: &'a Path,
+/// Shows the command line of `filter-ctl ARGS...` in `ns`, then runs it
+/// with its output on the terminal.
+fn show(ctl: &FilterCtl, ns: &Netns, args: &[&str]) -> anyhow::Result<()> {
+    check_interrupted()?;
+    println!(
+        "\n$ ip netns exec {} filter-ctl {}",
+        ns.name(),
+        args.join(" ")
+    );
+    let status = die_with_us(&mut ctl.command(ns, args))
+        .stdin(Stdio::null())
+        .status()
+        .context("running filter-ctl")?;
+    check_interrupted()?;
+    if !status.success() {
+        bail!("filter-ctl {} failed ({status})", args.join(" "));
+    }
+    Ok(())
 }
 
-impl Ctl<'_> {
-    fn command(&self, ns: &Netns, args: &[&str]) -> Command {
-        let mut command = ns.command(self.binary);
-        command
-            .args(args)
-            .env("FILTER_PIN_ROOT", self.pin_root)
-            .env("RUST_LOG", "info");
-        netns::die_with_us(&mut command);
-        command
-    }
-
-    /// Shows the command line, runs it with its output on the terminal.
-    fn show(&self, ns: &Netns, args: &[&str]) -> anyhow::Result<()> {
-        check_interrupted()?;
-        println!(
-            "\n$ ip netns exec {} filter-ctl {}",
-            ns.name(),
-            args.join(" ")
-        );
-        let status = self
-            .command(ns, args)
-            .stdin(Stdio::null())
-            .status()
-            .context("running filter-ctl")?;
-        check_interrupted()?;
-        if !status.success() {
-            bail!("filter-ctl {} failed ({status})", args.join(" "));
-        }
-        Ok(())
-    }
-
-    /// `stats --json` as reason → packets; monitor mode's rows are keyed
-    /// `would_drop:<reason>`.
-    fn packets(&self, ns: &Netns) -> anyhow::Result<Counts> {
-        let text = netns::run(&mut self.command(ns, &["stats", "--iface", WAN_IF, "--json"]))?;
-        let rows: Vec<Value> = serde_json::from_str(&text).context("parsing stats --json")?;
-        Ok(Counts(
-            rows.iter()
-                .filter_map(|row| {
-                    let reason = row["reason"].as_str()?;
-                    let key = match row["action"].as_str() {
-                        Some("would_drop") => format!("would_drop:{reason}"),
-                        _ => reason.to_owned(),
-                    };
-                    Some((key, row["packets"].as_u64()?))
-                })
-                .collect(),
-        ))
-    }
+/// The packets each counter gained between two `stats`, for those that moved;
+/// monitor mode's rows are keyed `would_drop:<reason>`.
+fn gained(before: &Stats, after: &Stats) -> Vec<(String, u64)> {
+    after
+        .since(before)
+        .nonzero()
+        .into_iter()
+        .map(|(key, packets, _)| (key, packets))
+        .collect()
 }
 
-/// Packets per reason, from `stats --json`.
-struct Counts(Vec<(String, u64)>);
+/// `stats --json` of the gateway's wan0.
+fn packets(ctl: &FilterCtl, gw: &Netns) -> anyhow::Result<Stats> {
+    check_interrupted()?;
+    ctl.stats(gw, WAN_IF)
+}
 
-impl Counts {
-    fn get(&self, key: &str) -> u64 {
-        self.0.iter().find(|(k, _)| k == key).map_or(0, |(_, p)| *p)
-    }
-
-    /// What each counter gained since `before`, for the ones that moved.
-    fn gained(&self, before: &Counts) -> Vec<(String, u64)> {
-        self.0
-            .iter()
-            .map(|(key, now)| (key.clone(), now.saturating_sub(before.get(key))))
-            .filter(|(_, gained)| *gained > 0)
-            .collect()
-    }
+/// What `reason` counted between two `stats`.
+fn moved(before: &Stats, after: &Stats, reason: Reason) -> u64 {
+    after.since(before).packets(reason)
 }
 
 fn heading(text: &str) -> anyhow::Result<()> {
@@ -224,27 +146,25 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
     heading("Building the lab: network namespaces joined by veth pairs")?;
     let mut topo = Topology::build(LAB_PREFIX)?;
     topo.add_wan_host()?;
-    // Declared after the topology, so dropped before it: unpinning detaches the filter.
-    let pins = BpffsDir::unique(LAB_PIN_PREFIX);
-    let ctl = Ctl {
-        binary,
-        pin_root: pins.path(),
-    };
+    // Declared after the topology, so dropped before it: its pin root goes,
+    // which detaches the filter, before the namespaces.
+    let ctl = FilterCtl::with_binary(binary.to_owned(), LAB_PIN_PREFIX);
+    let ctl = &ctl;
     let gw = &topo.gateway;
     print!("{}", topo.describe());
     println!(
         "  {:<24} attacker on the WAN segment (bridged to the internet's {}): raw frames\n  \
          {:<24} with spoofed sources from {} and {}",
         topo.wan_hosts[0].name(),
-        topology::INET_BRIDGE,
+        INET_BRIDGE,
         "",
-        ranges(&addr::SPOOFED4),
-        ranges(&addr::SPOOFED6),
+        addr::cidrs(&addr::SPOOFED4),
+        addr::cidrs(&addr::SPOOFED6),
     );
     println!(
         "No namespace is connected to this machine's network: nothing leaves the lab.\n\
-         The lab's filter-ctl calls use their own pin root: FILTER_PIN_ROOT={}",
-        pins.path().display()
+         The lab's filter-ctl calls use their own pin root: --pin-root {}",
+        ctl.pin_root().display()
     );
 
     heading("Starting real servers on the internet")?;
@@ -252,7 +172,7 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
     println!(
         "dnsmasq: answers {name} with {a4} and {a6}, on {s4} and {s6} port 53\n\
          chronyd: NTP server at stratum 8 on its own clock (-x: it never sets it), on {s4} and {s6} port 123",
-        name = topology::DNS_NAME,
+        name = DNS_NAME,
         a4 = addr::DNS_ANSWER4,
         a6 = addr::DNS_ANSWER6,
         s4 = addr::SERVER4,
@@ -260,8 +180,8 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
     );
 
     heading("Attaching the filter to the gateway's wan0")?;
-    ctl.show(gw, &["attach", "--iface", WAN_IF])?;
-    ctl.show(gw, &["status"])?;
+    show(ctl, gw, &["attach", "--iface", WAN_IF])?;
+    show(ctl, gw, &["status"])?;
     println!(
         "\nLater fragments that arrive before their first fragment cannot be judged: by default\n\
          they are dropped (orphan_fragments=drop, counted as drop_orphan_fragment). The\n\
@@ -269,7 +189,7 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
     );
 
     heading("Real lookups, no attack yet: dig and chronyd -Q from the gateway and the LAN client")?;
-    let before = ctl.packets(gw)?;
+    let before = packets(ctl, gw)?;
     let stack_before = topo.stack_counters()?;
     for (who, ns) in [("gateway", &topo.gateway), ("LAN client", &topo.lan)] {
         for (server, aaaa) in [
@@ -277,43 +197,43 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
             (addr::SERVER6.into(), true),
         ] {
             check_interrupted()?;
-            let answer = topology::dig(ns, server, aaaa)?;
+            let answer = real::dig(ns, server, aaaa)?;
             println!(
                 "{who:<10}  dig @{server} {} {}: {answer}",
-                topology::DNS_NAME,
+                DNS_NAME,
                 if aaaa { "AAAA" } else { "A" }
             );
             check_interrupted()?;
-            let sample = topology::ntp_exchange(ns, server)?;
+            let sample = real::ntp_exchange(ns, server)?;
             println!(
                 "{who:<10}  chronyd -Q, server {server}: clock off by {:+.6} s",
                 sample.offset
             );
         }
     }
-    let after = ctl.packets(gw)?;
+    let after = packets(ctl, gw)?;
     let stack = stack_gained(&topo, &stack_before)?;
     let answers = stack.packets("real_dns") + stack.packets("real_ntp");
     println!(
         "\nCounters: egress_query_recorded +{}, pass_solicited +{}: each query was recorded on its\n\
          way out of wan0 (after NAT for the LAN client's IPv4), and its answer ({} reached the\n\
          stack: {} DNS, {} NTP) passed because it matched one.",
-        after.get("egress_query_recorded") - before.get("egress_query_recorded"),
-        after.get("pass_solicited") - before.get("pass_solicited"),
+        moved(&before, &after, Reason::EgressQueryRecorded),
+        moved(&before, &after, Reason::PassSolicited),
         answers,
         stack.packets("real_dns"),
         stack.packets("real_ntp"),
     );
 
     if opts.watch > 0 {
-        attack(&topo, &ctl, opts)?;
+        attack(&topo, ctl, opts)?;
         servers.check_running()?;
-        monitor_mode(&topo, &ctl, opts.pps)?;
+        monitor_mode(&topo, ctl, opts.pps)?;
     }
 
     if opts.keep {
         heading("The lab stays up until Ctrl-C; try, in another shell:")?;
-        let pin_root = pins.path().display();
+        let pin_root = ctl.pin_root().display();
         println!(
             "  ip netns exec {gw} env FILTER_PIN_ROOT={pin_root} {bin} stats --iface wan0 --watch 1\n  \
              ip netns exec {lan} dig @{server4} {name}\n  \
@@ -324,7 +244,7 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
             bin = binary.display(),
             server4 = addr::SERVER4,
             server6 = addr::SERVER6,
-            name = topology::DNS_NAME,
+            name = DNS_NAME,
         );
         while !INTERRUPTED.load(Ordering::Relaxed) {
             thread::sleep(Duration::from_millis(100));
@@ -336,8 +256,8 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
 
     heading("Detaching: programs, links, maps and pins go away")?;
     drop(servers);
-    ctl.show(gw, &["detach", "--iface", WAN_IF])?;
-    ctl.show(gw, &["status"])?;
+    show(ctl, gw, &["detach", "--iface", WAN_IF])?;
+    show(ctl, gw, &["status"])?;
     let link = gw.ip(["-d", "link", "show", "dev", WAN_IF])?;
     println!(
         "wan0 has {} XDP program; its pin root {} {}.",
@@ -346,8 +266,8 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
         } else {
             "no"
         },
-        pins.path().display(),
-        if pins.path().exists() {
+        ctl.pin_root().display(),
+        if ctl.pin_root().exists() {
             "still exists"
         } else {
             "is gone"
@@ -356,27 +276,16 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ranges<T: std::fmt::Display>(ranges: &[(T, u8)]) -> String {
-    ranges
-        .iter()
-        .map(|(net, len)| format!("{net}/{len}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The attacker's socket and an attack on the gateway's wan0.
 fn attacker(topo: &Topology) -> anyhow::Result<(RawSender, Attack)> {
     let sender = RawSender::open(&topo.wan_hosts[0], LAN_IF)?;
     let target = Target {
-        mac: flood::parse_mac(&topo.gateway.mac(WAN_IF)?)?,
+        mac: topo.gateway.mac(WAN_IF)?,
         v4: addr::GW_WAN4,
         // IPv6 is routed: the LAN client is attacked on wan0 too.
         v6: vec![addr::GW_WAN6, addr::LAN_CLIENT6],
     };
-    let sources = Sources {
-        v4: addr::SPOOFED4.to_vec(),
-        v6: addr::SPOOFED6.to_vec(),
-    };
+    let sources = Sources::new(Prefix::all(&addr::SPOOFED4)?, Prefix::all(&addr::SPOOFED6)?)?;
     let attack = Attack::new(target, sources, sender.mac(), &Kind::MIX);
     Ok((sender, attack))
 }
@@ -401,7 +310,7 @@ fn keep_looking_up(ns: &Netns, stop: &AtomicBool) -> Lookups {
         } else {
             (addr::SERVER6.into(), true)
         };
-        match topology::dig(ns, server, aaaa) {
+        match real::dig(ns, server, aaaa) {
             Ok(_) => done.dig_ok += 1,
             Err(err) => {
                 done.dig_failed += 1;
@@ -409,7 +318,7 @@ fn keep_looking_up(ns: &Netns, stop: &AtomicBool) -> Lookups {
             }
         }
         if round % 5 == 4 {
-            match topology::ntp_exchange(ns, server) {
+            match real::ntp_exchange(ns, server) {
                 Ok(_) => done.ntp_ok += 1,
                 Err(err) => {
                     done.ntp_failed += 1;
@@ -424,7 +333,7 @@ fn keep_looking_up(ns: &Netns, stop: &AtomicBool) -> Lookups {
 
 /// Floods wan0 for `opts.watch` seconds while both clients keep looking up and
 /// `stats --watch 1` runs; then shows and explains what every counter gained.
-fn attack(topo: &Topology, ctl: &Ctl, opts: &LabArgs) -> anyhow::Result<()> {
+fn attack(topo: &Topology, ctl: &FilterCtl, opts: &LabArgs) -> anyhow::Result<()> {
     let gw = &topo.gateway;
     heading(&format!(
         "The attack: {} s of spoofed DNS responses (whole and fragmented, IPv4 and IPv6) and NTP\n    \
@@ -433,7 +342,7 @@ fn attack(topo: &Topology, ctl: &Ctl, opts: &LabArgs) -> anyhow::Result<()> {
         opts.watch, opts.pps
     ))?;
     let (sender, mut attack) = attacker(topo)?;
-    let before = ctl.packets(gw)?;
+    let before = packets(ctl, gw)?;
     let stack_before = topo.stack_counters()?;
     println!(
         "\n$ ip netns exec {} filter-ctl stats --iface wan0 --watch 1   (rows that are not 0)",
@@ -447,7 +356,7 @@ fn attack(topo: &Topology, ctl: &Ctl, opts: &LabArgs) -> anyhow::Result<()> {
         max_frames: u64::from(opts.pps) * (opts.watch + 5),
     };
     let (report, gw_lookups, lan_lookups) = thread::scope(|s| {
-        let flooder = s.spawn(|| flood::flood(&sender, &mut attack, pace, &stop, None));
+        let flooder = s.spawn(|| reflection::flood(&sender, &mut attack, pace, &stop, None));
         let gw_lookups = s.spawn(|| keep_looking_up(&topo.gateway, &stop));
         let lan_lookups = s.spawn(|| keep_looking_up(&topo.lan, &stop));
         // Past the last full second, so the watch prints its last line.
@@ -466,7 +375,7 @@ fn attack(topo: &Topology, ctl: &Ctl, opts: &LabArgs) -> anyhow::Result<()> {
     let report = report?;
     // Let the last frames and answers arrive before counting.
     pause(Duration::from_millis(300))?;
-    let after = ctl.packets(gw)?;
+    let after = packets(ctl, gw)?;
     let stack = stack_gained(topo, &stack_before)?;
 
     heading("What the attacker sent")?;
@@ -486,16 +395,19 @@ fn attack(topo: &Topology, ctl: &Ctl, opts: &LabArgs) -> anyhow::Result<()> {
     }
 
     heading("Counters after the attack")?;
-    ctl.show(gw, &["stats", "--iface", WAN_IF])?;
+    show(ctl, gw, &["stats", "--iface", WAN_IF])?;
     explain(&before, &after, &report, &stack);
     Ok(())
 }
 
 /// `filter-ctl stats --watch 1` in the background, its output on ours without
 /// the rows that are 0 (the table has a row per reason and per would-drop).
-fn watch_nonzero(ctl: &Ctl, gw: &Netns) -> anyhow::Result<(Background, thread::JoinHandle<()>)> {
+fn watch_nonzero(
+    ctl: &FilterCtl,
+    gw: &Netns,
+) -> anyhow::Result<(Background, thread::JoinHandle<()>)> {
     let (reader, writer) = std::io::pipe()?;
-    let mut command = ctl.command(gw, &["stats", "--iface", WAN_IF, "--watch", "1"]);
+    let mut command = ctl.command(gw, ["stats", "--iface", WAN_IF, "--watch", "1"]);
     command.stdout(writer);
     let watcher = Background::spawn_attached("filter-ctl stats --watch", command)?;
     let shown = thread::spawn(move || {
@@ -512,7 +424,7 @@ fn watch_nonzero(ctl: &Ctl, gw: &Netns) -> anyhow::Result<(Background, thread::J
 }
 
 /// Prints what each counter gained, next to what the attack and the lookups explain.
-fn explain(before: &Counts, after: &Counts, report: &Report, stack: &StackCounters) {
+fn explain(before: &Stats, after: &Stats, report: &Report, stack: &StackCounters) {
     let answers = stack.packets("real_dns") + stack.packets("real_ntp");
     let sent = |fate: Fate| report.fate(fate).frames;
     let expected: [(&str, u64, &str); 6] = [
@@ -548,7 +460,7 @@ fn explain(before: &Counts, after: &Counts, report: &Report, stack: &StackCounte
         ),
     ];
     println!("\nWhat moved during the attack, and why:");
-    for (reason, gained) in after.gained(before) {
+    for (reason, gained) in gained(before, after) {
         match expected.iter().find(|(r, _, _)| *r == reason) {
             Some((_, want, why)) => println!(
                 "  {reason:<22} +{gained:<8} {} {want:<8} {why}",
@@ -568,15 +480,15 @@ fn explain(before: &Counts, after: &Counts, report: &Report, stack: &StackCounte
 }
 
 /// Monitor mode: a short flood passes and is counted as would_drop; then back.
-fn monitor_mode(topo: &Topology, ctl: &Ctl, pps: u32) -> anyhow::Result<()> {
+fn monitor_mode(topo: &Topology, ctl: &FilterCtl, pps: u32) -> anyhow::Result<()> {
     let gw = &topo.gateway;
     heading("Monitor mode: count what would be dropped, drop nothing (switched at run time)")?;
-    ctl.show(gw, &["set", "--iface", WAN_IF, "monitor=on"])?;
+    show(ctl, gw, &["set", "--iface", WAN_IF, "monitor=on"])?;
     let (sender, mut attack) = attacker(topo)?;
-    let before = ctl.packets(gw)?;
+    let before = packets(ctl, gw)?;
     let stack_before = topo.stack_counters()?;
     let frames = u64::from(pps).min(20_000);
-    let report = flood::flood(
+    let report = reflection::flood(
         &sender,
         &mut attack,
         Pace {
@@ -590,18 +502,18 @@ fn monitor_mode(topo: &Topology, ctl: &Ctl, pps: u32) -> anyhow::Result<()> {
     )?;
     check_interrupted()?;
     pause(Duration::from_millis(300))?;
-    let after = ctl.packets(gw)?;
+    let after = packets(ctl, gw)?;
     let stack = stack_gained(topo, &stack_before)?;
     println!(
         "\nThe attacker sent {} frames in {:.1} s. Counters:",
         report.total.frames,
         report.elapsed.as_secs_f64()
     );
-    for (reason, gained) in after.gained(&before) {
+    let moved = gained(&before, &after);
+    for (reason, gained) in &moved {
         println!("  {reason:<34} +{gained}");
     }
-    let would_drop: u64 = after
-        .gained(&before)
+    let would_drop: u64 = moved
         .iter()
         .filter(|(key, _)| key.starts_with("would_drop:"))
         .map(|(_, gained)| gained)
@@ -612,7 +524,7 @@ fn monitor_mode(topo: &Topology, ctl: &Ctl, pps: u32) -> anyhow::Result<()> {
         report.total.frames,
         stack.packets("spoofed4") + stack.packets("spoofed6"),
     );
-    ctl.show(gw, &["set", "--iface", WAN_IF, "monitor=off"])?;
+    show(ctl, gw, &["set", "--iface", WAN_IF, "monitor=off"])?;
     println!("Same program, same maps and counters: only the CONFIG map changed.");
     Ok(())
 }

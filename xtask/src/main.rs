@@ -16,6 +16,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+pub use harness::process::describe;
 
 /// Tasks of the WAN filter workspace: setup, build, lab, test, lint, bench.
 #[derive(Parser)]
@@ -155,8 +156,7 @@ pub fn shown(path: &Path) -> &Path {
 
 /// Fails early and clearly unless we run as root.
 pub fn require_root(what: &str) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !harness::process::is_root() {
         bail!("{what} needs root: run it as root");
     }
     Ok(())
@@ -178,15 +178,6 @@ pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
         bail!("{} failed ({status})", describe(cmd));
     }
     Ok(())
-}
-
-/// A command as a shell line, for error messages.
-pub fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|arg| arg.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Setup, then `cargo build --release` of the default members (filter-ctl's
@@ -217,7 +208,7 @@ fn test(
     let filter_ctl = build_release()?;
     let status = cargo()
         .args(["test", "--release", "--no-fail-fast"])
-        // The end-to-end tests drive this binary (tests/src/ctl.rs).
+        // The end-to-end tests drive this binary (tests/harness/src/ctl).
         .env("FILTER_CTL", &filter_ctl)
         .args(args)
         .args(if harness.is_empty() { None } else { Some("--") })
@@ -261,7 +252,7 @@ fn vm_test(options: &vm::VmOptions, test_args: &[OsString]) -> anyhow::Result<Ex
     })
 }
 
-/// The benchmark driver (tests/src/bin/bench.rs), built and run in release
+/// The benchmark (the `bench` crate, tests/bench), built and run in release
 /// mode next to the filter-ctl it attaches.
 fn bench(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
     require_root("the benchmark (it loads BPF programs and creates network namespaces)")?;
@@ -273,7 +264,7 @@ fn bench(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
             "--quiet",
             "--release",
             "-p",
-            "tests",
+            "bench",
             "--bin",
             "bench",
             "--",

@@ -25,9 +25,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
-use crate::shared::{
-    GenConfig, GenState, MAX_LAG_NS, SPOOF4_MASK, SPOOF4_NET, SPOOF6_WORD0, SPOOF6_WORD1_MIN,
-};
+use crate::shared::{GenConfig, GenState, SPOOF4_MASK, SPOOF4_NET, SPOOF6_WORD0, SPOOF6_WORD1_MIN};
+
+/// How far behind schedule the generator may fall before it gives up on the
+/// missed packets instead of sending them back to back.
+const MAX_LAG_NS: u64 = 20_000;
 
 #[map]
 static GEN_CONFIG: Array<GenConfig> = Array::with_max_entries(1, 0);

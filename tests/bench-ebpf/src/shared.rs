@@ -1,5 +1,5 @@
 //! Types shared by the benchmark's XDP programs and the benchmark driver
-//! (tests/src/bench, which includes this file with `#[path]`): plain
+//! (tests/bench/src/object.rs, which includes this file with `#[path]`): plain
 //! `#[repr(C)]` integers, no dependencies.
 
 /// Names of the programs and maps in the bench object.
@@ -61,14 +61,10 @@ pub struct GenState {
     pub sent: u64,
     /// Calls that found no packet due yet (the pacing spin).
     pub idle: u64,
-    /// Times the schedule was more than [`MAX_LAG_NS`] behind and restarted
+    /// Times the schedule was more than `MAX_LAG_NS` (main.rs) behind and restarted
     /// from now (the generator was preempted): the lost packets are not sent later.
     pub restarts: u64,
 }
-
-/// How far behind schedule the generator may fall before it gives up on the
-/// missed packets instead of sending them back to back.
-pub const MAX_LAG_NS: u64 = 20_000;
 
 /// The spoofed ranges of the flood, where the sink drops the victim's replies:
 /// 198.18.0.0/15 and 2001:db8:8000::/33 (the source words the generator

@@ -13,13 +13,13 @@
 use std::{
     fs,
     io::{BufRead as _, BufReader},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
     process::{Command, ExitCode, Stdio},
     time::Instant,
 };
 
 use anyhow::{Context as _, anyhow, bail};
+use nix::{errno::Errno, sys::wait::waitpid, unistd::Pid};
 use serde_json::Value;
 
 use super::plan::{AttachCheck, BinaryOutcome, Outcome, Plan, ProgramInsns};
@@ -43,14 +43,10 @@ pub fn init(plan: &Path) -> ! {
     } else {
         run_worker(plan);
     }
-    // SAFETY: sync and reboot take no pointers; power-off is what PID 1 is
-    // here for (qemu then exits), and nothing runs after it.
-    unsafe {
-        libc::sync();
-        libc::reboot(libc::RB_POWER_OFF);
-    }
-    // reboot only returns on failure; PID 1 exiting panics the kernel, which
-    // ends qemu as well (panic=-1, -no-reboot).
+    // Power-off ends qemu. reboot only returns on failure; then PID 1 exits,
+    // the kernel panics, and that ends qemu as well (panic=-1, -no-reboot).
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
     std::process::exit(1)
 }
 
@@ -67,19 +63,16 @@ fn run_worker(plan: &Path) {
         .env("HOME", "/root")
         .spawn();
     let worker = match worker {
-        Ok(child) => child.id() as libc::pid_t,
+        Ok(child) => Pid::from_raw(child.id().cast_signed()),
         Err(err) => return println!("vm-test guest: starting the worker: {err}"),
     };
     // Orphans (daemons the tests started, whose parents are gone) become our
     // children: reap them all until the worker itself exits.
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes only the status integer we pass.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid == worker
-            || (pid < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
-        {
-            return;
+        match waitpid(None, None) {
+            Ok(status) if status.pid() == Some(worker) => return,
+            Err(Errno::ECHILD) => return,
+            _ => {}
         }
     }
 }
@@ -270,61 +263,22 @@ fn attach_check(filter_ctl: &Path) -> anyhow::Result<AttachCheck> {
     Ok(check)
 }
 
-/// A program's name and size from `bpftool prog show`, and the instructions
-/// its verification processed from its fdinfo (bpftool 7.1 does not show them).
+/// A program's name and the verifier's figures, as the kernel reports them.
 fn program_insns(id: &str) -> anyhow::Result<ProgramInsns> {
-    let text = output(Command::new("bpftool").args(["prog", "show", "id", id, "--json"]))?;
-    let info: Value = serde_json::from_str(&text).context("parsing bpftool's JSON")?;
-    let xlated = info["bytes_xlated"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("bpftool shows no bytes_xlated for program {id}: {info}"))?;
-    let fd = program_fd(id.parse().context("a program id")?)?;
-    let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
-    let verified_insns = fdinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("verified_insns:"))
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| anyhow!("the fdinfo of program {id} has no verified_insns"))?;
+    let id: u32 = id.parse().context("a program id")?;
+    let info = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|info| info.id() == id)
+        .ok_or_else(|| anyhow!("no loaded program has id {id}"))?;
+    let missing = |what: &str| anyhow!("the kernel reports no {what} for program {id}");
     Ok(ProgramInsns {
-        name: info["name"].as_str().unwrap_or("?").to_owned(),
-        verified_insns,
-        xlated_insns: xlated / 8,
+        name: info.name_as_str().unwrap_or("?").to_owned(),
+        verified_insns: info
+            .verified_instruction_count()
+            .ok_or_else(|| missing("verified instruction count"))?
+            .into(),
+        xlated_insns: u64::from(info.size_translated().ok_or_else(|| missing("size"))?) / 8,
     })
-}
-
-/// A file descriptor of BPF program `id` (BPF_PROG_GET_FD_BY_ID).
-fn program_fd(id: u32) -> anyhow::Result<OwnedFd> {
-    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-    // The command's part of union bpf_attr.
-    #[repr(C)]
-    struct GetFdById {
-        prog_id: u32,
-        next_id: u32,
-        open_flags: u32,
-    }
-    let attr = GetFdById {
-        prog_id: id,
-        next_id: 0,
-        open_flags: 0,
-    };
-    // SAFETY: the kernel reads size_of::<GetFdById>() bytes of `attr`, which
-    // outlives the call, and returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_GET_FD_BY_ID,
-            &attr as *const GetFdById,
-            std::mem::size_of::<GetFdById>(),
-        )
-    };
-    if fd < 0 {
-        bail!(
-            "BPF_PROG_GET_FD_BY_ID {id}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    // SAFETY: a descriptor the kernel just opened for us, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd)?) })
 }
 
 /// Runs one test executable like `cargo test`: in its package's directory,

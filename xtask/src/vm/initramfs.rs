@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
+use nix::sys::stat::SFlag;
 
 use super::kernel::Kernel;
 use crate::describe;
@@ -181,22 +182,27 @@ impl<W: Write> Cpio<W> {
     }
 
     fn dir(&mut self, name: &str) -> anyhow::Result<()> {
-        self.entry(name, libc::S_IFDIR | 0o755, 0, &[])
+        self.entry(name, SFlag::S_IFDIR.bits() | 0o755, 0, &[])
     }
 
     fn file(&mut self, name: &str, permissions: u32, data: &[u8]) -> anyhow::Result<()> {
-        self.entry(name, libc::S_IFREG | permissions, 0, data)
+        self.entry(name, SFlag::S_IFREG.bits() | permissions, 0, data)
     }
 
     fn char_device(&mut self, name: &str, major: u32, minor: u32) -> anyhow::Result<()> {
-        self.entry(name, libc::S_IFCHR | 0o600, (major << 8) | minor, &[])
+        self.entry(
+            name,
+            SFlag::S_IFCHR.bits() | 0o600,
+            (major << 8) | minor,
+            &[],
+        )
     }
 
     /// One header, the NUL-terminated name and the data, each padded to 4 bytes.
     /// `rdev` packs the device's major and minor (major << 8 | minor).
     fn entry(&mut self, name: &str, mode: u32, rdev: u32, data: &[u8]) -> anyhow::Result<()> {
         let size = u32::try_from(data.len()).context("a file too large for cpio")?;
-        let nlink = if mode & libc::S_IFMT == libc::S_IFDIR {
+        let nlink = if mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits() {
             2
         } else {
             1

@@ -83,7 +83,7 @@ pub struct AttachCheck {
     pub programs: Vec<ProgramInsns>,
 }
 
-/// A program's verifier statistics (`bpftool prog show`).
+/// A program's verifier statistics, as the kernel reports them.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ProgramInsns {
     pub name: String,

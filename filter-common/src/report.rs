@@ -1,0 +1,358 @@
+//! What filter-ctl reports as JSON, one type per command: `stats --json`
+//! ([`Stats`]), `status --json` (a list of [`Status`]), `allow|deny list
+//! --json` (a list of [`ListedEntry`]) and `config --json`
+//! ([`crate::settings::Settings`]). filter-ctl prints exactly these types;
+//! the tests and the benchmark read them back with the same types.
+//!
+//! The field names are part of the command line's interface: scripts read
+//! them. Reasons and list sources appear by their stable names
+//! ([`Reason::name`], [`ListSource::name`]).
+
+extern crate std;
+
+use std::{format, path::PathBuf, string::String, vec::Vec};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+use crate::{Action, Direction, ListSource, Reason};
+
+/// Packets and bytes counted under one reason, summed over CPUs: one row of
+/// `stats --json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonCount {
+    #[serde(with = "reason_by_name")]
+    pub reason: Reason,
+    #[serde(with = "DirectionName")]
+    pub direction: Direction,
+    pub action: CountedAction,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What happened to the packets of a row: the reason's own action, or (for
+/// drop reasons in monitor mode) `would_drop`: passed, but counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountedAction {
+    Pass,
+    Drop,
+    WouldDrop,
+}
+
+impl CountedAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            CountedAction::Pass => "pass",
+            CountedAction::Drop => "drop",
+            CountedAction::WouldDrop => "would_drop",
+        }
+    }
+}
+
+impl From<Action> for CountedAction {
+    fn from(action: Action) -> Self {
+        match action {
+            Action::Pass => CountedAction::Pass,
+            Action::Drop => CountedAction::Drop,
+        }
+    }
+}
+
+/// `stats --json`: a row for every reason in reason order, then a
+/// `would_drop` row for every drop reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Stats(pub Vec<ReasonCount>);
+
+impl Stats {
+    /// What was counted under `reason` (for drop reasons: really dropped).
+    pub fn counted(&self, reason: Reason) -> Option<&ReasonCount> {
+        self.0
+            .iter()
+            .find(|row| row.reason == reason && row.action != CountedAction::WouldDrop)
+    }
+
+    /// What monitor mode passed that `reason` would have dropped.
+    pub fn would_drop(&self, reason: Reason) -> Option<&ReasonCount> {
+        self.0
+            .iter()
+            .find(|row| row.reason == reason && row.action == CountedAction::WouldDrop)
+    }
+
+    /// The rows of `self` less those of `before` (counters only grow; a row
+    /// missing from `before` counts from zero).
+    pub fn since(&self, before: &Stats) -> Stats {
+        Stats(
+            self.0
+                .iter()
+                .map(|row| {
+                    let earlier = before
+                        .0
+                        .iter()
+                        .find(|b| b.reason == row.reason && b.action == row.action);
+                    ReasonCount {
+                        packets: row.packets.saturating_sub(earlier.map_or(0, |b| b.packets)),
+                        bytes: row.bytes.saturating_sub(earlier.map_or(0, |b| b.bytes)),
+                        ..*row
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Where and how the filter is attached to one interface: one element of
+/// `status --json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub iface: String,
+    /// False when pins remain but the interface is gone (deleted or moved).
+    pub iface_present: bool,
+    pub attached: bool,
+    pub xdp_mode: Option<XdpMode>,
+    pub xdp_link_id: Option<u32>,
+    pub xdp_program_id: Option<u32>,
+    pub egress_hook: Option<EgressHook>,
+    pub egress_program_id: Option<u32>,
+    /// The interface's pin directory, as the operator names it.
+    pub pin_dir: PathBuf,
+    pub maps: Vec<MapStatus>,
+}
+
+impl Status {
+    /// The map called `name` (see `crate::map`).
+    pub fn map(&self, name: &str) -> Option<&MapStatus> {
+        self.maps.iter().find(|map| map.name == name)
+    }
+}
+
+/// One pinned map of a [`Status`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapStatus {
+    pub name: String,
+    pub id: u32,
+    /// The kernel's map type, e.g. `Array`, `LpmTrie`.
+    pub kind: String,
+    pub max_entries: u32,
+    /// Entries in use: watched ports, live solicited queries, tracked
+    /// fragmented datagrams, SYN bucket slots not full (charged by a recent
+    /// SYN), live allow/deny prefixes, list tries flagged in use; the counter
+    /// and config arrays are always full.
+    pub entries: u32,
+}
+
+/// How XDP runs on the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// In the driver, before any socket buffer is allocated.
+    Native,
+    /// Generic XDP in the network stack: works everywhere, slower.
+    Skb,
+}
+
+impl XdpMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Skb => "skb",
+        }
+    }
+}
+
+/// How the egress program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressHook {
+    /// A TCX bpf_link (Linux 6.6 and later).
+    Tcx,
+    /// A netlink clsact filter (kernels before 6.6).
+    Clsact,
+}
+
+impl EgressHook {
+    pub fn name(self) -> &'static str {
+        match self {
+            EgressHook::Tcx => "tcx",
+            EgressHook::Clsact => "clsact",
+        }
+    }
+}
+
+/// One live entry of an allow or deny list: one element of `allow|deny list --json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedEntry {
+    /// The prefix, host bits clear: `203.0.113.0/24`, `2001:db8::1/128`.
+    pub cidr: IpNet,
+    /// Milliseconds until it expires; `None`: never.
+    pub expires_in_ms: Option<u64>,
+    /// Who made it: `operator` (filter-ctl) or `syn_penalty`.
+    #[serde(with = "ListSourceName")]
+    pub reason: ListSource,
+}
+
+/// [`Direction`] by its name: `ingress`, `egress`.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Direction", rename_all = "lowercase")]
+enum DirectionName {
+    Ingress,
+    Egress,
+}
+
+/// [`ListSource`] by its name (the same as [`ListSource::name`]).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "ListSource", rename_all = "snake_case")]
+enum ListSourceName {
+    Unknown,
+    Operator,
+    SynPenalty,
+}
+
+/// [`Reason`] by its name.
+mod reason_by_name {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(reason: &Reason, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(reason.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Reason, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Reason::ALL
+            .into_iter()
+            .find(|reason| reason.name() == name)
+            .ok_or_else(|| de::Error::custom(format!("unknown reason '{name}'")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::string::ToString as _;
+
+    use super::*;
+
+    fn row(reason: Reason, action: CountedAction, packets: u64) -> ReasonCount {
+        ReasonCount {
+            reason,
+            direction: reason.direction(),
+            action,
+            packets,
+            bytes: packets * 100,
+        }
+    }
+
+    #[test]
+    fn stats_rows_keep_their_json_names() {
+        let stats = Stats(std::vec![
+            row(Reason::PassIpv4, CountedAction::Pass, 3),
+            row(Reason::DropSynSource, CountedAction::WouldDrop, 2),
+            row(Reason::EgressOther, CountedAction::Pass, 1),
+        ]);
+        let json = serde_json::to_string(&stats).unwrap();
+        assert!(
+            json.starts_with(
+                "[{\"reason\":\"pass_ipv4\",\"direction\":\"ingress\",\"action\":\"pass\",\
+             \"packets\":3,\"bytes\":300}"
+            ),
+            "{json}"
+        );
+        assert!(json.contains("\"action\":\"would_drop\""), "{json}");
+        assert!(json.contains("\"direction\":\"egress\""), "{json}");
+        assert_eq!(serde_json::from_str::<Stats>(&json).unwrap(), stats);
+        let err = serde_json::from_str::<Stats>(&json.replace("pass_ipv4", "pass_ipv5"));
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("unknown reason 'pass_ipv5'")
+        );
+    }
+
+    #[test]
+    fn stats_find_rows_and_subtract() {
+        let before = Stats(std::vec![
+            row(Reason::DropSynSource, CountedAction::Drop, 5),
+            row(Reason::DropSynSource, CountedAction::WouldDrop, 1),
+        ]);
+        let after = Stats(std::vec![
+            row(Reason::DropSynSource, CountedAction::Drop, 8),
+            row(Reason::DropSynSource, CountedAction::WouldDrop, 4),
+            row(Reason::PassSyn, CountedAction::Pass, 2),
+        ]);
+        let delta = after.since(&before);
+        assert_eq!(delta.counted(Reason::DropSynSource).unwrap().packets, 3);
+        assert_eq!(delta.would_drop(Reason::DropSynSource).unwrap().bytes, 300);
+        assert_eq!(delta.counted(Reason::PassSyn).unwrap().packets, 2);
+        assert!(delta.would_drop(Reason::PassSyn).is_none());
+        assert_eq!(
+            before
+                .since(&after)
+                .counted(Reason::DropSynSource)
+                .unwrap()
+                .packets,
+            0
+        );
+    }
+
+    #[test]
+    fn names_agree_with_the_shared_definitions() {
+        for action in [
+            CountedAction::Pass,
+            CountedAction::Drop,
+            CountedAction::WouldDrop,
+        ] {
+            assert_eq!(serde_json::to_value(action).unwrap(), action.name());
+        }
+        for mode in [XdpMode::Native, XdpMode::Skb] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.name());
+        }
+        for hook in [EgressHook::Tcx, EgressHook::Clsact] {
+            assert_eq!(serde_json::to_value(hook).unwrap(), hook.name());
+        }
+        for source in [
+            ListSource::Unknown,
+            ListSource::Operator,
+            ListSource::SynPenalty,
+        ] {
+            let entry = ListedEntry {
+                cidr: "192.0.2.0/24".parse().unwrap(),
+                expires_in_ms: None,
+                reason: source,
+            };
+            let json = serde_json::to_value(&entry).unwrap();
+            assert_eq!(json["reason"], source.name());
+            assert_eq!(json["cidr"], "192.0.2.0/24");
+            assert_eq!(serde_json::from_value::<ListedEntry>(json).unwrap(), entry);
+        }
+    }
+
+    #[test]
+    fn status_keeps_its_json_names() {
+        let status = Status {
+            iface: "wan0".into(),
+            iface_present: true,
+            attached: true,
+            xdp_mode: Some(XdpMode::Native),
+            xdp_link_id: Some(7),
+            xdp_program_id: Some(8),
+            egress_hook: Some(EgressHook::Tcx),
+            egress_program_id: Some(9),
+            pin_dir: "/sys/fs/bpf/wan-filter/net1/wan0".into(),
+            maps: std::vec![MapStatus {
+                name: "STATS".into(),
+                id: 3,
+                kind: "PerCpuArray".into(),
+                max_entries: 48,
+                entries: 48,
+            }],
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["xdp_mode"], "native");
+        assert_eq!(json["egress_hook"], "tcx");
+        assert_eq!(json["pin_dir"], "/sys/fs/bpf/wan-filter/net1/wan0");
+        assert_eq!(json["maps"][0]["max_entries"], 48);
+        let back: Status = serde_json::from_value(json).unwrap();
+        assert_eq!(back.map("STATS").unwrap().id, 3);
+        assert_eq!(back, status);
+    }
+}

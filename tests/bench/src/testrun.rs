@@ -1,0 +1,547 @@
+//! Part 1: BPF_PROG_TEST_RUN time per packet class, against a one-line
+//! XDP_DROP program measured in the same session, interleaved.
+//!
+//! Each class is a crafted frame, the reason the filter must count it under,
+//! and what has to happen first. The kernel runs the program `repeat` times on
+//! the same frame and reports the mean time per run; every class gets a filter
+//! instance of its own (loaded like the verdict tests load it), so classes
+//! cannot disturb each other's state.
+//!
+//! A solicited answer consumes its entry: the second run of a `repeat` loop
+//! would be unsolicited. So it is measured one run at a time (`repeat` 1),
+//! each after the egress program recorded the query again, next to the
+//! unsolicited answer and the floor measured the same way. With `repeat` 1
+//! the kernel's figure includes its own timer overhead; what is reported is
+//! the unsolicited class's `repeat` figure plus the difference solicited -
+//! unsolicited at `repeat` 1 (both paths parse the same headers and hash the
+//! same key; they differ only in the match and the write that consumes it).
+//!
+//! New classes: add a [`Class`] to [`classes`].
+
+use std::time::Duration;
+
+use ::tests::bpf::Filter;
+use anyhow::Context as _;
+use aya::{
+    Ebpf,
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use filter_common::{Direction, Reason};
+use harness::{
+    packet::{ExtHeader, Frame, PacketBuilder, addr, dns_message, tcp_flags},
+    signals::check_interrupted,
+};
+
+use crate::{object, stats::Summary, sys};
+
+const CLIENT_PORT: u16 = 40000;
+const TXID: u16 = 0x5a5a;
+
+/// How a class is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `repeat` runs on the same frame.
+    Repeat,
+    /// One run at a time after the query was recorded (see the module docs).
+    Solicited,
+}
+
+/// One packet class.
+pub struct Class {
+    pub key: &'static str,
+    pub name: &'static str,
+    /// The reason the filter must count (almost) every run under.
+    pub reason: Reason,
+    /// Settings for this class's filter instance.
+    pub settings: &'static [(&'static str, &'static str)],
+    pub method: Method,
+    /// The measured frame.
+    pub frame: Frame,
+    /// Frames through ingress (`false`) or egress (`true`) before every measurement.
+    pub before: Vec<(bool, Frame)>,
+}
+
+#[derive(Clone, Copy)]
+enum Link {
+    Plain,
+    Vlan,
+    QinQ,
+    Pppoe,
+}
+
+/// From the server to us (`inbound`) or from us to the server.
+fn builder(v6: bool, link: Link, inbound: bool) -> PacketBuilder {
+    let b = match (v6, inbound) {
+        (false, true) => PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4),
+        (false, false) => PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4),
+        (true, true) => PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6),
+        (true, false) => PacketBuilder::ipv6(addr::CLIENT_V6, addr::SERVER_V6),
+    };
+    match link {
+        Link::Plain => b,
+        Link::Vlan => b.vlan(100),
+        Link::QinQ => b.qinq(200, 100),
+        Link::Pppoe => b.pppoe(0x1234),
+    }
+}
+
+fn pass_reason(v6: bool) -> Reason {
+    if v6 {
+        Reason::PassIpv6
+    } else {
+        Reason::PassIpv4
+    }
+}
+
+fn udp_pass(v6: bool, link: Link) -> Frame {
+    builder(v6, link, true)
+        .udp(4444, CLIENT_PORT)
+        .payload(&[0x5a; 100])
+        .build()
+}
+
+fn dns_answer(v6: bool, link: Link, id: u16) -> Frame {
+    builder(v6, link, true)
+        .udp(53, CLIENT_PORT)
+        .payload(&dns_message(id, true, 88))
+        .build()
+}
+
+fn dns_query(v6: bool, id: u16) -> Frame {
+    builder(v6, Link::Plain, false)
+        .udp(CLIENT_PORT, 53)
+        .payload(&dns_message(id, false, 20))
+        .build()
+}
+
+fn syn(v6: bool) -> Frame {
+    builder(v6, Link::Plain, true)
+        .tcp(40001, 80, tcp_flags::SYN)
+        .build()
+}
+
+/// SYN buckets so large that a measurement cannot empty them.
+const SYN_UNLIMITED: &[(&str, &str)] = &[
+    ("syn_source_rate", "1000000"),
+    ("syn_source_burst", "1000000"),
+    ("syn_prefix_rate", "1000000"),
+    ("syn_prefix_burst", "1000000"),
+    ("syn_global_rate", "1000000"),
+    ("syn_global_burst", "1000000"),
+];
+
+/// Every packet class, in the order of the table.
+pub fn classes() -> Vec<Class> {
+    let plain = |key, name, reason, frame| Class {
+        key,
+        name,
+        reason,
+        settings: &[],
+        method: Method::Repeat,
+        frame,
+        before: Vec::new(),
+    };
+    let v4_first_fragment = builder(false, Link::Plain, true)
+        .fragment(0x1111, true, 0)
+        .udp(53, CLIENT_PORT)
+        .payload(&dns_message(TXID, true, 1000 - 8 - 12))
+        .build();
+    let v4_later_fragment = |ip_id| {
+        builder(false, Link::Plain, true)
+            .fragment(ip_id, true, 125)
+            .protocol(17)
+            .payload(&[0x61; 496])
+            .build()
+    };
+    let v6_fragment = |offset, more, udp: bool| {
+        let b = builder(true, Link::Plain, true).ext(ExtHeader::Fragment {
+            offset,
+            more,
+            id: 0xabcd,
+        });
+        if udp {
+            b.udp(53, CLIENT_PORT)
+                .payload(&dns_message(TXID, true, 1000))
+                .build()
+        } else {
+            b.protocol(17).payload(&[0x61; 512]).build()
+        }
+    };
+    vec![
+        plain(
+            "pass_udp_v4",
+            "passed UDP, IPv4",
+            pass_reason(false),
+            udp_pass(false, Link::Plain),
+        ),
+        plain(
+            "pass_tcp_v4",
+            "passed TCP segment (ACK), IPv4",
+            pass_reason(false),
+            builder(false, Link::Plain, true)
+                .tcp(443, CLIENT_PORT, tcp_flags::ACK | tcp_flags::PSH)
+                .payload(&[0x17; 100])
+                .build(),
+        ),
+        plain(
+            "pass_udp_v6",
+            "passed UDP, IPv6",
+            pass_reason(true),
+            udp_pass(true, Link::Plain),
+        ),
+        plain(
+            "pass_udp_vlan_v4",
+            "passed UDP, 802.1Q, IPv4",
+            pass_reason(false),
+            udp_pass(false, Link::Vlan),
+        ),
+        plain(
+            "pass_udp_qinq_v6",
+            "passed UDP, QinQ, IPv6",
+            pass_reason(true),
+            udp_pass(true, Link::QinQ),
+        ),
+        plain(
+            "pass_udp_pppoe_v4",
+            "passed UDP, PPPoE, IPv4",
+            pass_reason(false),
+            udp_pass(false, Link::Pppoe),
+        ),
+        plain(
+            "pass_udp_pppoe_v6",
+            "passed UDP, PPPoE, IPv6",
+            pass_reason(true),
+            udp_pass(true, Link::Pppoe),
+        ),
+        Class {
+            method: Method::Solicited,
+            before: vec![(true, dns_query(false, TXID))],
+            ..plain(
+                "dns_solicited_v4",
+                "solicited DNS answer, IPv4",
+                Reason::PassSolicited,
+                dns_answer(false, Link::Plain, TXID),
+            )
+        },
+        Class {
+            method: Method::Solicited,
+            before: vec![(true, dns_query(true, TXID))],
+            ..plain(
+                "dns_solicited_v6",
+                "solicited DNS answer, IPv6",
+                Reason::PassSolicited,
+                dns_answer(true, Link::Plain, TXID),
+            )
+        },
+        plain(
+            "dns_unsolicited_v4",
+            "unsolicited DNS response, IPv4",
+            Reason::DropUnsolicitedDns,
+            dns_answer(false, Link::Plain, TXID),
+        ),
+        plain(
+            "dns_unsolicited_v6",
+            "unsolicited DNS response, IPv6",
+            Reason::DropUnsolicitedDns,
+            dns_answer(true, Link::Plain, TXID),
+        ),
+        plain(
+            "dns_unsolicited_vlan_v4",
+            "unsolicited DNS response, 802.1Q, IPv4",
+            Reason::DropUnsolicitedDns,
+            dns_answer(false, Link::Vlan, TXID),
+        ),
+        plain(
+            "dns_unsolicited_pppoe_v6",
+            "unsolicited DNS response, PPPoE, IPv6",
+            Reason::DropUnsolicitedDns,
+            dns_answer(true, Link::Pppoe, TXID),
+        ),
+        plain(
+            "ntp_mode7_v4",
+            "NTP mode 7 (monlist) response, IPv4",
+            Reason::DropNtpControl,
+            builder(false, Link::Plain, true)
+                .udp(123, CLIENT_PORT)
+                .payload(&{
+                    let mut p = vec![0u8; 48];
+                    p[0] = (2 << 3) | 7;
+                    p
+                })
+                .build(),
+        ),
+        Class {
+            before: vec![(false, v4_first_fragment)],
+            ..plain(
+                "fragment_v4",
+                "non-first fragment (first dropped), IPv4",
+                Reason::DropFragment,
+                v4_later_fragment(0x1111),
+            )
+        },
+        Class {
+            before: vec![(false, v6_fragment(0, true, true))],
+            ..plain(
+                "fragment_v6",
+                "non-first fragment (first dropped), IPv6",
+                Reason::DropFragment,
+                v6_fragment(128, false, false),
+            )
+        },
+        plain(
+            "fragment_orphan_v4",
+            "orphan non-first fragment, IPv4",
+            Reason::DropOrphanFragment,
+            v4_later_fragment(0x2222),
+        ),
+        Class {
+            settings: SYN_UNLIMITED,
+            ..plain(
+                "syn_under_v4",
+                "SYN under its buckets, IPv4",
+                Reason::PassSyn,
+                syn(false),
+            )
+        },
+        plain(
+            "syn_over_v4",
+            "SYN over its source bucket, IPv4",
+            Reason::DropSynSource,
+            syn(false),
+        ),
+        plain(
+            "syn_over_v6",
+            "SYN over its source bucket, IPv6",
+            Reason::DropSynSource,
+            syn(true),
+        ),
+    ]
+}
+
+/// The summary of one class.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClassResult {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub reason: &'static str,
+    /// Kernel-reported ns per run (for `Solicited`: the estimate, see the module docs).
+    pub ns: Summary,
+    /// Per round, divided by the XDP_DROP floor of the same round.
+    pub ratio: Summary,
+    /// `Solicited` only: ns per run at `repeat` 1 of this class, of the
+    /// unsolicited answer and of the floor.
+    pub single_run: Option<SingleRun>,
+    /// Share of the measured runs counted under `reason`.
+    pub share_in_reason: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SingleRun {
+    pub solicited: Summary,
+    pub unsolicited: Summary,
+    pub floor: Summary,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TestRunResults {
+    pub repeat: u32,
+    pub rounds: usize,
+    pub floor_ns: Summary,
+    pub classes: Vec<ClassResult>,
+    /// Instructions the verifier processed for the ingress program, and its size.
+    pub verified_insns: Option<u32>,
+    pub xlated_bytes: Option<u32>,
+    pub jited_bytes: u32,
+}
+
+/// Single-run times of a solicited class: solicited, unsolicited twin, floor.
+type SingleRuns = (Vec<f64>, Vec<f64>, Vec<f64>);
+
+struct Floor {
+    ebpf: Ebpf,
+}
+
+impl Floor {
+    fn load() -> anyhow::Result<Self> {
+        let mut ebpf = object::load()?;
+        let xdp: &mut Xdp = ebpf
+            .program_mut(object::names::DROP)
+            .expect("bench_drop")
+            .try_into()?;
+        xdp.load()?;
+        Ok(Self { ebpf })
+    }
+
+    fn run(&self, frame: &[u8], repeat: u32) -> anyhow::Result<Duration> {
+        let xdp: &Xdp = self
+            .ebpf
+            .program(object::names::DROP)
+            .expect("bench_drop")
+            .try_into()?;
+        Ok(xdp
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..Default::default()
+            })?
+            .duration)
+    }
+}
+
+fn ns(d: Duration) -> f64 {
+    d.as_nanos() as f64
+}
+
+fn packets(filter: &Filter, reason: Reason) -> u64 {
+    filter.counts()[reason.index() as usize].packets
+}
+
+fn total_ingress(filter: &Filter) -> u64 {
+    Reason::ALL
+        .iter()
+        .filter(|r| r.direction() == Direction::Ingress)
+        .map(|r| packets(filter, *r))
+        .sum()
+}
+
+/// Runs every class `rounds` times, interleaved with the floor.
+pub fn run(
+    repeat: u32,
+    rounds: usize,
+    single_runs: usize,
+    cpu: usize,
+) -> anyhow::Result<TestRunResults> {
+    // One CPU for every run, so caches and clocks are the same for all classes.
+    sys::pin(0, cpu)?;
+    let floor = Floor::load()?;
+    let mut active = Vec::new();
+    for class in classes() {
+        let mut filter = Filter::load();
+        filter
+            .try_set(class.settings)
+            .with_context(|| format!("the settings of class {}", class.key))?;
+        active.push((class, filter));
+    }
+    let info = active.first().map(|(_, f)| f.ingress_info()).transpose()?;
+
+    let mut floor_ns = Vec::new();
+    let mut per_class: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); active.len()];
+    let mut single: Vec<Option<SingleRuns>> = vec![None; active.len()];
+    let mut counted: Vec<(u64, u64)> = vec![(0, 0); active.len()];
+    for _round in 0..rounds {
+        check_interrupted()?;
+        let f = ns(floor.run(&active[0].0.frame, repeat)?);
+        floor_ns.push(f);
+        for (i, (class, filter)) in active.iter().enumerate() {
+            let expected = class.reason;
+            match class.method {
+                Method::Repeat => {
+                    for (egress, frame) in &class.before {
+                        if *egress {
+                            filter.egress(frame);
+                        } else {
+                            filter.ingress(frame);
+                        }
+                    }
+                    let (before_in, before_all) =
+                        (packets(filter, expected), total_ingress(filter));
+                    let (_, d) = filter.ingress_timed(&class.frame, repeat)?;
+                    counted[i].0 += packets(filter, expected) - before_in;
+                    counted[i].1 += total_ingress(filter) - before_all;
+                    per_class[i].0.push(ns(d));
+                    per_class[i].1.push(ns(d) / f);
+                }
+                Method::Solicited => {
+                    // An unsolicited twin: same addresses and ports, another id.
+                    let mut twin = class.frame.clone();
+                    let id_at = twin.payload;
+                    twin.bytes[id_at] ^= 0xff;
+                    let (mut sol, mut unsol, mut flo) = (Vec::new(), Vec::new(), Vec::new());
+                    for n in 0..single_runs {
+                        // Alternate the order, so neither side always runs
+                        // right after the egress call.
+                        if n % 2 == 1 {
+                            unsol.push(ns(filter.ingress_timed(&twin, 1)?.1));
+                            flo.push(ns(floor.run(&class.frame, 1)?));
+                        }
+                        for (_, query) in &class.before {
+                            filter.egress(query);
+                        }
+                        let (before_in, before_all) =
+                            (packets(filter, expected), total_ingress(filter));
+                        let (_, d) = filter.ingress_timed(&class.frame, 1)?;
+                        counted[i].0 += packets(filter, expected) - before_in;
+                        counted[i].1 += total_ingress(filter) - before_all;
+                        sol.push(ns(d));
+                        if n % 2 == 0 {
+                            unsol.push(ns(filter.ingress_timed(&twin, 1)?.1));
+                            flo.push(ns(floor.run(&class.frame, 1)?));
+                        }
+                    }
+                    // The unsolicited twin at full repeat, for the estimate.
+                    let (_, d) = filter.ingress_timed(&twin, repeat)?;
+                    let estimate = ns(d) + Summary::of(sol.iter().copied()).median
+                        - Summary::of(unsol.iter().copied()).median;
+                    per_class[i].0.push(estimate);
+                    per_class[i].1.push(estimate / f);
+                    let entry = single[i].get_or_insert_with(Default::default);
+                    entry.0.extend(sol);
+                    entry.1.extend(unsol);
+                    entry.2.extend(flo);
+                }
+            }
+        }
+    }
+    let classes = active
+        .iter()
+        .enumerate()
+        .map(|(i, (class, _))| ClassResult {
+            key: class.key,
+            name: class.name,
+            reason: class.reason.name(),
+            ns: Summary::of(per_class[i].0.iter().copied()),
+            ratio: Summary::of(per_class[i].1.iter().copied()),
+            single_run: single[i].as_ref().map(|(s, u, f)| SingleRun {
+                solicited: Summary::of(s.iter().copied()),
+                unsolicited: Summary::of(u.iter().copied()),
+                floor: Summary::of(f.iter().copied()),
+            }),
+            share_in_reason: if counted[i].1 > 0 {
+                counted[i].0 as f64 / counted[i].1 as f64
+            } else {
+                0.0
+            },
+        })
+        .collect();
+    sys::unpin(0)?;
+    Ok(TestRunResults {
+        repeat,
+        rounds,
+        floor_ns: Summary::of(floor_ns),
+        classes,
+        verified_insns: info.as_ref().and_then(|i| i.verified_instruction_count()),
+        xlated_bytes: info.as_ref().and_then(|i| i.size_translated()),
+        jited_bytes: info.as_ref().map_or(0, |i| i.size_jitted()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harness::packet::addr::both_are_test_addresses;
+
+    #[test]
+    fn class_keys_are_unique_and_frames_use_test_addresses() {
+        let classes = classes();
+        let mut keys: Vec<&str> = classes.iter().map(|c| c.key).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), classes.len());
+        for class in &classes {
+            // Every frame was built from the documentation ranges (packet::addr).
+            assert!(class.frame.len() >= 14, "{}", class.key);
+        }
+        assert!(both_are_test_addresses(addr::SERVER_V4, addr::CLIENT_V4));
+        assert!(both_are_test_addresses(addr::SERVER_V6, addr::CLIENT_V6));
+    }
+}
