@@ -95,7 +95,7 @@ pub struct VmOptions {
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
     /// Kill a guest that runs longer than this many minutes (boot to power-off).
-    #[arg(long, value_name = "MINUTES", default_value_t = 45)]
+    #[arg(long, value_name = "MINUTES", default_value_t = 60)]
     pub timeout: u64,
 }
 
@@ -193,7 +193,6 @@ fn leg(series: Series, accel: Accel, options: &VmOptions, mut plan: Plan) -> any
             (&out, guest::OUTPUT_TAG, false),
         ],
         memory_mib: 3072,
-        cpus: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
         timeout: Duration::from_secs(options.timeout * 60),
         silence: Duration::from_secs(10 * 60),
         ready_within: match accel {
