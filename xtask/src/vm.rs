@@ -131,6 +131,7 @@ pub fn run(
     let mut legs = Vec::new();
     for series in options.kernel.series() {
         let plan = Plan {
+            workspace: repo_root().to_owned(),
             // Set once the kernel package is known.
             kernel_release: String::new(),
             modules: GUEST_MODULES.iter().map(|m| (*m).to_owned()).collect(),

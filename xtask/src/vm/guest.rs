@@ -38,10 +38,9 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 /// PID 1: mounts, runs the worker, reaps, powers off. Never returns.
 pub fn init(plan: &Path) -> ! {
-    if let Err(err) = mount_filesystems() {
-        println!("vm-test guest: {err:#}");
-    } else {
-        run_worker(plan);
+    match read_plan(plan).and_then(|p| mount_filesystems(&p.workspace)) {
+        Ok(()) => run_worker(plan),
+        Err(err) => println!("vm-test guest: {err:#}"),
     }
     // Power-off ends qemu. reboot only returns on failure; then PID 1 exits,
     // the kernel panics, and that ends qemu as well (panic=-1, -no-reboot).
@@ -77,7 +76,9 @@ fn run_worker(plan: &Path) {
     }
 }
 
-fn mount_filesystems() -> anyhow::Result<()> {
+/// Mounts what the guest needs. A fresh tmpfs does not go where it would hide
+/// the workspace (a clone under /tmp): there the overlay keeps it writable.
+fn mount_filesystems(workspace: &Path) -> anyhow::Result<()> {
     let mounts: &[(&str, &str, &str, &str)] = &[
         ("proc", "proc", "/proc", ""),
         ("sysfs", "sysfs", "/sys", ""),
@@ -103,6 +104,9 @@ fn mount_filesystems() -> anyhow::Result<()> {
         ),
     ];
     for (fstype, source, target, options) in mounts {
+        if *fstype == "tmpfs" && workspace.starts_with(target) {
+            continue;
+        }
         fs::create_dir_all(target).with_context(|| format!("creating {target}"))?;
         let mut mount = Command::new("/usr/bin/mount");
         mount.args(["-t", fstype]);
@@ -117,11 +121,7 @@ fn mount_filesystems() -> anyhow::Result<()> {
 
 /// The worker: everything the leg checks, then the outcome for the host.
 pub fn worker(plan_path: &Path) -> anyhow::Result<ExitCode> {
-    let plan: Plan = serde_json::from_str(
-        &fs::read_to_string(plan_path)
-            .with_context(|| format!("reading {}", plan_path.display()))?,
-    )
-    .context("parsing the plan")?;
+    let plan = read_plan(plan_path)?;
     let mut outcome = Outcome {
         kernel_release: output(Command::new("uname").arg("-r"))?.trim().to_owned(),
         boot_secs: uptime()?,
@@ -178,6 +178,11 @@ pub fn worker(plan_path: &Path) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).context("parsing the plan")
 }
 
 /// Loads the modules; the errors name those that did not load.

@@ -19,6 +19,8 @@ use crate::{cargo, describe, repo_root};
 /// Written by the host, read by the guest (stage 2).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Plan {
+    /// The workspace root, which the guest must not hide under a fresh tmpfs.
+    pub workspace: PathBuf,
     /// `uname -r` the guest must report.
     pub kernel_release: String,
     /// Loaded with modprobe before the suite.
