@@ -7,6 +7,8 @@
 //! that nothing (no rule, no penalty) cuts off a monitoring host or an
 //! upstream resolver.
 
+use crate::expiry;
+
 /// Entries per trie (each list has one trie per family).
 pub const LIST_ENTRIES: u32 = 65536;
 
@@ -34,6 +36,25 @@ pub struct ListEntry {
     /// Who made the entry: a [`ListSource`].
     pub source: u8,
     pub _padding: [u8; 6],
+}
+
+impl ListEntry {
+    /// True while the entry matches: it never expires, or its deadline is ahead.
+    #[inline(always)]
+    pub const fn is_live(&self, now_ns: u64) -> bool {
+        expiry::is_live_or_permanent(self.expires_ns, now_ns)
+    }
+
+    /// The prefix length to look up instead of an expired entry: one bit
+    /// shorter than its own, where an LPM lookup finds the next entry that
+    /// covers the address; `None` for a /0, which nothing covers.
+    #[inline(always)]
+    pub const fn shorter_lookup(&self) -> Option<u32> {
+        match self.prefix_len {
+            0 => None,
+            len => Some(len as u32 - 1),
+        }
+    }
 }
 
 /// Who put an entry on a list.
@@ -70,4 +91,36 @@ impl ListSource {
 mod pod {
     // SAFETY: plain #[repr(C)] integers with explicit padding: every bit pattern is valid.
     unsafe impl aya::Pod for super::ListEntry {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(expires_ns: u64, prefix_len: u8) -> ListEntry {
+        ListEntry {
+            expires_ns,
+            prefix_len,
+            ..ListEntry::default()
+        }
+    }
+
+    #[test]
+    fn permanent_entries_never_expire() {
+        assert!(entry(0, 24).is_live(u64::MAX));
+        assert!(entry(100, 24).is_live(99));
+        assert!(!entry(100, 24).is_live(100));
+    }
+
+    /// Looking past expired entries always gets shorter, so the walk from
+    /// a /128 ends after at most 129 lookups even without a bound.
+    #[test]
+    fn the_next_lookup_is_shorter() {
+        for len in 0..=128u8 {
+            match entry(1, len).shorter_lookup() {
+                Some(next) => assert_eq!(next + 1, u32::from(len)),
+                None => assert_eq!(len, 0),
+            }
+        }
+    }
 }

@@ -1,68 +1,11 @@
 //! Verdict reasons: every packet either program sees is counted under exactly one.
-
-/// Why a packet got its verdict. The value is the index into the `STATS` map.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// Ingress, passed: not IPv4/IPv6 (ARP, LLDP, PPP control, ...). Never filtered.
-    PassNotIp = 0,
-    /// Ingress, passed: IPv4 that no rule matched.
-    PassIpv4 = 1,
-    /// Ingress, passed: IPv6 that no rule matched.
-    PassIpv6 = 2,
-    /// Ingress, passed: headers truncated or malformed; passed so that a
-    /// parser gap can never drop valid traffic, and counted to show it.
-    PassMalformed = 3,
-    /// Ingress, passed: a response from a watched port that answers a query
-    /// our egress recorded (the entry is consumed).
-    PassSolicited = 4,
-    /// Ingress, passed: a later IP fragment whose first fragment passed.
-    PassFragment = 5,
-    /// Ingress, passed: a later fragment whose first fragment was not seen
-    /// (out of order, or expired), under the `pass` orphan policy.
-    PassOrphanFragment = 6,
-    /// Ingress, dropped: a DNS response (source port 53) nobody asked for.
-    DropUnsolicitedDns = 7,
-    /// Ingress, dropped: an NTP response (source port 123) nobody asked for.
-    DropUnsolicitedNtp = 8,
-    /// Ingress, dropped: a response from another watched amplification port
-    /// (chargen, SSDP, memcached, ...) nobody asked for.
-    DropUnsolicitedOther = 9,
-    /// Ingress, dropped: NTP mode 6/7 (control, monlist) packets, responses or
-    /// queries: the gateway must never be an amplifier nor a victim of one.
-    DropNtpControl = 10,
-    /// Ingress, dropped: a later IP fragment whose first fragment was dropped.
-    DropFragment = 11,
-    /// Ingress, dropped: an orphan later fragment under the `drop` policy.
-    DropOrphanFragment = 12,
-    /// Egress, observed: a UDP query to a watched port, recorded as solicited.
-    EgressQueryRecorded = 13,
-    /// Egress, observed: a recorded query pushed the oldest live entry of its
-    /// bucket out of the solicited table (the table is full there).
-    EgressQueryEvicted = 14,
-    /// Egress, observed: anything else.
-    EgressOther = 15,
-    /// Ingress, passed: the source is on the allow list; no drop rule looked at it.
-    PassAllowList = 16,
-    /// Ingress, passed: a TCP SYN (connection attempt: SYN without ACK) within
-    /// its source, prefix and global buckets.
-    PassSyn = 17,
-    /// Ingress, dropped: the source is on the deny list (by the operator, or
-    /// by the SYN penalty).
-    DropDenyList = 18,
-    /// Ingress, dropped: a TCP SYN over its source's bucket (IPv4 /32, IPv6 /64).
-    DropSynSource = 19,
-    /// Ingress, dropped: a TCP SYN over its source prefix's bucket.
-    DropSynPrefix = 20,
-    /// Ingress, dropped: a TCP SYN over the global bucket.
-    DropSynGlobal = 21,
-    /// Ingress, dropped: a TCP SYN over its source's bucket that put the
-    /// source on the deny list (the penalty); one per penalty.
-    DropSynPenalty = 22,
-    /// Ingress, dropped: a TCP SYN over its source's bucket whose source
-    /// earned the penalty but could not be put on the full deny list.
-    DropSynPenaltyFull = 23,
-}
+//!
+//! The table at the bottom is the one definition: each entry gives the
+//! variant, its index into the `STATS` map, its stable name, where it is
+//! counted and what the XDP program does with the packet. The enum, `ALL`,
+//! `COUNT`, `name`, `direction` and `action` are generated from it, so a new
+//! reason is one entry (with its doc comment). Indices are the counters'
+//! slots in a map that survives a program replacement: append, never renumber.
 
 /// Where a reason is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,98 +21,187 @@ pub enum Action {
     Drop,
 }
 
-impl Reason {
-    /// Number of reasons.
-    pub const COUNT: u32 = 24;
-
-    /// Every reason, in index order.
-    pub const ALL: [Reason; Self::COUNT as usize] = [
-        Reason::PassNotIp,
-        Reason::PassIpv4,
-        Reason::PassIpv6,
-        Reason::PassMalformed,
-        Reason::PassSolicited,
-        Reason::PassFragment,
-        Reason::PassOrphanFragment,
-        Reason::DropUnsolicitedDns,
-        Reason::DropUnsolicitedNtp,
-        Reason::DropUnsolicitedOther,
-        Reason::DropNtpControl,
-        Reason::DropFragment,
-        Reason::DropOrphanFragment,
-        Reason::EgressQueryRecorded,
-        Reason::EgressQueryEvicted,
-        Reason::EgressOther,
-        Reason::PassAllowList,
-        Reason::PassSyn,
-        Reason::DropDenyList,
-        Reason::DropSynSource,
-        Reason::DropSynPrefix,
-        Reason::DropSynGlobal,
-        Reason::DropSynPenalty,
-        Reason::DropSynPenaltyFull,
-    ];
-
-    /// Stable snake_case name used in tables, JSON and metrics.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Reason::PassNotIp => "pass_not_ip",
-            Reason::PassIpv4 => "pass_ipv4",
-            Reason::PassIpv6 => "pass_ipv6",
-            Reason::PassMalformed => "pass_malformed",
-            Reason::PassSolicited => "pass_solicited",
-            Reason::PassFragment => "pass_fragment",
-            Reason::PassOrphanFragment => "pass_orphan_fragment",
-            Reason::DropUnsolicitedDns => "drop_unsolicited_dns",
-            Reason::DropUnsolicitedNtp => "drop_unsolicited_ntp",
-            Reason::DropUnsolicitedOther => "drop_unsolicited_other",
-            Reason::DropNtpControl => "drop_ntp_control",
-            Reason::DropFragment => "drop_fragment",
-            Reason::DropOrphanFragment => "drop_orphan_fragment",
-            Reason::EgressQueryRecorded => "egress_query_recorded",
-            Reason::EgressQueryEvicted => "egress_query_evicted",
-            Reason::EgressOther => "egress_other",
-            Reason::PassAllowList => "pass_allow_list",
-            Reason::PassSyn => "pass_syn",
-            Reason::DropDenyList => "drop_deny_list",
-            Reason::DropSynSource => "drop_syn_source",
-            Reason::DropSynPrefix => "drop_syn_prefix",
-            Reason::DropSynGlobal => "drop_syn_global",
-            Reason::DropSynPenalty => "drop_syn_penalty",
-            Reason::DropSynPenaltyFull => "drop_syn_penalty_full",
+macro_rules! reasons {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident = $index:literal, $name:literal, $direction:ident, $action:ident;
+    )*) => {
+        /// Why a packet got its verdict. The value is the index into the `STATS` map.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Reason {
+            $($(#[doc = $doc])* $variant = $index,)*
         }
-    }
 
-    pub const fn direction(self) -> Direction {
-        match self {
-            Reason::EgressQueryRecorded | Reason::EgressQueryEvicted | Reason::EgressOther => {
-                Direction::Egress
+        impl Reason {
+            /// Every reason, in index order.
+            pub const ALL: [Reason; Self::COUNT as usize] = [$(Reason::$variant,)*];
+
+            /// Number of reasons.
+            pub const COUNT: u32 = [$($index,)*].len() as u32;
+
+            /// Stable snake_case name used in tables, JSON and metrics.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $name,)*
+                }
             }
-            _ => Direction::Ingress,
-        }
-    }
 
-    pub const fn action(self) -> Action {
-        match self {
-            Reason::DropUnsolicitedDns
-            | Reason::DropUnsolicitedNtp
-            | Reason::DropUnsolicitedOther
-            | Reason::DropNtpControl
-            | Reason::DropFragment
-            | Reason::DropOrphanFragment
-            | Reason::DropDenyList
-            | Reason::DropSynSource
-            | Reason::DropSynPrefix
-            | Reason::DropSynGlobal
-            | Reason::DropSynPenalty
-            | Reason::DropSynPenaltyFull => Action::Drop,
-            _ => Action::Pass,
-        }
-    }
+            pub const fn direction(self) -> Direction {
+                match self {
+                    $(Reason::$variant => Direction::$direction,)*
+                }
+            }
 
+            pub const fn action(self) -> Action {
+                match self {
+                    $(Reason::$variant => Action::$action,)*
+                }
+            }
+        }
+    };
+}
+
+impl Reason {
     /// Index into the `STATS` map. In monitor mode a drop reason is counted
     /// at `index() + COUNT` ("would drop") and the packet passes.
     pub const fn index(self) -> u32 {
         self as u32
+    }
+
+    /// The reason called `name` (see [`Reason::name`]).
+    pub fn from_name(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|reason| reason.name() == name)
+    }
+}
+
+reasons! {
+    /// Not IPv4/IPv6 (ARP, LLDP, PPP control, ...). Never filtered.
+    PassNotIp = 0, "pass_not_ip", Ingress, Pass;
+    /// IPv4 that no rule matched.
+    PassIpv4 = 1, "pass_ipv4", Ingress, Pass;
+    /// IPv6 that no rule matched.
+    PassIpv6 = 2, "pass_ipv6", Ingress, Pass;
+    /// Headers truncated or malformed; passed so that a parser gap can never
+    /// drop valid traffic, and counted to show it.
+    PassMalformed = 3, "pass_malformed", Ingress, Pass;
+    /// A response from a watched port that answers a query our egress
+    /// recorded (the entry is consumed).
+    PassSolicited = 4, "pass_solicited", Ingress, Pass;
+    /// A later IP fragment whose first fragment passed.
+    PassFragment = 5, "pass_fragment", Ingress, Pass;
+    /// A later fragment whose first fragment was not seen (out of order, or
+    /// expired), under the `pass` orphan policy.
+    PassOrphanFragment = 6, "pass_orphan_fragment", Ingress, Pass;
+    /// A DNS response (source port 53) nobody asked for.
+    DropUnsolicitedDns = 7, "drop_unsolicited_dns", Ingress, Drop;
+    /// An NTP response (source port 123) nobody asked for.
+    DropUnsolicitedNtp = 8, "drop_unsolicited_ntp", Ingress, Drop;
+    /// A response from another watched amplification port (chargen, SSDP,
+    /// memcached, ...) nobody asked for.
+    DropUnsolicitedOther = 9, "drop_unsolicited_other", Ingress, Drop;
+    /// NTP mode 6/7 (control, monlist) packets, responses or queries: the
+    /// gateway must never be an amplifier nor a victim of one.
+    DropNtpControl = 10, "drop_ntp_control", Ingress, Drop;
+    /// A later IP fragment whose first fragment was dropped.
+    DropFragment = 11, "drop_fragment", Ingress, Drop;
+    /// An orphan later fragment under the `drop` policy.
+    DropOrphanFragment = 12, "drop_orphan_fragment", Ingress, Drop;
+    /// A UDP query to a watched port, recorded as solicited.
+    EgressQueryRecorded = 13, "egress_query_recorded", Egress, Pass;
+    /// A recorded query pushed the oldest live entry of its bucket out of
+    /// the solicited table (the table is full there).
+    EgressQueryEvicted = 14, "egress_query_evicted", Egress, Pass;
+    /// Any other outgoing packet.
+    EgressOther = 15, "egress_other", Egress, Pass;
+    /// The source is on the allow list; no drop rule looked at it.
+    PassAllowList = 16, "pass_allow_list", Ingress, Pass;
+    /// A TCP SYN (connection attempt: SYN without ACK) within its source,
+    /// prefix and global buckets.
+    PassSyn = 17, "pass_syn", Ingress, Pass;
+    /// The source is on the deny list (by the operator, or by the SYN penalty).
+    DropDenyList = 18, "drop_deny_list", Ingress, Drop;
+    /// A TCP SYN over its source's bucket (IPv4 /32, IPv6 /64).
+    DropSynSource = 19, "drop_syn_source", Ingress, Drop;
+    /// A TCP SYN over its source prefix's bucket.
+    DropSynPrefix = 20, "drop_syn_prefix", Ingress, Drop;
+    /// A TCP SYN over the global bucket.
+    DropSynGlobal = 21, "drop_syn_global", Ingress, Drop;
+    /// A TCP SYN over its source's bucket that put the source on the deny
+    /// list (the penalty); one per penalty.
+    DropSynPenalty = 22, "drop_syn_penalty", Ingress, Drop;
+    /// A TCP SYN over its source's bucket whose source earned the penalty but
+    /// could not be put on the full deny list.
+    DropSynPenaltyFull = 23, "drop_syn_penalty_full", Ingress, Drop;
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn indices_are_dense_and_in_table_order() {
+        assert_eq!(Reason::ALL.len(), Reason::COUNT as usize);
+        for (position, reason) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index() as usize, position, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_unique_snake_case_and_found_again() {
+        let names: BTreeSet<&str> = Reason::ALL.into_iter().map(Reason::name).collect();
+        assert_eq!(names.len(), Reason::ALL.len(), "a name is used twice");
+        for reason in Reason::ALL {
+            let name = reason.name();
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{name} is not snake_case"
+            );
+            assert_eq!(Reason::from_name(name), Some(reason));
+        }
+        assert_eq!(Reason::from_name("pass"), None);
+    }
+
+    /// The name says what happens: `pass_*` and `egress_*` pass, `drop_*`
+    /// drops; `egress_*` is counted by egress, the rest by ingress. Egress
+    /// never drops.
+    #[test]
+    fn action_and_direction_match_the_name() {
+        for reason in Reason::ALL {
+            let name = reason.name();
+            let (action, direction) = match name.split('_').next() {
+                Some("pass") => (Action::Pass, Direction::Ingress),
+                Some("drop") => (Action::Drop, Direction::Ingress),
+                Some("egress") => (Action::Pass, Direction::Egress),
+                _ => panic!("{name}: a name starts with pass_, drop_ or egress_"),
+            };
+            assert_eq!(reason.action(), action, "{name}");
+            assert_eq!(reason.direction(), direction, "{name}");
+        }
+    }
+
+    /// The variant is the name in CamelCase, so that code and counters read the same.
+    #[test]
+    fn variants_spell_their_names() {
+        for reason in Reason::ALL {
+            let camel: std::string::String = reason
+                .name()
+                .split('_')
+                .flat_map(|word| {
+                    let mut chars = word.chars();
+                    chars
+                        .next()
+                        .map(|first| first.to_ascii_uppercase())
+                        .into_iter()
+                        .chain(chars)
+                })
+                .collect();
+            assert_eq!(std::format!("{reason:?}"), camel);
+        }
     }
 }

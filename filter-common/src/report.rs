@@ -192,7 +192,15 @@ pub struct ListedEntry {
     pub reason: ListSource,
 }
 
-/// [`Direction`] by its name: `ingress`, `egress`.
+/// The name of a [`Direction`] in reports: `ingress`, `egress`.
+pub fn direction_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    }
+}
+
+/// [`Direction`] by its name (the same as [`direction_name`]).
 #[derive(Serialize, Deserialize)]
 #[serde(remote = "Direction", rename_all = "lowercase")]
 enum DirectionName {
@@ -219,9 +227,7 @@ mod reason_by_name {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Reason, D::Error> {
         let name = String::deserialize(deserializer)?;
-        Reason::ALL
-            .into_iter()
-            .find(|reason| reason.name() == name)
+        Reason::from_name(&name)
             .ok_or_else(|| de::Error::custom(format!("unknown reason '{name}'")))
     }
 }
@@ -302,6 +308,14 @@ mod tests {
             CountedAction::WouldDrop,
         ] {
             assert_eq!(serde_json::to_value(action).unwrap(), action.name());
+        }
+        for direction in [Direction::Ingress, Direction::Egress] {
+            let row = ReasonCount {
+                direction,
+                ..row(Reason::PassIpv4, CountedAction::Pass, 1)
+            };
+            let json = serde_json::to_value(row).unwrap();
+            assert_eq!(json["direction"], direction_name(direction));
         }
         for mode in [XdpMode::Native, XdpMode::Skb] {
             assert_eq!(serde_json::to_value(mode).unwrap(), mode.name());

@@ -324,19 +324,41 @@ impl<'de> Deserialize<'de> for Assignments {
 
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Assignments, A::Error> {
                 let mut assignments = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let setting = find(&key).map_err(de::Error::custom)?;
-                    let input = map
-                        .next_value::<Input>()
-                        .map_err(|err| de::Error::custom(format!("{key}: {err}")))?;
-                    let assignment = Assignment::new(setting.key(), input);
-                    assignments.push(assignment.map_err(de::Error::custom)?);
+                while let Some(setting) = map.next_key_seed(KeyOf)? {
+                    assignments.push(map.next_value_seed(ValueOf(setting))?);
                 }
                 Ok(Assignments(assignments))
             }
         }
 
         deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// A key of a settings file, checked where it stands (so that a TOML error
+/// points at it).
+struct KeyOf;
+
+impl<'de> de::DeserializeSeed<'de> for KeyOf {
+    type Value = &'static dyn Setting;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        let key = String::deserialize(deserializer)?;
+        find(&key).map_err(de::Error::custom)
+    }
+}
+
+/// The value of a setting in a file, checked where it stands.
+struct ValueOf(&'static dyn Setting);
+
+impl<'de> de::DeserializeSeed<'de> for ValueOf {
+    type Value = Assignment;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Assignment, D::Error> {
+        let key = self.0.key();
+        let input = Input::deserialize(deserializer)
+            .map_err(|err| de::Error::custom(format!("{key}: {err}")))?;
+        Assignment::new(key, input).map_err(de::Error::custom)
     }
 }
 

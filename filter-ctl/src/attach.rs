@@ -10,7 +10,6 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::Array,
     programs::{
         ProgramError, SchedClassifier, TcAttach, TcAttachType, Xdp,
         links::{FdLink, LinkInfo, LinkOrder, PinnedLink},
@@ -18,13 +17,15 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use filter_common::{map, program, report::EgressHook};
+use filter_common::{map, program, report::{EgressHook, XdpMode}};
+use nix::errno::Errno;
 
 use crate::{
     EBPF_OBJECT,
     iface::Interface,
-    pins::{IfacePins, PinRoot, XdpMode},
-    probe, settings,
+    pins::{IfacePins, PinRoot},
+    probe,
+    settings::SettingsMaps,
 };
 
 /// The XDP mode asked for on the command line.
@@ -40,7 +41,7 @@ pub enum ModeChoice {
 }
 
 /// What `attach` did.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug)]
 pub struct AttachReport {
     pub iface: String,
     pub mode: XdpMode,
@@ -103,12 +104,7 @@ fn fresh_attach(
     hook: EgressHook,
 ) -> anyhow::Result<AttachReport> {
     let mut ebpf = load(pins)?;
-    let [config, ports] = ebpf.maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
-    let missing = || anyhow!("settings maps missing from the eBPF object");
-    settings::write_defaults(
-        &mut Array::try_from(config.ok_or_else(missing)?)?,
-        &mut Array::try_from(ports.ok_or_else(missing)?)?,
-    )?;
+    SettingsMaps::of(&mut ebpf)?.write_defaults()?;
     let xdp = xdp_program(&mut ebpf)?;
     let (mode, native_unavailable, link_id) = match choice {
         ModeChoice::Native => (
@@ -240,16 +236,12 @@ fn attach_egress_clsact(
     Ok(())
 }
 
-/// Removes the filter from `iface`: unpinning the links detaches the programs,
-/// unpinning the maps frees them. Returns false if it was not attached.
-pub fn detach(root: &PinRoot, iface_name: &str) -> anyhow::Result<bool> {
-    let pins = root.iface(iface_name)?;
-    if !pins.exists() {
-        return Ok(false);
-    }
+/// Removes the filter pinned at `pins`: unpinning the links detaches the
+/// programs, unpinning the maps frees them.
+pub fn detach(pins: &IfacePins) -> anyhow::Result<()> {
     if pins.tc_prog().exists() {
         // Netlink-attached TC filters are not links: remove the filter itself.
-        if let Ok(iface) = Interface::lookup(iface_name) {
+        if let Ok(iface) = Interface::lookup(pins.iface()) {
             let _ = aya::programs::tc::qdisc_detach_program(
                 iface.index,
                 TcAttachType::Egress.into(),
@@ -257,8 +249,7 @@ pub fn detach(root: &PinRoot, iface_name: &str) -> anyhow::Result<bool> {
             );
         }
     }
-    pins.remove_all()?;
-    Ok(true)
+    pins.remove_all()
 }
 
 /// Kernel view of a pinned link: its id and program id.
@@ -311,7 +302,7 @@ fn attach_xdp(
     };
     xdp.attach(iface.index, flags)
         .map_err(|err| match errno(&err) {
-            Some(libc::EBUSY | libc::EEXIST) => XdpAttachError::Occupied(anyhow!(
+            Some(Errno::EBUSY | Errno::EEXIST) => XdpAttachError::Occupied(anyhow!(
                 "{} already has an XDP program that filter-ctl did not attach; remove it first \
              (`ip link set dev {} xdp off`, or the tool that attached it)",
                 iface.name,
@@ -325,9 +316,9 @@ fn attach_xdp(
         })
 }
 
-fn errno(err: &ProgramError) -> Option<i32> {
+fn errno(err: &ProgramError) -> Option<Errno> {
     match err {
-        ProgramError::SyscallError(syscall) => syscall.io_error.raw_os_error(),
+        ProgramError::SyscallError(syscall) => syscall.io_error.raw_os_error().map(Errno::from_raw),
         _ => None,
     }
 }

@@ -4,13 +4,13 @@
 //! precise clock costs about thirty; its resolution is one tick (1-10 ms),
 //! far finer than any lifetime or rate it measures.
 
+use std::time::Duration;
+
+use nix::time::{ClockId, clock_gettime};
+
 /// Now on the programs' clock, in nanoseconds (CLOCK_MONOTONIC_COARSE).
 pub fn now_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+    let now = clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE)
+        .expect("Linux has CLOCK_MONOTONIC_COARSE since 2.6.32");
+    u64::try_from(Duration::from(now).as_nanos()).unwrap_or(u64::MAX)
 }

@@ -1,9 +1,20 @@
 //! filter-ctl as a library: everything the command line does, as functions
-//! that tests and the xtask lab call directly. `main.rs` only parses arguments.
+//! that tests and the xtask lab call directly. `main.rs` only parses
+//! arguments and prints.
+//!
+//! - [`attach`]: load, attach, replace and detach the programs.
+//! - [`pins`]: where maps and links are pinned, and whether the filter is
+//!   attached to an interface.
+//! - [`settings`]: the `CONFIG` and `WATCHED_PORTS` maps, in and out of
+//!   `filter_common::settings::Settings` (whose table defines every key).
+//! - [`lists`]: the allow and deny lists (LPM tries).
+//! - [`stats`], [`status`]: what `stats` and `status` report, as the
+//!   `filter_common::report` types their `--json` prints.
+//! - [`iface`], [`clock`], [`mapped`]: interfaces, the programs' clock and
+//!   whole-map reads.
 
 pub mod attach;
 pub mod clock;
-pub mod duration;
 pub mod iface;
 pub mod lists;
 pub mod mapped;
@@ -12,7 +23,6 @@ pub mod probe;
 pub mod settings;
 pub mod stats;
 pub mod status;
-pub mod syn;
 
 /// The eBPF object built by `build.rs` (XDP ingress + TC egress programs).
 pub static EBPF_OBJECT: &[u8] =
@@ -21,8 +31,7 @@ pub static EBPF_OBJECT: &[u8] =
 /// Fails with a clear message unless we run as root: loading programs,
 /// attaching them and reading pinned maps all need CAP_BPF and CAP_NET_ADMIN.
 pub fn require_root(what: &str) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("{what} needs root (CAP_BPF and CAP_NET_ADMIN): run it with sudo");
     }
     Ok(())

@@ -1,16 +1,30 @@
-//! filter-ctl: the command line over the filter_ctl library.
+//! filter-ctl: the command line over the filter_ctl library. clap checks
+//! every argument first (settings, prefixes and durations have value
+//! parsers), so a bad one changes nothing; each command then calls the
+//! library once and prints its result, as text or as the JSON of the
+//! `filter_common::report` types.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    fs,
+    io::Write as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context as _;
-use clap::{CommandFactory as _, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use clap_mangen::roff::{Roff, bold, italic, roman};
+use filter_common::{
+    report::Stats,
+    settings::{Assignment, Assignments, SETTINGS, Settings},
+};
 use filter_ctl::{
     attach::{self, ModeChoice},
     iface::Interface,
-    lists::{self, List},
-    pins::{self, PinRoot},
+    lists::{self, Cidr, List},
+    pins::{self, IfacePins, PinRoot},
     require_root,
-    settings::{self, PinnedSettings, Settings},
+    settings::SettingsMaps,
     stats, status,
 };
 
@@ -45,6 +59,44 @@ struct Cli {
     command: Command,
 }
 
+/// The interface a command works on.
+#[derive(Args)]
+struct Iface {
+    /// The WAN interface, e.g. wan0, in this network namespace.
+    #[arg(long, value_name = "IFACE")]
+    iface: String,
+}
+
+impl Iface {
+    /// The pins of the filter attached to it; an error if it is not attached.
+    fn attached(&self, pin_root: &Path) -> anyhow::Result<IfacePins> {
+        PinRoot::open(pin_root, false)?.attached(&self.iface)
+    }
+}
+
+/// How a reading command prints.
+#[derive(Args)]
+struct Output {
+    /// Print JSON instead of text (field names are stable).
+    #[arg(long)]
+    json: bool,
+}
+
+impl Output {
+    fn print(
+        &self,
+        report: &impl serde::Serialize,
+        text: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(report)?);
+        } else {
+            print!("{}", text());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Load the filter and attach it to an interface (XDP ingress + TC egress).
@@ -52,53 +104,53 @@ enum Command {
     /// Attaching where it is already attached replaces the programs atomically
     /// and keeps maps and counters.
     Attach {
-        /// The WAN interface, e.g. wan0.
-        #[arg(long)]
-        iface: String,
+        #[command(flatten)]
+        target: Iface,
         /// XDP mode: auto tries native and falls back to generic (skb).
         #[arg(long, value_enum, default_value_t)]
         mode: ModeChoice,
-        /// A TOML file of settings (the keys of `set`), validated before attaching.
+        /// A TOML file of settings (the keys of `set`), checked before attaching.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
     /// Remove the filter from an interface: programs, links, maps and pins.
     Detach {
-        #[arg(long)]
-        iface: String,
+        #[command(flatten)]
+        target: Iface,
     },
     /// Show where the filter is attached, its mode, program ids and maps.
     Status {
         /// Only this interface (default: every interface in this network namespace).
-        #[arg(long)]
+        #[arg(long, value_name = "IFACE")]
         iface: Option<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: Output,
     },
     /// Change settings of the running filter: no reattach, counters and state kept.
     ///
-    /// All assignments are validated first; if one is rejected nothing changes.
+    /// All assignments are checked first; if one is rejected nothing changes.
     #[command(after_help = settings_help())]
     Set {
-        #[arg(long)]
-        iface: String,
+        #[command(flatten)]
+        target: Iface,
         /// KEY=VALUE, e.g. monitor=on solicited_lifetime=5s dns_ports=53,5353
         #[arg(required = true, value_name = "KEY=VALUE")]
-        assignments: Vec<String>,
+        assignments: Vec<Assignment>,
     },
-    /// Apply a TOML settings file (the keys of `set`) to the running filter.
-    #[command(after_help = settings_help())]
+    /// Apply a TOML file of settings to the running filter: the keys of `set`
+    /// (see `filter-ctl set --help`), e.g. `monitor = true`, `dns_ports = [53, 5353]`,
+    /// `solicited_lifetime = "5s"`. If one is rejected nothing changes.
     Apply {
-        #[arg(long)]
-        iface: String,
+        #[command(flatten)]
+        target: Iface,
         file: PathBuf,
     },
-    /// Show the live settings.
+    /// Show the live settings, in the form `set` takes them.
     Config {
-        #[arg(long)]
-        iface: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        target: Iface,
+        #[command(flatten)]
+        output: Output,
     },
     /// Print the manual page (roff) for filter-ctl: `filter-ctl man | man -l -`.
     Man,
@@ -118,44 +170,46 @@ enum Command {
     },
     /// Show packet and byte counters per verdict reason, summed over CPUs.
     Stats {
-        #[arg(long)]
-        iface: String,
-        #[arg(long)]
-        json: bool,
-        /// Print again every SECS seconds, with rates, until Ctrl-C.
+        #[command(flatten)]
+        target: Iface,
+        #[command(flatten)]
+        output: Output,
+        /// Print again every SECS seconds, with rates, until Ctrl-C (with
+        /// --json: one line of JSON each time).
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         watch: Option<u64>,
     },
 }
 
-/// `allow` and `deny` subcommands. Every one first removes expired entries.
+/// `allow` and `deny` subcommands. `add` and `del` first remove expired entries.
 #[derive(Subcommand)]
 enum ListAction {
     /// Add prefixes, e.g. 203.0.113.0/24 or 2001:db8::/48 (a bare address is a
     /// /32 or /128); an existing entry gets the new expiry.
     Add {
-        #[arg(long)]
-        iface: String,
+        #[command(flatten)]
+        target: Iface,
+        /// Prefixes with no bits set beyond their length (203.0.113.5/24 is refused).
         #[arg(required = true, value_name = "CIDR")]
-        cidrs: Vec<String>,
-        /// Remove the entry after this long (e.g. 30s, 10m, 2h, 7d; 1s..365d).
+        cidrs: Vec<Cidr>,
+        /// Remove the entry after this long, 1s..365d (e.g. 30s, 10m, 2h, 7d, 1h30m).
         /// Without it the entry stays until deleted.
-        #[arg(long = "for", value_name = "DURATION")]
-        lasting: Option<String>,
+        #[arg(long = "for", value_name = "DURATION", value_parser = lists::parse_for)]
+        lasting: Option<Duration>,
     },
     /// Remove prefixes (exactly as listed).
     Del {
-        #[arg(long)]
-        iface: String,
+        #[command(flatten)]
+        target: Iface,
         #[arg(required = true, value_name = "CIDR")]
-        cidrs: Vec<String>,
+        cidrs: Vec<Cidr>,
     },
-    /// Show the entries with their expiry and who added them.
+    /// Show the live entries with their expiry and who added them.
     List {
-        #[arg(long)]
-        iface: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        target: Iface,
+        #[command(flatten)]
+        output: Output,
     },
 }
 
@@ -164,31 +218,37 @@ fn main() {
         .format_timestamp(None)
         .format_target(false)
         .init();
-    if let Err(err) = run(Cli::parse()) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    let checked = match matches.subcommand_name() {
+        Some("man") | None => Ok(()),
+        Some(command) => require_root(command),
+    };
+    if let Err(err) = checked.and_then(|()| run(cli)) {
         eprintln!("filter-ctl: error: {err:#}");
         std::process::exit(1);
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let pin_root = &cli.pin_root;
     match cli.command {
         Command::Attach {
-            iface,
+            target,
             mode,
             config,
         } => {
-            require_root("attach")?;
-            let iface = Interface::lookup(&iface)?;
+            let iface = Interface::lookup(&target.iface)?;
             iface.require_ethernet()?;
-            // Validate the file before touching the interface.
+            // Check the file before touching the interface.
             let assignments = config.as_deref().map(read_settings_file).transpose()?;
             if let Some(assignments) = &assignments {
-                Settings::default().with(as_pairs(assignments))?;
+                Settings::default().with(assignments)?;
             }
-            let root = PinRoot::open(&cli.pin_root, true)?;
+            let root = PinRoot::open(pin_root, true)?;
             let report = attach::attach(&root, &iface, mode)?;
             if let Some(assignments) = &assignments {
-                PinnedSettings::open(&root.iface(&report.iface)?)?.apply(as_pairs(assignments))?;
+                SettingsMaps::open(&root.attached(&report.iface)?)?.apply(assignments)?;
             }
             if let Some(why) = &report.native_unavailable {
                 eprintln!(
@@ -209,77 +269,117 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.tc_program_id
             );
         }
-        Command::Detach { iface } => {
-            require_root("detach")?;
-            let root = PinRoot::open(&cli.pin_root, false)?;
-            if attach::detach(&root, &iface)? {
-                println!("detached filter from {iface}");
-            } else {
-                anyhow::bail!("the filter is not attached to {iface} in this network namespace");
-            }
+        Command::Detach { target } => {
+            attach::detach(&target.attached(pin_root)?)?;
+            println!("detached filter from {}", target.iface);
         }
-        Command::Status { iface, json } => {
-            require_root("status")?;
-            let root = PinRoot::open(&cli.pin_root, false)?;
+        Command::Status { iface, output } => {
+            let root = PinRoot::open(pin_root, false)?;
             let all = status::status(&root, iface.as_deref())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else if all.is_empty() {
-                println!("the filter is not attached to any interface in this network namespace");
-            } else {
-                all.iter().for_each(|s| print!("{}", status::describe(s)));
-            }
+            output.print(&all, || {
+                if all.is_empty() {
+                    "the filter is not attached to any interface in this network namespace\n".into()
+                } else {
+                    all.iter().map(status::describe).collect()
+                }
+            })?;
         }
-        Command::Set { iface, assignments } => {
-            require_root("set")?;
-            let pairs = assignments
-                .iter()
-                .map(|a| settings::parse_assignment(a))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let settings = attached_settings(&cli.pin_root, &iface)?.apply(pairs)?;
-            print!("{}", settings.describe());
+        Command::Set {
+            target,
+            assignments,
+        } => {
+            let settings = SettingsMaps::open(&target.attached(pin_root)?)?.apply(&assignments)?;
+            print!("{settings}");
         }
-        Command::Apply { iface, file } => {
-            require_root("apply")?;
+        Command::Apply { target, file } => {
             let assignments = read_settings_file(&file)?;
-            let settings =
-                attached_settings(&cli.pin_root, &iface)?.apply(as_pairs(&assignments))?;
-            print!("{}", settings.describe());
+            let settings = SettingsMaps::open(&target.attached(pin_root)?)?.apply(&assignments)?;
+            print!("{settings}");
         }
-        Command::Config { iface, json } => {
-            require_root("config")?;
-            let settings = attached_settings(&cli.pin_root, &iface)?.read()?;
-            if json {
-                let values: serde_json::Map<String, serde_json::Value> = settings
-                    .values()
-                    .into_iter()
-                    .map(|(key, value)| (key.to_owned(), value.into()))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&values)?);
-            } else {
-                print!("{}", settings.describe());
-            }
+        Command::Config { target, output } => {
+            let settings = SettingsMaps::open(&target.attached(pin_root)?)?.read()?;
+            output.print(&settings, || settings.to_string())?;
         }
         Command::Man => print_man_page()?,
-        Command::Allow { action } => list_command(&cli.pin_root, List::Allow, action)?,
-        Command::Deny { action } => list_command(&cli.pin_root, List::Deny, action)?,
-        Command::Stats { iface, json, watch } => {
-            require_root("stats")?;
-            let root = PinRoot::open(&cli.pin_root, false)?;
-            let pins = root.iface(&iface)?;
-            if !pins.exists() {
-                anyhow::bail!("the filter is not attached to {iface} in this network namespace");
-            }
+        Command::Allow { action } => list_command(pin_root, List::Allow, action)?,
+        Command::Deny { action } => list_command(pin_root, List::Deny, action)?,
+        Command::Stats {
+            target,
+            output,
+            watch,
+        } => {
+            let pins = target.attached(pin_root)?;
             match watch {
-                None => print_stats(&stats::read(&pins)?, None, json)?,
-                Some(secs) => watch_stats(&pins, secs, json)?,
+                None => print_stats(&stats::read(&pins)?, None, &output)?,
+                Some(secs) => watch_stats(&pins, secs, &output)?,
             }
         }
     }
     Ok(())
 }
 
-/// One man page: the overview, then each command with its synopsis and options.
+fn list_command(pin_root: &Path, list: List, action: ListAction) -> anyhow::Result<()> {
+    let (entries, target, output) = match action {
+        ListAction::Add {
+            target,
+            cidrs,
+            lasting,
+        } => {
+            let pins = target.attached(pin_root)?;
+            (lists::add(&pins, list, &cidrs, lasting)?, target, None)
+        }
+        ListAction::Del { target, cidrs } => {
+            let pins = target.attached(pin_root)?;
+            (lists::del(&pins, list, &cidrs)?, target, None)
+        }
+        ListAction::List { target, output } => {
+            let pins = target.attached(pin_root)?;
+            (lists::list(&pins, list)?, target, Some(output))
+        }
+    };
+    let text = || {
+        if entries.is_empty() {
+            format!("the {} list of {} is empty\n", list.name(), target.iface)
+        } else {
+            entries.iter().map(|e| lists::describe(e) + "\n").collect()
+        }
+    };
+    match output {
+        Some(output) => output.print(&entries, text),
+        None => {
+            print!("{}", text());
+            Ok(())
+        }
+    }
+}
+
+fn read_settings_file(path: &Path) -> anyhow::Result<Vec<Assignment>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let Assignments(assignments) =
+        toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+    Ok(assignments)
+}
+
+/// The keys for `set --help`, from the settings table.
+fn settings_help() -> String {
+    let mut help = String::from("Settings:\n");
+    for setting in SETTINGS {
+        help += &format!(
+            "  {:<20} {:<18} {}\n",
+            setting.key(),
+            setting.allowed(),
+            setting.help()
+        );
+    }
+    help += "\nDefaults:\n";
+    for (key, value) in Settings::default().values() {
+        help += &format!("  {key}={value}\n");
+    }
+    help
+}
+
+/// One man page: the overview, each command with its synopsis and options,
+/// then every setting from the settings table.
 fn print_man_page() -> anyhow::Result<()> {
     let out = &mut std::io::stdout();
     let cli = Cli::command();
@@ -289,102 +389,54 @@ fn print_man_page() -> anyhow::Result<()> {
         .render(out)?;
     for command in cli.get_subcommands().filter(|c| c.get_name() != "man") {
         let name = format!("filter-ctl {}", command.get_name());
-        std::io::Write::write_fmt(out, format_args!(".SH \"{}\"\n", name.to_uppercase()))?;
+        writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
         let page = clap_mangen::Man::new(command.clone().bin_name(name));
         page.render_synopsis_section(out)?;
         page.render_description_section(out)?;
         page.render_options_section(out)?;
-        page.render_extra_section(out)?;
     }
-    Ok(())
-}
-
-/// The settings maps of the filter on `iface`, with a clear error if it is not attached.
-fn attached_settings(pin_root: &std::path::Path, iface: &str) -> anyhow::Result<PinnedSettings> {
-    let pins = PinRoot::open(pin_root, false)?.iface(iface)?;
-    if !pins.exists() {
-        anyhow::bail!("the filter is not attached to {iface} in this network namespace");
-    }
-    PinnedSettings::open(&pins)
-}
-
-fn list_command(pin_root: &std::path::Path, list: List, action: ListAction) -> anyhow::Result<()> {
-    require_root(list.name())?;
-    let iface = match &action {
-        ListAction::Add { iface, .. }
-        | ListAction::Del { iface, .. }
-        | ListAction::List { iface, .. } => iface.clone(),
-    };
-    let pins = PinRoot::open(pin_root, false)?.iface(&iface)?;
-    if !pins.exists() {
-        anyhow::bail!("the filter is not attached to {iface} in this network namespace");
-    }
-    let (entries, json) = match action {
-        ListAction::Add { cidrs, lasting, .. } => {
-            (lists::add(&pins, list, &cidrs, lasting.as_deref())?, false)
-        }
-        ListAction::Del { cidrs, .. } => (lists::del(&pins, list, &cidrs)?, false),
-        ListAction::List { json, .. } => (lists::list(&pins, list)?, json),
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
-    } else if entries.is_empty() {
-        println!("the {} list of {iface} is empty", list.name());
-    } else {
-        entries.iter().for_each(|e| println!("{}", e.describe()));
-    }
-    Ok(())
-}
-
-fn read_settings_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    settings::assignments_from_toml(&text).with_context(|| format!("in {}", path.display()))
-}
-
-fn as_pairs(assignments: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
-    assignments.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-}
-
-/// The list of keys for `set --help` and `apply --help`.
-fn settings_help() -> String {
-    let mut help = String::from("Settings:\n");
-    for key in settings::KEYS {
-        help.push_str(&format!(
-            "  {:<20} {:<17} {}\n",
-            key.name, key.values, key.help
-        ));
-    }
+    let mut roff = Roff::new();
+    roff.control("SH", ["SETTINGS"]).text([roman(
+        "The keys of set, of apply and attach --config files (TOML), and of config.",
+    )]);
     let defaults = Settings::default();
-    help.push_str("\nDefaults:\n");
-    for (key, value) in defaults.values() {
-        help.push_str(&format!("  {key}={value}\n"));
+    for setting in SETTINGS {
+        roff.control("TP", [] as [&str; 0])
+            .text([
+                bold(setting.key()),
+                roman("="),
+                italic(setting.allowed()),
+                roman(format!(" (default: {})", setting.show(&defaults))),
+            ])
+            .text([roman(setting.help())]);
     }
-    help
+    roff.to_writer(out)?;
+    Ok(())
 }
 
+/// Counters as a table, or as one line of JSON (so that `--watch` prints JSON lines).
 fn print_stats(
-    counts: &[stats::ReasonCount],
-    previous: Option<(&[stats::ReasonCount], f64)>,
-    json: bool,
+    stats: &Stats,
+    previous: Option<(&Stats, f64)>,
+    output: &Output,
 ) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(counts)?);
+    if output.json {
+        println!("{}", serde_json::to_string(stats)?);
     } else {
-        print!("{}", stats::table(counts, previous));
+        print!("{}", stats::table(stats, previous));
     }
     Ok(())
 }
 
 /// Prints the counters every `secs` seconds with rates, until Ctrl-C.
-fn watch_stats(pins: &pins::IfacePins, secs: u64, json: bool) -> anyhow::Result<()> {
+fn watch_stats(pins: &IfacePins, secs: u64, output: &Output) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
         let mut previous = stats::read(pins)?;
-        print_stats(&previous, None, json)?;
+        print_stats(&previous, None, output)?;
         let mut ticks = tokio::time::interval(Duration::from_secs(secs));
         ticks.tick().await;
         loop {
@@ -392,10 +444,10 @@ fn watch_stats(pins: &pins::IfacePins, secs: u64, json: bool) -> anyhow::Result<
                 _ = tokio::signal::ctrl_c() => return Ok(()),
                 _ = ticks.tick() => {
                     let counts = stats::read(pins)?;
-                    if !json {
+                    if !output.json {
                         println!();
                     }
-                    print_stats(&counts, Some((&previous, secs as f64)), json)?;
+                    print_stats(&counts, Some((&previous, secs as f64)), output)?;
                     previous = counts;
                 }
             }

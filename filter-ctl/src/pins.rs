@@ -11,14 +11,15 @@
 //! ```
 
 use std::{
-    ffi::CString,
     fs,
-    os::unix::{ffi::OsStrExt as _, fs::MetadataExt as _},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::Command,
 };
 
 use anyhow::{Context as _, bail};
+use filter_common::report::XdpMode;
+use nix::sys::statfs::{BPF_FS_MAGIC, statfs};
 
 /// Default pin root; `--pin-root` or this environment variable change it.
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/wan-filter";
@@ -26,26 +27,6 @@ pub const ROOT_ENV: &str = "FILTER_PIN_ROOT";
 
 /// Where a distribution mounts the bpf filesystem.
 const BPFFS_MOUNT: &str = "/sys/fs/bpf";
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-/// How XDP runs on the interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpMode {
-    /// In the driver, before any socket buffer is allocated.
-    Native,
-    /// Generic XDP in the network stack: works everywhere, slower.
-    Skb,
-}
-
-impl XdpMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            XdpMode::Native => "native",
-            XdpMode::Skb => "skb",
-        }
-    }
-}
 
 /// The pin root, resolved to a path on a mounted bpf filesystem.
 #[derive(Clone, Debug)]
@@ -106,9 +87,20 @@ impl PinRoot {
     pub fn iface(&self, iface: &str) -> anyhow::Result<IfacePins> {
         let subdir = Path::new(&Self::netns_subdir()?).join(iface);
         Ok(IfacePins {
+            iface: iface.to_owned(),
             dir: self.path.join(&subdir),
             shown: self.shown.join(subdir),
         })
+    }
+
+    /// The pins of the filter attached to `iface`, or the error every
+    /// command that needs it gives when it is not.
+    pub fn attached(&self, iface: &str) -> anyhow::Result<IfacePins> {
+        let pins = self.iface(iface)?;
+        if !pins.exists() {
+            bail!("the filter is not attached to {iface} in this network namespace");
+        }
+        Ok(pins)
     }
 
     /// Interfaces of this network namespace that have pins.
@@ -130,11 +122,17 @@ impl PinRoot {
 /// The pins of the filter on one interface.
 #[derive(Clone, Debug)]
 pub struct IfacePins {
+    iface: String,
     dir: PathBuf,
     shown: PathBuf,
 }
 
 impl IfacePins {
+    /// The interface's name.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -150,6 +148,14 @@ impl IfacePins {
 
     pub fn map(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// The pinned map called `name` (see `filter_common::map`).
+    pub fn open_map(&self, name: &str) -> anyhow::Result<aya::maps::Map> {
+        let path = self.map(name);
+        let data = aya::maps::MapData::from_pin(&path)
+            .with_context(|| format!("opening {} (is the filter attached?)", path.display()))?;
+        Ok(aya::maps::Map::from_map_data(data)?)
     }
 
     pub fn xdp_link(&self, mode: XdpMode) -> PathBuf {
@@ -226,13 +232,7 @@ fn is_on_bpffs(path: &Path) -> bool {
     let Some(existing) = path.ancestors().find(|p| p.exists()) else {
         return false;
     };
-    let Ok(c_path) = CString::new(existing.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs only writes into the zeroed struct we pass.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut stat) };
-    rc == 0 && stat.f_type as i64 == BPF_FS_MAGIC
+    statfs(existing).is_ok_and(|stat| stat.filesystem_type() == BPF_FS_MAGIC)
 }
 
 /// Mounts bpffs at /sys/fs/bpf in the host's mount namespace, so that the pins

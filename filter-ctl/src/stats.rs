@@ -1,95 +1,61 @@
-//! Per-reason counters, read from the pinned per-CPU `STATS` map and summed over CPUs.
+//! Per-reason counters, read from the pinned per-CPU `STATS` map and summed
+//! over CPUs into [`Stats`] (what `stats --json` prints), and their table.
 
-use anyhow::Context as _;
-use aya::maps::{Map, MapData, PerCpuArray};
-use filter_common::{Action, Counter, Direction, Reason, map};
+use std::{borrow::Borrow, fmt::Write as _};
+
+use aya::maps::{MapData, PerCpuArray};
+use filter_common::{
+    Action, Counter, Reason, map,
+    report::{CountedAction, ReasonCount, Stats, direction_name},
+};
 
 use crate::pins::IfacePins;
 
-/// Packets and bytes counted under one reason, summed over CPUs.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ReasonCount {
-    pub reason: &'static str,
-    pub direction: &'static str,
-    pub action: &'static str,
-    pub packets: u64,
-    pub bytes: u64,
+/// Every reason's counters of the filter pinned at `pins`.
+pub fn read(pins: &IfacePins) -> anyhow::Result<Stats> {
+    sum(&PerCpuArray::try_from(pins.open_map(map::STATS)?)?)
 }
 
-/// Every reason's counters of the filter pinned at `pins`, in reason order.
-pub fn read(pins: &IfacePins) -> anyhow::Result<Vec<ReasonCount>> {
-    let path = pins.map(map::STATS);
-    let data = MapData::from_pin(&path)
-        .with_context(|| format!("opening {} (is the filter attached?)", path.display()))?;
-    sum(&PerCpuArray::try_from(Map::from_map_data(data)?)?)
-}
-
-/// Every reason's counters in a `STATS` map (pinned, or of a program loaded by a test).
-///
-/// Drop reasons come twice: what was dropped, and (action `would_drop`) what
-/// monitor mode passed instead.
-pub fn sum<T: std::borrow::Borrow<MapData>>(
-    stats: &PerCpuArray<T, Counter>,
-) -> anyhow::Result<Vec<ReasonCount>> {
-    let total = |index: u32| -> anyhow::Result<Counter> {
-        let per_cpu = stats.get(&index, 0)?;
-        Ok(per_cpu.iter().fold(Counter::default(), |sum, c| Counter {
-            packets: sum.packets + c.packets,
-            bytes: sum.bytes + c.bytes,
-        }))
-    };
-    let row = |reason: Reason, action: &'static str, counter: Counter| ReasonCount {
-        reason: reason.name(),
-        direction: match reason.direction() {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        },
-        action,
-        packets: counter.packets,
-        bytes: counter.bytes,
-    };
-    let mut rows = Vec::new();
-    for reason in Reason::ALL {
-        let action = match reason.action() {
-            Action::Pass => "pass",
-            Action::Drop => "drop",
-        };
-        rows.push(row(reason, action, total(reason.index())?));
-    }
-    for reason in Reason::ALL
-        .into_iter()
-        .filter(|r| r.action() == Action::Drop)
-    {
-        rows.push(row(
+/// Every reason's counters in a `STATS` map (pinned, or of a program loaded
+/// by a test): a row per reason in reason order, then for each drop reason
+/// what monitor mode passed instead (action `would_drop`).
+pub fn sum<T: Borrow<MapData>>(stats: &PerCpuArray<T, Counter>) -> anyhow::Result<Stats> {
+    let row = |reason: Reason, action: CountedAction, index: u32| -> anyhow::Result<_> {
+        let total = stats
+            .get(&index, 0)?
+            .iter()
+            .fold(Counter::default(), |sum, c| Counter {
+                packets: sum.packets + c.packets,
+                bytes: sum.bytes + c.bytes,
+            });
+        Ok(ReasonCount {
             reason,
-            WOULD_DROP,
-            total(Reason::COUNT + reason.index())?,
-        ));
-    }
-    Ok(rows)
+            direction: reason.direction(),
+            action,
+            packets: total.packets,
+            bytes: total.bytes,
+        })
+    };
+    let counted = Reason::ALL
+        .into_iter()
+        .map(|reason| row(reason, reason.action().into(), reason.index()));
+    let would_drop = Reason::ALL
+        .into_iter()
+        .filter(|reason| reason.action() == Action::Drop)
+        .map(|reason| {
+            row(
+                reason,
+                CountedAction::WouldDrop,
+                Reason::COUNT + reason.index(),
+            )
+        });
+    Ok(Stats(
+        counted.chain(would_drop).collect::<anyhow::Result<_>>()?,
+    ))
 }
 
-/// The action of monitor-mode rows.
-pub const WOULD_DROP: &str = "would_drop";
-
-/// The counters of one reason (for drop reasons: what was really dropped).
-pub fn find(counts: &[ReasonCount], reason: Reason) -> &ReasonCount {
-    counts
-        .iter()
-        .find(|count| count.reason == reason.name() && count.action != WOULD_DROP)
-        .expect("sum() returns every reason")
-}
-
-/// What monitor mode passed that `reason` would have dropped.
-pub fn find_would_drop(counts: &[ReasonCount], reason: Reason) -> &ReasonCount {
-    counts
-        .iter()
-        .find(|count| count.reason == reason.name() && count.action == WOULD_DROP)
-        .expect("sum() returns every drop reason's monitor row")
-}
-
-/// A human table; with `previous` and `secs`, adds per-second rates.
-pub fn table(counts: &[ReasonCount], previous: Option<(&[ReasonCount], f64)>) -> String {
+/// A human table; with the counters of `secs` seconds before, adds per-second rates.
+pub fn table(stats: &Stats, previous: Option<(&Stats, f64)>) -> String {
     let mut out = format!(
         "{:<24} {:<9} {:<10} {:>14} {:>16}",
         "reason", "direction", "action", "packets", "bytes"
@@ -98,15 +64,21 @@ pub fn table(counts: &[ReasonCount], previous: Option<(&[ReasonCount], f64)>) ->
         out.push_str(&format!(" {:>12} {:>14}", "pkt/s", "bit/s"));
     }
     out.push('\n');
-    for (i, count) in counts.iter().enumerate() {
-        out.push_str(&format!(
+    let rates = previous.map(|(before, secs)| (stats.since(before), secs));
+    for (i, count) in stats.0.iter().enumerate() {
+        let _ = write!(
+            out,
             "{:<24} {:<9} {:<10} {:>14} {:>16}",
-            count.reason, count.direction, count.action, count.packets, count.bytes
-        ));
-        if let Some((before, secs)) = previous {
-            let pps = count.packets.saturating_sub(before[i].packets) as f64 / secs;
-            let bps = count.bytes.saturating_sub(before[i].bytes) as f64 * 8.0 / secs;
-            out.push_str(&format!(" {pps:>12.0} {bps:>14.0}"));
+            count.reason.name(),
+            direction_name(count.direction),
+            count.action.name(),
+            count.packets,
+            count.bytes
+        );
+        if let Some((delta, secs)) = &rates {
+            let pps = delta.0[i].packets as f64 / secs;
+            let bps = delta.0[i].bytes as f64 * 8.0 / secs;
+            let _ = write!(out, " {pps:>12.0} {bps:>14.0}");
         }
         out.push('\n');
     }
@@ -119,9 +91,9 @@ mod tests {
 
     fn count(reason: Reason, packets: u64, bytes: u64) -> ReasonCount {
         ReasonCount {
-            reason: reason.name(),
-            direction: "ingress",
-            action: "pass",
+            reason,
+            direction: reason.direction(),
+            action: reason.action().into(),
             packets,
             bytes,
         }
@@ -129,11 +101,11 @@ mod tests {
 
     #[test]
     fn table_lists_every_reason_with_its_numbers() {
-        let counts = vec![
+        let stats = Stats(vec![
             count(Reason::PassIpv4, 3, 180),
             count(Reason::PassNotIp, 1, 42),
-        ];
-        let text = table(&counts, None);
+        ]);
+        let text = table(&stats, None);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[1].starts_with("pass_ipv4") && lines[1].ends_with("180"));
@@ -142,21 +114,12 @@ mod tests {
 
     #[test]
     fn table_rates_are_deltas_over_the_interval() {
-        let before = vec![count(Reason::PassIpv4, 100, 1_000)];
-        let after = vec![count(Reason::PassIpv4, 300, 3_000)];
+        let before = Stats(vec![count(Reason::PassIpv4, 100, 1_000)]);
+        let after = Stats(vec![count(Reason::PassIpv4, 300, 3_000)]);
         let text = table(&after, Some((&before, 2.0)));
         let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
         // 200 packets and 16000 bits over 2 s.
         assert_eq!(row[row.len() - 2], "100");
         assert_eq!(row[row.len() - 1], "8000");
-    }
-
-    #[test]
-    fn find_returns_the_named_reason() {
-        let counts = vec![
-            count(Reason::PassIpv4, 3, 180),
-            count(Reason::PassIpv6, 5, 500),
-        ];
-        assert_eq!(find(&counts, Reason::PassIpv6).packets, 5);
     }
 }

@@ -1,42 +1,25 @@
-//! What is attached where: links, programs and map fill levels, from the pins.
+//! What is attached where: links, programs and map fill levels, read from
+//! the pins into [`Status`] (what `status --json` prints). Reads only.
 
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo};
-use filter_common::{FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, WatchedPorts, map};
+use std::fmt::Write as _;
+
+use aya::{
+    Pod,
+    maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo},
+};
+use filter_common::{
+    FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, SynBucket, WatchedPorts, map,
+    report::{EgressHook, MapStatus, Status},
+};
 
 use crate::{
     attach::link_info,
+    clock::now_ns,
     iface::Interface,
+    lists::live_entries,
     mapped,
-    pins::{IfacePins, PinRoot, XdpMode},
+    pins::{IfacePins, PinRoot},
 };
-
-#[derive(Debug, serde::Serialize)]
-pub struct Status {
-    pub iface: String,
-    /// False when pins remain but the interface is gone (deleted or moved).
-    pub iface_present: bool,
-    pub attached: bool,
-    pub xdp_mode: Option<XdpMode>,
-    pub xdp_link_id: Option<u32>,
-    pub xdp_program_id: Option<u32>,
-    /// "tcx" (a bpf_link) or "clsact" (netlink filter, kernels before 6.6).
-    pub egress_hook: Option<&'static str>,
-    pub egress_program_id: Option<u32>,
-    pub pin_dir: String,
-    pub maps: Vec<MapStatus>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub struct MapStatus {
-    pub name: &'static str,
-    pub id: u32,
-    pub kind: String,
-    pub max_entries: u32,
-    /// Entries in use: watched ports, live solicited queries, tracked
-    /// fragmented datagrams, SYN bucket slots not full (charged by a recent
-    /// SYN), allow/deny prefixes; the counter and config arrays are always full.
-    pub entries: u32,
-}
 
 /// Status of every interface with pins in this network namespace, or of one.
 pub fn status(root: &PinRoot, iface: Option<&str>) -> anyhow::Result<Vec<Status>> {
@@ -44,24 +27,20 @@ pub fn status(root: &PinRoot, iface: Option<&str>) -> anyhow::Result<Vec<Status>
         Some(name) => vec![name.to_owned()],
         None => root.ifaces()?,
     };
-    names
-        .iter()
-        .map(|name| one(&root.iface(name)?, name))
-        .collect()
+    names.iter().map(|name| one(&root.iface(name)?)).collect()
 }
 
-fn one(pins: &IfacePins, name: &str) -> anyhow::Result<Status> {
-    // Expired allow/deny entries no longer match; drop them before counting.
-    if pins.map(map::DENY_V4).exists() {
-        crate::lists::cleanup(pins)?;
-    }
+fn one(pins: &IfacePins) -> anyhow::Result<Status> {
     let xdp = pins.find_xdp_link();
     let xdp_link = xdp.as_ref().map(|(_, path)| link_info(path)).transpose()?;
     let (egress_hook, egress_program_id) = if pins.tc_link().exists() {
-        (Some("tcx"), Some(link_info(&pins.tc_link())?.program_id()))
+        (
+            Some(EgressHook::Tcx),
+            Some(link_info(&pins.tc_link())?.program_id()),
+        )
     } else if pins.tc_prog().exists() {
         let info = aya::programs::ProgramInfo::from_pin(pins.tc_prog())?;
-        (Some("clsact"), Some(info.id()))
+        (Some(EgressHook::Clsact), Some(info.id()))
     } else {
         (None, None)
     };
@@ -71,7 +50,7 @@ fn one(pins: &IfacePins, name: &str) -> anyhow::Result<Status> {
         .map(|&name| {
             let info = MapInfo::from_pin(pins.map(name))?;
             Ok(MapStatus {
-                name,
+                name: name.to_owned(),
                 id: info.id(),
                 kind: format!("{:?}", info.map_type()?),
                 // The watched ports are one map value with a slot per port.
@@ -85,15 +64,15 @@ fn one(pins: &IfacePins, name: &str) -> anyhow::Result<Status> {
         })
         .collect::<anyhow::Result<_>>()?;
     Ok(Status {
-        iface: name.to_owned(),
-        iface_present: Interface::lookup(name).is_ok(),
+        iface: pins.iface().to_owned(),
+        iface_present: Interface::lookup(pins.iface()).is_ok(),
         attached: xdp_link.is_some(),
         xdp_mode: xdp.map(|(mode, _)| mode),
         xdp_link_id: xdp_link.as_ref().map(|info| info.id()),
         xdp_program_id: xdp_link.as_ref().map(|info| info.program_id()),
         egress_hook,
         egress_program_id,
-        pin_dir: pins.shown_dir().display().to_string(),
+        pin_dir: pins.shown_dir().to_owned(),
         maps,
     })
 }
@@ -101,6 +80,7 @@ fn one(pins: &IfacePins, name: &str) -> anyhow::Result<Status> {
 /// How many entries of a map are in use, for maps where that is not simply all.
 fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
     let count = |n: usize| Some(u32::try_from(n).unwrap_or(u32::MAX));
+    let now = now_ns();
     Ok(match name {
         map::WATCHED_PORTS => {
             let ports: Array<MapData, WatchedPorts> = Array::try_from(Map::from_map_data(data)?)?;
@@ -108,7 +88,6 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
             count(classes.0.iter().filter(|&&class| class != 0).count())
         }
         map::SOLICITED => {
-            let now = crate::clock::now_ns();
             let slots = mapped::snapshot::<SolicitedSlot>(&data)?;
             count(slots.iter().filter(|s| s.expires_ns > now).count())
         }
@@ -122,7 +101,6 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
             )
         }
         map::SOLICITED_LATEST => {
-            let now = crate::clock::now_ns();
             let buckets = mapped::snapshot::<u64>(&data)?;
             count(buckets.iter().filter(|&&latest| latest > now).count())
         }
@@ -131,21 +109,23 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
                 HashMap::try_from(Map::from_map_data(data)?)?;
             count(fragments.keys().filter(Result::is_ok).count())
         }
+        // A SYN bucket is in use while it is not full: charged by a SYN
+        // within the last burst's worth of refill.
         map::SYN_SOURCES | map::SYN_PREFIXES | map::SYN_GLOBAL => {
-            count(crate::syn::buckets_in_use(&data, crate::clock::now_ns())?)
+            let buckets = mapped::snapshot::<SynBucket>(&data)?;
+            count(buckets.iter().filter(|b| b.tat_ns > now).count())
         }
-        map::ALLOW_V4 | map::DENY_V4 => {
-            let trie: LpmTrie<MapData, [u8; 4], ListEntry> =
-                LpmTrie::try_from(Map::from_map_data(data)?)?;
-            count(trie.keys().filter(Result::is_ok).count())
-        }
-        map::ALLOW_V6 | map::DENY_V6 => {
-            let trie: LpmTrie<MapData, [u8; 16], ListEntry> =
-                LpmTrie::try_from(Map::from_map_data(data)?)?;
-            count(trie.keys().filter(Result::is_ok).count())
-        }
+        map::ALLOW_V4 | map::DENY_V4 => count(live::<[u8; 4]>(data, now)?),
+        map::ALLOW_V6 | map::DENY_V6 => count(live::<[u8; 16]>(data, now)?),
         _ => None,
     })
+}
+
+/// Entries of a list trie that have not expired (expired ones stay until a
+/// list change removes them, but no longer match).
+fn live<K: Pod>(data: MapData, now: u64) -> anyhow::Result<usize> {
+    let trie: LpmTrie<MapData, K, ListEntry> = LpmTrie::try_from(Map::from_map_data(data)?)?;
+    Ok(live_entries(&trie, now))
 }
 
 /// The human form of one status.
@@ -156,29 +136,33 @@ pub fn describe(status: &Status) -> String {
         out.push_str("not attached\n");
         return out;
     }
-    out.push_str(&format!(
-        "attached, XDP {} mode (link {}, program {}), egress {} (program {})\n",
-        status.xdp_mode.map_or("?", XdpMode::name),
+    let _ = writeln!(
+        out,
+        "attached, XDP {} mode (link {}, program {}), egress {} (program {})",
+        status.xdp_mode.map_or("?", |mode| mode.name()),
         opt(status.xdp_link_id),
         opt(status.xdp_program_id),
-        status.egress_hook.unwrap_or("missing"),
+        status.egress_hook.map_or("missing", |hook| hook.name()),
         opt(status.egress_program_id),
-    ));
+    );
     if !status.iface_present {
         out.push_str(
             "  WARNING: the interface is gone; `filter-ctl detach` removes the leftover pins\n",
         );
     }
-    out.push_str(&format!("  pins: {}\n", status.pin_dir));
-    out.push_str(&format!(
-        "  {:<16} {:>6} {:<12} {:>9} {:>11}\n",
-        "map", "id", "type", "in use", "max"
-    ));
+    let _ = writeln!(out, "  pins: {}", status.pin_dir.display());
+    let row = |out: &mut String, cells: [&str; 5]| {
+        let [name, id, kind, in_use, max] = cells;
+        let _ = writeln!(out, "  {name:<16} {id:>6} {kind:<12} {in_use:>9} {max:>11}");
+    };
+    row(&mut out, ["map", "id", "type", "in use", "max"]);
     for m in &status.maps {
-        out.push_str(&format!(
-            "  {:<16} {:>6} {:<12} {:>9} {:>11}\n",
-            m.name, m.id, m.kind, m.entries, m.max_entries
-        ));
+        let (id, in_use, max) = (
+            m.id.to_string(),
+            m.entries.to_string(),
+            m.max_entries.to_string(),
+        );
+        row(&mut out, [&m.name, &id, &m.kind, &in_use, &max]);
     }
     out
 }

@@ -1,4 +1,6 @@
-//! Run-time settings written by filter-ctl: the config and the watched ports.
+//! Run-time settings written by filter-ctl (the CONFIG and WATCHED_PORTS
+//! maps; what they mean is in filter_common::config and ::ports), and the
+//! programs' clock.
 
 use aya_ebpf::{macros::map, maps::Array};
 use filter_common::{Config, PortClass, WatchedPorts};
@@ -10,30 +12,11 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 static WATCHED_PORTS: Array<WatchedPorts> = Array::with_max_entries(1, 0);
 
 /// The live config, read in place (a copy would cost more than the fields
-/// a packet needs). Always there: an array's elements exist from its
-/// creation, so `None` only satisfies the verifier.
+/// a packet needs); the programs never write it. Always there: an array's
+/// elements exist from its creation, so `None` only satisfies the verifier.
 #[inline(always)]
 pub fn get() -> Option<&'static Config> {
     CONFIG.get(0)
-}
-
-/// How long a recorded query waits for its answer; zero (a map nobody
-/// initialised) means the default.
-#[inline(always)]
-pub fn solicited_ttl_ns(config: &Config) -> u64 {
-    match config.solicited_ttl_ns {
-        0 => Config::DEFAULT.solicited_ttl_ns,
-        ttl => ttl,
-    }
-}
-
-/// How long a first fragment's verdict holds; zero means the default.
-#[inline(always)]
-pub fn fragment_ttl_ns(config: &Config) -> u64 {
-    match config.fragment_ttl_ns {
-        0 => Config::DEFAULT.fragment_ttl_ns,
-        ttl => ttl,
-    }
 }
 
 /// How UDP `port` is watched.

@@ -1,13 +1,16 @@
-//! IP fragments: a later fragment carries no transport header, so it follows
-//! the verdict its first fragment got. Attackers can write this table (every
-//! first fragment they send makes an entry), so it is an LRU kept apart from
-//! the solicited table. A later fragment that arrives before its first one, or
-//! after the entry expired or was evicted, is an orphan: the config decides.
+//! Rule 4 of ingress, IP fragments: a later fragment carries no transport
+//! header, so it follows the verdict its first fragment got. Attackers can
+//! write this table (every first fragment they send makes an entry), so it is
+//! an LRU kept apart from the solicited table. A later fragment that arrives
+//! before its first one, or after the entry expired or was evicted, is an
+//! orphan: the `orphan_fragments` setting decides.
 
 use aya_ebpf::{macros::map, maps::LruHashMap};
-use filter_common::{Config, FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict, OrphanPolicy, Reason};
+use filter_common::{
+    Config, FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict, OrphanPolicy, Reason, expiry,
+};
 
-use crate::{config, packet::Ip};
+use crate::packet::Ip;
 
 #[map]
 static FRAGMENTS: LruHashMap<FragmentKey, FragmentVerdict> =
@@ -27,7 +30,7 @@ fn key(ip: &Ip, id: u32) -> FragmentKey {
 #[inline(always)]
 pub fn remember(ip: &Ip, id: u32, dropped: bool, now: u64, config: &Config) {
     let verdict = FragmentVerdict {
-        expires_ns: now + config::fragment_ttl_ns(config),
+        expires_ns: expiry::deadline(now, config.fragment_lifetime_ns()),
         dropped: u32::from(dropped),
         _padding: 0,
     };
@@ -38,15 +41,17 @@ pub fn remember(ip: &Ip, id: u32, dropped: bool, now: u64, config: &Config) {
 #[inline(always)]
 pub fn follow(ip: &Ip, id: u32, now: u64, config: &Config) -> Reason {
     match FRAGMENTS.get_ptr(&key(ip, id)) {
-        // SAFETY: a valid value pointer of the map; read once.
-        Some(verdict) if unsafe { (*verdict).expires_ns } > now => {
+        // SAFETY: a valid value pointer of the map; fields read by value.
+        Some(verdict) if expiry::is_live(unsafe { (*verdict).expires_ns }, now) => {
             if unsafe { (*verdict).dropped } != 0 {
                 Reason::DropFragment
             } else {
                 Reason::PassFragment
             }
         }
-        _ if config.orphan_fragments == OrphanPolicy::Drop as u8 => Reason::DropOrphanFragment,
-        _ => Reason::PassOrphanFragment,
+        _ => match config.orphan_policy() {
+            OrphanPolicy::Drop => Reason::DropOrphanFragment,
+            OrphanPolicy::Pass => Reason::PassOrphanFragment,
+        },
     }
 }

@@ -1,6 +1,7 @@
-//! Allow and deny lists: LPM tries of CIDR prefixes, one per list and family
-//! (see `filter_common::lists`). Only filter-ctl writes them, except the SYN
-//! penalty, which adds deny entries for sources that keep exceeding their bucket.
+//! Rules 2 and 3 of ingress, the allow and deny lists: LPM tries of CIDR
+//! prefixes, one per list and family (see `filter_common::lists`). Only
+//! filter-ctl writes them, except the SYN penalty (syn.rs), which adds deny
+//! entries for sources that keep exceeding their bucket.
 //!
 //! An entry whose expiry has passed stops matching at once; since an LPM
 //! lookup returns only the longest match, the lookup then retries past it, so
@@ -18,6 +19,7 @@ use filter_common::{
         IN_USE_ALLOW_V4, IN_USE_ALLOW_V6, IN_USE_DENY_V4, IN_USE_DENY_V6, IN_USE_SLOTS,
         LIST_ENTRIES,
     },
+    prefix,
 };
 
 use crate::packet::{Family, Ip};
@@ -76,23 +78,19 @@ fn matches(ip: &Ip, list: &Tries, now: u64) -> bool {
         Family::Ipv4 => {
             in_use(list.v4_in_use) && live_match(list.v4, ip.src[0].to_ne_bytes(), 32, now)
         }
-        Family::Ipv6 => in_use(list.v6_in_use) && live_match(list.v6, v6_bytes(&ip.src), 128, now),
+        Family::Ipv6 => {
+            in_use(list.v6_in_use) && live_match(list.v6, prefix::v6_bytes(&ip.src), 128, now)
+        }
     }
 }
 
 #[inline(always)]
 fn in_use(slot: u32) -> bool {
-    LISTS_IN_USE.get(slot).is_some_and(|flag| *flag != 0)
-}
-
-/// The source address as on the wire (the words hold wire bytes).
-#[inline(always)]
-fn v6_bytes(words: &[u32; 4]) -> [u8; 16] {
-    let [a, b, c, d] = words.map(u32::to_ne_bytes);
-    [
-        a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2],
-        d[3],
-    ]
+    // SAFETY: a valid, aligned element of the array map; read by value (the
+    // penalty on another CPU may set it).
+    LISTS_IN_USE
+        .get_ptr(slot)
+        .is_some_and(|flag| unsafe { *flag } != 0)
 }
 
 /// The longest live entry covering `addr`: an expired one is skipped by
@@ -104,13 +102,13 @@ fn live_match<K: Copy>(trie: &LpmTrie<K, ListEntry>, addr: K, bits: u32, now: u6
         let Some(entry) = trie.get(&Key::new(len, addr)) else {
             return false;
         };
-        if entry.expires_ns == 0 || entry.expires_ns > now {
+        if entry.is_live(now) {
             return true;
         }
-        if entry.prefix_len == 0 {
+        let Some(shorter) = entry.shorter_lookup() else {
             return false;
-        }
-        len = u32::from(entry.prefix_len) - 1;
+        };
+        len = shorter;
     }
     false
 }
@@ -136,14 +134,14 @@ pub fn penalise(ip: &Ip, expires_ns: u64) -> Penalised {
             DENY_V4.insert(&Key::new(32, ip.src[0].to_ne_bytes()), &entry(32), 0),
             IN_USE_DENY_V4,
         ),
-        Family::Ipv6 => {
-            let mut addr = v6_bytes(&ip.src);
-            addr[8..].fill(0);
-            (
-                DENY_V6.insert(&Key::new(64, addr), &entry(64), 0),
-                IN_USE_DENY_V6,
-            )
-        }
+        Family::Ipv6 => (
+            DENY_V6.insert(
+                &Key::new(64, prefix::v6_slash64_bytes(&ip.src)),
+                &entry(64),
+                0,
+            ),
+            IN_USE_DENY_V6,
+        ),
     };
     if inserted.is_err() {
         return Penalised::ListFull;

@@ -1,6 +1,21 @@
 //! The WAN filter's kernel side: one XDP program for ingress, where every
 //! verdict is taken, and one TC program for egress, which records what the
-//! inside asked for and never drops.
+//! inside asked for and never drops. Both count every packet under one
+//! reason (stats.rs) and read the settings in config.rs.
+//!
+//! Where each rule lives:
+//! - ingress/mod.rs: the rule order of `wan_ingress`; ingress/udp.rs the
+//!   reflection defence (an inbound response must answer a recorded query),
+//!   ingress/tcp.rs which TCP segments meet the SYN buckets (syn.rs);
+//!   lists.rs the allow and deny lists, fragments.rs later IP fragments;
+//! - egress/mod.rs and egress/udp.rs: what `wan_egress` records;
+//! - proto/{dns,ntp}.rs: the application fields both directions read;
+//! - solicited.rs: the table egress records into and ingress consumes from;
+//! - packet.rs: the packet (made only from the program's context, read only
+//!   through bounds-checked, typed reads) and the header parser.
+//!
+//! The arithmetic (SYN bucket math, hashes, masks, deadlines) is in
+//! filter-common, where it is tested on the host.
 #![no_std]
 #![no_main]
 // aya's #[classifier] macro generates a safe fn that dereferences its raw context.
@@ -24,18 +39,14 @@ use aya_ebpf::{
 };
 use filter_common::Action;
 
-use crate::packet::{MAX_L4_OFFSET, Packet};
-
-/// Bytes of an outgoing packet egress may read: headers up to the deepest
-/// transport header we parse, plus the DNS/NTP fields behind it.
-const EGRESS_HEADROOM: u32 = (MAX_L4_OFFSET + 64) as u32;
+use crate::packet::Packet;
 
 #[xdp]
 pub fn wan_ingress(ctx: XdpContext) -> u32 {
     let Some(config) = config::get() else {
         return xdp_action::XDP_PASS;
     };
-    let packet = Packet::new(ctx.data(), ctx.data_end());
+    let packet = Packet::from_xdp(&ctx);
     let reason = ingress::verdict(&packet, config, config::now_ns());
     let bytes = packet.len() as u64;
     match reason.action() {
@@ -56,17 +67,10 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn wan_egress(ctx: TcContext) -> i32 {
-    // The headers we read must be in the linear part. Pull only when they are
-    // not: pulling also makes the skb writable, copying cloned TCP packets.
-    let wanted = ctx.len().min(EGRESS_HEADROOM);
-    if ((ctx.data_end() - ctx.data()) as u32) < wanted {
-        // A failure only means we see less of this packet.
-        let _ = ctx.pull_data(wanted);
-    }
+    let packet = Packet::from_tc(&ctx);
     let Some(config) = config::get() else {
         return TC_ACT_OK;
     };
-    let packet = Packet::new(ctx.data(), ctx.data_end());
     stats::count(
         egress::observe(&packet, config, config::now_ns()),
         u64::from(ctx.len()),

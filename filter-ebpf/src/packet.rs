@@ -1,7 +1,18 @@
-//! Header parsing shared by the ingress and egress hooks: finds the IP header
-//! behind the link-layer encapsulations a WAN link carries, then the transport
-//! header behind IPv4 options or IPv6 extension headers.
-//! Every read is checked against the end of the packet, as the verifier requires.
+//! The packet and its parser, shared by the ingress and egress hooks: finds
+//! the IP header behind the link-layer encapsulations a WAN link carries,
+//! then the transport header behind IPv4 options or IPv6 extension headers.
+//!
+//! This is the unsafe boundary for packet memory. A [`Packet`] is made only
+//! from the program's context, so its bounds are the kernel's. Every read is
+//! checked against the end of the packet, as the verifier requires, and
+//! yields a [`Plain`] type (bytes or an integer of a few fixed sizes, valid
+//! for any bit pattern), so safe code can neither read out of bounds nor
+//! build an invalid value. [`Header`] checks a fixed header once and reads
+//! its fields at offsets checked when the program is compiled.
+
+use core::mem::size_of;
+
+use aya_ebpf::programs::{TcContext, XdpContext};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -25,6 +36,9 @@ const MAX_IPV6_EXT_HEADERS: usize = 6;
 /// Transport headers further in than this are not parsed (counted as malformed).
 /// Bounding offsets also lets the verifier prove every access is in range.
 pub const MAX_L4_OFFSET: usize = 512;
+/// Bytes of an outgoing packet egress reads: headers up to the deepest
+/// transport header we parse, plus the DNS/NTP fields behind it.
+const EGRESS_HEADROOM: u32 = (MAX_L4_OFFSET + 64) as u32;
 
 pub const IPPROTO_UDP: u8 = 17;
 const IPV6_HOP_BY_HOP: u8 = 0;
@@ -37,6 +51,131 @@ const IPV6_DEST_OPTS: u8 = 60;
 pub struct Packet {
     start: usize,
     end: usize,
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What a read of packet bytes may produce: bytes and integers of the sizes
+/// the parser reads. Any bit pattern is a valid value of each, and each is
+/// small, so a read never reaches past the bounds checked for it. Sealed:
+/// the list below is the whole list.
+pub trait Plain: sealed::Sealed + Copy {}
+
+macro_rules! plain {
+    ($($t:ty),*) => {
+        $(
+            impl sealed::Sealed for $t {}
+            impl Plain for $t {}
+        )*
+    };
+}
+
+plain!(u8, u16, u32, u64, [u8; 2], [u8; 4], [u8; 8], [u32; 10]);
+
+impl Packet {
+    /// The packet an XDP program sees.
+    #[inline(always)]
+    pub fn from_xdp(ctx: &XdpContext) -> Packet {
+        Packet {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
+    }
+
+    /// The packet a TC program sees, with the headers the parser reads in
+    /// its linear part. It pulls only when they are not: pulling also makes
+    /// the skb writable, copying cloned TCP packets. A failed pull only means
+    /// we see less of this packet.
+    #[inline(always)]
+    pub fn from_tc(ctx: &TcContext) -> Packet {
+        let wanted = ctx.len().min(EGRESS_HEADROOM);
+        if ((ctx.data_end() - ctx.data()) as u32) < wanted {
+            let _ = ctx.pull_data(wanted);
+        }
+        Packet {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// The `T` at `offset`, whatever its alignment, or `None` if it would
+    /// read past the end. There is no single-byte read: LLVM turns a
+    /// one-byte bounds check into a form the verifier cannot use, so bytes
+    /// are read in pairs or from a [`Header`].
+    #[inline(always)]
+    pub fn read<T: Plain>(&self, offset: usize) -> Option<T> {
+        const { assert!(size_of::<T>() >= 2, "read bytes in pairs or from a Header") };
+        let at = self.start + offset;
+        if at + size_of::<T>() > self.end {
+            return None;
+        }
+        // SAFETY: [at, at + size_of::<T>()) lies inside the packet (checked
+        // above) and any bytes are a valid T (T: Plain). LLVM reads it byte
+        // by byte: letting it emit misaligned loads (bpf-linker's
+        // allows-misaligned-mem-access) also makes it merge stores into
+        // misaligned stack slots, which the verifier refuses.
+        Some(unsafe { core::ptr::read_unaligned(at as *const T) })
+    }
+
+    /// The `N` bytes at `offset`, bounds-checked once, or `None` if they
+    /// would reach past the end.
+    #[inline(always)]
+    pub fn header<const N: usize>(&self, offset: usize) -> Option<Header<N>> {
+        let at = self.start + offset;
+        if at + N > self.end {
+            return None;
+        }
+        Some(Header {
+            base: at as *const u8,
+        })
+    }
+
+    /// A big-endian u16 at `offset`.
+    #[inline(always)]
+    pub fn be16_at(&self, offset: usize) -> Option<u16> {
+        self.read(offset).map(u16::from_be_bytes)
+    }
+
+    /// A big-endian u32 at `offset`.
+    #[inline(always)]
+    pub fn be32_at(&self, offset: usize) -> Option<u32> {
+        self.read(offset).map(u32::from_be_bytes)
+    }
+
+    /// Eight payload bytes at `offset`, as stored on the wire (for tokens that
+    /// are only compared, never interpreted).
+    #[inline(always)]
+    pub fn raw64_at(&self, offset: usize) -> Option<u64> {
+        self.read(offset)
+    }
+}
+
+/// `N` packet bytes whose bounds were checked as a whole, for reading
+/// several fields without a check each: LLVM may compute fields of several
+/// separately checked reads before knowing they all succeeded, which the
+/// verifier rejects.
+pub struct Header<const N: usize> {
+    base: *const u8,
+}
+
+impl<const N: usize> Header<N> {
+    /// The `T` at `AT` bytes into the header, whatever its alignment. A
+    /// field that would reach past the header does not compile.
+    #[inline(always)]
+    pub fn get<T: Plain, const AT: usize>(&self) -> T {
+        const { assert!(AT + size_of::<T>() <= N, "field past the end of the header") };
+        // SAFETY: the header's N bytes lie inside the packet (checked by
+        // Packet::header), the field lies inside the header (checked above
+        // at compile time) and any bytes are a valid T.
+        unsafe { core::ptr::read_unaligned(self.base.add(AT).cast::<T>()) }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -89,44 +228,6 @@ pub enum Network {
 }
 
 impl Packet {
-    #[inline(always)]
-    pub fn new(start: usize, end: usize) -> Self {
-        Self { start, end }
-    }
-
-    #[inline(always)]
-    pub fn len(&self) -> usize {
-        self.end - self.start
-    }
-
-    /// A pointer to a `T` at `offset`, or `None` if it would read past the end.
-    #[inline(always)]
-    pub fn ptr_at<T>(&self, offset: usize) -> Option<*const T> {
-        let at = self.start + offset;
-        if at + core::mem::size_of::<T>() > self.end {
-            return None;
-        }
-        Some(at as *const T)
-    }
-
-    /// A big-endian u16 at `offset`. There is no single-byte read: LLVM turns a
-    /// one-byte bounds check into a form the verifier cannot use, so bytes are
-    /// read in pairs (every header here has at least two bytes from there on).
-    #[inline(always)]
-    pub fn be16_at(&self, offset: usize) -> Option<u16> {
-        // SAFETY: ptr_at checked both bytes lie inside the packet; unaligned read.
-        self.ptr_at::<[u8; 2]>(offset)
-            .map(|p| u16::from_be_bytes(unsafe { core::ptr::read_unaligned(p) }))
-    }
-
-    /// A big-endian u32 at `offset`.
-    #[inline(always)]
-    pub fn be32_at(&self, offset: usize) -> Option<u32> {
-        // SAFETY: ptr_at checked the four bytes lie inside the packet; unaligned read.
-        self.ptr_at::<[u8; 4]>(offset)
-            .map(|p| u32::from_be_bytes(unsafe { core::ptr::read_unaligned(p) }))
-    }
-
     /// Finds the IP header behind Ethernet, up to two VLAN tags and PPPoE.
     #[inline(always)]
     pub fn network(&self) -> Network {
@@ -168,15 +269,10 @@ impl Packet {
 
     #[inline(always)]
     fn ipv4(&self, offset: usize) -> Network {
-        // One bounds check for the fixed header, then plain reads inside it:
-        // LLVM may compute fields of several separately checked reads before
-        // knowing they all succeeded, which the verifier rejects.
-        let Some(header) = self.ptr_at::<[u8; IPV4_MIN_HDR_LEN]>(offset) else {
+        let Some(h) = self.header::<IPV4_MIN_HDR_LEN>(offset) else {
             return Network::Malformed;
         };
-        let h = header.cast::<u8>();
-        // SAFETY (every read_in below): inside the fixed header checked above.
-        let version_ihl: u8 = unsafe { read_in(h, 0) };
+        let version_ihl: u8 = h.get::<u8, 0>();
         let header_len = usize::from(version_ihl & 0x0f) * 4;
         // The whole header, options included, must be there.
         if version_ihl >> 4 != 4
@@ -185,8 +281,8 @@ impl Packet {
         {
             return Network::Malformed;
         }
-        let id = u32::from(u16::from_be(unsafe { read_in(h, 4) }));
-        let flags_fragment = u16::from_be(unsafe { read_in(h, 6) });
+        let id = u32::from(u16::from_be(h.get::<u16, 4>()));
+        let flags_fragment = u16::from_be(h.get::<u16, 6>());
         let more_fragments = flags_fragment & 0x2000 != 0;
         let fragment = match (flags_fragment & 0x1fff, more_fragments) {
             (0, false) => Fragment::Whole,
@@ -195,9 +291,9 @@ impl Packet {
         };
         Network::Ip(Ip {
             family: Family::Ipv4,
-            src: [unsafe { read_in(h, 12) }, 0, 0, 0],
-            dst: [unsafe { read_in(h, 16) }, 0, 0, 0],
-            protocol: unsafe { read_in(h, 9) },
+            src: [h.get::<u32, 12>(), 0, 0, 0],
+            dst: [h.get::<u32, 16>(), 0, 0, 0],
+            protocol: h.get::<u8, 9>(),
             fragment,
             l4_offset: offset + header_len,
         })
@@ -205,11 +301,9 @@ impl Packet {
 
     #[inline(always)]
     fn ipv6(&self, offset: usize) -> Network {
-        let Some(header) = self.ptr_at::<[u32; IPV6_HDR_LEN / 4]>(offset) else {
+        let Some(h) = self.read::<[u32; IPV6_HDR_LEN / 4]>(offset) else {
             return Network::Malformed;
         };
-        // SAFETY: ptr_at checked the whole fixed header lies inside the packet.
-        let h = unsafe { core::ptr::read_unaligned(header) };
         let [version_class_flow, length_next_hop, ..] = h.map(u32::from_be);
         if version_class_flow >> 28 != 6 {
             return Network::Malformed;
@@ -229,11 +323,9 @@ impl Packet {
             }
             // Every extension header is at least 8 bytes and starts with the
             // next header and a length.
-            let Some(ext) = self.ptr_at::<[u8; 8]>(l4_offset) else {
+            let Some(ext) = self.read::<[u8; 8]>(l4_offset) else {
                 return Network::Malformed;
             };
-            // SAFETY: ptr_at checked the 8 bytes lie inside the packet.
-            let ext = unsafe { core::ptr::read_unaligned(ext) };
             let len = usize::from(ext[1]);
             let header_len = match protocol {
                 IPV6_AUTH => (len + 2) * 4,
@@ -272,20 +364,6 @@ impl Packet {
     }
 }
 
-/// A `T` at `offset` bytes into a header whose bounds were checked as a
-/// whole, whatever its alignment. (LLVM reads it byte by byte: letting it
-/// emit misaligned loads, bpf-linker's `allows-misaligned-mem-access`,
-/// also makes it merge stores into misaligned stack slots, which the
-/// verifier refuses.)
-///
-/// # Safety
-/// `offset + size_of::<T>()` bytes from `base` must lie inside the packet.
-#[inline(always)]
-unsafe fn read_in<T>(base: *const u8, offset: usize) -> T {
-    // SAFETY: the caller's promise.
-    unsafe { core::ptr::read_unaligned(base.add(offset).cast::<T>()) }
-}
-
 #[inline(always)]
 fn is_ipv6_extension(protocol: u8) -> bool {
     matches!(
@@ -311,23 +389,11 @@ impl Packet {
         if l4_offset > MAX_L4_OFFSET {
             return None;
         }
-        let h = self.ptr_at::<[u8; UDP_HDR_LEN]>(l4_offset)?.cast::<u8>();
-        // SAFETY: ptr_at checked the header lies inside the packet.
-        let ports: u32 = unsafe { read_in(h, 0) };
-        let ports = u32::from_be(ports);
+        let ports = u32::from_be(self.header::<UDP_HDR_LEN>(l4_offset)?.get::<u32, 0>());
         Some(Udp {
             src_port: (ports >> 16) as u16,
             dst_port: ports as u16,
             payload: l4_offset + UDP_HDR_LEN,
         })
-    }
-
-    /// Eight payload bytes at `offset`, as stored on the wire (for tokens that
-    /// are only compared, never interpreted).
-    #[inline(always)]
-    pub fn raw64_at(&self, offset: usize) -> Option<u64> {
-        // SAFETY: ptr_at checked the eight bytes lie inside the packet; unaligned read.
-        self.ptr_at::<u64>(offset)
-            .map(|p| unsafe { core::ptr::read_unaligned(p) })
     }
 }

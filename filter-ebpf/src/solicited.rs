@@ -1,4 +1,6 @@
 //! The solicited table: queries our egress sent, waiting for their answers.
+//! egress/udp.rs records into it, ingress/udp.rs consumes from it; the key,
+//! its bucket hash and the slot layout are in filter_common::solicited.
 //!
 //! Only egress writes it, so a flood of spoofed responses can never evict a
 //! real entry. It is set-associative (an array of buckets of a few slots): a
@@ -11,9 +13,13 @@
 //! spoofed flood, almost) is refused after reading 8 bytes of a 128 KiB array
 //! that stays in the CPU's cache, instead of four slots of a 3.5 MiB table
 //! that does not: that cache miss was a fifth of the drop path's cost.
+//!
+//! Every CPU's egress and ingress use the same slots at the same time, so a
+//! slot is only ever read and written field by field through its map
+//! pointer ([`Slot`]), never through a reference.
 
 use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
-use filter_common::{SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot};
+use filter_common::{SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot, expiry};
 
 // Both memory-mappable, so that `filter-ctl status` counts what is in use
 // without one syscall per slot.
@@ -30,36 +36,32 @@ pub enum Recorded {
     Evicted,
 }
 
-/// Records `key` as asked for until `now + ttl`.
+/// Records `key` as asked for until `now + lifetime`.
 #[inline(always)]
-pub fn record(key: &SolicitedKey, now: u64, ttl: u64) -> Recorded {
+pub fn record(key: &SolicitedKey, now: u64, lifetime: u64) -> Recorded {
     let bucket = key.bucket();
-    raise_latest(bucket, now + ttl);
+    let expires_ns = expiry::deadline(now, lifetime);
+    raise_latest(bucket, expires_ns);
     let first = bucket * SOLICITED_WAYS;
     let mut victim = first;
     let mut soonest = u64::MAX;
     for way in 0..SOLICITED_WAYS {
         let index = first + way;
-        let Some(slot) = SOLICITED.get_ptr_mut(index) else {
+        let Some(slot) = Slot::at(index) else {
             continue;
         };
-        // SAFETY: the pointer is a valid slot of the array map.
-        let slot = unsafe { &mut *slot };
-        if slot.expires_ns <= now || slot.key == *key {
-            slot.key = *key;
-            slot.expires_ns = now + ttl;
+        let slot_expires = slot.expires_ns();
+        if !expiry::is_live(slot_expires, now) || slot.holds(key) {
+            slot.fill(key, expires_ns);
             return Recorded::Stored;
         }
-        if slot.expires_ns < soonest {
-            soonest = slot.expires_ns;
+        if slot_expires < soonest {
+            soonest = slot_expires;
             victim = index;
         }
     }
-    if let Some(slot) = SOLICITED.get_ptr_mut(victim) {
-        // SAFETY: as above.
-        let slot = unsafe { &mut *slot };
-        slot.key = *key;
-        slot.expires_ns = now + ttl;
+    if let Some(slot) = Slot::at(victim) {
+        slot.fill(key, expires_ns);
     }
     Recorded::Evicted
 }
@@ -68,19 +70,18 @@ pub fn record(key: &SolicitedKey, now: u64, ttl: u64) -> Recorded {
 #[inline(always)]
 pub fn consume(key: &SolicitedKey, now: u64) -> bool {
     let bucket = key.bucket();
-    match SOLICITED_LATEST.get(bucket) {
-        Some(latest) if *latest > now => {}
+    match SOLICITED_LATEST.get_ptr(bucket) {
+        // SAFETY: a valid, aligned element of the array map; read by value.
+        Some(latest) if expiry::is_live(unsafe { *latest }, now) => {}
         _ => return false,
     }
     let first = bucket * SOLICITED_WAYS;
     for way in 0..SOLICITED_WAYS {
-        let Some(slot) = SOLICITED.get_ptr_mut(first + way) else {
+        let Some(slot) = Slot::at(first + way) else {
             continue;
         };
-        // SAFETY: the pointer is a valid slot of the array map.
-        let slot = unsafe { &mut *slot };
-        if slot.expires_ns > now && slot.key == *key {
-            slot.expires_ns = 0;
+        if expiry::is_live(slot.expires_ns(), now) && slot.holds(key) {
+            slot.clear();
             return true;
         }
     }
@@ -94,11 +95,61 @@ pub fn consume(key: &SolicitedKey, now: u64) -> bool {
 #[inline(always)]
 fn raise_latest(bucket: u32, expires_ns: u64) {
     if let Some(latest) = SOLICITED_LATEST.get_ptr_mut(bucket) {
-        // SAFETY: a valid, aligned element of the array map.
+        // SAFETY: a valid, aligned element of the array map, read and
+        // written by value.
         unsafe {
             if *latest < expires_ns {
                 *latest = expires_ns;
             }
         }
+    }
+}
+
+/// A slot of SOLICITED, by its map pointer.
+#[derive(Clone, Copy)]
+struct Slot(*mut SolicitedSlot);
+
+// SAFETY (every access below): the pointer is a valid, aligned element of
+// the array map, which outlives the program; fields are copied in and out,
+// no reference to the shared slot is made.
+impl Slot {
+    #[inline(always)]
+    fn at(index: u32) -> Option<Slot> {
+        SOLICITED.get_ptr_mut(index).map(Slot)
+    }
+
+    #[inline(always)]
+    fn expires_ns(self) -> u64 {
+        unsafe { (*self.0).expires_ns }
+    }
+
+    /// Field by field, the token first: a slot of the same bucket that
+    /// holds another query nearly always differs there. (`{ .. }` copies an
+    /// address out before comparing it.)
+    #[inline(always)]
+    fn holds(self, key: &SolicitedKey) -> bool {
+        let stored = unsafe { &raw const (*self.0).key };
+        unsafe {
+            (*stored).token == key.token
+                && (*stored).local_port == key.local_port
+                && (*stored).remote_port == key.remote_port
+                && (*stored).family == key.family
+                && { (*stored).local_addr } == key.local_addr
+                && { (*stored).remote_addr } == key.remote_addr
+        }
+    }
+
+    #[inline(always)]
+    fn fill(self, key: &SolicitedKey, expires_ns: u64) {
+        unsafe {
+            (*self.0).key = *key;
+            (*self.0).expires_ns = expires_ns;
+        }
+    }
+
+    /// Consumed: free for the next query of the bucket.
+    #[inline(always)]
+    fn clear(self) {
+        unsafe { (*self.0).expires_ns = 0 };
     }
 }

@@ -13,8 +13,9 @@ use aya::{
     maps::{Array, PerCpuArray},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
+use filter_common::settings::Assignment;
 use filter_common::{Counter, Reason, map, program};
-use filter_ctl::settings::{self, Settings};
+use filter_ctl::settings::SettingsMaps;
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -48,41 +49,25 @@ impl Filter {
             .try_into()
             .expect("the egress program is a TC classifier");
         tc.load().expect("the kernel accepts the TC program");
-        let [config, ports] = ebpf.maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
-        settings::write_defaults(
-            &mut Array::try_from(config.expect("CONFIG map")).unwrap(),
-            &mut Array::try_from(ports.expect("WATCHED_PORTS map")).unwrap(),
-        )
-        .expect("writing the default settings");
+        SettingsMaps::of(&mut ebpf)
+            .and_then(|mut maps| maps.write_defaults())
+            .expect("writing the default settings");
         Self { ebpf }
     }
 
     /// Changes settings as `filter-ctl set` does; panics if one is rejected.
     pub fn set(&mut self, assignments: &[(&str, &str)]) {
-        let [config, ports] = self
-            .ebpf
-            .maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
-        let mut config = Array::try_from(config.unwrap()).unwrap();
-        let mut ports = Array::try_from(ports.unwrap()).unwrap();
-        let live = Settings::read(&config, &ports).expect("reading settings");
-        let next = live
-            .with(assignments.iter().copied())
-            .expect("valid settings");
-        next.write(&live, &mut config, &mut ports)
-            .expect("writing settings");
+        self.try_set(assignments).expect("valid settings");
     }
 
     /// Changes settings as `filter-ctl set` does; an error if one is rejected
     /// (e.g. a key this version of the filter does not have).
     pub fn try_set(&mut self, assignments: &[(&str, &str)]) -> anyhow::Result<()> {
-        let [config, ports] = self
-            .ebpf
-            .maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
-        let mut config = Array::try_from(config.expect("CONFIG map"))?;
-        let mut ports = Array::try_from(ports.expect("WATCHED_PORTS map"))?;
-        let live = Settings::read(&config, &ports)?;
-        let next = live.with(assignments.iter().copied())?;
-        next.write(&live, &mut config, &mut ports)?;
+        let assignments = assignments
+            .iter()
+            .map(|(key, value)| Assignment::text(key, value))
+            .collect::<Result<Vec<_>, _>>()?;
+        SettingsMaps::of(&mut self.ebpf)?.apply(&assignments)?;
         Ok(())
     }
 
@@ -230,9 +215,10 @@ pub fn zero() -> Counts {
 }
 
 // The SYN defence's and the lists' side of the harness (issue 4).
+use filter_common::report::ListedEntry;
 use filter_ctl::{
     clock::now_ns,
-    lists::{Cidr, Entry, List, ListMaps},
+    lists::{Cidr, List, ListMaps},
 };
 
 impl Filter {
@@ -319,7 +305,7 @@ impl Filter {
     }
 
     /// The live entries of a list, as `filter-ctl allow|deny list` shows them.
-    pub fn list_entries(&mut self, list: List) -> Vec<Entry> {
+    pub fn list_entries(&mut self, list: List) -> Vec<ListedEntry> {
         self.list(list).entries(now_ns()).expect("reading the list")
     }
 }

@@ -175,7 +175,7 @@ fn an_expired_entry_stops_matching_at_once() {
     let entries = filter.list_entries(List::Deny);
     assert_eq!(entries.len(), 1);
     assert!(entries[0].expires_in_ms.unwrap() <= 1000);
-    assert_eq!(entries[0].reason, "operator");
+    assert_eq!(entries[0].reason.name(), "operator");
 
     thread::sleep(Duration::from_millis(1100));
     let before = filter.counts();
@@ -234,7 +234,7 @@ fn an_expired_longer_prefix_does_not_hide_a_live_shorter_one() {
     let listed: Vec<String> = filter
         .list_entries(List::Deny)
         .into_iter()
-        .map(|e| e.cidr)
+        .map(|e| e.cidr.to_string())
         .collect();
     assert_eq!(listed, ["203.0.113.0/24", "2001:db8:3::/48"]);
     // An expired allow entry no longer shields its source from the deny list.

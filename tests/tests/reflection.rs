@@ -680,7 +680,7 @@ fn monitor_mode_counts_would_drop_and_passes_everything() {
 #[test]
 fn a_full_solicited_table_evicts_and_counts() {
     let filter = Filter::load();
-    let slots = filter_common::SOLICITED_BUCKETS * filter_common::SOLICITED_WAYS;
+    let slots = filter_common::SOLICITED_BUCKETS * SOLICITED_WAYS;
     let queries = slots + slots / 4;
     for i in 0..queries {
         let frame = PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4)

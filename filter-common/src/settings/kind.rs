@@ -169,11 +169,12 @@ pub struct Rate {
 }
 
 impl Rate {
-    fn check(&self, number: i64) -> Result<u32, String> {
-        u32::try_from(number)
-            .ok()
-            .filter(|rate| *rate <= self.max)
-            .ok_or_else(|| "out of range".into())
+    /// The numbers a rate holds: 0 (off) to `max`.
+    fn count(&self) -> Count<u32> {
+        Count {
+            min: 0,
+            max: self.max,
+        }
     }
 }
 
@@ -185,21 +186,16 @@ impl Kind for Rate {
     }
 
     fn parse(&self, text: &str) -> Result<u32, String> {
-        if text == "off" {
-            return Ok(0);
+        match text {
+            "off" => Ok(0),
+            _ => self.count().parse(text.strip_suffix("/s").unwrap_or(text)),
         }
-        let number = text.strip_suffix("/s").unwrap_or(text);
-        let number = number
-            .parse()
-            .map_err(|_| String::from("expected a number per second, like 20/s, or off"))?;
-        self.check(number)
     }
 
     fn native(&self, input: &Input) -> Result<u32, String> {
         match input {
-            Input::Number(number) => self.check(*number),
             Input::Text(text) => self.parse(text.trim()),
-            _ => Err("expected a number per second, like \"20/s\", or \"off\"".into()),
+            other => self.count().native(other),
         }
     }
 

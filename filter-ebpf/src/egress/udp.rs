@@ -33,7 +33,7 @@ pub fn record(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
         family: ip.family.number(),
         token,
     };
-    match solicited::record(&key, now, config::solicited_ttl_ns(config)) {
+    match solicited::record(&key, now, config.solicited_lifetime_ns()) {
         Recorded::Stored => Reason::EgressQueryRecorded,
         Recorded::Evicted => Reason::EgressQueryEvicted,
     }

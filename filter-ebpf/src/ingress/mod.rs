@@ -1,5 +1,5 @@
 //! WAN ingress: the verdict of every inbound packet, in rule order.
-//! 1. not IP, or headers we cannot parse: pass (counted);
+//! 1. not IP, or headers we cannot parse: pass (counted; the parser is packet.rs);
 //! 2. source on the allow list: pass, no drop rule looks at it (lists.rs);
 //! 3. source on the deny list: drop;
 //! 4. a later IP fragment: the verdict of its first fragment (fragments.rs);

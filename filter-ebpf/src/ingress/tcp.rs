@@ -1,5 +1,5 @@
-//! Inbound TCP: connection attempts (SYN set, ACK clear) go through the SYN
-//! token buckets (syn.rs). Everything else, SYN-ACKs included, is left
+//! Rule 6 of ingress, inbound TCP: connection attempts (SYN set, ACK clear)
+//! go through the SYN token buckets (syn.rs). Everything else, SYN-ACKs included, is left
 //! alone: the answers to the gateway's own outgoing connections (and those of
 //! the LAN behind NAT) carry ACK and are never limited.
 
@@ -22,13 +22,11 @@ pub fn verdict(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
     if ip.l4_offset > MAX_L4_OFFSET {
         return Reason::PassMalformed;
     }
-    // One bounds check for the fixed header, then a copy (see packet.rs).
-    let Some(header) = packet.ptr_at::<[u8; TCP_HDR_LEN]>(ip.l4_offset) else {
+    // The fixed header must be there, not only the flags.
+    let Some(header) = packet.header::<TCP_HDR_LEN>(ip.l4_offset) else {
         return Reason::PassMalformed;
     };
-    // SAFETY: ptr_at checked the whole fixed header lies inside the packet.
-    let h = unsafe { core::ptr::read_unaligned(header) };
-    let flags = h[13];
+    let flags = header.get::<u8, 13>();
     if flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
         return pass(ip);
     }

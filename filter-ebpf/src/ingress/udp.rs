@@ -1,5 +1,7 @@
-//! Inbound UDP: the reflection defence. A packet from a watched source port is
-//! a response and passes only if our egress recorded the query it answers.
+//! Rule 5 of ingress, inbound UDP: the reflection defence. NTP control
+//! packets (mode 6/7) to port 123 are dropped. A packet from a watched source
+//! port is a response and passes only if our egress recorded the query it
+//! answers (solicited.rs); proto/ reads the DNS id and NTP origin timestamp.
 
 use filter_common::{PortClass, Reason, SolicitedKey};
 

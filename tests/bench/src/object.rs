@@ -13,6 +13,7 @@ pub static BENCH_OBJECT: &[u8] =
 
 // SAFETY: plain #[repr(C)] integers with explicit padding: every bit pattern is valid.
 unsafe impl aya::Pod for GenConfig {}
+// SAFETY: the same.
 unsafe impl aya::Pod for GenState {}
 
 /// Loads the bench object (nothing attached, nothing loaded into the kernel yet).

@@ -49,7 +49,7 @@ impl Accel {
     /// frames and deadlines when the guest's tests ran in parallel.
     fn cpus(self) -> usize {
         match self {
-            Accel::Kvm => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            Accel::Kvm => thread::available_parallelism().map_or(2, |n| n.get()),
             Accel::Tcg => 1,
         }
     }

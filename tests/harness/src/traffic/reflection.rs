@@ -508,7 +508,7 @@ mod tests {
         // Another datagram: another id.
         assert_ne!(be16(&first.frames[1].0, 18), id);
 
-        let mut attack6 = super::tests::attack(&[Kind::DnsFragments6]);
+        let mut attack6 = tests::attack(&[Kind::DnsFragments6]);
         let unit = attack6.next_unit();
         let ip_payload: usize = unit.frames.iter().map(|(f, _)| f.len() - 14 - 40 - 8).sum();
         assert_eq!(ip_payload, FRAGMENTED_UDP_LEN);

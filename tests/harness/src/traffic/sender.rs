@@ -135,7 +135,7 @@ fn link_addr(ifindex: u32) -> anyhow::Result<LinkAddr> {
         sll_halen: 0,
         sll_addr: [0; 8],
     };
-    let len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>())?;
+    let len = u32::try_from(size_of::<libc::sockaddr_ll>())?;
     // SAFETY: a sockaddr_ll of the size given, alive for the call.
     unsafe { LinkAddr::from_raw((&raw const sll).cast::<libc::sockaddr>(), Some(len)) }
         .context("a link-layer address")

@@ -1,0 +1,138 @@
+//! The run-time settings filter-ctl writes into the CONFIG map, read in place
+//! by both programs.
+
+use crate::syn;
+
+/// What a later fragment does when its first fragment was not seen.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrphanPolicy {
+    Pass = 0,
+    Drop = 1,
+}
+
+/// Run-time settings, written by filter-ctl, read by both programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// How long a recorded query waits for its answer.
+    pub solicited_ttl_ns: u64,
+    /// How long a first fragment's verdict applies to its later fragments.
+    pub fragment_ttl_ns: u64,
+    /// 1: count what would be dropped under `index + Reason::COUNT` and pass it.
+    pub monitor: u8,
+    /// An [`OrphanPolicy`] value.
+    pub orphan_fragments: u8,
+    pub _padding: [u8; 6],
+    /// SYN token buckets (see [`syn`]): SYNs per second and burst of each
+    /// level. A rate of 0 switches the level off.
+    pub syn_source_rate: u32,
+    pub syn_source_burst: u32,
+    pub syn_prefix_rate: u32,
+    pub syn_prefix_burst: u32,
+    pub syn_global_rate: u32,
+    pub syn_global_burst: u32,
+    /// Prefix lengths of the per-prefix level: IPv4 8..=32, IPv6 16..=64.
+    pub syn_prefix_v4: u8,
+    pub syn_prefix_v6: u8,
+    pub _syn_padding: [u8; 6],
+    /// How long a source that keeps exceeding its bucket stays on the deny
+    /// list; 0 = no penalty.
+    pub syn_penalty_ns: u64,
+    /// Secret seed of the bucket hash, random per attach (not a setting).
+    pub syn_hash_seed: u64,
+}
+
+impl Config {
+    pub const DEFAULT: Config = Config {
+        solicited_ttl_ns: 10_000_000_000,
+        fragment_ttl_ns: 2_000_000_000,
+        monitor: 0,
+        orphan_fragments: OrphanPolicy::Drop as u8,
+        _padding: [0; 6],
+        syn_source_rate: syn::DEFAULT_SOURCE_RATE,
+        syn_source_burst: syn::DEFAULT_SOURCE_BURST,
+        syn_prefix_rate: syn::DEFAULT_PREFIX_RATE,
+        syn_prefix_burst: syn::DEFAULT_PREFIX_BURST,
+        syn_global_rate: syn::DEFAULT_GLOBAL_RATE,
+        syn_global_burst: syn::DEFAULT_GLOBAL_BURST,
+        syn_prefix_v4: syn::DEFAULT_PREFIX_V4,
+        syn_prefix_v6: syn::DEFAULT_PREFIX_V6,
+        _syn_padding: [0; 6],
+        syn_penalty_ns: syn::DEFAULT_PENALTY_NS,
+        syn_hash_seed: 0,
+    };
+
+    /// How long a recorded query waits for its answer; zero (a map nobody
+    /// initialised) means the default.
+    #[inline(always)]
+    pub const fn solicited_lifetime_ns(&self) -> u64 {
+        match self.solicited_ttl_ns {
+            0 => Config::DEFAULT.solicited_ttl_ns,
+            ttl => ttl,
+        }
+    }
+
+    /// How long a first fragment's verdict holds; zero means the default.
+    #[inline(always)]
+    pub const fn fragment_lifetime_ns(&self) -> u64 {
+        match self.fragment_ttl_ns {
+            0 => Config::DEFAULT.fragment_ttl_ns,
+            ttl => ttl,
+        }
+    }
+
+    /// What later fragments without their first fragment get.
+    #[inline(always)]
+    pub const fn orphan_policy(&self) -> OrphanPolicy {
+        if self.orphan_fragments == OrphanPolicy::Drop as u8 {
+            OrphanPolicy::Drop
+        } else {
+            OrphanPolicy::Pass
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] integers with explicit padding: every bit pattern is valid.
+    unsafe impl aya::Pod for super::Config {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_lifetimes_mean_the_defaults() {
+        let zeroed = Config {
+            solicited_ttl_ns: 0,
+            fragment_ttl_ns: 0,
+            ..Config::DEFAULT
+        };
+        assert_eq!(zeroed.solicited_lifetime_ns(), 10_000_000_000);
+        assert_eq!(zeroed.fragment_lifetime_ns(), 2_000_000_000);
+        let set = Config {
+            solicited_ttl_ns: 7,
+            fragment_ttl_ns: 9,
+            ..Config::DEFAULT
+        };
+        assert_eq!(set.solicited_lifetime_ns(), 7);
+        assert_eq!(set.fragment_lifetime_ns(), 9);
+    }
+
+    #[test]
+    fn only_the_drop_value_drops_orphans() {
+        for (value, policy) in [
+            (0, OrphanPolicy::Pass),
+            (1, OrphanPolicy::Drop),
+            (2, OrphanPolicy::Pass),
+        ] {
+            let config = Config {
+                orphan_fragments: value,
+                ..Config::DEFAULT
+            };
+            assert_eq!(config.orphan_policy(), policy, "{value}");
+        }
+    }
+}
