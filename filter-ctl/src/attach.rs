@@ -17,7 +17,10 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use filter_common::{map, program, report::{EgressHook, XdpMode}};
+use filter_common::{
+    map, program,
+    report::{EgressHook, XdpMode},
+};
 use nix::errno::Errno;
 
 use crate::{
