@@ -153,7 +153,7 @@ pub enum Level {
 pub fn slips(slip: u8, random: u32) -> bool {
     // max(1): no division by zero, not even one LLVM cannot rule out
     // (its panic path would not load as BPF).
-    slip != 0 && random % u32::from(slip.max(1)) == 0
+    slip != 0 && random.is_multiple_of(u32::from(slip.max(1)))
 }
 
 #[cfg(test)]

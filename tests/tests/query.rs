@@ -113,7 +113,10 @@ fn a_source_gets_its_burst_then_is_dropped_and_refills() {
     let frame = dns4(addr::ATTACKER_V4, &query_message(1, "example.com.", true)).build();
     let before = filter.counts();
     let verdicts: Vec<u32> = (0..8).map(|_| filter.ingress(&frame.bytes)).collect();
-    assert_eq!(verdicts, [[XDP_PASS; 5].as_slice(), &[XDP_DROP; 3]].concat());
+    assert_eq!(
+        verdicts,
+        [[XDP_PASS; 5].as_slice(), &[XDP_DROP; 3]].concat()
+    );
     filter.assert_moved(
         &before,
         &[
@@ -123,7 +126,11 @@ fn a_source_gets_its_burst_then_is_dropped_and_refills() {
         "burst of 5",
     );
     // Another source has its own bucket.
-    let other = dns4(v4(198, 51, 100, 7), &query_message(2, "example.com.", false)).build();
+    let other = dns4(
+        v4(198, 51, 100, 7),
+        &query_message(2, "example.com.", false),
+    )
+    .build();
     assert_eq!(filter.ingress(&other.bytes), XDP_PASS);
     // 10/s: after 350 ms, 3 more (the coarse clock may add or take one).
     thread::sleep(Duration::from_millis(350));
@@ -132,7 +139,10 @@ fn a_source_gets_its_burst_then_is_dropped_and_refills() {
         filter.ingress(&frame.bytes);
     }
     let passed = moved(&before, &filter.counts(), Reason::PassDnsQuery);
-    assert!((2..=5).contains(&passed), "{passed} passed after 350 ms at 10/s");
+    assert!(
+        (2..=5).contains(&passed),
+        "{passed} passed after 350 ms at 10/s"
+    );
 }
 
 #[test]
@@ -221,9 +231,15 @@ fn the_slip_share_is_one_in_n() {
     let passed = moved(&before, &after, Reason::PassDnsQuery);
     assert!(passed <= 3, "{passed} passed");
     assert_eq!(moved(&before, &after, Reason::TxDnsTruncated), tx);
-    assert_eq!(moved(&before, &after, Reason::DropDnsQuerySource), runs - passed - tx);
+    assert_eq!(
+        moved(&before, &after, Reason::DropDnsQuerySource),
+        runs - passed - tx
+    );
     // 1 in 2 of 2000: 1000, the binomial's 5 sigma is 112.
-    assert!((880..=1120).contains(&tx), "{tx} of {runs} slipped at slip 2");
+    assert!(
+        (880..=1120).contains(&tx),
+        "{tx} of {runs} slipped at slip 2"
+    );
 
     filter.set(&[("dns_slip", "1")]);
     assert!((0..50).all(|_| filter.ingress(&frame.bytes) == XDP_TX));
@@ -248,7 +264,10 @@ fn parse_reply(reply: &[u8], l3: usize) -> Message {
 fn check_slip_reply(filter: &Filter, query: &Frame, expect_opt: bool) -> Vec<u8> {
     let (verdict, reply) = filter.ingress_output(&query.bytes);
     assert_eq!(verdict, XDP_TX);
-    assert!(reply.len() <= query.bytes.len(), "never larger than the query");
+    assert!(
+        reply.len() <= query.bytes.len(),
+        "never larger than the query"
+    );
     assert_eq!(&reply[0..6], &query.bytes[6..12], "destination MAC");
     assert_eq!(&reply[6..12], &query.bytes[0..6], "source MAC");
     // The link headers are kept, but for a PPPoE session header's length
@@ -261,10 +280,20 @@ fn check_slip_reply(filter: &Filter, query: &Frame, expect_opt: bool) -> Vec<u8>
     }
     assert_eq!(&reply[12..query.l3], &link, "tags kept");
     let (l3, l4) = (query.l3, query.l4.unwrap());
-    let (src_at, addr_len) = if reply[l3] >> 4 == 4 { (12, 4) } else { (8, 16) };
+    let (src_at, addr_len) = if reply[l3] >> 4 == 4 {
+        (12, 4)
+    } else {
+        (8, 16)
+    };
     let (src, dst) = (l3 + src_at, l3 + src_at + addr_len);
-    assert_eq!(&reply[src..src + addr_len], &query.bytes[dst..dst + addr_len]);
-    assert_eq!(&reply[dst..dst + addr_len], &query.bytes[src..src + addr_len]);
+    assert_eq!(
+        &reply[src..src + addr_len],
+        &query.bytes[dst..dst + addr_len]
+    );
+    assert_eq!(
+        &reply[dst..dst + addr_len],
+        &query.bytes[src..src + addr_len]
+    );
     assert_eq!(&reply[l4..l4 + 2], &query.bytes[l4 + 2..l4 + 4], "ports");
     assert_eq!(&reply[l4 + 2..l4 + 4], &query.bytes[l4..l4 + 2]);
 
@@ -445,9 +474,7 @@ fn ntp_client_requests_are_limited_control_dropped_others_untouched() {
         .udp(40123, 1123)
         .payload(&payload)
         .build();
-    let verdicts: Vec<u32> = (0..3)
-        .map(|_| filter.ingress(&moved_port.bytes))
-        .collect();
+    let verdicts: Vec<u32> = (0..3).map(|_| filter.ingress(&moved_port.bytes)).collect();
     assert_eq!(verdicts, [XDP_PASS, XDP_PASS, XDP_DROP]);
 }
 
