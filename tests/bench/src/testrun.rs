@@ -438,7 +438,47 @@ pub fn classes() -> Vec<Class> {
                 syn(false),
             )
         },
+        // Issue 12, the limits on inbound DNS requests. (The slip reply has
+        // no class yet: repeated runs of BPF_PROG_TEST_RUN work on the frame
+        // the previous run left, which after the first run is the reply.)
+        Class {
+            settings: &[
+                ("dns_query_source_rate", "1000000"),
+                ("dns_query_source_burst", "1000000"),
+                ("dns_query_prefix_rate", "1000000"),
+                ("dns_query_prefix_burst", "1000000"),
+                ("dns_query_global_rate", "1000000"),
+                ("dns_query_global_burst", "1000000"),
+            ],
+            ..plain(
+                "dns_query_under_v4",
+                "DNS query to our server within its limits, IPv4",
+                Reason::PassDnsQuery,
+                query_to_our_server(),
+            )
+        },
+        Class {
+            settings: &[
+                ("dns_query_source_rate", "1"),
+                ("dns_query_source_burst", "1"),
+                ("dns_slip", "0"),
+            ],
+            ..plain(
+                "dns_query_over_v4",
+                "DNS query to our server over its source limit, IPv4",
+                Reason::DropDnsQuerySource,
+                query_to_our_server(),
+            )
+        },
     ]
+}
+
+/// A DNS query from outside to our server (port 53).
+fn query_to_our_server() -> Frame {
+    PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+        .udp(40000, 53)
+        .payload(&dns_message(0x4242, false, 17))
+        .build()
 }
 
 /// The summary of one class.
