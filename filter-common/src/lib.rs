@@ -124,12 +124,14 @@ pub mod map {
     pub const QUERY_PREFIXES: &str = "QUERY_PREFIXES";
     pub const QUERY_GLOBAL: &str = "QUERY_GLOBAL";
     /// Program array with the slip program (see [`crate::program::SLIP`]),
-    /// filled at load; like SLIP_PLAN (a per-CPU scratch value of one
-    /// packet's run) never pinned: each load has its own.
+    /// filled at load. Pinned: the kernel empties a program array when no
+    /// user-space reference to it is left, and the tail call would then
+    /// find nothing. (SLIP_PLAN, a per-CPU scratch value of one packet's
+    /// run, is never pinned.)
     pub const SLIP_PROGRAM: &str = "SLIP_PROGRAM";
     /// Every map the object defines and pins, in the order `status` shows
     /// them.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 27] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -156,6 +158,7 @@ pub mod map {
         QUERY_SOURCES,
         QUERY_PREFIXES,
         QUERY_GLOBAL,
+        SLIP_PROGRAM,
     ];
 }
 

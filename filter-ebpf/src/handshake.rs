@@ -50,7 +50,10 @@ pub fn is_service(port: u16) -> bool {
 #[inline(always)]
 fn mark_service(port: u16) {
     if let Some(ports) = SERVICE_PORTS.get_ptr_mut(0) {
-        let byte = usize::from(port);
+        // Linux 6.1's verifier knows nothing of a byte swap's result: a
+        // 2-byte load bounds the index to 0..=65535 (as config::port_class).
+        // SAFETY: reads a local that lives for the whole call.
+        let byte = usize::from(unsafe { core::ptr::read_volatile(&port) });
         // SAFETY: a valid element of the array map; one byte, read and
         // written by value.
         unsafe {
