@@ -43,6 +43,10 @@ static CONN_PENDING: Array<u64> = Array::with_max_entries(PENDING_SLOTS, BPF_F_M
 /// The connection limit of our TCP `port`; 0 = none.
 #[inline(always)]
 pub fn limit(port: u16) -> u16 {
+    // Linux 6.1's verifier knows nothing of a byte swap's result: a 2-byte
+    // load bounds the index to 0..=65535 (as config::port_class).
+    // SAFETY: reads a local that lives for the whole call.
+    let port = unsafe { core::ptr::read_volatile(&port) };
     CONN_LIMITS.get(0).map_or(0, |limits| limits.limit(port))
 }
 

@@ -40,6 +40,9 @@ static SERVICE_PORTS: Array<ServicePorts> = Array::with_max_entries(1, 0);
 /// service: egress has seen the port send a SYN-ACK.
 #[inline(always)]
 pub fn is_service(port: u16) -> bool {
+    // Bounded for Linux 6.1's verifier, as in mark_service.
+    // SAFETY: reads a local that lives for the whole call.
+    let port = unsafe { core::ptr::read_volatile(&port) };
     SERVICE_PORTS
         .get(0)
         .is_some_and(|ports| ports.is_service(port))
