@@ -237,8 +237,15 @@ fn walk_question(ctx: &XdpContext, plan: &Plan) -> Option<()> {
 
 #[inline(always)]
 fn rewrite(ctx: &XdpContext, plan: &Plan) -> Option<()> {
-    let (l3, l4) = (usize::from(plan.l3), usize::from(plan.l4));
-    let (pppoe, question_end) = (usize::from(plan.pppoe), usize::from(plan.question_end));
+    // Masked before they are checked: Linux 6.1's verifier learns nothing
+    // from a packet bounds check on a pointer whose offset may exceed
+    // 0xffff, and LLVM keeps the u16 read's 0..=65535. The masks are wider
+    // than every limit below, so they never change a planned value.
+    let (l3, l4) = (usize::from(plan.l3 & 0x7f), usize::from(plan.l4 & 0x3ff));
+    let (pppoe, question_end) = (
+        usize::from(plan.pppoe & 0x7f),
+        usize::from(plan.question_end & 0x3ff),
+    );
     let message = l4 + UDP_HDR_LEN;
     // The plan came from the packet, but the verifier knows nothing of a
     // map value: bound every offset again, by constants it can use.
