@@ -365,8 +365,10 @@ fn words_sum(packet: &Packet, from: usize, to: usize) -> Option<u64> {
         // is read with the byte before it, at an offset LLVM cannot see is
         // `to - 2`: it would check `to` against the end and read at -1 from
         // there, which the verifier refuses.
+        // The mask (wider than any reply) keeps the offset non-negative for
+        // Linux 6.1's verifier, which cannot see that `to` is at least 2.
         // SAFETY: reads a local that lives for the whole call.
-        let last_pair = unsafe { core::ptr::read_volatile(&(to - 2)) };
+        let last_pair = unsafe { core::ptr::read_volatile(&(to - 2)) } & 0x3ff;
         sum += u64::from(packet.be16_at(last_pair)? & 0xff) << 8;
     }
     Some(sum)
