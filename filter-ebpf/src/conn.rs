@@ -26,6 +26,8 @@ use filter_common::{
     handshake::FlowKey,
 };
 
+use crate::config;
+
 #[map]
 static CONN_LIMITS: Array<ConnLimits> = Array::with_max_entries(1, 0);
 
@@ -43,6 +45,7 @@ static CONN_PENDING: Array<u64> = Array::with_max_entries(PENDING_SLOTS, BPF_F_M
 /// The connection limit of our TCP `port`; 0 = none.
 #[inline(always)]
 pub fn limit(port: u16) -> u16 {
+    let port = config::bounded_port(port);
     CONN_LIMITS.get(0).map_or(0, |limits| limits.limit(port))
 }
 
