@@ -19,6 +19,7 @@ pub mod config;
 pub mod expiry;
 pub mod fragments;
 pub mod hash;
+pub mod layout;
 pub mod lists;
 pub mod ports;
 pub mod prefix;
@@ -74,11 +75,16 @@ pub mod map {
     pub const ALLOW_V6: &str = "ALLOW_V6";
     pub const DENY_V4: &str = "DENY_V4";
     pub const DENY_V6: &str = "DENY_V6";
+    /// The second copy of each list's tries (see [`crate::lists::COPY_SLOTS`]).
+    pub const ALLOW_V4_B: &str = "ALLOW_V4_B";
+    pub const ALLOW_V6_B: &str = "ALLOW_V6_B";
+    pub const DENY_V4_B: &str = "DENY_V4_B";
+    pub const DENY_V6_B: &str = "DENY_V6_B";
     /// Array of u32, one per list trie (see [`crate::lists::IN_USE_ALLOW_V4`]):
     /// nonzero when the trie may hold entries.
     pub const LISTS_IN_USE: &str = "LISTS_IN_USE";
     /// Every map the object defines, in the order `status` shows them.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 18] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -93,6 +99,10 @@ pub mod map {
         DENY_V4,
         DENY_V6,
         LISTS_IN_USE,
+        ALLOW_V4_B,
+        ALLOW_V6_B,
+        DENY_V4_B,
+        DENY_V6_B,
     ];
 }
 

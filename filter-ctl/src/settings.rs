@@ -1,8 +1,16 @@
 //! The settings maps of a filter: `CONFIG` (one [`Config`]) and
-//! `WATCHED_PORTS` (one [`WatchedPorts`]), read into and written from
-//! [`Settings`]. The keys, their values and their checks are the table in
-//! `filter_common::settings`; this module only moves them in and out of the
-//! kernel.
+//! `WATCHED_PORTS` (two [`WatchedPorts`], the live one and a spare), read
+//! into and written from [`Settings`]. The keys, their values and their
+//! checks are the table in `filter_common::settings`; this module only
+//! moves them in and out of the kernel.
+//!
+//! A change takes effect in one write, so that the programs, and whoever
+//! looks after a filter-ctl killed halfway, see the old settings or the new
+//! ones, never a mix: new ports go into the spare element, then the one
+//! write of the config switches `ports_slot` to it along with every other
+//! changed key. Changes run under the interface's lock
+//! ([`crate::pins::IfacePins::lock`]), so two at once cannot lose each
+//! other's keys.
 
 use std::{
     borrow::{Borrow, BorrowMut},
@@ -20,7 +28,7 @@ use filter_common::{
     settings::{Assignment, Settings},
 };
 
-use crate::pins::IfacePins;
+use crate::{fault, pins::IfacePins};
 
 /// The two settings maps of a pinned filter (`MapData`) or of a loaded
 /// object (`&mut MapData`).
@@ -63,7 +71,7 @@ impl<T: Borrow<MapData>> SettingsMaps<T> {
         let config = self.config.get(&0, 0).context("reading the config map")?;
         let ports = Box::new(
             self.ports
-                .get(&0, 0)
+                .get(&config.ports_slot(), 0)
                 .context("reading the watched ports map")?,
         );
         Ok(Settings::from_maps(config, &ports))
@@ -75,18 +83,21 @@ impl<T: BorrowMut<MapData>> SettingsMaps<T> {
     /// changed: all or nothing. Returns the new settings.
     pub fn apply(&mut self, assignments: &[Assignment]) -> anyhow::Result<Settings> {
         let live = self.read()?;
-        let next = live.with(assignments)?;
+        let mut next = live.with(assignments)?;
+        let classes = next.watched_ports();
+        if *classes != *live.watched_ports() {
+            let spare = 1 - live.config.ports_slot();
+            self.ports
+                .set(spare, &*classes, 0)
+                .context("writing the watched ports map")?;
+            fault::point("set: ports written");
+            next.config.ports_slot = spare as u8;
+        }
         if next.config != live.config {
             self.config
                 .set(0, &next.config, 0)
                 .context("writing the config map")?;
-        }
-        let classes = next.watched_ports();
-        if *classes != *live.watched_ports() {
-            // One write: the programs see each port's old class or its new one.
-            self.ports
-                .set(0, &*classes, 0)
-                .context("writing the watched ports map")?;
+            fault::point("set: config written");
         }
         Ok(next)
     }
@@ -100,12 +111,12 @@ impl<T: BorrowMut<MapData>> SettingsMaps<T> {
             syn_hash_seed: random_seed()?,
             ..defaults.config
         };
+        self.ports
+            .set(config.ports_slot(), &*defaults.watched_ports(), 0)
+            .context("writing the watched ports map")?;
         self.config
             .set(0, &config, 0)
             .context("writing the config map")?;
-        self.ports
-            .set(0, &*defaults.watched_ports(), 0)
-            .context("writing the watched ports map")?;
         Ok(())
     }
 }
