@@ -130,6 +130,21 @@ pub fn attach(
     let _lock = pins
         .lock(true)?
         .ok_or_else(|| anyhow!("{} vanished while being created", pins.dir().display()))?;
+    attach_locked(&pins, iface, choice, settings).inspect_err(|_| {
+        // A refused attach leaves no empty pin directory behind.
+        if fs::read_dir(pins.dir()).is_ok_and(|mut entries| entries.next().is_none()) {
+            let _ = pins.remove_all();
+        }
+    })
+}
+
+fn attach_locked(
+    pins: &IfacePins,
+    iface: &Interface,
+    choice: ModeChoice,
+    settings: &[Assignment],
+) -> anyhow::Result<AttachReport> {
+    let pins = pins.clone();
     finish_interrupted(&pins)?;
     let health = health(&pins)?;
     if let LinkState::Elsewhere { ifindex, name } = &health.xdp {
@@ -176,9 +191,9 @@ pub fn attach(
         };
         link_anew(&pins, iface, &mut ebpf, &fresh, choice, outcome)?
     } else if fresh.is_empty() {
-        swap_programs(&pins, iface, &mut ebpf, Outcome::Replaced)?
+        swap_programs(&pins, iface, &mut ebpf, health.egress.is_attached())?
     } else {
-        upgrade(&pins, iface, &mut ebpf)?
+        upgrade(&pins, iface, &mut ebpf, health.egress.is_attached())?
     };
     report.carried = carried;
     let now = crate::health::health(&pins)?;
@@ -501,7 +516,7 @@ fn fill_fresh_maps(
         let mut ports = maps.ports;
         let defaults = filter_common::settings::Settings::default();
         ports.set(slot, &*defaults.watched_ports(), 0)?;
-        log::warn!("WATCHED_PORTS was lost: the default watched ports are written");
+        log::info!("WATCHED_PORTS made anew: the default watched ports are written");
     }
     Ok(carried)
 }
@@ -577,14 +592,20 @@ fn link_anew(
 }
 
 /// Swaps the loaded programs into the pinned links: egress first, then XDP.
-/// The maps are the pinned ones.
+/// The maps are the pinned ones. An egress that is not attached (its pin
+/// was removed, or an attach was interrupted) is attached anew.
 fn swap_programs(
     pins: &IfacePins,
     iface: &Interface,
     ebpf: &mut Ebpf,
-    outcome: Outcome,
+    egress_attached: bool,
 ) -> anyhow::Result<AttachReport> {
-    let tc_program_id = replace_egress(pins, iface, ebpf, pins)?;
+    let tc_program_id = if egress_attached {
+        replace_egress(pins, iface, ebpf, pins)?
+    } else {
+        let egress = attach_egress(ebpf, iface)?;
+        egress.pin(pins, tc_program(ebpf)?)?
+    };
     fault::point("attach: egress replaced");
     let (mode, link) = pins
         .find_xdp_link()
@@ -600,7 +621,7 @@ fn swap_programs(
     Ok(AttachReport {
         iface: iface.name.clone(),
         mode,
-        outcome,
+        outcome: Outcome::Replaced,
         native_unavailable: None,
         xdp_program_id: xdp.info()?.id(),
         tc_program_id,
@@ -644,7 +665,12 @@ fn replace_egress(
 /// documentation. The staging directory gets every pin of the new filter,
 /// the links included (pinned twice meanwhile); the programs are swapped
 /// into the links; then one rename exchange makes it the live directory.
-fn upgrade(pins: &IfacePins, iface: &Interface, ebpf: &mut Ebpf) -> anyhow::Result<AttachReport> {
+fn upgrade(
+    pins: &IfacePins,
+    iface: &Interface,
+    ebpf: &mut Ebpf,
+    egress_attached: bool,
+) -> anyhow::Result<AttachReport> {
     let staging = pins.staging();
     staging.remove_all()?;
     fs::create_dir(staging.dir())
@@ -663,14 +689,19 @@ fn upgrade(pins: &IfacePins, iface: &Interface, ebpf: &mut Ebpf) -> anyhow::Resu
     pinned_link(&xdp_link)?
         .pin(staging.xdp_link(mode))
         .context("pinning the XDP link in the staging directory")?;
-    if pins.tc_link().exists() {
+    if egress_attached && pins.tc_link().exists() {
         pinned_link(&pins.tc_link())?
             .pin(staging.tc_link())
             .context("pinning the egress link in the staging directory")?;
     }
     fault::point("upgrade: staged");
 
-    let tc_program_id = replace_egress(pins, iface, ebpf, &staging)?;
+    let tc_program_id = if egress_attached {
+        replace_egress(pins, iface, ebpf, &staging)?
+    } else {
+        let egress = attach_egress(ebpf, iface)?;
+        egress.pin(&staging, tc_program(ebpf)?)?
+    };
     fault::point("upgrade: egress replaced");
     let xdp = xdp_program(ebpf)?;
     let link_id = xdp

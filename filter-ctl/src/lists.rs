@@ -315,6 +315,16 @@ pub fn live_entries<T: Borrow<MapData>, K: Pod>(
         .count()
 }
 
+/// An entry as `list` shows it.
+fn listed(cidr: Cidr, entry: &ListEntry, now_ns: u64) -> ListedEntry {
+    ListedEntry {
+        cidr: cidr.0,
+        expires_in_ms: (entry.expires_ns != 0)
+            .then(|| entry.expires_ns.saturating_sub(now_ns) / 1_000_000),
+        reason: ListSource::from_u8(entry.source),
+    }
+}
+
 /// Every entry of one copy, IPv4 first, in trie order.
 fn copy_entries<T: Borrow<MapData>>(tries: &Tries<T>) -> anyhow::Result<Vec<(Cidr, ListEntry)>> {
     let cidr = |addr: IpAddr, len: u32| -> anyhow::Result<Cidr> {
@@ -375,12 +385,7 @@ impl<T: Borrow<MapData>> ListMaps<T> {
         live.sort_by_key(|(cidr, _)| *cidr);
         Ok(live
             .into_iter()
-            .map(|(cidr, entry)| ListedEntry {
-                cidr: cidr.0,
-                expires_in_ms: (entry.expires_ns != 0)
-                    .then(|| (entry.expires_ns - now_ns) / 1_000_000),
-                reason: ListSource::from_u8(entry.source),
-            })
+            .map(|(cidr, entry)| listed(cidr, &entry, now_ns))
             .collect())
     }
 }
@@ -539,25 +544,52 @@ fn open_for_change(pins: &IfacePins, list: List) -> anyhow::Result<ListMaps<MapD
     ListMaps::open(pins, list)
 }
 
+/// What a list change did: the named prefixes as the list now holds them
+/// (none after a `del`), and how many entries the list holds.
+#[derive(Debug)]
+pub struct Changed {
+    pub entries: Vec<ListedEntry>,
+    /// Prefixes named (each once).
+    pub named: usize,
+    pub total: usize,
+}
+
+impl Changed {
+    fn of(cidrs: &[Cidr], now: &BTreeMap<Cidr, ListEntry>, now_ns: u64) -> Self {
+        let named: std::collections::BTreeSet<&Cidr> = cidrs.iter().collect();
+        let entries = named
+            .iter()
+            .filter_map(|cidr| now.get(cidr).map(|entry| listed(**cidr, entry, now_ns)))
+            .collect();
+        Self {
+            entries,
+            named: named.len(),
+            total: now.len(),
+        }
+    }
+}
+
 /// `filter-ctl allow|deny add`; the caller holds the interface's lock.
-/// Returns the list's live entries.
 pub fn add(
     pins: &IfacePins,
     list: List,
     cidrs: &[Cidr],
     lasting: Option<Duration>,
-) -> anyhow::Result<Vec<ListedEntry>> {
+) -> anyhow::Result<Changed> {
     let mut maps = open_for_change(pins, list)?;
-    maps.add(cidrs, lasting, ListSource::Operator, now_ns())?;
-    maps.entries(now_ns())
+    let now = now_ns();
+    let entries = maps.add(cidrs, lasting, ListSource::Operator, now)?;
+    Ok(Changed::of(cidrs, &entries, now))
 }
 
 /// `filter-ctl allow|deny del`; the caller holds the interface's lock.
-pub fn del(pins: &IfacePins, list: List, cidrs: &[Cidr]) -> anyhow::Result<Vec<ListedEntry>> {
+pub fn del(pins: &IfacePins, list: List, cidrs: &[Cidr]) -> anyhow::Result<Changed> {
     let mut maps = open_for_change(pins, list)?;
-    maps.remove(cidrs, now_ns())
+    let now = now_ns();
+    let entries = maps
+        .remove(cidrs, now)
         .with_context(|| format!("on the {} list", list.name()))?;
-    maps.entries(now_ns())
+    Ok(Changed::of(cidrs, &entries, now))
 }
 
 /// `filter-ctl allow|deny list`: reads only.

@@ -407,7 +407,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 const SHOWN_CHANGES: usize = 20;
 
 fn list_command(pin_root: &Path, list: List, action: ListAction) -> anyhow::Result<()> {
-    let (target, cidrs, verb, entries) = match action {
+    let (target, verb, changed) = match action {
         ListAction::List { target, output } => {
             let entries = lists::list(&target.attached(pin_root)?, list)?;
             return output.print(&entries, || {
@@ -439,34 +439,30 @@ fn list_command(pin_root: &Path, list: List, action: ListAction) -> anyhow::Resu
                 }
             }
             let (_lock, pins) = target.for_change(pin_root)?;
-            let entries = lists::add(&pins, list, &cidrs, lasting)?;
-            (target, cidrs, "added", entries)
+            let changed = lists::add(&pins, list, &cidrs, lasting)?;
+            (target, "added", changed)
         }
         ListAction::Del { target, cidrs } => {
             let (_lock, pins) = target.for_change(pin_root)?;
-            let entries = lists::del(&pins, list, &cidrs)?;
-            (target, cidrs, "removed", entries)
+            let changed = lists::del(&pins, list, &cidrs)?;
+            (target, "removed", changed)
         }
     };
     // What changed, not the whole list: it may hold 65,536 entries per family.
-    let changed: std::collections::BTreeSet<Cidr> = cidrs.into_iter().collect();
     let out = &mut std::io::stdout().lock();
-    if verb == "added" && changed.len() <= SHOWN_CHANGES {
-        for entry in entries
-            .iter()
-            .filter(|e| changed.contains(&Cidr::from_net(e.cidr)))
-        {
+    if changed.entries.len() <= SHOWN_CHANGES {
+        for entry in &changed.entries {
             writeln!(out, "{}", lists::describe(entry))?;
         }
     }
     writeln!(
         out,
         "{verb} {} prefix{}; the {} list of {} holds {} (`filter-ctl {} list --iface {}` shows them)",
-        changed.len(),
-        if changed.len() == 1 { "" } else { "es" },
+        changed.named,
+        if changed.named == 1 { "" } else { "es" },
         list.name(),
         target.iface,
-        entries.len(),
+        changed.total,
         list.name(),
         target.iface
     )?;
