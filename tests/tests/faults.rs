@@ -23,206 +23,23 @@
 //! the end even when the test fails.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr},
     os::unix::fs::MetadataExt as _,
     path::PathBuf,
-    process::{Command, ExitStatus},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use filter_common::report::{LinkState, Status};
 use harness::{
-    ctl::{FilterCtl, fault::Running},
-    fixture::FilterLab,
-    kernel,
-    lab::{LAN_IF, WAN_IF, addr},
-    names::TEST_PREFIX,
-    netns::{Mac, Netns},
-    packet::PacketBuilder,
-    process,
-    servers::real::{self, Servers},
-    traffic::sender::RawSender,
+    ctl::FilterCtl, kernel, lab::WAN_IF, names::TEST_PREFIX, netns::Netns, packet::PacketBuilder,
+    process, traffic::sender::RawSender,
 };
 use nix::sys::signal::Signal;
-use rand::RngExt as _;
-
-/// The lab with an attacker's raw socket (the probes) and, for the tests of
-/// attach, the real DNS server (lookups prove egress records queries).
-struct Lab {
-    /// Dropped after the filter is detached, before the namespaces go.
-    _servers: Option<Servers>,
-    probe: RawSender,
-    gw_mac: Mac,
-    lab: FilterLab,
-}
-
-impl std::ops::Deref for Lab {
-    type Target = FilterLab;
-
-    fn deref(&self) -> &FilterLab {
-        &self.lab
-    }
-}
-
-fn lab(with_servers: bool) -> Lab {
-    let mut lab = FilterLab::build();
-    lab.topo.add_wan_host().expect("adding the prober");
-    let probe = RawSender::open(&lab.topo.wan_hosts[0], LAN_IF).expect("raw socket");
-    let gw_mac = lab.gw().mac(WAN_IF).unwrap();
-    let servers = with_servers.then(|| Servers::start(&lab.topo.internet).expect("servers"));
-    Lab {
-        _servers: servers,
-        probe,
-        gw_mac,
-        lab,
-    }
-}
-
-/// A spoofed source in the lab's 198.19.0.0/16 (counted as `spoofed4`).
-fn spoofed4(n: u16) -> Ipv4Addr {
-    let [a, b] = n.to_be_bytes();
-    Ipv4Addr::new(198, 19, a, b)
-}
-
-/// A spoofed source in the lab's 2001:db8:bad::/48 (counted as `spoofed6`).
-fn spoofed6(n: u16) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, n)
-}
-
-/// The payload of a DNS response (QR set) with id 0x4242.
-const DNS_RESPONSE: [u8; 12] = [0x42, 0x42, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0];
-
-impl Lab {
-    /// Sends one UDP datagram from each source (port `sport`, a DNS
-    /// response's payload) to the gateway; how many reached its stack.
-    fn probe(&self, sources: &[IpAddr], sport: u16) -> u64 {
-        let before = self.topo.stack_counters().unwrap();
-        for src in sources {
-            let builder = match src {
-                IpAddr::V4(v4) => PacketBuilder::ipv4(*v4, addr::GW_WAN4),
-                IpAddr::V6(v6) => PacketBuilder::ipv6(*v6, addr::GW_WAN6),
-            };
-            let frame = builder
-                .macs(self.probe.mac().0, self.gw_mac.0)
-                .udp(sport, 40_000)
-                .payload(&DNS_RESPONSE)
-                .build();
-            self.probe.send(&frame.bytes).expect("sending a probe");
-        }
-        thread::sleep(Duration::from_millis(60));
-        let delta = self.topo.stack_counters().unwrap().since(&before);
-        delta.packets("spoofed4") + delta.packets("spoofed6")
-    }
-
-    /// One real lookup from the gateway: proves egress records queries (an
-    /// XDP program without egress drops the answer as unsolicited).
-    fn lookup_works(&self) -> bool {
-        real::dig(self.gw(), addr::SERVER4.into(), false).is_ok()
-    }
-}
-
-/// How a round ended: the command was killed at a fault point, or
-/// (random delays) had already ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Ending {
-    Killed,
-    Finished,
-}
-
-/// Runs `args` and kills it at fault point `k` (`Some`), or after `delay`.
-fn kill_at(
-    ctl: &FilterCtl,
-    ns: &Netns,
-    args: &[&str],
-    k: Option<usize>,
-    delay: Duration,
-) -> Ending {
-    let stop = k.map(|k| k.to_string());
-    let mut running = ctl
-        .start(ns, args, stop.as_deref())
-        .expect("starting filter-ctl");
-    if k.is_some() {
-        assert!(
-            running.wait_stopped().expect("waiting for the stop"),
-            "{args:?} ended before fault point {k:?}"
-        );
-        assert_eq!(running.kill().unwrap().code(), None);
-        return Ending::Killed;
-    }
-    thread::sleep(delay);
-    ended_or_killed(running)
-}
-
-fn ended_or_killed(running: Running) -> Ending {
-    let status: ExitStatus = running.kill().unwrap();
-    if status.code().is_some() {
-        assert!(status.success(), "the command failed on its own: {status}");
-        Ending::Finished
-    } else {
-        Ending::Killed
-    }
-}
-
-/// The points a command passes (a dry run), and how long it took.
-fn points_of(ctl: &FilterCtl, ns: &Netns, args: &[&str]) -> (Vec<String>, Duration) {
-    let started = Instant::now();
-    let (out, points) = ctl.fault_points(ns, args).unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!points.is_empty(), "{args:?} passes no fault point");
-    (points, started.elapsed())
-}
-
-/// A random delay up to a little more than the command's run.
-fn random_delay(took: Duration) -> Duration {
-    took.mul_f64(rand::rng().random_range(0.0..1.2))
-}
-
-/// The rounds of one test: the points it stopped at (in order) and how
-/// each round ended, printed at the end.
-#[derive(Default)]
-struct Tally {
-    points: Vec<String>,
-    killed_at_points: usize,
-    killed_between: usize,
-    finished: usize,
-    old: usize,
-    new: usize,
-}
-
-impl Tally {
-    fn record(&mut self, ending: Ending, at_point: bool, was_new: bool) {
-        match (ending, at_point) {
-            (Ending::Killed, true) => self.killed_at_points += 1,
-            (Ending::Killed, false) => self.killed_between += 1,
-            (Ending::Finished, _) => self.finished += 1,
-        }
-        if was_new {
-            self.new += 1;
-        } else {
-            self.old += 1;
-        }
-    }
-
-    fn print(&self, what: &str) {
-        println!(
-            "{what}: {} fault points ({}); killed at {} points and {} times between them, {} \
-             rounds ended before the kill; outcome: old state {} times, new state {} times, \
-             never a mix",
-            self.points.len(),
-            self.points.join(", "),
-            self.killed_at_points,
-            self.killed_between,
-            self.finished,
-            self.old,
-            self.new
-        );
-    }
-}
+use tests::faults::{
+    Ending, Lab, Tally, kill_at, lab, points_of, random_delay, spoofed4, spoofed6,
+};
 
 const RANDOM_ROUNDS: usize = 12;
 

@@ -13,7 +13,7 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     time::SystemTime,
 };
 
@@ -164,10 +164,10 @@ fn newest_source(workspace: &Path) -> Option<(SystemTime, PathBuf)> {
 }
 
 /// filter-ctl with a pin root of its own, removed (with whatever is pinned
-/// there, which detaches it) when this is dropped.
+/// there, which detaches it) when the last driver using it is dropped.
 pub struct FilterCtl {
     binary: PathBuf,
-    pin_root: BpffsDir,
+    pin_root: Arc<BpffsDir>,
 }
 
 impl FilterCtl {
@@ -180,7 +180,16 @@ impl FilterCtl {
     pub fn with_binary(binary: PathBuf, pin_prefix: &str) -> Self {
         Self {
             binary,
-            pin_root: BpffsDir::unique(pin_prefix),
+            pin_root: Arc::new(BpffsDir::unique(pin_prefix)),
+        }
+    }
+
+    /// Another binary (another build of filter-ctl) on the same pin root:
+    /// the upgrade tests attach one over the other.
+    pub fn with_binary_at(&self, binary: PathBuf) -> Self {
+        Self {
+            binary,
+            pin_root: Arc::clone(&self.pin_root),
         }
     }
 
