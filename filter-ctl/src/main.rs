@@ -569,19 +569,22 @@ fn print_man_page() -> anyhow::Result<()> {
         page.render_options_section(out)?;
     }
     let mut roff = Roff::new();
-    roff.control("SH", ["SETTINGS"]).text([roman(
-        "The keys of set, of apply and attach --config files (TOML), and of config.",
-    )]);
+    // Left-adjusted: a justified line next to a long unbreakable value (the
+    // amplifier ports' default) is spread over the whole width.
+    roff.control("SH", ["SETTINGS"])
+        .control("ad", ["l"])
+        .text([roman(
+            "The keys of set, of apply and attach --config files (TOML), and of config.",
+        )]);
     let defaults = Settings::default();
     for setting in SETTINGS {
+        // The tag holds no space (a default there was spread over the
+        // width); the default has a line of its own below the text.
         roff.control("TP", [] as [&str; 0])
-            .text([
-                bold(setting.key()),
-                roman("="),
-                italic(setting.allowed()),
-                roman(format!(" (default: {})", setting.show(&defaults))),
-            ])
-            .text([roman(setting.help())]);
+            .text([bold(setting.key()), roman("="), italic(setting.allowed())])
+            .text([roman(setting.help())])
+            .control("br", [] as [&str; 0])
+            .text([roman(format!("default: {}", setting.show(&defaults)))]);
     }
     roff.to_writer(out)?;
     Ok(())

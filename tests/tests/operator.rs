@@ -396,6 +396,7 @@ fn the_man_page_settings_fit_80_columns() {
     let settings: Vec<&str> = text
         .lines()
         .skip_while(|line| line.trim() != "SETTINGS")
+        .take_while(|line| !line.contains("filter-ctl(8)")) // the footer
         .collect();
     assert!(settings.len() > 20, "{text}");
     for line in &settings {
@@ -403,13 +404,46 @@ fn the_man_page_settings_fit_80_columns() {
             line.chars().count() <= 80,
             "wider than 80 columns: {line:?}"
         );
-    }
-    for key in ["monitor", "dns_ports", "syn_source_rate", "syn_penalty"] {
         assert!(
-            settings
-                .iter()
-                .any(|line| line.trim_start().starts_with(&format!("{key}="))),
-            "{key} has no line of its own"
+            !line.trim().contains("   "),
+            "spread over the width: {line:?}"
+        );
+    }
+    // Each key on a line of its own, nothing else on it (a long default
+    // there was spread over the width), its default in the text below.
+    let help = ctl.run(&ns, ["set", "--help"]).unwrap();
+    let defaults: Vec<(&str, &str)> = help
+        .lines()
+        .skip_while(|line| !line.starts_with("Defaults:"))
+        .filter_map(|line| line.trim().split_once('='))
+        .collect();
+    assert!(defaults.len() > 10, "{help}");
+    for (key, default) in defaults {
+        let at = settings
+            .iter()
+            .position(|line| line.trim_start().starts_with(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} has no line of its own"));
+        assert!(
+            !settings[at].trim().contains(char::is_whitespace),
+            "{key}: {:?}",
+            settings[at]
+        );
+        // The paragraph as one line, words hyphenated at line ends joined.
+        let mut text = String::new();
+        for line in settings[at + 1..]
+            .iter()
+            .take_while(|l| !l.trim().is_empty())
+        {
+            let words = line.split_whitespace().collect::<Vec<_>>().join(" ");
+            match text.strip_suffix('\u{2010}') {
+                Some(cut) => text = format!("{cut}{words}"),
+                None if text.is_empty() => text = words,
+                None => text = format!("{text} {words}"),
+            }
+        }
+        assert!(
+            text.contains(&format!("default: {default}")),
+            "{key}: {text}"
         );
     }
 }
