@@ -508,15 +508,21 @@ fn fill_fresh_maps(
     let made = |name: &str| fresh.contains(&name) && !pins.map(name).exists();
     if made(map::CONFIG) {
         SettingsMaps::of(ebpf)?.write_defaults()?;
-    } else if made(map::WATCHED_PORTS) {
-        // The config is kept; the ports it points at were lost (their pin
-        // removed while nothing held them): the defaults, not "none".
-        let maps = SettingsMaps::of(ebpf)?;
-        let slot = maps.config.get(&0, 0)?.ports_slot();
-        let mut ports = maps.ports;
-        let defaults = filter_common::settings::Settings::default();
-        ports.set(slot, &*defaults.watched_ports(), 0)?;
+        return Ok(carried);
+    }
+    // The config is kept; the ports or limits it points at were lost (their
+    // pin removed while nothing held them): the defaults, not "none".
+    let defaults = filter_common::settings::Settings::default();
+    let mut maps = SettingsMaps::of(ebpf)?;
+    let slot = maps.config.get(&0, 0)?.ports_slot();
+    if made(map::WATCHED_PORTS) {
+        maps.ports.set(slot, &*defaults.watched_ports(), 0)?;
         log::info!("WATCHED_PORTS made anew: the default watched ports are written");
+    }
+    if made(map::CONN_LIMITS) {
+        maps.conn_limits
+            .set(slot, &*defaults.conn_limits_map(), 0)?;
+        log::info!("CONN_LIMITS made anew: the default connection limits are written");
     }
     Ok(carried)
 }

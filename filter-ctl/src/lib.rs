@@ -13,7 +13,7 @@
 //! - [`layout`], [`migrate`], [`rawmap`]: the maps' layout pinned with them,
 //!   and carrying state over to maps of another layout on an upgrade.
 //! - [`fault`]: the points where the fault tests stop filter-ctl.
-//! - [`settings`]: the `CONFIG` and `WATCHED_PORTS` maps, in and out of
+//! - [`settings`]: the `CONFIG`, `WATCHED_PORTS` and `CONN_LIMITS` maps, in and out of
 //!   `filter_common::settings::Settings` (whose table defines every key).
 //! - [`lists`]: the allow and deny lists (LPM tries).
 //! - [`stats`], [`status`]: what `stats` and `status` report, as the

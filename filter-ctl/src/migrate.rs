@@ -31,11 +31,17 @@ pub struct Carried {
 }
 
 /// Arrays whose index is a hash slot: copied only at an unchanged size.
-const HASHED_ARRAYS: [&str; 4] = [
+const HASHED_ARRAYS: [&str; 10] = [
     map::SOLICITED,
     map::SOLICITED_LATEST,
     map::SYN_SOURCES,
     map::SYN_PREFIXES,
+    map::HANDSHAKES,
+    map::HANDSHAKES_LATEST,
+    map::HALFOPEN_SOURCES,
+    map::HALFOPEN_PREFIXES,
+    map::CONNECTIONS,
+    map::CONN_PENDING,
 ];
 
 /// Copies what `old` holds into `new`, which was just made for the map

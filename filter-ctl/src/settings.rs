@@ -1,14 +1,15 @@
-//! The settings maps of a filter: `CONFIG` (one [`Config`]) and
-//! `WATCHED_PORTS` (two [`WatchedPorts`], the live one and a spare), read
-//! into and written from [`Settings`]. The keys, their values and their
-//! checks are the table in `filter_common::settings`; this module only
-//! moves them in and out of the kernel.
+//! The settings maps of a filter: `CONFIG` (one [`Config`]), and
+//! `WATCHED_PORTS` (two [`WatchedPorts`]) and `CONN_LIMITS` (two
+//! [`ConnLimits`]), each the live element and a spare, read into and
+//! written from [`Settings`]. The keys, their values and their checks are
+//! the table in `filter_common::settings`; this module only moves them in
+//! and out of the kernel.
 //!
 //! A change takes effect in one write, so that the programs, and whoever
 //! looks after a filter-ctl killed halfway, see the old settings or the new
-//! ones, never a mix: new ports go into the spare element, then the one
-//! write of the config switches `ports_slot` to it along with every other
-//! changed key. Changes run under the interface's lock
+//! ones, never a mix: new ports and limits go into the spare elements, then
+//! the one write of the config switches `ports_slot` to them along with
+//! every other changed key. Changes run under the interface's lock
 //! ([`crate::pins::IfacePins::lock`]), so two at once cannot lose each
 //! other's keys.
 
@@ -24,17 +25,20 @@ use aya::{
     maps::{Array, MapData},
 };
 use filter_common::{
-    Config, WatchedPorts, map,
+    Config, WatchedPorts,
+    conn::ConnLimits,
+    map,
     settings::{Assignment, Settings},
 };
 
 use crate::{fault, pins::IfacePins};
 
-/// The two settings maps of a pinned filter (`MapData`) or of a loaded
-/// object (`&mut MapData`).
+/// The settings maps of a pinned filter (`MapData`) or of a loaded object
+/// (`&mut MapData`).
 pub struct SettingsMaps<T> {
     pub config: Array<T, Config>,
     pub ports: Array<T, WatchedPorts>,
+    pub conn_limits: Array<T, ConnLimits>,
 }
 
 impl<T> std::fmt::Debug for SettingsMaps<T> {
@@ -49,6 +53,7 @@ impl SettingsMaps<MapData> {
         Ok(Self {
             config: Array::try_from(pins.open_map(map::CONFIG)?)?,
             ports: Array::try_from(pins.open_map(map::WATCHED_PORTS)?)?,
+            conn_limits: Array::try_from(pins.open_map(map::CONN_LIMITS)?)?,
         })
     }
 }
@@ -56,11 +61,13 @@ impl SettingsMaps<MapData> {
 impl<'a> SettingsMaps<&'a mut MapData> {
     /// The maps of a loaded object (a fresh attach, or a test's own instance).
     pub fn of(ebpf: &'a mut Ebpf) -> anyhow::Result<Self> {
-        let [config, ports] = ebpf.maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
+        let [config, ports, conn_limits] =
+            ebpf.maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS, map::CONN_LIMITS]);
         let missing = || anyhow!("settings maps missing from the eBPF object");
         Ok(Self {
             config: Array::try_from(config.ok_or_else(missing)?)?,
             ports: Array::try_from(ports.ok_or_else(missing)?)?,
+            conn_limits: Array::try_from(conn_limits.ok_or_else(missing)?)?,
         })
     }
 }
@@ -74,7 +81,12 @@ impl<T: Borrow<MapData>> SettingsMaps<T> {
                 .get(&config.ports_slot(), 0)
                 .context("reading the watched ports map")?,
         );
-        Ok(Settings::from_maps(config, &ports))
+        let conn_limits = Box::new(
+            self.conn_limits
+                .get(&config.ports_slot(), 0)
+                .context("reading the connection limits map")?,
+        );
+        Ok(Settings::from_maps(config, &ports).with_conn_limits(&conn_limits))
     }
 }
 
@@ -84,13 +96,18 @@ impl<T: BorrowMut<MapData>> SettingsMaps<T> {
     pub fn apply(&mut self, assignments: &[Assignment]) -> anyhow::Result<Settings> {
         let live = self.read()?;
         let mut next = live.with(assignments)?;
-        let classes = next.watched_ports();
-        if *classes != *live.watched_ports() {
+        let (classes, limits) = (next.watched_ports(), next.conn_limits_map());
+        if *classes != *live.watched_ports() || *limits != *live.conn_limits_map() {
+            // Both into the spare slot, which the config's write switches to.
             let spare = 1 - live.config.ports_slot();
             self.ports
                 .set(spare, &*classes, 0)
                 .context("writing the watched ports map")?;
             fault::point("set: ports written");
+            self.conn_limits
+                .set(spare, &*limits, 0)
+                .context("writing the connection limits map")?;
+            fault::point("set: connection limits written");
             next.config.ports_slot = spare as u8;
         }
         if next.config != live.config {
@@ -114,6 +131,9 @@ impl<T: BorrowMut<MapData>> SettingsMaps<T> {
         self.ports
             .set(config.ports_slot(), &*defaults.watched_ports(), 0)
             .context("writing the watched ports map")?;
+        self.conn_limits
+            .set(config.ports_slot(), &*defaults.conn_limits_map(), 0)
+            .context("writing the connection limits map")?;
         self.config
             .set(0, &config, 0)
             .context("writing the config map")?;

@@ -9,6 +9,8 @@ use aya::{
 };
 use filter_common::{
     Config, FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, SynBucket, WatchedPorts,
+    conn::{ConnCount, ConnLimits, ConnOwner, ConnSlot},
+    handshake::{HandshakeSlot, ServicePorts},
     lists::{COPY_SLOTS, in_use_slot},
     map,
     report::{EgressHook, LinkState, MapStatus, PinnedFilter, Status},
@@ -65,9 +67,11 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
                 name: name.to_owned(),
                 id: info.id(),
                 kind: format!("{:?}", info.map_type()?),
-                // The watched ports are one map value with a slot per port.
+                // These are one map value with a slot per port.
                 max_entries: match name {
                     map::WATCHED_PORTS => WatchedPorts::PORTS as u32,
+                    map::SERVICE_PORTS => ServicePorts::PORTS as u32,
+                    map::CONN_LIMITS => ConnLimits::PORTS as u32,
                     _ => info.max_entries(),
                 },
                 // Best effort: a map of another build's layout shows its size.
@@ -217,6 +221,42 @@ fn entries_in_use(
             } else {
                 count(live::<[u8; 16]>(data, now)?)
             }
+        }
+        map::SERVICE_PORTS => {
+            let ports: Array<MapData, ServicePorts> = Array::try_from(Map::from_map_data(data)?)?;
+            let marked = Box::new(ports.get(&0, 0)?);
+            count(marked.marked().count())
+        }
+        map::CONN_LIMITS => {
+            let limits: Array<MapData, ConnLimits> = Array::try_from(Map::from_map_data(data)?)?;
+            let slot = config.map_or(0, Config::ports_slot);
+            let limits = Box::new(limits.get(&slot, 0)?);
+            count(limits.0.iter().filter(|&&max| max != 0).count())
+        }
+        map::HANDSHAKES => {
+            let slots = mapped::snapshot::<HandshakeSlot>(&data)?;
+            count(slots.iter().filter(|s| s.expires_ns > now).count())
+        }
+        map::HANDSHAKES_LATEST => {
+            let buckets = mapped::snapshot::<u64>(&data)?;
+            count(buckets.iter().filter(|&&latest| latest > now).count())
+        }
+        // Counters with a unit in use: charged by an unanswered SYN (the
+        // half-open budgets) or a handshake in flight (connection limits).
+        map::HALFOPEN_SOURCES | map::HALFOPEN_PREFIXES | map::CONN_PENDING => {
+            let counters = mapped::snapshot::<u64>(&data)?;
+            count(counters.iter().filter(|&&tat| tat > now).count())
+        }
+        // Connections tracked and not ended (idle ones included until their
+        // slot is taken).
+        map::CONNECTIONS => {
+            let slots = mapped::snapshot::<ConnSlot>(&data)?;
+            count(slots.iter().filter(|s| s.window != 0).count())
+        }
+        map::CONN_COUNTS => {
+            let counts: HashMap<MapData, ConnOwner, ConnCount> =
+                HashMap::try_from(Map::from_map_data(data)?)?;
+            count(counts.keys().filter(Result::is_ok).count())
         }
         _ => None,
     })

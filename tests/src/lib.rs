@@ -5,4 +5,5 @@
 //! floods, the filter-ctl driver); the tests themselves are in `tests/`.
 
 pub mod bpf;
+pub mod check;
 pub mod faults;

@@ -252,7 +252,7 @@ fn with_closed_stdout(ctl: &FilterCtl, ns: &Netns, args: &[&str]) {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     use std::os::unix::process::ExitStatusExt as _;
     assert!(
-        status.success() || status.signal() == Some(nix::libc::SIGPIPE),
+        status.success() || status.signal() == Some(libc::SIGPIPE),
         "{args:?}: {status}: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
