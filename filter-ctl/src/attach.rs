@@ -44,11 +44,10 @@ use aya::{
         tc::{NlOptions, SchedClassifierLink, TcAttach, TcHandle},
         xdp::{XdpLink, XdpLinkId},
     },
-    util::KernelVersion,
 };
 use filter_common::{
     map, program,
-    report::{LinkState, XdpMode},
+    report::{EgressHook, LinkState, XdpMode},
     settings::Assignment,
 };
 use nix::{
@@ -64,6 +63,7 @@ use crate::{
     layout::{self, map_data},
     migrate::{self, Carried},
     pins::{IfaceLock, IfacePins, PinRoot},
+    probe,
     settings::SettingsMaps,
 };
 
@@ -126,6 +126,8 @@ pub fn attach(
     choice: ModeChoice,
     settings: &[Assignment],
 ) -> anyhow::Result<AttachReport> {
+    // Refuses a kernel without what the programs need before touching anything.
+    probe::check(iface.index)?;
     let pins = root.iface(&iface.name)?;
     let _lock = pins
         .lock(true)?
@@ -817,7 +819,8 @@ impl Egress {
 
 fn attach_egress(ebpf: &mut Ebpf, iface: &Interface) -> anyhow::Result<Egress> {
     let tc = tc_program(ebpf)?;
-    if tcx_supported() {
+    // TCX links where the kernel has them (Linux 6.6), a clsact filter before.
+    if probe::egress_hook(iface.index)? == EgressHook::Tcx {
         let link_id = tc
             .attach(
                 iface.index,
@@ -1054,9 +1057,4 @@ fn errno(err: &ProgramError) -> Option<Errno> {
         ProgramError::SyscallError(syscall) => syscall.io_error.raw_os_error().map(Errno::from_raw),
         _ => None,
     }
-}
-
-/// TCX links exist from Linux 6.6; older kernels get a netlink clsact filter.
-fn tcx_supported() -> bool {
-    KernelVersion::current().is_ok_and(|version| version >= KernelVersion::new(6, 6, 0))
 }

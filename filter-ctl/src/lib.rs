@@ -32,6 +32,7 @@ pub mod lists;
 pub mod mapped;
 pub mod migrate;
 pub mod pins;
+pub mod probe;
 pub mod rawmap;
 pub mod settings;
 pub mod stats;
