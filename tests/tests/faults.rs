@@ -223,27 +223,37 @@ fn a_50000_prefix_add_killed_or_terminated_leaves_the_old_or_the_new_list() {
     let took = started.elapsed();
     println!("one add of {COUNT} prefixes took {took:?}");
     let mut tally = Tally::default();
-    for round in 0..8 {
+    for round in 0..9 {
         lab.ctl(&["detach", "--iface", WAN_IF]);
         lab.attach(None);
         let running = lab.ctl.start(lab.gw(), &command, None).unwrap();
-        thread::sleep(random_delay(took));
-        let signal = if round % 2 == 0 {
-            Signal::SIGKILL
+        // The last round lets it finish, so that the whole new list is
+        // checked in every run, whatever the machine's load makes of the
+        // random delays.
+        let (ending, signal) = if round == 8 {
+            let out = running.finish().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            (Ending::Finished, None)
         } else {
-            Signal::SIGTERM
-        };
-        let status = running.signal(signal).unwrap();
-        let ending = if status.success() {
-            Ending::Finished
-        } else {
-            assert_eq!(status.code(), None, "ended by the signal: {status}");
-            Ending::Killed
+            thread::sleep(random_delay(took));
+            let signal = if round % 2 == 0 {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            };
+            let status = running.signal(signal).unwrap();
+            let ending = if status.success() {
+                Ending::Finished
+            } else {
+                assert_eq!(status.code(), None, "ended by the signal: {status}");
+                Ending::Killed
+            };
+            (ending, Some(signal))
         };
         let listed = lab.list("deny").len();
         assert!(
             listed == 0 || listed == usize::from(COUNT),
-            "{signal}: {listed} of {COUNT} listed"
+            "{signal:?}: {listed} of {COUNT} listed"
         );
         let was_new = listed != 0;
         let reached = lab.probe(&samples, 5000);
@@ -259,7 +269,11 @@ fn a_50000_prefix_add_killed_or_terminated_leaves_the_old_or_the_new_list() {
         lab.ctl(&["deny", "add", "--iface", WAN_IF, "198.18.99.0/24"]);
     }
     tally.print("deny add of 50,000 prefixes, SIGKILL and SIGTERM alternately");
-    assert!(tally.old > 0 && tally.new > 0, "both outcomes were seen");
+    assert!(
+        tally.old > 0,
+        "a kill landed while the entries were written"
+    );
+    assert!(tally.new > 0);
 }
 
 /// What a fresh attach left after a kill: nothing attached (the interface
