@@ -8,8 +8,10 @@ use filter_common::{Config, PortClass, WatchedPorts};
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
+/// Two elements: the live one (Config::ports_slot) and the one filter-ctl
+/// writes a change into before it switches.
 #[map]
-static WATCHED_PORTS: Array<WatchedPorts> = Array::with_max_entries(1, 0);
+static WATCHED_PORTS: Array<WatchedPorts> = Array::with_max_entries(WatchedPorts::SLOTS, 0);
 
 /// The live config, read in place (a copy would cost more than the fields
 /// a packet needs); the programs never write it. Always there: an array's
@@ -22,9 +24,10 @@ pub fn get() -> Option<&'static Config> {
 /// How UDP `port` is watched.
 #[inline(always)]
 pub fn port_class(port: u16) -> PortClass {
+    let slot = get().map_or(0, Config::ports_slot);
     let port = bounded_port(port);
     WATCHED_PORTS
-        .get(0)
+        .get(slot)
         .map_or(PortClass::Unwatched, |ports| ports.class(port))
 }
 
