@@ -699,7 +699,8 @@ impl Checker {
     /// SERVICE_PORTS is one 64 KiB value, not mmapable: written whole.
     fn clear_service_ports(&mut self) {
         let mut ports: Array<&mut MapData, ServicePorts> =
-            Array::try_from(self.filter.map_mut(map::SERVICE_PORTS)).expect("SERVICE_PORTS is an array");
+            Array::try_from(self.filter.map_mut(map::SERVICE_PORTS))
+                .expect("SERVICE_PORTS is an array");
         let empty = Box::new(ServicePorts([0; ServicePorts::PORTS]));
         ports.set(0, &*empty, 0).expect("clearing SERVICE_PORTS");
     }

@@ -145,7 +145,8 @@ impl Conn {
         seed: u64,
     ) -> bool {
         let owner = Owner::new(family, source, port);
-        let room = u64::from(limit).saturating_sub(u64::from(self.live(&owner, window(now, idle_ns))));
+        let room =
+            u64::from(limit).saturating_sub(u64::from(self.live(&owner, window(now, idle_ns))));
         let tat = self
             .pending
             .get(&pending_slot(&owner, family, source, seed))
@@ -167,9 +168,9 @@ impl Conn {
     /// A handshake to a limited port completed: no longer in flight.
     pub fn end_pending(&mut self, flow: &Flow, now: u64, seed: u64) {
         let owner = Owner::of(flow);
-        if let Some(tat) = self
-            .pending
-            .get_mut(&pending_slot(&owner, flow.family, &flow.remote, seed))
+        if let Some(tat) =
+            self.pending
+                .get_mut(&pending_slot(&owner, flow.family, &flow.remote, seed))
             && *tat > now
         {
             *tat = tat.saturating_sub(PENDING_NS).max(now);
@@ -184,7 +185,14 @@ impl Conn {
     }
 
     /// An inbound segment on a limited port; `closing`: FIN or RST.
-    pub fn follow(&mut self, flow: &Flow, closing: bool, now: u64, idle_ns: u64, seed: u64) -> Followed {
+    pub fn follow(
+        &mut self,
+        flow: &Flow,
+        closing: bool,
+        now: u64,
+        idle_ns: u64,
+        seed: u64,
+    ) -> Followed {
         let Some(slot) = self.find(flow, seed) else {
             return Followed::Untracked;
         };

@@ -91,7 +91,9 @@ impl HalfOpen {
                 && let Some(tat) = map.get_mut(&slot)
                 && *tat > now
             {
-                *tat = tat.saturating_sub(unit(budgets.timeout_ns, budget)).max(now);
+                *tat = tat
+                    .saturating_sub(unit(budgets.timeout_ns, budget))
+                    .max(now);
             }
         }
     }
@@ -104,4 +106,3 @@ impl HalfOpen {
         )
     }
 }
-

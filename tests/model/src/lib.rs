@@ -42,11 +42,11 @@ use filter_common::Reason;
 
 pub use crate::settings::Settings;
 use crate::{
-    fragments::Fragments,
-    lists::{List, Lists, Prefix},
     conn::Conn,
+    fragments::Fragments,
     halfopen::HalfOpen,
     handshakes::Handshakes,
+    lists::{List, Lists, Prefix},
     solicited::Solicited,
     syn::Syn,
 };

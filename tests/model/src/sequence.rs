@@ -190,7 +190,10 @@ fn apply(mut settings: Settings, assignments: &str) -> Result<Settings, String> 
                 .map(|pair| {
                     let bad = || format!("bad PORT:MAX '{pair}'");
                     let (port, max) = pair.split_once(':').ok_or_else(bad)?;
-                    Ok((port.parse().map_err(|_| bad())?, max.parse().map_err(|_| bad())?))
+                    Ok((
+                        port.parse().map_err(|_| bad())?,
+                        max.parse().map_err(|_| bad())?,
+                    ))
                 })
                 .collect()
         };
@@ -288,8 +291,12 @@ mod tests {
         settings.amplifier_ports.remove(&5353);
         settings.syn.penalty_ms = Some(1000);
         settings.syn.global.rate = None;
+        settings.tcp.conn_limits = [(25, 3), (80, 64)].into();
+        settings.tcp.halfopen_prefix_budget = None;
         let mut later = settings.clone();
         later.orphans = Orphans::Pass;
+        later.tcp.conn_limits.clear();
+        later.tcp.conn_idle_timeout_ms = 1000;
         let sequence = Sequence {
             settings,
             lists: vec![

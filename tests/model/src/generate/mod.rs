@@ -222,7 +222,7 @@ pub fn settings() -> BoxedStrategy<Settings> {
         1 => vec(
             (
                 prop_oneof![Just(25u16), Just(80), Just(443), any::<u16>()],
-                prop_oneof![1..4u16, 1..10u16, Just(65535)],
+                prop_oneof![1..4u16, 1..10u16, 5..8u16, Just(65535)],
             ),
             1..4,
         )
