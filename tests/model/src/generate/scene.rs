@@ -231,6 +231,7 @@ pub struct FullHandshakes {
     pub completed: u8,
     pub isn: u32,
     pub look: Look,
+    pub in_turn: bool,
 }
 
 fn full_handshakes() -> impl Strategy<Value = FullHandshakes> {
@@ -248,16 +249,20 @@ fn full_handshakes() -> impl Strategy<Value = FullHandshakes> {
             mangle: Mangle::None,
             ..look
         }),
+        any::<bool>(),
     )
         .prop_map(
-            |(ends, port, first_client_port, count, completed, isn, look)| FullHandshakes {
-                ends,
-                port,
-                first_client_port,
-                count,
-                completed,
-                isn,
-                look,
+            |(ends, port, first_client_port, count, completed, isn, look, in_turn)| {
+                FullHandshakes {
+                    ends,
+                    port,
+                    first_client_port,
+                    count,
+                    completed,
+                    isn,
+                    look,
+                    in_turn,
+                }
             },
         )
 }
@@ -959,21 +964,23 @@ impl FullHandshakes {
                 .collect();
         let look = &self.look;
         let server_seq = |i: usize| self.isn.wrapping_add(i as u32);
-        for &port in &ports {
-            steps.push(Step::Ingress(segment(
-                look,
-                remote,
-                local,
-                port,
-                self.port,
-                tcp_flags::SYN,
-                7,
-                0,
-                &[],
-            )));
-        }
+        let mut phases: [Vec<Step>; 3] = Default::default();
         for (i, &port) in ports.iter().enumerate() {
-            steps.push(Step::Egress(segment(
+            let inbound = |flags, seq, ack| {
+                Step::Ingress(segment(
+                    look,
+                    remote,
+                    local,
+                    port,
+                    self.port,
+                    flags,
+                    seq,
+                    ack,
+                    &[],
+                ))
+            };
+            phases[0].push(inbound(tcp_flags::SYN, 7, 0));
+            phases[1].push(Step::Egress(segment(
                 look,
                 local,
                 remote,
@@ -984,21 +991,19 @@ impl FullHandshakes {
                 8,
                 &[],
             )));
-        }
-        for (i, &port) in ports.iter().enumerate() {
             if self.completed & (1 << i) != 0 {
-                steps.push(Step::Ingress(segment(
-                    look,
-                    remote,
-                    local,
-                    port,
-                    self.port,
-                    tcp_flags::ACK,
-                    8,
-                    server_seq(i).wrapping_add(1),
-                    &[],
-                )));
+                phases[2].push(inbound(tcp_flags::ACK, 8, server_seq(i).wrapping_add(1)));
             }
+            // In turn, each handshake completes before the next SYN-ACK:
+            // the connections, not the handshakes, overfill their bucket.
+            if self.in_turn {
+                for phase in &mut phases {
+                    steps.append(phase);
+                }
+            }
+        }
+        for mut phase in phases {
+            steps.append(&mut phase);
         }
     }
 }
