@@ -36,7 +36,7 @@ use filter_common::conn::{CONN_BUCKETS, CONN_WAYS, ConnOwner};
 
 use crate::{
     handshakes::{Flow, words},
-    parse::{Addr, Family},
+    parse::{Addr, Family, Ip},
 };
 
 /// How long a handshake in flight counts at most.
@@ -136,14 +136,14 @@ impl Conn {
     /// nothing is taken yet.
     pub fn check_syn(
         &self,
-        family: Family,
-        source: &Addr,
+        ip: &Ip<'_>,
         port: u16,
         limit: u16,
         now: u64,
         idle_ns: u64,
         seed: u64,
     ) -> bool {
+        let (family, source) = (ip.family, &ip.src);
         let owner = Owner::new(family, source, port);
         let room =
             u64::from(limit).saturating_sub(u64::from(self.live(&owner, window(now, idle_ns))));

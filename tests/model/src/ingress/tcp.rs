@@ -125,8 +125,7 @@ fn attempt(
     let limit = settings.conn_limit(tcp.dst_port);
     if let Some(limit) = limit
         && !state.conn.check_syn(
-            ip.family,
-            &ip.src,
+            ip,
             tcp.dst_port,
             limit,
             now,
