@@ -19,6 +19,7 @@ pub mod iface;
 pub mod lists;
 pub mod mapped;
 pub mod pins;
+pub mod probe;
 pub mod settings;
 pub mod stats;
 pub mod status;
