@@ -25,6 +25,7 @@ pub mod fragments;
 pub mod halfopen;
 pub mod handshake;
 pub mod hash;
+pub mod layout;
 pub mod lists;
 pub mod ports;
 pub mod prefix;
@@ -80,6 +81,11 @@ pub mod map {
     pub const ALLOW_V6: &str = "ALLOW_V6";
     pub const DENY_V4: &str = "DENY_V4";
     pub const DENY_V6: &str = "DENY_V6";
+    /// The second copy of each list's tries (see [`crate::lists::COPY_SLOTS`]).
+    pub const ALLOW_V4_B: &str = "ALLOW_V4_B";
+    pub const ALLOW_V6_B: &str = "ALLOW_V6_B";
+    pub const DENY_V4_B: &str = "DENY_V4_B";
+    pub const DENY_V6_B: &str = "DENY_V6_B";
     /// Array of u32, one per list trie (see [`crate::lists::IN_USE_ALLOW_V4`]):
     /// nonzero when the trie may hold entries.
     pub const LISTS_IN_USE: &str = "LISTS_IN_USE";
@@ -105,7 +111,7 @@ pub mod map {
     /// Array of u64: handshakes in flight per source and limited port.
     pub const CONN_PENDING: &str = "CONN_PENDING";
     /// Every map the object defines, in the order `status` shows them.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 27] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -129,6 +135,10 @@ pub mod map {
         CONNECTIONS,
         CONN_COUNTS,
         CONN_PENDING,
+        ALLOW_V4_B,
+        ALLOW_V6_B,
+        DENY_V4_B,
+        DENY_V6_B,
     ];
 }
 

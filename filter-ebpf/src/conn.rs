@@ -17,7 +17,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
 };
 use filter_common::{
-    Config,
+    Config, WatchedPorts,
     conn::{
         self, Age, CONN_BUCKETS, CONN_OWNERS, CONN_WAYS, ConnCount, ConnLimits, ConnOwner,
         ConnSlot, PENDING_NS, PENDING_SLOTS,
@@ -26,8 +26,10 @@ use filter_common::{
     handshake::FlowKey,
 };
 
+/// Two elements, like WATCHED_PORTS: the live one (Config::ports_slot) and
+/// the one filter-ctl writes a change into before it switches.
 #[map]
-static CONN_LIMITS: Array<ConnLimits> = Array::with_max_entries(1, 0);
+static CONN_LIMITS: Array<ConnLimits> = Array::with_max_entries(WatchedPorts::SLOTS, 0);
 
 // Memory-mappable, so that `filter-ctl status` counts what is in use.
 #[map]
@@ -43,7 +45,8 @@ static CONN_PENDING: Array<u64> = Array::with_max_entries(PENDING_SLOTS, BPF_F_M
 /// The connection limit of our TCP `port`; 0 = none.
 #[inline(always)]
 pub fn limit(port: u16) -> u16 {
-    CONN_LIMITS.get(0).map_or(0, |limits| limits.limit(port))
+    let slot = crate::config::get().map_or(0, Config::ports_slot);
+    CONN_LIMITS.get(slot).map_or(0, |limits| limits.limit(port))
 }
 
 /// A SYN's handshake in flight, to be counted if the SYN passes.

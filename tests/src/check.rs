@@ -708,13 +708,16 @@ impl Checker {
     fn clear_lists(&mut self) {
         for list in [CtlList::Allow, CtlList::Deny] {
             let mut maps = self.filter.list(list);
-            let v4: Vec<_> = maps.v4.keys().filter_map(Result::ok).collect();
-            for key in v4 {
-                maps.v4.remove(&key).expect("removing a list entry");
-            }
-            let v6: Vec<_> = maps.v6.keys().filter_map(Result::ok).collect();
-            for key in v6 {
-                maps.v6.remove(&key).expect("removing a list entry");
+            // Both copies of the double-buffered tries.
+            for tries in &mut maps.copies {
+                let v4: Vec<_> = tries.v4.keys().filter_map(Result::ok).collect();
+                for key in v4 {
+                    tries.v4.remove(&key).expect("removing a list entry");
+                }
+                let v6: Vec<_> = tries.v6.keys().filter_map(Result::ok).collect();
+                for key in v6 {
+                    tries.v6.remove(&key).expect("removing a list entry");
+                }
             }
             for slot in 0..filter_common::lists::IN_USE_SLOTS {
                 maps.in_use.set(slot, &0, 0).expect("clearing LISTS_IN_USE");
