@@ -139,13 +139,12 @@ pub enum Opened {
     Evicted,
 }
 
-/// A handshake to a limited port completed: the connection counts from now,
-/// and its handshake is no longer in flight.
+/// A handshake to a limited port completed: it is no longer in flight
+/// (also when its ACK carries a FIN and no connection opens).
 #[inline(always)]
-pub fn open(key: &FlowKey, config: &Config, now: u64) -> Opened {
-    let seed = config.syn_hash_seed;
+pub fn handshake_done(key: &FlowKey, config: &Config, now: u64) {
     let owner = ConnOwner::of(key);
-    if let Some(counter) = CONN_PENDING.get_ptr_mut(owner.pending_slot(seed)) {
+    if let Some(counter) = CONN_PENDING.get_ptr_mut(owner.pending_slot(config.syn_hash_seed)) {
         // SAFETY: a valid, aligned element of the array map, read and
         // written by value.
         unsafe {
@@ -154,6 +153,14 @@ pub fn open(key: &FlowKey, config: &Config, now: u64) -> Opened {
             }
         }
     }
+}
+
+/// A handshake to a limited port completed (after [`handshake_done`]): the
+/// connection counts from now.
+#[inline(always)]
+pub fn open(key: &FlowKey, config: &Config, now: u64) -> Opened {
+    let seed = config.syn_hash_seed;
+    let owner = ConnOwner::of(key);
     let window = conn::window(now, config.conn_idle_timeout_ns);
     let first = key.bucket(seed, CONN_BUCKETS) * CONN_WAYS;
     let mut free = None;
