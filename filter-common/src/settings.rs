@@ -861,9 +861,13 @@ mod tests {
         assert!(
             defaults
                 .describe()
-                .contains("conn_limit           = none\n")
+                .contains("conn_limit           = \"none\"\n")
         );
-        assert!(defaults.describe().contains("syn_halfopen_budget  = 16\n"));
+        assert!(
+            defaults
+                .describe()
+                .contains("syn_halfopen_budget  = \"16\"\n")
+        );
         let settings = with(&[
             ("conn_limit", "25:3,80:64"),
             ("conn_idle_timeout", "90s"),
