@@ -617,7 +617,7 @@ fn link_anew(
     let (mode, native_unavailable, link_id) = match attached {
         Ok(attached) => attached,
         Err(err) => {
-            egress.undo();
+            egress.undo(pins);
             return Err(occupied_by_our_pins(pins, iface, err));
         }
     };
@@ -843,10 +843,14 @@ enum Egress {
 
 impl Egress {
     /// Undoes the attach after a later step failed.
-    fn undo(self) {
+    fn undo(self, pins: &IfacePins) {
         match self {
             Egress::Tcx(link) => drop(link),
-            Egress::Clsact(filter) => filter.detach(),
+            Egress::Clsact(filter) => {
+                filter.detach();
+                // The qdisc is gone or in use by others: no longer ours to mark.
+                let _ = fs::remove_file(pins.dir().join(CLSACT_ADDED_MARK));
+            }
         }
     }
 
