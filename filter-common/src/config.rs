@@ -52,6 +52,18 @@ pub struct Config {
     /// A counted connection stops counting after this long without an
     /// inbound packet (between once and twice this, see [`conn`]).
     pub conn_idle_timeout_ns: u64,
+    // Issue 14: which copy of the double-buffered state is live. filter-ctl
+    // writes a change into the copy not in use, then switches this field
+    // in the one write of the whole Config, so that a change takes effect
+    // at once and a controller killed halfway leaves the old state live.
+    /// The WATCHED_PORTS element in use (0 or 1).
+    pub ports_slot: u8,
+    /// The copy of the allow list in use: 0 for ALLOW_V4/ALLOW_V6, 1 for
+    /// ALLOW_V4_B/ALLOW_V6_B.
+    pub allow_copy: u8,
+    /// The copy of the deny list in use, likewise.
+    pub deny_copy: u8,
+    pub _live_padding: [u8; 5],
     // Issue 12, the limits on inbound DNS and NTP requests (56 bytes, 8-aligned).
     /// Limits on inbound requests to the DNS and NTP service ports (see
     /// [`query`]): per source, per prefix and global rates and bursts, a
@@ -64,6 +76,10 @@ pub struct Config {
     /// 1 in this many DNS queries over a limit get a truncated answer; 0: none.
     pub dns_slip: u8,
     pub _query_padding: [u8; 5],
+    /// Only in the test build that changes the maps' layout (feature
+    /// `layout-next`): the upgrade tests attach it over the normal build.
+    #[cfg(feature = "layout-next")]
+    pub layout_next: u64,
 }
 
 impl Config {
@@ -88,12 +104,18 @@ impl Config {
         syn_halfopen_budget: halfopen::DEFAULT_BUDGET,
         syn_halfopen_prefix_budget: halfopen::DEFAULT_PREFIX_BUDGET,
         conn_idle_timeout_ns: conn::DEFAULT_IDLE_NS,
+        ports_slot: 0,
+        allow_copy: 0,
+        deny_copy: 0,
+        _live_padding: [0; 5],
         dns_query: query::DEFAULT_DNS,
         ntp_query: query::DEFAULT_NTP,
         query_prefix_v4: query::DEFAULT_PREFIX_V4,
         query_prefix_v6: query::DEFAULT_PREFIX_V6,
         dns_slip: query::DEFAULT_DNS_SLIP,
         _query_padding: [0; 5],
+        #[cfg(feature = "layout-next")]
+        layout_next: 0,
     };
 
     /// How long a recorded query waits for its answer; zero (a map nobody
@@ -124,6 +146,24 @@ impl Config {
         }
     }
 
+    /// The WATCHED_PORTS and CONN_LIMITS element the programs read (bounded
+    /// for the verifier).
+    #[inline(always)]
+    pub const fn ports_slot(&self) -> u32 {
+        (self.ports_slot & 1) as u32
+    }
+
+    /// The copy of the allow (`deny` false) or deny list in use: 0 or 1.
+    #[inline(always)]
+    pub const fn list_copy(&self, deny: bool) -> u32 {
+        let copy = if deny {
+            self.deny_copy
+        } else {
+            self.allow_copy
+        };
+        (copy & 1) as u32
+    }
+
     /// What later fragments without their first fragment get.
     #[inline(always)]
     pub const fn orphan_policy(&self) -> OrphanPolicy {
@@ -151,7 +191,12 @@ mod tests {
     fn the_layout_has_no_hidden_padding() {
         assert_eq!(align_of::<Config>(), 8);
         assert_eq!(size_of::<query::Limits>(), 24);
-        assert_eq!(size_of::<Config>(), 72 + 24 + 2 * 24 + 8);
+        // Through issue 11, issue 14's live copies, issue 12's query limits.
+        let query_limits = 2 * 24 + 8;
+        assert_eq!(
+            size_of::<Config>(),
+            72 + 24 + 8 + query_limits + if cfg!(feature = "layout-next") { 8 } else { 0 }
+        );
     }
 
     #[test]

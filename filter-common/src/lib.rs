@@ -31,6 +31,7 @@ pub mod fragments;
 pub mod halfopen;
 pub mod handshake;
 pub mod hash;
+pub mod layout;
 pub mod lists;
 pub mod ports;
 pub mod prefix;
@@ -93,6 +94,11 @@ pub mod map {
     pub const ALLOW_V6: &str = "ALLOW_V6";
     pub const DENY_V4: &str = "DENY_V4";
     pub const DENY_V6: &str = "DENY_V6";
+    /// The second copy of each list's tries (see [`crate::lists::COPY_SLOTS`]).
+    pub const ALLOW_V4_B: &str = "ALLOW_V4_B";
+    pub const ALLOW_V6_B: &str = "ALLOW_V6_B";
+    pub const DENY_V4_B: &str = "DENY_V4_B";
+    pub const DENY_V6_B: &str = "DENY_V6_B";
     /// Array of u32, one per list trie (see [`crate::lists::IN_USE_ALLOW_V4`]):
     /// nonzero when the trie may hold entries.
     pub const LISTS_IN_USE: &str = "LISTS_IN_USE";
@@ -126,12 +132,16 @@ pub mod map {
     /// Program array with the slip program (see [`crate::program::SLIP`]),
     /// filled at load. Pinned: the kernel empties a program array when no
     /// user-space reference to it is left, and the tail call would then
-    /// find nothing. (SLIP_PLAN, a per-CPU scratch value of one packet's
-    /// run, is never pinned.)
+    /// find nothing.
     pub const SLIP_PROGRAM: &str = "SLIP_PROGRAM";
+    /// Per-CPU scratch value: where the parts of the query in flight lie,
+    /// from the ingress program for the slip program it tail-calls. Pinned
+    /// like every map, so that a replaced slip program reads what the
+    /// running ingress program writes; never carried over in an upgrade.
+    pub const SLIP_PLAN: &str = "SLIP_PLAN";
     /// Every map the object defines and pins, in the order `status` shows
     /// them.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 32] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -155,10 +165,15 @@ pub mod map {
         CONNECTIONS,
         CONN_COUNTS,
         CONN_PENDING,
+        ALLOW_V4_B,
+        ALLOW_V6_B,
+        DENY_V4_B,
+        DENY_V6_B,
         QUERY_SOURCES,
         QUERY_PREFIXES,
         QUERY_GLOBAL,
         SLIP_PROGRAM,
+        SLIP_PLAN,
     ];
 }
 

@@ -51,14 +51,35 @@ impl Interface {
         Ok(())
     }
 
-    /// The ARPHRD_* link type, from SIOCGIFHWADDR in this network namespace.
-    fn link_type(&self) -> anyhow::Result<u16> {
+    /// The MTU, from SIOCGIFMTU in this network namespace.
+    pub fn mtu(&self) -> anyhow::Result<u32> {
         let socket = control_socket()?;
+        let mut request = self.request();
+        // SAFETY: SIOCGIFMTU reads ifr_name and writes ifr_mtu of the ifreq
+        // we own, through a socket we own.
+        let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU, &mut request) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("SIOCGIFMTU on {}", self.name));
+        }
+        // SAFETY: the kernel filled ifr_mtu for this request.
+        Ok(unsafe { request.ifr_ifru.ifru_mtu } as u32)
+    }
+
+    /// An ifreq naming this interface.
+    fn request(&self) -> libc::ifreq {
         // SAFETY: ifreq is plain data; zeroed is a valid value.
         let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
         for (dst, src) in request.ifr_name.iter_mut().zip(self.name.bytes()) {
             *dst = src as libc::c_char;
         }
+        request
+    }
+
+    /// The ARPHRD_* link type, from SIOCGIFHWADDR in this network namespace.
+    fn link_type(&self) -> anyhow::Result<u16> {
+        let socket = control_socket()?;
+        let mut request = self.request();
         // SAFETY: SIOCGIFHWADDR reads ifr_name and writes ifr_hwaddr of the
         // ifreq we own, through a socket we own.
         let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR, &mut request) };

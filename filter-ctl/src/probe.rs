@@ -34,6 +34,7 @@ const PROGRAM_TYPES: &[(ProgramType, &str)] = &[
 const MAP_TYPES: &[(MapType, &str)] = &[
     (MapType::Array, "array maps"),
     (MapType::PerCpuArray, "per-CPU array maps"),
+    (MapType::ProgramArray, "program array maps"),
     (MapType::LruHash, "LRU hash maps"),
     (MapType::LpmTrie, "LPM trie maps"),
 ];
@@ -54,6 +55,21 @@ const HELPERS: &[(ProgramType, BpfHelper, &str)] = &[
         ProgramType::Xdp,
         BpfHelper::BPF_FUNC_ktime_get_coarse_ns,
         "bpf_ktime_get_coarse_ns (Linux 5.11)",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_get_prandom_u32,
+        "bpf_get_prandom_u32",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_tail_call,
+        "bpf_tail_call",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_xdp_adjust_tail,
+        "bpf_xdp_adjust_tail",
     ),
     (
         ProgramType::SchedClassifier,
@@ -113,7 +129,7 @@ fn missing_features() -> Result<Vec<String>, ProgramError> {
 
 /// TCX if the kernel answers a TCX query on the interface, clsact if it does
 /// not know the TCX attach type (EINVAL).
-fn egress_hook(if_index: u32) -> anyhow::Result<EgressHook> {
+pub fn egress_hook(if_index: u32) -> anyhow::Result<EgressHook> {
     match SchedClassifier::query_tcx(if_index, TcAttachType::Egress) {
         Ok(_) => Ok(EgressHook::Tcx),
         Err(ProgramError::SyscallError(err))
@@ -185,7 +201,11 @@ mod tests {
     #[test]
     fn the_probed_helpers_are_exactly_those_the_programs_call() {
         let object = object::File::parse(crate::EBPF_OBJECT).unwrap();
-        let mut called = BTreeSet::new();
+        // (section, helper id) of every helper call, and the program types
+        // that call functions in .text (BPF-to-BPF calls): .text's helpers
+        // are theirs.
+        let mut calls = Vec::new();
+        let mut text_callers = BTreeSet::new();
         for section in object.sections() {
             let Ok(name) = section.name() else { continue };
             if section.kind() != object::SectionKind::Text {
@@ -193,18 +213,27 @@ mod tests {
             }
             let (insns, _) = section.data().unwrap().as_chunks::<8>();
             for insn in insns {
-                // BPF_JMP | BPF_CALL with source register 0: a helper call
-                // (1 is a call to a BPF function, 2 a kfunc).
-                let helper_call = insn[0] == 0x85 && insn[1] >> 4 == 0;
-                if helper_call {
-                    let [.., a, b, c, d] = *insn;
-                    let id = i32::from_le_bytes([a, b, c, d]);
-                    let program = program_type(name).unwrap_or_else(|| {
-                        panic!("a helper call in section {name}: which program?")
-                    });
-                    called.insert((format!("{program:?}"), id));
+                // BPF_JMP | BPF_CALL; its source register says what is called:
+                // 0 a helper, 1 a BPF function, 2 a kfunc.
+                if insn[0] != 0x85 {
+                    continue;
+                }
+                let [.., a, b, c, d] = *insn;
+                match insn[1] >> 4 {
+                    0 => calls.push((name.to_owned(), i32::from_le_bytes([a, b, c, d]))),
+                    1 => text_callers.extend(program_type(name).map(|t| format!("{t:?}"))),
+                    _ => {}
                 }
             }
+        }
+        let mut called = BTreeSet::new();
+        for (section, id) in calls {
+            let programs: Vec<String> = match program_type(&section) {
+                Some(program) => vec![format!("{program:?}")],
+                None if section == ".text" => text_callers.iter().cloned().collect(),
+                None => panic!("a helper call in section {section}: which program?"),
+            };
+            called.extend(programs.into_iter().map(|program| (program, id)));
         }
         let probed: BTreeSet<_> = HELPERS
             .iter()

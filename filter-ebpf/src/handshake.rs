@@ -24,6 +24,8 @@ use filter_common::{
     handshake::{FlowKey, HANDSHAKE_BUCKETS, HANDSHAKE_WAYS, HandshakeSlot, ServicePorts},
 };
 
+use crate::config;
+
 // Memory-mappable, so that `filter-ctl status` counts what is in use
 // without one syscall per slot.
 #[map]
@@ -41,8 +43,7 @@ static SERVICE_PORTS: Array<ServicePorts> = Array::with_max_entries(1, 0);
 #[inline(always)]
 pub fn is_service(port: u16) -> bool {
     // Bounded for Linux 6.1's verifier, as in mark_service.
-    // SAFETY: reads a local that lives for the whole call.
-    let port = unsafe { core::ptr::read_volatile(&port) };
+    let port = config::bounded_port(port);
     SERVICE_PORTS
         .get(0)
         .is_some_and(|ports| ports.is_service(port))
@@ -53,10 +54,7 @@ pub fn is_service(port: u16) -> bool {
 #[inline(always)]
 fn mark_service(port: u16) {
     if let Some(ports) = SERVICE_PORTS.get_ptr_mut(0) {
-        // Linux 6.1's verifier knows nothing of a byte swap's result: a
-        // 2-byte load bounds the index to 0..=65535 (as config::port_class).
-        // SAFETY: reads a local that lives for the whole call.
-        let byte = usize::from(unsafe { core::ptr::read_volatile(&port) });
+        let byte = usize::from(config::bounded_port(port));
         // SAFETY: a valid element of the array map; one byte, read and
         // written by value.
         unsafe {
