@@ -1,0 +1,492 @@
+//! End-to-end proof of the query limits (docs/query-limits.md): an
+//! authoritative DNS server on the gateway (dnsmasq on `wan0`'s address,
+//! serving a 3 KB TXT record) is used as a reflector. Three spoofed victims
+//! send it TXT queries with EDNS 4096 at 200 per second each for 10 s, while
+//! eight real resolvers with their own addresses (`dig` in the internet
+//! namespace, four of them in the /24 of two victims) look names up at a few
+//! per second each and the gateway keeps resolving names upstream. The same
+//! run without the filter is the baseline.
+//!
+//! Counted independently of the filter: the bytes sent to the victims on the
+//! wire (nftables in the internet namespace, on the WAN link's far end, so
+//! that the filter's truncated answers, sent with XDP_TX past the gateway's
+//! stack, count too), the victims' queries that reached the gateway's stack
+//! and the answers it sent them (nftables input and output hooks), what
+//! every resolver and upstream lookup got (dig's output), and the gateway's
+//! conntrack table (nf_conntrack_count, sampled every 100 ms).
+//!
+//! Needs root. Each run builds its own lab with unique names; everything is
+//! removed when it ends, also when it fails.
+
+use std::{
+    net::Ipv4Addr,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use filter_common::Reason;
+use harness::{
+    ctl::Stats,
+    fixture::FilterLab,
+    lab::{INET_IF, LAN_IF, StackCounters, WAN_IF, addr},
+    netns::{Netns, sockets::Proto},
+    packet::PacketBuilder,
+    process::{Background, output},
+    servers::real,
+    traffic::sender::{Pacer, RawSender},
+};
+use hickory_proto::{
+    op::{Edns, Message, MessageType, OpCode, Query},
+    rr::{Name, RecordType},
+};
+
+/// The spoofed victims, in one /24 with four of the resolvers: what passes
+/// their own limits (10/s each by default) is more than the /24's (20/s),
+/// so the resolvers there are limited too, and get truncated answers.
+const VICTIMS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(192, 0, 2, 66),
+    Ipv4Addr::new(192, 0, 2, 77),
+    Ipv4Addr::new(192, 0, 2, 88),
+];
+/// The real resolvers, on the internet namespace's loopback: four in the
+/// victims' 192.0.2.0/24, four in a /24 of their own.
+const RESOLVERS: [Ipv4Addr; 8] = [
+    Ipv4Addr::new(192, 0, 2, 11),
+    Ipv4Addr::new(192, 0, 2, 12),
+    Ipv4Addr::new(192, 0, 2, 13),
+    Ipv4Addr::new(192, 0, 2, 14),
+    Ipv4Addr::new(198, 51, 100, 21),
+    Ipv4Addr::new(198, 51, 100, 22),
+    Ipv4Addr::new(198, 51, 100, 23),
+    Ipv4Addr::new(198, 51, 100, 24),
+];
+/// Resolvers whose /24 no victim shares: never limited.
+fn own_prefix(resolver: Ipv4Addr) -> bool {
+    resolver.octets()[..3] != [192, 0, 2]
+}
+
+/// The gateway's zone: a 3 KB TXT record (the amplifier) and an address.
+const BIG_TXT: &str = "big.zone.test";
+const HOST: &str = "www.zone.test";
+const HOST_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 90);
+/// Strings of the TXT record: 12 of 250 bytes.
+const TXT_STRINGS: usize = 12;
+
+const VICTIM_PPS: u32 = 200;
+const ATTACK: Duration = Duration::from_secs(10);
+/// Pause between a resolver's lookups: about 3 per second.
+const RESOLVER_PAUSE: Duration = Duration::from_millis(300);
+/// A lookup is retried as a resolver does after a timeout (1 s each): with
+/// slip 2, a resolver in a limited prefix gets a truncated answer, and goes
+/// over TCP, with a chance of 1 in 2 per try.
+const MAX_TRIES: u32 = 30;
+
+/// What one run counted.
+#[derive(Debug, Default)]
+struct Run {
+    /// Spoofed queries sent, and their bytes (whole frames).
+    queries_sent: u64,
+    queries_bytes: u64,
+    /// Bytes and packets to the victims on the wire (IP fragments each).
+    wire_bytes: u64,
+    wire_packets: u64,
+    /// The victims' queries that reached the gateway's stack, and the
+    /// answers (datagrams, before fragmentation) its stack sent them.
+    stack_queries: u64,
+    stack_answer_bytes: u64,
+    /// The resolvers' lookups, per resolver: (lookups, answered, over TCP,
+    /// tries beyond the first).
+    resolvers: Vec<(Ipv4Addr, Lookups)>,
+    upstream_ok: u64,
+    upstream_total: u64,
+    conntrack_peak: u64,
+    conntrack_before: u64,
+    /// The filter's counters gained (with the filter).
+    filter: Option<Stats>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Lookups {
+    total: u64,
+    answered: u64,
+    over_tcp: u64,
+    retries: u64,
+}
+
+impl Run {
+    fn lookups(&self, which: impl Fn(Ipv4Addr) -> bool) -> Lookups {
+        self.resolvers
+            .iter()
+            .filter(|(resolver, _)| which(*resolver))
+            .fold(Lookups::default(), |sum, (_, l)| Lookups {
+                total: sum.total + l.total,
+                answered: sum.answered + l.answered,
+                over_tcp: sum.over_tcp + l.over_tcp,
+                retries: sum.retries + l.retries,
+            })
+    }
+
+    fn print(&self, title: &str) {
+        let all = self.lookups(|_| true);
+        let own = self.lookups(own_prefix);
+        println!(
+            "{title}: {} spoofed queries sent ({} bytes); to the victims on the wire {} bytes in {} packets; \
+             victims' queries reaching the stack {}, the stack's answers to them {} bytes; \
+             resolver lookups answered {}/{} ({} over TCP, {} retries; in their own /24: {}/{}, \
+             {} over TCP, {} retries); upstream lookups {}/{}; conntrack entries {} before, \
+             peak {}",
+            self.queries_sent,
+            self.queries_bytes,
+            self.wire_bytes,
+            self.wire_packets,
+            self.stack_queries,
+            self.stack_answer_bytes,
+            all.answered,
+            all.total,
+            all.over_tcp,
+            all.retries,
+            own.answered,
+            own.total,
+            own.over_tcp,
+            own.retries,
+            self.upstream_ok,
+            self.upstream_total,
+            self.conntrack_before,
+            self.conntrack_peak,
+        );
+        if let Some(stats) = &self.filter {
+            println!("{title}: filter counters gained:");
+            for (reason, packets, bytes) in stats.nonzero() {
+                println!("  {reason:<34} {packets:>8} packets {bytes:>11} bytes");
+            }
+        }
+    }
+}
+
+fn cidr_set(addrs: &[Ipv4Addr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The authoritative server on the gateway: dnsmasq on `wan0`'s address
+/// only, with no upstream, answering its zone from the command line.
+fn authoritative_dns(gateway: &Netns) -> Background {
+    let strings: Vec<String> = (0..TXT_STRINGS)
+        .map(|i| format!("\"{}\"", char::from(b'a' + i as u8).to_string().repeat(250)))
+        .collect();
+    let args = vec![
+        "dnsmasq".to_owned(),
+        "--keep-in-foreground".to_owned(),
+        "--conf-file=/dev/null".to_owned(),
+        "--no-resolv".to_owned(),
+        "--no-hosts".to_owned(),
+        format!("--listen-address={}", addr::GW_WAN4),
+        "--bind-interfaces".to_owned(),
+        "--port=53".to_owned(),
+        // Answers as large as the query's EDNS size allows (the default is
+        // 1232 since dnsmasq 2.87).
+        "--edns-packet-max=4096".to_owned(),
+        format!("--txt-record={BIG_TXT},{}", strings.join(",")),
+        format!("--address=/{HOST}/{HOST_ADDR}"),
+        "--pid-file".to_owned(),
+        "--log-facility=-".to_owned(),
+        // As harness::servers::real: root keeps the parent-death signal.
+        "--user=root".to_owned(),
+    ];
+    let dns = gateway.spawn("dnsmasq", args).expect("starting dnsmasq");
+    gateway
+        .wait_listening(Proto::Udp, 53, Duration::from_secs(5))
+        .expect("dnsmasq listening on the gateway");
+    dns
+}
+
+/// A spoofed query for the TXT record with EDNS 4096, as a reflection
+/// attack sends it.
+fn spoofed_query(id: u16) -> Vec<u8> {
+    let mut message = Message::new();
+    message
+        .set_id(id)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Query::query(
+            Name::from_ascii(BIG_TXT).unwrap(),
+            RecordType::TXT,
+        ));
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096);
+    message.set_edns(edns);
+    message.to_vec().unwrap()
+}
+
+fn counters(ns: &Netns, family: &str, table: &str) -> StackCounters {
+    let text = ns
+        .run(["nft", "list", "counters", "table", family, table])
+        .expect("nft list counters");
+    StackCounters::parse(&text).expect("nft counters")
+}
+
+fn counted(counters: &StackCounters, name: &str) -> (u64, u64) {
+    counters
+        .counters
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, packets, bytes)| (*packets, *bytes))
+        .unwrap_or_else(|| panic!("no nftables counter {name}"))
+}
+
+fn conntrack_count(gateway: &Netns) -> u64 {
+    gateway
+        .run(["cat", "/proc/sys/net/netfilter/nf_conntrack_count"])
+        .expect("reading nf_conntrack_count")
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+/// One lookup of [`HOST`] by `resolver`, retried after each timeout as a
+/// resolver does; dig itself goes over TCP after a truncated answer.
+fn resolve(internet: &Netns, resolver: Ipv4Addr, lookups: &mut Lookups) {
+    lookups.total += 1;
+    for attempt in 0..MAX_TRIES {
+        let out = output(internet.command("dig").args([
+            "-b",
+            &resolver.to_string(),
+            &format!("@{}", addr::GW_WAN4),
+            HOST,
+            "A",
+            "+tries=1",
+            "+time=1",
+        ]))
+        .expect("running dig");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let answered = text.lines().any(|line| {
+            line.starts_with(HOST) && line.split_whitespace().last() == Some(&HOST_ADDR.to_string())
+        });
+        if answered {
+            lookups.answered += 1;
+            lookups.retries += u64::from(attempt);
+            if text.contains("Truncated, retrying in TCP mode") {
+                lookups.over_tcp += 1;
+            }
+            return;
+        }
+    }
+    lookups.retries += u64::from(MAX_TRIES - 1);
+}
+
+/// One run of the attack, with or without the filter on `wan0`.
+fn run(with_filter: bool) -> Run {
+    let mut lab = FilterLab::build();
+    lab.topo.add_wan_host().expect("adding the attacker");
+    let (internet, gateway) = (&lab.topo.internet, &lab.topo.gateway);
+    for resolver in RESOLVERS {
+        internet
+            .add_addr("lo", &format!("{resolver}/32"))
+            .expect("a resolver's address");
+    }
+    let victims = cidr_set(&VICTIMS);
+    // Everything to the victims crosses the WAN link's far end: the stack's
+    // answers (routed to the internet) and XDP_TX's (to the attacker's MAC).
+    internet
+        .nft(&format!(
+            r#"
+table netdev victims_wire {{
+    counter to_victims {{ }}
+    chain wan_link {{
+        type filter hook ingress device "{INET_IF}" priority 0; policy accept;
+        ip daddr {{ {victims} }} counter name "to_victims"
+    }}
+}}
+"#
+        ))
+        .expect("the wire counter");
+    gateway
+        .nft(&format!(
+            r#"
+table inet victims_stack {{
+    counter queries {{ }}
+    counter answers {{ }}
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        ip saddr {{ {victims} }} udp dport 53 counter name "queries"
+    }}
+    chain output {{
+        type filter hook output priority 0; policy accept;
+        ip daddr {{ {victims} }} counter name "answers"
+    }}
+}}
+"#
+        ))
+        .expect("the stack counters");
+    let _upstream = real::dns_server(internet, false).expect("the upstream DNS server");
+    let mut dns = authoritative_dns(gateway);
+    if with_filter {
+        // Generic (skb) mode: a veth in native mode hands XDP_TX frames to
+        // its peer only when the peer runs an XDP program too (a real NIC
+        // sends them itself); in skb mode they leave through wan0's queue.
+        let out = lab.attach(Some("skb"));
+        assert!(out.contains("skb mode"), "{out}");
+    }
+
+    let sender = RawSender::open(&lab.topo.wan_hosts[0], LAN_IF).expect("raw socket");
+    let gw_mac = gateway.mac(WAN_IF).unwrap();
+    let stats_before = with_filter.then(|| lab.stats());
+    let wire_before = counters(internet, "netdev", "victims_wire");
+    let stack_before = counters(gateway, "inet", "victims_stack");
+    let mut result = Run {
+        conntrack_before: conntrack_count(gateway),
+        ..Run::default()
+    };
+
+    let done = AtomicBool::new(false);
+    let peak = AtomicU64::new(0);
+    let (upstream_ok, upstream_total) = (AtomicU64::new(0), AtomicU64::new(0));
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(conntrack_count(gateway), Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(100));
+            }
+        });
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                upstream_total.fetch_add(1, Ordering::Relaxed);
+                match real::dig(gateway, addr::SERVER4.into(), false) {
+                    Ok(_) => upstream_ok.fetch_add(1, Ordering::Relaxed),
+                    Err(err) => {
+                        println!("upstream lookup failed: {err:#}");
+                        0
+                    }
+                };
+                thread::sleep(Duration::from_millis(500));
+            }
+        });
+        let resolvers: Vec<_> = RESOLVERS
+            .iter()
+            .map(|&resolver| {
+                let done = &done;
+                scope.spawn(move || {
+                    let mut lookups = Lookups::default();
+                    while !done.load(Ordering::Relaxed) {
+                        resolve(internet, resolver, &mut lookups);
+                        thread::sleep(RESOLVER_PAUSE);
+                    }
+                    (resolver, lookups)
+                })
+            })
+            .collect();
+
+        // The attack: the victims in turn, each at VICTIM_PPS.
+        let pacer = Pacer::new(VICTIM_PPS * VICTIMS.len() as u32);
+        let mut sent = 0u64;
+        while pacer.elapsed() < ATTACK {
+            let victim = VICTIMS[sent as usize % VICTIMS.len()];
+            let frame = PacketBuilder::ipv4(victim, addr::GW_WAN4)
+                .macs(sender.mac().0, gw_mac.0)
+                .udp(10_000 + (sent % 50_000) as u16, 53)
+                .payload(&spoofed_query(sent as u16))
+                .build();
+            sender.send(&frame.bytes).expect("sending a spoofed query");
+            result.queries_bytes += frame.bytes.len() as u64;
+            sent += 1;
+            pacer.wait(sent);
+        }
+        result.queries_sent = sent;
+        // The last answers leave; the last lookups end.
+        thread::sleep(Duration::from_millis(500));
+        done.store(true, Ordering::Relaxed);
+        result.resolvers = resolvers
+            .into_iter()
+            .map(|resolver| resolver.join().expect("a resolver thread"))
+            .collect();
+    });
+    dns.check_running().expect("dnsmasq kept running");
+    let wire = counters(internet, "netdev", "victims_wire").since(&wire_before);
+    (result.wire_packets, result.wire_bytes) = counted(&wire, "to_victims");
+    let stack = counters(gateway, "inet", "victims_stack").since(&stack_before);
+    result.stack_queries = counted(&stack, "queries").0;
+    result.stack_answer_bytes = counted(&stack, "answers").1;
+    result.upstream_ok = upstream_ok.into_inner();
+    result.upstream_total = upstream_total.into_inner();
+    result.conntrack_peak = peak.into_inner();
+    result.filter = stats_before.map(|before| lab.stats().since(&before));
+    result
+}
+
+/// The reflection attack on a DNS server on the gateway, without and with
+/// the filter (default settings).
+#[test]
+fn a_dns_server_on_the_gateway_is_no_amplifier() {
+    let started = Instant::now();
+    let without = run(false);
+    without.print("without the filter");
+    let with = run(true);
+    with.print("with the filter");
+    println!("both runs took {:?}", started.elapsed());
+
+    // The baseline is an amplifier: every spoofed query reached the server,
+    // and the victims got many times the bytes of the queries (a full answer
+    // is 3 KB, 38 times its query, unless dnsmasq falls behind).
+    assert_eq!(without.stack_queries, without.queries_sent, "{without:?}");
+    assert!(
+        without.wire_bytes > without.queries_bytes * 10,
+        "the baseline's answers to the victims: {without:?}"
+    );
+    // The bytes sent to the victims fall by at least 90 %.
+    assert!(
+        with.wire_bytes * 10 <= without.wire_bytes,
+        "to the victims: {} bytes with the filter, {} without",
+        with.wire_bytes,
+        without.wire_bytes
+    );
+    let stats = with.filter.as_ref().unwrap();
+    let limited = [
+        Reason::DropDnsQuerySource,
+        Reason::DropDnsQueryPrefix,
+        Reason::DropDnsQueryGlobal,
+    ]
+    .iter()
+    .map(|reason| stats.packets(*reason))
+    .sum::<u64>();
+    let truncated = stats.packets(Reason::TxDnsTruncated);
+    assert!(limited > 0 && truncated > 0, "{stats:?}");
+    // What passed the filter is what the stack saw of the victims: the
+    // dropped and truncated ones never reached it.
+    assert!(
+        with.stack_queries + limited + truncated >= with.queries_sent
+            && with.stack_queries < with.queries_sent / 10,
+        "{with:?}"
+    );
+
+    // Every real lookup was answered, with and without the filter.
+    for run in [&without, &with] {
+        let all = run.lookups(|_| true);
+        assert!(all.total >= 8 * 10, "too few lookups: {run:?}");
+        assert_eq!(all.answered, all.total, "unanswered lookups: {run:?}");
+        assert_eq!(run.upstream_ok, run.upstream_total, "{run:?}");
+        assert!(run.upstream_total >= 10, "{run:?}");
+    }
+    // Resolvers in a /24 of their own were never limited: answered at the
+    // first try, over UDP.
+    let own = with.lookups(own_prefix);
+    assert_eq!((own.over_tcp, own.retries), (0, 0), "{with:?}");
+    // Those in the victims' /24 got truncated answers and went over TCP.
+    let shared = with.lookups(|resolver| !own_prefix(resolver));
+    assert!(shared.over_tcp > 0, "{with:?}");
+
+    // Dropped queries never reached conntrack.
+    assert!(
+        without.conntrack_peak >= without.conntrack_before + without.queries_sent / 2,
+        "the baseline's conntrack table: {without:?}"
+    );
+    assert!(
+        with.conntrack_peak - with.conntrack_before
+            <= (without.conntrack_peak - without.conntrack_before) / 5,
+        "conntrack with the filter: {with:?}; without: {without:?}"
+    );
+}
