@@ -15,6 +15,11 @@
 //! every resolver and upstream lookup got (dig's output), and the gateway's
 //! conntrack table (nf_conntrack_count, sampled every 100 ms).
 //!
+//! The same for NTP: chronyd serving on the gateway, the victims sending
+//! client (mode 3) requests and now and then a monlist (mode 7) request,
+//! and eight real clients (`chronyd -Q`, which measures and exits) from the
+//! same addresses as the resolvers.
+//!
 //! Needs root. Each run builds its own lab with unique names; everything is
 //! removed when it ends, also when it fails.
 
@@ -40,6 +45,7 @@ use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query},
     rr::{Name, RecordType},
 };
+use tempfile::TempDir;
 
 /// The spoofed victims, in one /24 with four of the resolvers: what passes
 /// their own limits (10/s each by default) is more than the /24's (20/s),
@@ -66,6 +72,49 @@ fn own_prefix(resolver: Ipv4Addr) -> bool {
     resolver.octets()[..3] != [192, 0, 2]
 }
 
+/// The server on the gateway under attack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Service {
+    Dns,
+    Ntp,
+}
+
+impl Service {
+    fn port(self) -> u16 {
+        match self {
+            Service::Dns => 53,
+            Service::Ntp => 123,
+        }
+    }
+
+    fn start(self, gateway: &Netns) -> (Background, Option<TempDir>) {
+        match self {
+            Service::Dns => (authoritative_dns(gateway), None),
+            Service::Ntp => {
+                let (ntp, dir) = ntp_server(gateway);
+                (ntp, Some(dir))
+            }
+        }
+    }
+
+    /// The attack's `n`th payload.
+    fn spoofed(self, n: u64) -> Vec<u8> {
+        match self {
+            Service::Dns => spoofed_query(n as u16),
+            Service::Ntp if n.is_multiple_of(MONLIST_EVERY) => monlist_request(),
+            Service::Ntp => ntp_request(n),
+        }
+    }
+
+    /// One lookup (DNS) or exchange (NTP) by a real client at `client`.
+    fn lookup(self, internet: &Netns, client: Ipv4Addr, lookups: &mut Lookups) {
+        match self {
+            Service::Dns => resolve(internet, client, lookups),
+            Service::Ntp => ntp_exchange(internet, client, lookups),
+        }
+    }
+}
+
 /// The gateway's zone: a 3 KB TXT record (the amplifier) and an address.
 const BIG_TXT: &str = "big.zone.test";
 const HOST: &str = "www.zone.test";
@@ -81,12 +130,16 @@ const RESOLVER_PAUSE: Duration = Duration::from_millis(300);
 /// slip 2, a resolver in a limited prefix gets a truncated answer, and goes
 /// over TCP, with a chance of 1 in 2 per try.
 const MAX_TRIES: u32 = 30;
+/// Every this many spoofed NTP requests, one is a monlist request.
+const MONLIST_EVERY: u64 = 50;
 
 /// What one run counted.
 #[derive(Debug, Default)]
 struct Run {
-    /// Spoofed queries sent, and their bytes (whole frames).
+    /// Spoofed queries sent, and their bytes (whole frames); of them, NTP
+    /// monlist requests.
     queries_sent: u64,
+    monlist_sent: u64,
     queries_bytes: u64,
     /// Bytes and packets to the victims on the wire (IP fragments each).
     wire_bytes: u64,
@@ -279,8 +332,104 @@ fn resolve(internet: &Netns, resolver: Ipv4Addr, lookups: &mut Lookups) {
     lookups.retries += u64::from(MAX_TRIES - 1);
 }
 
-/// One run of the attack, with or without the filter on `wan0`.
-fn run(with_filter: bool) -> Run {
+/// chronyd as the gateway's NTP server on `wan0`'s address: its own clock
+/// at stratum 8, for anyone, never touching the clock (`-x`), no command
+/// port, no rate limit of its own.
+fn ntp_server(gateway: &Netns) -> (Background, TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("wft-ntp-server-")
+        .tempdir()
+        .expect("a temp dir");
+    let conf = dir.path().join("chronyd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "local stratum 8\nallow all\nbindaddress {}\ncmdport 0\npidfile {}\n",
+            addr::GW_WAN4,
+            dir.path().join("chronyd.pid").display()
+        ),
+    )
+    .expect("writing chronyd.conf");
+    let ntp = gateway
+        .spawn(
+            "chronyd",
+            [
+                "chronyd",
+                "-x",
+                "-d",
+                "-u",
+                "root",
+                "-f",
+                &conf.to_string_lossy(),
+            ],
+        )
+        .expect("starting chronyd");
+    gateway
+        .wait_listening(Proto::Udp, 123, Duration::from_secs(5))
+        .expect("chronyd listening on the gateway");
+    (ntp, dir)
+}
+
+/// An NTP client (mode 3, version 4) request, as a reflection attack sends
+/// it: 48 bytes, a transmit timestamp that differs per request.
+fn ntp_request(n: u64) -> Vec<u8> {
+    let mut request = vec![0u8; 48];
+    request[0] = 4 << 3 | 3;
+    request[40..48].copy_from_slice(&(0x1234_5678_0000_0000 | n).to_be_bytes());
+    request
+}
+
+/// An NTP mode 7 monlist request (implementation 3, request 42), as ntpdc
+/// sends it: the amplifier's favourite.
+fn monlist_request() -> Vec<u8> {
+    let mut request = vec![0u8; 48];
+    request[..4].copy_from_slice(&[0x17, 0x00, 0x03, 0x2a]);
+    request
+}
+
+/// One NTP exchange by a real client at `client` (`chronyd -Q`: measure,
+/// never set the clock), which retries by itself; answered if it got a
+/// sample within 5 s.
+fn ntp_exchange(internet: &Netns, client: Ipv4Addr, lookups: &mut Lookups) {
+    lookups.total += 1;
+    let dir = tempfile::Builder::new()
+        .prefix("wft-ntp-client-")
+        .tempdir()
+        .expect("a temp dir");
+    let conf = dir.path().join("chrony.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server {} iburst maxsamples 1\nbindacqaddress {client}\ncmdport 0\npidfile {}\n",
+            addr::GW_WAN4,
+            dir.path().join("chronyd.pid").display()
+        ),
+    )
+    .expect("writing chrony.conf");
+    let out = output(internet.command("chronyd").args([
+        "-Q",
+        "-t",
+        "5",
+        "-u",
+        "root",
+        "-f",
+        &conf.to_string_lossy(),
+    ]))
+    .expect("running chronyd -Q");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && text.contains("System clock wrong by") {
+        lookups.answered += 1;
+    } else {
+        println!("NTP exchange of {client} failed: {}", text.trim());
+    }
+}
+
+/// One run of the attack on `service`, with or without the filter on `wan0`.
+fn run(service: Service, with_filter: bool) -> Run {
     let mut lab = FilterLab::build();
     lab.topo.add_wan_host().expect("adding the attacker");
     let (internet, gateway) = (&lab.topo.internet, &lab.topo.gateway);
@@ -290,6 +439,7 @@ fn run(with_filter: bool) -> Run {
             .expect("a resolver's address");
     }
     let victims = cidr_set(&VICTIMS);
+    let port = service.port();
     // Everything to the victims crosses the WAN link's far end: the stack's
     // answers (routed to the internet) and XDP_TX's (to the attacker's MAC).
     internet
@@ -313,7 +463,7 @@ table inet victims_stack {{
     counter answers {{ }}
     chain input {{
         type filter hook input priority 0; policy accept;
-        ip saddr {{ {victims} }} udp dport 53 counter name "queries"
+        ip saddr {{ {victims} }} udp dport {port} counter name "queries"
     }}
     chain output {{
         type filter hook output priority 0; policy accept;
@@ -324,7 +474,7 @@ table inet victims_stack {{
         ))
         .expect("the stack counters");
     let _upstream = real::dns_server(internet, false).expect("the upstream DNS server");
-    let mut dns = authoritative_dns(gateway);
+    let (mut server, _server_dir) = service.start(gateway);
     if with_filter {
         // Generic (skb) mode: a veth in native mode hands XDP_TX frames to
         // its peer only when the peer runs an XDP program too (a real NIC
@@ -373,7 +523,7 @@ table inet victims_stack {{
                 scope.spawn(move || {
                     let mut lookups = Lookups::default();
                     while !done.load(Ordering::Relaxed) {
-                        resolve(internet, resolver, &mut lookups);
+                        service.lookup(internet, resolver, &mut lookups);
                         thread::sleep(RESOLVER_PAUSE);
                     }
                     (resolver, lookups)
@@ -388,9 +538,12 @@ table inet victims_stack {{
             let victim = VICTIMS[sent as usize % VICTIMS.len()];
             let frame = PacketBuilder::ipv4(victim, addr::GW_WAN4)
                 .macs(sender.mac().0, gw_mac.0)
-                .udp(10_000 + (sent % 50_000) as u16, 53)
-                .payload(&spoofed_query(sent as u16))
+                .udp(10_000 + (sent % 50_000) as u16, port)
+                .payload(&service.spoofed(sent))
                 .build();
+            if service == Service::Ntp && sent.is_multiple_of(MONLIST_EVERY) {
+                result.monlist_sent += 1;
+            }
             sender.send(&frame.bytes).expect("sending a spoofed query");
             result.queries_bytes += frame.bytes.len() as u64;
             sent += 1;
@@ -405,7 +558,7 @@ table inet victims_stack {{
             .map(|resolver| resolver.join().expect("a resolver thread"))
             .collect();
     });
-    dns.check_running().expect("dnsmasq kept running");
+    server.check_running().expect("the server kept running");
     let wire = counters(internet, "netdev", "victims_wire").since(&wire_before);
     (result.wire_packets, result.wire_bytes) = counted(&wire, "to_victims");
     let stack = counters(gateway, "inet", "victims_stack").since(&stack_before);
@@ -423,9 +576,9 @@ table inet victims_stack {{
 #[test]
 fn a_dns_server_on_the_gateway_is_no_amplifier() {
     let started = Instant::now();
-    let without = run(false);
+    let without = run(Service::Dns, false);
     without.print("without the filter");
-    let with = run(true);
+    let with = run(Service::Dns, true);
     with.print("with the filter");
     println!("both runs took {:?}", started.elapsed());
 
@@ -466,10 +619,11 @@ fn a_dns_server_on_the_gateway_is_no_amplifier() {
     // Every real lookup was answered, with and without the filter.
     for run in [&without, &with] {
         let all = run.lookups(|_| true);
-        assert!(all.total >= 8 * 10, "too few lookups: {run:?}");
+        // At least a few each (a VM with one CPU manages fewer than the host).
+        assert!(all.total >= 8 * 2, "too few lookups: {run:?}");
         assert_eq!(all.answered, all.total, "unanswered lookups: {run:?}");
         assert_eq!(run.upstream_ok, run.upstream_total, "{run:?}");
-        assert!(run.upstream_total >= 10, "{run:?}");
+        assert!(run.upstream_total >= 2, "{run:?}");
     }
     // Resolvers in a /24 of their own were never limited: answered at the
     // first try, over UDP.
@@ -484,6 +638,62 @@ fn a_dns_server_on_the_gateway_is_no_amplifier() {
         without.conntrack_peak >= without.conntrack_before + without.queries_sent / 2,
         "the baseline's conntrack table: {without:?}"
     );
+    assert!(
+        with.conntrack_peak - with.conntrack_before
+            <= (without.conntrack_peak - without.conntrack_before) / 5,
+        "conntrack with the filter: {with:?}; without: {without:?}"
+    );
+}
+
+/// The same attack on an NTP server on the gateway: mode 3 requests are
+/// limited (no slip: an NTP answer is as large as its request), monlist
+/// requests stay dropped by the reflection defence.
+#[test]
+fn an_ntp_server_on_the_gateway_is_no_amplifier() {
+    let without = run(Service::Ntp, false);
+    without.print("without the filter");
+    let with = run(Service::Ntp, true);
+    with.print("with the filter");
+
+    // chronyd answers every client request, never a monlist request.
+    assert_eq!(without.stack_queries, without.queries_sent, "{without:?}");
+    let answered = without.queries_sent - without.monlist_sent;
+    assert!(
+        without.wire_packets >= answered * 9 / 10,
+        "the baseline's answers to the victims: {without:?}"
+    );
+    assert!(
+        with.wire_bytes * 10 <= without.wire_bytes,
+        "to the victims: {} bytes with the filter, {} without",
+        with.wire_bytes,
+        without.wire_bytes
+    );
+    let stats = with.filter.as_ref().unwrap();
+    let limited = [
+        Reason::DropNtpQuerySource,
+        Reason::DropNtpQueryPrefix,
+        Reason::DropNtpQueryGlobal,
+    ]
+    .iter()
+    .map(|reason| stats.packets(*reason))
+    .sum::<u64>();
+    assert_eq!(
+        stats.packets(Reason::DropNtpControl),
+        with.monlist_sent,
+        "every monlist request dropped: {stats:?}"
+    );
+    assert_eq!(stats.packets(Reason::TxDnsTruncated), 0, "{stats:?}");
+    assert!(
+        with.stack_queries + limited + with.monlist_sent >= with.queries_sent
+            && with.stack_queries < with.queries_sent / 10,
+        "{with:?}"
+    );
+    for run in [&without, &with] {
+        let all = run.lookups(|_| true);
+        assert!(all.total >= 8, "too few exchanges: {run:?}");
+        assert_eq!(all.answered, all.total, "failed exchanges: {run:?}");
+        assert_eq!(run.upstream_ok, run.upstream_total, "{run:?}");
+    }
     assert!(
         with.conntrack_peak - with.conntrack_before
             <= (without.conntrack_peak - without.conntrack_before) / 5,
