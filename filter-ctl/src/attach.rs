@@ -46,7 +46,7 @@ use aya::{
     },
 };
 use filter_common::{
-    map, program,
+    DEFAULT_SERVICE_PORTS, ServiceClass, WatchedPorts, map, program,
     report::{EgressHook, LinkState, XdpMode},
     settings::Assignment,
 };
@@ -579,6 +579,7 @@ fn fill_fresh_maps(
     fresh: &[&'static str],
 ) -> anyhow::Result<Vec<Carried>> {
     let mut carried = Vec::new();
+    let recorded = layout::recorded(pins.dir());
     for name in fresh {
         let old = pins.map(name);
         if old.exists() {
@@ -588,6 +589,9 @@ fn fill_fresh_maps(
                 .map(name)
                 .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))?;
             carried.push(migrate::carry(name, &old, map_data(new))?);
+            if *name == map::WATCHED_PORTS && recorded.get(*name).copied().unwrap_or(1) < 2 {
+                add_default_services(&mut SettingsMaps::of(ebpf)?)?;
+            }
         }
     }
     let made = |name: &str| fresh.contains(&name) && !pins.map(name).exists();
@@ -610,6 +614,25 @@ fn fill_fresh_maps(
         log::info!("CONN_LIMITS made anew: the default connection limits are written");
     }
     Ok(carried)
+}
+
+/// Gives both copies of the port roles the default service ports (issue 12)
+/// where a port has no service role: ports carried over from a build before
+/// the query limits (WATCHED_PORTS version 1), which had none.
+fn add_default_services(maps: &mut SettingsMaps<&mut MapData>) -> anyhow::Result<()> {
+    for slot in 0..WatchedPorts::SLOTS {
+        let mut ports = Box::new(maps.ports.get(&slot, 0)?);
+        for (port, service) in DEFAULT_SERVICE_PORTS {
+            if ports.service(port) == ServiceClass::None {
+                ports.set_service(port, service);
+            }
+        }
+        maps.ports.set(slot, &*ports, 0)?;
+    }
+    log::info!(
+        "WATCHED_PORTS carried over from a build without query limits: default service ports added"
+    );
+    Ok(())
 }
 
 /// Attaches new links where none is attached (fresh, or after the interface
