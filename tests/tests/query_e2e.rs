@@ -619,8 +619,12 @@ fn a_dns_server_on_the_gateway_is_no_amplifier() {
     // Every real lookup was answered, with and without the filter.
     for run in [&without, &with] {
         let all = run.lookups(|_| true);
-        // At least a few each (a VM with one CPU manages fewer than the host).
-        assert!(all.total >= 8 * 2, "too few lookups: {run:?}");
+        // Every resolver looked up (a VM with one CPU manages a few each,
+        // the host about 25).
+        assert!(
+            run.resolvers.iter().all(|(_, lookups)| lookups.total > 0),
+            "a resolver made no lookup: {run:?}"
+        );
         assert_eq!(all.answered, all.total, "unanswered lookups: {run:?}");
         assert_eq!(run.upstream_ok, run.upstream_total, "{run:?}");
         assert!(run.upstream_total >= 2, "{run:?}");
@@ -690,7 +694,12 @@ fn an_ntp_server_on_the_gateway_is_no_amplifier() {
     );
     for run in [&without, &with] {
         let all = run.lookups(|_| true);
-        assert!(all.total >= 8, "too few exchanges: {run:?}");
+        assert!(
+            run.resolvers
+                .iter()
+                .all(|(_, exchanges)| exchanges.total > 0),
+            "a client made no exchange: {run:?}"
+        );
         assert_eq!(all.answered, all.total, "failed exchanges: {run:?}");
         assert_eq!(run.upstream_ok, run.upstream_total, "{run:?}");
     }
