@@ -151,6 +151,9 @@ struct Run {
     /// The resolvers' lookups, per resolver: (lookups, answered, over TCP,
     /// tries beyond the first).
     resolvers: Vec<(Ipv4Addr, Lookups)>,
+    /// Frames dropped on the way to wan0 (queues of the attacker's link,
+    /// the bridge and the WAN link): they never reached XDP.
+    path_drops: u64,
     upstream_ok: u64,
     upstream_total: u64,
     conntrack_peak: u64,
@@ -290,6 +293,22 @@ fn counted(counters: &StackCounters, name: &str) -> (u64, u64) {
         .find(|(n, _, _)| n == name)
         .map(|(_, packets, bytes)| (*packets, *bytes))
         .unwrap_or_else(|| panic!("no nftables counter {name}"))
+}
+
+/// Drops on the attack's way to wan0 (as reflection_e2e reads them).
+fn path_drops(lab: &FilterLab) -> u64 {
+    [
+        (&lab.topo.wan_hosts[0], LAN_IF),
+        (&lab.topo.internet, "h0"),
+        (&lab.topo.internet, INET_IF),
+        (&lab.topo.gateway, WAN_IF),
+    ]
+    .into_iter()
+    .flat_map(|(ns, iface)| {
+        ["tx_dropped", "rx_dropped"]
+            .map(|what| ns.link_stat(iface, what).expect("a link statistic"))
+    })
+    .sum()
 }
 
 fn conntrack_count(gateway: &Netns) -> u64 {
@@ -488,6 +507,7 @@ table inet victims_stack {{
     let stats_before = with_filter.then(|| lab.stats());
     let wire_before = counters(internet, "netdev", "victims_wire");
     let stack_before = counters(gateway, "inet", "victims_stack");
+    let path_drops_before = path_drops(&lab);
     let mut result = Run {
         conntrack_before: conntrack_count(gateway),
         ..Run::default()
@@ -564,6 +584,7 @@ table inet victims_stack {{
     let stack = counters(gateway, "inet", "victims_stack").since(&stack_before);
     result.stack_queries = counted(&stack, "queries").0;
     result.stack_answer_bytes = counted(&stack, "answers").1;
+    result.path_drops = path_drops(&lab) - path_drops_before;
     result.upstream_ok = upstream_ok.into_inner();
     result.upstream_total = upstream_total.into_inner();
     result.conntrack_peak = peak.into_inner();
@@ -585,7 +606,11 @@ fn a_dns_server_on_the_gateway_is_no_amplifier() {
     // The baseline is an amplifier: every spoofed query reached the server,
     // and the victims got many times the bytes of the queries (a full answer
     // is 3 KB, 38 times its query, unless dnsmasq falls behind).
-    assert_eq!(without.stack_queries, without.queries_sent, "{without:?}");
+    assert!(
+        without.stack_queries <= without.queries_sent
+            && without.stack_queries + without.path_drops >= without.queries_sent,
+        "{without:?}"
+    );
     assert!(
         without.wire_bytes > without.queries_bytes * 10,
         "the baseline's answers to the victims: {without:?}"
@@ -608,13 +633,15 @@ fn a_dns_server_on_the_gateway_is_no_amplifier() {
     .sum::<u64>();
     let truncated = stats.packets(Reason::TxDnsTruncated);
     assert!(limited > 0 && truncated > 0, "{stats:?}");
-    // What passed the filter is what the stack saw of the victims: the
-    // dropped and truncated ones never reached it.
+    // Every spoofed query that reached XDP was passed (and seen by the
+    // stack), limited or truncated; the others were lost on the way (a VM
+    // with one emulated CPU loses a few in the links' queues). (Not equal:
+    // the resolvers in the victims' /24 are limited and truncated too.)
     assert!(
-        with.stack_queries + limited + truncated >= with.queries_sent
-            && with.stack_queries < with.queries_sent / 10,
+        with.stack_queries + limited + truncated + with.path_drops >= with.queries_sent,
         "{with:?}"
     );
+    assert!(with.stack_queries < with.queries_sent / 10, "{with:?}");
 
     // Every real lookup was answered, with and without the filter.
     for run in [&without, &with] {
@@ -660,7 +687,11 @@ fn an_ntp_server_on_the_gateway_is_no_amplifier() {
     with.print("with the filter");
 
     // chronyd answers every client request, never a monlist request.
-    assert_eq!(without.stack_queries, without.queries_sent, "{without:?}");
+    assert!(
+        without.stack_queries <= without.queries_sent
+            && without.stack_queries + without.path_drops >= without.queries_sent,
+        "{without:?}"
+    );
     let answered = without.queries_sent - without.monlist_sent;
     assert!(
         without.wire_packets >= answered * 9 / 10,
@@ -681,17 +712,18 @@ fn an_ntp_server_on_the_gateway_is_no_amplifier() {
     .iter()
     .map(|reason| stats.packets(*reason))
     .sum::<u64>();
-    assert_eq!(
-        stats.packets(Reason::DropNtpControl),
-        with.monlist_sent,
-        "every monlist request dropped: {stats:?}"
+    // Every monlist request that reached XDP dropped.
+    let control = stats.packets(Reason::DropNtpControl);
+    assert!(
+        control <= with.monlist_sent && control + with.path_drops >= with.monlist_sent,
+        "monlist requests: {with:?}"
     );
     assert_eq!(stats.packets(Reason::TxDnsTruncated), 0, "{stats:?}");
     assert!(
-        with.stack_queries + limited + with.monlist_sent >= with.queries_sent
-            && with.stack_queries < with.queries_sent / 10,
+        with.stack_queries + limited + control + with.path_drops >= with.queries_sent,
         "{with:?}"
     );
+    assert!(with.stack_queries < with.queries_sent / 10, "{with:?}");
     for run in [&without, &with] {
         let all = run.lookups(|_| true);
         assert!(
