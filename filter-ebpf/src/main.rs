@@ -60,7 +60,7 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let packet = Packet::from_xdp(&ctx);
-    let reason = ingress::verdict(&packet, config, config::now_ns());
+    let reason = ingress::verdict(&packet, config);
     let bytes = packet.len() as u64;
     match reason.action() {
         Action::Pass => {
@@ -101,10 +101,7 @@ pub fn wan_egress(ctx: TcContext) -> i32 {
     let Some(config) = config::get() else {
         return TC_ACT_OK;
     };
-    stats::count(
-        egress::observe(&packet, config, config::now_ns()),
-        u64::from(ctx.len()),
-    );
+    stats::count(egress::observe(&packet, config), u64::from(ctx.len()));
     // Egress never drops: it only learns what the inside asked for.
     TC_ACT_OK
 }

@@ -38,12 +38,13 @@ pub fn verdict(
     service: ServiceClass,
     ntp_mode: Option<u8>,
     config: &Config,
-    now: u64,
 ) -> Reason {
+    // The clock only for a request to a service port (as main.rs: read where
+    // a rule needs it).
     match service {
         ServiceClass::None => pass(ip),
-        ServiceClass::Dns => dns_query(packet, ip, udp, config, now),
-        ServiceClass::Ntp => ntp_request(ip, ntp_mode, config, now),
+        ServiceClass::Dns => dns_query(packet, ip, udp, config, crate::config::now_ns()),
+        ServiceClass::Ntp => ntp_request(ip, ntp_mode, config, crate::config::now_ns()),
     }
 }
 

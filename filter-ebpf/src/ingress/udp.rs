@@ -19,7 +19,7 @@ use crate::{
 const NTP_PORT: u16 = 123;
 
 #[inline(always)]
-pub fn verdict(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
+pub fn verdict(packet: &Packet, ip: &Ip, config: &Config) -> Reason {
     let Some(udp) = packet.udp(ip.l4_offset) else {
         return Reason::PassMalformed;
     };
@@ -34,7 +34,7 @@ pub fn verdict(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
     if ntp::is_control_mode(ntp_mode) {
         return Reason::DropNtpControl;
     }
-    let request = |packet, udp| request::verdict(packet, ip, udp, service, ntp_mode, config, now);
+    let request = |packet, udp| request::verdict(packet, ip, udp, service, ntp_mode, config);
     let token = match class {
         PortClass::Unwatched => return request(packet, &udp),
         PortClass::Dns => match dns::response_token(packet, &udp) {
@@ -62,7 +62,7 @@ pub fn verdict(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
         family: ip.family.number(),
         token,
     };
-    if solicited::consume(&key, now) {
+    if solicited::consume(&key) {
         return Reason::PassSolicited;
     }
     match class {
