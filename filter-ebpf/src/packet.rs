@@ -296,7 +296,7 @@ impl<const N: usize> HeaderMut<'_, N> {
         // SAFETY: as Header::get: the N bytes lie inside the packet (checked
         // by Packet::header_mut), the field inside the header (checked at
         // compile time), and any bytes are a valid T.
-        unsafe { core::ptr::read_unaligned(self.base.add(AT).cast::<T>()) }
+        unsafe { T::load(self.base.add(AT)) }
     }
 
     /// Writes `value` at `AT` bytes into the header.
@@ -304,7 +304,8 @@ impl<const N: usize> HeaderMut<'_, N> {
     pub fn set<T: Plain, const AT: usize>(&mut self, value: T) {
         const { assert!(AT + size_of::<T>() <= N, "field past the end of the header") };
         // SAFETY: the field lies inside the packet (as for `get`), which this
-        // program owns while it runs; any bytes make a valid packet.
+        // program owns while it runs; any bytes make a valid packet. Stored
+        // byte by byte (LLVM's BPF backend): only slips write, and they are rare.
         unsafe { core::ptr::write_unaligned(self.base.add(AT).cast::<T>(), value) }
     }
 
