@@ -638,7 +638,8 @@ fn a_dns_server_on_the_gateway_is_no_amplifier() {
     // with one emulated CPU loses a few in the links' queues). (Not equal:
     // the resolvers in the victims' /24 are limited and truncated too.)
     assert!(
-        with.stack_queries + limited + truncated + with.path_drops >= with.queries_sent,
+        with.stack_queries + limited + truncated + as_responses(stats) + with.path_drops
+            >= with.queries_sent,
         "{with:?}"
     );
     assert!(with.stack_queries < with.queries_sent / 10, "{with:?}");
@@ -660,9 +661,12 @@ fn a_dns_server_on_the_gateway_is_no_amplifier() {
     // first try, over UDP.
     let own = with.lookups(own_prefix);
     assert_eq!((own.over_tcp, own.retries), (0, 0), "{with:?}");
-    // Those in the victims' /24 got truncated answers and went over TCP.
+    // Those in the victims' /24 were limited with them: truncated answers
+    // sent them over TCP, or (on a slow machine, where the prefix's tokens
+    // refill between their tries) a dropped query made them retry. All of
+    // them were answered (above).
     let shared = with.lookups(|resolver| !own_prefix(resolver));
-    assert!(shared.over_tcp > 0, "{with:?}");
+    assert!(shared.over_tcp + shared.retries > 0, "{with:?}");
 
     // Dropped queries never reached conntrack.
     assert!(
@@ -721,7 +725,8 @@ fn an_ntp_server_on_the_gateway_is_no_amplifier() {
     );
     assert_eq!(stats.packets(Reason::TxDnsTruncated), 0, "{stats:?}");
     assert!(
-        with.stack_queries + limited + control + with.path_drops >= with.queries_sent,
+        with.stack_queries + limited + control + as_responses(stats) + with.path_drops
+            >= with.queries_sent,
         "{with:?}"
     );
     assert!(with.stack_queries < with.queries_sent / 10, "{with:?}");
@@ -741,4 +746,12 @@ fn an_ntp_server_on_the_gateway_is_no_amplifier() {
             <= (without.conntrack_peak - without.conntrack_before) / 5,
         "conntrack with the filter: {with:?}; without: {without:?}"
     );
+}
+
+/// Spoofed queries whose random source port is a watched amplification port
+/// (chargen, SSDP, memcached, ...): the filter takes them for unsolicited
+/// responses from an amplifier and drops them before any query limit (2 of
+/// 6,000 in a run, typically).
+fn as_responses(stats: &Stats) -> u64 {
+    stats.packets(Reason::DropUnsolicitedOther)
 }
