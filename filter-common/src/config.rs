@@ -1,7 +1,7 @@
 //! The run-time settings filter-ctl writes into the CONFIG map, read in place
 //! by both programs.
 
-use crate::syn;
+use crate::{sample, syn};
 
 /// What a later fragment does when its first fragment was not seen.
 #[repr(u8)]
@@ -41,6 +41,10 @@ pub struct Config {
     pub syn_penalty_ns: u64,
     /// Secret seed of the bucket hash, random per attach (not a setting).
     pub syn_hash_seed: u64,
+    /// Drop sampling (see [`sample`]): events per second per drop reason
+    /// sent to the ring buffer; 0 = off.
+    pub sample_rate: u32,
+    pub _sample_padding: u32,
 }
 
 impl Config {
@@ -61,6 +65,8 @@ impl Config {
         _syn_padding: [0; 6],
         syn_penalty_ns: syn::DEFAULT_PENALTY_NS,
         syn_hash_seed: 0,
+        sample_rate: sample::DEFAULT_RATE,
+        _sample_padding: 0,
     };
 
     /// How long a recorded query waits for its answer; zero (a map nobody

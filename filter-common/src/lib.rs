@@ -23,6 +23,7 @@ pub mod lists;
 pub mod ports;
 pub mod prefix;
 pub mod reason;
+pub mod sample;
 #[cfg(feature = "user")]
 pub mod report;
 #[cfg(feature = "user")]
@@ -34,6 +35,7 @@ pub use fragments::{FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict};
 pub use lists::{ListEntry, ListSource};
 pub use ports::{DEFAULT_WATCHED_PORTS, PortClass, WatchedPorts};
 pub use reason::{Action, Direction, Reason};
+pub use sample::DropEvent;
 pub use solicited::{SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot};
 pub use syn::SynBucket;
 
@@ -77,8 +79,15 @@ pub mod map {
     /// Array of u32, one per list trie (see [`crate::lists::IN_USE_ALLOW_V4`]):
     /// nonzero when the trie may hold entries.
     pub const LISTS_IN_USE: &str = "LISTS_IN_USE";
+    /// Ring buffer of [`crate::DropEvent`]s: sampled drops (see [`crate::sample`]).
+    pub const DROP_EVENTS: &str = "DROP_EVENTS";
+    /// Array of u64, one per reason: each drop reason's sampling rate limiter.
+    pub const DROP_SAMPLER: &str = "DROP_SAMPLER";
+    /// Per-CPU array of u64: events sampled and lost (ring full), at
+    /// [`crate::sample::COUNT_SAMPLED`] and [`crate::sample::COUNT_LOST`].
+    pub const DROP_EVENT_COUNTS: &str = "DROP_EVENT_COUNTS";
     /// Every map the object defines, in the order `status` shows them.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 17] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -93,6 +102,9 @@ pub mod map {
         DENY_V4,
         DENY_V6,
         LISTS_IN_USE,
+        DROP_EVENTS,
+        DROP_SAMPLER,
+        DROP_EVENT_COUNTS,
     ];
 }
 

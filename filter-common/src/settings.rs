@@ -25,7 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de, ser::Serialize
 pub use kind::{Choice, Count, Input, Kind, Ports, PrefixLen, Rate, Span, Switch};
 
 use crate::{
-    Config, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass, WatchedPorts,
+    Config, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass, WatchedPorts, sample,
     syn::{MAX_BURST, MAX_RATE},
 };
 
@@ -150,6 +150,16 @@ pub static SETTINGS: &[&dyn Setting] = &[
         get: |s| Duration::from_nanos(s.config.syn_penalty_ns),
         set: |s, penalty| s.config.syn_penalty_ns = nanos(penalty),
         help: "deny-list a source this long when it keeps exceeding its SYN bucket (off: never)",
+    },
+    &Row {
+        key: "sample_rate",
+        kind: Rate {
+            max: sample::MAX_RATE,
+        },
+        get: |s| s.config.sample_rate,
+        set: |s, rate| s.config.sample_rate = rate,
+        help: "dropped packets per second per drop reason copied to the daemon and `top` \
+               (who is flooding; off: none)",
     },
 ];
 

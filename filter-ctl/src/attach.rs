@@ -74,7 +74,7 @@ pub fn attach(
 }
 
 /// Loads the programs with every map reusing (or creating) its pin.
-fn load(pins: &IfacePins) -> anyhow::Result<Ebpf> {
+pub(crate) fn load(pins: &IfacePins) -> anyhow::Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     let map_paths: Vec<_> = map::ALL
         .iter()
@@ -102,7 +102,17 @@ fn fresh_attach(
 ) -> anyhow::Result<AttachReport> {
     let mut ebpf = load(pins)?;
     SettingsMaps::of(&mut ebpf)?.write_defaults()?;
-    let xdp = xdp_program(&mut ebpf)?;
+    link(&mut ebpf, pins, iface, choice)
+}
+
+/// Attaches the loaded programs to `iface` with new links, and pins them.
+pub(crate) fn link(
+    ebpf: &mut Ebpf,
+    pins: &IfacePins,
+    iface: &Interface,
+    choice: ModeChoice,
+) -> anyhow::Result<AttachReport> {
+    let xdp = xdp_program(ebpf)?;
     let (mode, native_unavailable, link_id) = match choice {
         ModeChoice::Native => (
             XdpMode::Native,
@@ -126,7 +136,7 @@ fn fresh_attach(
         .pin(pins.xdp_link(mode))
         .context("pinning the XDP link")?;
 
-    let tc = tc_program(&mut ebpf)?;
+    let tc = tc_program(ebpf)?;
     if tcx_supported() {
         let link_id = tc
             .attach(iface.index, TcAttachType::Egress)

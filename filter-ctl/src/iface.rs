@@ -51,14 +51,36 @@ impl Interface {
         Ok(())
     }
 
-    /// The ARPHRD_* link type, from SIOCGIFHWADDR in this network namespace.
-    fn link_type(&self) -> anyhow::Result<u16> {
+    /// Whether the interface is administratively up (IFF_UP, `ip link set up`).
+    pub fn is_up(&self) -> anyhow::Result<bool> {
         let socket = control_socket()?;
+        let mut request = self.request();
+        // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags of the
+        // ifreq we own, through a socket we own.
+        let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("SIOCGIFFLAGS on {}", self.name));
+        }
+        // SAFETY: the kernel filled ifr_flags for this request.
+        let flags = unsafe { request.ifr_ifru.ifru_flags };
+        Ok(flags & libc::IFF_UP as libc::c_short != 0)
+    }
+
+    /// An ifreq naming this interface.
+    fn request(&self) -> libc::ifreq {
         // SAFETY: ifreq is plain data; zeroed is a valid value.
         let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
         for (dst, src) in request.ifr_name.iter_mut().zip(self.name.bytes()) {
             *dst = src as libc::c_char;
         }
+        request
+    }
+
+    /// The ARPHRD_* link type, from SIOCGIFHWADDR in this network namespace.
+    fn link_type(&self) -> anyhow::Result<u16> {
+        let socket = control_socket()?;
+        let mut request = self.request();
         // SAFETY: SIOCGIFHWADDR reads ifr_name and writes ifr_hwaddr of the
         // ifreq we own, through a socket we own.
         let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR, &mut request) };

@@ -12,13 +12,19 @@
 //!   `filter_common::report` types their `--json` prints.
 //! - [`iface`], [`clock`], [`mapped`]: interfaces, the programs' clock and
 //!   whole-map reads.
+//! - [`relink`]: whether the links still hold the interface, and attaching
+//!   again (keeping the maps) when it was recreated.
+//! - [`daemon`]: `filter-ctl daemon` (metrics, drop events, attack lines,
+//!   config reload) and `filter-ctl top`.
 
 pub mod attach;
 pub mod clock;
+pub mod daemon;
 pub mod iface;
 pub mod lists;
 pub mod mapped;
 pub mod pins;
+pub mod relink;
 pub mod settings;
 pub mod stats;
 pub mod status;

@@ -431,6 +431,18 @@ pub fn del(pins: &IfacePins, list: List, cidrs: &[Cidr]) -> anyhow::Result<Vec<L
     maps.entries(now_ns())
 }
 
+/// Removes the expired entries of both lists (the daemon does, every few
+/// seconds); returns how many.
+pub fn remove_expired(pins: &IfacePins) -> anyhow::Result<usize> {
+    let _lock = lock(pins)?;
+    let now = now_ns();
+    let mut removed = 0;
+    for list in [List::Allow, List::Deny] {
+        removed += ListMaps::open(pins, list)?.cleanup(now)?;
+    }
+    Ok(removed)
+}
+
 /// `filter-ctl allow|deny list`: reads only.
 pub fn list(pins: &IfacePins, list: List) -> anyhow::Result<Vec<ListedEntry>> {
     ListMaps::open(pins, list)?.entries(now_ns())

@@ -1,7 +1,9 @@
 //! The WAN filter's kernel side: one XDP program for ingress, where every
 //! verdict is taken, and one TC program for egress, which records what the
 //! inside asked for and never drops. Both count every packet under one
-//! reason (stats.rs) and read the settings in config.rs.
+//! reason (stats.rs) and read the settings in config.rs. Drops are sampled
+//! into a ring buffer (sample.rs); rare events go to the daemon's log
+//! through aya-log (events.rs), never anything per packet.
 //!
 //! Where each rule lives:
 //! - ingress/mod.rs: the rule order of `wan_ingress`; ingress/udp.rs the
@@ -23,11 +25,13 @@
 
 mod config;
 mod egress;
+mod events;
 mod fragments;
 mod ingress;
 mod lists;
 mod packet;
 mod proto;
+mod sample;
 mod solicited;
 mod stats;
 mod syn;
@@ -47,20 +51,27 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let packet = Packet::from_xdp(&ctx);
-    let reason = ingress::verdict(&packet, config, config::now_ns());
+    let now = config::now_ns();
+    let reason = ingress::verdict(&packet, config, now);
     let bytes = packet.len() as u64;
     match reason.action() {
         Action::Pass => {
             stats::count(reason, bytes);
             xdp_action::XDP_PASS
         }
-        Action::Drop if config.monitor != 0 => {
-            stats::count_would_drop(reason, bytes);
-            xdp_action::XDP_PASS
-        }
         Action::Drop => {
-            stats::count(reason, bytes);
-            xdp_action::XDP_DROP
+            let monitor = config.monitor != 0;
+            if monitor {
+                stats::count_would_drop(reason, bytes);
+            } else {
+                stats::count(reason, bytes);
+            }
+            sample::drop(&ctx, reason, bytes, monitor, config, now);
+            if monitor {
+                xdp_action::XDP_PASS
+            } else {
+                xdp_action::XDP_DROP
+            }
         }
     }
 }
@@ -71,10 +82,10 @@ pub fn wan_egress(ctx: TcContext) -> i32 {
     let Some(config) = config::get() else {
         return TC_ACT_OK;
     };
-    stats::count(
-        egress::observe(&packet, config, config::now_ns()),
-        u64::from(ctx.len()),
-    );
+    let now = config::now_ns();
+    let reason = egress::observe(&packet, config, now);
+    stats::count(reason, u64::from(ctx.len()));
+    events::egress(reason, now);
     // Egress never drops: it only learns what the inside asked for.
     TC_ACT_OK
 }
