@@ -23,9 +23,9 @@ pub mod lists;
 pub mod ports;
 pub mod prefix;
 pub mod reason;
-pub mod sample;
 #[cfg(feature = "user")]
 pub mod report;
+pub mod sample;
 #[cfg(feature = "user")]
 pub mod settings;
 pub mod solicited;

@@ -83,8 +83,8 @@ mod tests {
 
     #[test]
     fn the_event_has_no_hidden_padding() {
-        assert_eq!(core::mem::size_of::<DropEvent>(), 8 + HEADER_BYTES);
-        assert_eq!(core::mem::align_of::<DropEvent>(), 4);
+        assert_eq!(size_of::<DropEvent>(), 8 + HEADER_BYTES);
+        assert_eq!(align_of::<DropEvent>(), 4);
     }
 
     #[test]

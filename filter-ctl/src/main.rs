@@ -366,7 +366,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Man => print_man_page()?,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "filter-ctl", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "filter-ctl",
+                &mut std::io::stdout(),
+            );
         }
         Command::Daemon {
             target,

@@ -8,7 +8,9 @@
 //! links and keeps every map, so counters, settings, lists and recorded
 //! queries carry over. (`ip link set down/up` severs nothing.)
 
-use std::{ffi::CString, fs, os::fd::FromRawFd as _, os::fd::OwnedFd, os::unix::ffi::OsStrExt as _};
+use std::{
+    ffi::CString, fs, os::fd::FromRawFd as _, os::fd::OwnedFd, os::unix::ffi::OsStrExt as _,
+};
 
 use anyhow::{Context as _, bail};
 use filter_common::report::XdpMode;
@@ -94,9 +96,8 @@ fn link_ifindex(path: &std::path::Path) -> anyhow::Result<u32> {
         info_len: size_of_val(&info) as u32,
         info: info.as_mut_ptr() as u64,
     };
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).with_context(|| {
-        format!("reading the link info of {}", path.display())
-    })?;
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)
+        .with_context(|| format!("reading the link info of {}", path.display()))?;
     Ok((info[2] & 0xffff_ffff) as u32)
 }
 

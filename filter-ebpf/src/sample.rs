@@ -38,7 +38,14 @@ static DROP_EVENT_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT
 /// with `would_drop`) under `reason`, if its reason's limiter admits one
 /// more event.
 #[inline(always)]
-pub fn drop(ctx: &XdpContext, reason: Reason, len: u64, would_drop: bool, config: &Config, now: u64) {
+pub fn drop(
+    ctx: &XdpContext,
+    reason: Reason,
+    len: u64,
+    would_drop: bool,
+    config: &Config,
+    now: u64,
+) {
     if config.sample_rate == 0 {
         return;
     }

@@ -88,7 +88,8 @@ impl Headers {
         let (source, protocol, l4) = match ethertype {
             0x0800 => {
                 let header_len = usize::from(*ip.first()? & 0x0f) * 4;
-                let later_fragment = u16::from_be_bytes(ip.get(6..8)?.try_into().ok()?) & 0x1fff != 0;
+                let later_fragment =
+                    u16::from_be_bytes(ip.get(6..8)?.try_into().ok()?) & 0x1fff != 0;
                 let source: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
                 let l4 = (!later_fragment).then_some(header_len);
                 (IpAddr::V4(Ipv4Addr::from(source)), *ip.get(9)?, l4)

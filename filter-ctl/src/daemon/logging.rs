@@ -176,7 +176,10 @@ mod tests {
 
     #[test]
     fn json_lines_carry_the_fields() {
-        let fields = [("reason", kv::Value::from("drop_unsolicited_dns")), ("pps", kv::Value::from(48_000u64))];
+        let fields = [
+            ("reason", kv::Value::from("drop_unsolicited_dns")),
+            ("pps", kv::Value::from(48_000u64)),
+        ];
         let record = Record::builder()
             .level(Level::Warn)
             .target("attack")

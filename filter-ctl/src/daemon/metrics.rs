@@ -23,19 +23,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use filter_common::{
-    Action, Reason,
-    report::direction_name,
-    settings::duration,
-};
+use filter_common::{Action, Reason, report::direction_name, settings::duration};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},
-    metrics::{
-        MetricType,
-        counter::ConstCounter,
-        gauge::ConstGauge,
-    },
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::{Registry, Unit},
 };
 
@@ -126,17 +118,18 @@ impl Collector for FilterCollector {
         }
 
         if let Ok(counts) = stats::read(&self.pins) {
-            let rows = |each: &mut dyn FnMut(&[(&'static str, String)], u64, u64) -> std::fmt::Result| {
-                for row in &counts.0 {
-                    let labels = [
-                        ("reason", row.reason.name().to_owned()),
-                        ("direction", direction_name(row.direction).to_owned()),
-                        ("action", row.action.name().to_owned()),
-                    ];
-                    each(&labels, row.packets, row.bytes)?;
-                }
-                Ok(())
-            };
+            let rows =
+                |each: &mut dyn FnMut(&[(&'static str, String)], u64, u64) -> std::fmt::Result| {
+                    for row in &counts.0 {
+                        let labels = [
+                            ("reason", row.reason.name().to_owned()),
+                            ("direction", direction_name(row.direction).to_owned()),
+                            ("action", row.action.name().to_owned()),
+                        ];
+                        each(&labels, row.packets, row.bytes)?;
+                    }
+                    Ok(())
+                };
             let mut packets = self.family(
                 &mut encoder,
                 "wan_filter_packets",
@@ -192,7 +185,11 @@ impl Collector for FilterCollector {
             let egress = status.egress_hook.map_or("none", |hook| hook.name());
             for (program, hook, id) in [
                 (filter_common::program::INGRESS, mode, status.xdp_program_id),
-                (filter_common::program::EGRESS, egress, status.egress_program_id),
+                (
+                    filter_common::program::EGRESS,
+                    egress,
+                    status.egress_program_id,
+                ),
             ] {
                 if let Some(id) = id {
                     let labels = programs.labels(&[
@@ -250,7 +247,10 @@ impl Collector for FilterCollector {
             .counter(&[], lost)?;
         }
 
-        let state = self.state.lock().expect("the daemon never panics holding it");
+        let state = self
+            .state
+            .lock()
+            .expect("the daemon never panics holding it");
         self.family(
             &mut encoder,
             "wan_filter_drop_events_read",

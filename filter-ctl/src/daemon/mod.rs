@@ -52,9 +52,10 @@ use crate::{
 };
 
 /// The default `--listen`: localhost only, on a port no well-known exporter
-/// uses (the Prometheus wiki's default port allocations give exporters
-/// 9100 and up; 9871 is not taken there).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9871";
+/// uses. The Prometheus wiki's "Default port allocations" gave exporters
+/// 9100-9999, and that range is full (every port there belongs to some
+/// exporter), so the port is outside it, and outside /etc/services.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:10213";
 
 /// Every how many seconds expired list entries are removed.
 const CLEANUP_EVERY: u64 = 5;
@@ -165,7 +166,11 @@ async fn start(
     }
     if let (Some(settings), Some(path)) = (settings, &options.config) {
         let changed = reload::apply(&pins, settings)?;
-        log::info!("settings from {}: {}", path.display(), describe_changes(&changed));
+        log::info!(
+            "settings from {}: {}",
+            path.display(),
+            describe_changes(&changed)
+        );
     }
     Ok(Some(pins))
 }
@@ -383,7 +388,9 @@ impl Daemon {
             }
             Err(err) => {
                 state.reloads_failed += 1;
-                log::error!("not reloading {path}, the running settings stay as they were: {err:#}");
+                log::error!(
+                    "not reloading {path}, the running settings stay as they were: {err:#}"
+                );
             }
         }
     }
@@ -424,7 +431,9 @@ impl Daemon {
             },
             _ => {}
         }
-        let up = Interface::lookup(&name).and_then(|iface| iface.is_up()).ok();
+        let up = Interface::lookup(&name)
+            .and_then(|iface| iface.is_up())
+            .ok();
         if let Some(up) = up
             && self.up.is_some_and(|was| was != up)
         {

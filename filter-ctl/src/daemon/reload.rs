@@ -94,7 +94,17 @@ fn seen(path: &Path) -> Option<Seen> {
 /// Every setting as the file states it: the keys it has, the defaults for
 /// the rest. An error names the bad key, its value and what is allowed.
 pub fn settings_of(text: &str) -> anyhow::Result<Vec<Assignment>> {
-    let Assignments(assignments) = toml::from_str(text)?;
+    // One line for the log: where, and what is wrong (toml's own display
+    // adds the source line and a marker underneath).
+    let Assignments(assignments) = toml::from_str(text).map_err(|err| {
+        let at = err.span().map_or(String::new(), |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        anyhow::anyhow!("{at}{}", err.message())
+    })?;
     let settings = Settings::default().with(&assignments)?;
     Ok(settings
         .values()
@@ -136,8 +146,15 @@ mod tests {
 
     #[test]
     fn a_bad_file_names_the_key() {
-        let err = format!("{:#}", settings_of("sample_rate = \"fast\"\n").unwrap_err());
-        assert!(err.contains("sample_rate") && err.contains("fast"), "{err}");
+        let err = format!(
+            "{:#}",
+            settings_of("monitor = true\nsample_rate = \"fast\"\n").unwrap_err()
+        );
+        assert!(
+            err.starts_with("line 2, column 15: invalid value 'fast' for sample_rate")
+                && !err.contains('\n'),
+            "{err}"
+        );
         let err = format!("{:#}", settings_of("ntp_ports = [53]\n").unwrap_err());
         assert!(err.contains("port 53 is in both"), "{err}");
     }

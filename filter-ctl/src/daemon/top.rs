@@ -361,7 +361,10 @@ mod tests {
         assert_eq!(json[0]["kind"], "source");
         assert_eq!(json[0]["packets"], 30_000);
         let text = report.describe("wan0");
-        assert!(text.contains("drop_unsolicited_dns: 60,100 packets"), "{text}");
+        assert!(
+            text.contains("drop_unsolicited_dns: 60,100 packets"),
+            "{text}"
+        );
         assert!(text.contains("estimates"), "{text}");
     }
 
