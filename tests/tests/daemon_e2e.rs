@@ -276,7 +276,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -297,7 +297,7 @@ fn a_killed_daemon_leaves_the_filter_filtering_and_the_next_one_adopts_it() {
     let program = lab.status().xdp_program_id;
     let stack_before = lab.topo.stack_counters().unwrap();
     let (sender, mut attack) = attacker(&lab, false);
-    let frames = 6000;
+    let frames = 9000;
     let report = thread::scope(|scope| {
         let flooding = scope.spawn(|| flood(&sender, &mut attack, 1000, frames));
         thread::sleep(Duration::from_secs(2));
@@ -308,6 +308,27 @@ fn a_killed_daemon_leaves_the_filter_filtering_and_the_next_one_adopts_it() {
         assert!(
             after > before + 1000,
             "the counters stopped with the daemon: {before} -> {after}"
+        );
+        // Without a daemon, `top` reads the drop events itself.
+        let out = lab
+            .ctl
+            .output(
+                lab.gw(),
+                ["top", "--iface", WAN_IF, "--seconds", "2", "--json"],
+            )
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.contains("no daemon runs"),
+            "{stderr}"
+        );
+        let rows: Vec<TopEntry> = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            !rows.is_empty()
+                && rows
+                    .iter()
+                    .all(|row| row.reason == Reason::DropUnsolicitedDns),
+            "{rows:?}"
         );
         flooding.join().unwrap()
     });

@@ -256,7 +256,7 @@ impl Attack {
 
 fn ranked<K>(tallies: &HashMap<K, Tally>, count: usize) -> Vec<(&K, Tally)> {
     let mut all: Vec<(&K, Tally)> = tallies.iter().map(|(k, t)| (k, *t)).collect();
-    all.sort_by(|a, b| b.1.events.cmp(&a.1.events));
+    all.sort_by_key(|(_, tally)| std::cmp::Reverse(tally.events));
     all.truncate(count);
     all
 }

@@ -118,18 +118,17 @@ impl Collector for FilterCollector {
         }
 
         if let Ok(counts) = stats::read(&self.pins) {
-            let rows =
-                |each: &mut dyn FnMut(&[(&'static str, String)], u64, u64) -> std::fmt::Result| {
-                    for row in &counts.0 {
-                        let labels = [
-                            ("reason", row.reason.name().to_owned()),
-                            ("direction", direction_name(row.direction).to_owned()),
-                            ("action", row.action.name().to_owned()),
-                        ];
-                        each(&labels, row.packets, row.bytes)?;
-                    }
-                    Ok(())
-                };
+            let labels: Vec<[(&'static str, String); 3]> = counts
+                .0
+                .iter()
+                .map(|row| {
+                    [
+                        ("reason", row.reason.name().to_owned()),
+                        ("direction", direction_name(row.direction).to_owned()),
+                        ("action", row.action.name().to_owned()),
+                    ]
+                })
+                .collect();
             let mut packets = self.family(
                 &mut encoder,
                 "wan_filter_packets",
@@ -137,8 +136,9 @@ impl Collector for FilterCollector {
                 None,
                 MetricType::Counter,
             )?;
-            rows(&mut |labels, p, _| packets.counter(labels, p))?;
-            drop(packets);
+            for (row, labels) in counts.0.iter().zip(&labels) {
+                packets.counter(labels, row.packets)?;
+            }
             let mut bytes = self.family(
                 &mut encoder,
                 "wan_filter",
@@ -146,7 +146,9 @@ impl Collector for FilterCollector {
                 Some(&Unit::Bytes),
                 MetricType::Counter,
             )?;
-            rows(&mut |labels, _, b| bytes.counter(labels, b))?;
+            for (row, labels) in counts.0.iter().zip(&labels) {
+                bytes.counter(labels, row.bytes)?;
+            }
         }
 
         if let Ok(mut all) = status::status(&self.root, Some(self.pins.iface()))
@@ -162,7 +164,6 @@ impl Collector for FilterCollector {
             for map in &status.maps {
                 entries.gauge(&[("map", map.name.clone())], f64::from(map.entries))?;
             }
-            drop(entries);
             let mut capacity = self.family(
                 &mut encoder,
                 "wan_filter_map_capacity_entries",
@@ -173,7 +174,6 @@ impl Collector for FilterCollector {
             for map in &status.maps {
                 capacity.gauge(&[("map", map.name.clone())], f64::from(map.max_entries))?;
             }
-            drop(capacity);
             let mut programs = self.family(
                 &mut encoder,
                 "wan_filter_program",
@@ -214,7 +214,6 @@ impl Collector for FilterCollector {
             for (key, value) in &values {
                 numeric.gauge(&[("key", (*key).to_owned())], setting_number(value))?;
             }
-            drop(numeric);
             let mut text = self.family(
                 &mut encoder,
                 "wan_filter_settings",
@@ -276,7 +275,6 @@ impl Collector for FilterCollector {
                 f64::from(u8::from(active)),
             )?;
         }
-        drop(attacks);
         let mut reloads = self.family(
             &mut encoder,
             "wan_filter_config_reloads",
@@ -286,7 +284,6 @@ impl Collector for FilterCollector {
         )?;
         reloads.counter(&[("result", "ok".into())], state.reloads_ok)?;
         reloads.counter(&[("result", "error".into())], state.reloads_failed)?;
-        drop(reloads);
         self.family(
             &mut encoder,
             "wan_filter_reattached",

@@ -222,7 +222,7 @@ pub fn estimate<'a>(
             })
         })
         .collect();
-    reasons.sort_by(|a, b| b.packets.cmp(&a.packets));
+    reasons.sort_by_key(|reason| std::cmp::Reverse(reason.packets));
     TopReport { seconds, reasons }
 }
 
