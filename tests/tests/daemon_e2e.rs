@@ -497,3 +497,28 @@ fn the_daemon_attaches_again_when_the_interface_is_recreated() {
     assert_eq!(denied.len(), 1, "{denied:?}");
     daemon.stop().unwrap();
 }
+
+#[test]
+fn the_programs_rare_events_reach_the_daemons_log() {
+    let lab = lab();
+    let mut daemon = Daemon::start(&lab.ctl, lab.gw(), WAN_IF, &[]).unwrap();
+    daemon
+        .wait_for_line(&["attached the filter to wan0"], Duration::from_secs(30))
+        .unwrap();
+    lab.set(&["syn_penalty=1m", "syn_source_rate=1/s", "syn_source_burst=2"]);
+    let mut syns = harness::traffic::syn::SynFlood::new(
+        &lab.topo.wan_hosts[0],
+        LAN_IF,
+        lab.gw().mac(WAN_IF).unwrap(),
+    )
+    .unwrap();
+    let target = std::net::SocketAddr::from((addr::GW_WAN4, 80));
+    syns.send(Prefix::host(HEAVY).unwrap(), target, 20, 200).unwrap();
+    let line = daemon
+        .wait_for_line(&["syn_penalty:", &HEAVY.to_string()], Duration::from_secs(10))
+        .unwrap();
+    assert!(line.contains("put on the deny list for 60 s"), "{line}");
+    // One line per penalty, not per packet.
+    assert_eq!(daemon.log().matches("syn_penalty:").count(), 1, "{}", daemon.log());
+    assert_eq!(lab.stats().packets(Reason::DropSynPenalty), 1);
+}
