@@ -109,7 +109,17 @@ pub struct Status {
     pub iface: String,
     /// False when pins remain but the interface is gone (deleted or moved).
     pub iface_present: bool,
+    /// Both programs are attached to the interface, per the kernel (not
+    /// just pinned).
     pub attached: bool,
+    /// Where the XDP link is attached, per the kernel.
+    pub xdp_link: LinkState,
+    /// Where the egress program is attached, per the kernel.
+    pub egress_link: LinkState,
+    /// What is wrong and the command that fixes it: a severed or renamed
+    /// interface, an interrupted attach, missing pins. Empty when healthy.
+    #[serde(default)]
+    pub problems: Vec<String>,
     pub xdp_mode: Option<XdpMode>,
     pub xdp_link_id: Option<u32>,
     pub xdp_program_id: Option<u32>,
@@ -140,6 +150,41 @@ pub struct MapStatus {
     /// SYN), live allow/deny prefixes, list tries flagged in use; the counter
     /// and config arrays are always full.
     pub entries: u32,
+}
+
+/// Where one of the filter's links is attached, per the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum LinkState {
+    /// Nothing pinned for it.
+    Missing,
+    /// Attached to the interface the pins are named after.
+    Attached,
+    /// Its interface was deleted: the link holds its program, which runs nowhere.
+    Severed,
+    /// Attached to another interface than the one named like the pins: the
+    /// interface was renamed (`name` is its name now), or the name now
+    /// belongs to an interface the link is not on.
+    Elsewhere { ifindex: u32, name: Option<String> },
+}
+
+impl LinkState {
+    pub fn is_attached(&self) -> bool {
+        *self == LinkState::Attached
+    }
+
+    /// `attached`, `severed`, `missing`, `attached to wan1 (ifindex 7)`.
+    pub fn describe(&self) -> String {
+        match self {
+            LinkState::Missing => "missing".into(),
+            LinkState::Attached => "attached".into(),
+            LinkState::Severed => "severed".into(),
+            LinkState::Elsewhere { ifindex, name } => format!(
+                "attached to {} (ifindex {ifindex})",
+                name.as_deref().unwrap_or("an interface of another name")
+            ),
+        }
+    }
 }
 
 /// How XDP runs on the interface.
@@ -377,6 +422,12 @@ mod tests {
             iface: "wan0".into(),
             iface_present: true,
             attached: true,
+            xdp_link: LinkState::Attached,
+            egress_link: LinkState::Elsewhere {
+                ifindex: 7,
+                name: Some("wan1".into()),
+            },
+            problems: std::vec!["renamed".into()],
             xdp_mode: Some(XdpMode::Native),
             xdp_link_id: Some(7),
             xdp_program_id: Some(8),
@@ -396,6 +447,9 @@ mod tests {
         assert_eq!(json["egress_hook"], "tcx");
         assert_eq!(json["pin_dir"], "/sys/fs/bpf/wan-filter/net1/wan0");
         assert_eq!(json["maps"][0]["max_entries"], 48);
+        assert_eq!(json["xdp_link"]["state"], "attached");
+        assert_eq!(json["egress_link"]["state"], "elsewhere");
+        assert_eq!(json["egress_link"]["name"], "wan1");
         let back: Status = serde_json::from_value(json).unwrap();
         assert_eq!(back.map("STATS").unwrap().id, 3);
         assert_eq!(back, status);

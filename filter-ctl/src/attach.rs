@@ -22,7 +22,7 @@ use filter_common::{map, program, report::XdpMode};
 use nix::errno::Errno;
 
 use crate::{
-    EBPF_OBJECT,
+    EBPF_OBJECT, health,
     iface::Interface,
     pins::{IfacePins, PinRoot},
     settings::SettingsMaps,
@@ -60,7 +60,19 @@ pub fn attach(
 ) -> anyhow::Result<AttachReport> {
     let pins = root.iface(&iface.name)?;
     match pins.find_xdp_link() {
-        Some((mode, _)) => replace(&pins, iface, mode, choice),
+        Some((mode, _)) if !health::is_severed(&pins)? => replace(&pins, iface, mode, choice),
+        Some(_) => {
+            // The interface was deleted and is back: new links, same maps.
+            for link in [
+                pins.xdp_link(XdpMode::Native),
+                pins.xdp_link(XdpMode::Skb),
+                pins.tc_link(),
+                pins.tc_prog(),
+            ] {
+                remove_pin(&link)?;
+            }
+            fresh_attach(&pins, iface, choice)
+        }
         None => {
             // Pins without an XDP link are leftovers of an interrupted attach.
             pins.remove_all()?;
@@ -73,8 +85,32 @@ pub fn attach(
     }
 }
 
+/// Attaches the filter pinned for `iface` again, in the XDP mode it had,
+/// keeping its maps (settings, lists, counters, recorded queries): what a
+/// supervisor calls when [`health::is_severed`] says the interface was
+/// deleted and an interface of that name is back. Where the filter is
+/// attached and healthy, this replaces its programs, like `attach`.
+pub fn reattach(root: &PinRoot, iface: &Interface) -> anyhow::Result<AttachReport> {
+    let pins = root.iface(&iface.name)?;
+    let choice = match pins.find_xdp_link() {
+        Some((XdpMode::Native, _)) => ModeChoice::Native,
+        Some((XdpMode::Skb, _)) => ModeChoice::Skb,
+        None => ModeChoice::Auto,
+    };
+    attach(root, iface, choice)
+}
+
+fn remove_pin(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Loads the programs with every map reusing (or creating) its pin.
-pub(crate) fn load(pins: &IfacePins) -> anyhow::Result<Ebpf> {
+fn load(pins: &IfacePins) -> anyhow::Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     let map_paths: Vec<_> = map::ALL
         .iter()
@@ -100,19 +136,14 @@ fn fresh_attach(
     iface: &Interface,
     choice: ModeChoice,
 ) -> anyhow::Result<AttachReport> {
+    // Maps that are pinned already (a severed filter attached again) keep
+    // their state; fresh settings only go into a settings map made now.
+    let settings_kept = pins.map(map::CONFIG).exists();
     let mut ebpf = load(pins)?;
-    SettingsMaps::of(&mut ebpf)?.write_defaults()?;
-    link(&mut ebpf, pins, iface, choice)
-}
-
-/// Attaches the loaded programs to `iface` with new links, and pins them.
-pub(crate) fn link(
-    ebpf: &mut Ebpf,
-    pins: &IfacePins,
-    iface: &Interface,
-    choice: ModeChoice,
-) -> anyhow::Result<AttachReport> {
-    let xdp = xdp_program(ebpf)?;
+    if !settings_kept {
+        SettingsMaps::of(&mut ebpf)?.write_defaults()?;
+    }
+    let xdp = xdp_program(&mut ebpf)?;
     let (mode, native_unavailable, link_id) = match choice {
         ModeChoice::Native => (
             XdpMode::Native,
@@ -136,7 +167,7 @@ pub(crate) fn link(
         .pin(pins.xdp_link(mode))
         .context("pinning the XDP link")?;
 
-    let tc = tc_program(ebpf)?;
+    let tc = tc_program(&mut ebpf)?;
     if tcx_supported() {
         let link_id = tc
             .attach(iface.index, TcAttachType::Egress)

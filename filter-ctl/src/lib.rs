@@ -2,7 +2,10 @@
 //! that tests and the xtask lab call directly. `main.rs` only parses
 //! arguments and prints.
 //!
-//! - [`attach`]: load, attach, replace and detach the programs.
+//! - [`attach`]: load, attach, replace and detach the programs;
+//!   [`attach::reattach`] attaches a severed filter again, keeping its state.
+//! - [`health`]: what the kernel really has attached for pinned links
+//!   ([`health::is_severed`]: the interface was deleted).
 //! - [`pins`]: where maps and links are pinned, and whether the filter is
 //!   attached to an interface.
 //! - [`settings`]: the `CONFIG` and `WATCHED_PORTS` maps, in and out of
@@ -10,21 +13,21 @@
 //! - [`lists`]: the allow and deny lists (LPM tries).
 //! - [`stats`], [`status`]: what `stats` and `status` report, as the
 //!   `filter_common::report` types their `--json` prints.
-//! - [`iface`], [`clock`], [`mapped`]: interfaces, the programs' clock and
-//!   whole-map reads.
-//! - [`relink`]: whether the links still hold the interface, and attaching
-//!   again (keeping the maps) when it was recreated.
+//! - [`iface`], [`clock`], [`mapped`], [`kernel`]: interfaces, the
+//!   programs' clock, whole-map reads and the system calls aya lacks.
 //! - [`daemon`]: `filter-ctl daemon` (metrics, drop events, attack lines,
-//!   config reload) and `filter-ctl top`.
+//!   config reload, attaching again when the interface is back) and
+//!   `filter-ctl top`.
 
 pub mod attach;
 pub mod clock;
 pub mod daemon;
+pub mod health;
 pub mod iface;
+pub mod kernel;
 pub mod lists;
 pub mod mapped;
 pub mod pins;
-pub mod relink;
 pub mod settings;
 pub mod stats;
 pub mod status;

@@ -9,12 +9,13 @@ use aya::{
 };
 use filter_common::{
     FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, SynBucket, WatchedPorts, map,
-    report::{EgressHook, MapStatus, Status},
+    report::{EgressHook, LinkState, MapStatus, Status},
 };
 
 use crate::{
     attach::link_info,
     clock::now_ns,
+    health::{Health, health},
     iface::Interface,
     lists::live_entries,
     mapped,
@@ -44,7 +45,8 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
     } else {
         (None, None)
     };
-    let maps = map::ALL
+    let health = health(pins)?;
+    let maps: Vec<MapStatus> = map::ALL
         .iter()
         .filter(|name| pins.map(name).exists())
         .map(|&name| {
@@ -63,10 +65,14 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
             })
         })
         .collect::<anyhow::Result<_>>()?;
+    let problems = problems(pins, &health, &maps);
     Ok(Status {
         iface: pins.iface().to_owned(),
         iface_present: Interface::lookup(pins.iface()).is_ok(),
-        attached: xdp_link.is_some(),
+        attached: health.is_attached(),
+        xdp_link: health.xdp,
+        egress_link: health.egress,
+        problems,
         xdp_mode: xdp.map(|(mode, _)| mode),
         xdp_link_id: xdp_link.as_ref().map(|info| info.id()),
         xdp_program_id: xdp_link.as_ref().map(|info| info.program_id()),
@@ -75,6 +81,59 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
         pin_dir: pins.shown_dir().to_owned(),
         maps,
     })
+}
+
+/// What is wrong with the filter pinned at `pins`, each with the command
+/// that fixes it.
+fn problems(pins: &IfacePins, health: &Health, maps: &[MapStatus]) -> Vec<String> {
+    let iface = pins.iface();
+    let mut problems = Vec::new();
+    match &health.xdp {
+        LinkState::Severed => problems.push(format!(
+            "{iface} was deleted, so the filter's links are severed: its programs run nowhere. \
+             `filter-ctl attach --iface {iface}` attaches it again once {iface} exists (settings, \
+             lists and counters are kept); `filter-ctl detach --iface {iface}` removes the pins"
+        )),
+        LinkState::Elsewhere {
+            name: Some(name), ..
+        } => problems.push(format!(
+            "{iface} was renamed to {name}: the filter still runs there. Rename it back \
+             (`ip link set dev {name} name {iface}`), or `filter-ctl detach --iface {iface}` \
+             and attach to {name}"
+        )),
+        LinkState::Elsewhere {
+            ifindex,
+            name: None,
+        } => problems.push(format!(
+            "the XDP link is attached to interface index {ifindex}, which is not {iface}; \
+             `filter-ctl detach --iface {iface}` removes it"
+        )),
+        LinkState::Missing if health.egress != LinkState::Missing => problems.push(format!(
+            "an attach was interrupted: egress is attached without XDP (nothing is filtered); \
+             `filter-ctl attach --iface {iface}` completes it, `filter-ctl detach --iface {iface}` \
+             removes it"
+        )),
+        LinkState::Missing | LinkState::Attached => {}
+    }
+    if health.xdp.is_attached() && !health.egress.is_attached() {
+        problems.push(format!(
+            "XDP is attached but egress is {}: queries are not recorded, so their answers are \
+             dropped; `filter-ctl attach --iface {iface}` attaches it again",
+            health.egress.describe()
+        ));
+    }
+    let missing: Vec<&str> = map::ALL
+        .iter()
+        .copied()
+        .filter(|name| !maps.iter().any(|m| m.name == *name))
+        .collect();
+    if health.xdp != LinkState::Missing && !missing.is_empty() {
+        problems.push(format!(
+            "map pins missing: {}; `filter-ctl attach --iface {iface}` pins them again",
+            missing.join(", ")
+        ));
+    }
+    problems
 }
 
 /// How many entries of a map are in use, for maps where that is not simply all.
@@ -132,24 +191,35 @@ fn live<K: Pod>(data: MapData, now: u64) -> anyhow::Result<usize> {
 pub fn describe(status: &Status) -> String {
     let opt = |v: Option<u32>| v.map_or("-".to_owned(), |v| v.to_string());
     let mut out = format!("{}: ", status.iface);
-    if !status.attached {
+    let problems = |out: &mut String| {
+        for problem in &status.problems {
+            let _ = writeln!(out, "  PROBLEM: {problem}");
+        }
+    };
+    if status.xdp_link == LinkState::Missing {
         out.push_str("not attached\n");
+        problems(&mut out);
         return out;
     }
     let _ = writeln!(
         out,
-        "attached, XDP {} mode (link {}, program {}), egress {} (program {})",
+        "{}, XDP {} mode (link {}, program {}), egress {} (program {})",
+        if status.attached {
+            "attached".to_owned()
+        } else {
+            format!(
+                "NOT attached (XDP link {}, egress {})",
+                status.xdp_link.describe(),
+                status.egress_link.describe()
+            )
+        },
         status.xdp_mode.map_or("?", |mode| mode.name()),
         opt(status.xdp_link_id),
         opt(status.xdp_program_id),
         status.egress_hook.map_or("missing", |hook| hook.name()),
         opt(status.egress_program_id),
     );
-    if !status.iface_present {
-        out.push_str(
-            "  WARNING: the interface is gone; `filter-ctl detach` removes the leftover pins\n",
-        );
-    }
+    problems(&mut out);
     let _ = writeln!(out, "  pins: {}", status.pin_dir.display());
     let row = |out: &mut String, cells: [&str; 5]| {
         let [name, id, kind, in_use, max] = cells;

@@ -505,7 +505,11 @@ fn the_programs_rare_events_reach_the_daemons_log() {
     daemon
         .wait_for_line(&["attached the filter to wan0"], Duration::from_secs(30))
         .unwrap();
-    lab.set(&["syn_penalty=1m", "syn_source_rate=1/s", "syn_source_burst=2"]);
+    lab.set(&[
+        "syn_penalty=1m",
+        "syn_source_rate=1/s",
+        "syn_source_burst=2",
+    ]);
     let mut syns = harness::traffic::syn::SynFlood::new(
         &lab.topo.wan_hosts[0],
         LAN_IF,
@@ -513,12 +517,66 @@ fn the_programs_rare_events_reach_the_daemons_log() {
     )
     .unwrap();
     let target = std::net::SocketAddr::from((addr::GW_WAN4, 80));
-    syns.send(Prefix::host(HEAVY).unwrap(), target, 20, 200).unwrap();
+    syns.send(Prefix::host(HEAVY).unwrap(), target, 20, 200)
+        .unwrap();
     let line = daemon
-        .wait_for_line(&["syn_penalty:", &HEAVY.to_string()], Duration::from_secs(10))
+        .wait_for_line(
+            &["syn_penalty:", &HEAVY.to_string()],
+            Duration::from_secs(10),
+        )
         .unwrap();
     assert!(line.contains("put on the deny list for 60 s"), "{line}");
     // One line per penalty, not per packet.
-    assert_eq!(daemon.log().matches("syn_penalty:").count(), 1, "{}", daemon.log());
+    assert_eq!(
+        daemon.log().matches("syn_penalty:").count(),
+        1,
+        "{}",
+        daemon.log()
+    );
     assert_eq!(lab.stats().packets(Reason::DropSynPenalty), 1);
+}
+
+/// The entries pinned in the list trie `map` of wan0, expired ones included.
+fn trie_entries(lab: &FilterLab, map: &str) -> usize {
+    // The pins of the gateway's namespace: PIN_ROOT/net<inode>/wan0/MAP.
+    let paths: Vec<_> = fs::read_dir(lab.ctl.pin_root())
+        .unwrap()
+        .map(|dir| dir.unwrap().path().join(WAN_IF).join(map))
+        .filter(|path| path.exists())
+        .collect();
+    assert_eq!(paths.len(), 1, "{paths:?}");
+    harness::kernel::pinned_map_entries(&paths[0]).unwrap()
+}
+
+#[test]
+fn the_daemon_removes_expired_list_entries_and_reading_commands_do_not() {
+    let lab = lab();
+    lab.attach(None);
+    for (list, cidr, lasting) in [
+        ("deny", "192.0.2.0/24", Some("1s")),
+        ("deny", "203.0.113.0/24", None),
+        ("allow", "2001:db8::/32", Some("1s")),
+    ] {
+        let mut args = vec![list, "add", "--iface", WAN_IF, cidr];
+        args.extend(lasting.iter().flat_map(|lasting| ["--for", *lasting]));
+        lab.ctl(&args);
+    }
+    thread::sleep(Duration::from_millis(1500));
+    // Expired: no longer listed, but the reading commands leave them in the maps.
+    assert_eq!(lab.ctl.list(lab.gw(), "deny", WAN_IF).unwrap().len(), 1);
+    assert!(lab.ctl.list(lab.gw(), "allow", WAN_IF).unwrap().is_empty());
+    lab.status();
+    assert_eq!(trie_entries(&lab, "DENY_V4"), 2);
+    assert_eq!(trie_entries(&lab, "ALLOW_V6"), 1);
+
+    let mut daemon = Daemon::start(&lab.ctl, lab.gw(), WAN_IF, &[]).unwrap();
+    daemon
+        .wait_for_line(
+            &["removed 2 expired allow/deny list entries"],
+            Duration::from_secs(15),
+        )
+        .unwrap();
+    assert_eq!(trie_entries(&lab, "DENY_V4"), 1);
+    assert_eq!(trie_entries(&lab, "ALLOW_V6"), 0);
+    daemon.stop().unwrap();
 }

@@ -5,7 +5,7 @@
 //! signal or crash, so the filter keeps filtering without it and a restarted
 //! daemon picks up where the last one was. Once a second it reads the
 //! counters (for the attack lines, [`attack`]), checks the interface (and
-//! attaches again when it came back, [`crate::relink`]) and the config file
+//! attaches again when it came back, [`link`]) and the config file
 //! ([`reload`]); every few seconds it removes expired list entries. It reads
 //! the sampled drop events as they come ([`drops`], kept for `top` in
 //! [`top::History`]) and the programs' rare events (aya-log), serves
@@ -14,6 +14,7 @@
 pub mod attack;
 pub mod control;
 pub mod drops;
+pub mod link;
 pub mod logging;
 pub mod metrics;
 pub mod reload;
@@ -38,6 +39,7 @@ use tokio::{
 use self::{
     attack::{Detector, Thresholds},
     drops::DropEvents,
+    link::Presence,
     metrics::DaemonState,
     reload::ConfigFile,
     top::{History, TopReport},
@@ -47,7 +49,6 @@ use crate::{
     iface::Interface,
     lists,
     pins::{IfacePins, PinRoot},
-    relink::{self, LinkState},
     stats,
 };
 
@@ -183,16 +184,16 @@ fn attach_or_adopt(
 ) -> anyhow::Result<Option<String>> {
     let name = pins.iface();
     if let Some((xdp_mode, link)) = pins.find_xdp_link() {
-        return Ok(match relink::state(pins)? {
-            LinkState::Attached { ifindex } => Some(format!(
+        return Ok(match link::presence(pins)? {
+            Presence::Attached { ifindex } => Some(format!(
                 "adopted the filter attached to {name} (ifindex {ifindex}, XDP {} mode, program {}): \
                  counters, settings, lists and recorded queries carry on",
                 xdp_mode.name(),
                 attach::link_info(&link)?.program_id()
             )),
-            LinkState::InterfaceGone => None,
-            LinkState::Severed { ifindex } => {
-                let report = relink::reattach(pins)?;
+            Presence::Gone => None,
+            Presence::Back { ifindex } => {
+                let report = attach::reattach(root, &Interface::lookup(name)?)?;
                 Some(format!(
                     "attached the filter again to {name} (ifindex {ifindex}, XDP {} mode, program {}), \
                      keeping counters, settings, lists and recorded queries",
@@ -200,6 +201,10 @@ fn attach_or_adopt(
                     report.xdp_program_id
                 ))
             }
+            Presence::Elsewhere { link } => anyhow::bail!(
+                "the filter pinned for {name} is {}: see `filter-ctl status`",
+                link.describe()
+            ),
         });
     }
     let Ok(iface) = Interface::lookup(name) else {
@@ -241,7 +246,7 @@ struct Daemon {
     /// The XDP program whose aya-log records are read.
     logged_program: Option<u32>,
     /// The interface at the last check, to log changes only.
-    link: Option<LinkState>,
+    link: Option<Presence>,
     up: Option<bool>,
     ticks: u64,
 }
@@ -399,36 +404,47 @@ impl Daemon {
     /// the filter again to a recreated device.
     fn watch_link(&mut self) {
         let name = self.options.iface.clone();
-        let state = match relink::state(&self.pins) {
-            Ok(state) => state,
+        let presence = match link::presence(&self.pins) {
+            Ok(presence) => presence,
             Err(err) => {
                 log::debug!("checking {name}: {err:#}");
                 return;
             }
         };
-        let before = self.link.replace(state);
-        match state {
-            LinkState::InterfaceGone if before != Some(state) => log::warn!(
+        let before = self.link.replace(presence.clone());
+        let changed = before.as_ref() != Some(&presence);
+        match presence {
+            Presence::Gone if changed => log::warn!(
                 "{name} is gone (deleted or moved away); the filter keeps its state and will be \
                  attached again when {name} is back"
             ),
-            LinkState::Severed { ifindex } => match relink::reattach(&self.pins) {
-                Ok(report) => {
-                    log::info!(
-                        "{name} is back (ifindex {ifindex}): attached the filter again in {} mode \
-                         (XDP program {}), keeping counters, settings, lists and recorded queries",
-                        report.mode.name(),
-                        report.xdp_program_id
-                    );
-                    self.state.lock().expect("never poisoned").reattached += 1;
-                    self.link = Some(LinkState::Attached { ifindex });
+            Presence::Elsewhere { link } if changed => log::warn!(
+                "the filter pinned for {name} is {}, not on the device named {name} now; \
+                 left as it is (see `filter-ctl status`)",
+                link.describe()
+            ),
+            Presence::Back { ifindex } => {
+                match Interface::lookup(&name)
+                    .and_then(|iface| attach::reattach(&self.root, &iface))
+                {
+                    Ok(report) => {
+                        log::info!(
+                            "{name} is back (ifindex {ifindex}): attached the filter again in {} \
+                             mode (XDP program {}), keeping counters, settings, lists and recorded \
+                             queries",
+                            report.mode.name(),
+                            report.xdp_program_id
+                        );
+                        self.state.lock().expect("never poisoned").reattached += 1;
+                        self.link = Some(Presence::Attached { ifindex });
+                    }
+                    Err(err) if changed => log::warn!(
+                        "{name} is back (ifindex {ifindex}) but attaching the filter again \
+                         failed, retrying every second: {err:#}"
+                    ),
+                    Err(_) => {}
                 }
-                Err(err) if before != Some(state) => log::warn!(
-                    "{name} is back (ifindex {ifindex}) but attaching the filter again failed, \
-                     retrying every second: {err:#}"
-                ),
-                Err(_) => {}
-            },
+            }
             _ => {}
         }
         let up = Interface::lookup(&name)
