@@ -1,7 +1,7 @@
 //! The run-time settings filter-ctl writes into the CONFIG map, read in place
 //! by both programs.
 
-use crate::{sample, syn};
+use crate::{conn, halfopen, sample, syn};
 
 /// What a later fragment does when its first fragment was not seen.
 #[repr(u8)]
@@ -41,6 +41,15 @@ pub struct Config {
     pub syn_penalty_ns: u64,
     /// Secret seed of the bucket hash, random per attach (not a setting).
     pub syn_hash_seed: u64,
+    // Issue 11, the connection-aware TCP defence (24 bytes, 8-aligned).
+    /// How long an unanswered half-open unit (and its recorded handshake) lasts.
+    pub syn_halfopen_timeout_ns: u64,
+    /// Half-open units of a source and of a prefix (see [`halfopen`]); 0 = off.
+    pub syn_halfopen_budget: u32,
+    pub syn_halfopen_prefix_budget: u32,
+    /// A counted connection stops counting after this long without an
+    /// inbound packet (between once and twice this, see [`conn`]).
+    pub conn_idle_timeout_ns: u64,
     /// Drop sampling (see [`sample`]): events per second per drop reason
     /// sent to the ring buffer; 0 = off.
     pub sample_rate: u32,
@@ -65,6 +74,10 @@ impl Config {
         _syn_padding: [0; 6],
         syn_penalty_ns: syn::DEFAULT_PENALTY_NS,
         syn_hash_seed: 0,
+        syn_halfopen_timeout_ns: halfopen::DEFAULT_TIMEOUT_NS,
+        syn_halfopen_budget: halfopen::DEFAULT_BUDGET,
+        syn_halfopen_prefix_budget: halfopen::DEFAULT_PREFIX_BUDGET,
+        conn_idle_timeout_ns: conn::DEFAULT_IDLE_NS,
         sample_rate: sample::DEFAULT_RATE,
         _sample_padding: 0,
     };
@@ -85,6 +98,15 @@ impl Config {
         match self.fragment_ttl_ns {
             0 => Config::DEFAULT.fragment_ttl_ns,
             ttl => ttl,
+        }
+    }
+
+    /// How long a half-open unit and its handshake last; zero means the default.
+    #[inline(always)]
+    pub const fn halfopen_timeout_ns(&self) -> u64 {
+        match self.syn_halfopen_timeout_ns {
+            0 => Config::DEFAULT.syn_halfopen_timeout_ns,
+            timeout => timeout,
         }
     }
 
@@ -125,6 +147,19 @@ mod tests {
         };
         assert_eq!(set.solicited_lifetime_ns(), 7);
         assert_eq!(set.fragment_lifetime_ns(), 9);
+        let no_halfopen_timeout = Config {
+            syn_halfopen_timeout_ns: 0,
+            ..Config::DEFAULT
+        };
+        assert_eq!(no_halfopen_timeout.halfopen_timeout_ns(), 60_000_000_000);
+    }
+
+    /// Issues append their fields in blocks of whole 8-byte words: the
+    /// struct has no hidden padding, so both sides agree on every byte.
+    #[test]
+    fn the_config_is_whole_words_without_hidden_padding() {
+        assert_eq!(size_of::<Config>() % 8, 0);
+        assert_eq!(align_of::<Config>(), 8);
     }
 
     #[test]

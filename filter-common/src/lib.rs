@@ -13,11 +13,17 @@
 //! (the penalty count, the SYN slots), [`hash`] (slot hashes), [`prefix`]
 //! (masks and address forms), [`expiry`] (deadlines),
 //! [`SolicitedKey::bucket`], [`Config::solicited_lifetime_ns`] and its kin.
+//! The connection-aware TCP defence: [`handshake`] (the handshakes egress
+//! records), [`halfopen`] (the half-open budgets' counter), [`conn`] (the
+//! per-source connection limits and their idle windows).
 #![no_std]
 
 pub mod config;
+pub mod conn;
 pub mod expiry;
 pub mod fragments;
+pub mod halfopen;
+pub mod handshake;
 pub mod hash;
 pub mod lists;
 pub mod ports;
@@ -79,6 +85,27 @@ pub mod map {
     /// Array of u32, one per list trie (see [`crate::lists::IN_USE_ALLOW_V4`]):
     /// nonzero when the trie may hold entries.
     pub const LISTS_IN_USE: &str = "LISTS_IN_USE";
+    /// Issue 11, the connection-aware TCP defence (docs/tcp-connections.md).
+    /// Array with one [`crate::handshake::ServicePorts`]: TCP ports egress saw
+    /// send a SYN-ACK. Only egress writes it.
+    pub const SERVICE_PORTS: &str = "SERVICE_PORTS";
+    /// Array of [`crate::handshake::HandshakeSlot`]: SYN-ACKs egress sent,
+    /// waiting for the completing ACK. Only egress records.
+    pub const HANDSHAKES: &str = "HANDSHAKES";
+    /// Array of u64, one per bucket of HANDSHAKES: its latest deadline.
+    pub const HANDSHAKES_LATEST: &str = "HANDSHAKES_LATEST";
+    /// Arrays of u64 (see [`crate::halfopen`]): the half-open budgets per
+    /// source and per prefix, on the slots of SYN_SOURCES and SYN_PREFIXES.
+    pub const HALFOPEN_SOURCES: &str = "HALFOPEN_SOURCES";
+    pub const HALFOPEN_PREFIXES: &str = "HALFOPEN_PREFIXES";
+    /// Array with one [`crate::conn::ConnLimits`]: `conn_limit`, per port.
+    pub const CONN_LIMITS: &str = "CONN_LIMITS";
+    /// Array of [`crate::conn::ConnSlot`]: connections to limited ports.
+    pub const CONNECTIONS: &str = "CONNECTIONS";
+    /// LRU hash of [`crate::conn::ConnOwner`] -> [`crate::conn::ConnCount`].
+    pub const CONN_COUNTS: &str = "CONN_COUNTS";
+    /// Array of u64: handshakes in flight per source and limited port.
+    pub const CONN_PENDING: &str = "CONN_PENDING";
     /// Ring buffer of [`crate::DropEvent`]s: sampled drops (see [`crate::sample`]).
     pub const DROP_EVENTS: &str = "DROP_EVENTS";
     /// Array of u64, one per reason: each drop reason's sampling rate limiter.
@@ -87,7 +114,7 @@ pub mod map {
     /// [`crate::sample::COUNT_SAMPLED`] and [`crate::sample::COUNT_LOST`].
     pub const DROP_EVENT_COUNTS: &str = "DROP_EVENT_COUNTS";
     /// Every map the object defines, in the order `status` shows them.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 26] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -102,6 +129,15 @@ pub mod map {
         DENY_V4,
         DENY_V6,
         LISTS_IN_USE,
+        SERVICE_PORTS,
+        HANDSHAKES,
+        HANDSHAKES_LATEST,
+        HALFOPEN_SOURCES,
+        HALFOPEN_PREFIXES,
+        CONN_LIMITS,
+        CONNECTIONS,
+        CONN_COUNTS,
+        CONN_PENDING,
         DROP_EVENTS,
         DROP_SAMPLER,
         DROP_EVENT_COUNTS,

@@ -133,6 +133,30 @@ reasons! {
     /// A TCP SYN over its source's bucket whose source earned the penalty but
     /// could not be put on the full deny list.
     DropSynPenaltyFull = 23, "drop_syn_penalty_full", Ingress, Drop;
+    // Issue 11, the connection-aware TCP defence (docs/tcp-connections.md).
+    /// An ACK that completed a handshake egress recorded: the half-open units
+    /// of its SYN are given back, and on a port with a connection limit the
+    /// connection counts from here.
+    PassHandshake = 24, "pass_handshake", Ingress, Pass;
+    /// A completing ACK whose connection (on a limited port) took the slot of
+    /// another tracked connection, which stops counting (table full there).
+    PassConnEvicted = 25, "pass_conn_evicted", Ingress, Pass;
+    /// An inbound FIN or RST that ended a counted connection.
+    PassConnClosed = 26, "pass_conn_closed", Ingress, Pass;
+    /// A TCP SYN from a source with its half-open budget in use: that many
+    /// of its connection attempts are unanswered.
+    DropSynHalfopen = 27, "drop_syn_halfopen", Ingress, Drop;
+    /// A TCP SYN from a prefix with its half-open budget in use.
+    DropSynHalfopenPrefix = 28, "drop_syn_halfopen_prefix", Ingress, Drop;
+    /// A TCP SYN from a source at its connection limit for that port.
+    DropConnLimit = 29, "drop_conn_limit", Ingress, Drop;
+    /// A SYN-ACK, recorded as a handshake waiting for its ACK.
+    EgressHandshakeRecorded = 30, "egress_handshake_recorded", Egress, Pass;
+    /// A recorded handshake pushed the one closest to expiry of its bucket
+    /// out of the handshake table (full there).
+    EgressHandshakeEvicted = 31, "egress_handshake_evicted", Egress, Pass;
+    /// An outgoing FIN or RST that ended a counted connection.
+    EgressConnClosed = 32, "egress_conn_closed", Egress, Pass;
 }
 
 #[cfg(test)]

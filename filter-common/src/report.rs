@@ -148,7 +148,10 @@ pub struct MapStatus {
     /// Entries in use: watched ports, live solicited queries, tracked
     /// fragmented datagrams, SYN bucket slots not full (charged by a recent
     /// SYN), live allow/deny prefixes, list tries flagged in use; the counter
-    /// and config arrays are always full.
+    /// and config arrays are always full. The TCP defence's: service ports
+    /// seen, ports with a connection limit, live handshakes (and buckets
+    /// holding one), half-open and in-flight counters with a unit in use,
+    /// tracked connections, sources with a connection count.
     pub entries: u32,
 }
 

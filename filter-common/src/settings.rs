@@ -18,14 +18,25 @@ pub mod duration;
 pub mod kind;
 
 use core::{fmt, str::FromStr, time::Duration};
-use std::{boxed::Box, collections::BTreeSet, format, string::String, vec::Vec};
+use std::{
+    boxed::Box,
+    collections::{BTreeMap, BTreeSet},
+    format,
+    string::String,
+    vec::Vec,
+};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de, ser::SerializeMap as _};
 
-pub use kind::{Choice, Count, Input, Kind, Ports, PrefixLen, Rate, Span, Switch};
+pub use kind::{
+    Budget, Choice, Count, Input, Kind, PortLimits, Ports, PrefixLen, Rate, Span, Switch,
+};
 
 use crate::{
-    Config, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass, WatchedPorts, sample,
+    Config, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass, WatchedPorts,
+    conn::ConnLimits,
+    halfopen::MAX_BUDGET,
+    sample,
     syn::{MAX_BURST, MAX_RATE},
 };
 
@@ -151,6 +162,45 @@ pub static SETTINGS: &[&dyn Setting] = &[
         set: |s, penalty| s.config.syn_penalty_ns = nanos(penalty),
         help: "deny-list a source this long when it keeps exceeding its SYN bucket (off: never)",
     },
+    // Issue 11, the connection-aware TCP defence (docs/tcp-connections.md).
+    &Row {
+        key: "syn_halfopen_budget",
+        kind: Budget { max: MAX_BUDGET },
+        get: |s| s.config.syn_halfopen_budget,
+        set: |s, budget| s.config.syn_halfopen_budget = budget,
+        help: "unanswered TCP handshakes one source (IPv4 /32, IPv6 /64) may have at once; \
+               a completed handshake gives its unit back",
+    },
+    &Row {
+        key: "syn_halfopen_prefix_budget",
+        kind: Budget { max: MAX_BUDGET },
+        get: |s| s.config.syn_halfopen_prefix_budget,
+        set: |s, budget| s.config.syn_halfopen_prefix_budget = budget,
+        help: "unanswered TCP handshakes all sources of one prefix (syn_prefix_v4/v6) may have at once",
+    },
+    &Row {
+        key: "syn_halfopen_timeout",
+        kind: lifetime(Duration::from_secs(1), Duration::from_secs(3600)),
+        get: |s| Duration::from_nanos(s.config.syn_halfopen_timeout_ns),
+        set: |s, timeout| s.config.syn_halfopen_timeout_ns = nanos(timeout),
+        help: "how long an unanswered handshake holds its unit at most",
+    },
+    &Row {
+        key: "conn_limit",
+        kind: PortLimits,
+        get: |s| s.conn_limits.clone(),
+        set: |s, limits| s.conn_limits = limits,
+        help: "TCP connections one source may hold per local port, PORT:MAX pairs \
+               (25:3,80:64); a SYN over it is dropped",
+    },
+    &Row {
+        key: "conn_idle_timeout",
+        kind: lifetime(Duration::from_secs(1), Duration::from_secs(86_400)),
+        get: |s| Duration::from_nanos(s.config.conn_idle_timeout_ns),
+        set: |s, timeout| s.config.conn_idle_timeout_ns = nanos(timeout),
+        help: "a connection idle this long (up to twice that) no longer counts for conn_limit",
+    },
+    // Issue 13, drop sampling (docs/daemon.md).
     &Row {
         key: "sample_rate",
         kind: Rate {
@@ -430,6 +480,8 @@ pub struct Settings {
     pub dns_ports: BTreeSet<u16>,
     pub ntp_ports: BTreeSet<u16>,
     pub amplifier_ports: BTreeSet<u16>,
+    /// `conn_limit`: port -> connections per source (the CONN_LIMITS map).
+    pub conn_limits: BTreeMap<u16, u16>,
 }
 
 impl Default for Settings {
@@ -446,6 +498,7 @@ impl Default for Settings {
             dns_ports: ports(PortClass::Dns),
             ntp_ports: ports(PortClass::Ntp),
             amplifier_ports: ports(PortClass::Other),
+            conn_limits: BTreeMap::new(),
         }
     }
 }
@@ -502,6 +555,7 @@ impl Settings {
             dns_ports: BTreeSet::new(),
             ntp_ports: BTreeSet::new(),
             amplifier_ports: BTreeSet::new(),
+            conn_limits: BTreeMap::new(),
         };
         for port in 0..=u16::MAX {
             let list = match ports.class(port) {
@@ -513,6 +567,23 @@ impl Settings {
             list.insert(port);
         }
         settings
+    }
+
+    /// These settings with the connection limits the CONN_LIMITS map holds.
+    pub fn with_conn_limits(mut self, limits: &ConnLimits) -> Settings {
+        self.conn_limits = (0..=u16::MAX)
+            .filter_map(|port| Some((port, limits.limit(port))).filter(|(_, max)| *max != 0))
+            .collect();
+        self
+    }
+
+    /// The connection limits as the CONN_LIMITS map holds them (128 KiB, boxed).
+    pub fn conn_limits_map(&self) -> Box<ConnLimits> {
+        let mut limits = Box::new(ConnLimits::NONE);
+        for (&port, &max) in &self.conn_limits {
+            limits.set(port, max);
+        }
+        limits
     }
 
     /// The watched ports as the WATCHED_PORTS map holds them (64 KiB, boxed).
@@ -748,6 +819,64 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("port 53 is in both"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_and_half_open_budgets_are_settings() {
+        let defaults = Settings::default();
+        assert!(defaults.conn_limits.is_empty());
+        assert!(
+            defaults
+                .describe()
+                .contains("conn_limit           = none\n")
+        );
+        assert!(defaults.describe().contains("syn_halfopen_budget  = 16\n"));
+        let settings = with(&[
+            ("conn_limit", "25:3,80:64"),
+            ("conn_idle_timeout", "90s"),
+            ("syn_halfopen_budget", "off"),
+            ("syn_halfopen_prefix_budget", "200"),
+            ("syn_halfopen_timeout", "30s"),
+        ])
+        .unwrap();
+        assert_eq!(settings.conn_limits, BTreeMap::from([(25, 3), (80, 64)]));
+        assert_eq!(settings.config.conn_idle_timeout_ns, 90_000_000_000);
+        assert_eq!(settings.config.syn_halfopen_budget, 0);
+        assert_eq!(settings.config.syn_halfopen_prefix_budget, 200);
+        assert_eq!(settings.config.syn_halfopen_timeout_ns, 30_000_000_000);
+        let limits = settings.conn_limits_map();
+        assert_eq!(
+            (limits.limit(25), limits.limit(80), limits.limit(443)),
+            (3, 64, 0)
+        );
+        let back = Settings::from_maps(settings.config, &settings.watched_ports())
+            .with_conn_limits(&limits);
+        assert_eq!(back, settings);
+        let json = serde_json::to_string(&settings).unwrap();
+        assert!(json.contains("\"conn_limit\":\"25:3,80:64\""), "{json}");
+        assert_eq!(serde_json::from_str::<Settings>(&json).unwrap(), settings);
+        let Assignments(file) =
+            toml::from_str("conn_limit = \"25:3\"\nsyn_halfopen_budget = 8\n").unwrap();
+        let from_file = Settings::default().with(&file).unwrap();
+        assert_eq!(from_file.conn_limits, BTreeMap::from([(25, 3)]));
+        assert_eq!(from_file.config.syn_halfopen_budget, 8);
+        for ((key, value), expected) in [
+            (
+                ("conn_limit", "25"),
+                "invalid value '25' for conn_limit: '25' is not PORT:MAX (allowed: PORT:MAX,...|none)",
+            ),
+            (("conn_limit", "25:3,25:4"), "port 25 is given twice"),
+            (("conn_idle_timeout", "500ms"), "1s..1d"),
+            (("syn_halfopen_timeout", "2h"), "1s..1h"),
+            (("syn_halfopen_budget", "0"), "1..1000000|off"),
+        ] {
+            let err = with(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(expected), "{key}={value}: {err}");
+        }
+        let err = toml::from_str::<Assignments>("conn_limit = 25")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("conn_limit"), "{err}");
     }
 
     #[test]

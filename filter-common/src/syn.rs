@@ -11,7 +11,7 @@
 //! is collateral: a source hashed onto the slot of a flooder is limited with
 //! it. With `SYN_SOURCE_SLOTS` slots that needs a collision (1 in 262144 per
 //! pair, and the seed keeps attackers from aiming), or a spoofed flood so
-//! large that every slot runs dry (slots x source rate: over 500,000 SYN/s
+//! large that every slot runs dry (slots x source rate: over 5 million SYN/s
 //! with the defaults), where the global level is shedding load anyway.
 //!
 //! The buckets are shared by all CPUs, not per-CPU: per-CPU buckets would
@@ -58,13 +58,19 @@ pub const MAX_RATE: u32 = 1_000_000;
 pub const MAX_BURST: u32 = 1_000_000;
 
 /// Defaults, chosen for a home or small-office gateway (docs/syn-and-lists.md
-/// explains them): a browser opening a dozen connections at once and a busy
-/// mail relay pass; one host opening 15 connections at once, or bursting SYNs
-/// with ever-changing source ports, is cut to 12 and then 2 per second.
-pub const DEFAULT_SOURCE_RATE: u32 = 2;
-pub const DEFAULT_SOURCE_BURST: u32 = 12;
-pub const DEFAULT_PREFIX_RATE: u32 = 20;
-pub const DEFAULT_PREFIX_BURST: u32 = 60;
+/// and docs/tcp-connections.md explain them). The half-open budgets
+/// ([`crate::halfopen`]) stop sources that do not complete their handshakes;
+/// the rate buckets are the backstop against sources that do (a connection
+/// flood) and against spoofed floods spread over many sources, so they let
+/// a busy legitimate source through: a browser reloading a page three times
+/// (3 bursts of 12 connections within a second: 36 of the source's 40) or a
+/// mail relay flushing its queue (20 new connections a second, sustained).
+/// A prefix holds five such browsers at once (200) and a hundred
+/// connections a second.
+pub const DEFAULT_SOURCE_RATE: u32 = 20;
+pub const DEFAULT_SOURCE_BURST: u32 = 40;
+pub const DEFAULT_PREFIX_RATE: u32 = 100;
+pub const DEFAULT_PREFIX_BURST: u32 = 200;
 pub const DEFAULT_GLOBAL_RATE: u32 = 2000;
 pub const DEFAULT_GLOBAL_BURST: u32 = 4000;
 pub const DEFAULT_PREFIX_V4: u8 = 24;

@@ -1,6 +1,6 @@
-//! The settings maps of a filter: `CONFIG` (one [`Config`]) and
-//! `WATCHED_PORTS` (one [`WatchedPorts`]), read into and written from
-//! [`Settings`]. The keys, their values and their checks are the table in
+//! The settings maps of a filter: `CONFIG` (one [`Config`]),
+//! `WATCHED_PORTS` (one [`WatchedPorts`]) and `CONN_LIMITS` (one
+//! [`ConnLimits`]), read into and written from [`Settings`]. The keys, their values and their checks are the table in
 //! `filter_common::settings`; this module only moves them in and out of the
 //! kernel.
 
@@ -16,17 +16,20 @@ use aya::{
     maps::{Array, MapData},
 };
 use filter_common::{
-    Config, WatchedPorts, map,
+    Config, WatchedPorts,
+    conn::ConnLimits,
+    map,
     settings::{Assignment, Settings},
 };
 
 use crate::pins::IfacePins;
 
-/// The two settings maps of a pinned filter (`MapData`) or of a loaded
-/// object (`&mut MapData`).
+/// The settings maps of a pinned filter (`MapData`) or of a loaded object
+/// (`&mut MapData`).
 pub struct SettingsMaps<T> {
     pub config: Array<T, Config>,
     pub ports: Array<T, WatchedPorts>,
+    pub conn_limits: Array<T, ConnLimits>,
 }
 
 impl<T> std::fmt::Debug for SettingsMaps<T> {
@@ -41,6 +44,7 @@ impl SettingsMaps<MapData> {
         Ok(Self {
             config: Array::try_from(pins.open_map(map::CONFIG)?)?,
             ports: Array::try_from(pins.open_map(map::WATCHED_PORTS)?)?,
+            conn_limits: Array::try_from(pins.open_map(map::CONN_LIMITS)?)?,
         })
     }
 }
@@ -48,11 +52,13 @@ impl SettingsMaps<MapData> {
 impl<'a> SettingsMaps<&'a mut MapData> {
     /// The maps of a loaded object (a fresh attach, or a test's own instance).
     pub fn of(ebpf: &'a mut Ebpf) -> anyhow::Result<Self> {
-        let [config, ports] = ebpf.maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS]);
+        let [config, ports, conn_limits] =
+            ebpf.maps_disjoint_mut([map::CONFIG, map::WATCHED_PORTS, map::CONN_LIMITS]);
         let missing = || anyhow!("settings maps missing from the eBPF object");
         Ok(Self {
             config: Array::try_from(config.ok_or_else(missing)?)?,
             ports: Array::try_from(ports.ok_or_else(missing)?)?,
+            conn_limits: Array::try_from(conn_limits.ok_or_else(missing)?)?,
         })
     }
 }
@@ -66,7 +72,12 @@ impl<T: Borrow<MapData>> SettingsMaps<T> {
                 .get(&0, 0)
                 .context("reading the watched ports map")?,
         );
-        Ok(Settings::from_maps(config, &ports))
+        let conn_limits = Box::new(
+            self.conn_limits
+                .get(&0, 0)
+                .context("reading the connection limits map")?,
+        );
+        Ok(Settings::from_maps(config, &ports).with_conn_limits(&conn_limits))
     }
 }
 
@@ -88,6 +99,13 @@ impl<T: BorrowMut<MapData>> SettingsMaps<T> {
                 .set(0, &*classes, 0)
                 .context("writing the watched ports map")?;
         }
+        let limits = next.conn_limits_map();
+        if *limits != *live.conn_limits_map() {
+            // One write, like the watched ports.
+            self.conn_limits
+                .set(0, &*limits, 0)
+                .context("writing the connection limits map")?;
+        }
         Ok(next)
     }
 
@@ -106,6 +124,9 @@ impl<T: BorrowMut<MapData>> SettingsMaps<T> {
         self.ports
             .set(0, &*defaults.watched_ports(), 0)
             .context("writing the watched ports map")?;
+        self.conn_limits
+            .set(0, &*defaults.conn_limits_map(), 0)
+            .context("writing the connection limits map")?;
         Ok(())
     }
 }

@@ -8,7 +8,10 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo},
 };
 use filter_common::{
-    FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, SynBucket, WatchedPorts, map,
+    FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, SynBucket, WatchedPorts,
+    conn::{ConnCount, ConnLimits, ConnOwner, ConnSlot},
+    handshake::{HandshakeSlot, ServicePorts},
+    map,
     report::{EgressHook, LinkState, MapStatus, Status},
 };
 
@@ -55,9 +58,11 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
                 name: name.to_owned(),
                 id: info.id(),
                 kind: format!("{:?}", info.map_type()?),
-                // The watched ports are one map value with a slot per port.
+                // These are one map value with a slot per port.
                 max_entries: match name {
                     map::WATCHED_PORTS => WatchedPorts::PORTS as u32,
+                    map::SERVICE_PORTS => ServicePorts::PORTS as u32,
+                    map::CONN_LIMITS => ConnLimits::PORTS as u32,
                     _ => info.max_entries(),
                 },
                 entries: entries_in_use(name, MapData::from_pin(pins.map(name))?)?
@@ -173,6 +178,41 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
         map::SYN_SOURCES | map::SYN_PREFIXES | map::SYN_GLOBAL => {
             let buckets = mapped::snapshot::<SynBucket>(&data)?;
             count(buckets.iter().filter(|b| b.tat_ns > now).count())
+        }
+        map::SERVICE_PORTS => {
+            let ports: Array<MapData, ServicePorts> = Array::try_from(Map::from_map_data(data)?)?;
+            let marked = Box::new(ports.get(&0, 0)?);
+            count(marked.marked().count())
+        }
+        map::CONN_LIMITS => {
+            let limits: Array<MapData, ConnLimits> = Array::try_from(Map::from_map_data(data)?)?;
+            let limits = Box::new(limits.get(&0, 0)?);
+            count(limits.0.iter().filter(|&&max| max != 0).count())
+        }
+        map::HANDSHAKES => {
+            let slots = mapped::snapshot::<HandshakeSlot>(&data)?;
+            count(slots.iter().filter(|s| s.expires_ns > now).count())
+        }
+        map::HANDSHAKES_LATEST => {
+            let buckets = mapped::snapshot::<u64>(&data)?;
+            count(buckets.iter().filter(|&&latest| latest > now).count())
+        }
+        // Counters with a unit in use: charged by an unanswered SYN (the
+        // half-open budgets) or a handshake in flight (connection limits).
+        map::HALFOPEN_SOURCES | map::HALFOPEN_PREFIXES | map::CONN_PENDING => {
+            let counters = mapped::snapshot::<u64>(&data)?;
+            count(counters.iter().filter(|&&tat| tat > now).count())
+        }
+        // Connections tracked and not ended (idle ones included until their
+        // slot is taken).
+        map::CONNECTIONS => {
+            let slots = mapped::snapshot::<ConnSlot>(&data)?;
+            count(slots.iter().filter(|s| s.window != 0).count())
+        }
+        map::CONN_COUNTS => {
+            let counts: HashMap<MapData, ConnOwner, ConnCount> =
+                HashMap::try_from(Map::from_map_data(data)?)?;
+            count(counts.keys().filter(Result::is_ok).count())
         }
         map::ALLOW_V4 | map::DENY_V4 => count(live::<[u8; 4]>(data, now)?),
         map::ALLOW_V6 | map::DENY_V6 => count(live::<[u8; 16]>(data, now)?),

@@ -1,5 +1,8 @@
 //! Rule 4 of ingress, IP fragments: a later fragment carries no transport
-//! header, so it follows the verdict its first fragment got. Attackers can
+//! header, so it follows the verdict its first fragment got. A datagram is
+//! keyed by its addresses, IP id and the protocol that follows the
+//! fragmentation (`Ip::fragmented_protocol`), which its first and later
+//! fragments carry alike. Attackers can
 //! write this table (every first fragment they send makes an entry), so it is
 //! an LRU kept apart from the solicited table. A later fragment that arrives
 //! before its first one, or after the entry expired or was evicted, is an
@@ -22,7 +25,7 @@ fn key(ip: &Ip, id: u32) -> FragmentKey {
         src: ip.src,
         dst: ip.dst,
         id,
-        protocol: u32::from(ip.protocol),
+        protocol: u32::from(ip.fragmented_protocol),
     }
 }
 

@@ -8,9 +8,13 @@
 //! Where each rule lives:
 //! - ingress/mod.rs: the rule order of `wan_ingress`; ingress/udp.rs the
 //!   reflection defence (an inbound response must answer a recorded query),
-//!   ingress/tcp.rs which TCP segments meet the SYN buckets (syn.rs);
+//!   ingress/tcp.rs what happens to inbound TCP: connection attempts meet
+//!   the SYN rules (syn.rs: rate buckets, halfopen.rs: half-open budgets,
+//!   conn.rs: connection limits), other segments to service ports complete
+//!   handshakes (handshake.rs) and keep connections counted;
 //!   lists.rs the allow and deny lists, fragments.rs later IP fragments;
-//! - egress/mod.rs and egress/udp.rs: what `wan_egress` records;
+//! - egress/mod.rs, egress/udp.rs and egress/tcp.rs: what `wan_egress`
+//!   records (queries, handshakes, connection ends);
 //! - proto/{dns,ntp}.rs: the application fields both directions read;
 //! - solicited.rs: the table egress records into and ingress consumes from;
 //! - packet.rs: the packet (made only from the program's context, read only
@@ -24,9 +28,12 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod config;
+mod conn;
 mod egress;
 mod events;
 mod fragments;
+mod halfopen;
+mod handshake;
 mod ingress;
 mod lists;
 mod packet;

@@ -40,6 +40,7 @@ pub const MAX_L4_OFFSET: usize = 512;
 /// transport header we parse, plus the DNS/NTP fields behind it.
 const EGRESS_HEADROOM: u32 = (MAX_L4_OFFSET + 64) as u32;
 
+pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
@@ -215,12 +216,24 @@ pub struct Ip {
     /// The upper-layer protocol, after any IPv6 extension headers.
     pub protocol: u8,
     pub fragment: Fragment,
+    /// The protocol that follows the fragmentation, which a datagram's
+    /// fragments share (its key, with the addresses and the id): IPv4's
+    /// protocol field, the IPv6 fragment header's next header. Every
+    /// fragment carries it, whatever headers the first fragment then has
+    /// (RFC 8200 puts destination options and AH after the fragment header).
+    /// A field of its own: in `Fragment`'s payload it cost the verifier a
+    /// quarter more states.
+    pub fragmented_protocol: u8,
     /// Offset of the transport header; meaningless for `Fragment::Later`.
     pub l4_offset: usize,
 }
 
 pub enum Network {
     Ip(Ip),
+    /// A first fragment whose headers after the fragment header could not
+    /// be walked (cut short, too many, too deep): passed as malformed, and
+    /// its datagram's later fragments follow that pass.
+    UnwalkedFirstFragment(Ip),
     /// A frame we never filter: ARP, LLDP, PPP control, ...
     NotIp,
     /// Headers cut short or invalid: passed, and counted.
@@ -289,12 +302,14 @@ impl Packet {
             (0, true) => Fragment::First { id },
             _ => Fragment::Later { id },
         };
+        let protocol = h.get::<u8, 9>();
         Network::Ip(Ip {
             family: Family::Ipv4,
             src: [h.get::<u32, 12>(), 0, 0, 0],
             dst: [h.get::<u32, 16>(), 0, 0, 0],
-            protocol: h.get::<u8, 9>(),
+            protocol,
             fragment,
+            fragmented_protocol: protocol,
             l4_offset: offset + header_len,
         })
     }
@@ -311,56 +326,66 @@ impl Packet {
         let next_header = (length_next_hop >> 8) as u8;
         let src = [h[2], h[3], h[4], h[5]];
         let dst = [h[6], h[7], h[8], h[9]];
-        let mut protocol = next_header;
-        let mut l4_offset = offset + IPV6_HDR_LEN;
-        let mut fragment = Fragment::Whole;
+        let mut ip = Ip {
+            family: Family::Ipv6,
+            src,
+            dst,
+            protocol: next_header,
+            fragment: Fragment::Whole,
+            fragmented_protocol: 0,
+            l4_offset: offset + IPV6_HDR_LEN,
+        };
         for _ in 0..MAX_IPV6_EXT_HEADERS {
-            if !is_ipv6_extension(protocol) {
+            if !is_ipv6_extension(ip.protocol) {
                 break;
             }
-            if l4_offset > MAX_L4_OFFSET {
-                return Network::Malformed;
+            if ip.l4_offset > MAX_L4_OFFSET {
+                return unwalked(ip);
             }
             // Every extension header is at least 8 bytes and starts with the
             // next header and a length.
-            let Some(ext) = self.read::<[u8; 8]>(l4_offset) else {
-                return Network::Malformed;
+            let Some(ext) = self.read::<[u8; 8]>(ip.l4_offset) else {
+                return unwalked(ip);
             };
             let len = usize::from(ext[1]);
-            let header_len = match protocol {
+            let header_len = match ip.protocol {
                 IPV6_AUTH => (len + 2) * 4,
                 IPV6_FRAGMENT => {
                     let offset_flags = u16::from_be_bytes([ext[2], ext[3]]);
                     let id = u32::from_be_bytes([ext[4], ext[5], ext[6], ext[7]]);
-                    fragment = match (offset_flags >> 3, offset_flags & 1 != 0) {
+                    ip.fragment = match (offset_flags >> 3, offset_flags & 1 != 0) {
                         (0, false) => Fragment::Whole,
                         (0, true) => Fragment::First { id },
                         _ => Fragment::Later { id },
                     };
+                    ip.fragmented_protocol = ext[0];
                     8
                 }
                 // Hop-by-hop, routing, destination options.
                 _ => (len + 1) * 8,
             };
-            protocol = ext[0];
-            l4_offset += header_len;
-            if let Fragment::Later { .. } = fragment {
+            ip.protocol = ext[0];
+            ip.l4_offset += header_len;
+            if let Fragment::Later { .. } = ip.fragment {
                 // No upper-layer header follows in a later fragment.
-                break;
+                return Network::Ip(ip);
             }
         }
-        if is_ipv6_extension(protocol) && !matches!(fragment, Fragment::Later { .. }) {
+        if is_ipv6_extension(ip.protocol) {
             // The chain is longer than we walk: do not guess.
-            return Network::Malformed;
+            return unwalked(ip);
         }
-        Network::Ip(Ip {
-            family: Family::Ipv6,
-            src,
-            dst,
-            protocol,
-            fragment,
-            l4_offset,
-        })
+        Network::Ip(ip)
+    }
+}
+
+/// Gives up on an IPv6 header chain: malformed, unless a first fragment's
+/// header was seen, whose datagram can still be followed.
+#[inline(always)]
+fn unwalked(ip: Ip) -> Network {
+    match ip.fragment {
+        Fragment::First { .. } => Network::UnwalkedFirstFragment(ip),
+        _ => Network::Malformed,
     }
 }
 
@@ -380,7 +405,16 @@ pub struct Udp {
     pub dst_port: u16,
     /// Offset of the UDP payload.
     pub payload: usize,
+    /// How many bytes of the UDP payload a rule may read, up to
+    /// `MAX_PAYLOAD_READ`: those the UDP length counts (whether the frame
+    /// holds them, the reads check). Bytes after the datagram, such as
+    /// Ethernet padding, are not its content. (The IP length is not
+    /// checked: the stack delivers no datagram whose UDP length exceeds it.)
+    pub readable: usize,
 }
+
+/// The deepest payload byte a rule reads: the end of an NTP transmit timestamp.
+pub const MAX_PAYLOAD_READ: usize = 48;
 
 impl Packet {
     /// The UDP header at `l4_offset`, or `None` if cut short or too deep to parse.
@@ -389,11 +423,55 @@ impl Packet {
         if l4_offset > MAX_L4_OFFSET {
             return None;
         }
-        let ports = u32::from_be(self.header::<UDP_HDR_LEN>(l4_offset)?.get::<u32, 0>());
+        let h = self.header::<UDP_HDR_LEN>(l4_offset)?;
+        let ports = u32::from_be(h.get::<u32, 0>());
+        let length = usize::from(u16::from_be(h.get::<u16, 4>()));
         Some(Udp {
             src_port: (ports >> 16) as u16,
             dst_port: ports as u16,
             payload: l4_offset + UDP_HDR_LEN,
+            readable: length.saturating_sub(UDP_HDR_LEN).min(MAX_PAYLOAD_READ),
+        })
+    }
+}
+
+/// The fixed TCP header; options are not needed.
+pub const TCP_HDR_LEN: usize = 20;
+
+/// TCP flag bits (byte 13 of the header).
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+}
+
+/// The fields of a TCP header the filter reads.
+pub struct Tcp {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// [`tcp_flags`] bits.
+    pub flags: u8,
+}
+
+impl Packet {
+    /// The TCP header at `l4_offset` (the whole fixed header must be
+    /// there), or `None` if cut short or too deep to parse.
+    #[inline(always)]
+    pub fn tcp(&self, l4_offset: usize) -> Option<Tcp> {
+        if l4_offset > MAX_L4_OFFSET {
+            return None;
+        }
+        let h = self.header::<TCP_HDR_LEN>(l4_offset)?;
+        let ports = u32::from_be(h.get::<u32, 0>());
+        Some(Tcp {
+            src_port: (ports >> 16) as u16,
+            dst_port: ports as u16,
+            seq: u32::from_be(h.get::<u32, 4>()),
+            ack: u32::from_be(h.get::<u32, 8>()),
+            flags: h.get::<u8, 13>(),
         })
     }
 }

@@ -12,15 +12,24 @@
 //! level refuses the SYN: the wider levels only refuse when the prefix or the
 //! whole link is flooded, and then the few tokens that costs the source are
 //! the least of its problems.
+//!
+//! Between the prefix and the global bucket sit the connection-aware rules
+//! (docs/tcp-connections.md): the half-open budgets of the source and its
+//! prefix (halfopen.rs), then, for a port with a connection limit, the
+//! source's connections there (conn.rs). They come before the global bucket
+//! so that a flood they stop does not spend the tokens everybody shares;
+//! they only read until the SYN has passed every rule, then take its units.
 
 use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
 use filter_common::{
-    Config, Reason, SynBucket, expiry,
+    Config, Reason, SynBucket,
+    conn::ConnOwner,
+    expiry,
     syn::{self, SYN_PREFIX_SLOTS, SYN_SOURCE_SLOTS, SynSource},
 };
 
 use crate::{
-    events,
+    conn, events, halfopen,
     lists::{self, Penalised},
     packet::{Family, Ip},
 };
@@ -36,17 +45,18 @@ static SYN_PREFIXES: Array<SynBucket> = Array::with_max_entries(SYN_PREFIX_SLOTS
 #[map]
 static SYN_GLOBAL: Array<SynBucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
-/// The verdict on a TCP SYN (SYN set, ACK clear).
+/// The verdict on a TCP SYN (SYN set, ACK clear) to our `port`.
 #[inline(always)]
-pub fn verdict(ip: &Ip, config: &Config, now: u64) -> Reason {
+pub fn verdict(ip: &Ip, port: u16, config: &Config, now: u64) -> Reason {
     let (source, prefix_len) = match ip.family {
         Family::Ipv4 => (SynSource::ipv4(ip.src[0]), config.syn_prefix_v4),
         Family::Ipv6 => (SynSource::ipv6(&ip.src), config.syn_prefix_v6),
     };
     let seed = config.syn_hash_seed;
+    let source_slot = source.source_slot(seed);
 
     if config.syn_source_rate != 0
-        && let Some(bucket) = Bucket::at(&SYN_SOURCES, source.source_slot(seed))
+        && let Some(bucket) = Bucket::at(&SYN_SOURCES, source_slot)
     {
         if bucket.take(now, config.syn_source_rate, config.syn_source_burst) {
             bucket.clear_strikes();
@@ -55,18 +65,40 @@ pub fn verdict(ip: &Ip, config: &Config, now: u64) -> Reason {
         }
     }
 
+    let prefix_slot = source.prefix_slot(prefix_len, seed);
     if config.syn_prefix_rate != 0
-        && let Some(bucket) = Bucket::at(&SYN_PREFIXES, source.prefix_slot(prefix_len, seed))
+        && let Some(bucket) = Bucket::at(&SYN_PREFIXES, prefix_slot)
         && !bucket.take(now, config.syn_prefix_rate, config.syn_prefix_burst)
     {
         return Reason::DropSynPrefix;
     }
+
+    let units = match halfopen::check(source_slot, prefix_slot, config, now) {
+        Ok(units) => units,
+        Err(halfopen::Exhausted::Source) => return Reason::DropSynHalfopen,
+        Err(halfopen::Exhausted::Prefix) => return Reason::DropSynHalfopenPrefix,
+    };
+
+    let limit = conn::limit(port);
+    let pending = if limit == 0 {
+        None
+    } else {
+        let owner = ConnOwner::new(&ip.src, ip.family.number(), port);
+        match conn::check_syn(&owner, limit, config, now) {
+            Some(pending) => Some(pending),
+            None => return Reason::DropConnLimit,
+        }
+    };
 
     if config.syn_global_rate != 0
         && let Some(bucket) = Bucket::at(&SYN_GLOBAL, 0)
         && !bucket.take(now, config.syn_global_rate, config.syn_global_burst)
     {
         return Reason::DropSynGlobal;
+    }
+    units.take();
+    if let Some(pending) = pending {
+        pending.count();
     }
     Reason::PassSyn
 }

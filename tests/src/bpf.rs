@@ -346,3 +346,20 @@ impl Filter {
         self.list(list).entries(now_ns()).expect("reading the list")
     }
 }
+
+// The model check's side of the harness (issue 14): it clears what each
+// generated sequence wrote, through the maps themselves.
+impl Filter {
+    /// A map of the loaded object.
+    pub fn map(&self, name: &str) -> &aya::maps::Map {
+        self.ebpf
+            .map(name)
+            .unwrap_or_else(|| panic!("the object has no map {name}"))
+    }
+
+    pub fn map_mut(&mut self, name: &str) -> &mut aya::maps::Map {
+        self.ebpf
+            .map_mut(name)
+            .unwrap_or_else(|| panic!("the object has no map {name}"))
+    }
+}

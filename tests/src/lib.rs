@@ -4,3 +4,4 @@
 //! floods, the filter-ctl driver); the tests themselves are in `tests/`.
 
 pub mod bpf;
+pub mod check;

@@ -332,10 +332,17 @@ fn tcp_connections_count_the_same_as_the_stack() {
     for (reason, counter) in [(Reason::PassIpv4, "tcp4"), (Reason::PassIpv6, "tcp6")] {
         let seen = stack.packets(counter) - stack_start.packets(counter);
         assert!(seen >= 4, "SYN, ACK, data, FIN at least: {seen}");
-        // The connection's SYN is counted as pass_syn.
-        assert_eq!(delta.packets(reason) + 1, seen, "{reason:?}: {delta:?}");
+        // The connection's SYN is counted as pass_syn, the ACK that
+        // completes its handshake as pass_handshake.
+        assert_eq!(delta.packets(reason) + 2, seen, "{reason:?}: {delta:?}");
     }
     assert_eq!(delta.packets(Reason::PassSyn), 2, "{delta:?}");
+    assert_eq!(delta.packets(Reason::PassHandshake), 2, "{delta:?}");
+    assert_eq!(
+        delta.packets(Reason::EgressHandshakeRecorded),
+        2,
+        "{delta:?}"
+    );
 }
 
 #[test]

@@ -193,7 +193,7 @@ struct Legit {
 }
 
 /// A browser-like client: a new connection every 400 ms (2.5 per second:
-/// over a few seconds within its source bucket's 12 + 2/s), ten keep-alive
+/// over a few seconds within a source bucket of 12 + 2/s), ten keep-alive
 /// requests on each, until `stop`.
 fn browse(inet: &Netns, to: SocketAddr, stop: &AtomicBool) -> Legit {
     let mut legit = Legit::default();
@@ -243,11 +243,19 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
     let server6 = HttpServer::start(lab.gw(), wan(true)).unwrap();
     let mut single = lab.flood();
     let (mut spoof4, mut spoof6) = (lab.flood(), lab.flood());
-    let defaults: BTreeMap<_, _> = lab.config().values().collect();
-    assert_eq!(defaults["syn_source_rate"], "2/s");
-    assert_eq!(defaults["syn_source_burst"], "12");
-    assert_eq!(defaults["syn_prefix_rate"], "20/s");
-    assert_eq!(defaults["syn_prefix_burst"], "60");
+    // The rate buckets alone, tight: the half-open budgets, which stop
+    // these floods first with the defaults, are tcp_e2e.rs's.
+    lab.set(&[
+        "syn_source_rate=2/s",
+        "syn_source_burst=12",
+        "syn_prefix_rate=20/s",
+        "syn_prefix_burst=60",
+        "syn_halfopen_budget=off",
+        "syn_halfopen_prefix_budget=off",
+    ]);
+    let config: BTreeMap<_, _> = lab.config().values().collect();
+    assert_eq!(config["syn_source_rate"], "2/s");
+    assert_eq!(config["syn_halfopen_budget"], "off");
 
     let (start, _, lab_start) = lab.snapshot();
     let stop = AtomicBool::new(false);
@@ -387,6 +395,11 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
         delta.packets(Reason::PassSyn),
         flooder_passed + spoofed_passed + legit_syns
     );
+    assert_eq!(
+        delta.packets(Reason::PassHandshake),
+        legit_syns,
+        "every legitimate handshake completed, no flood SYN's did"
+    );
     let dropped = delta.packets(Reason::DropSynSource) + delta.packets(Reason::DropSynPrefix);
     assert_eq!(
         dropped + flooder_passed + spoofed_passed,
@@ -397,6 +410,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
     assert_eq!(
         stack("ipv4") + stack("ipv6"),
         delta.packets(Reason::PassSyn)
+            + delta.packets(Reason::PassHandshake)
             + delta.packets(Reason::PassIpv4)
             + delta.packets(Reason::PassIpv6),
         "what passed XDP is what reached the stack: {:?}",
@@ -413,6 +427,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
         [
             "drop_syn_prefix",
             "drop_syn_source",
+            "pass_handshake",
             "pass_ipv4",
             "pass_ipv6",
             "pass_syn"
@@ -495,11 +510,12 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         pairs.iter().map(|(r, n)| (r.to_string(), *n)).collect()
     };
 
-    // Defaults: a burst of 30 from one host gets 12 through.
+    // Defaults: a burst of 30 unanswered SYNs from one host gets its
+    // half-open budget through (its bucket holds 40).
     let delta = burst_from(&mut flood, 60, 30);
     assert_eq!(
         syn_rows(&delta),
-        rows(&[("drop_syn_source", 18), ("pass_syn", 12)])
+        rows(&[("drop_syn_halfopen", 14), ("pass_syn", 16)])
     );
 
     // set: a smaller burst and the penalty, live.

@@ -52,6 +52,21 @@ enum Task {
     /// rustfmt check and clippy with -D warnings: the host crates, then the eBPF
     /// crates (the filter's and the benchmark's) with the pinned nightly for the BPF target.
     Lint,
+    /// Setup, build, then run the model check for as long as asked (needs
+    /// root): generated packet sequences through the real programs
+    /// (BPF_PROG_TEST_RUN) and the reference model (tests/model), compared
+    /// frame by frame; prints packets per second and every mismatch, shrunk
+    /// and saved under tests/regressions/. ARGS: [--packets N] [--seconds S]
+    /// [--seed N] (default: 60 seconds).
+    Fuzz {
+        /// Options of the model check, e.g. --seconds 300.
+        #[arg(
+            allow_hyphen_values = true,
+            trailing_var_arg = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
     /// Setup (with the benchmark's packages), build, then run the benchmark
     /// (needs root): cost per packet against an XDP_DROP floor and nftables,
     /// a million-source flood, legitimate traffic under attack, memory.
@@ -95,6 +110,7 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
         Task::Test { args, harness } => return test(args, harness),
         Task::Lint => return lint(),
         Task::Bench { args } => return bench(args),
+        Task::Fuzz { args } => return fuzz(args),
         Task::Lab(opts) => {
             require_root("the lab (it creates network namespaces and attaches XDP)")?;
             build_release()?;
@@ -203,6 +219,34 @@ fn bench(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
         .context("starting the benchmark")?;
     if !status.success() {
         eprintln!("xtask: the benchmark failed ({status})");
+        return Ok(ExitCode::from(
+            status.code().map_or(1, |c| c.clamp(1, 255) as u8),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The model check's long run (the `fuzz` binary of the tests crate), in
+/// release mode like the test suite, whose bounded run it extends.
+fn fuzz(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    require_root("the model check (it loads BPF programs)")?;
+    build_release()?;
+    let status = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "tests",
+            "--bin",
+            "fuzz",
+            "--",
+        ])
+        .args(&args)
+        .status()
+        .context("starting the model check")?;
+    if !status.success() {
+        eprintln!("xtask: the model check failed ({status})");
         return Ok(ExitCode::from(
             status.code().map_or(1, |c| c.clamp(1, 255) as u8),
         ));

@@ -5,7 +5,12 @@
 extern crate std;
 
 use core::{fmt, time::Duration};
-use std::{collections::BTreeSet, format, string::String, vec::Vec};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    format,
+    string::String,
+    vec::Vec,
+};
 
 use super::duration;
 
@@ -336,6 +341,102 @@ impl Kind for Ports {
     }
 }
 
+/// A whole number from 1 to `max`, or `off` (held as 0).
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub max: u32,
+}
+
+impl Budget {
+    /// The numbers a budget is written as (off is written `off`).
+    fn count(&self) -> Count<u32> {
+        Count {
+            min: 1,
+            max: self.max,
+        }
+    }
+}
+
+impl Kind for Budget {
+    type Value = u32;
+
+    fn allowed(&self) -> String {
+        format!("1..{}|off", self.max)
+    }
+
+    fn parse(&self, text: &str) -> Result<u32, String> {
+        match text {
+            "off" => Ok(0),
+            _ => self.count().parse(text),
+        }
+    }
+
+    fn native(&self, input: &Input) -> Result<u32, String> {
+        match input {
+            Input::Text(text) => self.parse(text.trim()),
+            other => self.count().native(other),
+        }
+    }
+
+    fn show(&self, value: &u32) -> String {
+        match value {
+            0 => "off".into(),
+            budget => format!("{budget}"),
+        }
+    }
+}
+
+/// A limit per TCP port: `25:3,80:64` (port 1..65535, limit 1..65535, each
+/// port once), or `none`.
+#[derive(Clone, Copy, Debug)]
+pub struct PortLimits;
+
+impl Kind for PortLimits {
+    type Value = BTreeMap<u16, u16>;
+
+    fn allowed(&self) -> String {
+        "PORT:MAX,...|none".into()
+    }
+
+    fn parse(&self, text: &str) -> Result<BTreeMap<u16, u16>, String> {
+        let mut limits = BTreeMap::new();
+        if text == "none" || text.is_empty() {
+            return Ok(limits);
+        }
+        for item in text.split(',').map(str::trim) {
+            let (port, max) = item
+                .split_once(':')
+                .ok_or_else(|| format!("'{item}' is not PORT:MAX"))?;
+            let port = port
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("'{item}': '{port}' is not a port number 1..65535"))
+                .and_then(self::port)?;
+            let max = max
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|max| *max != 0)
+                .ok_or_else(|| format!("'{item}': the limit must be 1..65535"))?;
+            if limits.insert(port, max).is_some() {
+                return Err(format!("port {port} is given twice"));
+            }
+        }
+        Ok(limits)
+    }
+
+    fn show(&self, value: &BTreeMap<u16, u16>) -> String {
+        if value.is_empty() {
+            return "none".into();
+        }
+        value
+            .iter()
+            .map(|(port, max)| format!("{port}:{max}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,5 +543,54 @@ mod tests {
         assert!(Ports.native(&Input::Numbers(std::vec![65536])).is_err());
         assert_eq!(Ports.show(&BTreeSet::from([53, 5353])), "53,5353");
         assert_eq!(Ports.show(&BTreeSet::new()), "none");
+    }
+
+    #[test]
+    fn budgets_are_counts_or_off() {
+        let budget = Budget { max: 100 };
+        assert_eq!(budget.parse("16"), Ok(16));
+        assert_eq!(budget.parse("off"), Ok(0));
+        assert_eq!(budget.native(&Input::Number(7)), Ok(7));
+        assert!(budget.parse("0").is_err(), "off is written off");
+        assert!(budget.parse("101").is_err());
+        assert!(budget.native(&Input::Flag(true)).is_err());
+        assert_eq!(budget.show(&0), "off");
+        assert_eq!(budget.show(&16), "16");
+        assert_eq!(budget.allowed(), "1..100|off");
+    }
+
+    #[test]
+    fn port_limits_are_port_max_pairs_or_none() {
+        assert_eq!(
+            PortLimits.parse("25:3,80:64"),
+            Ok(BTreeMap::from([(25, 3), (80, 64)]))
+        );
+        assert_eq!(
+            PortLimits.parse(" 80 : 64 , 25:3"),
+            Ok(BTreeMap::from([(25, 3), (80, 64)]))
+        );
+        assert_eq!(PortLimits.parse("none"), Ok(BTreeMap::new()));
+        assert_eq!(
+            PortLimits.native(&Input::Text("25:3".into())),
+            Ok(BTreeMap::from([(25, 3)]))
+        );
+        for (text, error) in [
+            ("25", "'25' is not PORT:MAX"),
+            ("25:0", "'25:0': the limit must be 1..65535"),
+            ("25:70000", "the limit must be 1..65535"),
+            ("0:3", "'0' is not a port number"),
+            ("http:3", "'http' is not a port number"),
+            ("25:3,25:4", "port 25 is given twice"),
+            ("25:3,", "'' is not PORT:MAX"),
+        ] {
+            let err = PortLimits.parse(text).unwrap_err();
+            assert!(err.contains(error), "{text}: {err}");
+        }
+        assert!(PortLimits.native(&Input::Number(25)).is_err());
+        assert_eq!(
+            PortLimits.show(&BTreeMap::from([(80, 64), (25, 3)])),
+            "25:3,80:64"
+        );
+        assert_eq!(PortLimits.show(&BTreeMap::new()), "none");
     }
 }

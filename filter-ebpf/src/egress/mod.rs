@@ -1,11 +1,13 @@
 //! WAN egress, after NAT: records UDP queries to watched ports as solicited,
-//! so their answers pass ingress. Never drops.
+//! so their answers pass ingress (udp.rs), and TCP handshakes and connection
+//! ends (tcp.rs). Never drops.
 
+mod tcp;
 mod udp;
 
 use filter_common::{Config, Reason};
 
-use crate::packet::{Fragment, IPPROTO_UDP, Network, Packet};
+use crate::packet::{Fragment, IPPROTO_TCP, IPPROTO_UDP, Network, Packet};
 
 #[inline(always)]
 pub fn observe(packet: &Packet, config: &Config, now: u64) -> Reason {
@@ -14,6 +16,11 @@ pub fn observe(packet: &Packet, config: &Config, now: u64) -> Reason {
             if ip.protocol == IPPROTO_UDP && !matches!(ip.fragment, Fragment::Later { .. }) =>
         {
             udp::record(packet, &ip, config, now)
+        }
+        Network::Ip(ip)
+            if ip.protocol == IPPROTO_TCP && !matches!(ip.fragment, Fragment::Later { .. }) =>
+        {
+            tcp::observe(packet, &ip, config, now)
         }
         _ => Reason::EgressOther,
     }

@@ -18,8 +18,8 @@ pub fn record(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
     };
     let token = match config::port_class(udp.dst_port) {
         PortClass::Unwatched => return Reason::EgressOther,
-        PortClass::Dns => dns::query_token(packet, udp.payload),
-        PortClass::Ntp => ntp::query_token(packet, udp.payload),
+        PortClass::Dns => dns::query_token(packet, &udp),
+        PortClass::Ntp => ntp::query_token(packet, &udp),
         PortClass::Other => Some(0),
     };
     let Some(token) = token else {

@@ -7,7 +7,9 @@
 //! 6. TCP SYN without ACK: the SYN token buckets (tcp.rs, syn.rs);
 //! 7. anything else: pass.
 //!
-//! A first fragment's verdict is remembered for the rest of its datagram.
+//! A first fragment's verdict is remembered for the rest of its datagram,
+//! also when its headers after the fragment header could not be walked
+//! (it then passes as malformed, and so do the rest).
 
 mod tcp;
 mod udp;
@@ -21,8 +23,9 @@ use crate::{
 
 #[inline(always)]
 pub fn verdict(packet: &Packet, config: &Config, now: u64) -> Reason {
-    let ip = match packet.network() {
-        Network::Ip(ip) => ip,
+    let (ip, walked) = match packet.network() {
+        Network::Ip(ip) => (ip, true),
+        Network::UnwalkedFirstFragment(ip) => (ip, false),
         Network::NotIp => return Reason::PassNotIp,
         Network::Malformed => return Reason::PassMalformed,
     };
@@ -36,6 +39,7 @@ pub fn verdict(packet: &Packet, config: &Config, now: u64) -> Reason {
         return fragments::follow(&ip, id, now, config);
     }
     let reason = match ip.protocol {
+        _ if !walked => Reason::PassMalformed,
         IPPROTO_UDP => udp::verdict(packet, &ip, now),
         tcp::IPPROTO_TCP => tcp::verdict(packet, &ip, config, now),
         _ => pass(&ip),

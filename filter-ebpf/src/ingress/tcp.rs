@@ -1,34 +1,76 @@
-//! Rule 6 of ingress, inbound TCP: connection attempts (SYN set, ACK clear)
-//! go through the SYN token buckets (syn.rs). Everything else, SYN-ACKs included, is left
-//! alone: the answers to the gateway's own outgoing connections (and those of
-//! the LAN behind NAT) carry ACK and are never limited.
+//! Rule 6 of ingress, inbound TCP (docs/tcp-connections.md):
+//! - a connection attempt (SYN set, ACK clear) goes through the SYN rules
+//!   (syn.rs: rate buckets, half-open budgets, connection limits);
+//! - a SYN-ACK passes: it answers a connection the gateway or the LAN opened;
+//! - any other segment to a port that egress never saw answer a SYN passes
+//!   after that one read (handshake.rs): the gateway's own connections and
+//!   those of the LAN behind NAT live on such ports;
+//! - to a service port: a segment of a connection with a limit keeps it
+//!   counting, or ends it (FIN, RST); the ACK that completes a recorded
+//!   handshake gives the SYN's half-open units back and, where the port has
+//!   a limit, starts counting the connection (conn.rs).
+//!
+//! Only connection attempts are ever dropped here.
 
-use filter_common::{Config, Reason};
+use filter_common::{Config, Reason, handshake::FlowKey};
 
 use super::pass;
+pub use crate::packet::IPPROTO_TCP;
 use crate::{
-    packet::{Ip, MAX_L4_OFFSET, Packet},
+    conn::{self, Followed, Opened},
+    halfopen, handshake,
+    packet::{Ip, Packet, Tcp, tcp_flags::*},
     syn,
 };
 
-pub const IPPROTO_TCP: u8 = 6;
-/// The fixed TCP header; options are not needed.
-const TCP_HDR_LEN: usize = 20;
-const TCP_SYN: u8 = 0x02;
-const TCP_ACK: u8 = 0x10;
-
 #[inline(always)]
 pub fn verdict(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
-    if ip.l4_offset > MAX_L4_OFFSET {
-        return Reason::PassMalformed;
-    }
-    // The fixed header must be there, not only the flags.
-    let Some(header) = packet.header::<TCP_HDR_LEN>(ip.l4_offset) else {
+    let Some(tcp) = packet.tcp(ip.l4_offset) else {
         return Reason::PassMalformed;
     };
-    let flags = header.get::<u8, 13>();
-    if flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
+    if tcp.flags & SYN != 0 {
+        if tcp.flags & ACK == 0 {
+            return syn::verdict(ip, tcp.dst_port, config, now);
+        }
         return pass(ip);
     }
-    syn::verdict(ip, config, now)
+    if !handshake::is_service(tcp.dst_port) {
+        return pass(ip);
+    }
+    to_service(ip, &tcp, config, now)
+}
+
+/// A segment (not a SYN) to a port that answers SYNs.
+#[inline(always)]
+fn to_service(ip: &Ip, tcp: &Tcp, config: &Config, now: u64) -> Reason {
+    let key = FlowKey {
+        local_addr: ip.dst,
+        remote_addr: ip.src,
+        local_port: tcp.dst_port,
+        remote_port: tcp.src_port,
+        family: ip.family.number(),
+    };
+    let limited = conn::limit(tcp.dst_port) != 0;
+    let closing = tcp.flags & (FIN | RST) != 0;
+    if limited {
+        match conn::follow(&key, closing, config, now) {
+            Followed::Untracked => {}
+            Followed::Active => return pass(ip),
+            Followed::Closed => return Reason::PassConnClosed,
+        }
+    }
+    if tcp.flags & (ACK | RST) != ACK
+        || !handshake::complete(&key, tcp.ack, now, config.syn_hash_seed)
+    {
+        return pass(ip);
+    }
+    halfopen::give_back(ip, config, now);
+    // A FIN on the completing ACK ends the connection as it starts.
+    if !limited || closing {
+        return Reason::PassHandshake;
+    }
+    match conn::open(&key, config, now) {
+        Opened::Stored => Reason::PassHandshake,
+        Opened::Evicted => Reason::PassConnEvicted,
+    }
 }

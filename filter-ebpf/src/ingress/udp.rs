@@ -21,18 +21,18 @@ pub fn verdict(packet: &Packet, ip: &Ip, now: u64) -> Reason {
         return Reason::PassMalformed;
     };
     // NTP control queries to us: the gateway must never answer monlist.
-    if udp.dst_port == NTP_PORT && ntp::is_control(packet, udp.payload) {
+    if udp.dst_port == NTP_PORT && ntp::is_control(packet, &udp) {
         return Reason::DropNtpControl;
     }
     let class = config::port_class(udp.src_port);
     let token = match class {
         PortClass::Unwatched => return pass(ip),
-        PortClass::Dns => match dns::response_token(packet, udp.payload) {
+        PortClass::Dns => match dns::response_token(packet, &udp) {
             dns::Response::Token(token) => token,
             dns::Response::Query => return pass(ip),
             dns::Response::Malformed => return Reason::PassMalformed,
         },
-        PortClass::Ntp => match ntp::response_token(packet, udp.payload) {
+        PortClass::Ntp => match ntp::response_token(packet, &udp) {
             ntp::Response::Token(token) => token,
             ntp::Response::ClientOrPeer => return pass(ip),
             ntp::Response::Control => return Reason::DropNtpControl,

@@ -1,8 +1,9 @@
 //! What an inbound NTP packet is. Responses (server mode 4, broadcast mode 5)
 //! echo the client's transmit timestamp as their origin timestamp, which is
 //! the token. Modes 6 and 7 (control, private: monlist) are always dropped.
+//! Every field read must lie inside the datagram (not in padding after it).
 
-use crate::packet::Packet;
+use crate::packet::{Packet, Udp};
 
 const MODE_SERVER: u8 = 4;
 const MODE_BROADCAST: u8 = 5;
@@ -22,24 +23,37 @@ pub enum Response {
 }
 
 #[inline(always)]
-fn mode(packet: &Packet, payload: usize) -> Option<u8> {
-    // The first byte is leap indicator, version and mode (low 3 bits).
+fn mode(packet: &Packet, udp: &Udp) -> Option<u8> {
+    if udp.readable == 0 {
+        return None;
+    }
+    // The first byte is leap indicator, version and mode (low 3 bits). Bytes
+    // are read in pairs: this one ends at it (the other is the UDP checksum's).
     packet
-        .be16_at(payload)
-        .map(|first_two| (first_two >> 8) as u8 & 0x07)
+        .be16_at(udp.payload - 1)
+        .map(|pair| pair as u8 & 0x07)
+}
+
+/// Eight bytes of the datagram at `offset` of its payload, as on the wire.
+#[inline(always)]
+fn timestamp(packet: &Packet, udp: &Udp, offset: usize) -> Option<u64> {
+    if udp.readable < offset + 8 {
+        return None;
+    }
+    packet.raw64_at(udp.payload + offset)
 }
 
 /// True for a mode 6 or 7 packet.
 #[inline(always)]
-pub fn is_control(packet: &Packet, payload: usize) -> bool {
-    matches!(mode(packet, payload), Some(MODE_CONTROL | MODE_PRIVATE))
+pub fn is_control(packet: &Packet, udp: &Udp) -> bool {
+    matches!(mode(packet, udp), Some(MODE_CONTROL | MODE_PRIVATE))
 }
 
 #[inline(always)]
-pub fn response_token(packet: &Packet, payload: usize) -> Response {
-    match mode(packet, payload) {
+pub fn response_token(packet: &Packet, udp: &Udp) -> Response {
+    match mode(packet, udp) {
         Some(MODE_CONTROL | MODE_PRIVATE) => Response::Control,
-        Some(MODE_SERVER | MODE_BROADCAST) => match packet.raw64_at(payload + ORIGIN_TIMESTAMP) {
+        Some(MODE_SERVER | MODE_BROADCAST) => match timestamp(packet, udp, ORIGIN_TIMESTAMP) {
             Some(origin) => Response::Token(origin),
             None => Response::Malformed,
         },
@@ -50,9 +64,9 @@ pub fn response_token(packet: &Packet, payload: usize) -> Response {
 
 /// The token egress records for a client request: its transmit timestamp.
 #[inline(always)]
-pub fn query_token(packet: &Packet, payload: usize) -> Option<u64> {
-    match mode(packet, payload) {
-        Some(MODE_CLIENT) => packet.raw64_at(payload + TRANSMIT_TIMESTAMP),
+pub fn query_token(packet: &Packet, udp: &Udp) -> Option<u64> {
+    match mode(packet, udp) {
+        Some(MODE_CLIENT) => timestamp(packet, udp, TRANSMIT_TIMESTAMP),
         _ => None,
     }
 }

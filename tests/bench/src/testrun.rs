@@ -59,6 +59,9 @@ pub struct Class {
     pub frame: Frame,
     /// Frames through ingress (`false`) or egress (`true`) before every measurement.
     pub before: Vec<(bool, Frame)>,
+    /// `Solicited`: the twin that finds nothing to consume (by default the
+    /// frame with its first payload byte changed: another DNS id).
+    pub twin: Option<Frame>,
 }
 
 #[derive(Clone, Copy)]
@@ -120,7 +123,8 @@ fn syn(v6: bool) -> Frame {
         .build()
 }
 
-/// SYN buckets so large that a measurement cannot empty them.
+/// SYN buckets (and half-open budgets) so large that a measurement cannot
+/// empty them.
 const SYN_UNLIMITED: &[(&str, &str)] = &[
     ("syn_source_rate", "1000000"),
     ("syn_source_burst", "1000000"),
@@ -128,7 +132,61 @@ const SYN_UNLIMITED: &[(&str, &str)] = &[
     ("syn_prefix_burst", "1000000"),
     ("syn_global_rate", "1000000"),
     ("syn_global_burst", "1000000"),
+    ("syn_halfopen_budget", "1000000"),
+    ("syn_halfopen_prefix_budget", "1000000"),
+    ("syn_halfopen_timeout", "1h"),
 ];
+
+/// The connection-aware TCP defence's classes: a client's connection to
+/// our port 80.
+const SERVER_ISN: u32 = 0x5e4f_0001;
+const CLIENT_ISN: u32 = 0x0c11_e000;
+
+/// From the client (inbound) or from our port 80 (outbound), IPv4.
+fn http_segment(inbound: bool, flags: u8, seq: u32, ack: u32) -> PacketBuilder {
+    let b = builder(false, Link::Plain, inbound);
+    if inbound {
+        b.tcp(40001, 80, flags).tcp_seq_ack(seq, ack)
+    } else {
+        b.tcp(80, 40001, flags).tcp_seq_ack(seq, ack)
+    }
+}
+
+fn synack() -> Frame {
+    http_segment(
+        false,
+        tcp_flags::SYN | tcp_flags::ACK,
+        SERVER_ISN,
+        CLIENT_ISN + 1,
+    )
+    .build()
+}
+
+fn completing_ack() -> Frame {
+    http_segment(true, tcp_flags::ACK, CLIENT_ISN + 1, SERVER_ISN + 1).build()
+}
+
+/// A segment of the established connection: data, acknowledging the SYN-ACK.
+fn data_ack() -> Frame {
+    http_segment(
+        true,
+        tcp_flags::ACK | tcp_flags::PSH,
+        CLIENT_ISN + 1,
+        SERVER_ISN + 1,
+    )
+    .payload(&[0x17; 100])
+    .build()
+}
+
+/// The connection's SYN, recorded SYN-ACK and completing ACK, before
+/// every measurement: its port is a service, its handshake done.
+fn established() -> Vec<(bool, Frame)> {
+    vec![
+        (false, syn(false)),
+        (true, synack()),
+        (false, completing_ack()),
+    ]
+}
 
 /// Every packet class, in the order of the table.
 pub fn classes() -> Vec<Class> {
@@ -140,6 +198,7 @@ pub fn classes() -> Vec<Class> {
         method: Method::Repeat,
         frame,
         before: Vec::new(),
+        twin: None,
     };
     let v4_first_fragment = builder(false, Link::Plain, true)
         .fragment(0x1111, true, 0)
@@ -315,6 +374,70 @@ pub fn classes() -> Vec<Class> {
             Reason::DropSynSource,
             syn(true),
         ),
+        Class {
+            settings: SYN_UNLIMITED,
+            before: established(),
+            ..plain(
+                "tcp_service_ack_v4",
+                "ACK to a local service, IPv4",
+                Reason::PassIpv4,
+                data_ack(),
+            )
+        },
+        Class {
+            settings: &[
+                ("syn_halfopen_budget", "1000000"),
+                ("conn_limit", "80:1000"),
+            ],
+            before: established(),
+            ..plain(
+                "tcp_conn_ack_v4",
+                "ACK of a counted connection (conn_limit), IPv4",
+                Reason::PassIpv4,
+                data_ack(),
+            )
+        },
+        Class {
+            method: Method::Solicited,
+            before: vec![(true, synack())],
+            twin: Some(http_segment(true, tcp_flags::ACK, CLIENT_ISN + 1, SERVER_ISN + 2).build()),
+            ..plain(
+                "tcp_completing_ack_v4",
+                "ACK completing a handshake, IPv4",
+                Reason::PassHandshake,
+                completing_ack(),
+            )
+        },
+        Class {
+            settings: &[
+                ("syn_source_rate", "1000000"),
+                ("syn_source_burst", "1000000"),
+                ("syn_prefix_rate", "1000000"),
+                ("syn_prefix_burst", "1000000"),
+            ],
+            ..plain(
+                "syn_halfopen_v4",
+                "SYN over its half-open budget, IPv4",
+                Reason::DropSynHalfopen,
+                syn(false),
+            )
+        },
+        Class {
+            settings: &[
+                ("syn_source_rate", "1000000"),
+                ("syn_source_burst", "1000000"),
+                ("syn_prefix_rate", "1000000"),
+                ("syn_prefix_burst", "1000000"),
+                ("conn_limit", "80:1"),
+            ],
+            before: established(),
+            ..plain(
+                "syn_conn_limit_v4",
+                "SYN over its connection limit, IPv4",
+                Reason::DropConnLimit,
+                syn(false),
+            )
+        },
         // Drop sampling (sample_rate, on by default in every drop class
         // above): the same drop paths with it off, for its cost.
         Class {
@@ -485,9 +608,12 @@ pub fn run(
                 }
                 Method::Solicited => {
                     // An unsolicited twin: same addresses and ports, another id.
-                    let mut twin = class.frame.clone();
-                    let id_at = twin.payload;
-                    twin.bytes[id_at] ^= 0xff;
+                    let twin = class.twin.clone().unwrap_or_else(|| {
+                        let mut twin = class.frame.clone();
+                        let id_at = twin.payload;
+                        twin.bytes[id_at] ^= 0xff;
+                        twin
+                    });
                     let (mut sol, mut unsol, mut flo) = (Vec::new(), Vec::new(), Vec::new());
                     for n in 0..single_runs {
                         // Alternate the order, so neither side always runs

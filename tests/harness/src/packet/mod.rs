@@ -86,6 +86,8 @@ pub mod proto {
     pub const UDP: u8 = 17;
     pub const ROUTING: u8 = 43;
     pub const FRAGMENT: u8 = 44;
+    /// IPsec Authentication Header (RFC 4302).
+    pub const AUTH: u8 = 51;
     pub const ICMPV6: u8 = 58;
     pub const NO_NEXT_HEADER: u8 = 59;
     pub const DESTINATION_OPTIONS: u8 = 60;
@@ -191,6 +193,9 @@ pub enum ExtHeader {
         more: bool,
         id: u32,
     },
+    /// An Authentication Header: SPI, sequence number and an integrity
+    /// check value of a multiple of 4 bytes (8 keeps the IPv6 alignment).
+    Auth { spi: u32, seq: u32, icv: Vec<u8> },
 }
 
 /// IPv6 header fields. `None` means "computed by build()".

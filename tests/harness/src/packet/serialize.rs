@@ -230,6 +230,7 @@ impl ExtHeader {
             ExtHeader::Routing { .. } => proto::ROUTING,
             ExtHeader::DestinationOptions(_) => proto::DESTINATION_OPTIONS,
             ExtHeader::Fragment { .. } => proto::FRAGMENT,
+            ExtHeader::Auth { .. } => proto::AUTH,
         }
     }
 
@@ -264,6 +265,21 @@ impl ExtHeader {
                 out.extend([next_header, 0]);
                 out.extend(((offset << 3) | u16::from(*more)).to_be_bytes());
                 out.extend(id.to_be_bytes());
+            }
+            ExtHeader::Auth { spi, seq, icv } => {
+                assert!(
+                    icv.len() % 4 == 0,
+                    "AH ICV of {} bytes, not whole words",
+                    icv.len()
+                );
+                // Payload length: the header's 4-byte words minus 2.
+                let words = (12 + icv.len()) / 4;
+                assert!(words - 2 <= 255, "AH too long");
+                out.extend([next_header, (words - 2) as u8, 0, 0]);
+                out.extend(spi.to_be_bytes());
+                out.extend(seq.to_be_bytes());
+                out.extend(icv);
+                return;
             }
         }
         let len = out.len() - start;

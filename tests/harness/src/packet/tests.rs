@@ -342,3 +342,35 @@ fn test_addresses() {
     let (src, dst) = ip_endpoints(&builder).unwrap();
     assert!(addr::both_are_test_addresses(src, dst));
 }
+
+#[test]
+fn ipv6_authentication_headers_count_their_length_in_words() {
+    let frame = PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
+        .ext(ExtHeader::Fragment {
+            offset: 0,
+            more: false,
+            id: 7,
+        })
+        .ext(ExtHeader::Auth {
+            spi: 0x1234,
+            seq: 9,
+            icv: vec![0xaa; 12],
+        })
+        .udp(53, 40000)
+        .payload(b"abcd")
+        .build();
+    let at = frame.l3 + IPV6_HLEN + 8;
+    assert_eq!(
+        frame[frame.l3 + IPV6_HLEN],
+        proto::AUTH,
+        "after the fragment header"
+    );
+    // 24 bytes: 6 words, payload length 4.
+    assert_eq!(&frame[at..at + 4], &[proto::UDP, 4, 0, 0]);
+    assert_eq!(frame.l4, Some(at + 24));
+    let sliced = etherparse::SlicedPacket::from_ethernet(&frame).expect("etherparse reads it");
+    let Some(etherparse::TransportSlice::Udp(udp)) = sliced.transport else {
+        panic!("etherparse finds the UDP header behind AH: {sliced:?}");
+    };
+    assert_eq!(udp.destination_port(), 40000);
+}

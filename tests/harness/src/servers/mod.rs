@@ -3,6 +3,8 @@
 //! - [`local`]: a UDP counter/echo server and a TCP echo server, on threads of
 //!   this process with their sockets inside a namespace;
 //! - [`http`]: a tiny HTTP/1.1 server and keep-alive client, the same way;
+//! - [`smtp`]: an SMTP server with a fixed number of session slots, a
+//!   sender delivering one message per connection and a slot-holder;
 //! - [`real`]: real DNS and NTP servers from Debian packages (dnsmasq,
 //!   chronyd) as child processes, and the real clients (`dig`, `chronyd -Q`).
 //!
@@ -12,6 +14,7 @@
 pub mod http;
 pub mod local;
 pub mod real;
+pub mod smtp;
 
 use std::{
     sync::{

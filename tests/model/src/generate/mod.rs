@@ -1,0 +1,206 @@
+//! The generator: proptest strategies for cases, each a few scenes over a
+//! handful of addresses, with settings and list entries, expanded into a
+//! [`Sequence`] of frames. It is structure-aware: every encapsulation (none,
+//! 802.1Q, QinQ, PPPoE session, and a tag too many), IPv4 options, IPv6
+//! extension header chains (around and over the six the filter walks),
+//! fragments in and out of order, truncation at header boundaries and inside
+//! payloads, lying length fields, random TCP flags, valid and almost-valid
+//! DNS and NTP messages, queries followed by matching and one-field-off
+//! answers, solicited buckets filled past their ways, SYN bursts.
+//!
+//! proptest shrinks a failing case scene by scene and field by field: the
+//! structure shrinks, then the runner replays the smaller case.
+
+pub mod app;
+pub mod fragment;
+pub mod net;
+pub mod scene;
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use proptest::{collection::vec, prelude::*};
+
+use self::{
+    net::{Ends, Peers, ends, peers},
+    scene::{Scene, scene},
+};
+use crate::{
+    lists::{List, Prefix},
+    parse::Family,
+    sequence::{ListItem, Sequence},
+    settings::{DEFAULT_AMPLIFIER_PORTS, Level, Orphans, Settings},
+};
+
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub settings: Settings,
+    pub peers: Peers,
+    pub lists: Vec<ListSpec>,
+    pub scenes: Vec<Scene>,
+}
+
+/// A list entry around one of the case's remote addresses.
+#[derive(Clone, Copy, Debug)]
+pub struct ListSpec {
+    pub list: List,
+    pub ends: Ends,
+    pub len: u8,
+    pub lasting_ms: Option<u8>,
+}
+
+pub fn case() -> BoxedStrategy<Case> {
+    let list_spec = (
+        prop_oneof![Just(List::Deny), Just(List::Allow)],
+        ends(),
+        prop_oneof![
+            Just(32u8),
+            Just(24),
+            Just(64),
+            Just(48),
+            Just(128),
+            Just(0),
+            0..=128u8
+        ],
+        prop_oneof![3 => Just(None), 1 => Just(Some(0u8)), 1 => (1..20u8).prop_map(Some)],
+    )
+        .prop_map(|(list, ends, len, lasting_ms)| ListSpec {
+            list,
+            ends,
+            len,
+            lasting_ms,
+        });
+    (
+        settings(),
+        peers(),
+        prop_oneof![3 => Just(vec![]), 1 => vec(list_spec, 1..6)],
+        vec(scene(), 1..8),
+    )
+        .prop_map(|(settings, peers, lists, scenes)| Case {
+            settings,
+            peers,
+            lists,
+            scenes,
+        })
+        .boxed()
+}
+
+impl Case {
+    pub fn sequence(&self) -> Sequence {
+        let mut steps = Vec::new();
+        for scene in &self.scenes {
+            scene.expand(&self.peers, &mut steps);
+        }
+        let lists = self
+            .lists
+            .iter()
+            .map(|spec| {
+                let (family, addr, width) = match self.peers.remote(spec.ends) {
+                    IpAddr::V4(v4) => {
+                        let mut bytes = [0; 16];
+                        bytes[..4].copy_from_slice(&v4.octets());
+                        (Family::V4, bytes, 32)
+                    }
+                    IpAddr::V6(v6) => (Family::V6, v6.octets(), 128),
+                };
+                ListItem {
+                    list: spec.list,
+                    prefix: Prefix::new(family, addr, spec.len.min(width)),
+                    lasting_ms: spec.lasting_ms.map(u64::from),
+                }
+            })
+            .collect();
+        Sequence {
+            settings: self.settings.clone(),
+            lists,
+            steps,
+        }
+    }
+}
+
+/// The README's defaults most of the time, otherwise each setting varied
+/// within its allowed range (values that make a difference in a case).
+pub fn settings() -> BoxedStrategy<Settings> {
+    let ports = prop_oneof![
+        4 => Just(0u8),
+        1 => 1..5u8,
+    ];
+    let level = |rates: Vec<Option<u32>>, bursts: Vec<u32>| {
+        (
+            proptest::sample::select(rates),
+            proptest::sample::select(bursts),
+        )
+            .prop_map(|(rate, burst)| Level { rate, burst })
+    };
+    let varied = (
+        prop::bool::weighted(0.3),
+        prop_oneof![Just(10_000u64), Just(100), Just(300_000)],
+        prop_oneof![Just(2_000u64), Just(100), Just(60_000)],
+        prop_oneof![Just(Orphans::Drop), Just(Orphans::Pass)],
+        ports,
+        level(
+            vec![Some(2), Some(1), Some(5), Some(1000), Some(1_000_000), None],
+            vec![12, 1, 2, 3],
+        ),
+        level(vec![Some(20), Some(2), Some(1000), None], vec![60, 1, 5]),
+        level(vec![Some(2000), Some(5), None], vec![4000, 1, 10]),
+        prop_oneof![Just(24u8), Just(8), Just(16), Just(32)],
+        prop_oneof![Just(48u8), Just(16), Just(32), Just(64)],
+        prop_oneof![Just(None), Just(Some(1000u64)), Just(Some(600_000))],
+    )
+        .prop_map(
+            |(
+                monitor,
+                solicited_lifetime_ms,
+                fragment_lifetime_ms,
+                orphans,
+                ports,
+                source,
+                prefix,
+                global,
+                prefix_v4,
+                prefix_v6,
+                penalty_ms,
+            )| {
+                let mut settings = Settings {
+                    monitor,
+                    solicited_lifetime_ms,
+                    fragment_lifetime_ms,
+                    orphans,
+                    ..Settings::default()
+                };
+                settings.syn.source = source;
+                settings.syn.prefix = prefix;
+                settings.syn.global = global;
+                settings.syn.prefix_v4 = prefix_v4;
+                settings.syn.prefix_v6 = prefix_v6;
+                settings.syn.penalty_ms = penalty_ms;
+                let amplifiers = || {
+                    DEFAULT_AMPLIFIER_PORTS
+                        .into_iter()
+                        .collect::<BTreeSet<u16>>()
+                };
+                match ports {
+                    // mDNS judged as DNS.
+                    1 => {
+                        settings.dns_ports = [53, 5353].into();
+                        settings.amplifier_ports = amplifiers();
+                        settings.amplifier_ports.remove(&5353);
+                    }
+                    2 => settings.ntp_ports.clear(),
+                    3 => {
+                        settings.dns_ports.clear();
+                        settings.amplifier_ports.clear();
+                    }
+                    4 => {
+                        settings.ntp_ports = [123, 1230].into();
+                        settings.amplifier_ports = [19, 11211].into();
+                    }
+                    _ => {}
+                }
+                settings
+            },
+        );
+    // Mostly the defaults: a change of settings costs the runner more than
+    // a sequence's test runs.
+    prop_oneof![3 => Just(Settings::default()), 1 => varied].boxed()
+}

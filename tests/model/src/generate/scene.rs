@@ -1,0 +1,605 @@
+//! Scenes: the pieces a case is made of, each expanding into a few steps.
+//! An exchange is a query out and answers in (matching, or one field off);
+//! a stray is one packet in (or out) of any kind; a SYN burst, frames that
+//! are not IP, raw bytes, a solicited bucket filled past its ways, a pause,
+//! a live settings change.
+
+use std::net::IpAddr;
+
+use harness::packet::{PacketBuilder, proto, tcp_flags};
+use proptest::{collection::vec, prelude::*, sample::select};
+
+use super::{
+    app::{self, App, Dns, Ntp, QUERY_FLAGS, RESPONSE_FLAGS, first_byte},
+    fragment::{FragPlan, frag_plan, fragments},
+    net::{Ends, Link, Look, Mangle, NotIp, Peers, ends, link, look, not_ip},
+    settings,
+};
+use crate::{
+    parse::Family,
+    sequence::Step,
+    settings::{DEFAULT_AMPLIFIER_PORTS, Settings},
+    solicited::{Key, Token},
+};
+
+#[derive(Clone, Debug)]
+pub enum Scene {
+    Exchange(Exchange),
+    /// One packet in.
+    Stray(Stray),
+    /// One packet out.
+    Outgoing(Stray),
+    Syns(Syns),
+    NotIp {
+        what: NotIp,
+        link: Link,
+        egress: bool,
+    },
+    /// Bytes behind an Ethernet header: mostly garbage as IP.
+    Raw {
+        egress: bool,
+        ethertype: u16,
+        body: Vec<u8>,
+    },
+    FullBucket(FullBucket),
+    Wait(u8),
+    Reconfigure(Settings),
+}
+
+pub fn scene() -> BoxedStrategy<Scene> {
+    let raw_ethertype = prop_oneof![
+        Just(0x0800u16),
+        Just(0x86dd),
+        Just(0x8100),
+        Just(0x88a8),
+        Just(0x8864),
+        any::<u16>(),
+    ];
+    prop_oneof![
+        30 => exchange().prop_map(Scene::Exchange),
+        15 => stray().prop_map(Scene::Stray),
+        8 => stray().prop_map(Scene::Outgoing),
+        10 => syns().prop_map(Scene::Syns),
+        3 => (not_ip(), link(), any::<bool>())
+            .prop_map(|(what, link, egress)| Scene::NotIp { what, link, egress }),
+        4 => (any::<bool>(), raw_ethertype, vec(any::<u8>(), 0..90))
+            .prop_map(|(egress, ethertype, body)| Scene::Raw { egress, ethertype, body }),
+        2 => full_bucket().prop_map(Scene::FullBucket),
+        2 => (1..25u8).prop_map(Scene::Wait),
+        2 => settings().prop_map(Scene::Reconfigure),
+    ]
+    .boxed()
+}
+
+/// A service a query goes to: its protocol and port.
+#[derive(Clone, Copy, Debug)]
+pub enum Service {
+    Dns(u16),
+    Ntp(u16),
+    Other(u16),
+}
+
+fn service() -> BoxedStrategy<Service> {
+    prop_oneof![
+        4 => prop_oneof![8 => Just(53u16), 1 => Just(5353), 1 => any::<u16>()].prop_map(Service::Dns),
+        2 => prop_oneof![8 => Just(123u16), 1 => any::<u16>()].prop_map(Service::Ntp),
+        2 => prop_oneof![8 => select(&DEFAULT_AMPLIFIER_PORTS[..]), 1 => any::<u16>()]
+            .prop_map(Service::Other),
+    ].boxed()
+}
+
+/// A query out, then answers in.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    pub ends: Ends,
+    pub service: Service,
+    pub client_port: u16,
+    pub dns: Dns,
+    pub ntp: Ntp,
+    pub bytes: Vec<u8>,
+    pub look: Look,
+    pub answers: Vec<Answer>,
+}
+
+/// An answer: exact, or with one field off.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub off: Off,
+    pub look: Look,
+    /// DNS filler or other payload bytes; large ones are worth fragmenting.
+    pub size: u16,
+    pub fragments: Option<FragPlan>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Off {
+    None,
+    /// DNS id xor this.
+    Id(u16),
+    /// NTP origin timestamp: byte, xor.
+    Origin(u8, u8),
+    /// From another remote address.
+    Source(u8),
+    /// To our other address.
+    Destination,
+    SourcePort(u16),
+    DestinationPort(u16),
+    /// QR clear (DNS), client mode (NTP).
+    NotAResponse,
+    /// NTP mode.
+    Mode(u8),
+}
+
+fn off() -> BoxedStrategy<Off> {
+    prop_oneof![
+        12 => Just(Off::None),
+        1 => (1..=u16::MAX).prop_map(Off::Id),
+        1 => (any::<u8>(), 1..=u8::MAX).prop_map(|(at, x)| Off::Origin(at, x)),
+        1 => (1..4u8).prop_map(Off::Source),
+        1 => Just(Off::Destination),
+        1 => (1..=u16::MAX).prop_map(Off::SourcePort),
+        1 => (1..=u16::MAX).prop_map(Off::DestinationPort),
+        1 => Just(Off::NotAResponse),
+        1 => (0..8u8).prop_map(Off::Mode),
+    ]
+    .boxed()
+}
+
+fn answer() -> BoxedStrategy<Answer> {
+    (
+        off(),
+        look(),
+        prop_oneof![0..64u16, 0..1400u16],
+        prop_oneof![4 => Just(None), 1 => frag_plan().prop_map(Some)],
+    )
+        .prop_map(|(off, look, size, fragments)| Answer {
+            off,
+            look,
+            size,
+            fragments,
+        })
+        .boxed()
+}
+
+fn query_dns() -> BoxedStrategy<Dns> {
+    (
+        any::<u16>(),
+        prop_oneof![9 => Just(None), 1 => (0..14u8).prop_map(Some)],
+        app::dns(),
+    )
+        .prop_map(|(id, cut, other)| Dns {
+            id,
+            // Mostly a query; now and then whatever flags.
+            flags: if other.id % 8 == 0 {
+                other.flags
+            } else {
+                QUERY_FLAGS
+            },
+            filler: other.filler % 64,
+            cut,
+        })
+        .boxed()
+}
+
+fn query_ntp() -> BoxedStrategy<Ntp> {
+    (app::ntp(), prop::bool::weighted(0.85))
+        .prop_map(|(ntp, client)| Ntp {
+            first: if client { first_byte(4, 3) } else { ntp.first },
+            len: if client { 48 } else { ntp.len },
+            ..ntp
+        })
+        .boxed()
+}
+
+fn exchange() -> BoxedStrategy<Exchange> {
+    (
+        ends(),
+        service(),
+        prop_oneof![1024..=u16::MAX, any::<u16>()],
+        query_dns(),
+        query_ntp(),
+        vec(any::<u8>(), 0..32),
+        look(),
+        vec(answer(), 0..4),
+    )
+        .prop_map(
+            |(ends, service, client_port, dns, ntp, bytes, look, answers)| Exchange {
+                ends,
+                service,
+                client_port,
+                dns,
+                ntp,
+                bytes,
+                look,
+                answers,
+            },
+        )
+        .boxed()
+}
+
+/// One packet of any kind.
+#[derive(Clone, Debug)]
+pub struct Stray {
+    pub ends: Ends,
+    pub source_port: u16,
+    pub destination_port: u16,
+    pub transport: Transport,
+    pub look: Look,
+    pub fragments: Option<FragPlan>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Transport {
+    Udp(App),
+    Tcp { flags: u8, options: Vec<u8> },
+    Other { protocol: u8, bytes: Vec<u8> },
+}
+
+fn port() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        Just(53u16),
+        Just(123),
+        select(&DEFAULT_AMPLIFIER_PORTS[..]),
+        Just(80),
+        any::<u16>(),
+    ]
+}
+
+fn stray() -> BoxedStrategy<Stray> {
+    let transport = prop_oneof![
+        4 => app::app().prop_map(Transport::Udp),
+        2 => (any::<u8>(), vec(any::<u8>(), 0..12))
+            .prop_map(|(flags, options)| Transport::Tcp { flags, options }),
+        1 => (
+            prop_oneof![Just(1u8), Just(58), Just(47), Just(50), Just(132), any::<u8>()],
+            vec(any::<u8>(), 0..40),
+        )
+            .prop_map(|(protocol, bytes)| Transport::Other { protocol, bytes }),
+    ];
+    (
+        ends(),
+        port(),
+        port(),
+        transport,
+        look(),
+        prop_oneof![5 => Just(None), 1 => frag_plan().prop_map(Some)],
+    )
+        .prop_map(
+            |(ends, source_port, destination_port, transport, look, fragments)| Stray {
+                ends,
+                source_port,
+                destination_port,
+                transport,
+                look,
+                fragments,
+            },
+        )
+        .boxed()
+}
+
+/// TCP segments from one source, by default connection attempts.
+#[derive(Clone, Debug)]
+pub struct Syns {
+    pub ends: Ends,
+    pub count: u8,
+    pub flags: u8,
+    pub source_port: u16,
+    pub destination_port: u16,
+    pub look: Look,
+}
+
+fn syns() -> BoxedStrategy<Syns> {
+    let flags = prop_oneof![
+        6 => Just(tcp_flags::SYN),
+        1 => Just(tcp_flags::SYN | tcp_flags::ACK),
+        1 => any::<u8>(),
+    ];
+    let look = look().prop_map(|look| Look {
+        mangle: Mangle::None,
+        ..look
+    });
+    (ends(), 1..40u8, flags, any::<u16>(), port(), look)
+        .prop_map(
+            |(ends, count, flags, source_port, destination_port, look)| Syns {
+                ends,
+                count,
+                flags,
+                source_port,
+                destination_port,
+                look,
+            },
+        )
+        .boxed()
+}
+
+/// DNS queries that all hash into one bucket of the solicited table, more of
+/// them than it has ways, then answers to some.
+#[derive(Clone, Debug)]
+pub struct FullBucket {
+    pub ends: Ends,
+    pub client_port: u16,
+    pub first_id: u16,
+    pub queries: u8,
+    pub answered: u8,
+}
+
+fn full_bucket() -> impl Strategy<Value = FullBucket> {
+    (ends(), 1024..=u16::MAX, any::<u16>(), 4..8u8, any::<u8>()).prop_map(
+        |(ends, client_port, first_id, queries, answered)| FullBucket {
+            ends,
+            client_port,
+            first_id,
+            queries,
+            answered,
+        },
+    )
+}
+
+fn ip_bytes(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(v4) => {
+            let mut bytes = [0; 16];
+            bytes[..4].copy_from_slice(&v4.octets());
+            bytes
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+impl Scene {
+    pub fn expand(&self, peers: &Peers, steps: &mut Vec<Step>) {
+        match self {
+            Scene::Exchange(exchange) => exchange.expand(peers, steps),
+            Scene::Stray(stray) => stray
+                .frames(peers, true)
+                .into_iter()
+                .for_each(|f| steps.push(Step::Ingress(f))),
+            Scene::Outgoing(stray) => stray
+                .frames(peers, false)
+                .into_iter()
+                .for_each(|f| steps.push(Step::Egress(f))),
+            Scene::Syns(syns) => syns.expand(peers, steps),
+            Scene::NotIp { what, link, egress } => {
+                let frame = what.frame(*link);
+                steps.push(if *egress {
+                    Step::Egress(frame)
+                } else {
+                    Step::Ingress(frame)
+                });
+            }
+            Scene::Raw {
+                egress,
+                ethertype,
+                body,
+            } => {
+                let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+                frame.extend(ethertype.to_be_bytes());
+                frame.extend(body);
+                steps.push(if *egress {
+                    Step::Egress(frame)
+                } else {
+                    Step::Ingress(frame)
+                });
+            }
+            Scene::FullBucket(full) => full.expand(peers, steps),
+            Scene::Wait(ms) => steps.push(Step::Wait { ms: u64::from(*ms) }),
+            Scene::Reconfigure(settings) => steps.push(Step::Set(settings.clone())),
+        }
+    }
+}
+
+impl Exchange {
+    fn expand(&self, peers: &Peers, steps: &mut Vec<Step>) {
+        let local = peers.local(self.ends);
+        let remote = peers.remote(self.ends);
+        let (server_port, query) = match self.service {
+            Service::Dns(port) => (port, self.dns.bytes()),
+            Service::Ntp(port) => (port, self.ntp.bytes()),
+            Service::Other(port) => (port, self.bytes.clone()),
+        };
+        let frame = self
+            .look
+            .ip
+            .builder(self.look.link, local, remote)
+            .udp(self.client_port, server_port)
+            .payload(&query)
+            .build();
+        steps.push(Step::Egress(self.look.mangle.apply(&frame)));
+        for answer in &self.answers {
+            let mut src = remote;
+            let mut dst = local;
+            let mut sport = server_port;
+            let mut dport = self.client_port;
+            match answer.off {
+                Off::Source(other) => {
+                    src = peers.remote(Ends {
+                        remote: self.ends.remote.wrapping_add(other),
+                        ..self.ends
+                    })
+                }
+                Off::Destination => {
+                    dst = peers.local(Ends {
+                        local: self.ends.local + 1,
+                        ..self.ends
+                    })
+                }
+                Off::SourcePort(d) => sport = sport.wrapping_add(d),
+                Off::DestinationPort(d) => dport = dport.wrapping_add(d),
+                _ => {}
+            }
+            let payload = self.answer_payload(answer);
+            let udp = |b: PacketBuilder| b.udp(sport, dport).payload(&payload);
+            match &answer.fragments {
+                None => {
+                    let frame = udp(answer.look.ip.builder(answer.look.link, src, dst)).build();
+                    steps.push(Step::Ingress(answer.look.mangle.apply(&frame)));
+                }
+                Some(plan) => fragments(plan, &answer.look, src, dst, proto::UDP, udp)
+                    .into_iter()
+                    .for_each(|f| steps.push(Step::Ingress(f))),
+            }
+        }
+    }
+
+    fn answer_payload(&self, answer: &Answer) -> Vec<u8> {
+        match self.service {
+            Service::Dns(_) => Dns {
+                id: match answer.off {
+                    Off::Id(x) => self.dns.id ^ x,
+                    _ => self.dns.id,
+                },
+                flags: match answer.off {
+                    Off::NotAResponse => QUERY_FLAGS,
+                    _ => RESPONSE_FLAGS,
+                },
+                filler: answer.size,
+                cut: None,
+            }
+            .bytes(),
+            Service::Ntp(_) => {
+                let mut origin = self.ntp.transmit;
+                if let Off::Origin(at, x) = answer.off {
+                    origin[usize::from(at) % 8] ^= x;
+                }
+                let mode = match answer.off {
+                    Off::NotAResponse => 3,
+                    Off::Mode(mode) => mode,
+                    _ => 4,
+                };
+                Ntp {
+                    first: first_byte(4, mode),
+                    origin,
+                    transmit: self.ntp.origin,
+                    len: 48,
+                }
+                .bytes()
+            }
+            Service::Other(_) => vec![0x42; usize::from(answer.size)],
+        }
+    }
+}
+
+impl Stray {
+    /// The packet's frames (several if fragmented), inbound (remote to
+    /// local) or outbound.
+    fn frames(&self, peers: &Peers, inbound: bool) -> Vec<Vec<u8>> {
+        let (src, dst) = if inbound {
+            (peers.remote(self.ends), peers.local(self.ends))
+        } else {
+            (peers.local(self.ends), peers.remote(self.ends))
+        };
+        let (sport, dport) = (self.source_port, self.destination_port);
+        let (upper, transport): (u8, Box<dyn Fn(PacketBuilder) -> PacketBuilder>) =
+            match &self.transport {
+                Transport::Udp(app) => {
+                    let payload = app.bytes();
+                    (
+                        proto::UDP,
+                        Box::new(move |b: PacketBuilder| b.udp(sport, dport).payload(&payload)),
+                    )
+                }
+                Transport::Tcp { flags, options } => {
+                    let (flags, options) = (*flags, options.clone());
+                    (
+                        proto::TCP,
+                        Box::new(move |b: PacketBuilder| {
+                            b.tcp(sport, dport, flags).tcp_options(&options)
+                        }),
+                    )
+                }
+                Transport::Other { protocol, bytes } => {
+                    let (protocol, bytes) = (*protocol, bytes.clone());
+                    (
+                        protocol,
+                        Box::new(move |b: PacketBuilder| b.protocol(protocol).payload(&bytes)),
+                    )
+                }
+            };
+        match &self.fragments {
+            None => {
+                let frame = transport(self.look.ip.builder(self.look.link, src, dst)).build();
+                vec![self.look.mangle.apply(&frame)]
+            }
+            Some(plan) => fragments(plan, &self.look, src, dst, upper, transport),
+        }
+    }
+}
+
+impl Syns {
+    fn expand(&self, peers: &Peers, steps: &mut Vec<Step>) {
+        let src = peers.remote(self.ends);
+        let dst = peers.local(self.ends);
+        for i in 0..self.count {
+            let frame = self
+                .look
+                .ip
+                .builder(self.look.link, src, dst)
+                .tcp(
+                    self.source_port.wrapping_add(u16::from(i)),
+                    self.destination_port,
+                    self.flags,
+                )
+                .build();
+            steps.push(Step::Ingress(frame.bytes));
+        }
+    }
+}
+
+impl FullBucket {
+    fn expand(&self, peers: &Peers, steps: &mut Vec<Step>) {
+        let local = peers.local(self.ends);
+        let remote = peers.remote(self.ends);
+        let key = |id: u16| Key {
+            family: if self.ends.v6 { Family::V6 } else { Family::V4 },
+            local: ip_bytes(local),
+            remote: ip_bytes(remote),
+            local_port: self.client_port,
+            remote_port: 53,
+            token: Token::Dns(id),
+        };
+        let bucket = key(self.first_id).bucket();
+        let ids: Vec<u16> =
+            std::iter::successors(Some(self.first_id), |id| Some(id.wrapping_add(1)))
+                .take(1 << 16)
+                .filter(|&id| key(id).bucket() == bucket)
+                .take(usize::from(self.queries))
+                .collect();
+        let frame = |src, dst, sport, dport, payload: Vec<u8>| {
+            let builder = match (src, dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s, d),
+                (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s, d),
+                _ => unreachable!("one family"),
+            };
+            builder.udp(sport, dport).payload(&payload).build().bytes
+        };
+        let dns = |id, flags| {
+            Dns {
+                id,
+                flags,
+                filler: 0,
+                cut: None,
+            }
+            .bytes()
+        };
+        for &id in &ids {
+            steps.push(Step::Egress(frame(
+                local,
+                remote,
+                self.client_port,
+                53,
+                dns(id, QUERY_FLAGS),
+            )));
+        }
+        for (i, &id) in ids.iter().enumerate() {
+            if self.answered & (1 << i) != 0 {
+                steps.push(Step::Ingress(frame(
+                    remote,
+                    local,
+                    53,
+                    self.client_port,
+                    dns(id, RESPONSE_FLAGS),
+                )));
+            }
+        }
+    }
+}

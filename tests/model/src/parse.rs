@@ -1,0 +1,323 @@
+//! What a frame is, as the README's rules read it: the link layer (Ethernet,
+//! up to two VLAN tags, a PPPoE session), the IP header with its options or
+//! extension headers, and where the transport header starts.
+//!
+//! Written from the README, not from filter-ebpf: etherparse reads the
+//! Ethernet, VLAN, IPv4, IPv6, IPv6 fragment and UDP headers. Three things
+//! are read by hand, each for a stated reason:
+//! - the PPPoE session header, which etherparse does not know;
+//! - the other IPv6 extension headers (hop-by-hop, routing, destination
+//!   options, AH): the rule walks each by its next-header and length bytes
+//!   and needs only its first 8 bytes to do so (a header cut after those is
+//!   noticed where the next one is read), where etherparse wants the whole
+//!   header and refuses an AH whose length field is 0;
+//! - the TCP flags, which the SYN rule takes from the fixed header whatever
+//!   the data offset says.
+//!
+//! Length fields. Headers are read from the frame as it arrives; an IP or
+//! UDP length that claims more than the frame holds is not an error here
+//! (the stack drops such a packet, so judging it by what is there costs
+//! nothing and keeps a lie about lengths from bypassing a rule). What a rule
+//! reads from the *payload* (the DNS and NTP fields) must lie inside the
+//! datagram: the UDP payload as far as the UDP length counts it, so that
+//! Ethernet padding after a short datagram is never read as its content.
+//! The IP length is not looked at: the stack drops a datagram whose UDP
+//! length exceeds its IP packet, so for every datagram it delivers the UDP
+//! length is the bound (README, *Edges*).
+
+use etherparse::{
+    EtherType, Ethernet2HeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice,
+    SingleVlanHeaderSlice, UdpHeaderSlice,
+};
+
+/// VLAN tags walked; a third tag is not parsed (the frame passes as not IP).
+pub const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers walked; a longer chain is not guessed at.
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+/// Headers starting further into the frame than this are not parsed.
+pub const MAX_L4_OFFSET: usize = 512;
+
+const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+const PPPOE_SESSION_LEN: usize = 6;
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_AUTH: u8 = 51;
+const IPV6_DEST_OPTS: u8 = 60;
+
+const TCP_FIXED_LEN: usize = 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// An address as on the wire; IPv4 uses the first 4 bytes, the rest are 0.
+pub type Addr = [u8; 16];
+
+/// Where a packet stands in IP fragmentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fragment {
+    Whole,
+    /// Offset 0 with more to come: carries the transport header.
+    First(FragmentId),
+    /// A non-zero offset: payload only.
+    Later(FragmentId),
+}
+
+/// What ties a datagram's fragments together besides the addresses: the IP
+/// identification and the protocol that follows the fragmentation (IPv4:
+/// the protocol field; IPv6: the fragment header's next header, which every
+/// fragment carries, whatever headers the first fragment then has).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FragmentId {
+    pub id: u32,
+    pub protocol: u8,
+}
+
+/// Where the upper-layer header is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upper {
+    At {
+        protocol: u8,
+        offset: usize,
+    },
+    /// After a first fragment's fragment header, the rest of the header chain
+    /// could not be walked (cut short, too long, too deep). The datagram is
+    /// known, so the verdict can still be remembered for its later fragments.
+    Unparsed,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ip<'a> {
+    pub family: Family,
+    pub src: Addr,
+    pub dst: Addr,
+    pub fragment: Fragment,
+    pub upper: Upper,
+    frame: &'a [u8],
+}
+
+#[derive(Clone, Debug)]
+pub enum Parsed<'a> {
+    /// Not IPv4/IPv6: ARP, LLDP, PPPoE discovery or control, a third VLAN tag, ...
+    NotIp,
+    /// Link or IP headers cut short or invalid.
+    Malformed,
+    Ip(Ip<'a>),
+}
+
+/// A UDP header and the datagram the stack would deliver.
+#[derive(Clone, Debug)]
+pub struct Udp<'a> {
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// The UDP payload, bounded by the frame and the UDP length.
+    pub datagram: &'a [u8],
+}
+
+pub fn parse(frame: &[u8]) -> Parsed<'_> {
+    let Some((ethertype, offset)) = link_layer(frame) else {
+        return Parsed::Malformed;
+    };
+    match ethertype {
+        EtherType::IPV4 => ipv4(frame, offset),
+        EtherType::IPV6 => ipv6(frame, offset),
+        _ => Parsed::NotIp,
+    }
+}
+
+/// The network layer's EtherType and offset, or `None` if cut short.
+fn link_layer(frame: &[u8]) -> Option<(EtherType, usize)> {
+    let ethernet = Ethernet2HeaderSlice::from_slice(frame).ok()?;
+    let mut ethertype = ethernet.ether_type();
+    let mut offset = ethernet.slice().len();
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != EtherType::VLAN_TAGGED_FRAME && ethertype != EtherType::PROVIDER_BRIDGING {
+            break;
+        }
+        let tag = SingleVlanHeaderSlice::from_slice(&frame[offset..]).ok()?;
+        ethertype = tag.ether_type();
+        offset += tag.slice().len();
+    }
+    if ethertype == EtherType(ETHERTYPE_PPPOE_SESSION) {
+        // Version/type, code, session id, length, then the PPP protocol.
+        let ppp = be16(frame, offset + PPPOE_SESSION_LEN)?;
+        offset += PPPOE_SESSION_LEN + 2;
+        ethertype = match ppp {
+            PPP_IPV4 => EtherType::IPV4,
+            PPP_IPV6 => EtherType::IPV6,
+            // LCP, IPCP, ...: the session's own control traffic.
+            _ => EtherType(0),
+        };
+    }
+    Some((ethertype, offset))
+}
+
+fn ipv4(frame: &[u8], offset: usize) -> Parsed<'_> {
+    let Ok(header) = Ipv4HeaderSlice::from_slice(&frame[offset..]) else {
+        return Parsed::Malformed;
+    };
+    let id = FragmentId {
+        id: u32::from(header.identification()),
+        protocol: header.protocol().0,
+    };
+    let fragment = match (header.fragments_offset().value(), header.more_fragments()) {
+        (0, false) => Fragment::Whole,
+        (0, true) => Fragment::First(id),
+        _ => Fragment::Later(id),
+    };
+    let mut src = [0; 16];
+    let mut dst = [0; 16];
+    src[..4].copy_from_slice(&header.source());
+    dst[..4].copy_from_slice(&header.destination());
+    Parsed::Ip(Ip {
+        family: Family::V4,
+        src,
+        dst,
+        fragment,
+        upper: Upper::At {
+            protocol: header.protocol().0,
+            offset: offset + header.slice().len(),
+        },
+        frame,
+    })
+}
+
+fn ipv6(frame: &[u8], offset: usize) -> Parsed<'_> {
+    let Ok(header) = Ipv6HeaderSlice::from_slice(&frame[offset..]) else {
+        return Parsed::Malformed;
+    };
+    let mut ip = Ip {
+        family: Family::V6,
+        src: header.source(),
+        dst: header.destination(),
+        fragment: Fragment::Whole,
+        upper: Upper::Unparsed,
+        frame,
+    };
+    let mut next = header.next_header().0;
+    let mut at = offset + header.slice().len();
+    // Gives up: before a fragment header nothing is known about the
+    // datagram; after a first fragment's, its later fragments can follow it.
+    fn give_up(ip: Ip<'_>) -> Parsed<'_> {
+        match ip.fragment {
+            Fragment::First(_) => Parsed::Ip(Ip {
+                upper: Upper::Unparsed,
+                ..ip
+            }),
+            _ => Parsed::Malformed,
+        }
+    }
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        if !is_extension(next) {
+            break;
+        }
+        if at > MAX_L4_OFFSET {
+            return give_up(ip);
+        }
+        if next == IPV6_FRAGMENT {
+            let Ok(fragment) =
+                Ipv6FragmentHeaderSlice::from_slice(frame.get(at..).unwrap_or_default())
+            else {
+                return give_up(ip);
+            };
+            let id = FragmentId {
+                id: fragment.identification(),
+                protocol: fragment.next_header().0,
+            };
+            ip.fragment = match (
+                fragment.fragment_offset().value(),
+                fragment.more_fragments(),
+            ) {
+                (0, false) => Fragment::Whole,
+                (0, true) => Fragment::First(id),
+                _ => Fragment::Later(id),
+            };
+            next = fragment.next_header().0;
+            at += fragment.slice().len();
+            if let Fragment::Later(_) = ip.fragment {
+                // Only payload follows.
+                ip.upper = Upper::At {
+                    protocol: next,
+                    offset: at,
+                };
+                return Parsed::Ip(ip);
+            }
+            continue;
+        }
+        // Next header, length; AH counts 4-byte words beyond the first two,
+        // the others 8-byte words beyond the first.
+        let Some(first_eight) = frame.get(at..at + 8) else {
+            return give_up(ip);
+        };
+        let len = usize::from(first_eight[1]);
+        at += match next {
+            IPV6_AUTH => (len + 2) * 4,
+            _ => (len + 1) * 8,
+        };
+        next = first_eight[0];
+    }
+    if is_extension(next) {
+        // Longer than we walk: not guessed at.
+        return give_up(ip);
+    }
+    ip.upper = Upper::At {
+        protocol: next,
+        offset: at,
+    };
+    Parsed::Ip(ip)
+}
+
+fn is_extension(protocol: u8) -> bool {
+    matches!(
+        protocol,
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_FRAGMENT | IPV6_AUTH | IPV6_DEST_OPTS
+    )
+}
+
+fn be16(frame: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
+}
+
+impl<'a> Ip<'a> {
+    /// The upper-layer protocol and header offset, if the chain was walked.
+    pub fn upper(&self) -> Option<(u8, usize)> {
+        match self.upper {
+            Upper::At { protocol, offset } => Some((protocol, offset)),
+            Upper::Unparsed => None,
+        }
+    }
+
+    /// The UDP header, or `None` if it is cut short or too deep to parse.
+    pub fn udp(&self) -> Option<Udp<'a>> {
+        let (_, offset) = self.upper()?;
+        if offset > MAX_L4_OFFSET {
+            return None;
+        }
+        let header = UdpHeaderSlice::from_slice(self.frame.get(offset..)?).ok()?;
+        let start = offset + header.slice().len();
+        let end = self.frame.len().min(offset + usize::from(header.length()));
+        Some(Udp {
+            src_port: header.source_port(),
+            dst_port: header.destination_port(),
+            datagram: self.frame.get(start..end.max(start)).unwrap_or_default(),
+        })
+    }
+
+    /// The TCP flags byte of the fixed header, or `None` if cut short or too deep.
+    pub fn tcp_flags(&self) -> Option<u8> {
+        let (_, offset) = self.upper()?;
+        if offset > MAX_L4_OFFSET {
+            return None;
+        }
+        let fixed = self.frame.get(offset..offset + TCP_FIXED_LEN)?;
+        Some(fixed[13])
+    }
+}

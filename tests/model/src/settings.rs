@@ -1,0 +1,170 @@
+//! The settings the rules depend on, in the README's terms, and the
+//! `filter-ctl set` assignments that give the real filter the same ones.
+
+use std::collections::BTreeSet;
+
+pub const MS: u64 = 1_000_000;
+pub const SECOND: u64 = 1_000 * MS;
+
+/// What a later fragment does when its first fragment was not seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Orphans {
+    Pass,
+    Drop,
+}
+
+/// How a UDP port is watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortClass {
+    Unwatched,
+    Dns,
+    Ntp,
+    Other,
+}
+
+/// One SYN bucket level: SYNs per second (`None`: off) and burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    pub rate: Option<u32>,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SynSettings {
+    pub source: Level,
+    pub prefix: Level,
+    pub global: Level,
+    pub prefix_v4: u8,
+    pub prefix_v6: u8,
+    /// How long a source that keeps exceeding its bucket is denied; `None`: off.
+    pub penalty_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub monitor: bool,
+    pub solicited_lifetime_ms: u64,
+    pub fragment_lifetime_ms: u64,
+    pub orphans: Orphans,
+    pub dns_ports: BTreeSet<u16>,
+    pub ntp_ports: BTreeSet<u16>,
+    pub amplifier_ports: BTreeSet<u16>,
+    pub syn: SynSettings,
+}
+
+/// The README's list of amplification ports watched by default.
+pub const DEFAULT_AMPLIFIER_PORTS: [u16; 15] = [
+    17, 19, 69, 111, 137, 161, 389, 520, 1900, 3283, 3702, 5353, 10001, 11211, 37810,
+];
+
+impl Default for Settings {
+    /// The README's defaults (its settings table and docs/syn-and-lists.md).
+    fn default() -> Self {
+        Settings {
+            monitor: false,
+            solicited_lifetime_ms: 10_000,
+            fragment_lifetime_ms: 2_000,
+            orphans: Orphans::Drop,
+            dns_ports: BTreeSet::from([53]),
+            ntp_ports: BTreeSet::from([123]),
+            amplifier_ports: DEFAULT_AMPLIFIER_PORTS.into(),
+            syn: SynSettings {
+                source: Level {
+                    rate: Some(2),
+                    burst: 12,
+                },
+                prefix: Level {
+                    rate: Some(20),
+                    burst: 60,
+                },
+                global: Level {
+                    rate: Some(2000),
+                    burst: 4000,
+                },
+                prefix_v4: 24,
+                prefix_v6: 48,
+                penalty_ms: None,
+            },
+        }
+    }
+}
+
+impl Settings {
+    pub fn port_class(&self, port: u16) -> PortClass {
+        if self.dns_ports.contains(&port) {
+            PortClass::Dns
+        } else if self.ntp_ports.contains(&port) {
+            PortClass::Ntp
+        } else if self.amplifier_ports.contains(&port) {
+            PortClass::Other
+        } else {
+            PortClass::Unwatched
+        }
+    }
+
+    pub fn solicited_lifetime_ns(&self) -> u64 {
+        self.solicited_lifetime_ms * MS
+    }
+
+    pub fn fragment_lifetime_ns(&self) -> u64 {
+        self.fragment_lifetime_ms * MS
+    }
+
+    /// Every setting as a `filter-ctl set KEY=VALUE` assignment.
+    pub fn assignments(&self) -> Vec<(&'static str, String)> {
+        let ports = |set: &BTreeSet<u16>| {
+            if set.is_empty() {
+                "none".to_string()
+            } else {
+                set.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+            }
+        };
+        let rate = |level: &Level| level.rate.map_or("off".into(), |r| format!("{r}/s"));
+        let syn = &self.syn;
+        vec![
+            ("monitor", if self.monitor { "on" } else { "off" }.into()),
+            (
+                "solicited_lifetime",
+                format!("{}ms", self.solicited_lifetime_ms),
+            ),
+            (
+                "fragment_lifetime",
+                format!("{}ms", self.fragment_lifetime_ms),
+            ),
+            (
+                "orphan_fragments",
+                match self.orphans {
+                    Orphans::Pass => "pass",
+                    Orphans::Drop => "drop",
+                }
+                .into(),
+            ),
+            ("dns_ports", ports(&self.dns_ports)),
+            ("ntp_ports", ports(&self.ntp_ports)),
+            ("amplifier_ports", ports(&self.amplifier_ports)),
+            ("syn_source_rate", rate(&syn.source)),
+            ("syn_source_burst", syn.source.burst.to_string()),
+            ("syn_prefix_rate", rate(&syn.prefix)),
+            ("syn_prefix_burst", syn.prefix.burst.to_string()),
+            ("syn_global_rate", rate(&syn.global)),
+            ("syn_global_burst", syn.global.burst.to_string()),
+            ("syn_prefix_v4", syn.prefix_v4.to_string()),
+            ("syn_prefix_v6", syn.prefix_v6.to_string()),
+            (
+                "syn_penalty",
+                syn.penalty_ms.map_or("off".into(), |ms| format!("{ms}ms")),
+            ),
+        ]
+    }
+
+    /// The assignments that turn `self` into `next`: only the keys that differ.
+    pub fn changes_to(&self, next: &Settings) -> Vec<(&'static str, String)> {
+        let now = self.assignments();
+        next.assignments()
+            .into_iter()
+            .zip(now)
+            .filter(|(new, old)| new != old)
+            .map(|(new, _)| new)
+            .collect()
+    }
+}

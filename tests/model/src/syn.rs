@@ -1,0 +1,148 @@
+//! The SYN token buckets (docs/syn-and-lists.md): per source (IPv4 /32,
+//! IPv6 /64), per source prefix and global, checked from the narrowest out;
+//! the first level that refuses names the drop, and a level that admitted
+//! keeps its spent token. A bucket is a GCRA "full again" time: with
+//! `interval = 1 s / rate`, a SYN at `now` is admitted if
+//! `max(tat, now) - now <= (burst - 1) * interval`, and then `tat` moves to
+//! `max(tat, now) + interval` (whole nanoseconds).
+//!
+//! The penalty: with `syn_penalty` on, a source whose bucket refused
+//! `syn_source_burst` SYNs in a row (none admitted in between) is put on the
+//! deny list for the penalty time (that SYN: `drop_syn_penalty`).
+//!
+//! The filter keeps the buckets in hashed slots, with no keys: sources that
+//! hash onto one slot share a bucket (the documented approximation). The
+//! model mirrors it: buckets are found by the same slot hash (murmur3's
+//! finaliser over the address xor a secret seed, docs/syn-and-lists.md),
+//! with the seed the runner reads from the loaded filter. The rest, the
+//! GCRA arithmetic included, is the model's own.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use filter_common::{Reason, syn::SynSource};
+
+use crate::{
+    Judgement,
+    lists::{List, Lists, Prefix},
+    parse::{Addr, Family, Ip},
+    settings::{Level, SynSettings},
+};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+const MAX_RATE: u32 = 1_000_000;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Bucket {
+    tat_ns: u64,
+    /// Refused in a row (source level, while the penalty is on).
+    strikes: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Syn {
+    sources: BTreeMap<u32, Bucket>,
+    prefixes: BTreeMap<u32, Bucket>,
+    global: Bucket,
+}
+
+/// The slots a SYN's buckets take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slots {
+    pub source: u32,
+    pub prefix: u32,
+}
+
+impl Syn {
+    pub fn verdict(
+        &mut self,
+        ip: &Ip<'_>,
+        settings: &SynSettings,
+        seed: u64,
+        lists: &mut Lists,
+        now: u64,
+    ) -> Judgement {
+        let slots = slots(ip.family, &ip.src, settings, seed);
+        if let Some(rate) = settings.source.rate {
+            let bucket = self.sources.entry(slots.source).or_default();
+            if take(bucket, now, rate, settings.source.burst) {
+                bucket.strikes = 0;
+            } else {
+                let Some(penalty_ms) = settings.penalty_ms else {
+                    return Judgement::Drop(Reason::DropSynSource);
+                };
+                bucket.strikes = bucket.strikes.saturating_add(1);
+                if bucket.strikes < settings.source.burst.max(1) {
+                    return Judgement::Drop(Reason::DropSynSource);
+                }
+                bucket.strikes = 0;
+                let (family, len) = match ip.family {
+                    Family::V4 => (Family::V4, 32),
+                    Family::V6 => (Family::V6, 64),
+                };
+                lists.add(
+                    List::Deny,
+                    Prefix::new(family, ip.src, len),
+                    now + penalty_ms * 1_000_000,
+                );
+                return Judgement::Drop(Reason::DropSynPenalty);
+            }
+        }
+        if let Some(rate) = settings.prefix.rate {
+            let bucket = self.prefixes.entry(slots.prefix).or_default();
+            if !take(bucket, now, rate, settings.prefix.burst) {
+                return Judgement::Drop(Reason::DropSynPrefix);
+            }
+        }
+        if let Level {
+            rate: Some(rate),
+            burst,
+        } = settings.global
+            && !take(&mut self.global, now, rate, burst)
+        {
+            return Judgement::Drop(Reason::DropSynGlobal);
+        }
+        Judgement::Pass(Reason::PassSyn)
+    }
+
+    /// The slots written, for resetting the real buckets.
+    pub fn slots_used(&self) -> (BTreeSet<u32>, BTreeSet<u32>) {
+        (
+            self.sources.keys().copied().collect(),
+            self.prefixes.keys().copied().collect(),
+        )
+    }
+}
+
+/// Takes a token if the bucket has one. Admitted when the bucket's "full
+/// again" time lies at most `burst - 1` intervals ahead: compared exactly,
+/// `ahead * rate <= (burst - 1) * 1 s`.
+fn take(bucket: &mut Bucket, now: u64, rate: u32, burst: u32) -> bool {
+    let rate = u64::from(rate.clamp(1, MAX_RATE));
+    let start = bucket.tat_ns.max(now);
+    let ahead = u128::from(start - now);
+    let spare = u128::from(burst.max(1) - 1);
+    if ahead * u128::from(rate) > spare * u128::from(NS_PER_SEC) {
+        return false;
+    }
+    bucket.tat_ns = start + NS_PER_SEC / rate;
+    true
+}
+
+/// The source's slot in the per-source level and its prefix's slot in the
+/// per-prefix level: the filter's documented slot hash
+/// (`filter_common::syn::SynSource`, host-tested there), so that sources
+/// sharing a slot share a bucket here as they do in the filter.
+pub fn slots(family: Family, src: &Addr, settings: &SynSettings, seed: u64) -> Slots {
+    let word = |i: usize| u32::from_ne_bytes(src[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+    let (source, prefix_len) = match family {
+        Family::V4 => (SynSource::ipv4(word(0)), settings.prefix_v4),
+        Family::V6 => (
+            SynSource::ipv6(&[word(0), word(1), word(2), word(3)]),
+            settings.prefix_v6,
+        ),
+    };
+    Slots {
+        source: source.source_slot(seed),
+        prefix: source.prefix_slot(prefix_len, seed),
+    }
+}

@@ -1,0 +1,158 @@
+//! The model's own tests, without the kernel: rules where the README is
+//! precise enough to state an expectation by hand. The model check compares
+//! the rest with the real programs.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use filter_common::Reason;
+use harness::packet::{ExtHeader, PacketBuilder, addr, dns_message};
+
+use crate::{
+    Model, Settings,
+    lists::{List, Lists, Prefix},
+    parse::{self, Family, Fragment, Parsed, Upper},
+    settings::MS,
+    solicited::{Key, Recorded, Solicited, Token},
+};
+
+const NOW: u64 = 1_000_000 * MS;
+
+fn model() -> Model {
+    Model::new(Settings::default(), 0x1234)
+}
+
+#[test]
+fn encapsulations_are_walked_up_to_two_tags() {
+    let udp = |builder: PacketBuilder| builder.udp(40000, 80).payload(b"x").build();
+    let v6 = || PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6);
+    for frame in [
+        udp(v6().qinq(1, 2).pppoe(7)),
+        udp(v6().vlan(3).pppoe(7)),
+        udp(v6().pppoe(7)),
+    ] {
+        assert!(matches!(parse::parse(&frame), Parsed::Ip(ip) if ip.family == Family::V6));
+    }
+    let three = udp(v6().qinq(1, 2).vlan(3));
+    assert!(matches!(parse::parse(&three), Parsed::NotIp));
+    let mut model = model();
+    assert_eq!(model.ingress(&three, NOW).reason, Reason::PassNotIp);
+    // Cut inside the second tag: malformed, not "not IP".
+    let qinq = udp(v6().qinq(1, 2));
+    assert!(matches!(parse::parse(&qinq[..20]), Parsed::Malformed));
+}
+
+#[test]
+fn fragments_are_keyed_by_the_header_after_the_fragmentation() {
+    let first = PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
+        .ext(ExtHeader::Fragment {
+            offset: 0,
+            more: true,
+            id: 9,
+        })
+        .ext(ExtHeader::DestinationOptions(vec![]))
+        .udp(53, 40000)
+        .payload(&dns_message(1, true, 40))
+        .build();
+    let Parsed::Ip(ip) = parse::parse(&first) else {
+        panic!("an IPv6 packet");
+    };
+    let Fragment::First(id) = ip.fragment else {
+        panic!("a first fragment");
+    };
+    assert_eq!(
+        (id.id, id.protocol),
+        (9, 60),
+        "the fragment header's next header"
+    );
+    assert!(matches!(ip.upper, Upper::At { protocol: 17, .. }));
+
+    // Seven extension headers after it: the chain is not walked, the
+    // datagram is still known.
+    let long = (0..7)
+        .fold(
+            PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6).ext(ExtHeader::Fragment {
+                offset: 0,
+                more: true,
+                id: 9,
+            }),
+            |b, _| b.ext(ExtHeader::DestinationOptions(vec![])),
+        )
+        .udp(53, 40000)
+        .build();
+    let Parsed::Ip(ip) = parse::parse(&long) else {
+        panic!("a first fragment is an IP packet even unwalked");
+    };
+    assert_eq!(ip.upper, Upper::Unparsed);
+    assert_eq!(model().ingress(&long, NOW).reason, Reason::PassMalformed);
+}
+
+#[test]
+fn a_datagram_ends_at_its_udp_length() {
+    let mut frame = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(53, 40000)
+        .payload(&[0x12, 0x34])
+        .build()
+        .bytes;
+    frame.resize(60, 0x80);
+    assert_eq!(model().ingress(&frame, NOW).reason, Reason::PassMalformed);
+}
+
+#[test]
+fn a_full_bucket_evicts_the_entry_closest_to_expiry() {
+    let key = |id| Key {
+        family: Family::V4,
+        local: [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        remote: [198, 51, 100, 53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        local_port: 40000,
+        remote_port: 53,
+        token: Token::Dns(id),
+    };
+    let bucket = key(0).bucket();
+    let ids: Vec<u16> = (0..=u16::MAX)
+        .filter(|&id| key(id).bucket() == bucket)
+        .take(5)
+        .collect();
+    let mut table = Solicited::default();
+    for (i, &id) in ids[..4].iter().enumerate() {
+        // The first is recorded last-but-soonest: lifetimes 10 s apart.
+        let lifetime = (4 - i as u64) * 10_000 * MS;
+        assert_eq!(table.record(key(id), NOW, lifetime), Recorded::Stored);
+    }
+    assert_eq!(
+        table.record(key(ids[4]), NOW, 50_000 * MS),
+        Recorded::Evicted
+    );
+    assert!(
+        !table.consume(&key(ids[3]), NOW),
+        "the soonest to expire went"
+    );
+    for &id in [ids[0], ids[1], ids[2], ids[4]].iter() {
+        assert!(table.consume(&key(id), NOW), "{id}");
+    }
+}
+
+#[test]
+fn expired_list_entries_are_looked_past_four_times_at_most() {
+    let src: [u8; 16] = {
+        let mut a = [0; 16];
+        a[..4].copy_from_slice(&Ipv4Addr::new(198, 18, 7, 9).octets());
+        a
+    };
+    let prefix = |len| Prefix::new(Family::V4, src, len);
+    let mut lists = Lists::default();
+    lists.add(List::Deny, prefix(8), 0);
+    for len in [32, 24, 16] {
+        lists.add(List::Deny, prefix(len), NOW - 1);
+    }
+    assert!(
+        lists.matches(List::Deny, Family::V4, &src, NOW),
+        "the 4th lookup finds /8"
+    );
+    lists.add(List::Deny, prefix(12), NOW - 1);
+    assert!(
+        !lists.matches(List::Deny, Family::V4, &src, NOW),
+        "four expired entries hide the /8"
+    );
+    let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets();
+    assert!(!lists.matches(List::Deny, Family::V6, &v6, NOW));
+}

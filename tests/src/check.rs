@@ -1,0 +1,914 @@
+//! The model check: plays generated sequences through the real programs
+//! (BPF_PROG_TEST_RUN on one loaded instance, [`crate::bpf::Filter`]) and
+//! through the reference model (the `model` crate), and compares, frame by
+//! frame, the verdict and the one counter the frame was counted under.
+//!
+//! Every sequence starts from an empty filter: afterwards the runner clears
+//! what the model says was written (solicited buckets, SYN slots, fragment
+//! entries, list entries) through memory maps and map calls, and after a
+//! mismatch everything. So a case found by the fuzzer replays the same from
+//! a fresh load, and a shrunk case is minimal on its own.
+//!
+//! Time: the programs read the coarse monotonic clock. The runner reads it
+//! before and after each test run. When a tick falls in between, the kernel
+//! used one of the two instants: the model is asked at both, and every
+//! answer that agrees with the kernel stays a candidate state (they differ
+//! only in deadlines a tick apart, and later frames tell them apart or not).
+//! A run that took longer than a tick (the runner was preempted) cannot be
+//! placed in time: the rest of that sequence is skipped and counted.
+
+use std::{
+    cell::RefCell,
+    collections::BTreeSet,
+    fmt::{self, Write as _},
+    hash::{Hash as _, Hasher as _},
+    os::fd::{AsFd as _, AsRawFd as _},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap, Map, MapData};
+use filter_common::{
+    Counter, FragmentKey, FragmentVerdict, ListSource, Reason, SolicitedSlot, SynBucket, map,
+};
+use filter_ctl::{
+    clock::now_ns,
+    lists::{Cidr, List as CtlList},
+};
+use model::{
+    Model, Settings, Verdict, Written,
+    lists::{List, Prefix},
+    sequence::{Sequence, Step, hex},
+};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+
+use crate::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS};
+
+/// Frames longer than this are not run (BPF_PROG_TEST_RUN takes at most
+/// about a page; a WAN link's frames are far shorter).
+pub const MAX_FRAME: usize = 3000;
+/// Candidate model states kept while clock ticks leave the instant open.
+const MAX_CANDIDATES: usize = 16;
+
+/// What the kernel did with a frame: the program's return value and every
+/// counter slot that moved (index, packets, bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub returned: u32,
+    pub moved: Vec<(usize, u64, u64)>,
+}
+
+/// A frame on which the kernel and the model disagree.
+#[derive(Clone, Debug)]
+pub struct Mismatch {
+    /// The step (0-based) of the sequence.
+    pub step: usize,
+    pub ingress: bool,
+    pub frame: Vec<u8>,
+    pub kernel: Observed,
+    /// What the model expected, at the clock reads before and after the run.
+    pub model: Vec<Observed>,
+}
+
+impl fmt::Display for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let returned = match self.returned {
+            XDP_PASS => "XDP_PASS".to_string(),
+            XDP_DROP => "XDP_DROP".to_string(),
+            other => format!("returned {other}"),
+        };
+        let moved: Vec<String> = self
+            .moved
+            .iter()
+            .map(|&(slot, packets, bytes)| format!("{} +{packets}/{bytes}B", slot_name(slot)))
+            .collect();
+        write!(f, "{returned}, counted {}", moved.join(" "))
+    }
+}
+
+/// [`Mismatch::step`] of counters that moved where no frame's answer said.
+pub const UNLOCATED: usize = usize::MAX;
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.step == UNLOCATED {
+            return writeln!(
+                f,
+                "counters moved that no frame's answer named (not found again frame by frame): {}",
+                self.kernel
+            );
+        }
+        let hook = if self.ingress {
+            "ingress (XDP)"
+        } else {
+            "egress (TC, TC_ACT_OK = 0)"
+        };
+        writeln!(f, "step {} {hook}, {} bytes:", self.step, self.frame.len())?;
+        writeln!(f, "  frame  {}", hex(&self.frame))?;
+        writeln!(f, "  kernel {}", self.kernel)?;
+        for expected in &self.model {
+            writeln!(f, "  model  {expected}")?;
+        }
+        Ok(())
+    }
+}
+
+fn slot_name(slot: usize) -> String {
+    let count = Reason::COUNT as usize;
+    match Reason::ALL.get(slot % count) {
+        Some(reason) if slot < count => reason.name().to_string(),
+        Some(reason) => format!("would_drop:{}", reason.name()),
+        None => format!("slot {slot}"),
+    }
+}
+
+/// How one sequence went.
+#[derive(Clone, Debug, Default)]
+pub struct Played {
+    /// Frames run through the kernel and compared.
+    pub frames: u64,
+    /// Frames not run: longer than [`MAX_FRAME`], or after a run that could
+    /// not be placed in time.
+    pub skipped: u64,
+    /// Frames the kernel's test run refused (EINVAL).
+    pub refused: u64,
+    /// Frames compared, by the counter slot they were counted under.
+    pub by_slot: Vec<u64>,
+}
+
+/// A writable memory map of a BPF_F_MMAPABLE array map.
+struct Mapped<T> {
+    base: *mut T,
+    len: usize,
+    bytes: usize,
+}
+
+impl<T: Copy> Mapped<T> {
+    fn new(data: &MapData) -> Mapped<T> {
+        let info = data.info().expect("map info");
+        assert_eq!(info.value_size() as usize, size_of::<T>(), "value size");
+        let len = info.max_entries() as usize;
+        let page = 4096;
+        let bytes = (len * size_of::<T>()).div_ceil(page) * page;
+        // SAFETY: a shared read-write mapping of the map's values, unmapped
+        // on drop; the kernel refuses it unless the map is mmapable.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(
+            base,
+            libc::MAP_FAILED,
+            "mapping a map: {}",
+            std::io::Error::last_os_error()
+        );
+        Mapped {
+            base: base.cast(),
+            len,
+            bytes,
+        }
+    }
+
+    fn clear(&mut self, index: usize, empty: T) {
+        assert!(index < self.len);
+        // SAFETY: inside the mapping; no program runs while the runner writes
+        // (test runs are synchronous, on this thread).
+        unsafe { std::ptr::write_volatile(self.base.add(index), empty) };
+    }
+
+    fn clear_all(&mut self, empty: T) {
+        for index in 0..self.len {
+            self.clear(index, empty);
+        }
+    }
+}
+
+impl<T> Drop for Mapped<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`.
+        unsafe { libc::munmap(self.base.cast(), self.bytes) };
+    }
+}
+
+fn data(map: &Map) -> &MapData {
+    match map {
+        Map::Array(data) | Map::PerCpuArray(data) | Map::LruHashMap(data) => data,
+        _ => panic!("not a map the model check clears"),
+    }
+}
+
+/// The runner: one loaded filter, and what it needs to read and clear it.
+pub struct Checker {
+    filter: Filter,
+    seed: u64,
+    /// The settings the kernel has now.
+    live: Settings,
+    solicited: Mapped<SolicitedSlot>,
+    latest: Mapped<u64>,
+    syn_sources: Mapped<SynBucket>,
+    syn_prefixes: Mapped<SynBucket>,
+    syn_global: Mapped<SynBucket>,
+    cpus: usize,
+    /// Every slot's counters over all CPUs after the last run.
+    counts: Vec<Counter>,
+    /// Resolution of the coarse clock.
+    tick_ns: u64,
+    /// Read every counter after each frame (to find which frame of a
+    /// sequence was counted where no answer expected it).
+    exact: bool,
+}
+
+impl Checker {
+    pub fn new() -> Checker {
+        let filter = Filter::load();
+        let live = Settings::default();
+        let mut checker = Checker {
+            seed: filter.config().syn_hash_seed,
+            solicited: Mapped::new(data(filter.map(map::SOLICITED))),
+            latest: Mapped::new(data(filter.map(map::SOLICITED_LATEST))),
+            syn_sources: Mapped::new(data(filter.map(map::SYN_SOURCES))),
+            syn_prefixes: Mapped::new(data(filter.map(map::SYN_PREFIXES))),
+            syn_global: Mapped::new(data(filter.map(map::SYN_GLOBAL))),
+            cpus: aya::util::nr_cpus().expect("possible CPUs").get() as usize,
+            counts: Vec::new(),
+            tick_ns: coarse_tick_ns(),
+            exact: false,
+            filter,
+            live,
+        };
+        checker.counts = checker.read_counts();
+        // The loaded defaults must be the README's: otherwise every verdict
+        // would differ for a reason that is no rule's.
+        let defaults = Settings::default().assignments();
+        let pairs: Vec<(&str, &str)> = defaults.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let before = checker.filter.config();
+        checker.filter.set(&pairs);
+        assert_eq!(
+            before,
+            checker.filter.config(),
+            "the filter's default settings are not the README's"
+        );
+        checker
+    }
+
+    /// Plays `sequence` from an empty filter; afterwards the filter is empty
+    /// again.
+    pub fn play(&mut self, sequence: &Sequence) -> Result<Played, Box<Mismatch>> {
+        self.apply(&sequence.settings);
+        let mut candidates = vec![Model::new(sequence.settings.clone(), self.seed)];
+        for item in &sequence.lists {
+            let now = now_ns();
+            let lasting = item.lasting_ms.map(Duration::from_millis);
+            self.filter
+                .list(ctl_list(item.list))
+                .add(&[cidr(&item.prefix)], lasting, ListSource::Operator, now)
+                .expect("adding a list entry");
+            let expires = item.lasting_ms.map_or(0, |ms| now + ms * 1_000_000);
+            candidates[0].list_add(item.list, item.prefix, expires);
+        }
+        let result = self.steps(sequence, &mut candidates);
+        if let Err(mismatch) = &result
+            && mismatch.step == UNLOCATED
+        {
+            // A counter moved that no answer named: replay, reading every
+            // counter after every frame, to find the frame.
+            self.clear_everything();
+            self.exact = true;
+            let replayed = self.play(sequence);
+            self.exact = false;
+            replayed?;
+        }
+        match &result {
+            Ok(_) => {
+                let written: Vec<Written> = candidates.iter().map(Model::written).collect();
+                self.clear(&written);
+            }
+            Err(_) => self.clear_everything(),
+        }
+        result
+    }
+
+    fn steps(
+        &mut self,
+        sequence: &Sequence,
+        candidates: &mut Vec<Model>,
+    ) -> Result<Played, Box<Mismatch>> {
+        let mut played = Played::default();
+        for (index, step) in sequence.steps.iter().enumerate() {
+            let (frame, ingress) = match step {
+                Step::Wait { ms } => {
+                    std::thread::sleep(Duration::from_millis(*ms));
+                    continue;
+                }
+                Step::Set(settings) => {
+                    self.apply(settings);
+                    candidates
+                        .iter_mut()
+                        .for_each(|model| model.set(settings.clone()));
+                    continue;
+                }
+                Step::Ingress(frame) => (frame, true),
+                Step::Egress(frame) => (frame, false),
+            };
+            if frame.len() > MAX_FRAME || frame.len() < 14 {
+                played.skipped += 1;
+                continue;
+            }
+            let before = now_ns();
+            let returned = if ingress {
+                self.filter.try_ingress(frame, 1)
+            } else {
+                self.filter.try_egress(frame)
+            };
+            let after = now_ns();
+            let Ok(returned) = returned else {
+                // The test run refuses some frames the program would never
+                // see (TC: an IP EtherType without a whole IP header).
+                played.refused += 1;
+                continue;
+            };
+            if after - before > self.tick_ns {
+                // Preempted for more than a tick: the kernel's instant is
+                // unknown, so is its answer. Stop here. The frame wrote
+                // where the model writes at one end of the run or the
+                // other (an instant in between writes nothing new): keep
+                // both, so that clearing covers it.
+                let mut ran = Vec::new();
+                for model in candidates.iter() {
+                    for now in [before, after] {
+                        let mut model = model.clone();
+                        if ingress {
+                            model.ingress(frame, now);
+                        } else {
+                            model.egress(frame, now);
+                        }
+                        ran.push(model);
+                    }
+                }
+                *candidates = ran;
+                self.counts = self.read_counts();
+                played.skipped += (sequence.frames() as u64).saturating_sub(played.frames);
+                return Ok(played);
+            }
+            let instants: &[u64] = if before == after {
+                &[before]
+            } else {
+                &[before, after]
+            };
+            let mut answers = Vec::new();
+            for model in candidates.iter() {
+                for &now in instants {
+                    let mut model = model.clone();
+                    let answer = if ingress {
+                        expect_ingress(model.ingress(frame, now), frame.len())
+                    } else {
+                        expect_egress(model.egress(frame, now), frame.len())
+                    };
+                    answers.push((model, answer));
+                }
+            }
+            // Reading every counter costs more than the test run: read the
+            // ones the answers name, and all of them once the sequence is over.
+            let kernel = Observed {
+                returned,
+                moved: if self.exact {
+                    self.moved()
+                } else {
+                    let slots: BTreeSet<usize> = answers
+                        .iter()
+                        .flat_map(|(_, answer)| answer.moved.iter().map(|&(slot, _, _)| slot))
+                        .collect();
+                    self.moved_in(&slots)
+                },
+            };
+            let mut next = Vec::new();
+            let mut expected = Vec::new();
+            for (model, answer) in answers {
+                if answer == kernel {
+                    if !next.contains(&model) {
+                        next.push(model);
+                    }
+                } else if !expected.contains(&answer) {
+                    expected.push(answer);
+                }
+            }
+            if next.is_empty() {
+                // Show every counter that moved, not only those the answers named.
+                let mut kernel = kernel;
+                for (slot, packets, bytes) in self.moved() {
+                    match kernel.moved.iter_mut().find(|(s, _, _)| *s == slot) {
+                        Some(moved) => *moved = (slot, moved.1 + packets, moved.2 + bytes),
+                        None => kernel.moved.push((slot, packets, bytes)),
+                    }
+                }
+                kernel.moved.sort_unstable();
+                return Err(Box::new(Mismatch {
+                    step: index,
+                    ingress,
+                    frame: frame.clone(),
+                    kernel,
+                    model: expected,
+                }));
+            }
+            next.truncate(MAX_CANDIDATES);
+            *candidates = next;
+            played.frames += 1;
+            if let [(slot, _, _)] = kernel.moved[..] {
+                if played.by_slot.len() <= slot {
+                    played.by_slot.resize(slot + 1, 0);
+                }
+                played.by_slot[slot] += 1;
+            }
+        }
+        let unexpected = self.moved();
+        if !unexpected.is_empty() {
+            return Err(Box::new(Mismatch {
+                step: UNLOCATED,
+                ingress: true,
+                frame: Vec::new(),
+                kernel: Observed {
+                    returned: 0,
+                    moved: unexpected,
+                },
+                model: Vec::new(),
+            }));
+        }
+        Ok(played)
+    }
+
+    /// Gives the kernel `settings` (only the keys that change).
+    fn apply(&mut self, settings: &Settings) {
+        let changes = self.live.changes_to(settings);
+        if changes.is_empty() {
+            return;
+        }
+        // Ports move between lists in one call (a port has one meaning).
+        let pairs: Vec<(&str, &str)> = changes.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.filter.set(&pairs);
+        self.live = settings.clone();
+    }
+
+    /// The counter slots among `slots` that moved since they were last read.
+    fn moved_in(&mut self, slots: &BTreeSet<usize>) -> Vec<(usize, u64, u64)> {
+        let mut moved = Vec::new();
+        for &slot in slots {
+            let now = self.read_count(slot);
+            let then = std::mem::replace(&mut self.counts[slot], now);
+            if now != then {
+                moved.push((slot, now.packets - then.packets, now.bytes - then.bytes));
+            }
+        }
+        moved
+    }
+
+    /// One STATS slot summed over CPUs.
+    fn read_count(&self, slot: usize) -> Counter {
+        let stats = data(self.filter.map(map::STATS));
+        let key = slot as u32;
+        let mut values = vec![Counter::default(); self.cpus];
+        let mut attr = ElemAttr {
+            map_fd: stats.fd().as_fd().as_raw_fd() as u32,
+            _pad: 0,
+            key: (&raw const key) as u64,
+            value: values.as_mut_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: the attribute block of BPF_MAP_LOOKUP_ELEM, pointing at a
+        // key and a buffer for one value per possible CPU.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_ELEM,
+                &raw mut attr,
+                size_of::<ElemAttr>(),
+            )
+        };
+        assert_eq!(rc, 0, "reading STATS: {}", std::io::Error::last_os_error());
+        Counter {
+            packets: values.iter().map(|c| c.packets).sum(),
+            bytes: values.iter().map(|c| c.bytes).sum(),
+        }
+    }
+
+    /// The counter slots that moved since the last call.
+    fn moved(&mut self) -> Vec<(usize, u64, u64)> {
+        let counts = self.read_counts();
+        let moved = counts
+            .iter()
+            .zip(&self.counts)
+            .enumerate()
+            .filter(|(_, (now, then))| now != then)
+            .map(|(slot, (now, then))| (slot, now.packets - then.packets, now.bytes - then.bytes))
+            .collect();
+        self.counts = counts;
+        moved
+    }
+
+    /// Every STATS slot summed over CPUs, in one BPF_MAP_LOOKUP_BATCH call
+    /// (one lookup per slot would cost more than the test run).
+    fn read_counts(&self) -> Vec<Counter> {
+        let slots = 2 * Reason::COUNT as usize;
+        let stats = data(self.filter.map(map::STATS));
+        let mut keys = vec![0u32; slots];
+        let mut values = vec![Counter::default(); slots * self.cpus];
+        let mut out_batch = 0u32;
+        let mut attr = BatchAttr {
+            in_batch: 0,
+            out_batch: (&raw mut out_batch) as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: slots as u32,
+            map_fd: stats.fd().as_fd().as_raw_fd() as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: the attribute block of BPF_MAP_LOOKUP_BATCH, pointing at
+        // buffers for `count` keys and per-CPU values that outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &raw mut attr,
+                size_of::<BatchAttr>(),
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        // ENOENT: the batch reached the end of the array, as it should.
+        assert!(
+            rc == 0 || err.raw_os_error() == Some(libc::ENOENT),
+            "reading STATS: {err}"
+        );
+        assert_eq!(attr.count as usize, slots, "STATS slots read");
+        values
+            .chunks(self.cpus)
+            .map(|per_cpu| Counter {
+                packets: per_cpu.iter().map(|c| c.packets).sum(),
+                bytes: per_cpu.iter().map(|c| c.bytes).sum(),
+            })
+            .collect()
+    }
+
+    /// Clears what the sequence wrote: the filter is empty again.
+    fn clear(&mut self, written: &[Written]) {
+        let mut buckets: BTreeSet<u32> = BTreeSet::new();
+        let mut sources: BTreeSet<u32> = BTreeSet::new();
+        let mut prefixes: BTreeSet<u32> = BTreeSet::new();
+        let mut fragments = Vec::new();
+        let mut lists = false;
+        for w in written {
+            buckets.extend(&w.solicited_buckets);
+            sources.extend(&w.syn_source_slots);
+            prefixes.extend(&w.syn_prefix_slots);
+            fragments.extend(w.fragments.iter().map(fragment_key));
+            lists |= !w.list_entries.is_empty();
+        }
+        let ways = filter_common::SOLICITED_WAYS as usize;
+        for bucket in buckets {
+            let bucket = bucket as usize;
+            self.latest.clear(bucket, 0);
+            for way in 0..ways {
+                self.solicited
+                    .clear(bucket * ways + way, SolicitedSlot::default());
+            }
+        }
+        for slot in sources {
+            self.syn_sources.clear(slot as usize, SynBucket::default());
+        }
+        for slot in prefixes {
+            self.syn_prefixes.clear(slot as usize, SynBucket::default());
+        }
+        self.syn_global.clear(0, SynBucket::default());
+        if !fragments.is_empty() {
+            let mut table = self.fragments();
+            for key in fragments {
+                let _ = table.remove(&key);
+            }
+        }
+        if lists {
+            self.clear_lists();
+        }
+    }
+
+    /// Clears every table (after a mismatch, when the kernel may have
+    /// written what the model did not).
+    pub fn clear_everything(&mut self) {
+        self.latest.clear_all(0);
+        self.solicited.clear_all(SolicitedSlot::default());
+        self.syn_sources.clear_all(SynBucket::default());
+        self.syn_prefixes.clear_all(SynBucket::default());
+        self.syn_global.clear_all(SynBucket::default());
+        let mut table = self.fragments();
+        let keys: Vec<FragmentKey> = table.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            let _ = table.remove(&key);
+        }
+        self.clear_lists();
+        self.counts = self.read_counts();
+    }
+
+    fn fragments(&mut self) -> HashMap<&mut MapData, FragmentKey, FragmentVerdict> {
+        HashMap::try_from(self.filter.map_mut(map::FRAGMENTS)).expect("FRAGMENTS is a hash map")
+    }
+
+    fn clear_lists(&mut self) {
+        for list in [CtlList::Allow, CtlList::Deny] {
+            let mut maps = self.filter.list(list);
+            let v4: Vec<_> = maps.v4.keys().filter_map(Result::ok).collect();
+            for key in v4 {
+                maps.v4.remove(&key).expect("removing a list entry");
+            }
+            let v6: Vec<_> = maps.v6.keys().filter_map(Result::ok).collect();
+            for key in v6 {
+                maps.v6.remove(&key).expect("removing a list entry");
+            }
+            for slot in 0..filter_common::lists::IN_USE_SLOTS {
+                maps.in_use.set(slot, &0, 0).expect("clearing LISTS_IN_USE");
+            }
+        }
+    }
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Checker::new()
+    }
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// The element member of `union bpf_attr`.
+#[repr(C)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// The `batch` member of `union bpf_attr`.
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+fn coarse_tick_ns() -> u64 {
+    let mut res = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres only writes the timespec we pass.
+    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) };
+    res.tv_sec as u64 * 1_000_000_000 + res.tv_nsec as u64
+}
+
+fn expect_ingress(verdict: Verdict, len: usize) -> Observed {
+    let slot = verdict.reason.index() as usize
+        + if verdict.would_drop {
+            Reason::COUNT as usize
+        } else {
+            0
+        };
+    Observed {
+        returned: if verdict.dropped { XDP_DROP } else { XDP_PASS },
+        moved: vec![(slot, 1, len as u64)],
+    }
+}
+
+fn expect_egress(reason: Reason, len: usize) -> Observed {
+    Observed {
+        returned: TC_ACT_OK,
+        moved: vec![(reason.index() as usize, 1, len as u64)],
+    }
+}
+
+fn ctl_list(list: List) -> CtlList {
+    match list {
+        List::Allow => CtlList::Allow,
+        List::Deny => CtlList::Deny,
+    }
+}
+
+fn cidr(prefix: &Prefix) -> Cidr {
+    Cidr::parse(&prefix.to_string()).expect("a prefix without host bits")
+}
+
+/// The FRAGMENTS key of a datagram, as the programs store it: addresses as
+/// wire bytes in native-endian words, the id and protocol as numbers.
+fn fragment_key(key: &model::fragments::Key) -> FragmentKey {
+    let words = |addr: &[u8; 16]| {
+        std::array::from_fn(|i| u32::from_ne_bytes(addr[4 * i..4 * i + 4].try_into().unwrap()))
+    };
+    FragmentKey {
+        src: words(&key.src),
+        dst: words(&key.dst),
+        id: key.id.id,
+        protocol: u32::from(key.id.protocol),
+    }
+}
+
+/// A mismatch the fuzzer found and shrank.
+#[derive(Debug)]
+pub struct Found {
+    pub sequence: Sequence,
+    /// The mismatch (frame, both answers), or the panic the case caused.
+    pub report: String,
+    /// Whether the shrunk sequence fails again from a fresh filter.
+    pub reproduced: bool,
+}
+
+impl Found {
+    /// The regression file's text: the mismatch as comments, then the sequence.
+    pub fn regression(&self) -> String {
+        let mut text = String::from(
+            "# A mismatch between the kernel and the model, found by the model check.\n",
+        );
+        for line in self.report.lines() {
+            writeln!(text, "# {line}").unwrap();
+        }
+        text + &self.sequence.to_text()
+    }
+
+    /// Saves the regression case under `tests/regressions/`, named by its
+    /// content; returns its path.
+    pub fn save(&self) -> std::io::Result<std::path::PathBuf> {
+        let text = self.regression();
+        let mut hasher = std::hash::DefaultHasher::new();
+        text.hash(&mut hasher);
+        let dir = regressions_dir();
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("mismatch-{:016x}.txt", hasher.finish()));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+/// Where regression cases live (`tests/regressions/`); the test suite
+/// replays every `*.txt` there.
+pub fn regressions_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions")
+}
+
+/// How much to run.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub frames: Option<u64>,
+    pub time: Option<Duration>,
+}
+
+/// The totals of a run.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub cases: u64,
+    pub frames: u64,
+    pub skipped: u64,
+    pub refused: u64,
+    /// Frames compared, by counter slot: what the run exercised.
+    pub by_slot: Vec<u64>,
+    pub elapsed: Duration,
+    pub found: Vec<Found>,
+}
+
+impl Totals {
+    pub fn frames_per_second(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// How many frames each counter saw, one `name count` pair per slot used.
+    pub fn coverage(&self) -> String {
+        self.by_slot
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(slot, n)| format!("{} {n}", slot_name(slot)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// What a proptest run's closure changes.
+struct Round<'a> {
+    checker: &'a mut Checker,
+    totals: &'a mut Totals,
+    shrinking: bool,
+    /// The mismatch of the last failing (so, after shrinking, the smallest) case.
+    last: Option<Box<Mismatch>>,
+}
+
+/// Generated cases per proptest run: each run has its own seed, derived
+/// from the run's, so a whole fuzz run is reproducible from one number.
+const CASES_PER_ROUND: u32 = 256;
+
+/// Runs generated cases until the budget is spent. A mismatch is shrunk
+/// (proptest replays smaller cases, each from an empty filter), replayed
+/// from a fresh filter, and handed to `found` before the run goes on.
+/// `progress` sees the totals after every round of cases.
+pub fn fuzz(
+    checker: &mut Checker,
+    budget: Budget,
+    seed: u64,
+    mut found: impl FnMut(&Found),
+    mut progress: impl FnMut(&Totals, Duration),
+) -> Totals {
+    let start = Instant::now();
+    let mut totals = Totals::default();
+    let spent = |totals: &Totals| {
+        budget.frames.is_some_and(|n| totals.frames >= n)
+            || budget.time.is_some_and(|t| start.elapsed() >= t)
+    };
+    let mut round = 0u64;
+    while !spent(&totals) {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[8..16].copy_from_slice(&round.to_le_bytes());
+        round += 1;
+        let config = Config {
+            cases: CASES_PER_ROUND,
+            failure_persistence: None,
+            max_shrink_iters: 4096,
+            max_shrink_time: 120_000,
+            ..Config::default()
+        };
+        let mut runner =
+            TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
+        // proptest's runner takes a shared closure: the mutable parts of
+        // the round live in a cell.
+        let round_state = RefCell::new(Round {
+            checker: &mut *checker,
+            totals: &mut totals,
+            shrinking: false,
+            last: None,
+        });
+        // proptest catches panics and shrinks them like failures: keep the
+        // default hook from printing every one of them.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let result = runner.run(&model::generate::case(), |case| {
+            let mut round = round_state.borrow_mut();
+            if !round.shrinking && spent(round.totals) {
+                return Ok(());
+            }
+            let sequence = case.sequence();
+            match round.checker.play(&sequence) {
+                Ok(played) => {
+                    if !round.shrinking {
+                        round.totals.cases += 1;
+                        round.totals.frames += played.frames;
+                        round.totals.skipped += played.skipped;
+                        round.totals.refused += played.refused;
+                        let by_slot = &mut round.totals.by_slot;
+                        if by_slot.len() < played.by_slot.len() {
+                            by_slot.resize(played.by_slot.len(), 0);
+                        }
+                        for (total, n) in by_slot.iter_mut().zip(&played.by_slot) {
+                            *total += n;
+                        }
+                    }
+                    Ok(())
+                }
+                Err(mismatch) => {
+                    round.shrinking = true;
+                    let message = mismatch.to_string();
+                    round.last = Some(mismatch);
+                    Err(TestCaseError::fail(message))
+                }
+            }
+        });
+        let last = round_state.into_inner().last;
+        std::panic::set_hook(hook);
+        if let Err(TestError::Fail(reason, case)) = result {
+            let sequence = case.sequence();
+            checker.clear_everything();
+            let (report, reproduced) = match (checker.play(&sequence), last) {
+                (Err(mismatch), _) => (mismatch.to_string(), true),
+                // It failed only after what earlier runs left behind.
+                (Ok(_), Some(last)) => (last.to_string(), false),
+                // A panic (the model's or the runner's), which proptest caught.
+                (Ok(_), None) => (format!("panicked: {reason}"), false),
+            };
+            let entry = Found {
+                sequence,
+                report,
+                reproduced,
+            };
+            found(&entry);
+            totals.found.push(entry);
+        }
+        progress(&totals, start.elapsed());
+    }
+    totals.elapsed = start.elapsed();
+    totals
+}
