@@ -420,7 +420,7 @@ fn a_bad_config_file_is_logged_on_reload_and_changes_nothing() {
         .wait_for_line(&["reloaded", config], Duration::from_secs(10))
         .unwrap();
     assert!(reloaded.contains("monitor off -> on"), "{reloaded}");
-    assert_eq!(live(), ("200/s".into(), "12".into(), "on".into()));
+    assert_eq!(live(), ("200/s".into(), "40".into(), "on".into()));
     let metrics = daemon
         .wait_for_metrics(lab.gw(), Duration::from_secs(5))
         .unwrap();
