@@ -5,9 +5,9 @@
 //! A flood of millions of packets per second must cost almost nothing
 //! extra, so a drop first asks its reason's rate limiter ([`admit`], one
 //! timestamp per reason in an array map shared by all CPUs): refused, that
-//! is one read and a compare. Only an admitted drop parses the addresses
-//! again, reserves ring space and writes the event; a full ring (nobody
-//! reading) is counted as lost, never waited for.
+//! is one read and a compare. Only an admitted drop reserves ring space and
+//! copies the frame's first bytes into it (the reader parses them); a full
+//! ring (nobody reading) is counted as lost, never waited for.
 //!
 //! The rate is `sample_rate` events per second per drop reason (a setting;
 //! 0 = off), so a DNS flood never crowds the SYN flood's events out.
