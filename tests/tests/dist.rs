@@ -77,7 +77,11 @@ fn the_default_config_is_the_defaults() {
     // Every key is there, so that the file shows the whole configuration.
     let listed: Vec<&str> = assignments.iter().map(|a| a.key()).collect();
     for setting in filter_common::settings::SETTINGS {
-        assert!(listed.contains(&setting.key()), "{} is missing", setting.key());
+        assert!(
+            listed.contains(&setting.key()),
+            "{} is missing",
+            setting.key()
+        );
     }
     let settings = filter_common::settings::Settings::default()
         .with(&assignments)
