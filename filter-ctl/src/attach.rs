@@ -11,20 +11,20 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        ProgramError, SchedClassifier, TcAttachType, Xdp,
-        links::{FdLink, LinkInfo, PinnedLink},
-        tc::SchedClassifierLink,
+        ProgramError, SchedClassifier, TcAttach, TcAttachType, Xdp,
+        links::{FdLink, LinkInfo, LinkOrder, PinnedLink},
+        tc::{NlOptions, SchedClassifierLink},
         xdp::{XdpLink, XdpLinkId},
     },
-    util::KernelVersion,
 };
-use filter_common::{map, program, report::XdpMode};
+use filter_common::{map, program, report::{EgressHook, XdpMode}};
 use nix::errno::Errno;
 
 use crate::{
     EBPF_OBJECT, health,
     iface::Interface,
     pins::{IfacePins, PinRoot},
+    probe,
     settings::SettingsMaps,
 };
 
@@ -58,6 +58,8 @@ pub fn attach(
     iface: &Interface,
     choice: ModeChoice,
 ) -> anyhow::Result<AttachReport> {
+    // Refuses a kernel without what the programs need before touching anything.
+    let hook = probe::check(iface.index)?;
     let pins = root.iface(&iface.name)?;
     match pins.find_xdp_link() {
         Some((mode, _)) if !health::is_severed(&pins)? => replace(&pins, iface, mode, choice),
@@ -78,7 +80,7 @@ pub fn attach(
             pins.remove_all()?;
             fs::create_dir_all(pins.dir())
                 .with_context(|| format!("creating pin directory {}", pins.dir().display()))?;
-            fresh_attach(&pins, iface, choice).inspect_err(|_| {
+            fresh_attach(&pins, iface, choice, hook).inspect_err(|_| {
                 let _ = pins.remove_all();
             })
         }
@@ -135,6 +137,7 @@ fn fresh_attach(
     pins: &IfacePins,
     iface: &Interface,
     choice: ModeChoice,
+    hook: EgressHook,
 ) -> anyhow::Result<AttachReport> {
     // Maps that are pinned already (a severed filter attached again) keep
     // their state; fresh settings only go into a settings map made now.
@@ -168,9 +171,13 @@ fn fresh_attach(
         .context("pinning the XDP link")?;
 
     let tc = tc_program(&mut ebpf)?;
-    if tcx_supported() {
+    if hook == EgressHook::Tcx {
+        let tcx = TcAttach::Tcx {
+            attach_type: TcAttachType::Egress,
+            order: LinkOrder::default(),
+        };
         let link_id = tc
-            .attach(iface.index, TcAttachType::Egress)
+            .attach(iface.index, tcx)
             .context("attaching the TC egress program (TCX)")?;
         let link = FdLink::try_from(tc.take_link(link_id)?)?;
         link.pin(pins.tc_link())
@@ -256,8 +263,12 @@ fn attach_egress_clsact(
     pins: &IfacePins,
 ) -> anyhow::Result<()> {
     let _ = aya::programs::tc::qdisc_add_clsact(iface.index);
+    let clsact = TcAttach::Netlink {
+        parent: TcAttachType::Egress.into(),
+        options: NlOptions::default(),
+    };
     let link_id = tc
-        .attach(iface.index, TcAttachType::Egress)
+        .attach(iface.index, clsact)
         .context("attaching the TC egress program (clsact)")?;
     // Dropping the link would remove the filter; it must outlive us.
     std::mem::forget(tc.take_link(link_id)?);
@@ -351,9 +362,4 @@ fn errno(err: &ProgramError) -> Option<Errno> {
         ProgramError::SyscallError(syscall) => syscall.io_error.raw_os_error().map(Errno::from_raw),
         _ => None,
     }
-}
-
-/// TCX links exist from Linux 6.6; older kernels get a netlink clsact filter.
-fn tcx_supported() -> bool {
-    KernelVersion::current().is_ok_and(|version| version >= KernelVersion::new(6, 6, 0))
 }

@@ -28,6 +28,7 @@ pub mod kernel;
 pub mod lists;
 pub mod mapped;
 pub mod pins;
+pub mod probe;
 pub mod settings;
 pub mod stats;
 pub mod status;

@@ -22,6 +22,12 @@ pub fn get() -> Option<&'static Config> {
 /// How UDP `port` is watched.
 #[inline(always)]
 pub fn port_class(port: u16) -> PortClass {
+    // Older verifiers (Linux 6.1) know nothing of a byte swap's result, so a
+    // port swapped from network order would index the 64 KiB table with an
+    // unbounded value, which they refuse. A 2-byte load is bounded to
+    // 0..=65535 for every verifier; LLVM would drop a mere `& 0xffff`.
+    // SAFETY: reads a local that lives for the whole call.
+    let port = unsafe { core::ptr::read_volatile(&port) };
     WATCHED_PORTS
         .get(0)
         .map_or(PortClass::Unwatched, |ports| ports.class(port))

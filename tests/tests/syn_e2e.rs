@@ -683,6 +683,9 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
 
     // An allow entry with --for stops matching when it expires; `list` and
     // `status` no longer count it (they only read: the next change removes it).
+    // filter-ctl sets the deadline while it runs: live at least until 4 s
+    // after the call started, gone at most 4 s after it returned (a slow
+    // machine, e.g. an emulated VM, starts it slowly).
     let added = Instant::now();
     lab.ctl(&[
         "allow",
@@ -693,6 +696,7 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         "--for",
         "4s",
     ]);
+    let returned = Instant::now();
     let listed = lab.list("allow");
     assert_eq!(listed.len(), 2);
     let delta = burst_from(&mut flood, 64, 10);
@@ -702,7 +706,7 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         added.elapsed()
     );
     assert_eq!(syn_rows(&delta), rows(&[("pass_allow_list", 10)]));
-    thread::sleep(Duration::from_millis(4200).saturating_sub(added.elapsed()));
+    thread::sleep(Duration::from_millis(4200).saturating_sub(returned.elapsed()));
     let delta = burst_from(&mut flood, 64, 10);
     assert_eq!(
         syn_rows(&delta),

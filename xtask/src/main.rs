@@ -6,6 +6,7 @@
 
 mod lab;
 mod setup;
+mod vm;
 
 use std::{
     ffi::OsString,
@@ -41,7 +42,15 @@ enum Task {
     ///
     /// ARGS go to `cargo test --release --no-fail-fast`: a test-name filter, `-p tests`, and after
     /// `--` the test harness's own options, e.g. `test -- --test-threads=1`.
+    ///
+    /// Then the same tests run on Debian's Linux 6.1 under qemu (see `vm-test`),
+    /// unless `--no-vm` is given; `--kernel all` adds 6.12.
     Test {
+        /// Skip the VM leg: only for quick local runs (CI runs it).
+        #[arg(long, conflicts_with = "kernel")]
+        no_vm: bool,
+        #[command(flatten)]
+        vm: vm::VmOptions,
         /// Options and test-name filters for `cargo test`.
         #[arg(allow_hyphen_values = true, value_name = "ARGS")]
         args: Vec<OsString>,
@@ -66,6 +75,28 @@ enum Task {
             value_name = "ARGS"
         )]
         args: Vec<OsString>,
+    },
+    /// Setup (with qemu), build, then boot Debian's own kernels under qemu (KVM,
+    /// or TCG where KVM cannot boot them) and run the suite inside as root: unit
+    /// tests, verdict tests and end-to-end tests with veth pairs and the real
+    /// DNS/NTP/HTTP peers. The kernel packages are the newest of each series
+    /// that apt offers, cached in .cache/vm/. Needs root.
+    ///
+    /// TEST ARGS are `test`'s: `vm-test -- verdict`,
+    /// `vm-test --kernel all -- -p tests --test e2e -- --test-threads=1`.
+    VmTest {
+        #[command(flatten)]
+        vm: vm::VmOptions,
+        /// After `--`: `cargo test` options and filter, then `--` and the harness's options.
+        #[arg(last = true, value_name = "TEST_ARGS")]
+        test_args: Vec<OsString>,
+    },
+    /// Inside a vm-test guest: stage 2 (PID 1), or with --worker what it runs.
+    #[command(hide = true)]
+    VmGuest {
+        plan: PathBuf,
+        #[arg(long)]
+        worker: bool,
     },
     /// Setup (with the benchmark's packages), build, then run the benchmark
     /// (needs root): cost per packet against an XDP_DROP floor and nftables,
@@ -107,7 +138,14 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
             let filter_ctl = build_release()?;
             println!("built {}", shown(&filter_ctl).display());
         }
-        Task::Test { args, harness } => return test(args, harness),
+        Task::Test {
+            no_vm,
+            vm,
+            args,
+            harness,
+        } => return test(&args, &harness, (!no_vm).then_some(&vm)),
+        Task::VmTest { vm, test_args } => return vm_test(&vm, &test_args),
+        Task::VmGuest { plan, worker } => return vm::guest(&plan, worker),
         Task::Lint => return lint(),
         Task::Bench { args } => return bench(args),
         Task::Fuzz { args } => return fuzz(args),
@@ -173,7 +211,13 @@ pub fn build_release() -> anyhow::Result<PathBuf> {
 /// The whole suite in release mode: the same profile as `build` and the lab, so
 /// the end-to-end tests drive the very target/release/filter-ctl an operator
 /// installs, and a lab or build before a test run leaves nothing to recompile.
-fn test(args: Vec<OsString>, harness: Vec<OsString>) -> anyhow::Result<ExitCode> {
+///
+/// Then the VM legs (`vm`), whatever the host's result: both are reported.
+fn test(
+    args: &[OsString],
+    harness: &[OsString],
+    vm: Option<&vm::VmOptions>,
+) -> anyhow::Result<ExitCode> {
     require_root("the test suite (it loads BPF programs and creates network namespaces)")?;
     // Builds target/release/filter-ctl too: `cargo test` alone does not build
     // another package's binary, and the end-to-end tests run it.
@@ -182,18 +226,46 @@ fn test(args: Vec<OsString>, harness: Vec<OsString>) -> anyhow::Result<ExitCode>
         .args(["test", "--release", "--no-fail-fast"])
         // The end-to-end tests drive this binary (tests/harness/src/ctl).
         .env("FILTER_CTL", &filter_ctl)
-        .args(&args)
+        .args(args)
         .args(if harness.is_empty() { None } else { Some("--") })
-        .args(&harness)
+        .args(harness)
         .status()
         .context("starting cargo test")?;
     if !status.success() {
-        eprintln!("xtask: tests failed ({status})");
-        return Ok(ExitCode::from(
-            status.code().map_or(1, |c| c.clamp(1, 255) as u8),
-        ));
+        eprintln!("xtask: tests failed on this machine's kernel ({status})");
     }
-    Ok(ExitCode::SUCCESS)
+    let vm_passed = match vm {
+        Some(options) => vm::run(options, &filter_ctl, args, harness)?,
+        None => {
+            eprintln!("xtask: the VM leg was skipped (--no-vm)");
+            true
+        }
+    };
+    if !vm_passed {
+        eprintln!("xtask: tests failed in the VM");
+    }
+    Ok(if status.success() && vm_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `vm-test`: the VM legs alone. TEST_ARGS are `test`'s ARGS, then after a
+/// second `--` its HARNESS_ARGS.
+fn vm_test(options: &vm::VmOptions, test_args: &[OsString]) -> anyhow::Result<ExitCode> {
+    require_root("vm-test (it shares this machine's root filesystem with the guest)")?;
+    let (args, harness) = match test_args.iter().position(|a| a == "--") {
+        Some(at) => (&test_args[..at], &test_args[at + 1..]),
+        None => (test_args, &[][..]),
+    };
+    let filter_ctl = build_release()?;
+    Ok(if vm::run(options, &filter_ctl, args, harness)? {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("xtask: tests failed in the VM");
+        ExitCode::FAILURE
+    })
 }
 
 /// The benchmark (the `bench` crate, tests/bench), built and run in release
@@ -313,7 +385,7 @@ mod tests {
     fn test_args(argv: &[&str]) -> Vec<String> {
         let cli = Cli::try_parse_from(argv).unwrap();
         match cli.task {
-            Task::Test { args, harness } => args
+            Task::Test { args, harness, .. } => args
                 .into_iter()
                 .chain((!harness.is_empty()).then(|| "--".into()))
                 .chain(harness)
@@ -340,6 +412,64 @@ mod tests {
             ["--only", "flood", "--repeats", "3"]
         );
         assert_eq!(bench_args(&["xtask", "bench", "--", "--help"]), ["--help"]);
+    }
+
+    #[test]
+    fn the_vm_leg_is_skipped_only_when_asked() {
+        let parse = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().task {
+            Task::Test {
+                no_vm, vm, args, ..
+            } => (no_vm, vm.kernel, args.len()),
+            _ => panic!("not the test task"),
+        };
+        assert_eq!(
+            parse(&["xtask", "test"]),
+            (false, vm::KernelChoice::V6_1, 0)
+        );
+        assert_eq!(
+            parse(&["xtask", "test", "--no-vm", "verdict"]),
+            (true, vm::KernelChoice::V6_1, 1)
+        );
+        assert_eq!(
+            parse(&["xtask", "test", "--kernel", "all", "-p", "tests"]),
+            (false, vm::KernelChoice::All, 2)
+        );
+        assert!(Cli::try_parse_from(["xtask", "test", "--no-vm", "--kernel", "6.12"]).is_err());
+    }
+
+    #[test]
+    fn vm_test_takes_test_args_after_the_separator() {
+        let parse = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().task {
+            Task::VmTest { vm, test_args } => (
+                vm.kernel,
+                test_args
+                    .into_iter()
+                    .map(|a| a.into_string().unwrap())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => panic!("not the vm-test task"),
+        };
+        assert_eq!(
+            parse(&["xtask", "vm-test"]),
+            (vm::KernelChoice::V6_1, vec![])
+        );
+        assert_eq!(
+            parse(&["xtask", "vm-test", "--kernel", "6.12", "--", "verdict"]),
+            (vm::KernelChoice::V6_12, vec!["verdict".to_owned()])
+        );
+        assert_eq!(
+            parse(&[
+                "xtask",
+                "vm-test",
+                "--",
+                "-p",
+                "tests",
+                "--",
+                "--test-threads=1"
+            ])
+            .1,
+            ["-p", "tests", "--", "--test-threads=1"]
+        );
     }
 
     #[test]

@@ -53,6 +53,13 @@ pub const BENCH_PACKAGES: (&str, &[&str]) = (
     &["ethtool", "xdp-tools", "gnuplot-nox", "fonts-dejavu-core"],
 );
 
+/// Debian packages only the VM legs need (`cargo xtask vm-test`, and `test`
+/// unless `--no-vm`): qemu, kmod (depmod for the kernel package's modules,
+/// modprobe inside the guest, which runs on this machine's root filesystem) and
+/// xz (some kernel packages compress their modules). The kernels and busybox
+/// are downloaded, not installed (see vm/kernel.rs).
+pub const VM_PACKAGES: (&str, &[&str]) = ("VM test legs", &["qemu-system-x86", "kmod", "xz-utils"]);
+
 /// The bpf-linker release we build.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -74,6 +81,12 @@ pub fn run() -> anyhow::Result<()> {
 pub fn run_for_bench() -> anyhow::Result<()> {
     run()?;
     debian_packages(BENCH_PACKAGES.1)
+}
+
+/// Setup, plus the packages of the VM legs.
+pub fn run_for_vm() -> anyhow::Result<()> {
+    run()?;
+    debian_packages(VM_PACKAGES.1)
 }
 
 /// Project-local tools: bpf-linker in `bin/`, its stamp, the LLVM prefix it links.
@@ -100,13 +113,23 @@ fn debian_packages(wanted: &[&str]) -> anyhow::Result<()> {
             .stdin(Stdio::null());
         cmd
     };
-    run_captured(&mut apt(&["update", "-q"]))?;
+    apt_update()?;
     run_captured(apt(&["install", "-y", "-q", "--no-install-recommends"]).args(&missing))?;
     let still = missing_packages(wanted)?;
     if !still.is_empty() {
         bail!("apt-get did not install: {}", still.join(" "));
     }
     Ok(())
+}
+
+/// `apt-get update`, quietly (its output only if it fails).
+pub fn apt_update() -> anyhow::Result<()> {
+    run_captured(
+        Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null()),
+    )
 }
 
 /// The packages of `wanted` that dpkg does not have installed.
@@ -379,7 +402,7 @@ fn find_libllvm(lib: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `cmd` with its output captured, shown only if it fails.
-fn run_captured(cmd: &mut Command) -> anyhow::Result<()> {
+pub fn run_captured(cmd: &mut Command) -> anyhow::Result<()> {
     let out = cmd
         .output()
         .with_context(|| format!("starting {}", describe(cmd)))?;
@@ -451,7 +474,7 @@ mod tests {
     fn every_package_is_listed_once() {
         let mut all: Vec<&str> = PACKAGES
             .iter()
-            .chain(std::iter::once(&BENCH_PACKAGES))
+            .chain([&BENCH_PACKAGES, &VM_PACKAGES])
             .flat_map(|(_, p)| p.iter().copied())
             .collect();
         let n = all.len();

@@ -1,0 +1,414 @@
+//! Stage 2 of the guest: `xtask vm-guest PLAN`, exec'd by stage 1 (init.sh) as
+//! PID 1 on the overlay of this machine's root filesystem. It mounts what a
+//! Linux system has (proc, sys, dev, tmpfs on /run and /tmp, bpffs), the
+//! kernel package's modules on /lib/modules and the host's output directory,
+//! then starts itself again as a worker and reaps every orphan until the
+//! worker exits, then powers the guest off (qemu exits).
+//!
+//! The worker loads the plan's modules, attaches the filter to a veth pair with
+//! filter-ctl (what this kernel's verifier makes of the programs, which egress
+//! hook it gets), runs the test executables like `cargo test` does and writes
+//! the [`Outcome`] for the host.
+
+use std::{
+    fs,
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Command, ExitCode, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use nix::{errno::Errno, sys::wait::waitpid, unistd::Pid};
+use serde_json::Value;
+
+use super::plan::{AttachCheck, BinaryOutcome, Outcome, Plan, ProgramInsns};
+use crate::describe;
+
+/// The first line the worker prints; the host times the boot by it.
+pub const READY_MARKER: &str = "vm-test guest: up";
+/// 9p tags of the kernel package's `lib/modules` and of the output directory.
+pub const MODULES_TAG: &str = "wanmods";
+pub const OUTPUT_TAG: &str = "wanout";
+/// The outcome's file name in the output directory.
+pub const OUTCOME_FILE: &str = "outcome.json";
+
+const OUTPUT_DIR: &str = "/run/vm-test-out";
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// PID 1: mounts, runs the worker, reaps, powers off. Never returns.
+pub fn init(plan: &Path) -> ! {
+    match read_plan(plan).and_then(|p| mount_filesystems(&p.workspace)) {
+        Ok(()) => run_worker(plan),
+        Err(err) => println!("vm-test guest: {err:#}"),
+    }
+    // Power-off ends qemu. reboot only returns on failure; then PID 1 exits,
+    // the kernel panics, and that ends qemu as well (panic=-1, -no-reboot).
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    std::process::exit(1)
+}
+
+fn run_worker(plan: &Path) {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => return println!("vm-test guest: finding xtask: {err}"),
+    };
+    let worker = Command::new(exe)
+        .args(["vm-guest", "--worker"])
+        .arg(plan)
+        .env_clear()
+        .env("PATH", PATH)
+        .env("HOME", "/root")
+        .spawn();
+    let worker = match worker {
+        Ok(child) => Pid::from_raw(child.id().cast_signed()),
+        Err(err) => return println!("vm-test guest: starting the worker: {err}"),
+    };
+    // Orphans (daemons the tests started, whose parents are gone) become our
+    // children: reap them all until the worker itself exits.
+    loop {
+        match waitpid(None, None) {
+            Ok(status) if status.pid() == Some(worker) => return,
+            Err(Errno::ECHILD) => return,
+            _ => {}
+        }
+    }
+}
+
+/// Mounts what the guest needs. A fresh tmpfs does not go where it would hide
+/// the workspace (a clone under /tmp): there the overlay keeps it writable.
+fn mount_filesystems(workspace: &Path) -> anyhow::Result<()> {
+    let mounts: &[(&str, &str, &str, &str)] = &[
+        ("proc", "proc", "/proc", ""),
+        ("sysfs", "sysfs", "/sys", ""),
+        ("devtmpfs", "devtmpfs", "/dev", ""),
+        ("devpts", "devpts", "/dev/pts", "ptmxmode=0666"),
+        ("tmpfs", "tmpfs", "/dev/shm", ""),
+        ("tmpfs", "tmpfs", "/run", "mode=0755"),
+        ("tmpfs", "tmpfs", "/tmp", "mode=1777"),
+        ("bpf", "bpffs", "/sys/fs/bpf", "mode=0700"),
+        // The kernel package's modules where modprobe (and the kernel's
+        // module autoloading, which runs modprobe) look for them.
+        (
+            "9p",
+            MODULES_TAG,
+            "/lib/modules",
+            "trans=virtio,version=9p2000.L,ro,msize=512000",
+        ),
+        (
+            "9p",
+            OUTPUT_TAG,
+            OUTPUT_DIR,
+            "trans=virtio,version=9p2000.L,msize=512000",
+        ),
+    ];
+    for (fstype, source, target, options) in mounts {
+        if *fstype == "tmpfs" && workspace.starts_with(target) {
+            continue;
+        }
+        fs::create_dir_all(target).with_context(|| format!("creating {target}"))?;
+        let mut mount = Command::new("/usr/bin/mount");
+        mount.args(["-t", fstype]);
+        if !options.is_empty() {
+            mount.args(["-o", options]);
+        }
+        mount.args([source, target]);
+        run(&mut mount)?;
+    }
+    Ok(())
+}
+
+/// The worker: everything the leg checks, then the outcome for the host.
+pub fn worker(plan_path: &Path) -> anyhow::Result<ExitCode> {
+    let plan = read_plan(plan_path)?;
+    let mut outcome = Outcome {
+        kernel_release: output(Command::new("uname").arg("-r"))?.trim().to_owned(),
+        boot_secs: uptime()?,
+        ..Outcome::default()
+    };
+    println!(
+        "{READY_MARKER} after {:.1} s: Linux {}, {} CPUs",
+        outcome.boot_secs,
+        outcome.kernel_release,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    if outcome.kernel_release != plan.kernel_release {
+        outcome.errors.push(format!(
+            "booted Linux {}, expected {}",
+            outcome.kernel_release, plan.kernel_release
+        ));
+    }
+    if let Err(err) = run(Command::new("ip").args(["link", "set", "lo", "up"])) {
+        outcome.errors.push(format!("{err:#}"));
+    }
+    outcome.errors.extend(load_modules(&plan.modules));
+
+    match attach_check(&plan.filter_ctl) {
+        Ok(check) => outcome.attach = Some(check),
+        Err(err) => {
+            let err = format!("attaching the filter to a veth: {err:#}");
+            println!("vm-test guest: {err}");
+            outcome.errors.push(err);
+        }
+    }
+
+    let suite = Instant::now();
+    for binary in &plan.binaries {
+        outcome.binaries.push(run_test_binary(binary, &plan)?);
+    }
+    outcome.suite_secs = suite.elapsed().as_secs_f64();
+
+    outcome.modules_loaded = loaded_modules()?;
+    outcome.kernel_problems = kernel_problems()?;
+    for line in &outcome.kernel_problems {
+        println!("vm-test guest: kernel log: {line}");
+    }
+    let (passed, failed, ignored) = outcome.totals();
+    println!(
+        "vm-test guest: {passed} passed, {failed} failed, {ignored} ignored in {:.0} s; modules loaded: {}",
+        outcome.suite_secs,
+        outcome.modules_loaded.join(" ")
+    );
+    let file = Path::new(OUTPUT_DIR).join(OUTCOME_FILE);
+    fs::write(&file, serde_json::to_string_pretty(&outcome)?)
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).context("parsing the plan")
+}
+
+/// Loads the modules; the errors name those that did not load.
+fn load_modules(modules: &[String]) -> Vec<String> {
+    modules
+        .iter()
+        .filter_map(|module| {
+            run(Command::new("modprobe").arg(module))
+                .err()
+                .map(|err| format!("loading module {module}: {err:#}"))
+        })
+        .collect()
+}
+
+/// Attaches the filter to one end of a veth pair, reads what the kernel
+/// reports about its programs, attaches again (the replace path) and detaches.
+fn attach_check(filter_ctl: &Path) -> anyhow::Result<AttachCheck> {
+    const IFACE: &str = "vmt0";
+    run(Command::new("ip").args(["link", "add", IFACE, "type", "veth", "peer", "name", "vmt1"]))?;
+    for iface in [IFACE, "vmt1"] {
+        run(Command::new("ip").args(["link", "set", iface, "up"]))?;
+    }
+    let ctl = || {
+        let mut cmd = Command::new(filter_ctl);
+        cmd.args(["--pin-root", "/sys/fs/bpf/vm-test"]);
+        cmd
+    };
+    let status = || -> anyhow::Result<Value> {
+        let text = output(ctl().args(["status", "--iface", IFACE, "--json"]))?;
+        let all: Value = serde_json::from_str(&text).context("parsing status --json")?;
+        Ok(all[0].clone())
+    };
+    print!(
+        "vm-test guest: {}",
+        output(ctl().args(["attach", "--iface", IFACE]))?
+    );
+    let first = status()?;
+    let field = |status: &Value, key: &str| -> anyhow::Result<String> {
+        match &status[key] {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            other => bail!("status has {key} = {other}"),
+        }
+    };
+    let mut programs = Vec::new();
+    for key in ["xdp_program_id", "egress_program_id"] {
+        programs.push(program_insns(&field(&first, key)?)?);
+    }
+    print!(
+        "vm-test guest: {}",
+        output(ctl().args(["attach", "--iface", IFACE]))?
+    );
+    let second = status()?;
+    if field(&second, "egress_hook")? != field(&first, "egress_hook")?
+        || field(&second, "xdp_program_id")? == field(&first, "xdp_program_id")?
+    {
+        bail!("attaching again did not replace the programs in place: {first} then {second}");
+    }
+    print!(
+        "vm-test guest: {}",
+        output(ctl().args(["detach", "--iface", IFACE]))?
+    );
+    run(Command::new("ip").args(["link", "del", IFACE]))?;
+    let check = AttachCheck {
+        xdp_mode: field(&first, "xdp_mode")?,
+        egress_hook: field(&first, "egress_hook")?,
+        programs,
+    };
+    println!(
+        "vm-test guest: XDP {} mode, egress hook {}, verifier: {}",
+        check.xdp_mode,
+        check.egress_hook,
+        check
+            .programs
+            .iter()
+            .map(|p| format!(
+                "{} {} insns processed ({} after rewrites)",
+                p.name, p.verified_insns, p.xlated_insns
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(check)
+}
+
+/// A program's name and the verifier's figures, as the kernel reports them.
+fn program_insns(id: &str) -> anyhow::Result<ProgramInsns> {
+    let id: u32 = id.parse().context("a program id")?;
+    let info = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|info| info.id() == id)
+        .ok_or_else(|| anyhow!("no loaded program has id {id}"))?;
+    let missing = |what: &str| anyhow!("the kernel reports no {what} for program {id}");
+    Ok(ProgramInsns {
+        name: info.name_as_str().unwrap_or("?").to_owned(),
+        verified_insns: info
+            .verified_instruction_count()
+            .ok_or_else(|| missing("verified instruction count"))?
+            .into(),
+        xlated_insns: u64::from(info.size_translated().ok_or_else(|| missing("size"))?) / 8,
+    })
+}
+
+/// Runs one test executable like `cargo test`: in its package's directory,
+/// its output streamed, the summary line counted.
+fn run_test_binary(binary: &super::plan::TestBinary, plan: &Plan) -> anyhow::Result<BinaryOutcome> {
+    println!(
+        "vm-test guest: running {} ({})",
+        binary.name,
+        binary.path.display()
+    );
+    let start = Instant::now();
+    let mut child = Command::new(&binary.path)
+        .args(&plan.test_args)
+        .current_dir(&binary.cwd)
+        .env("FILTER_CTL", &plan.filter_ctl)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.path.display()))?;
+    let mut outcome = BinaryOutcome {
+        name: binary.name.clone(),
+        exit_code: None,
+        passed: 0,
+        failed: 0,
+        ignored: 0,
+        secs: 0.0,
+    };
+    let stdout = child.stdout.take().expect("piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((passed, failed, ignored)) = parse_test_result(&line) {
+            outcome.passed += passed;
+            outcome.failed += failed;
+            outcome.ignored += ignored;
+        }
+    }
+    outcome.exit_code = child.wait()?.code();
+    outcome.secs = start.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+/// `test result: ok. 14 passed; 0 failed; 1 ignored; 0 measured; ...` → (14, 0, 1).
+fn parse_test_result(line: &str) -> Option<(u32, u32, u32)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |what: &str| -> Option<u32> {
+        rest.split(';')
+            .find_map(|part| part.trim().rsplit_once(" ").filter(|(_, w)| *w == what))
+            .and_then(|(n, _)| n.rsplit(' ').next()?.parse().ok())
+    };
+    Some((count("passed")?, count("failed")?, count("ignored")?))
+}
+
+/// The modules loaded now (/proc/modules), sorted.
+fn loaded_modules() -> anyhow::Result<Vec<String>> {
+    let text = fs::read_to_string("/proc/modules")?;
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Kernel log lines that report a warning, a bug or an oops.
+fn kernel_problems() -> anyhow::Result<Vec<String>> {
+    let log = output(Command::new("dmesg").arg("--notime"))?;
+    Ok(log
+        .lines()
+        .filter(|line| {
+            ["WARNING:", "BUG:", "Oops:"]
+                .iter()
+                .any(|m| line.contains(m))
+        })
+        .map(str::to_owned)
+        .collect())
+}
+
+fn uptime() -> anyhow::Result<f64> {
+    let text = fs::read_to_string("/proc/uptime")?;
+    text.split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("/proc/uptime says {text:?}"))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    output(cmd).map(drop)
+}
+
+/// stdout of a command that must succeed; its stderr goes into the error.
+fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {}", describe(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_result_lines_are_counted() {
+        assert_eq!(
+            parse_test_result(
+                "test result: ok. 14 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 30.55s"
+            ),
+            Some((14, 0, 1))
+        );
+        assert_eq!(
+            parse_test_result(
+                "test result: FAILED. 12 passed; 2 failed; 0 ignored; 0 measured; 3 filtered out; finished in 1.00s"
+            ),
+            Some((12, 2, 0))
+        );
+        assert_eq!(parse_test_result("test attach ... ok"), None);
+    }
+}
