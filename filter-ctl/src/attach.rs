@@ -17,7 +17,10 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use filter_common::{map, program, report::{EgressHook, XdpMode}};
+use filter_common::{
+    map, program,
+    report::{EgressHook, XdpMode},
+};
 use nix::errno::Errno;
 
 use crate::{
@@ -73,7 +76,7 @@ pub fn attach(
             ] {
                 remove_pin(&link)?;
             }
-            fresh_attach(&pins, iface, choice)
+            fresh_attach(&pins, iface, choice, hook)
         }
         None => {
             // Pins without an XDP link are leftovers of an interrupted attach.
