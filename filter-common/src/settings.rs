@@ -813,7 +813,7 @@ mod tests {
             json.starts_with("{\"monitor\":\"on\",\"solicited_lifetime\":\"10s\""),
             "{json}"
         );
-        assert!(json.contains("\"syn_source_burst\":\"12\""), "{json}");
+        assert!(json.contains("\"syn_source_burst\":\"40\""), "{json}");
         assert_eq!(serde_json::from_str::<Settings>(&json).unwrap(), settings);
         let err = serde_json::from_str::<Settings>("{\"ntp_ports\":\"53\"}")
             .unwrap_err()
