@@ -145,7 +145,7 @@ pub struct Tally {
 
 /// The `limit` keys with the most events, as rows of `reason` scaled to
 /// `packets` and `bytes` over `total` sampled.
-pub fn ranked<K: ToString>(
+pub fn ranked<K: ToString + Ord>(
     tallies: impl IntoIterator<Item = (K, Tally)>,
     total: Tally,
     reason: Reason,
@@ -154,7 +154,13 @@ pub fn ranked<K: ToString>(
     limit: usize,
 ) -> Vec<TopEntry> {
     let mut all: Vec<(K, Tally)> = tallies.into_iter().collect();
-    all.sort_by(|a, b| b.1.events.cmp(&a.1.events).then(b.1.bytes.cmp(&a.1.bytes)));
+    // Ties in address order, so that a report does not depend on hashing.
+    all.sort_by(|a, b| {
+        b.1.events
+            .cmp(&a.1.events)
+            .then(b.1.bytes.cmp(&a.1.bytes))
+            .then(a.0.cmp(&b.0))
+    });
     all.truncate(limit);
     let scale = |part: u64, whole: u64, of: u64| {
         if whole == 0 {
@@ -351,9 +357,10 @@ mod tests {
         assert_eq!(top.packets, 30_000);
         assert_eq!(top.bytes, 30_000_000);
         assert_eq!(dns.sources.len(), 3);
-        assert_eq!(dns.prefixes[0].source, "203.0.113.0/24");
+        // A tie (300 events each), in address order.
+        assert_eq!(dns.prefixes[0].source, "198.51.100.0/24");
         assert_eq!(dns.prefixes[0].packets, 30_000);
-        assert_eq!(dns.prefixes[1].source, "198.51.100.0/24");
+        assert_eq!(dns.prefixes[1].source, "203.0.113.0/24");
         assert_eq!(dns.prefixes[2].source, "2001:db8:1::/48");
         let json = serde_json::to_value(report.entries()).unwrap();
         assert_eq!(json[0]["source"], "198.51.100.7");
