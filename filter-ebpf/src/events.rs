@@ -1,12 +1,14 @@
 //! Rare events worth a line in the daemon's log, sent with aya-log: a source
-//! put on the deny list by the SYN penalty, the solicited table evicting a
-//! live entry. Never anything per packet: each call site is on a path a
+//! put on the deny list by the SYN penalty. (The solicited table evicting a
+//! live entry is logged by the daemon from its counter: aya-log in the
+//! egress program made Linux 6.1's verifier lose a spilled bound there.)
+//! Never anything per packet: each call site is on a path a
 //! packet takes only when such an event happens, and each kind of line is
 //! further limited to a few per second (the counters count every one), so a
 //! storm of evictions costs the log reader nothing and the packets little.
 
 use aya_ebpf::{macros::map, maps::Array};
-use aya_log_ebpf::{info, warn};
+use aya_log_ebpf::info;
 use filter_common::{Reason, prefix, sample};
 
 use crate::packet::{Family, Ip};
@@ -39,18 +41,6 @@ pub fn penalised(ip: &Ip, penalty_ns: u64, now: u64) {
             prefix::v6_slash64_bytes(&ip.src),
             secs
         ),
-    }
-}
-
-/// Egress recorded a query by evicting a live one (counted as `reason`).
-#[inline(always)]
-pub fn egress(reason: Reason, now: u64) {
-    if reason == Reason::EgressQueryEvicted && admit(reason, now) {
-        warn!(
-            &(),
-            "solicited table full in one bucket: a live query was evicted (its answer will be \
-             dropped; egress_query_evicted counts every one)"
-        );
     }
 }
 

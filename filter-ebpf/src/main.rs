@@ -92,7 +92,6 @@ pub fn wan_egress(ctx: TcContext) -> i32 {
     let now = config::now_ns();
     let reason = egress::observe(&packet, config, now);
     stats::count(reason, u64::from(ctx.len()));
-    events::egress(reason, now);
     // Egress never drops: it only learns what the inside asked for.
     TC_ACT_OK
 }

@@ -344,6 +344,7 @@ impl Daemon {
                 let mut history = self.history.lock().expect("never poisoned");
                 if let Some((then, before)) = &self.last {
                     let secs = now.duration_since(*then).as_secs_f64();
+                    log_evictions(&self.options.iface, &counts.since(before));
                     self.detector
                         .update(now, &counts.since(before), secs, &counts, &history);
                 }
@@ -482,6 +483,20 @@ impl Daemon {
                 None
             }
         };
+    }
+}
+
+/// The solicited table evicted live queries in the last second: their
+/// answers will be dropped. One line a second at most, from the counter.
+fn log_evictions(iface: &str, delta: &Stats) {
+    let evicted = delta
+        .counted(filter_common::Reason::EgressQueryEvicted)
+        .map_or(0, |count| count.packets);
+    if evicted > 0 {
+        log::warn!(
+            "solicited table full on {iface}: {evicted} live queries evicted in the last second \
+             (their answers will be dropped; egress_query_evicted counts them)"
+        );
     }
 }
 
