@@ -7,6 +7,7 @@
 //! counter it moved are checked.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     thread,
     time::{Duration, Instant},
@@ -698,15 +699,23 @@ fn in_monitor_mode_over_budget_syns_pass_uncharged() {
     );
 }
 
-/// `n` connections from one peer whose keys share one bucket of a table.
+/// `n` connections from one peer whose keys share one bucket of a table: the
+/// first bucket that `n` of the peer's remote ports fall into (about 4 ports
+/// fall into each of 16,384 buckets, so a given bucket often has fewer).
 fn sharing_a_bucket(filter: &Filter, peer: Peer, port: u16, buckets: u32, n: usize) -> Vec<Conn> {
     let seed = filter.config().syn_hash_seed;
-    let target = peer.to(port, 1024).key().bucket(seed, buckets);
-    (1024..u16::MAX)
-        .map(|remote_port| peer.to(port, remote_port))
-        .filter(|conn| conn.key().bucket(seed, buckets) == target)
-        .take(n)
-        .collect()
+    let mut by_bucket: HashMap<u32, Vec<Conn>> = HashMap::new();
+    for remote_port in 1024..u16::MAX {
+        let conn = peer.to(port, remote_port);
+        let sharing = by_bucket
+            .entry(conn.key().bucket(seed, buckets))
+            .or_default();
+        sharing.push(conn);
+        if sharing.len() == n {
+            return sharing.clone();
+        }
+    }
+    panic!("no {n} of the peer's remote ports share one of {buckets} buckets");
 }
 
 #[test]

@@ -274,51 +274,43 @@ fn bench(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
     require_root("the benchmark (it loads BPF programs and creates network namespaces)")?;
     setup::run_for_bench()?;
     let filter_ctl = build_release()?;
-    let status = cargo()
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "bench",
-            "--bin",
-            "bench",
-            "--",
-        ])
-        .args(&args)
-        .env("FILTER_CTL", &filter_ctl)
-        .status()
-        .context("starting the benchmark")?;
-    if !status.success() {
-        eprintln!("xtask: the benchmark failed ({status})");
-        return Ok(ExitCode::from(
-            status.code().map_or(1, |c| c.clamp(1, 255) as u8),
-        ));
-    }
-    Ok(ExitCode::SUCCESS)
+    run_release_binary("bench", "bench", &args, "the benchmark", &filter_ctl)
 }
 
 /// The model check's long run (the `fuzz` binary of the tests crate), in
 /// release mode like the test suite, whose bounded run it extends.
 fn fuzz(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
     require_root("the model check (it loads BPF programs)")?;
-    build_release()?;
+    let filter_ctl = build_release()?;
+    run_release_binary("tests", "fuzz", &args, "the model check", &filter_ctl)
+}
+
+/// `cargo run --release` of one binary of the workspace with `args`, told
+/// which filter-ctl to drive; its failure becomes xtask's exit code.
+fn run_release_binary(
+    package: &str,
+    binary: &str,
+    args: &[OsString],
+    what: &str,
+    filter_ctl: &Path,
+) -> anyhow::Result<ExitCode> {
     let status = cargo()
         .args([
             "run",
             "--quiet",
             "--release",
             "-p",
-            "tests",
+            package,
             "--bin",
-            "fuzz",
+            binary,
             "--",
         ])
-        .args(&args)
+        .args(args)
+        .env("FILTER_CTL", filter_ctl)
         .status()
-        .context("starting the model check")?;
+        .with_context(|| format!("starting {what}"))?;
     if !status.success() {
-        eprintln!("xtask: the model check failed ({status})");
+        eprintln!("xtask: {what} failed ({status})");
         return Ok(ExitCode::from(
             status.code().map_or(1, |c| c.clamp(1, 255) as u8),
         ));

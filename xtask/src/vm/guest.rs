@@ -23,7 +23,7 @@ use nix::{errno::Errno, sys::wait::waitpid, unistd::Pid};
 use serde_json::Value;
 
 use super::plan::{AttachCheck, BinaryOutcome, Outcome, Plan, ProgramInsns};
-use crate::describe;
+use harness::process::run;
 
 /// The first line the worker prints; the host times the boot by it.
 pub const READY_MARKER: &str = "vm-test guest: up";
@@ -123,7 +123,7 @@ fn mount_filesystems(workspace: &Path) -> anyhow::Result<()> {
 pub fn worker(plan_path: &Path) -> anyhow::Result<ExitCode> {
     let plan = read_plan(plan_path)?;
     let mut outcome = Outcome {
-        kernel_release: output(Command::new("uname").arg("-r"))?.trim().to_owned(),
+        kernel_release: run(Command::new("uname").arg("-r"))?.trim().to_owned(),
         boot_secs: uptime()?,
         ..Outcome::default()
     };
@@ -211,13 +211,13 @@ fn attach_check(filter_ctl: &Path) -> anyhow::Result<AttachCheck> {
         cmd
     };
     let status = || -> anyhow::Result<Value> {
-        let text = output(ctl().args(["status", "--iface", IFACE, "--json"]))?;
+        let text = run(ctl().args(["status", "--iface", IFACE, "--json"]))?;
         let all: Value = serde_json::from_str(&text).context("parsing status --json")?;
         Ok(all[0].clone())
     };
     print!(
         "vm-test guest: {}",
-        output(ctl().args(["attach", "--iface", IFACE]))?
+        run(ctl().args(["attach", "--iface", IFACE]))?
     );
     let first = status()?;
     let field = |status: &Value, key: &str| -> anyhow::Result<String> {
@@ -233,7 +233,7 @@ fn attach_check(filter_ctl: &Path) -> anyhow::Result<AttachCheck> {
     }
     print!(
         "vm-test guest: {}",
-        output(ctl().args(["attach", "--iface", IFACE]))?
+        run(ctl().args(["attach", "--iface", IFACE]))?
     );
     let second = status()?;
     if field(&second, "egress_hook")? != field(&first, "egress_hook")?
@@ -243,7 +243,7 @@ fn attach_check(filter_ctl: &Path) -> anyhow::Result<AttachCheck> {
     }
     print!(
         "vm-test guest: {}",
-        output(ctl().args(["detach", "--iface", IFACE]))?
+        run(ctl().args(["detach", "--iface", IFACE]))?
     );
     run(Command::new("ip").args(["link", "del", IFACE]))?;
     let check = AttachCheck {
@@ -350,7 +350,7 @@ fn loaded_modules() -> anyhow::Result<Vec<String>> {
 
 /// Kernel log lines that report a warning, a bug or an oops.
 fn kernel_problems() -> anyhow::Result<Vec<String>> {
-    let log = output(Command::new("dmesg").arg("--notime"))?;
+    let log = run(Command::new("dmesg").arg("--notime"))?;
     Ok(log
         .lines()
         .filter(|line| {
@@ -368,27 +368,6 @@ fn uptime() -> anyhow::Result<f64> {
         .next()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| anyhow!("/proc/uptime says {text:?}"))
-}
-
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    output(cmd).map(drop)
-}
-
-/// stdout of a command that must succeed; its stderr goes into the error.
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting {}", describe(cmd)))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed ({}): {}",
-            describe(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 
-use crate::{describe, repo_root, setup, shown};
+use harness::process::run;
+
+use crate::{repo_root, setup, shown};
 
 /// A kernel series the VM legs boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +141,7 @@ pub fn busybox() -> anyhow::Result<PathBuf> {
 
 fn newest_package(series: Series) -> anyhow::Result<String> {
     let search = || -> anyhow::Result<Option<String>> {
-        let out = output(Command::new("apt-cache").args([
+        let out = run(Command::new("apt-cache").args([
             "search",
             "--names-only",
             series.search_pattern(),
@@ -162,7 +164,7 @@ fn newest_package(series: Series) -> anyhow::Result<String> {
 
 /// The version apt would install of `package` (`apt-cache policy`'s Candidate).
 fn candidate_version(package: &str) -> anyhow::Result<String> {
-    let out = output(Command::new("apt-cache").args(["policy", package]))?;
+    let out = run(Command::new("apt-cache").args(["policy", package]))?;
     parse_candidate(&out).ok_or_else(|| anyhow!("apt has no candidate version of {package}"))
 }
 
@@ -272,22 +274,6 @@ fn single_subdir(dir: &Path) -> anyhow::Result<String> {
             dir.display()
         ),
     }
-}
-
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting {}", describe(cmd)))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed ({}): {}",
-            describe(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]
