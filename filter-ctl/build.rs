@@ -10,5 +10,18 @@ fn main() -> anyhow::Result<()> {
     let workspace = manifest_dir
         .parent()
         .expect("filter-ctl lives in the workspace");
-    build_object::build(workspace, "filter-ebpf", &workspace.join("filter-ebpf"))
+    // The test build with another map layout (feature layout-next) embeds
+    // an object built with the same feature.
+    println!("cargo::rerun-if-env-changed=CARGO_FEATURE_LAYOUT_NEXT");
+    let features: &[&str] = if env::var_os("CARGO_FEATURE_LAYOUT_NEXT").is_some() {
+        &["layout-next"]
+    } else {
+        &[]
+    };
+    build_object::build_with_features(
+        workspace,
+        "filter-ebpf",
+        &workspace.join("filter-ebpf"),
+        features,
+    )
 }

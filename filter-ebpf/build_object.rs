@@ -22,7 +22,21 @@ use anyhow::{Context as _, bail};
 
 /// Builds the BPF binary of `package` (sources in `root_dir`, one binary
 /// named after the package) into OUT_DIR/`package`.
+#[allow(dead_code)] // one of the two including build scripts needs features
 pub fn build(workspace: &Path, package: &str, root_dir: &Path) -> anyhow::Result<()> {
+    build_with_features(workspace, package, root_dir, &[])
+}
+
+/// [`build`] with cargo features of `package` turned on. A build with
+/// features has its own target directory (`target/bpf-FEATURES`): both
+/// write a binary of the same name, which the other must not overwrite
+/// before it is copied.
+pub fn build_with_features(
+    workspace: &Path,
+    package: &str,
+    root_dir: &Path,
+    features: &[&str],
+) -> anyhow::Result<()> {
     let tools_bin = workspace.join(".tools/bin");
     let toolchain_file = workspace.join("filter-ebpf/rust-toolchain.toml");
     for input in [
@@ -46,11 +60,18 @@ pub fn build(workspace: &Path, package: &str, root_dir: &Path) -> anyhow::Result
 
     let nightly = pinned_nightly(&toolchain_file)?;
     let target = bpf_target()?;
-    let target_dir = shared_target_dir(workspace);
+    let mut target_dir = shared_target_dir(workspace);
+    if !features.is_empty() {
+        target_dir.set_file_name(format!("bpf-{}", features.join("-")));
+    }
     let mut cargo = Command::new("rustup");
     cargo
         .args(["run", &nightly, "cargo", "build", "--release", "--bins"])
-        .args(["--package", package, "--target", &target])
+        .args(["--package", package, "--target", &target]);
+    if !features.is_empty() {
+        cargo.args(["--features", &features.join(",")]);
+    }
+    cargo
         .args(["-Z", "build-std=core", "--color", "never"])
         .arg("--target-dir")
         .arg(&target_dir)
@@ -98,7 +119,12 @@ pub fn build(workspace: &Path, package: &str, root_dir: &Path) -> anyhow::Result
     // Cargo shows this line again on every build until the script runs
     // again: it says what was built, not when.
     println!(
-        "cargo::warning=BPF object {package} built with {nightly} in {}",
+        "cargo::warning=BPF object {package}{} built with {nightly} in {}",
+        if features.is_empty() {
+            String::new()
+        } else {
+            format!(" (features {})", features.join(","))
+        },
         target_dir
             .strip_prefix(workspace)
             .unwrap_or(&target_dir)

@@ -54,6 +54,22 @@ pub struct Config {
     /// sent to the ring buffer; 0 = off.
     pub sample_rate: u32,
     pub _sample_padding: u32,
+    // Issue 14: which copy of the double-buffered state is live. filter-ctl
+    // writes a change into the copy not in use, then switches this field
+    // in the one write of the whole Config, so that a change takes effect
+    // at once and a controller killed halfway leaves the old state live.
+    /// The WATCHED_PORTS element in use (0 or 1).
+    pub ports_slot: u8,
+    /// The copy of the allow list in use: 0 for ALLOW_V4/ALLOW_V6, 1 for
+    /// ALLOW_V4_B/ALLOW_V6_B.
+    pub allow_copy: u8,
+    /// The copy of the deny list in use, likewise.
+    pub deny_copy: u8,
+    pub _live_padding: [u8; 5],
+    /// Only in the test build that changes the maps' layout (feature
+    /// `layout-next`): the upgrade tests attach it over the normal build.
+    #[cfg(feature = "layout-next")]
+    pub layout_next: u64,
 }
 
 impl Config {
@@ -80,6 +96,12 @@ impl Config {
         conn_idle_timeout_ns: conn::DEFAULT_IDLE_NS,
         sample_rate: sample::DEFAULT_RATE,
         _sample_padding: 0,
+        ports_slot: 0,
+        allow_copy: 0,
+        deny_copy: 0,
+        _live_padding: [0; 5],
+        #[cfg(feature = "layout-next")]
+        layout_next: 0,
     };
 
     /// How long a recorded query waits for its answer; zero (a map nobody
@@ -108,6 +130,24 @@ impl Config {
             0 => Config::DEFAULT.syn_halfopen_timeout_ns,
             timeout => timeout,
         }
+    }
+
+    /// The WATCHED_PORTS and CONN_LIMITS element the programs read (bounded
+    /// for the verifier).
+    #[inline(always)]
+    pub const fn ports_slot(&self) -> u32 {
+        (self.ports_slot & 1) as u32
+    }
+
+    /// The copy of the allow (`deny` false) or deny list in use: 0 or 1.
+    #[inline(always)]
+    pub const fn list_copy(&self, deny: bool) -> u32 {
+        let copy = if deny {
+            self.deny_copy
+        } else {
+            self.allow_copy
+        };
+        (copy & 1) as u32
     }
 
     /// What later fragments without their first fragment get.

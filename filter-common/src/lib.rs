@@ -25,6 +25,7 @@ pub mod fragments;
 pub mod halfopen;
 pub mod handshake;
 pub mod hash;
+pub mod layout;
 pub mod lists;
 pub mod ports;
 pub mod prefix;
@@ -82,6 +83,11 @@ pub mod map {
     pub const ALLOW_V6: &str = "ALLOW_V6";
     pub const DENY_V4: &str = "DENY_V4";
     pub const DENY_V6: &str = "DENY_V6";
+    /// The second copy of each list's tries (see [`crate::lists::COPY_SLOTS`]).
+    pub const ALLOW_V4_B: &str = "ALLOW_V4_B";
+    pub const ALLOW_V6_B: &str = "ALLOW_V6_B";
+    pub const DENY_V4_B: &str = "DENY_V4_B";
+    pub const DENY_V6_B: &str = "DENY_V6_B";
     /// Array of u32, one per list trie (see [`crate::lists::IN_USE_ALLOW_V4`]):
     /// nonzero when the trie may hold entries.
     pub const LISTS_IN_USE: &str = "LISTS_IN_USE";
@@ -114,7 +120,7 @@ pub mod map {
     /// [`crate::sample::COUNT_SAMPLED`] and [`crate::sample::COUNT_LOST`].
     pub const DROP_EVENT_COUNTS: &str = "DROP_EVENT_COUNTS";
     /// Every map the object defines, in the order `status` shows them.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 30] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -138,6 +144,10 @@ pub mod map {
         CONNECTIONS,
         CONN_COUNTS,
         CONN_PENDING,
+        ALLOW_V4_B,
+        ALLOW_V6_B,
+        DENY_V4_B,
+        DENY_V6_B,
         DROP_EVENTS,
         DROP_SAMPLER,
         DROP_EVENT_COUNTS,

@@ -15,13 +15,27 @@ pub const LIST_ENTRIES: u32 = 65536;
 /// Slots of the LISTS_IN_USE array, one per trie: nonzero when the trie may
 /// hold entries. The programs look a source up only in tries in use, which
 /// saves two LPM lookups per packet on a box with empty lists. filter-ctl
-/// sets a slot after adding and clears it when the trie is found empty; the
-/// SYN penalty sets the deny slot of its family when it adds an entry.
+/// sets a slot before a change makes its trie live and clears it once the
+/// trie is emptied; the SYN penalty sets the deny slot of its family when it
+/// adds an entry.
+///
+/// Each list has two copies of its tries (see [`crate::Config::allow_copy`]):
+/// a change is written into the copy not in use, which then becomes the
+/// live one in one write, so that it takes effect whole or not at all. The
+/// slots below are those of copy 0; copy 1's are [`COPY_SLOTS`] further.
 pub const IN_USE_ALLOW_V4: u32 = 0;
 pub const IN_USE_ALLOW_V6: u32 = 1;
 pub const IN_USE_DENY_V4: u32 = 2;
 pub const IN_USE_DENY_V6: u32 = 3;
-pub const IN_USE_SLOTS: u32 = 4;
+/// Slots per copy.
+pub const COPY_SLOTS: u32 = 4;
+pub const IN_USE_SLOTS: u32 = 2 * COPY_SLOTS;
+
+/// The LISTS_IN_USE slot of the trie whose copy-0 slot is `slot`, in `copy`.
+#[inline(always)]
+pub const fn in_use_slot(slot: u32, copy: u32) -> u32 {
+    slot + COPY_SLOTS * (copy & 1)
+}
 
 /// The value of an allow or deny entry.
 #[repr(C)]
@@ -36,9 +50,25 @@ pub struct ListEntry {
     /// Who made the entry: a [`ListSource`].
     pub source: u8,
     pub _padding: [u8; 6],
+    /// Only in the test build that changes the maps' layout (feature
+    /// `layout-next`).
+    #[cfg(feature = "layout-next")]
+    pub layout_next: u64,
 }
 
 impl ListEntry {
+    #[inline(always)]
+    pub const fn new(expires_ns: u64, prefix_len: u8, source: ListSource) -> ListEntry {
+        ListEntry {
+            expires_ns,
+            prefix_len,
+            source: source as u8,
+            _padding: [0; 6],
+            #[cfg(feature = "layout-next")]
+            layout_next: 0,
+        }
+    }
+
     /// True while the entry matches: it never expires, or its deadline is ahead.
     #[inline(always)]
     pub const fn is_live(&self, now_ns: u64) -> bool {
@@ -98,11 +128,7 @@ mod tests {
     use super::*;
 
     fn entry(expires_ns: u64, prefix_len: u8) -> ListEntry {
-        ListEntry {
-            expires_ns,
-            prefix_len,
-            ..ListEntry::default()
-        }
+        ListEntry::new(expires_ns, prefix_len, ListSource::Operator)
     }
 
     #[test]

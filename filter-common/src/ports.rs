@@ -31,6 +31,9 @@ pub struct WatchedPorts(pub [u8; WatchedPorts::PORTS]);
 
 impl WatchedPorts {
     pub const PORTS: usize = 65536;
+    /// Elements of the WATCHED_PORTS map: the live one (see
+    /// [`crate::Config::ports_slot`]) and the one the next change is written to.
+    pub const SLOTS: u32 = 2;
     pub const NONE: WatchedPorts = WatchedPorts([PortClass::Unwatched as u8; Self::PORTS]);
 
     #[inline(always)]

@@ -155,6 +155,23 @@ pub struct MapStatus {
     pub entries: u32,
 }
 
+/// A filter's pins in any network namespace: one element of `status --all
+/// --json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedFilter {
+    /// The inode of the network namespace the pins belong to.
+    pub netns: u64,
+    /// The namespace of the command that reported it.
+    pub this_netns: bool,
+    /// False when no process and no `ip netns` name keeps the namespace:
+    /// the filter was left behind when it was deleted.
+    pub netns_exists: bool,
+    pub iface: String,
+    /// The interface index of its XDP link (0: severed); `None`: no link pinned.
+    pub xdp_ifindex: Option<u32>,
+    pub pin_dir: PathBuf,
+}
+
 /// Where one of the filter's links is attached, per the kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]

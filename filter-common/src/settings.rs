@@ -507,6 +507,18 @@ impl Settings {
     /// The settings with `assignments` applied in order, if together they
     /// make sense; `self` is left as it is either way.
     pub fn with(&self, assignments: &[Assignment]) -> Result<Settings, Error> {
+        for (i, first) in assignments.iter().enumerate() {
+            if let Some(again) = assignments[i + 1..].iter().find(|a| a.key() == first.key()) {
+                return Err(Error(format!(
+                    "{} is given twice ({}={}, {}={}): give each key once",
+                    first.key(),
+                    first.key(),
+                    first.input,
+                    again.key(),
+                    again.input
+                )));
+            }
+        }
         let mut next = self.clone();
         for Assignment { setting, input } in assignments {
             setting.assign(&mut next, input)?;
@@ -541,10 +553,11 @@ impl Settings {
             .map(|setting| (setting.key(), setting.show(self)))
     }
 
-    /// `key = value` lines, in table order.
+    /// A TOML settings file, `key = "value"` lines in table order, which
+    /// `filter-ctl apply` takes back.
     pub fn describe(&self) -> String {
         self.values()
-            .map(|(key, value)| format!("{key:<20} = {value}\n"))
+            .map(|(key, value)| format!("{key:<20} = \"{value}\"\n"))
             .collect()
     }
 
@@ -674,7 +687,11 @@ mod tests {
         assert_eq!(settings.ntp_ports, BTreeSet::from([123]));
         assert!(settings.amplifier_ports.contains(&11211));
         assert_eq!(settings.config, Config::DEFAULT);
-        assert!(settings.describe().contains("monitor              = off\n"));
+        assert!(
+            settings
+                .describe()
+                .contains("monitor              = \"off\"\n")
+        );
     }
 
     #[test]
@@ -734,6 +751,34 @@ mod tests {
         }
         let err = "monitor".parse::<Assignment>().unwrap_err().to_string();
         assert!(err.contains("'monitor' is not KEY=VALUE"), "{err}");
+    }
+
+    #[test]
+    fn a_key_is_given_once() {
+        let err = with(&[("monitor", "on"), ("dns_ports", "53"), ("monitor", "off")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "monitor is given twice (monitor=on, monitor=off): give each key once"
+        );
+    }
+
+    /// What `config` prints is a TOML file that gives the same settings.
+    #[test]
+    fn the_description_is_a_settings_file() {
+        let settings = with(&[
+            ("monitor", "on"),
+            ("dns_ports", "53,853"),
+            ("ntp_ports", "none"),
+            ("solicited_lifetime", "1.5s"),
+            ("syn_global_rate", "off"),
+            ("syn_penalty", "1h30m"),
+        ])
+        .unwrap();
+        let Assignments(assignments) = toml::from_str(&settings.describe()).unwrap();
+        assert_eq!(assignments.len(), SETTINGS.len());
+        assert_eq!(Settings::default().with(&assignments), Ok(settings));
     }
 
     #[test]
@@ -828,9 +873,13 @@ mod tests {
         assert!(
             defaults
                 .describe()
-                .contains("conn_limit           = none\n")
+                .contains("conn_limit           = \"none\"\n")
         );
-        assert!(defaults.describe().contains("syn_halfopen_budget  = 16\n"));
+        assert!(
+            defaults
+                .describe()
+                .contains("syn_halfopen_budget  = \"16\"\n")
+        );
         let settings = with(&[
             ("conn_limit", "25:3,80:64"),
             ("conn_idle_timeout", "90s"),

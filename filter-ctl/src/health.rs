@@ -8,14 +8,10 @@
 //! question a supervisor asks before it attaches again
 //! ([`crate::attach::reattach`]).
 
-use std::process::Command;
-
-use anyhow::Context as _;
-use aya::programs::ProgramInfo;
 pub use filter_common::report::LinkState;
 use nix::net::if_::if_nametoindex;
 
-use crate::{iface::Interface, kernel::link_ifindex, pins::IfacePins};
+use crate::{attach::ClsactFilter, kernel::link_ifindex, pins::IfacePins};
 
 /// The filter's XDP (ingress) and egress attachments as the kernel has them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +52,7 @@ pub fn health(pins: &IfacePins) -> anyhow::Result<Health> {
     let egress = if pins.tc_link().exists() {
         by_index(link_ifindex(&pins.tc_link())?)
     } else if pins.tc_prog().exists() {
-        clsact_state(pins, current)?
+        clsact_state(pins, by_index)
     } else {
         LinkState::Missing
     };
@@ -72,30 +68,14 @@ pub fn is_severed(pins: &IfacePins) -> anyhow::Result<bool> {
 
 /// Before Linux 6.6 the egress program is a netlink clsact filter, which
 /// lives and dies with its interface; the program is pinned, the filter is
-/// not. It is attached if the interface's egress filters include that
-/// program (`tc -j filter show dev IFACE egress`).
-fn clsact_state(pins: &IfacePins, current: Option<u32>) -> anyhow::Result<LinkState> {
-    if current.is_none() {
-        return Ok(LinkState::Severed);
+/// recorded with its interface index (see `attach`).
+fn clsact_state(pins: &IfacePins, by_index: impl Fn(u32) -> LinkState) -> LinkState {
+    match ClsactFilter::read(pins) {
+        Some(filter) if if_exists(filter.ifindex) => by_index(filter.ifindex),
+        _ => LinkState::Severed,
     }
-    let id = ProgramInfo::from_pin(pins.tc_prog())
-        .context("reading the pinned egress program")?
-        .id();
-    let iface = Interface::lookup(pins.iface())?;
-    let out = Command::new("tc")
-        .args(["-j", "filter", "show", "dev", &iface.name, "egress"])
-        .output()
-        .context("running `tc filter show` to find the egress filter")?;
-    let filters: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let attached = filters.as_array().into_iter().flatten().any(|filter| {
-        filter
-            .pointer("/options/prog/id")
-            .and_then(serde_json::Value::as_u64)
-            == Some(id.into())
-    });
-    Ok(if attached {
-        LinkState::Attached
-    } else {
-        LinkState::Severed
-    })
+}
+
+fn if_exists(ifindex: u32) -> bool {
+    nix::net::if_::if_indextoname(ifindex).is_ok()
 }

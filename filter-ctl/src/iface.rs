@@ -67,6 +67,21 @@ impl Interface {
         Ok(flags & libc::IFF_UP as libc::c_short != 0)
     }
 
+    /// The MTU, from SIOCGIFMTU in this network namespace.
+    pub fn mtu(&self) -> anyhow::Result<u32> {
+        let socket = control_socket()?;
+        let mut request = self.request();
+        // SAFETY: SIOCGIFMTU reads ifr_name and writes ifr_mtu of the ifreq
+        // we own, through a socket we own.
+        let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU, &mut request) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("SIOCGIFMTU on {}", self.name));
+        }
+        // SAFETY: the kernel filled ifr_mtu for this request.
+        Ok(unsafe { request.ifr_ifru.ifru_mtu } as u32)
+    }
+
     /// An ifreq naming this interface.
     fn request(&self) -> libc::ifreq {
         // SAFETY: ifreq is plain data; zeroed is a valid value.

@@ -2,13 +2,18 @@
 //! that tests and the xtask lab call directly. `main.rs` only parses
 //! arguments and prints.
 //!
-//! - [`attach`]: load, attach, replace and detach the programs;
-//!   [`attach::reattach`] attaches a severed filter again, keeping its state.
+//! - [`attach`]: load, attach, replace, upgrade and detach the programs,
+//!   all or nothing; [`attach::reattach`] attaches a severed filter again,
+//!   keeping its state; [`attach::lock_for_change`] is where every change
+//!   of settings or lists starts.
 //! - [`health`]: what the kernel really has attached for pinned links
 //!   ([`health::is_severed`]: the interface was deleted).
-//! - [`pins`]: where maps and links are pinned, and whether the filter is
-//!   attached to an interface.
-//! - [`settings`]: the `CONFIG` and `WATCHED_PORTS` maps, in and out of
+//! - [`pins`]: where maps and links are pinned, the interface's lock, and
+//!   pins of other network namespaces.
+//! - [`layout`], [`migrate`], [`rawmap`]: the maps' layout pinned with them,
+//!   and carrying state over to maps of another layout on an upgrade.
+//! - [`fault`]: the points where the fault tests stop filter-ctl.
+//! - [`settings`]: the `CONFIG`, `WATCHED_PORTS` and `CONN_LIMITS` maps, in and out of
 //!   `filter_common::settings::Settings` (whose table defines every key).
 //! - [`lists`]: the allow and deny lists (LPM tries).
 //! - [`stats`], [`status`]: what `stats` and `status` report, as the
@@ -22,13 +27,17 @@
 pub mod attach;
 pub mod clock;
 pub mod daemon;
+pub mod fault;
 pub mod health;
 pub mod iface;
 pub mod kernel;
+pub mod layout;
 pub mod lists;
 pub mod mapped;
+pub mod migrate;
 pub mod pins;
 pub mod probe;
+pub mod rawmap;
 pub mod settings;
 pub mod stats;
 pub mod status;

@@ -1,22 +1,32 @@
 //! The allow and deny lists of a running filter: `filter-ctl allow|deny
-//! add|del|list`. Each list is two LPM tries (IPv4, IPv6) of
-//! [`ListEntry`] values (see `filter_common::lists`).
+//! add|del|list`. Each list is two LPM tries (IPv4, IPv6) of [`ListEntry`]
+//! values (see `filter_common::lists`), in two copies.
+//!
+//! A change takes effect whole or not at all: it is written into the copy
+//! of the list's tries that the programs do not read, with everything the
+//! live copy holds, and then one write of the config switches the programs
+//! to it ([`ListMaps::change`]). A change of 50,000 prefixes killed halfway
+//! (SIGTERM, SIGKILL) leaves the old list live and a half-written spare,
+//! which the next change clears first. The in-use flags of the new copy
+//! are set before the switch, so every entry matches from the moment it is
+//! live. Changes run under the interface's lock
+//! ([`crate::pins::IfacePins::lock`]), one at a time.
+//!
+//! The cost: a change rewrites the whole list (about a second per 100,000
+//! entries), and a SYN penalty entry the programs add to the live copy
+//! while a change is being written is lost with it (the source is only
+//! rate-limited again until its next penalty).
 //!
 //! Expiry: an entry added `--for` a duration holds a deadline on the
 //! programs' clock ([`crate::clock`]); the kernel stops matching it the
-//! moment it passes. The entry itself stays in the trie until a command
-//! that writes the lists (`allow|deny add|del`) removes the expired entries
-//! of both lists first ([`ListMaps::cleanup`]). Reading commands (`list`,
-//! `status`) only leave expired entries out.
-//!
-//! Every change is validated as a whole before anything is written, and a
-//! write that fails halfway (a full list) is undone: a rejected change
-//! leaves the lists as they were.
+//! moment it passes. The entry itself stays in the trie until the next
+//! change of its list leaves it out of the new copy. Reading commands
+//! (`list`, `status`) only leave expired entries out.
 
 use std::{
     borrow::{Borrow, BorrowMut},
+    collections::BTreeMap,
     fmt,
-    fs::File,
     net::IpAddr,
     str::FromStr,
     time::Duration,
@@ -24,21 +34,20 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use aya::{
-    Pod,
+    Ebpf, Pod,
     maps::{
         Array, MapData, MapError,
         lpm_trie::{Key, LpmTrie},
     },
 };
 use filter_common::{
-    ListEntry, ListSource, lists, map,
+    Config, ListEntry, ListSource, lists, map,
     report::ListedEntry,
     settings::{Kind as _, Span, duration},
 };
 use ipnet::IpNet;
-use nix::fcntl::{Flock, FlockArg};
 
-use crate::{clock::now_ns, pins::IfacePins};
+use crate::{clock::now_ns, fault, pins::IfacePins};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum List {
@@ -54,19 +63,38 @@ impl List {
         }
     }
 
-    /// The names of its IPv4 and IPv6 tries.
-    pub fn maps(self) -> (&'static str, &'static str) {
+    /// The names of the IPv4 and IPv6 tries of each copy.
+    pub fn maps(self) -> [(&'static str, &'static str); 2] {
         match self {
-            List::Allow => (map::ALLOW_V4, map::ALLOW_V6),
-            List::Deny => (map::DENY_V4, map::DENY_V6),
+            List::Allow => [
+                (map::ALLOW_V4, map::ALLOW_V6),
+                (map::ALLOW_V4_B, map::ALLOW_V6_B),
+            ],
+            List::Deny => [
+                (map::DENY_V4, map::DENY_V6),
+                (map::DENY_V4_B, map::DENY_V6_B),
+            ],
         }
     }
 
-    /// The LISTS_IN_USE slots of its IPv4 and IPv6 tries.
-    fn in_use_slots(self) -> (u32, u32) {
-        match self {
+    /// The LISTS_IN_USE slots of its IPv4 and IPv6 tries in `copy`.
+    fn in_use_slots(self, copy: u32) -> (u32, u32) {
+        let (v4, v6) = match self {
             List::Allow => (lists::IN_USE_ALLOW_V4, lists::IN_USE_ALLOW_V6),
             List::Deny => (lists::IN_USE_DENY_V4, lists::IN_USE_DENY_V6),
+        };
+        (lists::in_use_slot(v4, copy), lists::in_use_slot(v6, copy))
+    }
+
+    /// The copy the programs read, per `config`.
+    pub fn live_copy(self, config: &Config) -> u32 {
+        config.list_copy(self == List::Deny)
+    }
+
+    fn switch(self, config: &mut Config, copy: u32) {
+        match self {
+            List::Allow => config.allow_copy = copy as u8,
+            List::Deny => config.deny_copy = copy as u8,
         }
     }
 }
@@ -80,7 +108,8 @@ impl Cidr {
     /// Parses `ADDR/LEN` or a bare address (a /32 or /128). Host bits beyond
     /// the prefix are an error: `203.0.113.5/24` is probably a typo for
     /// either `203.0.113.5` or `203.0.113.0/24`, and guessing could deny a
-    /// whole network.
+    /// whole network. An IPv4-mapped IPv6 prefix (`::ffff:198.18.0.0/112`)
+    /// is the IPv4 prefix it maps (`198.18.0.0/16`).
     pub fn parse(text: &str) -> Result<Cidr, String> {
         let bad = |why: String| format!("'{text}' is not a CIDR prefix: {why}");
         let (addr, len) = text.split_once('/').unwrap_or((text, ""));
@@ -96,6 +125,16 @@ impl Cidr {
                 .filter(|len| *len <= max)
                 .ok_or_else(|| bad(format!("the prefix length must be 0..{max}")))?,
         };
+        // The programs see an IPv4 source as IPv4: an IPv4-mapped IPv6
+        // prefix (::ffff:198.18.0.1) would never match, so it is stored as
+        // the IPv4 prefix it maps.
+        let (addr, len) = match addr {
+            IpAddr::V6(v6) if len >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), len - 96),
+                None => (addr, len),
+            },
+            _ => (addr, len),
+        };
         let net = IpNet::new(addr, len).map_err(|err| bad(err.to_string()))?;
         if net.trunc() != net {
             return Err(bad(format!(
@@ -108,6 +147,16 @@ impl Cidr {
 
     pub fn net(&self) -> IpNet {
         self.0
+    }
+
+    /// A prefix as a list holds it (host bits clear).
+    pub fn from_net(net: IpNet) -> Self {
+        Cidr(net.trunc())
+    }
+
+    /// True for `0.0.0.0/0` and `::/0`, which cover every source.
+    pub fn is_everything(&self) -> bool {
+        self.0.prefix_len() == 0
     }
 }
 
@@ -164,13 +213,20 @@ pub fn describe(entry: &ListedEntry) -> String {
     )
 }
 
-/// The two tries of one list, and the flags that tell the programs whether
-/// to search them (LISTS_IN_USE, shared by both lists).
-pub struct ListMaps<T> {
-    pub list: List,
+/// One copy of a list: its IPv4 and IPv6 tries.
+pub struct Tries<T> {
     pub v4: LpmTrie<T, [u8; 4], ListEntry>,
     pub v6: LpmTrie<T, [u8; 16], ListEntry>,
+}
+
+/// Both copies of one list's tries, the flags that tell the programs
+/// whether to search a trie (LISTS_IN_USE, shared by both lists), and the
+/// config, whose `allow_copy`/`deny_copy` says which copy is live.
+pub struct ListMaps<T> {
+    pub list: List,
+    pub copies: [Tries<T>; 2],
     pub in_use: Array<T, u32>,
+    pub config: Array<T, Config>,
 }
 
 impl<T> fmt::Debug for ListMaps<T> {
@@ -182,12 +238,43 @@ impl<T> fmt::Debug for ListMaps<T> {
 impl ListMaps<MapData> {
     /// The list of the filter pinned at `pins`.
     pub fn open(pins: &IfacePins, list: List) -> anyhow::Result<Self> {
-        let (v4, v6) = list.maps();
+        let copy = |(v4, v6): (&str, &str)| -> anyhow::Result<Tries<MapData>> {
+            Ok(Tries {
+                v4: LpmTrie::try_from(pins.open_map(v4)?)?,
+                v6: LpmTrie::try_from(pins.open_map(v6)?)?,
+            })
+        };
+        let [a, b] = list.maps();
         Ok(Self {
             list,
-            v4: LpmTrie::try_from(pins.open_map(v4)?)?,
-            v6: LpmTrie::try_from(pins.open_map(v6)?)?,
+            copies: [copy(a)?, copy(b)?],
             in_use: Array::try_from(pins.open_map(map::LISTS_IN_USE)?)?,
+            config: Array::try_from(pins.open_map(map::CONFIG)?)?,
+        })
+    }
+}
+
+impl<'a> ListMaps<&'a mut MapData> {
+    /// The list of a loaded object (a test's own instance).
+    pub fn of(ebpf: &'a mut Ebpf, list: List) -> anyhow::Result<Self> {
+        let [(a4, a6), (b4, b6)] = list.maps();
+        let [a4, a6, b4, b6, in_use, config] =
+            ebpf.maps_disjoint_mut([a4, a6, b4, b6, map::LISTS_IN_USE, map::CONFIG]);
+        let missing = || anyhow::anyhow!("list maps missing from the eBPF object");
+        Ok(Self {
+            list,
+            copies: [
+                Tries {
+                    v4: LpmTrie::try_from(a4.ok_or_else(missing)?)?,
+                    v6: LpmTrie::try_from(a6.ok_or_else(missing)?)?,
+                },
+                Tries {
+                    v4: LpmTrie::try_from(b4.ok_or_else(missing)?)?,
+                    v6: LpmTrie::try_from(b6.ok_or_else(missing)?)?,
+                },
+            ],
+            in_use: Array::try_from(in_use.ok_or_else(missing)?)?,
+            config: Array::try_from(config.ok_or_else(missing)?)?,
         })
     }
 }
@@ -228,34 +315,64 @@ pub fn live_entries<T: Borrow<MapData>, K: Pod>(
         .count()
 }
 
+/// An entry as `list` shows it.
+fn listed(cidr: Cidr, entry: &ListEntry, now_ns: u64) -> ListedEntry {
+    ListedEntry {
+        cidr: cidr.0,
+        expires_in_ms: (entry.expires_ns != 0)
+            .then(|| entry.expires_ns.saturating_sub(now_ns) / 1_000_000),
+        reason: ListSource::from_u8(entry.source),
+    }
+}
+
+/// Every entry of one copy, IPv4 first, in trie order.
+fn copy_entries<T: Borrow<MapData>>(tries: &Tries<T>) -> anyhow::Result<Vec<(Cidr, ListEntry)>> {
+    let cidr = |addr: IpAddr, len: u32| -> anyhow::Result<Cidr> {
+        let len = u8::try_from(len)?;
+        Ok(Cidr(IpNet::new(addr, len)?.trunc()))
+    };
+    let mut all = Vec::new();
+    for item in tries.v4.iter() {
+        let (key, entry) = item.context("reading the IPv4 list")?;
+        all.push((cidr(IpAddr::from(key.data()), key.prefix_len())?, entry));
+    }
+    for item in tries.v6.iter() {
+        let (key, entry) = item.context("reading the IPv6 list")?;
+        all.push((cidr(IpAddr::from(key.data()), key.prefix_len())?, entry));
+    }
+    Ok(all)
+}
+
 impl<T: Borrow<MapData>> ListMaps<T> {
-    /// The entry stored for exactly this prefix. (A lookup in an LPM trie
-    /// returns the longest prefix covering the key: it is this one only if
-    /// the entry's own prefix length says so.)
+    /// The copy the programs read now.
+    pub fn live_copy(&self) -> anyhow::Result<u32> {
+        let config = self.config.get(&0, 0).context("reading the config map")?;
+        Ok(self.list.live_copy(&config))
+    }
+
+    /// The entry stored for exactly this prefix in the live copy. (A lookup
+    /// in an LPM trie returns the longest prefix covering the key: it is
+    /// this one only if the entry's own prefix length says so.)
     pub fn get(&self, cidr: &Cidr) -> anyhow::Result<Option<ListEntry>> {
+        let tries = &self.copies[self.live_copy()? as usize];
         let found = match key(cidr) {
-            Stored::V4(key) => not_found(self.v4.get(&key, 0))?,
-            Stored::V6(key) => not_found(self.v6.get(&key, 0))?,
+            Stored::V4(key) => not_found(tries.v4.get(&key, 0))?,
+            Stored::V6(key) => not_found(tries.v6.get(&key, 0))?,
         };
         Ok(found.filter(|entry| entry.prefix_len == cidr.0.prefix_len()))
     }
 
-    /// Every entry with its prefix, IPv4 first, in trie order.
+    /// Every entry of the live copy with its prefix (expired ones too),
+    /// IPv4 first, in trie order. A change switching copies meanwhile makes
+    /// it read again.
     pub fn raw_entries(&self) -> anyhow::Result<Vec<(Cidr, ListEntry)>> {
-        let cidr = |addr: IpAddr, len: u32| -> anyhow::Result<Cidr> {
-            let len = u8::try_from(len)?;
-            Ok(Cidr(IpNet::new(addr, len)?.trunc()))
-        };
-        let mut all = Vec::new();
-        for item in self.v4.iter() {
-            let (key, entry) = item.context("reading the IPv4 list")?;
-            all.push((cidr(IpAddr::from(key.data()), key.prefix_len())?, entry));
+        loop {
+            let copy = self.live_copy()?;
+            let entries = copy_entries(&self.copies[copy as usize])?;
+            if self.live_copy()? == copy {
+                return Ok(entries);
+            }
         }
-        for item in self.v6.iter() {
-            let (key, entry) = item.context("reading the IPv6 list")?;
-            all.push((cidr(IpAddr::from(key.data()), key.prefix_len())?, entry));
-        }
-        Ok(all)
     }
 
     /// Live entries as `list` shows them, sorted by prefix.
@@ -268,173 +385,220 @@ impl<T: Borrow<MapData>> ListMaps<T> {
         live.sort_by_key(|(cidr, _)| *cidr);
         Ok(live
             .into_iter()
-            .map(|(cidr, entry)| ListedEntry {
-                cidr: cidr.0,
-                expires_in_ms: (entry.expires_ns != 0)
-                    .then(|| (entry.expires_ns - now_ns) / 1_000_000),
-                reason: ListSource::from_u8(entry.source),
-            })
+            .map(|(cidr, entry)| listed(cidr, &entry, now_ns))
             .collect())
     }
 }
 
 impl<T: BorrowMut<MapData>> ListMaps<T> {
-    fn put(&mut self, cidr: &Cidr, entry: &ListEntry) -> Result<(), MapError> {
-        match key(cidr) {
-            Stored::V4(key) => self.v4.insert(&key, entry, 0),
-            Stored::V6(key) => self.v6.insert(&key, entry, 0),
+    /// Changes the list all at once: `edit` gets the live entries (those
+    /// that expired by `now_ns` left out) and changes them; the result is
+    /// written into the spare copy, which then becomes the live one. If
+    /// `edit` fails or the result does not fit, nothing changes. Returns
+    /// the entries now live.
+    pub fn change(
+        &mut self,
+        now_ns: u64,
+        edit: impl FnOnce(&mut BTreeMap<Cidr, ListEntry>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<BTreeMap<Cidr, ListEntry>> {
+        let mut config = self.config.get(&0, 0).context("reading the config map")?;
+        let live = self.list.live_copy(&config);
+        let spare = 1 - live;
+        let mut entries: BTreeMap<Cidr, ListEntry> = copy_entries(&self.copies[live as usize])?
+            .into_iter()
+            .filter(|(_, entry)| !expired(entry, now_ns))
+            .collect();
+        edit(&mut entries)?;
+        let v4 = entries
+            .keys()
+            .filter(|cidr| cidr.0.addr().is_ipv4())
+            .count();
+        let v6 = entries.len() - v4;
+        if v4.max(v6) > lists::LIST_ENTRIES as usize {
+            bail!(
+                "the {} list would hold {v4} IPv4 and {v6} IPv6 prefixes: it holds at most {} \
+                 prefixes per address family; nothing was changed",
+                self.list.name(),
+                lists::LIST_ENTRIES
+            );
         }
+
+        // What an interrupted change left in the spare copy goes first.
+        self.clear(spare)?;
+        for (cidr, entry) in &entries {
+            let written = match key(cidr) {
+                Stored::V4(key) => self.copies[spare as usize].v4.insert(&key, entry, 0),
+                Stored::V6(key) => self.copies[spare as usize].v6.insert(&key, entry, 0),
+            };
+            if let Err(err) = written {
+                let _ = self.clear(spare);
+                return Err(err).with_context(|| {
+                    format!(
+                        "writing {cidr} to the {} list; nothing was changed",
+                        self.list.name()
+                    )
+                });
+            }
+        }
+        self.set_in_use(spare, v4 > 0, v6 > 0)?;
+        fault::point("lists: spare copy written");
+
+        // The switch: one write of the config.
+        self.list.switch(&mut config, spare);
+        self.config
+            .set(0, &config, 0)
+            .context("switching the list to its new copy")?;
+        fault::point("lists: switched");
+
+        self.clear(live)?;
+        Ok(entries)
     }
 
-    fn delete(&mut self, cidr: &Cidr) -> Result<(), MapError> {
-        match key(cidr) {
-            Stored::V4(key) => self.v4.remove(&key),
-            Stored::V6(key) => self.v6.remove(&key),
+    /// Empties one copy and clears its in-use flags.
+    fn clear(&mut self, copy: u32) -> anyhow::Result<()> {
+        self.set_in_use(copy, false, false)?;
+        let tries = &mut self.copies[copy as usize];
+        let v4: Vec<_> = tries.v4.keys().filter_map(Result::ok).collect();
+        for key in v4 {
+            let _ = tries.v4.remove(&key);
         }
+        let v6: Vec<_> = tries.v6.keys().filter_map(Result::ok).collect();
+        for key in v6 {
+            let _ = tries.v6.remove(&key);
+        }
+        Ok(())
+    }
+
+    fn set_in_use(&mut self, copy: u32, v4: bool, v6: bool) -> anyhow::Result<()> {
+        let (v4_slot, v6_slot) = self.list.in_use_slots(copy);
+        self.in_use
+            .set(v4_slot, &u32::from(v4), 0)
+            .and_then(|()| self.in_use.set(v6_slot, &u32::from(v6), 0))
+            .with_context(|| format!("marking the {} list in use", self.list.name()))
     }
 
     /// Adds (or replaces) `cidrs`, expiring `lasting` after `now_ns`
-    /// (`None`: never). All or nothing: if one write fails, the ones before
-    /// it are undone.
+    /// (`None`: never). All or nothing.
     pub fn add(
         &mut self,
         cidrs: &[Cidr],
         lasting: Option<Duration>,
         source: ListSource,
         now_ns: u64,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<BTreeMap<Cidr, ListEntry>> {
         let expires_ns = lasting.map_or(0, |d| {
             now_ns.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         });
-        let mut done: Vec<(Cidr, Option<ListEntry>)> = Vec::new();
-        for cidr in cidrs {
-            let entry = ListEntry {
-                expires_ns,
-                prefix_len: cidr.0.prefix_len(),
-                source: source as u8,
-                _padding: [0; 6],
-            };
-            let before = self.get(cidr)?;
-            if let Err(err) = self.put(cidr, &entry) {
-                self.undo(done);
-                self.sync_in_use()?;
-                return Err(err).with_context(|| {
-                    format!(
-                        "adding {cidr} (the list holds at most {} prefixes per address family; nothing was changed)",
-                        lists::LIST_ENTRIES
-                    )
-                });
+        self.change(now_ns, |entries| {
+            for cidr in cidrs {
+                entries.insert(
+                    *cidr,
+                    ListEntry::new(expires_ns, cidr.0.prefix_len(), source),
+                );
             }
-            done.push((*cidr, before));
-        }
-        self.sync_in_use()
+            Ok(())
+        })
     }
 
-    fn undo(&mut self, done: Vec<(Cidr, Option<ListEntry>)>) {
-        for (cidr, before) in done.into_iter().rev() {
-            let _ = match before {
-                Some(entry) => self.put(&cidr, &entry),
-                None => self.delete(&cidr),
-            };
-        }
-    }
-
-    /// Removes `cidrs`; fails, removing nothing, unless every one is on the list.
-    pub fn remove(&mut self, cidrs: &[Cidr], now_ns: u64) -> anyhow::Result<()> {
-        for cidr in cidrs {
-            match self.get(cidr)? {
-                Some(entry) if !expired(&entry, now_ns) => {}
-                _ => bail!("{cidr} is not on the list; nothing was removed"),
+    /// Removes `cidrs`; fails, removing nothing, unless every one is on the
+    /// list (naming one twice is naming it once).
+    pub fn remove(
+        &mut self,
+        cidrs: &[Cidr],
+        now_ns: u64,
+    ) -> anyhow::Result<BTreeMap<Cidr, ListEntry>> {
+        self.change(now_ns, |entries| {
+            if let Some(missing) = cidrs.iter().find(|cidr| !entries.contains_key(cidr)) {
+                bail!("{missing} is not on the list; nothing was removed");
             }
-        }
-        for cidr in cidrs {
-            self.delete(cidr)
-                .with_context(|| format!("removing {cidr}"))?;
-        }
-        self.sync_in_use()
+            for cidr in cidrs {
+                entries.remove(cidr);
+            }
+            Ok(())
+        })
     }
 
-    /// Removes every expired entry; returns how many.
+    /// Removes every expired entry; returns how many (no change when none).
     pub fn cleanup(&mut self, now_ns: u64) -> anyhow::Result<usize> {
-        let stale: Vec<Cidr> = self
+        let stale = self
             .raw_entries()?
-            .into_iter()
+            .iter()
             .filter(|(_, entry)| expired(entry, now_ns))
-            .map(|(cidr, _)| cidr)
-            .collect();
-        for cidr in &stale {
-            // A concurrent refresh may have replaced it: delete only if still expired.
-            if self.get(cidr)?.is_some_and(|entry| expired(&entry, now_ns)) {
-                let _ = self.delete(cidr);
-            }
+            .count();
+        if stale > 0 {
+            self.change(now_ns, |_| Ok(()))?;
         }
-        self.sync_in_use()?;
-        Ok(stale.len())
-    }
-
-    /// Tells the programs which of the two tries hold entries: set after
-    /// entries are added, cleared once a trie is found empty. (A read error
-    /// counts as "holds entries": searching an empty trie is only slower.)
-    fn sync_in_use(&mut self) -> anyhow::Result<()> {
-        let (v4_slot, v6_slot) = self.list.in_use_slots();
-        let v4 = u32::from(self.v4.keys().next().is_some());
-        let v6 = u32::from(self.v6.keys().next().is_some());
-        self.in_use
-            .set(v4_slot, &v4, 0)
-            .and_then(|()| self.in_use.set(v6_slot, &v6, 0))
-            .with_context(|| format!("marking the {} list in use", self.list.name()))
+        Ok(stale)
     }
 }
 
-/// Holds an exclusive lock on the interface's pin directory until dropped,
-/// so that list changes run one at a time: two at once could otherwise
-/// clear a trie's in-use flag after the other added to it.
-fn lock(pins: &IfacePins) -> anyhow::Result<Flock<File>> {
-    let dir = File::open(pins.dir())
-        .with_context(|| format!("opening {} (is the filter attached?)", pins.dir().display()))?;
-    Flock::lock(dir, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| errno)
-        .with_context(|| format!("locking {}", pins.dir().display()))
+/// Opens `list` for a change, after removing the expired entries of the
+/// other list (the change itself leaves out those of `list`). The caller
+/// holds the interface's lock.
+fn open_for_change(pins: &IfacePins, list: List) -> anyhow::Result<ListMaps<MapData>> {
+    let other = match list {
+        List::Allow => List::Deny,
+        List::Deny => List::Allow,
+    };
+    ListMaps::open(pins, other)?.cleanup(now_ns())?;
+    ListMaps::open(pins, list)
 }
 
-/// Opens `list` for a change, after removing the expired entries of both
-/// lists; the lock is held until the returned guard is dropped.
-fn open_for_change(
-    pins: &IfacePins,
-    list: List,
-) -> anyhow::Result<(Flock<File>, ListMaps<MapData>)> {
-    let lock = lock(pins)?;
-    let now = now_ns();
-    for each in [List::Allow, List::Deny] {
-        ListMaps::open(pins, each)?.cleanup(now)?;
+/// What a list change did: the named prefixes as the list now holds them
+/// (none after a `del`), and how many entries the list holds.
+#[derive(Debug)]
+pub struct Changed {
+    pub entries: Vec<ListedEntry>,
+    /// Prefixes named (each once).
+    pub named: usize,
+    pub total: usize,
+}
+
+impl Changed {
+    fn of(cidrs: &[Cidr], now: &BTreeMap<Cidr, ListEntry>, now_ns: u64) -> Self {
+        let named: std::collections::BTreeSet<&Cidr> = cidrs.iter().collect();
+        let entries = named
+            .iter()
+            .filter_map(|cidr| now.get(cidr).map(|entry| listed(**cidr, entry, now_ns)))
+            .collect();
+        Self {
+            entries,
+            named: named.len(),
+            total: now.len(),
+        }
     }
-    Ok((lock, ListMaps::open(pins, list)?))
 }
 
-/// `filter-ctl allow|deny add`.
+/// `filter-ctl allow|deny add`; the caller holds the interface's lock.
 pub fn add(
     pins: &IfacePins,
     list: List,
     cidrs: &[Cidr],
     lasting: Option<Duration>,
-) -> anyhow::Result<Vec<ListedEntry>> {
-    let (_lock, mut maps) = open_for_change(pins, list)?;
-    maps.add(cidrs, lasting, ListSource::Operator, now_ns())?;
-    maps.entries(now_ns())
+) -> anyhow::Result<Changed> {
+    let mut maps = open_for_change(pins, list)?;
+    let now = now_ns();
+    let entries = maps.add(cidrs, lasting, ListSource::Operator, now)?;
+    Ok(Changed::of(cidrs, &entries, now))
 }
 
-/// `filter-ctl allow|deny del`.
-pub fn del(pins: &IfacePins, list: List, cidrs: &[Cidr]) -> anyhow::Result<Vec<ListedEntry>> {
-    let (_lock, mut maps) = open_for_change(pins, list)?;
-    maps.remove(cidrs, now_ns())
+/// `filter-ctl allow|deny del`; the caller holds the interface's lock.
+pub fn del(pins: &IfacePins, list: List, cidrs: &[Cidr]) -> anyhow::Result<Changed> {
+    let mut maps = open_for_change(pins, list)?;
+    let now = now_ns();
+    let entries = maps
+        .remove(cidrs, now)
         .with_context(|| format!("on the {} list", list.name()))?;
-    maps.entries(now_ns())
+    Ok(Changed::of(cidrs, &entries, now))
 }
 
 /// Removes the expired entries of both lists (the daemon does, every few
 /// seconds); returns how many.
 pub fn remove_expired(pins: &IfacePins) -> anyhow::Result<usize> {
-    let _lock = lock(pins)?;
+    // Under the interface's lock, like every change; no pins, nothing to do.
+    let Some(_lock) = pins.lock(false)? else {
+        return Ok(0);
+    };
     let now = now_ns();
     let mut removed = 0;
     for list in [List::Allow, List::Deny] {

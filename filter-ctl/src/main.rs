@@ -5,8 +5,8 @@
 //! `filter_common::report` types.
 
 use std::{
-    fs,
-    io::Write as _,
+    fs::File,
+    io::{Read as _, Write as _},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -28,6 +28,10 @@ use filter_ctl::{
     settings::SettingsMaps,
     stats, status,
 };
+
+/// The largest settings file `apply` and `attach --config` read: far more
+/// than every key with a comment, far less than a device that never ends.
+const MAX_SETTINGS_FILE: u64 = 1 << 20;
 
 /// Drops unsolicited DNS/NTP responses and SYN floods on a gateway's WAN interface,
 /// with an XDP program on ingress and a TC program on egress.
@@ -75,6 +79,11 @@ impl Iface {
     fn attached(&self, pin_root: &Path) -> anyhow::Result<IfacePins> {
         PinRoot::open(pin_root, false)?.attached(&self.iface)
     }
+
+    /// Its pins, locked for a change (see `attach::lock_for_change`).
+    fn for_change(&self, pin_root: &Path) -> anyhow::Result<(pins::IfaceLock, IfacePins)> {
+        attach::lock_for_change(&PinRoot::open(pin_root, false)?, &self.iface)
+    }
 }
 
 /// How a reading command prints.
@@ -121,13 +130,26 @@ enum Command {
         #[command(flatten)]
         target: Iface,
     },
-    /// Show where the filter is attached, its mode, program ids and maps.
+    /// Show where the filter is attached, its mode, program ids and maps,
+    /// and what is wrong (a deleted or renamed interface, an interrupted
+    /// attach) with the command that fixes it.
     Status {
         /// Only this interface (default: every interface in this network namespace).
-        #[arg(long, value_name = "IFACE")]
+        #[arg(long, value_name = "IFACE", conflicts_with = "all")]
         iface: Option<String>,
+        /// List the pins of every network namespace instead, also of
+        /// namespaces that are gone (`filter-ctl cleanup` removes those).
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         output: Output,
+    },
+    /// Remove the pins of filters whose network namespace is gone (deleted
+    /// with the filter attached): their programs run nowhere.
+    Cleanup {
+        /// Only show what would be removed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Change settings of the running filter: no reattach, counters and state kept.
     ///
@@ -146,9 +168,10 @@ enum Command {
     Apply {
         #[command(flatten)]
         target: Iface,
+        /// The TOML file (at most 1 MiB); `filter-ctl config` prints one.
         file: PathBuf,
     },
-    /// Show the live settings, in the form `set` takes them.
+    /// Show the live settings as a TOML file that `apply` takes back.
     Config {
         #[command(flatten)]
         target: Iface,
@@ -274,11 +297,19 @@ enum ListAction {
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`filter-ctl man | head`), as Unix tools
+    // do, instead of panicking on the next print. Changes are written
+    // before anything is printed.
+    // SAFETY: setting a signal's disposition to the default, at start.
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     if let Command::Daemon { log_format, .. } = &cli.command {
+        // The daemon keeps Rust's ignored SIGPIPE: a scraper hanging up
+        // must not kill it.
         daemon::logging::init(*log_format);
     } else {
+        // SAFETY: setting a signal's disposition to the default, at start.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
             .format_timestamp(None)
             .format_target(false)
@@ -305,28 +336,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let iface = Interface::lookup(&target.iface)?;
             iface.require_ethernet()?;
             // Check the file before touching the interface.
-            let assignments = config.as_deref().map(read_settings_file).transpose()?;
-            if let Some(assignments) = &assignments {
-                Settings::default().with(assignments)?;
-            }
+            let assignments = match &config {
+                Some(file) => {
+                    let file = SettingsFile::read(file)?;
+                    file.check(&Settings::default())?;
+                    file.assignments
+                }
+                None => Vec::new(),
+            };
             let root = PinRoot::open(pin_root, true)?;
-            let report = attach::attach(&root, &iface, mode)?;
-            if let Some(assignments) = &assignments {
-                SettingsMaps::open(&root.attached(&report.iface)?)?.apply(assignments)?;
-            }
+            let report = attach::attach(&root, &iface, mode, &assignments)?;
             if let Some(why) = &report.native_unavailable {
                 eprintln!(
                     "filter-ctl: native XDP is not available on {} ({why}); using generic (skb) mode, which costs more per packet",
                     report.iface
                 );
             }
+            for carried in &report.carried {
+                match &carried.lost {
+                    None => eprintln!(
+                        "filter-ctl: {} has a new layout: carried over ({} entries)",
+                        carried.map, carried.entries
+                    ),
+                    Some(why) => eprintln!(
+                        "filter-ctl: {} has a new layout: {} entries carried over; {why}",
+                        carried.map, carried.entries
+                    ),
+                }
+            }
             println!(
                 "{} filter on {} in {} mode (XDP program {}, egress program {})",
-                if report.replaced {
-                    "replaced"
-                } else {
-                    "attached"
-                },
+                report.outcome.verb(),
                 report.iface,
                 report.mode.name(),
                 report.xdp_program_id,
@@ -334,11 +374,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Detach { target } => {
-            attach::detach(&target.attached(pin_root)?)?;
+            attach::detach(&PinRoot::open(pin_root, false)?.iface(&target.iface)?)?;
             println!("detached filter from {}", target.iface);
         }
-        Command::Status { iface, output } => {
+        Command::Status {
+            iface: _,
+            all: true,
+            output,
+        } => {
             let root = PinRoot::open(pin_root, false)?;
+            let everywhere = status::everywhere(&root)?;
+            output.print(&everywhere, || {
+                if everywhere.is_empty() {
+                    "no filter is pinned in any network namespace\n".into()
+                } else {
+                    everywhere.iter().map(status::describe_pinned).collect()
+                }
+            })?;
+        }
+        Command::Cleanup { dry_run } => {
+            let root = PinRoot::open(pin_root, false)?;
+            let gone = status::everywhere(&root)?
+                .into_iter()
+                .filter(|pinned| !pinned.netns_exists);
+            let mut any = false;
+            for pinned in gone {
+                any = true;
+                if !dry_run {
+                    status::remove_pinned(&root, &pinned)?;
+                }
+                println!(
+                    "{} {} (interface {} of network namespace {}, which is gone)",
+                    if dry_run { "would remove" } else { "removed" },
+                    pinned.pin_dir.display(),
+                    pinned.iface,
+                    pinned.netns
+                );
+            }
+            if !any {
+                println!("nothing to clean up: every pinned filter's network namespace exists");
+            }
+        }
+        Command::Status { iface, output, .. } => {
+            let root = PinRoot::open(pin_root, false)?;
+            if let Some(name) = &iface
+                && !root.iface(name)?.exists()
+            {
+                // Not attached there: say so only of an interface that exists.
+                Interface::lookup(name)?;
+            }
             let all = status::status(&root, iface.as_deref())?;
             output.print(&all, || {
                 if all.is_empty() {
@@ -352,12 +436,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
             assignments,
         } => {
-            let settings = SettingsMaps::open(&target.attached(pin_root)?)?.apply(&assignments)?;
+            let (_lock, pins) = target.for_change(pin_root)?;
+            let settings = SettingsMaps::open(&pins)?.apply(&assignments)?;
             print!("{settings}");
         }
         Command::Apply { target, file } => {
-            let assignments = read_settings_file(&file)?;
-            let settings = SettingsMaps::open(&target.attached(pin_root)?)?.apply(&assignments)?;
+            let file = SettingsFile::read(&file)?;
+            let (_lock, pins) = target.for_change(pin_root)?;
+            let mut maps = SettingsMaps::open(&pins)?;
+            file.check(&maps.read()?)?;
+            let settings = maps.apply(&file.assignments)?;
             print!("{settings}");
         }
         Command::Config { target, output } => {
@@ -422,46 +510,134 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// At most this many changed entries are shown one by one after a change.
+const SHOWN_CHANGES: usize = 20;
+
 fn list_command(pin_root: &Path, list: List, action: ListAction) -> anyhow::Result<()> {
-    let (entries, target, output) = match action {
+    let (target, verb, changed) = match action {
+        ListAction::List { target, output } => {
+            let entries = lists::list(&target.attached(pin_root)?, list)?;
+            return output.print(&entries, || {
+                if entries.is_empty() {
+                    format!("the {} list of {} is empty\n", list.name(), target.iface)
+                } else {
+                    entries.iter().map(|e| lists::describe(e) + "\n").collect()
+                }
+            });
+        }
         ListAction::Add {
             target,
             cidrs,
             lasting,
         } => {
-            let pins = target.attached(pin_root)?;
-            (lists::add(&pins, list, &cidrs, lasting)?, target, None)
+            if list == List::Allow {
+                for everything in cidrs.iter().filter(|cidr| cidr.is_everything()) {
+                    eprintln!(
+                        "filter-ctl: warning: {everything} on the allow list exempts every {} \
+                         source from every drop rule: the filter drops nothing of that family \
+                         (`filter-ctl allow del --iface {} {everything}` undoes it)",
+                        if everything.net().addr().is_ipv4() {
+                            "IPv4"
+                        } else {
+                            "IPv6"
+                        },
+                        target.iface
+                    );
+                }
+            }
+            let (_lock, pins) = target.for_change(pin_root)?;
+            let changed = lists::add(&pins, list, &cidrs, lasting)?;
+            (target, "added", changed)
         }
         ListAction::Del { target, cidrs } => {
-            let pins = target.attached(pin_root)?;
-            (lists::del(&pins, list, &cidrs)?, target, None)
-        }
-        ListAction::List { target, output } => {
-            let pins = target.attached(pin_root)?;
-            (lists::list(&pins, list)?, target, Some(output))
+            let (_lock, pins) = target.for_change(pin_root)?;
+            let changed = lists::del(&pins, list, &cidrs)?;
+            (target, "removed", changed)
         }
     };
-    let text = || {
-        if entries.is_empty() {
-            format!("the {} list of {} is empty\n", list.name(), target.iface)
-        } else {
-            entries.iter().map(|e| lists::describe(e) + "\n").collect()
-        }
-    };
-    match output {
-        Some(output) => output.print(&entries, text),
-        None => {
-            print!("{}", text());
-            Ok(())
+    // What changed, not the whole list: it may hold 65,536 entries per family.
+    let out = &mut std::io::stdout().lock();
+    if changed.entries.len() <= SHOWN_CHANGES {
+        for entry in &changed.entries {
+            writeln!(out, "{}", lists::describe(entry))?;
         }
     }
+    writeln!(
+        out,
+        "{verb} {} prefix{}; the {} list of {} holds {} (`filter-ctl {} list --iface {}` shows them)",
+        changed.named,
+        if changed.named == 1 { "" } else { "es" },
+        list.name(),
+        target.iface,
+        changed.total,
+        list.name(),
+        target.iface
+    )?;
+    Ok(())
 }
 
-fn read_settings_file(path: &Path) -> anyhow::Result<Vec<Assignment>> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let Assignments(assignments) =
-        toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
-    Ok(assignments)
+/// A settings file, read and parsed: every key known and every value
+/// allowed (errors point at the line and column).
+struct SettingsFile {
+    path: PathBuf,
+    text: String,
+    assignments: Vec<Assignment>,
+}
+
+impl SettingsFile {
+    fn read(path: &Path) -> anyhow::Result<Self> {
+        let mut text = Vec::new();
+        File::open(path)
+            .and_then(|file| file.take(MAX_SETTINGS_FILE + 1).read_to_end(&mut text))
+            .with_context(|| format!("reading {}", path.display()))?;
+        if text.len() as u64 > MAX_SETTINGS_FILE {
+            anyhow::bail!(
+                "{} is larger than {} KiB: not a settings file",
+                path.display(),
+                MAX_SETTINGS_FILE / 1024
+            );
+        }
+        let text = String::from_utf8(text)
+            .with_context(|| format!("{} is not a text file (UTF-8)", path.display()))?;
+        let Assignments(assignments) =
+            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            text,
+            assignments,
+        })
+    }
+
+    /// Checks the keys together over `live`: a rule between keys (a port in
+    /// two lists) is reported at the line of the first key that breaks it.
+    fn check(&self, live: &Settings) -> anyhow::Result<()> {
+        let Err(err) = live.with(&self.assignments) else {
+            return Ok(());
+        };
+        let culprit = (1..=self.assignments.len())
+            .find(|n| live.with(&self.assignments[..*n]).is_err())
+            .map(|n| self.assignments[n - 1].key());
+        match culprit.and_then(|key| self.line_of(key).map(|line| (key, line))) {
+            Some((key, line)) => {
+                Err(err).with_context(|| format!("in {}, line {line} ({key})", self.path.display()))
+            }
+            None => Err(err).with_context(|| format!("in {}", self.path.display())),
+        }
+    }
+
+    /// The line (from 1) where `key` is set.
+    fn line_of(&self, key: &str) -> Option<usize> {
+        self.text
+            .lines()
+            .position(|line| {
+                let line = line.trim_start();
+                let rest = line
+                    .strip_prefix(key)
+                    .or_else(|| line.strip_prefix(&format!("\"{key}\"")));
+                rest.is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|index| index + 1)
+    }
 }
 
 /// `--attack-quiet`: a second to an hour.
@@ -515,19 +691,22 @@ fn print_man_page() -> anyhow::Result<()> {
         page.render_options_section(out)?;
     }
     let mut roff = Roff::new();
-    roff.control("SH", ["SETTINGS"]).text([roman(
-        "The keys of set, of apply and attach --config files (TOML), and of config.",
-    )]);
+    // Left-adjusted: a justified line next to a long unbreakable value (the
+    // amplifier ports' default) is spread over the whole width.
+    roff.control("SH", ["SETTINGS"])
+        .control("ad", ["l"])
+        .text([roman(
+            "The keys of set, of apply and attach --config files (TOML), and of config.",
+        )]);
     let defaults = Settings::default();
     for setting in SETTINGS {
+        // The tag holds no space (a default there was spread over the
+        // width); the default has a line of its own below the text.
         roff.control("TP", [] as [&str; 0])
-            .text([
-                bold(setting.key()),
-                roman("="),
-                italic(setting.allowed()),
-                roman(format!(" (default: {})", setting.show(&defaults))),
-            ])
-            .text([roman(setting.help())]);
+            .text([bold(setting.key()), roman("="), italic(setting.allowed())])
+            .text([roman(setting.help())])
+            .control("br", [] as [&str; 0])
+            .text([roman(format!("default: {}", setting.show(&defaults)))]);
     }
     roff.to_writer(out)?;
     Ok(())

@@ -11,7 +11,8 @@
 //! ```
 
 use std::{
-    fs,
+    fs::{self, File},
+    io,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::Command,
@@ -19,7 +20,12 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use filter_common::report::XdpMode;
-use nix::sys::statfs::{BPF_FS_MAGIC, statfs};
+use nix::{
+    fcntl::{Flock, FlockArg},
+    sys::statfs::{BPF_FS_MAGIC, statfs},
+};
+
+use crate::fault;
 
 /// Default pin root; `--pin-root` or this environment variable change it.
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/wan-filter";
@@ -75,8 +81,50 @@ impl PinRoot {
 
     /// This network namespace's directory name: interface names are only unique per namespace.
     fn netns_subdir() -> anyhow::Result<String> {
-        let netns = fs::metadata("/proc/self/ns/net").context("reading /proc/self/ns/net")?;
-        Ok(format!("net{}", netns.ino()))
+        Ok(format!("net{}", this_netns()?))
+    }
+
+    /// Every interface's pins under the root, in every network namespace:
+    /// (the namespace's inode, the pins). Pins of another namespace can only
+    /// be removed from here ([`IfacePins::remove_all`]), not attached or
+    /// changed: their interface names mean nothing in this one.
+    pub fn everywhere(&self) -> anyhow::Result<Vec<(u64, IfacePins)>> {
+        let mut all = Vec::new();
+        let Ok(entries) = fs::read_dir(&self.path) else {
+            return Ok(all);
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Some(netns) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.strip_prefix("net"))
+                .and_then(|ino| ino.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let Ok(ifaces) = fs::read_dir(entry.path()) else {
+                continue;
+            };
+            for iface in ifaces.filter_map(Result::ok) {
+                let Ok(name) = iface.file_name().into_string() else {
+                    continue;
+                };
+                if name.contains(STAGING_MARK) || !iface.path().is_dir() {
+                    continue;
+                }
+                let subdir = Path::new(&format!("net{netns}")).join(&name);
+                all.push((
+                    netns,
+                    IfacePins {
+                        iface: name,
+                        dir: self.path.join(&subdir),
+                        shown: self.shown.join(subdir),
+                    },
+                ));
+            }
+        }
+        all.sort_by(|(a, x), (b, y)| (a, &x.iface).cmp(&(b, &y.iface)));
+        Ok(all)
     }
 
     fn netns_dir(&self) -> anyhow::Result<PathBuf> {
@@ -113,10 +161,26 @@ impl PinRoot {
             .filter_map(Result::ok)
             .filter(|entry| entry.path().is_dir())
             .filter_map(|entry| entry.file_name().into_string().ok())
+            // Not an interface: an upgrade's staging directory (see IfacePins::staging).
+            .filter(|name| !name.contains(STAGING_MARK))
             .collect();
         names.sort();
         Ok(names)
     }
+}
+
+/// What separates an interface's name from the suffix of its staging
+/// directory: a colon, which no interface name can contain.
+const STAGING_MARK: char = ':';
+
+/// An exclusive lock on the filter of one interface, held until dropped:
+/// the commands that change the filter (attach, detach, set, apply, list
+/// changes) take it, so they run one at a time. It is a `flock` on the pin
+/// directory, which the kernel releases when its holder dies, even by
+/// SIGKILL.
+#[derive(Debug)]
+pub struct IfaceLock {
+    _held: Flock<File>,
 }
 
 /// The pins of the filter on one interface.
@@ -144,6 +208,56 @@ impl IfacePins {
 
     pub fn exists(&self) -> bool {
         self.dir.is_dir()
+    }
+
+    /// Takes the interface's lock ([`IfaceLock`]), waiting while another
+    /// command holds it. With `create`, the pin directory is made first
+    /// (attach); without, `None` when there is no pin directory (the filter
+    /// is not attached, or a detach removed it while we waited).
+    pub fn lock(&self, create: bool) -> anyhow::Result<Option<IfaceLock>> {
+        loop {
+            if create {
+                fs::create_dir_all(&self.dir)
+                    .with_context(|| format!("creating pin directory {}", self.dir.display()))?;
+            }
+            let dir = match File::open(&self.dir) {
+                Ok(dir) => dir,
+                // Removed since (a detach); attach makes it again.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    if create {
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| format!("opening {}", self.dir.display()));
+                }
+            };
+            let locked = Flock::lock(dir, FlockArg::LockExclusive)
+                .map_err(|(_, errno)| errno)
+                .with_context(|| format!("locking {}", self.dir.display()))?;
+            // The holder we waited for may have removed the directory (a
+            // detach) or a new one may stand there now: lock that one instead.
+            let held = locked.metadata()?;
+            match fs::metadata(&self.dir) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                    fault::point("lock: taken");
+                    return Ok(Some(IfaceLock { _held: locked }));
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Where an upgrade builds the complete set of new pins before it swaps
+    /// them in (`<iface>:upgrade`, which no interface can be called).
+    pub fn staging(&self) -> IfacePins {
+        let name = format!("{}{STAGING_MARK}upgrade", self.iface);
+        IfacePins {
+            iface: self.iface.clone(),
+            dir: self.dir.with_file_name(&name),
+            shown: self.shown.with_file_name(&name),
+        }
     }
 
     pub fn map(&self, name: &str) -> PathBuf {
@@ -191,6 +305,39 @@ impl IfacePins {
         }
         Ok(())
     }
+}
+
+/// The inode of this process's network namespace.
+pub fn this_netns() -> anyhow::Result<u64> {
+    Ok(fs::metadata("/proc/self/ns/net")
+        .context("reading /proc/self/ns/net")?
+        .ino())
+}
+
+/// Whether a network namespace with this inode exists: a process lives in
+/// it, or `ip netns` keeps it (a bind mount under /run/netns). A namespace
+/// only an open file descriptor keeps alive is not seen.
+pub fn netns_exists(inode: u64) -> bool {
+    let in_use = |path: PathBuf| fs::metadata(path).is_ok_and(|meta| meta.ino() == inode);
+    let processes = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .any(|entry| in_use(entry.path().join("ns/net")));
+    let named = ["/run/netns", "/var/run/netns"].iter().any(|dir| {
+        fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .any(|entry| in_use(entry.path()))
+    });
+    processes || named
 }
 
 /// `path` itself if its nearest existing ancestor is on a bpffs, else the same

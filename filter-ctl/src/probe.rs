@@ -151,7 +151,7 @@ fn missing_features() -> Result<Vec<String>, ProgramError> {
 
 /// TCX if the kernel answers a TCX query on the interface, clsact if it does
 /// not know the TCX attach type (EINVAL).
-fn egress_hook(if_index: u32) -> anyhow::Result<EgressHook> {
+pub fn egress_hook(if_index: u32) -> anyhow::Result<EgressHook> {
     match SchedClassifier::query_tcx(if_index, TcAttachType::Egress) {
         Ok(_) => Ok(EgressHook::Tcx),
         Err(ProgramError::SyscallError(err))

@@ -1,8 +1,17 @@
-//! The settings maps of a filter: `CONFIG` (one [`Config`]),
-//! `WATCHED_PORTS` (one [`WatchedPorts`]) and `CONN_LIMITS` (one
-//! [`ConnLimits`]), read into and written from [`Settings`]. The keys, their values and their checks are the table in
-//! `filter_common::settings`; this module only moves them in and out of the
-//! kernel.
+//! The settings maps of a filter: `CONFIG` (one [`Config`]), and
+//! `WATCHED_PORTS` (two [`WatchedPorts`]) and `CONN_LIMITS` (two
+//! [`ConnLimits`]), each the live element and a spare, read into and
+//! written from [`Settings`]. The keys, their values and their checks are
+//! the table in `filter_common::settings`; this module only moves them in
+//! and out of the kernel.
+//!
+//! A change takes effect in one write, so that the programs, and whoever
+//! looks after a filter-ctl killed halfway, see the old settings or the new
+//! ones, never a mix: new ports and limits go into the spare elements, then
+//! the one write of the config switches `ports_slot` to them along with
+//! every other changed key. Changes run under the interface's lock
+//! ([`crate::pins::IfacePins::lock`]), so two at once cannot lose each
+//! other's keys.
 
 use std::{
     borrow::{Borrow, BorrowMut},
@@ -22,7 +31,7 @@ use filter_common::{
     settings::{Assignment, Settings},
 };
 
-use crate::pins::IfacePins;
+use crate::{fault, pins::IfacePins};
 
 /// The settings maps of a pinned filter (`MapData`) or of a loaded object
 /// (`&mut MapData`).
@@ -69,12 +78,12 @@ impl<T: Borrow<MapData>> SettingsMaps<T> {
         let config = self.config.get(&0, 0).context("reading the config map")?;
         let ports = Box::new(
             self.ports
-                .get(&0, 0)
+                .get(&config.ports_slot(), 0)
                 .context("reading the watched ports map")?,
         );
         let conn_limits = Box::new(
             self.conn_limits
-                .get(&0, 0)
+                .get(&config.ports_slot(), 0)
                 .context("reading the connection limits map")?,
         );
         Ok(Settings::from_maps(config, &ports).with_conn_limits(&conn_limits))
@@ -86,25 +95,26 @@ impl<T: BorrowMut<MapData>> SettingsMaps<T> {
     /// changed: all or nothing. Returns the new settings.
     pub fn apply(&mut self, assignments: &[Assignment]) -> anyhow::Result<Settings> {
         let live = self.read()?;
-        let next = live.with(assignments)?;
+        let mut next = live.with(assignments)?;
+        let (classes, limits) = (next.watched_ports(), next.conn_limits_map());
+        if *classes != *live.watched_ports() || *limits != *live.conn_limits_map() {
+            // Both into the spare slot, which the config's write switches to.
+            let spare = 1 - live.config.ports_slot();
+            self.ports
+                .set(spare, &*classes, 0)
+                .context("writing the watched ports map")?;
+            fault::point("set: ports written");
+            self.conn_limits
+                .set(spare, &*limits, 0)
+                .context("writing the connection limits map")?;
+            fault::point("set: connection limits written");
+            next.config.ports_slot = spare as u8;
+        }
         if next.config != live.config {
             self.config
                 .set(0, &next.config, 0)
                 .context("writing the config map")?;
-        }
-        let classes = next.watched_ports();
-        if *classes != *live.watched_ports() {
-            // One write: the programs see each port's old class or its new one.
-            self.ports
-                .set(0, &*classes, 0)
-                .context("writing the watched ports map")?;
-        }
-        let limits = next.conn_limits_map();
-        if *limits != *live.conn_limits_map() {
-            // One write, like the watched ports.
-            self.conn_limits
-                .set(0, &*limits, 0)
-                .context("writing the connection limits map")?;
+            fault::point("set: config written");
         }
         Ok(next)
     }
@@ -118,15 +128,15 @@ impl<T: BorrowMut<MapData>> SettingsMaps<T> {
             syn_hash_seed: random_seed()?,
             ..defaults.config
         };
+        self.ports
+            .set(config.ports_slot(), &*defaults.watched_ports(), 0)
+            .context("writing the watched ports map")?;
+        self.conn_limits
+            .set(config.ports_slot(), &*defaults.conn_limits_map(), 0)
+            .context("writing the connection limits map")?;
         self.config
             .set(0, &config, 0)
             .context("writing the config map")?;
-        self.ports
-            .set(0, &*defaults.watched_ports(), 0)
-            .context("writing the watched ports map")?;
-        self.conn_limits
-            .set(0, &*defaults.conn_limits_map(), 0)
-            .context("writing the connection limits map")?;
         Ok(())
     }
 }

@@ -8,21 +8,24 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo},
 };
 use filter_common::{
-    FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, SynBucket, WatchedPorts,
+    Config, FragmentKey, FragmentVerdict, ListEntry, SolicitedSlot, SynBucket, WatchedPorts,
     conn::{ConnCount, ConnLimits, ConnOwner, ConnSlot},
     handshake::{HandshakeSlot, ServicePorts},
+    lists::{COPY_SLOTS, in_use_slot},
     map,
-    report::{EgressHook, LinkState, MapStatus, Status},
+    report::{EgressHook, LinkState, MapStatus, PinnedFilter, Status},
 };
 
 use crate::{
-    attach::link_info,
+    attach::{self, link_info},
     clock::now_ns,
     health::{Health, health},
     iface::Interface,
-    lists::live_entries,
+    kernel::link_ifindex,
+    layout,
+    lists::{List, live_entries},
     mapped,
-    pins::{IfacePins, PinRoot},
+    pins::{self, IfacePins, PinRoot},
 };
 
 /// Status of every interface with pins in this network namespace, or of one.
@@ -49,6 +52,12 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
         (None, None)
     };
     let health = health(pins)?;
+    // The config says which copy of the double-buffered maps is live.
+    let config = pins
+        .open_map(map::CONFIG)
+        .ok()
+        .and_then(|config| Array::<MapData, Config>::try_from(config).ok())
+        .and_then(|config| config.get(&0, 0).ok());
     let maps: Vec<MapStatus> = map::ALL
         .iter()
         .filter(|name| pins.map(name).exists())
@@ -65,12 +74,26 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
                     map::CONN_LIMITS => ConnLimits::PORTS as u32,
                     _ => info.max_entries(),
                 },
-                entries: entries_in_use(name, MapData::from_pin(pins.map(name))?)?
+                // Best effort: a map of another build's layout shows its size.
+                entries: entries_in_use(name, MapData::from_pin(pins.map(name))?, config.as_ref())
+                    .ok()
+                    .flatten()
                     .unwrap_or(info.max_entries()),
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    let problems = problems(pins, &health, &maps);
+    let mut problems = problems(pins, &health);
+    if health.xdp != LinkState::Missing {
+        problems.extend(attach::map_problems(pins)?);
+        let differ = layout::mismatches(pins.dir())?;
+        if !differ.is_empty() {
+            problems.push(format!(
+                "attached by a build whose maps differ from this one's ({}): only `attach` with \
+                 this build (an upgrade, state kept) or the other build can change it",
+                differ.join(", ")
+            ));
+        }
+    }
     Ok(Status {
         iface: pins.iface().to_owned(),
         iface_present: Interface::lookup(pins.iface()).is_ok(),
@@ -90,7 +113,7 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
 
 /// What is wrong with the filter pinned at `pins`, each with the command
 /// that fixes it.
-fn problems(pins: &IfacePins, health: &Health, maps: &[MapStatus]) -> Vec<String> {
+fn problems(pins: &IfacePins, health: &Health) -> Vec<String> {
     let iface = pins.iface();
     let mut problems = Vec::new();
     match &health.xdp {
@@ -127,28 +150,24 @@ fn problems(pins: &IfacePins, health: &Health, maps: &[MapStatus]) -> Vec<String
             health.egress.describe()
         ));
     }
-    let missing: Vec<&str> = map::ALL
-        .iter()
-        .copied()
-        .filter(|name| !maps.iter().any(|m| m.name == *name))
-        .collect();
-    if health.xdp != LinkState::Missing && !missing.is_empty() {
-        problems.push(format!(
-            "map pins missing: {}; `filter-ctl attach --iface {iface}` pins them again",
-            missing.join(", ")
-        ));
-    }
     problems
 }
 
-/// How many entries of a map are in use, for maps where that is not simply all.
-fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
+/// How many entries of a map are in use, for maps where that is not simply
+/// all. Of the double-buffered maps, only the live copy counts (per `config`).
+fn entries_in_use(
+    name: &str,
+    data: MapData,
+    config: Option<&Config>,
+) -> anyhow::Result<Option<u32>> {
     let count = |n: usize| Some(u32::try_from(n).unwrap_or(u32::MAX));
     let now = now_ns();
+    let live_copy = |list: List, copy: u32| config.is_some_and(|c| list.live_copy(c) == copy);
     Ok(match name {
         map::WATCHED_PORTS => {
             let ports: Array<MapData, WatchedPorts> = Array::try_from(Map::from_map_data(data)?)?;
-            let classes = Box::new(ports.get(&0, 0)?);
+            let slot = config.map_or(0, Config::ports_slot);
+            let classes = Box::new(ports.get(&slot, 0)?);
             count(classes.0.iter().filter(|&&class| class != 0).count())
         }
         map::SOLICITED => {
@@ -157,12 +176,13 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
         }
         map::LISTS_IN_USE => {
             let flags: Array<MapData, u32> = Array::try_from(Map::from_map_data(data)?)?;
-            count(
-                flags
-                    .iter()
-                    .filter(|flag| matches!(flag, Ok(f) if *f != 0))
-                    .count(),
-            )
+            let flagged = |slot: u32| flags.get(&slot, 0).is_ok_and(|flag| flag != 0);
+            let live = (0..COPY_SLOTS).filter(|slot| {
+                let list = if *slot < 2 { List::Allow } else { List::Deny };
+                let copy = config.map_or(0, |config| list.live_copy(config));
+                flagged(in_use_slot(*slot, copy))
+            });
+            count(live.count())
         }
         map::SOLICITED_LATEST => {
             let buckets = mapped::snapshot::<u64>(&data)?;
@@ -179,6 +199,29 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
             let buckets = mapped::snapshot::<SynBucket>(&data)?;
             count(buckets.iter().filter(|b| b.tat_ns > now).count())
         }
+        map::ALLOW_V4
+        | map::ALLOW_V6
+        | map::ALLOW_V4_B
+        | map::ALLOW_V6_B
+        | map::DENY_V4
+        | map::DENY_V6
+        | map::DENY_V4_B
+        | map::DENY_V6_B => {
+            let list = if name.starts_with("ALLOW") {
+                List::Allow
+            } else {
+                List::Deny
+            };
+            let copy = u32::from(name.ends_with("_B"));
+            if !live_copy(list, copy) {
+                // The spare copy: nothing there matches.
+                count(0)
+            } else if name.contains("V4") {
+                count(live::<[u8; 4]>(data, now)?)
+            } else {
+                count(live::<[u8; 16]>(data, now)?)
+            }
+        }
         map::SERVICE_PORTS => {
             let ports: Array<MapData, ServicePorts> = Array::try_from(Map::from_map_data(data)?)?;
             let marked = Box::new(ports.get(&0, 0)?);
@@ -186,7 +229,8 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
         }
         map::CONN_LIMITS => {
             let limits: Array<MapData, ConnLimits> = Array::try_from(Map::from_map_data(data)?)?;
-            let limits = Box::new(limits.get(&0, 0)?);
+            let slot = config.map_or(0, Config::ports_slot);
+            let limits = Box::new(limits.get(&slot, 0)?);
             count(limits.0.iter().filter(|&&max| max != 0).count())
         }
         map::HANDSHAKES => {
@@ -214,8 +258,6 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
                 HashMap::try_from(Map::from_map_data(data)?)?;
             count(counts.keys().filter(Result::is_ok).count())
         }
-        map::ALLOW_V4 | map::DENY_V4 => count(live::<[u8; 4]>(data, now)?),
-        map::ALLOW_V6 | map::DENY_V6 => count(live::<[u8; 16]>(data, now)?),
         _ => None,
     })
 }
@@ -225,6 +267,69 @@ fn entries_in_use(name: &str, data: MapData) -> anyhow::Result<Option<u32>> {
 fn live<K: Pod>(data: MapData, now: u64) -> anyhow::Result<usize> {
     let trie: LpmTrie<MapData, K, ListEntry> = LpmTrie::try_from(Map::from_map_data(data)?)?;
     Ok(live_entries(&trie, now))
+}
+
+/// Every filter pinned under the root, in every network namespace, and
+/// whether its namespace still exists (`status --all`).
+pub fn everywhere(root: &PinRoot) -> anyhow::Result<Vec<PinnedFilter>> {
+    let here = pins::this_netns()?;
+    root.everywhere()?
+        .into_iter()
+        .map(|(netns, pins)| {
+            let link_ifindex = pins
+                .find_xdp_link()
+                .and_then(|(_, link)| link_ifindex(&link).ok());
+            Ok(PinnedFilter {
+                netns,
+                this_netns: netns == here,
+                netns_exists: netns == here || pins::netns_exists(netns),
+                iface: pins.iface().to_owned(),
+                xdp_ifindex: link_ifindex,
+                pin_dir: pins.shown_dir().to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Removes the pins of `pinned` (`cleanup`), under its lock.
+pub fn remove_pinned(root: &PinRoot, pinned: &PinnedFilter) -> anyhow::Result<()> {
+    let pins = root
+        .everywhere()?
+        .into_iter()
+        .find(|(netns, pins)| *netns == pinned.netns && pins.iface() == pinned.iface)
+        .map(|(_, pins)| pins);
+    let Some(pins) = pins else {
+        return Ok(()); // removed meanwhile
+    };
+    let Some(_lock) = pins.lock(false)? else {
+        return Ok(());
+    };
+    pins.staging().remove_all()?;
+    pins.remove_all()
+}
+
+/// One line of `status --all`.
+pub fn describe_pinned(pinned: &PinnedFilter) -> String {
+    let place = if pinned.this_netns {
+        "this network namespace".to_owned()
+    } else if pinned.netns_exists {
+        format!("network namespace {}", pinned.netns)
+    } else {
+        format!(
+            "network namespace {}, which is GONE (`filter-ctl cleanup` removes the pins)",
+            pinned.netns
+        )
+    };
+    let link = match pinned.xdp_ifindex {
+        None => "no XDP link".to_owned(),
+        Some(0) => "XDP link severed".to_owned(),
+        Some(index) => format!("XDP link on ifindex {index}"),
+    };
+    format!(
+        "{}: {place}; {link}; pins {}\n",
+        pinned.iface,
+        pinned.pin_dir.display()
+    )
 }
 
 /// The human form of one status.

@@ -8,8 +8,10 @@ use filter_common::{Config, PortClass, WatchedPorts};
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
+/// Two elements: the live one (Config::ports_slot) and the one filter-ctl
+/// writes a change into before it switches.
 #[map]
-static WATCHED_PORTS: Array<WatchedPorts> = Array::with_max_entries(1, 0);
+static WATCHED_PORTS: Array<WatchedPorts> = Array::with_max_entries(WatchedPorts::SLOTS, 0);
 
 /// The live config, read in place (a copy would cost more than the fields
 /// a packet needs); the programs never write it. Always there: an array's
@@ -22,15 +24,22 @@ pub fn get() -> Option<&'static Config> {
 /// How UDP `port` is watched.
 #[inline(always)]
 pub fn port_class(port: u16) -> PortClass {
-    // Older verifiers (Linux 6.1) know nothing of a byte swap's result, so a
-    // port swapped from network order would index the 64 KiB table with an
-    // unbounded value, which they refuse. A 2-byte load is bounded to
-    // 0..=65535 for every verifier; LLVM would drop a mere `& 0xffff`.
-    // SAFETY: reads a local that lives for the whole call.
-    let port = unsafe { core::ptr::read_volatile(&port) };
+    let slot = get().map_or(0, Config::ports_slot);
+    let port = bounded_port(port);
     WATCHED_PORTS
-        .get(0)
+        .get(slot)
         .map_or(PortClass::Unwatched, |ports| ports.class(port))
+}
+
+/// `port`, fit to index a 64 KiB per-port table on every verifier. Older
+/// verifiers (Linux 6.1) know nothing of a byte swap's result, so a port
+/// swapped from network order would index the table with an unbounded value,
+/// which they refuse. A 2-byte load is bounded to 0..=65535 for every
+/// verifier; LLVM would drop a mere `& 0xffff`.
+#[inline(always)]
+pub fn bounded_port(port: u16) -> u16 {
+    // SAFETY: reads a local that lives for the whole call.
+    unsafe { core::ptr::read_volatile(&port) }
 }
 
 /// The clock of every deadline in the maps: the coarse monotonic clock,

@@ -17,7 +17,7 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
 };
 use filter_common::{
-    Config,
+    Config, WatchedPorts,
     conn::{
         self, Age, CONN_BUCKETS, CONN_OWNERS, CONN_WAYS, ConnCount, ConnLimits, ConnOwner,
         ConnSlot, PENDING_NS, PENDING_SLOTS,
@@ -26,8 +26,12 @@ use filter_common::{
     handshake::FlowKey,
 };
 
+use crate::config;
+
+/// Two elements, like WATCHED_PORTS: the live one (Config::ports_slot) and
+/// the one filter-ctl writes a change into before it switches.
 #[map]
-static CONN_LIMITS: Array<ConnLimits> = Array::with_max_entries(1, 0);
+static CONN_LIMITS: Array<ConnLimits> = Array::with_max_entries(WatchedPorts::SLOTS, 0);
 
 // Memory-mappable, so that `filter-ctl status` counts what is in use.
 #[map]
@@ -43,7 +47,9 @@ static CONN_PENDING: Array<u64> = Array::with_max_entries(PENDING_SLOTS, BPF_F_M
 /// The connection limit of our TCP `port`; 0 = none.
 #[inline(always)]
 pub fn limit(port: u16) -> u16 {
-    CONN_LIMITS.get(0).map_or(0, |limits| limits.limit(port))
+    let port = config::bounded_port(port);
+    let slot = config::get().map_or(0, Config::ports_slot);
+    CONN_LIMITS.get(slot).map_or(0, |limits| limits.limit(port))
 }
 
 /// A SYN's handshake in flight, to be counted if the SYN passes.
@@ -133,13 +139,12 @@ pub enum Opened {
     Evicted,
 }
 
-/// A handshake to a limited port completed: the connection counts from now,
-/// and its handshake is no longer in flight.
+/// A handshake to a limited port completed: it is no longer in flight
+/// (also when its ACK carries a FIN and no connection opens).
 #[inline(always)]
-pub fn open(key: &FlowKey, config: &Config, now: u64) -> Opened {
-    let seed = config.syn_hash_seed;
+pub fn handshake_done(key: &FlowKey, config: &Config, now: u64) {
     let owner = ConnOwner::of(key);
-    if let Some(counter) = CONN_PENDING.get_ptr_mut(owner.pending_slot(seed)) {
+    if let Some(counter) = CONN_PENDING.get_ptr_mut(owner.pending_slot(config.syn_hash_seed)) {
         // SAFETY: a valid, aligned element of the array map, read and
         // written by value.
         unsafe {
@@ -148,6 +153,14 @@ pub fn open(key: &FlowKey, config: &Config, now: u64) -> Opened {
             }
         }
     }
+}
+
+/// A handshake to a limited port completed (after [`handshake_done`]): the
+/// connection counts from now.
+#[inline(always)]
+pub fn open(key: &FlowKey, config: &Config, now: u64) -> Opened {
+    let seed = config.syn_hash_seed;
+    let owner = ConnOwner::of(key);
     let window = conn::window(now, config.conn_idle_timeout_ns);
     let first = key.bucket(seed, CONN_BUCKETS) * CONN_WAYS;
     let mut free = None;

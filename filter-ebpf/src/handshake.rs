@@ -24,6 +24,8 @@ use filter_common::{
     handshake::{FlowKey, HANDSHAKE_BUCKETS, HANDSHAKE_WAYS, HandshakeSlot, ServicePorts},
 };
 
+use crate::config;
+
 // Memory-mappable, so that `filter-ctl status` counts what is in use
 // without one syscall per slot.
 #[map]
@@ -50,7 +52,7 @@ pub fn is_service(port: u16) -> bool {
 #[inline(always)]
 fn mark_service(port: u16) {
     if let Some(ports) = SERVICE_PORTS.get_ptr_mut(0) {
-        let byte = usize::from(port);
+        let byte = usize::from(config::bounded_port(port));
         // SAFETY: a valid element of the array map; one byte, read and
         // written by value.
         unsafe {

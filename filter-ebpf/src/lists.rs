@@ -10,14 +10,19 @@
 //! A trie is searched only when its LISTS_IN_USE slot says it may hold
 //! entries: an LPM lookup costs a helper call even on an empty trie, and
 //! most boxes have empty lists most of the time.
+//!
+//! Each list has two copies of its tries; the config says which is live
+//! (Config::list_copy). filter-ctl writes a change into the other copy and
+//! switches, so a change of many prefixes takes effect at once, and a
+//! filter-ctl killed halfway leaves the old list live.
 
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, LpmTrie, lpm_trie::Key};
 use filter_common::{
-    ListEntry, ListSource,
+    Config, ListEntry, ListSource,
     lists::{
         IN_USE_ALLOW_V4, IN_USE_ALLOW_V6, IN_USE_DENY_V4, IN_USE_DENY_V6, IN_USE_SLOTS,
-        LIST_ENTRIES,
+        LIST_ENTRIES, in_use_slot,
     },
     prefix,
 };
@@ -33,28 +38,51 @@ static DENY_V4: LpmTrie<[u8; 4], ListEntry> = LpmTrie::with_max_entries(LIST_ENT
 #[map]
 static DENY_V6: LpmTrie<[u8; 16], ListEntry> = LpmTrie::with_max_entries(LIST_ENTRIES, 0);
 #[map]
+static ALLOW_V4_B: LpmTrie<[u8; 4], ListEntry> = LpmTrie::with_max_entries(LIST_ENTRIES, 0);
+#[map]
+static ALLOW_V6_B: LpmTrie<[u8; 16], ListEntry> = LpmTrie::with_max_entries(LIST_ENTRIES, 0);
+#[map]
+static DENY_V4_B: LpmTrie<[u8; 4], ListEntry> = LpmTrie::with_max_entries(LIST_ENTRIES, 0);
+#[map]
+static DENY_V6_B: LpmTrie<[u8; 16], ListEntry> = LpmTrie::with_max_entries(LIST_ENTRIES, 0);
+#[map]
 static LISTS_IN_USE: Array<u32> = Array::with_max_entries(IN_USE_SLOTS, 0);
 
-/// One list: its two tries and their LISTS_IN_USE slots.
+/// One list: the two copies of its two tries and their LISTS_IN_USE slots
+/// (of copy 0).
 struct Tries {
-    v4: &'static LpmTrie<[u8; 4], ListEntry>,
-    v6: &'static LpmTrie<[u8; 16], ListEntry>,
+    deny: bool,
+    v4: [&'static LpmTrie<[u8; 4], ListEntry>; 2],
+    v6: [&'static LpmTrie<[u8; 16], ListEntry>; 2],
     v4_in_use: u32,
     v6_in_use: u32,
 }
 
 static ALLOW: Tries = Tries {
-    v4: &ALLOW_V4,
-    v6: &ALLOW_V6,
+    deny: false,
+    v4: [&ALLOW_V4, &ALLOW_V4_B],
+    v6: [&ALLOW_V6, &ALLOW_V6_B],
     v4_in_use: IN_USE_ALLOW_V4,
     v6_in_use: IN_USE_ALLOW_V6,
 };
 static DENY: Tries = Tries {
-    v4: &DENY_V4,
-    v6: &DENY_V6,
+    deny: true,
+    v4: [&DENY_V4, &DENY_V4_B],
+    v6: [&DENY_V6, &DENY_V6_B],
     v4_in_use: IN_USE_DENY_V4,
     v6_in_use: IN_USE_DENY_V6,
 };
+
+/// The live copy of one of a list's tries: the map reference is picked by a
+/// branch, never loaded from memory (the verifier needs map pointers to be
+/// constants of the code).
+#[inline(always)]
+fn live<K>(
+    copies: &[&'static LpmTrie<K, ListEntry>; 2],
+    copy: u32,
+) -> &'static LpmTrie<K, ListEntry> {
+    if copy == 0 { copies[0] } else { copies[1] }
+}
 
 /// Expired entries looked past in one lookup; a deeper pile of nested expired
 /// entries (only until filter-ctl cleans up) counts as no match.
@@ -62,24 +90,27 @@ const MAX_EXPIRED_SKIPS: usize = 4;
 
 /// True if the packet's source is on the allow list.
 #[inline(always)]
-pub fn allowed(ip: &Ip, now: u64) -> bool {
-    matches(ip, &ALLOW, now)
+pub fn allowed(ip: &Ip, config: &Config, now: u64) -> bool {
+    matches(ip, &ALLOW, config, now)
 }
 
 /// True if the packet's source is on the deny list.
 #[inline(always)]
-pub fn denied(ip: &Ip, now: u64) -> bool {
-    matches(ip, &DENY, now)
+pub fn denied(ip: &Ip, config: &Config, now: u64) -> bool {
+    matches(ip, &DENY, config, now)
 }
 
 #[inline(always)]
-fn matches(ip: &Ip, list: &Tries, now: u64) -> bool {
+fn matches(ip: &Ip, list: &Tries, config: &Config, now: u64) -> bool {
+    let copy = config.list_copy(list.deny);
     match ip.family {
         Family::Ipv4 => {
-            in_use(list.v4_in_use) && live_match(list.v4, ip.src[0].to_ne_bytes(), 32, now)
+            in_use(in_use_slot(list.v4_in_use, copy))
+                && live_match(live(&list.v4, copy), ip.src[0].to_ne_bytes(), 32, now)
         }
         Family::Ipv6 => {
-            in_use(list.v6_in_use) && live_match(list.v6, prefix::v6_bytes(&ip.src), 128, now)
+            in_use(in_use_slot(list.v6_in_use, copy))
+                && live_match(live(&list.v6, copy), prefix::v6_bytes(&ip.src), 128, now)
         }
     }
 }
@@ -120,27 +151,25 @@ pub enum Penalised {
 }
 
 /// Puts the packet's source (IPv4 /32, IPv6 /64: the per-source bucket's
-/// grain) on the deny list until `expires_ns`.
+/// grain) on the live copy of the deny list until `expires_ns`. (If
+/// filter-ctl switches copies at this moment, the entry can be lost: the
+/// source is then only rate-limited until its next penalty.)
 #[inline(always)]
-pub fn penalise(ip: &Ip, expires_ns: u64) -> Penalised {
-    let entry = |prefix_len| ListEntry {
-        expires_ns,
-        prefix_len,
-        source: ListSource::SynPenalty as u8,
-        _padding: [0; 6],
-    };
+pub fn penalise(ip: &Ip, config: &Config, expires_ns: u64) -> Penalised {
+    let entry = |prefix_len| ListEntry::new(expires_ns, prefix_len, ListSource::SynPenalty);
+    let copy = config.list_copy(true);
     let (inserted, slot) = match ip.family {
         Family::Ipv4 => (
-            DENY_V4.insert(&Key::new(32, ip.src[0].to_ne_bytes()), &entry(32), 0),
-            IN_USE_DENY_V4,
+            live(&DENY.v4, copy).insert(&Key::new(32, ip.src[0].to_ne_bytes()), &entry(32), 0),
+            in_use_slot(IN_USE_DENY_V4, copy),
         ),
         Family::Ipv6 => (
-            DENY_V6.insert(
+            live(&DENY.v6, copy).insert(
                 &Key::new(64, prefix::v6_slash64_bytes(&ip.src)),
                 &entry(64),
                 0,
             ),
-            IN_USE_DENY_V6,
+            in_use_slot(IN_USE_DENY_V6, copy),
         ),
     };
     if inserted.is_err() {

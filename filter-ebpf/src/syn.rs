@@ -111,7 +111,7 @@ fn over_source(bucket: Bucket, ip: &Ip, config: &Config, now: u64) -> Reason {
     if config.syn_penalty_ns == 0 || !bucket.strike(config.syn_source_burst) {
         return Reason::DropSynSource;
     }
-    match lists::penalise(ip, expiry::deadline(now, config.syn_penalty_ns)) {
+    match lists::penalise(ip, config, expiry::deadline(now, config.syn_penalty_ns)) {
         Penalised::Denied => {
             events::penalised(ip, config.syn_penalty_ns, now);
             Reason::DropSynPenalty

@@ -303,28 +303,28 @@ impl Filter {
         }
     }
 
-    /// The LISTS_IN_USE flags: allow v4, allow v6, deny v4, deny v6.
+    /// The LISTS_IN_USE flags of the live copies: allow v4, allow v6, deny
+    /// v4, deny v6.
     pub fn lists_in_use(&self) -> Vec<u32> {
         let flags: Array<_, u32> =
             Array::try_from(self.ebpf.map(map::LISTS_IN_USE).expect("LISTS_IN_USE"))
                 .expect("LISTS_IN_USE is an array of u32");
-        flags
-            .iter()
-            .map(|flag| flag.expect("reading LISTS_IN_USE"))
+        let config = self.config();
+        (0..filter_common::lists::COPY_SLOTS)
+            .map(|slot| {
+                let list = if slot < 2 { List::Allow } else { List::Deny };
+                let copy = list.live_copy(&config);
+                flags
+                    .get(&filter_common::lists::in_use_slot(slot, copy), 0)
+                    .expect("reading LISTS_IN_USE")
+            })
             .collect()
     }
 
-    /// The two tries of an allow or deny list, for the library functions
-    /// `filter-ctl allow|deny` uses.
+    /// Both copies of an allow or deny list's tries, for the library
+    /// functions `filter-ctl allow|deny` uses.
     pub fn list(&mut self, list: List) -> ListMaps<&mut aya::maps::MapData> {
-        let (v4, v6) = list.maps();
-        let [v4, v6, in_use] = self.ebpf.maps_disjoint_mut([v4, v6, map::LISTS_IN_USE]);
-        ListMaps {
-            list,
-            v4: aya::maps::LpmTrie::try_from(v4.expect("IPv4 list map")).expect("an LPM trie"),
-            v6: aya::maps::LpmTrie::try_from(v6.expect("IPv6 list map")).expect("an LPM trie"),
-            in_use: Array::try_from(in_use.expect("LISTS_IN_USE")).expect("an array"),
-        }
+        ListMaps::of(&mut self.ebpf, list).expect("the list maps")
     }
 
     /// Adds prefixes to a list as `filter-ctl allow|deny add` does, lasting

@@ -5,7 +5,9 @@
 //!
 //! Every sequence starts from an empty filter: afterwards the runner clears
 //! what the model says was written (solicited buckets, SYN slots, fragment
-//! entries, list entries) through memory maps and map calls, and after a
+//! entries, list entries, handshake buckets, service ports, half-open
+//! slots, connections, their counts and pending slots) through memory maps
+//! and map calls, and after a
 //! mismatch everything. So a case found by the fuzzer replays the same from
 //! a fresh load, and a shrunk case is minimal on its own.
 //!
@@ -26,9 +28,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData};
 use filter_common::{
-    Counter, FragmentKey, FragmentVerdict, ListSource, Reason, SolicitedSlot, SynBucket, map,
+    Counter, FragmentKey, FragmentVerdict, ListSource, Reason, SolicitedSlot, SynBucket,
+    conn::{CONN_WAYS, ConnCount, ConnOwner, ConnSlot},
+    handshake::{HANDSHAKE_WAYS, HandshakeSlot, ServicePorts},
+    map,
 };
 use filter_ctl::{
     clock::now_ns,
@@ -213,6 +218,12 @@ pub struct Checker {
     syn_sources: Mapped<SynBucket>,
     syn_prefixes: Mapped<SynBucket>,
     syn_global: Mapped<SynBucket>,
+    handshakes: Mapped<HandshakeSlot>,
+    handshakes_latest: Mapped<u64>,
+    halfopen_sources: Mapped<u64>,
+    halfopen_prefixes: Mapped<u64>,
+    connections: Mapped<ConnSlot>,
+    conn_pending: Mapped<u64>,
     cpus: usize,
     /// Every slot's counters over all CPUs after the last run.
     counts: Vec<Counter>,
@@ -234,6 +245,12 @@ impl Checker {
             syn_sources: Mapped::new(data(filter.map(map::SYN_SOURCES))),
             syn_prefixes: Mapped::new(data(filter.map(map::SYN_PREFIXES))),
             syn_global: Mapped::new(data(filter.map(map::SYN_GLOBAL))),
+            handshakes: Mapped::new(data(filter.map(map::HANDSHAKES))),
+            handshakes_latest: Mapped::new(data(filter.map(map::HANDSHAKES_LATEST))),
+            halfopen_sources: Mapped::new(data(filter.map(map::HALFOPEN_SOURCES))),
+            halfopen_prefixes: Mapped::new(data(filter.map(map::HALFOPEN_PREFIXES))),
+            connections: Mapped::new(data(filter.map(map::CONNECTIONS))),
+            conn_pending: Mapped::new(data(filter.map(map::CONN_PENDING))),
             cpus: aya::util::nr_cpus().expect("possible CPUs").get() as usize,
             counts: Vec::new(),
             tick_ns: coarse_tick_ns(),
@@ -560,12 +577,60 @@ impl Checker {
         let mut prefixes: BTreeSet<u32> = BTreeSet::new();
         let mut fragments = Vec::new();
         let mut lists = false;
+        let mut handshake_buckets: BTreeSet<u32> = BTreeSet::new();
+        let mut service_ports = false;
+        let mut halfopen_sources: BTreeSet<u32> = BTreeSet::new();
+        let mut halfopen_prefixes: BTreeSet<u32> = BTreeSet::new();
+        let mut conn_buckets: BTreeSet<u32> = BTreeSet::new();
+        let mut conn_pending: BTreeSet<u32> = BTreeSet::new();
+        let mut conn_owners = BTreeSet::new();
         for w in written {
             buckets.extend(&w.solicited_buckets);
             sources.extend(&w.syn_source_slots);
             prefixes.extend(&w.syn_prefix_slots);
             fragments.extend(w.fragments.iter().map(fragment_key));
             lists |= !w.list_entries.is_empty();
+            handshake_buckets.extend(&w.handshake_buckets);
+            service_ports |= !w.service_ports.is_empty();
+            halfopen_sources.extend(&w.halfopen_source_slots);
+            halfopen_prefixes.extend(&w.halfopen_prefix_slots);
+            conn_buckets.extend(&w.conn_buckets);
+            conn_pending.extend(&w.conn_pending_slots);
+            conn_owners.extend(&w.conn_owners);
+        }
+        let ways = HANDSHAKE_WAYS as usize;
+        for bucket in handshake_buckets {
+            let bucket = bucket as usize;
+            self.handshakes_latest.clear(bucket, 0);
+            for way in 0..ways {
+                self.handshakes
+                    .clear(bucket * ways + way, HandshakeSlot::default());
+            }
+        }
+        if service_ports {
+            self.clear_service_ports();
+        }
+        for slot in halfopen_sources {
+            self.halfopen_sources.clear(slot as usize, 0);
+        }
+        for slot in halfopen_prefixes {
+            self.halfopen_prefixes.clear(slot as usize, 0);
+        }
+        let ways = CONN_WAYS as usize;
+        for bucket in conn_buckets {
+            for way in 0..ways {
+                self.connections
+                    .clear(bucket as usize * ways + way, ConnSlot::default());
+            }
+        }
+        for slot in conn_pending {
+            self.conn_pending.clear(slot as usize, 0);
+        }
+        if !conn_owners.is_empty() {
+            let mut counts = self.conn_counts();
+            for owner in conn_owners {
+                let _ = counts.remove(&owner);
+            }
         }
         let ways = filter_common::SOLICITED_WAYS as usize;
         for bucket in buckets {
@@ -602,6 +667,18 @@ impl Checker {
         self.syn_sources.clear_all(SynBucket::default());
         self.syn_prefixes.clear_all(SynBucket::default());
         self.syn_global.clear_all(SynBucket::default());
+        self.handshakes.clear_all(HandshakeSlot::default());
+        self.handshakes_latest.clear_all(0);
+        self.halfopen_sources.clear_all(0);
+        self.halfopen_prefixes.clear_all(0);
+        self.connections.clear_all(ConnSlot::default());
+        self.conn_pending.clear_all(0);
+        self.clear_service_ports();
+        let mut counts = self.conn_counts();
+        let owners: Vec<ConnOwner> = counts.keys().filter_map(Result::ok).collect();
+        for owner in owners {
+            let _ = counts.remove(&owner);
+        }
         let mut table = self.fragments();
         let keys: Vec<FragmentKey> = table.keys().filter_map(Result::ok).collect();
         for key in keys {
@@ -615,16 +692,32 @@ impl Checker {
         HashMap::try_from(self.filter.map_mut(map::FRAGMENTS)).expect("FRAGMENTS is a hash map")
     }
 
+    fn conn_counts(&mut self) -> HashMap<&mut MapData, ConnOwner, ConnCount> {
+        HashMap::try_from(self.filter.map_mut(map::CONN_COUNTS)).expect("CONN_COUNTS is a hash map")
+    }
+
+    /// SERVICE_PORTS is one 64 KiB value, not mmapable: written whole.
+    fn clear_service_ports(&mut self) {
+        let mut ports: Array<&mut MapData, ServicePorts> =
+            Array::try_from(self.filter.map_mut(map::SERVICE_PORTS))
+                .expect("SERVICE_PORTS is an array");
+        let empty = Box::new(ServicePorts([0; ServicePorts::PORTS]));
+        ports.set(0, &*empty, 0).expect("clearing SERVICE_PORTS");
+    }
+
     fn clear_lists(&mut self) {
         for list in [CtlList::Allow, CtlList::Deny] {
             let mut maps = self.filter.list(list);
-            let v4: Vec<_> = maps.v4.keys().filter_map(Result::ok).collect();
-            for key in v4 {
-                maps.v4.remove(&key).expect("removing a list entry");
-            }
-            let v6: Vec<_> = maps.v6.keys().filter_map(Result::ok).collect();
-            for key in v6 {
-                maps.v6.remove(&key).expect("removing a list entry");
+            // Both copies of the double-buffered tries.
+            for tries in &mut maps.copies {
+                let v4: Vec<_> = tries.v4.keys().filter_map(Result::ok).collect();
+                for key in v4 {
+                    tries.v4.remove(&key).expect("removing a list entry");
+                }
+                let v6: Vec<_> = tries.v6.keys().filter_map(Result::ok).collect();
+                for key in v6 {
+                    tries.v6.remove(&key).expect("removing a list entry");
+                }
             }
             for slot in 0..filter_common::lists::IN_USE_SLOTS {
                 maps.in_use.set(slot, &0, 0).expect("clearing LISTS_IN_USE");
@@ -767,6 +860,9 @@ pub fn regressions_dir() -> std::path::PathBuf {
 pub struct Budget {
     pub frames: Option<u64>,
     pub time: Option<Duration>,
+    /// Generate pauses past the TCP defence's 1 s timeouts now and then
+    /// (real time: for long runs).
+    pub idle_gaps: bool,
 }
 
 /// The totals of a run.
@@ -829,6 +925,7 @@ pub fn fuzz(
         budget.frames.is_some_and(|n| totals.frames >= n)
             || budget.time.is_some_and(|t| start.elapsed() >= t)
     };
+    let seed_of_filter = checker.seed;
     let mut round = 0u64;
     while !spent(&totals) {
         let mut key = [0u8; 32];
@@ -856,12 +953,12 @@ pub fn fuzz(
         // default hook from printing every one of them.
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
-        let result = runner.run(&model::generate::case(), |case| {
+        let result = runner.run(&model::generate::case(budget.idle_gaps), |case| {
             let mut round = round_state.borrow_mut();
             if !round.shrinking && spent(round.totals) {
                 return Ok(());
             }
-            let sequence = case.sequence();
+            let sequence = case.sequence(seed_of_filter);
             match round.checker.play(&sequence) {
                 Ok(played) => {
                     if !round.shrinking {
@@ -890,7 +987,7 @@ pub fn fuzz(
         let last = round_state.into_inner().last;
         std::panic::set_hook(hook);
         if let Err(TestError::Fail(reason, case)) = result {
-            let sequence = case.sequence();
+            let sequence = case.sequence(seed_of_filter);
             checker.clear_everything();
             let (report, reproduced) = match (checker.play(&sequence), last) {
                 (Err(mismatch), _) => (mismatch.to_string(), true),

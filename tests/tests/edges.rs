@@ -262,3 +262,46 @@ fn a_one_byte_ntp_control_packet_is_dropped() {
         "one-byte NTP mode 7",
     );
 }
+
+/// A handshake to a port with a connection limit, completed by an ACK that
+/// also carries FIN (docs/tcp-connections.md: the handshake in flight is
+/// given back when the handshake completes): the source's next SYN to that
+/// port passes at once. It was dropped as `drop_conn_limit` for up to a
+/// second, its completed handshake still counted as in flight.
+#[test]
+fn a_handshake_completed_with_fin_is_no_longer_in_flight() {
+    use harness::packet::tcp_flags::{ACK, FIN, SYN};
+
+    let mut filter = Filter::load();
+    filter.set(&[("conn_limit", "443:1")]);
+    let (client, server) = (addr::CLIENT_V4, addr::SERVER_V4);
+    let segment = |inbound: bool, client_port: u16, flags: u8, seq: u32, ack: u32| {
+        let builder = if inbound {
+            PacketBuilder::ipv4(client, server).tcp(client_port, 443, flags)
+        } else {
+            PacketBuilder::ipv4(server, client).tcp(443, client_port, flags)
+        };
+        builder.tcp_seq_ack(seq, ack).build()
+    };
+    let syn = segment(true, 1024, SYN, 100, 0);
+    let synack = segment(false, 1024, SYN | ACK, 5000, 101);
+    let ack_fin = segment(true, 1024, ACK | FIN, 101, 5001);
+    let next_syn = segment(true, 1025, SYN, 200, 0);
+    assert_eq!(filter.ingress(&syn), XDP_PASS);
+    assert_eq!(filter.egress(&synack), TC_ACT_OK);
+    assert_eq!(filter.ingress(&ack_fin), XDP_PASS);
+    assert_eq!(
+        filter.ingress(&next_syn),
+        XDP_PASS,
+        "the next connection attempt, with nothing in flight and nothing open"
+    );
+    filter.assert_moved(
+        &zero(),
+        &[
+            (Reason::PassSyn, 2, len(&syn) + len(&next_syn)),
+            (Reason::EgressHandshakeRecorded, 1, len(&synack)),
+            (Reason::PassHandshake, 1, len(&ack_fin)),
+        ],
+        "a handshake completed by an ACK with FIN on a limited port",
+    );
+}

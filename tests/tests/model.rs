@@ -27,6 +27,7 @@ fn generated_sequences_agree_with_the_model() {
     let budget = Budget {
         frames: Some(PACKETS),
         time: Some(TIME_CAP),
+        idle_gaps: false,
     };
     let totals = fuzz(
         &mut checker,

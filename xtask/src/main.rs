@@ -208,6 +208,29 @@ pub fn build_release() -> anyhow::Result<PathBuf> {
     Ok(filter_ctl)
 }
 
+/// The test build of filter-ctl whose maps have another layout (feature
+/// `layout-next` of filter-common, filter-ebpf and filter-ctl), in a target
+/// directory of its own so that the feature never reaches the normal build.
+/// The upgrade tests attach it over the normal build and back.
+fn build_layout_next() -> anyhow::Result<PathBuf> {
+    let target_dir = harness::ctl::NEXT_TARGET_DIR;
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "filter-ctl",
+        "--features",
+        "layout-next",
+        "--target-dir",
+        target_dir,
+    ]))?;
+    let binary = repo_root().join(target_dir).join("release/filter-ctl");
+    if !binary.is_file() {
+        bail!("the build did not produce {}", binary.display());
+    }
+    Ok(binary)
+}
+
 /// The whole suite in release mode: the same profile as `build` and the lab, so
 /// the end-to-end tests drive the very target/release/filter-ctl an operator
 /// installs, and a lab or build before a test run leaves nothing to recompile.
@@ -222,10 +245,13 @@ fn test(
     // Builds target/release/filter-ctl too: `cargo test` alone does not build
     // another package's binary, and the end-to-end tests run it.
     let filter_ctl = build_release()?;
+    let next = build_layout_next()?;
     let status = cargo()
         .args(["test", "--release", "--no-fail-fast"])
         // The end-to-end tests drive this binary (tests/harness/src/ctl).
         .env("FILTER_CTL", &filter_ctl)
+        // The upgrade tests attach this one over it, and back.
+        .env(harness::ctl::NEXT_BINARY_ENV, &next)
         .args(args)
         .args(if harness.is_empty() { None } else { Some("--") })
         .args(harness)

@@ -178,4 +178,39 @@ mod tests {
             ms = ms * 3 + 1;
         }
     }
+
+    /// The README's paragraph on durations (it starts "Durations are")
+    /// names every unit `parse` takes, and every example and unit it shows
+    /// is one `parse` takes.
+    #[test]
+    fn the_readme_durations_are_accepted() {
+        let readme = include_str!("../../../README.md");
+        let paragraph: String = readme
+            .split("\n\n")
+            .find(|p| p.starts_with("Durations are"))
+            .expect("the README explains durations")
+            .into();
+        let quoted: std::vec::Vec<&str> = paragraph.split('`').skip(1).step_by(2).collect();
+        for (unit, _) in UNITS {
+            assert!(
+                quoted.contains(&unit),
+                "the README does not name the unit {unit}"
+            );
+        }
+        for example in quoted {
+            let text = if example.starts_with(|c: char| c.is_ascii_digit()) {
+                String::from(example)
+            } else if example.len() <= 2 {
+                // A unit named alone: one of it.
+                format!("1{example}")
+            } else {
+                continue; // a command named in passing
+            };
+            assert!(
+                parse(&text).is_ok(),
+                "README shows `{example}`: {:?}",
+                parse(&text)
+            );
+        }
+    }
 }

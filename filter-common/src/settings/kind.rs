@@ -8,7 +8,7 @@ use core::{fmt, time::Duration};
 use std::{
     collections::{BTreeMap, BTreeSet},
     format,
-    string::String,
+    string::{String, ToString as _},
     vec::Vec,
 };
 
@@ -174,10 +174,11 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// The numbers a rate holds: 0 (off) to `max`.
+    /// The numbers a rate takes: 1 to `max` (0 is `off`, by name only, so
+    /// that a typo cannot switch a level off).
     fn count(&self) -> Count<u32> {
         Count {
-            min: 0,
+            min: 1,
             max: self.max,
         }
     }
@@ -193,14 +194,20 @@ impl Kind for Rate {
     fn parse(&self, text: &str) -> Result<u32, String> {
         match text {
             "off" => Ok(0),
-            _ => self.count().parse(text.strip_suffix("/s").unwrap_or(text)),
+            _ => self
+                .count()
+                .parse(text.strip_suffix("/s").unwrap_or(text))
+                .map_err(|why| self.zero_is_off(text, why)),
         }
     }
 
     fn native(&self, input: &Input) -> Result<u32, String> {
         match input {
             Input::Text(text) => self.parse(text.trim()),
-            other => self.count().native(other),
+            other => self
+                .count()
+                .native(other)
+                .map_err(|why| self.zero_is_off(&other.to_string(), why)),
         }
     }
 
@@ -208,6 +215,17 @@ impl Kind for Rate {
         match value {
             0 => "off".into(),
             rate => format!("{rate}/s"),
+        }
+    }
+}
+
+impl Rate {
+    fn zero_is_off(&self, text: &str, why: String) -> String {
+        let number = text.trim().strip_suffix("/s").unwrap_or(text.trim());
+        if number.parse::<u64>() == Ok(0) {
+            "a rate of 0 is not a rate: write off to switch the level off".into()
+        } else {
+            why
         }
     }
 }
@@ -307,8 +325,11 @@ impl Kind for Ports {
     }
 
     fn parse(&self, text: &str) -> Result<BTreeSet<u16>, String> {
-        if text == "none" || text.is_empty() {
+        if text == "none" {
             return Ok(BTreeSet::new());
+        }
+        if text.is_empty() {
+            return Err("empty: give ports, or none to watch no port".into());
         }
         text.split(',')
             .map(|item| {
@@ -500,6 +521,19 @@ mod tests {
         assert_eq!(rate.parse("20"), Ok(20));
         assert_eq!(rate.parse("off"), Ok(0));
         assert_eq!(rate.native(&Input::Number(7)), Ok(7));
+        // Zero is not a rate, however it is written: off says it.
+        for zero in ["0", "0/s", "00"] {
+            assert_eq!(
+                rate.parse(zero).unwrap_err(),
+                "a rate of 0 is not a rate: write off to switch the level off",
+                "{zero}"
+            );
+        }
+        assert!(
+            rate.native(&Input::Number(0))
+                .unwrap_err()
+                .contains("write off")
+        );
         assert_eq!(text(&rate, "1001/s"), "Err(\"out of range\")");
         assert!(rate.parse("20/m").is_err());
         assert!(rate.parse("-1").is_err());
@@ -527,6 +561,13 @@ mod tests {
     fn ports_are_lists_or_none() {
         assert_eq!(Ports.parse("53, 5353"), Ok(BTreeSet::from([53, 5353])));
         assert_eq!(Ports.parse("none"), Ok(BTreeSet::new()));
+        assert!(Ports.parse("").unwrap_err().contains("empty"));
+        assert!(
+            Ports
+                .native(&Input::Text(" ".into()))
+                .unwrap_err()
+                .contains("empty")
+        );
         assert_eq!(
             Ports.native(&Input::Numbers(std::vec![123, 53])),
             Ok(BTreeSet::from([53, 123]))

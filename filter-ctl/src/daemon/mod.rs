@@ -211,7 +211,7 @@ fn attach_or_adopt(
         return Ok(None);
     };
     iface.require_ethernet()?;
-    let report = attach::attach(root, &iface, mode)?;
+    let report = attach::attach(root, &iface, mode, &[])?;
     if let Some(why) = &report.native_unavailable {
         log::warn!(
             "native XDP is not available on {name} ({why}); using generic (skb) mode, which costs more per packet"

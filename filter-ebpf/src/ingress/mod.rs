@@ -29,10 +29,10 @@ pub fn verdict(packet: &Packet, config: &Config, now: u64) -> Reason {
         Network::NotIp => return Reason::PassNotIp,
         Network::Malformed => return Reason::PassMalformed,
     };
-    if lists::allowed(&ip, now) {
+    if lists::allowed(&ip, config, now) {
         return Reason::PassAllowList;
     }
-    if lists::denied(&ip, now) {
+    if lists::denied(&ip, config, now) {
         return Reason::DropDenyList;
     }
     if let Fragment::Later { id } = ip.fragment {

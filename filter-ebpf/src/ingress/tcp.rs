@@ -65,8 +65,12 @@ fn to_service(ip: &Ip, tcp: &Tcp, config: &Config, now: u64) -> Reason {
         return pass(ip);
     }
     halfopen::give_back(ip, config, now);
+    if !limited {
+        return Reason::PassHandshake;
+    }
+    conn::handshake_done(&key, config, now);
     // A FIN on the completing ACK ends the connection as it starts.
-    if !limited || closing {
+    if closing {
         return Reason::PassHandshake;
     }
     match conn::open(&key, config, now) {

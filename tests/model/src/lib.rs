@@ -7,19 +7,24 @@
 //! answers what the filter must do with each frame: the verdict and the one
 //! reason it is counted under. It holds the same kinds of state as the
 //! filter (recorded queries, first fragments' verdicts, SYN buckets, list
-//! entries) for the short sequences the generator makes. One module per
-//! rule, as in filter-ebpf: [`parse`] (what a frame is), [`ingress`]
-//! (the rule order, with `udp` and `tcp`), [`egress`], [`proto`] (DNS and
-//! NTP fields), [`solicited`], [`fragments`], [`syn`], [`lists`].
+//! entries, recorded handshakes, half-open budgets, connections) for the
+//! short sequences the generator makes. One module per rule, as in
+//! filter-ebpf: [`parse`] (what a frame is), [`ingress`] (the rule order,
+//! with `udp` and `tcp`), [`egress`], [`proto`] (DNS and NTP fields),
+//! [`solicited`], [`fragments`], [`syn`], [`lists`], [`handshakes`],
+//! [`halfopen`], [`conn`].
 //!
 //! Time: every call takes `now` on the programs' clock (the coarse monotonic
 //! clock). The runner reads it before and after each test run; when a clock
 //! tick falls in between, it asks the model for both instants (the model is
 //! cheap to clone) and keeps whichever the kernel's answer agrees with.
 
+pub mod conn;
 pub mod egress;
 pub mod fragments;
 pub mod generate;
+pub mod halfopen;
+pub mod handshakes;
 pub mod ingress;
 pub mod lists;
 pub mod parse;
@@ -37,7 +42,10 @@ use filter_common::Reason;
 
 pub use crate::settings::Settings;
 use crate::{
+    conn::Conn,
     fragments::Fragments,
+    halfopen::HalfOpen,
+    handshakes::Handshakes,
     lists::{List, Lists, Prefix},
     solicited::Solicited,
     syn::Syn,
@@ -67,6 +75,9 @@ pub struct State {
     pub fragments: Fragments,
     pub syn: Syn,
     pub lists: Lists,
+    pub handshakes: Handshakes,
+    pub halfopen: HalfOpen,
+    pub conn: Conn,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +97,13 @@ pub struct Written {
     pub syn_prefix_slots: BTreeSet<u32>,
     pub fragments: Vec<fragments::Key>,
     pub list_entries: Vec<(List, Prefix)>,
+    pub handshake_buckets: BTreeSet<u32>,
+    pub service_ports: BTreeSet<u16>,
+    pub halfopen_source_slots: BTreeSet<u32>,
+    pub halfopen_prefix_slots: BTreeSet<u32>,
+    pub conn_buckets: BTreeSet<u32>,
+    pub conn_pending_slots: BTreeSet<u32>,
+    pub conn_owners: BTreeSet<filter_common::conn::ConnOwner>,
 }
 
 impl Model {
@@ -125,7 +143,7 @@ impl Model {
 
     /// What egress counts `frame` as at `now` (it never drops).
     pub fn egress(&mut self, frame: &[u8], now: u64) -> Reason {
-        egress::observe(&mut self.state, &self.settings, frame, now)
+        egress::observe(&mut self.state, &self.settings, self.seed, frame, now)
     }
 
     /// An operator's list entry (`filter-ctl allow|deny add`), expiring at
@@ -140,7 +158,15 @@ impl Model {
 
     pub fn written(&self) -> Written {
         let (syn_source_slots, syn_prefix_slots) = self.state.syn.slots_used();
+        let (halfopen_source_slots, halfopen_prefix_slots) = self.state.halfopen.slots_used();
         Written {
+            handshake_buckets: self.state.handshakes.buckets(),
+            service_ports: self.state.handshakes.service_ports().clone(),
+            halfopen_source_slots,
+            halfopen_prefix_slots,
+            conn_buckets: self.state.conn.buckets(),
+            conn_pending_slots: self.state.conn.pending_slots(),
+            conn_owners: self.state.conn.owners().clone(),
             solicited_buckets: self.state.solicited.buckets(),
             syn_source_slots,
             syn_prefix_slots,

@@ -11,8 +11,8 @@
 //!   and needs only its first 8 bytes to do so (a header cut after those is
 //!   noticed where the next one is read), where etherparse wants the whole
 //!   header and refuses an AH whose length field is 0;
-//! - the TCP flags, which the SYN rule takes from the fixed header whatever
-//!   the data offset says.
+//! - the fixed TCP header (ports, sequence and acknowledgement numbers,
+//!   flags), which the TCP rules read whatever the data offset says.
 //!
 //! Length fields. Headers are read from the frame as it arrives; an IP or
 //! UDP length that claims more than the frame holds is not an error here
@@ -120,6 +120,16 @@ pub struct Udp<'a> {
     pub dst_port: u16,
     /// The UDP payload, bounded by the frame and the UDP length.
     pub datagram: &'a [u8],
+}
+
+/// The fixed TCP header's fields the rules read.
+#[derive(Clone, Copy, Debug)]
+pub struct Tcp {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
 }
 
 pub fn parse(frame: &[u8]) -> Parsed<'_> {
@@ -311,13 +321,20 @@ impl<'a> Ip<'a> {
         })
     }
 
-    /// The TCP flags byte of the fixed header, or `None` if cut short or too deep.
-    pub fn tcp_flags(&self) -> Option<u8> {
+    /// The fixed TCP header, or `None` if cut short or too deep.
+    pub fn tcp(&self) -> Option<Tcp> {
         let (_, offset) = self.upper()?;
         if offset > MAX_L4_OFFSET {
             return None;
         }
         let fixed = self.frame.get(offset..offset + TCP_FIXED_LEN)?;
-        Some(fixed[13])
+        let be32 = |at: usize| u32::from_be_bytes(fixed[at..at + 4].try_into().expect("4 bytes"));
+        Some(Tcp {
+            src_port: u16::from_be_bytes([fixed[0], fixed[1]]),
+            dst_port: u16::from_be_bytes([fixed[2], fixed[3]]),
+            seq: be32(4),
+            ack: be32(8),
+            flags: fixed[13],
+        })
     }
 }

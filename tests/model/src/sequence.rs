@@ -17,7 +17,7 @@
 //! settings table); a list entry lasts `forever` or some milliseconds from
 //! when it is added (`0ms`: already expired).
 
-use std::{fmt::Write as _, net::IpAddr};
+use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
 
 use crate::{
     lists::{List, Prefix},
@@ -175,7 +175,30 @@ fn apply(mut settings: Settings, assignments: &str) -> Result<Settings, String> 
                 v => number(v.trim_end_matches("/s")).map(Some),
             }
         };
+        let budget = |value: &str| -> Result<Option<u32>, String> {
+            match value {
+                "off" => Ok(None),
+                v => number(v).map(Some),
+            }
+        };
+        let limits = |value: &str| -> Result<BTreeMap<u16, u16>, String> {
+            if value == "none" {
+                return Ok(BTreeMap::new());
+            }
+            value
+                .split(',')
+                .map(|pair| {
+                    let bad = || format!("bad PORT:MAX '{pair}'");
+                    let (port, max) = pair.split_once(':').ok_or_else(bad)?;
+                    Ok((
+                        port.parse().map_err(|_| bad())?,
+                        max.parse().map_err(|_| bad())?,
+                    ))
+                })
+                .collect()
+        };
         let syn = &mut settings.syn;
+        let tcp = &mut settings.tcp;
         match key {
             "monitor" => settings.monitor = value == "on",
             "solicited_lifetime" => settings.solicited_lifetime_ms = parse_ms(value)?,
@@ -203,6 +226,11 @@ fn apply(mut settings: Settings, assignments: &str) -> Result<Settings, String> 
                     v => Some(parse_ms(v)?),
                 }
             }
+            "syn_halfopen_budget" => tcp.halfopen_budget = budget(value)?,
+            "syn_halfopen_prefix_budget" => tcp.halfopen_prefix_budget = budget(value)?,
+            "syn_halfopen_timeout" => tcp.halfopen_timeout_ms = parse_ms(value)?,
+            "conn_limit" => tcp.conn_limits = limits(value)?,
+            "conn_idle_timeout" => tcp.conn_idle_timeout_ms = parse_ms(value)?,
             other => return Err(format!("unknown setting '{other}'")),
         }
     }
@@ -263,8 +291,12 @@ mod tests {
         settings.amplifier_ports.remove(&5353);
         settings.syn.penalty_ms = Some(1000);
         settings.syn.global.rate = None;
+        settings.tcp.conn_limits = [(25, 3), (80, 64)].into();
+        settings.tcp.halfopen_prefix_budget = None;
         let mut later = settings.clone();
         later.orphans = Orphans::Pass;
+        later.tcp.conn_limits.clear();
+        later.tcp.conn_idle_timeout_ms = 1000;
         let sequence = Sequence {
             settings,
             lists: vec![

@@ -1,7 +1,7 @@
 //! The settings the rules depend on, in the README's terms, and the
 //! `filter-ctl set` assignments that give the real filter the same ones.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const MS: u64 = 1_000_000;
 pub const SECOND: u64 = 1_000 * MS;
@@ -40,6 +40,21 @@ pub struct SynSettings {
     pub penalty_ms: Option<u64>,
 }
 
+/// The connection-aware TCP defence (docs/tcp-connections.md, *Settings*).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpSettings {
+    /// Unanswered handshakes per source (`None`: off).
+    pub halfopen_budget: Option<u32>,
+    /// Unanswered handshakes per prefix (`None`: off).
+    pub halfopen_prefix_budget: Option<u32>,
+    /// How long an unanswered unit is held at most, and how long a
+    /// recorded handshake waits.
+    pub halfopen_timeout_ms: u64,
+    /// `conn_limit`: local port -> connections per source.
+    pub conn_limits: BTreeMap<u16, u16>,
+    pub conn_idle_timeout_ms: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub monitor: bool,
@@ -50,6 +65,7 @@ pub struct Settings {
     pub ntp_ports: BTreeSet<u16>,
     pub amplifier_ports: BTreeSet<u16>,
     pub syn: SynSettings,
+    pub tcp: TcpSettings,
 }
 
 /// The README's list of amplification ports watched by default.
@@ -58,7 +74,8 @@ pub const DEFAULT_AMPLIFIER_PORTS: [u16; 15] = [
 ];
 
 impl Default for Settings {
-    /// The README's defaults (its settings table and docs/syn-and-lists.md).
+    /// The README's defaults (its settings table, docs/syn-and-lists.md and
+    /// docs/tcp-connections.md).
     fn default() -> Self {
         Settings {
             monitor: false,
@@ -70,12 +87,12 @@ impl Default for Settings {
             amplifier_ports: DEFAULT_AMPLIFIER_PORTS.into(),
             syn: SynSettings {
                 source: Level {
-                    rate: Some(2),
-                    burst: 12,
+                    rate: Some(20),
+                    burst: 40,
                 },
                 prefix: Level {
-                    rate: Some(20),
-                    burst: 60,
+                    rate: Some(100),
+                    burst: 200,
                 },
                 global: Level {
                     rate: Some(2000),
@@ -84,6 +101,13 @@ impl Default for Settings {
                 prefix_v4: 24,
                 prefix_v6: 48,
                 penalty_ms: None,
+            },
+            tcp: TcpSettings {
+                halfopen_budget: Some(16),
+                halfopen_prefix_budget: Some(64),
+                halfopen_timeout_ms: 60_000,
+                conn_limits: BTreeMap::new(),
+                conn_idle_timeout_ms: 300_000,
             },
         }
     }
@@ -110,6 +134,19 @@ impl Settings {
         self.fragment_lifetime_ms * MS
     }
 
+    pub fn halfopen_timeout_ns(&self) -> u64 {
+        self.tcp.halfopen_timeout_ms * MS
+    }
+
+    pub fn conn_idle_timeout_ns(&self) -> u64 {
+        self.tcp.conn_idle_timeout_ms * MS
+    }
+
+    /// The connection limit of our TCP `port`, if it has one.
+    pub fn conn_limit(&self, port: u16) -> Option<u16> {
+        self.tcp.conn_limits.get(&port).copied()
+    }
+
     /// Every setting as a `filter-ctl set KEY=VALUE` assignment.
     pub fn assignments(&self) -> Vec<(&'static str, String)> {
         let ports = |set: &BTreeSet<u16>| {
@@ -121,6 +158,17 @@ impl Settings {
         };
         let rate = |level: &Level| level.rate.map_or("off".into(), |r| format!("{r}/s"));
         let syn = &self.syn;
+        let tcp = &self.tcp;
+        let budget = |b: Option<u32>| b.map_or("off".into(), |b| b.to_string());
+        let limits = if tcp.conn_limits.is_empty() {
+            "none".to_string()
+        } else {
+            tcp.conn_limits
+                .iter()
+                .map(|(port, max)| format!("{port}:{max}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         vec![
             ("monitor", if self.monitor { "on" } else { "off" }.into()),
             (
@@ -153,6 +201,20 @@ impl Settings {
             (
                 "syn_penalty",
                 syn.penalty_ms.map_or("off".into(), |ms| format!("{ms}ms")),
+            ),
+            ("syn_halfopen_budget", budget(tcp.halfopen_budget)),
+            (
+                "syn_halfopen_prefix_budget",
+                budget(tcp.halfopen_prefix_budget),
+            ),
+            (
+                "syn_halfopen_timeout",
+                format!("{}ms", tcp.halfopen_timeout_ms),
+            ),
+            ("conn_limit", limits),
+            (
+                "conn_idle_timeout",
+                format!("{}ms", tcp.conn_idle_timeout_ms),
             ),
         ]
     }

@@ -1,7 +1,8 @@
 //! The SYN token buckets (docs/syn-and-lists.md): per source (IPv4 /32,
-//! IPv6 /64), per source prefix and global, checked from the narrowest out;
-//! the first level that refuses names the drop, and a level that admitted
-//! keeps its spent token. A bucket is a GCRA "full again" time: with
+//! IPv6 /64), per source prefix and global, checked from the narrowest out
+//! (with the half-open and connection rules between the prefix's and the
+//! global bucket: ingress/tcp.rs); the first level that refuses names the
+//! drop, and a level that admitted keeps its spent token. A bucket is a GCRA "full again" time: with
 //! `interval = 1 s / rate`, a SYN at `now` is admitted if
 //! `max(tat, now) - now <= (burst - 1) * interval`, and then `tat` moves to
 //! `max(tat, now) + interval` (whole nanoseconds).
@@ -53,26 +54,27 @@ pub struct Slots {
 }
 
 impl Syn {
-    pub fn verdict(
+    /// The source's and the prefix's rate buckets, from the narrowest out:
+    /// the drop, if one refuses (a level that admitted keeps its token).
+    pub fn narrow(
         &mut self,
         ip: &Ip<'_>,
+        slots: Slots,
         settings: &SynSettings,
-        seed: u64,
         lists: &mut Lists,
         now: u64,
-    ) -> Judgement {
-        let slots = slots(ip.family, &ip.src, settings, seed);
+    ) -> Option<Judgement> {
         if let Some(rate) = settings.source.rate {
             let bucket = self.sources.entry(slots.source).or_default();
             if take(bucket, now, rate, settings.source.burst) {
                 bucket.strikes = 0;
             } else {
                 let Some(penalty_ms) = settings.penalty_ms else {
-                    return Judgement::Drop(Reason::DropSynSource);
+                    return Some(Judgement::Drop(Reason::DropSynSource));
                 };
                 bucket.strikes = bucket.strikes.saturating_add(1);
                 if bucket.strikes < settings.source.burst.max(1) {
-                    return Judgement::Drop(Reason::DropSynSource);
+                    return Some(Judgement::Drop(Reason::DropSynSource));
                 }
                 bucket.strikes = 0;
                 let (family, len) = match ip.family {
@@ -84,24 +86,27 @@ impl Syn {
                     Prefix::new(family, ip.src, len),
                     now + penalty_ms * 1_000_000,
                 );
-                return Judgement::Drop(Reason::DropSynPenalty);
+                return Some(Judgement::Drop(Reason::DropSynPenalty));
             }
         }
         if let Some(rate) = settings.prefix.rate {
             let bucket = self.prefixes.entry(slots.prefix).or_default();
             if !take(bucket, now, rate, settings.prefix.burst) {
-                return Judgement::Drop(Reason::DropSynPrefix);
+                return Some(Judgement::Drop(Reason::DropSynPrefix));
             }
         }
-        if let Level {
-            rate: Some(rate),
-            burst,
-        } = settings.global
-            && !take(&mut self.global, now, rate, burst)
-        {
-            return Judgement::Drop(Reason::DropSynGlobal);
+        None
+    }
+
+    /// The global bucket: true if it admits (or is off).
+    pub fn global(&mut self, settings: &SynSettings, now: u64) -> bool {
+        match settings.global {
+            Level {
+                rate: Some(rate),
+                burst,
+            } => take(&mut self.global, now, rate, burst),
+            _ => true,
         }
-        Judgement::Pass(Reason::PassSyn)
     }
 
     /// The slots written, for resetting the real buckets.

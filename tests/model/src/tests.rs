@@ -156,3 +156,68 @@ fn expired_list_entries_are_looked_past_four_times_at_most() {
     let v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets();
     assert!(!lists.matches(List::Deny, Family::V6, &v6, NOW));
 }
+
+/// A TCP segment between the test client (remote) and server (ours).
+fn segment(inbound: bool, client_port: u16, port: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    let builder = if inbound {
+        PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4).tcp(client_port, port, flags)
+    } else {
+        PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4).tcp(port, client_port, flags)
+    };
+    builder.tcp_seq_ack(seq, ack).build().bytes
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN: u8 = 0x01;
+
+/// docs/tcp-connections.md: 16 units per source by default; a completed
+/// handshake gives one back, a wrong acknowledgement number does not.
+#[test]
+fn a_half_open_budget_runs_out_and_a_completion_gives_a_unit_back() {
+    let mut model = model();
+    for port in 1000..1016 {
+        let syn = segment(true, port, 80, SYN, 1, 0);
+        assert_eq!(model.ingress(&syn, NOW).reason, Reason::PassSyn, "{port}");
+    }
+    let over = segment(true, 2000, 80, SYN, 1, 0);
+    assert_eq!(model.ingress(&over, NOW).reason, Reason::DropSynHalfopen);
+    let synack = segment(false, 1000, 80, SYN | ACK, 700, 2);
+    assert_eq!(model.egress(&synack, NOW), Reason::EgressHandshakeRecorded);
+    let wrong = segment(true, 1000, 80, ACK, 2, 700);
+    assert_eq!(model.ingress(&wrong, NOW).reason, Reason::PassIpv4);
+    assert_eq!(model.ingress(&over, NOW).reason, Reason::DropSynHalfopen);
+    let right = segment(true, 1000, 80, ACK, 2, 701);
+    assert_eq!(model.ingress(&right, NOW).reason, Reason::PassHandshake);
+    assert_eq!(model.ingress(&right, NOW).reason, Reason::PassIpv4, "once");
+    assert_eq!(model.ingress(&over, NOW).reason, Reason::PassSyn);
+}
+
+/// `conn_limit=25:1`: a completed connection holds the one place until its
+/// FIN, or until it has been idle for two timeouts.
+#[test]
+fn a_connection_counts_until_its_fin_or_idleness() {
+    let mut settings = Settings::default();
+    settings.tcp.conn_limits = [(25, 1)].into();
+    settings.tcp.conn_idle_timeout_ms = 1000;
+    let mut model = Model::new(settings, 0x1234);
+    let open = |model: &mut Model, port: u16, now: u64| {
+        let syn = segment(true, port, 25, SYN, 1, 0);
+        assert_eq!(model.ingress(&syn, now).reason, Reason::PassSyn);
+        let synack = segment(false, port, 25, SYN | ACK, 700, 2);
+        assert_eq!(model.egress(&synack, now), Reason::EgressHandshakeRecorded);
+        let ack = segment(true, port, 25, ACK, 2, 701);
+        assert_eq!(model.ingress(&ack, now).reason, Reason::PassHandshake);
+    };
+    open(&mut model, 1000, NOW);
+    let next = segment(true, 1001, 25, SYN, 1, 0);
+    assert_eq!(model.ingress(&next, NOW).reason, Reason::DropConnLimit);
+    let fin = segment(true, 1000, 25, FIN | ACK, 2, 701);
+    assert_eq!(model.ingress(&fin, NOW).reason, Reason::PassConnClosed);
+    open(&mut model, 1001, NOW);
+    let later = NOW + 1000 * MS;
+    assert_eq!(model.ingress(&next, later).reason, Reason::DropConnLimit);
+    let idle = NOW + 2000 * MS;
+    let third = segment(true, 1002, 25, SYN, 1, 0);
+    assert_eq!(model.ingress(&third, idle).reason, Reason::PassSyn);
+}

@@ -26,6 +26,7 @@ fn options() -> Result<Options, String> {
     let mut budget = Budget {
         frames: None,
         time: None,
+        idle_gaps: true,
     };
     let mut seed = None;
     let mut args = std::env::args().skip(1);

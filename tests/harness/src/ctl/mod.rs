@@ -6,6 +6,7 @@
 //! place that parses it.
 
 pub mod daemon;
+pub mod fault;
 pub mod report;
 
 use std::{
@@ -13,7 +14,7 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     time::SystemTime,
 };
 
@@ -25,6 +26,56 @@ use crate::{bpffs::BpffsDir, names::TEST_PIN_PREFIX, netns::Netns, process};
 
 /// Environment variable naming the filter-ctl binary to test (xtask may set it).
 pub const BINARY_ENV: &str = "FILTER_CTL";
+/// Environment variable naming the test build of filter-ctl whose maps have
+/// another layout (feature `layout-next`), for the upgrade tests.
+pub const NEXT_BINARY_ENV: &str = "FILTER_CTL_NEXT";
+/// Where `cargo xtask test` builds it: its own target directory, since the
+/// feature must not reach the normal build.
+pub const NEXT_TARGET_DIR: &str = "target/layout-next";
+
+/// The filter-ctl built with the feature `layout-next`: `$FILTER_CTL_NEXT`,
+/// else `target/layout-next/release/filter-ctl`, which must be newer than
+/// the sources (`cargo xtask test` builds it).
+pub fn next_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(NEXT_BINARY_ENV) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("{NEXT_BINARY_ENV}={} is not a file", path.display());
+        }
+        return Ok(fs::canonicalize(path)?);
+    }
+    let workspace = workspace();
+    let path = workspace.join(NEXT_TARGET_DIR).join("release/filter-ctl");
+    let build = format!(
+        "cargo build --release -p filter-ctl --features layout-next --target-dir {NEXT_TARGET_DIR}"
+    );
+    let built = fs::metadata(&path)
+        .and_then(|meta| meta.modified())
+        .with_context(|| {
+            format!(
+                "{} is missing: run `{build}` (`cargo xtask test` does), or set {NEXT_BINARY_ENV}",
+                path.display()
+            )
+        })?;
+    if let Some((newest, source)) = newest_source(&workspace)
+        && newest > built
+    {
+        bail!(
+            "{} is older than {}: run `{build}` (`cargo xtask test` does), or set {NEXT_BINARY_ENV}",
+            path.display(),
+            source.display()
+        );
+    }
+    Ok(path)
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tests/harness lives in the workspace")
+        .to_owned()
+}
 
 /// The filter-ctl binary: `$FILTER_CTL` if set, else `filter-ctl` in the
 /// target directory this test binary was built in (`target/<profile>/deps/e2e-*`
@@ -70,11 +121,7 @@ fn locate() -> anyhow::Result<PathBuf> {
                 path.display()
             )
         })?;
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("tests/harness lives in the workspace");
-    if let Some((newest, source)) = newest_source(workspace)
+    if let Some((newest, source)) = newest_source(&workspace())
         && newest > built
     {
         bail!(
@@ -118,10 +165,10 @@ fn newest_source(workspace: &Path) -> Option<(SystemTime, PathBuf)> {
 }
 
 /// filter-ctl with a pin root of its own, removed (with whatever is pinned
-/// there, which detaches it) when this is dropped.
+/// there, which detaches it) when the last driver using it is dropped.
 pub struct FilterCtl {
     binary: PathBuf,
-    pin_root: BpffsDir,
+    pin_root: Arc<BpffsDir>,
 }
 
 impl FilterCtl {
@@ -134,7 +181,16 @@ impl FilterCtl {
     pub fn with_binary(binary: PathBuf, pin_prefix: &str) -> Self {
         Self {
             binary,
-            pin_root: BpffsDir::unique(pin_prefix),
+            pin_root: Arc::new(BpffsDir::unique(pin_prefix)),
+        }
+    }
+
+    /// Another binary (another build of filter-ctl) on the same pin root:
+    /// the upgrade tests attach one over the other.
+    pub fn with_binary_at(&self, binary: PathBuf) -> Self {
+        Self {
+            binary,
+            pin_root: Arc::clone(&self.pin_root),
         }
     }
 

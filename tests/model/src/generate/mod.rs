@@ -6,7 +6,10 @@
 //! fragments in and out of order, truncation at header boundaries and inside
 //! payloads, lying length fields, random TCP flags, valid and almost-valid
 //! DNS and NTP messages, queries followed by matching and one-field-off
-//! answers, solicited buckets filled past their ways, SYN bursts.
+//! answers, solicited buckets filled past their ways, SYN bursts, inbound
+//! TCP connections (handshakes completed right or one field off, closed by
+//! FIN or RST either way, left idle), handshake buckets filled past their
+//! ways, and the TCP defence's settings (budgets, timeouts, `conn_limit`).
 //!
 //! proptest shrinks a failing case scene by scene and field by field: the
 //! structure shrinks, then the runner replays the smaller case.
@@ -16,7 +19,10 @@ pub mod fragment;
 pub mod net;
 pub mod scene;
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use proptest::{collection::vec, prelude::*};
 
@@ -48,7 +54,9 @@ pub struct ListSpec {
     pub lasting_ms: Option<u8>,
 }
 
-pub fn case() -> BoxedStrategy<Case> {
+/// A case; with `idle_gaps`, some have pauses past the TCP defence's
+/// shortest timeouts (1 s, set for those cases), which cost real time.
+pub fn case(idle_gaps: bool) -> BoxedStrategy<Case> {
     let list_spec = (
         prop_oneof![Just(List::Deny), Just(List::Allow)],
         ends(),
@@ -73,22 +81,29 @@ pub fn case() -> BoxedStrategy<Case> {
         settings(),
         peers(),
         prop_oneof![3 => Just(vec![]), 1 => vec(list_spec, 1..6)],
-        vec(scene(), 1..8),
+        vec(scene(idle_gaps), 1..8),
     )
-        .prop_map(|(settings, peers, lists, scenes)| Case {
-            settings,
-            peers,
-            lists,
-            scenes,
+        .prop_map(|(mut settings, peers, lists, scenes)| {
+            if scenes.iter().any(|scene| matches!(scene, Scene::Idle(_))) {
+                settings.tcp.halfopen_timeout_ms = 1000;
+                settings.tcp.conn_idle_timeout_ms = 1000;
+            }
+            Case {
+                settings,
+                peers,
+                lists,
+                scenes,
+            }
         })
         .boxed()
 }
 
 impl Case {
-    pub fn sequence(&self) -> Sequence {
+    /// The case's frames; `seed` is the loaded filter's hash seed.
+    pub fn sequence(&self, seed: u64) -> Sequence {
         let mut steps = Vec::new();
         for scene in &self.scenes {
-            scene.expand(&self.peers, &mut steps);
+            scene.expand(&self.peers, seed, &mut steps);
         }
         let lists = self
             .lists
@@ -200,7 +215,45 @@ pub fn settings() -> BoxedStrategy<Settings> {
                 settings
             },
         );
+    // The TCP defence's settings, varied on their own: connection limits in
+    // half the cases (most cases have TCP scenes), the rest as above.
+    let limits = prop_oneof![
+        1 => Just(BTreeMap::new()),
+        1 => vec(
+            (
+                prop_oneof![Just(25u16), Just(80), Just(443), any::<u16>()],
+                prop_oneof![1..4u16, 1..10u16, 5..8u16, Just(65535)],
+            ),
+            1..4,
+        )
+        .prop_map(|pairs| pairs.into_iter().collect::<BTreeMap<u16, u16>>()),
+    ];
+    let tcp = prop_oneof![
+        3 => Just(None),
+        1 => (
+            proptest::sample::select(vec![Some(16u32), Some(1), Some(2), Some(4), None]),
+            proptest::sample::select(vec![Some(64u32), Some(2), Some(8), None]),
+            prop_oneof![Just(60_000u64), Just(1000), Just(3_600_000)],
+            prop_oneof![Just(300_000u64), Just(1000), Just(86_400_000)],
+        )
+            .prop_map(Some),
+    ];
     // Mostly the defaults: a change of settings costs the runner more than
     // a sequence's test runs.
-    prop_oneof![3 => Just(Settings::default()), 1 => varied].boxed()
+    (
+        prop_oneof![3 => Just(Settings::default()), 1 => varied],
+        limits,
+        tcp,
+    )
+        .prop_map(|(mut settings, conn_limits, tcp)| {
+            settings.tcp.conn_limits = conn_limits;
+            if let Some((budget, prefix_budget, timeout_ms, idle_ms)) = tcp {
+                settings.tcp.halfopen_budget = budget;
+                settings.tcp.halfopen_prefix_budget = prefix_budget;
+                settings.tcp.halfopen_timeout_ms = timeout_ms;
+                settings.tcp.conn_idle_timeout_ms = idle_ms;
+            }
+            settings
+        })
+        .boxed()
 }

@@ -42,11 +42,20 @@ pub enum Scene {
         body: Vec<u8>,
     },
     FullBucket(FullBucket),
+    /// Inbound connections to one of our services: handshakes and what follows.
+    Connections(Connections),
+    /// SYN-ACKs whose connections share a bucket of the handshake table
+    /// (and of the connection table), more than it has ways, then ACKs.
+    FullHandshakes(FullHandshakes),
     Wait(u8),
+    /// A pause past the TCP defence's shortest timeouts (1 s): only where
+    /// the case says so (`case(idle_gaps)`), as it costs real time.
+    Idle(u16),
     Reconfigure(Settings),
 }
 
-pub fn scene() -> BoxedStrategy<Scene> {
+/// Scenes; with `idle_gaps`, now and then a pause of 1 to 2.2 s.
+pub fn scene(idle_gaps: bool) -> BoxedStrategy<Scene> {
     let raw_ethertype = prop_oneof![
         Just(0x0800u16),
         Just(0x86dd),
@@ -55,7 +64,7 @@ pub fn scene() -> BoxedStrategy<Scene> {
         Just(0x8864),
         any::<u16>(),
     ];
-    prop_oneof![
+    let scenes = prop_oneof![
         30 => exchange().prop_map(Scene::Exchange),
         15 => stray().prop_map(Scene::Stray),
         8 => stray().prop_map(Scene::Outgoing),
@@ -65,10 +74,197 @@ pub fn scene() -> BoxedStrategy<Scene> {
         4 => (any::<bool>(), raw_ethertype, vec(any::<u8>(), 0..90))
             .prop_map(|(egress, ethertype, body)| Scene::Raw { egress, ethertype, body }),
         2 => full_bucket().prop_map(Scene::FullBucket),
+        20 => connections().prop_map(Scene::Connections),
+        2 => full_handshakes().prop_map(Scene::FullHandshakes),
         2 => (1..25u8).prop_map(Scene::Wait),
         2 => settings().prop_map(Scene::Reconfigure),
+    ];
+    if !idle_gaps {
+        return scenes.boxed();
+    }
+    // One scene in 500: a long run of 300 s spends about a tenth of its
+    // time in them.
+    prop_oneof![
+        499 => scenes,
+        1 => (1000..2200u16).prop_map(Scene::Idle),
     ]
     .boxed()
+}
+
+/// Our TCP services: mail, web, or any port.
+fn service_port() -> impl Strategy<Value = u16> {
+    prop_oneof![3 => Just(25u16), 3 => Just(80), 1 => Just(443), 1 => any::<u16>()]
+}
+
+/// Inbound connections from one source to one of our ports, from
+/// consecutive client ports: a SYN in, our SYN-ACK out (maybe twice), the
+/// completing ACK (right, or one field off, or none), then what follows
+/// (data, a FIN or RST either way). In turn, or phase by phase (all SYNs,
+/// all SYN-ACKs, all ACKs: handshakes in flight at once).
+#[derive(Clone, Debug)]
+pub struct Connections {
+    pub ends: Ends,
+    pub port: u16,
+    pub client_port: u16,
+    pub isn: u32,
+    pub look: Look,
+    pub by_phase: bool,
+    pub plans: Vec<Plan>,
+    /// Milliseconds between phases (0: none).
+    pub gap_ms: u8,
+}
+
+/// One connection's course.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub syn: bool,
+    pub synacks: u8,
+    pub completion: Completion,
+    pub then: Then,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    Right,
+    /// The acknowledgement number off by this.
+    AckOff(u32),
+    /// From another client port.
+    PortOff(u16),
+    /// From another remote address.
+    SourceOff(u8),
+    /// Right, with these flags added (FIN, RST, PSH, URG, ECE/CWR, SYN).
+    Flags(u8),
+    /// None.
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    Nothing,
+    Data,
+    FinIn,
+    RstIn,
+    FinOut,
+    RstOut,
+    /// Data, a pause, data.
+    DataAfter(u8),
+}
+
+fn plan() -> impl Strategy<Value = Plan> {
+    let completion = prop_oneof![
+        10 => Just(Completion::Right),
+        2 => prop_oneof![Just(1u32), Just(u32::MAX), any::<u32>()].prop_map(Completion::AckOff),
+        1 => (1..=u16::MAX).prop_map(Completion::PortOff),
+        1 => (1..4u8).prop_map(Completion::SourceOff),
+        2 => select(&[
+            tcp_flags::FIN,
+            tcp_flags::RST,
+            tcp_flags::PSH,
+            tcp_flags::URG | tcp_flags::PSH,
+            0xc0,
+            tcp_flags::SYN,
+        ][..])
+        .prop_map(Completion::Flags),
+        2 => Just(Completion::Never),
+    ];
+    let then = prop_oneof![
+        3 => Just(Then::Nothing),
+        3 => Just(Then::Data),
+        2 => Just(Then::FinIn),
+        1 => Just(Then::RstIn),
+        2 => Just(Then::FinOut),
+        1 => Just(Then::RstOut),
+        1 => (1..25u8).prop_map(Then::DataAfter),
+    ];
+    (
+        prop::bool::weighted(0.9),
+        prop_oneof![6 => Just(1u8), 1 => Just(0), 1 => Just(2)],
+        completion,
+        then,
+    )
+        .prop_map(|(syn, synacks, completion, then)| Plan {
+            syn,
+            synacks,
+            completion,
+            then,
+        })
+}
+
+fn connections() -> BoxedStrategy<Connections> {
+    let look = look().prop_map(|look| Look {
+        mangle: Mangle::None,
+        ..look
+    });
+    (
+        ends(),
+        service_port(),
+        1024..=u16::MAX,
+        any::<u32>(),
+        look,
+        any::<bool>(),
+        vec(plan(), 1..8),
+        prop_oneof![3 => Just(0u8), 1 => 1..20u8],
+    )
+        .prop_map(
+            |(ends, port, client_port, isn, look, by_phase, plans, gap_ms)| Connections {
+                ends,
+                port,
+                client_port,
+                isn,
+                look,
+                by_phase,
+                plans,
+                gap_ms,
+            },
+        )
+        .boxed()
+}
+
+/// Connections from one source to one port whose handshakes hash into one
+/// bucket (found with the filter's seed), more than it has ways.
+#[derive(Clone, Debug)]
+pub struct FullHandshakes {
+    pub ends: Ends,
+    pub port: u16,
+    pub first_client_port: u16,
+    pub count: u8,
+    pub completed: u8,
+    pub isn: u32,
+    pub look: Look,
+    pub in_turn: bool,
+}
+
+fn full_handshakes() -> impl Strategy<Value = FullHandshakes> {
+    (
+        ends(),
+        service_port(),
+        1024..=u16::MAX,
+        5..8u8,
+        // Mostly all completed: five counting connections in one bucket of
+        // the connection table (on a port with a limit of 5 or more) make
+        // the sixth evict one.
+        prop_oneof![2 => Just(u8::MAX), 1 => any::<u8>()],
+        any::<u32>(),
+        look().prop_map(|look| Look {
+            mangle: Mangle::None,
+            ..look
+        }),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(ends, port, first_client_port, count, completed, isn, look, in_turn)| {
+                FullHandshakes {
+                    ends,
+                    port,
+                    first_client_port,
+                    count,
+                    completed,
+                    isn,
+                    look,
+                    in_turn,
+                }
+            },
+        )
 }
 
 /// A service a query goes to: its protocol and port.
@@ -347,7 +543,9 @@ fn ip_bytes(addr: IpAddr) -> [u8; 16] {
 }
 
 impl Scene {
-    pub fn expand(&self, peers: &Peers, steps: &mut Vec<Step>) {
+    /// The scene's steps; `seed` is the filter's hash seed (for scenes that
+    /// aim at one bucket of a keyed table).
+    pub fn expand(&self, peers: &Peers, seed: u64, steps: &mut Vec<Step>) {
         match self {
             Scene::Exchange(exchange) => exchange.expand(peers, steps),
             Scene::Stray(stray) => stray
@@ -382,7 +580,10 @@ impl Scene {
                 });
             }
             Scene::FullBucket(full) => full.expand(peers, steps),
+            Scene::Connections(connections) => connections.expand(peers, steps),
+            Scene::FullHandshakes(full) => full.expand(peers, seed, steps),
             Scene::Wait(ms) => steps.push(Step::Wait { ms: u64::from(*ms) }),
+            Scene::Idle(ms) => steps.push(Step::Wait { ms: u64::from(*ms) }),
             Scene::Reconfigure(settings) => steps.push(Step::Set(settings.clone())),
         }
     }
@@ -600,6 +801,209 @@ impl FullBucket {
                     dns(id, RESPONSE_FLAGS),
                 )));
             }
+        }
+    }
+}
+
+/// A TCP segment's frame.
+#[allow(clippy::too_many_arguments)]
+fn segment(
+    look: &Look,
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    look.ip
+        .builder(look.link, src, dst)
+        .tcp(sport, dport, flags)
+        .tcp_seq_ack(seq, ack)
+        .payload(payload)
+        .build()
+        .bytes
+}
+
+impl Connections {
+    fn expand(&self, peers: &Peers, steps: &mut Vec<Step>) {
+        let local = peers.local(self.ends);
+        let remote = peers.remote(self.ends);
+        let look = &self.look;
+        let mut phases: [Vec<Step>; 4] = Default::default();
+        let gap = |steps: &mut Vec<Step>| {
+            if self.gap_ms > 0 {
+                steps.push(Step::Wait {
+                    ms: u64::from(self.gap_ms),
+                });
+            }
+        };
+        for (i, plan) in self.plans.iter().enumerate() {
+            let i = i as u16;
+            let cport = self.client_port.wrapping_add(i);
+            let client_seq = (self.isn ^ 0x5a5a_5a5a).wrapping_add(u32::from(i) << 20);
+            let server_seq = self.isn.wrapping_add(u32::from(i).wrapping_mul(1_000_003));
+            let inbound = |flags, seq, ack, payload: &[u8]| {
+                Step::Ingress(segment(
+                    look, remote, local, cport, self.port, flags, seq, ack, payload,
+                ))
+            };
+            let outbound = |flags, seq, ack| {
+                Step::Egress(segment(
+                    look,
+                    local,
+                    remote,
+                    self.port,
+                    cport,
+                    flags,
+                    seq,
+                    ack,
+                    &[],
+                ))
+            };
+            if plan.syn {
+                phases[0].push(inbound(tcp_flags::SYN, client_seq, 0, &[]));
+            }
+            for _ in 0..plan.synacks {
+                phases[1].push(outbound(
+                    tcp_flags::SYN | tcp_flags::ACK,
+                    server_seq,
+                    client_seq.wrapping_add(1),
+                ));
+            }
+            let (seq, ack) = (client_seq.wrapping_add(1), server_seq.wrapping_add(1));
+            let completion = match plan.completion {
+                Completion::Right => Some(inbound(tcp_flags::ACK, seq, ack, &[])),
+                Completion::AckOff(d) => {
+                    Some(inbound(tcp_flags::ACK, seq, ack.wrapping_add(d), &[]))
+                }
+                Completion::PortOff(d) => Some(Step::Ingress(segment(
+                    look,
+                    remote,
+                    local,
+                    cport.wrapping_add(d),
+                    self.port,
+                    tcp_flags::ACK,
+                    seq,
+                    ack,
+                    &[],
+                ))),
+                Completion::SourceOff(other) => Some(Step::Ingress(segment(
+                    look,
+                    peers.remote(Ends {
+                        remote: self.ends.remote.wrapping_add(other),
+                        ..self.ends
+                    }),
+                    local,
+                    cport,
+                    self.port,
+                    tcp_flags::ACK,
+                    seq,
+                    ack,
+                    &[],
+                ))),
+                Completion::Flags(flags) => Some(inbound(tcp_flags::ACK | flags, seq, ack, &[])),
+                Completion::Never => None,
+            };
+            phases[2].extend(completion);
+            let data = b"HELO example.net\r\n";
+            let after = &mut phases[3];
+            match plan.then {
+                Then::Nothing => {}
+                Then::Data => after.push(inbound(tcp_flags::ACK | tcp_flags::PSH, seq, ack, data)),
+                Then::FinIn => after.push(inbound(tcp_flags::FIN | tcp_flags::ACK, seq, ack, &[])),
+                Then::RstIn => after.push(inbound(tcp_flags::RST | tcp_flags::ACK, seq, ack, &[])),
+                Then::FinOut => after.push(outbound(tcp_flags::FIN | tcp_flags::ACK, ack, seq)),
+                Then::RstOut => after.push(outbound(tcp_flags::RST, ack, 0)),
+                Then::DataAfter(ms) => {
+                    after.push(inbound(tcp_flags::ACK | tcp_flags::PSH, seq, ack, data));
+                    after.push(Step::Wait { ms: u64::from(ms) });
+                    after.push(inbound(tcp_flags::ACK, seq, ack, &[]));
+                }
+            }
+            if !self.by_phase {
+                for phase in &mut phases {
+                    steps.append(phase);
+                }
+                gap(steps);
+            }
+        }
+        if self.by_phase {
+            for mut phase in phases {
+                steps.append(&mut phase);
+                gap(steps);
+            }
+        }
+    }
+}
+
+impl FullHandshakes {
+    fn expand(&self, peers: &Peers, seed: u64, steps: &mut Vec<Step>) {
+        use filter_common::handshake::HANDSHAKE_BUCKETS;
+
+        use crate::handshakes::Flow;
+
+        let local = peers.local(self.ends);
+        let remote = peers.remote(self.ends);
+        let flow = |client_port: u16| Flow {
+            family: if self.ends.v6 { Family::V6 } else { Family::V4 },
+            local: ip_bytes(local),
+            remote: ip_bytes(remote),
+            local_port: self.port,
+            remote_port: client_port,
+        };
+        let bucket = |port| flow(port).stored().bucket(seed, HANDSHAKE_BUCKETS);
+        let first = bucket(self.first_client_port);
+        let ports: Vec<u16> =
+            std::iter::successors(Some(self.first_client_port), |p| Some(p.wrapping_add(1)))
+                .take(1 << 16)
+                .filter(|&p| bucket(p) == first)
+                .take(usize::from(self.count))
+                .collect();
+        let look = &self.look;
+        let server_seq = |i: usize| self.isn.wrapping_add(i as u32);
+        let mut phases: [Vec<Step>; 3] = Default::default();
+        for (i, &port) in ports.iter().enumerate() {
+            let inbound = |flags, seq, ack| {
+                Step::Ingress(segment(
+                    look,
+                    remote,
+                    local,
+                    port,
+                    self.port,
+                    flags,
+                    seq,
+                    ack,
+                    &[],
+                ))
+            };
+            phases[0].push(inbound(tcp_flags::SYN, 7, 0));
+            phases[1].push(Step::Egress(segment(
+                look,
+                local,
+                remote,
+                self.port,
+                port,
+                tcp_flags::SYN | tcp_flags::ACK,
+                server_seq(i),
+                8,
+                &[],
+            )));
+            if self.completed & (1 << i) != 0 {
+                phases[2].push(inbound(tcp_flags::ACK, 8, server_seq(i).wrapping_add(1)));
+            }
+            // In turn, each handshake completes before the next SYN-ACK:
+            // the connections, not the handshakes, overfill their bucket.
+            if self.in_turn {
+                for phase in &mut phases {
+                    steps.append(phase);
+                }
+            }
+        }
+        for mut phase in phases {
+            steps.append(&mut phase);
         }
     }
 }
