@@ -599,7 +599,7 @@ fn link_anew(
 ) -> anyhow::Result<AttachReport> {
     // Held by this process only until pinned: the kernel detaches them if
     // we die before.
-    let egress = attach_egress(ebpf, iface)?;
+    let egress = attach_egress(ebpf, iface, pins)?;
     fault::point("attach: egress attached");
     let xdp = xdp_program(ebpf)?;
     let attached = match choice {
@@ -617,7 +617,7 @@ fn link_anew(
     let (mode, native_unavailable, link_id) = match attached {
         Ok(attached) => attached,
         Err(err) => {
-            egress.undo();
+            egress.undo(pins);
             return Err(occupied_by_our_pins(pins, iface, err));
         }
     };
@@ -669,7 +669,7 @@ fn swap_programs(
     let tc_program_id = if egress_attached {
         replace_egress(pins, iface, ebpf, pins)?
     } else {
-        let egress = attach_egress(ebpf, iface)?;
+        let egress = attach_egress(ebpf, iface, pins)?;
         egress.pin(pins, tc_program(ebpf)?)?
     };
     fault::point("attach: egress replaced");
@@ -765,7 +765,7 @@ fn upgrade(
     let tc_program_id = if egress_attached {
         replace_egress(pins, iface, ebpf, &staging)?
     } else {
-        let egress = attach_egress(ebpf, iface)?;
+        let egress = attach_egress(ebpf, iface, pins)?;
         egress.pin(&staging, tc_program(ebpf)?)?
     };
     fault::point("upgrade: egress replaced");
@@ -843,10 +843,14 @@ enum Egress {
 
 impl Egress {
     /// Undoes the attach after a later step failed.
-    fn undo(self) {
+    fn undo(self, pins: &IfacePins) {
         match self {
             Egress::Tcx(link) => drop(link),
-            Egress::Clsact(filter) => filter.detach(),
+            Egress::Clsact(filter) => {
+                filter.detach();
+                // The qdisc is gone or in use by others: no longer ours to mark.
+                let _ = fs::remove_file(pins.dir().join(CLSACT_ADDED_MARK));
+            }
         }
     }
 
@@ -875,7 +879,7 @@ impl Egress {
     }
 }
 
-fn attach_egress(ebpf: &mut Ebpf, iface: &Interface) -> anyhow::Result<Egress> {
+fn attach_egress(ebpf: &mut Ebpf, iface: &Interface, pins: &IfacePins) -> anyhow::Result<Egress> {
     let tc = tc_program(ebpf)?;
     // TCX links where the kernel has them (Linux 6.6), a clsact filter before.
     if probe::egress_hook(iface.index)? == EgressHook::Tcx {
@@ -896,7 +900,18 @@ fn attach_egress(ebpf: &mut Ebpf, iface: &Interface) -> anyhow::Result<Egress> {
         TcAttachType::Egress.into(),
         program::EGRESS,
     );
-    let qdisc_added = aya::programs::tc::qdisc_add_clsact(iface.index).is_ok();
+    // Marked before the qdisc is added: an attach killed right after adding
+    // it leaves the mark, so the next attach knows the qdisc is its own and
+    // detach removes it.
+    let mark = pins.dir().join(CLSACT_ADDED_MARK);
+    let marked_before = fs::symlink_metadata(&mark).is_ok();
+    if !marked_before {
+        symlink("1", &mark).context("marking the clsact qdisc as added")?;
+    }
+    let qdisc_added = aya::programs::tc::qdisc_add_clsact(iface.index).is_ok() || marked_before;
+    if !qdisc_added {
+        let _ = fs::remove_file(&mark);
+    }
     let link_id = tc
         .attach(
             iface.index,
@@ -917,6 +932,10 @@ fn attach_egress(ebpf: &mut Ebpf, iface: &Interface) -> anyhow::Result<Egress> {
     std::mem::forget(link);
     Ok(Egress::Clsact(filter))
 }
+
+/// In the pin directory while the clsact qdisc is (or is being) added by
+/// attach, not by someone else.
+const CLSACT_ADDED_MARK: &str = "clsact_qdisc_added";
 
 /// A netlink egress filter (before Linux 6.6), identified by interface,
 /// priority and handle, recorded in the pin directory as a symlink
