@@ -215,14 +215,19 @@ fn attach_locked(
 /// supervisor calls when [`crate::health::is_severed`] says the interface
 /// was deleted and an interface of that name is back. Where the filter is
 /// attached and healthy, this replaces its programs, like `attach`.
-pub fn reattach(root: &PinRoot, iface: &Interface) -> anyhow::Result<AttachReport> {
+/// `settings` are applied with it, as `attach` does (none: the kept ones).
+pub fn reattach(
+    root: &PinRoot,
+    iface: &Interface,
+    settings: &[Assignment],
+) -> anyhow::Result<AttachReport> {
     let pins = root.iface(&iface.name)?;
     let choice = match pins.find_xdp_link() {
         Some((XdpMode::Native, _)) => ModeChoice::Native,
         Some((XdpMode::Skb, _)) => ModeChoice::Skb,
         None => ModeChoice::Auto,
     };
-    attach(root, iface, choice, &[])
+    attach(root, iface, choice, settings)
 }
 
 /// The pins of the filter on `iface`, locked for a change of settings or

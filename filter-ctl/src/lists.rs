@@ -593,12 +593,8 @@ pub fn del(pins: &IfacePins, list: List, cidrs: &[Cidr]) -> anyhow::Result<Chang
 }
 
 /// Removes the expired entries of both lists (the daemon does, every few
-/// seconds); returns how many.
+/// seconds); returns how many. The caller holds the interface's lock.
 pub fn remove_expired(pins: &IfacePins) -> anyhow::Result<usize> {
-    // Under the interface's lock, like every change; no pins, nothing to do.
-    let Some(_lock) = pins.lock(false)? else {
-        return Ok(0);
-    };
     let now = now_ns();
     let mut removed = 0;
     for list in [List::Allow, List::Deny] {

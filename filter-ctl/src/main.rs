@@ -297,17 +297,16 @@ enum ListAction {
 }
 
 fn main() {
-    // Die quietly on a closed pipe (`filter-ctl man | head`), as Unix tools
-    // do, instead of panicking on the next print. Changes are written
-    // before anything is printed.
-    // SAFETY: setting a signal's disposition to the default, at start.
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     if let Command::Daemon { log_format, .. } = &cli.command {
-        // The daemon keeps Rust's ignored SIGPIPE: a scraper hanging up
-        // must not kill it.
+        // The daemon keeps Rust's ignored SIGPIPE: a scraper or `top`
+        // hanging up must not kill it (the write fails with EPIPE instead).
         daemon::logging::init(*log_format);
     } else {
+        // The commands die quietly on a closed pipe (`filter-ctl man |
+        // head`), as Unix tools do, instead of panicking on the next print.
+        // Changes are written before anything is printed.
         // SAFETY: setting a signal's disposition to the default, at start.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))

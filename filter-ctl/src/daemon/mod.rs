@@ -102,6 +102,7 @@ pub fn run(pin_root: &Path, options: Options) -> anyhow::Result<()> {
             logged_program: None,
             link: None,
             up: None,
+            pending: None,
             ticks: 0,
         }
         .run(signals)
@@ -135,8 +136,8 @@ impl Signals {
 }
 
 /// Attaches the filter, adopts the one attached, or attaches it again if its
-/// interface was recreated; waits for a missing interface (at boot, a USB or
-/// PPPoE device may come later). Then applies the config file's settings.
+/// interface was recreated, with the config file's settings; waits for a
+/// missing interface (at boot, a USB or PPPoE device may come later).
 /// `None` when stopped while waiting.
 async fn start(
     root: &PinRoot,
@@ -145,12 +146,13 @@ async fn start(
     signals: &mut Signals,
 ) -> anyhow::Result<Option<IfacePins>> {
     let pins = root.iface(&options.iface)?;
+    let config = options.config.as_deref().zip(settings);
     let mut waiting = false;
     loop {
-        match attach_or_adopt(root, &pins, options.mode)? {
+        match attach_or_adopt(root, &pins, options.mode, config)? {
             Some(done) => {
                 log::info!("{done}");
-                break;
+                return Ok(Some(pins));
             }
             None if !waiting => {
                 log::warn!(
@@ -165,40 +167,53 @@ async fn start(
             return Ok(None);
         }
     }
-    if let (Some(settings), Some(path)) = (settings, &options.config) {
-        let changed = reload::apply(&pins, settings)?;
-        log::info!(
-            "settings from {}: {}",
-            path.display(),
-            describe_changes(&changed)
-        );
-    }
-    Ok(Some(pins))
 }
 
-/// What was done, or `None` if the interface is missing.
+/// What was done, or `None` if the interface is missing. The config file's
+/// settings go in with an attach (checked first, nothing is attached if one
+/// is refused) or, for a filter adopted, are applied under its lock like
+/// `filter-ctl apply`.
 fn attach_or_adopt(
     root: &PinRoot,
     pins: &IfacePins,
     mode: ModeChoice,
+    config: Option<(&Path, &[Assignment])>,
 ) -> anyhow::Result<Option<String>> {
     let name = pins.iface();
+    let settings = config.map_or(&[][..], |(_, settings)| settings);
+    let from_file = config.map_or(String::new(), |(path, _)| {
+        format!("; settings from {}", path.display())
+    });
     if let Some((xdp_mode, link)) = pins.find_xdp_link() {
         return Ok(match link::presence(pins)? {
-            Presence::Attached { ifindex } => Some(format!(
-                "adopted the filter attached to {name} (ifindex {ifindex}, XDP {} mode, program {}): \
-                 counters, settings, lists and recorded queries carry on",
-                xdp_mode.name(),
-                attach::link_info(&link)?.program_id()
-            )),
+            Presence::Attached { ifindex } => {
+                let adopted = format!(
+                    "adopted the filter attached to {name} (ifindex {ifindex}, XDP {} mode, \
+                     program {}): counters, settings, lists and recorded queries carry on",
+                    xdp_mode.name(),
+                    attach::link_info(&link)?.program_id()
+                );
+                Some(match config {
+                    Some((path, settings)) => {
+                        let changed = reload::apply(root, name, settings)?;
+                        format!(
+                            "{adopted}; settings from {}: {}",
+                            path.display(),
+                            describe_changes(&changed)
+                        )
+                    }
+                    None => adopted,
+                })
+            }
             Presence::Gone => None,
             Presence::Back { ifindex } => {
-                let report = attach::reattach(root, &Interface::lookup(name)?)?;
+                let report = attach::reattach(root, &Interface::lookup(name)?, settings)?;
                 Some(format!(
                     "attached the filter again to {name} (ifindex {ifindex}, XDP {} mode, program {}), \
-                     keeping counters, settings, lists and recorded queries",
+                     keeping counters, {}lists and recorded queries{from_file}",
                     report.mode.name(),
-                    report.xdp_program_id
+                    report.xdp_program_id,
+                    if config.is_some() { "" } else { "settings, " }
                 ))
             }
             Presence::Elsewhere { link } => anyhow::bail!(
@@ -211,14 +226,14 @@ fn attach_or_adopt(
         return Ok(None);
     };
     iface.require_ethernet()?;
-    let report = attach::attach(root, &iface, mode, &[])?;
+    let report = attach::attach(root, &iface, mode, settings)?;
     if let Some(why) = &report.native_unavailable {
         log::warn!(
             "native XDP is not available on {name} ({why}); using generic (skb) mode, which costs more per packet"
         );
     }
     Ok(Some(format!(
-        "attached the filter to {name} in {} mode (XDP program {}, egress program {})",
+        "attached the filter to {name} in {} mode (XDP program {}, egress program {}){from_file}",
         report.mode.name(),
         report.xdp_program_id,
         report.tc_program_id
@@ -248,6 +263,9 @@ struct Daemon {
     /// The interface at the last check, to log changes only.
     link: Option<Presence>,
     up: Option<bool>,
+    /// Settings of the config file read while the interface was gone: they
+    /// go in with the attach when it is back.
+    pending: Option<Vec<Assignment>>,
     ticks: u64,
 }
 
@@ -355,8 +373,10 @@ impl Daemon {
             }
             Err(err) => log::debug!("reading the counters: {err:#}"),
         }
-        if self.ticks.is_multiple_of(CLEANUP_EVERY) {
-            match lists::remove_expired(&self.pins) {
+        if self.ticks.is_multiple_of(CLEANUP_EVERY) && !self.is_severed() {
+            match attach::lock_for_change(&self.root, &self.options.iface)
+                .and_then(|(_lock, pins)| lists::remove_expired(&pins))
+            {
                 Ok(0) => {}
                 Ok(removed) => log::info!("removed {removed} expired allow/deny list entries"),
                 Err(err) => log::warn!("removing expired list entries: {err:#}"),
@@ -385,11 +405,24 @@ impl Daemon {
             return;
         };
         let path = file.path().display().to_string();
-        let applied = read.and_then(|settings| reload::apply(&self.pins, &settings));
+        let iface = &self.options.iface;
+        if self.is_severed()
+            && let Ok(settings) = &read
+        {
+            // Nothing reads the settings of a severed filter, and its maps
+            // are not changed meanwhile: they go in with the next attach.
+            log::info!(
+                "read {path}; its settings go in when the filter is attached to {iface} again"
+            );
+            self.pending = Some(settings.clone());
+            return;
+        }
+        let applied = read.and_then(|settings| reload::apply(&self.root, iface, &settings));
         let mut state = self.state.lock().expect("never poisoned");
         match applied {
             Ok(changed) => {
                 state.reloads_ok += 1;
+                self.pending = None;
                 log::info!("reloaded {path}: {}", describe_changes(&changed));
             }
             Err(err) => {
@@ -399,6 +432,12 @@ impl Daemon {
                 );
             }
         }
+    }
+
+    /// Whether the interface was gone (or back, not yet attached again) at
+    /// the last check: the filter's links are severed.
+    fn is_severed(&self) -> bool {
+        matches!(self.link, Some(Presence::Gone | Presence::Back { .. }))
     }
 
     /// Logs the interface going and coming back, down and up, and attaches
@@ -425,18 +464,32 @@ impl Daemon {
                 link.describe()
             ),
             Presence::Back { ifindex } => {
+                let settings = self.pending.as_deref().unwrap_or_default();
                 match Interface::lookup(&name)
-                    .and_then(|iface| attach::reattach(&self.root, &iface))
+                    .and_then(|iface| attach::reattach(&self.root, &iface, settings))
                 {
                     Ok(report) => {
+                        let reloaded = self.pending.take().is_some();
+                        let kept = match &self.config {
+                            Some(file) if reloaded => format!(
+                                "keeping counters, lists and recorded queries; settings from {}, \
+                                 read while {name} was gone",
+                                file.path().display()
+                            ),
+                            _ => "keeping counters, settings, lists and recorded queries".into(),
+                        };
                         log::info!(
                             "{name} is back (ifindex {ifindex}): attached the filter again in {} \
-                             mode (XDP program {}), keeping counters, settings, lists and recorded \
-                             queries",
+                             mode (XDP program {}), {kept}",
                             report.mode.name(),
                             report.xdp_program_id
                         );
-                        self.state.lock().expect("never poisoned").reattached += 1;
+                        let mut state = self.state.lock().expect("never poisoned");
+                        state.reattached += 1;
+                        if reloaded {
+                            state.reloads_ok += 1;
+                        }
+                        drop(state);
                         self.link = Some(Presence::Attached { ifindex });
                     }
                     Err(err) if changed => log::warn!(

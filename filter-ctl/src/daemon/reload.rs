@@ -12,9 +12,11 @@
 //!
 //! A file is checked whole before anything is written: a bad key or value
 //! is logged with what is wrong and the running settings stay as they were.
-//! A good one is written with the same all-or-nothing apply as `filter-ctl
-//! apply` (two map writes: the config, then the watched ports, each one
-//! atomic for the programs).
+//! A good one is written the way `filter-ctl apply` writes it: under the
+//! interface's lock, into the spare ports and limits elements, then one
+//! write of the config switches the programs to them along with every other
+//! changed key ([`crate::settings`]), so they see the old settings or the
+//! new ones, never a mix.
 
 use std::{
     fs,
@@ -26,7 +28,7 @@ use std::{
 use anyhow::Context as _;
 use filter_common::settings::{Assignment, Assignments, Settings};
 
-use crate::{pins::IfacePins, settings::SettingsMaps};
+use crate::{attach, pins::PinRoot, settings::SettingsMaps};
 
 /// What the file looked like when it was last read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,10 +114,16 @@ pub fn settings_of(text: &str) -> anyhow::Result<Vec<Assignment>> {
         .collect())
 }
 
-/// Writes `assignments` to the filter; returns the settings that changed, as
-/// `key old -> new`.
-pub fn apply(pins: &IfacePins, assignments: &[Assignment]) -> anyhow::Result<Vec<String>> {
-    let mut maps = SettingsMaps::open(pins)?;
+/// Writes `assignments` to the filter on `iface`, under its lock (waiting
+/// for a command changing it meanwhile); returns the settings that changed,
+/// as `key old -> new`.
+pub fn apply(
+    root: &PinRoot,
+    iface: &str,
+    assignments: &[Assignment],
+) -> anyhow::Result<Vec<String>> {
+    let (_lock, pins) = attach::lock_for_change(root, iface)?;
+    let mut maps = SettingsMaps::open(&pins)?;
     let before = maps.read()?;
     let after = maps.apply(assignments)?;
     Ok(before
