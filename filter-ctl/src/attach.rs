@@ -389,11 +389,22 @@ fn program_of(link: &Path) -> anyhow::Result<u32> {
     Ok(link_info(link)?.program_id())
 }
 
-/// The ids of the maps `programs` use.
+/// The ids of the filter's maps (those of [`map::ALL`]) that `programs`
+/// use. The others are aya-log's ring and level, which every load makes
+/// for itself and nothing pins.
 fn maps_used(programs: &[u32]) -> anyhow::Result<BTreeSet<u32>> {
     let mut ids = BTreeSet::new();
     for program in programs {
-        ids.extend(prog_map_ids(*program)?);
+        for id in prog_map_ids(*program)? {
+            let info = aya::maps::MapInfo::from_id(id)?;
+            let name = info.name_as_str().unwrap_or_default();
+            if map::ALL
+                .iter()
+                .any(|pinned| kernel_map_name(pinned) == name)
+            {
+                ids.insert(id);
+            }
+        }
     }
     Ok(ids)
 }

@@ -536,16 +536,21 @@ fn the_programs_rare_events_reach_the_daemons_log() {
     assert_eq!(lab.stats().packets(Reason::DropSynPenalty), 1);
 }
 
-/// The entries pinned in the list trie `map` of wan0, expired ones included.
+/// The entries pinned in the list trie `map` of wan0, expired ones included:
+/// in both its copies (`MAP` and `MAP_B`; a change leaves the one not live
+/// empty).
 fn trie_entries(lab: &FilterLab, map: &str) -> usize {
     // The pins of the gateway's namespace: PIN_ROOT/net<inode>/wan0/MAP.
-    let paths: Vec<_> = fs::read_dir(lab.ctl.pin_root())
+    let dirs: Vec<_> = fs::read_dir(lab.ctl.pin_root())
         .unwrap()
-        .map(|dir| dir.unwrap().path().join(WAN_IF).join(map))
-        .filter(|path| path.exists())
+        .map(|dir| dir.unwrap().path().join(WAN_IF))
+        .filter(|dir| dir.join(map).exists())
         .collect();
-    assert_eq!(paths.len(), 1, "{paths:?}");
-    harness::kernel::pinned_map_entries(&paths[0]).unwrap()
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    [map.to_owned(), format!("{map}_B")]
+        .iter()
+        .map(|copy| harness::kernel::pinned_map_entries(&dirs[0].join(copy)).unwrap())
+        .sum()
 }
 
 #[test]
