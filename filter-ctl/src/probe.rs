@@ -87,22 +87,6 @@ const HELPERS: &[(ProgramType, BpfHelper, &str)] = &[
         BpfHelper::BPF_FUNC_skb_pull_data,
         "bpf_skb_pull_data",
     ),
-    // aya-log's records of the rare egress event (a ring buffer).
-    (
-        ProgramType::SchedClassifier,
-        BpfHelper::BPF_FUNC_ringbuf_reserve,
-        "bpf_ringbuf_reserve (Linux 5.8)",
-    ),
-    (
-        ProgramType::SchedClassifier,
-        BpfHelper::BPF_FUNC_ringbuf_submit,
-        "bpf_ringbuf_submit (Linux 5.8)",
-    ),
-    (
-        ProgramType::SchedClassifier,
-        BpfHelper::BPF_FUNC_ringbuf_discard,
-        "bpf_ringbuf_discard (Linux 5.8)",
-    ),
     (
         ProgramType::SchedClassifier,
         BpfHelper::BPF_FUNC_ktime_get_coarse_ns,
