@@ -13,7 +13,7 @@ use filter_common::{
     Config, FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict, OrphanPolicy, Reason, expiry,
 };
 
-use crate::packet::Ip;
+use crate::{config, packet::Ip};
 
 #[map]
 static FRAGMENTS: LruHashMap<FragmentKey, FragmentVerdict> =
@@ -31,9 +31,9 @@ fn key(ip: &Ip, id: u32) -> FragmentKey {
 
 /// Remembers the verdict of a first fragment for the rest of its datagram.
 #[inline(always)]
-pub fn remember(ip: &Ip, id: u32, dropped: bool, now: u64, config: &Config) {
+pub fn remember(ip: &Ip, id: u32, dropped: bool, config: &Config) {
     let verdict = FragmentVerdict {
-        expires_ns: expiry::deadline(now, config.fragment_lifetime_ns()),
+        expires_ns: expiry::deadline(config::now_ns(), config.fragment_lifetime_ns()),
         dropped: u32::from(dropped),
         _padding: 0,
     };
@@ -42,10 +42,10 @@ pub fn remember(ip: &Ip, id: u32, dropped: bool, now: u64, config: &Config) {
 
 /// The verdict of a later fragment.
 #[inline(always)]
-pub fn follow(ip: &Ip, id: u32, now: u64, config: &Config) -> Reason {
+pub fn follow(ip: &Ip, id: u32, config: &Config) -> Reason {
     match FRAGMENTS.get_ptr(&key(ip, id)) {
         // SAFETY: a valid value pointer of the map; fields read by value.
-        Some(verdict) if expiry::is_live(unsafe { (*verdict).expires_ns }, now) => {
+        Some(verdict) if expiry::is_live(unsafe { (*verdict).expires_ns }, config::now_ns()) => {
             if unsafe { (*verdict).dropped } != 0 {
                 Reason::DropFragment
             } else {

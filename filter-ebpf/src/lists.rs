@@ -27,7 +27,10 @@ use filter_common::{
     prefix,
 };
 
-use crate::packet::{Family, Ip};
+use crate::{
+    config,
+    packet::{Family, Ip},
+};
 
 #[map]
 static ALLOW_V4: LpmTrie<[u8; 4], ListEntry> = LpmTrie::with_max_entries(LIST_ENTRIES, 0);
@@ -90,27 +93,27 @@ const MAX_EXPIRED_SKIPS: usize = 4;
 
 /// True if the packet's source is on the allow list.
 #[inline(always)]
-pub fn allowed(ip: &Ip, config: &Config, now: u64) -> bool {
-    matches(ip, &ALLOW, config, now)
+pub fn allowed(ip: &Ip, config: &Config) -> bool {
+    matches(ip, &ALLOW, config)
 }
 
 /// True if the packet's source is on the deny list.
 #[inline(always)]
-pub fn denied(ip: &Ip, config: &Config, now: u64) -> bool {
-    matches(ip, &DENY, config, now)
+pub fn denied(ip: &Ip, config: &Config) -> bool {
+    matches(ip, &DENY, config)
 }
 
 #[inline(always)]
-fn matches(ip: &Ip, list: &Tries, config: &Config, now: u64) -> bool {
+fn matches(ip: &Ip, list: &Tries, config: &Config) -> bool {
     let copy = config.list_copy(list.deny);
     match ip.family {
         Family::Ipv4 => {
             in_use(in_use_slot(list.v4_in_use, copy))
-                && live_match(live(&list.v4, copy), ip.src[0].to_ne_bytes(), 32, now)
+                && live_match(live(&list.v4, copy), ip.src[0].to_ne_bytes(), 32)
         }
         Family::Ipv6 => {
             in_use(in_use_slot(list.v6_in_use, copy))
-                && live_match(live(&list.v6, copy), prefix::v6_bytes(&ip.src), 128, now)
+                && live_match(live(&list.v6, copy), prefix::v6_bytes(&ip.src), 128)
         }
     }
 }
@@ -127,19 +130,23 @@ fn in_use(slot: u32) -> bool {
 /// The longest live entry covering `addr`: an expired one is skipped by
 /// looking again with a prefix one bit shorter than its own.
 #[inline(always)]
-fn live_match<K: Copy>(trie: &LpmTrie<K, ListEntry>, addr: K, bits: u32, now: u64) -> bool {
-    let mut len = bits;
+fn live_match<K: Copy>(trie: &LpmTrie<K, ListEntry>, addr: K, bits: u32) -> bool {
+    let Some(mut entry) = trie.get(&Key::new(bits, addr)) else {
+        return false;
+    };
+    // Read only on a match: most sources match nothing.
+    let now = config::now_ns();
     for _ in 0..MAX_EXPIRED_SKIPS {
-        let Some(entry) = trie.get(&Key::new(len, addr)) else {
-            return false;
-        };
         if entry.is_live(now) {
             return true;
         }
         let Some(shorter) = entry.shorter_lookup() else {
             return false;
         };
-        len = shorter;
+        let Some(next) = trie.get(&Key::new(shorter, addr)) else {
+            return false;
+        };
+        entry = next;
     }
     false
 }

@@ -58,8 +58,7 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let packet = Packet::from_xdp(&ctx);
-    let now = config::now_ns();
-    let reason = ingress::verdict(&packet, config, now);
+    let reason = ingress::verdict(&packet, config);
     let bytes = packet.len() as u64;
     match reason.action() {
         Action::Pass => {
@@ -73,7 +72,7 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
             } else {
                 stats::count(reason, bytes);
             }
-            sample::drop(&ctx, reason, bytes, monitor, config, now);
+            sample::drop(&ctx, reason, bytes, monitor, config);
             if monitor {
                 xdp_action::XDP_PASS
             } else {
@@ -89,9 +88,7 @@ pub fn wan_egress(ctx: TcContext) -> i32 {
     let Some(config) = config::get() else {
         return TC_ACT_OK;
     };
-    let now = config::now_ns();
-    let reason = egress::observe(&packet, config, now);
-    stats::count(reason, u64::from(ctx.len()));
+    stats::count(egress::observe(&packet, config), u64::from(ctx.len()));
     // Egress never drops: it only learns what the inside asked for.
     TC_ACT_OK
 }

@@ -5,10 +5,12 @@
 //!
 //! What a drop costs here when it is not sampled: the `sample_rate` field of
 //! the config (already in cache) and, when sampling is on, one read of its
-//! reason's limiter slot. Only an admitted drop (at most `sample_rate` per
+//! reason's limiter slot and one of the clock (a helper call, which the
+//! drop paths that need no clock for their verdict do not make otherwise). Only an admitted drop (at most `sample_rate` per
 //! second per reason) reserves ring space and copies the frame's first
 //! bytes into it with one helper call; the reader parses them.
 
+use crate::config;
 use aya_ebpf::{
     EbpfContext as _,
     helpers::generated::bpf_xdp_load_bytes,
@@ -38,20 +40,16 @@ static DROP_EVENT_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT
 /// with `would_drop`) under `reason`, if its reason's limiter admits one
 /// more event.
 #[inline(always)]
-pub fn drop(
-    ctx: &XdpContext,
-    reason: Reason,
-    len: u64,
-    would_drop: bool,
-    config: &Config,
-    now: u64,
-) {
+pub fn drop(ctx: &XdpContext, reason: Reason, len: u64, would_drop: bool, config: &Config) {
     if config.sample_rate == 0 {
         return;
     }
     let Some(slot) = DROP_SAMPLER.get_ptr_mut(reason.index()) else {
         return;
     };
+    // The verdict reads the clock only where a rule needs it; the limiter
+    // needs it on every drop.
+    let now = config::now_ns();
     // SAFETY: a valid, aligned element of the array map, read and written by
     // value (other CPUs do the same).
     let Some(next) = sample::admit(unsafe { *slot }, now, config.sample_rate) else {

@@ -21,6 +21,8 @@
 use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
 use filter_common::{SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot, expiry};
 
+use crate::config;
+
 // Both memory-mappable, so that `filter-ctl status` counts what is in use
 // without one syscall per slot.
 #[map]
@@ -68,12 +70,19 @@ pub fn record(key: &SolicitedKey, now: u64, lifetime: u64) -> Recorded {
 
 /// True, and the entry is consumed, if `key` was asked for and has not expired.
 #[inline(always)]
-pub fn consume(key: &SolicitedKey, now: u64) -> bool {
+pub fn consume(key: &SolicitedKey) -> bool {
     let bucket = key.bucket();
-    match SOLICITED_LATEST.get_ptr(bucket) {
-        // SAFETY: a valid, aligned element of the array map; read by value.
-        Some(latest) if expiry::is_live(unsafe { *latest }, now) => {}
-        _ => return false,
+    // SAFETY: a valid, aligned element of the array map; read by value.
+    let latest = SOLICITED_LATEST
+        .get_ptr(bucket)
+        .map_or(0, |latest| unsafe { *latest });
+    // A bucket nothing was ever recorded in (most of a flood's) needs no clock.
+    if latest == 0 {
+        return false;
+    }
+    let now = config::now_ns();
+    if !expiry::is_live(latest, now) {
+        return false;
     }
     let first = bucket * SOLICITED_WAYS;
     for way in 0..SOLICITED_WAYS {

@@ -29,7 +29,7 @@ use filter_common::{
 };
 
 use crate::{
-    conn, events, halfopen,
+    config, conn, events, halfopen,
     lists::{self, Penalised},
     packet::{Family, Ip},
 };
@@ -47,7 +47,8 @@ static SYN_GLOBAL: Array<SynBucket> = Array::with_max_entries(1, BPF_F_MMAPABLE)
 
 /// The verdict on a TCP SYN (SYN set, ACK clear) to our `port`.
 #[inline(always)]
-pub fn verdict(ip: &Ip, port: u16, config: &Config, now: u64) -> Reason {
+pub fn verdict(ip: &Ip, port: u16, config: &Config) -> Reason {
+    let now = config::now_ns();
     let (source, prefix_len) = match ip.family {
         Family::Ipv4 => (SynSource::ipv4(ip.src[0]), config.syn_prefix_v4),
         Family::Ipv6 => (SynSource::ipv6(&ip.src), config.syn_prefix_v6),

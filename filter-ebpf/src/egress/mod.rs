@@ -10,17 +10,17 @@ use filter_common::{Config, Reason};
 use crate::packet::{Fragment, IPPROTO_TCP, IPPROTO_UDP, Network, Packet};
 
 #[inline(always)]
-pub fn observe(packet: &Packet, config: &Config, now: u64) -> Reason {
+pub fn observe(packet: &Packet, config: &Config) -> Reason {
     match packet.network() {
         Network::Ip(ip)
             if ip.protocol == IPPROTO_UDP && !matches!(ip.fragment, Fragment::Later { .. }) =>
         {
-            udp::record(packet, &ip, config, now)
+            udp::record(packet, &ip, config)
         }
         Network::Ip(ip)
             if ip.protocol == IPPROTO_TCP && !matches!(ip.fragment, Fragment::Later { .. }) =>
         {
-            tcp::observe(packet, &ip, config, now)
+            tcp::observe(packet, &ip, config)
         }
         _ => Reason::EgressOther,
     }

@@ -10,13 +10,13 @@ use filter_common::{
 };
 
 use crate::{
-    conn,
+    config, conn,
     handshake::{self, Recorded},
     packet::{Ip, Packet, tcp_flags::*},
 };
 
 #[inline(always)]
-pub fn observe(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
+pub fn observe(packet: &Packet, ip: &Ip, config: &Config) -> Reason {
     let Some(tcp) = packet.tcp(ip.l4_offset) else {
         return Reason::EgressOther;
     };
@@ -30,14 +30,20 @@ pub fn observe(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
     if tcp.flags & (SYN | ACK | RST) == SYN | ACK {
         let expected_ack = keys::expected_ack(tcp.seq);
         let lifetime = config.halfopen_timeout_ns();
-        return match handshake::record(&key, expected_ack, now, lifetime, config.syn_hash_seed) {
+        return match handshake::record(
+            &key,
+            expected_ack,
+            config::now_ns(),
+            lifetime,
+            config.syn_hash_seed,
+        ) {
             Recorded::Stored => Reason::EgressHandshakeRecorded,
             Recorded::Evicted => Reason::EgressHandshakeEvicted,
         };
     }
     if tcp.flags & (FIN | RST) != 0
         && conn::limit(tcp.src_port) != 0
-        && conn::close(&key, config, now)
+        && conn::close(&key, config, config::now_ns())
     {
         return Reason::EgressConnClosed;
     }

@@ -12,7 +12,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn record(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
+pub fn record(packet: &Packet, ip: &Ip, config: &Config) -> Reason {
     let Some(udp) = packet.udp(ip.l4_offset) else {
         return Reason::EgressOther;
     };
@@ -33,7 +33,7 @@ pub fn record(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
         family: ip.family.number(),
         token,
     };
-    match solicited::record(&key, now, config.solicited_lifetime_ns()) {
+    match solicited::record(&key, config::now_ns(), config.solicited_lifetime_ns()) {
         Recorded::Stored => Reason::EgressQueryRecorded,
         Recorded::Evicted => Reason::EgressQueryEvicted,
     }

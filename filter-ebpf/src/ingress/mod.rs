@@ -22,30 +22,30 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn verdict(packet: &Packet, config: &Config, now: u64) -> Reason {
+pub fn verdict(packet: &Packet, config: &Config) -> Reason {
     let (ip, walked) = match packet.network() {
         Network::Ip(ip) => (ip, true),
         Network::UnwalkedFirstFragment(ip) => (ip, false),
         Network::NotIp => return Reason::PassNotIp,
         Network::Malformed => return Reason::PassMalformed,
     };
-    if lists::allowed(&ip, config, now) {
+    if lists::allowed(&ip, config) {
         return Reason::PassAllowList;
     }
-    if lists::denied(&ip, config, now) {
+    if lists::denied(&ip, config) {
         return Reason::DropDenyList;
     }
     if let Fragment::Later { id } = ip.fragment {
-        return fragments::follow(&ip, id, now, config);
+        return fragments::follow(&ip, id, config);
     }
     let reason = match ip.protocol {
         _ if !walked => Reason::PassMalformed,
-        IPPROTO_UDP => udp::verdict(packet, &ip, now),
-        tcp::IPPROTO_TCP => tcp::verdict(packet, &ip, config, now),
+        IPPROTO_UDP => udp::verdict(packet, &ip),
+        tcp::IPPROTO_TCP => tcp::verdict(packet, &ip, config),
         _ => pass(&ip),
     };
     if let Fragment::First { id } = ip.fragment {
-        fragments::remember(&ip, id, reason.action() == Action::Drop, now, config);
+        fragments::remember(&ip, id, reason.action() == Action::Drop, config);
     }
     reason
 }

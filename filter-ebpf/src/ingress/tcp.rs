@@ -17,6 +17,7 @@ use filter_common::{Config, Reason, handshake::FlowKey};
 use super::pass;
 pub use crate::packet::IPPROTO_TCP;
 use crate::{
+    config,
     conn::{self, Followed, Opened},
     halfopen, handshake,
     packet::{Ip, Packet, Tcp, tcp_flags::*},
@@ -24,25 +25,26 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn verdict(packet: &Packet, ip: &Ip, config: &Config, now: u64) -> Reason {
+pub fn verdict(packet: &Packet, ip: &Ip, config: &Config) -> Reason {
     let Some(tcp) = packet.tcp(ip.l4_offset) else {
         return Reason::PassMalformed;
     };
     if tcp.flags & SYN != 0 {
         if tcp.flags & ACK == 0 {
-            return syn::verdict(ip, tcp.dst_port, config, now);
+            return syn::verdict(ip, tcp.dst_port, config);
         }
         return pass(ip);
     }
     if !handshake::is_service(tcp.dst_port) {
         return pass(ip);
     }
-    to_service(ip, &tcp, config, now)
+    to_service(ip, &tcp, config)
 }
 
 /// A segment (not a SYN) to a port that answers SYNs.
 #[inline(always)]
-fn to_service(ip: &Ip, tcp: &Tcp, config: &Config, now: u64) -> Reason {
+fn to_service(ip: &Ip, tcp: &Tcp, config: &Config) -> Reason {
+    let now = config::now_ns();
     let key = FlowKey {
         local_addr: ip.dst,
         remote_addr: ip.src,

@@ -16,7 +16,7 @@ use crate::{
 const NTP_PORT: u16 = 123;
 
 #[inline(always)]
-pub fn verdict(packet: &Packet, ip: &Ip, now: u64) -> Reason {
+pub fn verdict(packet: &Packet, ip: &Ip) -> Reason {
     let Some(udp) = packet.udp(ip.l4_offset) else {
         return Reason::PassMalformed;
     };
@@ -48,7 +48,7 @@ pub fn verdict(packet: &Packet, ip: &Ip, now: u64) -> Reason {
         family: ip.family.number(),
         token,
     };
-    if solicited::consume(&key, now) {
+    if solicited::consume(&key) {
         return Reason::PassSolicited;
     }
     match class {
