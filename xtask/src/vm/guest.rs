@@ -15,7 +15,9 @@ use std::{
     io::{BufRead as _, BufReader},
     path::Path,
     process::{Command, ExitCode, Stdio},
-    time::Instant,
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, anyhow, bail};
@@ -131,7 +133,7 @@ pub fn worker(plan_path: &Path) -> anyhow::Result<ExitCode> {
         "{READY_MARKER} after {:.1} s: Linux {}, {} CPUs",
         outcome.boot_secs,
         outcome.kernel_release,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        thread::available_parallelism().map_or(1, |n| n.get())
     );
     if outcome.kernel_release != plan.kernel_release {
         outcome.errors.push(format!(
@@ -286,8 +288,15 @@ fn program_insns(id: &str) -> anyhow::Result<ProgramInsns> {
     })
 }
 
+/// How often the worker says a test executable is still running. Under TCG
+/// one test can run for more than ten minutes without a line (the fault
+/// tests kill filter-ctl at dozens of points, one after another): the host
+/// takes that long a silence for a hung guest.
+const HEARTBEAT: Duration = Duration::from_secs(120);
+
 /// Runs one test executable like `cargo test`: in its package's directory,
-/// its output streamed, the summary line counted.
+/// its output streamed, the summary line counted, a heartbeat line every
+/// [`HEARTBEAT`] while it runs.
 fn run_test_binary(binary: &super::plan::TestBinary, plan: &Plan) -> anyhow::Result<BinaryOutcome> {
     println!(
         "vm-test guest: running {} ({})",
@@ -310,6 +319,16 @@ fn run_test_binary(binary: &super::plan::TestBinary, plan: &Plan) -> anyhow::Res
         ignored: 0,
         secs: 0.0,
     };
+    let (finished, heartbeat_stop) = mpsc::channel::<()>();
+    let name = binary.name.clone();
+    let heartbeat = thread::spawn(move || {
+        while let Err(mpsc::RecvTimeoutError::Timeout) = heartbeat_stop.recv_timeout(HEARTBEAT) {
+            println!(
+                "vm-test guest: {name} still running ({} s)",
+                start.elapsed().as_secs()
+            );
+        }
+    });
     let stdout = child.stdout.take().expect("piped");
     for line in BufReader::new(stdout).lines() {
         let line = line?;
@@ -321,6 +340,8 @@ fn run_test_binary(binary: &super::plan::TestBinary, plan: &Plan) -> anyhow::Res
         }
     }
     outcome.exit_code = child.wait()?.code();
+    drop(finished);
+    let _ = heartbeat.join();
     outcome.secs = start.elapsed().as_secs_f64();
     Ok(outcome)
 }
