@@ -23,6 +23,8 @@
 //! The arithmetic (SYN bucket math, hashes, masks, deadlines) is in
 //! filter-common, where it is tested on the host.
 #![no_std]
+// Packet reads are single load instructions in inline assembly (packet.rs).
+#![feature(asm_experimental_arch)]
 #![no_main]
 // aya's #[classifier] macro generates a safe fn that dereferences its raw context.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]

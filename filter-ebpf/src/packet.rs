@@ -62,18 +62,84 @@ mod sealed {
 /// the parser reads. Any bit pattern is a valid value of each, and each is
 /// small, so a read never reaches past the bounds checked for it. Sealed:
 /// the list below is the whole list.
-pub trait Plain: sealed::Sealed + Copy {}
+pub trait Plain: sealed::Sealed + Copy {
+    /// Reads a value at `at`, whatever its alignment.
+    ///
+    /// # Safety
+    /// `[at, at + size_of::<Self>())` lies inside the packet.
+    unsafe fn load(at: *const u8) -> Self;
+}
 
-macro_rules! plain {
-    ($($t:ty),*) => {
+/// Byte strings: LLVM reads them byte by byte, which is what they are.
+macro_rules! plain_bytes {
+    ($($n:literal),*) => {
         $(
-            impl sealed::Sealed for $t {}
-            impl Plain for $t {}
+            impl sealed::Sealed for [u8; $n] {}
+            impl Plain for [u8; $n] {
+                #[inline(always)]
+                unsafe fn load(at: *const u8) -> Self {
+                    // SAFETY: in bounds (the caller's promise); any bytes are valid.
+                    unsafe { core::ptr::read_unaligned(at.cast()) }
+                }
+            }
         )*
     };
 }
 
-plain!(u8, u16, u32, u64, [u8; 2], [u8; 4], [u8; 8], [u32; 10]);
+/// Integers: one load instruction each. A `read_unaligned` in Rust would
+/// become a load per byte plus shifts (LLVM's BPF backend assumes loads
+/// must be aligned; packet headers often are not), several times the cost
+/// on the hot path. The kernel accepts misaligned packet loads where the
+/// CPU handles them (x86-64, arm64: the verifier's strict alignment is off).
+/// bpf-linker's allows-misaligned-mem-access would do the same for all
+/// code, but also lets LLVM merge stores into misaligned stack slots, which
+/// the verifier refuses; inline assembly keeps it to packet reads.
+macro_rules! plain_int {
+    ($($t:ty => $width:literal),*) => {
+        $(
+            impl sealed::Sealed for $t {}
+            impl Plain for $t {
+                #[inline(always)]
+                unsafe fn load(at: *const u8) -> Self {
+                    let value: u64;
+                    // SAFETY: reads in-bounds packet memory (the caller's
+                    // promise); writes nothing.
+                    unsafe {
+                        core::arch::asm!(
+                            concat!("{value} = *(", $width, " *)({at} + 0)"),
+                            at = in(reg) at,
+                            value = lateout(reg) value,
+                            options(pure, readonly, nostack, preserves_flags),
+                        );
+                    }
+                    value as $t
+                }
+            }
+        )*
+    };
+}
+
+plain_bytes!(2, 4, 8);
+plain_int!(u16 => "u16", u32 => "u32", u64 => "u64");
+
+impl sealed::Sealed for u8 {}
+impl Plain for u8 {
+    #[inline(always)]
+    unsafe fn load(at: *const u8) -> Self {
+        // SAFETY: in bounds (the caller's promise).
+        unsafe { *at }
+    }
+}
+
+/// A whole IPv6 header, read as ten words.
+impl sealed::Sealed for [u32; 10] {}
+impl Plain for [u32; 10] {
+    #[inline(always)]
+    unsafe fn load(at: *const u8) -> Self {
+        // SAFETY: the ten words lie in the header (the caller's promise).
+        core::array::from_fn(|i| unsafe { u32::load(at.add(4 * i)) })
+    }
+}
 
 impl Packet {
     /// The packet an XDP program sees.
@@ -118,11 +184,8 @@ impl Packet {
             return None;
         }
         // SAFETY: [at, at + size_of::<T>()) lies inside the packet (checked
-        // above) and any bytes are a valid T (T: Plain). LLVM reads it byte
-        // by byte: letting it emit misaligned loads (bpf-linker's
-        // allows-misaligned-mem-access) also makes it merge stores into
-        // misaligned stack slots, which the verifier refuses.
-        Some(unsafe { core::ptr::read_unaligned(at as *const T) })
+        // above) and any bytes are a valid T (T: Plain).
+        Some(unsafe { T::load(at as *const u8) })
     }
 
     /// The `N` bytes at `offset`, bounds-checked once, or `None` if they
@@ -175,7 +238,7 @@ impl<const N: usize> Header<N> {
         // SAFETY: the header's N bytes lie inside the packet (checked by
         // Packet::header), the field lies inside the header (checked above
         // at compile time) and any bytes are a valid T.
-        unsafe { core::ptr::read_unaligned(self.base.add(AT).cast::<T>()) }
+        unsafe { T::load(self.base.add(AT)) }
     }
 }
 

@@ -286,6 +286,8 @@ fn vm_test(options: &vm::VmOptions, test_args: &[OsString]) -> anyhow::Result<Ex
         None => (test_args, &[][..]),
     };
     let filter_ctl = build_release()?;
+    // The guest's upgrade tests find it at its default path, as on the host.
+    build_layout_next()?;
     Ok(if vm::run(options, &filter_ctl, args, harness)? {
         ExitCode::SUCCESS
     } else {
