@@ -3,14 +3,20 @@
 //! `filter-ctl daemon` and `filter-ctl top` to say who is flooding.
 //!
 //! A flood of millions of packets per second must cost almost nothing
-//! extra, so a drop first asks its reason's rate limiter ([`admit`], one
-//! timestamp per reason in an array map shared by all CPUs): refused, that
-//! is one read and a compare. Only an admitted drop reserves ring space and
-//! copies the frame's first bytes into it (the reader parses them); a full
-//! ring (nobody reading) is counted as lost, never waited for.
+//! extra. Only some drops are offered to their reason's rate limiter
+//! ([`is_offered`]: the first and every [`OFFER_EVERY`]th of a reason on a
+//! CPU, by the per-CPU packet counter the drop path increments anyway), because
+//! the limiter needs the clock, a helper call that would otherwise be
+//! a third of a drop's cost. The limiter ([`admit`], one timestamp per reason
+//! in an array map shared by all CPUs) then refuses all but `rate` a second.
+//! Only an admitted drop reserves ring space and copies the frame's first
+//! bytes into it (the reader parses them); a full ring (nobody reading) is
+//! counted as lost, never waited for.
 //!
 //! The rate is `sample_rate` events per second per drop reason (a setting;
-//! 0 = off), so a DNS flood never crowds the SYN flood's events out.
+//! 0 = off), so a DNS flood never crowds the SYN flood's events out, for any
+//! flood of more than `OFFER_EVERY * sample_rate` drops per second on a CPU
+//! (3,200 at the default); slower drops give one event in `OFFER_EVERY`.
 //! Estimates scale the sampled events by the exact per-reason counters.
 
 use crate::syn;
@@ -56,6 +62,19 @@ pub const RING_BYTES: u32 = 1 << 19;
 pub const DEFAULT_RATE: u32 = 200;
 pub const MAX_RATE: u32 = 100_000;
 
+/// Drops of a reason on one CPU per drop offered to the rate limiter.
+pub const OFFER_EVERY: u64 = 16;
+
+/// Whether the drop that brought its reason's per-CPU packet counter to
+/// `count` is offered to the rate limiter: the first and then every
+/// [`OFFER_EVERY`]th. Every packet of a flood is equally likely to be the
+/// one (a source cannot know the counter's phase: all traffic of the reason
+/// on that CPU moves it), so the sampled shares stay unbiased.
+#[inline(always)]
+pub const fn is_offered(count: u64) -> bool {
+    count % OFFER_EVERY == 1
+}
+
 /// The rate limiter of one reason at `now_ns`: its new timestamp if one more
 /// event may be sent, `None` if not (the slot is left as it is). A GCRA
 /// bucket ([`syn::admit`], the same arithmetic as the SYN buckets) holding
@@ -77,6 +96,10 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
+    use std::vec::Vec;
+
     use super::*;
 
     const SEC: u64 = 1_000_000_000;
@@ -85,6 +108,14 @@ mod tests {
     fn the_event_has_no_hidden_padding() {
         assert_eq!(size_of::<DropEvent>(), 8 + HEADER_BYTES);
         assert_eq!(align_of::<DropEvent>(), 4);
+    }
+
+    #[test]
+    fn one_drop_in_offer_every_is_offered_starting_with_the_first() {
+        let offered: Vec<u64> = (1..=50).filter(|&count| is_offered(count)).collect();
+        assert_eq!(offered, [1, 17, 33, 49]);
+        let per_million = (1..=1_000_000).filter(|&count| is_offered(count)).count() as u64;
+        assert_eq!(per_million, 1_000_000 / OFFER_EVERY);
     }
 
     #[test]

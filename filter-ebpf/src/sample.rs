@@ -4,9 +4,11 @@
 //! limiter's arithmetic and the event layout are filter_common::sample.
 //!
 //! What a drop costs here when it is not sampled: the `sample_rate` field of
-//! the config (already in cache) and, when sampling is on, one read of its
-//! reason's limiter slot and one of the clock (a helper call, which the
-//! drop paths that need no clock for their verdict do not make otherwise). Only an admitted drop (at most `sample_rate` per
+//! the config (already in cache) and a test of the reason's per-CPU packet
+//! count, which the drop path has just incremented. Only one drop in
+//! `sample::OFFER_EVERY` goes on to its reason's limiter slot and the clock
+//! (a helper call, which the drop paths that need no clock for their verdict
+//! do not make otherwise). Only an admitted drop (at most `sample_rate` per
 //! second per reason) reserves ring space and copies the frame's first
 //! bytes into it with one helper call; the reader parses them.
 
@@ -37,18 +39,26 @@ static DROP_SAMPLER: Array<u64> = Array::with_max_entries(Reason::COUNT, 0);
 static DROP_EVENT_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT_SLOTS, 0);
 
 /// Samples a packet of `len` bytes dropped (or, in monitor mode, passed
-/// with `would_drop`) under `reason`, if its reason's limiter admits one
-/// more event.
+/// with `would_drop`) under `reason`, the `seen`th of its reason on this CPU,
+/// if it is offered to its reason's limiter and the limiter admits one more
+/// event.
 #[inline(always)]
-pub fn drop(ctx: &XdpContext, reason: Reason, len: u64, would_drop: bool, config: &Config) {
-    if config.sample_rate == 0 {
+pub fn drop(
+    ctx: &XdpContext,
+    reason: Reason,
+    len: u64,
+    would_drop: bool,
+    seen: u64,
+    config: &Config,
+) {
+    if config.sample_rate == 0 || !sample::is_offered(seen) {
         return;
     }
     let Some(slot) = DROP_SAMPLER.get_ptr_mut(reason.index()) else {
         return;
     };
     // The verdict reads the clock only where a rule needs it; the limiter
-    // needs it on every drop.
+    // needs it on every drop offered.
     let now = config::now_ns();
     // SAFETY: a valid, aligned element of the array map, read and written by
     // value (other CPUs do the same).

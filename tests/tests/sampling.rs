@@ -5,7 +5,10 @@
 //! full ring counts its losses. The reader's side (parsing the headers) is
 //! tested in filter-ctl's daemon/drops.rs.
 
-use filter_common::{Reason, sample::HEADER_BYTES};
+use filter_common::{
+    Reason,
+    sample::{HEADER_BYTES, OFFER_EVERY},
+};
 use harness::packet::{PacketBuilder, addr, dns_message};
 use tests::bpf::{Filter, XDP_DROP, XDP_PASS};
 
@@ -28,8 +31,9 @@ fn drops_are_sampled_at_the_rate_with_their_headers() {
         let mut filter = Filter::load();
         filter.set(&[("sample_rate", "50/s")]);
         let frame = unsolicited_dns(v6);
-        // A thousand drops within a millisecond or two: the first second's
-        // worth (the burst, 50) is sampled, the rest only counted.
+        // A thousand drops within a millisecond or two: 63 are offered to
+        // the limiter (one in OFFER_EVERY), which admits the first second's
+        // worth (the burst, 50); the rest are only counted.
         assert_eq!(filter.try_ingress(&frame, 1000).unwrap(), XDP_DROP);
         let events = filter.drop_events();
         assert!(
@@ -47,6 +51,22 @@ fn drops_are_sampled_at_the_rate_with_their_headers() {
             assert_eq!(event.headers[..captured], frame[..captured]);
         }
     }
+}
+
+/// Below the rate, one drop in OFFER_EVERY of a reason on a CPU is
+/// sampled, the first one included.
+#[test]
+fn slow_drops_give_one_event_in_offer_every() {
+    let mut filter = Filter::load();
+    filter.set(&[("sample_rate", "1000/s")]);
+    let drops = 10 * OFFER_EVERY + 1;
+    assert_eq!(
+        filter
+            .try_ingress(&unsolicited_dns(false), drops as u32)
+            .unwrap(),
+        XDP_DROP
+    );
+    assert_eq!(filter.drop_events().len() as u64, 11);
 }
 
 #[test]
@@ -85,18 +105,22 @@ fn monitor_mode_samples_what_it_would_drop() {
 fn a_full_ring_counts_what_it_lost() {
     let mut filter = Filter::load();
     filter.set(&[("sample_rate", "100000/s")]);
-    // 20,000 admitted events into a ring of about 3,600: nobody reads it.
-    for _ in 0..20 {
+    // 100,000 drops on one CPU, 6,250 of them offered to the limiter and
+    // admitted, into a ring of about 3,600: nobody reads it.
+    for _ in 0..100 {
         assert_eq!(
             filter.try_ingress(&unsolicited_dns(false), 1000).unwrap(),
             XDP_DROP
         );
     }
     let (sampled, lost) = filter.drop_event_counts();
-    assert_eq!(
-        sampled + lost,
-        20_000,
-        "every admitted drop is sampled or lost"
+    // One more per CPU the test run was moved to, if it was (each CPU
+    // offers its own first drop).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let offered = 100_000 / OFFER_EVERY;
+    assert!(
+        (offered..offered + cpus).contains(&(sampled + lost)),
+        "every admitted drop is sampled or lost: {sampled} + {lost}"
     );
     assert!(lost > 0 && sampled > 1000, "sampled {sampled}, lost {lost}");
     assert_eq!(filter.drop_events().len() as u64, sampled);
