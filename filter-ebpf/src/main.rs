@@ -69,12 +69,12 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
         }
         Action::Drop => {
             let monitor = config.monitor != 0;
-            let seen = if monitor {
-                stats::count_would_drop(reason, bytes)
+            if monitor {
+                stats::count_would_drop(reason, bytes);
             } else {
-                stats::count(reason, bytes)
-            };
-            sample::drop(&ctx, reason, bytes, monitor, seen, config);
+                stats::count(reason, bytes);
+            }
+            sample::drop(&ctx, reason, bytes, monitor, config);
             if monitor {
                 xdp_action::XDP_PASS
             } else {

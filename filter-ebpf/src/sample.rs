@@ -12,7 +12,7 @@
 //! second per reason) reserves ring space and copies the frame's first
 //! bytes into it with one helper call; the reader parses them.
 
-use crate::config;
+use crate::{config, stats};
 use aya_ebpf::{
     EbpfContext as _,
     helpers::generated::bpf_xdp_load_bytes,
@@ -39,20 +39,16 @@ static DROP_SAMPLER: Array<u64> = Array::with_max_entries(Reason::COUNT, 0);
 static DROP_EVENT_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT_SLOTS, 0);
 
 /// Samples a packet of `len` bytes dropped (or, in monitor mode, passed
-/// with `would_drop`) under `reason`, the `seen`th of its reason on this CPU,
-/// if it is offered to its reason's limiter and the limiter admits one more
-/// event.
+/// with `would_drop`) under `reason`, once counted, if it is offered to its
+/// reason's limiter and the limiter admits one more event.
 #[inline(always)]
-pub fn drop(
-    ctx: &XdpContext,
-    reason: Reason,
-    len: u64,
-    would_drop: bool,
-    seen: u64,
-    config: &Config,
-) {
-    if config.sample_rate == 0 || !sample::is_offered(seen) {
+pub fn drop(ctx: &XdpContext, reason: Reason, len: u64, would_drop: bool, config: &Config) {
+    if config.sample_rate == 0 {
         return;
+    }
+    match stats::seen(reason, would_drop) {
+        Some(seen) if sample::is_offered(seen) => {}
+        _ => return,
     }
     let Some(slot) = DROP_SAMPLER.get_ptr_mut(reason.index()) else {
         return;
