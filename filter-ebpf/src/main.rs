@@ -55,6 +55,9 @@ use filter_common::Action;
 use crate::packet::Packet;
 
 #[xdp]
+// Inlined into the entry point: left to itself, LLVM makes the body a BPF
+// function of its own, and every packet pays the call.
+#[inline(always)]
 pub fn wan_ingress(ctx: XdpContext) -> u32 {
     let Some(config) = config::get() else {
         return xdp_action::XDP_PASS;
