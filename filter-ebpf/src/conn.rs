@@ -26,7 +26,7 @@ use filter_common::{
     handshake::FlowKey,
 };
 
-use crate::config;
+use crate::{config, handshake};
 
 /// Two elements, like WATCHED_PORTS: the live one (Config::ports_slot) and
 /// the one filter-ctl writes a change into before it switches.
@@ -276,17 +276,9 @@ impl Slot {
         unsafe { (*self.0).key }
     }
 
-    /// Field by field, the remote port first (see handshake.rs).
     #[inline(always)]
     fn holds(self, key: &FlowKey) -> bool {
-        let stored = unsafe { &raw const (*self.0).key };
-        unsafe {
-            (*stored).remote_port == key.remote_port
-                && (*stored).local_port == key.local_port
-                && (*stored).family == key.family
-                && { (*stored).remote_addr } == key.remote_addr
-                && { (*stored).local_addr } == key.local_addr
-        }
+        unsafe { handshake::stored_key_is(&raw const (*self.0).key, key) }
     }
 
     #[inline(always)]

@@ -151,6 +151,25 @@ fn raise_latest(bucket: u32, expires_ns: u64) {
     }
 }
 
+/// Whether the flow key in a shared map slot at `stored` is `key` (here and
+/// in conn.rs): field by field, the remote port first, since flows sharing
+/// a bucket nearly always differ there; no reference to the slot is made.
+///
+/// # Safety
+/// `stored` points to a valid, aligned FlowKey in an element of an array map.
+#[inline(always)]
+pub unsafe fn stored_key_is(stored: *const FlowKey, key: &FlowKey) -> bool {
+    // SAFETY: the caller's promise; `{ .. }` copies an address out before
+    // comparing it.
+    unsafe {
+        (*stored).remote_port == key.remote_port
+            && (*stored).local_port == key.local_port
+            && (*stored).family == key.family
+            && { (*stored).remote_addr } == key.remote_addr
+            && { (*stored).local_addr } == key.local_addr
+    }
+}
+
 /// A slot of HANDSHAKES, by its map pointer.
 #[derive(Clone, Copy)]
 struct Slot(*mut HandshakeSlot);
@@ -174,19 +193,9 @@ impl Slot {
         unsafe { (*self.0).expected_ack }
     }
 
-    /// Field by field, the remote port first: handshakes sharing a bucket
-    /// nearly always differ there. (`{ .. }` copies an address out
-    /// before comparing it.)
     #[inline(always)]
     fn holds(self, key: &FlowKey) -> bool {
-        let stored = unsafe { &raw const (*self.0).key };
-        unsafe {
-            (*stored).remote_port == key.remote_port
-                && (*stored).local_port == key.local_port
-                && (*stored).family == key.family
-                && { (*stored).remote_addr } == key.remote_addr
-                && { (*stored).local_addr } == key.local_addr
-        }
+        unsafe { stored_key_is(&raw const (*self.0).key, key) }
     }
 
     #[inline(always)]

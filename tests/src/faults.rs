@@ -151,6 +151,37 @@ pub fn points_of(ctl: &FilterCtl, ns: &Netns, args: &[&str]) -> (Vec<String>, Du
     (points, started.elapsed())
 }
 
+/// Kills at random moments in each test, after the kills at every point.
+pub const RANDOM_ROUNDS: usize = 12;
+
+/// Learns the fault points of `args` (a dry run), calls `reset`, then kills
+/// `args` at each point in turn and RANDOM_ROUNDS times at a random moment,
+/// calling `check` after each round with how it ended and whether it was
+/// killed at a point (`check` records the outcome and resets a new state).
+/// Prints the tally as `what`; both outcomes must have been seen.
+pub fn kill_rounds(
+    lab: &Lab,
+    args: &[&str],
+    reset: impl FnOnce(),
+    what: &str,
+    mut check: impl FnMut(&mut Tally, Ending, bool),
+) {
+    let mut tally = Tally::default();
+    let (points, took) = points_of(&lab.ctl, lab.gw(), args);
+    reset();
+    for k in 1..=points.len() {
+        let ending = kill_at(&lab.ctl, lab.gw(), args, Some(k), Duration::ZERO);
+        check(&mut tally, ending, true);
+    }
+    for _ in 0..RANDOM_ROUNDS {
+        let ending = kill_at(&lab.ctl, lab.gw(), args, None, random_delay(took));
+        check(&mut tally, ending, false);
+    }
+    tally.points = points;
+    tally.print(what);
+    assert!(tally.old > 0 && tally.new > 0, "both outcomes were seen");
+}
+
 /// A random delay up to a little more than the command's run.
 pub fn random_delay(took: Duration) -> Duration {
     took.mul_f64(rand::rng().random_range(0.0..1.2))

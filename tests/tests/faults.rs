@@ -38,10 +38,9 @@ use harness::{
 };
 use nix::sys::signal::Signal;
 use tests::faults::{
-    Ending, Lab, Tally, kill_at, lab, points_of, random_delay, spoofed4, spoofed6,
+    Ending, Lab, RANDOM_ROUNDS, Tally, kill_at, kill_rounds, lab, points_of, random_delay,
+    spoofed4, spoofed6,
 };
-
-const RANDOM_ROUNDS: usize = 12;
 
 /// `set` (and `apply`, when `file` is given) changing three keys at once,
 /// one of them a port list (the second map): killed anywhere, the filter
@@ -107,20 +106,8 @@ fn settings_change_is_all_or_nothing(file: Option<&str>) {
         }
     };
 
-    let mut tally = Tally::default();
-    let (points, took) = points_of(&lab.ctl, lab.gw(), &command);
-    lab.set(&reset);
-    for k in 1..=points.len() {
-        let ending = kill_at(&lab.ctl, lab.gw(), &command, Some(k), Duration::ZERO);
-        check(&mut tally, ending, true);
-    }
-    for _ in 0..RANDOM_ROUNDS {
-        let ending = kill_at(&lab.ctl, lab.gw(), &command, None, random_delay(took));
-        check(&mut tally, ending, false);
-    }
-    tally.points = points;
-    tally.print(if file.is_some() { "apply" } else { "set" });
-    assert!(tally.old > 0 && tally.new > 0, "both outcomes were seen");
+    let what = if file.is_some() { "apply" } else { "set" };
+    kill_rounds(&lab, &command, || drop(lab.set(&reset)), what, check);
 }
 
 #[test]
@@ -186,20 +173,7 @@ fn list_add_killed_anywhere_leaves_the_old_or_the_new_list() {
         }
     };
 
-    let mut tally = Tally::default();
-    let (points, took) = points_of(&lab.ctl, lab.gw(), &command);
-    lab.ctl(&reset);
-    for k in 1..=points.len() {
-        let ending = kill_at(&lab.ctl, lab.gw(), &command, Some(k), Duration::ZERO);
-        check(&mut tally, ending, true);
-    }
-    for _ in 0..RANDOM_ROUNDS {
-        let ending = kill_at(&lab.ctl, lab.gw(), &command, None, random_delay(took));
-        check(&mut tally, ending, false);
-    }
-    tally.points = points;
-    tally.print("deny add");
-    assert!(tally.old > 0 && tally.new > 0, "both outcomes were seen");
+    kill_rounds(&lab, &command, || drop(lab.ctl(&reset)), "deny add", check);
 }
 
 /// 50,000 prefixes in one `deny add`, killed (SIGKILL) or terminated

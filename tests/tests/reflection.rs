@@ -6,7 +6,7 @@
 use std::{thread, time::Duration};
 
 use filter_common::{Reason, SOLICITED_WAYS, SolicitedKey};
-use harness::packet::{ExtHeader, Frame, PacketBuilder, addr, dns_message, tcp_flags};
+use harness::packet::{ExtHeader, Frame, Link, PacketBuilder, addr, dns_message, tcp_flags};
 use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero};
 
 const CLIENT_PORT: u16 = 40000;
@@ -14,15 +14,6 @@ const TXID: u16 = 0x5a5a;
 
 fn len(frame: &[u8]) -> u64 {
     frame.len() as u64
-}
-
-/// One way of carrying IP on the WAN link, and the address family.
-#[derive(Clone, Copy, Debug)]
-enum Link {
-    Plain,
-    Vlan,
-    QinQ,
-    Pppoe,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -80,12 +71,7 @@ impl Path {
             (true, true) => PacketBuilder::ipv6(addr::CLIENT_V6, addr::SERVER_V6),
             (true, false) => PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6),
         };
-        match self.link {
-            Link::Plain => builder,
-            Link::Vlan => builder.vlan(100),
-            Link::QinQ => builder.qinq(200, 100),
-            Link::Pppoe => builder.pppoe(0x1234),
-        }
+        self.link.carry(builder)
     }
 
     fn pass_reason(self) -> Reason {

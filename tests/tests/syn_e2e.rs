@@ -28,6 +28,7 @@ use harness::{
     netns::Netns,
     servers::http::{HttpClient, HttpServer},
     traffic::{
+        StopOnDrop, drain,
         sources::Prefix,
         syn::{Sent, SynFlood},
     },
@@ -168,19 +169,6 @@ impl Lab {
 
 fn wan(v6: bool) -> SocketAddr {
     Topology::gateway_wan(v6, HTTP)
-}
-
-/// Lets the last frames and answers arrive before counting.
-fn drain() {
-    thread::sleep(Duration::from_millis(300));
-}
-
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 /// What the legitimate clients did.

@@ -18,24 +18,13 @@ use filter_common::{
     conn::{CONN_BUCKETS, CONN_WAYS},
     handshake::{FlowKey, HANDSHAKE_BUCKETS, HANDSHAKE_WAYS},
 };
-use harness::packet::{Frame, PacketBuilder, addr, tcp_flags::*};
+use harness::packet::{Frame, Link, PacketBuilder, addr, tcp_flags::*};
 use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS};
 
 const HTTP: u16 = 80;
 const SMTP: u16 = 25;
 /// The clients' initial sequence number; the server's depends on the port.
 const CLIENT_ISN: u32 = 0x0c11_e000;
-
-/// How IP rides on the WAN link.
-#[derive(Clone, Copy, Debug)]
-enum Link {
-    Plain,
-    Vlan,
-    QinQ,
-    Pppoe,
-}
-
-const LINKS: [Link; 4] = [Link::Plain, Link::Vlan, Link::QinQ, Link::Pppoe];
 
 /// A remote host, talking to us over one kind of link.
 #[derive(Clone, Copy, Debug)]
@@ -82,12 +71,7 @@ impl Peer {
             (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s, d),
             _ => unreachable!("one family"),
         };
-        match self.link {
-            Link::Plain => builder,
-            Link::Vlan => builder.vlan(7),
-            Link::QinQ => builder.qinq(100, 7),
-            Link::Pppoe => builder.pppoe(0x2a),
-        }
+        self.link.carry(builder)
     }
 
     /// What no rule matched, in the peer's family.
@@ -244,7 +228,7 @@ const SOURCE_BUDGET_2: &[(&str, &str)] = &[
 fn peers() -> Vec<Peer> {
     let v4 = Peer::v4(198, 51, 100, 7);
     let v6 = Peer::v6([0x2001, 0xdb8, 7, 1, 0, 0, 0, 7]);
-    LINKS
+    Link::ALL
         .iter()
         .flat_map(|&link| [v4.over(link), v6.over(link)])
         .collect()

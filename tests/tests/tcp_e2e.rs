@@ -27,7 +27,7 @@ use harness::{
         http::{HttpClient, HttpServer},
         smtp::{SmtpClient, SmtpServer},
     },
-    traffic::{sources::Prefix, syn::SynFlood},
+    traffic::{StopOnDrop, drain, sources::Prefix, syn::SynFlood},
 };
 
 const HTTP: u16 = 80;
@@ -77,19 +77,6 @@ fn counters(ns: &Netns, family: &str, table: &str) -> StackCounters {
             .unwrap(),
     )
     .unwrap()
-}
-
-/// Lets the last frames and answers arrive before counting.
-fn drain() {
-    thread::sleep(Duration::from_millis(300));
-}
-
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 /// `parallel` connections at once, each making one request; `bursts` times,

@@ -255,6 +255,30 @@ pub enum Transport {
     Tcp(Tcp),
 }
 
+/// How IP rides on the WAN link in a test frame: the encapsulations the
+/// filter's parser walks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    Plain,
+    Vlan,
+    QinQ,
+    Pppoe,
+}
+
+impl Link {
+    pub const ALL: [Link; 4] = [Link::Plain, Link::Vlan, Link::QinQ, Link::Pppoe];
+
+    /// `builder`'s packet carried this way (fixed tags and session id).
+    pub fn carry(self, builder: PacketBuilder) -> PacketBuilder {
+        match self {
+            Link::Plain => builder,
+            Link::Vlan => builder.vlan(100),
+            Link::QinQ => builder.qinq(200, 100),
+            Link::Pppoe => builder.pppoe(0x1234),
+        }
+    }
+}
+
 /// A frame under construction. See the module documentation.
 #[derive(Clone, Debug)]
 pub struct PacketBuilder {

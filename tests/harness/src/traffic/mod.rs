@@ -9,3 +9,24 @@ pub mod reflection;
 pub mod sender;
 pub mod sources;
 pub mod syn;
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::Duration,
+};
+
+/// Lets the last frames and answers arrive before counting.
+pub fn drain() {
+    thread::sleep(Duration::from_millis(300));
+}
+
+/// Raises its flag when dropped: a background sender's stop signal that
+/// also fires when the test panics first.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
