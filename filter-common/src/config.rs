@@ -1,7 +1,7 @@
 //! The run-time settings filter-ctl writes into the CONFIG map, read in place
 //! by both programs.
 
-use crate::{conn, halfopen, syn};
+use crate::{conn, halfopen, sample, syn};
 
 /// What a later fragment does when its first fragment was not seen.
 #[repr(u8)]
@@ -50,6 +50,10 @@ pub struct Config {
     /// A counted connection stops counting after this long without an
     /// inbound packet (between once and twice this, see [`conn`]).
     pub conn_idle_timeout_ns: u64,
+    /// Drop sampling (see [`sample`]): events per second per drop reason
+    /// sent to the ring buffer; 0 = off.
+    pub sample_rate: u32,
+    pub _sample_padding: u32,
     // Issue 14: which copy of the double-buffered state is live. filter-ctl
     // writes a change into the copy not in use, then switches this field
     // in the one write of the whole Config, so that a change takes effect
@@ -90,6 +94,8 @@ impl Config {
         syn_halfopen_budget: halfopen::DEFAULT_BUDGET,
         syn_halfopen_prefix_budget: halfopen::DEFAULT_PREFIX_BUDGET,
         conn_idle_timeout_ns: conn::DEFAULT_IDLE_NS,
+        sample_rate: sample::DEFAULT_RATE,
+        _sample_padding: 0,
         ports_slot: 0,
         allow_copy: 0,
         deny_copy: 0,

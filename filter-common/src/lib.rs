@@ -32,6 +32,7 @@ pub mod prefix;
 pub mod reason;
 #[cfg(feature = "user")]
 pub mod report;
+pub mod sample;
 #[cfg(feature = "user")]
 pub mod settings;
 pub mod solicited;
@@ -41,6 +42,7 @@ pub use fragments::{FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict};
 pub use lists::{ListEntry, ListSource};
 pub use ports::{DEFAULT_WATCHED_PORTS, PortClass, WatchedPorts};
 pub use reason::{Action, Direction, Reason};
+pub use sample::DropEvent;
 pub use solicited::{SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot};
 pub use syn::SynBucket;
 
@@ -110,8 +112,15 @@ pub mod map {
     pub const CONN_COUNTS: &str = "CONN_COUNTS";
     /// Array of u64: handshakes in flight per source and limited port.
     pub const CONN_PENDING: &str = "CONN_PENDING";
+    /// Ring buffer of [`crate::DropEvent`]s: sampled drops (see [`crate::sample`]).
+    pub const DROP_EVENTS: &str = "DROP_EVENTS";
+    /// Array of u64, one per reason: each drop reason's sampling rate limiter.
+    pub const DROP_SAMPLER: &str = "DROP_SAMPLER";
+    /// Per-CPU array of u64: events sampled and lost (ring full), at
+    /// [`crate::sample::COUNT_SAMPLED`] and [`crate::sample::COUNT_LOST`].
+    pub const DROP_EVENT_COUNTS: &str = "DROP_EVENT_COUNTS";
     /// Every map the object defines, in the order `status` shows them.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 30] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -139,6 +148,9 @@ pub mod map {
         ALLOW_V6_B,
         DENY_V4_B,
         DENY_V6_B,
+        DROP_EVENTS,
+        DROP_SAMPLER,
+        DROP_EVENT_COUNTS,
     ];
 }
 

@@ -36,6 +36,7 @@ use crate::{
     Config, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass, WatchedPorts,
     conn::ConnLimits,
     halfopen::MAX_BUDGET,
+    sample,
     syn::{MAX_BURST, MAX_RATE},
 };
 
@@ -198,6 +199,17 @@ pub static SETTINGS: &[&dyn Setting] = &[
         get: |s| Duration::from_nanos(s.config.conn_idle_timeout_ns),
         set: |s, timeout| s.config.conn_idle_timeout_ns = nanos(timeout),
         help: "a connection idle this long (up to twice that) no longer counts for conn_limit",
+    },
+    // Issue 13, drop sampling (docs/daemon.md).
+    &Row {
+        key: "sample_rate",
+        kind: Rate {
+            max: sample::MAX_RATE,
+        },
+        get: |s| s.config.sample_rate,
+        set: |s, rate| s.config.sample_rate = rate,
+        help: "dropped packets per second per drop reason copied to the daemon and `top` \
+               (who is flooding; off: none); below 16 times that per CPU, one drop in 16",
     },
 ];
 

@@ -36,6 +36,7 @@ const MAP_TYPES: &[(MapType, &str)] = &[
     (MapType::PerCpuArray, "per-CPU array maps"),
     (MapType::LruHash, "LRU hash maps"),
     (MapType::LpmTrie, "LPM trie maps"),
+    (MapType::RingBuf, "ring buffer maps (Linux 5.8)"),
 ];
 
 /// Every helper each program calls, named as the refusal names it.
@@ -54,6 +55,27 @@ const HELPERS: &[(ProgramType, BpfHelper, &str)] = &[
         ProgramType::Xdp,
         BpfHelper::BPF_FUNC_ktime_get_coarse_ns,
         "bpf_ktime_get_coarse_ns (Linux 5.11)",
+    ),
+    // Drop sampling and aya-log's records (ring buffers).
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_ringbuf_reserve,
+        "bpf_ringbuf_reserve (Linux 5.8)",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_ringbuf_submit,
+        "bpf_ringbuf_submit (Linux 5.8)",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_ringbuf_discard,
+        "bpf_ringbuf_discard (Linux 5.8)",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_xdp_load_bytes,
+        "bpf_xdp_load_bytes (Linux 5.18)",
     ),
     (
         ProgramType::SchedClassifier,
@@ -185,6 +207,19 @@ mod tests {
     #[test]
     fn the_probed_helpers_are_exactly_those_the_programs_call() {
         let object = object::File::parse(crate::EBPF_OBJECT).unwrap();
+        // Helpers called in .text (BPF functions the programs call, not
+        // inlined) belong to every program that calls BPF functions.
+        let text_callers: Vec<ProgramType> = object
+            .sections()
+            .filter_map(|section| {
+                let program = program_type(section.name().ok()?)?;
+                let (insns, _) = section.data().ok()?.as_chunks::<8>();
+                insns
+                    .iter()
+                    .any(|insn| insn[0] == 0x85 && insn[1] >> 4 == 1)
+                    .then_some(program)
+            })
+            .collect();
         let mut called = BTreeSet::new();
         for section in object.sections() {
             let Ok(name) = section.name() else { continue };
@@ -199,10 +234,14 @@ mod tests {
                 if helper_call {
                     let [.., a, b, c, d] = *insn;
                     let id = i32::from_le_bytes([a, b, c, d]);
-                    let program = program_type(name).unwrap_or_else(|| {
-                        panic!("a helper call in section {name}: which program?")
-                    });
-                    called.insert((format!("{program:?}"), id));
+                    let programs = match program_type(name) {
+                        Some(program) => vec![program],
+                        None if name == ".text" => text_callers.clone(),
+                        None => panic!("a helper call in section {name}: which program?"),
+                    };
+                    for program in programs {
+                        called.insert((format!("{program:?}"), id));
+                    }
                 }
             }
         }
