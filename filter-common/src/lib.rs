@@ -40,6 +40,7 @@ pub mod rate;
 pub mod reason;
 #[cfg(feature = "user")]
 pub mod report;
+pub mod sample;
 #[cfg(feature = "user")]
 pub mod settings;
 pub mod solicited;
@@ -51,6 +52,7 @@ pub use ports::{
     DEFAULT_SERVICE_PORTS, DEFAULT_WATCHED_PORTS, PortClass, ServiceClass, WatchedPorts,
 };
 pub use reason::{Action, Direction, Reason};
+pub use sample::DropEvent;
 pub use solicited::{SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot};
 pub use syn::SynBucket;
 
@@ -139,9 +141,16 @@ pub mod map {
     /// like every map, so that a replaced slip program reads what the
     /// running ingress program writes; never carried over in an upgrade.
     pub const SLIP_PLAN: &str = "SLIP_PLAN";
+    /// Ring buffer of [`crate::DropEvent`]s: sampled drops (see [`crate::sample`]).
+    pub const DROP_EVENTS: &str = "DROP_EVENTS";
+    /// Array of u64, one per reason: each drop reason's sampling rate limiter.
+    pub const DROP_SAMPLER: &str = "DROP_SAMPLER";
+    /// Per-CPU array of u64: events sampled and lost (ring full), at
+    /// [`crate::sample::COUNT_SAMPLED`] and [`crate::sample::COUNT_LOST`].
+    pub const DROP_EVENT_COUNTS: &str = "DROP_EVENT_COUNTS";
     /// Every map the object defines and pins, in the order `status` shows
     /// them.
-    pub const ALL: [&str; 32] = [
+    pub const ALL: [&str; 35] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -174,6 +183,9 @@ pub mod map {
         QUERY_GLOBAL,
         SLIP_PROGRAM,
         SLIP_PLAN,
+        DROP_EVENTS,
+        DROP_SAMPLER,
+        DROP_EVENT_COUNTS,
     ];
 }
 

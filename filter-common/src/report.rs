@@ -1,7 +1,7 @@
 //! What filter-ctl reports as JSON, one type per command: `stats --json`
 //! ([`Stats`]), `status --json` (a list of [`Status`]), `allow|deny list
-//! --json` (a list of [`ListedEntry`]) and `config --json`
-//! ([`crate::settings::Settings`]). filter-ctl prints exactly these types;
+//! --json` (a list of [`ListedEntry`]), `top --json` (a list of
+//! [`TopEntry`]) and `config --json` ([`crate::settings::Settings`]). filter-ctl prints exactly these types;
 //! the tests and the benchmark read them back with the same types.
 //!
 //! The field names are part of the command line's interface: scripts read
@@ -278,6 +278,37 @@ pub struct ListedEntry {
     /// Who made it: `operator` (filter-ctl) or `syn_penalty`.
     #[serde(with = "ListSourceName")]
     pub reason: ListSource,
+}
+
+/// One row of `top --json`: a source (or a source prefix) of packets
+/// dropped under one reason, with its estimated share of them.
+///
+/// Estimates: the sampled drop events of the reason are split by source,
+/// and each source's share of the events (of their bytes) is applied to the
+/// exact packet (byte) counters of the reason over the same seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopEntry {
+    #[serde(with = "reason_by_name")]
+    pub reason: Reason,
+    /// `source` (an address) or `prefix` (IPv4 /24, IPv6 /48).
+    pub kind: TopKind,
+    /// The address, or the prefix as `198.51.100.0/24`.
+    pub source: String,
+    /// Estimated packets and bytes dropped from it.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Its share of the reason's sampled events, 0..1.
+    pub share: f64,
+    /// The sampled events behind the estimate.
+    pub sampled: u64,
+}
+
+/// What a [`TopEntry`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TopKind {
+    Source,
+    Prefix,
 }
 
 /// The name of a [`Direction`] in reports: `ingress`, `egress`.

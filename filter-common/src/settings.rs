@@ -39,6 +39,7 @@ use crate::{
     halfopen::MAX_BUDGET,
     query::MAX_SLIP,
     rate::{MAX_BURST, MAX_RATE},
+    sample,
 };
 
 /// Every setting, in the order `config` shows them.
@@ -329,6 +330,17 @@ pub static SETTINGS: &[&dyn Setting] = &[
         get: |s| s.config.query_prefix_v6,
         set: |s, len| s.config.query_prefix_v6 = len,
         help: "prefix length that groups IPv6 sources for the DNS and NTP prefix limits",
+    },
+    // Issue 13, drop sampling (docs/daemon.md).
+    &Row {
+        key: "sample_rate",
+        kind: Rate {
+            max: sample::MAX_RATE,
+        },
+        get: |s| s.config.sample_rate,
+        set: |s, rate| s.config.sample_rate = rate,
+        help: "dropped packets per second per drop reason copied to the daemon and `top` \
+               (who is flooding; off: none); below 16 times that per CPU, one drop in 16",
     },
 ];
 

@@ -215,14 +215,19 @@ fn attach_locked(
 /// supervisor calls when [`crate::health::is_severed`] says the interface
 /// was deleted and an interface of that name is back. Where the filter is
 /// attached and healthy, this replaces its programs, like `attach`.
-pub fn reattach(root: &PinRoot, iface: &Interface) -> anyhow::Result<AttachReport> {
+/// `settings` are applied with it, as `attach` does (none: the kept ones).
+pub fn reattach(
+    root: &PinRoot,
+    iface: &Interface,
+    settings: &[Assignment],
+) -> anyhow::Result<AttachReport> {
     let pins = root.iface(&iface.name)?;
     let choice = match pins.find_xdp_link() {
         Some((XdpMode::Native, _)) => ModeChoice::Native,
         Some((XdpMode::Skb, _)) => ModeChoice::Skb,
         None => ModeChoice::Auto,
     };
-    attach(root, iface, choice, &[])
+    attach(root, iface, choice, settings)
 }
 
 /// The pins of the filter on `iface`, locked for a change of settings or
@@ -384,11 +389,22 @@ fn program_of(link: &Path) -> anyhow::Result<u32> {
     Ok(link_info(link)?.program_id())
 }
 
-/// The ids of the maps `programs` use.
+/// The ids of the filter's maps (those of [`map::ALL`]) that `programs`
+/// use. The others are aya-log's ring and level, which every load makes
+/// for itself and nothing pins.
 fn maps_used(programs: &[u32]) -> anyhow::Result<BTreeSet<u32>> {
     let mut ids = BTreeSet::new();
     for program in programs {
-        ids.extend(prog_map_ids(*program)?);
+        for id in prog_map_ids(*program)? {
+            let info = aya::maps::MapInfo::from_id(id)?;
+            let name = info.name_as_str().unwrap_or_default();
+            if map::ALL
+                .iter()
+                .any(|pinned| kernel_map_name(pinned) == name)
+            {
+                ids.insert(id);
+            }
+        }
     }
     Ok(ids)
 }

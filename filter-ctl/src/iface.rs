@@ -51,6 +51,22 @@ impl Interface {
         Ok(())
     }
 
+    /// Whether the interface is administratively up (IFF_UP, `ip link set up`).
+    pub fn is_up(&self) -> anyhow::Result<bool> {
+        let socket = control_socket()?;
+        let mut request = self.request();
+        // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags of the
+        // ifreq we own, through a socket we own.
+        let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("SIOCGIFFLAGS on {}", self.name));
+        }
+        // SAFETY: the kernel filled ifr_flags for this request.
+        let flags = unsafe { request.ifr_ifru.ifru_flags };
+        Ok(flags & libc::IFF_UP as libc::c_short != 0)
+    }
+
     /// The MTU, from SIOCGIFMTU in this network namespace.
     pub fn mtu(&self) -> anyhow::Result<u32> {
         let socket = control_socket()?;

@@ -20,9 +20,13 @@
 //!   `filter_common::report` types their `--json` prints.
 //! - [`iface`], [`clock`], [`mapped`], [`kernel`]: interfaces, the
 //!   programs' clock, whole-map reads and the system calls aya lacks.
+//! - [`daemon`]: `filter-ctl daemon` (metrics, drop events, attack lines,
+//!   config reload, attaching again when the interface is back) and
+//!   `filter-ctl top`.
 
 pub mod attach;
 pub mod clock;
+pub mod daemon;
 pub mod fault;
 pub mod health;
 pub mod iface;

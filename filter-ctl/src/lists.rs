@@ -592,6 +592,17 @@ pub fn del(pins: &IfacePins, list: List, cidrs: &[Cidr]) -> anyhow::Result<Chang
     Ok(Changed::of(cidrs, &entries, now))
 }
 
+/// Removes the expired entries of both lists (the daemon does, every few
+/// seconds); returns how many. The caller holds the interface's lock.
+pub fn remove_expired(pins: &IfacePins) -> anyhow::Result<usize> {
+    let now = now_ns();
+    let mut removed = 0;
+    for list in [List::Allow, List::Deny] {
+        removed += ListMaps::open(pins, list)?.cleanup(now)?;
+    }
+    Ok(removed)
+}
+
 /// `filter-ctl allow|deny list`: reads only.
 pub fn list(pins: &IfacePins, list: List) -> anyhow::Result<Vec<ListedEntry>> {
     ListMaps::open(pins, list)?.entries(now_ns())

@@ -20,6 +20,7 @@ use filter_common::{
 };
 use filter_ctl::{
     attach::{self, ModeChoice},
+    daemon::{self, attack::Thresholds, logging::LogFormat},
     iface::Interface,
     lists::{self, Cidr, List},
     pins::{self, IfacePins, PinRoot},
@@ -50,6 +51,8 @@ const MAX_SETTINGS_FILE: u64 = 1 << 20;
     filter-ctl set --iface wan0 syn_source_rate=5/s syn_penalty=10m\n  \
     filter-ctl allow add --iface wan0 192.0.2.53 2001:db8:53::/48\n  \
     filter-ctl deny add --iface wan0 203.0.113.0/24 --for 1h\n  \
+    filter-ctl daemon --iface wan0 --config /etc/wan-filter/filter.toml\n  \
+    filter-ctl top --iface wan0 --seconds 30\n  \
     filter-ctl detach --iface wan0\n  \
     ip netns exec lab filter-ctl attach --iface wan0   # works inside namespaces too"
 )]
@@ -191,6 +194,63 @@ enum Command {
         #[command(subcommand)]
         action: ListAction,
     },
+    /// Run as a service: attach (or adopt the attached filter), export
+    /// metrics, log attacks, reload the config; never detaches.
+    ///
+    /// The filter keeps filtering if the daemon stops or crashes; a restarted
+    /// daemon adopts it with its counters, settings and lists. It serves
+    /// Prometheus metrics at http://LISTEN/metrics, reads the sampled drop
+    /// events (for `top` and the attack lines), logs "attack started/ended"
+    /// lines when a drop reason's rate crosses --attack-pps, reloads the
+    /// config file on SIGHUP and when it changes, removes expired list
+    /// entries, and attaches again when the interface is recreated.
+    Daemon {
+        #[command(flatten)]
+        target: Iface,
+        /// A TOML file of settings (the keys of `set`): the filter's whole
+        /// configuration, keys left out take their defaults.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where to serve /metrics.
+        #[arg(long, value_name = "ADDR:PORT", default_value = daemon::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// XDP mode when the daemon attaches the filter itself.
+        #[arg(long, value_enum, default_value_t)]
+        mode: ModeChoice,
+        /// A drop reason counting this many packets per second starts an attack.
+        #[arg(long, value_name = "PKT/S", default_value_t = 1000,
+              value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        attack_pps: u64,
+        /// An attack ends after this long below half of --attack-pps (1s..1h).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_quiet)]
+        attack_quiet: Duration,
+        /// Log lines as text or as JSON objects (stderr either way).
+        #[arg(long, value_enum, default_value_t)]
+        log_format: LogFormat,
+    },
+    /// The top sources and prefixes of dropped packets and bytes, per reason.
+    ///
+    /// Packets and bytes per source are estimates: each source's share of the
+    /// sampled drop events (sample_rate), applied to the exact counters of its
+    /// reason. Asks the daemon if one runs, otherwise reads the drop events
+    /// for SECONDS itself.
+    Top {
+        #[command(flatten)]
+        target: Iface,
+        /// The last SECONDS (1..600).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10,
+              value_parser = clap::value_parser!(u64).range(1..=daemon::top::MAX_SECONDS))]
+        seconds: u64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Print a shell completion script: bash, zsh or fish.
+    ///
+    /// e.g. `filter-ctl completions bash > /usr/share/bash-completion/completions/filter-ctl`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Show packet and byte counters per verdict reason, summed over CPUs.
     Stats {
         #[command(flatten)]
@@ -237,19 +297,25 @@ enum ListAction {
 }
 
 fn main() {
-    // Die quietly on a closed pipe (`filter-ctl man | head`), as Unix tools
-    // do, instead of panicking on the next print. Changes are written
-    // before anything is printed.
-    // SAFETY: setting a signal's disposition to the default, at start.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp(None)
-        .format_target(false)
-        .init();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    if let Command::Daemon { log_format, .. } = &cli.command {
+        // The daemon keeps Rust's ignored SIGPIPE: a scraper or `top`
+        // hanging up must not kill it (the write fails with EPIPE instead).
+        daemon::logging::init(*log_format);
+    } else {
+        // The commands die quietly on a closed pipe (`filter-ctl man |
+        // head`), as Unix tools do, instead of panicking on the next print.
+        // Changes are written before anything is printed.
+        // SAFETY: setting a signal's disposition to the default, at start.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+            .format_timestamp(None)
+            .format_target(false)
+            .init();
+    }
     let checked = match matches.subcommand_name() {
-        Some("man") | None => Ok(()),
+        Some("man" | "completions") | None => Ok(()),
         Some(command) => require_root(command),
     };
     if let Err(err) = checked.and_then(|()| run(cli)) {
@@ -386,6 +452,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             output.print(&settings, || settings.to_string())?;
         }
         Command::Man => print_man_page()?,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "filter-ctl",
+                &mut std::io::stdout(),
+            );
+        }
+        Command::Daemon {
+            target,
+            config,
+            listen,
+            mode,
+            attack_pps,
+            attack_quiet,
+            log_format: _,
+        } => {
+            daemon::run(
+                pin_root,
+                daemon::Options {
+                    iface: target.iface,
+                    config,
+                    listen,
+                    mode,
+                    thresholds: Thresholds {
+                        start_pps: attack_pps,
+                        quiet: attack_quiet,
+                    },
+                },
+            )?;
+        }
+        Command::Top {
+            target,
+            seconds,
+            output,
+        } => {
+            let pins = target.attached(pin_root)?;
+            let report = daemon::top(&pins, seconds)?;
+            output.print(&report.entries(), || report.describe(&target.iface))?;
+        }
         Command::Allow { action } => list_command(pin_root, List::Allow, action)?,
         Command::Deny { action } => list_command(pin_root, List::Deny, action)?,
         Command::Stats {
@@ -533,6 +639,18 @@ impl SettingsFile {
     }
 }
 
+/// `--attack-quiet`: a second to an hour.
+fn parse_quiet(text: &str) -> Result<Duration, String> {
+    use filter_common::settings::Kind as _;
+    let span = filter_common::settings::Span {
+        min: Duration::from_secs(1),
+        max: Duration::from_secs(3600),
+        off: false,
+    };
+    span.parse(text)
+        .map_err(|why| format!("{why} (allowed: {})", span.allowed()))
+}
+
 /// The keys for `set --help`, from the settings table.
 fn settings_help() -> String {
     let mut help = String::from("Settings:\n");
@@ -560,7 +678,10 @@ fn print_man_page() -> anyhow::Result<()> {
         .section("8")
         .manual("System Administration")
         .render(out)?;
-    for command in cli.get_subcommands().filter(|c| c.get_name() != "man") {
+    for command in cli
+        .get_subcommands()
+        .filter(|c| !matches!(c.get_name(), "man" | "completions"))
+    {
         let name = format!("filter-ctl {}", command.get_name());
         writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
         let page = clap_mangen::Man::new(command.clone().bin_name(name));

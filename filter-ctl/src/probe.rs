@@ -37,6 +37,7 @@ const MAP_TYPES: &[(MapType, &str)] = &[
     (MapType::ProgramArray, "program array maps"),
     (MapType::LruHash, "LRU hash maps"),
     (MapType::LpmTrie, "LPM trie maps"),
+    (MapType::RingBuf, "ring buffer maps (Linux 5.8)"),
 ];
 
 /// Every helper each program calls, named as the refusal names it.
@@ -55,6 +56,27 @@ const HELPERS: &[(ProgramType, BpfHelper, &str)] = &[
         ProgramType::Xdp,
         BpfHelper::BPF_FUNC_ktime_get_coarse_ns,
         "bpf_ktime_get_coarse_ns (Linux 5.11)",
+    ),
+    // Drop sampling and aya-log's records (ring buffers).
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_ringbuf_reserve,
+        "bpf_ringbuf_reserve (Linux 5.8)",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_ringbuf_submit,
+        "bpf_ringbuf_submit (Linux 5.8)",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_ringbuf_discard,
+        "bpf_ringbuf_discard (Linux 5.8)",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_xdp_load_bytes,
+        "bpf_xdp_load_bytes (Linux 5.18)",
     ),
     (
         ProgramType::Xdp,
@@ -201,11 +223,20 @@ mod tests {
     #[test]
     fn the_probed_helpers_are_exactly_those_the_programs_call() {
         let object = object::File::parse(crate::EBPF_OBJECT).unwrap();
-        // (section, helper id) of every helper call, and the program types
-        // that call functions in .text (BPF-to-BPF calls): .text's helpers
-        // are theirs.
-        let mut calls = Vec::new();
-        let mut text_callers = BTreeSet::new();
+        // Helpers called in .text (BPF functions the programs call, not
+        // inlined) belong to every program that calls BPF functions.
+        let text_callers: Vec<ProgramType> = object
+            .sections()
+            .filter_map(|section| {
+                let program = program_type(section.name().ok()?)?;
+                let (insns, _) = section.data().ok()?.as_chunks::<8>();
+                insns
+                    .iter()
+                    .any(|insn| insn[0] == 0x85 && insn[1] >> 4 == 1)
+                    .then_some(program)
+            })
+            .collect();
+        let mut called = BTreeSet::new();
         for section in object.sections() {
             let Ok(name) = section.name() else { continue };
             if section.kind() != object::SectionKind::Text {
@@ -213,27 +244,22 @@ mod tests {
             }
             let (insns, _) = section.data().unwrap().as_chunks::<8>();
             for insn in insns {
-                // BPF_JMP | BPF_CALL; its source register says what is called:
-                // 0 a helper, 1 a BPF function, 2 a kfunc.
-                if insn[0] != 0x85 {
-                    continue;
-                }
-                let [.., a, b, c, d] = *insn;
-                match insn[1] >> 4 {
-                    0 => calls.push((name.to_owned(), i32::from_le_bytes([a, b, c, d]))),
-                    1 => text_callers.extend(program_type(name).map(|t| format!("{t:?}"))),
-                    _ => {}
+                // BPF_JMP | BPF_CALL with source register 0: a helper call
+                // (1 is a call to a BPF function, 2 a kfunc).
+                let helper_call = insn[0] == 0x85 && insn[1] >> 4 == 0;
+                if helper_call {
+                    let [.., a, b, c, d] = *insn;
+                    let id = i32::from_le_bytes([a, b, c, d]);
+                    let programs = match program_type(name) {
+                        Some(program) => vec![program],
+                        None if name == ".text" => text_callers.clone(),
+                        None => panic!("a helper call in section {name}: which program?"),
+                    };
+                    for program in programs {
+                        called.insert((format!("{program:?}"), id));
+                    }
                 }
             }
-        }
-        let mut called = BTreeSet::new();
-        for (section, id) in calls {
-            let programs: Vec<String> = match program_type(&section) {
-                Some(program) => vec![format!("{program:?}")],
-                None if section == ".text" => text_callers.iter().cloned().collect(),
-                None => panic!("a helper call in section {section}: which program?"),
-            };
-            called.extend(programs.into_iter().map(|program| (program, id)));
         }
         let probed: BTreeSet<_> = HELPERS
             .iter()

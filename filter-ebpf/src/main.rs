@@ -1,7 +1,9 @@
 //! The WAN filter's kernel side: one XDP program for ingress, where every
 //! verdict is taken, and one TC program for egress, which records what the
 //! inside asked for and never drops. Both count every packet under one
-//! reason (stats.rs) and read the settings in config.rs.
+//! reason (stats.rs) and read the settings in config.rs. Drops are sampled
+//! into a ring buffer (sample.rs); rare events go to the daemon's log
+//! through aya-log (events.rs), never anything per packet.
 //!
 //! Where each rule lives:
 //! - ingress/mod.rs: the rule order of `wan_ingress`; ingress/udp.rs the
@@ -33,6 +35,7 @@
 mod config;
 mod conn;
 mod egress;
+mod events;
 mod fragments;
 mod halfopen;
 mod handshake;
@@ -43,6 +46,7 @@ mod proto;
 mod query;
 mod rate;
 mod reply;
+mod sample;
 mod solicited;
 mod stats;
 mod syn;
@@ -57,6 +61,9 @@ use filter_common::Action;
 use crate::packet::Packet;
 
 #[xdp]
+// Inlined into the entry point: left to itself, LLVM makes the body a BPF
+// function of its own, and every packet pays the call.
+#[inline(always)]
 pub fn wan_ingress(ctx: XdpContext) -> u32 {
     let Some(config) = config::get() else {
         return xdp_action::XDP_PASS;
@@ -69,13 +76,19 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
             stats::count(reason, bytes);
             xdp_action::XDP_PASS
         }
-        Action::Drop if config.monitor != 0 => {
-            stats::count_would_drop(reason, bytes);
-            xdp_action::XDP_PASS
-        }
         Action::Drop => {
-            stats::count(reason, bytes);
-            xdp_action::XDP_DROP
+            let monitor = config.monitor != 0;
+            if monitor {
+                stats::count_would_drop(reason, bytes);
+            } else {
+                stats::count(reason, bytes);
+            }
+            sample::drop(&ctx, reason, bytes, monitor, config);
+            if monitor {
+                xdp_action::XDP_PASS
+            } else {
+                xdp_action::XDP_DROP
+            }
         }
         // Monitor mode answers nothing: the query passes untouched.
         Action::Tx if config.monitor != 0 => {

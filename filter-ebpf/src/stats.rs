@@ -19,6 +19,21 @@ pub fn count_would_drop(reason: Reason, bytes: u64) {
     add(Reason::COUNT + reason.index(), bytes);
 }
 
+/// How many packets this CPU has counted under `reason` (`would_drop`: as
+/// monitor mode's would-drops), the one just counted included.
+#[inline(always)]
+pub fn seen(reason: Reason, would_drop: bool) -> Option<u64> {
+    let index = if would_drop {
+        Reason::COUNT + reason.index()
+    } else {
+        reason.index()
+    };
+    // SAFETY: this CPU's slot, read by value.
+    STATS
+        .get_ptr(index)
+        .map(|counter| unsafe { (*counter).packets })
+}
+
 #[inline(always)]
 fn add(index: u32, bytes: u64) {
     if let Some(counter) = STATS.get_ptr_mut(index) {

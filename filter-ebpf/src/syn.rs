@@ -30,7 +30,7 @@ use filter_common::{
 };
 
 use crate::{
-    config, conn, halfopen,
+    config, conn, events, halfopen,
     lists::{self, Penalised},
     packet::{Family, Ip},
     rate,
@@ -115,7 +115,10 @@ fn over_source(bucket: Bucket, ip: &Ip, config: &Config, now: u64) -> Reason {
         return Reason::DropSynSource;
     }
     match lists::penalise(ip, config, expiry::deadline(now, config.syn_penalty_ns)) {
-        Penalised::Denied => Reason::DropSynPenalty,
+        Penalised::Denied => {
+            events::penalised(ip, config.syn_penalty_ns, now);
+            Reason::DropSynPenalty
+        }
         Penalised::ListFull => Reason::DropSynPenaltyFull,
     }
 }

@@ -266,6 +266,43 @@ impl Filter {
             .duration
     }
 
+    /// Takes every drop event waiting in the DROP_EVENTS ring (sampled drops).
+    pub fn drop_events(&mut self) -> Vec<filter_common::DropEvent> {
+        let mut ring =
+            aya::maps::RingBuf::try_from(self.ebpf.map_mut(map::DROP_EVENTS).expect("DROP_EVENTS"))
+                .expect("DROP_EVENTS is a ring buffer");
+        let mut events = Vec::new();
+        while let Some(item) = ring.next() {
+            assert_eq!(item.len(), size_of::<filter_common::DropEvent>());
+            // SAFETY: a DropEvent the program wrote (length checked above).
+            events.push(unsafe {
+                std::ptr::read_unaligned(item.as_ptr().cast::<filter_common::DropEvent>())
+            });
+        }
+        events
+    }
+
+    /// Drop events sampled and lost (ring full), summed over CPUs.
+    pub fn drop_event_counts(&self) -> (u64, u64) {
+        let counts = PerCpuArray::<_, u64>::try_from(
+            self.ebpf
+                .map(map::DROP_EVENT_COUNTS)
+                .expect("DROP_EVENT_COUNTS"),
+        )
+        .expect("DROP_EVENT_COUNTS is a per-CPU array");
+        let sum = |slot| -> u64 {
+            counts
+                .get(&slot, 0)
+                .expect("reading DROP_EVENT_COUNTS")
+                .iter()
+                .sum()
+        };
+        (
+            sum(filter_common::sample::COUNT_SAMPLED),
+            sum(filter_common::sample::COUNT_LOST),
+        )
+    }
+
     /// The live config, as the programs read it.
     pub fn config(&self) -> filter_common::Config {
         Array::<_, filter_common::Config>::try_from(self.ebpf.map(map::CONFIG).expect("CONFIG"))

@@ -7,9 +7,11 @@
 //! the gateway's and the LAN client's own DNS lookups and NTP exchanges get
 //! their answers while a spoofed DNS/NTP reflection flood is dropped. The
 //! counters are shown before and after and explained, next to what nftables
-//! saw reach the gateway's stack. Then monitor mode, switched on and off at
-//! run time. Then it detaches and removes everything: on success, on error
-//! and on Ctrl-C.
+//! saw reach the gateway's stack. `filter-ctl daemon` runs alongside: its
+//! attack start and end lines, `filter-ctl top` naming the flooding sources
+//! and a `/metrics` excerpt are shown after the flood. Then monitor mode,
+//! switched on and off at run time. Then it detaches and removes everything:
+//! on success, on error and on Ctrl-C.
 //!
 //! Everything but the story told here comes from the `harness` crate
 //! (tests/harness): the topology, the servers, the attacker's floods and the
@@ -28,7 +30,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use filter_common::Reason;
 use harness::{
-    ctl::{FilterCtl, Stats},
+    ctl::{FilterCtl, Stats, daemon::Daemon},
     lab::{INET_BRIDGE, LAN_IF, StackCounters, Topology, WAN_IF, addr},
     names::{LAB_PIN_PREFIX, LAB_PREFIX},
     netns::Netns,
@@ -182,6 +184,7 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
     heading("Attaching the filter to the gateway's wan0")?;
     show(ctl, gw, &["attach", "--iface", WAN_IF])?;
     show(ctl, gw, &["status"])?;
+    let mut daemon = start_daemon(ctl, gw)?;
     println!(
         "\nLater fragments that arrive before their first fragment cannot be judged: by default\n\
          they are dropped (orphan_fragments=drop, counted as drop_orphan_fragment). The\n\
@@ -227,6 +230,7 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
 
     if opts.watch > 0 {
         attack(&topo, ctl, opts)?;
+        who_attacked(ctl, gw, &mut daemon)?;
         servers.check_running()?;
         monitor_mode(&topo, ctl, opts.pps)?;
     }
@@ -256,6 +260,8 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
 
     heading("Detaching: programs, links, maps and pins go away")?;
     drop(servers);
+    // Stopping the daemon leaves the filter attached; `detach` removes it.
+    daemon.stop()?;
     show(ctl, gw, &["detach", "--iface", WAN_IF])?;
     show(ctl, gw, &["status"])?;
     let link = gw.ip(["-d", "link", "show", "dev", WAN_IF])?;
@@ -276,6 +282,65 @@ fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The address most of the IPv4 flood comes from, for `top` to find.
+const HEAVY_HITTER: &str = "192.0.2.66";
+
+/// `filter-ctl daemon` on the gateway's wan0: it adopts the filter just
+/// attached. Attack lines from 1,000 drops per second on, ended after 2 s
+/// below half that.
+fn start_daemon(ctl: &FilterCtl, gw: &Netns) -> anyhow::Result<Daemon> {
+    let args = ["--attack-pps", "1000", "--attack-quiet", "2s"];
+    println!(
+        "\n$ ip netns exec {} filter-ctl daemon --iface wan0 --listen {} {}   (in the background)",
+        gw.name(),
+        harness::ctl::daemon::LISTEN,
+        args.join(" ")
+    );
+    let mut daemon = Daemon::start(ctl, gw, WAN_IF, &args)?;
+    let adopted = daemon.wait_for_line(&["adopted the filter"], Duration::from_secs(30))?;
+    println!("{adopted}");
+    daemon.wait_for_metrics(gw, Duration::from_secs(10))?;
+    Ok(daemon)
+}
+
+/// After the flood: the daemon's attack lines, `top`, and some of `/metrics`.
+fn who_attacked(ctl: &FilterCtl, gw: &Netns, daemon: &mut Daemon) -> anyhow::Result<()> {
+    heading("Who attacked: the daemon's attack lines (its log), then `filter-ctl top`")?;
+    // The attack lines end 2 s after the flood (--attack-quiet).
+    daemon.wait_for_line(&["attack ended on wan0"], Duration::from_secs(10))?;
+    pause(Duration::from_millis(1500))?;
+    for line in daemon
+        .log()
+        .lines()
+        .filter(|line| line.contains(" attack "))
+    {
+        println!("{line}");
+    }
+    show(ctl, gw, &["top", "--iface", WAN_IF, "--seconds", "60"])?;
+    println!(
+        "\n{HEAVY_HITTER} sent a quarter of the IPv4 flood; the rest came from random addresses\n\
+         of the spoofed ranges, which `top` groups by /24 (IPv4) and /48 (IPv6)."
+    );
+    heading("Some of /metrics (Prometheus), as a scraper sees it")?;
+    let (_, metrics) = daemon.get(gw, "/metrics")?;
+    println!(
+        "$ ip netns exec {} curl -s http://{}/metrics",
+        gw.name(),
+        harness::ctl::daemon::LISTEN
+    );
+    for line in metrics.lines().filter(|line| {
+        line.contains("drop_unsolicited_dns\",direction=\"ingress\",action=\"drop\"")
+            || line.starts_with("wan_filter_drop_events")
+            || line.starts_with("wan_filter_program_info")
+            || line.contains("key=\"sample_rate\"")
+            || line.contains("map=\"SOLICITED\"")
+            || line.starts_with("wan_filter_build_info")
+    }) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 /// The attacker's socket and an attack on the gateway's wan0.
 fn attacker(topo: &Topology) -> anyhow::Result<(RawSender, Attack)> {
     let sender = RawSender::open(&topo.wan_hosts[0], LAN_IF)?;
@@ -285,7 +350,10 @@ fn attacker(topo: &Topology) -> anyhow::Result<(RawSender, Attack)> {
         // IPv6 is routed: the LAN client is attacked on wan0 too.
         v6: vec![addr::GW_WAN6, addr::LAN_CLIENT6],
     };
-    let sources = Sources::new(Prefix::all(&addr::SPOOFED4)?, Prefix::all(&addr::SPOOFED6)?)?;
+    // One heavy hitter among the spoofed ranges, for `top` to name.
+    let mut v4 = Prefix::all(&addr::SPOOFED4)?;
+    v4.push(Prefix::host(HEAVY_HITTER.parse::<IpAddr>()?)?);
+    let sources = Sources::new(v4, Prefix::all(&addr::SPOOFED6)?)?;
     let attack = Attack::new(target, sources, sender.mac(), &Kind::MIX);
     Ok((sender, attack))
 }

@@ -40,6 +40,9 @@ pub const PACKAGES: &[(&str, &[&str])] = &[
         "DNS and NTP servers and clients",
         &["dnsmasq-base", "chrony", "bind9-dnsutils"],
     ),
+    // The daemon's tests: promtool (a real Prometheus parser for /metrics)
+    // and systemd-analyze (verifies the unit in dist/).
+    ("daemon tests", &["prometheus", "systemd"]),
 ];
 
 /// Debian packages only the benchmark needs (`cargo xtask bench`), installed

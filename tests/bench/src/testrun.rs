@@ -493,6 +493,35 @@ pub fn classes() -> Vec<Class> {
                 query_to_our_server(),
             )
         },
+        // Drop sampling (sample_rate, on by default in every drop class
+        // above): the same drop paths with it off, for its cost.
+        Class {
+            settings: SAMPLING_OFF,
+            ..plain(
+                "dns_unsolicited_v4_unsampled",
+                "unsolicited DNS response, IPv4, sample_rate=off",
+                Reason::DropUnsolicitedDns,
+                dns_answer(false, Link::Plain, TXID),
+            )
+        },
+        Class {
+            settings: SAMPLING_OFF,
+            ..plain(
+                "fragment_orphan_v4_unsampled",
+                "orphan non-first fragment, IPv4, sample_rate=off",
+                Reason::DropOrphanFragment,
+                v4_later_fragment(0x2222),
+            )
+        },
+        Class {
+            settings: SAMPLING_OFF,
+            ..plain(
+                "syn_over_v4_unsampled",
+                "SYN over its source bucket, IPv4, sample_rate=off",
+                Reason::DropSynSource,
+                syn(false),
+            )
+        },
     ]
 }
 
@@ -512,6 +541,9 @@ fn query_to_our_server_with(ip_options: &[u8]) -> Frame {
         .payload(&query)
         .build()
 }
+
+/// Drop sampling off.
+const SAMPLING_OFF: &[(&str, &str)] = &[("sample_rate", "off")];
 
 /// The summary of one class.
 #[derive(Clone, Debug, serde::Serialize)]

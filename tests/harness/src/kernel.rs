@@ -56,3 +56,23 @@ pub fn wait_no_xdp(ns: &Netns, iface: &str) -> anyhow::Result<()> {
     })
     .with_context(|| format!("{iface} kept an XDP program"))
 }
+
+/// How many entries the map pinned at `path` holds, per `bpftool map dump`
+/// (expired list entries included: the kernel does not know they expired).
+pub fn pinned_map_entries(path: &std::path::Path) -> anyhow::Result<usize> {
+    let out = output(
+        Command::new("bpftool")
+            .args(["-j", "map", "dump", "pinned"])
+            .arg(path),
+    )?;
+    if !out.status.success() {
+        bail!(
+            "bpftool map dump pinned {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let entries: Vec<Value> = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("bpftool's dump of {}", path.display()))?;
+    Ok(entries.len())
+}

@@ -36,6 +36,9 @@ pub enum DutConfig {
     XdpTouch,
     /// This filter, attached with filter-ctl.
     Filter(XdpMode),
+    /// This filter in native mode with drop sampling off (`sample_rate=off`):
+    /// against `Filter`, what sampling costs.
+    FilterUnsampled,
     /// nftables netdev ingress: `udp sport 53 drop`.
     NftIngressSport53,
     /// nftables input: `ct state new drop` (what a stateful firewall does to
@@ -59,6 +62,7 @@ impl DutConfig {
             DutConfig::XdpTouch => "XDP_DROP after reading the headers",
             DutConfig::Filter(XdpMode::Skb) => "this filter, generic",
             DutConfig::Filter(_) => "this filter, native",
+            DutConfig::FilterUnsampled => "this filter, native, sample_rate=off",
             DutConfig::NftIngressSport53 => "nft ingress udp sport 53 drop",
             DutConfig::NftCtNew => "nft input ct state new drop",
             DutConfig::NftSynMeterIngress => "nft ingress SYN meter",
@@ -77,6 +81,7 @@ impl DutConfig {
             DutConfig::XdpTouch => "xdp_touch",
             DutConfig::Filter(XdpMode::Skb) => "filter_generic",
             DutConfig::Filter(_) => "filter_native",
+            DutConfig::FilterUnsampled => "filter_native_unsampled",
             DutConfig::NftIngressSport53 => "nft_ingress_sport53",
             DutConfig::NftCtNew => "nft_ct_new",
             DutConfig::NftSynMeterIngress => "nft_syn_meter_ingress",
@@ -105,7 +110,7 @@ impl Applied<'_> {
         self.bench_prog = None;
         let dut = &self.pair.dut;
         match self.config {
-            DutConfig::Filter(_) => {
+            DutConfig::Filter(_) | DutConfig::FilterUnsampled => {
                 if let Some(ctl) = self.ctl.take() {
                     ctl.detach(dut, DUT_IF)?;
                 }
@@ -273,6 +278,11 @@ pub fn apply<'a>(
             };
             applied.ctl = Some(ctl);
             ctl.attach(dut, DUT_IF, Some(mode))?;
+        }
+        DutConfig::FilterUnsampled => {
+            applied.ctl = Some(ctl);
+            ctl.attach(dut, DUT_IF, Some("native"))?;
+            ctl.run(dut, ["set", "--iface", DUT_IF, "sample_rate=off"])?;
         }
         DutConfig::NftIngressSport53 => dut.nft(NFT_INGRESS_SPORT53)?,
         DutConfig::NftCtNew => dut.nft(NFT_CT_NEW)?,

@@ -45,6 +45,7 @@ pub fn matrix() -> Vec<(FloodKind, Vec<DutConfig>)> {
         NftSynMeterIngress,
         NftSynMeterInput,
         NftCtNew,
+        FilterUnsampled,
     ];
     vec![
         (
@@ -59,6 +60,7 @@ pub fn matrix() -> Vec<(FloodKind, Vec<DutConfig>)> {
                 NftCtNew,
                 XdpFilter(XdpMode::Driver),
                 XdpFilter(XdpMode::Skb),
+                FilterUnsampled,
             ],
         ),
         (FloodKind::Syn, syn),

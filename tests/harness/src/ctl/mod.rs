@@ -5,6 +5,7 @@
 //! `allow|deny list` print is read into the types of [`report`], the only
 //! place that parses it.
 
+pub mod daemon;
 pub mod fault;
 pub mod report;
 

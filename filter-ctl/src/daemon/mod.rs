@@ -1,0 +1,596 @@
+//! `filter-ctl daemon`: the long-running controller, and `filter-ctl top`.
+//!
+//! The daemon attaches the filter (or adopts the one attached, with its
+//! state) and then only watches and tunes it: it never detaches, on exit,
+//! signal or crash, so the filter keeps filtering without it and a restarted
+//! daemon picks up where the last one was. Once a second it reads the
+//! counters (for the attack lines, [`attack`]), checks the interface (and
+//! attaches again when it came back, [`link`]) and the config file
+//! ([`reload`]); every few seconds it removes expired list entries. It reads
+//! the sampled drop events as they come ([`drops`], kept for `top` in
+//! [`top::History`]) and the programs' rare events (aya-log), serves
+//! `/metrics` ([`metrics`]) and answers `top` ([`control`]).
+
+pub mod attack;
+pub mod control;
+pub mod drops;
+pub mod link;
+pub mod logging;
+pub mod metrics;
+pub mod reload;
+pub mod top;
+pub mod units;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya_log::EbpfLogger;
+use filter_common::{report::Stats, settings::Assignment};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{Signal, SignalKind, signal},
+};
+
+use self::{
+    attack::{Detector, Thresholds},
+    drops::DropEvents,
+    link::Presence,
+    metrics::DaemonState,
+    reload::ConfigFile,
+    top::{History, TopReport},
+};
+use crate::{
+    attach::{self, ModeChoice},
+    iface::Interface,
+    lists,
+    pins::{IfacePins, PinRoot},
+    stats,
+};
+
+/// The default `--listen`: localhost only, on a port no well-known exporter
+/// uses. The Prometheus wiki's "Default port allocations" gave exporters
+/// 9100-9999, and that range is full (every port there belongs to some
+/// exporter), so the port is outside it, and outside /etc/services.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:10213";
+
+/// Every how many seconds expired list entries are removed.
+const CLEANUP_EVERY: u64 = 5;
+
+/// `filter-ctl daemon`'s options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub iface: String,
+    pub config: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub mode: ModeChoice,
+    pub thresholds: Thresholds,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; the filter stays attached.
+pub fn run(pin_root: &Path, options: Options) -> anyhow::Result<()> {
+    let root = PinRoot::open(pin_root, true)?;
+    // A bad config file stops the start, before anything is touched.
+    let config = options
+        .config
+        .as_deref()
+        .map(ConfigFile::open)
+        .transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let mut signals = Signals::new()?;
+        let (file, settings) = config.map_or((None, None), |(file, set)| (Some(file), Some(set)));
+        let Some(pins) = start(&root, &options, settings.as_deref(), &mut signals).await? else {
+            return Ok(());
+        };
+        Daemon {
+            detector: Detector::new(&options.iface, options.thresholds),
+            options,
+            root,
+            pins,
+            config: file,
+            history: Arc::default(),
+            state: Arc::default(),
+            last: None,
+            logged_program: None,
+            link: None,
+            up: None,
+            pending: None,
+            ticks: 0,
+        }
+        .run(signals)
+        .await
+    })
+}
+
+struct Signals {
+    term: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits `delay`; false if asked to stop meanwhile.
+    async fn sleep(&mut self, delay: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = self.term.recv() => false,
+            _ = self.interrupt.recv() => false,
+        }
+    }
+}
+
+/// Attaches the filter, adopts the one attached, or attaches it again if its
+/// interface was recreated, with the config file's settings; waits for a
+/// missing interface (at boot, a USB or PPPoE device may come later).
+/// `None` when stopped while waiting.
+async fn start(
+    root: &PinRoot,
+    options: &Options,
+    settings: Option<&[Assignment]>,
+    signals: &mut Signals,
+) -> anyhow::Result<Option<IfacePins>> {
+    let pins = root.iface(&options.iface)?;
+    let config = options.config.as_deref().zip(settings);
+    let mut waiting = false;
+    loop {
+        match attach_or_adopt(root, &pins, options.mode, config)? {
+            Some(done) => {
+                log::info!("{done}");
+                return Ok(Some(pins));
+            }
+            None if !waiting => {
+                log::warn!(
+                    "{} does not exist (yet): the filter will be attached when it appears",
+                    options.iface
+                );
+                waiting = true;
+            }
+            None => {}
+        }
+        if !signals.sleep(Duration::from_secs(1)).await {
+            return Ok(None);
+        }
+    }
+}
+
+/// What was done, or `None` if the interface is missing. The config file's
+/// settings go in with an attach (checked first, nothing is attached if one
+/// is refused) or, for a filter adopted, are applied under its lock like
+/// `filter-ctl apply`.
+fn attach_or_adopt(
+    root: &PinRoot,
+    pins: &IfacePins,
+    mode: ModeChoice,
+    config: Option<(&Path, &[Assignment])>,
+) -> anyhow::Result<Option<String>> {
+    let name = pins.iface();
+    let settings = config.map_or(&[][..], |(_, settings)| settings);
+    let from_file = config.map_or(String::new(), |(path, _)| {
+        format!("; settings from {}", path.display())
+    });
+    if let Some((xdp_mode, link)) = pins.find_xdp_link() {
+        return Ok(match link::presence(pins)? {
+            Presence::Attached { ifindex } => {
+                let adopted = format!(
+                    "adopted the filter attached to {name} (ifindex {ifindex}, XDP {} mode, \
+                     program {}): counters, settings, lists and recorded queries carry on",
+                    xdp_mode.name(),
+                    attach::link_info(&link)?.program_id()
+                );
+                Some(match config {
+                    Some((path, settings)) => {
+                        let changed = reload::apply(root, name, settings)?;
+                        format!(
+                            "{adopted}; settings from {}: {}",
+                            path.display(),
+                            describe_changes(&changed)
+                        )
+                    }
+                    None => adopted,
+                })
+            }
+            Presence::Gone => None,
+            Presence::Back { ifindex } => {
+                let report = attach::reattach(root, &Interface::lookup(name)?, settings)?;
+                Some(format!(
+                    "attached the filter again to {name} (ifindex {ifindex}, XDP {} mode, program {}), \
+                     keeping counters, {}lists and recorded queries{from_file}",
+                    report.mode.name(),
+                    report.xdp_program_id,
+                    if config.is_some() { "" } else { "settings, " }
+                ))
+            }
+            Presence::Elsewhere { link } => anyhow::bail!(
+                "the filter pinned for {name} is {}: see `filter-ctl status`",
+                link.describe()
+            ),
+        });
+    }
+    let Ok(iface) = Interface::lookup(name) else {
+        return Ok(None);
+    };
+    iface.require_ethernet()?;
+    let report = attach::attach(root, &iface, mode, settings)?;
+    if let Some(why) = &report.native_unavailable {
+        log::warn!(
+            "native XDP is not available on {name} ({why}); using generic (skb) mode, which costs more per packet"
+        );
+    }
+    Ok(Some(format!(
+        "attached the filter to {name} in {} mode (XDP program {}, egress program {}){from_file}",
+        report.mode.name(),
+        report.xdp_program_id,
+        report.tc_program_id
+    )))
+}
+
+fn describe_changes(changed: &[String]) -> String {
+    if changed.is_empty() {
+        "no change".into()
+    } else {
+        changed.join(", ")
+    }
+}
+
+struct Daemon {
+    options: Options,
+    root: PinRoot,
+    pins: IfacePins,
+    config: Option<ConfigFile>,
+    history: Arc<Mutex<History>>,
+    state: Arc<Mutex<DaemonState>>,
+    detector: Detector,
+    /// The last counters read, and when.
+    last: Option<(Instant, Stats)>,
+    /// The XDP program whose aya-log records are read.
+    logged_program: Option<u32>,
+    /// The interface at the last check, to log changes only.
+    link: Option<Presence>,
+    up: Option<bool>,
+    /// Settings of the config file read while the interface was gone: they
+    /// go in with the attach when it is back.
+    pending: Option<Vec<Assignment>>,
+    ticks: u64,
+}
+
+type KernelLog = Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>;
+
+impl Daemon {
+    async fn run(mut self, mut signals: Signals) -> anyhow::Result<()> {
+        let listener = self.claim_ring(&mut signals).await?;
+        let Some(listener) = listener else {
+            return Ok(());
+        };
+        // SAFETY: the ring owns its fd and keeps it open while registered.
+        let mut drops = unsafe { AsyncFd::register(DropEvents::open(&self.pins)?) }?;
+        // Events from before: not of any window we will report.
+        drops.get_mut().drain(|_| {});
+        let server = metrics::serve(
+            self.options.listen,
+            self.root.clone(),
+            self.pins.clone(),
+            self.state.clone(),
+        )
+        .await?;
+        tokio::spawn(server);
+        let history = self.history.clone();
+        tokio::spawn(control::serve(listener, move |seconds| {
+            let history = history.lock().expect("never poisoned");
+            Ok(history.top(seconds.clamp(1, top::MAX_SECONDS), top::LIMIT))
+        }));
+        log::info!(
+            "serving metrics on http://{}/metrics; `filter-ctl top --iface {}` asks this daemon",
+            self.options.listen,
+            self.options.iface
+        );
+        let mut kernel_log: KernelLog = None;
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ready = drops.readable_mut() => {
+                    let mut guard = ready?;
+                    let mut history = self.history.lock().expect("never poisoned");
+                    let read = guard.get_inner_mut().drain(|sample| history.add(sample));
+                    drop(history);
+                    self.state.lock().expect("never poisoned").events_read += read as u64;
+                    guard.clear_ready();
+                }
+                ready = log_readable(&mut kernel_log) => {
+                    let mut guard = ready?;
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+                _ = ticks.tick() => self.tick(&mut kernel_log),
+                _ = signals.hangup.recv() => self.reload(true),
+                _ = signals.term.recv() => break,
+                _ = signals.interrupt.recv() => break,
+            }
+        }
+        log::info!(
+            "stopping; the filter stays attached to {} and keeps filtering",
+            self.options.iface
+        );
+        Ok(())
+    }
+
+    /// The claim on the drop event ring; a `top` reading it meanwhile is
+    /// waited for. `None` when stopped while waiting.
+    async fn claim_ring(
+        &self,
+        signals: &mut Signals,
+    ) -> anyhow::Result<Option<std::os::unix::net::UnixListener>> {
+        let mut told = false;
+        loop {
+            match control::claim(&self.pins) {
+                Ok(listener) => return Ok(Some(listener)),
+                Err(err) if !told => {
+                    log::warn!("{err:#}: waiting for it to finish");
+                    told = true;
+                }
+                Err(_) => {}
+            }
+            if !signals.sleep(Duration::from_secs(1)).await {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn tick(&mut self, kernel_log: &mut KernelLog) {
+        self.ticks += 1;
+        self.watch_link();
+        self.follow_kernel_log(kernel_log);
+        let now = Instant::now();
+        match stats::read(&self.pins) {
+            Ok(counts) => {
+                let mut history = self.history.lock().expect("never poisoned");
+                if let Some((then, before)) = &self.last {
+                    let secs = now.duration_since(*then).as_secs_f64();
+                    log_evictions(&self.options.iface, &counts.since(before));
+                    self.detector
+                        .update(now, &counts.since(before), secs, &counts, &history);
+                }
+                history.tick(now, counts.clone());
+                self.state.lock().expect("never poisoned").attacks =
+                    self.detector.active().collect();
+                self.last = Some((now, counts));
+            }
+            Err(err) => log::debug!("reading the counters: {err:#}"),
+        }
+        if self.ticks.is_multiple_of(CLEANUP_EVERY) && !self.is_severed() {
+            match attach::lock_for_change(&self.root, &self.options.iface)
+                .and_then(|(_lock, pins)| lists::remove_expired(&pins))
+            {
+                Ok(0) => {}
+                Ok(removed) => log::info!("removed {removed} expired allow/deny list entries"),
+                Err(err) => log::warn!("removing expired list entries: {err:#}"),
+            }
+        }
+        if self.config.as_ref().is_some_and(ConfigFile::touched) {
+            self.reload(false);
+        }
+    }
+
+    /// Reads the config file again (on SIGHUP, `forced`, even if its text did
+    /// not change) and applies it if it is good.
+    fn reload(&mut self, forced: bool) {
+        let Some(file) = &mut self.config else {
+            if forced {
+                log::info!("SIGHUP: no config file to reload (start with --config FILE)");
+            }
+            return;
+        };
+        let read = if forced {
+            Some(file.read())
+        } else {
+            file.reread_if_changed()
+        };
+        let Some(read) = read else {
+            return;
+        };
+        let path = file.path().display().to_string();
+        let iface = &self.options.iface;
+        if self.is_severed()
+            && let Ok(settings) = &read
+        {
+            // Nothing reads the settings of a severed filter, and its maps
+            // are not changed meanwhile: they go in with the next attach.
+            log::info!(
+                "read {path}; its settings go in when the filter is attached to {iface} again"
+            );
+            self.pending = Some(settings.clone());
+            return;
+        }
+        let applied = read.and_then(|settings| reload::apply(&self.root, iface, &settings));
+        let mut state = self.state.lock().expect("never poisoned");
+        match applied {
+            Ok(changed) => {
+                state.reloads_ok += 1;
+                self.pending = None;
+                log::info!("reloaded {path}: {}", describe_changes(&changed));
+            }
+            Err(err) => {
+                state.reloads_failed += 1;
+                log::error!(
+                    "not reloading {path}, the running settings stay as they were: {err:#}"
+                );
+            }
+        }
+    }
+
+    /// Whether the interface was gone (or back, not yet attached again) at
+    /// the last check: the filter's links are severed.
+    fn is_severed(&self) -> bool {
+        matches!(self.link, Some(Presence::Gone | Presence::Back { .. }))
+    }
+
+    /// Logs the interface going and coming back, down and up, and attaches
+    /// the filter again to a recreated device.
+    fn watch_link(&mut self) {
+        let name = self.options.iface.clone();
+        let presence = match link::presence(&self.pins) {
+            Ok(presence) => presence,
+            Err(err) => {
+                log::debug!("checking {name}: {err:#}");
+                return;
+            }
+        };
+        let before = self.link.replace(presence.clone());
+        let changed = before.as_ref() != Some(&presence);
+        match presence {
+            Presence::Gone if changed => log::warn!(
+                "{name} is gone (deleted or moved away); the filter keeps its state and will be \
+                 attached again when {name} is back"
+            ),
+            Presence::Elsewhere { link } if changed => log::warn!(
+                "the filter pinned for {name} is {}, not on the device named {name} now; \
+                 left as it is (see `filter-ctl status`)",
+                link.describe()
+            ),
+            Presence::Back { ifindex } => {
+                let settings = self.pending.as_deref().unwrap_or_default();
+                match Interface::lookup(&name)
+                    .and_then(|iface| attach::reattach(&self.root, &iface, settings))
+                {
+                    Ok(report) => {
+                        let reloaded = self.pending.take().is_some();
+                        let kept = match &self.config {
+                            Some(file) if reloaded => format!(
+                                "keeping counters, lists and recorded queries; settings from {}, \
+                                 read while {name} was gone",
+                                file.path().display()
+                            ),
+                            _ => "keeping counters, settings, lists and recorded queries".into(),
+                        };
+                        log::info!(
+                            "{name} is back (ifindex {ifindex}): attached the filter again in {} \
+                             mode (XDP program {}), {kept}",
+                            report.mode.name(),
+                            report.xdp_program_id
+                        );
+                        let mut state = self.state.lock().expect("never poisoned");
+                        state.reattached += 1;
+                        if reloaded {
+                            state.reloads_ok += 1;
+                        }
+                        drop(state);
+                        self.link = Some(Presence::Attached { ifindex });
+                    }
+                    Err(err) if changed => log::warn!(
+                        "{name} is back (ifindex {ifindex}) but attaching the filter again \
+                         failed, retrying every second: {err:#}"
+                    ),
+                    Err(_) => {}
+                }
+            }
+            _ => {}
+        }
+        let up = Interface::lookup(&name)
+            .and_then(|iface| iface.is_up())
+            .ok();
+        if let Some(up) = up
+            && self.up.is_some_and(|was| was != up)
+        {
+            log::info!("{name} is {}", if up { "up" } else { "down" });
+        }
+        self.up = up;
+    }
+
+    /// Reads the aya-log records of the attached programs, again after they
+    /// were replaced or attached anew (each load has its own log ring).
+    fn follow_kernel_log(&mut self, kernel_log: &mut KernelLog) {
+        let Some((_, link)) = self.pins.find_xdp_link() else {
+            return;
+        };
+        let Ok(program) = attach::link_info(&link).map(|info| info.program_id()) else {
+            return;
+        };
+        if self.logged_program == Some(program) {
+            return;
+        }
+        self.logged_program = Some(program);
+        *kernel_log = match EbpfLogger::init_from_id(program)
+            .map_err(anyhow::Error::from)
+            // SAFETY: the logger owns its fd; flushing neither closes nor replaces it.
+            .and_then(|logger| Ok(unsafe { AsyncFd::register(logger) }?))
+        {
+            Ok(logger) => Some(logger),
+            Err(err) => {
+                log::warn!("the programs' own log lines will not be shown: {err:#}");
+                None
+            }
+        };
+    }
+}
+
+/// The solicited table evicted live queries in the last second: their
+/// answers will be dropped. One line a second at most, from the counter.
+fn log_evictions(iface: &str, delta: &Stats) {
+    let evicted = delta
+        .counted(filter_common::Reason::EgressQueryEvicted)
+        .map_or(0, |count| count.packets);
+    if evicted > 0 {
+        log::warn!(
+            "solicited table full on {iface}: {evicted} live queries evicted in the last second \
+             (their answers will be dropped; egress_query_evicted counts them)"
+        );
+    }
+}
+
+/// Resolves when the kernel log has records; never when there is none.
+async fn log_readable(
+    kernel_log: &mut KernelLog,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, EbpfLogger<&'static dyn log::Log>>> {
+    match kernel_log {
+        Some(fd) => fd.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `filter-ctl top`: asks the daemon if one runs; otherwise reads the drop
+/// events itself for `seconds` (telling so on stderr).
+pub fn top(pins: &IfacePins, seconds: u64) -> anyhow::Result<TopReport> {
+    if let Some(report) = control::ask_top(pins, seconds)? {
+        return Ok(report);
+    }
+    let listener = control::claim(pins)?;
+    control::turn_away(listener);
+    let mut events = DropEvents::open(pins)?;
+    events.drain(|_| {});
+    eprintln!(
+        "no daemon runs for {}: reading the drop events for {seconds} s",
+        pins.iface()
+    );
+    let started = Instant::now();
+    let before = stats::read(pins)?;
+    let mut samples = Vec::new();
+    let window = Duration::from_secs(seconds);
+    while started.elapsed() < window {
+        std::thread::sleep(Duration::from_millis(100).min(window - started.elapsed().min(window)));
+        events.drain(|sample| samples.push(sample));
+    }
+    let after = stats::read(pins)?;
+    events.drain(|sample| samples.push(sample));
+    Ok(top::estimate(
+        &samples,
+        &after.since(&before),
+        started.elapsed().as_secs_f64(),
+        top::LIMIT,
+    ))
+}

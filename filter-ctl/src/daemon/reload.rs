@@ -1,0 +1,191 @@
+//! The daemon's config file: the settings TOML of `attach --config` and
+//! `apply`, holding the filter's whole configuration (a key left out takes
+//! its default). Read at start, on SIGHUP and when the file changes.
+//!
+//! Changes are found by polling the file's metadata once a second (inode,
+//! size, modification time) and then comparing its text, rather than with
+//! inotify (the notify crate): editors and config managers replace files by
+//! renaming a new one over them, symlinks get swapped, directories get
+//! remounted; a watch on the old inode misses all of those, a stat by path
+//! each second sees them and costs nothing next to the daemon's other
+//! once-a-second work.
+//!
+//! A file is checked whole before anything is written: a bad key or value
+//! is logged with what is wrong and the running settings stay as they were.
+//! A good one is written the way `filter-ctl apply` writes it: under the
+//! interface's lock, into the spare ports and limits elements, then one
+//! write of the config switches the programs to them along with every other
+//! changed key ([`crate::settings`]), so they see the old settings or the
+//! new ones, never a mix.
+
+use std::{
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use anyhow::Context as _;
+use filter_common::settings::{Assignment, Assignments, Settings};
+
+use crate::{attach, pins::PinRoot, settings::SettingsMaps};
+
+/// What the file looked like when it was last read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    inode: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+#[derive(Debug)]
+pub struct ConfigFile {
+    path: PathBuf,
+    seen: Option<Seen>,
+    text: String,
+}
+
+impl ConfigFile {
+    /// Reads and checks the file: the daemon refuses to start on a bad one.
+    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, Vec<Assignment>)> {
+        let mut file = ConfigFile {
+            path: path.to_owned(),
+            seen: None,
+            text: String::new(),
+        };
+        let assignments = file.read()?;
+        Ok((file, assignments))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when the file's metadata changed since it was last read.
+    pub fn touched(&self) -> bool {
+        seen(&self.path) != self.seen
+    }
+
+    /// Reads the file and checks it; its text is remembered either way, so a
+    /// bad file is reported once, not every second.
+    pub fn read(&mut self) -> anyhow::Result<Vec<Assignment>> {
+        self.seen = seen(&self.path);
+        let text = fs::read_to_string(&self.path)
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        self.text = text;
+        settings_of(&self.text).with_context(|| format!("in {}", self.path.display()))
+    }
+
+    /// Reads the file again if its text changed; `None` if it did not.
+    pub fn reread_if_changed(&mut self) -> Option<anyhow::Result<Vec<Assignment>>> {
+        let before = self.text.clone();
+        let read = self.read();
+        (self.text != before).then_some(read)
+    }
+}
+
+fn seen(path: &Path) -> Option<Seen> {
+    let meta = fs::metadata(path).ok()?;
+    Some(Seen {
+        inode: meta.ino(),
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    })
+}
+
+/// Every setting as the file states it: the keys it has, the defaults for
+/// the rest. An error names the bad key, its value and what is allowed.
+pub fn settings_of(text: &str) -> anyhow::Result<Vec<Assignment>> {
+    // One line for the log: where, and what is wrong (toml's own display
+    // adds the source line and a marker underneath).
+    let Assignments(assignments) = toml::from_str(text).map_err(|err| {
+        let at = err.span().map_or(String::new(), |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        anyhow::anyhow!("{at}{}", err.message())
+    })?;
+    let settings = Settings::default().with(&assignments)?;
+    Ok(settings
+        .values()
+        .map(|(key, value)| Assignment::text(key, &value).expect("a shown value parses back"))
+        .collect())
+}
+
+/// Writes `assignments` to the filter on `iface`, under its lock (waiting
+/// for a command changing it meanwhile); returns the settings that changed,
+/// as `key old -> new`.
+pub fn apply(
+    root: &PinRoot,
+    iface: &str,
+    assignments: &[Assignment],
+) -> anyhow::Result<Vec<String>> {
+    let (_lock, pins) = attach::lock_for_change(root, iface)?;
+    let mut maps = SettingsMaps::open(&pins)?;
+    let before = maps.read()?;
+    let after = maps.apply(assignments)?;
+    Ok(before
+        .values()
+        .zip(after.values())
+        .filter(|((_, old), (_, new))| old != new)
+        .map(|((key, old), (_, new))| format!("{key} {old} -> {new}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_states_every_setting() {
+        let all = settings_of("monitor = true\nsample_rate = \"50/s\"\n").unwrap();
+        let settings = Settings::default().with(&all).unwrap();
+        assert_eq!(settings.config.monitor, 1);
+        assert_eq!(settings.config.sample_rate, 50);
+        // Left out: the default.
+        assert_eq!(
+            settings.config.solicited_ttl_ns,
+            Settings::default().config.solicited_ttl_ns
+        );
+        assert_eq!(all.len(), Settings::default().values().count());
+    }
+
+    #[test]
+    fn a_bad_file_names_the_key() {
+        let err = format!(
+            "{:#}",
+            settings_of("monitor = true\nsample_rate = \"fast\"\n").unwrap_err()
+        );
+        assert!(
+            err.starts_with("line 2, column 15: invalid value 'fast' for sample_rate")
+                && !err.contains('\n'),
+            "{err}"
+        );
+        let err = format!("{:#}", settings_of("ntp_ports = [53]\n").unwrap_err());
+        assert!(err.contains("port 53 is in both"), "{err}");
+    }
+
+    #[test]
+    fn only_a_changed_text_is_read_again() {
+        let dir = std::env::temp_dir().join(format!("wf-reload-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("filter.toml");
+        fs::write(&path, "monitor = false\n").unwrap();
+        let (mut file, _) = ConfigFile::open(&path).unwrap();
+        assert!(!file.touched());
+        assert!(file.reread_if_changed().is_none());
+        // Replaced by a rename, as editors do.
+        let new = dir.join("filter.toml.new");
+        fs::write(&new, "monitor = true\n").unwrap();
+        fs::rename(&new, &path).unwrap();
+        assert!(file.touched());
+        assert!(file.reread_if_changed().unwrap().is_ok());
+        fs::write(&path, "monitor = maybe\n").unwrap();
+        assert!(file.reread_if_changed().unwrap().is_err());
+        // Reported once.
+        assert!(file.reread_if_changed().is_none());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
