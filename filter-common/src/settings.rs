@@ -706,8 +706,9 @@ impl Settings {
     /// A TOML settings file, `key = "value"` lines in table order, which
     /// `filter-ctl apply` takes back.
     pub fn describe(&self) -> String {
+        let width = SETTINGS.iter().map(|s| s.key().len()).max().unwrap_or(0);
         self.values()
-            .map(|(key, value)| format!("{key:<20} = \"{value}\"\n"))
+            .map(|(key, value)| format!("{key:<width$} = \"{value}\"\n"))
             .collect()
     }
 
