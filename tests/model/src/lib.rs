@@ -11,8 +11,8 @@
 //! short sequences the generator makes. One module per rule, as in
 //! filter-ebpf: [`parse`] (what a frame is), [`ingress`] (the rule order,
 //! with `udp` and `tcp`), [`egress`], [`proto`] (DNS and NTP fields),
-//! [`solicited`], [`fragments`], [`syn`], [`lists`], [`handshakes`],
-//! [`halfopen`], [`conn`].
+//! [`solicited`], [`fragments`], [`syn`] (its GCRA buckets in [`rate`]),
+//! [`lists`], [`handshakes`], [`halfopen`], [`conn`].
 //!
 //! Time: every call takes `now` on the programs' clock (the coarse monotonic
 //! clock). The runner reads it before and after each test run; when a clock
@@ -29,6 +29,7 @@ pub mod ingress;
 pub mod lists;
 pub mod parse;
 pub mod proto;
+pub mod rate;
 pub mod sequence;
 pub mod settings;
 pub mod solicited;
