@@ -7,12 +7,13 @@
 //! answers what the filter must do with each frame: the verdict and the one
 //! reason it is counted under. It holds the same kinds of state as the
 //! filter (recorded queries, first fragments' verdicts, SYN buckets, list
-//! entries, recorded handshakes, half-open budgets, connections) for the
+//! entries, recorded handshakes, half-open budgets, connections, query
+//! limits) for the
 //! short sequences the generator makes. One module per rule, as in
 //! filter-ebpf: [`parse`] (what a frame is), [`ingress`] (the rule order,
 //! with `udp` and `tcp`), [`egress`], [`proto`] (DNS and NTP fields),
 //! [`solicited`], [`fragments`], [`syn`] (its GCRA buckets in [`rate`]),
-//! [`lists`], [`handshakes`], [`halfopen`], [`conn`].
+//! [`lists`], [`handshakes`], [`halfopen`], [`conn`], [`query`].
 //!
 //! Time: every call takes `now` on the programs' clock (the coarse monotonic
 //! clock). The runner reads it before and after each test run; when a clock
@@ -29,6 +30,7 @@ pub mod ingress;
 pub mod lists;
 pub mod parse;
 pub mod proto;
+pub mod query;
 pub mod rate;
 pub mod sequence;
 pub mod settings;
@@ -48,6 +50,7 @@ use crate::{
     halfopen::HalfOpen,
     handshakes::Handshakes,
     lists::{List, Lists, Prefix},
+    query::Queries,
     solicited::Solicited,
     syn::Syn,
 };
@@ -57,16 +60,53 @@ use crate::{
 pub enum Judgement {
     Pass(Reason),
     Drop(Reason),
+    /// A reply sent back out of the link: the DNS slip.
+    Tx(Reason),
+    /// Dropped, or by chance sent the DNS slip reply instead (1 in
+    /// `dns_slip`, drawn at random in the filter).
+    DropOrSlip(Reason),
+}
+
+/// The XDP action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    Drop,
+    Tx,
 }
 
 /// What the XDP program must do with a frame and where it is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verdict {
     pub reason: Reason,
-    /// XDP_DROP (else XDP_PASS).
-    pub dropped: bool,
-    /// Counted in the reason's "would drop" slot (monitor mode).
-    pub would_drop: bool,
+    pub action: Action,
+    /// Counted in the reason's "would" slot (monitor mode: would drop,
+    /// would send the slip reply).
+    pub would: bool,
+    /// The filter may send the slip reply instead, by chance:
+    /// [`Verdict::possible`] has both.
+    pub or_slip: bool,
+}
+
+impl Verdict {
+    /// Every verdict the filter may give: this one, and where the slip is
+    /// drawn at random, the reply (in monitor mode: passed, counted as
+    /// would-tx, as the drop is counted as would-drop).
+    pub fn possible(self) -> Vec<Verdict> {
+        let this = Verdict {
+            or_slip: false,
+            ..self
+        };
+        if !self.or_slip {
+            return vec![this];
+        }
+        let slip = Verdict {
+            reason: Reason::TxDnsTruncated,
+            action: if self.would { Action::Pass } else { Action::Tx },
+            ..this
+        };
+        vec![this, slip]
+    }
 }
 
 /// Everything the rules remember between packets.
@@ -79,6 +119,7 @@ pub struct State {
     pub handshakes: Handshakes,
     pub halfopen: HalfOpen,
     pub conn: Conn,
+    pub queries: Queries,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +146,8 @@ pub struct Written {
     pub conn_buckets: BTreeSet<u32>,
     pub conn_pending_slots: BTreeSet<u32>,
     pub conn_owners: BTreeSet<filter_common::conn::ConnOwner>,
+    pub query_source_slots: BTreeSet<u32>,
+    pub query_prefix_slots: BTreeSet<u32>,
 }
 
 impl Model {
@@ -125,20 +168,23 @@ impl Model {
         self.settings = settings;
     }
 
-    /// The ingress verdict on `frame` at `now`.
+    /// The ingress verdict on `frame` at `now`. Monitor mode passes what
+    /// it would drop or answer, counted in the reason's "would" slot.
     pub fn ingress(&mut self, frame: &[u8], now: u64) -> Verdict {
         let judgement = ingress::verdict(&mut self.state, &self.settings, self.seed, frame, now);
-        match judgement {
-            Judgement::Pass(reason) => Verdict {
-                reason,
-                dropped: false,
-                would_drop: false,
-            },
-            Judgement::Drop(reason) => Verdict {
-                reason,
-                dropped: !self.settings.monitor,
-                would_drop: self.settings.monitor,
-            },
+        let monitor = self.settings.monitor;
+        let unless_monitor = |action| if monitor { Action::Pass } else { action };
+        let (reason, action, would, or_slip) = match judgement {
+            Judgement::Pass(reason) => (reason, Action::Pass, false, false),
+            Judgement::Drop(reason) => (reason, unless_monitor(Action::Drop), monitor, false),
+            Judgement::Tx(reason) => (reason, unless_monitor(Action::Tx), monitor, false),
+            Judgement::DropOrSlip(reason) => (reason, unless_monitor(Action::Drop), monitor, true),
+        };
+        Verdict {
+            reason,
+            action,
+            would,
+            or_slip,
         }
     }
 
@@ -160,6 +206,7 @@ impl Model {
     pub fn written(&self) -> Written {
         let (syn_source_slots, syn_prefix_slots) = self.state.syn.slots_used();
         let (halfopen_source_slots, halfopen_prefix_slots) = self.state.halfopen.slots_used();
+        let (query_source_slots, query_prefix_slots) = self.state.queries.slots_used();
         Written {
             handshake_buckets: self.state.handshakes.buckets(),
             service_ports: self.state.handshakes.service_ports().clone(),
@@ -173,6 +220,8 @@ impl Model {
             syn_prefix_slots,
             fragments: self.state.fragments.keys().copied().collect(),
             list_entries: self.state.lists.entries().collect(),
+            query_source_slots,
+            query_prefix_slots,
         }
     }
 }
