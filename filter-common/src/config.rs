@@ -79,7 +79,10 @@ pub struct Config {
     pub query_prefix_v6: u8,
     /// 1 in this many DNS queries over a limit get a truncated answer; 0: none.
     pub dns_slip: u8,
-    pub _query_padding: [u8; 5],
+    pub _query_padding: u8,
+    /// Truncated answers per second at most, from everywhere together (the
+    /// burst is as large); 0: no cap.
+    pub dns_slip_rate: u32,
     /// Only in the test build that changes the maps' layout (feature
     /// `layout-next`): the upgrade tests attach it over the normal build.
     #[cfg(feature = "layout-next")]
@@ -119,7 +122,8 @@ impl Config {
         query_prefix_v4: query::DEFAULT_PREFIX_V4,
         query_prefix_v6: query::DEFAULT_PREFIX_V6,
         dns_slip: query::DEFAULT_DNS_SLIP,
-        _query_padding: [0; 5],
+        _query_padding: 0,
+        dns_slip_rate: query::DEFAULT_DNS_SLIP_RATE,
         #[cfg(feature = "layout-next")]
         layout_next: 0,
     };

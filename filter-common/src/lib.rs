@@ -127,7 +127,7 @@ pub mod map {
     pub const CONN_PENDING: &str = "CONN_PENDING";
     /// Issue 12 (docs/query-limits.md): arrays of u64 GCRA buckets (see [`crate::query`]): the query limits
     /// per source, per prefix (hashed slots, DNS and NTP apart) and global
-    /// (one per [`crate::query::Service`]).
+    /// (one per [`crate::query::Service`], then the slip cap's).
     pub const QUERY_SOURCES: &str = "QUERY_SOURCES";
     pub const QUERY_PREFIXES: &str = "QUERY_PREFIXES";
     pub const QUERY_GLOBAL: &str = "QUERY_GLOBAL";

@@ -32,7 +32,6 @@ pub enum Service {
 }
 
 impl Service {
-    /// Slots of QUERY_GLOBAL: one bucket per service.
     pub const COUNT: u32 = 2;
 
     #[inline(always)]
@@ -134,6 +133,20 @@ pub const DEFAULT_NTP: Limits = Limits {
     global_rate: 100,
     global_burst: 200,
 };
+
+/// The cap on truncated answers, from everywhere together: a flood over
+/// the global level (many spoofed sources) would otherwise get 1 in
+/// `dns_slip` of its queries answered from XDP, which costs the gateway far
+/// more than a drop (building, checksumming and sending the reply) and
+/// sends the victims as many packets as the flood brings. 1000/s is about
+/// 0.8 Mbit/s of replies, and still leaves real resolvers a truncated
+/// answer to find now and then during such a flood.
+pub const DEFAULT_DNS_SLIP_RATE: u32 = 1000;
+
+/// QUERY_GLOBAL: one bucket per service ([`Service::global_slot`]), then
+/// the slip cap's.
+pub const SLIP_CAP_SLOT: u32 = Service::COUNT;
+pub const QUERY_GLOBAL_SLOTS: u32 = Service::COUNT + 1;
 
 /// Prefix lengths of the per-prefix levels: BIND's RRL defaults.
 pub const DEFAULT_PREFIX_V4: u8 = 24;

@@ -275,6 +275,14 @@ pub static SETTINGS: &[&dyn Setting] = &[
                resolver retries over TCP; 0: all are dropped",
     },
     &Row {
+        key: "dns_slip_rate",
+        kind: Rate { max: MAX_RATE },
+        get: |s| s.config.dns_slip_rate,
+        set: |s, rate| s.config.dns_slip_rate = rate,
+        help: "truncated answers per second at most, from everywhere together (burst as \
+               large); a query that would get one beyond it is dropped; off: no cap",
+    },
+    &Row {
         key: "ntp_query_source_rate",
         kind: Rate { max: MAX_RATE },
         get: |s| s.config.ntp_query.source_rate,

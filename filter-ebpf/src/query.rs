@@ -14,7 +14,9 @@
 use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
 use filter_common::{
     Config,
-    query::{Level, QUERY_PREFIX_SLOTS, QUERY_SOURCE_SLOTS, Service},
+    query::{
+        Level, QUERY_GLOBAL_SLOTS, QUERY_PREFIX_SLOTS, QUERY_SOURCE_SLOTS, SLIP_CAP_SLOT, Service,
+    },
     rate::Source,
 };
 
@@ -32,7 +34,7 @@ static QUERY_SOURCES: Array<u64> = Array::with_max_entries(QUERY_SOURCE_SLOTS, B
 static QUERY_PREFIXES: Array<u64> = Array::with_max_entries(QUERY_PREFIX_SLOTS, BPF_F_MMAPABLE);
 
 #[map]
-static QUERY_GLOBAL: Array<u64> = Array::with_max_entries(Service::COUNT, BPF_F_MMAPABLE);
+static QUERY_GLOBAL: Array<u64> = Array::with_max_entries(QUERY_GLOBAL_SLOTS, BPF_F_MMAPABLE);
 
 /// The level that refuses a request from `ip`'s source to `service`, or
 /// `None` if every level admits it.
@@ -81,6 +83,14 @@ pub fn over_limit(service: Service, ip: &Ip, config: &Config, now: u64) -> Optio
         return Some(Level::Global);
     }
     None
+}
+
+/// Whether one more truncated answer fits under `dns_slip_rate` (and takes
+/// its token).
+#[inline(always)]
+pub fn slip_allowed(config: &Config, now: u64) -> bool {
+    let rate = config.dns_slip_rate;
+    rate == 0 || take(&QUERY_GLOBAL, SLIP_CAP_SLOT, now, rate, rate)
 }
 
 /// Takes a token from slot `index` of `map`; a slot that is not there (only

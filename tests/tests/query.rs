@@ -9,7 +9,7 @@
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use filter_common::Reason;
@@ -81,7 +81,7 @@ fn v4(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
 }
 
 /// A filter with only the DNS levels named switched on (rate, burst) and
-/// no slip; NTP off.
+/// no slip (nor a cap on slips); NTP off.
 fn dns_only(levels: &[(&str, &str, &str)]) -> Filter {
     let mut filter = Filter::load();
     filter.set(&[
@@ -89,6 +89,7 @@ fn dns_only(levels: &[(&str, &str, &str)]) -> Filter {
         ("dns_query_prefix_rate", "off"),
         ("dns_query_global_rate", "off"),
         ("dns_slip", "0"),
+        ("dns_slip_rate", "off"),
     ]);
     for (level, rate, burst) in levels {
         filter.set(&[
@@ -245,6 +246,35 @@ fn the_slip_share_is_one_in_n() {
     assert!((0..50).all(|_| filter.ingress(&frame.bytes) == XDP_TX));
     filter.set(&[("dns_slip", "0")]);
     assert!((0..50).all(|_| filter.ingress(&frame.bytes) == XDP_DROP));
+}
+
+#[test]
+fn slips_beyond_the_slip_rate_are_dropped() {
+    let mut filter = dns_only(&[("source", "1/s", "1")]);
+    filter.set(&[("dns_slip", "1"), ("dns_slip_rate", "5/s")]);
+    let frame = dns4(addr::ATTACKER_V4, &query_message(7, "example.com.", true)).build();
+    filter.ingress(&frame.bytes);
+    let started = Instant::now();
+    let before = filter.counts();
+    let runs = 100;
+    let tx = (0..runs)
+        .filter(|_| filter.ingress(&frame.bytes) == XDP_TX)
+        .count() as u64;
+    let after = filter.counts();
+    // The cap's burst (5), and what it refilled meanwhile (5/s, rounded
+    // up to whole seconds).
+    let most = 5 + 5 * (started.elapsed().as_secs() + 1);
+    assert!((5..=most).contains(&tx), "{tx} slipped");
+    assert_eq!(moved(&before, &after, Reason::TxDnsTruncated), tx);
+    let passed = moved(&before, &after, Reason::PassDnsQuery);
+    assert_eq!(
+        moved(&before, &after, Reason::DropDnsQuerySource),
+        runs - passed - tx
+    );
+
+    // Off: no cap.
+    filter.set(&[("dns_slip_rate", "off")]);
+    assert!((0..50).all(|_| filter.ingress(&frame.bytes) == XDP_TX));
 }
 
 /// The reply as an independent parser reads it, after its frame's IP and

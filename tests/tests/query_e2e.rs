@@ -5,7 +5,8 @@
 //! eight real resolvers with their own addresses (`dig` in the internet
 //! namespace, four of them in the /24 of two victims) look names up at a few
 //! per second each and the gateway keeps resolving names upstream. The same
-//! run without the filter is the baseline.
+//! run without the filter is the baseline. The DNS attack runs over IPv4
+//! and over IPv6.
 //!
 //! Counted independently of the filter: the bytes sent to the victims on the
 //! wire (nftables in the internet namespace, on the WAN link's far end, so
@@ -24,7 +25,7 @@
 //! removed when it ends, also when it fails.
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
     thread,
     time::{Duration, Instant},
@@ -50,14 +51,14 @@ use tempfile::TempDir;
 /// The spoofed victims, in one /24 with four of the resolvers: what passes
 /// their own limits (10/s each by default) is more than the /24's (20/s),
 /// so the resolvers there are limited too, and get truncated answers.
-const VICTIMS: [Ipv4Addr; 3] = [
+const VICTIMS4: [Ipv4Addr; 3] = [
     Ipv4Addr::new(192, 0, 2, 66),
     Ipv4Addr::new(192, 0, 2, 77),
     Ipv4Addr::new(192, 0, 2, 88),
 ];
 /// The real resolvers, on the internet namespace's loopback: four in the
 /// victims' 192.0.2.0/24, four in a /24 of their own.
-const RESOLVERS: [Ipv4Addr; 8] = [
+const RESOLVERS4: [Ipv4Addr; 8] = [
     Ipv4Addr::new(192, 0, 2, 11),
     Ipv4Addr::new(192, 0, 2, 12),
     Ipv4Addr::new(192, 0, 2, 13),
@@ -67,9 +68,86 @@ const RESOLVERS: [Ipv4Addr; 8] = [
     Ipv4Addr::new(198, 51, 100, 23),
     Ipv4Addr::new(198, 51, 100, 24),
 ];
-/// Resolvers whose /24 no victim shares: never limited.
-fn own_prefix(resolver: Ipv4Addr) -> bool {
-    resolver.octets()[..3] != [192, 0, 2]
+/// The same over IPv6, where a /64 is one source: victims and resolvers
+/// each in a /64 of their own, the victims in 2001:db8:bad::/56 (the
+/// default prefix of the prefix limits) with four resolvers, four more
+/// resolvers in a /56 of their own.
+const VICTIMS6: [Ipv6Addr; 3] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 1, 0, 0, 0, 0x66),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 2, 0, 0, 0, 0x77),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 3, 0, 0, 0, 0x88),
+];
+const RESOLVERS6: [Ipv6Addr; 8] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0x11, 0, 0, 0, 0x11),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0x12, 0, 0, 0, 0x12),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0x13, 0, 0, 0, 0x13),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0x14, 0, 0, 0, 0x14),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 1, 0, 0, 0, 0x21),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 2, 0, 0, 0, 0x22),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 3, 0, 0, 0, 0x23),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 4, 0, 0, 0, 0x24),
+];
+
+/// Resolvers whose prefix (/24, /56) no victim shares: never limited.
+fn own_prefix(resolver: IpAddr) -> bool {
+    match resolver {
+        IpAddr::V4(a) => a.octets()[..3] != [192, 0, 2],
+        IpAddr::V6(a) => a.octets()[..7] != [0x20, 0x01, 0x0d, 0xb8, 0x0b, 0xad, 0],
+    }
+}
+
+/// The address family of an attack, its victims and its real clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn victims(self) -> Vec<IpAddr> {
+        match self {
+            Family::V4 => VICTIMS4.map(IpAddr::V4).to_vec(),
+            Family::V6 => VICTIMS6.map(IpAddr::V6).to_vec(),
+        }
+    }
+
+    fn resolvers(self) -> Vec<IpAddr> {
+        match self {
+            Family::V4 => RESOLVERS4.map(IpAddr::V4).to_vec(),
+            Family::V6 => RESOLVERS6.map(IpAddr::V6).to_vec(),
+        }
+    }
+
+    /// The gateway's public address, where its servers listen.
+    fn gateway(self) -> IpAddr {
+        match self {
+            Family::V4 => addr::GW_WAN4.into(),
+            Family::V6 => addr::GW_WAN6.into(),
+        }
+    }
+
+    /// The nftables protocol of its addresses.
+    fn nft(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+
+    fn host_len(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
+    fn packet(self, src: IpAddr, dst: IpAddr) -> PacketBuilder {
+        match (src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => PacketBuilder::ipv4(src, dst),
+            (IpAddr::V6(src), IpAddr::V6(dst)) => PacketBuilder::ipv6(src, dst),
+            _ => panic!("{self:?}: {src} to {dst}"),
+        }
+    }
 }
 
 /// The server on the gateway under attack.
@@ -87,11 +165,11 @@ impl Service {
         }
     }
 
-    fn start(self, gateway: &Netns) -> (Background, Option<TempDir>) {
+    fn start(self, gateway: &Netns, listen: IpAddr) -> (Background, Option<TempDir>) {
         match self {
-            Service::Dns => (authoritative_dns(gateway), None),
+            Service::Dns => (authoritative_dns(gateway, listen), None),
             Service::Ntp => {
-                let (ntp, dir) = ntp_server(gateway);
+                let (ntp, dir) = ntp_server(gateway, listen);
                 (ntp, Some(dir))
             }
         }
@@ -107,10 +185,10 @@ impl Service {
     }
 
     /// One lookup (DNS) or exchange (NTP) by a real client at `client`.
-    fn lookup(self, internet: &Netns, client: Ipv4Addr, lookups: &mut Lookups) {
+    fn lookup(self, internet: &Netns, client: IpAddr, server: IpAddr, lookups: &mut Lookups) {
         match self {
-            Service::Dns => resolve(internet, client, lookups),
-            Service::Ntp => ntp_exchange(internet, client, lookups),
+            Service::Dns => resolve(internet, client, server, lookups),
+            Service::Ntp => ntp_exchange(internet, client, server, lookups),
         }
     }
 }
@@ -150,7 +228,7 @@ struct Run {
     stack_answer_bytes: u64,
     /// The resolvers' lookups, per resolver: (lookups, answered, over TCP,
     /// tries beyond the first).
-    resolvers: Vec<(Ipv4Addr, Lookups)>,
+    resolvers: Vec<(IpAddr, Lookups)>,
     /// Frames dropped on the way to wan0 (queues of the attacker's link,
     /// the bridge and the WAN link): they never reached XDP.
     path_drops: u64,
@@ -171,7 +249,7 @@ struct Lookups {
 }
 
 impl Run {
-    fn lookups(&self, which: impl Fn(Ipv4Addr) -> bool) -> Lookups {
+    fn lookups(&self, which: impl Fn(IpAddr) -> bool) -> Lookups {
         self.resolvers
             .iter()
             .filter(|(resolver, _)| which(*resolver))
@@ -189,7 +267,7 @@ impl Run {
         println!(
             "{title}: {} spoofed queries sent ({} bytes); to the victims on the wire {} bytes in {} packets; \
              victims' queries reaching the stack {}, the stack's answers to them {} bytes; \
-             resolver lookups answered {}/{} ({} over TCP, {} retries; in their own /24: {}/{}, \
+             resolver lookups answered {}/{} ({} over TCP, {} retries; in a prefix of their own: {}/{}, \
              {} over TCP, {} retries); upstream lookups {}/{}; conntrack entries {} before, \
              peak {}",
             self.queries_sent,
@@ -220,7 +298,7 @@ impl Run {
     }
 }
 
-fn cidr_set(addrs: &[Ipv4Addr]) -> String {
+fn cidr_set(addrs: &[IpAddr]) -> String {
     addrs
         .iter()
         .map(ToString::to_string)
@@ -229,8 +307,8 @@ fn cidr_set(addrs: &[Ipv4Addr]) -> String {
 }
 
 /// The authoritative server on the gateway: dnsmasq on `wan0`'s address
-/// only, with no upstream, answering its zone from the command line.
-fn authoritative_dns(gateway: &Netns) -> Background {
+/// `listen` only, with no upstream, answering its zone from the command line.
+fn authoritative_dns(gateway: &Netns, listen: IpAddr) -> Background {
     let strings: Vec<String> = (0..TXT_STRINGS)
         .map(|i| format!("\"{}\"", char::from(b'a' + i as u8).to_string().repeat(250)))
         .collect();
@@ -240,7 +318,7 @@ fn authoritative_dns(gateway: &Netns) -> Background {
         "--conf-file=/dev/null".to_owned(),
         "--no-resolv".to_owned(),
         "--no-hosts".to_owned(),
-        format!("--listen-address={}", addr::GW_WAN4),
+        format!("--listen-address={listen}"),
         "--bind-interfaces".to_owned(),
         "--port=53".to_owned(),
         // Answers as large as the query's EDNS size allows (the default is
@@ -322,13 +400,13 @@ fn conntrack_count(gateway: &Netns) -> u64 {
 
 /// One lookup of [`HOST`] by `resolver`, retried after each timeout as a
 /// resolver does; dig itself goes over TCP after a truncated answer.
-fn resolve(internet: &Netns, resolver: Ipv4Addr, lookups: &mut Lookups) {
+fn resolve(internet: &Netns, resolver: IpAddr, server: IpAddr, lookups: &mut Lookups) {
     lookups.total += 1;
     for attempt in 0..MAX_TRIES {
         let out = output(internet.command("dig").args([
             "-b",
             &resolver.to_string(),
-            &format!("@{}", addr::GW_WAN4),
+            &format!("@{server}"),
             HOST,
             "A",
             "+tries=1",
@@ -354,7 +432,7 @@ fn resolve(internet: &Netns, resolver: Ipv4Addr, lookups: &mut Lookups) {
 /// chronyd as the gateway's NTP server on `wan0`'s address: its own clock
 /// at stratum 8, for anyone, never touching the clock (`-x`), no command
 /// port, no rate limit of its own.
-fn ntp_server(gateway: &Netns) -> (Background, TempDir) {
+fn ntp_server(gateway: &Netns, listen: IpAddr) -> (Background, TempDir) {
     let dir = tempfile::Builder::new()
         .prefix("wft-ntp-server-")
         .tempdir()
@@ -363,8 +441,7 @@ fn ntp_server(gateway: &Netns) -> (Background, TempDir) {
     std::fs::write(
         &conf,
         format!(
-            "local stratum 8\nallow all\nbindaddress {}\ncmdport 0\npidfile {}\n",
-            addr::GW_WAN4,
+            "local stratum 8\nallow all\nbindaddress {listen}\ncmdport 0\npidfile {}\n",
             dir.path().join("chronyd.pid").display()
         ),
     )
@@ -409,7 +486,7 @@ fn monlist_request() -> Vec<u8> {
 /// One NTP exchange by a real client at `client` (`chronyd -Q`: measure,
 /// never set the clock), which retries by itself; answered if it got a
 /// sample within 5 s.
-fn ntp_exchange(internet: &Netns, client: Ipv4Addr, lookups: &mut Lookups) {
+fn ntp_exchange(internet: &Netns, client: IpAddr, server: IpAddr, lookups: &mut Lookups) {
     lookups.total += 1;
     let dir = tempfile::Builder::new()
         .prefix("wft-ntp-client-")
@@ -419,8 +496,7 @@ fn ntp_exchange(internet: &Netns, client: Ipv4Addr, lookups: &mut Lookups) {
     std::fs::write(
         &conf,
         format!(
-            "server {} iburst maxsamples 1\nbindacqaddress {client}\ncmdport 0\npidfile {}\n",
-            addr::GW_WAN4,
+            "server {server} iburst maxsamples 1\nbindacqaddress {client}\ncmdport 0\npidfile {}\n",
             dir.path().join("chronyd.pid").display()
         ),
     )
@@ -447,17 +523,20 @@ fn ntp_exchange(internet: &Netns, client: Ipv4Addr, lookups: &mut Lookups) {
     }
 }
 
-/// One run of the attack on `service`, with or without the filter on `wan0`.
-fn run(service: Service, with_filter: bool) -> Run {
+/// One run of the attack on `service` over `family`, with or without the
+/// filter on `wan0`.
+fn run(service: Service, family: Family, with_filter: bool) -> Run {
     let mut lab = FilterLab::build();
     lab.topo.add_wan_host().expect("adding the attacker");
     let (internet, gateway) = (&lab.topo.internet, &lab.topo.gateway);
-    for resolver in RESOLVERS {
+    for resolver in family.resolvers() {
         internet
-            .add_addr("lo", &format!("{resolver}/32"))
+            .add_addr("lo", &format!("{resolver}/{}", family.host_len()))
             .expect("a resolver's address");
     }
-    let victims = cidr_set(&VICTIMS);
+    let victims = family.victims();
+    let victim_set = cidr_set(&victims);
+    let (ip, server) = (family.nft(), family.gateway());
     let port = service.port();
     // Everything to the victims crosses the WAN link's far end: the stack's
     // answers (routed to the internet) and XDP_TX's (to the attacker's MAC).
@@ -468,7 +547,7 @@ table netdev victims_wire {{
     counter to_victims {{ }}
     chain wan_link {{
         type filter hook ingress device "{INET_IF}" priority 0; policy accept;
-        ip daddr {{ {victims} }} counter name "to_victims"
+        {ip} daddr {{ {victim_set} }} counter name "to_victims"
     }}
 }}
 "#
@@ -482,18 +561,21 @@ table inet victims_stack {{
     counter answers {{ }}
     chain input {{
         type filter hook input priority 0; policy accept;
-        ip saddr {{ {victims} }} udp dport {port} counter name "queries"
+        {ip} saddr {{ {victim_set} }} udp dport {port} counter name "queries"
+        # As a stateful firewall does: conntrack follows IPv6 as well (for
+        # IPv4, the gateway's NAT has it follow everything anyway).
+        ct state new counter
     }}
     chain output {{
         type filter hook output priority 0; policy accept;
-        ip daddr {{ {victims} }} counter name "answers"
+        {ip} daddr {{ {victim_set} }} counter name "answers"
     }}
 }}
 "#
         ))
         .expect("the stack counters");
     let _upstream = real::dns_server(internet, false).expect("the upstream DNS server");
-    let (mut server, _server_dir) = service.start(gateway);
+    let (mut server_process, _server_dir) = service.start(gateway, server);
     if with_filter {
         // Generic (skb) mode: a veth in native mode hands XDP_TX frames to
         // its peer only when the peer runs an XDP program too (a real NIC
@@ -538,14 +620,15 @@ table inet victims_stack {{
                 thread::sleep(Duration::from_millis(500));
             }
         });
-        let resolvers: Vec<_> = RESOLVERS
-            .iter()
-            .map(|&resolver| {
+        let resolvers: Vec<_> = family
+            .resolvers()
+            .into_iter()
+            .map(|resolver| {
                 let done = &done;
                 scope.spawn(move || {
                     let mut lookups = Lookups::default();
                     while !done.load(Ordering::Relaxed) {
-                        service.lookup(internet, resolver, &mut lookups);
+                        service.lookup(internet, resolver, server, &mut lookups);
                         thread::sleep(RESOLVER_PAUSE);
                     }
                     (resolver, lookups)
@@ -554,11 +637,12 @@ table inet victims_stack {{
             .collect();
 
         // The attack: the victims in turn, each at VICTIM_PPS.
-        let pacer = Pacer::new(VICTIM_PPS * VICTIMS.len() as u32);
+        let pacer = Pacer::new(VICTIM_PPS * victims.len() as u32);
         let mut sent = 0u64;
         while pacer.elapsed() < ATTACK {
-            let victim = VICTIMS[sent as usize % VICTIMS.len()];
-            let frame = PacketBuilder::ipv4(victim, addr::GW_WAN4)
+            let victim = victims[sent as usize % victims.len()];
+            let frame = family
+                .packet(victim, server)
                 .macs(sender.mac().0, gw_mac.0)
                 .udp(10_000 + (sent % 50_000) as u16, port)
                 .payload(&service.spoofed(sent))
@@ -580,7 +664,9 @@ table inet victims_stack {{
             .map(|resolver| resolver.join().expect("a resolver thread"))
             .collect();
     });
-    server.check_running().expect("the server kept running");
+    server_process
+        .check_running()
+        .expect("the server kept running");
     let wire = counters(internet, "netdev", "victims_wire").since(&wire_before);
     (result.wire_packets, result.wire_bytes) = counted(&wire, "to_victims");
     let stack = counters(gateway, "inet", "victims_stack").since(&stack_before);
@@ -598,11 +684,22 @@ table inet victims_stack {{
 /// the filter (default settings).
 #[test]
 fn a_dns_server_on_the_gateway_is_no_amplifier() {
+    dns_attack(Family::V4);
+}
+
+/// The same over IPv6 (sources grouped by /64 and /56), where the
+/// truncated answers are built for IPv6.
+#[test]
+fn a_dns_server_on_the_gateway_is_no_amplifier_over_ipv6() {
+    dns_attack(Family::V6);
+}
+
+fn dns_attack(family: Family) {
     let started = Instant::now();
-    let without = run(Service::Dns, false);
-    without.print("without the filter");
-    let with = run(Service::Dns, true);
-    with.print("with the filter");
+    let without = run(Service::Dns, family, false);
+    without.print(&format!("{family:?} without the filter"));
+    let with = run(Service::Dns, family, true);
+    with.print(&format!("{family:?} with the filter"));
     println!("both runs took {:?}", started.elapsed());
 
     // The baseline is an amplifier: every spoofed query reached the server,
@@ -687,9 +784,9 @@ fn a_dns_server_on_the_gateway_is_no_amplifier() {
 /// requests stay dropped by the reflection defence.
 #[test]
 fn an_ntp_server_on_the_gateway_is_no_amplifier() {
-    let without = run(Service::Ntp, false);
+    let without = run(Service::Ntp, Family::V4, false);
     without.print("without the filter");
-    let with = run(Service::Ntp, true);
+    let with = run(Service::Ntp, Family::V4, true);
     with.print("with the filter");
 
     // chronyd answers client requests (most of them: it falls behind on a

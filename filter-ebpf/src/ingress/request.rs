@@ -9,7 +9,8 @@
 //! A request within its limits (query.rs) passes; over a limit it is
 //! dropped, or for DNS, 1 in `dns_slip`, answered from here with a truncated
 //! reply (reply.rs), so a real resolver that shares a limit with a victim
-//! asks again over TCP.
+//! asks again over TCP; at most `dns_slip_rate` replies per second, the
+//! rest dropped.
 //!
 //! A datagram to a DNS service port too short to be a DNS message (under
 //! 12 bytes) passes, counted as malformed: a server answers nothing to it,
@@ -26,7 +27,7 @@ use super::pass;
 use crate::{
     packet::{Ip, Packet, Udp},
     proto::{dns, ntp},
-    query::over_limit,
+    query::{over_limit, slip_allowed},
     reply,
 };
 
@@ -64,7 +65,10 @@ fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> 
     } else {
         0
     };
-    if query::slips(config.dns_slip, random) && reply::plan(packet, ip, udp, &header, level) {
+    if query::slips(config.dns_slip, random)
+        && slip_allowed(config, now)
+        && reply::plan(packet, ip, udp, &header, level)
+    {
         return Reason::TxDnsTruncated;
     }
     match level {

@@ -483,6 +483,8 @@ pub fn classes() -> Vec<Class> {
                 ("dns_query_source_rate", "1"),
                 ("dns_query_source_burst", "1"),
                 ("dns_slip", "1"),
+                // Every run slips: no cap.
+                ("dns_slip_rate", "off"),
             ],
             method: Method::Solicited,
             twin: Some(query_to_our_server_with(&[1, 1, 1, 0])),
