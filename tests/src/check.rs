@@ -393,12 +393,12 @@ impl Checker {
             let mut answers = Vec::new();
             for model in candidates.iter() {
                 for &now in instants {
-                    let mut model = model.clone();
                     if ingress {
-                        for verdict in model.ingress(frame, now).possible() {
-                            answers.push((model.clone(), expect_ingress(verdict, frame.len())));
+                        for (model, verdict) in model.ingress_outcomes(frame, now) {
+                            answers.push((model, expect_ingress(verdict, frame.len())));
                         }
                     } else {
+                        let mut model = model.clone();
                         let answer = expect_egress(model.egress(frame, now), frame.len());
                         answers.push((model, answer));
                     }

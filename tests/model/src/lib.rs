@@ -62,9 +62,33 @@ pub enum Judgement {
     Drop(Reason),
     /// A reply sent back out of the link: the DNS slip.
     Tx(Reason),
-    /// Dropped, or by chance sent the DNS slip reply instead (1 in
-    /// `dns_slip`, drawn at random in the filter).
-    DropOrSlip(Reason),
+}
+
+/// The filter's random draws for one frame: the DNS slip's 1 in
+/// `dns_slip` (docs/query-limits.md, *The slip reply*). The model cannot
+/// know how a draw comes out: it is asked once with each outcome
+/// ([`Model::ingress_outcomes`]), and notes here whether a draw was made.
+#[derive(Clone, Copy, Debug)]
+pub struct Chance {
+    /// How a draw comes out: the query is chosen for the slip.
+    pub slip: bool,
+    /// A draw was made.
+    pub drawn: bool,
+}
+
+impl Chance {
+    /// Whether a DNS query over a limit is chosen for the slip, 1 in `n`
+    /// (0: never, 1: always, otherwise drawn).
+    pub fn slip(&mut self, n: u8) -> bool {
+        match n {
+            0 => false,
+            1 => true,
+            _ => {
+                self.drawn = true;
+                self.slip
+            }
+        }
+    }
 }
 
 /// The XDP action.
@@ -83,30 +107,6 @@ pub struct Verdict {
     /// Counted in the reason's "would" slot (monitor mode: would drop,
     /// would send the slip reply).
     pub would: bool,
-    /// The filter may send the slip reply instead, by chance:
-    /// [`Verdict::possible`] has both.
-    pub or_slip: bool,
-}
-
-impl Verdict {
-    /// Every verdict the filter may give: this one, and where the slip is
-    /// drawn at random, the reply (in monitor mode: passed, counted as
-    /// would-tx, as the drop is counted as would-drop).
-    pub fn possible(self) -> Vec<Verdict> {
-        let this = Verdict {
-            or_slip: false,
-            ..self
-        };
-        if !self.or_slip {
-            return vec![this];
-        }
-        let slip = Verdict {
-            reason: Reason::TxDnsTruncated,
-            action: if self.would { Action::Pass } else { Action::Tx },
-            ..this
-        };
-        vec![this, slip]
-    }
 }
 
 /// Everything the rules remember between packets.
@@ -168,24 +168,55 @@ impl Model {
         self.settings = settings;
     }
 
-    /// The ingress verdict on `frame` at `now`. Monitor mode passes what
-    /// it would drop or answer, counted in the reason's "would" slot.
+    /// The ingress verdict on `frame` at `now`, where every random draw
+    /// comes out "no slip" (see [`Model::ingress_outcomes`] for all).
     pub fn ingress(&mut self, frame: &[u8], now: u64) -> Verdict {
-        let judgement = ingress::verdict(&mut self.state, &self.settings, self.seed, frame, now);
+        self.judge(frame, now, false).0
+    }
+
+    /// Every verdict the filter may give on `frame` at `now`, each with the
+    /// state it leaves: one, or where the filter draws a random number (the
+    /// DNS slip, 1 in `dns_slip` > 1), one for each outcome of the draw.
+    pub fn ingress_outcomes(&self, frame: &[u8], now: u64) -> Vec<(Model, Verdict)> {
+        let mut slipped = self.clone();
+        let (verdict, drawn) = slipped.judge(frame, now, true);
+        let mut outcomes = vec![(slipped, verdict)];
+        if drawn {
+            let mut not = self.clone();
+            let (verdict, _) = not.judge(frame, now, false);
+            if !outcomes.contains(&(not.clone(), verdict)) {
+                outcomes.push((not, verdict));
+            }
+        }
+        outcomes
+    }
+
+    /// The verdict with draws coming out as `slip`, and whether one was
+    /// made. Monitor mode passes what it would drop or answer, counted in
+    /// the reason's "would" slot.
+    fn judge(&mut self, frame: &[u8], now: u64, slip: bool) -> (Verdict, bool) {
+        let mut chance = Chance { slip, drawn: false };
+        let judgement = ingress::verdict(
+            &mut self.state,
+            &self.settings,
+            self.seed,
+            &mut chance,
+            frame,
+            now,
+        );
         let monitor = self.settings.monitor;
         let unless_monitor = |action| if monitor { Action::Pass } else { action };
-        let (reason, action, would, or_slip) = match judgement {
-            Judgement::Pass(reason) => (reason, Action::Pass, false, false),
-            Judgement::Drop(reason) => (reason, unless_monitor(Action::Drop), monitor, false),
-            Judgement::Tx(reason) => (reason, unless_monitor(Action::Tx), monitor, false),
-            Judgement::DropOrSlip(reason) => (reason, unless_monitor(Action::Drop), monitor, true),
+        let (reason, action, would) = match judgement {
+            Judgement::Pass(reason) => (reason, Action::Pass, false),
+            Judgement::Drop(reason) => (reason, unless_monitor(Action::Drop), monitor),
+            Judgement::Tx(reason) => (reason, unless_monitor(Action::Tx), monitor),
         };
-        Verdict {
+        let verdict = Verdict {
             reason,
             action,
             would,
-            or_slip,
-        }
+        };
+        (verdict, chance.drawn)
     }
 
     /// What egress counts `frame` as at `now` (it never drops).

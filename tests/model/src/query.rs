@@ -8,14 +8,20 @@
 //! admitted keeps its spent token. DNS and NTP never share a bucket.
 //!
 //! The slip: 1 in `dns_slip` DNS queries over a limit (drawn at random in
-//! the filter, so the model cannot tell which when `dns_slip` > 1) get a
-//! truncated reply sent back (XDP_TX, `tx_dns_truncated`) instead of the
-//! drop, if the reply can be built: a whole datagram without IPv4 options
-//! or IPv6 extension headers, all of it in the frame, whose message fits
-//! (proto/dns.rs). Anything else is dropped. (The reply also needs the link
-//! headers within 64 bytes; the parser walks at most 30.) Monitor mode sends
-//! nothing and does not walk the question: a query whose header and frame
-//! fit is counted as `would_tx` whatever its question holds.
+//! the filter: the model is asked with both outcomes, [`crate::Chance`])
+//! are chosen for a truncated reply sent back (XDP_TX, `tx_dns_truncated`)
+//! instead of the drop. A chosen query then asks the slip cap, one more
+//! bucket (`dns_slip_rate` per second, the burst as large, `off`: no cap,
+//! for all sources together); beyond it the query is dropped under its
+//! level's reason. Then the reply must be buildable: a whole datagram
+//! without IPv4 options or IPv6 extension headers, all of it in the frame,
+//! whose message fits (proto/dns.rs); otherwise dropped, its cap token
+//! spent (the docs' "asked only when a query would slip" read as "chosen":
+//! the filter walks the question only after, see docs/verification.md).
+//! (The reply also needs the link headers within 64 bytes; the parser walks
+//! at most 30.) Monitor mode sends nothing and does not walk the question:
+//! a query whose header and frame fit is counted as `would_tx` whatever its
+//! question holds.
 //!
 //! The filter keeps the per-source and per-prefix buckets in hashed slots
 //! without keys, as the SYN buckets: sources hashed onto one slot share a
@@ -28,19 +34,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use filter_common::{Reason, query::Service, rate::Source};
 
 use crate::{
-    Judgement,
+    Chance, Judgement,
     parse::{Addr, Family, Fragment, Ip, Udp},
     proto::dns::Fit,
     rate::take,
     settings::{QuerySettings, Settings},
 };
 
-/// The buckets, by slot; the global level by service.
+/// The buckets, by slot; the global level by service; the slip cap.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Queries {
     sources: BTreeMap<u32, u64>,
     prefixes: BTreeMap<u32, u64>,
     global: BTreeMap<u32, u64>,
+    slip_cap: u64,
 }
 
 /// The level that refused a request.
@@ -95,6 +102,12 @@ impl Queries {
         None
     }
 
+    /// Takes a token from the slip cap (`rate` per second, the burst as
+    /// large; `None`: no cap), if it has one.
+    pub fn slip_allowed(&mut self, rate: Option<u32>, now: u64) -> bool {
+        rate.is_none_or(|rate| take(&mut self.slip_cap, now, rate, rate))
+    }
+
     /// The per-source and per-prefix slots written, for resetting the real
     /// buckets.
     pub fn slots_used(&self) -> (BTreeSet<u32>, BTreeSet<u32>) {
@@ -119,8 +132,10 @@ fn source(family: Family, src: &Addr, settings: &QuerySettings) -> (Source, u8) 
 
 /// A DNS query to one of our service ports, whose message fits the slip
 /// reply as far as `fit` says.
+#[allow(clippy::too_many_arguments)]
 pub fn dns_query(
     queries: &mut Queries,
+    chance: &mut Chance,
     ip: &Ip<'_>,
     udp: &Udp<'_>,
     fit: Fit,
@@ -136,19 +151,20 @@ pub fn dns_query(
         Limit::Prefix => Reason::DropDnsQueryPrefix,
         Limit::Global => Reason::DropDnsQueryGlobal,
     };
+    let query = &settings.query;
+    if !chance.slip(query.dns_slip) || !queries.slip_allowed(query.dns_slip_rate, now) {
+        return Judgement::Drop(drop);
+    }
     let frame_fits = ip.fragment == Fragment::Whole && ip.bare() && udp.complete;
     let answered = match fit {
         Fit::No => false,
         Fit::Header => settings.monitor,
         Fit::Message => true,
     };
-    if !(frame_fits && answered) {
-        return Judgement::Drop(drop);
-    }
-    match settings.query.dns_slip {
-        0 => Judgement::Drop(drop),
-        1 => Judgement::Tx(Reason::TxDnsTruncated),
-        _ => Judgement::DropOrSlip(drop),
+    if frame_fits && answered {
+        Judgement::Tx(Reason::TxDnsTruncated)
+    } else {
+        Judgement::Drop(drop)
     }
 }
 

@@ -241,6 +241,7 @@ fn apply(mut settings: Settings, assignments: &str) -> Result<Settings, String> 
             "dns_query_global_rate" => query.dns.global.rate = rate(value)?,
             "dns_query_global_burst" => query.dns.global.burst = number(value)?,
             "dns_slip" => query.dns_slip = number(value)? as u8,
+            "dns_slip_rate" => query.dns_slip_rate = rate(value)?,
             "ntp_query_source_rate" => query.ntp.source.rate = rate(value)?,
             "ntp_query_source_burst" => query.ntp.source.burst = number(value)?,
             "ntp_query_prefix_rate" => query.ntp.prefix.rate = rate(value)?,
@@ -315,6 +316,7 @@ mod tests {
         settings.query.dns.prefix.rate = None;
         settings.query.ntp.global.burst = 3;
         settings.query.dns_slip = 0;
+        settings.query.dns_slip_rate = None;
         settings.query.prefix_v6 = 64;
         let mut later = settings.clone();
         later.orphans = Orphans::Pass;

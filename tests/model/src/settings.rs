@@ -80,6 +80,9 @@ pub struct QuerySettings {
     pub prefix_v6: u8,
     /// 1 in this many DNS queries over a limit get the slip reply; 0: none.
     pub dns_slip: u8,
+    /// At most this many slip replies per second from everywhere together,
+    /// the burst as large (`None`: no cap).
+    pub dns_slip_rate: Option<u32>,
 }
 
 impl QuerySettings {
@@ -173,6 +176,7 @@ impl Default for Settings {
                 prefix_v4: 24,
                 prefix_v6: 56,
                 dns_slip: 2,
+                dns_slip_rate: Some(1000),
             },
         }
     }
@@ -298,6 +302,10 @@ impl Settings {
             ("dns_query_global_rate", rate(&query.dns.global)),
             ("dns_query_global_burst", query.dns.global.burst.to_string()),
             ("dns_slip", query.dns_slip.to_string()),
+            (
+                "dns_slip_rate",
+                query.dns_slip_rate.map_or("off".into(), |r| format!("{r}/s")),
+            ),
             ("ntp_query_source_rate", rate(&query.ntp.source)),
             ("ntp_query_source_burst", query.ntp.source.burst.to_string()),
             ("ntp_query_prefix_rate", rate(&query.ntp.prefix)),

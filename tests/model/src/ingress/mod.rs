@@ -20,7 +20,7 @@ mod udp;
 use filter_common::Reason;
 
 use crate::{
-    Judgement, State,
+    Chance, Judgement, State,
     fragments::Key,
     lists::List,
     parse::{self, Family, Fragment, IPPROTO_TCP, IPPROTO_UDP, Ip, Parsed, Upper},
@@ -31,6 +31,7 @@ pub fn verdict(
     state: &mut State,
     settings: &Settings,
     seed: u64,
+    chance: &mut Chance,
     frame: &[u8],
     now: u64,
 ) -> Judgement {
@@ -59,7 +60,7 @@ pub fn verdict(
         Upper::At {
             protocol: IPPROTO_UDP,
             ..
-        } => udp::verdict(state, settings, seed, &ip, now),
+        } => udp::verdict(state, settings, seed, chance, &ip, now),
         Upper::At {
             protocol: IPPROTO_TCP,
             ..

@@ -26,7 +26,7 @@ use super::pass;
 use filter_common::query::Service;
 
 use crate::{
-    Judgement, State,
+    Chance, Judgement, State,
     parse::{Ip, Udp},
     proto::{dns, ntp},
     query,
@@ -40,6 +40,7 @@ pub fn verdict(
     state: &mut State,
     settings: &Settings,
     seed: u64,
+    chance: &mut Chance,
     ip: &Ip<'_>,
     now: u64,
 ) -> Judgement {
@@ -51,7 +52,7 @@ pub fn verdict(
     {
         return Judgement::Drop(Reason::DropNtpControl);
     }
-    let mut as_request = || request(state, settings, seed, ip, &udp, service, now);
+    let mut as_request = || request(state, settings, seed, chance, ip, &udp, service, now);
     let class = settings.port_class(udp.src_port);
     let token = match class {
         PortClass::Unwatched => return as_request(),
@@ -87,10 +88,12 @@ pub fn verdict(
 }
 
 /// A packet that is no response, to our `service` (if its port is one).
+#[allow(clippy::too_many_arguments)]
 fn request(
     state: &mut State,
     settings: &Settings,
     seed: u64,
+    chance: &mut Chance,
     ip: &Ip<'_>,
     udp: &Udp<'_>,
     service: Option<Service>,
@@ -103,7 +106,7 @@ fn request(
             dns::Request::Short => Judgement::Pass(Reason::PassMalformed),
             dns::Request::Response => pass(ip),
             dns::Request::Query(fit) => {
-                query::dns_query(queries, ip, udp, fit, settings, seed, now)
+                query::dns_query(queries, chance, ip, udp, fit, settings, seed, now)
             }
         },
         Some(Service::Ntp) if ntp::mode(udp.datagram) == Some(ntp::MODE_CLIENT) => {
