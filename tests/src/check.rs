@@ -339,7 +339,7 @@ impl Checker {
                     self.apply(settings);
                     candidates
                         .iter_mut()
-                        .for_each(|model| model.set(settings.clone()));
+                        .for_each(|model| model.set(Settings::clone(settings)));
                     continue;
                 }
                 Step::Ingress(frame) => (frame, true),

@@ -48,8 +48,9 @@ pub enum Step {
     Egress(Vec<u8>),
     /// Let the clock run.
     Wait { ms: u64 },
-    /// A live settings change.
-    Set(Settings),
+    /// A live settings change (boxed: the settings are far larger than a
+    /// frame's vector).
+    Set(Box<Settings>),
 }
 
 impl Step {
@@ -115,7 +116,7 @@ impl Sequence {
                     if sequence.steps.is_empty() {
                         sequence.settings = settings;
                     } else {
-                        sequence.steps.push(Step::Set(settings));
+                        sequence.steps.push(Step::Set(Box::new(settings)));
                     }
                 }
                 "allow" | "deny" => {
@@ -350,7 +351,7 @@ mod tests {
             steps: vec![
                 Step::Egress(vec![1, 2, 0xab]),
                 Step::Wait { ms: 12 },
-                Step::Set(later),
+                Step::Set(Box::new(later)),
                 Step::Ingress(vec![0xff; 20]),
             ],
         };

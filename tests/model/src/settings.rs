@@ -304,7 +304,9 @@ impl Settings {
             ("dns_slip", query.dns_slip.to_string()),
             (
                 "dns_slip_rate",
-                query.dns_slip_rate.map_or("off".into(), |r| format!("{r}/s")),
+                query
+                    .dns_slip_rate
+                    .map_or("off".into(), |r| format!("{r}/s")),
             ),
             ("ntp_query_source_rate", rate(&query.ntp.source)),
             ("ntp_query_source_burst", query.ntp.source.burst.to_string()),

@@ -272,7 +272,11 @@ fn dns_queries_get_their_burst_then_are_dropped_or_slipped() {
     let reasons: Vec<Reason> = (0..7).map(|_| model.ingress(&query, NOW).reason).collect();
     assert_eq!(
         reasons,
-        [[Reason::PassDnsQuery; 5].as_slice(), &[Reason::DropDnsQuerySource; 2]].concat()
+        [
+            [Reason::PassDnsQuery; 5].as_slice(),
+            &[Reason::DropDnsQuerySource; 2]
+        ]
+        .concat()
     );
     // 100 ms later at 10/s: one more.
     assert_eq!(
@@ -293,7 +297,10 @@ fn dns_queries_get_their_burst_then_are_dropped_or_slipped() {
         dns_query(Flaw::Counts(2, 0, 0, 0), false),
     ] {
         let frame = to_dns(addr::ATTACKER_V4, &message);
-        assert_eq!(model.ingress(&frame, NOW).reason, Reason::DropDnsQuerySource);
+        assert_eq!(
+            model.ingress(&frame, NOW).reason,
+            Reason::DropDnsQuerySource
+        );
     }
     let options = PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
         .ipv4_options(&[1, 1, 1, 0])
@@ -301,7 +308,10 @@ fn dns_queries_get_their_burst_then_are_dropped_or_slipped() {
         .payload(&dns_query(Flaw::None, false))
         .build()
         .bytes;
-    assert_eq!(model.ingress(&options, NOW).reason, Reason::DropDnsQuerySource);
+    assert_eq!(
+        model.ingress(&options, NOW).reason,
+        Reason::DropDnsQuerySource
+    );
     // Short: passes whatever the limits; a response is no request.
     let short = to_dns(addr::ATTACKER_V4, &[0x12, 0x34, 1, 0]);
     assert_eq!(model.ingress(&short, NOW).reason, Reason::PassMalformed);
@@ -376,7 +386,11 @@ fn an_ipv6_source_is_its_64_and_ntp_requests_are_limited() {
         .collect();
     assert_eq!(
         reasons,
-        [[Reason::PassDnsQuery; 3].as_slice(), &[Reason::DropDnsQuerySource; 2]].concat()
+        [
+            [Reason::PassDnsQuery; 3].as_slice(),
+            &[Reason::DropDnsQuerySource; 2]
+        ]
+        .concat()
     );
 
     // NTP: 1/s burst 8 by default; mode 7 to a moved service port is control.
@@ -395,7 +409,11 @@ fn an_ipv6_source_is_its_64_and_ntp_requests_are_limited() {
     let reasons: Vec<Reason> = (0..9).map(|_| model.ingress(&ntp(3), NOW).reason).collect();
     assert_eq!(
         reasons,
-        [[Reason::PassNtpQuery; 8].as_slice(), &[Reason::DropNtpQuerySource]].concat()
+        [
+            [Reason::PassNtpQuery; 8].as_slice(),
+            &[Reason::DropNtpQuerySource]
+        ]
+        .concat()
     );
     assert_eq!(model.ingress(&ntp(7), NOW).reason, Reason::DropNtpControl);
     assert_eq!(model.ingress(&ntp(1), NOW).reason, Reason::PassIpv4);

@@ -316,13 +316,7 @@ pub fn query_settings() -> BoxedStrategy<QuerySettings> {
         proptest::sample::select(vec![24u8, 8, 16, 30, 32]),
         proptest::sample::select(vec![56u8, 16, 48, 64]),
         proptest::sample::select(vec![2u8, 0, 1, 3, 10]),
-        proptest::sample::select(vec![
-            Some(1000u32),
-            None,
-            Some(1),
-            Some(3),
-            Some(1_000_000),
-        ]),
+        proptest::sample::select(vec![Some(1000u32), None, Some(1), Some(3), Some(1_000_000)]),
     )
         .prop_map(
             |((dns_service_ports, ntp_service_ports), dns, ntp, v4, v6, slip, slip_rate)| {

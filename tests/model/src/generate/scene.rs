@@ -756,7 +756,7 @@ impl Scene {
             Scene::Requests(requests) => requests.expand(peers, steps),
             Scene::Wait(ms) => steps.push(Step::Wait { ms: u64::from(*ms) }),
             Scene::Idle(ms) => steps.push(Step::Wait { ms: u64::from(*ms) }),
-            Scene::Reconfigure(settings) => steps.push(Step::Set(settings.clone())),
+            Scene::Reconfigure(settings) => steps.push(Step::Set(Box::new(settings.clone()))),
         }
     }
 }
