@@ -418,3 +418,28 @@ fn an_ipv6_source_is_its_64_and_ntp_requests_are_limited() {
     assert_eq!(model.ingress(&ntp(7), NOW).reason, Reason::DropNtpControl);
     assert_eq!(model.ingress(&ntp(1), NOW).reason, Reason::PassIpv4);
 }
+
+#[test]
+fn the_hand_written_slip_cap_case_says_what_its_comment_says() {
+    use crate::sequence::{Sequence, Step};
+    let text = include_str!("../../regressions/slip-cap-spent-by-a-chosen-query.txt");
+    let sequence = Sequence::from_text(text).expect("the regression case parses");
+    let mut model = Model::new(sequence.settings.clone(), 0x1234);
+    let reasons: Vec<Reason> = sequence
+        .steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Ingress(frame) => Some(model.ingress(frame, NOW).reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            Reason::PassDnsQuery,
+            Reason::DropDnsQuerySource,
+            Reason::TxDnsTruncated,
+            Reason::DropDnsQuerySource
+        ]
+    );
+}
