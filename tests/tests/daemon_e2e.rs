@@ -21,6 +21,7 @@ use filter_common::{
     Reason,
     report::{TopEntry, TopKind},
 };
+use filter_ctl::daemon::units::thousands;
 use harness::{
     ctl::{Stats, daemon::Daemon},
     fixture::FilterLab,
@@ -270,18 +271,6 @@ fn the_daemon_exports_metrics_names_the_flooder_and_logs_the_attack() {
     daemon.stop().unwrap();
     // Stopping the daemon leaves the filter attached.
     assert!(lab.status().attached);
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
 
 #[test]
