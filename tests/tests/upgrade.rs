@@ -36,7 +36,9 @@ use harness::{
         sources::{Prefix, Sources},
     },
 };
-use tests::faults::{Lab, Tally, kill_at, lab, points_of, random_delay, spoofed4, spoofed6};
+use tests::faults::{
+    Lab, Tally, kill_at, lab, points_of, random_delay, random_rounds, spoofed4, spoofed6,
+};
 
 /// The test build, driving the same pin root as the lab's normal one.
 fn next(lab: &Lab) -> FilterCtl {
@@ -363,7 +365,9 @@ fn an_upgrade_killed_anywhere_keeps_the_filter_and_its_state() {
     let (points, took) = points_of(&next, lab.gw(), &upgrade);
     lab.attach(None);
     let mut tally = Tally::default();
-    let rounds = (1..=points.len()).map(Some).chain((0..8).map(|_| None));
+    let rounds = (1..=points.len())
+        .map(Some)
+        .chain((0..random_rounds(8)).map(|_| None));
     for k in rounds {
         let ending = kill_at(&next, lab.gw(), &upgrade, k, random_delay(took));
         assert!(lab.lookup_works(), "a lookup after a kill at {k:?}");
