@@ -1,7 +1,7 @@
 //! The run-time settings filter-ctl writes into the CONFIG map, read in place
 //! by both programs.
 
-use crate::{conn, halfopen, sample, syn};
+use crate::{conn, halfopen, query, sample, syn};
 
 /// What a later fragment does when its first fragment was not seen.
 #[repr(u8)]
@@ -40,6 +40,8 @@ pub struct Config {
     /// list; 0 = no penalty.
     pub syn_penalty_ns: u64,
     /// Secret seed of the bucket hash, random per attach (not a setting).
+    /// Every hashed-slot level hashes with it (the query limits too), each
+    /// with its own tags (see [`crate::rate`]).
     pub syn_hash_seed: u64,
     // Issue 11, the connection-aware TCP defence (24 bytes, 8-aligned).
     /// How long an unanswered half-open unit (and its recorded handshake) lasts.
@@ -66,6 +68,21 @@ pub struct Config {
     /// The copy of the deny list in use, likewise.
     pub deny_copy: u8,
     pub _live_padding: [u8; 5],
+    // Issue 12, the limits on inbound DNS and NTP requests (56 bytes, 8-aligned).
+    /// Limits on inbound requests to the DNS and NTP service ports (see
+    /// [`query`]): per source, per prefix and global rates and bursts, a
+    /// rate of 0 switching a level off.
+    pub dns_query: query::Limits,
+    pub ntp_query: query::Limits,
+    /// Prefix lengths of the per-prefix query levels: IPv4 8..=32, IPv6 16..=64.
+    pub query_prefix_v4: u8,
+    pub query_prefix_v6: u8,
+    /// 1 in this many DNS queries over a limit get a truncated answer; 0: none.
+    pub dns_slip: u8,
+    pub _query_padding: u8,
+    /// Truncated answers per second at most, from everywhere together (the
+    /// burst is as large); 0: no cap.
+    pub dns_slip_rate: u32,
     /// Only in the test build that changes the maps' layout (feature
     /// `layout-next`): the upgrade tests attach it over the normal build.
     #[cfg(feature = "layout-next")]
@@ -100,6 +117,13 @@ impl Config {
         allow_copy: 0,
         deny_copy: 0,
         _live_padding: [0; 5],
+        dns_query: query::DEFAULT_DNS,
+        ntp_query: query::DEFAULT_NTP,
+        query_prefix_v4: query::DEFAULT_PREFIX_V4,
+        query_prefix_v6: query::DEFAULT_PREFIX_V6,
+        dns_slip: query::DEFAULT_DNS_SLIP,
+        _query_padding: 0,
+        dns_slip_rate: query::DEFAULT_DNS_SLIP_RATE,
         #[cfg(feature = "layout-next")]
         layout_next: 0,
     };
@@ -171,6 +195,21 @@ mod pod {
 mod tests {
     use super::*;
 
+    /// Both sides read the map value with this layout: 8-byte aligned, no
+    /// implicit padding (every gap is a named field).
+    #[test]
+    fn the_layout_has_no_hidden_padding() {
+        assert_eq!(align_of::<Config>(), 8);
+        assert_eq!(size_of::<query::Limits>(), 24);
+        // Through issue 11, issue 13's sample rate, issue 14's live copies,
+        // issue 12's query limits.
+        let query_limits = 2 * 24 + 8;
+        assert_eq!(
+            size_of::<Config>(),
+            72 + 8 + 24 + 8 + query_limits + if cfg!(feature = "layout-next") { 8 } else { 0 }
+        );
+    }
+
     #[test]
     fn zero_lifetimes_mean_the_defaults() {
         let zeroed = Config {
@@ -192,14 +231,6 @@ mod tests {
             ..Config::DEFAULT
         };
         assert_eq!(no_halfopen_timeout.halfopen_timeout_ns(), 60_000_000_000);
-    }
-
-    /// Issues append their fields in blocks of whole 8-byte words: the
-    /// struct has no hidden padding, so both sides agree on every byte.
-    #[test]
-    fn the_config_is_whole_words_without_hidden_padding() {
-        assert_eq!(size_of::<Config>() % 8, 0);
-        assert_eq!(align_of::<Config>(), 8);
     }
 
     #[test]

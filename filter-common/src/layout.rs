@@ -15,8 +15,12 @@
 //! their defaults; an old build reading a newer map takes the start.
 
 /// Maps whose keys or values changed meaning at the same size, with their
-/// version; every other map is at version 1. (None yet.)
-pub const MAP_VERSIONS: &[(&str, u32)] = &[];
+/// version; every other map is at version 1.
+/// - WATCHED_PORTS 2 (issue 12): a port's byte holds its service role (the
+///   query limits) in bits 2-3 besides its class; a version 1 value has no
+///   service roles, and a build of version 1 reads a byte with one as
+///   "unwatched".
+pub const MAP_VERSIONS: &[(&str, u32)] = &[(crate::map::WATCHED_PORTS, 2)];
 
 /// The layout version of the map called `name`.
 pub fn map_version(name: &str) -> u32 {

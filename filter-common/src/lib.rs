@@ -4,13 +4,17 @@
 //! Shared data (every type `#[repr(C)]`, so the eBPF programs and filter-ctl
 //! see the same bytes): program and map names and [`Counter`] here,
 //! [`config`], [`ports`], [`solicited`], [`fragments`], [`syn`] (the SYN
-//! buckets), [`lists`] (allow/deny entries), [`reason`] (verdict reasons).
+//! buckets), [`query`] (the limits on inbound DNS and NTP requests),
+//! [`lists`] (allow/deny entries), [`reason`] (verdict reasons).
 //! With the `user` feature, for filter-ctl and the tests: `settings` (the
 //! table of run-time settings) and `report` (the JSON filter-ctl prints).
 //!
 //! Pure logic the programs call, with unit and property tests:
-//! [`syn::admit`] (the GCRA check), [`syn::strike`] and [`syn::SynSource`]
-//! (the penalty count, the SYN slots), [`hash`] (slot hashes), [`prefix`]
+//! [`rate::admit`] (the GCRA check) and [`rate::Source`] (hashed slots) of
+//! every rate limit, [`syn::strike`] and [`syn::SynSource`] (the penalty
+//! count, the SYN slots), [`query`] (the query slots and the slip share),
+//! [`dns`] and [`checksum`] (the slip reply's fields and checksums),
+//! [`hash`] (slot hashes), [`prefix`]
 //! (masks and address forms), [`expiry`] (deadlines),
 //! [`SolicitedKey::bucket`], [`Config::solicited_lifetime_ns`] and its kin.
 //! The connection-aware TCP defence: [`handshake`] (the handshakes egress
@@ -18,8 +22,10 @@
 //! per-source connection limits and their idle windows).
 #![no_std]
 
+pub mod checksum;
 pub mod config;
 pub mod conn;
+pub mod dns;
 pub mod expiry;
 pub mod fragments;
 pub mod halfopen;
@@ -29,6 +35,8 @@ pub mod layout;
 pub mod lists;
 pub mod ports;
 pub mod prefix;
+pub mod query;
+pub mod rate;
 pub mod reason;
 #[cfg(feature = "user")]
 pub mod report;
@@ -40,7 +48,9 @@ pub mod syn;
 pub use config::{Config, OrphanPolicy};
 pub use fragments::{FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict};
 pub use lists::{ListEntry, ListSource};
-pub use ports::{DEFAULT_WATCHED_PORTS, PortClass, WatchedPorts};
+pub use ports::{
+    DEFAULT_SERVICE_PORTS, DEFAULT_WATCHED_PORTS, PortClass, ServiceClass, WatchedPorts,
+};
 pub use reason::{Action, Direction, Reason};
 pub use sample::DropEvent;
 pub use solicited::{SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot};
@@ -52,6 +62,9 @@ pub mod program {
     pub const INGRESS: &str = "wan_ingress";
     /// TC program on WAN egress: records queries, never drops.
     pub const EGRESS: &str = "wan_egress";
+    /// XDP program entered only by the ingress program's tail call: the DNS
+    /// slip reply (docs/query-limits.md).
+    pub const SLIP: &str = "wan_slip";
 }
 
 /// Names of the maps, as pinned under the interface's pin directory.
@@ -112,6 +125,22 @@ pub mod map {
     pub const CONN_COUNTS: &str = "CONN_COUNTS";
     /// Array of u64: handshakes in flight per source and limited port.
     pub const CONN_PENDING: &str = "CONN_PENDING";
+    /// Issue 12 (docs/query-limits.md): arrays of u64 GCRA buckets (see [`crate::query`]): the query limits
+    /// per source, per prefix (hashed slots, DNS and NTP apart) and global
+    /// (one per [`crate::query::Service`], then the slip cap's).
+    pub const QUERY_SOURCES: &str = "QUERY_SOURCES";
+    pub const QUERY_PREFIXES: &str = "QUERY_PREFIXES";
+    pub const QUERY_GLOBAL: &str = "QUERY_GLOBAL";
+    /// Program array with the slip program (see [`crate::program::SLIP`]),
+    /// filled at load. Pinned: the kernel empties a program array when no
+    /// user-space reference to it is left, and the tail call would then
+    /// find nothing.
+    pub const SLIP_PROGRAM: &str = "SLIP_PROGRAM";
+    /// Per-CPU scratch value: where the parts of the query in flight lie,
+    /// from the ingress program for the slip program it tail-calls. Pinned
+    /// like every map, so that a replaced slip program reads what the
+    /// running ingress program writes; never carried over in an upgrade.
+    pub const SLIP_PLAN: &str = "SLIP_PLAN";
     /// Ring buffer of [`crate::DropEvent`]s: sampled drops (see [`crate::sample`]).
     pub const DROP_EVENTS: &str = "DROP_EVENTS";
     /// Array of u64, one per reason: each drop reason's sampling rate limiter.
@@ -119,8 +148,9 @@ pub mod map {
     /// Per-CPU array of u64: events sampled and lost (ring full), at
     /// [`crate::sample::COUNT_SAMPLED`] and [`crate::sample::COUNT_LOST`].
     pub const DROP_EVENT_COUNTS: &str = "DROP_EVENT_COUNTS";
-    /// Every map the object defines, in the order `status` shows them.
-    pub const ALL: [&str; 30] = [
+    /// Every map the object defines and pins, in the order `status` shows
+    /// them.
+    pub const ALL: [&str; 35] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -148,6 +178,11 @@ pub mod map {
         ALLOW_V6_B,
         DENY_V4_B,
         DENY_V6_B,
+        QUERY_SOURCES,
+        QUERY_PREFIXES,
+        QUERY_GLOBAL,
+        SLIP_PROGRAM,
+        SLIP_PLAN,
         DROP_EVENTS,
         DROP_SAMPLER,
         DROP_EVENT_COUNTS,

@@ -19,6 +19,8 @@ pub enum Direction {
 pub enum Action {
     Pass,
     Drop,
+    /// Rewritten into a reply and sent back out of the interface (XDP_TX).
+    Tx,
 }
 
 macro_rules! reasons {
@@ -63,8 +65,9 @@ macro_rules! reasons {
 }
 
 impl Reason {
-    /// Index into the `STATS` map. In monitor mode a drop reason is counted
-    /// at `index() + COUNT` ("would drop") and the packet passes.
+    /// Index into the `STATS` map. In monitor mode a drop or tx reason is
+    /// counted at `index() + COUNT` ("would drop", "would tx") and the
+    /// packet passes untouched.
     pub const fn index(self) -> u32 {
         self as u32
     }
@@ -157,6 +160,27 @@ reasons! {
     EgressHandshakeEvicted = 31, "egress_handshake_evicted", Egress, Pass;
     /// An outgoing FIN or RST that ended a counted connection.
     EgressConnClosed = 32, "egress_conn_closed", Egress, Pass;
+    // Issue 12, the limits on inbound DNS and NTP requests (docs/query-limits.md).
+    /// A DNS request (QR clear) to a DNS service port within its source,
+    /// prefix and global limits.
+    PassDnsQuery = 33, "pass_dns_query", Ingress, Pass;
+    /// An NTP client request (mode 3) to an NTP service port within its limits.
+    PassNtpQuery = 34, "pass_ntp_query", Ingress, Pass;
+    /// A DNS request over its source's limit (IPv4 /32, IPv6 /64), not slipped.
+    DropDnsQuerySource = 35, "drop_dns_query_source", Ingress, Drop;
+    /// A DNS request over its source prefix's limit, not slipped.
+    DropDnsQueryPrefix = 36, "drop_dns_query_prefix", Ingress, Drop;
+    /// A DNS request over the global limit, not slipped.
+    DropDnsQueryGlobal = 37, "drop_dns_query_global", Ingress, Drop;
+    /// An NTP client request over its source's limit.
+    DropNtpQuerySource = 38, "drop_ntp_query_source", Ingress, Drop;
+    /// An NTP client request over its source prefix's limit.
+    DropNtpQueryPrefix = 39, "drop_ntp_query_prefix", Ingress, Drop;
+    /// An NTP client request over the global limit.
+    DropNtpQueryGlobal = 40, "drop_ntp_query_global", Ingress, Drop;
+    /// A DNS query over a limit that got the slip: a truncated answer
+    /// (QR and TC set, the question, no records) sent back with XDP_TX.
+    TxDnsTruncated = 41, "tx_dns_truncated", Ingress, Tx;
 }
 
 #[cfg(test)]
@@ -192,8 +216,8 @@ mod tests {
     }
 
     /// The name says what happens: `pass_*` and `egress_*` pass, `drop_*`
-    /// drops; `egress_*` is counted by egress, the rest by ingress. Egress
-    /// never drops.
+    /// drops, `tx_*` replies; `egress_*` is counted by egress, the rest by
+    /// ingress. Egress never drops.
     #[test]
     fn action_and_direction_match_the_name() {
         for reason in Reason::ALL {
@@ -201,8 +225,9 @@ mod tests {
             let (action, direction) = match name.split('_').next() {
                 Some("pass") => (Action::Pass, Direction::Ingress),
                 Some("drop") => (Action::Drop, Direction::Ingress),
+                Some("tx") => (Action::Tx, Direction::Ingress),
                 Some("egress") => (Action::Pass, Direction::Egress),
-                _ => panic!("{name}: a name starts with pass_, drop_ or egress_"),
+                _ => panic!("{name}: a name starts with pass_, drop_, tx_ or egress_"),
             };
             assert_eq!(reason.action(), action, "{name}");
             assert_eq!(reason.direction(), direction, "{name}");

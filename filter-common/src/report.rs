@@ -31,13 +31,17 @@ pub struct ReasonCount {
 }
 
 /// What happened to the packets of a row: the reason's own action, or (for
-/// drop reasons in monitor mode) `would_drop`: passed, but counted.
+/// drop and tx reasons in monitor mode) `would_drop` / `would_tx`: passed
+/// untouched, but counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CountedAction {
     Pass,
     Drop,
     WouldDrop,
+    /// Answered from XDP (the DNS slip reply).
+    Tx,
+    WouldTx,
 }
 
 impl CountedAction {
@@ -46,7 +50,23 @@ impl CountedAction {
             CountedAction::Pass => "pass",
             CountedAction::Drop => "drop",
             CountedAction::WouldDrop => "would_drop",
+            CountedAction::Tx => "tx",
+            CountedAction::WouldTx => "would_tx",
         }
+    }
+
+    /// Monitor mode's row of a reason with this action, if it has one.
+    pub fn monitored(action: Action) -> Option<CountedAction> {
+        match action {
+            Action::Pass => None,
+            Action::Drop => Some(CountedAction::WouldDrop),
+            Action::Tx => Some(CountedAction::WouldTx),
+        }
+    }
+
+    /// A monitor mode row (would_drop, would_tx).
+    pub fn is_monitored(self) -> bool {
+        matches!(self, CountedAction::WouldDrop | CountedAction::WouldTx)
     }
 }
 
@@ -55,12 +75,14 @@ impl From<Action> for CountedAction {
         match action {
             Action::Pass => CountedAction::Pass,
             Action::Drop => CountedAction::Drop,
+            Action::Tx => CountedAction::Tx,
         }
     }
 }
 
 /// `stats --json`: a row for every reason in reason order, then a
-/// `would_drop` row for every drop reason.
+/// `would_drop` row for every drop reason and a `would_tx` row for every tx
+/// reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Stats(pub Vec<ReasonCount>);
@@ -70,14 +92,15 @@ impl Stats {
     pub fn counted(&self, reason: Reason) -> Option<&ReasonCount> {
         self.0
             .iter()
-            .find(|row| row.reason == reason && row.action != CountedAction::WouldDrop)
+            .find(|row| row.reason == reason && !row.action.is_monitored())
     }
 
-    /// What monitor mode passed that `reason` would have dropped.
+    /// What monitor mode passed that `reason` would have dropped (or, for a
+    /// tx reason, answered).
     pub fn would_drop(&self, reason: Reason) -> Option<&ReasonCount> {
         self.0
             .iter()
-            .find(|row| row.reason == reason && row.action == CountedAction::WouldDrop)
+            .find(|row| row.reason == reason && row.action.is_monitored())
     }
 
     /// The rows of `self` less those of `before` (counters only grow; a row
@@ -402,8 +425,15 @@ mod tests {
             CountedAction::Pass,
             CountedAction::Drop,
             CountedAction::WouldDrop,
+            CountedAction::Tx,
+            CountedAction::WouldTx,
         ] {
             assert_eq!(serde_json::to_value(action).unwrap(), action.name());
+        }
+        for reason in Reason::ALL {
+            let monitored = CountedAction::monitored(reason.action());
+            assert_eq!(monitored.is_some(), reason.action() != Action::Pass);
+            assert!(monitored.is_none_or(CountedAction::is_monitored));
         }
         for direction in [Direction::Ingress, Direction::Egress] {
             let row = ReasonCount {

@@ -19,7 +19,7 @@
 //! (3,200 at the default); slower drops give one event in `OFFER_EVERY`.
 //! Estimates scale the sampled events by the exact per-reason counters.
 
-use crate::syn;
+use crate::rate;
 
 /// Header bytes an event carries: enough for Ethernet, two VLAN tags,
 /// PPPoE, IPv4 with the longest options or IPv6 with some extension
@@ -77,7 +77,7 @@ pub const fn is_offered(count: u64) -> bool {
 
 /// The rate limiter of one reason at `now_ns`: its new timestamp if one more
 /// event may be sent, `None` if not (the slot is left as it is). A GCRA
-/// bucket ([`syn::admit`], the same arithmetic as the SYN buckets) holding
+/// bucket ([`rate::admit`], the arithmetic of the SYN buckets and query limits) holding
 /// one second's worth of events, so that a flood's first second is sampled
 /// at once. `rate` 0 is off.
 #[inline(always)]
@@ -85,7 +85,7 @@ pub fn admit(tat_ns: u64, now_ns: u64, rate: u32) -> Option<u64> {
     if rate == 0 {
         return None;
     }
-    syn::admit(tat_ns, now_ns, rate, rate)
+    rate::admit(tat_ns, now_ns, rate, rate)
 }
 
 #[cfg(feature = "user")]

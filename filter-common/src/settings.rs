@@ -33,11 +33,13 @@ pub use kind::{
 };
 
 use crate::{
-    Config, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass, WatchedPorts,
+    Config, DEFAULT_SERVICE_PORTS, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass, ServiceClass,
+    WatchedPorts,
     conn::ConnLimits,
     halfopen::MAX_BUDGET,
+    query::MAX_SLIP,
+    rate::{MAX_BURST, MAX_RATE},
     sample,
-    syn::{MAX_BURST, MAX_RATE},
 };
 
 /// Every setting, in the order `config` shows them.
@@ -200,6 +202,143 @@ pub static SETTINGS: &[&dyn Setting] = &[
         set: |s, timeout| s.config.conn_idle_timeout_ns = nanos(timeout),
         help: "a connection idle this long (up to twice that) no longer counts for conn_limit",
     },
+    // Issue 12, the limits on inbound DNS and NTP requests (docs/query-limits.md).
+    &Row {
+        key: "dns_service_ports",
+        kind: Ports,
+        get: |s| s.dns_service_ports.clone(),
+        set: |s, ports| s.dns_service_ports = ports,
+        help: "UDP ports of a DNS server on this side (the gateway or a port forward): \
+               queries to them from outside are rate-limited (dns_ports is the other \
+               direction: the source ports of answers to our own lookups)",
+    },
+    &Row {
+        key: "ntp_service_ports",
+        kind: Ports,
+        get: |s| s.ntp_service_ports.clone(),
+        set: |s, ports| s.ntp_service_ports = ports,
+        help: "UDP ports of an NTP server on this side: client requests (mode 3) to them \
+               from outside are rate-limited (ntp_ports is the other direction)",
+    },
+    &Row {
+        key: "dns_query_source_rate",
+        kind: Rate { max: MAX_RATE },
+        get: |s| s.config.dns_query.source_rate,
+        set: |s, rate| s.config.dns_query.source_rate = rate,
+        help: "DNS queries per second one source (IPv4 /32, IPv6 /64) may send to \
+               dns_service_ports; more are dropped or slipped",
+    },
+    &Row {
+        key: "dns_query_source_burst",
+        kind: BURST,
+        get: |s| s.config.dns_query.source_burst,
+        set: |s, burst| s.config.dns_query.source_burst = burst,
+        help: "DNS queries one source may send at once before its rate applies",
+    },
+    &Row {
+        key: "dns_query_prefix_rate",
+        kind: Rate { max: MAX_RATE },
+        get: |s| s.config.dns_query.prefix_rate,
+        set: |s, rate| s.config.dns_query.prefix_rate = rate,
+        help: "DNS queries per second all sources of one prefix (query_prefix_v4/v6) may send",
+    },
+    &Row {
+        key: "dns_query_prefix_burst",
+        kind: BURST,
+        get: |s| s.config.dns_query.prefix_burst,
+        set: |s, burst| s.config.dns_query.prefix_burst = burst,
+        help: "DNS queries one prefix may send at once before its rate applies",
+    },
+    &Row {
+        key: "dns_query_global_rate",
+        kind: Rate { max: MAX_RATE },
+        get: |s| s.config.dns_query.global_rate,
+        set: |s, rate| s.config.dns_query.global_rate = rate,
+        help: "DNS queries per second from everywhere together",
+    },
+    &Row {
+        key: "dns_query_global_burst",
+        kind: BURST,
+        get: |s| s.config.dns_query.global_burst,
+        set: |s, burst| s.config.dns_query.global_burst = burst,
+        help: "DNS queries from everywhere at once before the global rate applies",
+    },
+    &Row {
+        key: "dns_slip",
+        kind: Count {
+            min: 0,
+            max: MAX_SLIP,
+        },
+        get: |s| s.config.dns_slip,
+        set: |s, slip| s.config.dns_slip = slip,
+        help: "1 in N DNS queries over a limit get a truncated answer (TC), so a real \
+               resolver retries over TCP; 0: all are dropped",
+    },
+    &Row {
+        key: "dns_slip_rate",
+        kind: Rate { max: MAX_RATE },
+        get: |s| s.config.dns_slip_rate,
+        set: |s, rate| s.config.dns_slip_rate = rate,
+        help: "truncated answers per second at most, from everywhere together (burst as \
+               large); a query that would get one beyond it is dropped; off: no cap",
+    },
+    &Row {
+        key: "ntp_query_source_rate",
+        kind: Rate { max: MAX_RATE },
+        get: |s| s.config.ntp_query.source_rate,
+        set: |s, rate| s.config.ntp_query.source_rate = rate,
+        help: "NTP client requests per second one source (IPv4 /32, IPv6 /64) may send to \
+               ntp_service_ports; more are dropped",
+    },
+    &Row {
+        key: "ntp_query_source_burst",
+        kind: BURST,
+        get: |s| s.config.ntp_query.source_burst,
+        set: |s, burst| s.config.ntp_query.source_burst = burst,
+        help: "NTP requests one source may send at once before its rate applies",
+    },
+    &Row {
+        key: "ntp_query_prefix_rate",
+        kind: Rate { max: MAX_RATE },
+        get: |s| s.config.ntp_query.prefix_rate,
+        set: |s, rate| s.config.ntp_query.prefix_rate = rate,
+        help: "NTP requests per second all sources of one prefix may send",
+    },
+    &Row {
+        key: "ntp_query_prefix_burst",
+        kind: BURST,
+        get: |s| s.config.ntp_query.prefix_burst,
+        set: |s, burst| s.config.ntp_query.prefix_burst = burst,
+        help: "NTP requests one prefix may send at once before its rate applies",
+    },
+    &Row {
+        key: "ntp_query_global_rate",
+        kind: Rate { max: MAX_RATE },
+        get: |s| s.config.ntp_query.global_rate,
+        set: |s, rate| s.config.ntp_query.global_rate = rate,
+        help: "NTP requests per second from everywhere together",
+    },
+    &Row {
+        key: "ntp_query_global_burst",
+        kind: BURST,
+        get: |s| s.config.ntp_query.global_burst,
+        set: |s, burst| s.config.ntp_query.global_burst = burst,
+        help: "NTP requests from everywhere at once before the global rate applies",
+    },
+    &Row {
+        key: "query_prefix_v4",
+        kind: PrefixLen(Count { min: 8, max: 32 }),
+        get: |s| s.config.query_prefix_v4,
+        set: |s, len| s.config.query_prefix_v4 = len,
+        help: "prefix length that groups IPv4 sources for the DNS and NTP prefix limits",
+    },
+    &Row {
+        key: "query_prefix_v6",
+        kind: PrefixLen(Count { min: 16, max: 64 }),
+        get: |s| s.config.query_prefix_v6,
+        set: |s, len| s.config.query_prefix_v6 = len,
+        help: "prefix length that groups IPv6 sources for the DNS and NTP prefix limits",
+    },
     // Issue 13, drop sampling (docs/daemon.md).
     &Row {
         key: "sample_rate",
@@ -222,7 +361,7 @@ const fn lifetime(min: Duration, max: Duration) -> Span {
     }
 }
 
-/// The size of a SYN bucket.
+/// The size of a bucket (SYN or query limits).
 const BURST: Count<u32> = Count {
     min: 1,
     max: MAX_BURST,
@@ -472,7 +611,8 @@ impl<'de> Deserialize<'de> for Input {
 }
 
 /// Everything settable, as the maps hold it: the [`Config`] the programs
-/// read and the watched ports. (`config.syn_hash_seed` is not a setting:
+/// read and the port roles (one map: the response lists and the service
+/// lists). (`config.syn_hash_seed` is not a setting:
 /// filter-ctl draws it at attach and no assignment changes it.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -482,6 +622,8 @@ pub struct Settings {
     pub amplifier_ports: BTreeSet<u16>,
     /// `conn_limit`: port -> connections per source (the CONN_LIMITS map).
     pub conn_limits: BTreeMap<u16, u16>,
+    pub dns_service_ports: BTreeSet<u16>,
+    pub ntp_service_ports: BTreeSet<u16>,
 }
 
 impl Default for Settings {
@@ -493,12 +635,21 @@ impl Default for Settings {
                 .map(|(port, _)| *port)
                 .collect()
         };
+        let services = |wanted: ServiceClass| {
+            DEFAULT_SERVICE_PORTS
+                .iter()
+                .filter(|(_, service)| *service == wanted)
+                .map(|(port, _)| *port)
+                .collect()
+        };
         Settings {
             config: Config::DEFAULT,
             dns_ports: ports(PortClass::Dns),
             ntp_ports: ports(PortClass::Ntp),
             amplifier_ports: ports(PortClass::Other),
             conn_limits: BTreeMap::new(),
+            dns_service_ports: services(ServiceClass::Dns),
+            ntp_service_ports: services(ServiceClass::Ntp),
         }
     }
 }
@@ -527,19 +678,26 @@ impl Settings {
         Ok(next)
     }
 
-    /// The rules between keys: a port has one meaning.
+    /// The rules between keys: a port has one meaning in each direction (as
+    /// a response's source port; as a service's port).
     fn check(&self) -> Result<(), Error> {
-        let lists = [
+        let responses = [
             ("dns_ports", &self.dns_ports),
             ("ntp_ports", &self.ntp_ports),
             ("amplifier_ports", &self.amplifier_ports),
         ];
-        for (i, (name_a, a)) in lists.iter().enumerate() {
-            for (name_b, b) in &lists[i + 1..] {
-                if let Some(port) = a.intersection(b).next() {
-                    return Err(Error(format!(
-                        "port {port} is in both {name_a} and {name_b}: a port has one meaning"
-                    )));
+        let services = [
+            ("dns_service_ports", &self.dns_service_ports),
+            ("ntp_service_ports", &self.ntp_service_ports),
+        ];
+        for lists in [&responses[..], &services[..]] {
+            for (i, (name_a, a)) in lists.iter().enumerate() {
+                for (name_b, b) in &lists[i + 1..] {
+                    if let Some(port) = a.intersection(b).next() {
+                        return Err(Error(format!(
+                            "port {port} is in both {name_a} and {name_b}: a port has one meaning"
+                        )));
+                    }
                 }
             }
         }
@@ -556,8 +714,9 @@ impl Settings {
     /// A TOML settings file, `key = "value"` lines in table order, which
     /// `filter-ctl apply` takes back.
     pub fn describe(&self) -> String {
+        let width = SETTINGS.iter().map(|s| s.key().len()).max().unwrap_or(0);
         self.values()
-            .map(|(key, value)| format!("{key:<20} = \"{value}\"\n"))
+            .map(|(key, value)| format!("{key:<width$} = \"{value}\"\n"))
             .collect()
     }
 
@@ -569,15 +728,23 @@ impl Settings {
             ntp_ports: BTreeSet::new(),
             amplifier_ports: BTreeSet::new(),
             conn_limits: BTreeMap::new(),
+            dns_service_ports: BTreeSet::new(),
+            ntp_service_ports: BTreeSet::new(),
         };
         for port in 0..=u16::MAX {
-            let list = match ports.class(port) {
-                PortClass::Unwatched => continue,
-                PortClass::Dns => &mut settings.dns_ports,
-                PortClass::Ntp => &mut settings.ntp_ports,
-                PortClass::Other => &mut settings.amplifier_ports,
-            };
-            list.insert(port);
+            match ports.class(port) {
+                PortClass::Unwatched => None,
+                PortClass::Dns => Some(&mut settings.dns_ports),
+                PortClass::Ntp => Some(&mut settings.ntp_ports),
+                PortClass::Other => Some(&mut settings.amplifier_ports),
+            }
+            .map(|list| list.insert(port));
+            match ports.service(port) {
+                ServiceClass::None => None,
+                ServiceClass::Dns => Some(&mut settings.dns_service_ports),
+                ServiceClass::Ntp => Some(&mut settings.ntp_service_ports),
+            }
+            .map(|list| list.insert(port));
         }
         settings
     }
@@ -599,7 +766,7 @@ impl Settings {
         limits
     }
 
-    /// The watched ports as the WATCHED_PORTS map holds them (64 KiB, boxed).
+    /// The port roles as the WATCHED_PORTS map holds them (64 KiB, boxed).
     pub fn watched_ports(&self) -> Box<WatchedPorts> {
         let mut classes = Box::new(WatchedPorts::NONE);
         for (list, class) in [
@@ -609,6 +776,14 @@ impl Settings {
         ] {
             for &port in list {
                 classes.set(port, class);
+            }
+        }
+        for (list, service) in [
+            (&self.dns_service_ports, ServiceClass::Dns),
+            (&self.ntp_service_ports, ServiceClass::Ntp),
+        ] {
+            for &port in list {
+                classes.set_service(port, service);
             }
         }
         classes
@@ -686,6 +861,8 @@ mod tests {
         assert_eq!(settings.dns_ports, BTreeSet::from([53]));
         assert_eq!(settings.ntp_ports, BTreeSet::from([123]));
         assert!(settings.amplifier_ports.contains(&11211));
+        assert_eq!(settings.dns_service_ports, BTreeSet::from([53]));
+        assert_eq!(settings.ntp_service_ports, BTreeSet::from([123]));
         assert_eq!(settings.config, Config::DEFAULT);
         assert!(
             settings
@@ -790,6 +967,80 @@ mod tests {
         );
         // Moving a port in one go is fine.
         assert!(with(&[("dns_ports", "none"), ("ntp_ports", "123,53")]).is_ok());
+    }
+
+    #[test]
+    fn a_service_port_has_one_service_but_may_also_be_a_response_port() {
+        let err = with(&[("ntp_service_ports", "123,53")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("port 53 is in both dns_service_ports and ntp_service_ports"),
+            "{err}"
+        );
+        // Port 53 is both by default: a service port and a response source port.
+        let settings = with(&[("dns_service_ports", "53,5300")]).unwrap();
+        assert_eq!(settings.dns_ports, BTreeSet::from([53]));
+        let ports = settings.watched_ports();
+        assert_eq!(
+            (ports.class(53), ports.service(53)),
+            (PortClass::Dns, ServiceClass::Dns)
+        );
+        assert_eq!(ports.service(5300), ServiceClass::Dns);
+        assert_eq!(ports.service(123), ServiceClass::Ntp);
+        assert_eq!(Settings::from_maps(settings.config, &ports), settings);
+    }
+
+    #[test]
+    fn query_limits_are_set_and_checked() {
+        let settings = with(&[
+            ("dns_query_source_rate", "5/s"),
+            ("dns_query_source_burst", "7"),
+            ("dns_query_prefix_rate", "off"),
+            ("dns_query_global_burst", "900"),
+            ("dns_slip", "0"),
+            ("ntp_query_source_rate", "3"),
+            ("ntp_query_global_rate", "off"),
+            ("query_prefix_v4", "/20"),
+            ("query_prefix_v6", "48"),
+        ])
+        .unwrap();
+        let dns = crate::query::Limits {
+            source_rate: 5,
+            source_burst: 7,
+            prefix_rate: 0,
+            global_burst: 900,
+            ..crate::query::DEFAULT_DNS
+        };
+        let ntp = crate::query::Limits {
+            source_rate: 3,
+            global_rate: 0,
+            ..crate::query::DEFAULT_NTP
+        };
+        let expected = Config {
+            dns_query: dns,
+            ntp_query: ntp,
+            dns_slip: 0,
+            query_prefix_v4: 20,
+            query_prefix_v6: 48,
+            ..Config::DEFAULT
+        };
+        assert_eq!(settings.config, expected);
+        for ((key, value), allowed) in [
+            (("dns_slip", "11"), "0..10"),
+            (("dns_slip", "off"), "expected a whole number"),
+            (("dns_query_source_burst", "0"), "1..1000000"),
+            (("ntp_query_prefix_rate", "fast"), "1..1000000/s|off"),
+            (("query_prefix_v6", "65"), "16..64"),
+            (("query_prefix_v4", "4"), "8..32"),
+            (("dns_service_ports", "53,x"), "'x' is not a port"),
+        ] {
+            let err = with(&[(key, value)]).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains(allowed),
+                "{key}={value}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{MapData, MapError},
+    maps::{MapData, MapError, ProgramArray},
     programs::{
         ProgramError, SchedClassifier, TcAttachType, Xdp,
         links::{FdLink, Link as _, LinkInfo, PinnedLink},
@@ -46,7 +46,7 @@ use aya::{
     },
 };
 use filter_common::{
-    map, program,
+    DEFAULT_SERVICE_PORTS, ServiceClass, WatchedPorts, map, program,
     report::{EgressHook, LinkState, XdpMode},
     settings::Assignment,
 };
@@ -495,12 +495,37 @@ fn load(pins: &IfacePins) -> anyhow::Result<Loaded> {
     tc_program(&mut ebpf)?
         .load()
         .map_err(|err| rejected("TC egress program", err))?;
+    install_slip(&mut ebpf)?;
     let fresh = map::ALL
         .iter()
         .copied()
         .filter(|name| !reuse.contains(name))
         .collect();
     Ok(Loaded { ebpf, fresh })
+}
+
+/// Loads the slip program (the DNS truncated reply, docs/query-limits.md)
+/// and puts it where the ingress program's tail call finds it. A pinned
+/// SLIP_PROGRAM (replace, upgrade) gets it at once: the running ingress
+/// program then enters the new slip program, which reads the plan the
+/// running one wrote where SLIP_PLAN is reused, and finds an empty plan
+/// (and drops the query, as without a slip) where SLIP_PLAN is made anew.
+pub fn install_slip(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let slip: &mut Xdp = ebpf
+        .program_mut(program::SLIP)
+        .ok_or_else(|| anyhow!("program {} missing from the eBPF object", program::SLIP))?
+        .try_into()?;
+    slip.load()
+        .map_err(|err| rejected("XDP slip program", err))?;
+    let fd = slip.fd()?.try_clone()?;
+    let mut slots = ProgramArray::try_from(
+        ebpf.map_mut(map::SLIP_PROGRAM)
+            .ok_or_else(|| anyhow!("map {} missing from the eBPF object", map::SLIP_PROGRAM))?,
+    )?;
+    slots
+        .set(0, &fd, 0)
+        .context("installing the slip program for the tail call")?;
+    Ok(())
 }
 
 /// Why the kernel refused to load `program`. A verifier refusal leads with
@@ -570,6 +595,7 @@ fn fill_fresh_maps(
     fresh: &[&'static str],
 ) -> anyhow::Result<Vec<Carried>> {
     let mut carried = Vec::new();
+    let recorded = layout::recorded(pins.dir());
     for name in fresh {
         let old = pins.map(name);
         if old.exists() {
@@ -579,6 +605,9 @@ fn fill_fresh_maps(
                 .map(name)
                 .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))?;
             carried.push(migrate::carry(name, &old, map_data(new))?);
+            if *name == map::WATCHED_PORTS && recorded.get(*name).copied().unwrap_or(1) < 2 {
+                add_default_services(&mut SettingsMaps::of(ebpf)?)?;
+            }
         }
     }
     let made = |name: &str| fresh.contains(&name) && !pins.map(name).exists();
@@ -601,6 +630,25 @@ fn fill_fresh_maps(
         log::info!("CONN_LIMITS made anew: the default connection limits are written");
     }
     Ok(carried)
+}
+
+/// Gives both copies of the port roles the default service ports (issue 12)
+/// where a port has no service role: ports carried over from a build before
+/// the query limits (WATCHED_PORTS version 1), which had none.
+fn add_default_services(maps: &mut SettingsMaps<&mut MapData>) -> anyhow::Result<()> {
+    for slot in 0..WatchedPorts::SLOTS {
+        let mut ports = Box::new(maps.ports.get(&slot, 0)?);
+        for (port, service) in DEFAULT_SERVICE_PORTS {
+            if ports.service(port) == ServiceClass::None {
+                ports.set_service(port, service);
+            }
+        }
+        maps.ports.set(slot, &*ports, 0)?;
+    }
+    log::info!(
+        "WATCHED_PORTS carried over from a build without query limits: default service ports added"
+    );
+    Ok(())
 }
 
 /// Attaches new links where none is attached (fresh, or after the interface

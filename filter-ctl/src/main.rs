@@ -654,9 +654,10 @@ fn parse_quiet(text: &str) -> Result<Duration, String> {
 /// The keys for `set --help`, from the settings table.
 fn settings_help() -> String {
     let mut help = String::from("Settings:\n");
+    let width = SETTINGS.iter().map(|s| s.key().len()).max().unwrap_or(0);
     for setting in SETTINGS {
         help += &format!(
-            "  {:<20} {:<18} {}\n",
+            "  {:<width$} {:<18} {}\n",
             setting.key(),
             setting.allowed(),
             setting.help()

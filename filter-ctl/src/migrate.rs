@@ -12,7 +12,8 @@
 //!   when their size is unchanged, since a slot's place depends on it;
 //! - hash maps and LPM tries (fragments, lists): entry by entry, as many as
 //!   the new map holds;
-//! - anything else (ring buffers): nothing.
+//! - anything else (ring buffers, the slip's program array, filled at
+//!   load, and its scratch plan): nothing.
 
 use anyhow::Context as _;
 use aya::maps::{MapData, MapType};
@@ -31,7 +32,7 @@ pub struct Carried {
 }
 
 /// Arrays whose index is a hash slot: copied only at an unchanged size.
-const HASHED_ARRAYS: [&str; 10] = [
+const HASHED_ARRAYS: [&str; 12] = [
     map::SOLICITED,
     map::SOLICITED_LATEST,
     map::SYN_SOURCES,
@@ -42,6 +43,8 @@ const HASHED_ARRAYS: [&str; 10] = [
     map::HALFOPEN_PREFIXES,
     map::CONNECTIONS,
     map::CONN_PENDING,
+    map::QUERY_SOURCES,
+    map::QUERY_PREFIXES,
 ];
 
 /// Copies what `old` holds into `new`, which was just made for the map
@@ -54,6 +57,11 @@ pub fn carry(name: &str, old: &MapData, new: &MapData) -> anyhow::Result<Carried
         entries,
         lost,
     };
+    if name == map::SLIP_PLAN {
+        // Scratch of the packet in flight: a plan carried over would be
+        // another packet's.
+        return Ok(done(0, None));
+    }
     if old_type != new_type || old_info.key_size() != new_info.key_size() {
         return Ok(done(
             0,

@@ -34,6 +34,7 @@ const PROGRAM_TYPES: &[(ProgramType, &str)] = &[
 const MAP_TYPES: &[(MapType, &str)] = &[
     (MapType::Array, "array maps"),
     (MapType::PerCpuArray, "per-CPU array maps"),
+    (MapType::ProgramArray, "program array maps"),
     (MapType::LruHash, "LRU hash maps"),
     (MapType::LpmTrie, "LPM trie maps"),
     (MapType::RingBuf, "ring buffer maps (Linux 5.8)"),
@@ -76,6 +77,21 @@ const HELPERS: &[(ProgramType, BpfHelper, &str)] = &[
         ProgramType::Xdp,
         BpfHelper::BPF_FUNC_xdp_load_bytes,
         "bpf_xdp_load_bytes (Linux 5.18)",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_get_prandom_u32,
+        "bpf_get_prandom_u32",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_tail_call,
+        "bpf_tail_call",
+    ),
+    (
+        ProgramType::Xdp,
+        BpfHelper::BPF_FUNC_xdp_adjust_tail,
+        "bpf_xdp_adjust_tail",
     ),
     (
         ProgramType::SchedClassifier,

@@ -18,7 +18,7 @@ pub fn read(pins: &IfacePins) -> anyhow::Result<Stats> {
 
 /// Every reason's counters in a `STATS` map (pinned, or of a program loaded
 /// by a test): a row per reason in reason order, then for each drop reason
-/// what monitor mode passed instead (action `would_drop`).
+/// what monitor mode passed instead (action `would_drop`, `would_tx`).
 pub fn sum<T: Borrow<MapData>>(stats: &PerCpuArray<T, Counter>) -> anyhow::Result<Stats> {
     let row = |reason: Reason, action: CountedAction, index: u32| -> anyhow::Result<_> {
         let total = stats
@@ -39,18 +39,18 @@ pub fn sum<T: Borrow<MapData>>(stats: &PerCpuArray<T, Counter>) -> anyhow::Resul
     let counted = Reason::ALL
         .into_iter()
         .map(|reason| row(reason, reason.action().into(), reason.index()));
-    let would_drop = Reason::ALL
-        .into_iter()
-        .filter(|reason| reason.action() == Action::Drop)
-        .map(|reason| {
-            row(
-                reason,
-                CountedAction::WouldDrop,
-                Reason::COUNT + reason.index(),
-            )
-        });
+    // Monitor mode's rows: would_drop for drop reasons, then would_tx.
+    let monitored = [Action::Drop, Action::Tx].into_iter().flat_map(|action| {
+        Reason::ALL
+            .into_iter()
+            .filter(move |reason| reason.action() == action)
+            .filter_map(|reason| {
+                CountedAction::monitored(reason.action())
+                    .map(|monitored| row(reason, monitored, Reason::COUNT + reason.index()))
+            })
+    });
     Ok(Stats(
-        counted.chain(would_drop).collect::<anyhow::Result<_>>()?,
+        counted.chain(monitored).collect::<anyhow::Result<_>>()?,
     ))
 }
 

@@ -242,8 +242,14 @@ fn entries_in_use(
             count(buckets.iter().filter(|&&latest| latest > now).count())
         }
         // Counters with a unit in use: charged by an unanswered SYN (the
-        // half-open budgets) or a handshake in flight (connection limits).
-        map::HALFOPEN_SOURCES | map::HALFOPEN_PREFIXES | map::CONN_PENDING => {
+        // half-open budgets) or a handshake in flight (connection limits);
+        // query limit buckets not full again yet (a recent request).
+        map::HALFOPEN_SOURCES
+        | map::HALFOPEN_PREFIXES
+        | map::CONN_PENDING
+        | map::QUERY_SOURCES
+        | map::QUERY_PREFIXES
+        | map::QUERY_GLOBAL => {
             let counters = mapped::snapshot::<u64>(&data)?;
             count(counters.iter().filter(|&&tat| tat > now).count())
         }

@@ -3,7 +3,7 @@
 //! programs' clock.
 
 use aya_ebpf::{macros::map, maps::Array};
-use filter_common::{Config, PortClass, WatchedPorts};
+use filter_common::{Config, PortClass, ServiceClass, WatchedPorts};
 
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -29,6 +29,21 @@ pub fn port_class(port: u16) -> PortClass {
     WATCHED_PORTS
         .get(slot)
         .map_or(PortClass::Unwatched, |ports| ports.class(port))
+}
+
+/// The roles of an inbound UDP packet's ports, from one look-up in the live
+/// copy: how its source port is watched (is it a response the reflection
+/// defence checks?) and what its destination port serves (is it a request
+/// to a limited service?).
+#[inline(always)]
+pub fn udp_roles(src_port: u16, dst_port: u16) -> (PortClass, ServiceClass) {
+    let slot = get().map_or(0, Config::ports_slot);
+    let (src_port, dst_port) = (bounded_port(src_port), bounded_port(dst_port));
+    WATCHED_PORTS
+        .get(slot)
+        .map_or((PortClass::Unwatched, ServiceClass::None), |ports| {
+            (ports.class(src_port), ports.service(dst_port))
+        })
 }
 
 /// `port`, fit to index a 64 KiB per-port table on every verifier. Older

@@ -42,6 +42,8 @@ static SERVICE_PORTS: Array<ServicePorts> = Array::with_max_entries(1, 0);
 /// service: egress has seen the port send a SYN-ACK.
 #[inline(always)]
 pub fn is_service(port: u16) -> bool {
+    // Bounded for Linux 6.1's verifier, as in mark_service.
+    let port = config::bounded_port(port);
     SERVICE_PORTS
         .get(0)
         .is_some_and(|ports| ports.is_service(port))

@@ -12,6 +12,9 @@
 //!   the SYN rules (syn.rs: rate buckets, halfopen.rs: half-open budgets,
 //!   conn.rs: connection limits), other segments to service ports complete
 //!   handshakes (handshake.rs) and keep connections counted;
+//!   ingress/request.rs the limits on requests to our DNS and NTP services
+//!   (query.rs; tokens through rate.rs, as syn.rs) and the DNS slip
+//!   (reply.rs builds the truncated answer);
 //!   lists.rs the allow and deny lists, fragments.rs later IP fragments;
 //! - egress/mod.rs, egress/udp.rs and egress/tcp.rs: what `wan_egress`
 //!   records (queries, handshakes, connection ends);
@@ -40,6 +43,9 @@ mod ingress;
 mod lists;
 mod packet;
 mod proto;
+mod query;
+mod rate;
+mod reply;
 mod sample;
 mod solicited;
 mod stats;
@@ -84,7 +90,24 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
                 xdp_action::XDP_DROP
             }
         }
+        // Monitor mode answers nothing: the query passes untouched.
+        Action::Tx if config.monitor != 0 => {
+            stats::count_would_drop(reason, bytes);
+            xdp_action::XDP_PASS
+        }
+        // The tail call counts the packet; it only returns if it failed.
+        Action::Tx => {
+            stats::count(reply::send(&ctx), bytes);
+            xdp_action::XDP_DROP
+        }
     }
+}
+
+/// Entered only by `wan_ingress`'s tail call, with a DNS query that gets
+/// the slip: answers it with a truncated reply (reply.rs).
+#[xdp]
+pub fn wan_slip(ctx: XdpContext) -> u32 {
+    reply::answer(&ctx)
 }
 
 #[classifier]

@@ -8,11 +8,16 @@
 //! yields a [`Plain`] type (bytes or an integer of a few fixed sizes, valid
 //! for any bit pattern), so safe code can neither read out of bounds nor
 //! build an invalid value. [`Header`] checks a fixed header once and reads
-//! its fields at offsets checked when the program is compiled.
+//! its fields at offsets checked when the program is compiled. Writes (only
+//! the XDP reply rewrites a packet, reply.rs) are checked the same way and
+//! need the packet `mut`; [`Packet::resize_xdp`] moves its end.
 
 use core::mem::size_of;
 
-use aya_ebpf::programs::{TcContext, XdpContext};
+use aya_ebpf::{
+    helpers::bpf_xdp_adjust_tail,
+    programs::{TcContext, XdpContext},
+};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -25,9 +30,9 @@ const PPP_IPV6: u16 = 0x0057;
 const ETH_HDR_LEN: usize = 14;
 const VLAN_TAG_LEN: usize = 4;
 /// PPPoE session header (6 bytes) plus the PPP protocol field (2 bytes).
-const PPPOE_HDR_LEN: usize = 8;
-const IPV4_MIN_HDR_LEN: usize = 20;
-const IPV6_HDR_LEN: usize = 40;
+pub const PPPOE_HDR_LEN: usize = 8;
+pub const IPV4_MIN_HDR_LEN: usize = 20;
+pub const IPV6_HDR_LEN: usize = 40;
 
 /// At most this many stacked VLAN tags (802.1ad outer + 802.1Q inner).
 const MAX_VLAN_TAGS: usize = 2;
@@ -167,9 +172,42 @@ impl Packet {
         }
     }
 
+    /// The XDP packet of `ctx`, `from` bytes long, after moving its end so
+    /// that it is `to` bytes long (bpf_xdp_adjust_tail: shrinking always
+    /// works in native and generic mode), or `None` if the kernel refused.
+    /// Every earlier `Packet` of `ctx` is stale afterwards: its end may lie
+    /// past the new one. (The caller knows the length: computed here, LLVM
+    /// would fold it into arithmetic on the packet's end, which the
+    /// verifier refuses.)
+    #[inline(always)]
+    pub fn resize_xdp(ctx: &XdpContext, from: usize, to: usize) -> Option<Packet> {
+        let delta = to as i64 - from as i64;
+        // SAFETY: a helper taking the program's own context and a length
+        // change, which the kernel checks against the buffer.
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
+            return None;
+        }
+        Some(Packet::from_xdp(ctx))
+    }
+
     #[inline(always)]
     pub fn len(&self) -> usize {
         self.end - self.start
+    }
+
+    /// The `N` bytes at `offset`, bounds-checked once, to read and write, or
+    /// `None` if they would reach past the end. (Several separately checked
+    /// writes are as fragile as reads, see [`Header`].)
+    #[inline(always)]
+    pub fn header_mut<const N: usize>(&mut self, offset: usize) -> Option<HeaderMut<'_, N>> {
+        let at = self.start + offset;
+        if at + N > self.end {
+            return None;
+        }
+        Some(HeaderMut {
+            base: at as *mut u8,
+            _packet: core::marker::PhantomData,
+        })
     }
 
     /// The `T` at `offset`, whatever its alignment, or `None` if it would
@@ -242,6 +280,42 @@ impl<const N: usize> Header<N> {
     }
 }
 
+/// `N` packet bytes whose bounds were checked as a whole, to read and write
+/// at offsets checked when the program is compiled. It borrows the packet
+/// mutably: nothing else reads it meanwhile.
+pub struct HeaderMut<'a, const N: usize> {
+    base: *mut u8,
+    _packet: core::marker::PhantomData<&'a mut Packet>,
+}
+
+impl<const N: usize> HeaderMut<'_, N> {
+    /// The `T` at `AT` bytes into the header.
+    #[inline(always)]
+    pub fn get<T: Plain, const AT: usize>(&self) -> T {
+        const { assert!(AT + size_of::<T>() <= N, "field past the end of the header") };
+        // SAFETY: as Header::get: the N bytes lie inside the packet (checked
+        // by Packet::header_mut), the field inside the header (checked at
+        // compile time), and any bytes are a valid T.
+        unsafe { T::load(self.base.add(AT)) }
+    }
+
+    /// Writes `value` at `AT` bytes into the header.
+    #[inline(always)]
+    pub fn set<T: Plain, const AT: usize>(&mut self, value: T) {
+        const { assert!(AT + size_of::<T>() <= N, "field past the end of the header") };
+        // SAFETY: the field lies inside the packet (as for `get`), which this
+        // program owns while it runs; any bytes make a valid packet. Stored
+        // byte by byte (LLVM's BPF backend): only slips write, and they are rare.
+        unsafe { core::ptr::write_unaligned(self.base.add(AT).cast::<T>(), value) }
+    }
+
+    /// Writes a big-endian u16 at `AT` bytes into the header.
+    #[inline(always)]
+    pub fn set_be16<const AT: usize>(&mut self, value: u16) {
+        self.set::<u16, AT>(value.to_be());
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     Ipv4,
@@ -303,24 +377,40 @@ pub enum Network {
     Malformed,
 }
 
+/// The link-layer headers of a frame, located.
+pub struct LinkLayer {
+    /// The EtherType of the network layer (IPv4/IPv6 for PPPoE sessions
+    /// carrying IP; 0 for PPP control).
+    pub ethertype: u16,
+    /// Offset of the network header.
+    pub l3_offset: usize,
+    /// Offset of the PPPoE session header, for a PPPoE session frame.
+    pub pppoe_offset: Option<usize>,
+}
+
+/// Offset of the length field in the PPPoE session header: the length of
+/// the PPP frame (protocol field and packet).
+pub const PPPOE_LENGTH: usize = 4;
+/// The PPP protocol field before the packet, counted in the PPPoE length.
+pub const PPP_PROTOCOL_LEN: usize = 2;
+
 impl Packet {
     /// Finds the IP header behind Ethernet, up to two VLAN tags and PPPoE.
     #[inline(always)]
     pub fn network(&self) -> Network {
-        let Some((ethertype, offset)) = self.link_layer() else {
+        let Some(link) = self.link_layer() else {
             return Network::Malformed;
         };
-        match ethertype {
-            ETH_P_IPV4 => self.ipv4(offset),
-            ETH_P_IPV6 => self.ipv6(offset),
+        match link.ethertype {
+            ETH_P_IPV4 => self.ipv4(link.l3_offset),
+            ETH_P_IPV6 => self.ipv6(link.l3_offset),
             _ => Network::NotIp,
         }
     }
 
-    /// The EtherType of the network layer (IPv4/IPv6 for PPPoE sessions carrying
-    /// IP) and its offset, or `None` if the link-layer headers are cut short.
+    /// The link-layer headers, or `None` if they are cut short.
     #[inline(always)]
-    fn link_layer(&self) -> Option<(u16, usize)> {
+    pub fn link_layer(&self) -> Option<LinkLayer> {
         let mut ethertype = self.be16_at(12)?;
         let mut offset = ETH_HDR_LEN;
         for _ in 0..MAX_VLAN_TAGS {
@@ -330,8 +420,10 @@ impl Packet {
             ethertype = self.be16_at(offset + 2)?;
             offset += VLAN_TAG_LEN;
         }
+        let mut pppoe_offset = None;
         if ethertype == ETH_P_PPPOE_SESSION {
             let ppp_protocol = self.be16_at(offset + 6)?;
+            pppoe_offset = Some(offset);
             offset += PPPOE_HDR_LEN;
             ethertype = match ppp_protocol {
                 PPP_IPV4 => ETH_P_IPV4,
@@ -340,7 +432,11 @@ impl Packet {
                 _ => 0,
             };
         }
-        Some((ethertype, offset))
+        Some(LinkLayer {
+            ethertype,
+            l3_offset: offset,
+            pppoe_offset,
+        })
     }
 
     #[inline(always)]
@@ -462,10 +558,16 @@ fn is_ipv6_extension(protocol: u8) -> bool {
 
 pub const UDP_HDR_LEN: usize = 8;
 
+/// Offsets of the length and checksum fields in the UDP header.
+pub const UDP_LENGTH: usize = 4;
+pub const UDP_CHECKSUM: usize = 6;
+
 /// A UDP header, located.
 pub struct Udp {
     pub src_port: u16,
     pub dst_port: u16,
+    /// The length field: header and payload (the frame may be longer).
+    pub length: u16,
     /// Offset of the UDP payload.
     pub payload: usize,
     /// How many bytes of the UDP payload a rule may read, up to
@@ -492,6 +594,7 @@ impl Packet {
         Some(Udp {
             src_port: (ports >> 16) as u16,
             dst_port: ports as u16,
+            length: length as u16,
             payload: l4_offset + UDP_HDR_LEN,
             readable: length.saturating_sub(UDP_HDR_LEN).min(MAX_PAYLOAD_READ),
         })

@@ -14,7 +14,7 @@
 
 use crate::{config, stats};
 use aya_ebpf::{
-    EbpfContext as _,
+    bindings::xdp_md,
     helpers::generated::bpf_xdp_load_bytes,
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
@@ -50,21 +50,45 @@ pub fn drop(ctx: &XdpContext, reason: Reason, len: u64, would_drop: bool, config
         Some(seen) if sample::is_offered(seen) => {}
         _ => return,
     }
-    let Some(slot) = DROP_SAMPLER.get_ptr_mut(reason.index()) else {
-        return;
+    wan_sample_offered(
+        ctx.ctx,
+        reason.index(),
+        len,
+        u32::from(would_drop),
+        config.sample_rate,
+    );
+}
+
+/// The rest of [`drop`] for an offered drop: the limiter and the event.
+/// A global BPF function, verified once on its own with every argument
+/// unknown. Inlined, the verifier walked it again for every drop reason
+/// (each a constant on its path): on Linux 6.1 that doubled the program's
+/// verification (629,095 instructions instead of about 340,000), and every
+/// load took twice as long. The call is paid only by offered drops.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_sample_offered(
+    ctx: *mut xdp_md,
+    reason: u32,
+    len: u64,
+    would_drop: u32,
+    rate: u32,
+) -> u32 {
+    let Some(slot) = DROP_SAMPLER.get_ptr_mut(reason) else {
+        return 0;
     };
     // The verdict reads the clock only where a rule needs it; the limiter
     // needs it on every drop offered.
     let now = config::now_ns();
     // SAFETY: a valid, aligned element of the array map, read and written by
     // value (other CPUs do the same).
-    let Some(next) = sample::admit(unsafe { *slot }, now, config.sample_rate) else {
-        return;
+    let Some(next) = sample::admit(unsafe { *slot }, now, rate) else {
+        return 0;
     };
     unsafe { *slot = next };
     let Some(mut entry) = DROP_EVENTS.reserve::<DropEvent>(0) else {
         count(COUNT_LOST);
-        return;
+        return 0;
     };
     let event = entry.as_mut_ptr();
     // min(len, HEADER_BYTES), written so that the verifier sees 1..=HEADER_BYTES
@@ -81,19 +105,16 @@ pub fn drop(ctx: &XdpContext, reason: Reason, len: u64, would_drop: bool, config
     // array, and fails cleanly if the frame is shorter.
     unsafe {
         (*event).len = len as u32;
-        (*event).reason = reason.index() as u8;
-        (*event).would_drop = u8::from(would_drop);
+        (*event).reason = reason as u8;
+        (*event).would_drop = would_drop as u8;
         (*event).headers = [0; HEADER_BYTES];
-        let copied = bpf_xdp_load_bytes(
-            ctx.as_ptr().cast(),
-            0,
-            (&raw mut (*event).headers).cast(),
-            captured,
-        ) == 0;
+        let copied =
+            bpf_xdp_load_bytes(ctx.cast(), 0, (&raw mut (*event).headers).cast(), captured) == 0;
         (*event).captured = if copied { captured as u16 } else { 0 };
     }
     entry.submit(0);
     count(COUNT_SAMPLED);
+    1
 }
 
 #[inline(always)]

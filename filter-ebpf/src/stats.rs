@@ -13,7 +13,7 @@ pub fn count(reason: Reason, bytes: u64) {
     add(reason.index(), bytes);
 }
 
-/// Counts a drop that monitor mode turned into a pass.
+/// Counts a drop (or an XDP reply) that monitor mode turned into a pass.
 #[inline(always)]
 pub fn count_would_drop(reason: Reason, bytes: u64) {
     add(Reason::COUNT + reason.index(), bytes);

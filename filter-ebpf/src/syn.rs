@@ -2,9 +2,10 @@
 //! /64), per source prefix and global, each with its own rate and burst.
 //! ingress/tcp.rs sends connection attempts here. The arithmetic (the GCRA
 //! check, the penalty count, which slots a source takes) is
-//! filter_common::syn, tested on the host; this module reads and writes the
-//! buckets. Map design and concurrency: see filter_common::syn (hashed
-//! slots, no eviction; shared between CPUs, updated with benign races).
+//! filter_common::{rate, syn}, tested on the host; this module reads and
+//! writes the buckets (a token is taken by rate.rs). Map design and
+//! concurrency: see filter_common::rate and ::syn (hashed slots, no
+//! eviction; shared between CPUs, updated with benign races).
 //!
 //! A SYN passes only if every level that is switched on admits it, checked
 //! from the narrowest level out; the first level that refuses names the
@@ -32,6 +33,7 @@ use crate::{
     config, conn, events, halfopen,
     lists::{self, Penalised},
     packet::{Family, Ip},
+    rate,
 };
 
 // Memory-mappable, so that `filter-ctl status` counts the slots in use
@@ -134,20 +136,11 @@ impl Bucket {
         map.get_ptr_mut(index).map(Bucket)
     }
 
-    /// Takes a token if the bucket has one (see `syn::admit`). A plain read,
-    /// then a write only when a token is taken: two CPUs taking the same last
-    /// token at the same instant both pass and the bucket is charged once
-    /// (at most one extra SYN per colliding CPU, only while the bucket has
-    /// tokens); SYNs over the limit never write.
+    /// Takes a token if the bucket has one (rate::take: a plain read, a
+    /// write only when a token is taken).
     #[inline(always)]
     fn take(self, now: u64, rate: u32, burst: u32) -> bool {
-        match syn::admit(unsafe { (*self.0).tat_ns }, now, rate, burst) {
-            Some(tat_ns) => {
-                unsafe { (*self.0).tat_ns = tat_ns };
-                true
-            }
-            None => false,
-        }
+        unsafe { rate::take(&raw mut (*self.0).tat_ns, now, rate, burst) }
     }
 
     /// An admitted SYN ends a run of refused ones. Read first: most admitted

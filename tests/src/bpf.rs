@@ -19,6 +19,7 @@ use filter_ctl::settings::SettingsMaps;
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
 pub const TC_ACT_OK: u32 = 0;
 
 /// Counters of every slot: `Reason::index()`, then the would-drop slots at
@@ -49,6 +50,7 @@ impl Filter {
             .try_into()
             .expect("the egress program is a TC classifier");
         tc.load().expect("the kernel accepts the TC program");
+        filter_ctl::attach::install_slip(&mut ebpf).expect("the kernel accepts the slip program");
         SettingsMaps::of(&mut ebpf)
             .and_then(|mut maps| maps.write_defaults())
             .expect("writing the default settings");
@@ -114,6 +116,22 @@ impl Filter {
             ..Default::default()
         })?;
         Ok(result.return_value)
+    }
+
+    /// The XDP verdict on `frame` and the frame as the program left it
+    /// (for XDP_TX, the reply it sends back).
+    pub fn ingress_output(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut out = vec![0; frame.len() + 256];
+        let result = self
+            .xdp()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .unwrap_or_else(|err| panic!("XDP test run on {} bytes: {err}", frame.len()));
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
     }
 
     /// The XDP verdict on `frame`.

@@ -154,8 +154,20 @@ pub fn points_of(ctl: &FilterCtl, ns: &Netns, args: &[&str]) -> (Vec<String>, Du
 /// Kills at random moments in each test, after the kills at every point.
 pub const RANDOM_ROUNDS: usize = 12;
 
+/// The kills at random moments a test makes, `native` of them, but at most
+/// 3 under the VM harness's emulation: there every round of an attach or an
+/// upgrade loads the programs again, for seconds, and the kills at every
+/// fault point (the same everywhere) already cover each step.
+pub fn random_rounds(native: usize) -> usize {
+    if harness::kernel::emulated() {
+        native.min(3)
+    } else {
+        native
+    }
+}
+
 /// Learns the fault points of `args` (a dry run), calls `reset`, then kills
-/// `args` at each point in turn and RANDOM_ROUNDS times at a random moment,
+/// `args` at each point in turn and [`random_rounds`] times at a random moment,
 /// calling `check` after each round with how it ended and whether it was
 /// killed at a point (`check` records the outcome and resets a new state).
 /// Prints the tally as `what`; both outcomes must have been seen.
@@ -173,7 +185,7 @@ pub fn kill_rounds(
         let ending = kill_at(&lab.ctl, lab.gw(), args, Some(k), Duration::ZERO);
         check(&mut tally, ending, true);
     }
-    for _ in 0..RANDOM_ROUNDS {
+    for _ in 0..random_rounds(RANDOM_ROUNDS) {
         let ending = kill_at(&lab.ctl, lab.gw(), args, None, random_delay(took));
         check(&mut tally, ending, false);
     }

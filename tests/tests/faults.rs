@@ -39,7 +39,7 @@ use harness::{
 use nix::sys::signal::Signal;
 use tests::faults::{
     Ending, Lab, RANDOM_ROUNDS, Tally, kill_at, kill_rounds, lab, points_of, random_delay,
-    spoofed4, spoofed6,
+    random_rounds, spoofed4, spoofed6,
 };
 
 /// `set` (and `apply`, when `file` is given) changing three keys at once,
@@ -263,7 +263,7 @@ fn attach_killed_anywhere_leaves_nothing_or_a_working_filter() {
     let mut tally = Tally::default();
     let rounds = (1..=points.len())
         .map(Some)
-        .chain((0..RANDOM_ROUNDS).map(|_| None));
+        .chain((0..random_rounds(RANDOM_ROUNDS)).map(|_| None));
     for k in rounds {
         let ending = kill_at(&lab.ctl, lab.gw(), &attach, k, random_delay(took));
         let xdp = kernel::xdp_on(lab.gw(), WAN_IF).unwrap();
@@ -318,7 +318,7 @@ fn attach_again_killed_anywhere_keeps_a_working_filter() {
     let mut tally = Tally::default();
     let rounds = (1..=points.len())
         .map(Some)
-        .chain((0..RANDOM_ROUNDS).map(|_| None));
+        .chain((0..random_rounds(RANDOM_ROUNDS)).map(|_| None));
     for k in rounds {
         let before = lab.status().xdp_program_id;
         let ending = kill_at(&lab.ctl, lab.gw(), &attach, k, random_delay(took));

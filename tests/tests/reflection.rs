@@ -229,9 +229,13 @@ fn dns_queries_from_port_53_and_dns_over_tcp_are_not_responses() {
     for frame in [&query_from_53, &tcp_answer] {
         assert_eq!(filter.ingress(frame), XDP_PASS);
     }
+    // The query goes to our DNS service port: the query limits count it.
     filter.assert_moved(
         &zero(),
-        &[(Reason::PassIpv4, 2, len(&query_from_53) + len(&tcp_answer))],
+        &[
+            (Reason::PassDnsQuery, 1, len(&query_from_53)),
+            (Reason::PassIpv4, 1, len(&tcp_answer)),
+        ],
         "query from 53, DNS over TCP",
     );
 }
@@ -332,9 +336,10 @@ fn ntp_control_and_private_modes_are_dropped_both_ways() {
         .payload(&ntp(NTP_CLIENT, 0, STAMP))
         .build();
     assert_eq!(filter.ingress(&client), XDP_PASS);
+    // Counted by the query limits of the NTP service port.
     filter.assert_moved(
         &before,
-        &[(Reason::PassIpv4, 1, len(&client))],
+        &[(Reason::PassNtpQuery, 1, len(&client))],
         "NTP client request inbound",
     );
 }

@@ -19,7 +19,7 @@ use filter_common::{
     handshake::{FlowKey, HANDSHAKE_BUCKETS, HANDSHAKE_WAYS},
 };
 use harness::packet::{Frame, Link, PacketBuilder, addr, tcp_flags::*};
-use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS};
+use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, XDP_TX};
 
 const HTTP: u16 = 80;
 const SMTP: u16 = 25;
@@ -195,6 +195,7 @@ fn inbound(filter: &Filter, frame: &Frame, reason: Reason) {
     let expected = match reason.action() {
         Action::Pass => XDP_PASS,
         Action::Drop => XDP_DROP,
+        Action::Tx => XDP_TX,
     };
     assert_eq!(verdict, expected, "verdict, expected {}", reason.name());
     filter.assert_moved(&before, &[(reason, 1, frame.len() as u64)], reason.name());

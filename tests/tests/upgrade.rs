@@ -36,7 +36,9 @@ use harness::{
         sources::{Prefix, Sources},
     },
 };
-use tests::faults::{Lab, Tally, kill_at, lab, points_of, random_delay, spoofed4, spoofed6};
+use tests::faults::{
+    Lab, Tally, kill_at, lab, points_of, random_delay, random_rounds, spoofed4, spoofed6,
+};
 
 /// The test build, driving the same pin root as the lab's normal one.
 fn next(lab: &Lab) -> FilterCtl {
@@ -363,7 +365,9 @@ fn an_upgrade_killed_anywhere_keeps_the_filter_and_its_state() {
     let (points, took) = points_of(&next, lab.gw(), &upgrade);
     lab.attach(None);
     let mut tally = Tally::default();
-    let rounds = (1..=points.len()).map(Some).chain((0..8).map(|_| None));
+    let rounds = (1..=points.len())
+        .map(Some)
+        .chain((0..random_rounds(8)).map(|_| None));
     for k in rounds {
         let ending = kill_at(&next, lab.gw(), &upgrade, k, random_delay(took));
         assert!(lab.lookup_works(), "a lookup after a kill at {k:?}");
@@ -398,4 +402,53 @@ fn an_upgrade_killed_anywhere_keeps_the_filter_and_its_state() {
     }
     tally.points = points;
     tally.print("upgrade to another map layout");
+}
+
+/// A filter attached by a build before the query limits (issue 12): its
+/// WATCHED_PORTS (layout version 1) gives no port a service role. Made to
+/// look so by hand (the roles cleared, version 1 recorded), it is refused by
+/// `set` and upgraded by `attach`, which keeps its watched ports and adds
+/// the default service ports.
+#[test]
+fn ports_of_a_build_without_query_limits_get_the_default_service_ports() {
+    use aya::maps::{Array, Map, MapData};
+    use filter_common::{ServiceClass, WatchedPorts, map};
+
+    let lab = lab(false);
+    lab.attach(None);
+    lab.set(&["dns_ports=53,853"]);
+    let dir = lab.status().pin_dir;
+    {
+        let data = MapData::from_pin(dir.join(map::WATCHED_PORTS)).unwrap();
+        let mut ports: Array<MapData, WatchedPorts> = Array::try_from(Map::Array(data)).unwrap();
+        for slot in 0..WatchedPorts::SLOTS {
+            let mut roles = Box::new(ports.get(&slot, 0).unwrap());
+            for port in 0..=u16::MAX {
+                roles.set_service(port, ServiceClass::None);
+            }
+            ports.set(slot, &*roles, 0).unwrap();
+        }
+    }
+    let record = dir.join("LAYOUT");
+    let layout = std::fs::read_link(&record).unwrap();
+    let layout = layout.to_string_lossy();
+    assert!(layout.contains(" WATCHED_PORTS=v2:"), "{layout}");
+    std::fs::remove_file(&record).unwrap();
+    std::os::unix::fs::symlink(
+        layout.replace(" WATCHED_PORTS=v2:", " WATCHED_PORTS=v1:"),
+        &record,
+    )
+    .unwrap();
+
+    let err = lab.failure(&["set", "--iface", WAN_IF, "monitor=off"]);
+    assert!(
+        err.contains("whose maps differ") && err.contains("WATCHED_PORTS"),
+        "{err}"
+    );
+    let out = lab.attach(None);
+    assert!(out.contains("upgraded filter on wan0"), "{out}");
+    let settings = lab.config();
+    assert_eq!(settings.dns_service_ports, [53].into());
+    assert_eq!(settings.ntp_service_ports, [123].into());
+    assert_eq!(settings.dns_ports, [53, 853].into());
 }

@@ -13,7 +13,7 @@ use filter_common::{Action, Direction, Reason};
 use harness::packet::{
     ETH_HLEN, ExtHeader, Frame, IPV4_HLEN, IPV6_HLEN, PacketBuilder, addr, ethertype, tcp_flags,
 };
-use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, zero};
+use tests::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, XDP_TX, zero};
 
 fn len(frame: &[u8]) -> u64 {
     frame.len() as u64
@@ -318,7 +318,18 @@ fn wrong_ip_version_or_header_length_passes_as_malformed() {
 /// that reason's action.
 #[test]
 fn the_verdict_is_the_action_of_the_one_reason_counted() {
-    let filter = Filter::load();
+    let mut filter = Filter::load();
+    // One DNS query per source, and every query over it answered (the slip).
+    filter.set(&[
+        ("dns_query_source_rate", "1"),
+        ("dns_query_source_burst", "1"),
+        ("dns_slip", "1"),
+    ]);
+    let dns_query = PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+        .udp(40000, 53)
+        .payload(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01")
+        .build()
+        .bytes;
     let frames: Vec<Vec<u8>> = vec![
         udp_v4().bytes,
         udp_v6().bytes,
@@ -336,7 +347,11 @@ fn the_verdict_is_the_action_of_the_one_reason_counted() {
             .payload(&[0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0])
             .build()
             .bytes,
+        // A query within its limit passes; the same again is answered (XDP_TX).
+        dns_query.clone(),
+        dns_query,
     ];
+    let mut seen = Vec::new();
     for frame in &frames {
         let before = filter.counts();
         let verdict = filter.ingress(frame);
@@ -351,8 +366,16 @@ fn the_verdict_is_the_action_of_the_one_reason_counted() {
         let expected = match reason.action() {
             Action::Pass => XDP_PASS,
             Action::Drop => XDP_DROP,
+            Action::Tx => XDP_TX,
         };
         assert_eq!(verdict, expected, "verdict for {reason:?}");
+        seen.push(reason);
+    }
+    for action in [Action::Pass, Action::Drop, Action::Tx] {
+        assert!(
+            seen.iter().any(|reason| reason.action() == action),
+            "no frame was given {action:?}: {seen:?}"
+        );
     }
 }
 

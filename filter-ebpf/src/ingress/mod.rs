@@ -3,7 +3,8 @@
 //! 2. source on the allow list: pass, no drop rule looks at it (lists.rs);
 //! 3. source on the deny list: drop;
 //! 4. a later IP fragment: the verdict of its first fragment (fragments.rs);
-//! 5. UDP: the reflection rules (udp.rs; protocol headers in proto/);
+//! 5. UDP: the reflection rules (udp.rs; protocol headers in proto/), then
+//!    the limits on requests to our DNS and NTP services (request.rs);
 //! 6. TCP SYN without ACK: the SYN token buckets (tcp.rs, syn.rs);
 //! 7. anything else: pass.
 //!
@@ -11,6 +12,7 @@
 //! also when its headers after the fragment header could not be walked
 //! (it then passes as malformed, and so do the rest).
 
+mod request;
 mod tcp;
 mod udp;
 
@@ -40,7 +42,7 @@ pub fn verdict(packet: &Packet, config: &Config) -> Reason {
     }
     let reason = match ip.protocol {
         _ if !walked => Reason::PassMalformed,
-        IPPROTO_UDP => udp::verdict(packet, &ip),
+        IPPROTO_UDP => udp::verdict(packet, &ip, config),
         tcp::IPPROTO_TCP => tcp::verdict(packet, &ip, config),
         _ => pass(&ip),
     };

@@ -1,11 +1,14 @@
 //! Rule 5 of ingress, inbound UDP: the reflection defence. NTP control
-//! packets (mode 6/7) to port 123 are dropped. A packet from a watched source
-//! port is a response and passes only if our egress recorded the query it
-//! answers (solicited.rs); proto/ reads the DNS id and NTP origin timestamp.
+//! packets (mode 6/7) to port 123 (or an NTP service port) are dropped. A
+//! packet from a watched source port is a response and passes only if our
+//! egress recorded the query it answers (solicited.rs); proto/ reads the DNS
+//! id and NTP origin timestamp. A request to one of our service ports (a
+//! DNS query, an NTP client request) that is no response meets the query
+//! limits (request.rs).
 
-use filter_common::{PortClass, Reason, SolicitedKey};
+use filter_common::{Config, PortClass, Reason, ServiceClass, SolicitedKey};
 
-use super::pass;
+use super::request;
 use crate::{
     config,
     packet::{Ip, Packet},
@@ -16,25 +19,36 @@ use crate::{
 const NTP_PORT: u16 = 123;
 
 #[inline(always)]
-pub fn verdict(packet: &Packet, ip: &Ip) -> Reason {
+pub fn verdict(packet: &Packet, ip: &Ip, config: &Config) -> Reason {
     let Some(udp) = packet.udp(ip.l4_offset) else {
         return Reason::PassMalformed;
     };
+    let (class, service) = config::udp_roles(udp.src_port, udp.dst_port);
+    // The NTP mode of a packet to an NTP port, read once for both rules.
+    let ntp_mode = if udp.dst_port == NTP_PORT || service == ServiceClass::Ntp {
+        ntp::mode(packet, &udp)
+    } else {
+        None
+    };
     // NTP control queries to us: the gateway must never answer monlist.
-    if udp.dst_port == NTP_PORT && ntp::is_control(packet, &udp) {
+    if ntp::is_control_mode(ntp_mode) {
         return Reason::DropNtpControl;
     }
-    let class = config::port_class(udp.src_port);
+    let request = |packet, udp| request::verdict(packet, ip, udp, service, ntp_mode, config);
     let token = match class {
-        PortClass::Unwatched => return pass(ip),
+        PortClass::Unwatched => return request(packet, &udp),
         PortClass::Dns => match dns::response_token(packet, &udp) {
             dns::Response::Token(token) => token,
-            dns::Response::Query => return pass(ip),
+            dns::Response::Query => {
+                return request(packet, &udp);
+            }
             dns::Response::Malformed => return Reason::PassMalformed,
         },
         PortClass::Ntp => match ntp::response_token(packet, &udp) {
             ntp::Response::Token(token) => token,
-            ntp::Response::ClientOrPeer => return pass(ip),
+            ntp::Response::ClientOrPeer => {
+                return request(packet, &udp);
+            }
             ntp::Response::Control => return Reason::DropNtpControl,
             ntp::Response::Malformed => return Reason::PassMalformed,
         },

@@ -1,5 +1,9 @@
 //! What an inbound DNS packet is: a response (matched by transaction id) or
-//! a query that merely comes from port 53 (some resolvers query from 53).
+//! a query that merely comes from port 53 (some resolvers query from 53);
+//! for a request to our DNS server, its header, and where its question and
+//! OPT record lie (for the slip reply; the rules are filter_common::dns).
+
+use filter_common::dns::{self, HEADER_LEN, Header, Label, MAX_QUESTION_LEN, OPT_LEN, TYPE_OPT};
 
 use crate::packet::{Packet, Udp};
 
@@ -43,4 +47,78 @@ fn id_flags(packet: &Packet, udp: &Udp) -> Option<(u16, u16)> {
     }
     let id_flags = packet.be32_at(udp.payload)?;
     Some(((id_flags >> 16) as u16, id_flags as u16))
+}
+
+/// A UDP datagram to a DNS service port.
+pub enum Request {
+    /// A request (QR clear), with its header.
+    Query(Header),
+    /// A response (QR set): not a request, left to the reflection defence.
+    Response,
+    /// Shorter than a DNS header: no DNS server answers it.
+    Short,
+}
+
+#[inline(always)]
+pub fn request(packet: &Packet, udp: &Udp) -> Request {
+    if udp.readable < HEADER_LEN {
+        return Request::Short;
+    }
+    let Some(h) = packet.header::<HEADER_LEN>(udp.payload) else {
+        return Request::Short;
+    };
+    let header = Header {
+        id: u16::from_be(h.get::<u16, 0>()),
+        flags: u16::from_be(h.get::<u16, 2>()),
+        questions: u16::from_be(h.get::<u16, 4>()),
+        answers: u16::from_be(h.get::<u16, 6>()),
+        authorities: u16::from_be(h.get::<u16, 8>()),
+        additionals: u16::from_be(h.get::<u16, 10>()),
+    };
+    if header.flags & FLAG_RESPONSE != 0 {
+        Request::Response
+    } else {
+        Request::Query(header)
+    }
+}
+
+/// Labels of a name of at most 255 bytes: at most 127 of one byte.
+const MAX_LABELS: usize = 128;
+
+/// The end of the question that starts at `start` (a name of ordinary
+/// labels, then type and class), if it lies within `end` and is well formed.
+#[inline(always)]
+pub fn question_end(packet: &Packet, start: usize, end: usize) -> Option<usize> {
+    // The walk is relative to the start, so the verifier sees a bounded offset.
+    let mut name_len = 0;
+    for _ in 0..MAX_LABELS {
+        // The length byte, read with the next one: the type follows the name.
+        let first = (packet.be16_at(start + name_len)? >> 8) as u8;
+        match dns::label(first) {
+            Label::End => {
+                let question_len = name_len + 1 + 4;
+                let question_end = start + question_len;
+                return (question_len <= MAX_QUESTION_LEN && question_end <= end)
+                    .then_some(question_end);
+            }
+            Label::Len(len) => name_len += 1 + len,
+            Label::Invalid => return None,
+        }
+        if name_len >= MAX_QUESTION_LEN - 4 {
+            return None;
+        }
+    }
+    None
+}
+
+/// The OPT record at `at` that must end the message at `end`: its TTL field
+/// (extended rcode, version, flags), or `None` if it is not one.
+#[inline(always)]
+pub fn opt_ttl(packet: &Packet, at: usize, end: usize) -> Option<u32> {
+    let opt = packet.header::<OPT_LEN>(at)?;
+    let name: u8 = opt.get::<u8, 0>();
+    let rtype = u16::from_be(opt.get::<u16, 1>());
+    let ttl = u32::from_be(opt.get::<u32, 5>());
+    let rdlength = usize::from(u16::from_be(opt.get::<u16, 9>()));
+    (name == 0 && rtype == TYPE_OPT && at + OPT_LEN + rdlength == end).then_some(ttl)
 }

@@ -24,8 +24,9 @@ pub enum Response {
     Malformed,
 }
 
+/// The mode of the NTP packet in `udp`, if the datagram has a first byte.
 #[inline(always)]
-fn mode(packet: &Packet, udp: &Udp) -> Option<u8> {
+pub fn mode(packet: &Packet, udp: &Udp) -> Option<u8> {
     if udp.readable == 0 {
         return None;
     }
@@ -45,10 +46,19 @@ fn timestamp(packet: &Packet, udp: &Udp, offset: usize) -> Option<u64> {
     packet.raw64_at(udp.payload + offset)
 }
 
-/// True for a mode 6 or 7 packet.
+/// True for a client request (mode 3): what an NTP server answers, and
+/// what the query limits count. Takes the mode read once by ingress/udp.rs
+/// (a second read of the same byte can lose its bounds check to LLVM, which
+/// merges it with the first, and the verifier then refuses it).
 #[inline(always)]
-pub fn is_control(packet: &Packet, udp: &Udp) -> bool {
-    matches!(mode(packet, udp), Some(MODE_CONTROL | MODE_PRIVATE))
+pub fn is_client_mode(mode: Option<u8>) -> bool {
+    mode == Some(MODE_CLIENT)
+}
+
+/// True for mode 6 or 7 (control, private: monlist).
+#[inline(always)]
+pub fn is_control_mode(mode: Option<u8>) -> bool {
+    matches!(mode, Some(MODE_CONTROL | MODE_PRIVATE))
 }
 
 #[inline(always)]

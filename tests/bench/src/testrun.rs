@@ -16,6 +16,11 @@
 //! unsolicited at `repeat` 1 (both paths parse the same headers and hash the
 //! same key; they differ only in the match and the write that consumes it).
 //!
+//! The DNS slip reply (issue 12) is measured the same way: the reply
+//! rewrites the frame in place, so a second run of a `repeat` loop would
+//! see the reply. Its twin is a query over the same limit that gets no
+//! reply.
+//!
 //! New classes: add a [`Class`] to [`classes`].
 
 use std::time::Duration;
@@ -42,7 +47,8 @@ const TXID: u16 = 0x5a5a;
 pub enum Method {
     /// `repeat` runs on the same frame.
     Repeat,
-    /// One run at a time after the query was recorded (see the module docs).
+    /// One run at a time after the query was recorded, or a run that
+    /// rewrites its frame (see the module docs).
     Solicited,
 }
 
@@ -438,6 +444,57 @@ pub fn classes() -> Vec<Class> {
                 syn(false),
             )
         },
+        // Issue 12, the limits on inbound DNS requests.
+        Class {
+            settings: &[
+                ("dns_query_source_rate", "1000000"),
+                ("dns_query_source_burst", "1000000"),
+                ("dns_query_prefix_rate", "1000000"),
+                ("dns_query_prefix_burst", "1000000"),
+                ("dns_query_global_rate", "1000000"),
+                ("dns_query_global_burst", "1000000"),
+            ],
+            ..plain(
+                "dns_query_under_v4",
+                "DNS query to our server within its limits, IPv4",
+                Reason::PassDnsQuery,
+                query_to_our_server(),
+            )
+        },
+        Class {
+            settings: &[
+                ("dns_query_source_rate", "1"),
+                ("dns_query_source_burst", "1"),
+                ("dns_slip", "0"),
+            ],
+            ..plain(
+                "dns_query_over_v4",
+                "DNS query to our server over its source limit, IPv4",
+                Reason::DropDnsQuerySource,
+                query_to_our_server(),
+            )
+        },
+        // The slip reply rewrites the frame, and repeated runs would work on
+        // the reply: measured one run at a time like a solicited answer,
+        // against a twin over the same limit that gets no reply (IPv4 with
+        // options: the reply is built only without), see the module docs.
+        Class {
+            settings: &[
+                ("dns_query_source_rate", "1"),
+                ("dns_query_source_burst", "1"),
+                ("dns_slip", "1"),
+                // Every run slips: no cap.
+                ("dns_slip_rate", "off"),
+            ],
+            method: Method::Solicited,
+            twin: Some(query_to_our_server_with(&[1, 1, 1, 0])),
+            ..plain(
+                "dns_query_slip_v4",
+                "DNS query over its source limit answered truncated (slip), IPv4",
+                Reason::TxDnsTruncated,
+                query_to_our_server(),
+            )
+        },
         // Drop sampling (sample_rate, on by default in every drop class
         // above): the same drop paths with it off, for its cost.
         Class {
@@ -468,6 +525,23 @@ pub fn classes() -> Vec<Class> {
             )
         },
     ]
+}
+
+/// A DNS query from outside to our server (port 53).
+fn query_to_our_server() -> Frame {
+    query_to_our_server_with(&[])
+}
+
+/// [`query_to_our_server`] with these IPv4 options. The question is well
+/// formed (example.org A, RD set), so that a slip can answer it.
+fn query_to_our_server_with(ip_options: &[u8]) -> Frame {
+    let mut query = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    query.extend(b"\x07example\x03org\x00\x00\x01\x00\x01");
+    PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+        .ipv4_options(ip_options)
+        .udp(40000, 53)
+        .payload(&query)
+        .build()
 }
 
 /// Drop sampling off.

@@ -12,6 +12,16 @@ use crate::{
     process::{output, wait_until},
 };
 
+/// Set to "1" by the VM harness (xtask's vm/guest.rs) for the tests it runs
+/// in a guest under TCG, qemu's emulator, where a program load takes
+/// seconds: tests that repeat loads for the same check may repeat less.
+pub const EMULATED_ENV: &str = "FILTER_TESTS_EMULATED";
+
+/// Whether these tests run under emulation (see [`EMULATED_ENV`]).
+pub fn emulated() -> bool {
+    std::env::var_os(EMULATED_ENV).is_some_and(|value| value == "1")
+}
+
 /// The XDP program attached to `iface` in `ns`, per `ip -d -j link show`:
 /// (mode, program id), with mode "native", "skb", "hw" or "multi", or None.
 pub fn xdp_on(ns: &Netns, iface: &str) -> anyhow::Result<Option<(String, u32)>> {

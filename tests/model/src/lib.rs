@@ -7,12 +7,13 @@
 //! answers what the filter must do with each frame: the verdict and the one
 //! reason it is counted under. It holds the same kinds of state as the
 //! filter (recorded queries, first fragments' verdicts, SYN buckets, list
-//! entries, recorded handshakes, half-open budgets, connections) for the
+//! entries, recorded handshakes, half-open budgets, connections, query
+//! limits) for the
 //! short sequences the generator makes. One module per rule, as in
 //! filter-ebpf: [`parse`] (what a frame is), [`ingress`] (the rule order,
 //! with `udp` and `tcp`), [`egress`], [`proto`] (DNS and NTP fields),
-//! [`solicited`], [`fragments`], [`syn`], [`lists`], [`handshakes`],
-//! [`halfopen`], [`conn`].
+//! [`solicited`], [`fragments`], [`syn`] (its GCRA buckets in [`rate`]),
+//! [`lists`], [`handshakes`], [`halfopen`], [`conn`], [`query`].
 //!
 //! Time: every call takes `now` on the programs' clock (the coarse monotonic
 //! clock). The runner reads it before and after each test run; when a clock
@@ -29,6 +30,8 @@ pub mod ingress;
 pub mod lists;
 pub mod parse;
 pub mod proto;
+pub mod query;
+pub mod rate;
 pub mod sequence;
 pub mod settings;
 pub mod solicited;
@@ -47,6 +50,7 @@ use crate::{
     halfopen::HalfOpen,
     handshakes::Handshakes,
     lists::{List, Lists, Prefix},
+    query::Queries,
     solicited::Solicited,
     syn::Syn,
 };
@@ -56,16 +60,53 @@ use crate::{
 pub enum Judgement {
     Pass(Reason),
     Drop(Reason),
+    /// A reply sent back out of the link: the DNS slip.
+    Tx(Reason),
+}
+
+/// The filter's random draws for one frame: the DNS slip's 1 in
+/// `dns_slip` (docs/query-limits.md, *The slip reply*). The model cannot
+/// know how a draw comes out: it is asked once with each outcome
+/// ([`Model::ingress_outcomes`]), and notes here whether a draw was made.
+#[derive(Clone, Copy, Debug)]
+pub struct Chance {
+    /// How a draw comes out: the query is chosen for the slip.
+    pub slip: bool,
+    /// A draw was made.
+    pub drawn: bool,
+}
+
+impl Chance {
+    /// Whether a DNS query over a limit is chosen for the slip, 1 in `n`
+    /// (0: never, 1: always, otherwise drawn).
+    pub fn slip(&mut self, n: u8) -> bool {
+        match n {
+            0 => false,
+            1 => true,
+            _ => {
+                self.drawn = true;
+                self.slip
+            }
+        }
+    }
+}
+
+/// The XDP action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    Drop,
+    Tx,
 }
 
 /// What the XDP program must do with a frame and where it is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verdict {
     pub reason: Reason,
-    /// XDP_DROP (else XDP_PASS).
-    pub dropped: bool,
-    /// Counted in the reason's "would drop" slot (monitor mode).
-    pub would_drop: bool,
+    pub action: Action,
+    /// Counted in the reason's "would" slot (monitor mode: would drop,
+    /// would send the slip reply).
+    pub would: bool,
 }
 
 /// Everything the rules remember between packets.
@@ -78,6 +119,7 @@ pub struct State {
     pub handshakes: Handshakes,
     pub halfopen: HalfOpen,
     pub conn: Conn,
+    pub queries: Queries,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +146,8 @@ pub struct Written {
     pub conn_buckets: BTreeSet<u32>,
     pub conn_pending_slots: BTreeSet<u32>,
     pub conn_owners: BTreeSet<filter_common::conn::ConnOwner>,
+    pub query_source_slots: BTreeSet<u32>,
+    pub query_prefix_slots: BTreeSet<u32>,
 }
 
 impl Model {
@@ -124,21 +168,55 @@ impl Model {
         self.settings = settings;
     }
 
-    /// The ingress verdict on `frame` at `now`.
+    /// The ingress verdict on `frame` at `now`, where every random draw
+    /// comes out "no slip" (see [`Model::ingress_outcomes`] for all).
     pub fn ingress(&mut self, frame: &[u8], now: u64) -> Verdict {
-        let judgement = ingress::verdict(&mut self.state, &self.settings, self.seed, frame, now);
-        match judgement {
-            Judgement::Pass(reason) => Verdict {
-                reason,
-                dropped: false,
-                would_drop: false,
-            },
-            Judgement::Drop(reason) => Verdict {
-                reason,
-                dropped: !self.settings.monitor,
-                would_drop: self.settings.monitor,
-            },
+        self.judge(frame, now, false).0
+    }
+
+    /// Every verdict the filter may give on `frame` at `now`, each with the
+    /// state it leaves: one, or where the filter draws a random number (the
+    /// DNS slip, 1 in `dns_slip` > 1), one for each outcome of the draw.
+    pub fn ingress_outcomes(&self, frame: &[u8], now: u64) -> Vec<(Model, Verdict)> {
+        let mut slipped = self.clone();
+        let (verdict, drawn) = slipped.judge(frame, now, true);
+        let mut outcomes = vec![(slipped, verdict)];
+        if drawn {
+            let mut not = self.clone();
+            let (verdict, _) = not.judge(frame, now, false);
+            if !outcomes.contains(&(not.clone(), verdict)) {
+                outcomes.push((not, verdict));
+            }
         }
+        outcomes
+    }
+
+    /// The verdict with draws coming out as `slip`, and whether one was
+    /// made. Monitor mode passes what it would drop or answer, counted in
+    /// the reason's "would" slot.
+    fn judge(&mut self, frame: &[u8], now: u64, slip: bool) -> (Verdict, bool) {
+        let mut chance = Chance { slip, drawn: false };
+        let judgement = ingress::verdict(
+            &mut self.state,
+            &self.settings,
+            self.seed,
+            &mut chance,
+            frame,
+            now,
+        );
+        let monitor = self.settings.monitor;
+        let unless_monitor = |action| if monitor { Action::Pass } else { action };
+        let (reason, action, would) = match judgement {
+            Judgement::Pass(reason) => (reason, Action::Pass, false),
+            Judgement::Drop(reason) => (reason, unless_monitor(Action::Drop), monitor),
+            Judgement::Tx(reason) => (reason, unless_monitor(Action::Tx), monitor),
+        };
+        let verdict = Verdict {
+            reason,
+            action,
+            would,
+        };
+        (verdict, chance.drawn)
     }
 
     /// What egress counts `frame` as at `now` (it never drops).
@@ -159,6 +237,7 @@ impl Model {
     pub fn written(&self) -> Written {
         let (syn_source_slots, syn_prefix_slots) = self.state.syn.slots_used();
         let (halfopen_source_slots, halfopen_prefix_slots) = self.state.halfopen.slots_used();
+        let (query_source_slots, query_prefix_slots) = self.state.queries.slots_used();
         Written {
             handshake_buckets: self.state.handshakes.buckets(),
             service_ports: self.state.handshakes.service_ports().clone(),
@@ -172,6 +251,8 @@ impl Model {
             syn_prefix_slots,
             fragments: self.state.fragments.keys().copied().collect(),
             list_entries: self.state.lists.entries().collect(),
+            query_source_slots,
+            query_prefix_slots,
         }
     }
 }

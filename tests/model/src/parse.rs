@@ -101,6 +101,8 @@ pub struct Ip<'a> {
     pub dst: Addr,
     pub fragment: Fragment,
     pub upper: Upper,
+    /// Where the IP header starts.
+    l3: usize,
     frame: &'a [u8],
 }
 
@@ -120,6 +122,8 @@ pub struct Udp<'a> {
     pub dst_port: u16,
     /// The UDP payload, bounded by the frame and the UDP length.
     pub datagram: &'a [u8],
+    /// The frame holds the whole datagram the UDP length counts.
+    pub complete: bool,
 }
 
 /// The fixed TCP header's fields the rules read.
@@ -196,6 +200,7 @@ fn ipv4(frame: &[u8], offset: usize) -> Parsed<'_> {
             protocol: header.protocol().0,
             offset: offset + header.slice().len(),
         },
+        l3: offset,
         frame,
     })
 }
@@ -210,6 +215,7 @@ fn ipv6(frame: &[u8], offset: usize) -> Parsed<'_> {
         dst: header.destination(),
         fragment: Fragment::Whole,
         upper: Upper::Unparsed,
+        l3: offset,
         frame,
     };
     let mut next = header.next_header().0;
@@ -305,6 +311,15 @@ impl<'a> Ip<'a> {
         }
     }
 
+    /// The IP header alone: no IPv4 options, no IPv6 extension headers.
+    pub fn bare(&self) -> bool {
+        let fixed = match self.family {
+            Family::V4 => 20,
+            Family::V6 => 40,
+        };
+        self.upper().is_some_and(|(_, at)| at == self.l3 + fixed)
+    }
+
     /// The UDP header, or `None` if it is cut short or too deep to parse.
     pub fn udp(&self) -> Option<Udp<'a>> {
         let (_, offset) = self.upper()?;
@@ -313,11 +328,13 @@ impl<'a> Ip<'a> {
         }
         let header = UdpHeaderSlice::from_slice(self.frame.get(offset..)?).ok()?;
         let start = offset + header.slice().len();
-        let end = self.frame.len().min(offset + usize::from(header.length()));
+        let counted = offset + usize::from(header.length());
+        let end = self.frame.len().min(counted);
         Some(Udp {
             src_port: header.source_port(),
             dst_port: header.destination_port(),
             datagram: self.frame.get(start..end.max(start)).unwrap_or_default(),
+            complete: counted <= self.frame.len(),
         })
     }
 

@@ -48,8 +48,9 @@ pub enum Step {
     Egress(Vec<u8>),
     /// Let the clock run.
     Wait { ms: u64 },
-    /// A live settings change.
-    Set(Settings),
+    /// A live settings change (boxed: the settings are far larger than a
+    /// frame's vector).
+    Set(Box<Settings>),
 }
 
 impl Step {
@@ -115,7 +116,7 @@ impl Sequence {
                     if sequence.steps.is_empty() {
                         sequence.settings = settings;
                     } else {
-                        sequence.steps.push(Step::Set(settings));
+                        sequence.steps.push(Step::Set(Box::new(settings)));
                     }
                 }
                 "allow" | "deny" => {
@@ -199,6 +200,7 @@ fn apply(mut settings: Settings, assignments: &str) -> Result<Settings, String> 
         };
         let syn = &mut settings.syn;
         let tcp = &mut settings.tcp;
+        let query = &mut settings.query;
         match key {
             "monitor" => settings.monitor = value == "on",
             "solicited_lifetime" => settings.solicited_lifetime_ms = parse_ms(value)?,
@@ -231,6 +233,24 @@ fn apply(mut settings: Settings, assignments: &str) -> Result<Settings, String> 
             "syn_halfopen_timeout" => tcp.halfopen_timeout_ms = parse_ms(value)?,
             "conn_limit" => tcp.conn_limits = limits(value)?,
             "conn_idle_timeout" => tcp.conn_idle_timeout_ms = parse_ms(value)?,
+            "dns_service_ports" => query.dns_service_ports = ports(value)?,
+            "ntp_service_ports" => query.ntp_service_ports = ports(value)?,
+            "dns_query_source_rate" => query.dns.source.rate = rate(value)?,
+            "dns_query_source_burst" => query.dns.source.burst = number(value)?,
+            "dns_query_prefix_rate" => query.dns.prefix.rate = rate(value)?,
+            "dns_query_prefix_burst" => query.dns.prefix.burst = number(value)?,
+            "dns_query_global_rate" => query.dns.global.rate = rate(value)?,
+            "dns_query_global_burst" => query.dns.global.burst = number(value)?,
+            "dns_slip" => query.dns_slip = number(value)? as u8,
+            "dns_slip_rate" => query.dns_slip_rate = rate(value)?,
+            "ntp_query_source_rate" => query.ntp.source.rate = rate(value)?,
+            "ntp_query_source_burst" => query.ntp.source.burst = number(value)?,
+            "ntp_query_prefix_rate" => query.ntp.prefix.rate = rate(value)?,
+            "ntp_query_prefix_burst" => query.ntp.prefix.burst = number(value)?,
+            "ntp_query_global_rate" => query.ntp.global.rate = rate(value)?,
+            "ntp_query_global_burst" => query.ntp.global.burst = number(value)?,
+            "query_prefix_v4" => query.prefix_v4 = number(value)? as u8,
+            "query_prefix_v6" => query.prefix_v6 = number(value)? as u8,
             other => return Err(format!("unknown setting '{other}'")),
         }
     }
@@ -293,6 +313,12 @@ mod tests {
         settings.syn.global.rate = None;
         settings.tcp.conn_limits = [(25, 3), (80, 64)].into();
         settings.tcp.halfopen_prefix_budget = None;
+        settings.query.ntp_service_ports = [123, 1230].into();
+        settings.query.dns.prefix.rate = None;
+        settings.query.ntp.global.burst = 3;
+        settings.query.dns_slip = 0;
+        settings.query.dns_slip_rate = None;
+        settings.query.prefix_v6 = 64;
         let mut later = settings.clone();
         later.orphans = Orphans::Pass;
         later.tcp.conn_limits.clear();
@@ -325,7 +351,7 @@ mod tests {
             steps: vec![
                 Step::Egress(vec![1, 2, 0xab]),
                 Step::Wait { ms: 12 },
-                Step::Set(later),
+                Step::Set(Box::new(later)),
                 Step::Ingress(vec![0xff; 20]),
             ],
         };

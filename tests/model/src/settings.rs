@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use filter_common::query::Service;
+
 pub const MS: u64 = 1_000_000;
 pub const SECOND: u64 = 1_000 * MS;
 
@@ -22,7 +24,8 @@ pub enum PortClass {
     Other,
 }
 
-/// One SYN bucket level: SYNs per second (`None`: off) and burst.
+/// One level of a rate limit (SYN buckets, query limits): packets per
+/// second (`None`: off) and burst.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Level {
     pub rate: Option<u32>,
@@ -55,6 +58,53 @@ pub struct TcpSettings {
     pub conn_idle_timeout_ms: u64,
 }
 
+/// One service's query limits (docs/query-limits.md, *The limits*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryLimits {
+    pub source: Level,
+    pub prefix: Level,
+    pub global: Level,
+}
+
+/// The limits on inbound DNS and NTP requests (docs/query-limits.md,
+/// *Settings*).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuerySettings {
+    /// Destination ports of requests to our DNS and NTP servers (never one
+    /// port in both).
+    pub dns_service_ports: BTreeSet<u16>,
+    pub ntp_service_ports: BTreeSet<u16>,
+    pub dns: QueryLimits,
+    pub ntp: QueryLimits,
+    pub prefix_v4: u8,
+    pub prefix_v6: u8,
+    /// 1 in this many DNS queries over a limit get the slip reply; 0: none.
+    pub dns_slip: u8,
+    /// At most this many slip replies per second from everywhere together,
+    /// the burst as large (`None`: no cap).
+    pub dns_slip_rate: Option<u32>,
+}
+
+impl QuerySettings {
+    /// The service a request to our `port` is for, if any.
+    pub fn service(&self, port: u16) -> Option<Service> {
+        if self.dns_service_ports.contains(&port) {
+            Some(Service::Dns)
+        } else if self.ntp_service_ports.contains(&port) {
+            Some(Service::Ntp)
+        } else {
+            None
+        }
+    }
+
+    pub fn limits(&self, service: Service) -> &QueryLimits {
+        match service {
+            Service::Dns => &self.dns,
+            Service::Ntp => &self.ntp,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub monitor: bool,
@@ -66,6 +116,7 @@ pub struct Settings {
     pub amplifier_ports: BTreeSet<u16>,
     pub syn: SynSettings,
     pub tcp: TcpSettings,
+    pub query: QuerySettings,
 }
 
 /// The README's list of amplification ports watched by default.
@@ -74,8 +125,8 @@ pub const DEFAULT_AMPLIFIER_PORTS: [u16; 15] = [
 ];
 
 impl Default for Settings {
-    /// The README's defaults (its settings table, docs/syn-and-lists.md and
-    /// docs/tcp-connections.md).
+    /// The README's defaults (its settings table, docs/syn-and-lists.md,
+    /// docs/tcp-connections.md and docs/query-limits.md).
     fn default() -> Self {
         Settings {
             monitor: false,
@@ -109,7 +160,32 @@ impl Default for Settings {
                 conn_limits: BTreeMap::new(),
                 conn_idle_timeout_ms: 300_000,
             },
+            query: QuerySettings {
+                dns_service_ports: BTreeSet::from([53]),
+                ntp_service_ports: BTreeSet::from([123]),
+                dns: QueryLimits {
+                    source: level(10, 20),
+                    prefix: level(20, 40),
+                    global: level(200, 400),
+                },
+                ntp: QueryLimits {
+                    source: level(1, 8),
+                    prefix: level(8, 32),
+                    global: level(100, 200),
+                },
+                prefix_v4: 24,
+                prefix_v6: 56,
+                dns_slip: 2,
+                dns_slip_rate: Some(1000),
+            },
         }
+    }
+}
+
+const fn level(rate: u32, burst: u32) -> Level {
+    Level {
+        rate: Some(rate),
+        burst,
     }
 }
 
@@ -159,6 +235,7 @@ impl Settings {
         let rate = |level: &Level| level.rate.map_or("off".into(), |r| format!("{r}/s"));
         let syn = &self.syn;
         let tcp = &self.tcp;
+        let query = &self.query;
         let budget = |b: Option<u32>| b.map_or("off".into(), |b| b.to_string());
         let limits = if tcp.conn_limits.is_empty() {
             "none".to_string()
@@ -216,6 +293,29 @@ impl Settings {
                 "conn_idle_timeout",
                 format!("{}ms", tcp.conn_idle_timeout_ms),
             ),
+            ("dns_service_ports", ports(&query.dns_service_ports)),
+            ("ntp_service_ports", ports(&query.ntp_service_ports)),
+            ("dns_query_source_rate", rate(&query.dns.source)),
+            ("dns_query_source_burst", query.dns.source.burst.to_string()),
+            ("dns_query_prefix_rate", rate(&query.dns.prefix)),
+            ("dns_query_prefix_burst", query.dns.prefix.burst.to_string()),
+            ("dns_query_global_rate", rate(&query.dns.global)),
+            ("dns_query_global_burst", query.dns.global.burst.to_string()),
+            ("dns_slip", query.dns_slip.to_string()),
+            (
+                "dns_slip_rate",
+                query
+                    .dns_slip_rate
+                    .map_or("off".into(), |r| format!("{r}/s")),
+            ),
+            ("ntp_query_source_rate", rate(&query.ntp.source)),
+            ("ntp_query_source_burst", query.ntp.source.burst.to_string()),
+            ("ntp_query_prefix_rate", rate(&query.ntp.prefix)),
+            ("ntp_query_prefix_burst", query.ntp.prefix.burst.to_string()),
+            ("ntp_query_global_rate", rate(&query.ntp.global)),
+            ("ntp_query_global_burst", query.ntp.global.burst.to_string()),
+            ("query_prefix_v4", query.prefix_v4.to_string()),
+            ("query_prefix_v6", query.prefix_v6.to_string()),
         ]
     }
 

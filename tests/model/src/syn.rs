@@ -2,10 +2,8 @@
 //! IPv6 /64), per source prefix and global, checked from the narrowest out
 //! (with the half-open and connection rules between the prefix's and the
 //! global bucket: ingress/tcp.rs); the first level that refuses names the
-//! drop, and a level that admitted keeps its spent token. A bucket is a GCRA "full again" time: with
-//! `interval = 1 s / rate`, a SYN at `now` is admitted if
-//! `max(tat, now) - now <= (burst - 1) * interval`, and then `tat` moves to
-//! `max(tat, now) + interval` (whole nanoseconds).
+//! drop, and a level that admitted keeps its spent token. A bucket is a
+//! GCRA "full again" time (rate.rs).
 //!
 //! The penalty: with `syn_penalty` on, a source whose bucket refused
 //! `syn_source_burst` SYNs in a row (none admitted in between) is put on the
@@ -26,11 +24,9 @@ use crate::{
     Judgement,
     lists::{List, Lists, Prefix},
     parse::{Addr, Family, Ip},
+    rate::take,
     settings::{Level, SynSettings},
 };
-
-const NS_PER_SEC: u64 = 1_000_000_000;
-const MAX_RATE: u32 = 1_000_000;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Bucket {
@@ -66,7 +62,7 @@ impl Syn {
     ) -> Option<Judgement> {
         if let Some(rate) = settings.source.rate {
             let bucket = self.sources.entry(slots.source).or_default();
-            if take(bucket, now, rate, settings.source.burst) {
+            if take(&mut bucket.tat_ns, now, rate, settings.source.burst) {
                 bucket.strikes = 0;
             } else {
                 let Some(penalty_ms) = settings.penalty_ms else {
@@ -91,7 +87,7 @@ impl Syn {
         }
         if let Some(rate) = settings.prefix.rate {
             let bucket = self.prefixes.entry(slots.prefix).or_default();
-            if !take(bucket, now, rate, settings.prefix.burst) {
+            if !take(&mut bucket.tat_ns, now, rate, settings.prefix.burst) {
                 return Some(Judgement::Drop(Reason::DropSynPrefix));
             }
         }
@@ -104,7 +100,7 @@ impl Syn {
             Level {
                 rate: Some(rate),
                 burst,
-            } => take(&mut self.global, now, rate, burst),
+            } => take(&mut self.global.tat_ns, now, rate, burst),
             _ => true,
         }
     }
@@ -116,21 +112,6 @@ impl Syn {
             self.prefixes.keys().copied().collect(),
         )
     }
-}
-
-/// Takes a token if the bucket has one. Admitted when the bucket's "full
-/// again" time lies at most `burst - 1` intervals ahead: compared exactly,
-/// `ahead * rate <= (burst - 1) * 1 s`.
-fn take(bucket: &mut Bucket, now: u64, rate: u32, burst: u32) -> bool {
-    let rate = u64::from(rate.clamp(1, MAX_RATE));
-    let start = bucket.tat_ns.max(now);
-    let ahead = u128::from(start - now);
-    let spare = u128::from(burst.max(1) - 1);
-    if ahead * u128::from(rate) > spare * u128::from(NS_PER_SEC) {
-        return false;
-    }
-    bucket.tat_ns = start + NS_PER_SEC / rate;
-    true
 }
 
 /// The source's slot in the per-source level and its prefix's slot in the

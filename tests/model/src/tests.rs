@@ -221,3 +221,225 @@ fn a_connection_counts_until_its_fin_or_idleness() {
     let third = segment(true, 1002, 25, SYN, 1, 0);
     assert_eq!(model.ingress(&third, idle).reason, Reason::PassSyn);
 }
+
+/// docs/query-limits.md: a DNS query for `a.` (maybe with an OPT record).
+fn dns_query(flaw: crate::generate::app::Flaw, edns: bool) -> Vec<u8> {
+    use crate::generate::app::{DnsQuery, Edns};
+    DnsQuery {
+        id: 7,
+        flags: 0x0100,
+        labels: vec![1],
+        qtype: 16,
+        edns: edns.then_some(Edns {
+            version: 0,
+            dnssec_ok: true,
+            options: 12,
+        }),
+        flaw,
+    }
+    .bytes()
+}
+
+/// The defaults with only the DNS source level on (`rate`/s, `burst`),
+/// slip `slip`, no cap on slips.
+fn query_model(rate: u32, burst: u32, slip: u8) -> Model {
+    let mut settings = Settings::default();
+    let dns = &mut settings.query.dns;
+    dns.source = crate::settings::Level {
+        rate: Some(rate),
+        burst,
+    };
+    dns.prefix.rate = None;
+    dns.global.rate = None;
+    settings.query.dns_slip = slip;
+    settings.query.dns_slip_rate = None;
+    Model::new(settings, 0x1234)
+}
+
+fn to_dns(src: Ipv4Addr, message: &[u8]) -> Vec<u8> {
+    PacketBuilder::ipv4(src, addr::CLIENT_V4)
+        .udp(40000, 53)
+        .payload(message)
+        .build()
+        .bytes
+}
+
+#[test]
+fn dns_queries_get_their_burst_then_are_dropped_or_slipped() {
+    use crate::{Action, generate::app::Flaw};
+    let query = to_dns(addr::ATTACKER_V4, &dns_query(Flaw::None, true));
+    let mut model = query_model(10, 5, 0);
+    let reasons: Vec<Reason> = (0..7).map(|_| model.ingress(&query, NOW).reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            [Reason::PassDnsQuery; 5].as_slice(),
+            &[Reason::DropDnsQuerySource; 2]
+        ]
+        .concat()
+    );
+    // 100 ms later at 10/s: one more.
+    assert_eq!(
+        model.ingress(&query, NOW + 100 * MS).reason,
+        Reason::PassDnsQuery
+    );
+
+    let mut model = query_model(10, 1, 1);
+    model.ingress(&query, NOW);
+    let slipped = model.ingress(&query, NOW);
+    assert_eq!(
+        (slipped.reason, slipped.action),
+        (Reason::TxDnsTruncated, Action::Tx)
+    );
+    // No reply for a compression pointer, two questions, IPv4 options.
+    for message in [
+        dns_query(Flaw::Pointer, false),
+        dns_query(Flaw::Counts(2, 0, 0, 0), false),
+    ] {
+        let frame = to_dns(addr::ATTACKER_V4, &message);
+        assert_eq!(
+            model.ingress(&frame, NOW).reason,
+            Reason::DropDnsQuerySource
+        );
+    }
+    let options = PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+        .ipv4_options(&[1, 1, 1, 0])
+        .udp(40000, 53)
+        .payload(&dns_query(Flaw::None, false))
+        .build()
+        .bytes;
+    assert_eq!(
+        model.ingress(&options, NOW).reason,
+        Reason::DropDnsQuerySource
+    );
+    // Short: passes whatever the limits; a response is no request.
+    let short = to_dns(addr::ATTACKER_V4, &[0x12, 0x34, 1, 0]);
+    assert_eq!(model.ingress(&short, NOW).reason, Reason::PassMalformed);
+    let response = to_dns(addr::ATTACKER_V4, &dns_query(Flaw::Response, false));
+    assert_eq!(model.ingress(&response, NOW).reason, Reason::PassIpv4);
+    // Monitor mode does not walk the question: would send the reply.
+    let mut settings = model.settings().clone();
+    settings.monitor = true;
+    model.set(settings);
+    let pointer = to_dns(addr::ATTACKER_V4, &dns_query(Flaw::Pointer, false));
+    let verdict = model.ingress(&pointer, NOW);
+    assert_eq!(
+        (verdict.reason, verdict.action, verdict.would),
+        (Reason::TxDnsTruncated, Action::Pass, true)
+    );
+}
+
+#[test]
+fn the_slip_is_drawn_and_capped() {
+    use crate::{Action, generate::app::Flaw};
+    let query = to_dns(addr::ATTACKER_V4, &dns_query(Flaw::None, false));
+    let pointer = to_dns(addr::ATTACKER_V4, &dns_query(Flaw::Pointer, false));
+    let mut model = query_model(1, 1, 2);
+    model.ingress(&query, NOW);
+    // 1 in 2: either, each with its state.
+    let outcomes = model.ingress_outcomes(&query, NOW);
+    let actions: Vec<Action> = outcomes.iter().map(|(_, v)| v.action).collect();
+    assert_eq!(actions, [Action::Tx, Action::Drop]);
+    // Without a cap a drawn query that gets no reply leaves nothing behind.
+    assert_eq!(model.ingress_outcomes(&pointer, NOW).len(), 1);
+    // With one, a chosen query spends a token even if it gets no reply.
+    let mut settings = model.settings().clone();
+    settings.query.dns_slip_rate = Some(2);
+    model.set(settings.clone());
+    assert_eq!(model.ingress_outcomes(&pointer, NOW).len(), 2);
+
+    // Slip 1, cap 2/s: two replies, then drops under the level's reason.
+    settings.query.dns_slip = 1;
+    model.set(settings);
+    let reasons: Vec<Reason> = (0..4).map(|_| model.ingress(&query, NOW).reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            Reason::TxDnsTruncated,
+            Reason::TxDnsTruncated,
+            Reason::DropDnsQuerySource,
+            Reason::DropDnsQuerySource
+        ]
+    );
+    assert_eq!(
+        model.ingress(&query, NOW + 500 * MS).reason,
+        Reason::TxDnsTruncated,
+        "refilled at 2/s"
+    );
+}
+
+#[test]
+fn an_ipv6_source_is_its_64_and_ntp_requests_are_limited() {
+    use crate::generate::app::Flaw;
+    let message = dns_query(Flaw::None, false);
+    let mut model = query_model(1, 3, 0);
+    let reasons: Vec<Reason> = (1..=5u16)
+        .map(|host| {
+            let src = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, host);
+            let frame = PacketBuilder::ipv6(src, addr::CLIENT_V6)
+                .udp(40000, 53)
+                .payload(&message)
+                .build()
+                .bytes;
+            model.ingress(&frame, NOW).reason
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            [Reason::PassDnsQuery; 3].as_slice(),
+            &[Reason::DropDnsQuerySource; 2]
+        ]
+        .concat()
+    );
+
+    // NTP: 1/s burst 8 by default; mode 7 to a moved service port is control.
+    let mut settings = Settings::default();
+    settings.query.ntp_service_ports = [1123].into();
+    let mut model = Model::new(settings, 0x1234);
+    let ntp = |mode: u8| {
+        let mut payload = [0u8; 48];
+        payload[0] = 4 << 3 | mode;
+        PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+            .udp(40123, 1123)
+            .payload(&payload)
+            .build()
+            .bytes
+    };
+    let reasons: Vec<Reason> = (0..9).map(|_| model.ingress(&ntp(3), NOW).reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            [Reason::PassNtpQuery; 8].as_slice(),
+            &[Reason::DropNtpQuerySource]
+        ]
+        .concat()
+    );
+    assert_eq!(model.ingress(&ntp(7), NOW).reason, Reason::DropNtpControl);
+    assert_eq!(model.ingress(&ntp(1), NOW).reason, Reason::PassIpv4);
+}
+
+#[test]
+fn the_hand_written_slip_cap_case_says_what_its_comment_says() {
+    use crate::sequence::{Sequence, Step};
+    let text = include_str!("../../regressions/slip-cap-spent-by-a-chosen-query.txt");
+    let sequence = Sequence::from_text(text).expect("the regression case parses");
+    let mut model = Model::new(sequence.settings.clone(), 0x1234);
+    let reasons: Vec<Reason> = sequence
+        .steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Ingress(frame) => Some(model.ingress(frame, NOW).reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            Reason::PassDnsQuery,
+            Reason::DropDnsQuerySource,
+            Reason::TxDnsTruncated,
+            Reason::DropDnsQuerySource
+        ]
+    );
+}

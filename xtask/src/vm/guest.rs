@@ -135,6 +135,12 @@ pub fn worker(plan_path: &Path) -> anyhow::Result<ExitCode> {
         outcome.kernel_release,
         thread::available_parallelism().map_or(1, |n| n.get())
     );
+    if emulated()? {
+        println!(
+            "vm-test guest: under emulation (TCG): tests see {}=1 (the fault and upgrade tests kill at fewer random moments)",
+            harness::kernel::EMULATED_ENV
+        );
+    }
     if outcome.kernel_release != plan.kernel_release {
         outcome.errors.push(format!(
             "booted Linux {}, expected {}",
@@ -288,6 +294,15 @@ fn program_insns(id: &str) -> anyhow::Result<ProgramInsns> {
     })
 }
 
+/// Whether the host booted this guest under TCG (qemu.rs puts
+/// [`super::qemu::EMULATED_PARAM`] on the kernel's command line).
+fn emulated() -> anyhow::Result<bool> {
+    let cmdline = fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    Ok(cmdline
+        .split_whitespace()
+        .any(|param| param == super::qemu::EMULATED_PARAM))
+}
+
 /// How often the worker says a test executable is still running. Under TCG
 /// one test can run for more than ten minutes without a line (the fault
 /// tests kill filter-ctl at dozens of points, one after another): the host
@@ -304,10 +319,15 @@ fn run_test_binary(binary: &super::plan::TestBinary, plan: &Plan) -> anyhow::Res
         binary.path.display()
     );
     let start = Instant::now();
-    let mut child = Command::new(&binary.path)
+    let mut command = Command::new(&binary.path);
+    command
         .args(&plan.test_args)
         .current_dir(&binary.cwd)
-        .env("FILTER_CTL", &plan.filter_ctl)
+        .env("FILTER_CTL", &plan.filter_ctl);
+    if emulated()? {
+        command.env(harness::kernel::EMULATED_ENV, "1");
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", binary.path.display()))?;

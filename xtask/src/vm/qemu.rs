@@ -55,6 +55,11 @@ impl Accel {
     }
 }
 
+/// On the kernel command line of a guest under TCG: the guest's worker then
+/// sets harness::kernel::EMULATED_ENV for the tests. (A parameter with a dot
+/// is a module's, which the kernel keeps without complaint.)
+pub const EMULATED_PARAM: &str = "vm_test.emulated=1";
+
 /// The accelerator to use, with the reason when it is not KVM.
 pub fn choose(choice: AccelChoice) -> (Accel, Option<String>) {
     match choice {
@@ -142,10 +147,7 @@ impl Boot<'_> {
             .arg("-initrd")
             .arg(self.initramfs)
             .arg("-append")
-            .arg(
-                "console=ttyS0 panic=-1 oops=panic loglevel=4 mitigations=off \
-                 rdinit=/init 8250.nr_uarts=1",
-            );
+            .arg(self.cmdline());
         for (dir, tag, read_only) in &self.shares {
             let mut spec = format!(
                 "local,path={},mount_tag={tag},security_model=none,multidevs=remap",
@@ -157,6 +159,19 @@ impl Boot<'_> {
             qemu.arg("-virtfs").arg(spec);
         }
         qemu
+    }
+
+    /// The kernel's command line; under TCG it tells the guest it is
+    /// emulated ([`EMULATED_PARAM`]).
+    fn cmdline(&self) -> String {
+        let mut cmdline = "console=ttyS0 panic=-1 oops=panic loglevel=4 mitigations=off \
+                           rdinit=/init 8250.nr_uarts=1"
+            .to_owned();
+        if self.accel == Accel::Tcg {
+            cmdline.push(' ');
+            cmdline.push_str(EMULATED_PARAM);
+        }
+        cmdline
     }
 
     /// Boots, streams the console to stdout and the log, returns when qemu

@@ -56,10 +56,10 @@ impl Stats {
             .map_or((0, 0), |row| (row.packets, row.bytes))
     }
 
-    /// Packets of every `would_drop` row, summed.
+    /// Packets of every monitor mode row (`would_drop`, `would_tx`), summed.
     pub fn would_drops(&self) -> u64 {
         self.rows()
-            .filter(|row| row.action == CountedAction::WouldDrop)
+            .filter(|row| row.action.is_monitored())
             .map(|row| row.packets)
             .sum()
     }
@@ -74,16 +74,17 @@ impl Stats {
     }
 
     /// The rows with packets, as (reason, packets, bytes) sorted by name;
-    /// monitor mode's rows are named `would_drop:<reason>`. For assertions
-    /// and messages.
+    /// monitor mode's rows are named `would_drop:<reason>` and
+    /// `would_tx:<reason>`. For assertions and messages.
     pub fn nonzero(&self) -> Vec<(String, u64, u64)> {
         let mut rows: Vec<(String, u64, u64)> = self
             .rows()
             .filter(|row| row.packets > 0)
             .map(|row| {
-                let name = match row.action {
-                    CountedAction::WouldDrop => format!("would_drop:{}", row.reason.name()),
-                    _ => row.reason.name().to_owned(),
+                let name = if row.action.is_monitored() {
+                    format!("{}:{}", row.action.name(), row.reason.name())
+                } else {
+                    row.reason.name().to_owned()
                 };
                 (name, row.packets, row.bytes)
             })
@@ -95,7 +96,7 @@ impl Stats {
 
 #[cfg(test)]
 mod tests {
-    use filter_common::{Action, Direction};
+    use filter_common::Direction;
 
     use super::*;
 
@@ -106,7 +107,7 @@ mod tests {
                 serde_json::json!({
                     "reason": reason.name(),
                     "direction": if reason.direction() == Direction::Ingress { "ingress" } else { "egress" },
-                    "action": if reason.action() == Action::Drop { "drop" } else { "pass" },
+                    "action": CountedAction::from(reason.action()).name(),
                     "packets": packets, "bytes": packets * 100,
                 })
             })

@@ -9,7 +9,9 @@
 //! answers, solicited buckets filled past their ways, SYN bursts, inbound
 //! TCP connections (handshakes completed right or one field off, closed by
 //! FIN or RST either way, left idle), handshake buckets filled past their
-//! ways, and the TCP defence's settings (budgets, timeouts, `conn_limit`).
+//! ways, and the TCP defence's settings (budgets, timeouts, `conn_limit`),
+//! bursts of requests to our DNS and NTP servers from a few sources and
+//! prefixes, well-formed and flawed, and the query limits' settings.
 //!
 //! proptest shrinks a failing case scene by scene and field by field: the
 //! structure shrinks, then the runner replays the smaller case.
@@ -34,7 +36,7 @@ use crate::{
     lists::{List, Prefix},
     parse::Family,
     sequence::{ListItem, Sequence},
-    settings::{DEFAULT_AMPLIFIER_PORTS, Level, Orphans, Settings},
+    settings::{DEFAULT_AMPLIFIER_PORTS, Level, Orphans, QueryLimits, QuerySettings, Settings},
 };
 
 #[derive(Clone, Debug)]
@@ -238,14 +240,20 @@ pub fn settings() -> BoxedStrategy<Settings> {
         )
             .prop_map(Some),
     ];
+    // The query limits, varied on their own in a third of the cases.
+    let query = prop_oneof![2 => Just(None), 1 => query_settings().prop_map(Some)];
     // Mostly the defaults: a change of settings costs the runner more than
     // a sequence's test runs.
     (
         prop_oneof![3 => Just(Settings::default()), 1 => varied],
         limits,
         tcp,
+        query,
     )
-        .prop_map(|(mut settings, conn_limits, tcp)| {
+        .prop_map(|(mut settings, conn_limits, tcp, query)| {
+            if let Some(query) = query {
+                settings.query = query;
+            }
             settings.tcp.conn_limits = conn_limits;
             if let Some((budget, prefix_budget, timeout_ms, idle_ms)) = tcp {
                 settings.tcp.halfopen_budget = budget;
@@ -255,5 +263,74 @@ pub fn settings() -> BoxedStrategy<Settings> {
             }
             settings
         })
+        .boxed()
+}
+
+/// The limits on requests to our DNS and NTP servers (docs/query-limits.md,
+/// *Settings*): service ports (the generator's requests go to 53, 123, 5353
+/// and 1123 mostly), each level's rate and burst (small ones, so that a
+/// scene reaches them, or off), prefix lengths, the slip's share and cap.
+/// The cap (`dns_slip_rate`) is small in some cases (1 to 3 per second),
+/// so that the generator's bursts reach it.
+pub fn query_settings() -> BoxedStrategy<QuerySettings> {
+    let level = |rates: Vec<Option<u32>>, bursts: Vec<u32>| {
+        (
+            proptest::sample::select(rates),
+            proptest::sample::select(bursts),
+        )
+            .prop_map(|(rate, burst)| Level { rate, burst })
+    };
+    let limits = |(source, prefix, global)| QueryLimits {
+        source,
+        prefix,
+        global,
+    };
+    let dns = (
+        level(vec![Some(10), Some(1), Some(1000), None], vec![20, 1, 3, 8]),
+        level(vec![Some(20), Some(2), Some(1000), None], vec![40, 2, 6]),
+        level(vec![Some(200), Some(5), None], vec![400, 4, 12]),
+    )
+        .prop_map(limits);
+    let ntp = (
+        level(vec![Some(1), Some(1000), None], vec![8, 1, 3]),
+        level(vec![Some(8), Some(2), None], vec![32, 2, 6]),
+        level(vec![Some(100), Some(5), None], vec![200, 4, 12]),
+    )
+        .prop_map(limits);
+    let dns_ports = proptest::sample::select(vec![
+        BTreeSet::from([53u16]),
+        BTreeSet::from([53, 5353]),
+        BTreeSet::from([5353]),
+        BTreeSet::new(),
+    ]);
+    let ntp_ports = proptest::sample::select(vec![
+        BTreeSet::from([123u16]),
+        BTreeSet::from([123, 1123]),
+        BTreeSet::from([1123]),
+        BTreeSet::new(),
+    ]);
+    (
+        (dns_ports, ntp_ports),
+        dns,
+        ntp,
+        proptest::sample::select(vec![24u8, 8, 16, 30, 32]),
+        proptest::sample::select(vec![56u8, 16, 48, 64]),
+        proptest::sample::select(vec![2u8, 0, 1, 3, 10]),
+        proptest::sample::select(vec![Some(1000u32), None, Some(1), Some(3), Some(1_000_000)]),
+    )
+        .prop_map(
+            |((dns_service_ports, ntp_service_ports), dns, ntp, v4, v6, slip, slip_rate)| {
+                QuerySettings {
+                    dns_service_ports,
+                    ntp_service_ports,
+                    dns,
+                    ntp,
+                    prefix_v4: v4,
+                    prefix_v6: v6,
+                    dns_slip: slip,
+                    dns_slip_rate: slip_rate,
+                }
+            },
+        )
         .boxed()
 }

@@ -1,8 +1,8 @@
 //! Scenes: the pieces a case is made of, each expanding into a few steps.
 //! An exchange is a query out and answers in (matching, or one field off);
 //! a stray is one packet in (or out) of any kind; a SYN burst, frames that
-//! are not IP, raw bytes, a solicited bucket filled past its ways, a pause,
-//! a live settings change.
+//! are not IP, raw bytes, a solicited bucket filled past its ways, requests
+//! to our DNS or NTP server, a pause, a live settings change.
 
 use std::net::IpAddr;
 
@@ -10,9 +10,9 @@ use harness::packet::{PacketBuilder, proto, tcp_flags};
 use proptest::{collection::vec, prelude::*, sample::select};
 
 use super::{
-    app::{self, App, Dns, Ntp, QUERY_FLAGS, RESPONSE_FLAGS, first_byte},
+    app::{self, App, Dns, DnsQuery, Ntp, QUERY_FLAGS, RESPONSE_FLAGS, first_byte},
     fragment::{FragPlan, frag_plan, fragments},
-    net::{Ends, Link, Look, Mangle, NotIp, Peers, ends, link, look, not_ip},
+    net::{Ends, IpLayer, Link, Look, Mangle, NotIp, Peers, ends, link, look, not_ip},
     settings,
 };
 use crate::{
@@ -47,6 +47,9 @@ pub enum Scene {
     /// SYN-ACKs whose connections share a bucket of the handshake table
     /// (and of the connection table), more than it has ways, then ACKs.
     FullHandshakes(FullHandshakes),
+    /// Requests to our DNS or NTP server from a few sources, enough to
+    /// reach the query limits.
+    Requests(Requests),
     Wait(u8),
     /// A pause past the TCP defence's shortest timeouts (1 s): only where
     /// the case says so (`case(idle_gaps)`), as it costs real time.
@@ -76,6 +79,7 @@ pub fn scene(idle_gaps: bool) -> BoxedStrategy<Scene> {
         2 => full_bucket().prop_map(Scene::FullBucket),
         20 => connections().prop_map(Scene::Connections),
         2 => full_handshakes().prop_map(Scene::FullHandshakes),
+        15 => requests().prop_map(Scene::Requests),
         2 => (1..25u8).prop_map(Scene::Wait),
         2 => settings().prop_map(Scene::Reconfigure),
     ];
@@ -265,6 +269,173 @@ fn full_handshakes() -> impl Strategy<Value = FullHandshakes> {
                 }
             },
         )
+}
+
+/// Requests to our DNS or NTP server (docs/query-limits.md): one to 60
+/// from a few sources taken in turn (remote addresses, other hosts of
+/// their /24 or /64, other /24s of their /16 or /64s of their /56), to a
+/// service port (the defaults' 53 and 123, the generator's other service
+/// ports 5353 and 1123, or any), mostly well-formed, with pauses.
+#[derive(Clone, Debug)]
+pub struct Requests {
+    pub v6: bool,
+    pub local: u8,
+    pub sources: Vec<Source>,
+    pub dns: bool,
+    pub port: u16,
+    pub client_port: u16,
+    pub count: u8,
+    /// The DNS queries (or NTP packets), taken in turn.
+    pub queries: Vec<DnsQuery>,
+    pub ntp: Vec<Ntp>,
+    pub look: Look,
+    pub fragments: Option<FragPlan>,
+    /// A pause of `.1` ms after every `.0` requests.
+    pub pause: Option<(u8, u8)>,
+}
+
+/// One source of requests: a remote address of the case, maybe another
+/// host in its /24 (IPv6: its /64, the same source) or another /24 of its
+/// /16 (IPv6: another /64 of its /56).
+#[derive(Clone, Copy, Debug)]
+pub struct Source {
+    pub remote: u8,
+    pub host: Option<u16>,
+    pub net: Option<u8>,
+}
+
+fn requests() -> BoxedStrategy<Requests> {
+    let source = (
+        0..4u8,
+        prop_oneof![2 => Just(None), 1 => any::<u16>().prop_map(Some)],
+        prop_oneof![3 => Just(None), 1 => any::<u8>().prop_map(Some)],
+    )
+        .prop_map(|(remote, host, net)| Source { remote, host, net });
+    let dns_port = prop_oneof![8 => Just(53u16), 2 => Just(5353), 1 => any::<u16>()];
+    let ntp_port = prop_oneof![8 => Just(123u16), 2 => Just(1123), 1 => any::<u16>()];
+    let ntp = (app::ntp(), prop::bool::weighted(0.85)).prop_map(|(ntp, client)| Ntp {
+        first: if client { first_byte(4, 3) } else { ntp.first },
+        len: if client { 48 } else { ntp.len },
+        ..ntp
+    });
+    let look = prop_oneof![
+        3 => (link(), any::<u8>()).prop_map(|(link, ttl)| Look {
+            link,
+            ip: IpLayer {
+                v4_options: vec![],
+                v6_exts: vec![],
+                ttl,
+            },
+            mangle: Mangle::None,
+        }),
+        1 => look(),
+    ];
+    (
+        (prop::bool::weighted(0.4), 0..2u8, vec(source, 1..4)),
+        (any::<bool>(), dns_port, ntp_port),
+        prop_oneof![
+            6 => 1024..=u16::MAX,
+            1 => Just(53u16),
+            1 => Just(123u16),
+            1 => any::<u16>()
+        ],
+        prop_oneof![1 => 1..6u8, 3 => 6..61u8],
+        vec(app::dns_query(), 1..4),
+        vec(ntp, 1..3),
+        look,
+        prop_oneof![12 => Just(None), 1 => frag_plan().prop_map(Some)],
+        prop_oneof![2 => Just(None), 1 => (1..20u8, 1..25u8).prop_map(Some)],
+    )
+        .prop_map(
+            |(
+                (v6, local, sources),
+                (dns, dns_port, ntp_port),
+                client_port,
+                count,
+                queries,
+                ntp,
+                look,
+                fragments,
+                pause,
+            )| Requests {
+                v6,
+                local,
+                sources,
+                dns,
+                port: if dns { dns_port } else { ntp_port },
+                client_port,
+                count,
+                queries,
+                ntp,
+                look,
+                fragments,
+                pause,
+            },
+        )
+        .boxed()
+}
+
+impl Requests {
+    fn expand(&self, peers: &Peers, steps: &mut Vec<Step>) {
+        let ends = |remote| Ends {
+            v6: self.v6,
+            local: self.local,
+            remote,
+        };
+        for i in 0..usize::from(self.count) {
+            if let Some((every, ms)) = self.pause
+                && i > 0
+                && i % usize::from(every) == 0
+            {
+                steps.push(Step::Wait { ms: u64::from(ms) });
+            }
+            let source = self.sources[i % self.sources.len()];
+            let src = source.address(peers.remote(ends(source.remote)));
+            let dst = peers.local(ends(0));
+            let payload = if self.dns {
+                self.queries[i % self.queries.len()].bytes()
+            } else {
+                self.ntp[i % self.ntp.len()].bytes()
+            };
+            let udp = |b: PacketBuilder| b.udp(self.client_port, self.port).payload(&payload);
+            match &self.fragments {
+                None => {
+                    let frame = udp(self.look.ip.builder(self.look.link, src, dst)).build();
+                    steps.push(Step::Ingress(self.look.mangle.apply(&frame)));
+                }
+                Some(plan) => fragments(plan, &self.look, src, dst, proto::UDP, udp)
+                    .into_iter()
+                    .for_each(|f| steps.push(Step::Ingress(f))),
+            }
+        }
+    }
+}
+
+impl Source {
+    fn address(self, base: IpAddr) -> IpAddr {
+        match base {
+            IpAddr::V4(v4) => {
+                let mut octets = v4.octets();
+                if let Some(host) = self.host {
+                    octets[3] = host as u8;
+                }
+                if let Some(net) = self.net {
+                    octets[2] = octets[2].wrapping_add(net);
+                }
+                IpAddr::from(octets)
+            }
+            IpAddr::V6(v6) => {
+                let mut segments = v6.segments();
+                if let Some(host) = self.host {
+                    segments[7] = host;
+                }
+                if let Some(net) = self.net {
+                    segments[3] = (segments[3] & 0xff00) | u16::from(net);
+                }
+                IpAddr::from(segments)
+            }
+        }
+    }
 }
 
 /// A service a query goes to: its protocol and port.
@@ -582,9 +753,10 @@ impl Scene {
             Scene::FullBucket(full) => full.expand(peers, steps),
             Scene::Connections(connections) => connections.expand(peers, steps),
             Scene::FullHandshakes(full) => full.expand(peers, seed, steps),
+            Scene::Requests(requests) => requests.expand(peers, steps),
             Scene::Wait(ms) => steps.push(Step::Wait { ms: u64::from(*ms) }),
             Scene::Idle(ms) => steps.push(Step::Wait { ms: u64::from(*ms) }),
-            Scene::Reconfigure(settings) => steps.push(Step::Set(settings.clone())),
+            Scene::Reconfigure(settings) => steps.push(Step::Set(Box::new(settings.clone()))),
         }
     }
 }

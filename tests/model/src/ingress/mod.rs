@@ -5,7 +5,7 @@
 //! 2. source on the allow list: pass (`pass_allow_list`);
 //! 3. source on the deny list: drop (`drop_deny_list`);
 //! 4. a later fragment: the verdict of its first fragment (fragments.rs);
-//! 5. UDP: the reflection rules (udp.rs);
+//! 5. UDP: the reflection rules, then the query limits (udp.rs);
 //! 6. TCP SYN without ACK: the SYN buckets (tcp.rs, syn.rs);
 //! 7. anything else: pass (`pass_ipv4`, `pass_ipv6`).
 //!
@@ -20,7 +20,7 @@ mod udp;
 use filter_common::Reason;
 
 use crate::{
-    Judgement, State,
+    Chance, Judgement, State,
     fragments::Key,
     lists::List,
     parse::{self, Family, Fragment, IPPROTO_TCP, IPPROTO_UDP, Ip, Parsed, Upper},
@@ -31,6 +31,7 @@ pub fn verdict(
     state: &mut State,
     settings: &Settings,
     seed: u64,
+    chance: &mut Chance,
     frame: &[u8],
     now: u64,
 ) -> Judgement {
@@ -59,7 +60,7 @@ pub fn verdict(
         Upper::At {
             protocol: IPPROTO_UDP,
             ..
-        } => udp::verdict(state, settings, &ip, now),
+        } => udp::verdict(state, settings, seed, chance, &ip, now),
         Upper::At {
             protocol: IPPROTO_TCP,
             ..

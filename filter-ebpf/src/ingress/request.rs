@@ -1,0 +1,92 @@
+//! Rule 5 of ingress, second part: inbound requests to a service on our side
+//! (a DNS or NTP server on the gateway, or behind a port forward: XDP sees
+//! the public address and port before NAT). Only requests are limited: a
+//! DNS message with QR clear (a query, whatever its opcode) and an NTP client
+//! request (mode 3). Everything else to a service port (DNS responses, NTP
+//! symmetric and broadcast modes) is left to the rest of the rules; NTP
+//! control modes never get here (udp.rs drops them first).
+//!
+//! A request within its limits (query.rs) passes; over a limit it is
+//! dropped, or for DNS, 1 in `dns_slip`, answered from here with a truncated
+//! reply (reply.rs), so a real resolver that shares a limit with a victim
+//! asks again over TCP; at most `dns_slip_rate` replies per second, the
+//! rest dropped.
+//!
+//! A datagram to a DNS service port too short to be a DNS message (under
+//! 12 bytes) passes, counted as malformed: a server answers nothing to it,
+//! so it can amplify nothing, and the stack would accept it. (An NTP
+//! datagram without a mode is no client request: it passes as plain UDP.)
+
+use aya_ebpf::helpers::bpf_get_prandom_u32;
+use filter_common::{
+    Config, Reason, ServiceClass,
+    query::{self, Level, Service},
+};
+
+use super::pass;
+use crate::{
+    packet::{Ip, Packet, Udp},
+    proto::{dns, ntp},
+    query::{over_limit, slip_allowed},
+    reply,
+};
+
+#[inline(always)]
+pub fn verdict(
+    packet: &Packet,
+    ip: &Ip,
+    udp: &Udp,
+    service: ServiceClass,
+    ntp_mode: Option<u8>,
+    config: &Config,
+) -> Reason {
+    // The clock only for a request to a service port (as main.rs: read where
+    // a rule needs it).
+    match service {
+        ServiceClass::None => pass(ip),
+        ServiceClass::Dns => dns_query(packet, ip, udp, config, crate::config::now_ns()),
+        ServiceClass::Ntp => ntp_request(ip, ntp_mode, config, crate::config::now_ns()),
+    }
+}
+
+#[inline(always)]
+fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> Reason {
+    let header = match dns::request(packet, udp) {
+        dns::Request::Query(header) => header,
+        dns::Request::Response => return pass(ip),
+        dns::Request::Short => return Reason::PassMalformed,
+    };
+    let Some(level) = over_limit(Service::Dns, ip, config, now) else {
+        return Reason::PassDnsQuery;
+    };
+    // SAFETY: a helper without arguments; only asked when the share needs it.
+    let random = if config.dns_slip > 1 {
+        unsafe { bpf_get_prandom_u32() }
+    } else {
+        0
+    };
+    if query::slips(config.dns_slip, random)
+        && slip_allowed(config, now)
+        && reply::plan(packet, ip, udp, &header, level)
+    {
+        return Reason::TxDnsTruncated;
+    }
+    match level {
+        Level::Source => Reason::DropDnsQuerySource,
+        Level::Prefix => Reason::DropDnsQueryPrefix,
+        Level::Global => Reason::DropDnsQueryGlobal,
+    }
+}
+
+#[inline(always)]
+fn ntp_request(ip: &Ip, ntp_mode: Option<u8>, config: &Config, now: u64) -> Reason {
+    if !ntp::is_client_mode(ntp_mode) {
+        return pass(ip);
+    }
+    match over_limit(Service::Ntp, ip, config, now) {
+        None => Reason::PassNtpQuery,
+        Some(Level::Source) => Reason::DropNtpQuerySource,
+        Some(Level::Prefix) => Reason::DropNtpQueryPrefix,
+        Some(Level::Global) => Reason::DropNtpQueryGlobal,
+    }
+}

@@ -1,0 +1,555 @@
+//! Verdict tests of the limits on inbound DNS and NTP requests and of the
+//! DNS slip reply (docs/query-limits.md): limits per source, prefix and
+//! global, refill, IPv6 grouping, the slip share, the exact bytes of the
+//! truncated reply (parsed back with hickory-proto, an independent DNS
+//! parser, and its checksums checked with etherparse), encapsulations,
+//! malformed queries, monitor mode and what is never limited.
+//! Real object, crafted frames, BPF_PROG_TEST_RUN (tests::bpf).
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    thread,
+    time::{Duration, Instant},
+};
+
+use filter_common::Reason;
+use harness::packet::{Frame, PacketBuilder, addr, checksum};
+use hickory_proto::{
+    op::{Edns, Message, MessageType, OpCode, Query, ResponseCode},
+    rr::{
+        Name, RecordType,
+        rdata::opt::{ClientSubnet, EdnsOption},
+    },
+};
+use tests::bpf::{Counts, Filter, XDP_DROP, XDP_PASS, XDP_TX};
+
+const DNS: u16 = 53;
+const NTP: u16 = 123;
+
+/// A DNS query for `name` TXT, with RD set; with an OPT record (payload
+/// 4096, DO set, a client-subnet option) if `edns`.
+fn query_message(id: u16, name: &str, edns: bool) -> Vec<u8> {
+    let mut message = Message::new();
+    message
+        .set_id(id)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Query::query(
+            Name::from_ascii(name).unwrap(),
+            RecordType::TXT,
+        ));
+    if edns {
+        let mut opt = Edns::new();
+        opt.set_max_payload(4096).set_dnssec_ok(true);
+        opt.options_mut()
+            .insert(EdnsOption::Subnet(ClientSubnet::new(
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0)),
+                24,
+                0,
+            )));
+        message.set_edns(opt);
+    }
+    message.to_vec().unwrap()
+}
+
+fn dns4(src: Ipv4Addr, message: &[u8]) -> PacketBuilder {
+    PacketBuilder::ipv4(src, addr::CLIENT_V4)
+        .udp(40000, DNS)
+        .payload(message)
+}
+
+fn dns6(src: Ipv6Addr, message: &[u8]) -> PacketBuilder {
+    PacketBuilder::ipv6(src, addr::CLIENT_V6)
+        .udp(40000, DNS)
+        .payload(message)
+}
+
+/// An NTP request of `mode` (48 bytes, version 4).
+fn ntp4(src: Ipv4Addr, mode: u8) -> Frame {
+    let mut payload = [0u8; 48];
+    payload[0] = 4 << 3 | mode;
+    payload[40..48].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_be_bytes());
+    PacketBuilder::ipv4(src, addr::CLIENT_V4)
+        .udp(40123, NTP)
+        .payload(&payload)
+        .build()
+}
+
+fn v4(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
+    Ipv4Addr::new(a, b, c, d)
+}
+
+/// A filter with only the DNS levels named switched on (rate, burst) and
+/// no slip (nor a cap on slips); NTP off.
+fn dns_only(levels: &[(&str, &str, &str)]) -> Filter {
+    let mut filter = Filter::load();
+    filter.set(&[
+        ("dns_query_source_rate", "off"),
+        ("dns_query_prefix_rate", "off"),
+        ("dns_query_global_rate", "off"),
+        ("dns_slip", "0"),
+        ("dns_slip_rate", "off"),
+    ]);
+    for (level, rate, burst) in levels {
+        filter.set(&[
+            (&format!("dns_query_{level}_rate"), rate),
+            (&format!("dns_query_{level}_burst"), burst),
+        ]);
+    }
+    filter
+}
+
+fn moved(before: &Counts, after: &Counts, reason: Reason) -> u64 {
+    after[reason.index() as usize].packets - before[reason.index() as usize].packets
+}
+
+fn len(frame: &Frame) -> u64 {
+    frame.bytes.len() as u64
+}
+
+#[test]
+fn a_source_gets_its_burst_then_is_dropped_and_refills() {
+    let filter = dns_only(&[("source", "10/s", "5")]);
+    let frame = dns4(addr::ATTACKER_V4, &query_message(1, "example.com.", true)).build();
+    let before = filter.counts();
+    let verdicts: Vec<u32> = (0..8).map(|_| filter.ingress(&frame.bytes)).collect();
+    assert_eq!(
+        verdicts,
+        [[XDP_PASS; 5].as_slice(), &[XDP_DROP; 3]].concat()
+    );
+    filter.assert_moved(
+        &before,
+        &[
+            (Reason::PassDnsQuery, 5, 5 * len(&frame)),
+            (Reason::DropDnsQuerySource, 3, 3 * len(&frame)),
+        ],
+        "burst of 5",
+    );
+    // Another source has its own bucket.
+    let other = dns4(
+        v4(198, 51, 100, 7),
+        &query_message(2, "example.com.", false),
+    )
+    .build();
+    assert_eq!(filter.ingress(&other.bytes), XDP_PASS);
+    // 10/s: after 350 ms, 3 more (the coarse clock may add or take one).
+    thread::sleep(Duration::from_millis(350));
+    let before = filter.counts();
+    for _ in 0..10 {
+        filter.ingress(&frame.bytes);
+    }
+    let passed = moved(&before, &filter.counts(), Reason::PassDnsQuery);
+    assert!(
+        (2..=5).contains(&passed),
+        "{passed} passed after 350 ms at 10/s"
+    );
+}
+
+#[test]
+fn a_prefix_shares_one_bucket_and_ipv6_groups_by_64_and_56() {
+    let filter = dns_only(&[("prefix", "1/s", "4")]);
+    let message = query_message(3, "example.com.", false);
+    let verdicts: Vec<u32> = (1..=6)
+        .map(|host| filter.ingress(&dns4(v4(203, 0, 113, host), &message).build().bytes))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]
+    );
+    // Another /24 has its own.
+    assert_eq!(
+        filter.ingress(&dns4(v4(198, 51, 100, 1), &message).build().bytes),
+        XDP_PASS
+    );
+    let before = filter.counts();
+    // Six /64s of one /56 (2001:db8:3:0::/56): four pass.
+    let verdicts: Vec<u32> = (0..6u16)
+        .map(|net| {
+            let src = Ipv6Addr::new(0x2001, 0xdb8, 3, net, 0, 0, 0, 1);
+            filter.ingress(&dns6(src, &message).build().bytes)
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]
+    );
+    let after = filter.counts();
+    assert_eq!(moved(&before, &after, Reason::DropDnsQueryPrefix), 2);
+    // The next /56 is another prefix.
+    let src = Ipv6Addr::new(0x2001, 0xdb8, 3, 0x100, 0, 0, 0, 1);
+    assert_eq!(filter.ingress(&dns6(src, &message).build().bytes), XDP_PASS);
+}
+
+#[test]
+fn an_ipv6_source_is_its_64() {
+    let filter = dns_only(&[("source", "1/s", "3")]);
+    let message = query_message(4, "example.com.", false);
+    // Hosts of one /64 share the source bucket.
+    let verdicts: Vec<u32> = (1..=5u16)
+        .map(|host| {
+            let src = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, host);
+            filter.ingress(&dns6(src, &message).build().bytes)
+        })
+        .collect();
+    assert_eq!(verdicts, [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]);
+    let before = filter.counts();
+    let src = Ipv6Addr::new(0x2001, 0xdb8, 3, 1, 0, 0, 0, 1);
+    assert_eq!(filter.ingress(&dns6(src, &message).build().bytes), XDP_PASS);
+    assert_eq!(
+        moved(&before, &filter.counts(), Reason::PassDnsQuery),
+        1,
+        "the next /64 is another source"
+    );
+}
+
+#[test]
+fn the_global_level_limits_everyone_together() {
+    let filter = dns_only(&[("global", "1/s", "10")]);
+    let message = query_message(5, "example.com.", false);
+    let before = filter.counts();
+    for n in 0..30u8 {
+        filter.ingress(&dns4(v4(198, 18, n, 1), &message).build().bytes);
+    }
+    let after = filter.counts();
+    assert_eq!(moved(&before, &after, Reason::PassDnsQuery), 10);
+    assert_eq!(moved(&before, &after, Reason::DropDnsQueryGlobal), 20);
+}
+
+#[test]
+fn the_slip_share_is_one_in_n() {
+    let mut filter = dns_only(&[("source", "1/s", "1")]);
+    filter.set(&[("dns_slip", "2")]);
+    let frame = dns4(addr::ATTACKER_V4, &query_message(6, "example.com.", true)).build();
+    filter.ingress(&frame.bytes);
+    let before = filter.counts();
+    let runs = 2000;
+    let tx = (0..runs)
+        .filter(|_| filter.ingress(&frame.bytes) == XDP_TX)
+        .count() as u64;
+    let after = filter.counts();
+    // A slow run may see the bucket refill once or twice (1/s).
+    let passed = moved(&before, &after, Reason::PassDnsQuery);
+    assert!(passed <= 3, "{passed} passed");
+    assert_eq!(moved(&before, &after, Reason::TxDnsTruncated), tx);
+    assert_eq!(
+        moved(&before, &after, Reason::DropDnsQuerySource),
+        runs - passed - tx
+    );
+    // 1 in 2 of 2000: 1000, the binomial's 5 sigma is 112.
+    assert!(
+        (880..=1120).contains(&tx),
+        "{tx} of {runs} slipped at slip 2"
+    );
+
+    filter.set(&[("dns_slip", "1")]);
+    assert!((0..50).all(|_| filter.ingress(&frame.bytes) == XDP_TX));
+    filter.set(&[("dns_slip", "0")]);
+    assert!((0..50).all(|_| filter.ingress(&frame.bytes) == XDP_DROP));
+}
+
+#[test]
+fn slips_beyond_the_slip_rate_are_dropped() {
+    let mut filter = dns_only(&[("source", "1/s", "1")]);
+    filter.set(&[("dns_slip", "1"), ("dns_slip_rate", "5/s")]);
+    let frame = dns4(addr::ATTACKER_V4, &query_message(7, "example.com.", true)).build();
+    filter.ingress(&frame.bytes);
+    let started = Instant::now();
+    let before = filter.counts();
+    let runs = 100;
+    let tx = (0..runs)
+        .filter(|_| filter.ingress(&frame.bytes) == XDP_TX)
+        .count() as u64;
+    let after = filter.counts();
+    // The cap's burst (5), and what it refilled meanwhile (5/s, rounded
+    // up to whole seconds).
+    let most = 5 + 5 * (started.elapsed().as_secs() + 1);
+    assert!((5..=most).contains(&tx), "{tx} slipped");
+    assert_eq!(moved(&before, &after, Reason::TxDnsTruncated), tx);
+    let passed = moved(&before, &after, Reason::PassDnsQuery);
+    assert_eq!(
+        moved(&before, &after, Reason::DropDnsQuerySource),
+        runs - passed - tx
+    );
+
+    // Off: no cap.
+    filter.set(&[("dns_slip_rate", "off")]);
+    assert!((0..50).all(|_| filter.ingress(&frame.bytes) == XDP_TX));
+}
+
+/// The reply as an independent parser reads it, after its frame's IP and
+/// UDP checksums are checked; `l3` is where its IP header starts.
+fn parse_reply(reply: &[u8], l3: usize) -> Message {
+    checksum::verify_ip(&reply[l3..]).expect("the reply's checksums");
+    let ip_len = if reply[l3] >> 4 == 4 { 20 } else { 40 };
+    let udp = &reply[l3 + ip_len..];
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    assert_eq!(udp_len, udp.len(), "the UDP length is the frame's rest");
+    Message::from_vec(&udp[8..]).expect("hickory-proto parses the reply")
+}
+
+/// Sends `query` (a frame over its limit with slip 1) and checks the reply
+/// frame: addresses, ports and MACs swapped, the DNS message a truncated
+/// answer to the query.
+fn check_slip_reply(filter: &Filter, query: &Frame, expect_opt: bool) -> Vec<u8> {
+    let (verdict, reply) = filter.ingress_output(&query.bytes);
+    assert_eq!(verdict, XDP_TX);
+    assert!(
+        reply.len() <= query.bytes.len(),
+        "never larger than the query"
+    );
+    assert_eq!(&reply[0..6], &query.bytes[6..12], "destination MAC");
+    assert_eq!(&reply[6..12], &query.bytes[0..6], "source MAC");
+    // The link headers are kept, but for a PPPoE session header's length
+    // (checked by the caller): the EtherType 0x8864, its 6 bytes, the PPP protocol.
+    let mut link = query.bytes[12..query.l3].to_vec();
+    let pppoe = query.l3 >= 20 && query.bytes[query.l3 - 10..query.l3 - 8] == [0x88, 0x64];
+    if pppoe {
+        let at = link.len() - 4;
+        link[at..at + 2].copy_from_slice(&reply[query.l3 - 4..query.l3 - 2]);
+    }
+    assert_eq!(&reply[12..query.l3], &link, "tags kept");
+    let (l3, l4) = (query.l3, query.l4.unwrap());
+    let (src_at, addr_len) = if reply[l3] >> 4 == 4 {
+        (12, 4)
+    } else {
+        (8, 16)
+    };
+    let (src, dst) = (l3 + src_at, l3 + src_at + addr_len);
+    assert_eq!(
+        &reply[src..src + addr_len],
+        &query.bytes[dst..dst + addr_len]
+    );
+    assert_eq!(
+        &reply[dst..dst + addr_len],
+        &query.bytes[src..src + addr_len]
+    );
+    assert_eq!(&reply[l4..l4 + 2], &query.bytes[l4 + 2..l4 + 4], "ports");
+    assert_eq!(&reply[l4 + 2..l4 + 4], &query.bytes[l4..l4 + 2]);
+
+    let sent = Message::from_vec(&query.bytes[query.payload..]).unwrap();
+    let answer = parse_reply(&reply, l3);
+    assert_eq!(answer.id(), sent.id());
+    assert_eq!(answer.message_type(), MessageType::Response);
+    assert_eq!(answer.op_code(), OpCode::Query);
+    assert!(answer.truncated(), "TC");
+    assert!(!answer.authoritative());
+    assert_eq!(answer.recursion_desired(), sent.recursion_desired());
+    assert!(!answer.recursion_available());
+    assert_eq!(answer.response_code(), ResponseCode::NoError);
+    assert_eq!(answer.queries(), sent.queries(), "the same question");
+    assert!(answer.answers().is_empty() && answer.name_servers().is_empty());
+    match (answer.extensions(), expect_opt) {
+        (Some(edns), true) => {
+            assert_eq!(edns.max_payload(), 1232);
+            assert_eq!(edns.version(), 0);
+            assert!(edns.flags().dnssec_ok, "DO copied");
+            assert!(edns.options().as_ref().is_empty(), "no options echoed");
+        }
+        (None, false) => {}
+        (edns, _) => panic!("OPT record: {edns:?}, expected one: {expect_opt}"),
+    }
+    reply
+}
+
+fn slip_everything() -> Filter {
+    let mut filter = dns_only(&[("source", "1/s", "1")]);
+    filter.set(&[("dns_slip", "1")]);
+    filter
+}
+
+#[test]
+fn the_slip_reply_is_a_truncated_answer_over_ipv4_and_ipv6() {
+    let filter = slip_everything();
+    for edns in [true, false] {
+        let message = query_message(0xbeef, "www.example.com.", edns);
+        let query = dns4(addr::ATTACKER_V4, &message).build();
+        filter.ingress(&query.bytes);
+        let before = filter.counts();
+        check_slip_reply(&filter, &query, edns);
+        filter.assert_moved(
+            &before,
+            &[(Reason::TxDnsTruncated, 1, len(&query))],
+            "one reply, counted with the query's bytes",
+        );
+        let query = dns6(addr::ATTACKER_V6, &message).build();
+        filter.ingress(&query.bytes);
+        let reply = check_slip_reply(&filter, &query, edns);
+        assert_eq!(reply[query.l3 + 7], 64, "a fresh hop limit");
+    }
+    // Padding after the datagram (a short frame padded to 60) is cut.
+    let message = query_message(7, "a.", false);
+    let query = dns4(addr::ATTACKER_V4, &message).pad_to(80).build();
+    let reply = check_slip_reply(&filter, &query, false);
+    assert_eq!(reply.len(), query.l4.unwrap() + 8 + message.len());
+}
+
+#[test]
+fn the_slip_reply_keeps_vlan_tags_and_pppoe() {
+    let filter = slip_everything();
+    let message = query_message(0x1234, "example.org.", true);
+    for builder in [
+        dns4(addr::ATTACKER_V4, &message).vlan(7),
+        dns4(addr::ATTACKER_V4, &message).qinq(100, 7),
+        dns4(addr::ATTACKER_V4, &message).pppoe(0x2a),
+        dns6(addr::ATTACKER_V6, &message).vlan(7).pppoe(0x2a),
+    ] {
+        let query = builder.build();
+        filter.ingress(&query.bytes);
+        let reply = check_slip_reply(&filter, &query, true);
+        // PPPoE: the session header sits right before the PPP protocol
+        // field and the IP header; its length is the PPP payload's + 2.
+        if query.bytes[query.l3 - 2..query.l3] == [0x00, 0x21]
+            || query.bytes[query.l3 - 2..query.l3] == [0x00, 0x57]
+        {
+            let at = query.l3 - 4;
+            let length = usize::from(u16::from_be_bytes([reply[at], reply[at + 1]]));
+            assert_eq!(length, reply.len() - query.l3 + 2, "PPPoE length");
+        }
+    }
+}
+
+#[test]
+fn queries_that_cannot_get_a_reply_are_dropped_and_malformed_ones_pass() {
+    let filter = slip_everything();
+    let source = addr::ATTACKER_V4;
+    filter.ingress(&dns4(source, &query_message(1, "a.", false)).build().bytes);
+    let mut two_questions = query_message(1, "a.", false);
+    two_questions[5] = 2;
+    two_questions.extend_from_slice(&[1, b'b', 0, 0, 16, 0, 1]);
+    let mut edns_v1 = query_message(1, "a.", true);
+    // The OPT follows the header (12) and the question (name 3, type and
+    // class 4); its version byte is the sixth.
+    edns_v1[12 + 3 + 4 + 6] = 1;
+    let mut pointer_in_question = query_message(1, "a.", false);
+    pointer_in_question[12] = 0xc0;
+    let mut notify = query_message(1, "a.", false);
+    notify[2] = 0x20; // opcode NOTIFY
+    for (what, message) in [
+        ("two questions", two_questions),
+        ("EDNS version 1", edns_v1),
+        ("a compression pointer in the question", pointer_in_question),
+        ("NOTIFY", notify),
+    ] {
+        let frame = dns4(source, &message).build();
+        let before = filter.counts();
+        assert_eq!(filter.ingress(&frame.bytes), XDP_DROP, "{what}");
+        filter.assert_moved(
+            &before,
+            &[(Reason::DropDnsQuerySource, 1, len(&frame))],
+            what,
+        );
+    }
+    // Shorter than a DNS header: passes as malformed, whatever the limits.
+    for _ in 0..3 {
+        let frame = dns4(source, &[0x12, 0x34, 1, 0]).build();
+        let before = filter.counts();
+        assert_eq!(filter.ingress(&frame.bytes), XDP_PASS);
+        filter.assert_moved(&before, &[(Reason::PassMalformed, 1, len(&frame))], "short");
+    }
+}
+
+#[test]
+fn responses_and_other_ports_are_never_limited() {
+    let filter = slip_everything();
+    let source = addr::ATTACKER_V4;
+    let mut response = query_message(9, "a.", false);
+    response[2] |= 0x80;
+    let before = filter.counts();
+    for _ in 0..5 {
+        // A response to our DNS port: the reflection defence's, not limited.
+        filter.ingress(&dns4(source, &response).build().bytes);
+        // A query to another port.
+        let other = PacketBuilder::ipv4(source, addr::CLIENT_V4)
+            .udp(40000, 5353)
+            .payload(&query_message(9, "a.", false))
+            .build();
+        assert_eq!(filter.ingress(&other.bytes), XDP_PASS);
+    }
+    let after = filter.counts();
+    for reason in [
+        Reason::PassDnsQuery,
+        Reason::DropDnsQuerySource,
+        Reason::TxDnsTruncated,
+    ] {
+        assert_eq!(moved(&before, &after, reason), 0, "{reason:?}");
+    }
+}
+
+#[test]
+fn ntp_client_requests_are_limited_control_dropped_others_untouched() {
+    let mut filter = Filter::load();
+    filter.set(&[
+        ("ntp_query_source_rate", "1/s"),
+        ("ntp_query_source_burst", "2"),
+    ]);
+    let client = ntp4(addr::ATTACKER_V4, 3);
+    let verdicts: Vec<u32> = (0..4).map(|_| filter.ingress(&client.bytes)).collect();
+    assert_eq!(verdicts, [XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]);
+    let before = filter.counts();
+    let monlist = ntp4(addr::ATTACKER_V4, 7);
+    let symmetric = ntp4(addr::ATTACKER_V4, 1);
+    assert_eq!(filter.ingress(&monlist.bytes), XDP_DROP);
+    assert_eq!(filter.ingress(&symmetric.bytes), XDP_PASS);
+    let after = filter.counts();
+    assert_eq!(moved(&before, &after, Reason::DropNtpControl), 1);
+    assert_eq!(moved(&before, &after, Reason::DropNtpQuerySource), 0);
+    assert_eq!(moved(&before, &after, Reason::PassNtpQuery), 0);
+
+    // A service port moved to 1123: its client requests are limited there.
+    filter.set(&[("ntp_service_ports", "1123")]);
+    let mut payload = [0u8; 48];
+    payload[0] = 4 << 3 | 3;
+    let moved_port = PacketBuilder::ipv4(v4(198, 51, 100, 9), addr::CLIENT_V4)
+        .udp(40123, 1123)
+        .payload(&payload)
+        .build();
+    let verdicts: Vec<u32> = (0..3).map(|_| filter.ingress(&moved_port.bytes)).collect();
+    assert_eq!(verdicts, [XDP_PASS, XDP_PASS, XDP_DROP]);
+}
+
+#[test]
+fn monitor_mode_counts_would_tx_and_passes_the_query_untouched() {
+    let mut filter = slip_everything();
+    filter.set(&[("monitor", "on")]);
+    let query = dns4(addr::ATTACKER_V4, &query_message(1, "a.", true)).build();
+    filter.ingress(&query.bytes);
+    let before = filter.counts();
+    let (verdict, out) = filter.ingress_output(&query.bytes);
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(out, query.bytes, "untouched");
+    filter.assert_would_drop(
+        &before,
+        &[(Reason::TxDnsTruncated, 1, len(&query))],
+        "would_tx",
+    );
+}
+
+#[test]
+fn rejected_settings_change_nothing() {
+    let mut filter = Filter::load();
+    let before = filter.config();
+    for assignment in [
+        ("dns_slip", "11"),
+        ("query_prefix_v4", "7"),
+        ("query_prefix_v6", "65"),
+        ("dns_query_source_rate", "2000000/s"),
+        ("dns_query_source_burst", "0"),
+        ("ntp_service_ports", "53"),
+    ] {
+        assert!(
+            filter.try_set(&[assignment]).is_err(),
+            "{assignment:?} accepted"
+        );
+    }
+    // A valid change with a rejected one: neither applies.
+    assert!(
+        filter
+            .try_set(&[("dns_slip", "3"), ("query_prefix_v4", "40")])
+            .is_err()
+    );
+    assert_eq!(filter.config(), before);
+    filter.set(&[("dns_slip", "3"), ("query_prefix_v4", "20")]);
+    assert_eq!(filter.config().dns_slip, 3);
+    assert_eq!(filter.config().query_prefix_v4, 20);
+}
