@@ -8,8 +8,10 @@
 //! machine's root filesystem read-only over 9p under a tmpfs overlay, so
 //! dnsmasq, chrony, nft, iproute2 and the built executables are all there;
 //! stage 2 (guest.rs) loads the kernel package's modules, checks attach, runs
-//! the executables as root and writes its outcome into `target/vm/<kernel>/out`.
-//! qemu.rs streams the console and kills a guest that hangs.
+//! the executables as root and writes its outcome into
+//! `target/vm/<kernel>/guest-N/out`. Under TCG two guests run at once, each
+//! with its share of the executables ([`share_out`]). qemu.rs streams the
+//! console and kills a guest that hangs.
 //!
 //! Why our own runner rather than virtme-ng: the guest needs the modules of a
 //! kernel package that is unpacked, not installed (virtme-ng looks for them in
@@ -29,6 +31,7 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::ExitCode,
+    thread,
     time::Duration,
 };
 
@@ -95,8 +98,9 @@ pub struct VmOptions {
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
     /// Kill a guest that runs longer than this many minutes (boot to
-    /// power-off). Under TCG the whole suite takes about 50 minutes on a
-    /// 2-core machine; CI gives the whole test command 90.
+    /// power-off). Under TCG the 6.1 suite took about an hour in one guest
+    /// on a 2-core machine (two guests share it now); CI gives the whole
+    /// test command 90.
     #[arg(long, value_name = "MINUTES", default_value_t = 70)]
     pub timeout: u64,
 }
@@ -161,8 +165,9 @@ pub fn run(
     Ok(legs.iter().all(|leg| leg.passed))
 }
 
-/// One kernel: fetch, boot, run, read the outcome.
-fn leg(series: Series, accel: Accel, options: &VmOptions, mut plan: Plan) -> anyhow::Result<Leg> {
+/// One kernel: fetch, then boot it in [`guest_count`] guests at once, each
+/// running its share of the executables, and read their outcomes.
+fn leg(series: Series, accel: Accel, options: &VmOptions, plan: Plan) -> anyhow::Result<Leg> {
     let kernel = kernel::fetch(series)?;
     println!(
         "vm-test: Linux {}: {} {} (the newest {} package apt offers), release {}",
@@ -173,90 +178,236 @@ fn leg(series: Series, accel: Accel, options: &VmOptions, mut plan: Plan) -> any
         kernel.release
     );
     let busybox = kernel::busybox()?;
-    let work = repo_root().join("target/vm").join(series.name());
-    let out = work.join("out");
-    let _ = fs::remove_dir_all(&out);
-    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let plan_path = work.join("plan.json");
-    plan.kernel_release = kernel.release.clone();
-    fs::write(&plan_path, serde_json::to_string_pretty(&plan)?)?;
-    let initramfs = work.join("initramfs.cpio");
-    let xtask = std::env::current_exe().context("finding the xtask binary")?;
-    initramfs::write(&initramfs, &kernel, &busybox, &xtask, &plan_path)?;
-
-    let modules_root = kernel.modules_root.clone();
-    let root = PathBuf::from("/");
-    let mut boot = qemu::Boot {
-        accel,
-        kernel: &kernel.image,
-        initramfs: &initramfs,
-        shares: vec![
-            (&root, "wanroot", true),
-            (&modules_root, guest::MODULES_TAG, true),
-            (&out, guest::OUTPUT_TAG, false),
-        ],
-        memory_mib: 3072,
-        timeout: Duration::from_secs(options.timeout * 60),
-        silence: Duration::from_secs(10 * 60),
-        ready_within: match accel {
-            Accel::Kvm => READY_WITHIN_KVM,
-            Accel::Tcg => READY_WITHIN_TCG,
-        },
-        log: work.join("console.log"),
-        ready_marker: guest::READY_MARKER,
-    };
-    println!(
-        "vm-test: Linux {}: booting {} under {} (console in {})",
-        series.name(),
-        kernel.release,
-        accel.name(),
-        shown(&boot.log).display()
-    );
-    let mut ended = boot.run()?;
-    if ended.ready_after.is_none() && boot.accel == Accel::Kvm && options.accel == AccelChoice::Auto
-    {
+    let leg_dir = repo_root().join("target/vm").join(series.name());
+    let _ = fs::remove_dir_all(&leg_dir);
+    let shares = share_out(&plan.binaries, guest_count(accel, plan.binaries.len()));
+    if shares.len() > 1 {
         println!(
-            "vm-test: Linux {}: the kernel did not come up under KVM ({}); booting it again under TCG, qemu's emulator (several times slower)",
+            "vm-test: Linux {}: {} guests at once, one emulated CPU each, the executables shared out between them",
             series.name(),
-            ended.killed_because.as_deref().unwrap_or("qemu exited")
+            shares.len()
         );
-        boot.accel = Accel::Tcg;
-        boot.ready_within = READY_WITHIN_TCG;
-        ended = boot.run()?;
     }
-    let outcome_file = out.join(guest::OUTCOME_FILE);
-    let outcome: Option<Outcome> = fs::read_to_string(&outcome_file)
-        .ok()
-        .map(|text| serde_json::from_str(&text))
-        .transpose()
-        .with_context(|| format!("parsing {}", outcome_file.display()))?;
-    let Some(outcome) = outcome else {
-        let why = ended.killed_because.clone().unwrap_or_else(|| {
-            format!(
-                "qemu exited ({}) without an outcome: the guest panicked or stage 2 failed",
-                ended.status.map_or("killed".to_owned(), |s| s.to_string())
-            )
-        });
-        eprintln!(
-            "vm-test: Linux {}: {why}; the console's last lines (all of it in {}):\n{}",
-            series.name(),
-            shown(&boot.log).display(),
-            qemu::log_tail(&boot.log, 60)?
-        );
-        return Err(anyhow!("{why}"));
-    };
-    let boot_secs = ended
-        .ready_after
-        .map_or(outcome.boot_secs, |d| d.as_secs_f64());
+    let runs: Vec<anyhow::Result<GuestRun>> = thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .enumerate()
+            .map(|(index, binaries)| {
+                let guest = Guest {
+                    number: index + 1,
+                    dir: leg_dir.join(format!("guest-{}", index + 1)),
+                    plan: Plan {
+                        kernel_release: kernel.release.clone(),
+                        binaries,
+                        ..plan.clone()
+                    },
+                };
+                let (kernel, busybox) = (&kernel, &busybox);
+                scope.spawn(move || guest.run(series, kernel, busybox, accel, options))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a guest's thread panicked"))
+            .collect()
+    });
+    let mut outcome = Outcome::default();
+    let (mut passed, mut boot_secs, mut elapsed, mut used) = (true, 0.0_f64, 0.0_f64, accel);
+    for run in runs {
+        let run = run?;
+        passed &= run.outcome.passed() && run.killed_because.is_none();
+        boot_secs = boot_secs.max(run.boot_secs);
+        elapsed = elapsed.max(run.elapsed_secs);
+        used = run.accel;
+        outcome.absorb(run.outcome);
+    }
     Ok(Leg {
         series,
-        passed: outcome.passed() && ended.killed_because.is_none(),
+        passed,
         line: format!(
-            "{} (the leg took {:.0} s)",
-            describe_outcome(&kernel, boot.accel, boot_secs, &outcome),
-            ended.elapsed.as_secs_f64()
+            "{} (the leg took {elapsed:.0} s)",
+            describe_outcome(&kernel, used, boot_secs, &outcome)
         ),
     })
+}
+
+/// How many guests a leg boots at once. Under TCG a guest has one emulated
+/// CPU (qemu.rs says why), which one host core runs: a second guest on the
+/// second core halves the leg. Under KVM one guest has every CPU.
+fn guest_count(accel: Accel, binaries: usize) -> usize {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    match accel {
+        Accel::Kvm => 1,
+        Accel::Tcg => cores.min(2).min(binaries).max(1),
+    }
+}
+
+/// Seconds the longest test executables took in the 6.1 leg under TCG
+/// (fresh-clone run of 2026-12-01); any other counts [`OTHER_SECS`]. Only
+/// used to share the executables out evenly between the guests.
+const EXPECTED_SECS: &[(&str, u32)] = &[
+    ("tests/tests/faults.rs", 1300),
+    ("tests/tests/upgrade.rs", 500),
+    ("tests/tests/e2e.rs", 360),
+    ("tests/tests/operator.rs", 290),
+    ("tests/tests/daemon_e2e.rs", 210),
+    ("tests/tests/query_e2e.rs", 200),
+    ("tests/tests/query.rs", 120),
+    ("tests/tests/tcp.rs", 120),
+    ("tests/tests/tcp_e2e.rs", 120),
+    ("tests/tests/reflection.rs", 100),
+    ("tests/tests/syn.rs", 95),
+    ("tests/tests/reflection_e2e.rs", 90),
+    ("tests/tests/syn_e2e.rs", 70),
+    ("tests/tests/model.rs", 55),
+    ("tests/tests/lists.rs", 50),
+];
+const OTHER_SECS: u32 = 20;
+
+/// The executables shared out between `guests` guests: the longest first,
+/// each to the guest with the least expected time so far; each guest keeps
+/// the plan's order.
+fn share_out(binaries: &[plan::TestBinary], guests: usize) -> Vec<Vec<plan::TestBinary>> {
+    let expected = |binary: &plan::TestBinary| {
+        EXPECTED_SECS
+            .iter()
+            .find(|(name, _)| *name == binary.name)
+            .map_or(OTHER_SECS, |(_, secs)| *secs)
+    };
+    let mut order: Vec<usize> = (0..binaries.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(expected(&binaries[i])));
+    let mut loads = vec![0_u32; guests.max(1)];
+    let mut owner = vec![0; binaries.len()];
+    for i in order {
+        let guest = (0..loads.len()).min_by_key(|&g| loads[g]).unwrap_or(0);
+        loads[guest] += expected(&binaries[i]);
+        owner[i] = guest;
+    }
+    (0..loads.len())
+        .map(|guest| {
+            binaries
+                .iter()
+                .zip(&owner)
+                .filter(|(_, owner)| **owner == guest)
+                .map(|(binary, _)| binary.clone())
+                .collect()
+        })
+        .filter(|share: &Vec<plan::TestBinary>| !share.is_empty())
+        .collect()
+}
+
+/// One guest of a leg: its number, its directory under `target/vm/<kernel>`
+/// and its plan.
+struct Guest {
+    number: usize,
+    dir: PathBuf,
+    plan: Plan,
+}
+
+/// What one guest found.
+struct GuestRun {
+    outcome: Outcome,
+    accel: Accel,
+    boot_secs: f64,
+    elapsed_secs: f64,
+    killed_because: Option<String>,
+}
+
+impl Guest {
+    /// Boots the guest with its plan (again under TCG if it does not come up
+    /// under KVM) and reads its outcome.
+    fn run(
+        self,
+        series: Series,
+        kernel: &kernel::Kernel,
+        busybox: &Path,
+        accel: Accel,
+        options: &VmOptions,
+    ) -> anyhow::Result<GuestRun> {
+        let out = self.dir.join("out");
+        fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        let plan_path = self.dir.join("plan.json");
+        fs::write(&plan_path, serde_json::to_string_pretty(&self.plan)?)?;
+        let initramfs = self.dir.join("initramfs.cpio");
+        let xtask = std::env::current_exe().context("finding the xtask binary")?;
+        initramfs::write(&initramfs, kernel, busybox, &xtask, &plan_path)?;
+
+        let modules_root = kernel.modules_root.clone();
+        let root = PathBuf::from("/");
+        let label = format!("[{} guest {}] ", series.name(), self.number);
+        let mut boot = qemu::Boot {
+            accel,
+            kernel: &kernel.image,
+            initramfs: &initramfs,
+            shares: vec![
+                (&root, "wanroot", true),
+                (&modules_root, guest::MODULES_TAG, true),
+                (&out, guest::OUTPUT_TAG, false),
+            ],
+            memory_mib: 3072,
+            timeout: Duration::from_secs(options.timeout * 60),
+            silence: Duration::from_secs(10 * 60),
+            ready_within: match accel {
+                Accel::Kvm => READY_WITHIN_KVM,
+                Accel::Tcg => READY_WITHIN_TCG,
+            },
+            log: self.dir.join("console.log"),
+            ready_marker: guest::READY_MARKER,
+            label: &label,
+        };
+        println!(
+            "vm-test: Linux {}: booting {} under {} (console in {})",
+            series.name(),
+            kernel.release,
+            accel.name(),
+            shown(&boot.log).display()
+        );
+        let mut ended = boot.run()?;
+        if ended.ready_after.is_none()
+            && boot.accel == Accel::Kvm
+            && options.accel == AccelChoice::Auto
+        {
+            println!(
+                "vm-test: Linux {}: the kernel did not come up under KVM ({}); booting it again under TCG, qemu's emulator (several times slower)",
+                series.name(),
+                ended.killed_because.as_deref().unwrap_or("qemu exited")
+            );
+            boot.accel = Accel::Tcg;
+            boot.ready_within = READY_WITHIN_TCG;
+            ended = boot.run()?;
+        }
+        let outcome_file = out.join(guest::OUTCOME_FILE);
+        let outcome: Option<Outcome> = fs::read_to_string(&outcome_file)
+            .ok()
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .with_context(|| format!("parsing {}", outcome_file.display()))?;
+        let Some(outcome) = outcome else {
+            let why = ended.killed_because.clone().unwrap_or_else(|| {
+                format!(
+                    "qemu exited ({}) without an outcome: the guest panicked or stage 2 failed",
+                    ended.status.map_or("killed".to_owned(), |s| s.to_string())
+                )
+            });
+            eprintln!(
+                "vm-test: Linux {} guest {}: {why}; the console's last lines (all of it in {}):\n{}",
+                series.name(),
+                self.number,
+                shown(&boot.log).display(),
+                qemu::log_tail(&boot.log, 60)?
+            );
+            return Err(anyhow!("guest {}: {why}", self.number));
+        };
+        Ok(GuestRun {
+            boot_secs: ended
+                .ready_after
+                .map_or(outcome.boot_secs, |d| d.as_secs_f64()),
+            outcome,
+            accel: boot.accel,
+            elapsed_secs: ended.elapsed.as_secs_f64(),
+            killed_because: ended.killed_because,
+        })
+    }
 }
 
 /// One line per leg: the kernel, the times, the tests, the verifier's counts.
@@ -312,5 +463,50 @@ pub fn guest(plan: &Path, worker: bool) -> anyhow::Result<ExitCode> {
         guest::worker(plan)
     } else {
         guest::init(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary(name: &str) -> plan::TestBinary {
+        plan::TestBinary {
+            name: name.to_owned(),
+            path: PathBuf::from(name),
+            cwd: PathBuf::from("."),
+        }
+    }
+
+    #[test]
+    fn executables_are_shared_out_evenly_each_once_in_the_plans_order() {
+        let names = [
+            "filter-common/src/lib.rs",
+            "tests/tests/e2e.rs",
+            "tests/tests/faults.rs",
+            "tests/tests/operator.rs",
+            "tests/tests/upgrade.rs",
+            "tests/tests/verdict.rs",
+        ];
+        let binaries: Vec<_> = names.iter().map(|name| binary(name)).collect();
+        let shares = share_out(&binaries, 2);
+        let listed = |share: &Vec<plan::TestBinary>| -> Vec<String> {
+            share.iter().map(|b| b.name.clone()).collect()
+        };
+        // faults (1300) alone against everything else (1190).
+        assert_eq!(listed(&shares[0]), ["tests/tests/faults.rs"]);
+        assert_eq!(
+            listed(&shares[1]),
+            [
+                "filter-common/src/lib.rs",
+                "tests/tests/e2e.rs",
+                "tests/tests/operator.rs",
+                "tests/tests/upgrade.rs",
+                "tests/tests/verdict.rs",
+            ]
+        );
+        assert_eq!(listed(&share_out(&binaries, 1)[0]), names);
+        // More guests than executables: no empty guest.
+        assert_eq!(share_out(&binaries[..1], 2).len(), 1);
     }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{cargo, describe, repo_root};
 
 /// Written by the host, read by the guest (stage 2).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {
     /// The workspace root, which the guest must not hide under a fresh tmpfs.
     pub workspace: PathBuf,
@@ -67,6 +67,23 @@ impl Outcome {
             && self.kernel_problems.is_empty()
             && !self.binaries.is_empty()
             && self.binaries.iter().all(|b| b.exit_code == Some(0))
+    }
+
+    /// Adds the outcome of another guest of the same leg (which ran other
+    /// executables on the same kernel).
+    pub fn absorb(&mut self, other: Outcome) {
+        if self.kernel_release.is_empty() {
+            self.kernel_release = other.kernel_release;
+        }
+        self.boot_secs = self.boot_secs.max(other.boot_secs);
+        self.attach = self.attach.take().or(other.attach);
+        self.binaries.extend(other.binaries);
+        self.suite_secs = self.suite_secs.max(other.suite_secs);
+        self.modules_loaded.extend(other.modules_loaded);
+        self.modules_loaded.sort();
+        self.modules_loaded.dedup();
+        self.kernel_problems.extend(other.kernel_problems);
+        self.errors.extend(other.errors);
     }
 
     /// Tests passed, failed and ignored, over every executable.

@@ -111,6 +111,9 @@ pub struct Boot<'a> {
     pub log: PathBuf,
     /// A console line starting with this marks the guest as booted.
     pub ready_marker: &'a str,
+    /// Put before each console line on stdout (not in the log), to tell
+    /// guests that run at once apart.
+    pub label: &'a str,
 }
 
 /// How a boot ended.
@@ -205,7 +208,7 @@ impl Boot<'_> {
                     if ready_after.is_none() && line.starts_with(self.ready_marker) {
                         ready_after = Some(start.elapsed());
                     }
-                    println!("{line}");
+                    println!("{}{line}", self.label);
                     writeln!(log, "{line}")?;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -230,7 +233,7 @@ impl Boot<'_> {
         let status = child.wait().context("waiting for qemu")?;
         // Whatever the readers still hold after a kill.
         while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
-            println!("{line}");
+            println!("{}{line}", self.label);
             writeln!(log, "{line}")?;
         }
         Ok(Ended {
