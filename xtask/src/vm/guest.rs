@@ -239,6 +239,14 @@ fn attach_check(filter_ctl: &Path) -> anyhow::Result<AttachCheck> {
     for key in ["xdp_program_id", "egress_program_id"] {
         programs.push(program_insns(&field(&first, key)?)?);
     }
+    // The DNS slip's program, entered only by a tail call, is in no status
+    // field; loading it costs as much as its verification.
+    if let Some(slip) = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|info| info.name_as_str() == Some("wan_slip"))
+    {
+        programs.push(program_insns(&slip.id().to_string())?);
+    }
     print!(
         "vm-test guest: {}",
         run(ctl().args(["attach", "--iface", IFACE]))?
