@@ -722,7 +722,8 @@ fn dns_attack(family: Family) {
     // show it: there the victims' queries reaching the stack must stay
     // within the prefix's budget for the attack's length.
     let planned = u64::from(VICTIM_PPS) * VICTIMS4.len() as u64 * ATTACK.as_secs();
-    if with.queries_sent * 10 >= planned * 9 {
+    let at_planned_rate = with.queries_sent * 10 >= planned * 9;
+    if at_planned_rate {
         assert!(
             with.wire_bytes * without.queries_sent * 10 <= without.wire_bytes * with.queries_sent,
             "to the victims: {} bytes for {} queries with the filter, {} for {} without",
@@ -788,12 +789,17 @@ fn dns_attack(family: Family) {
     // first try, over UDP.
     let own = with.lookups(own_prefix);
     assert_eq!((own.over_tcp, own.retries), (0, 0), "{with:?}");
-    // Those in the victims' /24 were limited with them: truncated answers
-    // sent them over TCP, or (on a slow machine, where the prefix's tokens
-    // refill between their tries) a dropped query made them retry. All of
-    // them were answered (above).
+    // At the planned rate, those in the victims' /24 were limited with them:
+    // truncated answers sent them over TCP, or a dropped query made them
+    // retry. A slower attack (Linux 6.1 under emulation sent half the
+    // queries) leaves the prefix tokens their few lookups can take. All of
+    // them were answered either way (above).
     let shared = with.lookups(|resolver| !own_prefix(resolver));
-    assert!(shared.over_tcp + shared.retries > 0, "{with:?}");
+    if at_planned_rate {
+        assert!(shared.over_tcp + shared.retries > 0, "{with:?}");
+    } else {
+        println!("the victims' /24 resolvers: {shared:?}");
+    }
 
     // Dropped queries never reached conntrack.
     assert!(
