@@ -703,27 +703,31 @@ fn dns_attack(family: Family) {
     println!("both runs took {:?}", started.elapsed());
 
     // The baseline is an amplifier: every spoofed query reached the server,
-    // and the victims got many times the bytes of the queries (a full answer
-    // is 3 KB, 38 times its query, unless dnsmasq falls behind).
+    // and the victims got several times the bytes of the queries (a full
+    // answer is 3 KB, 38 times its query; dnsmasq on an emulated CPU falls
+    // behind and answered a third of them on Linux 6.12 under TCG, 9 times).
     assert!(
         without.stack_queries <= without.queries_sent
             && without.stack_queries + without.path_drops >= without.queries_sent,
         "{without:?}"
     );
     assert!(
-        without.wire_bytes > without.queries_bytes * 10,
+        without.wire_bytes > without.queries_bytes * 5,
         "the baseline's answers to the victims: {without:?}"
     );
     // The bytes sent to the victims per spoofed query (the runs may send
-    // a few less than planned) fall by at least 90 %: the issue's figure, at
-    // the planned 200 queries per second per victim. The limits let a
-    // prefix's budget through whatever the rate, so a machine too slow to
-    // send at that rate (Linux 6.1 under emulation sends about half) cannot
-    // show it: there the victims' queries reaching the stack must stay
-    // within the prefix's budget for the attack's length.
+    // a few less than planned) fall by at least 90 %: the issue's figure,
+    // for a server that answers the planned 200 queries per second per
+    // victim. The limits let a prefix's budget through whatever the rate, so
+    // a machine too slow to send at that rate (Linux 6.1 under emulation
+    // sends about half) or to answer it (the baseline's answers under 20
+    // times the queries' bytes) cannot show it: there the victims' queries
+    // reaching the stack must stay within the prefix's budget for the
+    // attack's length.
     let planned = u64::from(VICTIM_PPS) * VICTIMS4.len() as u64 * ATTACK.as_secs();
-    let at_planned_rate = with.queries_sent * 10 >= planned * 9;
-    if at_planned_rate {
+    let full_scale =
+        with.queries_sent * 10 >= planned * 9 && without.wire_bytes >= without.queries_bytes * 20;
+    if full_scale {
         assert!(
             with.wire_bytes * without.queries_sent * 10 <= without.wire_bytes * with.queries_sent,
             "to the victims: {} bytes for {} queries with the filter, {} for {} without",
@@ -735,9 +739,11 @@ fn dns_attack(family: Family) {
         assert!(with.stack_queries < with.queries_sent / 10, "{with:?}");
     } else {
         println!(
-            "the attack ran at {} of the planned {planned} queries: the 90 % figure \
-             needs the planned rate; checking the prefix's budget instead",
-            with.queries_sent
+            "the attack ran at {} of the planned {planned} queries, the baseline's \
+             answers at {} times the queries' bytes: the 90 % figure needs the planned \
+             rate answered in full; checking the prefix's budget instead",
+            with.queries_sent,
+            without.wire_bytes / without.queries_bytes.max(1)
         );
     }
     let limits = filter_common::query::DEFAULT_DNS;
@@ -789,13 +795,14 @@ fn dns_attack(family: Family) {
     // first try, over UDP.
     let own = with.lookups(own_prefix);
     assert_eq!((own.over_tcp, own.retries), (0, 0), "{with:?}");
-    // At the planned rate, those in the victims' /24 were limited with them:
+    // At full scale, those in the victims' /24 were limited with them:
     // truncated answers sent them over TCP, or a dropped query made them
-    // retry. A slower attack (Linux 6.1 under emulation sent half the
-    // queries) leaves the prefix tokens their few lookups can take. All of
-    // them were answered either way (above).
+    // retry. A slower attack leaves the prefix tokens for their few lookups
+    // (an emulated CPU manages one or two each), and whether one of a
+    // handful meets an empty bucket is chance. All of them were answered
+    // either way (above).
     let shared = with.lookups(|resolver| !own_prefix(resolver));
-    if at_planned_rate {
+    if full_scale && shared.total >= 20 {
         assert!(shared.over_tcp + shared.retries > 0, "{with:?}");
     } else {
         println!("the victims' /24 resolvers: {shared:?}");
