@@ -791,10 +791,15 @@ fn dns_attack(family: Family) {
         // with a second guest on the other core, managed one in 10 s).
         assert!(run.upstream_total >= 1, "{run:?}");
     }
-    // Resolvers in a /24 of their own were never limited: answered at the
-    // first try, over UDP.
+    // Resolvers in a /24 of their own were never limited: never sent to TCP
+    // by a slip, and at full scale answered at the first try. (A slow
+    // machine's dnsmasq makes them retry now and then, with or without the
+    // filter: Linux 6.1 under emulation, 2 retries of 6 lookups without.)
     let own = with.lookups(own_prefix);
-    assert_eq!((own.over_tcp, own.retries), (0, 0), "{with:?}");
+    assert_eq!(own.over_tcp, 0, "{with:?}");
+    if full_scale {
+        assert_eq!(own.retries, 0, "{with:?}");
+    }
     // At full scale, those in the victims' /24 were limited with them:
     // truncated answers sent them over TCP, or a dropped query made them
     // retry. A slower attack leaves the prefix tokens for their few lookups
