@@ -76,7 +76,45 @@ impl Reason {
     pub fn from_name(name: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|reason| reason.name() == name)
     }
+
+    /// [`Reason::action`] of the reason whose index is `index`, for the
+    /// ingress program's `finish`, which gets the index as a number from
+    /// the rule functions: two bit masks, no branch per reason (which the
+    /// verifier would walk once each). An index of no reason passes.
+    #[inline(always)]
+    pub const fn action_at(index: u32) -> Action {
+        if index >= u64::BITS {
+            Action::Pass
+        } else if ACTION_DROP >> index & 1 != 0 {
+            Action::Drop
+        } else if ACTION_TX >> index & 1 != 0 {
+            Action::Tx
+        } else {
+            Action::Pass
+        }
+    }
 }
+
+/// Bit `index` set for each reason whose action is `action`.
+const fn action_mask(action: Action) -> u64 {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < Reason::ALL.len() {
+        let reason = Reason::ALL[i];
+        if reason.action() as u8 == action as u8 {
+            mask |= 1 << reason.index();
+        }
+        i += 1;
+    }
+    mask
+}
+
+const ACTION_DROP: u64 = action_mask(Action::Drop);
+const ACTION_TX: u64 = action_mask(Action::Tx);
+const _: () = assert!(
+    Reason::COUNT <= u64::BITS,
+    "Reason::action_at's masks hold 64 reasons: widen them"
+);
 
 reasons! {
     /// Not IPv4/IPv6 (ARP, LLDP, PPP control, ...). Never filtered.
@@ -231,6 +269,20 @@ mod tests {
             };
             assert_eq!(reason.action(), action, "{name}");
             assert_eq!(reason.direction(), direction, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_action_by_index_is_the_reasons_action() {
+        for reason in Reason::ALL {
+            assert_eq!(
+                Reason::action_at(reason.index()),
+                reason.action(),
+                "{reason:?}"
+            );
+        }
+        for index in [Reason::COUNT, 63, 64, u32::MAX] {
+            assert_eq!(Reason::action_at(index), Action::Pass, "{index}");
         }
     }
 

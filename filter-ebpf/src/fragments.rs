@@ -10,10 +10,13 @@
 
 use aya_ebpf::{macros::map, maps::LruHashMap};
 use filter_common::{
-    Config, FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict, OrphanPolicy, Reason, expiry,
+    Action, Config, FRAGMENT_ENTRIES, FragmentKey, FragmentVerdict, OrphanPolicy, Reason, expiry,
 };
 
-use crate::{config, packet::Ip};
+use crate::{
+    config,
+    packet::{Fragment, Ip},
+};
 
 #[map]
 static FRAGMENTS: LruHashMap<FragmentKey, FragmentVerdict> =
@@ -29,12 +32,16 @@ fn key(ip: &Ip, id: u32) -> FragmentKey {
     }
 }
 
-/// Remembers the verdict of a first fragment for the rest of its datagram.
+/// Remembers the verdict of a first fragment, counted under the reason at
+/// index `reason`, for the rest of its datagram.
 #[inline(always)]
-pub fn remember(ip: &Ip, id: u32, dropped: bool, config: &Config) {
+pub fn remember(ip: &Ip, reason: u32, config: &Config) {
+    let Fragment::First { id } = ip.fragment else {
+        return;
+    };
     let verdict = FragmentVerdict {
         expires_ns: expiry::deadline(config::now_ns(), config.fragment_lifetime_ns()),
-        dropped: u32::from(dropped),
+        dropped: u32::from(Reason::action_at(reason) == Action::Drop),
         _padding: 0,
     };
     let _ = FRAGMENTS.insert(&key(ip, id), &verdict, 0);
@@ -42,7 +49,10 @@ pub fn remember(ip: &Ip, id: u32, dropped: bool, config: &Config) {
 
 /// The verdict of a later fragment.
 #[inline(always)]
-pub fn follow(ip: &Ip, id: u32, config: &Config) -> Reason {
+pub fn follow(ip: &Ip, config: &Config) -> Reason {
+    let Fragment::Later { id } = ip.fragment else {
+        return Reason::PassMalformed;
+    };
     match FRAGMENTS.get_ptr(&key(ip, id)) {
         // SAFETY: a valid value pointer of the map; fields read by value.
         Some(verdict) if expiry::is_live(unsafe { (*verdict).expires_ns }, config::now_ns()) => {

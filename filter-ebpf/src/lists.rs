@@ -19,7 +19,7 @@
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, LpmTrie, lpm_trie::Key};
 use filter_common::{
-    Config, ListEntry, ListSource,
+    Config, ListEntry, ListSource, Reason,
     lists::{
         IN_USE_ALLOW_V4, IN_USE_ALLOW_V6, IN_USE_DENY_V4, IN_USE_DENY_V6, IN_USE_SLOTS,
         LIST_ENTRIES, in_use_slot,
@@ -91,16 +91,30 @@ fn live<K>(
 /// entries (only until filter-ctl cleans up) counts as no match.
 const MAX_EXPIRED_SKIPS: usize = 4;
 
-/// True if the packet's source is on the allow list.
+/// Whether the allow or the deny list of the packet's family may hold
+/// entries: the dispatcher's test before it calls `wan_listed`. Most boxes
+/// have empty lists most of the time, and then no packet pays the call.
 #[inline(always)]
-pub fn allowed(ip: &Ip, config: &Config) -> bool {
-    matches(ip, &ALLOW, config)
+pub fn in_use(ip: &Ip, config: &Config) -> bool {
+    let (allow, deny) = match ip.family {
+        Family::Ipv4 => (ALLOW.v4_in_use, DENY.v4_in_use),
+        Family::Ipv6 => (ALLOW.v6_in_use, DENY.v6_in_use),
+    };
+    slot_in_use(in_use_slot(allow, config.list_copy(false)))
+        || slot_in_use(in_use_slot(deny, config.list_copy(true)))
 }
 
-/// True if the packet's source is on the deny list.
+/// The body of `wan_listed`: the source on the allow list passes, on the
+/// deny list it is dropped; otherwise the later rules decide (`None`).
 #[inline(always)]
-pub fn denied(ip: &Ip, config: &Config) -> bool {
-    matches(ip, &DENY, config)
+pub fn verdict(ip: &Ip, config: &Config) -> Option<Reason> {
+    if matches(ip, &ALLOW, config) {
+        Some(Reason::PassAllowList)
+    } else if matches(ip, &DENY, config) {
+        Some(Reason::DropDenyList)
+    } else {
+        None
+    }
 }
 
 #[inline(always)]
@@ -108,18 +122,18 @@ fn matches(ip: &Ip, list: &Tries, config: &Config) -> bool {
     let copy = config.list_copy(list.deny);
     match ip.family {
         Family::Ipv4 => {
-            in_use(in_use_slot(list.v4_in_use, copy))
+            slot_in_use(in_use_slot(list.v4_in_use, copy))
                 && live_match(live(&list.v4, copy), ip.src[0].to_ne_bytes(), 32)
         }
         Family::Ipv6 => {
-            in_use(in_use_slot(list.v6_in_use, copy))
+            slot_in_use(in_use_slot(list.v6_in_use, copy))
                 && live_match(live(&list.v6, copy), prefix::v6_bytes(&ip.src), 128)
         }
     }
 }
 
 #[inline(always)]
-fn in_use(slot: u32) -> bool {
+fn slot_in_use(slot: u32) -> bool {
     // SAFETY: a valid, aligned element of the array map; read by value (the
     // penalty on another CPU may set it).
     LISTS_IN_USE

@@ -5,7 +5,36 @@
 //! into a ring buffer (sample.rs); rare events go to the daemon's log
 //! through aya-log (events.rs), never anything per packet.
 //!
-//! Where each rule lives:
+//! # What the verifier reads
+//!
+//! `wan_ingress` is a short dispatcher: it parses the headers once
+//! (ingress/mod.rs), then hands the packet to the BPF global function of its
+//! rule family, and every verdict to one global function, `wan_finish`.
+//! The kernel verifies a global function once, on its own, with its
+//! arguments unknown (the context, and scalars: where the headers lie, see
+//! `packet::Located`), and a call to it as one instruction. So each part
+//! costs the verifier its own instructions, not a multiple of every path
+//! before it, and a new rule costs what it adds. The functions, in the order
+//! a packet meets them (docs/kernel-programs.md has their verifier counts):
+//!
+//! - `wan_listed` (lists.rs): the allow and deny lists, only called when
+//!   one of the packet family's lists holds entries;
+//! - `wan_later_fragment` (fragments.rs): a later IP fragment follows the
+//!   verdict of its first;
+//! - `wan_udp` (ingress/udp.rs): inbound UDP, the reflection defence;
+//!   `wan_request` (ingress/request.rs): requests to our DNS and NTP
+//!   services, their limits and the DNS slip;
+//! - `wan_tcp` (ingress/tcp.rs): inbound TCP, connection attempts and the
+//!   segments that complete or end connections;
+//! - `wan_first_fragment` (fragments.rs): remembers a first fragment's verdict;
+//! - `wan_finish` (ingress/finish.rs): counts the verdict, applies monitor
+//!   mode, offers drops to `wan_sample_offered` (sample.rs).
+//!
+//! The DNS slip's reply is `wan_slip`, a program of its own entered by a
+//! tail call (reply.rs). All of them are one object, attached and replaced
+//! together: an upgrade never runs two versions' halves together.
+//!
+//! # Where each rule lives
 //! - ingress/mod.rs: the rule order of `wan_ingress`; ingress/udp.rs the
 //!   reflection defence (an inbound response must answer a recorded query),
 //!   ingress/tcp.rs what happens to inbound TCP: connection attempts meet
@@ -23,13 +52,14 @@
 //! - packet.rs: the packet (made only from the program's context, read only
 //!   through bounds-checked, typed reads) and the header parser.
 //!
-//! The arithmetic (SYN bucket math, hashes, masks, deadlines) is in
-//! filter-common, where it is tested on the host.
+//! The arithmetic (SYN bucket math, hashes, masks, deadlines)
+//! is in filter-common, where it is tested on the host.
 #![no_std]
 // Packet reads are single load instructions in inline assembly (packet.rs).
 #![feature(asm_experimental_arch)]
 #![no_main]
-// aya's #[classifier] macro generates a safe fn that dereferences its raw context.
+// aya's #[classifier] macro generates a safe fn that dereferences its raw
+// context; the global functions take the raw context and only wrap it.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod config;
@@ -52,13 +82,14 @@ mod stats;
 mod syn;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, xdp_action},
+    bindings::{TC_ACT_OK, xdp_action, xdp_md},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use filter_common::Action;
 
-use crate::packet::Packet;
+use filter_common::{Reason, query::Service};
+
+use crate::packet::{Located, Packet};
 
 #[xdp]
 // Inlined into the entry point: left to itself, LLVM makes the body a BPF
@@ -68,38 +99,11 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
     let Some(config) = config::get() else {
         return xdp_action::XDP_PASS;
     };
-    let packet = Packet::from_xdp(&ctx);
-    let reason = ingress::verdict(&packet, config);
-    let bytes = packet.len() as u64;
-    match reason.action() {
-        Action::Pass => {
-            stats::count(reason, bytes);
-            xdp_action::XDP_PASS
-        }
-        Action::Drop => {
-            let monitor = config.monitor != 0;
-            if monitor {
-                stats::count_would_drop(reason, bytes);
-            } else {
-                stats::count(reason, bytes);
-            }
-            sample::drop(&ctx, reason, bytes, monitor, config);
-            if monitor {
-                xdp_action::XDP_PASS
-            } else {
-                xdp_action::XDP_DROP
-            }
-        }
-        // Monitor mode answers nothing: the query passes untouched.
-        Action::Tx if config.monitor != 0 => {
-            stats::count_would_drop(reason, bytes);
-            xdp_action::XDP_PASS
-        }
+    let reason = ingress::verdict(&ctx, config);
+    match wan_finish(ctx.ctx, reason) {
         // The tail call counts the packet; it only returns if it failed.
-        Action::Tx => {
-            stats::count(reply::send(&ctx), bytes);
-            xdp_action::XDP_DROP
-        }
+        xdp_action::XDP_TX => wan_finish(ctx.ctx, reply::send(&ctx)),
+        action => action,
     }
 }
 
@@ -116,9 +120,113 @@ pub fn wan_egress(ctx: TcContext) -> i32 {
     let Some(config) = config::get() else {
         return TC_ACT_OK;
     };
-    stats::count(egress::observe(&packet, config), u64::from(ctx.len()));
+    stats::count(
+        egress::observe(&packet, config).index(),
+        u64::from(ctx.len()),
+    );
     // Egress never drops: it only learns what the inside asked for.
     TC_ACT_OK
+}
+
+// The global functions of `wan_ingress`. Each takes the context and
+// scalars, rebuilds what it needs from them, and returns a number: a
+// reason's index (`Reason::index`), or `ingress::NO_VERDICT`. Only their
+// symbols are here; the rules are in the modules each one names.
+
+/// The allow and deny lists (lists.rs): `PassAllowList`, `DropDenyList`, or
+/// no verdict.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_listed(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
+    ingress::with_ip(
+        ctx,
+        Located::from_arguments(shape, fragment_id),
+        |_, ip, config| lists::verdict(ip, config).map_or(ingress::NO_VERDICT, Reason::index),
+    )
+}
+
+/// A later IP fragment: the verdict of its first (fragments.rs).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_later_fragment(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
+    ingress::with_ip(
+        ctx,
+        Located::from_arguments(shape, fragment_id),
+        |_, ip, config| fragments::follow(ip, config).index(),
+    )
+}
+
+/// Remembers the verdict (`reason`) of a first IP fragment for the rest of
+/// its datagram (fragments.rs); returns `reason`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_first_fragment(
+    ctx: *mut xdp_md,
+    shape: u64,
+    fragment_id: u64,
+    reason: u32,
+) -> u32 {
+    ingress::with_ip(
+        ctx,
+        Located::from_arguments(shape, fragment_id),
+        |_, ip, config| {
+            fragments::remember(ip, reason, config);
+            reason
+        },
+    )
+}
+
+/// Inbound UDP: the reflection defence (ingress/udp.rs); a datagram that
+/// is a request to one of our services goes on to `wan_request`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
+    ingress::with_ip(
+        ctx,
+        Located::from_arguments(shape, fragment_id),
+        |packet, ip, _| match ingress::udp::verdict(packet, ip) {
+            ingress::udp::Verdict::Reason(reason) => reason.index(),
+            ingress::udp::Verdict::Request(service) => {
+                wan_request(ctx, shape, fragment_id, service as u32)
+            }
+        },
+    )
+}
+
+/// A request to one of our services, DNS (`service` 0) or NTP (1): the
+/// limits on requests and the DNS slip (ingress/request.rs).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_request(ctx: *mut xdp_md, shape: u64, fragment_id: u64, service: u32) -> u32 {
+    let service = if service == Service::Dns as u32 {
+        Service::Dns
+    } else {
+        Service::Ntp
+    };
+    ingress::with_ip(
+        ctx,
+        Located::from_arguments(shape, fragment_id),
+        |packet, ip, config| ingress::request::verdict(packet, ip, service, config).index(),
+    )
+}
+
+/// Inbound TCP (ingress/tcp.rs).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_tcp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
+    ingress::with_ip(
+        ctx,
+        Located::from_arguments(shape, fragment_id),
+        |packet, ip, config| ingress::tcp::verdict(packet, ip, config).index(),
+    )
+}
+
+/// Counts the packet under the reason at index `reason`, applies monitor
+/// mode and samples drops (ingress/finish.rs): the XDP action.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_finish(ctx: *mut xdp_md, reason: u32) -> u32 {
+    ingress::finish::finish(&XdpContext::new(ctx), reason)
 }
 
 #[cfg(not(test))]

@@ -361,6 +361,10 @@ pub struct Ip {
     /// A field of its own: in `Fragment`'s payload it cost the verifier a
     /// quarter more states.
     pub fragmented_protocol: u8,
+    /// Offset of the IP header.
+    pub l3_offset: usize,
+    /// The frame is a PPPoE session's: its header is right before the IP header.
+    pub pppoe: bool,
     /// Offset of the transport header; meaningless for `Fragment::Later`.
     pub l4_offset: usize,
 }
@@ -384,8 +388,9 @@ pub struct LinkLayer {
     pub ethertype: u16,
     /// Offset of the network header.
     pub l3_offset: usize,
-    /// Offset of the PPPoE session header, for a PPPoE session frame.
-    pub pppoe_offset: Option<usize>,
+    /// A PPPoE session frame: the session header (with the PPP protocol
+    /// field) lies right before the network header.
+    pub pppoe: bool,
 }
 
 /// Offset of the length field in the PPPoE session header: the length of
@@ -402,15 +407,15 @@ impl Packet {
             return Network::Malformed;
         };
         match link.ethertype {
-            ETH_P_IPV4 => self.ipv4(link.l3_offset),
-            ETH_P_IPV6 => self.ipv6(link.l3_offset),
+            ETH_P_IPV4 => self.ipv4(link.l3_offset, link.pppoe),
+            ETH_P_IPV6 => self.ipv6(link.l3_offset, link.pppoe),
             _ => Network::NotIp,
         }
     }
 
     /// The link-layer headers, or `None` if they are cut short.
     #[inline(always)]
-    pub fn link_layer(&self) -> Option<LinkLayer> {
+    fn link_layer(&self) -> Option<LinkLayer> {
         let mut ethertype = self.be16_at(12)?;
         let mut offset = ETH_HDR_LEN;
         for _ in 0..MAX_VLAN_TAGS {
@@ -420,10 +425,9 @@ impl Packet {
             ethertype = self.be16_at(offset + 2)?;
             offset += VLAN_TAG_LEN;
         }
-        let mut pppoe_offset = None;
-        if ethertype == ETH_P_PPPOE_SESSION {
+        let pppoe = ethertype == ETH_P_PPPOE_SESSION;
+        if pppoe {
             let ppp_protocol = self.be16_at(offset + 6)?;
-            pppoe_offset = Some(offset);
             offset += PPPOE_HDR_LEN;
             ethertype = match ppp_protocol {
                 PPP_IPV4 => ETH_P_IPV4,
@@ -435,12 +439,12 @@ impl Packet {
         Some(LinkLayer {
             ethertype,
             l3_offset: offset,
-            pppoe_offset,
+            pppoe,
         })
     }
 
     #[inline(always)]
-    fn ipv4(&self, offset: usize) -> Network {
+    fn ipv4(&self, offset: usize, pppoe: bool) -> Network {
         let Some(h) = self.header::<IPV4_MIN_HDR_LEN>(offset) else {
             return Network::Malformed;
         };
@@ -469,12 +473,14 @@ impl Packet {
             protocol,
             fragment,
             fragmented_protocol: protocol,
+            l3_offset: offset,
+            pppoe,
             l4_offset: offset + header_len,
         })
     }
 
     #[inline(always)]
-    fn ipv6(&self, offset: usize) -> Network {
+    fn ipv6(&self, offset: usize, pppoe: bool) -> Network {
         let Some(h) = self.read::<[u32; IPV6_HDR_LEN / 4]>(offset) else {
             return Network::Malformed;
         };
@@ -492,6 +498,8 @@ impl Packet {
             protocol: next_header,
             fragment: Fragment::Whole,
             fragmented_protocol: 0,
+            l3_offset: offset,
+            pppoe,
             l4_offset: offset + IPV6_HDR_LEN,
         };
         for _ in 0..MAX_IPV6_EXT_HEADERS {
@@ -535,6 +543,126 @@ impl Packet {
             return unwalked(ip);
         }
         Network::Ip(ip)
+    }
+}
+
+/// The deepest IP header the parser finds: two VLAN tags and a PPPoE
+/// session header put it at 30 bytes.
+pub const MAX_L3_OFFSET: usize = 64;
+
+/// An IP packet the dispatcher located, as the two scalars a BPF global
+/// function takes (its arguments can only be scalars and the context):
+/// where the headers lie, the protocols, the fragment kind and the family
+/// in `shape`, the fragment's id apart. The function locates the packet
+/// again with [`Packet::ip_at`], reading the addresses anew from the IP
+/// header (in the CPU's cache by then).
+#[derive(Clone, Copy)]
+pub struct Located {
+    pub shape: u64,
+    pub fragment_id: u64,
+}
+
+/// Bit positions in [`Located::shape`]: the IP header's offset (8 bits),
+/// the transport header's (16), the protocol (8), the fragmented protocol
+/// (8), the fragment kind (2: whole, first, later), IPv6 (1), PPPoE (1).
+const SHAPE_L4: u32 = 8;
+const SHAPE_PROTOCOL: u32 = 24;
+const SHAPE_FRAGMENTED_PROTOCOL: u32 = 32;
+const SHAPE_FRAGMENT: u32 = 40;
+const SHAPE_V6: u32 = 42;
+const SHAPE_PPPOE: u32 = 43;
+
+impl Located {
+    /// The `Located` a global function got in two of its arguments. Both
+    /// are kept used: where the function's body ignores one (`wan_listed`
+    /// needs no fragment id), LLVM would otherwise pass nothing in it, and
+    /// the verifier refuses a call that passes a register never written.
+    /// An empty assembly block that reads them, no instruction.
+    #[inline(always)]
+    pub fn from_arguments(shape: u64, fragment_id: u64) -> Located {
+        // SAFETY: emits nothing; it only reads two registers.
+        unsafe {
+            core::arch::asm!(
+                "/* {0} {1} */",
+                in(reg) shape,
+                in(reg) fragment_id,
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+        Located { shape, fragment_id }
+    }
+}
+
+impl Ip {
+    #[inline(always)]
+    pub fn located(&self) -> Located {
+        let (kind, id) = match self.fragment {
+            Fragment::Whole => (0, 0),
+            Fragment::First { id } => (1, id),
+            Fragment::Later { id } => (2, id),
+        };
+        Located {
+            shape: self.l3_offset as u64
+                | (self.l4_offset as u64) << SHAPE_L4
+                | u64::from(self.protocol) << SHAPE_PROTOCOL
+                | u64::from(self.fragmented_protocol) << SHAPE_FRAGMENTED_PROTOCOL
+                | kind << SHAPE_FRAGMENT
+                | u64::from(self.family == Family::Ipv6) << SHAPE_V6
+                | u64::from(self.pppoe) << SHAPE_PPPOE,
+            fragment_id: u64::from(id),
+        }
+    }
+}
+
+impl Packet {
+    /// The IP packet `at` locates in this packet, its addresses read again
+    /// from the IP header; `None` only if `at` was not made from it.
+    #[inline(always)]
+    pub fn ip_at(&self, at: Located) -> Option<Ip> {
+        let l3 = (at.shape & 0xff) as usize;
+        if l3 > MAX_L3_OFFSET {
+            return None;
+        }
+        let (family, src, dst) = if at.shape >> SHAPE_V6 & 1 != 0 {
+            let h = self.header::<IPV6_HDR_LEN>(l3)?;
+            let src = [
+                h.get::<u32, 8>(),
+                h.get::<u32, 12>(),
+                h.get::<u32, 16>(),
+                h.get::<u32, 20>(),
+            ];
+            let dst = [
+                h.get::<u32, 24>(),
+                h.get::<u32, 28>(),
+                h.get::<u32, 32>(),
+                h.get::<u32, 36>(),
+            ];
+            (Family::Ipv6, src, dst)
+        } else {
+            let h = self.header::<IPV4_MIN_HDR_LEN>(l3)?;
+            (
+                Family::Ipv4,
+                [h.get::<u32, 12>(), 0, 0, 0],
+                [h.get::<u32, 16>(), 0, 0, 0],
+            )
+        };
+        let id = at.fragment_id as u32;
+        let fragment = match at.shape >> SHAPE_FRAGMENT & 3 {
+            0 => Fragment::Whole,
+            1 => Fragment::First { id },
+            _ => Fragment::Later { id },
+        };
+        Some(Ip {
+            family,
+            src,
+            dst,
+            protocol: (at.shape >> SHAPE_PROTOCOL) as u8,
+            fragment,
+            fragmented_protocol: (at.shape >> SHAPE_FRAGMENTED_PROTOCOL) as u8,
+            l3_offset: l3,
+            pppoe: at.shape >> SHAPE_PPPOE & 1 != 0,
+            l4_offset: (at.shape >> SHAPE_L4 & 0xffff) as usize,
+        })
     }
 }
 

@@ -11,8 +11,8 @@
 //! [`plan`] checks that the query's shape can get a reply and notes where
 //! its headers lie in SLIP_PLAN, a per-CPU scratch value (a program and its
 //! tail call run to completion on one CPU, so the value is this packet's).
-//! main.rs calls [`send`] for the `tx` action, except in monitor mode, where
-//! the query passes untouched. [`answer`] (the tail-called program) walks
+//! main.rs calls [`send`] when `wan_finish` returns XDP_TX (never in
+//! monitor mode, where the query passes untouched). [`answer`] (the tail-called program) walks
 //! the question, rewrites the frame and counts the packet: as
 //! `tx_dns_truncated`, or as the drop its query had earned when no reply
 //! can be built (a malformed question, an OPT record of another EDNS
@@ -46,9 +46,9 @@ use filter_common::{
 
 use crate::{
     packet::{
-        Family, Fragment, IPPROTO_UDP, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Ip, MAX_L4_OFFSET,
-        PPP_PROTOCOL_LEN, PPPOE_HDR_LEN, PPPOE_LENGTH, Packet, UDP_CHECKSUM, UDP_HDR_LEN,
-        UDP_LENGTH, Udp,
+        Family, Fragment, IPPROTO_UDP, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Ip, MAX_L3_OFFSET,
+        MAX_L4_OFFSET, PPP_PROTOCOL_LEN, PPPOE_HDR_LEN, PPPOE_LENGTH, Packet, UDP_CHECKSUM,
+        UDP_HDR_LEN, UDP_LENGTH, Udp,
     },
     proto::dns as dns_fields,
     stats,
@@ -91,9 +91,6 @@ static SLIP_PROGRAM: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// The hop limit of a reply: a fresh packet's, not what is left of the query's.
 const REPLY_TTL: u8 = 64;
-/// Frames with headers deeper than this get no reply (two VLAN tags and
-/// PPPoE take 30 bytes).
-const MAX_L3_OFFSET: usize = 64;
 /// The furthest a question of a reply can end in the frame.
 const MAX_QUESTION_END: usize = MAX_L4_OFFSET + UDP_HDR_LEN + HEADER_LEN + MAX_QUESTION_LEN;
 /// 16-bit words of the longest reply's UDP header and message, rounded up.
@@ -109,10 +106,7 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
     if ip.fragment != Fragment::Whole {
         return false;
     }
-    let Some(link) = packet.link_layer() else {
-        return false;
-    };
-    let l3 = link.l3_offset;
+    let l3 = ip.l3_offset;
     let header_len = match ip.family {
         Family::Ipv4 => IPV4_MIN_HDR_LEN,
         Family::Ipv6 => IPV6_HDR_LEN,
@@ -135,7 +129,7 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
         (*slot).l3 = l3 as u16;
         (*slot).l4 = ip.l4_offset as u16;
         (*slot).udp_end = udp_end as u16;
-        (*slot).pppoe = link.pppoe_offset.unwrap_or(0) as u16;
+        (*slot).pppoe = if ip.pppoe { l3 - PPPOE_HDR_LEN } else { 0 } as u16;
         (*slot).flags = header.reply_flags();
         (*slot).opt = u8::from(additional == Additional::Opt);
         (*slot).v6 = u8::from(ip.family == Family::Ipv6);
@@ -146,13 +140,13 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
 
 /// Hands the packet planned by [`plan`] to `wan_slip`, which answers and
 /// counts it. Returns only if the tail call failed (no program loaded in
-/// SLIP_PROGRAM): the reason to count the packet under, dropped.
+/// SLIP_PROGRAM): the index of the reason to count the packet under, a drop.
 #[inline(always)]
-pub fn send(ctx: &XdpContext) -> Reason {
+pub fn send(ctx: &XdpContext) -> u32 {
     // SAFETY: a tail call with the program's own context; on success it
     // does not return.
     unsafe { SLIP_PROGRAM.tail_call(ctx, 0) };
-    fallback(read_plan().map_or(Level::Source as u8, |plan| plan.level))
+    fallback(read_plan().map_or(Level::Source as u8, |plan| plan.level)).index()
 }
 
 /// The drop a query over the limit at `level` earned.
@@ -201,10 +195,10 @@ pub fn answer(ctx: &XdpContext) -> u32 {
         && let Some(plan) = read_plan()
         && rewrite(ctx, &plan).is_some()
     {
-        stats::count(Reason::TxDnsTruncated, bytes);
+        stats::count(Reason::TxDnsTruncated.index(), bytes);
         return xdp_action::XDP_TX;
     }
-    stats::count(fallback(plan.level), bytes);
+    stats::count(fallback(plan.level).index(), bytes);
     xdp_action::XDP_DROP
 }
 

@@ -12,7 +12,7 @@
 //! second per reason) reserves ring space and copies the frame's first
 //! bytes into it with one helper call; the reader parses them.
 
-use crate::{config, stats};
+use crate::config;
 use aya_ebpf::{
     bindings::xdp_md,
     helpers::generated::bpf_xdp_load_bytes,
@@ -39,20 +39,17 @@ static DROP_SAMPLER: Array<u64> = Array::with_max_entries(Reason::COUNT, 0);
 static DROP_EVENT_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNT_SLOTS, 0);
 
 /// Samples a packet of `len` bytes dropped (or, in monitor mode, passed
-/// with `would_drop`) under `reason`, once counted, if it is offered to its
-/// reason's limiter and the limiter admits one more event.
+/// with `would_drop`) under the reason at index `reason`, the `seen`th this
+/// CPU counted there, if it is offered to its reason's limiter and the
+/// limiter admits one more event.
 #[inline(always)]
-pub fn drop(ctx: &XdpContext, reason: Reason, len: u64, would_drop: bool, config: &Config) {
-    if config.sample_rate == 0 {
+pub fn drop(ctx: &XdpContext, reason: u32, seen: u64, len: u64, would_drop: bool, config: &Config) {
+    if config.sample_rate == 0 || !sample::is_offered(seen) {
         return;
-    }
-    match stats::seen(reason, would_drop) {
-        Some(seen) if sample::is_offered(seen) => {}
-        _ => return,
     }
     wan_sample_offered(
         ctx.ctx,
-        reason.index(),
+        reason,
         len,
         u32::from(would_drop),
         config.sample_rate,
@@ -60,11 +57,8 @@ pub fn drop(ctx: &XdpContext, reason: Reason, len: u64, would_drop: bool, config
 }
 
 /// The rest of [`drop`] for an offered drop: the limiter and the event.
-/// A global BPF function, verified once on its own with every argument
-/// unknown. Inlined, the verifier walked it again for every drop reason
-/// (each a constant on its path): on Linux 6.1 that doubled the program's
-/// verification (629,095 instructions instead of about 340,000), and every
-/// load took twice as long. The call is paid only by offered drops.
+/// A global BPF function of its own, although `wan_finish` is verified
+/// once too: only offered drops pay the call, and the finish stays short.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_sample_offered(

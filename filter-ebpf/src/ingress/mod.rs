@@ -5,51 +5,86 @@
 //! 4. a later IP fragment: the verdict of its first fragment (fragments.rs);
 //! 5. UDP: the reflection rules (udp.rs; protocol headers in proto/), then
 //!    the limits on requests to our DNS and NTP services (request.rs);
-//! 6. TCP SYN without ACK: the SYN token buckets (tcp.rs, syn.rs);
+//! 6. TCP: connection attempts meet the SYN rules, other segments complete
+//!    or end connections (tcp.rs);
 //! 7. anything else: pass.
+//!
+//! Then every verdict is counted (finish.rs).
 //!
 //! A first fragment's verdict is remembered for the rest of its datagram,
 //! also when its headers after the fragment header could not be walked
 //! (it then passes as malformed, and so do the rest).
+//!
+//! [`verdict`] is the dispatcher: it parses, then calls the global function
+//! of each rule (main.rs lists them), which the verifier reads once each.
+//! It stays short: whatever it does, the verifier walks once for every
+//! shape of header the parser can find.
 
-mod request;
-mod tcp;
-mod udp;
+pub mod finish;
+pub mod request;
+pub mod tcp;
+pub mod udp;
 
-use filter_common::{Action, Config, Reason};
+use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
+use filter_common::{Config, Reason};
 
 use crate::{
-    fragments, lists,
-    packet::{Family, Fragment, IPPROTO_UDP, Ip, Network, Packet},
+    config, lists,
+    packet::{Family, Fragment, IPPROTO_TCP, IPPROTO_UDP, Ip, Located, Network, Packet},
 };
 
+/// What a global function that may leave the verdict to later rules
+/// (`wan_listed`) returns when it does.
+pub const NO_VERDICT: u32 = u32::MAX;
+
+/// The index of the reason of the inbound packet in `ctx`.
 #[inline(always)]
-pub fn verdict(packet: &Packet, config: &Config) -> Reason {
+pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
+    let packet = Packet::from_xdp(ctx);
     let (ip, walked) = match packet.network() {
         Network::Ip(ip) => (ip, true),
         Network::UnwalkedFirstFragment(ip) => (ip, false),
-        Network::NotIp => return Reason::PassNotIp,
-        Network::Malformed => return Reason::PassMalformed,
+        Network::NotIp => return Reason::PassNotIp.index(),
+        Network::Malformed => return Reason::PassMalformed.index(),
     };
-    if lists::allowed(&ip, config) {
-        return Reason::PassAllowList;
+    let at = ip.located();
+    let raw = ctx.ctx;
+    if lists::in_use(&ip, config) {
+        let listed = crate::wan_listed(raw, at.shape, at.fragment_id);
+        if listed != NO_VERDICT {
+            return listed;
+        }
     }
-    if lists::denied(&ip, config) {
-        return Reason::DropDenyList;
-    }
-    if let Fragment::Later { id } = ip.fragment {
-        return fragments::follow(&ip, id, config);
-    }
-    let reason = match ip.protocol {
-        _ if !walked => Reason::PassMalformed,
-        IPPROTO_UDP => udp::verdict(packet, &ip, config),
-        tcp::IPPROTO_TCP => tcp::verdict(packet, &ip, config),
-        _ => pass(&ip),
+    let reason = match ip.fragment {
+        Fragment::Later { .. } => return crate::wan_later_fragment(raw, at.shape, at.fragment_id),
+        _ if !walked => Reason::PassMalformed.index(),
+        _ => match ip.protocol {
+            IPPROTO_UDP => crate::wan_udp(raw, at.shape, at.fragment_id),
+            IPPROTO_TCP => crate::wan_tcp(raw, at.shape, at.fragment_id),
+            _ => pass(&ip).index(),
+        },
     };
-    if let Fragment::First { id } = ip.fragment {
-        fragments::remember(&ip, id, reason.action() == Action::Drop, config);
+    match ip.fragment {
+        Fragment::First { .. } => crate::wan_first_fragment(raw, at.shape, at.fragment_id, reason),
+        _ => reason,
     }
-    reason
+}
+
+/// The body of a global function of an IP rule: the packet, the IP packet
+/// `at` locates in it and the config, handed to `rule`; its number is the
+/// function's result. (Neither can be missing: the dispatcher located the
+/// packet and read the config. The verifier cannot know that.)
+#[inline(always)]
+pub fn with_ip(
+    ctx: *mut xdp_md,
+    at: Located,
+    rule: impl FnOnce(&Packet, &Ip, &Config) -> u32,
+) -> u32 {
+    let packet = Packet::from_xdp(&XdpContext::new(ctx));
+    match (packet.ip_at(at), config::get()) {
+        (Some(ip), Some(config)) => rule(&packet, &ip, config),
+        _ => Reason::PassMalformed.index(),
+    }
 }
 
 /// The plain pass reason of an IP packet no rule matched.

@@ -6,6 +6,11 @@
 //! symmetric and broadcast modes) is left to the rest of the rules; NTP
 //! control modes never get here (udp.rs drops them first).
 //!
+//! `wan_udp` hands requests to `wan_request`, a global function of its own:
+//! it reaches them from three places (requests from an unwatched port, and
+//! DNS and NTP queries from a watched one), which the verifier would
+//! otherwise walk this module's rules from, three times.
+//!
 //! A request within its limits (query.rs) passes; over a limit it is
 //! dropped, or for DNS, 1 in `dns_slip`, answered from here with a truncated
 //! reply (reply.rs), so a real resolver that shares a limit with a victim
@@ -19,33 +24,31 @@
 
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use filter_common::{
-    Config, Reason, ServiceClass,
+    Config, Reason,
     query::{self, Level, Service},
 };
 
 use super::pass;
 use crate::{
     packet::{Ip, Packet, Udp},
-    proto::{dns, ntp},
+    proto::dns,
     query::{over_limit, slip_allowed},
     reply,
 };
 
+/// The body of `wan_request`: a request to our `service` (udp.rs checked
+/// that it is one: a DNS message, an NTP client request).
 #[inline(always)]
-pub fn verdict(
-    packet: &Packet,
-    ip: &Ip,
-    udp: &Udp,
-    service: ServiceClass,
-    ntp_mode: Option<u8>,
-    config: &Config,
-) -> Reason {
+pub fn verdict(packet: &Packet, ip: &Ip, service: Service, config: &Config) -> Reason {
+    let Some(udp) = packet.udp(ip.l4_offset) else {
+        return Reason::PassMalformed;
+    };
     // The clock only for a request to a service port (as main.rs: read where
     // a rule needs it).
+    let now = crate::config::now_ns();
     match service {
-        ServiceClass::None => pass(ip),
-        ServiceClass::Dns => dns_query(packet, ip, udp, config, crate::config::now_ns()),
-        ServiceClass::Ntp => ntp_request(ip, ntp_mode, config, crate::config::now_ns()),
+        Service::Dns => dns_query(packet, ip, &udp, config, now),
+        Service::Ntp => ntp_request(ip, config, now),
     }
 }
 
@@ -79,10 +82,7 @@ fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> 
 }
 
 #[inline(always)]
-fn ntp_request(ip: &Ip, ntp_mode: Option<u8>, config: &Config, now: u64) -> Reason {
-    if !ntp::is_client_mode(ntp_mode) {
-        return pass(ip);
-    }
+fn ntp_request(ip: &Ip, config: &Config, now: u64) -> Reason {
     match over_limit(Service::Ntp, ip, config, now) {
         None => Reason::PassNtpQuery,
         Some(Level::Source) => Reason::DropNtpQuerySource,

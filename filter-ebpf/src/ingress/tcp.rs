@@ -15,7 +15,6 @@
 use filter_common::{Config, Reason, handshake::FlowKey};
 
 use super::pass;
-pub use crate::packet::IPPROTO_TCP;
 use crate::{
     config,
     conn::{self, Followed, Opened},

@@ -4,11 +4,11 @@
 //! egress recorded the query it answers (solicited.rs); proto/ reads the DNS
 //! id and NTP origin timestamp. A request to one of our service ports (a
 //! DNS query, an NTP client request) that is no response meets the query
-//! limits (request.rs).
+//! limits (request.rs: `wan_udp` hands it to `wan_request`).
 
-use filter_common::{Config, PortClass, Reason, ServiceClass, SolicitedKey};
+use filter_common::{PortClass, Reason, ServiceClass, SolicitedKey, query::Service};
 
-use super::request;
+use super::pass;
 use crate::{
     config,
     packet::{Ip, Packet},
@@ -18,10 +18,26 @@ use crate::{
 
 const NTP_PORT: u16 = 123;
 
+/// Where an inbound UDP datagram's verdict comes from.
+pub enum Verdict {
+    /// This module's rules decided.
+    Reason(Reason),
+    /// Not a response: a request to this service of ours, for the limits on
+    /// requests (request.rs).
+    Request(Service),
+}
+
+impl From<Reason> for Verdict {
+    #[inline(always)]
+    fn from(reason: Reason) -> Verdict {
+        Verdict::Reason(reason)
+    }
+}
+
 #[inline(always)]
-pub fn verdict(packet: &Packet, ip: &Ip, config: &Config) -> Reason {
+pub fn verdict(packet: &Packet, ip: &Ip) -> Verdict {
     let Some(udp) = packet.udp(ip.l4_offset) else {
-        return Reason::PassMalformed;
+        return Reason::PassMalformed.into();
     };
     let (class, service) = config::udp_roles(udp.src_port, udp.dst_port);
     // The NTP mode of a packet to an NTP port, read once for both rules.
@@ -32,25 +48,27 @@ pub fn verdict(packet: &Packet, ip: &Ip, config: &Config) -> Reason {
     };
     // NTP control queries to us: the gateway must never answer monlist.
     if ntp::is_control_mode(ntp_mode) {
-        return Reason::DropNtpControl;
+        return Reason::DropNtpControl.into();
     }
-    let request = |packet, udp| request::verdict(packet, ip, udp, service, ntp_mode, config);
+    // What a datagram that is no response is: a DNS message or an NTP client
+    // request (mode 3) to one of our services, or nothing to limit.
+    let request = match service {
+        ServiceClass::Dns => Verdict::Request(Service::Dns),
+        ServiceClass::Ntp if ntp::is_client_mode(ntp_mode) => Verdict::Request(Service::Ntp),
+        _ => pass(ip).into(),
+    };
     let token = match class {
-        PortClass::Unwatched => return request(packet, &udp),
+        PortClass::Unwatched => return request,
         PortClass::Dns => match dns::response_token(packet, &udp) {
             dns::Response::Token(token) => token,
-            dns::Response::Query => {
-                return request(packet, &udp);
-            }
-            dns::Response::Malformed => return Reason::PassMalformed,
+            dns::Response::Query => return request,
+            dns::Response::Malformed => return Reason::PassMalformed.into(),
         },
         PortClass::Ntp => match ntp::response_token(packet, &udp) {
             ntp::Response::Token(token) => token,
-            ntp::Response::ClientOrPeer => {
-                return request(packet, &udp);
-            }
-            ntp::Response::Control => return Reason::DropNtpControl,
-            ntp::Response::Malformed => return Reason::PassMalformed,
+            ntp::Response::ClientOrPeer => return request,
+            ntp::Response::Control => return Reason::DropNtpControl.into(),
+            ntp::Response::Malformed => return Reason::PassMalformed.into(),
         },
         PortClass::Other => 0,
     };
@@ -63,11 +81,12 @@ pub fn verdict(packet: &Packet, ip: &Ip, config: &Config) -> Reason {
         token,
     };
     if solicited::consume(&key) {
-        return Reason::PassSolicited;
+        return Reason::PassSolicited.into();
     }
     match class {
         PortClass::Dns => Reason::DropUnsolicitedDns,
         PortClass::Ntp => Reason::DropUnsolicitedNtp,
         _ => Reason::DropUnsolicitedOther,
     }
+    .into()
 }
