@@ -5,6 +5,8 @@
 use aya_ebpf::{macros::map, maps::Array};
 use filter_common::{Config, PortClass, ServiceClass, WatchedPorts};
 
+use crate::kernel;
+
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
@@ -53,8 +55,7 @@ pub fn udp_roles(src_port: u16, dst_port: u16) -> (PortClass, ServiceClass) {
 /// verifier; LLVM would drop a mere `& 0xffff`.
 #[inline(always)]
 pub fn bounded_port(port: u16) -> u16 {
-    // SAFETY: reads a local that lives for the whole call.
-    unsafe { core::ptr::read_volatile(&port) }
+    kernel::through_memory(port)
 }
 
 /// The clock of every deadline in the maps: the coarse monotonic clock,
@@ -65,6 +66,5 @@ pub fn bounded_port(port: u16) -> u16 {
 /// up front.
 #[inline(always)]
 pub fn now_ns() -> u64 {
-    // SAFETY: a helper without arguments or side effects.
-    unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
+    kernel::coarse_ns()
 }

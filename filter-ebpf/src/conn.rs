@@ -26,7 +26,10 @@ use filter_common::{
     handshake::FlowKey,
 };
 
-use crate::{config, handshake};
+use crate::{
+    config, handshake,
+    kernel::{Cell, IndexedCells as _, KeyedCells as _},
+};
 
 /// Two elements, like WATCHED_PORTS: the live one (Config::ports_slot) and
 /// the one filter-ctl writes a change into before it switches.
@@ -53,7 +56,7 @@ pub fn limit(port: u16) -> u16 {
 }
 
 /// A SYN's handshake in flight, to be counted if the SYN passes.
-pub struct Pending(Option<(*mut u64, u64)>);
+pub struct Pending(Option<(Cell<u64>, u64)>);
 
 /// Whether a SYN from `owner` finds room under `limit` (nonzero):
 /// connections that count plus handshakes in flight stay below it. Nothing
@@ -61,20 +64,17 @@ pub struct Pending(Option<(*mut u64, u64)>);
 #[inline(always)]
 pub fn check_syn(owner: &ConnOwner, limit: u16, config: &Config, now: u64) -> Option<Pending> {
     let window = conn::window(now, config.conn_idle_timeout_ns);
-    // SAFETY: a valid element of the hash map, read by value.
     let live = CONN_COUNTS
-        .get_ptr(owner)
-        .map_or(0, |count| unsafe { *count }.live(window));
+        .cell_of(owner)
+        .map_or(0, |count| count.get().live(window));
     let room = u32::from(limit).saturating_sub(live);
     if room == 0 {
         return None;
     }
-    let Some(counter) = CONN_PENDING.get_ptr_mut(owner.pending_slot(config.syn_hash_seed)) else {
+    let Some(counter) = CONN_PENDING.cell(owner.pending_slot(config.syn_hash_seed)) else {
         return Some(Pending(None));
     };
-    // SAFETY: a valid, aligned element of the array map; read by value.
-    let tat = unsafe { *counter };
-    halfopen::take(tat, now, PENDING_NS, room).map(|next| Pending(Some((counter, next))))
+    halfopen::take(counter.get(), now, PENDING_NS, room).map(|next| Pending(Some((counter, next))))
 }
 
 impl Pending {
@@ -82,9 +82,7 @@ impl Pending {
     #[inline(always)]
     pub fn count(self) {
         if let Some((counter, next)) = self.0 {
-            // SAFETY: a valid, aligned element of the array map (from
-            // `check_syn`, in the same program run); written by value.
-            unsafe { *counter = next };
+            counter.set(next);
         }
     }
 }
@@ -144,14 +142,10 @@ pub enum Opened {
 #[inline(always)]
 pub fn handshake_done(key: &FlowKey, config: &Config, now: u64) {
     let owner = ConnOwner::of(key);
-    if let Some(counter) = CONN_PENDING.get_ptr_mut(owner.pending_slot(config.syn_hash_seed)) {
-        // SAFETY: a valid, aligned element of the array map, read and
-        // written by value.
-        unsafe {
-            if let Some(back) = halfopen::give_back(*counter, now, PENDING_NS) {
-                *counter = back;
-            }
-        }
+    if let Some(counter) = CONN_PENDING.cell(owner.pending_slot(config.syn_hash_seed))
+        && let Some(back) = halfopen::give_back(counter.get(), now, PENDING_NS)
+    {
+        counter.set(back);
     }
 }
 
@@ -221,15 +215,13 @@ pub fn open(key: &FlowKey, config: &Config, now: u64) -> Opened {
 /// dropped it): copied out, changed, written back.
 #[inline(always)]
 fn update(owner: &ConnOwner, change: impl FnOnce(&mut ConnCount)) -> bool {
-    let Some(count) = CONN_COUNTS.get_ptr_mut(owner) else {
+    let Some(count) = CONN_COUNTS.cell_of(owner) else {
         return false;
     };
-    // SAFETY: a valid element of the hash map; copied in and out by value.
-    unsafe {
-        let mut copy = *count;
+    count.update(|mut copy| {
         change(&mut copy);
-        *count = copy;
-    }
+        copy
+    });
     true
 }
 

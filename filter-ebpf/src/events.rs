@@ -11,7 +11,10 @@ use aya_ebpf::{macros::map, maps::Array};
 use aya_log_ebpf::info;
 use filter_common::{Reason, prefix, sample};
 
-use crate::packet::{Family, Ip};
+use crate::{
+    kernel::IndexedCells as _,
+    packet::{Family, Ip},
+};
 
 /// Log lines per second of each kind.
 const LINES_PER_SECOND: u32 = 5;
@@ -46,13 +49,12 @@ pub fn penalised(ip: &Ip, penalty_ns: u64, now: u64) {
 
 #[inline(always)]
 fn admit(reason: Reason, now: u64) -> bool {
-    let Some(slot) = EVENT_LOG_LIMITER.get_ptr_mut(reason.index()) else {
+    let Some(limiter) = EVENT_LOG_LIMITER.cell(reason.index()) else {
         return false;
     };
-    // SAFETY: a valid, aligned element of the array map, read and written by value.
-    match sample::admit(unsafe { *slot }, now, LINES_PER_SECOND) {
+    match sample::admit(limiter.get(), now, LINES_PER_SECOND) {
         Some(next) => {
-            unsafe { *slot = next };
+            limiter.set(next);
             true
         }
         None => false,

@@ -15,6 +15,7 @@ use filter_common::{
 
 use crate::{
     config,
+    kernel::{KeyedCells as _, field},
     packet::{Fragment, Ip},
 };
 
@@ -53,10 +54,9 @@ pub fn follow(ip: &Ip, config: &Config) -> Reason {
     let Fragment::Later { id } = ip.fragment else {
         return Reason::PassMalformed;
     };
-    match FRAGMENTS.get_ptr(&key(ip, id)) {
-        // SAFETY: a valid value pointer of the map; fields read by value.
-        Some(verdict) if expiry::is_live(unsafe { (*verdict).expires_ns }, config::now_ns()) => {
-            if unsafe { (*verdict).dropped } != 0 {
+    match FRAGMENTS.cell_of(&key(ip, id)) {
+        Some(verdict) if expiry::is_live(field!(verdict, expires_ns).get(), config::now_ns()) => {
+            if field!(verdict, dropped).get() != 0 {
                 Reason::DropFragment
             } else {
                 Reason::PassFragment

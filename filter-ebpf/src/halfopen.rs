@@ -16,7 +16,10 @@ use filter_common::{
     syn::{SYN_PREFIX_SLOTS, SYN_SOURCE_SLOTS, SynSource},
 };
 
-use crate::packet::{Family, Ip};
+use crate::{
+    kernel::{Cell, IndexedCells as _},
+    packet::{Family, Ip},
+};
 
 // Memory-mappable, so that `filter-ctl status` counts the slots in use.
 #[map]
@@ -33,8 +36,8 @@ pub enum Exhausted {
 
 /// The units a SYN will take if it passes the remaining rules.
 pub struct Units {
-    source: Option<(*mut u64, u64)>,
-    prefix: Option<(*mut u64, u64)>,
+    source: Option<(Cell<u64>, u64)>,
+    prefix: Option<(Cell<u64>, u64)>,
 }
 
 /// Whether a SYN from the source on `source_slot` / `prefix_slot` (its SYN
@@ -75,7 +78,7 @@ pub fn check(
 
 enum Level {
     Off,
-    Free((*mut u64, u64)),
+    Free((Cell<u64>, u64)),
     Exhausted,
 }
 
@@ -84,12 +87,15 @@ fn level(map: &Array<u64>, slot: u32, budget: u32, timeout: u64, now: u64) -> Le
     if budget == 0 {
         return Level::Off;
     }
-    let Some(counter) = map.get_ptr_mut(slot) else {
+    let Some(counter) = map.cell(slot) else {
         return Level::Off;
     };
-    // SAFETY: a valid, aligned element of the array map; read by value.
-    let tat = unsafe { *counter };
-    match halfopen::take(tat, now, halfopen::unit_ns(timeout, budget), budget) {
+    match halfopen::take(
+        counter.get(),
+        now,
+        halfopen::unit_ns(timeout, budget),
+        budget,
+    ) {
         Some(next) => Level::Free((counter, next)),
         None => Level::Exhausted,
     }
@@ -100,9 +106,7 @@ impl Units {
     #[inline(always)]
     pub fn take(self) {
         for (counter, next) in [self.source, self.prefix].into_iter().flatten() {
-            // SAFETY: a valid, aligned element of an array map (from
-            // `check`, in the same program run); written by value.
-            unsafe { *counter = next };
+            counter.set(next);
         }
     }
 }
@@ -137,13 +141,9 @@ pub fn give_back(ip: &Ip, config: &Config, now: u64) {
 
 #[inline(always)]
 fn refund(map: &Array<u64>, slot: u32, unit: u64, now: u64) {
-    if let Some(counter) = map.get_ptr_mut(slot) {
-        // SAFETY: a valid, aligned element of the array map, read and
-        // written by value.
-        unsafe {
-            if let Some(back) = halfopen::give_back(*counter, now, unit) {
-                *counter = back;
-            }
-        }
+    if let Some(counter) = map.cell(slot)
+        && let Some(back) = halfopen::give_back(counter.get(), now, unit)
+    {
+        counter.set(back);
     }
 }

@@ -24,7 +24,10 @@ use filter_common::{
     handshake::{FlowKey, HANDSHAKE_BUCKETS, HANDSHAKE_WAYS, HandshakeSlot, ServicePorts},
 };
 
-use crate::config;
+use crate::{
+    config,
+    kernel::{IndexedCells as _, field},
+};
 
 // Memory-mappable, so that `filter-ctl status` counts what is in use
 // without one syscall per slot.
@@ -53,15 +56,11 @@ pub fn is_service(port: u16) -> bool {
 /// marked already, and a write would bounce the cache line between CPUs.
 #[inline(always)]
 fn mark_service(port: u16) {
-    if let Some(ports) = SERVICE_PORTS.get_ptr_mut(0) {
-        let byte = usize::from(config::bounded_port(port));
-        // SAFETY: a valid element of the array map; one byte, read and
-        // written by value.
-        unsafe {
-            if (*ports).0[byte] == 0 {
-                (*ports).0[byte] = 1;
-            }
-        }
+    if let Some(ports) = SERVICE_PORTS.cell(0)
+        && let Some(marked) = field!(ports, 0).at(usize::from(config::bounded_port(port)))
+        && marked.get() == 0
+    {
+        marked.set(1);
     }
 }
 

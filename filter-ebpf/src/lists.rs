@@ -29,6 +29,7 @@ use filter_common::{
 
 use crate::{
     config,
+    kernel::IndexedCells as _,
     packet::{Family, Ip},
 };
 
@@ -134,11 +135,8 @@ fn matches(ip: &Ip, list: &Tries, config: &Config) -> bool {
 
 #[inline(always)]
 fn slot_in_use(slot: u32) -> bool {
-    // SAFETY: a valid, aligned element of the array map; read by value (the
-    // penalty on another CPU may set it).
-    LISTS_IN_USE
-        .get_ptr(slot)
-        .is_some_and(|flag| unsafe { *flag } != 0)
+    // Read by value: the penalty on another CPU may set it.
+    LISTS_IN_USE.cell(slot).is_some_and(|flag| flag.get() != 0)
 }
 
 /// The longest live entry covering `addr`: an expired one is skipped by
@@ -200,9 +198,8 @@ pub fn penalise(ip: &Ip, config: &Config, expires_ns: u64) -> Penalised {
     // filter-ctl, finding the trie empty a moment earlier, clears the slot
     // after this store, the source is only rate-limited again until its next
     // penalty sets the slot anew.
-    if let Some(flag) = LISTS_IN_USE.get_ptr_mut(slot) {
-        // SAFETY: a valid, aligned element of the array map.
-        unsafe { *flag = 1 };
+    if let Some(flag) = LISTS_IN_USE.cell(slot) {
+        flag.set(1);
     }
     Penalised::Denied
 }

@@ -70,6 +70,7 @@ mod fragments;
 mod halfopen;
 mod handshake;
 mod ingress;
+mod kernel;
 mod lists;
 mod packet;
 mod proto;
@@ -227,6 +228,27 @@ pub extern "C" fn wan_tcp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32
 #[inline(never)]
 pub extern "C" fn wan_finish(ctx: *mut xdp_md, reason: u32) -> u32 {
     ingress::finish::finish(&XdpContext::new(ctx), reason)
+}
+
+/// An offered drop (the reason at index `reason`, `len` bytes, monitor
+/// mode's `would_drop` 1): its reason's limiter and, if it admits, the
+/// event in the ring buffer (sample.rs). 1 if an event was sent.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_sample_offered(
+    ctx: *mut xdp_md,
+    reason: u32,
+    len: u64,
+    would_drop: u32,
+    rate: u32,
+) -> u32 {
+    u32::from(sample::offered(
+        &XdpContext::new(ctx),
+        reason,
+        len,
+        would_drop != 0,
+        rate,
+    ))
 }
 
 #[cfg(not(test))]

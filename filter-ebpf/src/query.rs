@@ -21,6 +21,7 @@ use filter_common::{
 };
 
 use crate::{
+    kernel::IndexedCells as _,
     packet::{Family, Ip},
     rate,
 };
@@ -97,10 +98,6 @@ pub fn slip_allowed(config: &Config, now: u64) -> bool {
 /// the verifier's worry: every index is masked into range) admits.
 #[inline(always)]
 fn take(map: &Array<u64>, index: u32, now: u64, rate: u32, burst: u32) -> bool {
-    match map.get_ptr_mut(index) {
-        // SAFETY: a valid, aligned element of an array map, which outlives
-        // the program.
-        Some(tat) => unsafe { rate::take(tat, now, rate, burst) },
-        None => true,
-    }
+    map.cell(index)
+        .is_none_or(|tat| rate::take(tat, now, rate, burst))
 }

@@ -3,6 +3,8 @@
 //! The arithmetic is filter_common::rate, tested on the host; this is the
 //! read and the write.
 
+use crate::kernel::Cell;
+
 /// Takes a token from the bucket whose "full again" time is at `tat` (see
 /// `filter_common::rate::admit`). A plain read, then a write only when a
 /// token is taken: two CPUs taking the same last token at the same instant
@@ -10,16 +12,11 @@
 /// colliding CPU, only while the bucket has tokens); packets over the limit
 /// never write, so a flood against an empty bucket never bounces its cache
 /// line between CPUs.
-///
-/// # Safety
-/// `tat` points to a valid, aligned u64 of an array map, which outlives the
-/// program; it is copied in and out, never referenced.
 #[inline(always)]
-pub unsafe fn take(tat: *mut u64, now: u64, rate: u32, burst: u32) -> bool {
-    // SAFETY: see the function's contract.
-    match filter_common::rate::admit(unsafe { *tat }, now, rate, burst) {
+pub fn take(tat: Cell<u64>, now: u64, rate: u32, burst: u32) -> bool {
+    match filter_common::rate::admit(tat.get(), now, rate, burst) {
         Some(next) => {
-            unsafe { *tat = next };
+            tat.set(next);
             true
         }
         None => false,

@@ -45,6 +45,7 @@ use filter_common::{
 };
 
 use crate::{
+    kernel::{self, IndexedCells as _, field},
     packet::{
         Family, Fragment, IPPROTO_UDP, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Ip, MAX_L3_OFFSET,
         MAX_L4_OFFSET, PPP_PROTOCOL_LEN, PPPOE_HDR_LEN, PPPOE_LENGTH, Packet, UDP_CHECKSUM,
@@ -119,22 +120,20 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
     if usize::from(udp.length) < UDP_HDR_LEN + HEADER_LEN || udp_end > packet.len() {
         return false;
     }
-    let Some(slot) = SLIP_PLAN.get_ptr_mut(0) else {
+    // This CPU's element, written field by field (a struct copy would call
+    // memcpy).
+    let Some(slot) = SLIP_PLAN.cell(0) else {
         return false;
     };
-    // SAFETY: this CPU's element of a per-CPU array, which outlives the
-    // program; written field by field (a struct copy would call memcpy).
-    unsafe {
-        (*slot).frame_len = packet.len() as u16;
-        (*slot).l3 = l3 as u16;
-        (*slot).l4 = ip.l4_offset as u16;
-        (*slot).udp_end = udp_end as u16;
-        (*slot).pppoe = if ip.pppoe { l3 - PPPOE_HDR_LEN } else { 0 } as u16;
-        (*slot).flags = header.reply_flags();
-        (*slot).opt = u8::from(additional == Additional::Opt);
-        (*slot).v6 = u8::from(ip.family == Family::Ipv6);
-        (*slot).level = level as u8;
-    }
+    field!(slot, frame_len).set(packet.len() as u16);
+    field!(slot, l3).set(l3 as u16);
+    field!(slot, l4).set(ip.l4_offset as u16);
+    field!(slot, udp_end).set(udp_end as u16);
+    field!(slot, pppoe).set(if ip.pppoe { l3 - PPPOE_HDR_LEN } else { 0 } as u16);
+    field!(slot, flags).set(header.reply_flags());
+    field!(slot, opt).set(u8::from(additional == Additional::Opt));
+    field!(slot, v6).set(u8::from(ip.family == Family::Ipv6));
+    field!(slot, level).set(level as u8);
     true
 }
 
@@ -143,9 +142,7 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
 /// SLIP_PROGRAM): the index of the reason to count the packet under, a drop.
 #[inline(always)]
 pub fn send(ctx: &XdpContext) -> u32 {
-    // SAFETY: a tail call with the program's own context; on success it
-    // does not return.
-    unsafe { SLIP_PROGRAM.tail_call(ctx, 0) };
+    kernel::tail_call(&SLIP_PROGRAM, ctx, 0);
     fallback(read_plan().map_or(Level::Source as u8, |plan| plan.level)).index()
 }
 
@@ -164,24 +161,21 @@ fn fallback(level: u8) -> Reason {
 /// verifier learnt on one path (which would keep it from merging paths).
 #[inline(always)]
 fn read_plan() -> Option<Plan> {
-    let plan = SLIP_PLAN.get_ptr(0)?;
-    // SAFETY: this CPU's element of a per-CPU array, which outlives the program.
-    unsafe {
-        Some(Plan {
-            frame_len: core::ptr::read_volatile(&(*plan).frame_len),
-            l3: core::ptr::read_volatile(&(*plan).l3),
-            l4: core::ptr::read_volatile(&(*plan).l4),
-            udp_end: core::ptr::read_volatile(&(*plan).udp_end),
-            question_end: core::ptr::read_volatile(&(*plan).question_end),
-            pppoe: core::ptr::read_volatile(&(*plan).pppoe),
-            flags: core::ptr::read_volatile(&(*plan).flags),
-            opt_ttl: core::ptr::read_volatile(&(*plan).opt_ttl),
-            opt: core::ptr::read_volatile(&(*plan).opt),
-            v6: core::ptr::read_volatile(&(*plan).v6),
-            level: core::ptr::read_volatile(&(*plan).level),
-            _padding: 0,
-        })
-    }
+    let plan = SLIP_PLAN.cell(0)?;
+    Some(Plan {
+        frame_len: field!(plan, frame_len).get_volatile(),
+        l3: field!(plan, l3).get_volatile(),
+        l4: field!(plan, l4).get_volatile(),
+        udp_end: field!(plan, udp_end).get_volatile(),
+        question_end: field!(plan, question_end).get_volatile(),
+        pppoe: field!(plan, pppoe).get_volatile(),
+        flags: field!(plan, flags).get_volatile(),
+        opt_ttl: field!(plan, opt_ttl).get_volatile(),
+        opt: field!(plan, opt).get_volatile(),
+        v6: field!(plan, v6).get_volatile(),
+        level: field!(plan, level).get_volatile(),
+        _padding: 0,
+    })
 }
 
 /// The body of `wan_slip`: answers the planned query, or drops it.
@@ -220,12 +214,9 @@ fn walk_question(ctx: &XdpContext, plan: &Plan) -> Option<()> {
     } else {
         return None;
     };
-    let slot = SLIP_PLAN.get_ptr_mut(0)?;
-    // SAFETY: this CPU's element of a per-CPU array, which outlives the program.
-    unsafe {
-        core::ptr::write_volatile(&mut (*slot).question_end, question_end as u16);
-        core::ptr::write_volatile(&mut (*slot).opt_ttl, opt_ttl);
-    }
+    let slot = SLIP_PLAN.cell(0)?;
+    field!(slot, question_end).set_volatile(question_end as u16);
+    field!(slot, opt_ttl).set_volatile(opt_ttl);
     Some(())
 }
 
@@ -361,8 +352,7 @@ fn words_sum(packet: &Packet, from: usize, to: usize) -> Option<u64> {
         // there, which the verifier refuses.
         // The mask (wider than any reply) keeps the offset non-negative for
         // Linux 6.1's verifier, which cannot see that `to` is at least 2.
-        // SAFETY: reads a local that lives for the whole call.
-        let last_pair = unsafe { core::ptr::read_volatile(&(to - 2)) } & 0x3ff;
+        let last_pair = kernel::through_memory(to - 2) & 0x3ff;
         sum += u64::from(packet.be16_at(last_pair)? & 0xff) << 8;
     }
     Some(sum)

@@ -12,10 +12,7 @@
 //! second per reason) reserves ring space and copies the frame's first
 //! bytes into it with one helper call; the reader parses them.
 
-use crate::config;
 use aya_ebpf::{
-    bindings::xdp_md,
-    helpers::generated::bpf_xdp_load_bytes,
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
     programs::XdpContext,
@@ -23,6 +20,11 @@ use aya_ebpf::{
 use filter_common::{
     Config, DropEvent, Reason,
     sample::{self, COUNT_LOST, COUNT_SAMPLED, COUNT_SLOTS, HEADER_BYTES, RING_BYTES},
+};
+
+use crate::{
+    config,
+    kernel::{self, IndexedCells as _, field},
 };
 
 #[map]
@@ -47,7 +49,7 @@ pub fn drop(ctx: &XdpContext, reason: u32, seen: u64, len: u64, would_drop: bool
     if config.sample_rate == 0 || !sample::is_offered(seen) {
         return;
     }
-    wan_sample_offered(
+    crate::wan_sample_offered(
         ctx.ctx,
         reason,
         len,
@@ -56,35 +58,27 @@ pub fn drop(ctx: &XdpContext, reason: u32, seen: u64, len: u64, would_drop: bool
     );
 }
 
-/// The rest of [`drop`] for an offered drop: the limiter and the event.
-/// A global BPF function of its own, although `wan_finish` is verified
-/// once too: only offered drops pay the call, and the finish stays short.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn wan_sample_offered(
-    ctx: *mut xdp_md,
-    reason: u32,
-    len: u64,
-    would_drop: u32,
-    rate: u32,
-) -> u32 {
-    let Some(slot) = DROP_SAMPLER.get_ptr_mut(reason) else {
-        return 0;
+/// The body of `wan_sample_offered`, the rest of [`drop`] for an offered
+/// drop: the limiter and the event. A global function of its own, although
+/// `wan_finish` is verified once too: only offered drops pay the call, and
+/// the finish stays short. Returns whether an event was sent.
+#[inline(always)]
+pub fn offered(ctx: &XdpContext, reason: u32, len: u64, would_drop: bool, rate: u32) -> bool {
+    let Some(limiter) = DROP_SAMPLER.cell(reason) else {
+        return false;
     };
     // The verdict reads the clock only where a rule needs it; the limiter
     // needs it on every drop offered.
     let now = config::now_ns();
-    // SAFETY: a valid, aligned element of the array map, read and written by
-    // value (other CPUs do the same).
-    let Some(next) = sample::admit(unsafe { *slot }, now, rate) else {
-        return 0;
+    let Some(next) = sample::admit(limiter.get(), now, rate) else {
+        return false;
     };
-    unsafe { *slot = next };
+    limiter.set(next);
     let Some(mut entry) = DROP_EVENTS.reserve::<DropEvent>(0) else {
         count(COUNT_LOST);
-        return 0;
+        return false;
     };
-    let event = entry.as_mut_ptr();
+    let event = kernel::ring_record(&mut entry);
     // min(len, HEADER_BYTES), written so that the verifier sees 1..=HEADER_BYTES
     // (a zero-length copy is refused): for len 1..HEADER_BYTES it is len.
     const MASK: u32 = HEADER_BYTES as u32 - 1;
@@ -94,27 +88,22 @@ pub extern "C" fn wan_sample_offered(
     } else {
         ((len as u32).wrapping_sub(1) & MASK) + 1
     };
-    // SAFETY: `event` is the reserved ring record, ours until submitted;
-    // the helper copies `captured` bytes of the frame into its header
-    // array, and fails cleanly if the frame is shorter.
-    unsafe {
-        (*event).len = len as u32;
-        (*event).reason = reason as u8;
-        (*event).would_drop = would_drop as u8;
-        (*event).headers = [0; HEADER_BYTES];
-        let copied =
-            bpf_xdp_load_bytes(ctx.cast(), 0, (&raw mut (*event).headers).cast(), captured) == 0;
-        (*event).captured = if copied { captured as u16 } else { 0 };
-    }
+    field!(event, len).set(len as u32);
+    field!(event, reason).set(reason as u8);
+    field!(event, would_drop).set(u8::from(would_drop));
+    let headers = field!(event, headers);
+    headers.set([0; HEADER_BYTES]);
+    let copied = kernel::xdp_load_bytes(ctx, headers, captured);
+    field!(event, captured).set(if copied { captured as u16 } else { 0 });
     entry.submit(0);
     count(COUNT_SAMPLED);
-    1
+    true
 }
 
 #[inline(always)]
 fn count(slot: u32) {
-    if let Some(counter) = DROP_EVENT_COUNTS.get_ptr_mut(slot) {
-        // SAFETY: this CPU's slot of the per-CPU array.
-        unsafe { *counter += 1 };
+    if let Some(counter) = DROP_EVENT_COUNTS.cell(slot) {
+        // This CPU's slot.
+        counter.update(|count| count + 1);
     }
 }

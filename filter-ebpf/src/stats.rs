@@ -5,6 +5,8 @@
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use filter_common::{Counter, Reason};
 
+use crate::kernel::IndexedCells as _;
+
 #[map]
 static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(2 * Reason::COUNT, 0);
 
@@ -24,14 +26,18 @@ pub fn count_would_drop(reason: u32, bytes: u64) -> u64 {
 
 #[inline(always)]
 fn add(index: u32, bytes: u64) -> u64 {
-    let Some(counter) = STATS.get_ptr_mut(index) else {
+    // This CPU's slot: a program runs to completion on one CPU without
+    // preemption by itself, so nothing else writes it meanwhile.
+    let Some(counter) = STATS.cell(index) else {
         return 0;
     };
-    // SAFETY: the slot belongs to this CPU and stays valid for the map's life;
-    // a program runs to completion on one CPU without preemption by itself.
-    unsafe {
-        (*counter).packets += 1;
-        (*counter).bytes += bytes;
-        (*counter).packets
-    }
+    let Counter {
+        packets,
+        bytes: total,
+    } = counter.get();
+    counter.set(Counter {
+        packets: packets + 1,
+        bytes: total + bytes,
+    });
+    packets + 1
 }

@@ -31,6 +31,7 @@ use filter_common::{
 
 use crate::{
     config, conn, events, halfopen,
+    kernel::{Cell, IndexedCells as _, field},
     lists::{self, Penalised},
     packet::{Family, Ip},
     rate,
@@ -123,34 +124,31 @@ fn over_source(bucket: Bucket, ip: &Ip, config: &Config, now: u64) -> Reason {
     }
 }
 
-/// A bucket, by its map pointer. All CPUs share it, so it is read and
-/// written field by field, never through a reference.
+/// A bucket, by its cell. All CPUs share it, so it is read and written
+/// field by field.
 #[derive(Clone, Copy)]
-struct Bucket(*mut SynBucket);
+struct Bucket(Cell<SynBucket>);
 
-// SAFETY (every access below): the pointer is a valid, aligned element of
-// an array map, which outlives the program; fields are copied in and out.
 impl Bucket {
     #[inline(always)]
     fn at(map: &Array<SynBucket>, index: u32) -> Option<Bucket> {
-        map.get_ptr_mut(index).map(Bucket)
+        map.cell(index).map(Bucket)
     }
 
     /// Takes a token if the bucket has one (rate::take: a plain read, a
     /// write only when a token is taken).
     #[inline(always)]
     fn take(self, now: u64, rate: u32, burst: u32) -> bool {
-        unsafe { rate::take(&raw mut (*self.0).tat_ns, now, rate, burst) }
+        rate::take(field!(self.0, tat_ns), now, rate, burst)
     }
 
     /// An admitted SYN ends a run of refused ones. Read first: most admitted
     /// SYNs find nothing to clear.
     #[inline(always)]
     fn clear_strikes(self) {
-        unsafe {
-            if (*self.0).strikes != 0 {
-                (*self.0).strikes = 0;
-            }
+        let strikes = field!(self.0, strikes);
+        if strikes.get() != 0 {
+            strikes.set(0);
         }
     }
 
@@ -158,8 +156,9 @@ impl Bucket {
     /// `syn::strike`). A lost count (two CPUs at once) only delays it.
     #[inline(always)]
     fn strike(self, burst: u32) -> bool {
-        let next = syn::strike(unsafe { (*self.0).strikes }, burst);
-        unsafe { (*self.0).strikes = next.unwrap_or(0) };
+        let strikes = field!(self.0, strikes);
+        let next = syn::strike(strikes.get(), burst);
+        strikes.set(next.unwrap_or(0));
         next.is_none()
     }
 }

@@ -22,7 +22,6 @@
 //! so it can amplify nothing, and the stack would accept it. (An NTP
 //! datagram without a mode is no client request: it passes as plain UDP.)
 
-use aya_ebpf::helpers::bpf_get_prandom_u32;
 use filter_common::{
     Config, Reason,
     query::{self, Level, Service},
@@ -30,6 +29,7 @@ use filter_common::{
 
 use super::pass;
 use crate::{
+    kernel,
     packet::{Ip, Packet, Udp},
     proto::dns,
     query::{over_limit, slip_allowed},
@@ -62,9 +62,9 @@ fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> 
     let Some(level) = over_limit(Service::Dns, ip, config, now) else {
         return Reason::PassDnsQuery;
     };
-    // SAFETY: a helper without arguments; only asked when the share needs it.
+    // Only drawn when the share needs it.
     let random = if config.dns_slip > 1 {
-        unsafe { bpf_get_prandom_u32() }
+        kernel::random()
     } else {
         0
     };
