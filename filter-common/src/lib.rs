@@ -19,7 +19,9 @@
 //! [`SolicitedKey::bucket`], [`Config::solicited_lifetime_ns`] and its kin.
 //! The connection-aware TCP defence: [`handshake`] (the handshakes egress
 //! records), [`halfopen`] (the half-open budgets' counter), [`conn`] (the
-//! per-source connection limits and their idle windows).
+//! per-source connection limits and their idle windows). [`sets`]: where a
+//! key goes in the set-associative tables (solicited queries, handshakes,
+//! connections) and which entry is evicted.
 #![no_std]
 
 pub mod checksum;
@@ -41,6 +43,7 @@ pub mod reason;
 #[cfg(feature = "user")]
 pub mod report;
 pub mod sample;
+pub mod sets;
 #[cfg(feature = "user")]
 pub mod settings;
 pub mod solicited;

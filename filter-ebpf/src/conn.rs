@@ -5,11 +5,13 @@
 //! arithmetic (idle windows, counts, owners) are described in
 //! filter_common::conn; only ports with a limit are tracked.
 //!
-//! CONNECTIONS is set-associative: a key hashes (with the secret seed) to a
-//! bucket of a few slots. Opening takes the connection's own slot, a free
-//! one, or one whose connection no longer counts (idle for a whole window);
-//! when all of them hold counting connections, the least recently active is
-//! evicted and stops counting (`pass_conn_evicted`).
+//! CONNECTIONS is set-associative (sets.rs): a key hashes (with the secret
+//! seed) to a set of a few slots, stamped with the window of the
+//! connection's last inbound packet. Opening takes the connection's own slot
+//! (already counted: nothing changes), else a free one or one whose
+//! connection no longer counts (idle for a whole window); when all of them
+//! hold counting connections, the least recently active is evicted and
+//! stops counting (`pass_conn_evicted`).
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
@@ -24,11 +26,13 @@ use filter_common::{
     },
     halfopen,
     handshake::FlowKey,
+    sets::Place,
 };
 
 use crate::{
     config, handshake,
-    kernel::{Cell, IndexedCells as _, KeyedCells as _},
+    kernel::{Cell, Deferred, IndexedCells as _, KeyedCells as _, field},
+    sets::{Slot, Table},
 };
 
 /// Two elements, like WATCHED_PORTS: the live one (Config::ports_slot) and
@@ -47,6 +51,8 @@ static CONN_COUNTS: LruHashMap<ConnOwner, ConnCount> = LruHashMap::with_max_entr
 #[map]
 static CONN_PENDING: Array<u64> = Array::with_max_entries(PENDING_SLOTS, BPF_F_MMAPABLE);
 
+static TABLE: Table<ConnSlot, CONN_WAYS> = Table::new(&CONNECTIONS);
+
 /// The connection limit of our TCP `port`; 0 = none.
 #[inline(always)]
 pub fn limit(port: u16) -> u16 {
@@ -56,7 +62,7 @@ pub fn limit(port: u16) -> u16 {
 }
 
 /// A SYN's handshake in flight, to be counted if the SYN passes.
-pub struct Pending(Option<(Cell<u64>, u64)>);
+pub struct Pending(Deferred<u64>);
 
 /// Whether a SYN from `owner` finds room under `limit` (nonzero):
 /// connections that count plus handshakes in flight stay below it. Nothing
@@ -72,18 +78,17 @@ pub fn check_syn(owner: &ConnOwner, limit: u16, config: &Config, now: u64) -> Op
         return None;
     }
     let Some(counter) = CONN_PENDING.cell(owner.pending_slot(config.syn_hash_seed)) else {
-        return Some(Pending(None));
+        return Some(Pending(Deferred::none()));
     };
-    halfopen::take(counter.get(), now, PENDING_NS, room).map(|next| Pending(Some((counter, next))))
+    halfopen::take(counter.get(), now, PENDING_NS, room)
+        .map(|next| Pending(Deferred::new(counter, next)))
 }
 
 impl Pending {
     /// The SYN passed: its handshake is in flight.
     #[inline(always)]
     pub fn count(self) {
-        if let Some((counter, next)) = self.0 {
-            counter.set(next);
-        }
+        self.0.write();
     }
 }
 
@@ -105,14 +110,15 @@ pub fn follow(key: &FlowKey, closing: bool, config: &Config, now: u64) -> Follow
         return Followed::Untracked;
     };
     let window = conn::window(now, config.conn_idle_timeout_ns);
-    let last = slot.window();
+    let stamp = field!(slot, window);
+    let last = stamp.get();
     if closing {
-        slot.clear();
+        stamp.set(0);
         update(&ConnOwner::of(key), |count| count.end(last, window));
         return Followed::Closed;
     }
     if conn::age(last, window) != Age::Current {
-        slot.set_window(window);
+        stamp.set(window);
         update(&ConnOwner::of(key), |count| count.renew(last, window));
     }
     Followed::Active
@@ -124,8 +130,9 @@ pub fn close(key: &FlowKey, config: &Config, now: u64) -> bool {
     let Some(slot) = find(key, config.syn_hash_seed) else {
         return false;
     };
-    let last = slot.window();
-    slot.clear();
+    let stamp = field!(slot, window);
+    let last = stamp.get();
+    stamp.set(0);
     let window = conn::window(now, config.conn_idle_timeout_ns);
     update(&ConnOwner::of(key), |count| count.end(last, window));
     true
@@ -153,47 +160,27 @@ pub fn handshake_done(key: &FlowKey, config: &Config, now: u64) {
 /// connection counts from now.
 #[inline(always)]
 pub fn open(key: &FlowKey, config: &Config, now: u64) -> Opened {
-    let seed = config.syn_hash_seed;
     let owner = ConnOwner::of(key);
     let window = conn::window(now, config.conn_idle_timeout_ns);
-    let first = key.bucket(seed, CONN_BUCKETS) * CONN_WAYS;
-    let mut free = None;
-    let mut victim = first;
-    let mut oldest = u64::MAX;
-    for way in 0..CONN_WAYS {
-        let index = first + way;
-        let Some(slot) = Slot::at(index) else {
-            continue;
-        };
-        let slot_window = slot.window();
-        if slot_window != 0 && slot.holds(key) {
-            // Already counted (a completing ACK seen twice).
-            return Opened::Stored;
-        }
-        if conn::age(slot_window, window) == Age::Expired {
-            free.get_or_insert(index);
-        } else if slot_window < oldest {
-            oldest = slot_window;
-            victim = index;
-        }
-    }
-    let opened = match free {
-        Some(index) => {
-            if let Some(slot) = Slot::at(index) {
-                slot.fill(key, window);
-            }
-            Opened::Stored
-        }
-        None => {
-            let Some(slot) = Slot::at(victim) else {
-                return Opened::Stored;
-            };
-            let (evicted, last) = (slot.key(), slot.window());
-            slot.fill(key, window);
+    let set = key.bucket(config.syn_hash_seed, CONN_BUCKETS);
+    let Some((place, slot)) =
+        TABLE.place(set, key, |stamp| conn::age(stamp, window) != Age::Expired)
+    else {
+        return Opened::Stored;
+    };
+    let opened = match place {
+        // Already counted (a completing ACK seen twice): the duplicate rule.
+        Place::Own(_) => return Opened::Stored,
+        Place::Free(_) => Opened::Stored,
+        Place::Evict(_) => {
+            let evicted = field!(slot, key).get();
+            let last = field!(slot, window).get();
             update(&ConnOwner::of(&evicted), |count| count.end(last, window));
             Opened::Evicted
         }
     };
+    field!(slot, key).set(*key);
+    field!(slot, window).set(window);
     if !update(&owner, |count| count.open(window)) {
         let first_count = ConnCount {
             window,
@@ -227,62 +214,20 @@ fn update(owner: &ConnOwner, change: impl FnOnce(&mut ConnCount)) -> bool {
 
 /// The slot tracking `key`, if any (an ended connection's slot is free).
 #[inline(always)]
-fn find(key: &FlowKey, seed: u64) -> Option<Slot> {
-    let first = key.bucket(seed, CONN_BUCKETS) * CONN_WAYS;
-    for way in 0..CONN_WAYS {
-        let Some(slot) = Slot::at(first + way) else {
-            continue;
-        };
-        if slot.window() != 0 && slot.holds(key) {
-            return Some(slot);
-        }
-    }
-    None
+fn find(key: &FlowKey, seed: u64) -> Option<Cell<ConnSlot>> {
+    TABLE.find(key.bucket(seed, CONN_BUCKETS), key, |window| window != 0)
 }
 
-/// A slot of CONNECTIONS, by its map pointer.
-#[derive(Clone, Copy)]
-struct Slot(*mut ConnSlot);
+impl Slot for ConnSlot {
+    type Key = FlowKey;
 
-// SAFETY (every access below): the pointer is a valid, aligned element of
-// the array map, which outlives the program; fields are copied in and out,
-// no reference to the shared slot is made.
-impl Slot {
     #[inline(always)]
-    fn at(index: u32) -> Option<Slot> {
-        CONNECTIONS.get_ptr_mut(index).map(Slot)
+    fn stamp(slot: Cell<Self>) -> Cell<u64> {
+        field!(slot, window)
     }
 
     #[inline(always)]
-    fn window(self) -> u64 {
-        unsafe { (*self.0).window }
-    }
-
-    #[inline(always)]
-    fn set_window(self, window: u64) {
-        unsafe { (*self.0).window = window };
-    }
-
-    #[inline(always)]
-    fn key(self) -> FlowKey {
-        unsafe { (*self.0).key }
-    }
-
-    #[inline(always)]
-    fn holds(self, key: &FlowKey) -> bool {
-        unsafe { handshake::stored_key_is(&raw const (*self.0).key, key) }
-    }
-
-    #[inline(always)]
-    fn fill(self, key: &FlowKey, window: u64) {
-        unsafe {
-            (*self.0).key = *key;
-            (*self.0).window = window;
-        }
-    }
-
-    #[inline(always)]
-    fn clear(self) {
-        unsafe { (*self.0).window = 0 };
+    fn holds(slot: Cell<Self>, key: &FlowKey) -> bool {
+        handshake::stored_key_is(field!(slot, key), key)
     }
 }

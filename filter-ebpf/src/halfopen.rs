@@ -17,7 +17,7 @@ use filter_common::{
 };
 
 use crate::{
-    kernel::{Cell, IndexedCells as _},
+    kernel::{Deferred, IndexedCells as _},
     packet::{Family, Ip},
 };
 
@@ -36,8 +36,8 @@ pub enum Exhausted {
 
 /// The units a SYN will take if it passes the remaining rules.
 pub struct Units {
-    source: Option<(Cell<u64>, u64)>,
-    prefix: Option<(Cell<u64>, u64)>,
+    source: Deferred<u64>,
+    prefix: Deferred<u64>,
 }
 
 /// Whether a SYN from the source on `source_slot` / `prefix_slot` (its SYN
@@ -58,8 +58,8 @@ pub fn check(
         timeout,
         now,
     ) {
-        Level::Off => None,
-        Level::Free(units) => Some(units),
+        Level::Off => Deferred::none(),
+        Level::Free(units) => units,
         Level::Exhausted => return Err(Exhausted::Source),
     };
     let prefix = match level(
@@ -69,8 +69,8 @@ pub fn check(
         timeout,
         now,
     ) {
-        Level::Off => None,
-        Level::Free(units) => Some(units),
+        Level::Off => Deferred::none(),
+        Level::Free(units) => units,
         Level::Exhausted => return Err(Exhausted::Prefix),
     };
     Ok(Units { source, prefix })
@@ -78,7 +78,7 @@ pub fn check(
 
 enum Level {
     Off,
-    Free((Cell<u64>, u64)),
+    Free(Deferred<u64>),
     Exhausted,
 }
 
@@ -96,7 +96,7 @@ fn level(map: &Array<u64>, slot: u32, budget: u32, timeout: u64, now: u64) -> Le
         halfopen::unit_ns(timeout, budget),
         budget,
     ) {
-        Some(next) => Level::Free((counter, next)),
+        Some(next) => Level::Free(Deferred::new(counter, next)),
         None => Level::Exhausted,
     }
 }
@@ -105,9 +105,8 @@ impl Units {
     /// The SYN passed: its units are taken.
     #[inline(always)]
     pub fn take(self) {
-        for (counter, next) in [self.source, self.prefix].into_iter().flatten() {
-            counter.set(next);
-        }
+        self.source.write();
+        self.prefix.write();
     }
 }
 

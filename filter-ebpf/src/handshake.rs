@@ -3,30 +3,30 @@
 //! ingress/tcp.rs completes; the key, its bucket hash and the slot layout
 //! are in filter_common::handshake.
 //!
-//! Like the solicited table (solicited.rs), HANDSHAKES is set-associative and
-//! written only by egress: recording takes a free, expired or identical slot
-//! of the key's bucket and, when the bucket is full of live handshakes,
-//! evicts the one closest to expiry (`egress_handshake_evicted`). A SYN flood
+//! Like the solicited table (solicited.rs), HANDSHAKES is set-associative
+//! (sets.rs) and written only by egress: recording takes the key's own slot
+//! (a SYN-ACK sent again refreshes it), else a free or expired slot of the
+//! key's set and, when the set is full of live handshakes, evicts the one
+//! closest to expiry (`egress_handshake_evicted`). A SYN flood
 //! that passes the SYN rules makes the kernel answer, so egress records its
 //! handshakes at the rate the flood passes: they can only push out each
 //! other and legitimate handshakes older than themselves, and ingress reads
-//! HANDSHAKES_LATEST first, so a bucket with nothing live costs 8 bytes of a
+//! HANDSHAKES_LATEST first, so a set with nothing live costs 8 bytes of a
 //! 128 KiB array. An evicted handshake still completes as far as TCP is
 //! concerned: only its half-open units come back late (by expiry) and its
 //! connection is not counted.
-//!
-//! Every CPU uses the same slots at the same time, so a slot is only ever
-//! read and written field by field through its map pointer ([`Slot`]).
 
 use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
 use filter_common::{
     expiry,
     handshake::{FlowKey, HANDSHAKE_BUCKETS, HANDSHAKE_WAYS, HandshakeSlot, ServicePorts},
+    sets::Place,
 };
 
 use crate::{
     config,
-    kernel::{IndexedCells as _, field},
+    kernel::{Cell, IndexedCells as _, field},
+    sets::{Latest, Slot, Table},
 };
 
 // Memory-mappable, so that `filter-ctl status` counts what is in use
@@ -37,6 +37,9 @@ static HANDSHAKES: Array<HandshakeSlot> =
 
 #[map]
 static HANDSHAKES_LATEST: Array<u64> = Array::with_max_entries(HANDSHAKE_BUCKETS, BPF_F_MMAPABLE);
+
+static TABLE: Table<HandshakeSlot, HANDSHAKE_WAYS> = Table::new(&HANDSHAKES);
+static LATEST: Latest = Latest::new(&HANDSHAKES_LATEST);
 
 #[map]
 static SERVICE_PORTS: Array<ServicePorts> = Array::with_max_entries(1, 0);
@@ -75,142 +78,64 @@ pub enum Recorded {
 #[inline(always)]
 pub fn record(key: &FlowKey, expected_ack: u32, now: u64, lifetime: u64, seed: u64) -> Recorded {
     mark_service(key.local_port);
-    let bucket = key.bucket(seed, HANDSHAKE_BUCKETS);
+    let set = key.bucket(seed, HANDSHAKE_BUCKETS);
     let expires_ns = expiry::deadline(now, lifetime);
-    raise_latest(bucket, expires_ns);
-    let first = bucket * HANDSHAKE_WAYS;
-    // A retransmitted SYN-ACK refreshes its own slot; a new handshake takes
-    // a free or expired one, or evicts.
-    let mut free = None;
-    let mut victim = first;
-    let mut soonest = u64::MAX;
-    for way in 0..HANDSHAKE_WAYS {
-        let index = first + way;
-        let Some(slot) = Slot::at(index) else {
-            continue;
-        };
-        let slot_expires = slot.expires_ns();
-        if !expiry::is_live(slot_expires, now) {
-            free.get_or_insert(index);
-        } else if slot.holds(key) {
-            slot.fill(key, expected_ack, expires_ns);
-            return Recorded::Stored;
-        } else if slot_expires < soonest {
-            soonest = slot_expires;
-            victim = index;
-        }
-    }
-    let (index, recorded) = match free {
-        Some(index) => (index, Recorded::Stored),
-        None => (victim, Recorded::Evicted),
+    LATEST.raise(set, expires_ns);
+    let Some((place, slot)) = TABLE.place(set, key, |stamp| expiry::is_live(stamp, now)) else {
+        return Recorded::Stored;
     };
-    if let Some(slot) = Slot::at(index) {
-        slot.fill(key, expected_ack, expires_ns);
+    // A SYN-ACK sent again refreshes its own slot; a new handshake fills a
+    // free or evicted one.
+    field!(slot, key).set(*key);
+    field!(slot, expected_ack).set(expected_ack);
+    field!(slot, expires_ns).set(expires_ns);
+    match place {
+        Place::Evict(_) => Recorded::Evicted,
+        Place::Own(_) | Place::Free(_) => Recorded::Stored,
     }
-    recorded
 }
 
 /// True, and the handshake is done, if `key` has a live recorded handshake
 /// that an ACK of `ack` completes. Another acknowledgement number leaves it
-/// waiting. The acknowledgement number is compared first: it differs in
-/// nearly every other slot.
+/// waiting.
 #[inline(always)]
 pub fn complete(key: &FlowKey, ack: u32, now: u64, seed: u64) -> bool {
-    let bucket = key.bucket(seed, HANDSHAKE_BUCKETS);
-    match HANDSHAKES_LATEST.get_ptr(bucket) {
-        // SAFETY: a valid, aligned element of the array map; read by value.
-        Some(latest) if expiry::is_live(unsafe { *latest }, now) => {}
-        _ => return false,
+    let set = key.bucket(seed, HANDSHAKE_BUCKETS);
+    if !expiry::is_live(LATEST.get(set), now) {
+        return false;
     }
-    let first = bucket * HANDSHAKE_WAYS;
-    for way in 0..HANDSHAKE_WAYS {
-        let Some(slot) = Slot::at(first + way) else {
-            continue;
-        };
-        if expiry::is_live(slot.expires_ns(), now) && slot.expected_ack() == ack && slot.holds(key)
-        {
-            slot.clear();
-            return true;
+    match TABLE.find(set, key, |stamp| expiry::is_live(stamp, now)) {
+        Some(slot) if field!(slot, expected_ack).get() == ack => {
+            // Completed: free for the next handshake of the set.
+            field!(slot, expires_ns).set(0);
+            true
         }
+        _ => false,
     }
-    false
 }
 
-/// Moves the bucket's latest deadline up to `expires_ns` (a plain store:
-/// two CPUs at one instant may leave the earlier of two deadlines a clock
-/// tick apart, as in solicited.rs).
+/// Whether the flow key in `stored` is `key` (here and in conn.rs): field
+/// by field, the remote port first, since flows sharing a set nearly
+/// always differ there.
 #[inline(always)]
-fn raise_latest(bucket: u32, expires_ns: u64) {
-    if let Some(latest) = HANDSHAKES_LATEST.get_ptr_mut(bucket) {
-        // SAFETY: a valid, aligned element of the array map, read and
-        // written by value.
-        unsafe {
-            if *latest < expires_ns {
-                *latest = expires_ns;
-            }
-        }
-    }
+pub fn stored_key_is(stored: Cell<FlowKey>, key: &FlowKey) -> bool {
+    field!(stored, remote_port).get() == key.remote_port
+        && field!(stored, local_port).get() == key.local_port
+        && field!(stored, family).get() == key.family
+        && field!(stored, remote_addr).get() == key.remote_addr
+        && field!(stored, local_addr).get() == key.local_addr
 }
 
-/// Whether the flow key in a shared map slot at `stored` is `key` (here and
-/// in conn.rs): field by field, the remote port first, since flows sharing
-/// a bucket nearly always differ there; no reference to the slot is made.
-///
-/// # Safety
-/// `stored` points to a valid, aligned FlowKey in an element of an array map.
-#[inline(always)]
-pub unsafe fn stored_key_is(stored: *const FlowKey, key: &FlowKey) -> bool {
-    // SAFETY: the caller's promise; `{ .. }` copies an address out before
-    // comparing it.
-    unsafe {
-        (*stored).remote_port == key.remote_port
-            && (*stored).local_port == key.local_port
-            && (*stored).family == key.family
-            && { (*stored).remote_addr } == key.remote_addr
-            && { (*stored).local_addr } == key.local_addr
-    }
-}
+impl Slot for HandshakeSlot {
+    type Key = FlowKey;
 
-/// A slot of HANDSHAKES, by its map pointer.
-#[derive(Clone, Copy)]
-struct Slot(*mut HandshakeSlot);
-
-// SAFETY (every access below): the pointer is a valid, aligned element of
-// the array map, which outlives the program; fields are copied in and out,
-// no reference to the shared slot is made.
-impl Slot {
     #[inline(always)]
-    fn at(index: u32) -> Option<Slot> {
-        HANDSHAKES.get_ptr_mut(index).map(Slot)
+    fn stamp(slot: Cell<Self>) -> Cell<u64> {
+        field!(slot, expires_ns)
     }
 
     #[inline(always)]
-    fn expires_ns(self) -> u64 {
-        unsafe { (*self.0).expires_ns }
-    }
-
-    #[inline(always)]
-    fn expected_ack(self) -> u32 {
-        unsafe { (*self.0).expected_ack }
-    }
-
-    #[inline(always)]
-    fn holds(self, key: &FlowKey) -> bool {
-        unsafe { stored_key_is(&raw const (*self.0).key, key) }
-    }
-
-    #[inline(always)]
-    fn fill(self, key: &FlowKey, expected_ack: u32, expires_ns: u64) {
-        unsafe {
-            (*self.0).key = *key;
-            (*self.0).expected_ack = expected_ack;
-            (*self.0).expires_ns = expires_ns;
-        }
-    }
-
-    /// Completed: free for the next handshake of the bucket.
-    #[inline(always)]
-    fn clear(self) {
-        unsafe { (*self.0).expires_ns = 0 };
+    fn holds(slot: Cell<Self>, key: &FlowKey) -> bool {
+        stored_key_is(field!(slot, key), key)
     }
 }

@@ -111,6 +111,43 @@ impl<T: Copy, const N: usize> Cell<[T; N]> {
     }
 }
 
+/// A write held back until a packet has passed every rule (a SYN's
+/// half-open units, its handshake in flight), or none. The value is always
+/// set, also when there is nothing to write: LLVM would otherwise carry a
+/// register never written along the path without a write, which the
+/// verifier refuses to read.
+#[derive(Clone, Copy)]
+pub struct Deferred<T> {
+    cell: Option<Cell<T>>,
+    value: T,
+}
+
+impl<T: Copy + Default> Deferred<T> {
+    /// Nothing to write.
+    pub fn none() -> Self {
+        Deferred {
+            cell: None,
+            value: T::default(),
+        }
+    }
+
+    /// `value`, to write into `cell`.
+    #[inline(always)]
+    pub fn new(cell: Cell<T>, value: T) -> Self {
+        Deferred {
+            cell: Some(cell),
+            value,
+        }
+    }
+
+    #[inline(always)]
+    pub fn write(self) {
+        if let Some(cell) = self.cell {
+            cell.set(self.value);
+        }
+    }
+}
+
 /// The cell of a field of the element in a cell, `field!(slot, expires_ns)`,
 /// or of a nested field, `field!(slot, key.token)`.
 macro_rules! field {

@@ -48,11 +48,16 @@
 //! - egress/mod.rs, egress/udp.rs and egress/tcp.rs: what `wan_egress`
 //!   records (queries, handshakes, connection ends);
 //! - proto/{dns,ntp}.rs: the application fields both directions read;
-//! - solicited.rs: the table egress records into and ingress consumes from;
+//! - solicited.rs (the queries egress records and answers consume),
+//!   handshake.rs, conn.rs: the set-associative tables, one implementation
+//!   (sets.rs over filter_common::sets);
 //! - packet.rs: the packet (made only from the program's context, read only
-//!   through bounds-checked, typed reads) and the header parser.
+//!   through bounds-checked, typed reads) and the header parser;
+//! - kernel.rs: map elements, through one safe cell type, and the kernel's
+//!   helpers. packet.rs and kernel.rs are the only modules with `unsafe`
+//!   code (main.rs names the global functions' symbols).
 //!
-//! The arithmetic (SYN bucket math, hashes, masks, deadlines)
+//! The arithmetic (SYN bucket math, hashes, masks, deadlines, slot choice)
 //! is in filter-common, where it is tested on the host.
 #![no_std]
 // Packet reads are single load instructions in inline assembly (packet.rs).
@@ -78,6 +83,7 @@ mod query;
 mod rate;
 mod reply;
 mod sample;
+mod sets;
 mod solicited;
 mod stats;
 mod syn;

@@ -1,27 +1,31 @@
 //! The solicited table: queries our egress sent, waiting for their answers.
 //! egress/udp.rs records into it, ingress/udp.rs consumes from it; the key,
-//! its bucket hash and the slot layout are in filter_common::solicited.
+//! its set hash and the slot layout are in filter_common::solicited.
 //!
 //! Only egress writes it, so a flood of spoofed responses can never evict a
-//! real entry. It is set-associative (an array of buckets of a few slots): a
-//! key hashes to one bucket; recording takes a free, expired or identical slot,
-//! and when the bucket is full of live entries evicts the one closest to expiry,
-//! counted as `egress_query_evicted`. An answer consumes its entry.
+//! real entry. It is set-associative (sets.rs, filter_common::sets): a key
+//! hashes to one set of a few slots; recording takes the key's own slot (a
+//! query sent again with the same id and port refreshes its deadline: one
+//! entry, so one answer passes), else a free, consumed or expired slot,
+//! else evicts the entry closest to expiry, counted as
+//! `egress_query_evicted`. An answer consumes its entry.
 //!
-//! In front of it, SOLICITED_LATEST holds each bucket's latest deadline, so
-//! that a response to a bucket with nothing live in it (every response of a
+//! In front of it, SOLICITED_LATEST holds each set's latest deadline, so
+//! that a response to a set with nothing live in it (every response of a
 //! spoofed flood, almost) is refused after reading 8 bytes of a 128 KiB array
 //! that stays in the CPU's cache, instead of four slots of a 3.5 MiB table
 //! that does not: that cache miss was a fifth of the drop path's cost.
-//!
-//! Every CPU's egress and ingress use the same slots at the same time, so a
-//! slot is only ever read and written field by field through its map
-//! pointer ([`Slot`]), never through a reference.
 
 use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
-use filter_common::{SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot, expiry};
+use filter_common::{
+    SOLICITED_BUCKETS, SOLICITED_WAYS, SolicitedKey, SolicitedSlot, expiry, sets::Place,
+};
 
-use crate::config;
+use crate::{
+    config,
+    kernel::{Cell, field},
+    sets::{Latest, Slot, Table},
+};
 
 // Both memory-mappable, so that `filter-ctl status` counts what is in use
 // without one syscall per slot.
@@ -32,6 +36,30 @@ static SOLICITED: Array<SolicitedSlot> =
 #[map]
 static SOLICITED_LATEST: Array<u64> = Array::with_max_entries(SOLICITED_BUCKETS, BPF_F_MMAPABLE);
 
+static TABLE: Table<SolicitedSlot, SOLICITED_WAYS> = Table::new(&SOLICITED);
+static LATEST: Latest = Latest::new(&SOLICITED_LATEST);
+
+impl Slot for SolicitedSlot {
+    type Key = SolicitedKey;
+
+    #[inline(always)]
+    fn stamp(slot: Cell<Self>) -> Cell<u64> {
+        field!(slot, expires_ns)
+    }
+
+    /// The token first: a slot of the same set that holds another query
+    /// nearly always differs there.
+    #[inline(always)]
+    fn holds(slot: Cell<Self>, key: &SolicitedKey) -> bool {
+        field!(slot, key.token).get() == key.token
+            && field!(slot, key.local_port).get() == key.local_port
+            && field!(slot, key.remote_port).get() == key.remote_port
+            && field!(slot, key.family).get() == key.family
+            && field!(slot, key.local_addr).get() == key.local_addr
+            && field!(slot, key.remote_addr).get() == key.remote_addr
+    }
+}
+
 /// Whether recording a query found room or had to evict a live entry.
 pub enum Recorded {
     Stored,
@@ -41,42 +69,27 @@ pub enum Recorded {
 /// Records `key` as asked for until `now + lifetime`.
 #[inline(always)]
 pub fn record(key: &SolicitedKey, now: u64, lifetime: u64) -> Recorded {
-    let bucket = key.bucket();
+    let set = key.bucket();
     let expires_ns = expiry::deadline(now, lifetime);
-    raise_latest(bucket, expires_ns);
-    let first = bucket * SOLICITED_WAYS;
-    let mut victim = first;
-    let mut soonest = u64::MAX;
-    for way in 0..SOLICITED_WAYS {
-        let index = first + way;
-        let Some(slot) = Slot::at(index) else {
-            continue;
-        };
-        let slot_expires = slot.expires_ns();
-        if !expiry::is_live(slot_expires, now) || slot.holds(key) {
-            slot.fill(key, expires_ns);
-            return Recorded::Stored;
-        }
-        if slot_expires < soonest {
-            soonest = slot_expires;
-            victim = index;
-        }
+    LATEST.raise(set, expires_ns);
+    let Some((place, slot)) = TABLE.place(set, key, |stamp| expiry::is_live(stamp, now)) else {
+        return Recorded::Stored;
+    };
+    // Its own slot refreshed, or a free or evicted one filled.
+    field!(slot, key).set(*key);
+    field!(slot, expires_ns).set(expires_ns);
+    match place {
+        Place::Evict(_) => Recorded::Evicted,
+        Place::Own(_) | Place::Free(_) => Recorded::Stored,
     }
-    if let Some(slot) = Slot::at(victim) {
-        slot.fill(key, expires_ns);
-    }
-    Recorded::Evicted
 }
 
 /// True, and the entry is consumed, if `key` was asked for and has not expired.
 #[inline(always)]
 pub fn consume(key: &SolicitedKey) -> bool {
-    let bucket = key.bucket();
-    // SAFETY: a valid, aligned element of the array map; read by value.
-    let latest = SOLICITED_LATEST
-        .get_ptr(bucket)
-        .map_or(0, |latest| unsafe { *latest });
-    // A bucket nothing was ever recorded in (most of a flood's) needs no clock.
+    let set = key.bucket();
+    let latest = LATEST.get(set);
+    // A set nothing was ever recorded in (most of a flood's) needs no clock.
     if latest == 0 {
         return false;
     }
@@ -84,81 +97,12 @@ pub fn consume(key: &SolicitedKey) -> bool {
     if !expiry::is_live(latest, now) {
         return false;
     }
-    let first = bucket * SOLICITED_WAYS;
-    for way in 0..SOLICITED_WAYS {
-        let Some(slot) = Slot::at(first + way) else {
-            continue;
-        };
-        if expiry::is_live(slot.expires_ns(), now) && slot.holds(key) {
-            slot.clear();
-            return true;
+    match TABLE.find(set, key, |stamp| expiry::is_live(stamp, now)) {
+        Some(slot) => {
+            // Consumed: free for the next query of the set.
+            field!(slot, expires_ns).set(0);
+            true
         }
-    }
-    false
-}
-
-/// Moves the bucket's latest deadline up to `expires_ns`. Two CPUs recording
-/// into one bucket at the same instant may leave the earlier of their two
-/// deadlines (a plain store, no atomic max in BPF): they differ by at most a
-/// clock tick, which shortens one entry's life by as much.
-#[inline(always)]
-fn raise_latest(bucket: u32, expires_ns: u64) {
-    if let Some(latest) = SOLICITED_LATEST.get_ptr_mut(bucket) {
-        // SAFETY: a valid, aligned element of the array map, read and
-        // written by value.
-        unsafe {
-            if *latest < expires_ns {
-                *latest = expires_ns;
-            }
-        }
-    }
-}
-
-/// A slot of SOLICITED, by its map pointer.
-#[derive(Clone, Copy)]
-struct Slot(*mut SolicitedSlot);
-
-// SAFETY (every access below): the pointer is a valid, aligned element of
-// the array map, which outlives the program; fields are copied in and out,
-// no reference to the shared slot is made.
-impl Slot {
-    #[inline(always)]
-    fn at(index: u32) -> Option<Slot> {
-        SOLICITED.get_ptr_mut(index).map(Slot)
-    }
-
-    #[inline(always)]
-    fn expires_ns(self) -> u64 {
-        unsafe { (*self.0).expires_ns }
-    }
-
-    /// Field by field, the token first: a slot of the same bucket that
-    /// holds another query nearly always differs there. (`{ .. }` copies an
-    /// address out before comparing it.)
-    #[inline(always)]
-    fn holds(self, key: &SolicitedKey) -> bool {
-        let stored = unsafe { &raw const (*self.0).key };
-        unsafe {
-            (*stored).token == key.token
-                && (*stored).local_port == key.local_port
-                && (*stored).remote_port == key.remote_port
-                && (*stored).family == key.family
-                && { (*stored).local_addr } == key.local_addr
-                && { (*stored).remote_addr } == key.remote_addr
-        }
-    }
-
-    #[inline(always)]
-    fn fill(self, key: &SolicitedKey, expires_ns: u64) {
-        unsafe {
-            (*self.0).key = *key;
-            (*self.0).expires_ns = expires_ns;
-        }
-    }
-
-    /// Consumed: free for the next query of the bucket.
-    #[inline(always)]
-    fn clear(self) {
-        unsafe { (*self.0).expires_ns = 0 };
+        None => false,
     }
 }

@@ -482,6 +482,62 @@ fn a_query_outlives_a_shorter_one_recorded_later_in_its_bucket() {
     );
 }
 
+/// The duplicate rule of the solicited table (filter-common/src/sets.rs): a
+/// query sent again with the same addresses, ports and id refreshes the slot
+/// that holds it, even when a free slot comes first in its bucket, so it is
+/// one entry and one answer passes.
+#[test]
+fn a_query_sent_again_is_one_entry_and_one_answer_passes() {
+    let key = |id: u16| SolicitedKey {
+        local_addr: [u32::from_ne_bytes(addr::CLIENT_V4.octets()), 0, 0, 0],
+        remote_addr: [u32::from_ne_bytes(addr::SERVER_V4.octets()), 0, 0, 0],
+        local_port: CLIENT_PORT,
+        remote_port: 53,
+        family: 4,
+        token: u64::from(id),
+    };
+    let bucket = key(TXID).bucket();
+    let other = (0..=u16::MAX)
+        .find(|&id| id != TXID && key(id).bucket() == bucket)
+        .expect("a transaction id that shares the bucket");
+    let filter = Filter::load();
+    let first = (bucket * SOLICITED_WAYS) as usize;
+    let holding = |filter: &Filter| {
+        filter.solicited_slots()[first..first + SOLICITED_WAYS as usize]
+            .iter()
+            .filter(|slot| slot.expires_ns != 0 && slot.key == key(TXID))
+            .count()
+    };
+
+    // The other query takes the bucket's first slot, ours the second; the
+    // other's answer frees the first.
+    let (other_query, other_answer) = (dns_query(Path::V4, other), dns_answer(Path::V4, other));
+    let (query, answer) = (dns_query(Path::V4, TXID), dns_answer(Path::V4, TXID));
+    assert_eq!(filter.egress(&other_query), TC_ACT_OK);
+    assert_eq!(filter.egress(&query), TC_ACT_OK);
+    assert_eq!(filter.ingress(&other_answer), XDP_PASS);
+    assert_eq!(holding(&filter), 1);
+
+    // Sent again: still one entry.
+    assert_eq!(filter.egress(&query), TC_ACT_OK);
+    assert_eq!(holding(&filter), 1, "the query sent again is one entry");
+    assert_eq!(filter.ingress(&answer), XDP_PASS, "the first answer");
+    assert_eq!(filter.ingress(&answer), XDP_DROP, "a second answer");
+    filter.assert_moved(
+        &zero(),
+        &[
+            (
+                Reason::EgressQueryRecorded,
+                3,
+                len(&other_query) + 2 * len(&query),
+            ),
+            (Reason::PassSolicited, 2, len(&other_answer) + len(&answer)),
+            (Reason::DropUnsolicitedDns, 1, len(&answer)),
+        ],
+        "a query sent again",
+    );
+}
+
 /// A ~2000-byte DNS answer in three IPv4 fragments: the first carries the UDP header.
 fn fragmented_answer(id: u16, ip_id: u16) -> [Frame; 3] {
     let first = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)

@@ -6,8 +6,9 @@
 //!
 //! The filter keeps handshakes in a set-associative table and documents the
 //! approximation: a connection hashes (keyed with the per-attach seed) to
-//! one bucket of 4 slots; a retransmitted SYN-ACK refreshes its own slot, a
-//! new one takes a free (or expired) slot, and when the bucket is full of
+//! one bucket of 4 slots; a retransmitted SYN-ACK refreshes its own slot
+//! (expired or not, until an ACK completes it), a new one takes a free (or
+//! expired) slot, and when the bucket is full of
 //! live handshakes the one closest to expiry is evicted
 //! (`egress_handshake_evicted`). The model mirrors it, with the documented
 //! bucket hash (`filter_common::handshake::FlowKey::bucket`), because the
@@ -94,9 +95,10 @@ impl Handshakes {
             expires_ns: now.saturating_add(lifetime_ns),
         });
         let live = |slot: &Option<Slot>| slot.is_some_and(|s| s.expires_ns > now);
+        // Its own slot, expired or not, as long as no ACK completed it.
         if let Some(own) = ways
             .iter()
-            .position(|slot| live(slot) && slot.is_some_and(|s| s.flow == flow))
+            .position(|slot| slot.is_some_and(|s| s.flow == flow))
         {
             ways[own] = fresh;
             return Recorded::Stored;

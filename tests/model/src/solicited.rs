@@ -2,10 +2,12 @@
 //! apart*): queries egress recorded, waiting for their answers.
 //!
 //! The filter keeps them in a set-associative table, and the README states
-//! its approximation: a key hashes to one bucket of 4 slots; a query takes
-//! a free, expired or identical slot of its bucket (the first such, in slot
-//! order); when the bucket is full of live entries, the entry closest to
-//! expiry is evicted (`egress_query_evicted`). The model mirrors that
+//! its approximation: a key hashes to one bucket of 4 slots; a query sent
+//! again (the same addresses, ports and id) refreshes the slot that holds
+//! it (one entry: one answer passes), a new one takes the first free,
+//! consumed or expired slot of its bucket; when the bucket is full of live
+//! entries, the entry closest to expiry is evicted (the first of equals,
+//! `egress_query_evicted`). The model mirrors that
 //! approximation rather than keeping an exact set, because the generator
 //! fills buckets on purpose to check the eviction rule: it uses the
 //! documented bucket hash, `filter_common::SolicitedKey::bucket`. An answer
@@ -91,11 +93,14 @@ impl Solicited {
             key,
             expires_ns: now + lifetime_ns,
         };
-        let reusable = ways.iter().position(|slot| match slot {
-            None => true,
-            Some(slot) => slot.expires_ns <= now || slot.key == key,
-        });
-        if let Some(way) = reusable {
+        // Its own slot, expired or not, as long as no answer consumed it.
+        let own = ways
+            .iter()
+            .position(|slot| slot.is_some_and(|s| s.expires_ns != 0 && s.key == key));
+        let free = ways
+            .iter()
+            .position(|slot| slot.is_none_or(|s| s.expires_ns <= now));
+        if let Some(way) = own.or(free) {
             ways[way] = Some(fresh);
             return Recorded::Stored;
         }
