@@ -89,7 +89,7 @@ mod stats;
 mod syn;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, xdp_action, xdp_md},
+    bindings::{__sk_buff, TC_ACT_OK, xdp_action, xdp_md},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -124,13 +124,10 @@ pub fn wan_slip(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn wan_egress(ctx: TcContext) -> i32 {
     let packet = Packet::from_tc(&ctx);
-    let Some(config) = config::get() else {
+    if config::get().is_none() {
         return TC_ACT_OK;
-    };
-    stats::count(
-        egress::observe(&packet, config).index(),
-        u64::from(ctx.len()),
-    );
+    }
+    stats::count(egress::observe(&ctx, &packet), u64::from(ctx.len()));
     // Egress never drops: it only learns what the inside asked for.
     TC_ACT_OK
 }
@@ -234,6 +231,32 @@ pub extern "C" fn wan_tcp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32
 #[inline(never)]
 pub extern "C" fn wan_finish(ctx: *mut xdp_md, reason: u32) -> u32 {
     ingress::finish::finish(&XdpContext::new(ctx), reason)
+}
+
+// The global functions of `wan_egress`, likewise.
+
+/// An outbound UDP datagram: a query to a watched port is recorded
+/// (egress/udp.rs).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_egress_udp(ctx: *mut __sk_buff, shape: u64, fragment_id: u64) -> u32 {
+    egress::with_ip(
+        ctx,
+        Located::from_arguments(shape, fragment_id),
+        egress::udp::record,
+    )
+}
+
+/// An outbound TCP segment: a SYN-ACK's handshake is recorded, a FIN or RST
+/// ends a counted connection (egress/tcp.rs).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_egress_tcp(ctx: *mut __sk_buff, shape: u64, fragment_id: u64) -> u32 {
+    egress::with_ip(
+        ctx,
+        Located::from_arguments(shape, fragment_id),
+        egress::tcp::observe,
+    )
 }
 
 /// An offered drop (the reason at index `reason`, `len` bytes, monitor

@@ -172,6 +172,16 @@ impl Packet {
         }
     }
 
+    /// The packet of a TC context whose headers [`Packet::from_tc`] pulled
+    /// already (egress's global functions).
+    #[inline(always)]
+    pub fn from_tc_pulled(ctx: &TcContext) -> Packet {
+        Packet {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
+    }
+
     /// The XDP packet of `ctx`, `from` bytes long, after moving its end so
     /// that it is `to` bytes long (bpf_xdp_adjust_tail: shrinking always
     /// works in native and generic mode), or `None` if the kernel refused.

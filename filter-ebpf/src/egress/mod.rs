@@ -1,27 +1,56 @@
 //! WAN egress, after NAT: records UDP queries to watched ports as solicited,
 //! so their answers pass ingress (udp.rs), and TCP handshakes and connection
 //! ends (tcp.rs). Never drops.
+//!
+//! [`observe`] is the dispatcher, as for ingress: it parses, then calls the
+//! global function of the protocol (`wan_egress_udp`, `wan_egress_tcp` in
+//! main.rs), which the verifier reads once each.
 
-mod tcp;
-mod udp;
+pub mod tcp;
+pub mod udp;
 
+use core::ptr::NonNull;
+
+use aya_ebpf::{EbpfContext as _, bindings::__sk_buff, programs::TcContext};
 use filter_common::{Config, Reason};
 
-use crate::packet::{Fragment, IPPROTO_TCP, IPPROTO_UDP, Network, Packet};
+use crate::{
+    config,
+    packet::{Fragment, IPPROTO_TCP, IPPROTO_UDP, Ip, Located, Network, Packet},
+};
 
+/// The index of the reason of the outbound packet in `ctx` (`packet`).
 #[inline(always)]
-pub fn observe(packet: &Packet, config: &Config) -> Reason {
-    match packet.network() {
-        Network::Ip(ip)
-            if ip.protocol == IPPROTO_UDP && !matches!(ip.fragment, Fragment::Later { .. }) =>
-        {
-            udp::record(packet, &ip, config)
-        }
-        Network::Ip(ip)
-            if ip.protocol == IPPROTO_TCP && !matches!(ip.fragment, Fragment::Later { .. }) =>
-        {
-            tcp::observe(packet, &ip, config)
-        }
-        _ => Reason::EgressOther,
+pub fn observe(ctx: &TcContext, packet: &Packet) -> u32 {
+    let Network::Ip(ip) = packet.network() else {
+        return Reason::EgressOther.index();
+    };
+    if let Fragment::Later { .. } = ip.fragment {
+        return Reason::EgressOther.index();
+    }
+    let at = ip.located();
+    let raw = ctx.as_ptr().cast::<__sk_buff>();
+    match ip.protocol {
+        IPPROTO_UDP => crate::wan_egress_udp(raw, at.shape, at.fragment_id),
+        IPPROTO_TCP => crate::wan_egress_tcp(raw, at.shape, at.fragment_id),
+        _ => Reason::EgressOther.index(),
+    }
+}
+
+/// The body of an egress global function: as ingress's `with_ip`, for the
+/// TC context (whose headers the dispatcher pulled in already).
+#[inline(always)]
+pub fn with_ip(
+    ctx: *mut __sk_buff,
+    at: Located,
+    rule: impl FnOnce(&Packet, &Ip, &Config) -> Reason,
+) -> u32 {
+    let Some(ctx) = NonNull::new(ctx) else {
+        return Reason::EgressOther.index();
+    };
+    let packet = Packet::from_tc_pulled(&TcContext::new(ctx));
+    match (packet.ip_at(at), config::get()) {
+        (Some(ip), Some(config)) => rule(&packet, &ip, config).index(),
+        _ => Reason::EgressOther.index(),
     }
 }
