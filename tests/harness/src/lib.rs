@@ -23,6 +23,7 @@
 //! before `xtask setup` installed the nightly and bpf-linker. The verdict
 //! tests' harness (loading the filter's object) stays in the `tests` crate.
 
+pub mod attacks;
 pub mod bpffs;
 pub mod ctl;
 pub mod fixture;

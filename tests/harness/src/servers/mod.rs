@@ -13,8 +13,11 @@
 
 pub mod http;
 pub mod local;
+pub mod mail;
 pub mod real;
+pub mod reflector;
 pub mod smtp;
+pub mod web;
 
 use std::{
     sync::{
