@@ -285,6 +285,20 @@ fn keep_up(stage: &Stage) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The verdict of an incident whose checks found `failures` (each a
+/// `Some` saying what went wrong): whether the defence held, and the line.
+pub fn judge(held: String, failures: Vec<Option<String>>) -> (bool, String) {
+    let failures: Vec<String> = failures.into_iter().flatten().collect();
+    if failures.is_empty() {
+        (true, format!("the defence held: {held}"))
+    } else {
+        (
+            false,
+            format!("the defence did NOT hold: {}", failures.join("; ")),
+        )
+    }
+}
+
 /// "1.2 MB", "345 kB", "678 B".
 pub fn bytes(n: u64) -> String {
     match n {

@@ -8,23 +8,16 @@ use harness::{
 };
 
 use super::{
-    Ctx, Outcome, bytes, reduction,
-    stage::{Counters, Stage, counters_moved, settle, step},
+    Ctx, Outcome, bytes, judge, reduction,
+    stage::{Counters, Defence, Stage, settle, without_and_with},
 };
 
 /// What differs between the two incidents.
 pub struct Setup {
     pub service: Service,
-    /// The XDP mode to attach in (the DNS slip needs skb on veth, see below).
-    pub mode: Option<&'static str>,
-    /// What the mode is about, shown before attaching.
-    pub mode_note: &'static str,
-    /// The settings in play, shown with `filter-ctl config`.
-    pub settings: &'static [&'static str],
+    pub defence: Defence<'static>,
     /// Counters that move, and why.
     pub why: &'static [(&'static str, &'static str)],
-    /// The daemon's attack threshold (drops per second).
-    pub attack_pps: u32,
 }
 
 pub fn run(ctx: &Ctx, setup: &Setup) -> anyhow::Result<Outcome> {
@@ -37,37 +30,33 @@ pub fn run(ctx: &Ctx, setup: &Setup) -> anyhow::Result<Outcome> {
         Service::Ntp => "requests",
     };
 
-    step(&format!(
-        "Without the filter: {} victims' addresses spoofed, {} {what}/s each for {} s, while 8 real {} \
-         and the gateway's own lookups go on",
+    let attack = format!(
+        "{} victims' addresses spoofed, {} {what}/s each for {} s, while 8 real {} and the gateway's \
+         own lookups go on",
         plan.family.victims().len(),
         plan.victim_pps,
         plan.duration.as_secs(),
         clients(setup.service)
-    ))?;
-    let (without_stage, without) = phase(ctx, setup, plan, false)?;
-    drop(without_stage);
-    show_measures(setup.service, &without.0);
+    );
+    let (without, with, stage) = without_and_with(
+        ctx,
+        &attack,
+        |ctx, with_filter| phase(ctx, setup, plan, with_filter),
+        |run| show_measures(setup.service, run),
+        |_| {
+            setup
+                .why
+                .iter()
+                .map(|(reason, why)| (*reason, (*why).to_owned()))
+                .collect()
+        },
+    )?;
 
-    step("With the filter (the same attack, on a fresh lab)")?;
-    let (stage, with) = phase(ctx, setup, plan, true)?;
-    show_measures(setup.service, &with.0);
-    if let Some((before, after)) = &with.1 {
-        counters_moved(before, after, setup.why);
-    }
-    let mut stage = stage;
-    stage.who_attacked(plan.duration.as_secs() + 5, 12)?;
-
-    let (without, with) = (without.0, with.0);
     let lookups = with.lookups(|_| true);
-    let baseline_damage = without.wire_bytes > without.queries_bytes / 2;
-    let cut = with.wire_bytes * 10 <= without.wire_bytes;
-    let served = lookups.lost() == 0 && with.upstream_ok == with.upstream_total;
-    let held = baseline_damage && cut && served;
-    let verdict = if held {
+    let (held, verdict) = judge(
         format!(
-            "the defence held: the victims got {} instead of {} ({} less), and every real {} was answered \
-             ({}/{}, the gateway's own {}/{})",
+            "the victims got {} instead of {} ({} less), and every real {} was answered ({}/{}, the \
+             gateway's own {}/{})",
             bytes(with.wire_bytes),
             bytes(without.wire_bytes),
             reduction(without.wire_bytes, with.wire_bytes),
@@ -76,37 +65,35 @@ pub fn run(ctx: &Ctx, setup: &Setup) -> anyhow::Result<Outcome> {
             lookups.total,
             with.upstream_ok,
             with.upstream_total
-        )
-    } else {
-        format!(
-            "the defence did NOT hold: {}",
-            [
-                (!baseline_damage).then(|| format!(
+        ),
+        vec![
+            (without.wire_bytes <= without.queries_bytes / 2).then(|| {
+                format!(
                     "without the filter the victims got only {} for {} sent, no reflection to stop",
                     bytes(without.wire_bytes),
                     bytes(without.queries_bytes)
-                )),
-                (!cut).then(|| format!(
+                )
+            }),
+            (with.wire_bytes * 10 > without.wire_bytes).then(|| {
+                format!(
                     "the victims still got {} of {} ({} less, not 90 %)",
                     bytes(with.wire_bytes),
                     bytes(without.wire_bytes),
                     reduction(without.wire_bytes, with.wire_bytes)
-                )),
-                (!served).then(|| format!(
+                )
+            }),
+            (lookups.lost() > 0 || with.upstream_ok < with.upstream_total).then(|| {
+                format!(
                     "{} of {} real {}s lost, {} of the gateway's own {} failed",
                     lookups.lost(),
                     lookups.total,
                     lookup(setup.service),
                     with.upstream_total - with.upstream_ok,
                     with.upstream_total
-                )),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join("; ")
-        )
-    };
+                )
+            }),
+        ],
+    );
     let tcp = if lookups.over_tcp > 0 {
         format!(" ({} over TCP)", lookups.over_tcp)
     } else {
@@ -157,25 +144,15 @@ fn phase(
     setup: &Setup,
     plan: Plan,
     with_filter: bool,
-) -> anyhow::Result<(Stage, (Run, Counters))> {
+) -> anyhow::Result<(Stage, Run, Counters)> {
     let mut stage = Stage::build(ctx.binary, 1)?;
     let mut amplifier = Amplifier::prepare(&stage.topo, plan)?;
-    let mut before = None;
-    if with_filter {
-        println!("  {}", setup.mode_note);
-        stage.attach(setup.mode)?;
-        stage.show_config(setup.settings)?;
-        stage.start_daemon(setup.attack_pps)?;
-        before = Some(stage.stats()?);
-    }
+    let before = stage.defend_if(with_filter.then_some(&setup.defence))?;
     let run = amplifier.attack(&stage.topo)?;
     settle()?;
-    let stats = match before {
-        Some(before) => Some((before, stage.stats()?)),
-        None => None,
-    };
+    let counters = stage.counters(before)?;
     stage.adopt(amplifier);
-    Ok((stage, (run, stats)))
+    Ok((stage, run, counters))
 }
 
 fn show_measures(service: Service, run: &Run) {

@@ -5,6 +5,7 @@ use harness::traffic::queries::Service;
 use super::{
     Ctx, Incident, Outcome,
     amplifier::{self, Setup},
+    stage::Defence,
 };
 
 pub const INCIDENT: Incident = Incident {
@@ -24,19 +25,23 @@ fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
             // XDP_TX on a veth reaches its peer only if the peer runs XDP
             // too; a real NIC sends it itself. In skb mode it leaves through
             // wan0's queue.
-            mode: Some("skb"),
-            mode_note: "The filter's defaults hold DNS queries to the gateway to a rate per source, per /24 and in all, \
+            defence: Defence {
+                note: "The filter's defaults hold DNS queries to the gateway to a rate per source, per /24 and in all, \
                         and answer 1 in 2 over the limit with a truncated reply (\"slip\") so that real resolvers \
                         retry over TCP. (Generic XDP mode: on a veth, the reply sent back with XDP_TX leaves only that way.)",
-            settings: &[
-                "dns_service_ports",
-                "dns_query_source_rate",
-                "dns_query_source_burst",
-                "dns_query_prefix_rate",
-                "dns_query_prefix_burst",
-                "dns_query_global_rate",
-                "dns_slip",
-            ],
+                mode: Some("skb"),
+                set: &[],
+                settings: &[
+                    "dns_service_ports",
+                    "dns_query_source_rate",
+                    "dns_query_source_burst",
+                    "dns_query_prefix_rate",
+                    "dns_query_prefix_burst",
+                    "dns_query_global_rate",
+                    "dns_slip",
+                ],
+                attack_pps: 100,
+            },
             why: &[
                 (
                     "pass_dns_query",
@@ -90,7 +95,6 @@ fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
                     "the gateway closing those connections",
                 ),
             ],
-            attack_pps: 100,
         },
     )
 }

@@ -5,6 +5,7 @@ use harness::traffic::queries::Service;
 use super::{
     Ctx, Incident, Outcome,
     amplifier::{self, Setup},
+    stage::Defence,
 };
 
 pub const INCIDENT: Incident = Incident {
@@ -21,17 +22,21 @@ fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         ctx,
         &Setup {
             service: Service::Ntp,
-            mode: None,
-            mode_note: "The filter's defaults hold NTP requests to the gateway to a rate per source, per /24 and in all, \
+            defence: Defence {
+                note: "The filter's defaults hold NTP requests to the gateway to a rate per source, per /24 and in all, \
                         and drop every mode 6/7 packet:",
-            settings: &[
-                "ntp_service_ports",
-                "ntp_query_source_rate",
-                "ntp_query_source_burst",
-                "ntp_query_prefix_rate",
-                "ntp_query_prefix_burst",
-                "ntp_query_global_rate",
-            ],
+                mode: None,
+                set: &[],
+                settings: &[
+                    "ntp_service_ports",
+                    "ntp_query_source_rate",
+                    "ntp_query_source_burst",
+                    "ntp_query_prefix_rate",
+                    "ntp_query_prefix_burst",
+                    "ntp_query_global_rate",
+                ],
+                attack_pps: 100,
+            },
             why: &[
                 (
                     "pass_ntp_query",
@@ -69,7 +74,6 @@ fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
                 ("pass_ipv4", "other inbound IPv4 (the lookups' TCP, ICMP)"),
                 ("pass_ipv6", "other inbound IPv6"),
             ],
-            attack_pps: 100,
         },
     )
 }

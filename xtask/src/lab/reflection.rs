@@ -21,8 +21,8 @@ use harness::{
 };
 
 use super::{
-    Ctx, Incident, Outcome, bytes,
-    stage::{Counters, Stage, counters_moved, settle, step},
+    Ctx, Incident, Outcome, bytes, judge,
+    stage::{Counters, Defence, Stage, settle, without_and_with},
 };
 
 pub const INCIDENT: Incident = Incident {
@@ -53,107 +53,43 @@ struct Measures {
 }
 
 fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
-    step(&format!(
-        "Without the filter: {} s of spoofed DNS responses (whole and fragmented, IPv4 and IPv6) and NTP \
-         mode 7 packets at {} frames/s, while the gateway and the LAN client look up names (dig) and \
-         ask the time (chronyd -Q)",
+    let attack = format!(
+        "{} s of spoofed DNS responses (whole and fragmented, IPv4 and IPv6) and NTP mode 7 packets at \
+         {} frames/s, while the gateway and the LAN client look up names (dig) and ask the time \
+         (chronyd -Q)",
         ctx.attack().as_secs(),
         ctx.pps
-    ))?;
-    let (without_stage, without, _) = phase(ctx, false)?;
-    drop(without_stage);
-    show(&without);
-
-    step("With the filter (the same attack, on a fresh lab)")?;
-    let (mut stage, with, stats) = phase(ctx, true)?;
-    show(&with);
-    if let Some((before, after)) = &stats {
-        let sent = |fate: Fate| with.report.fate(fate).frames;
-        counters_moved(
-            before,
-            after,
-            &[
-                (
-                    "drop_unsolicited_dns",
-                    format!(
-                        "spoofed DNS responses and first fragments: no query of ours asked for them (sent: {})",
-                        sent(Fate::UnsolicitedDns)
-                    ),
-                ),
-                (
-                    "drop_fragment",
-                    format!(
-                        "later fragments, following their first fragment's verdict (sent: {})",
-                        sent(Fate::FragmentOfDropped)
-                    ),
-                ),
-                (
-                    "drop_orphan_fragment",
-                    format!(
-                        "later fragments sent before their first one (sent: {})",
-                        sent(Fate::Orphan)
-                    ),
-                ),
-                (
-                    "drop_ntp_control",
-                    format!(
-                        "NTP mode 7 monlist responses and queries (sent: {})",
-                        sent(Fate::NtpControl)
-                    ),
-                ),
-                (
-                    "pass_solicited",
-                    "answers to the clients' own lookups, matched to a recorded query".to_owned(),
-                ),
-                (
-                    "egress_query_recorded",
-                    "the clients' queries, recorded on the way out (after NAT)".to_owned(),
-                ),
-                (
-                    "egress_other",
-                    "everything else the gateway sent".to_owned(),
-                ),
-            ],
-        );
-    }
-    stage.who_attacked(ctx.attack().as_secs() + 5, 12)?;
-
-    let baseline_damage = without.flood_at_stack.0 > 0;
-    let cut = with.flood_at_stack.0 == 0;
-    let served = with.lookups.failed == 0 && with.lookups.ok > 0;
-    let held = baseline_damage && cut && served;
-    let verdict = if held {
+    );
+    let (without, with, mut stage) = without_and_with(ctx, &attack, phase, show, why)?;
+    let (held, verdict) = judge(
         format!(
-            "the defence held: none of the {} flood frames reached the gateway's stack ({} did without \
-             the filter), and all {} lookups were answered",
+            "none of the {} flood frames reached the gateway's stack ({} did without the filter), and \
+             all {} lookups were answered",
             with.report.total.frames, without.flood_at_stack.0, with.lookups.ok
-        )
-    } else {
-        let mut why = Vec::new();
-        if !baseline_damage {
-            why.push(
-                "without the filter nothing of the flood reached the stack: no incident".to_owned(),
-            );
-        }
-        if !cut {
-            why.push(format!(
-                "{} flood frames reached the gateway's stack with the filter",
-                with.flood_at_stack.0
-            ));
-        }
-        if !served {
-            why.push(format!(
-                "{} lookups answered, {} failed{}",
-                with.lookups.ok,
-                with.lookups.failed,
-                with.lookups
-                    .first_error
-                    .as_ref()
-                    .map_or(String::new(), |e| format!(" (first: {e})"))
-            ));
-        }
-        format!("the defence did NOT hold: {}", why.join("; "))
-    };
+        ),
+        vec![
+            (without.flood_at_stack.0 == 0).then(|| {
+                "without the filter nothing of the flood reached the stack: no incident".to_owned()
+            }),
+            (with.flood_at_stack.0 > 0).then(|| {
+                format!(
+                    "{} flood frames reached the gateway's stack with the filter",
+                    with.flood_at_stack.0
+                )
+            }),
+            (with.lookups.failed > 0 || with.lookups.ok == 0).then(|| {
+                format!(
+                    "{} lookups answered, {} failed{}",
+                    with.lookups.ok,
+                    with.lookups.failed,
+                    with.lookups
+                        .first_error
+                        .as_ref()
+                        .map_or(String::new(), |e| format!(" (first: {e})"))
+                )
+            }),
+        ],
+    );
     stage.hints.push(format!(
         "ip netns exec {} dig @{} {}",
         stage.topo.lan.name(),
@@ -180,6 +116,53 @@ fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         verdict,
         stage,
     })
+}
+
+/// Why each counter moved, against what the attacker sent.
+fn why(with: &Measures) -> Vec<(&'static str, String)> {
+    let sent = |fate: Fate| with.report.fate(fate).frames;
+    vec![
+        (
+            "drop_unsolicited_dns",
+            format!(
+                "spoofed DNS responses and first fragments: no query of ours asked for them (sent: {})",
+                sent(Fate::UnsolicitedDns)
+            ),
+        ),
+        (
+            "drop_fragment",
+            format!(
+                "later fragments, following their first fragment's verdict (sent: {})",
+                sent(Fate::FragmentOfDropped)
+            ),
+        ),
+        (
+            "drop_orphan_fragment",
+            format!(
+                "later fragments sent before their first one (sent: {})",
+                sent(Fate::Orphan)
+            ),
+        ),
+        (
+            "drop_ntp_control",
+            format!(
+                "NTP mode 7 monlist responses and queries (sent: {})",
+                sent(Fate::NtpControl)
+            ),
+        ),
+        (
+            "pass_solicited",
+            "answers to the clients' own lookups, matched to a recorded query".to_owned(),
+        ),
+        (
+            "egress_query_recorded",
+            "the clients' queries, recorded on the way out (after NAT)".to_owned(),
+        ),
+        (
+            "egress_other",
+            "everything else the gateway sent".to_owned(),
+        ),
+    ]
 }
 
 fn show(m: &Measures) {
@@ -213,18 +196,19 @@ type Phase = (Stage, Measures, Counters);
 fn phase(ctx: &Ctx, with_filter: bool) -> anyhow::Result<Phase> {
     let mut stage = Stage::build(ctx.binary, 1)?;
     let servers = Servers::start(&stage.topo.internet)?;
-    let mut before = None;
-    if with_filter {
-        stage.attach(None)?;
-        stage.show_config(&[
+    let before = stage.defend_if(with_filter.then_some(&Defence {
+        note: "The filter's defaults: responses from DNS, NTP and amplifier ports must answer a query \
+               recorded on the way out; fragments follow their first one:",
+        mode: None,
+        set: &[],
+        settings: &[
             "dns_ports",
             "ntp_ports",
             "solicited_lifetime",
             "orphan_fragments",
-        ])?;
-        stage.start_daemon(1000)?;
-        before = Some(stage.stats()?);
-    }
+        ],
+        attack_pps: 1000,
+    }))?;
     let (sender, mut attack) = attacker(&stage)?;
     let stack_before = stage.topo.stack_counters()?;
     let conntrack_before = measure::conntrack_count(stage.gw().name())?;
@@ -273,12 +257,9 @@ fn phase(ctx: &Ctx, with_filter: bool) -> anyhow::Result<Phase> {
         conntrack_added: conntrack.stop().saturating_sub(conntrack_before),
         lookups,
     };
-    let stats = match before {
-        Some(before) => Some((before, stage.stats()?)),
-        None => None,
-    };
+    let counters = stage.counters(before)?;
     stage.adopt(servers);
-    Ok((stage, measures, stats))
+    Ok((stage, measures, counters))
 }
 
 /// The attacker's socket and an attack on the gateway's wan0.

@@ -19,8 +19,8 @@ use harness::{
 };
 
 use super::{
-    Ctx, Incident, Outcome,
-    stage::{Counters, Stage, counters_moved, settle, step},
+    Ctx, Incident, Outcome, judge,
+    stage::{Counters, Defence, Stage, settle, without_and_with},
 };
 
 pub const INCIDENT: Incident = Incident {
@@ -50,88 +50,74 @@ struct Measures {
 }
 
 fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
-    step(&format!(
-        "Without the filter: {} opens sessions to port 25 until it holds {SLOTS}; meanwhile three \
-         servers ({}, {}, {}) each send a message a second for {} s",
+    let attack = format!(
+        "{} opens sessions to port 25 until it holds {SLOTS}; meanwhile three servers ({}, {}, {}) \
+         each send a message a second for {} s",
         addr::wan_host4(0),
         addr::wan_host4(1),
         addr::wan_host4(2),
         addr::wan_host4(3),
         ctx.attack().as_secs()
-    ))?;
-    let (without_stage, without, _) = phase(ctx, false)?;
-    drop(without_stage);
-    show(&without);
-
-    step("With the filter (the same attack, on a fresh lab)")?;
-    let (mut stage, with, stats) = phase(ctx, true)?;
-    show(&with);
-    if let Some((before, after)) = &stats {
-        counters_moved(
-            before,
-            after,
-            &[
-                ("pass_syn", "connection attempts within the limit"),
-                (
-                    "drop_conn_limit",
-                    "the holder's attempts past its 3 connections to port 25",
-                ),
-                (
-                    "pass_handshake",
-                    "handshakes completed: each now counts towards its source's limit",
-                ),
-                (
-                    "pass_conn_closed",
-                    "the senders' connections ending (FIN): no longer counted",
-                ),
-                ("pass_ipv4", "the sessions' other segments"),
-                (
-                    "egress_handshake_recorded",
-                    "Postfix's SYN-ACKs, recorded on the way out",
-                ),
-                ("egress_conn_closed", "Postfix closing connections"),
-                ("egress_other", "everything else the gateway sent"),
-            ],
-        );
-    }
-    stage.who_attacked(ctx.attack().as_secs() + 5, 12)?;
-
-    let baseline_damage = without.holder_peak >= SLOTS && without.refused > 0;
-    let cut = with.holder_peak <= LIMIT_PER_SOURCE;
-    let served = with.refused == 0 && with.delivered > 0;
-    let held = baseline_damage && cut && served;
-    let verdict = if held {
-        format!(
-            "the defence held: the holder kept {} slots instead of {}, and every message was accepted \
-             ({} of {}, none refused)",
-            with.holder_peak, without.holder_peak, with.delivered, with.delivered
-        )
-    } else {
-        let mut why = Vec::new();
-        if !baseline_damage {
-            why.push(format!(
-                "without the filter the holder kept {} slots and {} messages were refused: no incident",
-                without.holder_peak, without.refused
-            ));
-        }
-        if !cut {
-            why.push(format!(
-                "with the filter the holder kept {} slots, more than {LIMIT_PER_SOURCE}",
-                with.holder_peak
-            ));
-        }
-        if !served {
-            why.push(format!(
-                "{} messages accepted, {} refused{}",
-                with.delivered,
-                with.refused,
-                with.first_refusal
-                    .as_ref()
-                    .map_or(String::new(), |e| format!(" (first: {e})"))
-            ));
-        }
-        format!("the defence did NOT hold: {}", why.join("; "))
+    );
+    let why = |_: &Measures| {
+        [
+            ("pass_syn", "connection attempts within the limit"),
+            (
+                "drop_conn_limit",
+                "the holder's attempts past its 3 connections to port 25",
+            ),
+            (
+                "pass_handshake",
+                "handshakes completed: each now counts towards its source's limit",
+            ),
+            (
+                "pass_conn_closed",
+                "the senders' connections ending (FIN): no longer counted",
+            ),
+            ("pass_ipv4", "the sessions' other segments"),
+            (
+                "egress_handshake_recorded",
+                "Postfix's SYN-ACKs, recorded on the way out",
+            ),
+            ("egress_conn_closed", "Postfix closing connections"),
+            ("egress_other", "everything else the gateway sent"),
+        ]
+        .map(|(reason, why)| (reason, why.to_owned()))
+        .to_vec()
     };
+    let (without, with, mut stage) = without_and_with(ctx, &attack, phase, show, why)?;
+    let (held, verdict) = judge(
+        format!(
+            "the holder kept {} slots instead of {}, and every message was accepted ({} of {}, none \
+             refused)",
+            with.holder_peak, without.holder_peak, with.delivered, with.delivered
+        ),
+        vec![
+            (without.holder_peak < SLOTS || without.refused == 0).then(|| {
+                format!(
+                    "without the filter the holder kept {} slots and {} messages were refused: no \
+                     incident",
+                    without.holder_peak, without.refused
+                )
+            }),
+            (with.holder_peak > LIMIT_PER_SOURCE).then(|| {
+                format!(
+                    "with the filter the holder kept {} slots, more than {LIMIT_PER_SOURCE}",
+                    with.holder_peak
+                )
+            }),
+            (with.refused > 0 || with.delivered == 0).then(|| {
+                format!(
+                    "{} messages accepted, {} refused{}",
+                    with.delivered,
+                    with.refused,
+                    with.first_refusal
+                        .as_ref()
+                        .map_or(String::new(), |e| format!(" (first: {e})"))
+                )
+            }),
+        ],
+    );
     stage.hints.push(format!(
         "ip netns exec {} swaks --server {} --to owner@{MAIL_DOMAIN}",
         stage.topo.wan_hosts[1].name(),
@@ -179,14 +165,13 @@ fn phase(ctx: &Ctx, with_filter: bool) -> anyhow::Result<Phase> {
     let mut stage = Stage::build(ctx.binary, 4)?;
     let to = Topology::gateway_wan(false, SMTP);
     let mut postfix = Postfix::start(stage.gw(), to, SLOTS)?;
-    let mut before = None;
-    if with_filter {
-        stage.attach(None)?;
-        println!("  The connection limit is off by default; the operator sets it for port 25:");
-        stage.show_settings(&["set", "--iface", "wan0", LIMIT], &["conn_limit"])?;
-        stage.start_daemon(5)?;
-        before = Some(stage.stats()?);
-    }
+    let before = stage.defend_if(with_filter.then_some(&Defence {
+        note: "The connection limit is off by default; the operator sets it for port 25:",
+        mode: None,
+        set: &[LIMIT],
+        settings: &[],
+        attack_pps: 5,
+    }))?;
     let holder_ip: IpAddr = addr::wan_host4(0).into();
     let held = Peak::sample(Duration::from_millis(100), {
         let gateway = stage.gw().name().to_owned();
@@ -238,10 +223,7 @@ fn phase(ctx: &Ctx, with_filter: bool) -> anyhow::Result<Phase> {
         first_refusal: results.iter().find_map(|r| r.clone().err()),
         limit_warnings: postfix.log_lines("has reached its process limit").len(),
     };
-    let stats = match before {
-        Some(before) => Some((before, stage.stats()?)),
-        None => None,
-    };
+    let counters = stage.counters(before)?;
     stage.adopt(postfix);
-    Ok((stage, measures, stats))
+    Ok((stage, measures, counters))
 }

@@ -6,6 +6,8 @@
 
 use std::{any::Any, path::Path, process::Stdio, time::Duration};
 
+use super::Ctx;
+
 use anyhow::{Context as _, bail};
 use harness::{
     ctl::{FilterCtl, Stats, daemon::Daemon},
@@ -15,6 +17,20 @@ use harness::{
     process::die_with_us,
     signals::{check_interrupted, pause},
 };
+
+/// How an incident defends the gateway in its phase with the filter.
+pub struct Defence<'a> {
+    /// Said before anything is typed: what the defaults do, or why a setting.
+    pub note: &'a str,
+    /// The XDP mode, when not the default.
+    pub mode: Option<&'a str>,
+    /// The `filter-ctl set` assignments the operator types after attaching.
+    pub set: &'a [&'a str],
+    /// The settings in play, shown with `filter-ctl config`.
+    pub settings: &'a [&'a str],
+    /// The daemon's attack threshold (drops per second of a reason).
+    pub attack_pps: u32,
+}
 
 /// A lab of its own for one phase. See the module documentation.
 pub struct Stage {
@@ -58,13 +74,13 @@ impl Stage {
 
     /// Shows `filter-ctl ARGS...` as an operator types it on the gateway,
     /// then runs it with its output on the terminal.
-    pub fn show(&self, args: &[&str]) -> anyhow::Result<()> {
+    fn show(&self, args: &[&str]) -> anyhow::Result<()> {
         self.show_lines(args, "", |_| true)
     }
 
     /// [`Stage::show`] for a command that prints settings (`set`,
     /// `config`): only the lines of `keys` are shown.
-    pub fn show_settings(&self, args: &[&str], keys: &[&str]) -> anyhow::Result<()> {
+    fn show_settings(&self, args: &[&str], keys: &[&str]) -> anyhow::Result<()> {
         self.show_lines(args, "   (the settings in play)", |line| {
             keys.contains(&line.split(['=', ' ']).next().unwrap_or(""))
         })
@@ -96,25 +112,48 @@ impl Stage {
         Ok(())
     }
 
-    /// `filter-ctl attach --iface wan0 [--mode MODE]`, shown.
-    pub fn attach(&self, mode: Option<&str>) -> anyhow::Result<()> {
-        let mut args = vec!["attach", "--iface", WAN_IF];
-        if let Some(mode) = mode {
-            args.extend(["--mode", mode]);
+    /// With the filter: `defence`'s note, then, shown as an operator types
+    /// them, `attach`, `set` and `config`; the daemon starts. The counters
+    /// before the attack.
+    pub fn defend(&mut self, defence: &Defence) -> anyhow::Result<Stats> {
+        println!("  {}", defence.note);
+        let mut attach = vec!["attach", "--iface", WAN_IF];
+        if let Some(mode) = defence.mode {
+            attach.extend(["--mode", mode]);
         }
-        self.show(&args)
+        self.show(&attach)?;
+        let keys: Vec<&str> = defence
+            .set
+            .iter()
+            .filter_map(|assignment| assignment.split('=').next())
+            .collect();
+        if !defence.set.is_empty() {
+            let mut set = vec!["set", "--iface", WAN_IF];
+            set.extend(defence.set);
+            self.show_settings(&set, &keys)?;
+        }
+        if !defence.settings.is_empty() {
+            self.show_settings(&["config", "--iface", WAN_IF], defence.settings)?;
+        }
+        self.start_daemon(defence.attack_pps)?;
+        self.stats()
     }
 
-    /// `filter-ctl config --iface wan0`, shown with only the lines of `keys`
-    /// (the settings an incident is about).
-    pub fn show_config(&self, keys: &[&str]) -> anyhow::Result<()> {
-        self.show_settings(&["config", "--iface", WAN_IF], keys)
+    /// With `defence` (the phase with the filter) or without: the counters
+    /// before the attack, if any.
+    pub fn defend_if(&mut self, defence: Option<&Defence>) -> anyhow::Result<Option<Stats>> {
+        defence.map(|defence| self.defend(defence)).transpose()
+    }
+
+    /// The counters before the attack (if the filter is on) and now.
+    pub fn counters(&self, before: Option<Stats>) -> anyhow::Result<Counters> {
+        before.map(|before| Ok((before, self.stats()?))).transpose()
     }
 
     /// `filter-ctl daemon` on wan0 in the background, shown: it adopts the
     /// filter just attached. Attack lines from `attack_pps` drops per second
     /// of a reason on, ended after 1 s below half that.
-    pub fn start_daemon(&mut self, attack_pps: u32) -> anyhow::Result<()> {
+    fn start_daemon(&mut self, attack_pps: u32) -> anyhow::Result<()> {
         let pps = attack_pps.to_string();
         let args = ["--attack-pps", &pps, "--attack-quiet", "1s"];
         println!(
@@ -173,9 +212,35 @@ impl Stage {
 /// The filter's counters before and after an attack (in the phase with the filter).
 pub type Counters = Option<(Stats, Stats)>;
 
+/// An incident's two phases, each on a lab of its own: `phase(ctx, false)`
+/// without the filter (its lab goes at once), then `phase(ctx, true)` with it.
+/// `show` prints a phase's measures; `why` says why each counter moved,
+/// given the measures with the filter. Ends with the daemon's attack lines
+/// and `top`. Returns both phases' measures and the second lab.
+pub fn without_and_with<M>(
+    ctx: &Ctx,
+    attack: &str,
+    phase: impl Fn(&Ctx, bool) -> anyhow::Result<(Stage, M, Counters)>,
+    show: impl Fn(&M),
+    why: impl Fn(&M) -> Vec<(&'static str, String)>,
+) -> anyhow::Result<(M, M, Stage)> {
+    step(&format!("Without the filter: {attack}"))?;
+    let (stage, without, _) = phase(ctx, false)?;
+    drop(stage);
+    show(&without);
+    step("With the filter (the same attack, on a fresh lab)")?;
+    let (mut stage, with, counters) = phase(ctx, true)?;
+    show(&with);
+    if let Some((before, after)) = &counters {
+        counters_moved(before, after, &why(&with));
+    }
+    stage.who_attacked(ctx.attack().as_secs() + 5, 12)?;
+    Ok((without, with, stage))
+}
+
 /// Prints the counters that moved between `before` and `after`, each with
 /// why when `why` names its reason.
-pub fn counters_moved(before: &Stats, after: &Stats, why: &[(&str, impl AsRef<str>)]) {
+fn counters_moved(before: &Stats, after: &Stats, why: &[(&str, impl AsRef<str>)]) {
     println!("  Counters that moved (filter-ctl stats), and why:");
     let moved = after.since(before).nonzero();
     if moved.is_empty() {
@@ -191,7 +256,7 @@ pub fn counters_moved(before: &Stats, after: &Stats, why: &[(&str, impl AsRef<st
 }
 
 /// A heading for a step of an incident.
-pub fn step(text: &str) -> anyhow::Result<()> {
+fn step(text: &str) -> anyhow::Result<()> {
     check_interrupted()?;
     println!("\n-- {text}");
     Ok(())

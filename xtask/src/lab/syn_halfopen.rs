@@ -11,8 +11,8 @@ use harness::{
 };
 
 use super::{
-    Ctx, Incident, Outcome,
-    stage::{Counters, Stage, counters_moved, settle, step},
+    Ctx, Incident, Outcome, judge,
+    stage::{Counters, Defence, Stage, settle, without_and_with},
 };
 
 pub const INCIDENT: Incident = Incident {
@@ -41,105 +41,82 @@ struct Measures {
 }
 
 fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
-    step(&format!(
-        "Without the filter: {FLOOD_PPS} SYNs/s from {} for {} s (it never answers the SYN-ACKs); \
-         after 1 s a browser on {} loads a page 3 times, {CONNECTIONS} connections each (curl)",
+    let attack = format!(
+        "{FLOOD_PPS} SYNs/s from {} for {} s (it never answers the SYN-ACKs); after 1 s a browser on {} \
+         loads a page 3 times, {CONNECTIONS} connections each (curl)",
         addr::wan_host4(0),
         ctx.attack().as_secs(),
         addr::wan_host4(1),
-    ))?;
-    let (without_stage, without, _) = phase(ctx, false)?;
-    drop(without_stage);
-    show(&without);
-
-    step("With the filter (the same attack, on a fresh lab)")?;
-    let (mut stage, with, stats) = phase(ctx, true)?;
-    show(&with);
-    let budget: u64 = stage
-        .ctl
-        .config(stage.gw(), WAN_IF)?
-        .values()
-        .find_map(|(key, value)| (key == "syn_halfopen_budget").then(|| value.parse().ok()))
-        .flatten()
-        .unwrap_or(u64::from(filter_common::halfopen::DEFAULT_BUDGET));
-    if let Some((before, after)) = &stats {
-        counters_moved(
-            before,
-            after,
-            &[
-                (
-                    "pass_syn",
-                    "SYNs within every limit: the flooder's first ones and the browser's"
-                        .to_owned(),
+    );
+    let budget = u64::from(filter_common::halfopen::DEFAULT_BUDGET);
+    let why = |_: &Measures| {
+        vec![
+            (
+                "pass_syn",
+                "SYNs within every limit: the flooder's first ones and the browser's".to_owned(),
+            ),
+            (
+                "drop_syn_source",
+                "the flooder's SYNs over its rate bucket (20/s, burst 40)".to_owned(),
+            ),
+            (
+                "drop_syn_halfopen",
+                format!(
+                    "the flooder's SYNs past its {budget} unanswered handshakes (the half-open budget)"
                 ),
-                (
-                    "drop_syn_source",
-                    "the flooder's SYNs over its rate bucket (20/s, burst 40)".to_owned(),
-                ),
-                (
-                    "drop_syn_halfopen",
-                    format!(
-                        "the flooder's SYNs past its {budget} unanswered handshakes (the half-open budget)"
-                    ),
-                ),
-                (
-                    "pass_handshake",
-                    "the browser's ACKs completing a handshake: units given back".to_owned(),
-                ),
-                ("pass_conn_closed", "their FINs".to_owned()),
-                (
-                    "pass_ipv4",
-                    "the browser's requests and other segments".to_owned(),
-                ),
-                (
-                    "egress_handshake_recorded",
-                    "the web server's SYN-ACKs, recorded on the way out".to_owned(),
-                ),
-                ("egress_conn_closed", "the server's FINs".to_owned()),
-                (
-                    "egress_other",
-                    "everything else the gateway sent".to_owned(),
-                ),
-            ],
-        );
-    }
-    stage.who_attacked(ctx.attack().as_secs() + 5, 12)?;
+            ),
+            (
+                "pass_handshake",
+                "the browser's ACKs completing a handshake: units given back".to_owned(),
+            ),
+            ("pass_conn_closed", "their FINs".to_owned()),
+            (
+                "pass_ipv4",
+                "the browser's requests and other segments".to_owned(),
+            ),
+            (
+                "egress_handshake_recorded",
+                "the web server's SYN-ACKs, recorded on the way out".to_owned(),
+            ),
+            ("egress_conn_closed", "the server's FINs".to_owned()),
+            (
+                "egress_other",
+                "everything else the gateway sent".to_owned(),
+            ),
+        ]
+    };
+    let (without, with, mut stage) = without_and_with(ctx, &attack, phase, show, why)?;
 
     // The budget, then one more unit every timeout / budget (60 s / 16).
     let most = budget + (with.secs / 3.75).floor() as u64 + 1;
-    let baseline_damage = without.half_open_peak > most;
-    let cut = with.half_open_peak <= most;
-    let served = with.browser.failed == 0 && with.browser.ok == 3 * CONNECTIONS as u64;
-    let held = baseline_damage && cut && served;
-    let verdict = if held {
+    let requests = 3 * CONNECTIONS as u64;
+    let (held, verdict) = judge(
         format!(
-            "the defence held: half-open connections at the server peaked at {} instead of {} (its budget \
-             is {budget}), and the browser got all {} requests answered",
+            "half-open connections at the server peaked at {} instead of {} (its budget is {budget}), \
+             and the browser got all {} requests answered",
             with.half_open_peak, without.half_open_peak, with.browser.ok
-        )
-    } else {
-        let mut why = Vec::new();
-        if !baseline_damage {
-            why.push(format!(
-                "without the filter only {} half-open connections, no damage to stop",
-                without.half_open_peak
-            ));
-        }
-        if !cut {
-            why.push(format!(
-                "{} half-open connections with the filter, more than {most}",
-                with.half_open_peak
-            ));
-        }
-        if !served {
-            why.push(format!(
-                "the browser got {} of {} requests answered",
-                with.browser.ok,
-                3 * CONNECTIONS
-            ));
-        }
-        format!("the defence did NOT hold: {}", why.join("; "))
-    };
+        ),
+        vec![
+            (without.half_open_peak <= most).then(|| {
+                format!(
+                    "without the filter only {} half-open connections, no damage to stop",
+                    without.half_open_peak
+                )
+            }),
+            (with.half_open_peak > most).then(|| {
+                format!(
+                    "{} half-open connections with the filter, more than {most}",
+                    with.half_open_peak
+                )
+            }),
+            (with.browser.failed > 0 || with.browser.ok < requests).then(|| {
+                format!(
+                    "the browser got {} of {requests} requests answered",
+                    with.browser.ok
+                )
+            }),
+        ],
+    );
     stage.hints.push(format!(
         "ip netns exec {} curl -s http://{}/",
         stage.topo.wan_hosts[1].name(),
@@ -188,18 +165,18 @@ fn phase(ctx: &Ctx, with_filter: bool) -> anyhow::Result<Phase> {
         "syn_halfopen",
         &[("flooder", flooder_ip), ("browser", browser_ip)],
     )?;
-    let mut before = None;
-    if with_filter {
-        stage.attach(None)?;
-        stage.show_config(&[
+    let before = stage.defend_if(with_filter.then_some(&Defence {
+        note: "The filter's defaults: a half-open budget per source, and SYN rate buckets:",
+        mode: None,
+        set: &[],
+        settings: &[
             "syn_halfopen_budget",
             "syn_halfopen_timeout",
             "syn_source_rate",
             "syn_source_burst",
-        ])?;
-        stage.start_daemon(20)?;
-        before = Some(stage.stats()?);
-    }
+        ],
+        attack_pps: 20,
+    }))?;
     let mut flood = syn::SynFlood::new(&stage.topo.wan_hosts[0], LAN_IF, stage.gw().mac(WAN_IF)?)?;
     let half_open = measure::Peak::sample(Duration::from_millis(100), {
         let gateway = stage.gw().name().to_owned();
@@ -248,10 +225,7 @@ fn phase(ctx: &Ctx, with_filter: bool) -> anyhow::Result<Phase> {
         browser,
         logged: nginx.requests(),
     };
-    let stats = match before {
-        Some(before) => Some((before, stage.stats()?)),
-        None => None,
-    };
+    let counters = stage.counters(before)?;
     stage.adopt(nginx);
-    Ok((stage, measures, stats))
+    Ok((stage, measures, counters))
 }
