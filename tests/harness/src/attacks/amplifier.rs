@@ -32,6 +32,7 @@ use crate::{
         measure::{self, Peak},
     },
     process::Background,
+    signals,
     servers::{
         real,
         reflector::{self, Lookups},
@@ -370,7 +371,7 @@ table inet victims_stack {{
                     })
                 })
                 .collect();
-            let never = AtomicBool::new(false);
+            // Ctrl-C (where signals::catch_signals runs: the lab) ends it early.
             let sent = queries::send(
                 &sender,
                 gw_mac,
@@ -379,7 +380,7 @@ table inet victims_stack {{
                 plan.service,
                 plan.victim_pps * victims.len() as u32,
                 plan.duration,
-                &never,
+                &signals::INTERRUPTED,
             );
             // The last answers leave; the last lookups end.
             thread::sleep(Duration::from_millis(500));
