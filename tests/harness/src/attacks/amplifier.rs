@@ -32,11 +32,11 @@ use crate::{
         measure::{self, Peak},
     },
     process::Background,
-    signals,
     servers::{
         real,
         reflector::{self, Lookups},
     },
+    signals,
     traffic::{
         queries::{self, Service},
         sender::RawSender,
