@@ -63,9 +63,12 @@ fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let (without, with, mut stage) = without_and_with(ctx, &attack, phase, show, why)?;
     let (held, verdict) = judge(
         format!(
-            "none of the {} flood frames reached the gateway's stack ({} did without the filter), and \
-             all {} lookups were answered",
-            with.report.total.frames, without.flood_at_stack.0, with.lookups.ok
+            "none of the {} flood frames reached the gateway's stack (without the filter {} of {} \
+             did), and all {} lookups were answered",
+            with.report.total.frames,
+            without.flood_at_stack.0,
+            without.report.total.frames,
+            with.lookups.ok
         ),
         vec![
             (without.flood_at_stack.0 == 0).then(|| {
@@ -174,7 +177,7 @@ fn show(m: &Measures) {
     );
     println!(
         "  of them, reached the gateway's stack (nftables on wan0, after XDP): {} frames, {}; \
-         conntrack entries they added: {}",
+         conntrack entries added meanwhile: {}",
         m.flood_at_stack.0,
         bytes(m.flood_at_stack.1),
         m.conntrack_added

@@ -142,12 +142,25 @@ fn show(m: &Measures) {
         m.syns_sent, m.secs, m.flood_at_stack
     );
     println!(
-        "  half-open connections at the web server (ss state syn-recv, peak): {}",
-        m.half_open_peak
+        "  half-open connections at the web server (ss state syn-recv, peak): {}{}",
+        m.half_open_peak,
+        if m.half_open_peak > web::BACKLOG {
+            format!(
+                " (its listen queue of {} was full: from then on the kernel answered further SYNs \
+                 with SYN cookies instead of keeping them)",
+                web::BACKLOG
+            )
+        } else {
+            String::new()
+        }
     );
     println!(
-        "  the browser: {} requests answered, {} failed (slowest handshake {:.2} s); nginx logged {} requests",
-        m.browser.ok, m.browser.failed, m.browser.slowest_connect, m.logged
+        "  the browser: {} requests answered, {} failed (slowest handshake {:.0} ms); nginx logged {} \
+         requests",
+        m.browser.ok,
+        m.browser.failed,
+        m.browser.slowest_connect * 1000.0,
+        m.logged
     );
 }
 

@@ -21,6 +21,10 @@ use crate::{
 
 /// What the server answers.
 pub const BODY: &str = "hello from the gateway's web server\n";
+/// Its listening socket's queue (nginx's default on Linux): with that many
+/// handshakes half-open, the kernel answers further SYNs with SYN cookies
+/// instead of keeping them (net.ipv4.tcp_syncookies=1, the default).
+pub const BACKLOG: u64 = 511;
 
 pub struct Nginx {
     process: Background,
@@ -54,7 +58,7 @@ impl Nginx {
                  \x20   uwsgi_temp_path {root}/uwsgi;\n\
                  \x20   scgi_temp_path {root}/scgi;\n\
                  \x20   server {{\n\
-                 \x20       listen {listen};\n\
+                 \x20       listen {listen} backlog={BACKLOG};\n\
                  \x20       location / {{ default_type text/plain; return 200 \"{body}\"; }}\n\
                  \x20   }}\n\
                  }}\n",
