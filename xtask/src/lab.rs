@@ -40,13 +40,7 @@ use self::stage::Stage;
 
 /// Options of `cargo xtask lab`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Incidents (--incident NAME):\n  \
-    reflection     DNS reflection flood on the gateway's link; its own lookups go on\n  \
-    ntp-amplifier  the gateway's NTP server used to reflect traffic at victims\n  \
-    syn-halfopen   one host's SYN bursts leave half-open connections at a web server\n  \
-    smtp-slots     one host holds every SMTP slot of a mail server; mail is refused\n  \
-    dns-server     the gateway's DNS server used to reflect 3 KB answers at victims\n  \
-    all            every incident, one after the other (the default)")]
+#[command(after_help = incidents_help())]
 pub struct LabArgs {
     /// Which incident to replay (`--list` names them).
     #[arg(long, value_name = "NAME", default_value = "all",
@@ -113,6 +107,15 @@ const INCIDENTS: [&Incident; 5] = [
     &smtp_slots::INCIDENT,
     &dns_server::INCIDENT,
 ];
+
+/// What `lab --help` ends with: the incidents, a line each.
+fn incidents_help() -> String {
+    let mut help = "Incidents (--incident NAME):\n".to_owned();
+    for incident in INCIDENTS {
+        help.push_str(&format!("  {:<14} {}\n", incident.name, incident.summary));
+    }
+    help + "  all            every incident, one after the other (the default)"
+}
 
 fn incident_names() -> Vec<&'static str> {
     INCIDENTS
