@@ -23,8 +23,6 @@ pub struct Setup {
 pub fn run(ctx: &Ctx, setup: &Setup) -> anyhow::Result<Outcome> {
     let mut plan = Plan::new(setup.service, Family::V4);
     plan.duration = ctx.attack();
-    // Fewer tries than the tests: a lab run must not stall on one lookup.
-    plan.max_tries = 10;
     let what = match setup.service {
         Service::Dns => "queries",
         Service::Ntp => "requests",
