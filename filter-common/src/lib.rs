@@ -6,8 +6,10 @@
 //! [`config`], [`ports`], [`solicited`], [`fragments`], [`syn`] (the SYN
 //! buckets), [`query`] (the limits on inbound DNS and NTP requests),
 //! [`lists`] (allow/deny entries), [`reason`] (verdict reasons).
-//! With the `user` feature, for filter-ctl and the tests: `settings` (the
-//! table of run-time settings) and `report` (the JSON filter-ctl prints).
+//! With the `user` feature, for filter-ctl and the tests: aya's `Pod` impls
+//! of the map values. Nothing else lives here: the settings table and the
+//! JSON reports are filter-ctl's (filter-ctl/api), so that changing them
+//! never rebuilds the eBPF object, which depends on this crate.
 //!
 //! Pure logic the programs call, with unit and property tests:
 //! [`rate::admit`] (the GCRA check) and [`rate::Source`] (hashed slots) of
@@ -40,12 +42,8 @@ pub mod prefix;
 pub mod query;
 pub mod rate;
 pub mod reason;
-#[cfg(feature = "user")]
-pub mod report;
 pub mod sample;
 pub mod sets;
-#[cfg(feature = "user")]
-pub mod settings;
 pub mod solicited;
 pub mod syn;
 pub use config::{Config, OrphanPolicy};

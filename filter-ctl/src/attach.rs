@@ -45,8 +45,8 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use filter_common::{
-    DEFAULT_SERVICE_PORTS, ServiceClass, WatchedPorts, map, program,
+use filter_common::{DEFAULT_SERVICE_PORTS, ServiceClass, WatchedPorts, map, program};
+use filter_ctl_api::{
     report::{EgressHook, LinkState, XdpMode},
     settings::Assignment,
 };
@@ -617,7 +617,7 @@ fn fill_fresh_maps(
     }
     // The config is kept; the ports or limits it points at were lost (their
     // pin removed while nothing held them): the defaults, not "none".
-    let defaults = filter_common::settings::Settings::default();
+    let defaults = filter_ctl_api::settings::Settings::default();
     let mut maps = SettingsMaps::of(ebpf)?;
     let slot = maps.config.get(&0, 0)?.ports_slot();
     if made(map::WATCHED_PORTS) {

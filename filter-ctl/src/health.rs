@@ -8,7 +8,7 @@
 //! question a supervisor asks before it attaches again
 //! ([`crate::attach::reattach`]).
 
-pub use filter_common::report::LinkState;
+pub use filter_ctl_api::report::LinkState;
 use nix::net::if_::if_nametoindex;
 
 use crate::{attach::ClsactFilter, kernel::link_ifindex, pins::IfacePins};

@@ -14,10 +14,10 @@
 //!   and carrying state over to maps of another layout on an upgrade.
 //! - [`fault`]: the points where the fault tests stop filter-ctl.
 //! - [`settings`]: the `CONFIG`, `WATCHED_PORTS` and `CONN_LIMITS` maps, in and out of
-//!   `filter_common::settings::Settings` (whose table defines every key).
+//!   `filter_ctl_api::settings::Settings` (whose table defines every key).
 //! - [`lists`]: the allow and deny lists (LPM tries).
 //! - [`stats`], [`status`]: what `stats` and `status` report, as the
-//!   `filter_common::report` types their `--json` prints.
+//!   `filter_ctl_api::report` types their `--json` prints.
 //! - [`iface`], [`clock`], [`mapped`], [`kernel`]: interfaces, the
 //!   programs' clock, whole-map reads and the system calls aya lacks.
 //! - [`daemon`]: `filter-ctl daemon` (metrics, drop events, attack lines,

@@ -40,8 +40,8 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
     },
 };
-use filter_common::{
-    Config, ListEntry, ListSource, lists, map,
+use filter_common::{Config, ListEntry, ListSource, lists, map};
+use filter_ctl_api::{
     report::ListedEntry,
     settings::{Kind as _, Span, duration},
 };

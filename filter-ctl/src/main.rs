@@ -2,7 +2,7 @@
 //! every argument first (settings, prefixes and durations have value
 //! parsers), so a bad one changes nothing; each command then calls the
 //! library once and prints its result, as text or as the JSON of the
-//! `filter_common::report` types.
+//! `filter_ctl_api::report` types.
 
 use std::{
     fs::File,
@@ -14,10 +14,6 @@ use std::{
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use clap_mangen::roff::{Roff, bold, italic, roman};
-use filter_common::{
-    report::Stats,
-    settings::{Assignment, Assignments, SETTINGS, Settings},
-};
 use filter_ctl::{
     attach::{self, ModeChoice},
     daemon::{self, attack::Thresholds, logging::LogFormat},
@@ -27,6 +23,10 @@ use filter_ctl::{
     require_root,
     settings::SettingsMaps,
     stats, status,
+};
+use filter_ctl_api::{
+    report::Stats,
+    settings::{Assignment, Assignments, SETTINGS, Settings},
 };
 
 /// The largest settings file `apply` and `attach --config` read: far more
@@ -641,8 +641,8 @@ impl SettingsFile {
 
 /// `--attack-quiet`: a second to an hour.
 fn parse_quiet(text: &str) -> Result<Duration, String> {
-    use filter_common::settings::Kind as _;
-    let span = filter_common::settings::Span {
+    use filter_ctl_api::settings::Kind as _;
+    let span = filter_ctl_api::settings::Span {
         min: Duration::from_secs(1),
         max: Duration::from_secs(3600),
         off: false,

@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use filter_common::report::XdpMode;
+use filter_ctl_api::report::XdpMode;
 use nix::{
     fcntl::{Flock, FlockArg},
     sys::statfs::{BPF_FS_MAGIC, statfs},

@@ -22,7 +22,7 @@ use aya::{
 };
 
 use anyhow::Context as _;
-use filter_common::report::EgressHook;
+use filter_ctl_api::report::EgressHook;
 
 /// The program types of `wan_ingress` and `wan_egress`.
 const PROGRAM_TYPES: &[(ProgramType, &str)] = &[

@@ -2,7 +2,7 @@
 //! `WATCHED_PORTS` (two [`WatchedPorts`]) and `CONN_LIMITS` (two
 //! [`ConnLimits`]), each the live element and a spare, read into and
 //! written from [`Settings`]. The keys, their values and their checks are
-//! the table in `filter_common::settings`; this module only moves them in
+//! the table in `filter_ctl_api::settings`; this module only moves them in
 //! and out of the kernel.
 //!
 //! A change takes effect in one write, so that the programs, and whoever
@@ -24,12 +24,8 @@ use aya::{
     Ebpf,
     maps::{Array, MapData},
 };
-use filter_common::{
-    Config, WatchedPorts,
-    conn::ConnLimits,
-    map,
-    settings::{Assignment, Settings},
-};
+use filter_common::{Config, WatchedPorts, conn::ConnLimits, map};
+use filter_ctl_api::settings::{Assignment, Settings};
 
 use crate::{fault, pins::IfacePins};
 

@@ -4,10 +4,8 @@
 use std::{borrow::Borrow, fmt::Write as _};
 
 use aya::maps::{MapData, PerCpuArray};
-use filter_common::{
-    Action, Counter, Reason, map,
-    report::{CountedAction, ReasonCount, Stats, direction_name},
-};
+use filter_common::{Action, Counter, Reason, map};
+use filter_ctl_api::report::{CountedAction, ReasonCount, Stats, direction_name};
 
 use crate::pins::IfacePins;
 

@@ -13,8 +13,8 @@ use filter_common::{
     handshake::{HandshakeSlot, ServicePorts},
     lists::{COPY_SLOTS, in_use_slot},
     map,
-    report::{EgressHook, LinkState, MapStatus, PinnedFilter, Status},
 };
+use filter_ctl_api::report::{EgressHook, LinkState, MapStatus, PinnedFilter, Status};
 
 use crate::{
     attach::{self, link_info},

@@ -13,9 +13,9 @@ use aya::{
     maps::{Array, PerCpuArray},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use filter_common::settings::Assignment;
 use filter_common::{Counter, Reason, map, program};
 use filter_ctl::settings::SettingsMaps;
+use filter_ctl_api::settings::Assignment;
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -233,11 +233,11 @@ pub fn zero() -> Counts {
 }
 
 // The SYN defence's and the lists' side of the harness (issue 4).
-use filter_common::report::ListedEntry;
 use filter_ctl::{
     clock::now_ns,
     lists::{Cidr, List, ListMaps},
 };
+use filter_ctl_api::report::ListedEntry;
 
 impl Filter {
     /// Asserts that since `before` exactly these counters moved: `counted`

@@ -17,11 +17,9 @@ use std::{
     collections::BTreeMap, fs, net::Ipv4Addr, sync::atomic::AtomicBool, thread, time::Duration,
 };
 
-use filter_common::{
-    Reason,
-    report::{TopEntry, TopKind},
-};
+use filter_common::Reason;
 use filter_ctl::daemon::units::thousands;
+use filter_ctl_api::report::{TopEntry, TopKind};
 use harness::{
     ctl::{Stats, daemon::Daemon},
     fixture::FilterLab,
@@ -97,7 +95,7 @@ fn stats_as_samples(stats: &Stats) -> BTreeMap<String, f64> {
         let labels = format!(
             "{{iface=\"{WAN_IF}\",reason=\"{}\",direction=\"{}\",action=\"{}\"}}",
             row.reason.name(),
-            filter_common::report::direction_name(row.direction),
+            filter_ctl_api::report::direction_name(row.direction),
             row.action.name()
         );
         out.insert(

@@ -73,20 +73,20 @@ fn the_systemd_unit_verifies() {
 #[test]
 fn the_default_config_is_the_defaults() {
     let text = fs::read_to_string(dist().join("filter.toml")).unwrap();
-    let filter_common::settings::Assignments(assignments) = toml::from_str(&text).unwrap();
+    let filter_ctl_api::settings::Assignments(assignments) = toml::from_str(&text).unwrap();
     // Every key is there, so that the file shows the whole configuration.
     let listed: Vec<&str> = assignments.iter().map(|a| a.key()).collect();
-    for setting in filter_common::settings::SETTINGS {
+    for setting in filter_ctl_api::settings::SETTINGS {
         assert!(
             listed.contains(&setting.key()),
             "{} is missing",
             setting.key()
         );
     }
-    let settings = filter_common::settings::Settings::default()
+    let settings = filter_ctl_api::settings::Settings::default()
         .with(&assignments)
         .unwrap();
-    assert_eq!(settings, filter_common::settings::Settings::default());
+    assert_eq!(settings, filter_ctl_api::settings::Settings::default());
 }
 
 #[test]

@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filter_common::report::{EgressHook, LinkState, Status};
+use filter_ctl_api::report::{EgressHook, LinkState, Status};
 use harness::{
     ctl::FilterCtl, kernel, lab::WAN_IF, names::TEST_PREFIX, netns::Netns, packet::PacketBuilder,
     process, traffic::sender::RawSender,
@@ -869,6 +869,6 @@ fn pins_of_a_deleted_namespace_are_listed_and_cleaned_up() {
     pair.ctl(&["detach", "--iface", WAN_IF]);
 }
 
-fn pinned_everywhere(pair: &Pair) -> Vec<filter_common::report::PinnedFilter> {
+fn pinned_everywhere(pair: &Pair) -> Vec<filter_ctl_api::report::PinnedFilter> {
     serde_json::from_str(&pair.ctl(&["status", "--all", "--json"])).unwrap()
 }

@@ -22,7 +22,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filter_common::{Reason, report::Status};
+use filter_common::Reason;
+use filter_ctl_api::report::Status;
 use harness::{
     ctl::{self, FilterCtl, report::Settings},
     lab::{LAN_IF, WAN_IF, addr},

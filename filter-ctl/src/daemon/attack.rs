@@ -18,7 +18,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filter_common::{Action, Reason, report::Stats};
+use filter_common::{Action, Reason};
+use filter_ctl_api::report::Stats;
 use ipnet::IpNet;
 
 use super::{
@@ -300,7 +301,7 @@ pub fn estimate_sources(distinct: u64, events: u64) -> (u64, bool) {
 
 #[cfg(test)]
 mod tests {
-    use filter_common::report::{CountedAction, ReasonCount};
+    use filter_ctl_api::report::{CountedAction, ReasonCount};
 
     use super::*;
 

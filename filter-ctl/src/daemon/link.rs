@@ -3,7 +3,7 @@
 //! or USB device recreated). The kernel's side of it is
 //! [`crate::health`]; attaching again is [`crate::attach::reattach`].
 
-use filter_common::report::LinkState;
+use filter_ctl_api::report::LinkState;
 
 use crate::{health, iface::Interface, pins::IfacePins};
 

@@ -23,7 +23,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use filter_common::{Action, Reason, report::direction_name, settings::duration};
+use filter_common::{Action, Reason};
+use filter_ctl_api::{report::direction_name, settings::duration};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},

@@ -30,7 +30,7 @@ use std::{
 
 use anyhow::Context as _;
 use aya_log::EbpfLogger;
-use filter_common::{report::Stats, settings::Assignment};
+use filter_ctl_api::{report::Stats, settings::Assignment};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{Signal, SignalKind, signal},

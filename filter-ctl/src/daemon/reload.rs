@@ -26,7 +26,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use filter_common::settings::{Assignment, Assignments, Settings};
+use filter_ctl_api::settings::{Assignment, Assignments, Settings};
 
 use crate::{attach, pins::PinRoot, settings::SettingsMaps};
 

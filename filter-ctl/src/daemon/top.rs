@@ -17,10 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filter_common::{
-    Action, Reason,
-    report::{Stats, TopEntry, TopKind},
-};
+use filter_common::{Action, Reason};
+use filter_ctl_api::report::{Stats, TopEntry, TopKind};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -313,7 +311,7 @@ impl History {
 
 #[cfg(test)]
 mod tests {
-    use filter_common::report::{CountedAction, ReasonCount};
+    use filter_ctl_api::report::{CountedAction, ReasonCount};
 
     use super::*;
 

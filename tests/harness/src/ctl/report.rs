@@ -1,13 +1,14 @@
 //! What `filter-ctl` prints with `--json`, read with filter-common's types
-//! (`filter_common::report` and `settings`, the ones filter-ctl prints):
+//! (`filter_ctl_api::report` and `settings`, the ones filter-ctl prints):
 //! `stats` ([`Stats`], filter-common's rows with the look-ups the tests make),
 //! `status` ([`Status`]), `config` ([`Settings`]) and `allow|deny list`
 //! ([`ListedEntry`]). The only place in the tests, the lab and the benchmark
 //! that parses that output.
 
 use anyhow::{Context as _, bail};
-use filter_common::{Reason, report};
-pub use filter_common::{
+use filter_common::Reason;
+use filter_ctl_api::report;
+pub use filter_ctl_api::{
     report::{CountedAction, EgressHook, ListedEntry, MapStatus, Status, XdpMode},
     settings::Settings,
 };

@@ -3,10 +3,7 @@
 //! may have a fraction (`1.5s`, `0.5h`) as long as the whole is a number of
 //! milliseconds, the finest step any setting or expiry needs.
 
-extern crate std;
-
-use core::time::Duration;
-use std::{format, string::String};
+use std::time::Duration;
 
 /// Units and their length in milliseconds, longest first.
 const UNITS: [(&str, u64); 5] = [
@@ -184,13 +181,13 @@ mod tests {
     /// is one `parse` takes.
     #[test]
     fn the_readme_durations_are_accepted() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../../README.md");
         let paragraph: String = readme
             .split("\n\n")
             .find(|p| p.starts_with("Durations are"))
             .expect("the README explains durations")
             .into();
-        let quoted: std::vec::Vec<&str> = paragraph.split('`').skip(1).step_by(2).collect();
+        let quoted: Vec<&str> = paragraph.split('`').skip(1).step_by(2).collect();
         for (unit, _) in UNITS {
             assert!(
                 quoted.contains(&unit),

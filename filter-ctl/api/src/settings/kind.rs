@@ -2,14 +2,10 @@
 //! KEY=`, or natively in TOML and JSON), which values are allowed, and how
 //! it is shown. A new kind of setting is one more type here.
 
-extern crate std;
-
-use core::{fmt, time::Duration};
 use std::{
     collections::{BTreeMap, BTreeSet},
-    format,
-    string::{String, ToString as _},
-    vec::Vec,
+    fmt,
+    time::Duration,
 };
 
 use super::duration;

@@ -8,14 +8,12 @@
 //! them. Reasons and list sources appear by their stable names
 //! ([`Reason::name`], [`ListSource::name`]).
 
-extern crate std;
-
-use std::{format, path::PathBuf, string::String, vec::Vec};
+use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-use crate::{Action, Direction, ListSource, Reason};
+use filter_common::{Action, Direction, ListSource, Reason};
 
 /// Packets and bytes counted under one reason, summed over CPUs: one row of
 /// `stats --json`.
@@ -154,7 +152,7 @@ pub struct Status {
 }
 
 impl Status {
-    /// The map called `name` (see `crate::map`).
+    /// The map called `name` (see `filter_common::map`).
     pub fn map(&self, name: &str) -> Option<&MapStatus> {
         self.maps.iter().find(|map| map.name == name)
     }
@@ -353,8 +351,6 @@ mod reason_by_name {
 
 #[cfg(test)]
 mod tests {
-    use std::string::ToString as _;
-
     use super::*;
 
     fn row(reason: Reason, action: CountedAction, packets: u64) -> ReasonCount {

@@ -12,18 +12,14 @@
 //! is allowed. `filter-ctl config --json` prints [`Settings`] (a map of key
 //! to the value as `set` takes it) and the tests deserialize it back.
 
-extern crate std;
-
 pub mod duration;
 pub mod kind;
 
-use core::{fmt, str::FromStr, time::Duration};
 use std::{
-    boxed::Box,
     collections::{BTreeMap, BTreeSet},
-    format,
-    string::String,
-    vec::Vec,
+    fmt,
+    str::FromStr,
+    time::Duration,
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de, ser::SerializeMap as _};
@@ -32,7 +28,7 @@ pub use kind::{
     Budget, Choice, Count, Input, Kind, PortLimits, Ports, PrefixLen, Rate, Span, Switch,
 };
 
-use crate::{
+use filter_common::{
     Config, DEFAULT_SERVICE_PORTS, DEFAULT_WATCHED_PORTS, OrphanPolicy, PortClass, ServiceClass,
     WatchedPorts,
     conn::ConnLimits,
@@ -819,8 +815,6 @@ impl fmt::Display for Settings {
 
 #[cfg(test)]
 mod tests {
-    use std::string::ToString as _;
-
     use super::*;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Settings, Error> {
@@ -1010,17 +1004,17 @@ mod tests {
             ("query_prefix_v6", "48"),
         ])
         .unwrap();
-        let dns = crate::query::Limits {
+        let dns = filter_common::query::Limits {
             source_rate: 5,
             source_burst: 7,
             prefix_rate: 0,
             global_burst: 900,
-            ..crate::query::DEFAULT_DNS
+            ..filter_common::query::DEFAULT_DNS
         };
-        let ntp = crate::query::Limits {
+        let ntp = filter_common::query::Limits {
             source_rate: 3,
             global_rate: 0,
-            ..crate::query::DEFAULT_NTP
+            ..filter_common::query::DEFAULT_NTP
         };
         let expected = Config {
             dns_query: dns,
