@@ -9,13 +9,18 @@
 //!
 //! `wan_ingress` is a short dispatcher: it parses the headers once
 //! (ingress/mod.rs), then hands the packet to the BPF global function of its
-//! rule family, and every verdict to one global function, `wan_finish`.
-//! The kernel verifies a global function once, on its own, with its
-//! arguments unknown (the context, and scalars: where the headers lie, see
-//! `packet::Located`), and a call to it as one instruction. So each part
-//! costs the verifier its own instructions, not a multiple of every path
-//! before it, and a new rule costs what it adds. The functions, in the order
-//! a packet meets them (docs/kernel-programs.md has their verifier counts):
+//! rule family. The kernel verifies a global function once, on its own,
+//! with its arguments unknown (the context, and scalars: where the headers
+//! lie, see `packet::Located`), and a call to it as one instruction. So
+//! each part costs the verifier its own instructions, not a multiple of
+//! every path before it, and a new rule costs what it adds. Every verdict
+//! then goes through one finish (ingress/finish.rs: count, monitor mode,
+//! sampling), which gets the reason as a number from the functions, so the
+//! verifier walks it once too. A call costs the packet more than its few
+//! instructions on some CPUs (docs/kernel-programs.md), so traffic no rule
+//! looks at passes in the dispatcher without one, and the finish is part
+//! of the dispatcher. The functions, in the order a packet meets them
+//! (docs/kernel-programs.md has their verifier counts):
 //!
 //! - `wan_listed` (lists.rs): the allow and deny lists, only called when
 //!   one of the packet family's lists holds entries;
@@ -27,8 +32,8 @@
 //! - `wan_tcp` (ingress/tcp.rs): inbound TCP, connection attempts and the
 //!   segments that complete or end connections;
 //! - `wan_first_fragment` (fragments.rs): remembers a first fragment's verdict;
-//! - `wan_finish` (ingress/finish.rs): counts the verdict, applies monitor
-//!   mode, offers drops to `wan_sample_offered` (sample.rs).
+//! - `wan_sample_offered` (sample.rs): a drop the finish offers to the
+//!   sampler (one in 64 of each reason per CPU).
 //!
 //! The DNS slip's reply is `wan_slip`, a program of its own entered by a
 //! tail call (reply.rs). All of them are one object, attached and replaced
@@ -107,9 +112,9 @@ pub fn wan_ingress(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let reason = ingress::verdict(&ctx, config);
-    match wan_finish(ctx.ctx, reason) {
+    match ingress::finish::finish(&ctx, reason) {
         // The tail call counts the packet; it only returns if it failed.
-        xdp_action::XDP_TX => wan_finish(ctx.ctx, reply::send(&ctx)),
+        xdp_action::XDP_TX => ingress::finish::finish(&ctx, reply::send(&ctx)),
         action => action,
     }
 }
@@ -180,15 +185,20 @@ pub extern "C" fn wan_first_fragment(
     )
 }
 
-/// Inbound UDP: the reflection defence (ingress/udp.rs); a datagram that
-/// is a request to one of our services goes on to `wan_request`.
+/// Inbound UDP that some rule looks at, with its ports' `roles`
+/// (ingress/udp.rs: `Roles`): the reflection defence; a datagram that is a
+/// request to one of our services goes on to `wan_request`.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
+pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64, roles: u32) -> u32 {
     ingress::with_ip(
         ctx,
         Located::from_arguments(shape, fragment_id),
-        |packet, ip, _| match ingress::udp::verdict(packet, ip) {
+        |packet, ip, _| match ingress::udp::verdict(
+            packet,
+            ip,
+            ingress::udp::Roles::from_arg(roles),
+        ) {
             ingress::udp::Verdict::Reason(reason) => reason.index(),
             ingress::udp::Verdict::Request(service) => {
                 wan_request(ctx, shape, fragment_id, service as u32)
@@ -214,7 +224,7 @@ pub extern "C" fn wan_request(ctx: *mut xdp_md, shape: u64, fragment_id: u64, se
     )
 }
 
-/// Inbound TCP (ingress/tcp.rs).
+/// Inbound TCP that some rule looks at (ingress/tcp.rs).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_tcp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
@@ -223,14 +233,6 @@ pub extern "C" fn wan_tcp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32
         Located::from_arguments(shape, fragment_id),
         |packet, ip, config| ingress::tcp::verdict(packet, ip, config).index(),
     )
-}
-
-/// Counts the packet under the reason at index `reason`, applies monitor
-/// mode and samples drops (ingress/finish.rs): the XDP action.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn wan_finish(ctx: *mut xdp_md, reason: u32) -> u32 {
-    ingress::finish::finish(&XdpContext::new(ctx), reason)
 }
 
 // The global functions of `wan_egress`, likewise.

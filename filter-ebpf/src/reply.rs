@@ -11,7 +11,7 @@
 //! [`plan`] checks that the query's shape can get a reply and notes where
 //! its headers lie in SLIP_PLAN, a per-CPU scratch value (a program and its
 //! tail call run to completion on one CPU, so the value is this packet's).
-//! main.rs calls [`send`] when `wan_finish` returns XDP_TX (never in
+//! main.rs calls [`send`] when the finish returns XDP_TX (never in
 //! monitor mode, where the query passes untouched). [`answer`] (the tail-called program) walks
 //! the question, rewrites the frame and counts the packet: as
 //! `tx_dns_truncated`, or as the drop its query had earned when no reply

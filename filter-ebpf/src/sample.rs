@@ -59,9 +59,9 @@ pub fn drop(ctx: &XdpContext, reason: u32, seen: u64, len: u64, would_drop: bool
 }
 
 /// The body of `wan_sample_offered`, the rest of [`drop`] for an offered
-/// drop: the limiter and the event. A global function of its own, although
-/// `wan_finish` is verified once too: only offered drops pay the call, and
-/// the finish stays short. Returns whether an event was sent.
+/// drop: the limiter and the event. A global function of its own: only
+/// offered drops pay the call, and the dispatcher stays short. Returns
+/// whether an event was sent.
 #[inline(always)]
 pub fn offered(ctx: &XdpContext, reason: u32, len: u64, would_drop: bool, rate: u32) -> bool {
     let Some(limiter) = DROP_SAMPLER.cell(reason) else {

@@ -1,9 +1,11 @@
 //! The end of every inbound packet's way, once its reason is known: it is
 //! counted under the reason (stats.rs), a drop is offered to the sampler
 //! (sample.rs), and monitor mode turns drops and replies into passes,
-//! counted as what they would have been. The body of `wan_finish`, a global
-//! function: the reason comes in as a number, so the verifier reads this
-//! once, not once per reason.
+//! counted as what they would have been. Inlined into the dispatcher
+//! rather than a global function of its own, which every packet would pay
+//! a call for: the reason comes in as a number from the rule functions, so
+//! the verifier still walks this once per path of the dispatcher, not once
+//! per reason.
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use filter_common::{Action, Reason};

@@ -58,9 +58,26 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
     let reason = match ip.fragment {
         Fragment::Later { .. } => return crate::wan_later_fragment(raw, at.shape, at.fragment_id),
         _ if !walked => Reason::PassMalformed.index(),
+        // Only a datagram or segment some rule looks at enters its family's
+        // function (a call costs more than its instructions: see
+        // docs/kernel-programs.md); the rest pass here.
         _ => match ip.protocol {
-            IPPROTO_UDP => crate::wan_udp(raw, at.shape, at.fragment_id),
-            IPPROTO_TCP => crate::wan_tcp(raw, at.shape, at.fragment_id),
+            IPPROTO_UDP => match packet.udp(ip.l4_offset) {
+                None => Reason::PassMalformed.index(),
+                Some(datagram) => {
+                    let roles = udp::Roles::of(datagram.src_port, datagram.dst_port);
+                    if roles.have_rules(datagram.dst_port) {
+                        crate::wan_udp(raw, at.shape, at.fragment_id, roles.to_arg())
+                    } else {
+                        pass(&ip).index()
+                    }
+                }
+            },
+            IPPROTO_TCP => match packet.tcp(ip.l4_offset) {
+                None => Reason::PassMalformed.index(),
+                Some(tcp) if tcp::has_rules(&tcp) => crate::wan_tcp(raw, at.shape, at.fragment_id),
+                Some(_) => pass(&ip).index(),
+            },
             _ => pass(&ip).index(),
         },
     };

@@ -23,6 +23,15 @@ use crate::{
     syn,
 };
 
+/// Whether any rule here looks at `tcp`: a connection attempt, or any other
+/// segment to a port egress saw answer a SYN. The dispatcher passes the
+/// rest without entering `wan_tcp`: SYN-ACKs, and the gateway's own
+/// connections and the LAN's behind NAT, whose ports answer no SYN.
+#[inline(always)]
+pub fn has_rules(tcp: &Tcp) -> bool {
+    tcp.flags & (SYN | ACK) == SYN || tcp.flags & SYN == 0 && handshake::is_service(tcp.dst_port)
+}
+
 #[inline(always)]
 pub fn verdict(packet: &Packet, ip: &Ip, config: &Config) -> Reason {
     let Some(tcp) = packet.tcp(ip.l4_offset) else {

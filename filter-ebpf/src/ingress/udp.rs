@@ -18,6 +18,48 @@ use crate::{
 
 const NTP_PORT: u16 = 123;
 
+/// The roles of an inbound datagram's ports, from one look-up in the
+/// dispatcher (config::udp_roles): how its source port is watched (is it a
+/// response?) and what its destination port serves (is it a request?).
+#[derive(Clone, Copy)]
+pub struct Roles {
+    pub class: PortClass,
+    pub service: ServiceClass,
+}
+
+impl Roles {
+    #[inline(always)]
+    pub fn of(src_port: u16, dst_port: u16) -> Roles {
+        let (class, service) = config::udp_roles(src_port, dst_port);
+        Roles { class, service }
+    }
+
+    /// Whether any rule here looks at a datagram with these roles to
+    /// `dst_port`: from a watched port, to a service port, or to port 123
+    /// (NTP control modes). The dispatcher passes the rest without
+    /// entering `wan_udp`.
+    #[inline(always)]
+    pub fn have_rules(self, dst_port: u16) -> bool {
+        self.class != PortClass::Unwatched
+            || self.service != ServiceClass::None
+            || dst_port == NTP_PORT
+    }
+
+    /// As the number `wan_udp` takes.
+    #[inline(always)]
+    pub fn to_arg(self) -> u32 {
+        self.class as u32 | (self.service as u32) << 8
+    }
+
+    #[inline(always)]
+    pub fn from_arg(arg: u32) -> Roles {
+        Roles {
+            class: PortClass::from_u8(arg as u8),
+            service: ServiceClass::from_u8((arg >> 8) as u8),
+        }
+    }
+}
+
 /// Where an inbound UDP datagram's verdict comes from.
 pub enum Verdict {
     /// This module's rules decided.
@@ -35,11 +77,11 @@ impl From<Reason> for Verdict {
 }
 
 #[inline(always)]
-pub fn verdict(packet: &Packet, ip: &Ip) -> Verdict {
+pub fn verdict(packet: &Packet, ip: &Ip, roles: Roles) -> Verdict {
     let Some(udp) = packet.udp(ip.l4_offset) else {
         return Reason::PassMalformed.into();
     };
-    let (class, service) = config::udp_roles(udp.src_port, udp.dst_port);
+    let Roles { class, service } = roles;
     // The NTP mode of a packet to an NTP port, read once for both rules.
     let ntp_mode = if udp.dst_port == NTP_PORT || service == ServiceClass::Ntp {
         ntp::mode(packet, &udp)
