@@ -3,9 +3,13 @@
 //! arguments and prints.
 //!
 //! - [`attach`]: load, attach, replace, upgrade and detach the programs,
-//!   all or nothing; [`attach::reattach`] attaches a severed filter again,
-//!   keeping its state; [`attach::lock_for_change`] is where every change
-//!   of settings or lists starts.
+//!   all or nothing (the transaction; loading, filling the maps, crash
+//!   recovery and the verifier's log are its submodules);
+//!   [`attach::reattach`] attaches a severed filter again, keeping its
+//!   state; [`attach::lock_for_change`] is where every change of settings
+//!   or lists starts.
+//! - [`hook`]: one module per hook, [`hook::xdp`] and [`hook::tc`] (TCX or
+//!   a clsact filter), and the pinned links both use.
 //! - [`health`]: what the kernel really has attached for pinned links
 //!   ([`health::is_severed`]: the interface was deleted).
 //! - [`pins`]: where maps and links are pinned, the interface's lock, and
@@ -29,6 +33,7 @@ pub mod clock;
 pub mod daemon;
 pub mod fault;
 pub mod health;
+pub mod hook;
 pub mod iface;
 pub mod kernel;
 pub mod layout;

@@ -21,7 +21,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use filter_common::report::XdpMode;
 use nix::{
-    fcntl::{Flock, FlockArg},
+    errno::Errno,
+    fcntl::{AT_FDCWD, Flock, FlockArg, RenameFlags, renameat2},
     sys::statfs::{BPF_FS_MAGIC, statfs},
 };
 
@@ -257,6 +258,29 @@ impl IfacePins {
             iface: self.iface.clone(),
             dir: self.dir.with_file_name(&name),
             shown: self.shown.with_file_name(&name),
+        }
+    }
+
+    /// Swaps this directory and `other`'s in one rename (RENAME_EXCHANGE):
+    /// how an upgrade's staging directory becomes the live one. Where the
+    /// filesystem lacks it, in two renames through a third name.
+    pub fn exchange(&self, other: &IfacePins) -> anyhow::Result<()> {
+        let (a, b) = (&self.dir, &other.dir);
+        match renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE) {
+            Ok(()) => Ok(()),
+            Err(Errno::EINVAL | Errno::ENOSYS) => {
+                let aside = b.with_file_name(format!(
+                    "{}:old",
+                    b.file_name().unwrap_or_default().to_string_lossy()
+                ));
+                fs::rename(b, &aside)?;
+                fs::rename(a, b)?;
+                fs::rename(&aside, a)?;
+                Ok(())
+            }
+            Err(err) => {
+                Err(err).with_context(|| format!("exchanging {} and {}", a.display(), b.display()))
+            }
         }
     }
 

@@ -17,9 +17,10 @@ use filter_common::{
 };
 
 use crate::{
-    attach::{self, link_info},
+    attach::recovery::map_problems,
     clock::now_ns,
     health::{Health, health},
+    hook::links::link_info,
     iface::Interface,
     kernel::link_ifindex,
     layout,
@@ -84,7 +85,7 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
         .collect::<anyhow::Result<_>>()?;
     let mut problems = problems(pins, &health);
     if health.xdp != LinkState::Missing {
-        problems.extend(attach::map_problems(pins)?);
+        problems.extend(map_problems(pins)?);
         let differ = layout::mismatches(pins.dir())?;
         if !differ.is_empty() {
             problems.push(format!(

@@ -46,6 +46,7 @@ use self::{
 };
 use crate::{
     attach::{self, ModeChoice},
+    hook::links::link_info,
     iface::Interface,
     lists,
     pins::{IfacePins, PinRoot},
@@ -191,7 +192,7 @@ fn attach_or_adopt(
                     "adopted the filter attached to {name} (ifindex {ifindex}, XDP {} mode, \
                      program {}): counters, settings, lists and recorded queries carry on",
                     xdp_mode.name(),
-                    attach::link_info(&link)?.program_id()
+                    link_info(&link)?.program_id()
                 );
                 Some(match config {
                     Some((path, settings)) => {
@@ -518,7 +519,7 @@ impl Daemon {
         let Some((_, link)) = self.pins.find_xdp_link() else {
             return;
         };
-        let Ok(program) = attach::link_info(&link).map(|info| info.program_id()) else {
+        let Ok(program) = link_info(&link).map(|info| info.program_id()) else {
             return;
         };
         if self.logged_program == Some(program) {
