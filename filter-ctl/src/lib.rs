@@ -14,16 +14,18 @@
 //!   ([`health::is_severed`]: the interface was deleted).
 //! - [`pins`]: where maps and links are pinned, the interface's lock, and
 //!   pins of other network namespaces.
-//! - [`layout`], [`migrate`], [`rawmap`]: the maps' layout pinned with them,
-//!   and carrying state over to maps of another layout on an upgrade.
+//! - [`layout`], [`migrate`]: the maps' layout pinned with them, and
+//!   carrying state over to maps of another layout on an upgrade.
+//! - [`rawmap`]: maps below aya's typed wrappers (elements as bytes, batch
+//!   reads, memory-mapped arrays), for upgrades, `status` and the tests.
 //! - [`fault`]: the points where the fault tests stop filter-ctl.
 //! - [`settings`]: the `CONFIG`, `WATCHED_PORTS` and `CONN_LIMITS` maps, in and out of
 //!   `filter_common::settings::Settings` (whose table defines every key).
 //! - [`lists`]: the allow and deny lists (LPM tries).
 //! - [`stats`], [`status`]: what `stats` and `status` report, as the
 //!   `filter_common::report` types their `--json` prints.
-//! - [`iface`], [`clock`], [`mapped`], [`kernel`]: interfaces, the
-//!   programs' clock, whole-map reads and the system calls aya lacks.
+//! - [`iface`], [`clock`], [`kernel`]: interfaces, the programs' clock,
+//!   and the kernel's view of pinned links and programs.
 //! - [`daemon`]: `filter-ctl daemon` (metrics, drop events, attack lines,
 //!   config reload, attaching again when the interface is back) and
 //!   `filter-ctl top`.
@@ -38,7 +40,6 @@ pub mod iface;
 pub mod kernel;
 pub mod layout;
 pub mod lists;
-pub mod mapped;
 pub mod migrate;
 pub mod pins;
 pub mod probe;

@@ -25,8 +25,8 @@ use crate::{
     kernel::link_ifindex,
     layout,
     lists::{List, live_entries},
-    mapped,
     pins::{self, IfacePins, PinRoot},
+    rawmap,
 };
 
 /// Status of every interface with pins in this network namespace, or of one.
@@ -172,7 +172,7 @@ fn entries_in_use(
             count(classes.0.iter().filter(|&&class| class != 0).count())
         }
         map::SOLICITED => {
-            let slots = mapped::snapshot::<SolicitedSlot>(&data)?;
+            let slots = rawmap::snapshot::<SolicitedSlot>(&data)?;
             count(slots.iter().filter(|s| s.expires_ns > now).count())
         }
         map::LISTS_IN_USE => {
@@ -186,7 +186,7 @@ fn entries_in_use(
             count(live.count())
         }
         map::SOLICITED_LATEST => {
-            let buckets = mapped::snapshot::<u64>(&data)?;
+            let buckets = rawmap::snapshot::<u64>(&data)?;
             count(buckets.iter().filter(|&&latest| latest > now).count())
         }
         map::FRAGMENTS => {
@@ -197,7 +197,7 @@ fn entries_in_use(
         // A SYN bucket is in use while it is not full: charged by a SYN
         // within the last burst's worth of refill.
         map::SYN_SOURCES | map::SYN_PREFIXES | map::SYN_GLOBAL => {
-            let buckets = mapped::snapshot::<SynBucket>(&data)?;
+            let buckets = rawmap::snapshot::<SynBucket>(&data)?;
             count(buckets.iter().filter(|b| b.tat_ns > now).count())
         }
         map::ALLOW_V4
@@ -235,11 +235,11 @@ fn entries_in_use(
             count(limits.0.iter().filter(|&&max| max != 0).count())
         }
         map::HANDSHAKES => {
-            let slots = mapped::snapshot::<HandshakeSlot>(&data)?;
+            let slots = rawmap::snapshot::<HandshakeSlot>(&data)?;
             count(slots.iter().filter(|s| s.expires_ns > now).count())
         }
         map::HANDSHAKES_LATEST => {
-            let buckets = mapped::snapshot::<u64>(&data)?;
+            let buckets = rawmap::snapshot::<u64>(&data)?;
             count(buckets.iter().filter(|&&latest| latest > now).count())
         }
         // Counters with a unit in use: charged by an unanswered SYN (the
@@ -251,13 +251,13 @@ fn entries_in_use(
         | map::QUERY_SOURCES
         | map::QUERY_PREFIXES
         | map::QUERY_GLOBAL => {
-            let counters = mapped::snapshot::<u64>(&data)?;
+            let counters = rawmap::snapshot::<u64>(&data)?;
             count(counters.iter().filter(|&&tat| tat > now).count())
         }
         // Connections tracked and not ended (idle ones included until their
         // slot is taken).
         map::CONNECTIONS => {
-            let slots = mapped::snapshot::<ConnSlot>(&data)?;
+            let slots = rawmap::snapshot::<ConnSlot>(&data)?;
             count(slots.iter().filter(|s| s.window != 0).count())
         }
         map::CONN_COUNTS => {

@@ -315,7 +315,7 @@ impl Filter {
     pub fn solicited_slots(&self) -> Vec<filter_common::SolicitedSlot> {
         match self.ebpf.map(map::SOLICITED).expect("SOLICITED") {
             aya::maps::Map::Array(data) => {
-                filter_ctl::mapped::snapshot(data).expect("reading SOLICITED")
+                filter_ctl::rawmap::snapshot(data).expect("reading SOLICITED")
             }
             _ => panic!("SOLICITED is an array"),
         }
