@@ -70,8 +70,14 @@ struct Cli {
 #[derive(Args)]
 struct Iface {
     /// The WAN interface, e.g. wan0, in this network namespace.
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", value_parser = parse_iface)]
     iface: String,
+}
+
+/// `--iface`: an interface's name as Linux allows it (never a path, never
+/// an alias such as wan0:1).
+fn parse_iface(name: &str) -> Result<String, String> {
+    filter_ctl::iface::check_name(name).map(|()| name.to_owned())
 }
 
 impl Iface {
@@ -135,7 +141,7 @@ enum Command {
     /// attach) with the command that fixes it.
     Status {
         /// Only this interface (default: every interface in this network namespace).
-        #[arg(long, value_name = "IFACE", conflicts_with = "all")]
+        #[arg(long, value_name = "IFACE", conflicts_with = "all", value_parser = parse_iface)]
         iface: Option<String>,
         /// List the pins of every network namespace instead, also of
         /// namespaces that are gone (`filter-ctl cleanup` removes those).

@@ -132,8 +132,11 @@ impl PinRoot {
         Ok(self.path.join(Self::netns_subdir()?))
     }
 
-    /// The pin directory of one interface in this network namespace.
+    /// The pin directory of one interface in this network namespace: a
+    /// directory of its own under the namespace's, whatever the name (one
+    /// that is not an interface name is refused).
     pub fn iface(&self, iface: &str) -> anyhow::Result<IfacePins> {
+        crate::iface::check_name(iface).map_err(anyhow::Error::msg)?;
         let subdir = Path::new(&Self::netns_subdir()?).join(iface);
         Ok(IfacePins {
             iface: iface.to_owned(),

@@ -7,20 +7,24 @@
 //! names, removed at the end even when the test fails.
 
 use std::{
-    io::Write as _,
+    fs,
+    io::{Read as _, Write as _},
     net::IpAddr,
-    process::Stdio,
+    os::unix::fs::symlink,
+    process::{Command, ExitStatus, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use harness::{ctl::FilterCtl, fixture::FilterLab, lab::WAN_IF, names::TEST_PREFIX, netns::Netns};
+use harness::{
+    ctl::FilterCtl, fixture::FilterLab, lab::WAN_IF, names::TEST_PREFIX, netns::Netns, process,
+};
 use tests::faults::{lab, spoofed4};
 
 /// A settings file in a temporary directory; its path as text.
 fn settings_file(dir: &tempfile::TempDir, text: &str) -> String {
     let path = dir.path().join("filter.toml");
-    std::fs::write(&path, text).unwrap();
+    fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_owned()
 }
 
@@ -376,7 +380,7 @@ fn the_man_page_settings_fit_80_columns() {
     let ctl = FilterCtl::new().unwrap();
     let ns = Netns::unique(TEST_PREFIX).unwrap();
     let roff = ctl.run(&ns, ["man"]).unwrap();
-    let mut man = std::process::Command::new("man")
+    let mut man = Command::new("man")
         .args(["-l", "-"])
         .env("MANWIDTH", "80")
         .env("MANPAGER", "cat")
@@ -471,4 +475,102 @@ fn native_mode_on_a_jumbo_mtu_gives_a_hint() {
     // auto falls back to generic XDP, which takes any MTU.
     ctl.run(&gw, ["attach", "--iface", WAN_IF]).unwrap();
     ctl.run(&gw, ["detach", "--iface", WAN_IF]).unwrap();
+}
+
+/// Runs `command` for at most `limit`: its exit status (`None`: it was
+/// still running and was killed) and its stderr.
+fn run_within(mut command: Command, limit: Duration) -> (Option<ExitStatus>, String) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    (status, stderr)
+}
+
+/// `--iface ..`, `../..` and the like are paths, and `wan0:1` an alias of
+/// wan0: every command that takes `--iface` refuses them at once, with the
+/// name in the error, and nothing outside the interface's own pin directory
+/// is touched (detach used to remove the directory `..` named). The pin
+/// root is three levels down in the test's own, so that whatever `..`
+/// reaches stays in it.
+#[test]
+fn an_interface_name_that_is_a_path_or_an_alias_is_refused_by_every_command() {
+    let lab = lab(false);
+    let root = lab.ctl.pin_root().join("a/b/c");
+    let ctl = |args: &[&str]| {
+        let mut command = lab.gw().command(lab.ctl.binary());
+        command.arg("--pin-root").arg(&root).args(args);
+        command
+    };
+    process::run(&mut ctl(&["attach", "--iface", WAN_IF])).unwrap();
+    // Another tool's pins next to the root.
+    let sibling = lab.ctl.pin_root().join("a/b/other-tool");
+    fs::create_dir_all(&sibling).unwrap();
+    symlink("kept", sibling.join("pin")).unwrap();
+    let pins = fs::read_dir(&root).unwrap().count();
+    let dir = tempfile::tempdir().unwrap();
+    let file = settings_file(&dir, "monitor = true\n");
+    for name in ["..", "../..", ".", "a/b", "wan0:1", "wan 0", ""] {
+        for command in [
+            &["attach", "--iface", name][..],
+            &["detach", "--iface", name],
+            &["status", "--iface", name],
+            &["set", "--iface", name, "monitor=on"],
+            &["apply", "--iface", name, &file],
+            &["config", "--iface", name],
+            &["stats", "--iface", name],
+            &["allow", "add", "--iface", name, "192.0.2.1"],
+            &["allow", "del", "--iface", name, "192.0.2.1"],
+            &["allow", "list", "--iface", name],
+            &["deny", "add", "--iface", name, "192.0.2.1"],
+            &["deny", "del", "--iface", name, "192.0.2.1"],
+            &["deny", "list", "--iface", name],
+            &["top", "--iface", name, "--seconds", "1"],
+            &["daemon", "--iface", name, "--listen", "127.0.0.1:0"],
+        ] {
+            let (status, stderr) = run_within(ctl(command), Duration::from_secs(20));
+            assert!(
+                status.is_some_and(|status| !status.success()),
+                "{command:?} was not refused ({status:?}): {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("'{name}' is not an interface name")),
+                "{command:?}: {stderr}"
+            );
+        }
+        assert_eq!(
+            fs::read_dir(&root).unwrap().count(),
+            pins,
+            "{name}: the root's entries"
+        );
+        assert!(sibling.join("pin").symlink_metadata().is_ok(), "{name}");
+    }
+    assert!(
+        !root.join("wan0:1").exists(),
+        "no pin directory for an alias"
+    );
+    // Still attached, and filtering.
+    let status = process::run(&mut ctl(&["status", "--iface", WAN_IF, "--json"])).unwrap();
+    assert!(status.contains("\"attached\": true"), "{status}");
+    assert_eq!(
+        lab.probe(&[spoofed4(0x2424).into()], 53),
+        0,
+        "still dropped"
+    );
+    process::run(&mut ctl(&["detach", "--iface", WAN_IF])).unwrap();
 }
