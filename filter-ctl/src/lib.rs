@@ -13,7 +13,8 @@
 //! - [`health`]: what the kernel really has attached for pinned links
 //!   ([`health::is_severed`]: the interface was deleted).
 //! - [`pins`]: where maps and links are pinned, the interface's lock, and
-//!   pins of other network namespaces.
+//!   pins of other network namespaces; [`hostns`]: the host's mount
+//!   namespace under `ip netns exec`, found once and held.
 //! - [`layout`], [`migrate`]: the maps' layout pinned with them, and
 //!   carrying state over to maps of another layout on an upgrade.
 //! - [`rawmap`]: maps below aya's typed wrappers (elements as bytes, batch
@@ -36,6 +37,7 @@ pub mod daemon;
 pub mod fault;
 pub mod health;
 pub mod hook;
+pub mod hostns;
 pub mod iface;
 pub mod kernel;
 pub mod layout;

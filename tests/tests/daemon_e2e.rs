@@ -574,3 +574,152 @@ fn the_daemon_removes_expired_list_entries_and_reading_commands_do_not() {
     assert_eq!(trie_entries(&lab, "ALLOW_V6"), 0);
     daemon.stop().unwrap();
 }
+
+/// A daemon started by a shell that then goes away: its pid, and its log
+/// in a file. Stopped (SIGTERM) when dropped, if it still runs.
+struct Orphan {
+    pid: i32,
+    log: std::path::PathBuf,
+}
+
+impl Orphan {
+    /// Runs `script` with sh; the daemon it starts writes its pid to
+    /// `pidfile`. `script` returns once the daemon is up (or has failed).
+    fn start(script: &str, pidfile: &std::path::Path, log: &std::path::Path) -> Self {
+        let status = std::process::Command::new("sh")
+            .args(["-c", script])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script}");
+        let pid = fs::read_to_string(pidfile).unwrap().trim().parse().unwrap();
+        Self {
+            pid,
+            log: log.to_owned(),
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn running(&self) -> bool {
+        std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    fn wait_for_line(&self, part: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log().lines().find(|line| line.contains(part)) {
+                return line.to_owned();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line with {part:?} within {timeout:?}:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then waits until it is gone.
+    fn stop(&self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGTERM);
+        for _ in 0..100 {
+            if !self.running() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the daemon did not stop:\n{}", self.log());
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Under `ip netns exec` the daemon has a mount namespace of its own and
+/// reaches the host's bpffs through a process of the host's namespace.
+/// When the shell that started it goes away (`nohup ... &` and a logout,
+/// `setsid -f`), the daemon still works on the host's pins: it reloads its
+/// config, `status` in the namespace sees the filter, and stopping the
+/// daemon leaves the filter attached.
+#[test]
+fn a_daemon_whose_shell_went_away_keeps_working_on_the_hosts_pins() {
+    assert!(process::is_root(), "needs root");
+    let ctl = harness::ctl::FilterCtl::new().unwrap();
+    let ns = harness::netns::Netns::unique(harness::names::TEST_PREFIX).unwrap();
+    ns.ip([
+        "link", "add", "wfp0", "type", "veth", "peer", "name", "wfp1",
+    ])
+    .unwrap();
+    for iface in ["wfp0", "wfp1"] {
+        ns.up(iface).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wfp0.toml");
+    fs::write(&config, "monitor = false\n").unwrap();
+    let daemon = format!(
+        "ip netns exec {} {} --pin-root {} daemon --iface wfp0 --config {} --listen 127.0.0.1:0",
+        ns.name(),
+        ctl.binary().display(),
+        ctl.pin_root().display(),
+        config.display()
+    );
+
+    // The shell starts the daemon in the background and exits once it is up.
+    let (pidfile, log) = (dir.path().join("pid"), dir.path().join("log"));
+    let script = format!(
+        "sh -c 'echo $$ > {pid}; exec {daemon}' > {log} 2>&1 &
+         for i in $(seq 300); do grep -q 'serving metrics' {log} 2>/dev/null && exit 0; sleep 0.1; done",
+        pid = pidfile.display(),
+        log = log.display()
+    );
+    let first = Orphan::start(&script, &pidfile, &log);
+    first.wait_for_line("attached the filter to wfp0", Duration::from_secs(5));
+    // Its shell is gone now: a reload still reaches the host's pins.
+    let edited = dir.path().join("wfp0.toml.new");
+    fs::write(&edited, "monitor = true\n").unwrap();
+    fs::rename(&edited, &config).unwrap();
+    first.wait_for_line("reloaded", Duration::from_secs(10));
+    let status = ctl.status(&ns, Some("wfp0")).unwrap();
+    assert!(status[0].attached, "{status:?}");
+    let monitor = ctl.config(&ns, "wfp0").unwrap();
+    assert!(
+        monitor
+            .values()
+            .any(|(key, value)| key == "monitor" && value == "on"),
+        "{:?}",
+        monitor.values().collect::<Vec<_>>()
+    );
+    first.stop();
+    let attached = harness::kernel::xdp_on(&ns, "wfp0").unwrap();
+    assert!(
+        attached.is_some(),
+        "the filter stays attached:\n{}",
+        first.log()
+    );
+    assert!(ctl.status(&ns, Some("wfp0")).unwrap()[0].attached);
+
+    // `setsid -f`: the daemon's parent is gone before it starts; it adopts
+    // the filter pinned in the host's bpffs.
+    let (pidfile, log) = (dir.path().join("pid2"), dir.path().join("log2"));
+    let script = format!(
+        "setsid -f sh -c 'echo $$ > {pid}; exec {daemon}' > {log} 2>&1
+         for i in $(seq 300); do grep -q 'serving metrics' {log} 2>/dev/null && exit 0; sleep 0.1; done",
+        pid = pidfile.display(),
+        log = log.display()
+    );
+    let second = Orphan::start(&script, &pidfile, &log);
+    second.wait_for_line(
+        "adopted the filter attached to wfp0",
+        Duration::from_secs(5),
+    );
+    second.stop();
+    assert!(harness::kernel::xdp_on(&ns, "wfp0").unwrap().is_some());
+    ctl.run(&ns, ["detach", "--iface", "wfp0"]).unwrap();
+}
