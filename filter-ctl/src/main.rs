@@ -217,7 +217,10 @@ enum Command {
         /// configuration, keys left out take their defaults.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Where to serve /metrics.
+        /// Where to serve /metrics (port 0: any free port, logged). Anyone
+        /// who reaches it reads every setting, counter and dropped source
+        /// address: on an address other than loopback, allow only the
+        /// scraper to the port (a firewall rule).
         #[arg(long, value_name = "ADDR:PORT", default_value = daemon::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
         /// XDP mode when the daemon attaches the filter itself.

@@ -723,3 +723,109 @@ fn a_daemon_whose_shell_went_away_keeps_working_on_the_hosts_pins() {
     assert!(harness::kernel::xdp_on(&ns, "wfp0").unwrap().is_some());
     ctl.run(&ns, ["detach", "--iface", "wfp0"]).unwrap();
 }
+
+/// The daemon's claim on the drop events and its socket for `top` are
+/// root's alone. An unprivileged user listening where `top` used to ask (an
+/// abstract socket named after the pin directory, which anyone in the
+/// network namespace could bind) neither holds up a daemon started after
+/// it nor feeds root's `top` a forged report; it cannot connect to the
+/// daemon's socket; and a root client that connects and says nothing does
+/// not stop the daemon from answering others.
+#[test]
+fn nobody_else_can_forge_top_or_hold_up_the_daemon() {
+    assert!(process::is_root(), "needs root");
+    let ctl = harness::ctl::FilterCtl::new().unwrap();
+    let ns = harness::netns::Netns::unique(harness::names::TEST_PREFIX).unwrap();
+    ns.ip([
+        "link", "add", "wfs0", "type", "veth", "peer", "name", "wfs1",
+    ])
+    .unwrap();
+    for iface in ["wfs0", "wfs1"] {
+        ns.up(iface).unwrap();
+    }
+    ctl.run(&ns, ["attach", "--iface", "wfs0"]).unwrap();
+    let pin_dir = ctl.status(&ns, Some("wfs0")).unwrap()[0]
+        .pin_dir
+        .display()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let forged = dir.path().join("forged");
+    fs::write(
+        &forged,
+        r#"{"Top":{"seconds":10.0,"reasons":[{"reason":"drop_unsolicited_dns","packets":1000,"bytes":100000,"sampled":100,"sources":[{"reason":"drop_unsolicited_dns","kind":"source","source":"203.0.113.66","packets":1000,"bytes":100000,"share":1.0,"sampled":100}],"prefixes":[]}]}}
+"#,
+    )
+    .unwrap();
+    let mut squat = ns.command("sh");
+    squat.args([
+        "-c",
+        &format!(
+            "exec setpriv --reuid=65534 --regid=65534 --clear-groups nc -lkU '@wan-filter:{pin_dir}' < {}",
+            forged.display()
+        ),
+    ]);
+    let _squatter = process::Background::spawn("an unprivileged listener", squat).unwrap();
+    process::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        Ok(ns
+            .run(["ss", "-xlH"])
+            .is_ok_and(|out| out.contains("@wan-filter:")))
+    })
+    .unwrap();
+
+    let mut daemon = Daemon::start(&ctl, &ns, "wfs0", &[]).unwrap();
+    daemon
+        .wait_for_metrics(&ns, Duration::from_secs(10))
+        .expect("the daemon serves metrics at once");
+    let line = daemon
+        .wait_for_line(&["asks this daemon"], Duration::from_secs(5))
+        .unwrap();
+    let socket = line
+        .rsplit_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no socket in {line}"))
+        .to_owned();
+    let top = ctl
+        .run(&ns, ["top", "--iface", "wfs0", "--seconds", "1", "--json"])
+        .unwrap();
+    assert!(!top.contains("203.0.113.66"), "a forged report: {top}");
+
+    use std::os::unix::fs::MetadataExt as _;
+    let run_dir = fs::symlink_metadata(std::path::Path::new(&socket).parent().unwrap()).unwrap();
+    assert_eq!(
+        (run_dir.uid(), run_dir.mode() & 0o777),
+        (0, 0o700),
+        "{socket}"
+    );
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "nc",
+            "-U",
+            &socket,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "nobody connected to {socket}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A client that connects and says nothing.
+    let mut idle = std::process::Command::new("sh");
+    idle.args(["-c", &format!("sleep 10 | nc -U {socket}")]);
+    let _idle = process::Background::spawn("an idle client", idle).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    daemon
+        .wait_for_metrics(&ns, Duration::from_secs(5))
+        .expect("metrics while a client idles");
+    let top = ctl
+        .run(&ns, ["top", "--iface", "wfs0", "--seconds", "1", "--json"])
+        .unwrap();
+    assert!(top.trim_start().starts_with('['), "{top}");
+    daemon.stop().unwrap();
+    ctl.run(&ns, ["detach", "--iface", "wfs0"]).unwrap();
+}

@@ -367,13 +367,14 @@ fn render(registry: &Registry, headers: &HeaderMap) -> Response {
     }
 }
 
-/// Serves `/metrics` on `listen` until the runtime stops.
+/// Serves `/metrics` on `listen` until the runtime stops: the address it
+/// listens on (the port the kernel chose for port 0), and the server.
 pub async fn serve(
     listen: SocketAddr,
     root: PinRoot,
     pins: IfacePins,
     state: Arc<Mutex<DaemonState>>,
-) -> anyhow::Result<impl Future<Output = ()>> {
+) -> anyhow::Result<(SocketAddr, impl Future<Output = ()>)> {
     let registry = Arc::new(registry(root, pins, state));
     let app = Router::new()
         .route(
@@ -395,11 +396,12 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen} for /metrics"))?;
-    Ok(async move {
+    let listening = listener.local_addr()?;
+    Ok((listening, async move {
         if let Err(err) = axum::serve(listener, app).await {
             log::error!("the metrics server stopped: {err}");
         }
-    })
+    }))
 }
 
 #[cfg(test)]
