@@ -829,3 +829,49 @@ fn nobody_else_can_forge_top_or_hold_up_the_daemon() {
     daemon.stop().unwrap();
     ctl.run(&ns, ["detach", "--iface", "wfs0"]).unwrap();
 }
+
+/// `--listen` on an address other than loopback serves the metrics to
+/// whoever reaches it: the daemon warns, and says how to restrict it; with
+/// port 0 it names the port it really listens on.
+#[test]
+fn listening_beyond_loopback_is_warned_about_and_port_0_is_named() {
+    assert!(process::is_root(), "needs root");
+    let ctl = harness::ctl::FilterCtl::new().unwrap();
+    let ns = harness::netns::Netns::unique(harness::names::TEST_PREFIX).unwrap();
+    ns.ip([
+        "link", "add", "wfl0", "type", "veth", "peer", "name", "wfl1",
+    ])
+    .unwrap();
+    for iface in ["wfl0", "wfl1"] {
+        ns.up(iface).unwrap();
+    }
+    let mut daemon = Daemon::start_on(&ctl, &ns, "wfl0", "0.0.0.0:0", &[]).unwrap();
+    let listening = daemon
+        .wait_until_listening(Duration::from_secs(30))
+        .unwrap();
+    assert_ne!(listening.port(), 0, "{}", daemon.log());
+    let warning = daemon
+        .wait_for_line(
+            &["WARN", "can be reached from other hosts"],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert!(warning.contains("firewall"), "{warning}");
+    let metrics = daemon
+        .wait_for_metrics(&ns, Duration::from_secs(10))
+        .unwrap();
+    assert!(metrics.contains("wan_filter_attached"), "{metrics}");
+    daemon.stop().unwrap();
+
+    // Loopback: no warning.
+    let mut daemon = Daemon::start_on(&ctl, &ns, "wfl0", "127.0.0.1:0", &[]).unwrap();
+    daemon
+        .wait_until_listening(Duration::from_secs(30))
+        .unwrap();
+    daemon
+        .wait_for_metrics(&ns, Duration::from_secs(10))
+        .unwrap();
+    assert!(!daemon.log().contains("WARN"), "{}", daemon.log());
+    daemon.stop().unwrap();
+    ctl.run(&ns, ["detach", "--iface", "wfl0"]).unwrap();
+}
