@@ -10,8 +10,8 @@
 //! - Fresh attach (or again, after the interface was deleted: its links are
 //!   severed): the maps are made and filled (settings written) before
 //!   anything is pinned; then egress and XDP are attached, held by file
-//!   descriptors only, and pinned in this order: maps, egress link, XDP
-//!   link. Pinning the XDP link is the commit: killed before it, the kernel
+//!   descriptors only, and pinned in this order: the maps' layout, maps,
+//!   egress link, XDP link. Pinning the XDP link is the commit: killed before it, the kernel
 //!   drops the unpinned links with the process, and at most pinned maps or
 //!   an egress link are left, which only record queries and which the next
 //!   attach reuses or replaces (`status` reports them). Pinned maps are
@@ -269,6 +269,15 @@ fn link_anew(
     };
     fault::point("attach: ingress attached");
 
+    // The layout is recorded before the maps are pinned, so that maps an
+    // attach killed before its commit left are known as this build's (they
+    // hold what it wrote: its settings). Only where a map made anew replaces
+    // a pin of another layout (a severed filter attached again by another
+    // build) does the record follow the pins.
+    let replaces_other_layout = fresh.iter().any(|name| pins.map(name).exists());
+    if !replaces_other_layout {
+        layout::record(pins.dir(), ebpf)?;
+    }
     for name in fresh {
         let new = ebpf
             .map(name)
@@ -276,7 +285,9 @@ fn link_anew(
         pin_replacing(&pins.map(name), |path| Ok(new.pin(path)?))?;
         fault::point("attach: map pinned");
     }
-    layout::record(pins.dir(), ebpf)?;
+    if replaces_other_layout {
+        layout::record(pins.dir(), ebpf)?;
+    }
     let tc_program_id = egress.pin(ebpf, pins)?;
     fault::point("attach: egress pinned");
     let mode = xdp.mode;
