@@ -455,10 +455,18 @@ fn the_daemon_attaches_again_when_the_interface_is_recreated() {
         .wait_for_line(&["wfr0 is up"], Duration::from_secs(5))
         .unwrap();
 
+    let attached = |daemon: &Daemon| {
+        let (_, metrics) = daemon.get(&ns, "/metrics").unwrap();
+        samples(&metrics)["wan_filter_attached{iface=\"wfr0\"}"]
+    };
+    assert_eq!(attached(&daemon), 1.0);
     ns.ip(["link", "del", "wfr0"]).unwrap();
     daemon
         .wait_for_line(&["wfr0 is gone"], Duration::from_secs(5))
         .unwrap();
+    // What status says: severed, so not attached.
+    assert!(!ctl.status(&ns, Some("wfr0")).unwrap()[0].attached);
+    assert_eq!(attached(&daemon), 0.0, "severed links are not attached");
     make();
     let back = daemon
         .wait_for_line(
@@ -477,6 +485,7 @@ fn the_daemon_attaches_again_when_the_interface_is_recreated() {
     let status = ctl.status(&ns, Some("wfr0")).unwrap();
     assert!(status[0].attached && status[0].iface_present, "{status:?}");
     assert_eq!(status[0].xdp_program_id, Some(after.1));
+    assert_eq!(attached(&daemon), 1.0);
     let settings = ctl.config(&ns, "wfr0").unwrap();
     let sample_rate = settings
         .values()
@@ -861,6 +870,24 @@ fn listening_beyond_loopback_is_warned_about_and_port_0_is_named() {
         .wait_for_metrics(&ns, Duration::from_secs(10))
         .unwrap();
     assert!(metrics.contains("wan_filter_attached"), "{metrics}");
+    // Entries in use only where that means something: not for the event
+    // ring or the counters, which are always "full".
+    let in_use = |map: &str| format!("wan_filter_map_entries{{iface=\"wfl0\",map=\"{map}\"}}");
+    assert!(metrics.contains(&in_use("SOLICITED")), "{metrics}");
+    for map in ["DROP_EVENTS", "STATS", "CONFIG"] {
+        assert!(!metrics.contains(&in_use(map)), "{map}: {metrics}");
+    }
+    let status = ctl.status(&ns, Some("wfl0")).unwrap();
+    let entries = |map: &str| {
+        status[0]
+            .maps
+            .iter()
+            .find(|m| m.name == map)
+            .unwrap()
+            .entries
+    };
+    assert_eq!((entries("DROP_EVENTS"), entries("STATS")), (None, None));
+    assert_eq!(entries("SOLICITED"), Some(0));
     daemon.stop().unwrap();
 
     // Loopback: no warning.

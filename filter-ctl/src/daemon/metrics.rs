@@ -32,6 +32,7 @@ use prometheus_client::{
 };
 
 use crate::{
+    health,
     pins::{IfacePins, PinRoot},
     settings::SettingsMaps,
     stats, status,
@@ -104,16 +105,20 @@ impl FilterCollector {
 
 impl Collector for FilterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let attached = self.pins.find_xdp_link().is_some();
+        // What `status` says: both programs attached to the interface of
+        // that name; 0 while the links are severed (the interface was
+        // deleted) or on another device, and when nothing is pinned.
+        let pinned = self.pins.find_xdp_link().is_some();
+        let attached = pinned && health::health(&self.pins).is_ok_and(|h| h.is_attached());
         self.family(
             &mut encoder,
             "wan_filter_attached",
-            "1 while the filter's XDP link is pinned for the interface",
+            "1 while the filter is attached to the interface, as filter-ctl status says (0: severed, elsewhere or not attached)",
             None,
             MetricType::Gauge,
         )?
         .gauge(&[], f64::from(u8::from(attached)))?;
-        if !attached {
+        if !pinned {
             return Ok(());
         }
 
@@ -157,12 +162,14 @@ impl Collector for FilterCollector {
             let mut entries = self.family(
                 &mut encoder,
                 "wan_filter_map_entries",
-                "Entries in use of each map (live entries for the tables with lifetimes)",
+                "Entries in use of each map where that means something (live entries for the tables with lifetimes); not for counters, the config and the event ring",
                 None,
                 MetricType::Gauge,
             )?;
             for map in &status.maps {
-                entries.gauge(&[("map", map.name.clone())], f64::from(map.entries))?;
+                if let Some(in_use) = map.entries {
+                    entries.gauge(&[("map", map.name.clone())], f64::from(in_use))?;
+                }
             }
             let mut capacity = self.family(
                 &mut encoder,
