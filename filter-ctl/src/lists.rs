@@ -154,9 +154,39 @@ impl Cidr {
         Cidr(net.trunc())
     }
 
-    /// True for `0.0.0.0/0` and `::/0`, which cover every source.
-    pub fn is_everything(&self) -> bool {
-        self.0.prefix_len() == 0
+    /// Wider than /8 (IPv4) or /16 (IPv6): a large part of the Internet,
+    /// `0.0.0.0/0` and `::/0` all of it. On the deny list it drops that
+    /// much, on the allow list it exempts that much from every drop rule:
+    /// `add` wants `--force` for it.
+    pub fn is_wide(&self) -> bool {
+        let widest = if self.0.addr().is_ipv4() { 8 } else { 16 };
+        self.0.prefix_len() < widest
+    }
+
+    /// What a wide prefix does on `list`, for the error or the warning.
+    pub fn wide_effect(&self, list: List) -> String {
+        let (family, bits) = match self.0 {
+            IpNet::V4(_) => ("IPv4", 32),
+            IpNet::V6(_) => ("IPv6", 128),
+        };
+        let share = match self.0.prefix_len() {
+            0 => format!("every {family} source"),
+            len => format!(
+                "1/{} of all {family} addresses (2^{} of them)",
+                1u64 << len,
+                bits - len
+            ),
+        };
+        let effect = match list {
+            List::Deny => format!("drops everything from {share}"),
+            List::Allow => format!("exempts {share} from every drop rule"),
+        };
+        let mapped = if self.0.addr().is_ipv4() {
+            " (an IPv4-mapped IPv6 prefix, such as ::ffff:0:0/96, is stored as its IPv4 prefix)"
+        } else {
+            ""
+        };
+        format!("{self} on the {} list {effect}{mapped}", list.name())
     }
 }
 
@@ -645,6 +675,35 @@ mod tests {
             let err = Cidr::parse(text).unwrap_err();
             assert!(err.contains(text) && err.contains(why), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn prefixes_wider_than_8_or_16_bits_are_wide() {
+        for wide in [
+            "0.0.0.0/0",
+            "::/0",
+            "::ffff:0:0/96",
+            "10.0.0.0/7",
+            "2000::/15",
+        ] {
+            assert!(Cidr::parse(wide).unwrap().is_wide(), "{wide}");
+        }
+        for narrow in ["10.0.0.0/8", "2001::/16", "192.0.2.0/24", "2001:db8::/32"] {
+            assert!(!Cidr::parse(narrow).unwrap().is_wide(), "{narrow}");
+        }
+        let all = Cidr::parse("::ffff:0:0/96")
+            .unwrap()
+            .wide_effect(List::Deny);
+        assert!(
+            all.starts_with("0.0.0.0/0 on the deny list drops everything from every IPv4 source")
+                && all.contains("::ffff:0:0/96"),
+            "{all}"
+        );
+        let part = Cidr::parse("2000::/15").unwrap().wide_effect(List::Allow);
+        assert!(
+            part.contains("exempts 1/32768 of all IPv6 addresses"),
+            "{part}"
+        );
     }
 
     #[test]

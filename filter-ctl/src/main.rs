@@ -288,6 +288,11 @@ enum ListAction {
         /// Without it the entry stays until deleted.
         #[arg(long = "for", value_name = "DURATION", value_parser = lists::parse_for)]
         lasting: Option<Duration>,
+        /// Add prefixes wider than /8 (IPv4) or /16 (IPv6) too, such as
+        /// 0.0.0.0/0: without it they are refused, since they deny (or
+        /// exempt from every rule) a large part of the Internet.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove prefixes (exactly as listed).
     Del {
@@ -537,21 +542,26 @@ fn list_command(pin_root: &Path, list: List, action: ListAction) -> anyhow::Resu
             target,
             cidrs,
             lasting,
+            force,
         } => {
-            if list == List::Allow {
-                for everything in cidrs.iter().filter(|cidr| cidr.is_everything()) {
-                    eprintln!(
-                        "filter-ctl: warning: {everything} on the allow list exempts every {} \
-                         source from every drop rule: the filter drops nothing of that family \
-                         (`filter-ctl allow del --iface {} {everything}` undoes it)",
-                        if everything.net().addr().is_ipv4() {
-                            "IPv4"
-                        } else {
-                            "IPv6"
-                        },
-                        target.iface
-                    );
-                }
+            let wide: Vec<String> = cidrs
+                .iter()
+                .filter(|cidr| cidr.is_wide())
+                .map(|cidr| cidr.wide_effect(list))
+                .collect();
+            if !wide.is_empty() && !force {
+                anyhow::bail!(
+                    "refusing prefixes wider than /8 (IPv4) or /16 (IPv6) without --force, \
+                     nothing was added: {}",
+                    wide.join("; ")
+                );
+            }
+            for effect in &wide {
+                eprintln!(
+                    "filter-ctl: warning: {effect} (`filter-ctl {} del --iface {} PREFIX` undoes it)",
+                    list.name(),
+                    target.iface
+                );
             }
             let (_lock, pins) = target.for_change(pin_root)?;
             let changed = lists::add(&pins, list, &cidrs, lasting)?;

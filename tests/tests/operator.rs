@@ -310,31 +310,73 @@ fn a_change_to_a_large_list_prints_a_summary_and_a_full_list_one_error() {
     assert_eq!(lab.list("allow").len(), 65_536, "the list as it was");
 }
 
-/// Allowing every source turns every drop rule off: said, not silent.
+/// A prefix wider than /8 (IPv4) or /16 (IPv6) on either list denies (or
+/// exempts from every rule) a large part of the Internet: `add` refuses it
+/// without `--force`, names it and what it would do, and changes nothing;
+/// with `--force` it is added with a warning. `::ffff:0:0/96`, in common
+/// bogon lists, is all of IPv4 (stored as 0.0.0.0/0).
 #[test]
-fn allowing_everything_warns() {
+fn a_prefix_wider_than_8_or_16_bits_needs_force() {
     let lab = lab(false);
     lab.attach(None);
-    for everything in ["0.0.0.0/0", "::/0"] {
+    let probe = IpAddr::from(spoofed4(0x0909));
+    for list in ["deny", "allow"] {
+        for wide in [
+            "0.0.0.0/0",
+            "::/0",
+            "::ffff:0:0/96",
+            "198.0.0.0/7",
+            "2000::/15",
+        ] {
+            let err = lab.failure(&[list, "add", "--iface", WAN_IF, "192.0.2.1", wide]);
+            assert!(
+                err.contains("--force") && err.contains(&format!("on the {list} list")),
+                "{list} {wide}: {err}"
+            );
+            assert!(lab.list(list).is_empty(), "{list} {wide}: nothing added");
+        }
+    }
+    let err = lab.failure(&["deny", "add", "--iface", WAN_IF, "::ffff:0:0/96"]);
+    assert!(
+        err.contains("0.0.0.0/0") && err.contains("every IPv4 source"),
+        "{err}"
+    );
+    assert_eq!(lab.probe(&[probe], 5000), 1, "nothing denied");
+    for narrow in ["10.0.0.0/8", "2001::/16"] {
         let out = lab
             .ctl
-            .output(lab.gw(), ["allow", "add", "--iface", WAN_IF, everything])
+            .output(lab.gw(), ["deny", "add", "--iface", WAN_IF, narrow])
             .unwrap();
         assert!(out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("warning") && stderr.contains("drops nothing"),
-            "{everything}: {stderr}"
-        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
     }
     let out = lab
         .ctl
         .output(
             lab.gw(),
-            ["allow", "add", "--iface", WAN_IF, "192.0.2.0/24"],
+            ["deny", "add", "--iface", WAN_IF, "--force", "::ffff:0:0/96"],
         )
         .unwrap();
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("drops everything"),
+        "{stderr}"
+    );
+    assert_eq!(lab.probe(&[probe], 5000), 0, "all of IPv4 denied");
+    lab.ctl(&["deny", "del", "--iface", WAN_IF, "0.0.0.0/0"]);
+    let out = lab
+        .ctl
+        .output(
+            lab.gw(),
+            ["allow", "add", "--iface", WAN_IF, "--force", "::/0"],
+        )
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("exempts every IPv6 source"),
+        "{stderr}"
+    );
 }
 
 /// `--iface` is explained in every command that takes it.
