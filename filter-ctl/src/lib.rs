@@ -26,7 +26,8 @@
 //! - [`stats`], [`status`]: what `stats` and `status` report, as the
 //!   `filter_common::report` types their `--json` prints.
 //! - [`iface`], [`clock`], [`kernel`]: interfaces, the programs' clock,
-//!   and the kernel's view of pinned links and programs.
+//!   and the kernel's view of pinned links and programs; [`textfile`]:
+//!   settings files read bounded, regular files only.
 //! - [`daemon`]: `filter-ctl daemon` (metrics, drop events, attack lines,
 //!   config reload, attaching again when the interface is back) and
 //!   `filter-ctl top`.
@@ -49,6 +50,7 @@ pub mod rawmap;
 pub mod settings;
 pub mod stats;
 pub mod status;
+pub mod textfile;
 
 /// The eBPF object built by `build.rs` (XDP ingress + TC egress programs).
 pub static EBPF_OBJECT: &[u8] =

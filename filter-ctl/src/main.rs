@@ -5,8 +5,7 @@
 //! `filter_common::report` types.
 
 use std::{
-    fs::File,
-    io::{Read as _, Write as _},
+    io::Write as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -26,12 +25,8 @@ use filter_ctl::{
     pins::{self, IfacePins, PinRoot},
     require_root,
     settings::SettingsMaps,
-    stats, status,
+    stats, status, textfile,
 };
-
-/// The largest settings file `apply` and `attach --config` read: far more
-/// than every key with a comment, far less than a device that never ends.
-const MAX_SETTINGS_FILE: u64 = 1 << 20;
 
 /// Drops unsolicited DNS/NTP responses and SYN floods on a gateway's WAN interface,
 /// with an XDP program on ingress and a TC program on egress.
@@ -604,19 +599,7 @@ struct SettingsFile {
 
 impl SettingsFile {
     fn read(path: &Path) -> anyhow::Result<Self> {
-        let mut text = Vec::new();
-        File::open(path)
-            .and_then(|file| file.take(MAX_SETTINGS_FILE + 1).read_to_end(&mut text))
-            .with_context(|| format!("reading {}", path.display()))?;
-        if text.len() as u64 > MAX_SETTINGS_FILE {
-            anyhow::bail!(
-                "{} is larger than {} KiB: not a settings file",
-                path.display(),
-                MAX_SETTINGS_FILE / 1024
-            );
-        }
-        let text = String::from_utf8(text)
-            .with_context(|| format!("{} is not a text file (UTF-8)", path.display()))?;
+        let text = textfile::read(path)?;
         let Assignments(assignments) =
             toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
         Ok(Self {
