@@ -123,12 +123,13 @@ fn an_ipv4_mapped_address_is_denied_as_ipv4() {
     assert!(lab.list("deny").is_empty());
 }
 
-/// `dns_ports=` does not switch the DNS defence off: `none` does.
+/// `dns_ports=` does not switch the DNS defence off, nor `conn_limit=` the
+/// connection limits: `none` does.
 #[test]
 fn an_empty_port_list_is_refused() {
     let lab = lab(false);
     lab.attach(None);
-    for key in ["dns_ports", "ntp_ports", "amplifier_ports"] {
+    for key in ["dns_ports", "ntp_ports", "amplifier_ports", "conn_limit"] {
         let err = lab.failure(&["set", "--iface", WAN_IF, &format!("{key}=")]);
         assert!(err.contains(key) && err.contains("none"), "{err}");
     }
