@@ -327,6 +327,10 @@ impl Daemon {
                 _ = signals.interrupt.recv() => break,
             }
         }
+        // Attacks under way are summed up with what the counters say now.
+        if let Ok(counts) = stats::read(&self.pins) {
+            self.detector.stop(Instant::now(), &counts);
+        }
         log::info!(
             "stopping; the filter stays attached to {} and keeps filtering",
             self.options.iface
