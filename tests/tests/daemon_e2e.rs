@@ -902,3 +902,31 @@ fn listening_beyond_loopback_is_warned_about_and_port_0_is_named() {
     daemon.stop().unwrap();
     ctl.run(&ns, ["detach", "--iface", "wfl0"]).unwrap();
 }
+
+/// `filter-ctl detach` while the daemon runs: the daemon says so once and
+/// stops (it used to log an error every 5 seconds and never say it).
+#[test]
+fn a_detach_while_the_daemon_runs_is_said_once_and_stops_it() {
+    assert!(process::is_root(), "needs root");
+    let ctl = harness::ctl::FilterCtl::new().unwrap();
+    let ns = harness::netns::Netns::unique(harness::names::TEST_PREFIX).unwrap();
+    ns.ip([
+        "link", "add", "wfd0", "type", "veth", "peer", "name", "wfd1",
+    ])
+    .unwrap();
+    for iface in ["wfd0", "wfd1"] {
+        ns.up(iface).unwrap();
+    }
+    let mut daemon = Daemon::start_on(&ctl, &ns, "wfd0", "127.0.0.1:0", &[]).unwrap();
+    daemon
+        .wait_for_line(&["attached the filter to wfd0"], Duration::from_secs(30))
+        .unwrap();
+    ctl.run(&ns, ["detach", "--iface", "wfd0"]).unwrap();
+    let status = daemon.wait_for_exit(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{status}: {}", daemon.log());
+    let log = daemon.log();
+    let said: Vec<&str> = log.lines().filter(|l| l.contains("was detached")).collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    assert!(harness::kernel::xdp_on(&ns, "wfd0").unwrap().is_none());
+}

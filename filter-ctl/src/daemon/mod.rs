@@ -317,6 +317,15 @@ impl Daemon {
                     guard.clear_ready();
                 }
                 _ = ticks.tick() => {
+                    if !self.pins.exists() {
+                        log::warn!(
+                            "the filter was detached from {0} (its pins are gone: `filter-ctl \
+                             detach`): nothing is left to watch, the daemon stops. Starting it \
+                             again (`systemctl restart wan-filter@{0}`) attaches the filter again",
+                            self.options.iface
+                        );
+                        return Ok(());
+                    }
                     if drops.is_none() {
                         self.claim_ring(&mut drops);
                     }

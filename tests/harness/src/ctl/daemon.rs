@@ -153,6 +153,11 @@ impl Daemon {
         signal::kill(pid, signal).with_context(|| format!("sending {signal} to the daemon"))
     }
 
+    /// Waits for it to exit by itself; its exit status.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.process.wait_for_exit(timeout)
+    }
+
     /// Stops it (SIGTERM); its exit status.
     pub fn stop(self) -> anyhow::Result<std::process::ExitStatus> {
         self.process.stop()
