@@ -134,6 +134,12 @@ enum Command {
     /// Show where the filter is attached, its mode, program ids and maps,
     /// and what is wrong (a deleted or renamed interface, an interrupted
     /// attach) with the command that fixes it.
+    ///
+    /// Exit status, for scripts: 3 when a filter listed is not attached (a
+    /// deleted interface's severed links, egress missing), or with --iface,
+    /// when the filter is not attached to IFACE at all; 1 on an error; 0
+    /// otherwise (also when nothing is attached and no --iface was given,
+    /// and with --all).
     Status {
         /// Only this interface (default: every interface in this network namespace).
         #[arg(long, value_name = "IFACE", conflicts_with = "all", value_parser = parse_iface)]
@@ -439,6 +445,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     all.iter().map(status::describe).collect()
                 }
             })?;
+            let asked_for = iface.is_some() && all.is_empty();
+            if asked_for || all.iter().any(|status| !status.attached) {
+                std::io::stdout().flush()?;
+                std::process::exit(EXIT_NOT_ATTACHED);
+            }
         }
         Command::Set {
             target,
@@ -517,6 +528,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `status`'s exit status when the filter is not attached (as `systemctl
+/// is-active` says 3 of a unit that is not running).
+const EXIT_NOT_ATTACHED: i32 = 3;
 
 /// At most this many changed entries are shown one by one after a change.
 const SHOWN_CHANGES: usize = 20;

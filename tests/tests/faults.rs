@@ -707,8 +707,14 @@ fn a_deleted_interface_is_severed_and_attach_brings_the_filter_back() {
         status.problems[0].contains("wan0 was deleted"),
         "{status:?}"
     );
-    let text = pair.ctl(&["status"]);
+    let out = pair.ctl.output(&pair.gw, ["status"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("NOT attached"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a severed filter is not attached"
+    );
     let err = pair.failure(&["set", "--iface", WAN_IF, "monitor=on"]);
     assert!(
         err.contains("severed") && err.contains("filter-ctl attach --iface wan0"),

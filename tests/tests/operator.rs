@@ -218,6 +218,24 @@ fn apply_errors_name_the_file_and_the_line() {
     assert_eq!(lab.setting("monitor"), "off", "nothing changed");
 }
 
+/// `status --iface` tells a script whether the filter is attached: 0
+/// attached, 3 not attached, 1 an error. (A severed filter, 3 too, is
+/// faults' a_deleted_interface_is_severed_and_attach_brings_the_filter_back.)
+#[test]
+fn status_exits_with_3_when_not_attached() {
+    let lab = lab(false);
+    let code = |args: &[&str]| lab.ctl.output(lab.gw(), args).unwrap().status.code();
+    assert_eq!(code(&["status"]), Some(0), "a listing of nothing");
+    assert_eq!(code(&["status", "--iface", WAN_IF]), Some(3));
+    assert_eq!(code(&["status", "--iface", WAN_IF, "--json"]), Some(3));
+    assert_eq!(code(&["status", "--iface", "nosuch0"]), Some(1));
+    lab.attach(None);
+    assert_eq!(code(&["status"]), Some(0));
+    assert_eq!(code(&["status", "--iface", WAN_IF]), Some(0));
+    lab.ctl(&["detach", "--iface", WAN_IF]);
+    assert_eq!(code(&["status", "--iface", WAN_IF]), Some(3));
+}
+
 #[test]
 fn status_of_an_interface_that_does_not_exist_is_an_error() {
     let lab = lab(false);
