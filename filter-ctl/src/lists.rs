@@ -226,14 +226,22 @@ pub fn parse_for(text: &str) -> Result<Duration, String> {
 
 /// `203.0.113.66/32  expires in 9m58s  syn_penalty`.
 pub fn describe(entry: &ListedEntry) -> String {
+    // Rounded up, so that an entry added `--for 1.5s` or `--for 10m` shows
+    // that right away: to the tenth of a second below a minute, to the
+    // second above (the last tick of a clock is noise there).
     let expiry = match entry.expires_in_ms {
         None => "never expires".to_owned(),
-        // Whole seconds: the last tick of a clock is noise here.
-        Some(ms @ 1000..) => format!(
-            "expires in {}",
-            duration::format(Duration::from_secs(ms / 1000))
-        ),
-        Some(ms) => format!("expires in {}", duration::format(Duration::from_millis(ms))),
+        Some(ms) => {
+            let shown = match ms {
+                0..1000 => ms,
+                1000..60_000 => ms.div_ceil(100) * 100,
+                _ => ms.div_ceil(1000) * 1000,
+            };
+            format!(
+                "expires in {}",
+                duration::format(Duration::from_millis(shown))
+            )
+        }
     };
     format!(
         "{:<44} {:<22} {}",
@@ -726,7 +734,7 @@ mod tests {
         let text = describe(&entry);
         assert!(
             text.starts_with("203.0.113.66/32 ")
-                && text.contains("expires in 9m58s ")
+                && text.contains("expires in 9m59s ")
                 && text.ends_with("syn_penalty"),
             "{text}"
         );
@@ -735,6 +743,16 @@ mod tests {
             ..entry.clone()
         };
         assert!(describe(&soon).contains("expires in 250ms"));
+        // Just added `--for 1.5s` (it said "expires in 1s").
+        let fresh = ListedEntry {
+            expires_in_ms: Some(1_499),
+            ..soon.clone()
+        };
+        assert!(
+            describe(&fresh).contains("expires in 1.5s "),
+            "{}",
+            describe(&fresh)
+        );
         let never = ListedEntry {
             expires_in_ms: None,
             ..entry
