@@ -455,17 +455,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
             assignments,
         } => {
-            let (_lock, pins) = target.for_change(pin_root)?;
-            let settings = SettingsMaps::open(&pins)?.apply(&assignments)?;
-            print!("{settings}");
+            let (lock, pins) = target.for_change(pin_root)?;
+            let mut maps = SettingsMaps::open(&pins)?;
+            let before = maps.read()?;
+            let after = maps.apply(&assignments)?;
+            drop(lock);
+            print_changes(&pins, &before, &after);
         }
         Command::Apply { target, file } => {
             let file = SettingsFile::read(&file)?;
-            let (_lock, pins) = target.for_change(pin_root)?;
+            let (lock, pins) = target.for_change(pin_root)?;
             let mut maps = SettingsMaps::open(&pins)?;
-            file.check(&maps.read()?)?;
-            let settings = maps.apply(&file.assignments)?;
-            print!("{settings}");
+            let before = maps.read()?;
+            file.check(&before)?;
+            let after = maps.apply(&file.assignments)?;
+            drop(lock);
+            print_changes(&pins, &before, &after);
         }
         Command::Config { target, output } => {
             let settings = SettingsMaps::open(&target.attached(pin_root)?)?.read()?;
@@ -532,6 +537,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// `status`'s exit status when the filter is not attached (as `systemctl
 /// is-active` says 3 of a unit that is not running).
 const EXIT_NOT_ATTACHED: i32 = 3;
+
+/// What `set` or `apply` changed, one `key old -> new` a line (`config`
+/// shows them all), and, when a daemon with a config file runs for the
+/// filter, that its next reload applies that file whole.
+fn print_changes(pins: &IfacePins, before: &Settings, after: &Settings) {
+    let changed = filter_ctl::settings::changes(before, after);
+    if changed.is_empty() {
+        println!("no change: the settings were already so");
+    }
+    for change in &changed {
+        println!("{change}");
+    }
+    if let Some(daemon::control::About {
+        pid,
+        config: Some(config),
+    }) = daemon::control::ask_about(pins)
+        && !changed.is_empty()
+    {
+        eprintln!(
+            "filter-ctl: note: the daemon of {} (pid {pid}) applies {} whole at its next reload \
+             (SIGHUP, or when the file changes), which undoes this change: put it in that file \
+             to keep it",
+            pins.iface(),
+            config.display()
+        );
+    }
+}
 
 /// At most this many changed entries are shown one by one after a change.
 const SHOWN_CHANGES: usize = 20;

@@ -416,6 +416,22 @@ fn a_bad_config_file_is_logged_on_reload_and_changes_nothing() {
     let reloads = samples(&metrics);
     let failed = format!("wan_filter_config_reloads_total{{iface=\"{WAN_IF}\",result=\"error\"}}");
     assert_eq!(reloads.get(&failed).copied(), Some(2.0), "{metrics}");
+
+    // `set` says that the daemon's next reload applies its file whole.
+    let out = lab
+        .ctl
+        .output(lab.gw(), ["set", "--iface", WAN_IF, "syn_source_burst=25"])
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "syn_source_burst 40 -> 25\n"
+    );
+    assert!(
+        stderr.contains("note") && stderr.contains(config) && stderr.contains("next reload"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -145,6 +145,21 @@ fn an_empty_port_list_is_refused() {
     );
 }
 
+/// `set` says what it changed, not the whole configuration (`config` does).
+#[test]
+fn set_prints_what_changed() {
+    let lab = lab(false);
+    lab.attach(None);
+    let out = lab.set(&["monitor=on", "solicited_lifetime=5s"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["monitor off -> on", "solicited_lifetime 10s -> 5s"]
+    );
+    let out = lab.set(&["monitor=on"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("no change"), "{out}");
+}
+
 #[test]
 fn a_key_given_twice_is_refused() {
     let lab = lab(false);

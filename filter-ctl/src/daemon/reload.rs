@@ -32,7 +32,12 @@ use std::{
 use anyhow::Context as _;
 use filter_common::settings::{Assignment, Assignments, Settings};
 
-use crate::{attach, pins::PinRoot, settings::SettingsMaps, textfile};
+use crate::{
+    attach,
+    pins::PinRoot,
+    settings::{self, SettingsMaps},
+    textfile,
+};
 
 /// What the file looked like when it was last read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,12 +140,7 @@ pub fn apply(
     let mut maps = SettingsMaps::open(&pins)?;
     let before = maps.read()?;
     let after = maps.apply(assignments)?;
-    Ok(before
-        .values()
-        .zip(after.values())
-        .filter(|((_, old), (_, new))| old != new)
-        .map(|((key, old), (_, new))| format!("{key} {old} -> {new}"))
-        .collect())
+    Ok(settings::changes(&before, &after))
 }
 
 #[cfg(test)]
