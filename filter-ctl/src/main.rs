@@ -46,14 +46,15 @@ use filter_ctl::{
     filter-ctl set --iface wan0 syn_source_rate=5/s syn_penalty=10m\n  \
     filter-ctl allow add --iface wan0 192.0.2.53 2001:db8:53::/48\n  \
     filter-ctl deny add --iface wan0 203.0.113.0/24 --for 1h\n  \
-    filter-ctl daemon --iface wan0 --config /etc/wan-filter/filter.toml\n  \
+    filter-ctl daemon --iface wan0 --config /etc/wan-filter/wan0.toml\n  \
     filter-ctl top --iface wan0 --seconds 30\n  \
     filter-ctl detach --iface wan0\n  \
     ip netns exec lab filter-ctl attach --iface wan0   # works inside namespaces too"
 )]
 struct Cli {
     /// Where maps and links are pinned. Under `ip netns exec`, which hides
-    /// /sys/fs/bpf, the host's bpffs is reached through /proc/PID/root of the calling shell.
+    /// /sys/fs/bpf, the host's bpffs is used (reached through a process in
+    /// the host's mount namespace, such as the calling shell).
     #[arg(long, global = true, env = pins::ROOT_ENV, default_value = pins::DEFAULT_ROOT)]
     pin_root: PathBuf,
 
@@ -259,7 +260,7 @@ enum Command {
     /// e.g. `filter-ctl completions bash > /usr/share/bash-completion/completions/filter-ctl`.
     Completions {
         #[arg(value_enum)]
-        shell: clap_complete::Shell,
+        shell: Shell,
     },
     /// Show packet and byte counters per verdict reason, summed over CPUs.
     Stats {
@@ -272,6 +273,24 @@ enum Command {
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         watch: Option<u64>,
     },
+}
+
+/// The shells `completions` writes for (the Debian package installs all three).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl From<Shell> for clap_complete::Shell {
+    fn from(shell: Shell) -> Self {
+        match shell {
+            Shell::Bash => clap_complete::Shell::Bash,
+            Shell::Zsh => clap_complete::Shell::Zsh,
+            Shell::Fish => clap_complete::Shell::Fish,
+        }
+    }
 }
 
 /// `allow` and `deny` subcommands. `add` and `del` first remove expired entries.
@@ -479,7 +498,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Man => print_man_page()?,
         Command::Completions { shell } => {
             clap_complete::generate(
-                shell,
+                clap_complete::Shell::from(shell),
                 &mut Cli::command(),
                 "filter-ctl",
                 &mut std::io::stdout(),
@@ -688,6 +707,21 @@ impl SettingsFile {
     }
 }
 
+/// Every command under `command` with its full name (`filter-ctl allow
+/// add`), depth first; `man` and `completions` need no section.
+fn man_commands(command: &clap::Command, name: &str) -> Vec<(String, clap::Command)> {
+    let mut all = Vec::new();
+    for sub in command
+        .get_subcommands()
+        .filter(|c| !matches!(c.get_name(), "man" | "completions" | "help"))
+    {
+        let full = format!("{name} {}", sub.get_name());
+        all.push((full.clone(), sub.clone()));
+        all.extend(man_commands(sub, &full));
+    }
+    all
+}
+
 /// `--attack-quiet`: a second to an hour.
 fn parse_quiet(text: &str) -> Result<Duration, String> {
     use filter_common::settings::Kind as _;
@@ -719,25 +753,45 @@ fn settings_help() -> String {
     help
 }
 
-/// One man page: the overview, each command with its synopsis and options,
-/// then every setting from the settings table.
+/// One man page, filter-ctl(8): the overview with a list of the commands,
+/// then each command (and `allow`/`deny`'s own) with its synopsis,
+/// description and options, then every setting from the settings table.
+/// There are no pages per command, so none is named.
 fn print_man_page() -> anyhow::Result<()> {
     let out = &mut std::io::stdout();
     let cli = Cli::command();
-    clap_mangen::Man::new(cli.clone())
+    let page = clap_mangen::Man::new(cli.clone())
         .section("8")
-        .manual("System Administration")
-        .render(out)?;
-    for command in cli
-        .get_subcommands()
-        .filter(|c| !matches!(c.get_name(), "man" | "completions"))
-    {
-        let name = format!("filter-ctl {}", command.get_name());
+        .manual("System Administration");
+    page.render_title(out)?;
+    page.render_name_section(out)?;
+    page.render_synopsis_section(out)?;
+    page.render_description_section(out)?;
+    page.render_options_section(out)?;
+    let commands = man_commands(&cli, "filter-ctl");
+    let mut list = Roff::new();
+    list.control("SH", ["COMMANDS"]).text([roman(
+        "Each has a section below; `filter-ctl COMMAND --help` prints the same.",
+    )]);
+    for (name, command) in &commands {
+        list.control("TP", [] as [&str; 0])
+            .text([bold(name.as_str())])
+            .text([roman(
+                command
+                    .get_about()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            )]);
+    }
+    list.to_writer(out)?;
+    page.render_extra_section(out)?;
+    page.render_version_section(out)?;
+    for (name, command) in commands {
         writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
-        let page = clap_mangen::Man::new(command.clone().bin_name(name));
-        page.render_synopsis_section(out)?;
-        page.render_description_section(out)?;
-        page.render_options_section(out)?;
+        let section = clap_mangen::Man::new(command.clone().bin_name(name));
+        section.render_synopsis_section(out)?;
+        section.render_description_section(out)?;
+        section.render_options_section(out)?;
     }
     let mut roff = Roff::new();
     // Left-adjusted: a justified line next to a long unbreakable value (the
