@@ -216,7 +216,8 @@ enum Command {
         #[command(flatten)]
         target: Iface,
         /// A TOML file of settings (the keys of `set`): the filter's whole
-        /// configuration, keys left out take their defaults.
+        /// configuration, keys left out take their defaults. If it does not
+        /// exist yet, the filter keeps its settings until it is made.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Where to serve /metrics (port 0: any free port, logged). Anyone

@@ -919,8 +919,11 @@ fn listening_beyond_loopback_is_warned_about_and_port_0_is_named() {
     ctl.run(&ns, ["detach", "--iface", "wfl0"]).unwrap();
 }
 
-/// `filter-ctl detach` while the daemon runs: the daemon says so once and
-/// stops (it used to log an error every 5 seconds and never say it).
+/// A config file that does not exist yet (the package installs only an
+/// example) does not stop the daemon: it attaches with the defaults and
+/// applies the file once it is made. Then `filter-ctl detach` while the
+/// daemon runs: the daemon says so once and stops (it used to log an error
+/// every 5 seconds and never say it).
 #[test]
 fn a_detach_while_the_daemon_runs_is_said_once_and_stops_it() {
     assert!(process::is_root(), "needs root");
@@ -933,9 +936,23 @@ fn a_detach_while_the_daemon_runs_is_said_once_and_stops_it() {
     for iface in ["wfd0", "wfd1"] {
         ns.up(iface).unwrap();
     }
-    let mut daemon = Daemon::start_on(&ctl, &ns, "wfd0", "127.0.0.1:0", &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wfd0.toml");
+    let config_arg = config.to_str().unwrap();
+    let mut daemon =
+        Daemon::start_on(&ctl, &ns, "wfd0", "127.0.0.1:0", &["--config", config_arg]).unwrap();
     daemon
         .wait_for_line(&["attached the filter to wfd0"], Duration::from_secs(30))
+        .unwrap();
+    daemon
+        .wait_for_line(
+            &["WARN", config_arg, "does not exist"],
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    fs::write(&config, "monitor = true\n").unwrap();
+    daemon
+        .wait_for_line(&["reloaded", "monitor off -> on"], Duration::from_secs(10))
         .unwrap();
     ctl.run(&ns, ["detach", "--iface", "wfd0"]).unwrap();
     let status = daemon.wait_for_exit(Duration::from_secs(10)).unwrap();
@@ -945,4 +962,5 @@ fn a_detach_while_the_daemon_runs_is_said_once_and_stops_it() {
     assert_eq!(said.len(), 1, "{log}");
     assert!(!log.contains("ERROR"), "{log}");
     assert!(harness::kernel::xdp_on(&ns, "wfd0").unwrap().is_none());
+    drop(dir);
 }

@@ -87,7 +87,14 @@ pub fn run(pin_root: &Path, options: Options) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let mut signals = Signals::new()?;
-        let (file, settings) = config.map_or((None, None), |(file, set)| (Some(file), Some(set)));
+        let (file, settings) = config.map_or((None, None), |(file, set)| (Some(file), set));
+        if let Some(file) = file.as_ref().filter(|_| settings.is_none()) {
+            log::warn!(
+                "{} does not exist: the filter keeps its settings (the defaults when attached \
+                 afresh) until the file is made; it is applied when it appears",
+                file.path().display()
+            );
+        }
         let Some(pins) = start(&root, &options, settings.as_deref(), &mut signals).await? else {
             return Ok(());
         };

@@ -57,14 +57,20 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// Reads and checks the file: the daemon refuses to start on a bad one.
-    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, Vec<Assignment>)> {
+    /// A file that does not exist (yet) gives no settings: the filter keeps
+    /// its own (the defaults, when attached afresh), and the file is
+    /// applied once it appears (the package installs only an example).
+    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, Option<Vec<Assignment>>)> {
         let mut file = ConfigFile {
             path: path.to_owned(),
             seen: None,
-            content: Ok(String::new()),
+            content: Err(String::new()),
         };
+        if fs::symlink_metadata(path).is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound) {
+            return Ok((file, None));
+        }
         let assignments = file.read()?;
-        Ok((file, assignments))
+        Ok((file, Some(assignments)))
     }
 
     pub fn path(&self) -> &Path {
@@ -202,6 +208,23 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(5))
             .expect("the FIFO is refused at once");
         assert_eq!(refused, Some(true));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file that is not there yet: no settings, and it is read once it
+    /// appears.
+    #[test]
+    fn a_missing_file_is_read_when_it_appears() {
+        let dir = std::env::temp_dir().join(format!("wf-reload-missing-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wan0.toml");
+        let (mut file, settings) = ConfigFile::open(&path).unwrap();
+        assert!(settings.is_none());
+        assert!(!file.touched());
+        fs::write(&path, "monitor = true\n").unwrap();
+        assert!(file.touched());
+        let read = file.reread_if_changed().expect("read once it appears");
+        assert!(read.unwrap().iter().any(|a| a.key() == "monitor"));
         fs::remove_dir_all(&dir).unwrap();
     }
 
