@@ -600,6 +600,19 @@ fn the_daemon_removes_expired_list_entries_and_reading_commands_do_not() {
     daemon.stop().unwrap();
 }
 
+/// A driver and a namespace of their own with a veth pair `a`-`b`, both
+/// up: where a daemon test needs no lab.
+fn veth_pair(a: &str, b: &str) -> (harness::ctl::FilterCtl, harness::netns::Netns) {
+    assert!(process::is_root(), "needs root");
+    let ctl = harness::ctl::FilterCtl::new().unwrap();
+    let ns = harness::netns::Netns::unique(harness::names::TEST_PREFIX).unwrap();
+    harness::netns::veth(&ns, a, &ns, b).unwrap();
+    for iface in [a, b] {
+        ns.up(iface).unwrap();
+    }
+    (ctl, ns)
+}
+
 /// A daemon started by a shell that then goes away: its pid, and its log
 /// in a file. Stopped (SIGTERM) when dropped, if it still runs.
 struct Orphan {
@@ -675,16 +688,7 @@ impl Drop for Orphan {
 /// daemon leaves the filter attached.
 #[test]
 fn a_daemon_whose_shell_went_away_keeps_working_on_the_hosts_pins() {
-    assert!(process::is_root(), "needs root");
-    let ctl = harness::ctl::FilterCtl::new().unwrap();
-    let ns = harness::netns::Netns::unique(harness::names::TEST_PREFIX).unwrap();
-    ns.ip([
-        "link", "add", "wfp0", "type", "veth", "peer", "name", "wfp1",
-    ])
-    .unwrap();
-    for iface in ["wfp0", "wfp1"] {
-        ns.up(iface).unwrap();
-    }
+    let (ctl, ns) = veth_pair("wfp0", "wfp1");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("wfp0.toml");
     fs::write(&config, "monitor = false\n").unwrap();
@@ -758,16 +762,7 @@ fn a_daemon_whose_shell_went_away_keeps_working_on_the_hosts_pins() {
 /// not stop the daemon from answering others.
 #[test]
 fn nobody_else_can_forge_top_or_hold_up_the_daemon() {
-    assert!(process::is_root(), "needs root");
-    let ctl = harness::ctl::FilterCtl::new().unwrap();
-    let ns = harness::netns::Netns::unique(harness::names::TEST_PREFIX).unwrap();
-    ns.ip([
-        "link", "add", "wfs0", "type", "veth", "peer", "name", "wfs1",
-    ])
-    .unwrap();
-    for iface in ["wfs0", "wfs1"] {
-        ns.up(iface).unwrap();
-    }
+    let (ctl, ns) = veth_pair("wfs0", "wfs1");
     ctl.run(&ns, ["attach", "--iface", "wfs0"]).unwrap();
     let pin_dir = ctl.status(&ns, Some("wfs0")).unwrap()[0]
         .pin_dir
@@ -860,16 +855,7 @@ fn nobody_else_can_forge_top_or_hold_up_the_daemon() {
 /// port 0 it names the port it really listens on.
 #[test]
 fn listening_beyond_loopback_is_warned_about_and_port_0_is_named() {
-    assert!(process::is_root(), "needs root");
-    let ctl = harness::ctl::FilterCtl::new().unwrap();
-    let ns = harness::netns::Netns::unique(harness::names::TEST_PREFIX).unwrap();
-    ns.ip([
-        "link", "add", "wfl0", "type", "veth", "peer", "name", "wfl1",
-    ])
-    .unwrap();
-    for iface in ["wfl0", "wfl1"] {
-        ns.up(iface).unwrap();
-    }
+    let (ctl, ns) = veth_pair("wfl0", "wfl1");
     let mut daemon = Daemon::start_on(&ctl, &ns, "wfl0", "0.0.0.0:0", &[]).unwrap();
     let listening = daemon
         .wait_until_listening(Duration::from_secs(30))
@@ -926,16 +912,7 @@ fn listening_beyond_loopback_is_warned_about_and_port_0_is_named() {
 /// every 5 seconds and never say it).
 #[test]
 fn a_detach_while_the_daemon_runs_is_said_once_and_stops_it() {
-    assert!(process::is_root(), "needs root");
-    let ctl = harness::ctl::FilterCtl::new().unwrap();
-    let ns = harness::netns::Netns::unique(harness::names::TEST_PREFIX).unwrap();
-    ns.ip([
-        "link", "add", "wfd0", "type", "veth", "peer", "name", "wfd1",
-    ])
-    .unwrap();
-    for iface in ["wfd0", "wfd1"] {
-        ns.up(iface).unwrap();
-    }
+    let (ctl, ns) = veth_pair("wfd0", "wfd1");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("wfd0.toml");
     let config_arg = config.to_str().unwrap();
