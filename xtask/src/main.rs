@@ -5,6 +5,7 @@
 //! by hand: Debian packages, the pinned eBPF nightly and bpf-linker (see setup.rs).
 
 mod lab;
+mod package;
 mod setup;
 mod vm;
 
@@ -37,6 +38,9 @@ enum Task {
     Setup,
     /// Setup, then build the workspace in release mode (target/release/filter-ctl).
     Build,
+    /// Setup, build, then make the Debian package wan-filter_<version>_amd64.deb
+    /// in target/debian/ (cargo-deb, installed into .tools/ on first use).
+    Package,
     /// Setup, build, then run every test (needs root): controller unit tests,
     /// verdict tests through BPF_PROG_TEST_RUN, end-to-end tests in network namespaces.
     ///
@@ -137,6 +141,10 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
         Task::Build => {
             let filter_ctl = build_release()?;
             println!("built {}", shown(&filter_ctl).display());
+        }
+        Task::Package => {
+            let deb = package::build()?;
+            println!("built {}", shown(&deb).display());
         }
         Task::Test {
             no_vm,
@@ -246,12 +254,17 @@ fn test(
     // another package's binary, and the end-to-end tests run it.
     let filter_ctl = build_release()?;
     let next = build_layout_next()?;
+    // The package test installs the package into a clean Debian root.
+    let deb = package::build()?;
+    let debian_root = package::debian_root()?;
     let status = cargo()
         .args(["test", "--release", "--no-fail-fast"])
         // The end-to-end tests drive this binary (tests/harness/src/ctl).
         .env("FILTER_CTL", &filter_ctl)
         // The upgrade tests attach this one over it, and back.
         .env(harness::ctl::NEXT_BINARY_ENV, &next)
+        .env(harness::debian::DEB_ENV, &deb)
+        .env(harness::debian::ROOT_ENV, &debian_root)
         .args(args)
         .args(if harness.is_empty() { None } else { Some("--") })
         .args(harness)
