@@ -43,8 +43,11 @@ enum Task {
     /// ARGS go to `cargo test --release --no-fail-fast`: a test-name filter, `-p tests`, and after
     /// `--` the test harness's own options, e.g. `test -- --test-threads=1`.
     ///
-    /// Then the same tests run on Debian's Linux 6.1 under qemu (see `vm-test`),
-    /// unless `--no-vm` is given; `--kernel all` adds 6.12.
+    /// Then what can differ between kernels (xtask/src/vm/selection.rs: every
+    /// verdict test, attach, pins, upgrade, one end-to-end test per defence)
+    /// runs on Debian's Linux 6.1 under qemu (see `vm-test`), unless `--no-vm`
+    /// is given. Prints each phase's time at the end. The whole suite on 6.1
+    /// and 6.12 is `vm-test --kernel all`.
     Test {
         /// Skip the VM leg: only for quick local runs (CI runs it).
         #[arg(long, conflicts_with = "kernel")]
@@ -77,9 +80,11 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Setup (with qemu), build, then boot Debian's own kernels under qemu (KVM,
-    /// or TCG where KVM cannot boot them) and run the suite inside as root: unit
-    /// tests, verdict tests and end-to-end tests with veth pairs and the real
-    /// DNS/NTP/HTTP peers. The kernel packages are the newest of each series
+    /// or TCG where KVM cannot boot them) and run the whole suite inside as
+    /// root (`--tests kernel`: only what `test`'s VM leg runs): unit tests,
+    /// verdict tests and end-to-end tests with veth pairs and the real
+    /// DNS/NTP/HTTP peers. `vm-test --kernel all` is the full matrix: run it
+    /// before calling a change to filter-ebpf done. The kernel packages are the newest of each series
     /// that apt offers, cached in .cache/vm/. Needs root.
     ///
     /// TEST ARGS are `test`'s: `vm-test -- verdict`,
@@ -196,10 +201,15 @@ pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Setup, then `cargo build --release` of the default members (filter-ctl's
-/// build script builds the eBPF object). Returns the filter-ctl binary.
+/// Setup, then [`build`].
 pub fn build_release() -> anyhow::Result<PathBuf> {
     setup::run()?;
+    build()
+}
+
+/// `cargo build --release` of the default members (filter-ctl's build
+/// script builds the eBPF object). Returns the filter-ctl binary.
+fn build() -> anyhow::Result<PathBuf> {
     run_cmd(cargo().args(["build", "--release"]))?;
     let filter_ctl = repo_root().join("target/release/filter-ctl");
     if !filter_ctl.is_file() {
@@ -235,34 +245,67 @@ fn build_layout_next() -> anyhow::Result<PathBuf> {
 /// the end-to-end tests drive the very target/release/filter-ctl an operator
 /// installs, and a lab or build before a test run leaves nothing to recompile.
 ///
-/// Then the VM legs (`vm`), whatever the host's result: both are reported.
+/// Then the VM leg (`vm`: what can differ between kernels, unless told
+/// otherwise), whatever the host's result: both are reported, and the time
+/// of each phase.
 fn test(
     args: &[OsString],
     harness: &[OsString],
     vm: Option<&vm::VmOptions>,
 ) -> anyhow::Result<ExitCode> {
     require_root("the test suite (it loads BPF programs and creates network namespaces)")?;
-    // Builds target/release/filter-ctl too: `cargo test` alone does not build
-    // another package's binary, and the end-to-end tests run it.
-    let filter_ctl = build_release()?;
-    let next = build_layout_next()?;
-    let status = cargo()
-        .args(["test", "--release", "--no-fail-fast"])
-        // The end-to-end tests drive this binary (tests/harness/src/ctl).
-        .env("FILTER_CTL", &filter_ctl)
-        // The upgrade tests attach this one over it, and back.
-        .env(harness::ctl::NEXT_BINARY_ENV, &next)
-        .args(args)
-        .args(if harness.is_empty() { None } else { Some("--") })
-        .args(harness)
-        .status()
-        .context("starting cargo test")?;
+    let mut phases = Phases::default();
+    let prepared = phases.time("setup", || {
+        setup::run()?;
+        vm.map(vm::prepare).transpose()
+    })?;
+    let split = vm::TestArgs::split(args)?;
+    let (filter_ctl, next) = phases.time("build", || {
+        // target/release/filter-ctl too: `cargo test` alone does not build
+        // another package's binary, and the end-to-end tests run it.
+        let filter_ctl = build()?;
+        let next = build_layout_next()?;
+        run_cmd(
+            cargo()
+                .args(["test", "--release", "--no-run"])
+                .args(&split.cargo),
+        )?;
+        anyhow::Ok((filter_ctl, next))
+    })?;
+    let status = phases.time("host suite", || {
+        cargo()
+            .args(["test", "--release", "--no-fail-fast"])
+            // The end-to-end tests drive this binary (tests/harness/src/ctl).
+            .env("FILTER_CTL", &filter_ctl)
+            // The upgrade tests attach this one over it, and back.
+            .env(harness::ctl::NEXT_BINARY_ENV, &next)
+            .args(args)
+            .args(if harness.is_empty() { None } else { Some("--") })
+            .args(harness)
+            .status()
+            .context("starting cargo test")
+    })?;
     if !status.success() {
         eprintln!("xtask: tests failed on this machine's kernel ({status})");
     }
-    let vm_passed = match vm {
-        Some(options) => vm::run(options, &filter_ctl, args, harness)?,
-        None => {
+    let vm_passed = match (vm, prepared) {
+        (Some(options), Some(prepared)) => {
+            let kernels = match options.kernel {
+                vm::KernelChoice::All => "6.1 and 6.12 legs".to_owned(),
+                one => format!("Linux {} leg", one.name()),
+            };
+            phases.time(&kernels, || {
+                vm::run(
+                    prepared,
+                    options,
+                    options.tests.unwrap_or(vm::Selection::Kernel),
+                    &filter_ctl,
+                    args,
+                    harness,
+                )
+            })?
+        }
+        _ => {
             eprintln!("xtask: the VM leg was skipped (--no-vm)");
             true
         }
@@ -270,11 +313,51 @@ fn test(
     if !vm_passed {
         eprintln!("xtask: tests failed in the VM");
     }
+    phases.print();
     Ok(if status.success() && vm_passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The wall time of each phase of a command, printed at its end.
+#[derive(Default)]
+struct Phases {
+    times: Vec<(String, std::time::Duration)>,
+}
+
+impl Phases {
+    fn time<T>(&mut self, phase: &str, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let result = f();
+        self.times.push((phase.to_owned(), start.elapsed()));
+        result
+    }
+
+    fn print(&self) {
+        let total: std::time::Duration = self.times.iter().map(|(_, d)| *d).sum();
+        let shown: Vec<String> = self
+            .times
+            .iter()
+            .map(|(phase, d)| format!("{phase} {}", minutes(*d)))
+            .collect();
+        println!(
+            "xtask: times: {}; total {}",
+            shown.join(", "),
+            minutes(total)
+        );
+    }
+}
+
+/// `7 min 05 s`, or `42 s` under a minute.
+fn minutes(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{secs} s")
+    } else {
+        format!("{} min {:02} s", secs / 60, secs % 60)
+    }
 }
 
 /// `vm-test`: the VM legs alone. TEST_ARGS are `test`'s ARGS, then after a
@@ -285,15 +368,20 @@ fn vm_test(options: &vm::VmOptions, test_args: &[OsString]) -> anyhow::Result<Ex
         Some(at) => (&test_args[..at], &test_args[at + 1..]),
         None => (test_args, &[][..]),
     };
-    let filter_ctl = build_release()?;
+    setup::run()?;
+    let prepared = vm::prepare(options)?;
+    let filter_ctl = build()?;
     // The guest's upgrade tests find it at its default path, as on the host.
     build_layout_next()?;
-    Ok(if vm::run(options, &filter_ctl, args, harness)? {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("xtask: tests failed in the VM");
-        ExitCode::FAILURE
-    })
+    let selection = options.tests.unwrap_or(vm::Selection::All);
+    Ok(
+        if vm::run(prepared, options, selection, &filter_ctl, args, harness)? {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("xtask: tests failed in the VM");
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// The benchmark (the `bench` crate, tests/bench), built and run in release

@@ -25,8 +25,10 @@ mod initramfs;
 mod kernel;
 mod plan;
 mod qemu;
+mod selection;
 
 use std::{
+    collections::BTreeMap,
     ffi::OsString,
     fs,
     path::{Path, PathBuf},
@@ -38,8 +40,11 @@ use std::{
 use anyhow::{Context as _, anyhow};
 
 pub use kernel::Series;
-use plan::{Outcome, Plan, TestArgs};
+pub use plan::TestArgs;
+use plan::{Outcome, Plan};
 use qemu::{Accel, AccelChoice};
+use selection::Selected;
+pub use selection::Selection;
 
 use crate::{repo_root, shown};
 
@@ -78,6 +83,14 @@ pub enum KernelChoice {
 }
 
 impl KernelChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelChoice::V6_1 => "6.1",
+            KernelChoice::V6_12 => "6.12",
+            KernelChoice::All => "all",
+        }
+    }
+
     fn series(self) -> Vec<Series> {
         match self {
             KernelChoice::V6_1 => vec![Series::V6_1],
@@ -97,12 +110,38 @@ pub struct VmOptions {
     /// Debian's kernels, TCG otherwise (with a note saying why).
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
+    /// Which tests the guests run: `kernel`, what can differ between kernels
+    /// (xtask/src/vm/selection.rs, listed in the README), or `all`, the whole
+    /// suite. Default: `kernel` for `test`, `all` for `vm-test`.
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub tests: Option<Selection>,
     /// Kill a guest that runs longer than this many minutes (boot to
-    /// power-off). Under TCG the 6.1 suite took about an hour in one guest
-    /// on a 2-core machine (two guests share it now); CI gives the whole
-    /// test command 90.
+    /// power-off). Under TCG the whole 6.1 suite takes about 25 minutes in
+    /// two guests on a 2-core machine.
     #[arg(long, value_name = "MINUTES", default_value_t = 70)]
     pub timeout: u64,
+}
+
+/// What the legs need downloaded before anything is built: the kernel
+/// packages and busybox (the setup phase of `test`).
+pub struct Prepared {
+    kernels: Vec<(Series, anyhow::Result<kernel::Kernel>)>,
+    busybox: PathBuf,
+}
+
+/// Installs the VM packages and downloads the chosen kernels and busybox
+/// (once: they are cached in .cache/vm). A kernel that cannot be had fails
+/// its leg, with the reason, after the others ran.
+pub fn prepare(options: &VmOptions) -> anyhow::Result<Prepared> {
+    crate::setup::run_for_vm()?;
+    let busybox = kernel::busybox()?;
+    let kernels = options
+        .kernel
+        .series()
+        .into_iter()
+        .map(|series| (series, kernel::fetch(series)))
+        .collect();
+    Ok(Prepared { kernels, busybox })
 }
 
 /// One leg's result, for the closing summary.
@@ -112,22 +151,47 @@ struct Leg {
     passed: bool,
 }
 
-/// Boots every chosen kernel and runs the selected tests in it. `args` and
-/// `harness` are `test`'s: cargo test's options and filter, the harness's
-/// options. Returns whether every leg passed.
+/// Boots every prepared kernel and runs `selection`'s tests in it. `args`
+/// and `harness` are `test`'s: cargo test's options and filter, the
+/// harness's options. Returns whether every leg passed.
 pub fn run(
+    prepared: Prepared,
     options: &VmOptions,
+    selection: Selection,
     filter_ctl: &Path,
     args: &[OsString],
     harness: &[OsString],
 ) -> anyhow::Result<bool> {
-    crate::setup::run_for_vm()?;
     let split = TestArgs::split(args)?;
     let binaries = plan::build_test_binaries(&split.cargo)?;
-    if binaries.is_empty() {
-        anyhow::bail!("cargo test built no test executables for {args:?}");
+    let filter = split.filter.map(|f| f.to_string_lossy().into_owned());
+    let selected = selection::select(selection, &binaries, filter.as_deref())?;
+    if selected.is_empty() {
+        anyhow::bail!(
+            "no test executable has tests for the VM legs (tests: {}, arguments {args:?})",
+            selection.name()
+        );
     }
-    let test_args = plan::executable_args(split.filter.as_deref(), harness);
+    let harness: Vec<String> = harness
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let selected: Vec<Selected> = selected
+        .into_iter()
+        .map(|mut s| {
+            s.binary.args = s.args.iter().chain(&harness).cloned().collect();
+            s
+        })
+        .collect();
+    println!(
+        "vm-test: tests: {} ({} tests in {} executables)",
+        match selection {
+            Selection::Kernel => "what can differ between kernels (xtask/src/vm/selection.rs)",
+            Selection::All => "the whole suite",
+        },
+        selected.iter().map(|s| s.tests).sum::<usize>(),
+        selected.len()
+    );
     let (accel, note) = qemu::choose(options.accel);
     if let Some(why) = &note {
         println!(
@@ -135,24 +199,33 @@ pub fn run(
         );
     }
     let mut legs = Vec::new();
-    for series in options.kernel.series() {
+    for (series, kernel) in prepared.kernels {
         let plan = Plan {
             workspace: repo_root().to_owned(),
             // Set once the kernel package is known.
             kernel_release: String::new(),
             modules: GUEST_MODULES.iter().map(|m| (*m).to_owned()).collect(),
             filter_ctl: filter_ctl.to_owned(),
-            binaries: binaries.clone(),
-            test_args: test_args.clone(),
+            binaries: Vec::new(),
         };
-        let leg = match leg(series, accel, options, plan) {
-            Ok(leg) => leg,
-            Err(err) => Leg {
+        let leg = kernel
+            .and_then(|kernel| {
+                leg(
+                    series,
+                    &kernel,
+                    &prepared.busybox,
+                    accel,
+                    options,
+                    selection,
+                    &selected,
+                    plan,
+                )
+            })
+            .unwrap_or_else(|err| Leg {
                 series,
                 line: format!("FAILED: {err:#}"),
                 passed: false,
-            },
-        };
+            });
         println!("vm-test: Linux {}: {}", leg.series.name(), leg.line);
         legs.push(leg);
     }
@@ -165,10 +238,19 @@ pub fn run(
     Ok(legs.iter().all(|leg| leg.passed))
 }
 
-/// One kernel: fetch, then boot it in [`guest_count`] guests at once, each
-/// running its share of the executables, and read their outcomes.
-fn leg(series: Series, accel: Accel, options: &VmOptions, plan: Plan) -> anyhow::Result<Leg> {
-    let kernel = kernel::fetch(series)?;
+/// One kernel: boot it in [`guest_count`] guests at once, each running its
+/// share of the executables, and read their outcomes.
+#[allow(clippy::too_many_arguments)]
+fn leg(
+    series: Series,
+    kernel: &kernel::Kernel,
+    busybox: &Path,
+    accel: Accel,
+    options: &VmOptions,
+    selection: Selection,
+    selected: &[Selected],
+    plan: Plan,
+) -> anyhow::Result<Leg> {
     println!(
         "vm-test: Linux {}: {} {} (the newest {} package apt offers), release {}",
         series.name(),
@@ -177,15 +259,26 @@ fn leg(series: Series, accel: Accel, options: &VmOptions, plan: Plan) -> anyhow:
         series.name(),
         kernel.release
     );
-    let busybox = kernel::busybox()?;
-    let leg_dir = repo_root().join("target/vm").join(series.name());
+    let leg_dir = repo_root()
+        .join("target/vm")
+        .join(series.name())
+        .join(selection.name());
+    let measured = measured_times(&leg_dir);
     let _ = fs::remove_dir_all(&leg_dir);
-    let shares = share_out(&plan.binaries, guest_count(accel, plan.binaries.len()));
+    let shares = share_out(selected, guest_count(accel, selected.len()), &measured);
     if shares.len() > 1 {
         println!(
-            "vm-test: Linux {}: {} guests at once, one emulated CPU each, the executables shared out between them",
+            "vm-test: Linux {}: {} guests at once, one emulated CPU each, the executables shared out between them by {}",
             series.name(),
-            shares.len()
+            shares.len(),
+            if measured.is_empty() {
+                "their number of tests (no earlier run of this leg to time them by)".to_owned()
+            } else {
+                format!(
+                    "their times in the last run ({})",
+                    shown(&leg_dir).display()
+                )
+            }
         );
     }
     let runs: Vec<anyhow::Result<GuestRun>> = thread::scope(|scope| {
@@ -202,7 +295,6 @@ fn leg(series: Series, accel: Accel, options: &VmOptions, plan: Plan) -> anyhow:
                         ..plan.clone()
                     },
                 };
-                let (kernel, busybox) = (&kernel, &busybox);
                 scope.spawn(move || guest.run(series, kernel, busybox, accel, options))
             })
             .collect();
@@ -226,7 +318,7 @@ fn leg(series: Series, accel: Accel, options: &VmOptions, plan: Plan) -> anyhow:
         passed,
         line: format!(
             "{} (the leg took {elapsed:.0} s)",
-            describe_outcome(&kernel, used, boot_secs, &outcome)
+            describe_outcome(kernel, used, boot_secs, &outcome)
         ),
     })
 }
@@ -242,58 +334,70 @@ fn guest_count(accel: Accel, binaries: usize) -> usize {
     }
 }
 
-/// Seconds the longest test executables took in the 6.1 leg under TCG, two
-/// guests at once (fresh-clone run of main at b3b099e, 2026-12-01); any
-/// other counts [`OTHER_SECS`]. Only used to share the executables out
-/// evenly between the guests.
-const EXPECTED_SECS: &[(&str, u32)] = &[
-    ("tests/tests/faults.rs", 2400),
-    ("tests/tests/upgrade.rs", 870),
-    ("tests/tests/operator.rs", 450),
-    ("tests/tests/e2e.rs", 345),
-    ("tests/tests/query_e2e.rs", 310),
-    ("tests/tests/tcp.rs", 240),
-    ("tests/tests/tcp_e2e.rs", 230),
-    ("tests/tests/reflection.rs", 210),
-    ("tests/tests/daemon_e2e.rs", 210),
-    ("tests/tests/syn.rs", 200),
-    ("tests/tests/reflection_e2e.rs", 180),
-    ("tests/tests/syn_e2e.rs", 140),
-    ("tests/tests/verdict.rs", 120),
-    ("tests/tests/query.rs", 100),
-    ("tests/tests/lists.rs", 70),
-    ("tests/tests/model.rs", 60),
-    ("tests/tests/sampling.rs", 50),
-    ("tests/tests/edges.rs", 45),
-];
-const OTHER_SECS: u32 = 20;
+/// Seconds (and tests) each executable took in the leg's last run, read
+/// from its guests' outcome files under `leg_dir`, by executable.
+fn measured_times(leg_dir: &Path) -> BTreeMap<String, (f64, u32)> {
+    let mut measured = BTreeMap::new();
+    let Ok(guests) = fs::read_dir(leg_dir) else {
+        return measured;
+    };
+    for guest in guests.filter_map(Result::ok) {
+        let file = guest.path().join("out").join(guest::OUTCOME_FILE);
+        let Some(outcome) = fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Outcome>(&text).ok())
+        else {
+            continue;
+        };
+        for binary in outcome.binaries {
+            let tests = binary.passed + binary.failed + binary.ignored;
+            measured.insert(binary.name, (binary.secs, tests));
+        }
+    }
+    measured
+}
 
 /// The executables shared out between `guests` guests: the longest first,
 /// each to the guest with the least expected time so far; each guest keeps
-/// the plan's order.
-fn share_out(binaries: &[plan::TestBinary], guests: usize) -> Vec<Vec<plan::TestBinary>> {
-    let expected = |binary: &plan::TestBinary| {
-        EXPECTED_SECS
-            .iter()
-            .find(|(name, _)| *name == binary.name)
-            .map_or(OTHER_SECS, |(_, secs)| *secs)
+/// the plan's order. An executable's expected time is its time in the last
+/// run; one that did not run then (or had another number of tests) counts
+/// its tests at the last run's mean time per test (1 s each when nothing
+/// was measured).
+fn share_out(
+    selected: &[Selected],
+    guests: usize,
+    measured: &BTreeMap<String, (f64, u32)>,
+) -> Vec<Vec<plan::TestBinary>> {
+    let (secs, tests) = measured
+        .values()
+        .fold((0.0, 0), |(s, t), (secs, tests)| (s + secs, t + tests));
+    let per_test = if tests > 0 {
+        secs / f64::from(tests)
+    } else {
+        1.0
     };
-    let mut order: Vec<usize> = (0..binaries.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(expected(&binaries[i])));
-    let mut loads = vec![0_u32; guests.max(1)];
-    let mut owner = vec![0; binaries.len()];
+    let expected = |s: &Selected| match measured.get(&s.binary.name) {
+        Some((secs, tests)) if *tests as usize == s.tests => *secs,
+        _ => s.tests as f64 * per_test,
+    };
+    let mut order: Vec<usize> = (0..selected.len()).collect();
+    order.sort_by(|&a, &b| expected(&selected[b]).total_cmp(&expected(&selected[a])));
+    let mut loads = vec![0.0_f64; guests.max(1)];
+    let mut owner = vec![0; selected.len()];
     for i in order {
-        let guest = (0..loads.len()).min_by_key(|&g| loads[g]).unwrap_or(0);
-        loads[guest] += expected(&binaries[i]);
+        let guest = (0..loads.len())
+            .min_by(|&a, &b| loads[a].total_cmp(&loads[b]))
+            .unwrap_or(0);
+        loads[guest] += expected(&selected[i]);
         owner[i] = guest;
     }
     (0..loads.len())
         .map(|guest| {
-            binaries
+            selected
                 .iter()
                 .zip(&owner)
                 .filter(|(_, owner)| **owner == guest)
-                .map(|(binary, _)| binary.clone())
+                .map(|(s, _)| s.binary.clone())
                 .collect()
         })
         .filter(|share: &Vec<plan::TestBinary>| !share.is_empty())
@@ -474,43 +578,81 @@ pub fn guest(plan: &Path, worker: bool) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
 
-    fn binary(name: &str) -> plan::TestBinary {
-        plan::TestBinary {
-            name: name.to_owned(),
-            path: PathBuf::from(name),
-            cwd: PathBuf::from("."),
+    fn selected(name: &str, tests: usize) -> Selected {
+        Selected {
+            binary: plan::TestBinary {
+                name: name.to_owned(),
+                path: PathBuf::from(name),
+                cwd: PathBuf::from("."),
+                args: Vec::new(),
+            },
+            args: Vec::new(),
+            tests,
         }
     }
 
+    fn listed(share: &[plan::TestBinary]) -> Vec<&str> {
+        share.iter().map(|b| b.name.as_str()).collect()
+    }
+
     #[test]
-    fn executables_are_shared_out_evenly_each_once_in_the_plans_order() {
-        let names = [
-            "filter-common/src/lib.rs",
-            "tests/tests/e2e.rs",
-            "tests/tests/faults.rs",
-            "tests/tests/operator.rs",
-            "tests/tests/upgrade.rs",
-            "tests/tests/verdict.rs",
+    fn executables_are_shared_out_by_their_last_times_each_once_in_the_plans_order() {
+        let all = [
+            selected("filter-common/src/lib.rs", 40),
+            selected("tests/tests/e2e.rs", 7),
+            selected("tests/tests/faults.rs", 2),
+            selected("tests/tests/upgrade.rs", 1),
+            selected("tests/tests/verdict.rs", 15),
         ];
-        let binaries: Vec<_> = names.iter().map(|name| binary(name)).collect();
-        let shares = share_out(&binaries, 2);
-        let listed = |share: &Vec<plan::TestBinary>| -> Vec<String> {
-            share.iter().map(|b| b.name.clone()).collect()
-        };
-        // faults (2400) alone against everything else (1805).
-        assert_eq!(listed(&shares[0]), ["tests/tests/faults.rs"]);
+        let measured: BTreeMap<String, (f64, u32)> = [
+            ("tests/tests/e2e.rs", (200.0, 7)),
+            ("tests/tests/faults.rs", (600.0, 2)),
+            ("tests/tests/upgrade.rs", (150.0, 1)),
+            ("tests/tests/verdict.rs", (100.0, 15)),
+        ]
+        .into_iter()
+        .map(|(name, times)| (name.to_owned(), times))
+        .collect();
+        // filter-common was not measured: its 40 tests count 1050 / 25 s
+        // each (the last run's mean), 1680 s against 1050 s for the rest.
+        let shares = share_out(&all, 2, &measured);
+        assert_eq!(listed(&shares[0]), ["filter-common/src/lib.rs"]);
         assert_eq!(
             listed(&shares[1]),
             [
-                "filter-common/src/lib.rs",
                 "tests/tests/e2e.rs",
-                "tests/tests/operator.rs",
+                "tests/tests/faults.rs",
                 "tests/tests/upgrade.rs",
-                "tests/tests/verdict.rs",
+                "tests/tests/verdict.rs"
             ]
         );
-        assert_eq!(listed(&share_out(&binaries, 1)[0]), names);
+        // One guest runs everything in the plan's order.
+        let one = share_out(&all, 1, &measured);
+        let names: Vec<&str> = all.iter().map(|s| s.binary.name.as_str()).collect();
+        assert_eq!(listed(&one[0]), names);
         // More guests than executables: no empty guest.
-        assert_eq!(share_out(&binaries[..1], 2).len(), 1);
+        assert_eq!(share_out(&all[..1], 2, &measured).len(), 1);
+    }
+
+    #[test]
+    fn without_an_earlier_run_the_number_of_tests_shares_them_out() {
+        let all = [
+            selected("a", 10),
+            selected("b", 6),
+            selected("c", 5),
+            selected("d", 1),
+        ];
+        let shares = share_out(&all, 2, &BTreeMap::new());
+        assert_eq!(listed(&shares[0]), ["a", "d"]);
+        assert_eq!(listed(&shares[1]), ["b", "c"]);
+    }
+
+    #[test]
+    fn a_changed_number_of_tests_is_not_timed_by_the_last_run() {
+        let all = [selected("a", 2), selected("b", 20)];
+        // a ran 20 tests in 100 s last time; now 2: 2 x 5 s against b's 20 x 5 s.
+        let measured = [("a".to_owned(), (100.0, 20))].into_iter().collect();
+        let shares = share_out(&all, 2, &measured);
+        assert_eq!(listed(&shares[0]), ["b"]);
     }
 }

@@ -329,7 +329,7 @@ fn run_test_binary(binary: &super::plan::TestBinary, plan: &Plan) -> anyhow::Res
     let start = Instant::now();
     let mut command = Command::new(&binary.path);
     command
-        .args(&plan.test_args)
+        .args(&binary.args)
         .current_dir(&binary.cwd)
         .env("FILTER_CTL", &plan.filter_ctl);
     if emulated()? {

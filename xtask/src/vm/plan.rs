@@ -5,7 +5,7 @@
 //! through cargo's JSON messages) and the executables themselves.
 
 use std::{
-    ffi::{OsStr, OsString},
+    ffi::OsString,
     io::BufRead as _,
     path::{Path, PathBuf},
     process::Stdio,
@@ -28,8 +28,6 @@ pub struct Plan {
     /// The filter-ctl the end-to-end tests drive (`FILTER_CTL`).
     pub filter_ctl: PathBuf,
     pub binaries: Vec<TestBinary>,
-    /// Given to every test executable: the test-name filter, then the harness's options.
-    pub test_args: Vec<String>,
 }
 
 /// A test executable, run like `cargo test` runs it.
@@ -40,6 +38,10 @@ pub struct TestBinary {
     pub path: PathBuf,
     /// Its package's directory, the working directory `cargo test` gives it.
     pub cwd: PathBuf,
+    /// Its arguments in the guest: the test-name filter or `--exact` and the
+    /// selected names (selection.rs), then the harness's options.
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 /// Written by the guest into the shared output directory, read by the host.
@@ -242,16 +244,8 @@ fn test_binary(line: &str) -> anyhow::Result<Option<TestBinary>> {
         name,
         path: PathBuf::from(path),
         cwd,
+        args: Vec::new(),
     }))
-}
-
-/// The arguments every executable gets: the filter, then the harness options.
-pub fn executable_args(filter: Option<&OsStr>, harness: &[OsString]) -> Vec<String> {
-    filter
-        .into_iter()
-        .chain(harness.iter().map(OsString::as_os_str))
-        .map(|arg| arg.to_string_lossy().into_owned())
-        .collect()
 }
 
 #[cfg(test)]
@@ -319,14 +313,5 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-    }
-
-    #[test]
-    fn executables_get_the_filter_then_the_harness_options() {
-        assert_eq!(
-            executable_args(Some(OsStr::new("verdict")), &["--test-threads=1".into()]),
-            ["verdict", "--test-threads=1"]
-        );
-        assert!(executable_args(None, &[]).is_empty());
     }
 }
