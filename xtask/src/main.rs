@@ -10,6 +10,7 @@ mod vm;
 
 use std::{
     ffi::OsString,
+    fs,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
 };
@@ -219,25 +220,21 @@ fn build() -> anyhow::Result<PathBuf> {
 }
 
 /// The test build of filter-ctl whose maps have another layout (feature
-/// `layout-next` of filter-common, filter-ebpf and filter-ctl), in a target
-/// directory of its own so that the feature never reaches the normal build.
-/// The upgrade tests attach it over the normal build and back.
+/// `layout-next` of filter-common, filter-ebpf and filter-ctl), copied to
+/// [`harness::ctl::NEXT_BINARY`]; the upgrade tests attach it over the
+/// normal build and back. Built in the normal target directory, so that it
+/// shares every dependency already built (only the three crates with the
+/// feature are built again), then the normal binary is put back in place
+/// (cargo only copies it again: both builds' artifacts are kept).
 fn build_layout_next() -> anyhow::Result<PathBuf> {
-    let target_dir = harness::ctl::NEXT_TARGET_DIR;
-    run_cmd(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "filter-ctl",
-        "--features",
-        "layout-next",
-        "--target-dir",
-        target_dir,
-    ]))?;
-    let binary = repo_root().join(target_dir).join("release/filter-ctl");
-    if !binary.is_file() {
-        bail!("the build did not produce {}", binary.display());
-    }
+    let features = ["--release", "-p", "filter-ctl", "--features", "layout-next"];
+    run_cmd(cargo().arg("build").args(features))?;
+    let built = repo_root().join("target/release/filter-ctl");
+    let binary = repo_root().join(harness::ctl::NEXT_BINARY);
+    fs::copy(&built, &binary).with_context(|| {
+        format!("copying {} to {}", shown(&built).display(), shown(&binary).display())
+    })?;
+    run_cmd(cargo().args(["build", "--release", "-p", "filter-ctl"]))?;
     Ok(binary)
 }
 
