@@ -331,7 +331,8 @@ fn run_test_binary(binary: &super::plan::TestBinary, plan: &Plan) -> anyhow::Res
     command
         .args(&binary.args)
         .current_dir(&binary.cwd)
-        .env("FILTER_CTL", &plan.filter_ctl);
+        .env("FILTER_CTL", &plan.filter_ctl)
+        .env(harness::kernel::VM_GUEST_ENV, "1");
     if emulated()? {
         command.env(harness::kernel::EMULATED_ENV, "1");
     }
