@@ -6,6 +6,7 @@
 
 mod lab;
 mod setup;
+mod suite;
 mod vm;
 
 use std::{
@@ -242,7 +243,11 @@ fn build_layout_next() -> anyhow::Result<PathBuf> {
     let built = repo_root().join("target/release/filter-ctl");
     let binary = repo_root().join(harness::ctl::NEXT_BINARY);
     fs::copy(&built, &binary).with_context(|| {
-        format!("copying {} to {}", shown(&built).display(), shown(&binary).display())
+        format!(
+            "copying {} to {}",
+            shown(&built).display(),
+            shown(&binary).display()
+        )
     })?;
     run_cmd(cargo().args(["build", "--release", "-p", "filter-ctl"]))?;
     Ok(binary)
@@ -281,21 +286,11 @@ fn test(
         )?;
         anyhow::Ok((filter_ctl, next))
     })?;
-    let status = phases.time("host suite", || {
-        cargo()
-            .args(["test", "--release", "--no-fail-fast"])
-            // The end-to-end tests drive this binary (tests/harness/src/ctl).
-            .env("FILTER_CTL", &filter_ctl)
-            // The upgrade tests attach this one over it, and back.
-            .env(harness::ctl::NEXT_BINARY_ENV, &next)
-            .args(args)
-            .args(if harness.is_empty() { None } else { Some("--") })
-            .args(harness)
-            .status()
-            .context("starting cargo test")
+    let host_passed = phases.time("host suite", || {
+        host_suite(&split, harness, &filter_ctl, &next)
     })?;
-    if !status.success() {
-        eprintln!("xtask: tests failed on this machine's kernel ({status})");
+    if !host_passed {
+        eprintln!("xtask: tests failed on this machine's kernel");
     }
     let vm_passed = match (vm, prepared) {
         (Some(options), Some(prepared)) => {
@@ -323,11 +318,90 @@ fn test(
         eprintln!("xtask: tests failed in the VM");
     }
     phases.print();
-    Ok(if status.success() && vm_passed {
+    Ok(if host_passed && vm_passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The suite on this machine's kernel: every test executable `cargo test`
+/// would run, as jobs (suite.rs), two at once, then the doctests. Its
+/// outcome, kept in target/host-suite/, orders the next run. Returns
+/// whether everything passed.
+fn host_suite(
+    split: &vm::TestArgs,
+    harness: &[OsString],
+    filter_ctl: &Path,
+    next: &Path,
+) -> anyhow::Result<bool> {
+    let binaries = vm::plan::build_test_binaries(&split.cargo)?;
+    let filter = split
+        .filter
+        .as_ref()
+        .map(|f| f.to_string_lossy().into_owned());
+    let harness_args: Vec<String> = harness
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let mut jobs = vm::selection::jobs(
+        vm::Selection::All,
+        &binaries,
+        filter.as_deref(),
+        &harness_args,
+    )?;
+    let outcome_file = repo_root().join("target/host-suite/outcome.json");
+    let measured = suite::measured(std::slice::from_ref(&outcome_file));
+    suite::order(&mut jobs, &measured, true);
+    let slots = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    println!(
+        "xtask: host suite: {} tests in {} jobs, {slots} at once (those that measure rates alone, first), longest first by {}",
+        jobs.iter().map(|job| job.tests).sum::<usize>(),
+        jobs.len(),
+        if measured.is_empty() {
+            "an estimate (no earlier run)"
+        } else {
+            "the last run's times (target/host-suite/outcome.json)"
+        }
+    );
+    let env = [
+        // The end-to-end tests drive this binary (tests/harness/src/ctl).
+        ("FILTER_CTL", filter_ctl.as_os_str().to_owned()),
+        // The upgrade tests attach this one over it, and back.
+        (harness::ctl::NEXT_BINARY_ENV, next.as_os_str().to_owned()),
+    ];
+    let outcome = suite::run_on_host(jobs, slots, &env, &outcome_file)?;
+    let (passed, failed, ignored) = outcome.totals();
+    let failed_jobs: Vec<&str> = outcome
+        .jobs
+        .iter()
+        .filter(|job| job.exit_code != Some(0))
+        .map(|job| job.name.as_str())
+        .collect();
+    // Doctests are no executables: cargo runs them (only when no option
+    // narrowed the build to some targets, which --doc cannot take).
+    let doctests = split.cargo.is_empty()
+        && cargo()
+            .args(["test", "--release", "--doc", "--quiet"])
+            .args(&split.filter)
+            .status()
+            .context("starting cargo test --doc")?
+            .success();
+    println!(
+        "xtask: host suite: {passed} passed, {failed} failed, {ignored} ignored in {:.0} s{}{}",
+        outcome.suite_secs,
+        if failed_jobs.is_empty() {
+            String::new()
+        } else {
+            format!("; failed: {}", failed_jobs.join(", "))
+        },
+        if split.cargo.is_empty() && !doctests {
+            "; the doctests failed"
+        } else {
+            ""
+        }
+    );
+    Ok(failed_jobs.is_empty() && (doctests || !split.cargo.is_empty()))
 }
 
 /// The wall time of each phase of a command, printed at its end.

@@ -23,12 +23,11 @@
 mod guest;
 mod initramfs;
 mod kernel;
-mod plan;
+pub mod plan;
 mod qemu;
-mod selection;
+pub mod selection;
 
 use std::{
-    collections::BTreeMap,
     ffi::OsString,
     fs,
     path::{Path, PathBuf},
@@ -43,10 +42,9 @@ pub use kernel::Series;
 pub use plan::TestArgs;
 use plan::{Outcome, Plan};
 use qemu::{Accel, AccelChoice};
-use selection::Selected;
 pub use selection::Selection;
 
-use crate::{repo_root, shown};
+use crate::{repo_root, shown, suite};
 
 /// Modules the suite needs that the guest loads before it starts (the kernel
 /// loads more on demand, e.g. nftables expressions; the outcome lists all).
@@ -165,32 +163,25 @@ pub fn run(
     let split = TestArgs::split(args)?;
     let binaries = plan::build_test_binaries(&split.cargo)?;
     let filter = split.filter.map(|f| f.to_string_lossy().into_owned());
-    let selected = selection::select(selection, &binaries, filter.as_deref())?;
-    if selected.is_empty() {
+    let harness: Vec<String> = harness
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let jobs = selection::jobs(selection, &binaries, filter.as_deref(), &harness)?;
+    if jobs.is_empty() {
         anyhow::bail!(
             "no test executable has tests for the VM legs (tests: {}, arguments {args:?})",
             selection.name()
         );
     }
-    let harness: Vec<String> = harness
-        .iter()
-        .map(|arg| arg.to_string_lossy().into_owned())
-        .collect();
-    let selected: Vec<Selected> = selected
-        .into_iter()
-        .map(|mut s| {
-            s.binary.args = s.args.iter().chain(&harness).cloned().collect();
-            s
-        })
-        .collect();
     println!(
-        "vm-test: tests: {} ({} tests in {} executables)",
+        "vm-test: tests: {} ({} tests in {} jobs)",
         match selection {
             Selection::Kernel => "what can differ between kernels (xtask/src/vm/selection.rs)",
             Selection::All => "the whole suite",
         },
-        selected.iter().map(|s| s.tests).sum::<usize>(),
-        selected.len()
+        jobs.iter().map(|job| job.tests).sum::<usize>(),
+        jobs.len()
     );
     let (accel, note) = qemu::choose(options.accel);
     if let Some(why) = &note {
@@ -206,7 +197,7 @@ pub fn run(
             kernel_release: String::new(),
             modules: GUEST_MODULES.iter().map(|m| (*m).to_owned()).collect(),
             filter_ctl: filter_ctl.to_owned(),
-            binaries: Vec::new(),
+            jobs: jobs.clone(),
         };
         let leg = kernel
             .and_then(|kernel| {
@@ -217,7 +208,6 @@ pub fn run(
                     accel,
                     options,
                     selection,
-                    &selected,
                     plan,
                 )
             })
@@ -238,9 +228,9 @@ pub fn run(
     Ok(legs.iter().all(|leg| leg.passed))
 }
 
-/// One kernel: boot it in [`guest_count`] guests at once, each running its
-/// share of the executables, and read their outcomes.
-#[allow(clippy::too_many_arguments)]
+/// One kernel: boot it in [`guest_count`] guests at once, which take the
+/// plan's jobs one after the other from a shared queue (longest first by
+/// the leg's last run), and read their outcomes.
 fn leg(
     series: Series,
     kernel: &kernel::Kernel,
@@ -248,8 +238,7 @@ fn leg(
     accel: Accel,
     options: &VmOptions,
     selection: Selection,
-    selected: &[Selected],
-    plan: Plan,
+    mut plan: Plan,
 ) -> anyhow::Result<Leg> {
     println!(
         "vm-test: Linux {}: {} {} (the newest {} package apt offers), release {}",
@@ -259,41 +248,40 @@ fn leg(
         series.name(),
         kernel.release
     );
+    plan.kernel_release = kernel.release.clone();
     let leg_dir = repo_root()
         .join("target/vm")
         .join(series.name())
         .join(selection.name());
-    let measured = measured_times(&leg_dir);
+    let measured = suite::measured(&outcome_files(&leg_dir));
+    suite::order(&mut plan.jobs, &measured, false);
     let _ = fs::remove_dir_all(&leg_dir);
-    let shares = share_out(selected, guest_count(accel, selected.len()), &measured);
-    if shares.len() > 1 {
-        println!(
-            "vm-test: Linux {}: {} guests at once, one emulated CPU each, the executables shared out between them by {}",
-            series.name(),
-            shares.len(),
-            if measured.is_empty() {
-                "their number of tests (no earlier run of this leg to time them by)".to_owned()
-            } else {
-                format!(
-                    "their times in the last run ({})",
-                    shown(&leg_dir).display()
-                )
-            }
-        );
+    let queue = leg_dir.join("queue");
+    fs::create_dir_all(&queue).with_context(|| format!("creating {}", queue.display()))?;
+    for index in 0..plan.jobs.len() {
+        fs::write(queue.join(guest::queue_entry(index)), "")?;
     }
+    let guests = guest_count(accel, plan.jobs.len());
+    println!(
+        "vm-test: Linux {}: {guests} guest(s) at once, one emulated CPU each, taking the jobs longest first by {}",
+        series.name(),
+        if measured.is_empty() {
+            "an estimate (no earlier run of this leg)".to_owned()
+        } else {
+            format!(
+                "their times in the last run ({})",
+                shown(&leg_dir).display()
+            )
+        }
+    );
     let runs: Vec<anyhow::Result<GuestRun>> = thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .into_iter()
-            .enumerate()
-            .map(|(index, binaries)| {
+        let handles: Vec<_> = (1..=guests)
+            .map(|number| {
                 let guest = Guest {
-                    number: index + 1,
-                    dir: leg_dir.join(format!("guest-{}", index + 1)),
-                    plan: Plan {
-                        kernel_release: kernel.release.clone(),
-                        binaries,
-                        ..plan.clone()
-                    },
+                    number,
+                    dir: leg_dir.join(format!("guest-{number}")),
+                    plan: plan.clone(),
+                    queue: &queue,
                 };
                 scope.spawn(move || guest.run(series, kernel, busybox, accel, options))
             })
@@ -313,6 +301,19 @@ fn leg(
         used = run.accel;
         outcome.absorb(run.outcome);
     }
+    let left: Vec<&str> = plan
+        .jobs
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| queue.join(guest::queue_entry(*index)).exists())
+        .map(|(_, job)| job.name.as_str())
+        .collect();
+    if !left.is_empty() {
+        passed = false;
+        outcome
+            .errors
+            .push(format!("no guest ran {}", left.join(", ")));
+    }
     Ok(Leg {
         series,
         passed,
@@ -326,90 +327,34 @@ fn leg(
 /// How many guests a leg boots at once. Under TCG a guest has one emulated
 /// CPU (qemu.rs says why), which one host core runs: a second guest on the
 /// second core halves the leg. Under KVM one guest has every CPU.
-fn guest_count(accel: Accel, binaries: usize) -> usize {
+fn guest_count(accel: Accel, jobs: usize) -> usize {
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     match accel {
         Accel::Kvm => 1,
-        Accel::Tcg => cores.min(2).min(binaries).max(1),
+        Accel::Tcg => cores.min(2).min(jobs).max(1),
     }
 }
 
-/// Seconds (and tests) each executable took in the leg's last run, read
-/// from its guests' outcome files under `leg_dir`, by executable.
-fn measured_times(leg_dir: &Path) -> BTreeMap<String, (f64, u32)> {
-    let mut measured = BTreeMap::new();
-    let Ok(guests) = fs::read_dir(leg_dir) else {
-        return measured;
-    };
-    for guest in guests.filter_map(Result::ok) {
-        let file = guest.path().join("out").join(guest::OUTCOME_FILE);
-        let Some(outcome) = fs::read_to_string(&file)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Outcome>(&text).ok())
-        else {
-            continue;
-        };
-        for binary in outcome.binaries {
-            let tests = binary.passed + binary.failed + binary.ignored;
-            measured.insert(binary.name, (binary.secs, tests));
-        }
-    }
-    measured
-}
-
-/// The executables shared out between `guests` guests: the longest first,
-/// each to the guest with the least expected time so far; each guest keeps
-/// the plan's order. An executable's expected time is its time in the last
-/// run; one that did not run then (or had another number of tests) counts
-/// its tests at the last run's mean time per test (1 s each when nothing
-/// was measured).
-fn share_out(
-    selected: &[Selected],
-    guests: usize,
-    measured: &BTreeMap<String, (f64, u32)>,
-) -> Vec<Vec<plan::TestBinary>> {
-    let (secs, tests) = measured
-        .values()
-        .fold((0.0, 0), |(s, t), (secs, tests)| (s + secs, t + tests));
-    let per_test = if tests > 0 {
-        secs / f64::from(tests)
-    } else {
-        1.0
-    };
-    let expected = |s: &Selected| match measured.get(&s.binary.name) {
-        Some((secs, tests)) if *tests as usize == s.tests => *secs,
-        _ => s.tests as f64 * per_test,
-    };
-    let mut order: Vec<usize> = (0..selected.len()).collect();
-    order.sort_by(|&a, &b| expected(&selected[b]).total_cmp(&expected(&selected[a])));
-    let mut loads = vec![0.0_f64; guests.max(1)];
-    let mut owner = vec![0; selected.len()];
-    for i in order {
-        let guest = (0..loads.len())
-            .min_by(|&a, &b| loads[a].total_cmp(&loads[b]))
-            .unwrap_or(0);
-        loads[guest] += expected(&selected[i]);
-        owner[i] = guest;
-    }
-    (0..loads.len())
-        .map(|guest| {
-            selected
-                .iter()
-                .zip(&owner)
-                .filter(|(_, owner)| **owner == guest)
-                .map(|(s, _)| s.binary.clone())
+/// The outcome files a leg's guests wrote under `leg_dir`.
+fn outcome_files(leg_dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(leg_dir)
+        .map(|guests| {
+            guests
+                .filter_map(Result::ok)
+                .map(|guest| guest.path().join("out").join(guest::OUTCOME_FILE))
                 .collect()
         })
-        .filter(|share: &Vec<plan::TestBinary>| !share.is_empty())
-        .collect()
+        .unwrap_or_default()
 }
 
 /// One guest of a leg: its number, its directory under `target/vm/<kernel>`
 /// and its plan.
-struct Guest {
+struct Guest<'a> {
     number: usize,
     dir: PathBuf,
     plan: Plan,
+    /// The leg's queue of jobs, shared by its guests.
+    queue: &'a Path,
 }
 
 /// What one guest found.
@@ -421,7 +366,7 @@ struct GuestRun {
     killed_because: Option<String>,
 }
 
-impl Guest {
+impl Guest<'_> {
     /// Boots the guest with its plan (again under TCG if it does not come up
     /// under KVM) and reads its outcome.
     fn run(
@@ -451,6 +396,7 @@ impl Guest {
                 (&root, "wanroot", true),
                 (&modules_root, guest::MODULES_TAG, true),
                 (&out, guest::OUTPUT_TAG, false),
+                (self.queue, guest::QUEUE_TAG, false),
             ],
             memory_mib: 3072,
             timeout: Duration::from_secs(options.timeout * 60),
@@ -526,8 +472,8 @@ fn describe_outcome(
     outcome: &Outcome,
 ) -> String {
     let (passed, failed, ignored) = outcome.totals();
-    let failed_binaries: Vec<&str> = outcome
-        .binaries
+    let failed_jobs: Vec<&str> = outcome
+        .jobs
         .iter()
         .filter(|b| b.exit_code != Some(0))
         .map(|b| b.name.as_str())
@@ -554,7 +500,7 @@ fn describe_outcome(
         ));
     }
     for (what, list) in [
-        ("failed executables", failed_binaries.join(", ")),
+        ("failed jobs", failed_jobs.join(", ")),
         ("errors", outcome.errors.join("; ")),
         ("kernel log", outcome.kernel_problems.join("; ")),
     ] {
@@ -571,88 +517,5 @@ pub fn guest(plan: &Path, worker: bool) -> anyhow::Result<ExitCode> {
         guest::worker(plan)
     } else {
         guest::init(plan)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn selected(name: &str, tests: usize) -> Selected {
-        Selected {
-            binary: plan::TestBinary {
-                name: name.to_owned(),
-                path: PathBuf::from(name),
-                cwd: PathBuf::from("."),
-                args: Vec::new(),
-            },
-            args: Vec::new(),
-            tests,
-        }
-    }
-
-    fn listed(share: &[plan::TestBinary]) -> Vec<&str> {
-        share.iter().map(|b| b.name.as_str()).collect()
-    }
-
-    #[test]
-    fn executables_are_shared_out_by_their_last_times_each_once_in_the_plans_order() {
-        let all = [
-            selected("filter-common/src/lib.rs", 40),
-            selected("tests/tests/e2e.rs", 7),
-            selected("tests/tests/faults.rs", 2),
-            selected("tests/tests/upgrade.rs", 1),
-            selected("tests/tests/verdict.rs", 15),
-        ];
-        let measured: BTreeMap<String, (f64, u32)> = [
-            ("tests/tests/e2e.rs", (200.0, 7)),
-            ("tests/tests/faults.rs", (600.0, 2)),
-            ("tests/tests/upgrade.rs", (150.0, 1)),
-            ("tests/tests/verdict.rs", (100.0, 15)),
-        ]
-        .into_iter()
-        .map(|(name, times)| (name.to_owned(), times))
-        .collect();
-        // filter-common was not measured: its 40 tests count 1050 / 25 s
-        // each (the last run's mean), 1680 s against 1050 s for the rest.
-        let shares = share_out(&all, 2, &measured);
-        assert_eq!(listed(&shares[0]), ["filter-common/src/lib.rs"]);
-        assert_eq!(
-            listed(&shares[1]),
-            [
-                "tests/tests/e2e.rs",
-                "tests/tests/faults.rs",
-                "tests/tests/upgrade.rs",
-                "tests/tests/verdict.rs"
-            ]
-        );
-        // One guest runs everything in the plan's order.
-        let one = share_out(&all, 1, &measured);
-        let names: Vec<&str> = all.iter().map(|s| s.binary.name.as_str()).collect();
-        assert_eq!(listed(&one[0]), names);
-        // More guests than executables: no empty guest.
-        assert_eq!(share_out(&all[..1], 2, &measured).len(), 1);
-    }
-
-    #[test]
-    fn without_an_earlier_run_the_number_of_tests_shares_them_out() {
-        let all = [
-            selected("a", 10),
-            selected("b", 6),
-            selected("c", 5),
-            selected("d", 1),
-        ];
-        let shares = share_out(&all, 2, &BTreeMap::new());
-        assert_eq!(listed(&shares[0]), ["a", "d"]);
-        assert_eq!(listed(&shares[1]), ["b", "c"]);
-    }
-
-    #[test]
-    fn a_changed_number_of_tests_is_not_timed_by_the_last_run() {
-        let all = [selected("a", 2), selected("b", 20)];
-        // a ran 20 tests in 100 s last time; now 2: 2 x 5 s against b's 20 x 5 s.
-        let measured = [("a".to_owned(), (100.0, 20))].into_iter().collect();
-        let shares = share_out(&all, 2, &measured);
-        assert_eq!(listed(&shares[0]), ["b"]);
     }
 }

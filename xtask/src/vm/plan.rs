@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::{cargo, describe, repo_root};
+use crate::{cargo, describe, repo_root, suite::Job};
 
 /// Written by the host, read by the guest (stage 2).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,7 +27,9 @@ pub struct Plan {
     pub modules: Vec<String>,
     /// The filter-ctl the end-to-end tests drive (`FILTER_CTL`).
     pub filter_ctl: PathBuf,
-    pub binaries: Vec<TestBinary>,
+    /// Every job of the leg, in the order to run them: each guest takes the
+    /// next one no guest has taken yet (guest.rs).
+    pub jobs: Vec<Job>,
 }
 
 /// A test executable, run like `cargo test` runs it.
@@ -38,10 +40,6 @@ pub struct TestBinary {
     pub path: PathBuf,
     /// Its package's directory, the working directory `cargo test` gives it.
     pub cwd: PathBuf,
-    /// Its arguments in the guest: the test-name filter or `--exact` and the
-    /// selected names (selection.rs), then the harness's options.
-    #[serde(default)]
-    pub args: Vec<String>,
 }
 
 /// Written by the guest into the shared output directory, read by the host.
@@ -53,7 +51,8 @@ pub struct Outcome {
     pub boot_secs: f64,
     /// The filter attached to a veth in the guest, before the suite.
     pub attach: Option<AttachCheck>,
-    pub binaries: Vec<BinaryOutcome>,
+    /// The jobs this guest (or the host) ran.
+    pub jobs: Vec<JobOutcome>,
     pub suite_secs: f64,
     /// Modules loaded when the suite ended: the plan's and what the kernel autoloaded.
     pub modules_loaded: Vec<String>,
@@ -67,8 +66,7 @@ impl Outcome {
     pub fn passed(&self) -> bool {
         self.errors.is_empty()
             && self.kernel_problems.is_empty()
-            && !self.binaries.is_empty()
-            && self.binaries.iter().all(|b| b.exit_code == Some(0))
+            && self.jobs.iter().all(|b| b.exit_code == Some(0))
     }
 
     /// Adds the outcome of another guest of the same leg (which ran other
@@ -79,7 +77,7 @@ impl Outcome {
         }
         self.boot_secs = self.boot_secs.max(other.boot_secs);
         self.attach = self.attach.take().or(other.attach);
-        self.binaries.extend(other.binaries);
+        self.jobs.extend(other.jobs);
         self.suite_secs = self.suite_secs.max(other.suite_secs);
         self.modules_loaded.extend(other.modules_loaded);
         self.modules_loaded.sort();
@@ -90,7 +88,7 @@ impl Outcome {
 
     /// Tests passed, failed and ignored, over every executable.
     pub fn totals(&self) -> (u32, u32, u32) {
-        self.binaries.iter().fold((0, 0, 0), |(p, f, i), b| {
+        self.jobs.iter().fold((0, 0, 0), |(p, f, i), b| {
             (p + b.passed, f + b.failed, i + b.ignored)
         })
     }
@@ -115,7 +113,7 @@ pub struct ProgramInsns {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct BinaryOutcome {
+pub struct JobOutcome {
     pub name: String,
     /// None when it could not start or was killed by a signal.
     pub exit_code: Option<i32>,
@@ -244,7 +242,6 @@ fn test_binary(line: &str) -> anyhow::Result<Option<TestBinary>> {
         name,
         path: PathBuf::from(path),
         cwd,
-        args: Vec::new(),
     }))
 }
 

@@ -16,7 +16,10 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 use super::plan::TestBinary;
-use crate::describe;
+use crate::{
+    describe,
+    suite::{self, Job},
+};
 
 /// Which tests of the suite a leg runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -139,26 +142,16 @@ pub const KERNEL_LEG: &[(&str, Tests, &str)] = &[
     ),
 ];
 
-/// One executable of a leg: what it runs and how much (for sharing the
-/// executables out between guests).
-#[derive(Clone, Debug)]
-pub struct Selected {
-    pub binary: TestBinary,
-    /// The executable's arguments before the harness options: the user's
-    /// filter, or `--exact` and the selected names.
-    pub args: Vec<String>,
-    pub tests: usize,
-}
-
-/// The executables of `binaries` that `selection` runs, each with its
-/// arguments. `filter` is the user's test-name filter (a substring, as
-/// libtest matches it).
-pub fn select(
+/// The jobs (suite.rs) that run `selection`'s tests of `binaries`: every
+/// test matching `filter` (a substring, as libtest matches it), in the
+/// kernel leg only those [`KERNEL_LEG`] names; `harness` goes to each job.
+pub fn jobs(
     selection: Selection,
     binaries: &[TestBinary],
     filter: Option<&str>,
-) -> anyhow::Result<Vec<Selected>> {
-    let mut selected = Vec::new();
+    harness: &[String],
+) -> anyhow::Result<Vec<Job>> {
+    let mut jobs = Vec::new();
     for binary in binaries {
         let tests = match selection {
             Selection::All => Tests::All,
@@ -169,38 +162,34 @@ pub fn select(
         };
         let listed = list_tests(binary)?;
         let matching = |name: &&String| filter.is_none_or(|f| name.contains(f));
-        let (names, args): (Vec<&String>, Vec<String>) = match tests {
+        let (names, whole): (Vec<String>, _) = match tests {
             Tests::All => (
-                listed.iter().filter(matching).collect(),
-                filter.map(str::to_owned).into_iter().collect(),
+                listed.iter().filter(matching).cloned().collect(),
+                Some(filter),
             ),
-            Tests::Only(wanted) => {
-                let names = only(binary, &listed, wanted)?;
-                let names: Vec<&String> = names.into_iter().filter(matching).collect();
-                let args = std::iter::once("--exact".to_owned())
-                    .chain(names.iter().map(|name| (*name).clone()))
-                    .collect();
-                (names, args)
-            }
+            Tests::Only(wanted) => (
+                only(binary, &listed, wanted)?
+                    .into_iter()
+                    .filter(matching)
+                    .cloned()
+                    .collect(),
+                None,
+            ),
         };
         if !names.is_empty() {
-            selected.push(Selected {
-                binary: binary.clone(),
-                args,
-                tests: names.len(),
-            });
+            jobs.extend(suite::jobs_of(binary, &names, whole, harness));
         }
     }
-    if selection == Selection::Kernel && filter.is_none() {
+    if selection == Selection::Kernel && filter.is_none() && builds_everything(binaries) {
         for (name, ..) in KERNEL_LEG {
-            if !binaries.iter().any(|b| b.name == *name) && builds_everything(binaries) {
+            if !binaries.iter().any(|b| b.name == *name) {
                 bail!(
                     "xtask/src/vm/selection.rs names {name} for the kernel leg, but the workspace has no such test executable"
                 );
             }
         }
     }
-    Ok(selected)
+    Ok(jobs)
 }
 
 /// Whether `binaries` is the whole workspace's (no `-p`/`--test` narrowed
