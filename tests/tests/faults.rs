@@ -880,11 +880,27 @@ fn pins_of_a_deleted_namespace_are_listed_and_cleaned_up() {
         })
         .expect("a deleted namespace's inode was reused ten times in a row");
 
-    let all = pinned_everywhere(&pair);
+    // The kernel tears a deleted namespace down in the background (its
+    // interfaces, then their links): wait for the link to be severed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let all = loop {
+        let all = pinned_everywhere(&pair);
+        let severed = all
+            .iter()
+            .any(|p| p.netns == doomed_netns && p.xdp_ifindex == Some(0));
+        if severed || Instant::now() > deadline {
+            break all;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
     let gone: Vec<_> = all.iter().filter(|p| !p.netns_exists).collect();
     assert_eq!(gone.len(), 1, "{all:?}");
     assert_eq!(gone[0].netns, doomed_netns);
-    assert_eq!(gone[0].xdp_ifindex, Some(0), "its link is severed");
+    assert_eq!(
+        gone[0].xdp_ifindex,
+        Some(0),
+        "its link is severed within 10 s"
+    );
     assert!(all.iter().any(|p| p.this_netns && p.iface == WAN_IF));
     let text = pair.ctl(&["status", "--all"]);
     assert!(
