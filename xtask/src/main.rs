@@ -238,8 +238,14 @@ fn build() -> anyhow::Result<PathBuf> {
 /// feature are built again), then the normal binary is put back in place
 /// (cargo only copies it again: both builds' artifacts are kept).
 fn build_layout_next() -> anyhow::Result<PathBuf> {
-    let features = ["--release", "-p", "filter-ctl", "--features", "layout-next"];
-    run_cmd(cargo().arg("build").args(features))?;
+    // Features are resolved over the workspace's default members, as in the
+    // normal build: only the crates with the feature differ.
+    let filter_ctl = ["build", "--release", "--bin", "filter-ctl"];
+    run_cmd(
+        cargo()
+            .args(filter_ctl)
+            .args(["--features", "filter-ctl/layout-next"]),
+    )?;
     let built = repo_root().join("target/release/filter-ctl");
     let binary = repo_root().join(harness::ctl::NEXT_BINARY);
     fs::copy(&built, &binary).with_context(|| {
@@ -249,7 +255,7 @@ fn build_layout_next() -> anyhow::Result<PathBuf> {
             shown(&binary).display()
         )
     })?;
-    run_cmd(cargo().args(["build", "--release", "-p", "filter-ctl"]))?;
+    run_cmd(cargo().args(filter_ctl))?;
     Ok(binary)
 }
 
@@ -277,13 +283,21 @@ fn test(
     let (filter_ctl, next) = phases.time("build", || {
         // target/release/filter-ctl too: `cargo test` alone does not build
         // another package's binary, and the end-to-end tests run it.
-        let filter_ctl = build()?;
+        let filter_ctl = if split.cargo.is_empty() {
+            // The binaries and every test executable in one cargo run, which
+            // keeps both cores busy longer than two runs one after the other.
+            run_cmd(cargo().args(["build", "--release", "--all-targets"]))?;
+            repo_root().join("target/release/filter-ctl")
+        } else {
+            let filter_ctl = build()?;
+            run_cmd(
+                cargo()
+                    .args(["test", "--release", "--no-run"])
+                    .args(&split.cargo),
+            )?;
+            filter_ctl
+        };
         let next = build_layout_next()?;
-        run_cmd(
-            cargo()
-                .args(["test", "--release", "--no-run"])
-                .args(&split.cargo),
-        )?;
         anyhow::Ok((filter_ctl, next))
     })?;
     let host_passed = phases.time("host suite", || {
