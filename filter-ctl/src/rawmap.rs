@@ -5,8 +5,9 @@
 //!   call (the model check reads every counter after each frame);
 //! - [`Mapping`]: a BPF_F_MMAPABLE array map mapped into memory, read (and
 //!   for the model check, cleared) element by element without a system
-//!   call each, and [`snapshot`], a copy of all of it (`status` counting
-//!   the big tables' slots in use).
+//!   call each, [`snapshot`], a copy of all of it (`status` counting the
+//!   big tables' slots in use), and [`zero`] (the tests resetting a loaded
+//!   instance).
 
 use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd};
 
@@ -15,6 +16,7 @@ use aya::{Pod, maps::MapData};
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
@@ -127,6 +129,16 @@ impl<'a> RawMap<'a> {
             .context("bpf_map_update_elem")
     }
 
+    /// Deletes `key`; whether it was there.
+    pub fn delete(&self, key: &[u8]) -> anyhow::Result<bool> {
+        assert_eq!(key.len(), self.key_size);
+        match self.element(BPF_MAP_DELETE_ELEM, key.as_ptr(), std::ptr::null_mut()) {
+            Ok(()) => Ok(true),
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(err) => Err(err).context("bpf_map_delete_elem"),
+        }
+    }
+
     /// Every key, in the map's order.
     pub fn keys(&self) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut keys: Vec<Vec<u8>> = Vec::new();
@@ -186,41 +198,22 @@ pub fn values_of<T: Pod>(bytes: &[u8], stride: usize) -> Vec<T> {
         .collect()
 }
 
-/// An mmapable (BPF_F_MMAPABLE) array map of `T`, mapped into memory: one
-/// mmap instead of one system call per element. The programs keep writing
-/// while it is read, so an element may be torn between two writes: fine
-/// for counting, not for anything exact.
+/// The values of an mmapable (BPF_F_MMAPABLE) array map, mapped into
+/// memory; unmapped when dropped.
 #[derive(Debug)]
-pub struct Mapping<T> {
-    base: *mut T,
+struct Region {
+    base: *mut u8,
+    /// The map's values.
     len: usize,
+    /// Mapped, whole pages.
     bytes: usize,
-    writable: bool,
 }
 
-impl<T: Copy> Mapping<T> {
-    /// Maps `data` to read it.
-    pub fn read_only(data: &MapData) -> anyhow::Result<Self> {
-        Self::new(data, false)
-    }
-
-    /// Maps `data` to read and write it (the model check clears slots).
-    pub fn writable(data: &MapData) -> anyhow::Result<Self> {
-        Self::new(data, true)
-    }
-
+impl Region {
     fn new(data: &MapData, writable: bool) -> anyhow::Result<Self> {
         let info = data.info()?;
-        let name = info.name_as_str().unwrap_or("?").to_owned();
-        if info.value_size() as usize != size_of::<T>() {
-            bail!(
-                "map {name} holds {}-byte values, expected {}",
-                info.value_size(),
-                size_of::<T>()
-            );
-        }
-        let len = info.max_entries() as usize;
-        let bytes = (len * size_of::<T>()).div_ceil(page_size()) * page_size();
+        let len = info.max_entries() as usize * info.value_size() as usize;
+        let bytes = len.div_ceil(page_size()) * page_size();
         let protection = if writable {
             libc::PROT_READ | libc::PROT_WRITE
         } else {
@@ -239,13 +232,65 @@ impl<T: Copy> Mapping<T> {
             )
         };
         if base == libc::MAP_FAILED {
-            bail!("mapping map {name}: {}", std::io::Error::last_os_error());
+            bail!(
+                "mapping map {}: {}",
+                info.name_as_str().unwrap_or("?"),
+                std::io::Error::last_os_error()
+            );
         }
         Ok(Self {
             base: base.cast(),
             len,
             bytes,
+        })
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, not used after this.
+        unsafe { libc::munmap(self.base.cast(), self.bytes) };
+    }
+}
+
+/// An mmapable (BPF_F_MMAPABLE) array map of `T`, mapped into memory: one
+/// mmap instead of one system call per element. The programs keep writing
+/// while it is read, so an element may be torn between two writes: fine
+/// for counting, not for anything exact.
+#[derive(Debug)]
+pub struct Mapping<T> {
+    region: Region,
+    len: usize,
+    writable: bool,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<T: Copy> Mapping<T> {
+    /// Maps `data` to read it.
+    pub fn read_only(data: &MapData) -> anyhow::Result<Self> {
+        Self::new(data, false)
+    }
+
+    /// Maps `data` to read and write it (the model check clears slots).
+    pub fn writable(data: &MapData) -> anyhow::Result<Self> {
+        Self::new(data, true)
+    }
+
+    fn new(data: &MapData, writable: bool) -> anyhow::Result<Self> {
+        let info = data.info()?;
+        if info.value_size() as usize != size_of::<T>() {
+            bail!(
+                "map {} holds {}-byte values, expected {}",
+                info.name_as_str().unwrap_or("?"),
+                info.value_size(),
+                size_of::<T>()
+            );
+        }
+        Ok(Self {
+            region: Region::new(data, writable)?,
+            len: info.max_entries() as usize,
             writable,
+            _values: std::marker::PhantomData,
         })
     }
 
@@ -263,14 +308,14 @@ impl<T: Copy> Mapping<T> {
         assert!(index < self.len);
         // SAFETY: inside the mapping, page-aligned T values; volatile
         // because the programs write them concurrently.
-        unsafe { std::ptr::read_volatile(self.base.add(index)) }
+        unsafe { std::ptr::read_volatile(self.region.base.cast::<T>().add(index)) }
     }
 
     /// Writes element `index` (a writable mapping only).
     pub fn set(&mut self, index: usize, value: T) {
         assert!(self.writable && index < self.len);
         // SAFETY: inside a writable mapping of T values.
-        unsafe { std::ptr::write_volatile(self.base.add(index), value) };
+        unsafe { std::ptr::write_volatile(self.region.base.cast::<T>().add(index), value) };
     }
 
     /// Every element as it is now.
@@ -279,11 +324,13 @@ impl<T: Copy> Mapping<T> {
     }
 }
 
-impl<T> Drop for Mapping<T> {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, not used after this.
-        unsafe { libc::munmap(self.base.cast(), self.bytes) };
-    }
+/// Zeroes every value of `data`, an mmapable array map, in one mapping
+/// (the tests reset a loaded instance this way).
+pub fn zero(data: &MapData) -> anyhow::Result<()> {
+    let region = Region::new(data, true)?;
+    // SAFETY: the writable mapping holds `len` bytes of values.
+    unsafe { std::ptr::write_bytes(region.base, 0, region.len) };
+    Ok(())
 }
 
 /// A copy of every element of `data`, an mmapable array map of `T`.

@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{build_release, repo_root, setup, shown};
+use crate::{repo_root, setup, shown};
 
 /// The cargo-deb release used; a well-kept tool that builds the control
 /// files, md5sums and conffiles from the manifest (its README: Debian and
@@ -29,11 +29,11 @@ const CARGO_DEB_VERSION: &str = "3.8.0";
 /// the manifest to the real target directory.
 const ASSETS: &str = "target/release/package";
 
-/// Builds the package; its path.
-pub fn build() -> anyhow::Result<PathBuf> {
-    let filter_ctl = build_release()?;
+/// Makes the package of the release build `filter_ctl` (built already);
+/// its path.
+pub fn make(filter_ctl: &Path) -> anyhow::Result<PathBuf> {
     let cargo_deb = cargo_deb()?;
-    write_assets(&filter_ctl)?;
+    write_assets(filter_ctl)?;
     let out_dir = repo_root().join("target/debian");
     fs::create_dir_all(&out_dir)?;
     let out = Command::new(&cargo_deb)

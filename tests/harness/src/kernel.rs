@@ -22,6 +22,16 @@ pub fn emulated() -> bool {
     std::env::var_os(EMULATED_ENV).is_some_and(|value| value == "1")
 }
 
+/// Set to 1 by the VM legs' guests (xtask's vm/guest.rs) for every test
+/// executable they run.
+pub const VM_GUEST_ENV: &str = "FILTER_TESTS_VM_GUEST";
+
+/// Whether these tests run inside a VM leg's guest (see [`VM_GUEST_ENV`]),
+/// for tests that run on the host only.
+pub fn in_vm_guest() -> bool {
+    std::env::var_os(VM_GUEST_ENV).is_some_and(|value| value == "1")
+}
+
 /// The XDP program attached to `iface` in `ns`, per `ip -d -j link show`:
 /// (mode, program id), with mode "native", "skb", "hw" or "multi", or None.
 pub fn xdp_on(ns: &Netns, iface: &str) -> anyhow::Result<Option<(String, u32)>> {
