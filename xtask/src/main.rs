@@ -41,7 +41,7 @@ enum Task {
     /// Setup, then build the workspace in release mode (target/release/filter-ctl).
     Build,
     /// Setup, build, then make the Debian package wan-filter_<version>_amd64.deb
-    /// in target/debian/ (cargo-deb, installed into .tools/ on first use).
+    /// in target/debian/ (with Debian's dpkg-deb).
     Package,
     /// Setup, build, then run every test (needs root): controller unit tests,
     /// verdict tests through BPF_PROG_TEST_RUN, end-to-end tests in network namespaces.
