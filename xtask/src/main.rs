@@ -372,8 +372,10 @@ fn host_suite(
         .filter
         .as_ref()
         .map(|f| f.to_string_lossy().into_owned());
-    let harness_args: Vec<String> = harness
+    let harness_args: Vec<String> = split
+        .harness
         .iter()
+        .chain(harness)
         .map(|arg| arg.to_string_lossy().into_owned())
         .collect();
     let mut jobs = vm::selection::jobs(
