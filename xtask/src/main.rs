@@ -280,6 +280,9 @@ fn test(
     vm: Option<&vm::VmOptions>,
 ) -> anyhow::Result<ExitCode> {
     require_root("the test suite (it loads BPF programs and creates network namespaces)")?;
+    // Bad arguments fail before anything is installed or built.
+    let split = vm::TestArgs::split(args)?;
+    vm::refuse_cargo_options(harness)?;
     let mut phases = Phases::default();
     let prepared = phases.time("setup", || {
         setup::run()?;
@@ -289,7 +292,6 @@ fn test(
         setup::debian_packages(&["debootstrap"])?;
         vm.map(vm::prepare).transpose()
     })?;
-    let split = vm::TestArgs::split(args)?;
     // The package test's clean Debian root (once per machine: debootstrap,
     // mostly downloads) is made while the build keeps the cores busy.
     let debian_root = std::thread::spawn(package::debian_root);
