@@ -426,18 +426,24 @@ fn an_unanswered_query_expires() {
     );
 }
 
-#[test]
-fn a_query_outlives_a_shorter_one_recorded_later_in_its_bucket() {
-    // Each bucket keeps its latest deadline in front of its slots; a later
-    // query with a shorter lifetime must not lower it.
-    let key = |id: u16| SolicitedKey {
+/// The solicited table's key of the client's DNS query with id `id` over
+/// IPv4 (`dns_query(Path::V4, id)`).
+fn client_query_key(id: u16) -> SolicitedKey {
+    SolicitedKey {
         local_addr: [u32::from_ne_bytes(addr::CLIENT_V4.octets()), 0, 0, 0],
         remote_addr: [u32::from_ne_bytes(addr::SERVER_V4.octets()), 0, 0, 0],
         local_port: CLIENT_PORT,
         remote_port: 53,
         family: 4,
         token: u64::from(id),
-    };
+    }
+}
+
+#[test]
+fn a_query_outlives_a_shorter_one_recorded_later_in_its_bucket() {
+    // Each bucket keeps its latest deadline in front of its slots; a later
+    // query with a shorter lifetime must not lower it.
+    let key = client_query_key;
     let long = TXID;
     let bucket = key(long).bucket();
     let short = (0..=u16::MAX)
@@ -488,14 +494,7 @@ fn a_query_outlives_a_shorter_one_recorded_later_in_its_bucket() {
 /// one entry and one answer passes.
 #[test]
 fn a_query_sent_again_is_one_entry_and_one_answer_passes() {
-    let key = |id: u16| SolicitedKey {
-        local_addr: [u32::from_ne_bytes(addr::CLIENT_V4.octets()), 0, 0, 0],
-        remote_addr: [u32::from_ne_bytes(addr::SERVER_V4.octets()), 0, 0, 0],
-        local_port: CLIENT_PORT,
-        remote_port: 53,
-        family: 4,
-        token: u64::from(id),
-    };
+    let key = client_query_key;
     let bucket = key(TXID).bucket();
     let other = (0..=u16::MAX)
         .find(|&id| id != TXID && key(id).bucket() == bucket)
