@@ -185,20 +185,16 @@ pub extern "C" fn wan_first_fragment(
     )
 }
 
-/// Inbound UDP that some rule looks at, with its ports' `roles`
-/// (ingress/udp.rs: `Roles`): the reflection defence; a datagram that is a
-/// request to one of our services goes on to `wan_request`.
+/// Inbound UDP that some rule looks at: the reflection defence
+/// (ingress/udp.rs); a datagram that is a request to one of our services
+/// goes on to `wan_request`.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64, roles: u32) -> u32 {
+pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
     ingress::with_ip(
         ctx,
         Located::from_arguments(shape, fragment_id),
-        |packet, ip, _| match ingress::udp::verdict(
-            packet,
-            ip,
-            ingress::udp::Roles::from_arg(roles),
-        ) {
+        |packet, ip, _| match ingress::udp::verdict(packet, ip) {
             ingress::udp::Verdict::Reason(reason) => reason.index(),
             ingress::udp::Verdict::Request(service) => {
                 wan_request(ctx, shape, fragment_id, service as u32)

@@ -67,7 +67,7 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
                 Some(datagram) => {
                     let roles = udp::Roles::of(datagram.src_port, datagram.dst_port);
                     if roles.have_rules(datagram.dst_port) {
-                        crate::wan_udp(raw, at.shape, at.fragment_id, roles.to_arg())
+                        crate::wan_udp(raw, at.shape, at.fragment_id)
                     } else {
                         pass(&ip).index()
                     }

@@ -18,9 +18,13 @@ use crate::{
 
 const NTP_PORT: u16 = 123;
 
-/// The roles of an inbound datagram's ports, from one look-up in the
-/// dispatcher (config::udp_roles): how its source port is watched (is it a
-/// response?) and what its destination port serves (is it a request?).
+/// The roles of an inbound datagram's ports (config::udp_roles): how its
+/// source port is watched (is it a response?) and what its destination
+/// port serves (is it a request?). Looked up in the dispatcher, to enter
+/// `wan_udp` only when a rule looks at the datagram, and again inside:
+/// passed in as an argument, the roles made LLVM spill the transport
+/// offset and reload it without its bound, which Linux 6.1's verifier
+/// refused.
 #[derive(Clone, Copy)]
 pub struct Roles {
     pub class: PortClass,
@@ -44,20 +48,6 @@ impl Roles {
             || self.service != ServiceClass::None
             || dst_port == NTP_PORT
     }
-
-    /// As the number `wan_udp` takes.
-    #[inline(always)]
-    pub fn to_arg(self) -> u32 {
-        self.class as u32 | (self.service as u32) << 8
-    }
-
-    #[inline(always)]
-    pub fn from_arg(arg: u32) -> Roles {
-        Roles {
-            class: PortClass::from_u8(arg as u8),
-            service: ServiceClass::from_u8((arg >> 8) as u8),
-        }
-    }
 }
 
 /// Where an inbound UDP datagram's verdict comes from.
@@ -77,11 +67,11 @@ impl From<Reason> for Verdict {
 }
 
 #[inline(always)]
-pub fn verdict(packet: &Packet, ip: &Ip, roles: Roles) -> Verdict {
+pub fn verdict(packet: &Packet, ip: &Ip) -> Verdict {
     let Some(udp) = packet.udp(ip.l4_offset) else {
         return Reason::PassMalformed.into();
     };
-    let Roles { class, service } = roles;
+    let Roles { class, service } = Roles::of(udp.src_port, udp.dst_port);
     // The NTP mode of a packet to an NTP port, read once for both rules.
     let ntp_mode = if udp.dst_port == NTP_PORT || service == ServiceClass::Ntp {
         ntp::mode(packet, &udp)
