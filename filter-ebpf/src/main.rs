@@ -17,9 +17,9 @@
 //! then goes through one finish (ingress/finish.rs: count, monitor mode,
 //! sampling), which gets the reason as a number from the functions, so the
 //! verifier walks it once per path of the dispatcher, not once per reason.
-//! A call costs the packet a few nanoseconds (docs/kernel-programs.md), so
-//! traffic no rule looks at passes in the dispatcher without one, and the
-//! finish is inlined into it. The functions, in the order a packet meets
+//! A call costs the packet more than its instructions
+//! (docs/kernel-programs.md), so traffic no rule looks at passes in the
+//! dispatcher without one, and the finish is inlined into it. The functions, in the order a packet meets
 //! them (docs/kernel-programs.md has their verifier counts):
 //!
 //! - `wan_listed` (lists.rs): the allow and deny lists, only called when
