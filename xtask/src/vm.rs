@@ -131,7 +131,7 @@ pub struct Prepared {
 /// (once: they are cached in .cache/vm). A kernel that cannot be had fails
 /// its leg, with the reason, after the others ran.
 pub fn prepare(options: &VmOptions) -> anyhow::Result<Prepared> {
-    crate::setup::run_for_vm()?;
+    crate::setup::packages(crate::setup::Needs::VmTests)?;
     let busybox = kernel::busybox()?;
     let kernels = options
         .kernel
