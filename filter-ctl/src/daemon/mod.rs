@@ -17,6 +17,7 @@ pub mod drops;
 pub mod link;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod reload;
 pub mod top;
 pub mod units;
@@ -168,6 +169,12 @@ async fn start(
                     "{} does not exist (yet): the filter will be attached when it appears",
                     options.iface
                 );
+                // Ready all the same: holding the boot back until a device
+                // that may never come would only time the unit out.
+                notify::send(&format!(
+                    "READY=1\nSTATUS=waiting for {} to appear; the filter is not attached",
+                    options.iface
+                ));
                 waiting = true;
             }
             None => {}
@@ -295,6 +302,12 @@ impl Daemon {
         .await?;
         tokio::spawn(server);
         log::info!("serving metrics on http://{listening}/metrics");
+        // The filter is attached (or adopted) and the metrics are served:
+        // what systemd waits for before it reaches network-pre.target.
+        notify::send(&format!(
+            "READY=1\nSTATUS=filtering on {}; metrics on http://{listening}/metrics",
+            self.options.iface
+        ));
         if !listening.ip().is_loopback() {
             log::warn!(
                 "metrics on {listening} can be reached from other hosts: every setting, counter \
@@ -343,6 +356,7 @@ impl Daemon {
                 _ = signals.interrupt.recv() => break,
             }
         }
+        notify::send("STOPPING=1");
         // Attacks under way are summed up with what the counters say now.
         if let Ok(counts) = stats::read(&self.pins) {
             self.detector.stop(Instant::now(), &counts);
