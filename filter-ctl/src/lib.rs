@@ -42,6 +42,7 @@ pub mod hostns;
 pub mod iface;
 pub mod kernel;
 pub mod layout;
+pub mod listfile;
 pub mod lists;
 pub mod migrate;
 pub mod pins;
