@@ -48,6 +48,7 @@ pub mod migrate;
 pub mod pins;
 pub mod probe;
 pub mod rawmap;
+pub mod release;
 pub mod settings;
 pub mod stats;
 pub mod status;

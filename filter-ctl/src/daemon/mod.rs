@@ -51,7 +51,7 @@ use crate::{
     iface::Interface,
     lists,
     pins::{IfacePins, PinRoot},
-    stats,
+    release, stats,
 };
 
 /// The default `--listen`: localhost only, on a port no well-known exporter
@@ -209,6 +209,11 @@ fn attach_or_adopt(
                     xdp_mode.name(),
                     link_info(&link)?.program_id()
                 );
+                // After a package upgrade: the old binary's programs run.
+                if let Some(other) = release::other_programs(pins) {
+                    log::warn!("{other}");
+                    notify::send(&format!("STATUS={other}"));
+                }
                 Some(match config {
                     Some((path, settings)) => {
                         let changed = reload::apply(root, name, settings)?;
