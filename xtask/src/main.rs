@@ -281,13 +281,20 @@ fn test(
     vm: Option<&vm::VmOptions>,
 ) -> anyhow::Result<ExitCode> {
     require_root("the test suite (it loads BPF programs and creates network namespaces)")?;
+    // Bad arguments fail before anything is installed or built.
+    let split = vm::TestArgs::split(args)?;
+    vm::refuse_cargo_options(harness)?;
     let mut phases = Phases::default();
     let prepared = phases.time("setup", || {
         // The host suite runs the lab (xtask/tests/lab.rs): its packages too.
         setup::run(setup::Needs::Tests)?;
+        // Here, not beside the build: apt takes one lock.
+        setup::debian_packages(&["debootstrap"])?;
         vm.map(vm::prepare).transpose()
     })?;
-    let split = vm::TestArgs::split(args)?;
+    // The package test's clean Debian root (once per machine: debootstrap,
+    // mostly downloads) is made while the build keeps the cores busy.
+    let debian_root = std::thread::spawn(package::debian_root);
     let (filter_ctl, next, package) = phases.time("build", || {
         // target/release/filter-ctl too: `cargo test` alone does not build
         // another package's binary, and the end-to-end tests run it.
@@ -310,7 +317,11 @@ fn test(
         let package = package::make(&filter_ctl)?;
         anyhow::Ok((filter_ctl, next, package))
     })?;
-    let debian_root = phases.time("Debian root", package::debian_root)?;
+    let debian_root = phases.time("Debian root (beyond the build)", || {
+        debian_root
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })?;
     let host_passed = phases.time("host suite", || {
         host_suite(
             &split,

@@ -39,8 +39,8 @@ use std::{
 use anyhow::{Context as _, anyhow};
 
 pub use kernel::Series;
-pub use plan::TestArgs;
 use plan::{Outcome, Plan};
+pub use plan::{TestArgs, refuse_cargo_options};
 use qemu::{Accel, AccelChoice};
 pub use selection::Selection;
 
