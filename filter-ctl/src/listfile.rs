@@ -74,7 +74,10 @@ impl FileLists {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let lists: FileLists = toml::from_str(text).map_err(|err| located(text, &err))?;
         for (list, entries) in [(List::Allow, &lists.allow), (List::Deny, &lists.deny)] {
-            if let Some(wide) = entries.iter().find(|entry| entry.cidr.is_wide() && !entry.force) {
+            if let Some(wide) = entries
+                .iter()
+                .find(|entry| entry.cidr.is_wide() && !entry.force)
+            {
                 bail!(
                     "{}: {}: give it as {{ prefix = \"{}\", force = true }} if that is meant",
                     list.name(),
@@ -143,9 +146,8 @@ impl<'de> Deserialize<'de> for FileEntry {
                         }
                         "until" => {
                             let when = map.next_value::<toml::value::Datetime>()?;
-                            ends = Some(Ends::Until(
-                                system_time(&when).map_err(de::Error::custom)?,
-                            ));
+                            ends =
+                                Some(Ends::Until(system_time(&when).map_err(de::Error::custom)?));
                         }
                         "force" => force = map.next_value()?,
                         other => {
@@ -371,19 +373,31 @@ mod tests {
         assert_eq!(lists.deny[2].ends, Some(Ends::Until(midnight)));
         assert_eq!(lists.deny[3].ends, Some(Ends::Until(midnight)));
         assert!(lists.deny[4].force);
-        assert_eq!(FileLists::parse("monitor = true\n").unwrap(), FileLists::default());
+        assert_eq!(
+            FileLists::parse("monitor = true\n").unwrap(),
+            FileLists::default()
+        );
     }
 
     #[test]
     fn a_bad_entry_is_refused_as_add_refuses_it() {
         for (text, why) in [
-            ("deny = [\"203.0.113.5/24\"]", "line 1, column 9: '203.0.113.5/24'"),
+            (
+                "deny = [\"203.0.113.5/24\"]",
+                "line 1, column 9: '203.0.113.5/24'",
+            ),
             ("deny = [\"203.0.113.5/24\"]", "did you mean 203.0.113.0/24"),
-            ("allow = [{ prefix = \"192.0.2.0/24\", for = \"2y\" }]", "for: "),
+            (
+                "allow = [{ prefix = \"192.0.2.0/24\", for = \"2y\" }]",
+                "for: ",
+            ),
             ("deny = [\"0.0.0.0/0\"]", "force = true"),
             ("deny = [{ prefix = \"::/0\" }]", "every IPv6 source"),
             ("deny = [{ for = \"1h\" }]", "prefix"),
-            ("deny = [{ prefix = \"192.0.2.0/24\", colour = \"red\" }]", "unknown key 'colour'"),
+            (
+                "deny = [{ prefix = \"192.0.2.0/24\", colour = \"red\" }]",
+                "unknown key 'colour'",
+            ),
             (
                 "deny = [{ prefix = \"192.0.2.0/24\", until = 2027-01-31T00:00:00 }]",
                 "no offset",

@@ -80,11 +80,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wf-release-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         assert_eq!(recorded(&dir), None);
-        symlink("filter-ctl 0.0.9, eBPF object 0000000000000000", dir.join(BUILD_PIN)).unwrap();
+        symlink(
+            "filter-ctl 0.0.9, eBPF object 0000000000000000",
+            dir.join(BUILD_PIN),
+        )
+        .unwrap();
         assert_ne!(recorded(&dir), Some(this()));
         record(&dir).unwrap();
         assert_eq!(recorded(&dir), Some(this()));
-        assert!(this().starts_with(&format!("filter-ctl {}, eBPF object ", env!("CARGO_PKG_VERSION"))));
+        assert!(this().starts_with(&format!(
+            "filter-ctl {}, eBPF object ",
+            env!("CARGO_PKG_VERSION")
+        )));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

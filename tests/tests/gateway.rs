@@ -93,9 +93,7 @@ fn lists_in_the_config_file_survive_a_restart_and_a_reboot() {
             && line.contains("deny list: 2 entries from the file"),
         "{line}"
     );
-    daemon
-        .wait_for_line(&["serving metrics"], WAIT)
-        .unwrap();
+    daemon.wait_for_line(&["serving metrics"], WAIT).unwrap();
     let from_file = [
         "198.51.100.0/24 config_file expiring",
         "203.0.113.0/24 config_file",
@@ -112,7 +110,11 @@ fn lists_in_the_config_file_survive_a_restart_and_a_reboot() {
         note.contains("a reboot empties") && note.contains(config_arg) && note.contains("deny"),
         "{note}"
     );
-    let note = said(&ctl, &ns, &["deny", "del", "--iface", "wfg0", "203.0.113.0/24"]);
+    let note = said(
+        &ctl,
+        &ns,
+        &["deny", "del", "--iface", "wfg0", "203.0.113.0/24"],
+    );
     assert!(
         note.contains("203.0.113.0/24 came from the deny list") && note.contains(config_arg),
         "{note}"
@@ -136,7 +138,10 @@ fn lists_in_the_config_file_survive_a_restart_and_a_reboot() {
     );
     let mut after_restart = vec!["198.18.0.7/32 operator"];
     after_restart.extend(from_file);
-    assert_eq!(shown(&ctl.list(&ns, "deny", "wfg0").unwrap()), after_restart);
+    assert_eq!(
+        shown(&ctl.list(&ns, "deny", "wfg0").unwrap()),
+        after_restart
+    );
 
     // An entry taken out of the file goes at the reload.
     fs::write(
@@ -149,14 +154,20 @@ fn lists_in_the_config_file_survive_a_restart_and_a_reboot() {
         .unwrap();
     assert_eq!(
         shown(&ctl.list(&ns, "deny", "wfg0").unwrap()),
-        ["198.18.0.7/32 operator", "198.51.100.0/24 config_file expiring"]
+        [
+            "198.18.0.7/32 operator",
+            "198.51.100.0/24 config_file expiring"
+        ]
     );
 
     // A reboot: no pins, no filter. The daemon attaches it anew with the
     // file's lists; the entry added by hand is gone, as it was told.
     daemon.stop().unwrap();
     reboot(ctl.pin_root());
-    assert!(kernel::xdp_on(&ns, "wfg0").unwrap().is_none(), "the reboot left XDP on wfg0");
+    assert!(
+        kernel::xdp_on(&ns, "wfg0").unwrap().is_none(),
+        "the reboot left XDP on wfg0"
+    );
     let mut daemon = Daemon::start(&ctl, &ns, "wfg0", &args).unwrap();
     daemon
         .wait_for_line(&["attached the filter to wfg0", "deny list: 1 entry"], WAIT)
@@ -191,7 +202,10 @@ fn a_daemon_adopting_another_builds_programs_says_how_to_swap_its_own_in() {
 
     let mut daemon = Daemon::start(&ctl, &ns, "wfu0", &[]).unwrap();
     let line = daemon
-        .wait_for_line(&["the programs running on wfu0 are not this binary's"], WAIT)
+        .wait_for_line(
+            &["the programs running on wfu0 are not this binary's"],
+            WAIT,
+        )
         .unwrap();
     assert!(
         line.contains("filter-ctl attach --iface wfu0") && line.contains("without a gap"),

@@ -64,7 +64,9 @@ fn the_unit_is_ready_only_once_the_filter_is_attached() {
     };
 
     // Returns once systemd has the daemon's READY=1.
-    let started = system.output(["systemctl", "start", "wan-filter@wan0"]).unwrap();
+    let started = system
+        .output(["systemctl", "start", "wan-filter@wan0"])
+        .unwrap();
     assert!(
         started.status.success(),
         "systemctl start wan-filter@wan0: {}{}\n{}",
@@ -100,7 +102,10 @@ fn the_unit_is_ready_only_once_the_filter_is_attached() {
         "SubState=running",
         "StatusText=filtering on wan0; metrics on http://127.0.0.1:10213/metrics",
     ] {
-        assert!(shown.lines().any(|line| line == wanted), "{wanted} in {shown}");
+        assert!(
+            shown.lines().any(|line| line == wanted),
+            "{wanted} in {shown}"
+        );
     }
     println!("systemctl start returned with the filter attached:\n{shown}");
 

@@ -526,7 +526,12 @@ mod tests {
     fn every_package_is_listed_once() {
         let mut all: Vec<&str> = TEST_PACKAGES
             .iter()
-            .chain([&BUILD_PACKAGES, &LAB_PACKAGES, &BENCH_PACKAGES, &VM_PACKAGES])
+            .chain([
+                &BUILD_PACKAGES,
+                &LAB_PACKAGES,
+                &BENCH_PACKAGES,
+                &VM_PACKAGES,
+            ])
             .flat_map(|(_, p)| p.iter().copied())
             .collect();
         let n = all.len();

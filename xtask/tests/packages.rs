@@ -56,11 +56,9 @@ fn build_installs_only_what_building_needs() {
     stand_in(&bin, "dpkg-query", DPKG_QUERY);
     stand_in(&bin, "apt-get", APT_GET);
     stand_in(&bin, "cargo", CARGO);
-    let path = std::env::join_paths(
-        std::iter::once(bin.clone()).chain(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        )),
-    )
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("build")

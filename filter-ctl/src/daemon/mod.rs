@@ -543,7 +543,10 @@ impl Daemon {
                 link.describe()
             ),
             Presence::Back { ifindex } => {
-                let settings = self.pending.as_ref().map_or(&[][..], |file| &file.settings[..]);
+                let settings = self
+                    .pending
+                    .as_ref()
+                    .map_or(&[][..], |file| &file.settings[..]);
                 match Interface::lookup(&name)
                     .and_then(|iface| attach::reattach(&self.root, &iface, settings))
                 {

@@ -10,8 +10,8 @@
 //! (not started by systemd, or not as `Type=notify`) nothing is sent.
 
 use std::{
-    os::{linux::net::SocketAddrExt as _, unix::net::SocketAddr as UnixAddr},
     os::unix::net::UnixDatagram,
+    os::{linux::net::SocketAddrExt as _, unix::net::SocketAddr as UnixAddr},
 };
 
 /// The systemd notification socket's variable.

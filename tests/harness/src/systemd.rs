@@ -105,7 +105,11 @@ impl Booted {
                 "{enter}exec unshare --pid --fork --kill-child --mount --uts --ipc --net \
                  sh -c \"$1\" stage \"$2\""
             ))
-            .args([OsStr::new("enter"), OsStr::new(STAGE), scratch.root().as_os_str()]);
+            .args([
+                OsStr::new("enter"),
+                OsStr::new(STAGE),
+                scratch.root().as_os_str(),
+            ]);
         booted.unshare = Some(Background::spawn("systemd in its namespaces", command)?);
         let unshare = booted.unshare.as_ref().expect("just started").pid();
         process::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
@@ -113,11 +117,12 @@ impl Booted {
         })
         .context("unshare started no systemd")?;
         booted.init = children(unshare).expect("waited for");
-        let running = process::wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
-            let state = booted.output(["systemctl", "is-system-running"])?;
-            let state = String::from_utf8_lossy(&state.stdout);
-            Ok(matches!(state.trim(), "running" | "degraded"))
-        });
+        let running =
+            process::wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+                let state = booted.output(["systemctl", "is-system-running"])?;
+                let state = String::from_utf8_lossy(&state.stdout);
+                Ok(matches!(state.trim(), "running" | "degraded"))
+            });
         if let Err(err) = running {
             let log = booted.unshare.as_ref().map(Background::log);
             bail!("systemd did not come up: {err:#}; its output: {log:?}");
@@ -135,7 +140,9 @@ impl Booted {
             Command::new("nsenter")
                 .arg("--target")
                 .arg(self.init.to_string())
-                .args(["--mount", "--pid", "--net", "--uts", "--ipc", "--root", "--wd"])
+                .args([
+                    "--mount", "--pid", "--net", "--uts", "--ipc", "--root", "--wd",
+                ])
                 .args(["/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
                 .args(args),
         )
