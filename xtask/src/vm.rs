@@ -109,7 +109,7 @@ pub struct VmOptions {
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
     /// Which tests the guests run: `kernel`, what can differ between kernels
-    /// (xtask/src/vm/selection.rs, listed in the README), or `all`, the whole
+    /// (xtask/src/vm/selection.rs, listed in docs/testing.md), or `all`, the whole
     /// suite. Default: `kernel` for `test`, `all` for `vm-test`.
     #[arg(long, value_enum, value_name = "WHICH")]
     pub tests: Option<Selection>,
