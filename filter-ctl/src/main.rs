@@ -124,7 +124,8 @@ enum Command {
         /// XDP mode: auto tries native and falls back to generic (skb).
         #[arg(long, value_enum, default_value_t)]
         mode: ModeChoice,
-        /// A TOML file of settings (the keys of `set`), checked before attaching.
+        /// A TOML file of settings (the keys of `set`), checked before
+        /// attaching; its `allow` and `deny` lists are put in place after.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -174,6 +175,10 @@ enum Command {
     /// Apply a TOML file of settings to the running filter: the keys of `set`
     /// (see `filter-ctl set --help`), e.g. `monitor = true`, `dns_ports = [53, 5353]`,
     /// `solicited_lifetime = "5s"`. If one is rejected nothing changes.
+    ///
+    /// Its `allow` and `deny` lists (`deny = ["203.0.113.0/24", { prefix =
+    /// "198.51.100.7", for = "7d" }]`, or `until = 2027-01-31`) replace the
+    /// entries an earlier file put there; entries added by hand stay.
     Apply {
         #[command(flatten)]
         target: Iface,
@@ -192,13 +197,17 @@ enum Command {
     /// The allow list: sources (CIDR prefixes) that skip every drop rule.
     ///
     /// For monitoring hosts and upstream resolvers. Allow wins over deny.
+    /// Changes live in the filter's maps, which a reboot empties: entries to
+    /// keep go in the daemon's config file (`allow = [...]`).
     Allow {
         #[command(subcommand)]
         action: ListAction,
     },
     /// The deny list: sources (CIDR prefixes) dropped before any other rule.
     ///
-    /// The SYN penalty (syn_penalty) adds entries here too.
+    /// The SYN penalty (syn_penalty) adds entries here too. Changes live in
+    /// the filter's maps, which a reboot empties: entries to keep go in the
+    /// daemon's config file (`deny = [...]`).
     Deny {
         #[command(subcommand)]
         action: ListAction,
@@ -217,8 +226,10 @@ enum Command {
         #[command(flatten)]
         target: Iface,
         /// A TOML file of settings (the keys of `set`): the filter's whole
-        /// configuration, keys left out take their defaults. If it does not
-        /// exist yet, the filter keeps its settings until it is made.
+        /// configuration, keys left out take their defaults, applied at
+        /// start and at every reload; its `allow` and `deny` lists are put
+        /// back each time (lists added by hand do not survive a reboot). If
+        /// it does not exist yet, the filter keeps its settings until it is made.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Where to serve /metrics (port 0: any free port, logged). Anyone
