@@ -12,21 +12,15 @@
 //! Debian root, as for the package test), and a cgroup file system it can
 //! make a cgroup in; otherwise it says it is skipped.
 
-use std::{fs, path::PathBuf};
-
 use harness::{
-    debian::{DEB_ENV, ROOT_ENV, Scratch},
+    debian::{self, Scratch},
     process,
     systemd::Booted,
 };
 
 #[test]
 fn the_unit_is_ready_only_once_the_filter_is_attached() {
-    let (Some(deb), Some(root)) = (std::env::var_os(DEB_ENV), std::env::var_os(ROOT_ENV)) else {
-        process::note(format_args!(
-            "service test skipped: {DEB_ENV} and {ROOT_ENV} are unset (`cargo xtask test` \
-             builds the package and a Debian root and sets them)"
-        ));
+    let Some((deb, root)) = debian::given("service test") else {
         return;
     };
     if let Some(why) = Booted::unavailable() {
@@ -35,19 +29,8 @@ fn the_unit_is_ready_only_once_the_filter_is_attached() {
         ));
         return;
     }
-    let deb = PathBuf::from(deb);
-    let name = deb.file_name().unwrap().to_str().unwrap().to_owned();
-    let scratch = Scratch::over(root.as_ref()).unwrap();
-    fs::copy(&deb, scratch.root().join("tmp").join(&name)).unwrap();
-    scratch
-        .run([
-            "apt-get",
-            "install",
-            "--yes",
-            "--no-install-recommends",
-            &format!("/tmp/{name}"),
-        ])
-        .unwrap();
+    let scratch = Scratch::over(&root).unwrap();
+    scratch.install(&deb).unwrap();
     let system = Booted::boot(&scratch).unwrap();
     for command in [
         "ip link set lo up",
