@@ -423,12 +423,7 @@ fn host_suite(
     ];
     let outcome = suite::run_on_host(jobs, slots, &env, &outcome_file)?;
     let (passed, failed, ignored) = outcome.totals();
-    let failed_jobs: Vec<&str> = outcome
-        .jobs
-        .iter()
-        .filter(|job| job.exit_code != Some(0))
-        .map(|job| job.name.as_str())
-        .collect();
+    let failed_jobs = outcome.failed_jobs();
     // Doctests are no executables: cargo runs them (only when no option
     // narrowed the build to some targets, which --doc cannot take).
     let doctests = split.cargo.is_empty()

@@ -474,12 +474,7 @@ fn describe_outcome(
     outcome: &Outcome,
 ) -> String {
     let (passed, failed, ignored) = outcome.totals();
-    let failed_jobs: Vec<&str> = outcome
-        .jobs
-        .iter()
-        .filter(|b| b.exit_code != Some(0))
-        .map(|b| b.name.as_str())
-        .collect();
+    let failed_jobs = outcome.failed_jobs();
     let mut line = format!(
         "{} ({} {}, {}), booted in {boot_secs:.0} s, suite {:.0} s: {passed} passed, {failed} failed, {ignored} ignored",
         if outcome.passed() { "passed" } else { "FAILED" },

@@ -92,6 +92,15 @@ impl Outcome {
             (p + b.passed, f + b.failed, i + b.ignored)
         })
     }
+
+    /// The names of the jobs that did not exit with 0.
+    pub fn failed_jobs(&self) -> Vec<&str> {
+        self.jobs
+            .iter()
+            .filter(|job| job.exit_code != Some(0))
+            .map(|job| job.name.as_str())
+            .collect()
+    }
 }
 
 /// What `filter-ctl attach` did on the guest's kernel.
