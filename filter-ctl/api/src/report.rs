@@ -335,6 +335,7 @@ enum ListSourceName {
     Unknown,
     Operator,
     SynPenalty,
+    ConfigFile,
 }
 
 /// [`Reason`] by its name.
@@ -452,6 +453,7 @@ mod tests {
             ListSource::Unknown,
             ListSource::Operator,
             ListSource::SynPenalty,
+            ListSource::ConfigFile,
         ] {
             let entry = ListedEntry {
                 cidr: "192.0.2.0/24".parse().unwrap(),

@@ -1,7 +1,7 @@
-//! The solicited table (README, *State that attackers can write is kept
+//! The solicited table (docs/rules.md, *State that attackers can write is kept
 //! apart*): queries egress recorded, waiting for their answers.
 //!
-//! The filter keeps them in a set-associative table, and the README states
+//! The filter keeps them in a set-associative table, and docs/rules.md states
 //! its approximation: a key hashes to one bucket of 4 slots; a query sent
 //! again (the same addresses, ports and id) refreshes the slot that holds
 //! it (one entry: one answer passes), a new one takes the first free,
