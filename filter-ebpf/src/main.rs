@@ -185,19 +185,29 @@ pub extern "C" fn wan_first_fragment(
     )
 }
 
-/// Inbound UDP that some rule looks at: the reflection defence
-/// (ingress/udp.rs); a datagram that is a request to one of our services
-/// goes on to `wan_request`.
+/// Inbound UDP that may answer a recorded query: the reflection defence
+/// (ingress/udp.rs) run again, the query consumed. The dispatcher takes
+/// every other UDP verdict itself (a response whose set of the solicited
+/// table holds nothing live is dropped there).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
     ingress::with_ip(
         ctx,
         Located::from_arguments(shape, fragment_id),
-        |packet, ip, _| match ingress::udp::verdict(packet, ip) {
-            ingress::udp::Verdict::Reason(reason) => reason.index(),
-            ingress::udp::Verdict::Request(service) => {
-                wan_request(ctx, shape, fragment_id, service as u32)
+        |packet, ip, _| {
+            let Some(udp) = packet.udp(ip.l4_offset) else {
+                return Reason::PassMalformed.index();
+            };
+            let roles = ingress::udp::Roles::of(udp.src_port, udp.dst_port);
+            match ingress::udp::verdict(packet, ip, &udp, roles) {
+                ingress::udp::Verdict::Reason(reason) => reason.index(),
+                ingress::udp::Verdict::Request(service) => {
+                    wan_request(ctx, shape, fragment_id, service as u32)
+                }
+                ingress::udp::Verdict::Response(key, class) => {
+                    ingress::udp::answered(class, solicited::consume(&key)).index()
+                }
             }
         },
     )

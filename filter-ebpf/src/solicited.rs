@@ -88,15 +88,9 @@ pub fn record(key: &SolicitedKey, now: u64, lifetime: u64) -> Recorded {
 #[inline(always)]
 pub fn consume(key: &SolicitedKey) -> bool {
     let set = key.bucket();
-    let latest = LATEST.get(set);
-    // A set nothing was ever recorded in (most of a flood's) needs no clock.
-    if latest == 0 {
+    let Some(now) = live_set(set) else {
         return false;
-    }
-    let now = config::now_ns();
-    if !expiry::is_live(latest, now) {
-        return false;
-    }
+    };
     match TABLE.find(set, key, |stamp| expiry::is_live(stamp, now)) {
         Some(slot) => {
             // Consumed: free for the next query of the set.
@@ -105,4 +99,24 @@ pub fn consume(key: &SolicitedKey) -> bool {
         }
         None => false,
     }
+}
+
+/// Whether `key`'s set may hold it: false for a set with nothing live
+/// (every response of a spoofed flood, almost), which the dispatcher drops
+/// without entering `wan_udp` (ingress/mod.rs).
+#[inline(always)]
+pub fn may_hold(key: &SolicitedKey) -> bool {
+    live_set(key.bucket()).is_some()
+}
+
+/// The clock, if set `set` holds a live entry by its latest deadline.
+#[inline(always)]
+fn live_set(set: u32) -> Option<u64> {
+    let latest = LATEST.get(set);
+    // A set nothing was ever recorded in (most of a flood's) needs no clock.
+    if latest == 0 {
+        return None;
+    }
+    let now = config::now_ns();
+    expiry::is_live(latest, now).then_some(now)
 }

@@ -31,6 +31,7 @@ use filter_common::{Config, Reason};
 use crate::{
     config, lists,
     packet::{Family, Fragment, IPPROTO_TCP, IPPROTO_UDP, Ip, Located, Network, Packet},
+    solicited,
 };
 
 /// What a global function that may leave the verdict to later rules
@@ -66,10 +67,22 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
                 None => Reason::PassMalformed.index(),
                 Some(datagram) => {
                     let roles = udp::Roles::of(datagram.src_port, datagram.dst_port);
-                    if roles.have_rules(datagram.dst_port) {
-                        crate::wan_udp(raw, at.shape, at.fragment_id)
-                    } else {
+                    if !roles.have_rules(datagram.dst_port) {
                         pass(&ip).index()
+                    } else {
+                        match udp::verdict(&packet, &ip, &datagram, roles) {
+                            udp::Verdict::Reason(reason) => reason.index(),
+                            udp::Verdict::Request(service) => {
+                                crate::wan_request(raw, at.shape, at.fragment_id, service as u32)
+                            }
+                            // A flood of spoofed responses ends here.
+                            udp::Verdict::Response(key, class) if !solicited::may_hold(&key) => {
+                                udp::answered(class, false).index()
+                            }
+                            udp::Verdict::Response(..) => {
+                                crate::wan_udp(raw, at.shape, at.fragment_id)
+                            }
+                        }
                     }
                 }
             },

@@ -4,27 +4,30 @@
 //! egress recorded the query it answers (solicited.rs); proto/ reads the DNS
 //! id and NTP origin timestamp. A request to one of our service ports (a
 //! DNS query, an NTP client request) that is no response meets the query
-//! limits (request.rs: `wan_udp` hands it to `wan_request`).
+//! limits (request.rs, `wan_request`).
+//!
+//! The dispatcher runs [`verdict`] itself, up to the solicited table: it
+//! drops a response whose set holds nothing live and calls `wan_request`
+//! for a request; only a response that may be solicited enters `wan_udp`,
+//! which runs it again and consumes the query.
 
 use filter_common::{PortClass, Reason, ServiceClass, SolicitedKey, query::Service};
 
 use super::pass;
 use crate::{
     config,
-    packet::{Ip, Packet},
+    packet::{Ip, Packet, Udp},
     proto::{dns, ntp},
-    solicited,
 };
 
 const NTP_PORT: u16 = 123;
 
 /// The roles of an inbound datagram's ports (config::udp_roles): how its
 /// source port is watched (is it a response?) and what its destination
-/// port serves (is it a request?). Looked up in the dispatcher, to enter
-/// `wan_udp` only when a rule looks at the datagram, and again inside:
-/// passed in as an argument, the roles made LLVM spill the transport
-/// offset and reload it without its bound, which Linux 6.1's verifier
-/// refused.
+/// port serves (is it a request?). Looked up in the dispatcher, and again
+/// inside `wan_udp`: passed in as an argument, the roles made LLVM spill
+/// the transport offset and reload it without its bound, which Linux 6.1's
+/// verifier refused.
 #[derive(Clone, Copy)]
 pub struct Roles {
     pub class: PortClass,
@@ -40,8 +43,7 @@ impl Roles {
 
     /// Whether any rule here looks at a datagram with these roles to
     /// `dst_port`: from a watched port, to a service port, or to port 123
-    /// (NTP control modes). The dispatcher passes the rest without
-    /// entering `wan_udp`.
+    /// (NTP control modes). The dispatcher passes the rest at once.
     #[inline(always)]
     pub fn have_rules(self, dst_port: u16) -> bool {
         self.class != PortClass::Unwatched
@@ -57,6 +59,9 @@ pub enum Verdict {
     /// Not a response: a request to this service of ours, for the limits on
     /// requests (request.rs).
     Request(Service),
+    /// A response from a port watched as `PortClass`: it passes only if it
+    /// consumes the query recorded under its key ([`answered`]).
+    Response(SolicitedKey, PortClass),
 }
 
 impl From<Reason> for Verdict {
@@ -66,15 +71,16 @@ impl From<Reason> for Verdict {
     }
 }
 
+/// The rules of this module for `udp`, whose ports have `roles`, up to the
+/// solicited table, which the caller reads: the dispatcher drops a response
+/// whose set holds nothing live itself (what a flood of spoofed responses
+/// is, almost all of it), `wan_udp` consumes the rest.
 #[inline(always)]
-pub fn verdict(packet: &Packet, ip: &Ip) -> Verdict {
-    let Some(udp) = packet.udp(ip.l4_offset) else {
-        return Reason::PassMalformed.into();
-    };
-    let Roles { class, service } = Roles::of(udp.src_port, udp.dst_port);
+pub fn verdict(packet: &Packet, ip: &Ip, udp: &Udp, roles: Roles) -> Verdict {
+    let Roles { class, service } = roles;
     // The NTP mode of a packet to an NTP port, read once for both rules.
     let ntp_mode = if udp.dst_port == NTP_PORT || service == ServiceClass::Ntp {
-        ntp::mode(packet, &udp)
+        ntp::mode(packet, udp)
     } else {
         None
     };
@@ -91,12 +97,12 @@ pub fn verdict(packet: &Packet, ip: &Ip) -> Verdict {
     };
     let token = match class {
         PortClass::Unwatched => return request,
-        PortClass::Dns => match dns::response_token(packet, &udp) {
+        PortClass::Dns => match dns::response_token(packet, udp) {
             dns::Response::Token(token) => token,
             dns::Response::Query => return request,
             dns::Response::Malformed => return Reason::PassMalformed.into(),
         },
-        PortClass::Ntp => match ntp::response_token(packet, &udp) {
+        PortClass::Ntp => match ntp::response_token(packet, udp) {
             ntp::Response::Token(token) => token,
             ntp::Response::ClientOrPeer => return request,
             ntp::Response::Control => return Reason::DropNtpControl.into(),
@@ -112,13 +118,19 @@ pub fn verdict(packet: &Packet, ip: &Ip) -> Verdict {
         family: ip.family.number(),
         token,
     };
-    if solicited::consume(&key) {
-        return Reason::PassSolicited.into();
+    Verdict::Response(key, class)
+}
+
+/// The verdict on a response from a port watched as `class`: it passes if
+/// it `consumed` a recorded query.
+#[inline(always)]
+pub fn answered(class: PortClass, consumed: bool) -> Reason {
+    if consumed {
+        return Reason::PassSolicited;
     }
     match class {
         PortClass::Dns => Reason::DropUnsolicitedDns,
         PortClass::Ntp => Reason::DropUnsolicitedNtp,
         _ => Reason::DropUnsolicitedOther,
     }
-    .into()
 }
