@@ -230,14 +230,31 @@ pub extern "C" fn wan_request(ctx: *mut xdp_md, shape: u64, fragment_id: u64, se
     )
 }
 
-/// Inbound TCP that some rule looks at (ingress/tcp.rs).
+/// Inbound TCP that some rule looks at (ingress/tcp.rs), at `now` (the
+/// dispatcher read the clock); `source` is what the source's bucket made
+/// of a connection attempt (`syn::SourceLevel`'s number).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn wan_tcp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
+pub extern "C" fn wan_tcp(
+    ctx: *mut xdp_md,
+    shape: u64,
+    fragment_id: u64,
+    now: u64,
+    source: u32,
+) -> u32 {
     ingress::with_ip(
         ctx,
         Located::from_arguments(shape, fragment_id),
-        |packet, ip, config| ingress::tcp::verdict(packet, ip, config).index(),
+        |packet, ip, config| {
+            ingress::tcp::verdict(
+                packet,
+                ip,
+                config,
+                now,
+                syn::SourceLevel::from_number(source),
+            )
+            .index()
+        },
     )
 }
 

@@ -30,7 +30,7 @@ use filter_common::{
 };
 
 use crate::{
-    config, conn, events, halfopen,
+    conn, events, halfopen,
     kernel::{Cell, IndexedCells as _, field},
     lists::{self, Penalised},
     packet::{Family, Ip},
@@ -48,26 +48,75 @@ static SYN_PREFIXES: Array<SynBucket> = Array::with_max_entries(SYN_PREFIX_SLOTS
 #[map]
 static SYN_GLOBAL: Array<SynBucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
-/// The verdict on a TCP SYN (SYN set, ACK clear) to our `port`.
-#[inline(always)]
-pub fn verdict(ip: &Ip, port: u16, config: &Config) -> Reason {
-    let now = config::now_ns();
-    let (source, prefix_len) = match ip.family {
-        Family::Ipv4 => (SynSource::ipv4(ip.src[0]), config.syn_prefix_v4),
-        Family::Ipv6 => (SynSource::ipv6(&ip.src), config.syn_prefix_v6),
-    };
-    let seed = config.syn_hash_seed;
-    let source_slot = source.source_slot(seed);
+/// What the source's bucket, the first level a SYN meets, made of it.
+/// The dispatcher takes its token (ingress/mod.rs): a SYN flood over its
+/// source's bucket is dropped there, without a call; the rest go on to
+/// `wan_tcp` with this as a number.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SourceLevel {
+    /// A token was taken, or the level is off.
+    Admitted = 0,
+    Refused = 1,
+    /// Refused, and the source has earned the penalty.
+    Penalised = 2,
+}
 
-    if config.syn_source_rate != 0
-        && let Some(bucket) = Bucket::at(&SYN_SOURCES, source_slot)
-    {
-        if bucket.take(now, config.syn_source_rate, config.syn_source_burst) {
-            bucket.clear_strikes();
-        } else {
-            return over_source(bucket, ip, config, now);
+impl SourceLevel {
+    /// The level a dispatcher's number stands for.
+    #[inline(always)]
+    pub fn from_number(number: u32) -> SourceLevel {
+        match number {
+            0 => SourceLevel::Admitted,
+            1 => SourceLevel::Refused,
+            _ => SourceLevel::Penalised,
         }
     }
+}
+
+/// A SYN's source (its address as the buckets number it) and the length of
+/// its prefix.
+#[inline(always)]
+fn source_of(ip: &Ip, config: &Config) -> (SynSource, u8) {
+    match ip.family {
+        Family::Ipv4 => (SynSource::ipv4(ip.src[0]), config.syn_prefix_v4),
+        Family::Ipv6 => (SynSource::ipv6(&ip.src), config.syn_prefix_v6),
+    }
+}
+
+/// Takes the SYN's token from its source's bucket, if that level is on.
+#[inline(always)]
+pub fn source_level(ip: &Ip, config: &Config, now: u64) -> SourceLevel {
+    if config.syn_source_rate == 0 {
+        return SourceLevel::Admitted;
+    }
+    let slot = source_of(ip, config).0.source_slot(config.syn_hash_seed);
+    let Some(bucket) = Bucket::at(&SYN_SOURCES, slot) else {
+        return SourceLevel::Admitted;
+    };
+    if bucket.take(now, config.syn_source_rate, config.syn_source_burst) {
+        bucket.clear_strikes();
+        SourceLevel::Admitted
+    } else if config.syn_penalty_ns != 0 && bucket.strike(config.syn_source_burst) {
+        // A source that has had `burst` SYNs refused since its last
+        // admitted one goes on the deny list for the penalty time.
+        SourceLevel::Penalised
+    } else {
+        SourceLevel::Refused
+    }
+}
+
+/// The verdict on a TCP SYN (SYN set, ACK clear) to our `port`, whose
+/// source's bucket gave `source` ([`source_level`]).
+#[inline(always)]
+pub fn verdict(ip: &Ip, port: u16, config: &Config, now: u64, source: SourceLevel) -> Reason {
+    match source {
+        SourceLevel::Admitted => {}
+        SourceLevel::Refused => return Reason::DropSynSource,
+        SourceLevel::Penalised => return penalise(ip, config, now),
+    }
+    let (source, prefix_len) = source_of(ip, config);
+    let seed = config.syn_hash_seed;
+    let source_slot = source.source_slot(seed);
 
     let prefix_slot = source.prefix_slot(prefix_len, seed);
     if config.syn_prefix_rate != 0
@@ -107,14 +156,9 @@ pub fn verdict(ip: &Ip, port: u16, config: &Config) -> Reason {
     Reason::PassSyn
 }
 
-/// A SYN over its source's bucket. With the penalty on, a source that has
-/// had `burst` SYNs refused since its last admitted one goes on the deny
-/// list for the penalty time.
+/// A SYN whose source earned the penalty: on the deny list.
 #[inline(always)]
-fn over_source(bucket: Bucket, ip: &Ip, config: &Config, now: u64) -> Reason {
-    if config.syn_penalty_ns == 0 || !bucket.strike(config.syn_source_burst) {
-        return Reason::DropSynSource;
-    }
+fn penalise(ip: &Ip, config: &Config, now: u64) -> Reason {
     match lists::penalise(ip, config, expiry::deadline(now, config.syn_penalty_ns)) {
         Penalised::Denied => {
             events::penalised(ip, config.syn_penalty_ns, now);

@@ -31,7 +31,7 @@ use filter_common::{Config, Reason};
 use crate::{
     config, lists,
     packet::{Family, Fragment, IPPROTO_TCP, IPPROTO_UDP, Ip, Located, Network, Packet},
-    solicited,
+    solicited, syn,
 };
 
 /// What a global function that may leave the verdict to later rules
@@ -88,7 +88,19 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
             },
             IPPROTO_TCP => match packet.tcp(ip.l4_offset) {
                 None => Reason::PassMalformed.index(),
-                Some(tcp) if tcp::has_rules(&tcp) => crate::wan_tcp(raw, at.shape, at.fragment_id),
+                Some(tcp) if tcp::has_rules(&tcp) => {
+                    let now = config::now_ns();
+                    let source = if tcp::is_attempt(&tcp) {
+                        syn::source_level(&ip, config, now)
+                    } else {
+                        syn::SourceLevel::Admitted
+                    };
+                    match source {
+                        // A SYN flood from few sources ends here.
+                        syn::SourceLevel::Refused => Reason::DropSynSource.index(),
+                        _ => crate::wan_tcp(raw, at.shape, at.fragment_id, now, source as u32),
+                    }
+                }
                 Some(_) => pass(&ip).index(),
             },
             _ => pass(&ip).index(),

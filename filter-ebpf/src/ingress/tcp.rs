@@ -16,7 +16,6 @@ use filter_common::{Config, Reason, handshake::FlowKey};
 
 use super::pass;
 use crate::{
-    config,
     conn::{self, Followed, Opened},
     halfopen, handshake,
     packet::{Ip, Packet, Tcp, tcp_flags::*},
@@ -29,30 +28,43 @@ use crate::{
 /// connections and the LAN's behind NAT, whose ports answer no SYN.
 #[inline(always)]
 pub fn has_rules(tcp: &Tcp) -> bool {
-    tcp.flags & (SYN | ACK) == SYN || tcp.flags & SYN == 0 && handshake::is_service(tcp.dst_port)
+    is_attempt(tcp) || tcp.flags & SYN == 0 && handshake::is_service(tcp.dst_port)
 }
 
+/// Whether `tcp` is a connection attempt: SYN set, ACK clear.
 #[inline(always)]
-pub fn verdict(packet: &Packet, ip: &Ip, config: &Config) -> Reason {
+pub fn is_attempt(tcp: &Tcp) -> bool {
+    tcp.flags & (SYN | ACK) == SYN
+}
+
+/// The body of `wan_tcp`, at `now`; `source` is what the SYN's source
+/// bucket made of a connection attempt (the dispatcher took its token).
+#[inline(always)]
+pub fn verdict(
+    packet: &Packet,
+    ip: &Ip,
+    config: &Config,
+    now: u64,
+    source: syn::SourceLevel,
+) -> Reason {
     let Some(tcp) = packet.tcp(ip.l4_offset) else {
         return Reason::PassMalformed;
     };
     if tcp.flags & SYN != 0 {
         if tcp.flags & ACK == 0 {
-            return syn::verdict(ip, tcp.dst_port, config);
+            return syn::verdict(ip, tcp.dst_port, config, now, source);
         }
         return pass(ip);
     }
     if !handshake::is_service(tcp.dst_port) {
         return pass(ip);
     }
-    to_service(ip, &tcp, config)
+    to_service(ip, &tcp, config, now)
 }
 
 /// A segment (not a SYN) to a port that answers SYNs.
 #[inline(always)]
-fn to_service(ip: &Ip, tcp: &Tcp, config: &Config) -> Reason {
-    let now = config::now_ns();
+fn to_service(ip: &Ip, tcp: &Tcp, config: &Config, now: u64) -> Reason {
     let key = FlowKey {
         local_addr: ip.dst,
         remote_addr: ip.src,
