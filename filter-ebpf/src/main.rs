@@ -17,20 +17,23 @@
 //! then goes through one finish (ingress/finish.rs: count, monitor mode,
 //! sampling), which gets the reason as a number from the functions, so the
 //! verifier walks it once per path of the dispatcher, not once per reason.
-//! A call costs the packet more than its instructions
-//! (docs/kernel-programs.md), so traffic no rule looks at passes in the
-//! dispatcher without one, and the finish is inlined into it. The functions, in the order a packet meets
-//! them (docs/kernel-programs.md has their verifier counts):
+//! A call costs the packet more than its instructions (10-15 ns here,
+//! docs/kernel-programs.md), so the dispatcher takes itself the verdicts a
+//! flood is made of, where they need only a few reads: traffic no rule
+//! looks at passes, a later fragment follows its first (one lookup), the
+//! UDP rules run up to the solicited table (a response whose set holds
+//! nothing live is dropped), a SYN meets its source's bucket; and the
+//! finish is inlined. The functions, in the order a packet meets them
+//! (docs/kernel-programs.md has their verifier counts):
 //!
 //! - `wan_listed` (lists.rs): the allow and deny lists, only called when
 //!   one of the packet family's lists holds entries;
-//! - `wan_later_fragment` (fragments.rs): a later IP fragment follows the
-//!   verdict of its first;
-//! - `wan_udp` (ingress/udp.rs): inbound UDP, the reflection defence;
-//!   `wan_request` (ingress/request.rs): requests to our DNS and NTP
+//! - `wan_udp` (ingress/udp.rs): a response whose set of the solicited
+//!   table may hold its query consumes it;
+//! - `wan_request` (ingress/request.rs): requests to our DNS and NTP
 //!   services, their limits and the DNS slip;
-//! - `wan_tcp` (ingress/tcp.rs): inbound TCP, connection attempts and the
-//!   segments that complete or end connections;
+//! - `wan_tcp` (ingress/tcp.rs): inbound TCP past the source's SYN bucket,
+//!   connection attempts and the segments that complete or end connections;
 //! - `wan_first_fragment` (fragments.rs): remembers a first fragment's verdict;
 //! - `wan_sample_offered` (sample.rs): a drop the finish offers to the
 //!   sampler (one in 64 of each reason per CPU).
@@ -151,17 +154,6 @@ pub extern "C" fn wan_listed(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> 
         ctx,
         Located::from_arguments(shape, fragment_id),
         |_, ip, config| lists::verdict(ip, config).map_or(ingress::NO_VERDICT, Reason::index),
-    )
-}
-
-/// A later IP fragment: the verdict of its first (fragments.rs).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn wan_later_fragment(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
-    ingress::with_ip(
-        ctx,
-        Located::from_arguments(shape, fragment_id),
-        |_, ip, config| fragments::follow(ip, config).index(),
     )
 }
 

@@ -18,7 +18,10 @@
 //! [`verdict`] is the dispatcher: it parses, then calls the global function
 //! of each rule (main.rs lists them), which the verifier reads once each.
 //! It stays short: whatever it does, the verifier walks once for every
-//! shape of header the parser can find.
+//! shape of header the parser can find. It takes itself only the verdicts
+//! a flood is made of that need a few reads (a call costs more than they
+//! do): later fragments, UDP up to the solicited table, the SYN's source
+//! bucket.
 
 pub mod finish;
 pub mod request;
@@ -29,7 +32,7 @@ use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 use filter_common::{Config, Reason};
 
 use crate::{
-    config, lists,
+    config, fragments, lists,
     packet::{Family, Fragment, IPPROTO_TCP, IPPROTO_UDP, Ip, Located, Network, Packet},
     solicited, syn,
 };
@@ -57,7 +60,8 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
         }
     }
     let reason = match ip.fragment {
-        Fragment::Later { .. } => return crate::wan_later_fragment(raw, at.shape, at.fragment_id),
+        // One lookup: the dispatcher's own, a call would cost more.
+        Fragment::Later { .. } => return fragments::follow(&ip, config).index(),
         _ if !walked => Reason::PassMalformed.index(),
         // Only a datagram or segment some rule looks at enters its family's
         // function (a call costs more than its instructions: see
