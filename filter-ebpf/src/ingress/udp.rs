@@ -15,7 +15,7 @@ use filter_common::{PortClass, Reason, ServiceClass, SolicitedKey, query::Servic
 
 use super::pass;
 use crate::{
-    config,
+    config, kernel,
     packet::{Ip, Packet, Udp},
     proto::{dns, ntp},
 };
@@ -79,11 +79,15 @@ impl From<Reason> for Verdict {
 pub fn verdict(packet: &Packet, ip: &Ip, udp: &Udp, roles: Roles) -> Verdict {
     let Roles { class, service } = roles;
     // The NTP mode of a packet to an NTP port, read once for both rules.
-    let ntp_mode = if udp.dst_port == NTP_PORT || service == ServiceClass::Ntp {
-        ntp::mode(packet, udp)
-    } else {
-        None
-    };
+    // Stored and loaded again: a number LLVM cannot fold into the
+    // comparisons below on the paths that never read it.
+    let ntp_mode = kernel::through_memory(
+        if udp.dst_port == NTP_PORT || service == ServiceClass::Ntp {
+            ntp::mode(packet, udp)
+        } else {
+            ntp::NO_MODE
+        },
+    );
     // NTP control queries to us: the gateway must never answer monlist.
     if ntp::is_control_mode(ntp_mode) {
         return Reason::DropNtpControl.into();

@@ -24,17 +24,23 @@ pub enum Response {
     Malformed,
 }
 
-/// The mode of the NTP packet in `udp`, if the datagram has a first byte.
+/// What [`mode`] gives for a datagram without a first byte: no mode.
+pub const NO_MODE: u8 = 0xff;
+
+/// The mode of the NTP packet in `udp`, or [`NO_MODE`] if the datagram has
+/// no first byte. A number on every path, not an `Option`: LLVM left the
+/// payload of a `None` unwritten (a map pointer in its register), and the
+/// verifier refused the mask it then applied to it.
 #[inline(always)]
-pub fn mode(packet: &Packet, udp: &Udp) -> Option<u8> {
+pub fn mode(packet: &Packet, udp: &Udp) -> u8 {
     if udp.readable == 0 {
-        return None;
+        return NO_MODE;
     }
     // The first byte is leap indicator, version and mode (low 3 bits). Bytes
     // are read in pairs: this one ends at it (the other is the UDP checksum's).
     packet
         .be16_at(udp.payload - 1)
-        .map(|pair| pair as u8 & 0x07)
+        .map_or(NO_MODE, |pair| pair as u8 & 0x07)
 }
 
 /// Eight bytes of the datagram at `offset` of its payload, as on the wire.
@@ -51,26 +57,26 @@ fn timestamp(packet: &Packet, udp: &Udp, offset: usize) -> Option<u64> {
 /// (a second read of the same byte can lose its bounds check to LLVM, which
 /// merges it with the first, and the verifier then refuses it).
 #[inline(always)]
-pub fn is_client_mode(mode: Option<u8>) -> bool {
-    mode == Some(MODE_CLIENT)
+pub fn is_client_mode(mode: u8) -> bool {
+    mode == MODE_CLIENT
 }
 
 /// True for mode 6 or 7 (control, private: monlist).
 #[inline(always)]
-pub fn is_control_mode(mode: Option<u8>) -> bool {
-    matches!(mode, Some(MODE_CONTROL | MODE_PRIVATE))
+pub fn is_control_mode(mode: u8) -> bool {
+    matches!(mode, MODE_CONTROL | MODE_PRIVATE)
 }
 
 #[inline(always)]
 pub fn response_token(packet: &Packet, udp: &Udp) -> Response {
     match mode(packet, udp) {
-        Some(MODE_CONTROL | MODE_PRIVATE) => Response::Control,
-        Some(MODE_SERVER | MODE_BROADCAST) => match timestamp(packet, udp, ORIGIN_TIMESTAMP) {
+        MODE_CONTROL | MODE_PRIVATE => Response::Control,
+        MODE_SERVER | MODE_BROADCAST => match timestamp(packet, udp, ORIGIN_TIMESTAMP) {
             Some(origin) => Response::Token(origin),
             None => Response::Malformed,
         },
-        Some(_) => Response::ClientOrPeer,
-        None => Response::Malformed,
+        NO_MODE => Response::Malformed,
+        _ => Response::ClientOrPeer,
     }
 }
 
