@@ -101,7 +101,7 @@ pub fn record(key: &FlowKey, expected_ack: u32, now: u64, lifetime: u64, seed: u
 #[inline(always)]
 pub fn complete(key: &FlowKey, ack: u32, now: u64, seed: u64) -> bool {
     let set = key.bucket(seed, HANDSHAKE_BUCKETS);
-    if !set_is_live(set, now) {
+    if !expiry::is_live(LATEST.get(set), now) {
         return false;
     }
     match TABLE.find(set, key, |stamp| expiry::is_live(stamp, now)) {
@@ -112,19 +112,6 @@ pub fn complete(key: &FlowKey, ack: u32, now: u64, seed: u64) -> bool {
         }
         _ => false,
     }
-}
-
-/// Whether an ACK of `key` may complete a handshake: its set holds a live
-/// one. Most segments to a service port find nothing live in their set,
-/// which the dispatcher reads itself (ingress/tcp.rs).
-#[inline(always)]
-pub fn may_complete(key: &FlowKey, now: u64, seed: u64) -> bool {
-    set_is_live(key.bucket(seed, HANDSHAKE_BUCKETS), now)
-}
-
-#[inline(always)]
-fn set_is_live(set: u32, now: u64) -> bool {
-    expiry::is_live(LATEST.get(set), now)
 }
 
 /// Whether the flow key in `stored` is `key` (here and in conn.rs): field

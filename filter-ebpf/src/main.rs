@@ -22,9 +22,8 @@
 //! flood is made of, where they need only a few reads: traffic no rule
 //! looks at passes, a later fragment follows its first (one lookup), the
 //! UDP rules run up to the solicited table (a response whose set holds
-//! nothing live is dropped), a SYN meets its source's bucket, a segment
-//! to a service port without a connection limit that completes no
-//! handshake passes; and the finish is inlined. The functions, in the order a packet meets them
+//! nothing live is dropped), a SYN meets its source's bucket; and the
+//! finish is inlined. The functions, in the order a packet meets them
 //! (docs/kernel-programs.md has their verifier counts):
 //!
 //! - `wan_listed` (lists.rs): the allow and deny lists, only called when
@@ -33,8 +32,8 @@
 //!   table may hold its query consumes it;
 //! - `wan_request` (ingress/request.rs): requests to our DNS and NTP
 //!   services, their limits and the DNS slip;
-//! - `wan_tcp` (ingress/tcp.rs): connection attempts past the source's
-//!   SYN bucket, and the segments that complete, follow or end connections;
+//! - `wan_tcp` (ingress/tcp.rs): inbound TCP past the source's SYN bucket,
+//!   connection attempts and the segments that complete or end connections;
 //! - `wan_first_fragment` (fragments.rs): remembers a first fragment's verdict;
 //! - `wan_sample_offered` (sample.rs): a drop the finish offers to the
 //!   sampler (one in 64 of each reason per CPU).
@@ -223,7 +222,7 @@ pub extern "C" fn wan_request(ctx: *mut xdp_md, shape: u64, fragment_id: u64, se
     )
 }
 
-/// Inbound TCP the dispatcher leaves (ingress/tcp.rs), at `now` (the
+/// Inbound TCP that some rule looks at (ingress/tcp.rs), at `now` (the
 /// dispatcher read the clock); `source` is what the source's bucket made
 /// of a connection attempt (`syn::SourceLevel`'s number).
 #[unsafe(no_mangle)]

@@ -21,7 +21,7 @@
 //! shape of header the parser can find. It takes itself only the verdicts
 //! a flood is made of that need a few reads (a call costs more than they
 //! do): later fragments, UDP up to the solicited table, the SYN's source
-//! bucket, a segment to a service port that needs no table.
+//! bucket.
 
 pub mod finish;
 pub mod request;
@@ -94,21 +94,15 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
                 None => Reason::PassMalformed.index(),
                 Some(tcp) if tcp::has_rules(&tcp) => {
                     let now = config::now_ns();
-                    if !tcp::is_attempt(&tcp) {
-                        if tcp::passes_at_once(&ip, &tcp, config, now) {
-                            pass(&ip).index()
-                        } else {
-                            let admitted = syn::SourceLevel::Admitted;
-                            crate::wan_tcp(raw, at.shape, at.fragment_id, now, admitted as u32)
-                        }
+                    let source = if tcp::is_attempt(&tcp) {
+                        syn::source_level(&ip, config, now)
                     } else {
-                        match syn::source_level(&ip, config, now) {
-                            // A SYN flood from few sources ends here.
-                            syn::SourceLevel::Refused => Reason::DropSynSource.index(),
-                            source => {
-                                crate::wan_tcp(raw, at.shape, at.fragment_id, now, source as u32)
-                            }
-                        }
+                        syn::SourceLevel::Admitted
+                    };
+                    match source {
+                        // A SYN flood from few sources ends here.
+                        syn::SourceLevel::Refused => Reason::DropSynSource.index(),
+                        _ => crate::wan_tcp(raw, at.shape, at.fragment_id, now, source as u32),
                     }
                 }
                 Some(_) => pass(&ip).index(),

@@ -62,34 +62,16 @@ pub fn verdict(
     to_service(ip, &tcp, config, now)
 }
 
-/// Whether the dispatcher passes `tcp`, a segment (not a SYN) to a
-/// service port, at once: the port has no connection limit, so only a
-/// handshake it completes matters, and it completes none (no plain ACK, or
-/// its set holds no live handshake). Most segments of connections to our
-/// services; [`to_service`] would pass them too.
+/// A segment (not a SYN) to a port that answers SYNs.
 #[inline(always)]
-pub fn passes_at_once(ip: &Ip, tcp: &Tcp, config: &Config, now: u64) -> bool {
-    conn::limit(tcp.dst_port) == 0
-        && (tcp.flags & (ACK | RST) != ACK
-            || !handshake::may_complete(&flow_key(ip, tcp), now, config.syn_hash_seed))
-}
-
-/// The connection of a segment to our side.
-#[inline(always)]
-fn flow_key(ip: &Ip, tcp: &Tcp) -> FlowKey {
-    FlowKey {
+fn to_service(ip: &Ip, tcp: &Tcp, config: &Config, now: u64) -> Reason {
+    let key = FlowKey {
         local_addr: ip.dst,
         remote_addr: ip.src,
         local_port: tcp.dst_port,
         remote_port: tcp.src_port,
         family: ip.family.number(),
-    }
-}
-
-/// A segment (not a SYN) to a port that answers SYNs.
-#[inline(always)]
-fn to_service(ip: &Ip, tcp: &Tcp, config: &Config, now: u64) -> Reason {
-    let key = flow_key(ip, tcp);
+    };
     let limited = conn::limit(tcp.dst_port) != 0;
     let closing = tcp.flags & (FIN | RST) != 0;
     if limited {
