@@ -242,6 +242,7 @@ fn test(
     vm: Option<&vm::VmOptions>,
 ) -> anyhow::Result<ExitCode> {
     require_root("the test suite (it loads BPF programs and creates network namespaces)")?;
+    setup::run_for_tests()?;
     // Builds target/release/filter-ctl too: `cargo test` alone does not build
     // another package's binary, and the end-to-end tests run it.
     let filter_ctl = build_release()?;

@@ -45,6 +45,16 @@ pub const PACKAGES: &[(&str, &[&str])] = &[
     ("daemon tests", &["prometheus", "systemd"]),
 ];
 
+/// Debian packages only the test suite needs, installed by `test` (and
+/// `vm-test`) on top of [`PACKAGES`], never by `build` or the lab: the BGP
+/// speakers the daemon's upstream mode drives (gobgpd with its `gobgp` CLI,
+/// exabgp) and the provider's router they peer with in the upstream tests
+/// (bird2, whose `birdc` shows the FlowSpec and RTBH routes received).
+pub const TEST_PACKAGES: (&str, &[&str]) = (
+    "upstream tests (BGP speakers and the provider's router)",
+    &["gobgpd", "exabgp", "bird2"],
+);
+
 /// Debian packages only the benchmark needs (`cargo xtask bench`), installed
 /// by that command alone: interface statistics (ethtool), a peer filter to
 /// compare with (xdp-filter from xdp-tools) and the chart (gnuplot and a font).
@@ -83,10 +93,17 @@ pub fn run_for_bench() -> anyhow::Result<()> {
     debian_packages(BENCH_PACKAGES.1)
 }
 
-/// Setup, plus the packages of the VM legs.
+/// Setup, plus the packages of the tests and of the VM legs (the guests
+/// run the tests on this machine's root filesystem).
 pub fn run_for_vm() -> anyhow::Result<()> {
-    run()?;
+    run_for_tests()?;
     debian_packages(VM_PACKAGES.1)
+}
+
+/// Setup, plus the packages only the tests need.
+pub fn run_for_tests() -> anyhow::Result<()> {
+    run()?;
+    debian_packages(TEST_PACKAGES.1)
 }
 
 /// Project-local tools: bpf-linker in `bin/`, its stamp, the LLVM prefix it links.
