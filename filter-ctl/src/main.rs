@@ -16,7 +16,7 @@ use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use clap_mangen::roff::{Roff, bold, italic, roman};
 use filter_common::{
     report::Stats,
-    settings::{Assignment, Assignments, SETTINGS, Settings},
+    settings::{Assignment, SETTINGS, Settings},
 };
 use filter_ctl::{
     attach::{self, ModeChoice},
@@ -244,6 +244,12 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// The upstream mode: attacks handed to the provider through a BGP
+    /// speaker (the `[upstream]` section of the daemon's config).
+    Upstream {
+        #[command(subcommand)]
+        action: UpstreamAction,
+    },
     /// Print a shell completion script: bash, zsh or fish.
     ///
     /// e.g. `filter-ctl completions bash > /usr/share/bash-completion/completions/filter-ctl`.
@@ -261,6 +267,25 @@ enum Command {
         /// --json: one line of JSON each time).
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         watch: Option<u64>,
+    },
+}
+
+/// `upstream` subcommands.
+#[derive(Subcommand)]
+enum UpstreamAction {
+    /// List the routes announced upstream (FlowSpec rules, RTBH routes), why
+    /// and until when, and the totals.
+    ///
+    /// Asks the daemon running for IFACE. Without a daemon, with --config,
+    /// lists the routes the speaker holds with the daemon's mark.
+    Status {
+        #[command(flatten)]
+        target: Iface,
+        /// The daemon's config file, to reach the speaker when no daemon runs.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        output: Output,
     },
 }
 
@@ -492,6 +517,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = daemon::top(&pins, seconds)?;
             output.print(&report.entries(), || report.describe(&target.iface))?;
         }
+        Command::Upstream {
+            action:
+                UpstreamAction::Status {
+                    target,
+                    config,
+                    output,
+                },
+        } => {
+            let pins = target.attached(pin_root)?;
+            let config = config.map(|path| SettingsFile::read(&path)).transpose()?;
+            let status = daemon::upstream::status(&pins, config.map(|file| file.text).as_deref())?;
+            output.print(&status, || status.describe())?;
+        }
         Command::Allow { action } => list_command(pin_root, List::Allow, action)?,
         Command::Deny { action } => list_command(pin_root, List::Deny, action)?,
         Command::Stats {
@@ -598,8 +636,9 @@ impl SettingsFile {
         }
         let text = String::from_utf8(text)
             .with_context(|| format!("{} is not a text file (UTF-8)", path.display()))?;
-        let Assignments(assignments) =
-            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        // The daemon's `[upstream]` section is checked, and left to it.
+        let (assignments, _upstream) =
+            daemon::reload::stated(&text).with_context(|| format!("in {}", path.display()))?;
         Ok(Self {
             path: path.to_owned(),
             text,

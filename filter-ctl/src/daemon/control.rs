@@ -7,7 +7,8 @@
 //! to the network namespace, like interface names, need no file (the
 //! daemon's file system is read-only under systemd) and vanish with their
 //! process, also after a `kill -9`. The daemon answers `top` on it: one JSON
-//! request line (`{"seconds":N}`), one JSON reply line, and only to root.
+//! request line (`{"seconds":N}`, or `{"upstream":true}` for `filter-ctl
+//! upstream status`), one JSON reply line, and only to root.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -21,7 +22,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use super::top::TopReport;
+use super::{top::TopReport, upstream::status::UpstreamStatus};
 use crate::pins::IfacePins;
 
 /// The socket's name: the pin directory as the operator names it (the
@@ -55,12 +56,18 @@ pub fn claim(pins: &IfacePins) -> anyhow::Result<UnixListener> {
 
 #[derive(Serialize, Deserialize)]
 struct Request {
+    #[serde(default)]
     seconds: u64,
+    /// The upstream mode's status instead of `top`.
+    #[serde(default)]
+    upstream: bool,
 }
 
 #[derive(Serialize, Deserialize)]
 enum Reply {
     Top(TopReport),
+    /// `None`: the daemon's config has no `[upstream]` section.
+    Upstream(Option<UpstreamStatus>),
     Error(String),
 }
 
@@ -77,13 +84,40 @@ pub fn turn_away(listener: UnixListener) {
 /// Asks the daemon reading the ring for `top` over `seconds`; `None` when no
 /// daemon listens (nobody reads the ring, or a `top` does).
 pub fn ask_top(pins: &IfacePins, seconds: u64) -> anyhow::Result<Option<TopReport>> {
+    let request = Request {
+        seconds,
+        upstream: false,
+    };
+    match ask(pins, &request)? {
+        None => Ok(None),
+        Some(Reply::Top(report)) => Ok(Some(report)),
+        Some(_) => bail!("the daemon answered something else"),
+    }
+}
+
+/// Asks the daemon for its upstream mode's status; `None` when no daemon
+/// listens, `Some(None)` when its config has no `[upstream]` section.
+pub fn ask_upstream(pins: &IfacePins) -> anyhow::Result<Option<Option<UpstreamStatus>>> {
+    let request = Request {
+        seconds: 0,
+        upstream: true,
+    };
+    match ask(pins, &request)? {
+        None => Ok(None),
+        Some(Reply::Upstream(status)) => Ok(Some(status)),
+        Some(_) => bail!("the daemon answered something else (an older filter-ctl daemon?)"),
+    }
+}
+
+/// One request to the daemon; its reply (`None` when no daemon listens).
+fn ask(pins: &IfacePins, request: &Request) -> anyhow::Result<Option<Reply>> {
     let stream = match UnixStream::connect_addr(&address(pins)?) {
         Ok(stream) => stream,
         Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(None),
         Err(err) => return Err(err).context("connecting to the daemon"),
     };
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = serde_json::to_string(&Request { seconds })?;
+    let mut request = serde_json::to_string(request)?;
     request.push('\n');
     (&stream).write_all(request.as_bytes())?;
     let mut line = String::new();
@@ -98,23 +132,26 @@ pub fn ask_top(pins: &IfacePins, seconds: u64) -> anyhow::Result<Option<TopRepor
         );
     }
     match serde_json::from_str(&line).context("reading the daemon's answer")? {
-        Reply::Top(report) => Ok(Some(report)),
         Reply::Error(why) => bail!("the daemon: {why}"),
+        reply => Ok(Some(reply)),
     }
 }
 
-/// Answers `top` requests on the claimed socket, with `top(seconds)`.
+/// Answers requests on the claimed socket: `top(seconds)`, and
+/// `upstream()` for `filter-ctl upstream status`.
 pub async fn serve(
     listener: UnixListener,
     top: impl Fn(u64) -> anyhow::Result<TopReport> + Clone + Send + 'static,
+    upstream: impl Fn() -> Option<UpstreamStatus> + Clone + Send + 'static,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     loop {
         let (stream, _) = listener.accept().await?;
         let top = top.clone();
+        let upstream = upstream.clone();
         tokio::spawn(async move {
-            if let Err(err) = answer(stream, top).await {
+            if let Err(err) = answer(stream, top, upstream).await {
                 log::debug!("a top request failed: {err:#}");
             }
         });
@@ -124,6 +161,7 @@ pub async fn serve(
 async fn answer(
     stream: tokio::net::UnixStream,
     top: impl Fn(u64) -> anyhow::Result<TopReport>,
+    upstream: impl Fn() -> Option<UpstreamStatus>,
 ) -> anyhow::Result<()> {
     use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
     let root_only = stream.peer_cred()?.uid() == 0;
@@ -138,6 +176,7 @@ async fn answer(
         Reply::Error("only root may ask".into())
     } else {
         match serde_json::from_str::<Request>(&line) {
+            Ok(request) if request.upstream => Reply::Upstream(upstream()),
             Ok(request) => match top(request.seconds) {
                 Ok(report) => Reply::Top(report),
                 Err(err) => Reply::Error(format!("{err:#}")),

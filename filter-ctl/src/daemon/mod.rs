@@ -9,7 +9,9 @@
 //! ([`reload`]); every few seconds it removes expired list entries. It reads
 //! the sampled drop events as they come ([`drops`], kept for `top` in
 //! [`top::History`]) and the programs' rare events (aya-log), serves
-//! `/metrics` ([`metrics`]) and answers `top` ([`control`]).
+//! `/metrics` ([`metrics`]) and answers `top` ([`control`]). With an
+//! `[upstream]` section in its config file it hands attacks that fill the
+//! uplink to the provider through a BGP speaker ([`upstream`]).
 
 pub mod attack;
 pub mod control;
@@ -20,6 +22,7 @@ pub mod metrics;
 pub mod reload;
 pub mod top;
 pub mod units;
+pub mod upstream;
 
 use std::{
     net::SocketAddr,
@@ -43,6 +46,7 @@ use self::{
     metrics::DaemonState,
     reload::ConfigFile,
     top::{History, TopReport},
+    upstream::Upstream,
 };
 use crate::{
     attach::{self, ModeChoice},
@@ -86,11 +90,17 @@ pub fn run(pin_root: &Path, options: Options) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let mut signals = Signals::new()?;
-        let (file, settings) = config.map_or((None, None), |(file, set)| (Some(file), Some(set)));
-        let Some(pins) = start(&root, &options, settings.as_deref(), &mut signals).await? else {
+        let (file, read) = config.map_or((None, None), |(file, read)| (Some(file), Some(read)));
+        let settings = read.as_ref().map(|read| read.settings.as_slice());
+        let Some(pins) = start(&root, &options, settings, &mut signals).await? else {
             return Ok(());
         };
+        let upstream = read
+            .and_then(|read| read.upstream)
+            .map(|config| Upstream::start(&options.iface, config))
+            .transpose()?;
         Daemon {
+            upstream,
             detector: Detector::new(&options.iface, options.thresholds),
             options,
             root,
@@ -267,6 +277,8 @@ struct Daemon {
     /// go in with the attach when it is back.
     pending: Option<Vec<Assignment>>,
     ticks: u64,
+    /// The upstream mode, when the config file has an `[upstream]` section.
+    upstream: Option<Upstream>,
 }
 
 type KernelLog = Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>;
@@ -290,10 +302,15 @@ impl Daemon {
         .await?;
         tokio::spawn(server);
         let history = self.history.clone();
-        tokio::spawn(control::serve(listener, move |seconds| {
-            let history = history.lock().expect("never poisoned");
-            Ok(history.top(seconds.clamp(1, top::MAX_SECONDS), top::LIMIT))
-        }));
+        let state = self.state.clone();
+        tokio::spawn(control::serve(
+            listener,
+            move |seconds| {
+                let history = history.lock().expect("never poisoned");
+                Ok(history.top(seconds.clamp(1, top::MAX_SECONDS), top::LIMIT))
+            },
+            move || state.lock().expect("never poisoned").upstream.clone(),
+        ));
         log::info!(
             "serving metrics on http://{}/metrics; `filter-ctl top --iface {}` asks this daemon",
             self.options.listen,
@@ -362,13 +379,23 @@ impl Daemon {
                 let mut history = self.history.lock().expect("never poisoned");
                 if let Some((then, before)) = &self.last {
                     let secs = now.duration_since(*then).as_secs_f64();
-                    log_evictions(&self.options.iface, &counts.since(before));
-                    self.detector
-                        .update(now, &counts.since(before), secs, &counts, &history);
+                    let delta = counts.since(before);
+                    log_evictions(&self.options.iface, &delta);
+                    self.detector.update(now, &delta, secs, &counts, &history);
+                    if let Some(upstream) = &mut self.upstream {
+                        let active: Vec<_> = self.detector.active().collect();
+                        upstream.tick(now, &delta, secs, &active, &history);
+                    }
                 }
                 history.tick(now, counts.clone());
-                self.state.lock().expect("never poisoned").attacks =
-                    self.detector.active().collect();
+                let mut state = self.state.lock().expect("never poisoned");
+                state.attacks = self.detector.active().collect();
+                if self.upstream.as_ref().is_some_and(Upstream::is_done) {
+                    self.upstream = None;
+                    log::info!("upstream: every route is withdrawn; the upstream mode is off");
+                }
+                state.upstream = self.upstream.as_ref().map(Upstream::status);
+                drop(state);
                 self.last = Some((now, counts));
             }
             Err(err) => log::debug!("reading the counters: {err:#}"),
@@ -404,6 +431,10 @@ impl Daemon {
         let Some(read) = read else {
             return;
         };
+        let (read, upstream) = match read {
+            Ok(file) => (Ok(file.settings), Some(file.upstream)),
+            Err(err) => (Err(err), None),
+        };
         let path = file.path().display().to_string();
         let iface = &self.options.iface;
         if self.is_severed()
@@ -415,6 +446,7 @@ impl Daemon {
                 "read {path}; its settings go in when the filter is attached to {iface} again"
             );
             self.pending = Some(settings.clone());
+            self.reconfigure_upstream(upstream.flatten());
             return;
         }
         let applied = read.and_then(|settings| reload::apply(&self.root, iface, &settings));
@@ -424,12 +456,34 @@ impl Daemon {
                 state.reloads_ok += 1;
                 self.pending = None;
                 log::info!("reloaded {path}: {}", describe_changes(&changed));
+                drop(state);
+                self.reconfigure_upstream(upstream.flatten());
             }
             Err(err) => {
                 state.reloads_failed += 1;
                 log::error!(
                     "not reloading {path}, the running settings stay as they were: {err:#}"
                 );
+            }
+        }
+    }
+
+    /// The `[upstream]` section of a reloaded file: started, changed, or
+    /// gone (then every route is withdrawn).
+    fn reconfigure_upstream(&mut self, config: Option<upstream::config::Config>) {
+        if let Some(current) = &mut self.upstream
+            && !current.is_retiring()
+        {
+            match config {
+                Some(config) => current.reconfigure(config),
+                None => current.retire(),
+            }
+            return;
+        }
+        if let Some(config) = config {
+            match Upstream::start(&self.options.iface, config) {
+                Ok(started) => self.upstream = Some(started),
+                Err(err) => log::error!("upstream: not started: {err:#}"),
             }
         }
     }

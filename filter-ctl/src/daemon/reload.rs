@@ -26,8 +26,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use filter_common::settings::{Assignment, Assignments, Settings};
+use filter_common::settings::{Assignment, Input, SETTINGS, Settings};
+use serde::{Deserialize, Deserializer, de};
 
+use super::upstream;
 use crate::{attach, pins::PinRoot, settings::SettingsMaps};
 
 /// What the file looked like when it was last read.
@@ -47,14 +49,14 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// Reads and checks the file: the daemon refuses to start on a bad one.
-    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, Vec<Assignment>)> {
+    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, DaemonFile)> {
         let mut file = ConfigFile {
             path: path.to_owned(),
             seen: None,
             text: String::new(),
         };
-        let assignments = file.read()?;
-        Ok((file, assignments))
+        let read = file.read()?;
+        Ok((file, read))
     }
 
     pub fn path(&self) -> &Path {
@@ -68,16 +70,16 @@ impl ConfigFile {
 
     /// Reads the file and checks it; its text is remembered either way, so a
     /// bad file is reported once, not every second.
-    pub fn read(&mut self) -> anyhow::Result<Vec<Assignment>> {
+    pub fn read(&mut self) -> anyhow::Result<DaemonFile> {
         self.seen = seen(&self.path);
         let text = fs::read_to_string(&self.path)
             .with_context(|| format!("reading {}", self.path.display()))?;
         self.text = text;
-        settings_of(&self.text).with_context(|| format!("in {}", self.path.display()))
+        parse(&self.text).with_context(|| format!("in {}", self.path.display()))
     }
 
     /// Reads the file again if its text changed; `None` if it did not.
-    pub fn reread_if_changed(&mut self) -> Option<anyhow::Result<Vec<Assignment>>> {
+    pub fn reread_if_changed(&mut self) -> Option<anyhow::Result<DaemonFile>> {
         let before = self.text.clone();
         let read = self.read();
         (self.text != before).then_some(read)
@@ -96,9 +98,24 @@ fn seen(path: &Path) -> Option<Seen> {
 /// Every setting as the file states it: the keys it has, the defaults for
 /// the rest. An error names the bad key, its value and what is allowed.
 pub fn settings_of(text: &str) -> anyhow::Result<Vec<Assignment>> {
+    parse(text).map(|file| file.settings)
+}
+
+/// The daemon's config file: the settings (the keys of `set`, at the top)
+/// and the `[upstream]` section.
+#[derive(Clone, Debug)]
+pub struct DaemonFile {
+    /// Every setting: the file's, the defaults for the rest.
+    pub settings: Vec<Assignment>,
+    pub upstream: Option<upstream::config::Config>,
+}
+
+/// Reads a whole config file. An error names the bad key, its value and
+/// what is allowed, with its line and column.
+pub fn parse(text: &str) -> anyhow::Result<DaemonFile> {
     // One line for the log: where, and what is wrong (toml's own display
     // adds the source line and a marker underneath).
-    let Assignments(assignments) = toml::from_str(text).map_err(|err| {
+    let (assignments, upstream) = stated(text).map_err(|err| {
         let at = err.span().map_or(String::new(), |span| {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
@@ -108,10 +125,106 @@ pub fn settings_of(text: &str) -> anyhow::Result<Vec<Assignment>> {
         anyhow::anyhow!("{at}{}", err.message())
     })?;
     let settings = Settings::default().with(&assignments)?;
-    Ok(settings
-        .values()
-        .map(|(key, value)| Assignment::text(key, &value).expect("a shown value parses back"))
-        .collect())
+    Ok(DaemonFile {
+        settings: settings
+            .values()
+            .map(|(key, value)| Assignment::text(key, &value).expect("a shown value parses back"))
+            .collect(),
+        upstream,
+    })
+}
+
+/// The settings a file states (without defaults for the rest), each
+/// checked alone, and its `[upstream]` section: what `filter-ctl apply`
+/// and `attach --config` take from the daemon's file.
+pub fn stated(
+    text: &str,
+) -> Result<(Vec<Assignment>, Option<upstream::config::Config>), toml::de::Error> {
+    toml::from_str(text).map(
+        |Stated {
+             assignments,
+             upstream,
+         }| (assignments, upstream),
+    )
+}
+
+/// What a file states: settings, each checked where it stands (as
+/// `filter_common::settings::Assignments` reads them), and the section.
+struct Stated {
+    assignments: Vec<Assignment>,
+    upstream: Option<upstream::config::Config>,
+}
+
+impl<'de> Deserialize<'de> for Stated {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FileVisitor;
+
+        impl<'de> de::Visitor<'de> for FileVisitor {
+            type Value = Stated;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("settings (KEY = VALUE), then an optional [upstream] section")
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Stated, A::Error> {
+                let mut stated = Stated {
+                    assignments: Vec::new(),
+                    upstream: None,
+                };
+                while let Some(key) = map.next_key_seed(FileKey)? {
+                    match key {
+                        None => stated.upstream = Some(map.next_value()?),
+                        Some(key) => stated
+                            .assignments
+                            .push(map.next_value_seed(SettingValue(key))?),
+                    }
+                }
+                Ok(stated)
+            }
+        }
+
+        deserializer.deserialize_map(FileVisitor)
+    }
+}
+
+/// A key at the top of the file: a setting's (`Some`), or `upstream`.
+struct FileKey;
+
+impl<'de> de::DeserializeSeed<'de> for FileKey {
+    type Value = Option<&'static str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        let key = String::deserialize(deserializer)?;
+        if key == "upstream" {
+            return Ok(None);
+        }
+        SETTINGS
+            .iter()
+            .map(|setting| setting.key())
+            .find(|known| *known == key)
+            .map(Some)
+            .ok_or_else(|| {
+                let known: Vec<&str> = SETTINGS.iter().map(|setting| setting.key()).collect();
+                de::Error::custom(format!(
+                    "unknown setting '{key}' (known: {}; and the [upstream] section)",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
+/// A setting's value, checked where it stands.
+struct SettingValue(&'static str);
+
+impl<'de> de::DeserializeSeed<'de> for SettingValue {
+    type Value = Assignment;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Assignment, D::Error> {
+        let key = self.0;
+        let input = Input::deserialize(deserializer)
+            .map_err(|err| de::Error::custom(format!("{key}: {err}")))?;
+        Assignment::new(key, input).map_err(de::Error::custom)
+    }
 }
 
 /// Writes `assignments` to the filter on `iface`, under its lock (waiting
