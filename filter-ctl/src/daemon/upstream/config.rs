@@ -22,7 +22,7 @@ use super::route::{Community, Shape};
 /// The section, checked and with every default filled in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub speaker: Speaker,
+    pub speaker: SpeakerConfig,
     /// Log what would be announced and withdrawn; never change the speaker.
     pub dry_run: bool,
     /// An attack counts once its reason drops this many packets per second.
@@ -49,16 +49,16 @@ pub struct Config {
 
 /// The BGP speaker the operator runs, and how to reach it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Speaker {
+pub enum SpeakerConfig {
     /// gobgpd, driven through its `gobgp` command line tool, which talks to
     /// gobgpd's gRPC API at `api`.
     Gobgp { api: SocketAddr },
 }
 
-impl fmt::Display for Speaker {
+impl fmt::Display for SpeakerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Speaker::Gobgp { api } => write!(f, "gobgp (gobgpd at {api})"),
+            SpeakerConfig::Gobgp { api } => write!(f, "gobgp (gobgpd at {api})"),
         }
     }
 }
@@ -328,7 +328,7 @@ impl Stated {
     /// The defaults, and the rules between keys.
     fn resolve(self) -> Result<Config, String> {
         let speaker = match self.speaker {
-            Some(0) => Speaker::Gobgp {
+            Some(0) => SpeakerConfig::Gobgp {
                 api: self
                     .api
                     .unwrap_or_else(|| DEFAULT_API.parse().expect("a valid address")),
@@ -657,7 +657,7 @@ mod tests {
         let config = parse("[upstream]\nspeaker = \"gobgp\"\nattack_pps = 20000\n").unwrap();
         assert_eq!(
             config.speaker,
-            Speaker::Gobgp {
+            SpeakerConfig::Gobgp {
                 api: "127.0.0.1:50051".parse().unwrap()
             }
         );

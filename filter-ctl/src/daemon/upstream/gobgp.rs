@@ -27,7 +27,10 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
 
-use super::route::{BLACKHOLE, Community, FlowRule, NO_EXPORT, Route};
+use super::{
+    Speaker,
+    route::{BLACKHOLE, Community, FlowRule, NO_EXPORT, Route},
+};
 
 /// The families the daemon's routes are in.
 const FAMILIES: [&str; 4] = ["ipv4-flowspec", "ipv6-flowspec", "ipv4", "ipv6"];
@@ -52,11 +55,6 @@ impl Gobgp {
         }
     }
 
-    /// Where gobgpd's API is.
-    pub fn api(&self) -> SocketAddr {
-        self.api
-    }
-
     /// The daemon's routes in gobgpd's global RIB (those with its mark).
     pub fn list(&self) -> anyhow::Result<Vec<Route>> {
         let mut routes = Vec::new();
@@ -70,7 +68,7 @@ impl Gobgp {
         Ok(routes)
     }
 
-    pub fn announce(&self, route: &Route) -> anyhow::Result<()> {
+    fn announce(&self, route: &Route) -> anyhow::Result<()> {
         let mut args = self.target(route, "add");
         args.extend(["local-pref".into(), self.mark.to_string()]);
         let mut communities = self.communities.clone();
@@ -84,7 +82,7 @@ impl Gobgp {
         self.run_strings(&args).map(drop)
     }
 
-    pub fn withdraw(&self, route: &Route) -> anyhow::Result<()> {
+    fn withdraw(&self, route: &Route) -> anyhow::Result<()> {
         let args = self.target(route, "del");
         self.run_strings(&args).map(drop)
     }
@@ -157,6 +155,24 @@ impl Gobgp {
             .context(format!("gobgpd at {}", self.api));
         }
         Ok(stdout)
+    }
+}
+
+impl Speaker for Gobgp {
+    fn name(&self) -> String {
+        format!("gobgpd {}", self.api)
+    }
+
+    fn list(&mut self) -> anyhow::Result<Vec<Route>> {
+        Gobgp::list(self)
+    }
+
+    fn announce(&mut self, route: &Route) -> anyhow::Result<()> {
+        Gobgp::announce(self, route)
+    }
+
+    fn withdraw(&mut self, route: &Route) -> anyhow::Result<()> {
+        Gobgp::withdraw(self, route)
     }
 }
 

@@ -35,7 +35,7 @@ use std::{
 use filter_common::{Reason, report::Stats};
 
 use self::{
-    config::{Config, Speaker, Trigger},
+    config::{Config, SpeakerConfig, Trigger},
     gobgp::Gobgp,
     route::Route,
     status::{RouteState, RouteStatus, UpstreamStatus},
@@ -43,6 +43,24 @@ use self::{
 };
 use super::top::{self, History};
 use crate::pins::IfacePins;
+
+/// A BGP speaker the daemon drives: it holds the routes, and sends them to
+/// its peers.
+pub trait Speaker: Send {
+    /// How the log names it: `gobgpd 127.0.0.1:50051`.
+    fn name(&self) -> String;
+    /// The daemon's routes it holds (those with the mark).
+    fn list(&mut self) -> anyhow::Result<Vec<Route>>;
+    fn announce(&mut self, route: &Route) -> anyhow::Result<()>;
+    fn withdraw(&mut self, route: &Route) -> anyhow::Result<()>;
+}
+
+/// The speaker `config` names.
+fn speaker(config: &Config) -> Box<dyn Speaker> {
+    match &config.speaker {
+        SpeakerConfig::Gobgp { api } => Box::new(Gobgp::new(*api, config.mark, &config.communities)),
+    }
+}
 
 /// A route the daemon wants announced.
 #[derive(Debug)]
@@ -86,12 +104,7 @@ impl Upstream {
     pub fn start(iface: &str, config: Config) -> anyhow::Result<Self> {
         let shared = Arc::new(Shared::default());
         if !config.dry_run {
-            let Speaker::Gobgp { api } = config.speaker;
-            worker::spawn(
-                iface,
-                Gobgp::new(api, config.mark, &config.communities),
-                shared.clone(),
-            )?;
+            worker::spawn(iface, speaker(&config), shared.clone())?;
         }
         log::info!("upstream: {}", config.describe());
         Ok(Self {
@@ -561,8 +574,7 @@ pub fn status(pins: &IfacePins, config_text: Option<&str>) -> anyhow::Result<Ups
     };
     let (_, config) = super::reload::stated(text)?;
     let config = config.ok_or_else(|| anyhow::anyhow!("the config has no [upstream] section"))?;
-    let Speaker::Gobgp { api } = config.speaker;
-    let routes = Gobgp::new(api, config.mark, &config.communities).list()?;
+    let routes = speaker(&config).list()?;
     Ok(UpstreamStatus {
         iface: iface.to_owned(),
         speaker: config.speaker.to_string(),

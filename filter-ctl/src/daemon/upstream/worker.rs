@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{gobgp::Gobgp, route::Route};
+use super::{Speaker, route::Route};
 
 /// How often the speaker's routes are listed again, to find what it lost.
 const VERIFY_EVERY: Duration = Duration::from_secs(10);
@@ -68,7 +68,7 @@ impl Shared {
 }
 
 /// Starts the worker for `speaker` on `iface`.
-pub fn spawn(iface: &str, speaker: Gobgp, shared: Arc<Shared>) -> std::io::Result<()> {
+pub fn spawn(iface: &str, speaker: Box<dyn Speaker>, shared: Arc<Shared>) -> std::io::Result<()> {
     let iface = iface.to_owned();
     thread::Builder::new()
         .name("upstream".into())
@@ -87,7 +87,7 @@ pub fn spawn(iface: &str, speaker: Gobgp, shared: Arc<Shared>) -> std::io::Resul
 
 struct Worker {
     iface: String,
-    speaker: Gobgp,
+    speaker: Box<dyn Speaker>,
     shared: Arc<Shared>,
     listed_at: Option<Instant>,
     /// The last call failed (a failure is logged once, and its end).
@@ -183,7 +183,7 @@ impl Worker {
     }
 
     fn speaker_name(&self) -> String {
-        format!("gobgpd {}", self.speaker.api())
+        self.speaker.name()
     }
 
     /// Counts and logs a failed call (once until one succeeds again).
