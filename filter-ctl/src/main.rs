@@ -287,6 +287,18 @@ enum UpstreamAction {
         #[command(flatten)]
         output: Output,
     },
+    /// ExaBGP's process for the daemon: put it in ExaBGP's configuration
+    /// (`process wan-filter { run /usr/local/sbin/filter-ctl upstream exabgp
+    /// --iface wan0; encoder text; }`), never run it by hand.
+    ///
+    /// It connects to the daemon of IFACE and writes the daemon's
+    /// announcements and withdrawals as ExaBGP commands to its stdout. It
+    /// runs as ExaBGP's user (root is not needed).
+    Exabgp {
+        /// The daemon's interface.
+        #[arg(long, value_name = "IFACE")]
+        iface: String,
+    },
 }
 
 /// `allow` and `deny` subcommands. `add` and `del` first remove expired entries.
@@ -339,8 +351,14 @@ fn main() {
             .format_target(false)
             .init();
     }
+    let bridge = matches
+        .subcommand_matches("upstream")
+        .and_then(|upstream| upstream.subcommand_name())
+        == Some("exabgp");
     let checked = match matches.subcommand_name() {
         Some("man" | "completions") | None => Ok(()),
+        // ExaBGP's process runs as ExaBGP's user.
+        Some("upstream") if bridge => Ok(()),
         Some(command) => require_root(command),
     };
     if let Err(err) = checked.and_then(|()| run(cli)) {
@@ -530,6 +548,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let status = daemon::upstream::status(&pins, config.map(|file| file.text).as_deref())?;
             output.print(&status, || status.describe())?;
         }
+        Command::Upstream {
+            action: UpstreamAction::Exabgp { iface },
+        } => daemon::upstream::exabgp::bridge(&iface)?,
         Command::Allow { action } => list_command(pin_root, List::Allow, action)?,
         Command::Deny { action } => list_command(pin_root, List::Deny, action)?,
         Command::Stats {

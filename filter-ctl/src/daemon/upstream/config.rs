@@ -53,12 +53,18 @@ pub enum SpeakerConfig {
     /// gobgpd, driven through its `gobgp` command line tool, which talks to
     /// gobgpd's gRPC API at `api`.
     Gobgp { api: SocketAddr },
+    /// ExaBGP, through its process API: `filter-ctl upstream exabgp` is its
+    /// process, run as `user`.
+    Exabgp { user: String },
 }
 
 impl fmt::Display for SpeakerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SpeakerConfig::Gobgp { api } => write!(f, "gobgp (gobgpd at {api})"),
+            SpeakerConfig::Exabgp { .. } => {
+                f.write_str("exabgp (through its process `filter-ctl upstream exabgp`)")
+            }
         }
     }
 }
@@ -135,6 +141,8 @@ const FRAGMENTS: &[Component] = &[Component::Protocol, Component::Fragment];
 
 pub const DEFAULT_API: &str = "127.0.0.1:50051";
 pub const DEFAULT_MARK: u32 = 4242;
+/// The user Debian's exabgp runs as (`exabgp.daemon.user`).
+pub const DEFAULT_EXABGP_USER: &str = "exabgp";
 
 const SUSTAIN: Span = Span {
     min: Duration::ZERO,
@@ -159,12 +167,12 @@ const MARK: Count<u32> = Count {
     min: 1,
     max: u32::MAX,
 };
-const SPEAKER: Choice = Choice(&[("gobgp", 0)]);
+const SPEAKER: Choice = Choice(&[("gobgp", 0), ("exabgp", 1)]);
 const MODE: Choice = Choice(&[("flowspec", 0), ("rtbh", 1)]);
 const TRIGGER: Choice = Choice(&[("any", 0), ("all", 1)]);
 
 /// The keys of the section, for errors.
-const KEYS: &str = "speaker, gobgp_api, mode, dry_run, attack_pps, uplink_capacity, \
+const KEYS: &str = "speaker, gobgp_api, exabgp_user, mode, dry_run, attack_pps, uplink_capacity, \
                     uplink_percent, trigger, sustain, max_rules, hold, communities, mark, reasons";
 
 /// `upstream.KEY`'s value could not be taken.
@@ -216,6 +224,34 @@ impl Kind for BitRate {
     }
 }
 
+/// A user's name, as `/etc/passwd` has it.
+struct UserName;
+
+impl Kind for UserName {
+    type Value = String;
+
+    fn allowed(&self) -> String {
+        "a user name, e.g. \"exabgp\"".into()
+    }
+
+    fn parse(&self, text: &str) -> Result<String, String> {
+        let valid = !text.is_empty()
+            && text.len() <= 32
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if valid {
+            Ok(text.to_owned())
+        } else {
+            Err("not a user name".into())
+        }
+    }
+
+    fn show(&self, value: &String) -> String {
+        value.clone()
+    }
+}
+
 /// `IP:PORT`.
 struct Address;
 
@@ -240,6 +276,7 @@ impl Kind for Address {
 struct Stated {
     speaker: Option<u8>,
     api: Option<SocketAddr>,
+    exabgp_user: Option<String>,
     mode: Option<u8>,
     dry_run: Option<bool>,
     attack_pps: Option<u64>,
@@ -285,6 +322,9 @@ impl<'de> Deserialize<'de> for Config {
                         "gobgp_api" => {
                             stated.api = Some(map.next_value_seed(Value(key, &Address))?)
                         }
+                        "exabgp_user" => {
+                            stated.exabgp_user = Some(map.next_value_seed(Value(key, &UserName))?)
+                        }
                         "mode" => stated.mode = Some(map.next_value_seed(Value(key, &MODE))?),
                         "dry_run" => {
                             stated.dry_run = Some(map.next_value_seed(Value(key, &Switch))?)
@@ -327,12 +367,19 @@ impl<'de> Deserialize<'de> for Config {
 impl Stated {
     /// The defaults, and the rules between keys.
     fn resolve(self) -> Result<Config, String> {
-        let speaker = match self.speaker {
-            Some(0) => SpeakerConfig::Gobgp {
-                api: self
-                    .api
-                    .unwrap_or_else(|| DEFAULT_API.parse().expect("a valid address")),
+        let speaker = match (self.speaker, self.api, self.exabgp_user) {
+            (Some(0), api, None) => SpeakerConfig::Gobgp {
+                api: api.unwrap_or_else(|| DEFAULT_API.parse().expect("a valid address")),
             },
+            (Some(1), None, user) => SpeakerConfig::Exabgp {
+                user: user.unwrap_or_else(|| DEFAULT_EXABGP_USER.into()),
+            },
+            (Some(0), _, Some(_)) => {
+                return Err("upstream.exabgp_user is for speaker = \"exabgp\"".into());
+            }
+            (Some(_), Some(_), _) => {
+                return Err("upstream.gobgp_api is for speaker = \"gobgp\"".into());
+            }
             _ => {
                 return Err(format!(
                     "upstream.speaker is missing: which BGP speaker announces the routes (allowed: {})",

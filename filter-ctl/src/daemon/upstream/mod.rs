@@ -7,6 +7,8 @@
 //! - [`config`]: the `[upstream]` section of the config file;
 //! - [`route`]: the routes, built from the attack's sampled drops;
 //! - [`gobgp`]: gobgpd as the speaker, through its `gobgp` tool;
+//! - [`exabgp`]: ExaBGP as the speaker, through its process API (the
+//!   bridge `filter-ctl upstream exabgp`);
 //! - [`worker`]: the thread that makes the speaker hold what is wanted;
 //! - [`status`]: `filter-ctl upstream status` and the metrics.
 //!
@@ -21,6 +23,7 @@
 //! again what is still wanted, nor announces twice.
 
 pub mod config;
+pub mod exabgp;
 pub mod gobgp;
 pub mod route;
 pub mod status;
@@ -36,6 +39,7 @@ use filter_common::{Reason, report::Stats};
 
 use self::{
     config::{Config, SpeakerConfig, Trigger},
+    exabgp::Exabgp,
     gobgp::Gobgp,
     route::Route,
     status::{RouteState, RouteStatus, UpstreamStatus},
@@ -55,11 +59,14 @@ pub trait Speaker: Send {
     fn withdraw(&mut self, route: &Route) -> anyhow::Result<()>;
 }
 
-/// The speaker `config` names.
-fn speaker(config: &Config) -> Box<dyn Speaker> {
-    match &config.speaker {
-        SpeakerConfig::Gobgp { api } => Box::new(Gobgp::new(*api, config.mark, &config.communities)),
-    }
+/// The speaker `config` names, for `iface`.
+fn speaker(iface: &str, config: &Config) -> anyhow::Result<Box<dyn Speaker>> {
+    Ok(match &config.speaker {
+        SpeakerConfig::Gobgp { api } => {
+            Box::new(Gobgp::new(*api, config.mark, &config.communities))
+        }
+        SpeakerConfig::Exabgp { user } => Box::new(Exabgp::bind(iface, user, &config.communities)?),
+    })
 }
 
 /// A route the daemon wants announced.
@@ -104,7 +111,7 @@ impl Upstream {
     pub fn start(iface: &str, config: Config) -> anyhow::Result<Self> {
         let shared = Arc::new(Shared::default());
         if !config.dry_run {
-            worker::spawn(iface, speaker(&config), shared.clone())?;
+            worker::spawn(iface, speaker(iface, &config)?, shared.clone())?;
         }
         log::info!("upstream: {}", config.describe());
         Ok(Self {
@@ -133,7 +140,7 @@ impl Upstream {
         let kept = |c: &Config| (c.speaker.clone(), c.mark, c.dry_run, c.communities.clone());
         if kept(&config) != kept(&self.config) {
             log::warn!(
-                "upstream: speaker, gobgp_api, mark, communities and dry_run changes take effect \
+                "upstream: speaker, gobgp_api, exabgp_user, mark, communities and dry_run changes take effect \
                  when the daemon restarts; the rest applies now"
             );
         }
@@ -574,7 +581,13 @@ pub fn status(pins: &IfacePins, config_text: Option<&str>) -> anyhow::Result<Ups
     };
     let (_, config) = super::reload::stated(text)?;
     let config = config.ok_or_else(|| anyhow::anyhow!("the config has no [upstream] section"))?;
-    let routes = speaker(&config).list()?;
+    if matches!(config.speaker, SpeakerConfig::Exabgp { .. }) {
+        anyhow::bail!(
+            "no daemon runs for {iface}: what ExaBGP holds of its routes is known to the daemon \
+             (and to ExaBGP: `exabgpcli show adj-rib out`)"
+        );
+    }
+    let routes = speaker(iface, &config)?.list()?;
     Ok(UpstreamStatus {
         iface: iface.to_owned(),
         speaker: config.speaker.to_string(),

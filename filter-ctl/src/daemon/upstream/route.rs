@@ -49,7 +49,7 @@ pub const BLACKHOLE: Community = Community(65535, 666);
 pub const NO_EXPORT: Community = Community(65535, 65281);
 
 /// A standard BGP community, `ASN:VALUE`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Community(pub u16, pub u16);
 
 impl fmt::Display for Community {
