@@ -16,13 +16,17 @@
 //!   the reflection and SYN floods;
 //! - [`ctl`]: the one driver of the real `filter-ctl` binary and the types of
 //!   its JSON output; [`kernel`]: what the kernel says is attached;
-//! - [`fixture`]: the lab with a driver, where every end-to-end test starts.
+//! - [`fixture`]: the lab with a driver, where every end-to-end test starts;
+//! - [`bgp`]: BGP peers in the lab (gobgpd on the gateway, BIRD as the
+//!   provider's router), the provider enforcing FlowSpec and RTBH, and the
+//!   uplink's capacity.
 //!
 //! It depends on filter-common but not on filter-ctl, and builds no eBPF:
 //! xtask uses it, and xtask must build with the stable host toolchain alone,
 //! before `xtask setup` installed the nightly and bpf-linker. The verdict
 //! tests' harness (loading the filter's object) stays in the `tests` crate.
 
+pub mod bgp;
 pub mod bpffs;
 pub mod ctl;
 pub mod fixture;
