@@ -21,13 +21,17 @@ use std::{
 use filter_common::Reason;
 use harness::{
     fixture::FilterLab,
-    lab::{LAN_IF, StackCounters, Topology, WAN_IF, addr},
+    lab::{LAN_IF, StackCounters, Topology, WAN_IF, addr, measure},
     netns::Netns,
     servers::{
         http::{HttpClient, HttpServer},
-        smtp::{SmtpClient, SmtpServer},
+        smtp::{SmtpClient, SmtpServer, hold_slots},
     },
-    traffic::{StopOnDrop, drain, sources::Prefix, syn::SynFlood},
+    traffic::{
+        StopOnDrop, drain,
+        sources::Prefix,
+        syn::{self, SynFlood},
+    },
 };
 
 const HTTP: u16 = 80;
@@ -45,30 +49,6 @@ fn lab(hosts: usize) -> FilterLab {
 
 fn host_addr(n: u8) -> IpAddr {
     addr::wan_host4(n).into()
-}
-
-/// Counters of SYNs (SYN without ACK) that reach the gateway's stack on
-/// `wan0`, one per named source address.
-fn count_syns_at_gateway(lab: &FilterLab, table: &str, sources: &[(&str, IpAddr)]) {
-    let counters: String = sources
-        .iter()
-        .map(|(name, _)| format!("    counter {name} {{ }}\n"))
-        .collect();
-    let rules: String = sources
-        .iter()
-        .map(|(name, ip)| {
-            format!(
-                "        ip saddr {ip} tcp flags & (syn | ack) == syn counter name \"{name}\"\n"
-            )
-        })
-        .collect();
-    lab.gw()
-        .nft(&format!(
-            "table netdev {table} {{\n{counters}    chain wan_ingress {{\n        \
-             type filter hook ingress device \"{WAN_IF}\" priority -400; policy accept;\n\
-             {rules}    }}\n}}\n"
-        ))
-        .unwrap();
 }
 
 fn counters(ns: &Netns, family: &str, table: &str) -> StackCounters {
@@ -118,21 +98,16 @@ fn a_browser_gets_every_connection_while_a_half_open_flooder_is_cut_to_its_budge
     let (flooder, browser) = (&lab.topo.wan_hosts[0], &lab.topo.wan_hosts[1]);
     let (flooder_ip, browser_ip) = (host_addr(0), host_addr(1));
     let _server = HttpServer::start(lab.gw(), Topology::gateway_wan(false, HTTP)).unwrap();
-    count_syns_at_gateway(
-        &lab,
+    measure::count_syns_at_gateway(
+        &lab.topo,
         "tcp_e2e",
         &[("flooder", flooder_ip), ("browser", browser_ip)],
-    );
+    )
+    .unwrap();
     // The flooder never answers the gateway's SYN-ACKs (no RST either): its
     // handshakes stay half-open, as in the incident. The browser counts the
     // SYNs it sends, retransmissions included.
-    flooder
-        .nft(
-            "table inet flooder {\n    counter synacks { }\n    chain input {\n        \
-             type filter hook input priority 0; policy accept;\n        \
-             tcp flags & (syn | ack) == syn | ack counter name \"synacks\" drop\n    }\n}\n",
-        )
-        .unwrap();
+    syn::never_answer_synacks(flooder).unwrap();
     browser
         .nft(&format!(
             "table inet browser {{\n    counter syns {{ }}\n    chain output {{\n        \
@@ -241,39 +216,6 @@ fn a_browser_gets_every_connection_while_a_half_open_flooder_is_cut_to_its_budge
     );
 }
 
-/// Opens sessions that say HELO and then nothing, trying for `want` at once
-/// until `stop`; returns how many it opened. The sessions close only once
-/// every attempt has ended, so that none gets a slot a closing one freed.
-fn hold_slots(host: &Netns, to: SocketAddr, want: usize, stop: &AtomicBool) -> usize {
-    let held: Vec<SmtpClient> = thread::scope(|scope| {
-        let holders: Vec<_> = (0..want)
-            .map(|_| {
-                scope.spawn(|| {
-                    while !stop.load(Ordering::Relaxed) {
-                        match SmtpClient::connect(host, to, Duration::from_secs(2))
-                            .and_then(|mut client| client.helo("holder.example").map(|()| client))
-                        {
-                            Ok(client) => {
-                                while !stop.load(Ordering::Relaxed) {
-                                    thread::sleep(Duration::from_millis(50));
-                                }
-                                return Some(client);
-                            }
-                            Err(_) => thread::sleep(Duration::from_millis(100)),
-                        }
-                    }
-                    None
-                })
-            })
-            .collect();
-        holders
-            .into_iter()
-            .filter_map(|h| h.join().unwrap())
-            .collect()
-    });
-    held.len()
-}
-
 #[test]
 fn with_conn_limit_a_slot_holder_keeps_three_sessions_and_every_delivery_succeeds() {
     let lab = lab(4);
@@ -282,8 +224,8 @@ fn with_conn_limit_a_slot_holder_keeps_three_sessions_and_every_delivery_succeed
     let holder_ip = host_addr(0);
     let to = Topology::gateway_wan(false, SMTP);
     let server = SmtpServer::start(lab.gw(), to, 15).unwrap();
-    count_syns_at_gateway(
-        &lab,
+    measure::count_syns_at_gateway(
+        &lab.topo,
         "smtp_e2e",
         &[
             ("holder", holder_ip),
@@ -291,7 +233,8 @@ fn with_conn_limit_a_slot_holder_keeps_three_sessions_and_every_delivery_succeed
             ("sender2", host_addr(2)),
             ("sender3", host_addr(3)),
         ],
-    );
+    )
+    .unwrap();
 
     // Without a limit (the default) the holder takes all 15 slots, and mail
     // is refused.

@@ -1,70 +1,137 @@
-//! `cargo xtask lab`: the filter at work on a gateway in network namespaces.
+//! `cargo xtask lab`: the incidents the filter answers, replayed in network
+//! namespaces, each seen failing without the filter and held with it.
 //!
-//! Builds the standard lab of the end-to-end tests (an "internet" with real
-//! DNS and NTP servers, a gateway with `wan0` and NAT, a LAN client, and an
-//! attacker on the WAN segment; see harness::lab), attaches the filter to
-//! the gateway's `wan0` with the real filter-ctl binary, and shows the mission:
-//! the gateway's and the LAN client's own DNS lookups and NTP exchanges get
-//! their answers while a spoofed DNS/NTP reflection flood is dropped. The
-//! counters are shown before and after and explained, next to what nftables
-//! saw reach the gateway's stack. `filter-ctl daemon` runs alongside: its
-//! attack start and end lines, `filter-ctl top` naming the flooding sources
-//! and a `/metrics` excerpt are shown after the flood. Then monitor mode,
-//! switched on and off at run time. Then it detaches and removes everything:
-//! on success, on error and on Ctrl-C.
+//! Every incident (one module each under `lab/`) tells its story, builds a
+//! fresh lab (the end-to-end tests' topology: an "internet", a gateway with
+//! `wan0` and NAT, a LAN client, hosts on the WAN segment; see
+//! harness::lab) with the real servers it needs, runs its attack without the
+//! filter and measures the damage independently of the filter; then builds
+//! the same lab again, attaches the filter with the real filter-ctl (and
+//! sets what the incident needs, as an operator types it), runs the same
+//! attack and shows the same measures, the counters that moved and why, the
+//! daemon's attack lines and `filter-ctl top`. A verdict computed from the
+//! measures ends it; a table ends the run. Everything is removed at the end,
+//! on error and on Ctrl-C (`--keep` leaves the last lab up until Ctrl-C).
 //!
-//! Everything but the story told here comes from the `harness` crate
-//! (tests/harness): the topology, the servers, the attacker's floods and the
-//! filter-ctl driver are the end-to-end tests' own. The harness builds no
+//! The topology, the servers, the floods, the measures and the filter-ctl
+//! driver come from the `harness` crate, which the end-to-end tests share;
+//! this module and its children only tell the story. The harness builds no
 //! eBPF, so xtask builds before `xtask setup` installed the eBPF toolchain.
 
+mod amplifier;
+mod dns_server;
+mod ntp_amplifier;
+mod reflection;
+mod smtp_slots;
+mod stage;
+mod syn_halfopen;
+
 use std::{
-    net::IpAddr,
     path::{Path, PathBuf},
-    process::Stdio,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::Ordering,
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use filter_common::Reason;
-use harness::{
-    ctl::{FilterCtl, Stats, daemon::Daemon},
-    lab::{INET_BRIDGE, LAN_IF, StackCounters, Topology, WAN_IF, addr},
-    names::{LAB_PIN_PREFIX, LAB_PREFIX},
-    netns::Netns,
-    process::{Background, die_with_us},
-    servers::real::{self, DNS_NAME, Servers},
-    signals::{INTERRUPTED, catch_signals, check_interrupted, pause},
-    traffic::{
-        reflection::{self, Attack, Fate, Kind, Pace, Report, Target},
-        sender::RawSender,
-        sources::{Prefix, Sources},
-    },
-};
+use harness::signals::{INTERRUPTED, catch_signals, check_interrupted};
+
+use self::stage::Stage;
 
 /// Options of `cargo xtask lab`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = incidents_help())]
 pub struct LabArgs {
-    /// The filter-ctl binary to use [default: target/release/filter-ctl, which xtask builds].
-    #[arg(long, value_name = "PATH", env = "FILTER_CTL")]
-    filter_ctl: Option<PathBuf>,
-    /// Seconds the reflection flood lasts, while `filter-ctl stats --watch 1`
-    /// shows the counters move and the clients keep looking up (0: no flood).
-    #[arg(long, value_name = "SECS", default_value_t = 3,
-          value_parser = clap::value_parser!(u64).range(0..=600))]
-    watch: u64,
-    /// Frames per second the attacker sends.
+    /// Which incident to replay (`--list` names them).
+    #[arg(long, value_name = "NAME", default_value = "all",
+          value_parser = clap::builder::PossibleValuesParser::new(incident_names()))]
+    incident: String,
+    /// Name the incidents, a line each, and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Shorter attacks (about 3 s instead of 8 s each), for the test suite.
+    #[arg(long)]
+    quick: bool,
+    /// Frames per second of the reflection flood.
     #[arg(long, value_name = "PPS", default_value_t = 20_000,
           value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
     pps: u32,
-    /// Stay up after the demo, until Ctrl-C, to explore the lab by hand; then clean up.
+    /// After the last incident, leave its lab (the filter attached, its
+    /// servers running) up until Ctrl-C, to explore by hand; then clean up.
     #[arg(long)]
     keep: bool,
+    /// The filter-ctl binary to use [default: target/release/filter-ctl,
+    /// which the lab builds first; given a binary, it builds nothing].
+    #[arg(long, value_name = "PATH", env = "FILTER_CTL")]
+    pub filter_ctl: Option<PathBuf>,
 }
 
-pub fn run(opts: LabArgs) -> anyhow::Result<()> {
+/// What an incident needs from the run.
+pub struct Ctx<'a> {
+    pub binary: &'a Path,
+    pub quick: bool,
+    pub pps: u32,
+}
+
+impl Ctx<'_> {
+    /// How long each attack lasts.
+    pub fn attack(&self) -> Duration {
+        Duration::from_secs(if self.quick { 3 } else { 8 })
+    }
+}
+
+/// How an incident ended: the closing table's row, its verdict, and the lab
+/// of its second phase (kept up with `--keep`).
+pub struct Outcome {
+    pub without: String,
+    pub with: String,
+    pub legit: String,
+    pub held: bool,
+    pub verdict: String,
+    pub stage: Stage,
+}
+
+/// One incident: its name, a line for `--list`, its story, and its run.
+pub struct Incident {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub story: &'static str,
+    pub run: fn(&Ctx) -> anyhow::Result<Outcome>,
+}
+
+/// Every incident, in the order `all` runs them.
+const INCIDENTS: [&Incident; 5] = [
+    &reflection::INCIDENT,
+    &ntp_amplifier::INCIDENT,
+    &syn_halfopen::INCIDENT,
+    &smtp_slots::INCIDENT,
+    &dns_server::INCIDENT,
+];
+
+/// What `lab --help` ends with: the incidents, a line each.
+fn incidents_help() -> String {
+    let mut help = "Incidents (--incident NAME):\n".to_owned();
+    for incident in INCIDENTS {
+        help.push_str(&format!("  {:<14} {}\n", incident.name, incident.summary));
+    }
+    help + "  all            every incident, one after the other (the default)"
+}
+
+fn incident_names() -> Vec<&'static str> {
+    INCIDENTS
+        .iter()
+        .map(|incident| incident.name)
+        .chain(["all"])
+        .collect()
+}
+
+pub fn run(opts: LabArgs) -> anyhow::Result<bool> {
+    if opts.list {
+        for incident in INCIDENTS {
+            println!("{:<14} {}", incident.name, incident.summary);
+        }
+        return Ok(true);
+    }
     catch_signals()?;
     let binary = match &opts.filter_ctl {
         Some(path) => path.clone(),
@@ -77,522 +144,207 @@ pub fn run(opts: LabArgs) -> anyhow::Result<()> {
         );
     }
     let binary = binary.canonicalize()?;
-    let result = demo(&binary, &opts);
+    let ctx = Ctx {
+        binary: &binary,
+        quick: opts.quick,
+        pps: opts.pps,
+    };
+    let chosen: Vec<&Incident> = INCIDENTS
+        .into_iter()
+        .filter(|incident| opts.incident == "all" || opts.incident == incident.name)
+        .collect();
+    let started = Instant::now();
+    let result = replay(&ctx, &chosen, opts.keep);
     match &result {
-        Ok(()) => println!("\nThe lab is gone: servers stopped, namespaces deleted, pins removed."),
+        Ok(_) => println!(
+            "\nThe labs are gone: servers stopped, namespaces deleted, pins removed ({:.0} s in all).",
+            started.elapsed().as_secs_f64()
+        ),
         Err(_) if INTERRUPTED.load(Ordering::Relaxed) => {
             println!(
                 "\nInterrupted: the lab is gone (servers stopped, namespaces deleted, pins removed)."
             );
-            return Ok(());
+            return Ok(true);
         }
         Err(_) => eprintln!("\nThe lab failed; it was removed all the same."),
     }
     result
 }
 
-/// Shows the command line of `filter-ctl ARGS...` in `ns`, then runs it
-/// with its output on the terminal.
-fn show(ctl: &FilterCtl, ns: &Netns, args: &[&str]) -> anyhow::Result<()> {
-    check_interrupted()?;
+/// Runs the incidents, prints the closing table; whether every defence held.
+fn replay(ctx: &Ctx, incidents: &[&Incident], keep: bool) -> anyhow::Result<bool> {
     println!(
-        "\n$ ip netns exec {} filter-ctl {}",
-        ns.name(),
-        args.join(" ")
+        "Each incident runs twice in a lab of its own (network namespaces joined by veth pairs,\n\
+         connected to nothing outside): first without the filter, then with it on the gateway's\n\
+         wan0. Spoofed sources are documentation addresses only. Damage is measured at the\n\
+         servers and with nftables, independently of the filter's own counters."
     );
-    let status = die_with_us(&mut ctl.command(ns, args))
-        .stdin(Stdio::null())
-        .status()
-        .context("running filter-ctl")?;
-    check_interrupted()?;
-    if !status.success() {
-        bail!("filter-ctl {} failed ({status})", args.join(" "));
-    }
-    Ok(())
-}
-
-/// The packets each counter gained between two `stats`, for those that moved;
-/// monitor mode's rows are keyed `would_drop:<reason>`.
-fn gained(before: &Stats, after: &Stats) -> Vec<(String, u64)> {
-    after
-        .since(before)
-        .nonzero()
-        .into_iter()
-        .map(|(key, packets, _)| (key, packets))
-        .collect()
-}
-
-/// `stats --json` of the gateway's wan0.
-fn packets(ctl: &FilterCtl, gw: &Netns) -> anyhow::Result<Stats> {
-    check_interrupted()?;
-    ctl.stats(gw, WAN_IF)
-}
-
-/// What `reason` counted between two `stats`.
-fn moved(before: &Stats, after: &Stats, reason: Reason) -> u64 {
-    after.since(before).packets(reason)
-}
-
-fn heading(text: &str) -> anyhow::Result<()> {
-    check_interrupted()?;
-    println!("\n=== {text}");
-    Ok(())
-}
-
-/// What reached the gateway's stack since `before`, per nftables counter.
-fn stack_gained(topo: &Topology, before: &StackCounters) -> anyhow::Result<StackCounters> {
-    Ok(topo.stack_counters()?.since(before))
-}
-
-fn demo(binary: &Path, opts: &LabArgs) -> anyhow::Result<()> {
-    heading("Building the lab: network namespaces joined by veth pairs")?;
-    let mut topo = Topology::build(LAB_PREFIX)?;
-    topo.add_wan_host()?;
-    // Declared after the topology, so dropped before it: its pin root goes,
-    // which detaches the filter, before the namespaces.
-    let ctl = FilterCtl::with_binary(binary.to_owned(), LAB_PIN_PREFIX);
-    let ctl = &ctl;
-    let gw = &topo.gateway;
-    print!("{}", topo.describe());
-    println!(
-        "  {:<24} attacker on the WAN segment (bridged to the internet's {}): raw frames\n  \
-         {:<24} with spoofed sources from {} and {}",
-        topo.wan_hosts[0].name(),
-        INET_BRIDGE,
-        "",
-        addr::cidrs(&addr::SPOOFED4),
-        addr::cidrs(&addr::SPOOFED6),
-    );
-    println!(
-        "No namespace is connected to this machine's network: nothing leaves the lab.\n\
-         The lab's filter-ctl calls use their own pin root: --pin-root {}",
-        ctl.pin_root().display()
-    );
-
-    heading("Starting real servers on the internet")?;
-    let mut servers = Servers::start(&topo.internet)?;
-    println!(
-        "dnsmasq: answers {name} with {a4} and {a6}, on {s4} and {s6} port 53\n\
-         chronyd: NTP server at stratum 8 on its own clock (-x: it never sets it), on {s4} and {s6} port 123",
-        name = DNS_NAME,
-        a4 = addr::DNS_ANSWER4,
-        a6 = addr::DNS_ANSWER6,
-        s4 = addr::SERVER4,
-        s6 = addr::SERVER6,
-    );
-
-    heading("Attaching the filter to the gateway's wan0")?;
-    show(ctl, gw, &["attach", "--iface", WAN_IF])?;
-    show(ctl, gw, &["status"])?;
-    let mut daemon = start_daemon(ctl, gw)?;
-    println!(
-        "\nLater fragments that arrive before their first fragment cannot be judged: by default\n\
-         they are dropped (orphan_fragments=drop, counted as drop_orphan_fragment). The\n\
-         attacker below sends some of those."
-    );
-
-    heading("Real lookups, no attack yet: dig and chronyd -Q from the gateway and the LAN client")?;
-    let before = packets(ctl, gw)?;
-    let stack_before = topo.stack_counters()?;
-    for (who, ns) in [("gateway", &topo.gateway), ("LAN client", &topo.lan)] {
-        for (server, aaaa) in [
-            (IpAddr::from(addr::SERVER4), false),
-            (addr::SERVER6.into(), true),
-        ] {
-            check_interrupted()?;
-            let answer = real::dig(ns, server, aaaa)?;
-            println!(
-                "{who:<10}  dig @{server} {} {}: {answer}",
-                DNS_NAME,
-                if aaaa { "AAAA" } else { "A" }
-            );
-            check_interrupted()?;
-            let sample = real::ntp_exchange(ns, server)?;
-            println!(
-                "{who:<10}  chronyd -Q, server {server}: clock off by {:+.6} s",
-                sample.offset
-            );
-        }
-    }
-    let after = packets(ctl, gw)?;
-    let stack = stack_gained(&topo, &stack_before)?;
-    let answers = stack.packets("real_dns") + stack.packets("real_ntp");
-    println!(
-        "\nCounters: egress_query_recorded +{}, pass_solicited +{}: each query was recorded on its\n\
-         way out of wan0 (after NAT for the LAN client's IPv4), and its answer ({} reached the\n\
-         stack: {} DNS, {} NTP) passed because it matched one.",
-        moved(&before, &after, Reason::EgressQueryRecorded),
-        moved(&before, &after, Reason::PassSolicited),
-        answers,
-        stack.packets("real_dns"),
-        stack.packets("real_ntp"),
-    );
-
-    if opts.watch > 0 {
-        attack(&topo, ctl, opts)?;
-        who_attacked(ctl, gw, &mut daemon)?;
-        servers.check_running()?;
-        monitor_mode(&topo, ctl, opts.pps)?;
-    }
-
-    if opts.keep {
-        heading("The lab stays up until Ctrl-C; try, in another shell:")?;
-        let pin_root = ctl.pin_root().display();
+    let mut rows = Vec::new();
+    let mut last = None;
+    for (n, incident) in incidents.iter().enumerate() {
+        check_interrupted()?;
         println!(
-            "  ip netns exec {gw} env FILTER_PIN_ROOT={pin_root} {bin} stats --iface wan0 --watch 1\n  \
-             ip netns exec {lan} dig @{server4} {name}\n  \
-             ip netns exec {gw} dig @{server6} {name} AAAA\n  \
-             ip netns exec {gw} nft list counters table netdev lab_count",
-            gw = gw.name(),
-            lan = topo.lan.name(),
-            bin = binary.display(),
-            server4 = addr::SERVER4,
-            server6 = addr::SERVER6,
-            name = DNS_NAME,
+            "\n==================== {}/{}: {} ====================",
+            n + 1,
+            incidents.len(),
+            incident.name
         );
-        while !INTERRUPTED.load(Ordering::Relaxed) {
-            thread::sleep(Duration::from_millis(100));
+        for line in incident.story.lines() {
+            println!("{}", line.trim());
         }
-        // Ctrl-C is how --keep ends: clean up as after a normal run.
-        INTERRUPTED.store(false, Ordering::Relaxed);
-        println!();
-    }
-
-    heading("Detaching: programs, links, maps and pins go away")?;
-    drop(servers);
-    // Stopping the daemon leaves the filter attached; `detach` removes it.
-    daemon.stop()?;
-    show(ctl, gw, &["detach", "--iface", WAN_IF])?;
-    show(ctl, gw, &["status"])?;
-    let link = gw.ip(["-d", "link", "show", "dev", WAN_IF])?;
-    println!(
-        "wan0 has {} XDP program; its pin root {} {}.",
-        if link.contains("xdp") {
-            "still an"
-        } else {
-            "no"
-        },
-        ctl.pin_root().display(),
-        if ctl.pin_root().exists() {
-            "still exists"
-        } else {
-            "is gone"
-        }
-    );
-    Ok(())
-}
-
-/// The address most of the IPv4 flood comes from, for `top` to find.
-const HEAVY_HITTER: &str = "192.0.2.66";
-
-/// `filter-ctl daemon` on the gateway's wan0: it adopts the filter just
-/// attached. Attack lines from 1,000 drops per second on, ended after 2 s
-/// below half that.
-fn start_daemon(ctl: &FilterCtl, gw: &Netns) -> anyhow::Result<Daemon> {
-    let args = ["--attack-pps", "1000", "--attack-quiet", "2s"];
-    println!(
-        "\n$ ip netns exec {} filter-ctl daemon --iface wan0 --listen {} {}   (in the background)",
-        gw.name(),
-        harness::ctl::daemon::LISTEN,
-        args.join(" ")
-    );
-    let mut daemon = Daemon::start(ctl, gw, WAN_IF, &args)?;
-    let adopted = daemon.wait_for_line(&["adopted the filter"], Duration::from_secs(30))?;
-    println!("{adopted}");
-    daemon.wait_for_metrics(gw, Duration::from_secs(10))?;
-    Ok(daemon)
-}
-
-/// After the flood: the daemon's attack lines, `top`, and some of `/metrics`.
-fn who_attacked(ctl: &FilterCtl, gw: &Netns, daemon: &mut Daemon) -> anyhow::Result<()> {
-    heading("Who attacked: the daemon's attack lines (its log), then `filter-ctl top`")?;
-    // The attack lines end 2 s after the flood (--attack-quiet).
-    daemon.wait_for_line(&["attack ended on wan0"], Duration::from_secs(10))?;
-    pause(Duration::from_millis(1500))?;
-    for line in daemon
-        .log()
-        .lines()
-        .filter(|line| line.contains(" attack "))
-    {
-        println!("{line}");
-    }
-    show(ctl, gw, &["top", "--iface", WAN_IF, "--seconds", "60"])?;
-    println!(
-        "\n{HEAVY_HITTER} sent a quarter of the IPv4 flood; the rest came from random addresses\n\
-         of the spoofed ranges, which `top` groups by /24 (IPv4) and /48 (IPv6)."
-    );
-    heading("Some of /metrics (Prometheus), as a scraper sees it")?;
-    let (_, metrics) = daemon.get(gw, "/metrics")?;
-    println!(
-        "$ ip netns exec {} curl -s http://{}/metrics",
-        gw.name(),
-        harness::ctl::daemon::LISTEN
-    );
-    for line in metrics.lines().filter(|line| {
-        line.contains("drop_unsolicited_dns\",direction=\"ingress\",action=\"drop\"")
-            || line.starts_with("wan_filter_drop_events")
-            || line.starts_with("wan_filter_program_info")
-            || line.contains("key=\"sample_rate\"")
-            || line.contains("map=\"SOLICITED\"")
-            || line.starts_with("wan_filter_build_info")
-    }) {
-        println!("{line}");
-    }
-    Ok(())
-}
-
-/// The attacker's socket and an attack on the gateway's wan0.
-fn attacker(topo: &Topology) -> anyhow::Result<(RawSender, Attack)> {
-    let sender = RawSender::open(&topo.wan_hosts[0], LAN_IF)?;
-    let target = Target {
-        mac: topo.gateway.mac(WAN_IF)?,
-        v4: addr::GW_WAN4,
-        // IPv6 is routed: the LAN client is attacked on wan0 too.
-        v6: vec![addr::GW_WAN6, addr::LAN_CLIENT6],
-    };
-    // One heavy hitter among the spoofed ranges, for `top` to name.
-    let mut v4 = Prefix::all(&addr::SPOOFED4)?;
-    v4.push(Prefix::host(HEAVY_HITTER.parse::<IpAddr>()?)?);
-    let sources = Sources::new(v4, Prefix::all(&addr::SPOOFED6)?)?;
-    let attack = Attack::new(target, sources, sender.mac(), &Kind::MIX);
-    Ok((sender, attack))
-}
-
-/// Lookups by one client during the flood.
-#[derive(Default)]
-struct Lookups {
-    dig_ok: u64,
-    dig_failed: u64,
-    ntp_ok: u64,
-    ntp_failed: u64,
-    first_error: Option<String>,
-}
-
-/// dig (IPv4 and IPv6 in turn) and every 5th round an NTP exchange, until `stop`.
-fn keep_looking_up(ns: &Netns, stop: &AtomicBool) -> Lookups {
-    let mut done = Lookups::default();
-    let mut round = 0u32;
-    while !stop.load(Ordering::Relaxed) && !INTERRUPTED.load(Ordering::Relaxed) {
-        let (server, aaaa) = if round.is_multiple_of(2) {
-            (IpAddr::from(addr::SERVER4), false)
-        } else {
-            (addr::SERVER6.into(), true)
-        };
-        match real::dig(ns, server, aaaa) {
-            Ok(_) => done.dig_ok += 1,
-            Err(err) => {
-                done.dig_failed += 1;
-                done.first_error.get_or_insert(format!("{err:#}"));
-            }
-        }
-        if round % 5 == 4 {
-            match real::ntp_exchange(ns, server) {
-                Ok(_) => done.ntp_ok += 1,
-                Err(err) => {
-                    done.ntp_failed += 1;
-                    done.first_error.get_or_insert(format!("{err:#}"));
-                }
-            }
-        }
-        round += 1;
-    }
-    done
-}
-
-/// Floods wan0 for `opts.watch` seconds while both clients keep looking up and
-/// `stats --watch 1` runs; then shows and explains what every counter gained.
-fn attack(topo: &Topology, ctl: &FilterCtl, opts: &LabArgs) -> anyhow::Result<()> {
-    let gw = &topo.gateway;
-    heading(&format!(
-        "The attack: {} s of spoofed DNS responses (whole and fragmented, IPv4 and IPv6) and NTP\n    \
-         mode 7 monlist responses and queries at {} frames/s, while the gateway and the LAN client\n    \
-         keep looking up (dig, and chronyd -Q every 5th round)",
-        opts.watch, opts.pps
-    ))?;
-    let (sender, mut attack) = attacker(topo)?;
-    let before = packets(ctl, gw)?;
-    let stack_before = topo.stack_counters()?;
-    println!(
-        "\n$ ip netns exec {} filter-ctl stats --iface wan0 --watch 1   (rows that are not 0)",
-        gw.name()
-    );
-    let (watcher, shown) = watch_nonzero(ctl, gw)?;
-    let stop = AtomicBool::new(false);
-    let pace = Pace {
-        pps: opts.pps,
-        min_frames: 0,
-        max_frames: u64::from(opts.pps) * (opts.watch + 5),
-    };
-    let (report, gw_lookups, lan_lookups) = thread::scope(|s| {
-        let flooder = s.spawn(|| reflection::flood(&sender, &mut attack, pace, &stop, None));
-        let gw_lookups = s.spawn(|| keep_looking_up(&topo.gateway, &stop));
-        let lan_lookups = s.spawn(|| keep_looking_up(&topo.lan, &stop));
-        // Past the last full second, so the watch prints its last line.
-        let paused = pause(Duration::from_millis(opts.watch * 1000 + 300));
-        stop.store(true, Ordering::Relaxed);
-        let report = flooder.join().expect("the flood thread panicked");
-        let lookups = (
-            gw_lookups.join().expect("a lookup thread panicked"),
-            lan_lookups.join().expect("a lookup thread panicked"),
-        );
-        paused.map(|()| (report, lookups.0, lookups.1))
-    })?;
-    // Stopping it (SIGTERM) ends the watch: it only reads the counters.
-    drop(watcher);
-    let _ = shown.join();
-    let report = report?;
-    // Let the last frames and answers arrive before counting.
-    pause(Duration::from_millis(300))?;
-    let after = packets(ctl, gw)?;
-    let stack = stack_gained(topo, &stack_before)?;
-
-    heading("What the attacker sent")?;
-    print!("{}", report.describe());
-    println!();
-    for (who, done) in [("gateway", &gw_lookups), ("LAN client", &lan_lookups)] {
+        let started = Instant::now();
+        let outcome = (incident.run)(ctx).with_context(|| format!("incident {}", incident.name))?;
         println!(
-            "{who:<10}  during the flood: {} dig lookups answered, {} failed; {} NTP exchanges done, {} failed{}",
-            done.dig_ok,
-            done.dig_failed,
-            done.ntp_ok,
-            done.ntp_failed,
-            done.first_error
-                .as_ref()
-                .map_or(String::new(), |e| format!(" (first failure: {e})"))
+            "\nverdict {}: {} ({:.0} s)",
+            incident.name,
+            outcome.verdict,
+            started.elapsed().as_secs_f64()
         );
+        rows.push((
+            incident.name,
+            outcome.without.clone(),
+            outcome.with.clone(),
+            outcome.legit.clone(),
+            outcome.held,
+        ));
+        // Only the last lab may stay; the others go now.
+        last = Some(outcome.stage);
     }
-
-    heading("Counters after the attack")?;
-    show(ctl, gw, &["stats", "--iface", WAN_IF])?;
-    explain(&before, &after, &report, &stack);
-    Ok(())
-}
-
-/// `filter-ctl stats --watch 1` in the background, its output on ours without
-/// the rows that are 0 (the table has a row per reason and per would-drop).
-fn watch_nonzero(
-    ctl: &FilterCtl,
-    gw: &Netns,
-) -> anyhow::Result<(Background, thread::JoinHandle<()>)> {
-    let (reader, writer) = std::io::pipe()?;
-    let mut command = ctl.command(gw, ["stats", "--iface", WAN_IF, "--watch", "1"]);
-    command.stdout(writer);
-    let watcher = Background::spawn_attached("filter-ctl stats --watch", command)?;
-    let shown = thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            let packets = line.split_whitespace().nth(3);
-            if line.starts_with("reason") || line.is_empty() || packets.is_some_and(|p| p != "0") {
-                println!("{line}");
-            }
-        }
-    });
-    Ok((watcher, shown))
-}
-
-/// Prints what each counter gained, next to what the attack and the lookups explain.
-fn explain(before: &Stats, after: &Stats, report: &Report, stack: &StackCounters) {
-    let answers = stack.packets("real_dns") + stack.packets("real_ntp");
-    let sent = |fate: Fate| report.fate(fate).frames;
-    let expected: [(&str, u64, &str); 6] = [
-        (
-            "drop_unsolicited_dns",
-            sent(Fate::UnsolicitedDns),
-            "spoofed DNS responses, and the first fragments of fragmented ones",
-        ),
-        (
-            "drop_fragment",
-            sent(Fate::FragmentOfDropped),
-            "later fragments, following their first fragment's verdict",
-        ),
-        (
-            "drop_orphan_fragment",
-            sent(Fate::Orphan),
-            "later fragments sent before their first one (the default orphan_fragments=drop)",
-        ),
-        (
-            "drop_ntp_control",
-            sent(Fate::NtpControl),
-            "NTP mode 7 monlist responses, and monlist queries to the gateway",
-        ),
-        (
-            "pass_solicited",
-            answers,
-            "answers to the clients' own lookups (what nftables saw arrive from the servers)",
-        ),
-        (
-            "egress_query_recorded",
-            answers,
-            "the clients' queries, recorded on the way out: one per answer",
-        ),
+    println!("\n==================== closing table ====================");
+    let widths = [
+        rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(8),
+        rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(22),
+        rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max(19),
     ];
-    println!("\nWhat moved during the attack, and why:");
-    for (reason, gained) in gained(before, after) {
-        match expected.iter().find(|(r, _, _)| *r == reason) {
-            Some((_, want, why)) => println!(
-                "  {reason:<22} +{gained:<8} {} {want:<8} {why}",
-                if gained == *want { "=" } else { "!=" }
-            ),
-            None => println!("  {reason:<22} +{gained}"),
-        }
-    }
-    let leaked = stack.packets("spoofed4") + stack.packets("spoofed6");
+    let legit = "legitimate traffic served with filter";
     println!(
-        "\nnftables on wan0, after XDP: {leaked} of the attacker's {} frames reached the gateway's stack;\n\
-         {} DNS and {} NTP answers did. The flood cost the clients nothing.",
-        report.total.frames,
-        stack.packets("real_dns"),
-        stack.packets("real_ntp"),
+        "| {:<w0$} | {:<w1$} | {:<w2$} | {legit} |",
+        "incident",
+        "damage without filter",
+        "damage with filter",
+        w0 = widths[0],
+        w1 = widths[1],
+        w2 = widths[2]
     );
+    println!(
+        "|{}|{}|{}|{}|",
+        "-".repeat(widths[0] + 2),
+        "-".repeat(widths[1] + 2),
+        "-".repeat(widths[2] + 2),
+        "-".repeat(legit.len() + 2)
+    );
+    for (name, without, with, legit, _) in &rows {
+        println!(
+            "| {name:<w0$} | {without:<w1$} | {with:<w2$} | {legit} |",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+    }
+    let failed: Vec<&str> = rows.iter().filter(|row| !row.4).map(|row| row.0).collect();
+    if failed.is_empty() {
+        println!("Every defence held.");
+    } else {
+        println!("The defence did not hold in: {}.", failed.join(", "));
+    }
+
+    if keep && let Some(stage) = &last {
+        keep_up(stage)?;
+    }
+    drop(last);
+    Ok(failed.is_empty())
 }
 
-/// Monitor mode: a short flood passes and is counted as would_drop; then back.
-fn monitor_mode(topo: &Topology, ctl: &FilterCtl, pps: u32) -> anyhow::Result<()> {
-    let gw = &topo.gateway;
-    heading("Monitor mode: count what would be dropped, drop nothing (switched at run time)")?;
-    show(ctl, gw, &["set", "--iface", WAN_IF, "monitor=on"])?;
-    let (sender, mut attack) = attacker(topo)?;
-    let before = packets(ctl, gw)?;
-    let stack_before = topo.stack_counters()?;
-    let frames = u64::from(pps).min(20_000);
-    let report = reflection::flood(
-        &sender,
-        &mut attack,
-        Pace {
-            pps,
-            min_frames: 0,
-            max_frames: frames,
-        },
-        // Ctrl-C ends the flood early.
-        &INTERRUPTED,
-        None,
-    )?;
-    check_interrupted()?;
-    pause(Duration::from_millis(300))?;
-    let after = packets(ctl, gw)?;
-    let stack = stack_gained(topo, &stack_before)?;
+/// `--keep`: the last lab stays up until Ctrl-C.
+fn keep_up(stage: &Stage) -> anyhow::Result<()> {
+    let pin_root = stage.ctl.pin_root().display();
     println!(
-        "\nThe attacker sent {} frames in {:.1} s. Counters:",
-        report.total.frames,
-        report.elapsed.as_secs_f64()
+        "\nThe last lab stays up until Ctrl-C (the filter attached, its servers running); try, in\n\
+         another shell:\n  \
+         ip netns exec {gw} env FILTER_PIN_ROOT={pin_root} {bin} stats --iface wan0 --watch 1\n  \
+         ip netns exec {gw} env FILTER_PIN_ROOT={pin_root} {bin} config --iface wan0\n  \
+         ip netns exec {gw} nft list ruleset",
+        gw = stage.gw().name(),
+        bin = stage.ctl.binary().display(),
     );
-    let moved = gained(&before, &after);
-    for (reason, gained) in &moved {
-        println!("  {reason:<34} +{gained}");
+    for hint in &stage.hints {
+        println!("  {hint}");
     }
-    let would_drop: u64 = moved
-        .iter()
-        .filter(|(key, _)| key.starts_with("would_drop:"))
-        .map(|(_, gained)| gained)
-        .sum();
     println!(
-        "would_drop rows: {would_drop} (the flood: {}); nftables: {} of them reached the gateway's stack.\n\
-         (egress_other: the gateway's ICMP errors about the spoofed packets it was handed.)",
-        report.total.frames,
-        stack.packets("spoofed4") + stack.packets("spoofed6"),
+        "Namespaces: {}",
+        [&stage.topo.internet, &stage.topo.gateway, &stage.topo.lan]
+            .into_iter()
+            .chain(&stage.topo.wan_hosts)
+            .map(|ns| ns.name())
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    show(ctl, gw, &["set", "--iface", WAN_IF, "monitor=off"])?;
-    println!("Same program, same maps and counters: only the CONFIG map changed.");
+    while !INTERRUPTED.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(100));
+    }
+    // Ctrl-C is how --keep ends: clean up as after a normal run.
+    INTERRUPTED.store(false, Ordering::Relaxed);
+    println!();
     Ok(())
+}
+
+/// The verdict of an incident whose checks found `failures` (each a
+/// `Some` saying what went wrong): whether the defence held, and the line.
+pub fn judge(held: String, failures: Vec<Option<String>>) -> (bool, String) {
+    let failures: Vec<String> = failures.into_iter().flatten().collect();
+    if failures.is_empty() {
+        (true, format!("the defence held: {held}"))
+    } else {
+        (
+            false,
+            format!("the defence did NOT hold: {}", failures.join("; ")),
+        )
+    }
+}
+
+/// "1.2 MB", "345 kB", "678 B".
+pub fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 10_000_000 => format!("{:.0} MB", n as f64 / 1e6),
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{:.0} kB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
+/// The reduction from `without` to `with`, as "97 %" (of `without`).
+pub fn reduction(without: u64, with: u64) -> String {
+    if without == 0 {
+        return "-".to_owned();
+    }
+    format!("{:.0} %", 100.0 - with as f64 * 100.0 / without as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_incident_has_a_unique_name_a_summary_and_a_short_story() {
+        let names = incident_names();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
+        for incident in INCIDENTS {
+            assert!(!incident.summary.is_empty());
+            let lines = incident.story.trim().lines().count();
+            assert!((2..=3).contains(&lines), "{}: {lines} lines", incident.name);
+        }
+    }
+
+    #[test]
+    fn sizes_and_reductions_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(45_678), "46 kB");
+        assert_eq!(bytes(1_234_567), "1.2 MB");
+        assert_eq!(bytes(45_678_901), "46 MB");
+        assert_eq!(reduction(1000, 30), "97 %");
+        assert_eq!(reduction(0, 0), "-");
+    }
 }

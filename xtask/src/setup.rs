@@ -55,6 +55,14 @@ pub const TEST_PACKAGES: (&str, &[&str]) = (
     &["gobgpd", "exabgp", "bird2"],
 );
 
+/// Debian packages only the lab needs (`cargo xtask lab`, and `test`, whose
+/// host suite runs the lab): the real servers and clients of its incidents
+/// that the end-to-end tests do without. Postfix is the mail server with a
+/// fixed number of SMTP slots (its `smtpd` process limit) and swaks the
+/// sending servers; nginx the web server and curl the browser. `build` never
+/// installs them.
+pub const LAB_PACKAGES: (&str, &[&str]) = ("lab", &["postfix", "swaks", "nginx", "curl"]);
+
 /// Debian packages only the benchmark needs (`cargo xtask bench`), installed
 /// by that command alone: interface statistics (ethtool), a peer filter to
 /// compare with (xdp-filter from xdp-tools) and the chart (gnuplot and a font).
@@ -91,6 +99,12 @@ pub fn run() -> anyhow::Result<()> {
 pub fn run_for_bench() -> anyhow::Result<()> {
     run()?;
     debian_packages(BENCH_PACKAGES.1)
+}
+
+/// The packages of the lab (not the rest of setup: given a filter-ctl,
+/// the lab builds nothing).
+pub fn run_for_lab() -> anyhow::Result<()> {
+    debian_packages(LAB_PACKAGES.1)
 }
 
 /// Setup, plus the packages of the tests and of the VM legs (the guests

@@ -22,6 +22,16 @@ pub fn emulated() -> bool {
     std::env::var_os(EMULATED_ENV).is_some_and(|value| value == "1")
 }
 
+/// Whether these tests run inside a VM leg's guest, whose PID 1 is
+/// `xtask vm-guest` (xtask's vm/guest.rs), for tests that run on the host only.
+pub fn in_vm_guest() -> bool {
+    std::fs::read("/proc/1/cmdline").is_ok_and(|cmdline| {
+        cmdline
+            .split(|byte| *byte == 0)
+            .any(|arg| arg == b"vm-guest")
+    })
+}
+
 /// The XDP program attached to `iface` in `ns`, per `ip -d -j link show`:
 /// (mode, program id), with mode "native", "skb", "hw" or "multi", or None.
 pub fn xdp_on(ns: &Netns, iface: &str) -> anyhow::Result<Option<(String, u32)>> {

@@ -8,12 +8,14 @@
 //! - [`netns`]: network namespaces, veths, and sockets inside them;
 //! - [`bpffs`]: pin roots on the bpf filesystem, removed on drop;
 //! - [`lab`]: the lab topology (internet, gateway with `wan0` and NAT, LAN
-//!   client, attackers), its addresses and nftables counters;
-//! - [`servers`]: in-process UDP/TCP/HTTP servers, and the real DNS and NTP
-//!   servers and clients (dnsmasq, chronyd, dig);
+//!   client, attackers), its addresses, nftables counters and measures;
+//! - [`servers`]: in-process UDP/TCP/HTTP/SMTP servers, and real servers
+//!   and clients (dnsmasq, chronyd, dig; Postfix and swaks; nginx and curl);
+//! - [`attacks`]: attacks staged end to end with their measures, which the
+//!   end-to-end tests assert on and the lab shows;
 //! - [`packet`]: crafted frames, also for the verdict tests;
-//! - [`traffic`]: the AF_PACKET sender, the spoofed-source generator, and
-//!   the reflection and SYN floods;
+//! - [`traffic`]: the AF_PACKET sender, the spoofed-source generator, the
+//!   reflection and SYN floods, and spoofed requests to the gateway's servers;
 //! - [`ctl`]: the one driver of the real `filter-ctl` binary and the types of
 //!   its JSON output; [`kernel`]: what the kernel says is attached;
 //! - [`fixture`]: the lab with a driver, where every end-to-end test starts;
@@ -26,6 +28,7 @@
 //! before `xtask setup` installed the nightly and bpf-linker. The verdict
 //! tests' harness (loading the filter's object) stays in the `tests` crate.
 
+pub mod attacks;
 pub mod bgp;
 pub mod bpffs;
 pub mod ctl;

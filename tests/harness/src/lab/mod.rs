@@ -28,6 +28,7 @@
 //! all build this topology.
 
 pub mod addr;
+pub mod measure;
 pub mod nft;
 
 use std::{

@@ -52,6 +52,43 @@ pub fn dns_response(txid: u16, len: usize) -> Vec<u8> {
     out
 }
 
+/// A DNS query as a reflection attack sends it: id `id`, recursion desired,
+/// one question (`name`, type `qtype`, class IN) and an OPT record
+/// advertising `udp_size` bytes (EDNS), so that a server answers in full.
+pub fn dns_query(id: u16, name: &str, qtype: u16, udp_size: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + name.len() + 2 + 4 + 11);
+    out.extend(id.to_be_bytes());
+    out.extend(0x0100u16.to_be_bytes()); // a query, RD
+    out.extend([0, 1, 0, 0, 0, 0, 0, 1]); // qd 1, an 0, ns 0, ar 1 (the OPT)
+    for label in name.trim_end_matches('.').split('.') {
+        let label = label.as_bytes();
+        assert!(
+            !label.is_empty() && label.len() < 64,
+            "{name}: not a DNS name"
+        );
+        out.push(label.len() as u8);
+        out.extend(label);
+    }
+    out.push(0);
+    out.extend(qtype.to_be_bytes());
+    out.extend(1u16.to_be_bytes()); // IN
+    // OPT: root name, type 41, class = UDP size, TTL 0 (version 0, no DO), no options.
+    out.push(0);
+    out.extend(41u16.to_be_bytes());
+    out.extend(udp_size.to_be_bytes());
+    out.extend([0, 0, 0, 0, 0, 0]);
+    out
+}
+
+/// An NTP client (mode 3, version 4) request of 48 bytes whose transmit
+/// timestamp differs for every `n`, as a reflection attack sends it.
+pub fn ntp_client_request(n: u64) -> [u8; 48] {
+    let mut request = [0u8; 48];
+    request[0] = 4 << 3 | 3;
+    request[40..48].copy_from_slice(&(0x1234_5678_0000_0000 | n).to_be_bytes());
+    request
+}
+
 /// An NTP mode 7 MON_GETLIST_1 request (what monlist amplification sends):
 /// version 2, mode 7, implementation XNTPD (3), request 42, padded to 48 bytes.
 pub const NTP_MONLIST_QUERY: [u8; 48] = {
@@ -82,6 +119,32 @@ mod tests {
 
     fn be16(bytes: &[u8], at: usize) -> u16 {
         u16::from_be_bytes([bytes[at], bytes[at + 1]])
+    }
+
+    #[test]
+    fn dns_queries_ask_one_question_with_edns() {
+        let query = dns_query(0x1234, "big.zone.test", 16, 4096);
+        assert_eq!(be16(&query, 0), 0x1234);
+        assert_eq!(be16(&query, 2), 0x0100, "a query, RD");
+        assert_eq!(be16(&query, 4), 1);
+        assert_eq!(be16(&query, 10), 1, "one additional record: the OPT");
+        let qname = b"\x03big\x04zone\x04test\x00";
+        assert_eq!(&query[12..12 + qname.len()], qname);
+        let at = 12 + qname.len();
+        assert_eq!(be16(&query, at), 16, "TXT");
+        assert_eq!(be16(&query, at + 2), 1, "IN");
+        assert_eq!(query[at + 4], 0, "OPT owner: the root");
+        assert_eq!(be16(&query, at + 5), 41);
+        assert_eq!(be16(&query, at + 7), 4096);
+        assert_eq!(query.len(), at + 4 + 11);
+    }
+
+    #[test]
+    fn ntp_client_requests_differ_by_transmit_time() {
+        let (a, b) = (ntp_client_request(1), ntp_client_request(2));
+        assert_eq!(a[0] & 7, 3, "mode 3");
+        assert_eq!(a[0] >> 3 & 7, 4, "version 4");
+        assert_ne!(a[40..], b[40..]);
     }
 
     #[test]

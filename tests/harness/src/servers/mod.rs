@@ -6,15 +6,23 @@
 //! - [`smtp`]: an SMTP server with a fixed number of session slots, a
 //!   sender delivering one message per connection and a slot-holder;
 //! - [`real`]: real DNS and NTP servers from Debian packages (dnsmasq,
-//!   chronyd) as child processes, and the real clients (`dig`, `chronyd -Q`).
+//!   chronyd) as child processes, and the real clients (`dig`, `chronyd -Q`);
+//! - [`reflector`]: the gateway's own DNS server as an attacker's amplifier
+//!   (an authoritative dnsmasq with a 3 KB record), and the lookups of real
+//!   resolvers and NTP clients at addresses of their own;
+//! - [`mail`]: Postfix with a fixed number of SMTP slots, and swaks sending;
+//! - [`web`]: nginx, and curl loading a page over parallel connections.
 //!
 //! The in-process servers share [`ServerThread`]: a thread that runs until its
 //! handle is dropped.
 
 pub mod http;
 pub mod local;
+pub mod mail;
 pub mod real;
+pub mod reflector;
 pub mod smtp;
+pub mod web;
 
 use std::{
     sync::{

@@ -27,14 +27,14 @@ use crate::{
 pub const DNS_NAME: &str = "lab.test";
 
 /// A temp dir of our own for config, pid and log files, removed on drop.
-fn temp_dir(what: &str) -> anyhow::Result<TempDir> {
+pub(crate) fn temp_dir(what: &str) -> anyhow::Result<TempDir> {
     tempfile::Builder::new()
         .prefix(&format!("wft-{what}-"))
         .tempdir()
         .with_context(|| format!("creating a temp dir for {what}"))
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<String> {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<String> {
     let path = dir.join(name);
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(path.to_string_lossy().into_owned())
@@ -74,6 +74,40 @@ pub fn dns_server(internet: &Netns, log_queries: bool) -> anyhow::Result<Backgro
     Ok(dns)
 }
 
+/// chronyd as an NTP server on `listen` in `ns`: its own clock at stratum
+/// 8, for anyone, never touching the clock (`-x`), no command port, no rate
+/// limit of its own. Its config and pid file live in the returned temp dir.
+pub fn ntp_server(ns: &Netns, listen: &[IpAddr]) -> anyhow::Result<(Background, TempDir)> {
+    let dir = temp_dir("ntp-server")?;
+    let binds: String = listen
+        .iter()
+        .map(|ip| format!("bindaddress {ip}\n"))
+        .collect();
+    let conf = write(
+        dir.path(),
+        "chronyd.conf",
+        &format!(
+            "# An NTP server: its own clock at stratum 8, for anyone.\n\
+             local stratum 8\n\
+             allow all\n\
+             {binds}\
+             cmdport 0\n\
+             pidfile {}\n",
+            dir.path().join("chronyd.pid").display()
+        ),
+    )?;
+    // -x: never touch the clock; -d: foreground, log to stderr; -u root:
+    // as dnsmasq's --user=root.
+    let mut ntp = ns.spawn(
+        "chronyd",
+        ["chronyd", "-x", "-d", "-u", "root", "-f", &conf],
+    )?;
+    ns.wait_listening(Proto::Udp, 123, Duration::from_secs(5))
+        .context("chronyd did not start")
+        .and_then(|()| ntp.check_running())?;
+    Ok((ntp, dir))
+}
+
 /// The lab's DNS and NTP servers. See the module documentation.
 pub struct Servers {
     dns: Background,
@@ -84,40 +118,15 @@ pub struct Servers {
 
 impl Servers {
     pub fn start(internet: &Netns) -> anyhow::Result<Self> {
-        let dir = temp_dir("servers")?;
         let mut dns = dns_server(internet, true)?;
         dns.check_running()?;
-        let conf = write(
-            dir.path(),
-            "chronyd.conf",
-            &format!(
-                "# NTP server of the lab: its own clock at stratum 8, for anyone.\n\
-                 local stratum 8\n\
-                 allow all\n\
-                 bindaddress {}\n\
-                 bindaddress {}\n\
-                 cmdport 0\n\
-                 pidfile {}\n",
-                addr::SERVER4,
-                addr::SERVER6,
-                dir.path().join("chronyd.pid").display()
-            ),
-        )?;
-        // -x: never touch the clock; -d: foreground, log to stderr; -u root:
-        // as dnsmasq's --user=root.
-        let ntp = internet.spawn(
-            "chronyd",
-            ["chronyd", "-x", "-d", "-u", "root", "-f", &conf],
-        )?;
+        let (ntp, dir) = ntp_server(internet, &[addr::SERVER4.into(), addr::SERVER6.into()])?;
         let mut servers = Self {
             dns,
             ntp,
             _dir: dir,
         };
-        internet
-            .wait_listening(Proto::Udp, 123, Duration::from_secs(5))
-            .context("chronyd did not start")
-            .and_then(|()| servers.check_running())?;
+        servers.check_running()?;
         Ok(servers)
     }
 
@@ -217,21 +226,39 @@ pub struct NtpSample {
 /// it has a sample, prints the offset and exits 0. An error if it got no
 /// sample within 10 s.
 pub fn ntp_exchange(ns: &Netns, server: IpAddr) -> anyhow::Result<NtpSample> {
+    ntp_exchange_at(ns, None, server, 10)
+}
+
+/// [`ntp_exchange`] from the address `client` of `ns` (any, if `None`),
+/// giving up after `timeout_secs` (chronyd retries by itself meanwhile).
+pub fn ntp_exchange_at(
+    ns: &Netns,
+    client: Option<IpAddr>,
+    server: IpAddr,
+    timeout_secs: u32,
+) -> anyhow::Result<NtpSample> {
     let dir = temp_dir("ntp")?;
+    let bind = client.map_or(String::new(), |ip| format!("bindacqaddress {ip}\n"));
     let conf = write(
         dir.path(),
         "chrony.conf",
         &format!(
             "server {server} iburst maxsamples 1\n\
+             {bind}\
              cmdport 0\n\
              pidfile {}\n",
             dir.path().join("chronyd.pid").display()
         ),
     )?;
-    let out = output(
-        ns.command("chronyd")
-            .args(["-Q", "-t", "10", "-u", "root", "-f", &conf]),
-    )?;
+    let out = output(ns.command("chronyd").args([
+        "-Q",
+        "-t",
+        &timeout_secs.to_string(),
+        "-u",
+        "root",
+        "-f",
+        &conf,
+    ]))?;
     let output = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -1,6 +1,7 @@
 //! A small SMTP server with a fixed number of session slots, like a mail
 //! server's process limit, and its clients: a sender that delivers one
-//! message per connection, and a slot-holder that says HELO and nothing more.
+//! message per connection, and a slot-holder that says HELO and nothing more
+//! ([`hold_slots`], which the lab also turns on Postfix, [`super::mail`]).
 //!
 //! The server speaks enough SMTP for both (greeting, HELO/EHLO, MAIL, RCPT,
 //! DATA, NOOP, RSET, QUIT). Each accepted connection takes a slot until it
@@ -243,4 +244,38 @@ impl SmtpClient {
         self.expect("250").context("after the message")?;
         self.command("QUIT", "221")
     }
+}
+
+/// A slot-holder: opens sessions from `host` to `to` that say HELO and then
+/// nothing, trying for `want` at once (each failed try again after 100 ms)
+/// until `stop`; returns how many it opened. The sessions close only once
+/// every attempt has ended, so that none gets a slot a closing one freed.
+pub fn hold_slots(host: &Netns, to: SocketAddr, want: usize, stop: &AtomicBool) -> usize {
+    let held: Vec<SmtpClient> = thread::scope(|scope| {
+        let holders: Vec<_> = (0..want)
+            .map(|_| {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        match SmtpClient::connect(host, to, Duration::from_secs(2))
+                            .and_then(|mut client| client.helo("holder.example").map(|()| client))
+                        {
+                            Ok(client) => {
+                                while !stop.load(Ordering::Relaxed) {
+                                    thread::sleep(Duration::from_millis(50));
+                                }
+                                return Some(client);
+                            }
+                            Err(_) => thread::sleep(Duration::from_millis(100)),
+                        }
+                    }
+                    None
+                })
+            })
+            .collect();
+        holders
+            .into_iter()
+            .filter_map(|h| h.join().expect("a holder thread panicked"))
+            .collect()
+    });
+    held.len()
 }

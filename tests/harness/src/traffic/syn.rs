@@ -36,6 +36,18 @@ impl Sent {
     }
 }
 
+/// Makes `host` a half-open flooder that uses its own address: it never
+/// answers the SYN-ACKs it gets (no ACK, and no RST from its kernel either),
+/// so every handshake it starts stays half-open at the server, as in the
+/// incident. Its nftables table `flooder` counts them (`synacks`).
+pub fn never_answer_synacks(host: &Netns) -> anyhow::Result<()> {
+    host.nft(
+        "table inet flooder {\n    counter synacks { }\n    chain input {\n        \
+         type filter hook input priority 0; policy accept;\n        \
+         tcp flags & (syn | ack) == syn | ack counter name \"synacks\" drop\n    }\n}\n",
+    )
+}
+
 /// SYNs from `iface` of a WAN host to the gateway's `wan0` (MAC `dst_mac`).
 pub struct SynFlood {
     sender: RawSender,
