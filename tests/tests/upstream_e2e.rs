@@ -162,6 +162,7 @@ fn an_attack_puts_its_flowspec_rules_in_birds_tables_and_its_end_withdraws_them(
         // length; discard (traffic-rate 0).
         assert_eq!(nets(&flows), [FLOW4, FLOW6], "{flows:#?}");
         for flow in &flows {
+            println!("BIRD: {}\n\t{}", flow.line, flow.attributes.join("\n\t"));
             assert_eq!(
                 flow.attribute("BGP.ext_community"),
                 Some("(generic, 0x80060000, 0x0)"),
@@ -265,6 +266,11 @@ fn rtbh_announces_the_host_route_with_the_blackhole_community() {
         let flooding = flood(scope, &bgp, &[Kind::DnsResponse4], 1000, &stop);
         let routes = bgp.wait_for_blackholes(Duration::from_secs(15), |routes| !routes.is_empty());
         assert_eq!(nets(&routes), ["203.0.113.2/32"], "{routes:#?}");
+        println!(
+            "BIRD: {}\n\t{}",
+            routes[0].line,
+            routes[0].attributes.join("\n\t")
+        );
         assert_eq!(
             routes[0].attribute("BGP.community"),
             Some("(65535,666) (65535,65281)"),
