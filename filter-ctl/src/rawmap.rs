@@ -10,6 +10,7 @@ use aya::maps::MapData;
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 
 /// `union bpf_attr` as the element commands read it.
@@ -102,6 +103,19 @@ impl<'a> RawMap<'a> {
             return Err(std::io::Error::last_os_error()).context("bpf_map_update_elem");
         }
         Ok(())
+    }
+
+    /// Deletes `key`; whether it was there.
+    pub fn delete(&self, key: &[u8]) -> anyhow::Result<bool> {
+        assert_eq!(key.len(), self.key_size);
+        if self.call(BPF_MAP_DELETE_ELEM, key.as_ptr(), std::ptr::null(), 0) < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(false);
+            }
+            return Err(err).context("bpf_map_delete_elem");
+        }
+        Ok(true)
     }
 
     /// Every key, in the map's order.

@@ -5,17 +5,27 @@
 //! default settings an attach writes) and tests can run in parallel. Loading
 //! needs root (CAP_BPF); without it the tests fail, they never skip.
 //!
+//! A test gives its instance back when it ends, and the next test of the
+//! same executable gets it with every map reset to a fresh load's state
+//! ([`reset`]): each load has the kernel verify the programs again, which
+//! under the VM legs' emulation takes seconds, a hundred times a leg.
+//!
 //! It lives here, not in the harness crate, because it embeds filter-ctl's
 //! eBPF object; the benchmark's part 1 (tests/bench/src/testrun.rs) uses it too.
 
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    sync::Mutex,
+};
+
 use aya::{
     Ebpf,
-    maps::{Array, PerCpuArray},
+    maps::{Array, Map, MapData, PerCpuArray},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use filter_common::settings::Assignment;
 use filter_common::{Counter, Reason, map, program};
-use filter_ctl::settings::SettingsMaps;
+use filter_ctl::{rawmap::RawMap, settings::SettingsMaps};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -27,34 +37,141 @@ pub const TC_ACT_OK: u32 = 0;
 pub type Counts = Vec<Counter>;
 
 pub struct Filter {
-    ebpf: Ebpf,
+    /// Taken only when the test gives the instance back.
+    loaded: Option<Ebpf>,
 }
 
+/// Instances that finished tests gave back, for the next [`Filter::load`].
+static SPARE: Mutex<Vec<Ebpf>> = Mutex::new(Vec::new());
+
 impl Filter {
-    /// Loads the object and writes the default settings, as `attach` does.
+    /// An instance as a fresh load has it, with the default settings
+    /// written as `attach` does: a spare one reset, or a new load.
     pub fn load() -> Self {
         assert!(
             harness::process::is_root(),
             "the verdict tests load BPF programs and need root: run `./xtask/run test` as root"
         );
-        let mut ebpf = Ebpf::load(filter_ctl::EBPF_OBJECT).expect("loading the eBPF object");
-        let xdp: &mut Xdp = ebpf
-            .program_mut(program::INGRESS)
-            .expect("the object has the ingress program")
-            .try_into()
-            .expect("the ingress program is XDP");
-        xdp.load().expect("the kernel accepts the XDP program");
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(program::EGRESS)
-            .expect("the object has the egress program")
-            .try_into()
-            .expect("the egress program is a TC classifier");
-        tc.load().expect("the kernel accepts the TC program");
-        filter_ctl::attach::install_slip(&mut ebpf).expect("the kernel accepts the slip program");
+        let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut ebpf = match spare {
+            Some(mut ebpf) => {
+                reset(&mut ebpf);
+                ebpf
+            }
+            None => load_programs(),
+        };
         SettingsMaps::of(&mut ebpf)
             .and_then(|mut maps| maps.write_defaults())
             .expect("writing the default settings");
-        Self { ebpf }
+        Self { loaded: Some(ebpf) }
+    }
+
+    /// A new load, never a reused instance: what [`Filter::reused`] is
+    /// compared with.
+    pub fn load_fresh() -> Self {
+        let mut ebpf = load_programs();
+        SettingsMaps::of(&mut ebpf)
+            .and_then(|mut maps| maps.write_defaults())
+            .expect("writing the default settings");
+        Self { loaded: Some(ebpf) }
+    }
+
+    /// This instance as the next test gets it: reset, the defaults written.
+    pub fn reused(mut self) -> Self {
+        let mut ebpf = self.loaded.take().expect("loaded until dropped");
+        reset(&mut ebpf);
+        SettingsMaps::of(&mut ebpf)
+            .and_then(|mut maps| maps.write_defaults())
+            .expect("writing the default settings");
+        Self { loaded: Some(ebpf) }
+    }
+
+    /// Writes something other than a fresh load's contents into every
+    /// writable map: every array element's bytes set, an entry added to
+    /// every hash map and trie (a /8 in the tries).
+    pub fn scribble(&mut self) {
+        for (name, map) in self.ebpf_mut().maps_mut() {
+            if name.starts_with('.') {
+                continue;
+            }
+            let (data, per_cpu, kind) = match map {
+                Map::Array(data) => (data, false, Kind::Array),
+                Map::PerCpuArray(data) => (data, true, Kind::Array),
+                Map::HashMap(data) | Map::LruHashMap(data) => (data, false, Kind::Hash),
+                Map::LpmTrie(data) => (data, false, Kind::Trie),
+                _ => continue,
+            };
+            let raw = RawMap::new(data, per_cpu).expect("a map's sizes");
+            let value = vec![0xa5; raw.stride() * raw.copies];
+            let keys: Vec<Vec<u8>> = match kind {
+                Kind::Array => {
+                    let info = data.info().expect("a map's information");
+                    (0..info.max_entries())
+                        .map(|i| i.to_ne_bytes().to_vec())
+                        .collect()
+                }
+                Kind::Trie => {
+                    let mut key = vec![0xa5; raw.key_size];
+                    key[..4].copy_from_slice(&8u32.to_ne_bytes());
+                    vec![key]
+                }
+                Kind::Hash => vec![vec![0xa5; raw.key_size]],
+            };
+            for key in keys {
+                raw.set(&key, &value)
+                    .unwrap_or_else(|err| panic!("scribbling over {name}: {err:#}"));
+            }
+        }
+    }
+
+    /// Every map's contents but CONFIG's (whose hash seed is new at every
+    /// load: see [`Filter::config`]), by map: array elements in order, hash
+    /// and trie entries as key then value, for a ring buffer the records
+    /// waiting in it (read, so taken).
+    pub fn contents(&mut self) -> std::collections::BTreeMap<String, Vec<Vec<u8>>> {
+        let mut contents = std::collections::BTreeMap::new();
+        for (name, map) in self.ebpf_mut().maps_mut() {
+            if name.starts_with('.') || name == map::CONFIG {
+                continue;
+            }
+            let mut elements = Vec::new();
+            if matches!(map, Map::RingBuf(_)) {
+                let mut ring = aya::maps::RingBuf::try_from(map).expect("a ring buffer");
+                while let Some(record) = ring.next() {
+                    elements.push(record.to_vec());
+                }
+            } else {
+                let per_cpu = matches!(map, Map::PerCpuArray(_));
+                match map {
+                    Map::Array(data) | Map::PerCpuArray(data) => {
+                        let raw = RawMap::new(data, per_cpu).expect("a map's sizes");
+                        let info = data.info().expect("a map's information");
+                        for index in 0..info.max_entries() {
+                            elements.extend(raw.get(&index.to_ne_bytes()).expect("reading"));
+                        }
+                    }
+                    Map::HashMap(data) | Map::LruHashMap(data) | Map::LpmTrie(data) => {
+                        let raw = RawMap::new(data, false).expect("a map's sizes");
+                        for key in raw.keys().expect("listing keys") {
+                            let value = raw.get(&key).expect("reading").unwrap_or_default();
+                            elements.push(key);
+                            elements.push(value);
+                        }
+                    }
+                    _ => continue,
+                }
+            }
+            contents.insert(name.to_owned(), elements);
+        }
+        contents
+    }
+
+    fn ebpf(&self) -> &Ebpf {
+        self.loaded.as_ref().expect("loaded until dropped")
+    }
+
+    fn ebpf_mut(&mut self) -> &mut Ebpf {
+        self.loaded.as_mut().expect("loaded until dropped")
     }
 
     /// Changes settings as `filter-ctl set` does; panics if one is rejected.
@@ -69,7 +186,7 @@ impl Filter {
             .iter()
             .map(|(key, value)| Assignment::text(key, value))
             .collect::<Result<Vec<_>, _>>()?;
-        SettingsMaps::of(&mut self.ebpf)?.apply(&assignments)?;
+        SettingsMaps::of(self.ebpf_mut())?.apply(&assignments)?;
         Ok(())
     }
 
@@ -93,8 +210,28 @@ impl Filter {
         self.xdp().info()
     }
 
+    /// Each program's verified instructions (the kernel's `verified_insns`),
+    /// by program name: wan_ingress, wan_egress, wan_slip.
+    pub fn verified_insns(&self) -> Vec<(&'static str, u32)> {
+        [program::INGRESS, program::EGRESS, program::SLIP]
+            .into_iter()
+            .map(|name| {
+                let program = self
+                    .ebpf()
+                    .program(name)
+                    .unwrap_or_else(|| panic!("the object has no program {name}"));
+                let count = program
+                    .info()
+                    .unwrap_or_else(|err| panic!("the kernel's information on {name}: {err}"))
+                    .verified_instruction_count()
+                    .unwrap_or_else(|| panic!("this kernel reports no verified_insns for {name}"));
+                (name, count)
+            })
+            .collect()
+    }
+
     fn xdp(&self) -> &Xdp {
-        self.ebpf
+        self.ebpf()
             .program(program::INGRESS)
             .unwrap()
             .try_into()
@@ -102,7 +239,7 @@ impl Filter {
     }
 
     fn tc(&self) -> &SchedClassifier {
-        self.ebpf
+        self.ebpf()
             .program(program::EGRESS)
             .unwrap()
             .try_into()
@@ -156,9 +293,10 @@ impl Filter {
 
     /// Every slot's counters, summed over CPUs.
     pub fn counts(&self) -> Counts {
-        let stats =
-            PerCpuArray::<_, Counter>::try_from(self.ebpf.map(map::STATS).expect("the STATS map"))
-                .expect("STATS is a per-CPU array of Counter");
+        let stats = PerCpuArray::<_, Counter>::try_from(
+            self.ebpf().map(map::STATS).expect("the STATS map"),
+        )
+        .expect("STATS is a per-CPU array of Counter");
         (0..2 * Reason::COUNT)
             .map(|slot| {
                 stats.get(&slot, 0).expect("reading STATS").iter().fold(
@@ -227,6 +365,112 @@ impl Filter {
     }
 }
 
+/// Gives the instance back for the next test, unless this one failed (a
+/// panic may have left it half-changed: the next test loads anew).
+impl Drop for Filter {
+    fn drop(&mut self) {
+        if let Some(ebpf) = self.loaded.take()
+            && !std::thread::panicking()
+        {
+            SPARE.lock().unwrap_or_else(|e| e.into_inner()).push(ebpf);
+        }
+    }
+}
+
+/// The object loaded: the XDP, TC and slip programs verified by the kernel.
+fn load_programs() -> Ebpf {
+    let mut ebpf = Ebpf::load(filter_ctl::EBPF_OBJECT).expect("loading the eBPF object");
+    let xdp: &mut Xdp = ebpf
+        .program_mut(program::INGRESS)
+        .expect("the object has the ingress program")
+        .try_into()
+        .expect("the ingress program is XDP");
+    xdp.load().expect("the kernel accepts the XDP program");
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(program::EGRESS)
+        .expect("the object has the egress program")
+        .try_into()
+        .expect("the egress program is a TC classifier");
+    tc.load().expect("the kernel accepts the TC program");
+    filter_ctl::attach::install_slip(&mut ebpf).expect("the kernel accepts the slip program");
+    ebpf
+}
+
+/// Puts every map of a loaded object back as a fresh load has it: arrays
+/// zeroed, hash maps and tries emptied, ring buffers read to their end.
+/// The slip's program array keeps its program; the read-only data the
+/// object was loaded with (`.rodata`) stays.
+fn reset(ebpf: &mut Ebpf) {
+    for (name, map) in ebpf.maps_mut() {
+        if name.starts_with('.') || matches!(map, Map::ProgramArray(_)) {
+            continue;
+        }
+        if matches!(map, Map::RingBuf(_)) {
+            let mut ring = aya::maps::RingBuf::try_from(map).expect("a ring buffer");
+            while ring.next().is_some() {}
+            continue;
+        }
+        match map {
+            Map::Array(data) => zero_array(name, data, false),
+            Map::PerCpuArray(data) => zero_array(name, data, true),
+            Map::HashMap(data) | Map::LruHashMap(data) | Map::LpmTrie(data) => {
+                let raw = RawMap::new(data, false).expect("a map's sizes");
+                for key in raw.keys().expect("listing a map's keys") {
+                    raw.delete(&key).expect("deleting a map's key");
+                }
+            }
+            other => panic!("Filter::load cannot reset map {name}: {other:?}"),
+        }
+    }
+}
+
+/// include/uapi/linux/bpf.h: the map's values can be mapped into memory.
+const BPF_F_MMAPABLE: u32 = 1 << 10;
+
+/// Every element of an array map zeroed: through a memory map for the big
+/// (mmapable) tables, an update per element for the small ones.
+fn zero_array(name: &str, data: &MapData, per_cpu: bool) {
+    let info = data.info().expect("a map's information");
+    let len = info.max_entries() as usize * info.value_size() as usize;
+    if info.map_flags() & BPF_F_MMAPABLE != 0 {
+        let bytes = len.div_ceil(4096) * 4096;
+        // SAFETY: a shared writable mapping of the map's values, unmapped
+        // below; no program runs while a test sets its instance up.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            );
+            assert_ne!(
+                base,
+                libc::MAP_FAILED,
+                "mapping {name}: {}",
+                std::io::Error::last_os_error()
+            );
+            std::ptr::write_bytes(base.cast::<u8>(), 0, len);
+            libc::munmap(base, bytes);
+        }
+        return;
+    }
+    let raw = RawMap::new(data, per_cpu).expect("a map's sizes");
+    let zeros = vec![0u8; raw.stride() * raw.copies];
+    for index in 0..info.max_entries() {
+        raw.set(&index.to_ne_bytes(), &zeros)
+            .unwrap_or_else(|err| panic!("zeroing {name}[{index}]: {err:#}"));
+    }
+}
+
+/// The kinds of map [`Filter::scribble`] writes into.
+enum Kind {
+    Array,
+    Hash,
+    Trie,
+}
+
 /// Counters of a fresh instance.
 pub fn zero() -> Counts {
     vec![Counter::default(); 2 * Reason::COUNT as usize]
@@ -268,9 +512,12 @@ impl Filter {
 
     /// Takes every drop event waiting in the DROP_EVENTS ring (sampled drops).
     pub fn drop_events(&mut self) -> Vec<filter_common::DropEvent> {
-        let mut ring =
-            aya::maps::RingBuf::try_from(self.ebpf.map_mut(map::DROP_EVENTS).expect("DROP_EVENTS"))
-                .expect("DROP_EVENTS is a ring buffer");
+        let mut ring = aya::maps::RingBuf::try_from(
+            self.ebpf_mut()
+                .map_mut(map::DROP_EVENTS)
+                .expect("DROP_EVENTS"),
+        )
+        .expect("DROP_EVENTS is a ring buffer");
         let mut events = Vec::new();
         while let Some(item) = ring.next() {
             assert_eq!(item.len(), size_of::<filter_common::DropEvent>());
@@ -285,7 +532,7 @@ impl Filter {
     /// Drop events sampled and lost (ring full), summed over CPUs.
     pub fn drop_event_counts(&self) -> (u64, u64) {
         let counts = PerCpuArray::<_, u64>::try_from(
-            self.ebpf
+            self.ebpf()
                 .map(map::DROP_EVENT_COUNTS)
                 .expect("DROP_EVENT_COUNTS"),
         )
@@ -305,7 +552,7 @@ impl Filter {
 
     /// The live config, as the programs read it.
     pub fn config(&self) -> filter_common::Config {
-        Array::<_, filter_common::Config>::try_from(self.ebpf.map(map::CONFIG).expect("CONFIG"))
+        Array::<_, filter_common::Config>::try_from(self.ebpf().map(map::CONFIG).expect("CONFIG"))
             .expect("CONFIG is an array of Config")
             .get(&0, 0)
             .expect("reading CONFIG")
@@ -313,10 +560,8 @@ impl Filter {
 
     /// Every slot of the solicited table, as the programs left them.
     pub fn solicited_slots(&self) -> Vec<filter_common::SolicitedSlot> {
-        match self.ebpf.map(map::SOLICITED).expect("SOLICITED") {
-            aya::maps::Map::Array(data) => {
-                filter_ctl::mapped::snapshot(data).expect("reading SOLICITED")
-            }
+        match self.ebpf().map(map::SOLICITED).expect("SOLICITED") {
+            Map::Array(data) => filter_ctl::mapped::snapshot(data).expect("reading SOLICITED"),
             _ => panic!("SOLICITED is an array"),
         }
     }
@@ -325,7 +570,7 @@ impl Filter {
     /// v4, deny v6.
     pub fn lists_in_use(&self) -> Vec<u32> {
         let flags: Array<_, u32> =
-            Array::try_from(self.ebpf.map(map::LISTS_IN_USE).expect("LISTS_IN_USE"))
+            Array::try_from(self.ebpf().map(map::LISTS_IN_USE).expect("LISTS_IN_USE"))
                 .expect("LISTS_IN_USE is an array of u32");
         let config = self.config();
         (0..filter_common::lists::COPY_SLOTS)
@@ -341,8 +586,8 @@ impl Filter {
 
     /// Both copies of an allow or deny list's tries, for the library
     /// functions `filter-ctl allow|deny` uses.
-    pub fn list(&mut self, list: List) -> ListMaps<&mut aya::maps::MapData> {
-        ListMaps::of(&mut self.ebpf, list).expect("the list maps")
+    pub fn list(&mut self, list: List) -> ListMaps<&mut MapData> {
+        ListMaps::of(self.ebpf_mut(), list).expect("the list maps")
     }
 
     /// Adds prefixes to a list as `filter-ctl allow|deny add` does, lasting
@@ -369,14 +614,14 @@ impl Filter {
 // generated sequence wrote, through the maps themselves.
 impl Filter {
     /// A map of the loaded object.
-    pub fn map(&self, name: &str) -> &aya::maps::Map {
-        self.ebpf
+    pub fn map(&self, name: &str) -> &Map {
+        self.ebpf()
             .map(name)
             .unwrap_or_else(|| panic!("the object has no map {name}"))
     }
 
-    pub fn map_mut(&mut self, name: &str) -> &mut aya::maps::Map {
-        self.ebpf
+    pub fn map_mut(&mut self, name: &str) -> &mut Map {
+        self.ebpf_mut()
             .map_mut(name)
             .unwrap_or_else(|| panic!("the object has no map {name}"))
     }

@@ -42,6 +42,37 @@ fn a_fresh_instance_counts_nothing() {
     assert_eq!(filter.counts(), zero());
 }
 
+/// Tests share loaded instances (tests/src/bpf.rs): one that another test
+/// used, even one written all over, reads as a fresh load once reset.
+#[test]
+fn a_reused_instance_reads_as_a_fresh_load() {
+    let mut used = Filter::load();
+    // A sampled drop in the ring buffer (a reason's first drop is offered).
+    let unsolicited = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(53, 40000)
+        .payload(&[0x42, 0x42, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0])
+        .build();
+    assert_eq!(used.ingress(&unsolicited), XDP_DROP);
+    assert_eq!(used.drop_event_counts().0, 1, "one drop sampled");
+    used.scribble();
+    let mut reused = used.reused();
+    let mut fresh = Filter::load_fresh();
+    let (mut reused_config, fresh_config) = (reused.config(), fresh.config());
+    reused_config.syn_hash_seed = fresh_config.syn_hash_seed;
+    assert_eq!(reused_config, fresh_config);
+    let (reused, fresh) = (reused.contents(), fresh.contents());
+    assert_eq!(
+        reused.keys().collect::<Vec<_>>(),
+        fresh.keys().collect::<Vec<_>>()
+    );
+    for (name, elements) in &fresh {
+        assert!(
+            reused[name] == *elements,
+            "{name} differs from a fresh load's after the reset"
+        );
+    }
+}
+
 #[test]
 fn ipv4_udp_passes_as_pass_ipv4() {
     let filter = Filter::load();

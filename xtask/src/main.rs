@@ -6,10 +6,12 @@
 
 mod lab;
 mod setup;
+mod suite;
 mod vm;
 
 use std::{
     ffi::OsString,
+    fs,
     path::{Path, PathBuf},
     process::{Command, ExitCode},
 };
@@ -43,8 +45,11 @@ enum Task {
     /// ARGS go to `cargo test --release --no-fail-fast`: a test-name filter, `-p tests`, and after
     /// `--` the test harness's own options, e.g. `test -- --test-threads=1`.
     ///
-    /// Then the same tests run on Debian's Linux 6.1 under qemu (see `vm-test`),
-    /// unless `--no-vm` is given; `--kernel all` adds 6.12.
+    /// Then what can differ between kernels (xtask/src/vm/selection.rs: every
+    /// verdict test, attach, pins, upgrade, one end-to-end test per defence)
+    /// runs on Debian's Linux 6.1 under qemu (see `vm-test`), unless `--no-vm`
+    /// is given. Prints each phase's time at the end. The whole suite on 6.1
+    /// and 6.12 is `vm-test --kernel all`.
     Test {
         /// Skip the VM leg: only for quick local runs (CI runs it).
         #[arg(long, conflicts_with = "kernel")]
@@ -77,9 +82,11 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Setup (with qemu), build, then boot Debian's own kernels under qemu (KVM,
-    /// or TCG where KVM cannot boot them) and run the suite inside as root: unit
-    /// tests, verdict tests and end-to-end tests with veth pairs and the real
-    /// DNS/NTP/HTTP peers. The kernel packages are the newest of each series
+    /// or TCG where KVM cannot boot them) and run the whole suite inside as
+    /// root (`--tests kernel`: only what `test`'s VM leg runs): unit tests,
+    /// verdict tests and end-to-end tests with veth pairs and the real
+    /// DNS/NTP/HTTP peers. `vm-test --kernel all` is the full matrix: run it
+    /// before calling a change to filter-ebpf done. The kernel packages are the newest of each series
     /// that apt offers, cached in .cache/vm/. Needs root.
     ///
     /// TEST ARGS are `test`'s: `vm-test -- verdict`,
@@ -206,10 +213,15 @@ pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Setup, then `cargo build --release` of the default members (filter-ctl's
-/// build script builds the eBPF object). Returns the filter-ctl binary.
+/// Setup, then [`build`].
 pub fn build_release() -> anyhow::Result<PathBuf> {
     setup::run()?;
+    build()
+}
+
+/// `cargo build --release` of the default members (filter-ctl's build
+/// script builds the eBPF object). Returns the filter-ctl binary.
+fn build() -> anyhow::Result<PathBuf> {
     run_cmd(cargo().args(["build", "--release"]))?;
     let filter_ctl = repo_root().join("target/release/filter-ctl");
     if !filter_ctl.is_file() {
@@ -219,25 +231,31 @@ pub fn build_release() -> anyhow::Result<PathBuf> {
 }
 
 /// The test build of filter-ctl whose maps have another layout (feature
-/// `layout-next` of filter-common, filter-ebpf and filter-ctl), in a target
-/// directory of its own so that the feature never reaches the normal build.
-/// The upgrade tests attach it over the normal build and back.
+/// `layout-next` of filter-common, filter-ebpf and filter-ctl), copied to
+/// [`harness::ctl::NEXT_BINARY`]; the upgrade tests attach it over the
+/// normal build and back. Built in the normal target directory, so that it
+/// shares every dependency already built (only the three crates with the
+/// feature are built again), then the normal binary is put back in place
+/// (cargo only copies it again: both builds' artifacts are kept).
 fn build_layout_next() -> anyhow::Result<PathBuf> {
-    let target_dir = harness::ctl::NEXT_TARGET_DIR;
-    run_cmd(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "filter-ctl",
-        "--features",
-        "layout-next",
-        "--target-dir",
-        target_dir,
-    ]))?;
-    let binary = repo_root().join(target_dir).join("release/filter-ctl");
-    if !binary.is_file() {
-        bail!("the build did not produce {}", binary.display());
-    }
+    // Features are resolved over the workspace's default members, as in the
+    // normal build: only the crates with the feature differ.
+    let filter_ctl = ["build", "--release", "--bin", "filter-ctl"];
+    run_cmd(
+        cargo()
+            .args(filter_ctl)
+            .args(["--features", "filter-ctl/layout-next"]),
+    )?;
+    let built = repo_root().join("target/release/filter-ctl");
+    let binary = repo_root().join(harness::ctl::NEXT_BINARY);
+    fs::copy(&built, &binary).with_context(|| {
+        format!(
+            "copying {} to {}",
+            shown(&built).display(),
+            shown(&binary).display()
+        )
+    })?;
+    run_cmd(cargo().args(filter_ctl))?;
     Ok(binary)
 }
 
@@ -245,37 +263,67 @@ fn build_layout_next() -> anyhow::Result<PathBuf> {
 /// the end-to-end tests drive the very target/release/filter-ctl an operator
 /// installs, and a lab or build before a test run leaves nothing to recompile.
 ///
-/// Then the VM legs (`vm`), whatever the host's result: both are reported.
+/// Then the VM leg (`vm`: what can differ between kernels, unless told
+/// otherwise), whatever the host's result: both are reported, and the time
+/// of each phase.
 fn test(
     args: &[OsString],
     harness: &[OsString],
     vm: Option<&vm::VmOptions>,
 ) -> anyhow::Result<ExitCode> {
     require_root("the test suite (it loads BPF programs and creates network namespaces)")?;
-    setup::run_for_tests()?;
-    // Builds target/release/filter-ctl too: `cargo test` alone does not build
-    // another package's binary, and the end-to-end tests run it.
-    let filter_ctl = build_release()?;
-    // The host suite runs the lab (xtask/tests/lab.rs).
-    setup::run_for_lab()?;
-    let next = build_layout_next()?;
-    let status = cargo()
-        .args(["test", "--release", "--no-fail-fast"])
-        // The end-to-end tests drive this binary (tests/harness/src/ctl).
-        .env("FILTER_CTL", &filter_ctl)
-        // The upgrade tests attach this one over it, and back.
-        .env(harness::ctl::NEXT_BINARY_ENV, &next)
-        .args(args)
-        .args(if harness.is_empty() { None } else { Some("--") })
-        .args(harness)
-        .status()
-        .context("starting cargo test")?;
-    if !status.success() {
-        eprintln!("xtask: tests failed on this machine's kernel ({status})");
+    let mut phases = Phases::default();
+    let prepared = phases.time("setup", || {
+        setup::run_for_tests()?;
+        // The host suite runs the lab (xtask/tests/lab.rs).
+        setup::run_for_lab()?;
+        vm.map(vm::prepare).transpose()
+    })?;
+    let split = vm::TestArgs::split(args)?;
+    let (filter_ctl, next) = phases.time("build", || {
+        // target/release/filter-ctl too: `cargo test` alone does not build
+        // another package's binary, and the end-to-end tests run it.
+        let filter_ctl = if split.cargo.is_empty() {
+            // The binaries and every test executable in one cargo run, which
+            // keeps both cores busy longer than two runs one after the other.
+            run_cmd(cargo().args(["build", "--release", "--all-targets"]))?;
+            repo_root().join("target/release/filter-ctl")
+        } else {
+            let filter_ctl = build()?;
+            run_cmd(
+                cargo()
+                    .args(["test", "--release", "--no-run"])
+                    .args(&split.cargo),
+            )?;
+            filter_ctl
+        };
+        let next = build_layout_next()?;
+        anyhow::Ok((filter_ctl, next))
+    })?;
+    let host_passed = phases.time("host suite", || {
+        host_suite(&split, harness, &filter_ctl, &next)
+    })?;
+    if !host_passed {
+        eprintln!("xtask: tests failed on this machine's kernel");
     }
-    let vm_passed = match vm {
-        Some(options) => vm::run(options, &filter_ctl, args, harness)?,
-        None => {
+    let vm_passed = match (vm, prepared) {
+        (Some(options), Some(prepared)) => {
+            let kernels = match options.kernel {
+                vm::KernelChoice::All => "6.1 and 6.12 legs".to_owned(),
+                one => format!("Linux {} leg", one.name()),
+            };
+            phases.time(&kernels, || {
+                vm::run(
+                    prepared,
+                    options,
+                    options.tests.unwrap_or(vm::Selection::Kernel),
+                    &filter_ctl,
+                    args,
+                    harness,
+                )
+            })?
+        }
+        _ => {
             eprintln!("xtask: the VM leg was skipped (--no-vm)");
             true
         }
@@ -283,11 +331,130 @@ fn test(
     if !vm_passed {
         eprintln!("xtask: tests failed in the VM");
     }
-    Ok(if status.success() && vm_passed {
+    phases.print();
+    Ok(if host_passed && vm_passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The suite on this machine's kernel: every test executable `cargo test`
+/// would run, as jobs (suite.rs), two at once, then the doctests. Its
+/// outcome, kept in target/host-suite/, orders the next run. Returns
+/// whether everything passed.
+fn host_suite(
+    split: &vm::TestArgs,
+    harness: &[OsString],
+    filter_ctl: &Path,
+    next: &Path,
+) -> anyhow::Result<bool> {
+    let binaries = vm::plan::build_test_binaries(&split.cargo)?;
+    let filter = split
+        .filter
+        .as_ref()
+        .map(|f| f.to_string_lossy().into_owned());
+    let harness_args: Vec<String> = harness
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let mut jobs = vm::selection::jobs(
+        vm::Selection::All,
+        &binaries,
+        filter.as_deref(),
+        &harness_args,
+    )?;
+    let outcome_file = repo_root().join("target/host-suite/outcome.json");
+    let measured = suite::measured(std::slice::from_ref(&outcome_file));
+    suite::order(&mut jobs, &measured, true);
+    let slots = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    println!(
+        "xtask: host suite: {} tests in {} jobs, {slots} at once (those that measure rates alone, first), longest first by {}",
+        jobs.iter().map(|job| job.tests).sum::<usize>(),
+        jobs.len(),
+        if measured.is_empty() {
+            "an estimate (no earlier run)"
+        } else {
+            "the last run's times (target/host-suite/outcome.json)"
+        }
+    );
+    let env = [
+        // The end-to-end tests drive this binary (tests/harness/src/ctl).
+        ("FILTER_CTL", filter_ctl.as_os_str().to_owned()),
+        // The upgrade tests attach this one over it, and back.
+        (harness::ctl::NEXT_BINARY_ENV, next.as_os_str().to_owned()),
+    ];
+    let outcome = suite::run_on_host(jobs, slots, &env, &outcome_file)?;
+    let (passed, failed, ignored) = outcome.totals();
+    let failed_jobs: Vec<&str> = outcome
+        .jobs
+        .iter()
+        .filter(|job| job.exit_code != Some(0))
+        .map(|job| job.name.as_str())
+        .collect();
+    // Doctests are no executables: cargo runs them (only when no option
+    // narrowed the build to some targets, which --doc cannot take).
+    let doctests = split.cargo.is_empty()
+        && cargo()
+            .args(["test", "--release", "--doc", "--quiet"])
+            .args(&split.filter)
+            .status()
+            .context("starting cargo test --doc")?
+            .success();
+    println!(
+        "xtask: host suite: {passed} passed, {failed} failed, {ignored} ignored in {:.0} s{}{}",
+        outcome.suite_secs,
+        if failed_jobs.is_empty() {
+            String::new()
+        } else {
+            format!("; failed: {}", failed_jobs.join(", "))
+        },
+        if split.cargo.is_empty() && !doctests {
+            "; the doctests failed"
+        } else {
+            ""
+        }
+    );
+    Ok(failed_jobs.is_empty() && (doctests || !split.cargo.is_empty()))
+}
+
+/// The wall time of each phase of a command, printed at its end.
+#[derive(Default)]
+struct Phases {
+    times: Vec<(String, std::time::Duration)>,
+}
+
+impl Phases {
+    fn time<T>(&mut self, phase: &str, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let result = f();
+        self.times.push((phase.to_owned(), start.elapsed()));
+        result
+    }
+
+    fn print(&self) {
+        let total: std::time::Duration = self.times.iter().map(|(_, d)| *d).sum();
+        let shown: Vec<String> = self
+            .times
+            .iter()
+            .map(|(phase, d)| format!("{phase} {}", minutes(*d)))
+            .collect();
+        println!(
+            "xtask: times: {}; total {}",
+            shown.join(", "),
+            minutes(total)
+        );
+    }
+}
+
+/// `7 min 05 s`, or `42 s` under a minute.
+fn minutes(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{secs} s")
+    } else {
+        format!("{} min {:02} s", secs / 60, secs % 60)
+    }
 }
 
 /// `vm-test`: the VM legs alone. TEST_ARGS are `test`'s ARGS, then after a
@@ -298,15 +465,20 @@ fn vm_test(options: &vm::VmOptions, test_args: &[OsString]) -> anyhow::Result<Ex
         Some(at) => (&test_args[..at], &test_args[at + 1..]),
         None => (test_args, &[][..]),
     };
-    let filter_ctl = build_release()?;
+    setup::run()?;
+    let prepared = vm::prepare(options)?;
+    let filter_ctl = build()?;
     // The guest's upgrade tests find it at its default path, as on the host.
     build_layout_next()?;
-    Ok(if vm::run(options, &filter_ctl, args, harness)? {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("xtask: tests failed in the VM");
-        ExitCode::FAILURE
-    })
+    let selection = options.tests.unwrap_or(vm::Selection::All);
+    Ok(
+        if vm::run(prepared, options, selection, &filter_ctl, args, harness)? {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("xtask: tests failed in the VM");
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// The benchmark (the `bench` crate, tests/bench), built and run in release

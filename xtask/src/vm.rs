@@ -23,8 +23,9 @@
 mod guest;
 mod initramfs;
 mod kernel;
-mod plan;
+pub mod plan;
 mod qemu;
+pub mod selection;
 
 use std::{
     ffi::OsString,
@@ -38,10 +39,12 @@ use std::{
 use anyhow::{Context as _, anyhow};
 
 pub use kernel::Series;
-use plan::{Outcome, Plan, TestArgs};
+pub use plan::TestArgs;
+use plan::{Outcome, Plan};
 use qemu::{Accel, AccelChoice};
+pub use selection::Selection;
 
-use crate::{repo_root, shown};
+use crate::{repo_root, shown, suite};
 
 /// Modules the suite needs that the guest loads before it starts (the kernel
 /// loads more on demand, e.g. nftables expressions; the outcome lists all).
@@ -78,6 +81,14 @@ pub enum KernelChoice {
 }
 
 impl KernelChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelChoice::V6_1 => "6.1",
+            KernelChoice::V6_12 => "6.12",
+            KernelChoice::All => "all",
+        }
+    }
+
     fn series(self) -> Vec<Series> {
         match self {
             KernelChoice::V6_1 => vec![Series::V6_1],
@@ -97,12 +108,38 @@ pub struct VmOptions {
     /// Debian's kernels, TCG otherwise (with a note saying why).
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
+    /// Which tests the guests run: `kernel`, what can differ between kernels
+    /// (xtask/src/vm/selection.rs, listed in the README), or `all`, the whole
+    /// suite. Default: `kernel` for `test`, `all` for `vm-test`.
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub tests: Option<Selection>,
     /// Kill a guest that runs longer than this many minutes (boot to
-    /// power-off). Under TCG the 6.1 suite took about an hour in one guest
-    /// on a 2-core machine (two guests share it now); CI gives the whole
-    /// test command 90.
+    /// power-off). Under TCG the whole 6.1 suite takes about 25 minutes in
+    /// two guests on a 2-core machine.
     #[arg(long, value_name = "MINUTES", default_value_t = 70)]
     pub timeout: u64,
+}
+
+/// What the legs need downloaded before anything is built: the kernel
+/// packages and busybox (the setup phase of `test`).
+pub struct Prepared {
+    kernels: Vec<(Series, anyhow::Result<kernel::Kernel>)>,
+    busybox: PathBuf,
+}
+
+/// Installs the VM packages and downloads the chosen kernels and busybox
+/// (once: they are cached in .cache/vm). A kernel that cannot be had fails
+/// its leg, with the reason, after the others ran.
+pub fn prepare(options: &VmOptions) -> anyhow::Result<Prepared> {
+    crate::setup::run_for_vm()?;
+    let busybox = kernel::busybox()?;
+    let kernels = options
+        .kernel
+        .series()
+        .into_iter()
+        .map(|series| (series, kernel::fetch(series)))
+        .collect();
+    Ok(Prepared { kernels, busybox })
 }
 
 /// One leg's result, for the closing summary.
@@ -112,22 +149,40 @@ struct Leg {
     passed: bool,
 }
 
-/// Boots every chosen kernel and runs the selected tests in it. `args` and
-/// `harness` are `test`'s: cargo test's options and filter, the harness's
-/// options. Returns whether every leg passed.
+/// Boots every prepared kernel and runs `selection`'s tests in it. `args`
+/// and `harness` are `test`'s: cargo test's options and filter, the
+/// harness's options. Returns whether every leg passed.
 pub fn run(
+    prepared: Prepared,
     options: &VmOptions,
+    selection: Selection,
     filter_ctl: &Path,
     args: &[OsString],
     harness: &[OsString],
 ) -> anyhow::Result<bool> {
-    crate::setup::run_for_vm()?;
     let split = TestArgs::split(args)?;
     let binaries = plan::build_test_binaries(&split.cargo)?;
-    if binaries.is_empty() {
-        anyhow::bail!("cargo test built no test executables for {args:?}");
+    let filter = split.filter.map(|f| f.to_string_lossy().into_owned());
+    let harness: Vec<String> = harness
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let jobs = selection::jobs(selection, &binaries, filter.as_deref(), &harness)?;
+    if jobs.is_empty() {
+        anyhow::bail!(
+            "no test executable has tests for the VM legs (tests: {}, arguments {args:?})",
+            selection.name()
+        );
     }
-    let test_args = plan::executable_args(split.filter.as_deref(), harness);
+    println!(
+        "vm-test: tests: {} ({} tests in {} jobs)",
+        match selection {
+            Selection::Kernel => "what can differ between kernels (xtask/src/vm/selection.rs)",
+            Selection::All => "the whole suite",
+        },
+        jobs.iter().map(|job| job.tests).sum::<usize>(),
+        jobs.len()
+    );
     let (accel, note) = qemu::choose(options.accel);
     if let Some(why) = &note {
         println!(
@@ -135,24 +190,32 @@ pub fn run(
         );
     }
     let mut legs = Vec::new();
-    for series in options.kernel.series() {
+    for (series, kernel) in prepared.kernels {
         let plan = Plan {
             workspace: repo_root().to_owned(),
             // Set once the kernel package is known.
             kernel_release: String::new(),
             modules: GUEST_MODULES.iter().map(|m| (*m).to_owned()).collect(),
             filter_ctl: filter_ctl.to_owned(),
-            binaries: binaries.clone(),
-            test_args: test_args.clone(),
+            jobs: jobs.clone(),
         };
-        let leg = match leg(series, accel, options, plan) {
-            Ok(leg) => leg,
-            Err(err) => Leg {
+        let leg = kernel
+            .and_then(|kernel| {
+                leg(
+                    series,
+                    &kernel,
+                    &prepared.busybox,
+                    accel,
+                    options,
+                    selection,
+                    plan,
+                )
+            })
+            .unwrap_or_else(|err| Leg {
                 series,
                 line: format!("FAILED: {err:#}"),
                 passed: false,
-            },
-        };
+            });
         println!("vm-test: Linux {}: {}", leg.series.name(), leg.line);
         legs.push(leg);
     }
@@ -165,10 +228,18 @@ pub fn run(
     Ok(legs.iter().all(|leg| leg.passed))
 }
 
-/// One kernel: fetch, then boot it in [`guest_count`] guests at once, each
-/// running its share of the executables, and read their outcomes.
-fn leg(series: Series, accel: Accel, options: &VmOptions, plan: Plan) -> anyhow::Result<Leg> {
-    let kernel = kernel::fetch(series)?;
+/// One kernel: boot it in [`guest_count`] guests at once, which take the
+/// plan's jobs one after the other from a shared queue (longest first by
+/// the leg's last run), and read their outcomes.
+fn leg(
+    series: Series,
+    kernel: &kernel::Kernel,
+    busybox: &Path,
+    accel: Accel,
+    options: &VmOptions,
+    selection: Selection,
+    mut plan: Plan,
+) -> anyhow::Result<Leg> {
     println!(
         "vm-test: Linux {}: {} {} (the newest {} package apt offers), release {}",
         series.name(),
@@ -177,32 +248,41 @@ fn leg(series: Series, accel: Accel, options: &VmOptions, plan: Plan) -> anyhow:
         series.name(),
         kernel.release
     );
-    let busybox = kernel::busybox()?;
-    let leg_dir = repo_root().join("target/vm").join(series.name());
+    plan.kernel_release = kernel.release.clone();
+    let leg_dir = repo_root()
+        .join("target/vm")
+        .join(series.name())
+        .join(selection.name());
+    let measured = suite::measured(&outcome_files(&leg_dir));
+    suite::order(&mut plan.jobs, &measured, false);
     let _ = fs::remove_dir_all(&leg_dir);
-    let shares = share_out(&plan.binaries, guest_count(accel, plan.binaries.len()));
-    if shares.len() > 1 {
-        println!(
-            "vm-test: Linux {}: {} guests at once, one emulated CPU each, the executables shared out between them",
-            series.name(),
-            shares.len()
-        );
+    let queue = leg_dir.join("queue");
+    fs::create_dir_all(&queue).with_context(|| format!("creating {}", queue.display()))?;
+    for index in 0..plan.jobs.len() {
+        fs::write(queue.join(guest::queue_entry(index)), "")?;
     }
+    let guests = guest_count(accel, plan.jobs.len());
+    println!(
+        "vm-test: Linux {}: {guests} guest(s) at once, one emulated CPU each, taking the jobs longest first by {}",
+        series.name(),
+        if measured.is_empty() {
+            "an estimate (no earlier run of this leg)".to_owned()
+        } else {
+            format!(
+                "their times in the last run ({})",
+                shown(&leg_dir).display()
+            )
+        }
+    );
     let runs: Vec<anyhow::Result<GuestRun>> = thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .into_iter()
-            .enumerate()
-            .map(|(index, binaries)| {
+        let handles: Vec<_> = (1..=guests)
+            .map(|number| {
                 let guest = Guest {
-                    number: index + 1,
-                    dir: leg_dir.join(format!("guest-{}", index + 1)),
-                    plan: Plan {
-                        kernel_release: kernel.release.clone(),
-                        binaries,
-                        ..plan.clone()
-                    },
+                    number,
+                    dir: leg_dir.join(format!("guest-{number}")),
+                    plan: plan.clone(),
+                    queue: &queue,
                 };
-                let (kernel, busybox) = (&kernel, &busybox);
                 scope.spawn(move || guest.run(series, kernel, busybox, accel, options))
             })
             .collect();
@@ -221,12 +301,25 @@ fn leg(series: Series, accel: Accel, options: &VmOptions, plan: Plan) -> anyhow:
         used = run.accel;
         outcome.absorb(run.outcome);
     }
+    let left: Vec<&str> = plan
+        .jobs
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| queue.join(guest::queue_entry(*index)).exists())
+        .map(|(_, job)| job.name.as_str())
+        .collect();
+    if !left.is_empty() {
+        passed = false;
+        outcome
+            .errors
+            .push(format!("no guest ran {}", left.join(", ")));
+    }
     Ok(Leg {
         series,
         passed,
         line: format!(
             "{} (the leg took {elapsed:.0} s)",
-            describe_outcome(&kernel, used, boot_secs, &outcome)
+            describe_outcome(kernel, used, boot_secs, &outcome)
         ),
     })
 }
@@ -234,78 +327,34 @@ fn leg(series: Series, accel: Accel, options: &VmOptions, plan: Plan) -> anyhow:
 /// How many guests a leg boots at once. Under TCG a guest has one emulated
 /// CPU (qemu.rs says why), which one host core runs: a second guest on the
 /// second core halves the leg. Under KVM one guest has every CPU.
-fn guest_count(accel: Accel, binaries: usize) -> usize {
+fn guest_count(accel: Accel, jobs: usize) -> usize {
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     match accel {
         Accel::Kvm => 1,
-        Accel::Tcg => cores.min(2).min(binaries).max(1),
+        Accel::Tcg => cores.min(2).min(jobs).max(1),
     }
 }
 
-/// Seconds the longest test executables took in the 6.1 leg under TCG, two
-/// guests at once (fresh-clone run of main at b3b099e, 2026-12-01); any
-/// other counts [`OTHER_SECS`]. Only used to share the executables out
-/// evenly between the guests.
-const EXPECTED_SECS: &[(&str, u32)] = &[
-    ("tests/tests/faults.rs", 2400),
-    ("tests/tests/upgrade.rs", 870),
-    ("tests/tests/operator.rs", 450),
-    ("tests/tests/e2e.rs", 345),
-    ("tests/tests/query_e2e.rs", 310),
-    ("tests/tests/tcp.rs", 240),
-    ("tests/tests/tcp_e2e.rs", 230),
-    ("tests/tests/reflection.rs", 210),
-    ("tests/tests/daemon_e2e.rs", 210),
-    ("tests/tests/syn.rs", 200),
-    ("tests/tests/reflection_e2e.rs", 180),
-    ("tests/tests/syn_e2e.rs", 140),
-    ("tests/tests/verdict.rs", 120),
-    ("tests/tests/query.rs", 100),
-    ("tests/tests/lists.rs", 70),
-    ("tests/tests/model.rs", 60),
-    ("tests/tests/sampling.rs", 50),
-    ("tests/tests/edges.rs", 45),
-];
-const OTHER_SECS: u32 = 20;
-
-/// The executables shared out between `guests` guests: the longest first,
-/// each to the guest with the least expected time so far; each guest keeps
-/// the plan's order.
-fn share_out(binaries: &[plan::TestBinary], guests: usize) -> Vec<Vec<plan::TestBinary>> {
-    let expected = |binary: &plan::TestBinary| {
-        EXPECTED_SECS
-            .iter()
-            .find(|(name, _)| *name == binary.name)
-            .map_or(OTHER_SECS, |(_, secs)| *secs)
-    };
-    let mut order: Vec<usize> = (0..binaries.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(expected(&binaries[i])));
-    let mut loads = vec![0_u32; guests.max(1)];
-    let mut owner = vec![0; binaries.len()];
-    for i in order {
-        let guest = (0..loads.len()).min_by_key(|&g| loads[g]).unwrap_or(0);
-        loads[guest] += expected(&binaries[i]);
-        owner[i] = guest;
-    }
-    (0..loads.len())
-        .map(|guest| {
-            binaries
-                .iter()
-                .zip(&owner)
-                .filter(|(_, owner)| **owner == guest)
-                .map(|(binary, _)| binary.clone())
+/// The outcome files a leg's guests wrote under `leg_dir`.
+fn outcome_files(leg_dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(leg_dir)
+        .map(|guests| {
+            guests
+                .filter_map(Result::ok)
+                .map(|guest| guest.path().join("out").join(guest::OUTCOME_FILE))
                 .collect()
         })
-        .filter(|share: &Vec<plan::TestBinary>| !share.is_empty())
-        .collect()
+        .unwrap_or_default()
 }
 
 /// One guest of a leg: its number, its directory under `target/vm/<kernel>`
 /// and its plan.
-struct Guest {
+struct Guest<'a> {
     number: usize,
     dir: PathBuf,
     plan: Plan,
+    /// The leg's queue of jobs, shared by its guests.
+    queue: &'a Path,
 }
 
 /// What one guest found.
@@ -317,7 +366,7 @@ struct GuestRun {
     killed_because: Option<String>,
 }
 
-impl Guest {
+impl Guest<'_> {
     /// Boots the guest with its plan (again under TCG if it does not come up
     /// under KVM) and reads its outcome.
     fn run(
@@ -347,6 +396,7 @@ impl Guest {
                 (&root, "wanroot", true),
                 (&modules_root, guest::MODULES_TAG, true),
                 (&out, guest::OUTPUT_TAG, false),
+                (self.queue, guest::QUEUE_TAG, false),
             ],
             memory_mib: 3072,
             timeout: Duration::from_secs(options.timeout * 60),
@@ -422,8 +472,8 @@ fn describe_outcome(
     outcome: &Outcome,
 ) -> String {
     let (passed, failed, ignored) = outcome.totals();
-    let failed_binaries: Vec<&str> = outcome
-        .binaries
+    let failed_jobs: Vec<&str> = outcome
+        .jobs
         .iter()
         .filter(|b| b.exit_code != Some(0))
         .map(|b| b.name.as_str())
@@ -450,7 +500,7 @@ fn describe_outcome(
         ));
     }
     for (what, list) in [
-        ("failed executables", failed_binaries.join(", ")),
+        ("failed jobs", failed_jobs.join(", ")),
         ("errors", outcome.errors.join("; ")),
         ("kernel log", outcome.kernel_problems.join("; ")),
     ] {
@@ -467,50 +517,5 @@ pub fn guest(plan: &Path, worker: bool) -> anyhow::Result<ExitCode> {
         guest::worker(plan)
     } else {
         guest::init(plan)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn binary(name: &str) -> plan::TestBinary {
-        plan::TestBinary {
-            name: name.to_owned(),
-            path: PathBuf::from(name),
-            cwd: PathBuf::from("."),
-        }
-    }
-
-    #[test]
-    fn executables_are_shared_out_evenly_each_once_in_the_plans_order() {
-        let names = [
-            "filter-common/src/lib.rs",
-            "tests/tests/e2e.rs",
-            "tests/tests/faults.rs",
-            "tests/tests/operator.rs",
-            "tests/tests/upgrade.rs",
-            "tests/tests/verdict.rs",
-        ];
-        let binaries: Vec<_> = names.iter().map(|name| binary(name)).collect();
-        let shares = share_out(&binaries, 2);
-        let listed = |share: &Vec<plan::TestBinary>| -> Vec<String> {
-            share.iter().map(|b| b.name.clone()).collect()
-        };
-        // faults (2400) alone against everything else (1805).
-        assert_eq!(listed(&shares[0]), ["tests/tests/faults.rs"]);
-        assert_eq!(
-            listed(&shares[1]),
-            [
-                "filter-common/src/lib.rs",
-                "tests/tests/e2e.rs",
-                "tests/tests/operator.rs",
-                "tests/tests/upgrade.rs",
-                "tests/tests/verdict.rs",
-            ]
-        );
-        assert_eq!(listed(&share_out(&binaries, 1)[0]), names);
-        // More guests than executables: no empty guest.
-        assert_eq!(share_out(&binaries[..1], 2).len(), 1);
     }
 }

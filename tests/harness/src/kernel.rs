@@ -22,14 +22,14 @@ pub fn emulated() -> bool {
     std::env::var_os(EMULATED_ENV).is_some_and(|value| value == "1")
 }
 
-/// Whether these tests run inside a VM leg's guest, whose PID 1 is
-/// `xtask vm-guest` (xtask's vm/guest.rs), for tests that run on the host only.
+/// Set to 1 by the VM legs' guests (xtask's vm/guest.rs) for every test
+/// executable they run.
+pub const VM_GUEST_ENV: &str = "FILTER_TESTS_VM_GUEST";
+
+/// Whether these tests run inside a VM leg's guest (see [`VM_GUEST_ENV`]),
+/// for tests that run on the host only.
 pub fn in_vm_guest() -> bool {
-    std::fs::read("/proc/1/cmdline").is_ok_and(|cmdline| {
-        cmdline
-            .split(|byte| *byte == 0)
-            .any(|arg| arg == b"vm-guest")
-    })
+    std::env::var_os(VM_GUEST_ENV).is_some_and(|value| value == "1")
 }
 
 /// The XDP program attached to `iface` in `ns`, per `ip -d -j link show`:

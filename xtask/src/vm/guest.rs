@@ -24,7 +24,8 @@ use anyhow::{Context as _, anyhow, bail};
 use nix::{errno::Errno, sys::wait::waitpid, unistd::Pid};
 use serde_json::Value;
 
-use super::plan::{AttachCheck, BinaryOutcome, Outcome, Plan, ProgramInsns};
+use super::plan::{AttachCheck, JobOutcome, Outcome, Plan, ProgramInsns};
+use crate::suite::{self, Job};
 use harness::process::run;
 
 /// The first line the worker prints; the host times the boot by it.
@@ -32,10 +33,14 @@ pub const READY_MARKER: &str = "vm-test guest: up";
 /// 9p tags of the kernel package's `lib/modules` and of the output directory.
 pub const MODULES_TAG: &str = "wanmods";
 pub const OUTPUT_TAG: &str = "wanout";
+/// 9p tag of the leg's queue: one empty file per job not taken yet
+/// ([`queue_entry`]), shared by the leg's guests.
+pub const QUEUE_TAG: &str = "wanqueue";
 /// The outcome's file name in the output directory.
 pub const OUTCOME_FILE: &str = "outcome.json";
 
 const OUTPUT_DIR: &str = "/run/vm-test-out";
+const QUEUE_DIR: &str = "/run/vm-test-queue";
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// PID 1: mounts, runs the worker, reaps, powers off. Never returns.
@@ -104,6 +109,13 @@ fn mount_filesystems(workspace: &Path) -> anyhow::Result<()> {
             OUTPUT_DIR,
             "trans=virtio,version=9p2000.L,msize=512000",
         ),
+        // No cache: a job another guest took must be gone at once.
+        (
+            "9p",
+            QUEUE_TAG,
+            QUEUE_DIR,
+            "trans=virtio,version=9p2000.L,msize=512000,cache=none",
+        ),
     ];
     for (fstype, source, target, options) in mounts {
         if *fstype == "tmpfs" && workspace.starts_with(target) {
@@ -162,8 +174,10 @@ pub fn worker(plan_path: &Path) -> anyhow::Result<ExitCode> {
     }
 
     let suite = Instant::now();
-    for binary in &plan.binaries {
-        outcome.binaries.push(run_test_binary(binary, &plan)?);
+    for (index, job) in plan.jobs.iter().enumerate() {
+        if take(index)? {
+            outcome.jobs.push(run_job(job, &plan)?);
+        }
     }
     outcome.suite_secs = suite.elapsed().as_secs_f64();
 
@@ -311,44 +325,53 @@ fn emulated() -> anyhow::Result<bool> {
         .any(|param| param == super::qemu::EMULATED_PARAM))
 }
 
-/// How often the worker says a test executable is still running. Under TCG
-/// one test can run for more than ten minutes without a line (the fault
-/// tests kill filter-ctl at dozens of points, one after another): the host
-/// takes that long a silence for a hung guest.
+/// The queue's file for the job at `index` of the plan.
+pub fn queue_entry(index: usize) -> String {
+    format!("{index:04}")
+}
+
+/// Takes the job at `index` unless another guest did: the rename of its
+/// queue file is atomic on the host's file system, so exactly one guest
+/// gets it.
+fn take(index: usize) -> anyhow::Result<bool> {
+    let entry = Path::new(QUEUE_DIR).join(queue_entry(index));
+    match fs::rename(&entry, entry.with_extension("taken")) {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err).with_context(|| format!("taking {}", entry.display())),
+    }
+}
+
+/// How often the worker says a job is still running. Under TCG one test can
+/// run for minutes without a line: the host takes a silence of ten minutes
+/// for a hung guest.
 const HEARTBEAT: Duration = Duration::from_secs(120);
 
-/// Runs one test executable like `cargo test`: in its package's directory,
-/// its output streamed, the summary line counted, a heartbeat line every
-/// [`HEARTBEAT`] while it runs.
-fn run_test_binary(binary: &super::plan::TestBinary, plan: &Plan) -> anyhow::Result<BinaryOutcome> {
+/// Runs one job like `cargo test` runs an executable: in its package's
+/// directory, its output streamed, the summary line counted, a heartbeat
+/// line every [`HEARTBEAT`] while it runs.
+fn run_job(job: &Job, plan: &Plan) -> anyhow::Result<JobOutcome> {
     println!(
         "vm-test guest: running {} ({})",
-        binary.name,
-        binary.path.display()
+        job.name,
+        job.path.display()
     );
     let start = Instant::now();
-    let mut command = Command::new(&binary.path);
+    let mut command = Command::new(&job.path);
     command
-        .args(&plan.test_args)
-        .current_dir(&binary.cwd)
-        .env("FILTER_CTL", &plan.filter_ctl);
+        .args(&job.args)
+        .current_dir(&job.cwd)
+        .env("FILTER_CTL", &plan.filter_ctl)
+        .env(harness::kernel::VM_GUEST_ENV, "1");
     if emulated()? {
         command.env(harness::kernel::EMULATED_ENV, "1");
     }
     let mut child = command
         .stdout(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {}", binary.path.display()))?;
-    let mut outcome = BinaryOutcome {
-        name: binary.name.clone(),
-        exit_code: None,
-        passed: 0,
-        failed: 0,
-        ignored: 0,
-        secs: 0.0,
-    };
+        .with_context(|| format!("starting {}", job.path.display()))?;
     let (finished, heartbeat_stop) = mpsc::channel::<()>();
-    let name = binary.name.clone();
+    let name = job.name.clone();
     let heartbeat = thread::spawn(move || {
         while let Err(mpsc::RecvTimeoutError::Timeout) = heartbeat_stop.recv_timeout(HEARTBEAT) {
             println!(
@@ -358,31 +381,19 @@ fn run_test_binary(binary: &super::plan::TestBinary, plan: &Plan) -> anyhow::Res
         }
     });
     let stdout = child.stdout.take().expect("piped");
+    let mut output = String::new();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("{line}");
-        if let Some((passed, failed, ignored)) = parse_test_result(&line) {
-            outcome.passed += passed;
-            outcome.failed += failed;
-            outcome.ignored += ignored;
-        }
+        output.push_str(&line);
+        output.push('\n');
     }
+    let mut outcome = suite::outcome_of(job, &output);
     outcome.exit_code = child.wait()?.code();
     drop(finished);
     let _ = heartbeat.join();
     outcome.secs = start.elapsed().as_secs_f64();
     Ok(outcome)
-}
-
-/// `test result: ok. 14 passed; 0 failed; 1 ignored; 0 measured; ...` → (14, 0, 1).
-fn parse_test_result(line: &str) -> Option<(u32, u32, u32)> {
-    let rest = line.strip_prefix("test result: ")?;
-    let count = |what: &str| -> Option<u32> {
-        rest.split(';')
-            .find_map(|part| part.trim().rsplit_once(" ").filter(|(_, w)| *w == what))
-            .and_then(|(n, _)| n.rsplit(' ').next()?.parse().ok())
-    };
-    Some((count("passed")?, count("failed")?, count("ignored")?))
 }
 
 /// The modules loaded now (/proc/modules), sorted.
@@ -417,26 +428,4 @@ fn uptime() -> anyhow::Result<f64> {
         .next()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| anyhow!("/proc/uptime says {text:?}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_result_lines_are_counted() {
-        assert_eq!(
-            parse_test_result(
-                "test result: ok. 14 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 30.55s"
-            ),
-            Some((14, 0, 1))
-        );
-        assert_eq!(
-            parse_test_result(
-                "test result: FAILED. 12 passed; 2 failed; 0 ignored; 0 measured; 3 filtered out; finished in 1.00s"
-            ),
-            Some((12, 2, 0))
-        );
-        assert_eq!(parse_test_result("test attach ... ok"), None);
-    }
 }

@@ -5,7 +5,7 @@
 //! through cargo's JSON messages) and the executables themselves.
 
 use std::{
-    ffi::{OsStr, OsString},
+    ffi::OsString,
     io::BufRead as _,
     path::{Path, PathBuf},
     process::Stdio,
@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::{cargo, describe, repo_root};
+use crate::{cargo, describe, repo_root, suite::Job};
 
 /// Written by the host, read by the guest (stage 2).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,9 +27,9 @@ pub struct Plan {
     pub modules: Vec<String>,
     /// The filter-ctl the end-to-end tests drive (`FILTER_CTL`).
     pub filter_ctl: PathBuf,
-    pub binaries: Vec<TestBinary>,
-    /// Given to every test executable: the test-name filter, then the harness's options.
-    pub test_args: Vec<String>,
+    /// Every job of the leg, in the order to run them: each guest takes the
+    /// next one no guest has taken yet (guest.rs).
+    pub jobs: Vec<Job>,
 }
 
 /// A test executable, run like `cargo test` runs it.
@@ -51,7 +51,8 @@ pub struct Outcome {
     pub boot_secs: f64,
     /// The filter attached to a veth in the guest, before the suite.
     pub attach: Option<AttachCheck>,
-    pub binaries: Vec<BinaryOutcome>,
+    /// The jobs this guest (or the host) ran.
+    pub jobs: Vec<JobOutcome>,
     pub suite_secs: f64,
     /// Modules loaded when the suite ended: the plan's and what the kernel autoloaded.
     pub modules_loaded: Vec<String>,
@@ -65,8 +66,7 @@ impl Outcome {
     pub fn passed(&self) -> bool {
         self.errors.is_empty()
             && self.kernel_problems.is_empty()
-            && !self.binaries.is_empty()
-            && self.binaries.iter().all(|b| b.exit_code == Some(0))
+            && self.jobs.iter().all(|b| b.exit_code == Some(0))
     }
 
     /// Adds the outcome of another guest of the same leg (which ran other
@@ -77,7 +77,7 @@ impl Outcome {
         }
         self.boot_secs = self.boot_secs.max(other.boot_secs);
         self.attach = self.attach.take().or(other.attach);
-        self.binaries.extend(other.binaries);
+        self.jobs.extend(other.jobs);
         self.suite_secs = self.suite_secs.max(other.suite_secs);
         self.modules_loaded.extend(other.modules_loaded);
         self.modules_loaded.sort();
@@ -88,7 +88,7 @@ impl Outcome {
 
     /// Tests passed, failed and ignored, over every executable.
     pub fn totals(&self) -> (u32, u32, u32) {
-        self.binaries.iter().fold((0, 0, 0), |(p, f, i), b| {
+        self.jobs.iter().fold((0, 0, 0), |(p, f, i), b| {
             (p + b.passed, f + b.failed, i + b.ignored)
         })
     }
@@ -113,7 +113,7 @@ pub struct ProgramInsns {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct BinaryOutcome {
+pub struct JobOutcome {
     pub name: String,
     /// None when it could not start or was killed by a signal.
     pub exit_code: Option<i32>,
@@ -245,15 +245,6 @@ fn test_binary(line: &str) -> anyhow::Result<Option<TestBinary>> {
     }))
 }
 
-/// The arguments every executable gets: the filter, then the harness options.
-pub fn executable_args(filter: Option<&OsStr>, harness: &[OsString]) -> Vec<String> {
-    filter
-        .into_iter()
-        .chain(harness.iter().map(OsString::as_os_str))
-        .map(|arg| arg.to_string_lossy().into_owned())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,14 +310,5 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-    }
-
-    #[test]
-    fn executables_get_the_filter_then_the_harness_options() {
-        assert_eq!(
-            executable_args(Some(OsStr::new("verdict")), &["--test-threads=1".into()]),
-            ["verdict", "--test-threads=1"]
-        );
-        assert!(executable_args(None, &[]).is_empty());
     }
 }

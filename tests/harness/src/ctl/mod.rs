@@ -29,13 +29,13 @@ pub const BINARY_ENV: &str = "FILTER_CTL";
 /// Environment variable naming the test build of filter-ctl whose maps have
 /// another layout (feature `layout-next`), for the upgrade tests.
 pub const NEXT_BINARY_ENV: &str = "FILTER_CTL_NEXT";
-/// Where `cargo xtask test` builds it: its own target directory, since the
-/// feature must not reach the normal build.
-pub const NEXT_TARGET_DIR: &str = "target/layout-next";
+/// Where `cargo xtask test` leaves it, relative to the workspace: a copy
+/// next to the normal build's binary, which keeps the path.
+pub const NEXT_BINARY: &str = "target/release/filter-ctl-layout-next";
 
 /// The filter-ctl built with the feature `layout-next`: `$FILTER_CTL_NEXT`,
-/// else `target/layout-next/release/filter-ctl`, which must be newer than
-/// the sources (`cargo xtask test` builds it).
+/// else [`NEXT_BINARY`], which must be newer than the sources (`cargo xtask
+/// test` and `vm-test` build it).
 pub fn next_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os(NEXT_BINARY_ENV) {
         let path = PathBuf::from(path);
@@ -45,15 +45,13 @@ pub fn next_binary() -> anyhow::Result<PathBuf> {
         return Ok(fs::canonicalize(path)?);
     }
     let workspace = workspace();
-    let path = workspace.join(NEXT_TARGET_DIR).join("release/filter-ctl");
-    let build = format!(
-        "cargo build --release -p filter-ctl --features layout-next --target-dir {NEXT_TARGET_DIR}"
-    );
+    let path = workspace.join(NEXT_BINARY);
+    let build = "cargo xtask test";
     let built = fs::metadata(&path)
         .and_then(|meta| meta.modified())
         .with_context(|| {
             format!(
-                "{} is missing: run `{build}` (`cargo xtask test` does), or set {NEXT_BINARY_ENV}",
+                "{} is missing: `{build}` builds it; or set {NEXT_BINARY_ENV}",
                 path.display()
             )
         })?;
@@ -61,7 +59,7 @@ pub fn next_binary() -> anyhow::Result<PathBuf> {
         && newest > built
     {
         bail!(
-            "{} is older than {}: run `{build}` (`cargo xtask test` does), or set {NEXT_BINARY_ENV}",
+            "{} is older than {}: `{build}` builds it again; or set {NEXT_BINARY_ENV}",
             path.display(),
             source.display()
         );
