@@ -41,10 +41,16 @@ use anyhow::{Context as _, bail};
 use tempfile::TempDir;
 
 use crate::{
+    ctl::daemon::Daemon,
     fixture::FilterLab,
-    lab::{INET_IF, Topology, WAN_IF, addr},
+    lab::{INET_IF, LAN_IF, Topology, WAN_IF, addr},
     netns::Netns,
     process::{self, Background, run, run_with_input},
+    traffic::{
+        reflection::{self, Attack, Kind, Pace, Target},
+        sender::RawSender,
+        sources::{Prefix, Sources},
+    },
 };
 
 /// The gateway's AS (the operator's).
@@ -508,6 +514,65 @@ impl BgpLab {
         }
     }
 
+    /// `filter-ctl daemon` on the gateway with `config`, attack lines from
+    /// 300 pkt/s, an attack ended after 1 s below half of that; once it
+    /// serves its metrics.
+    #[track_caller]
+    pub fn start_daemon(&self, config: &Path) -> Daemon {
+        let mut daemon = Daemon::start(
+            &self.lab.ctl,
+            self.lab.gw(),
+            WAN_IF,
+            &[
+                "--config",
+                &config.to_string_lossy(),
+                "--attack-pps",
+                "300",
+                "--attack-quiet",
+                "1s",
+            ],
+        )
+        .expect("starting the daemon");
+        daemon
+            .wait_for_line(&["serving metrics"], Duration::from_secs(30))
+            .unwrap();
+        daemon
+    }
+
+    /// A flood of spoofed DNS responses (`kinds`) from the attacker at the
+    /// gateway's addresses, at `pps`, until `stop` (two minutes at most), in
+    /// the background of `scope`.
+    #[track_caller]
+    pub fn flood<'s>(
+        &'s self,
+        scope: &'s thread::Scope<'s, '_>,
+        kinds: &'s [Kind],
+        pps: u32,
+        stop: &'s AtomicBool,
+    ) -> thread::ScopedJoinHandle<'s, reflection::Report> {
+        let host = &self.lab.topo.wan_hosts[0];
+        let sender = RawSender::open(host, LAN_IF).expect("raw socket");
+        let target = Target {
+            mac: self.lab.gw().mac(WAN_IF).unwrap(),
+            v4: addr::GW_WAN4,
+            v6: vec![addr::GW_WAN6],
+        };
+        let sources = Sources::new(
+            Prefix::all(&addr::SPOOFED4).unwrap(),
+            Prefix::all(&addr::SPOOFED6).unwrap(),
+        )
+        .unwrap();
+        let mut attack = Attack::new(target, sources, sender.mac(), kinds);
+        scope.spawn(move || {
+            let pace = Pace {
+                pps,
+                min_frames: 0,
+                max_frames: u64::from(pps) * 120,
+            };
+            reflection::flood(&sender, &mut attack, pace, stop, None).expect("flood")
+        })
+    }
+
     /// Waits until BIRD's flow routes (both families) satisfy `done`; them.
     #[track_caller]
     pub fn wait_for_flows(
@@ -553,6 +618,20 @@ impl BgpLab {
             thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// BIRD's flow of the rule the daemon builds for the lab's flood of DNS
+/// responses at the gateway's IPv4 address (1,200-byte answers: IP length
+/// 1,228), and at its IPv6 address (payload length 1,208).
+pub const FLOOD_FLOW4: &str = "flow4 { dst 203.0.113.2/32; proto 17; sport 53; length >= 1228; }";
+pub const FLOOD_FLOW6: &str =
+    "flow6 { dst 2001:db8:0:1::2/128; next header 17; sport 53; length >= 1208; }";
+
+/// The networks of `routes`, sorted.
+pub fn nets(routes: &[BirdRoute]) -> Vec<&str> {
+    let mut nets: Vec<&str> = routes.iter().map(|route| route.net.as_str()).collect();
+    nets.sort_unstable();
+    nets
 }
 
 /// The nftables match of a flow route as BIRD prints it
