@@ -19,9 +19,10 @@
 //! - [`ctl`]: the one driver of the real `filter-ctl` binary and the types of
 //!   its JSON output; [`kernel`]: what the kernel says is attached;
 //! - [`fixture`]: the lab with a driver, where every end-to-end test starts;
-//! - [`bgp`]: BGP peers in the lab (gobgpd on the gateway, BIRD as the
-//!   provider's router), the provider enforcing FlowSpec and RTBH, and the
-//!   uplink's capacity.
+//! - [`bgp`]: BGP peers in the lab (gobgpd or ExaBGP on the gateway, BIRD as
+//!   the provider's router), the provider enforcing FlowSpec and RTBH, and the
+//!   uplink's capacity;
+//! - [`debian`]: a clean Debian root, overlaid, for the package test.
 //!
 //! It depends on filter-common but not on filter-ctl, and builds no eBPF:
 //! xtask uses it, and xtask must build with the stable host toolchain alone,
@@ -32,6 +33,7 @@ pub mod attacks;
 pub mod bgp;
 pub mod bpffs;
 pub mod ctl;
+pub mod debian;
 pub mod fixture;
 pub mod kernel;
 pub mod lab;
