@@ -278,6 +278,13 @@ impl Upstream {
         for route in found {
             let kind_wanted = self.config.announces(matches!(route, Route::Rtbh { .. }));
             if let Some(held) = self.wanted.get_mut(&route) {
+                // An attack wanted it before the speaker could be listed
+                // (ExaBGP's bridge not connected yet): it is not announced
+                // again.
+                log::info!(
+                    "upstream: {route} was announced before this daemon started: kept for the \
+                     attack under way"
+                );
                 held.adopted = true;
             } else if kind_wanted && self.wanted.len() < self.config.max_rules {
                 log::info!(
