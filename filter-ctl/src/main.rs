@@ -300,7 +300,7 @@ enum UpstreamAction {
         output: Output,
     },
     /// ExaBGP's process for the daemon: put it in ExaBGP's configuration
-    /// (`process wan-filter { run /usr/local/sbin/filter-ctl upstream exabgp
+    /// (`process wan-filter { run /usr/sbin/filter-ctl upstream exabgp
     /// --iface wan0; encoder text; }`), never run it by hand.
     ///
     /// It connects to the daemon of IFACE and writes the daemon's
