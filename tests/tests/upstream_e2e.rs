@@ -202,11 +202,14 @@ fn an_attack_puts_its_flowspec_rules_in_birds_tables_and_its_end_withdraws_them(
         .unwrap();
     let held = daemon
         .wait_for_line(
-            &["attack on wan0 ended", "stays announced for 1s"],
+            &[
+                "attack on wan0 ended: drop_unsolicited_dns",
+                "stays announced for 1s",
+            ],
             Duration::from_secs(1),
         )
         .unwrap();
-    assert!(held.contains("drop_unsolicited_dns"), "{held}");
+    assert!(held.contains("then is withdrawn"), "{held}");
     thread::sleep(Duration::from_millis(1200));
     assert_eq!(metric(&bgp, &daemon, ANNOUNCED_FLOWSPEC), 0.0);
     assert_eq!(
@@ -319,11 +322,17 @@ fn a_dry_run_announces_nothing_and_max_rules_holds() {
             )
             .unwrap();
         assert!(line.contains("drop_unsolicited_dns"), "{line}");
-        dry.wait_for_line(
-            &["dry run: would announce flowspec destination 2001:db8:0:1::2/128"],
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        for address in ["203.0.113.2/32", "2001:db8:0:1::2/128"] {
+            dry.wait_for_line(
+                &[&format!(
+                    "dry run: would announce flowspec destination {address}"
+                )],
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        }
+        // The status is published at the daemon's next tick.
+        thread::sleep(Duration::from_millis(1200));
         let status = upstream_status(&bgp);
         assert!(status.dry_run, "{status:#?}");
         assert!(
