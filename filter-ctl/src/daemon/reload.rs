@@ -1,6 +1,8 @@
 //! The daemon's config file: the settings TOML of `attach --config` and
 //! `apply`, holding the filter's whole configuration (a key left out takes
-//! its default). Read at start, on SIGHUP and when the file changes.
+//! its default), the allow and deny lists to keep ([`crate::listfile`])
+//! and the daemon's `[upstream]` section ([`super::upstream`]). Read at
+//! start, on SIGHUP and when the file changes.
 //!
 //! Changes are found by polling the file's metadata once a second (inode,
 //! size, modification time) and then comparing its text, rather than with
@@ -30,16 +32,28 @@ use std::{
 };
 
 use anyhow::Context as _;
-use filter_common::settings::{Assignment, Input, SETTINGS, Settings};
-use serde::{Deserialize, Deserializer, de};
+use filter_common::settings::{Assignment, Assignments, Settings};
+use serde::Deserialize;
 
 use super::upstream;
 use crate::{
     attach,
-    pins::PinRoot,
+    listfile::{self, FileLists},
+    pins::{IfacePins, PinRoot},
     settings::{self, SettingsMaps},
     textfile,
 };
+
+/// What a config file says: every setting, the lists to keep, and the
+/// upstream mode.
+#[derive(Clone, Debug)]
+pub struct FileConfig {
+    pub settings: Vec<Assignment>,
+    pub lists: FileLists,
+    pub upstream: Option<upstream::config::Config>,
+    /// The file's last change, from which its entries' `for` counts.
+    pub modified: SystemTime,
+}
 
 /// What the file looked like when it was last read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +76,7 @@ impl ConfigFile {
     /// A file that does not exist (yet) gives no settings: the filter keeps
     /// its own (the defaults, when attached afresh), and the file is
     /// applied once it appears (the package installs only an example).
-    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, Option<DaemonFile>)> {
+    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, Option<FileConfig>)> {
         let mut file = ConfigFile {
             path: path.to_owned(),
             seen: None,
@@ -71,8 +85,8 @@ impl ConfigFile {
         if fs::symlink_metadata(path).is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound) {
             return Ok((file, None));
         }
-        let read = file.read()?;
-        Ok((file, Some(read)))
+        let assignments = file.read()?;
+        Ok((file, Some(assignments)))
     }
 
     pub fn path(&self) -> &Path {
@@ -87,19 +101,30 @@ impl ConfigFile {
     /// Reads the file and checks it; its text (or why it could not be read)
     /// is remembered either way, so a bad file is reported once, not every
     /// second.
-    pub fn read(&mut self) -> anyhow::Result<DaemonFile> {
+    pub fn read(&mut self) -> anyhow::Result<FileConfig> {
         self.seen = seen(&self.path);
         let text = textfile::read(&self.path);
         self.content = text
             .as_ref()
             .map(Clone::clone)
             .map_err(|err| format!("{err:#}"));
-        parse(&text?).with_context(|| format!("in {}", self.path.display()))
+        let text = text?;
+        let in_file = || format!("in {}", self.path.display());
+        Ok(FileConfig {
+            settings: settings_of(&text).with_context(in_file)?,
+            lists: FileLists::parse(&text).with_context(in_file)?,
+            upstream: upstream_of(&text).with_context(in_file)?,
+            modified: self
+                .seen
+                .as_ref()
+                .and_then(|seen| seen.modified)
+                .unwrap_or_else(SystemTime::now),
+        })
     }
 
     /// Reads the file again if its text (or why it cannot be read) changed;
     /// `None` if it did not.
-    pub fn reread_if_changed(&mut self) -> Option<anyhow::Result<DaemonFile>> {
+    pub fn reread_if_changed(&mut self) -> Option<anyhow::Result<FileConfig>> {
         let before = self.content.clone();
         let read = self.read();
         (self.content != before).then_some(read)
@@ -118,148 +143,47 @@ fn seen(path: &Path) -> Option<Seen> {
 /// Every setting as the file states it: the keys it has, the defaults for
 /// the rest. An error names the bad key, its value and what is allowed.
 pub fn settings_of(text: &str) -> anyhow::Result<Vec<Assignment>> {
-    parse(text).map(|file| file.settings)
-}
-
-/// The daemon's config file: the settings (the keys of `set`, at the top)
-/// and the `[upstream]` section.
-#[derive(Clone, Debug)]
-pub struct DaemonFile {
-    /// Every setting: the file's, the defaults for the rest.
-    pub settings: Vec<Assignment>,
-    pub upstream: Option<upstream::config::Config>,
-}
-
-/// Reads a whole config file. An error names the bad key, its value and
-/// what is allowed, with its line and column.
-pub fn parse(text: &str) -> anyhow::Result<DaemonFile> {
     // One line for the log: where, and what is wrong (toml's own display
     // adds the source line and a marker underneath).
-    let (assignments, upstream) = stated(text).map_err(|err| {
-        let at = err.span().map_or(String::new(), |span| {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
-            format!("line {line}, column {column}: ")
-        });
-        anyhow::anyhow!("{at}{}", err.message())
-    })?;
+    let Assignments(assignments) =
+        toml::from_str(text).map_err(|err| listfile::located(text, &err))?;
     let settings = Settings::default().with(&assignments)?;
-    Ok(DaemonFile {
-        settings: settings
-            .values()
-            .map(|(key, value)| Assignment::text(key, &value).expect("a shown value parses back"))
-            .collect(),
-        upstream,
-    })
+    Ok(settings
+        .values()
+        .map(|(key, value)| Assignment::text(key, &value).expect("a shown value parses back"))
+        .collect())
 }
 
-/// The settings a file states (without defaults for the rest), each
-/// checked alone, and its `[upstream]` section: what `filter-ctl apply`
-/// and `attach --config` take from the daemon's file.
-pub fn stated(
-    text: &str,
-) -> Result<(Vec<Assignment>, Option<upstream::config::Config>), toml::de::Error> {
-    toml::from_str(text).map(
-        |Stated {
-             assignments,
-             upstream,
-         }| (assignments, upstream),
-    )
-}
-
-/// What a file states: settings, each checked where it stands (as
-/// `filter_common::settings::Assignments` reads them), and the section.
-struct Stated {
-    assignments: Vec<Assignment>,
-    upstream: Option<upstream::config::Config>,
-}
-
-impl<'de> Deserialize<'de> for Stated {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FileVisitor;
-
-        impl<'de> de::Visitor<'de> for FileVisitor {
-            type Value = Stated;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("settings (KEY = VALUE), then an optional [upstream] section")
-            }
-
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Stated, A::Error> {
-                let mut stated = Stated {
-                    assignments: Vec::new(),
-                    upstream: None,
-                };
-                while let Some(key) = map.next_key_seed(FileKey)? {
-                    match key {
-                        None => stated.upstream = Some(map.next_value()?),
-                        Some(key) => stated
-                            .assignments
-                            .push(map.next_value_seed(SettingValue(key))?),
-                    }
-                }
-                Ok(stated)
-            }
-        }
-
-        deserializer.deserialize_map(FileVisitor)
+/// The `[upstream]` section of a config file's text, if it has one (its
+/// settings and lists are read elsewhere); an error says where and what is
+/// wrong.
+pub fn upstream_of(text: &str) -> anyhow::Result<Option<upstream::config::Config>> {
+    #[derive(Deserialize)]
+    struct Section {
+        upstream: Option<upstream::config::Config>,
     }
+    toml::from_str::<Section>(text)
+        .map(|section| section.upstream)
+        .map_err(|err| listfile::located(text, &err))
 }
 
-/// A key at the top of the file: a setting's (`Some`), or `upstream`.
-struct FileKey;
-
-impl<'de> de::DeserializeSeed<'de> for FileKey {
-    type Value = Option<&'static str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        let key = String::deserialize(deserializer)?;
-        if key == "upstream" {
-            return Ok(None);
-        }
-        SETTINGS
-            .iter()
-            .map(|setting| setting.key())
-            .find(|known| *known == key)
-            .map(Some)
-            .ok_or_else(|| {
-                let known: Vec<&str> = SETTINGS.iter().map(|setting| setting.key()).collect();
-                de::Error::custom(format!(
-                    "unknown setting '{key}' (known: {}; and the [upstream] section)",
-                    known.join(", ")
-                ))
-            })
-    }
-}
-
-/// A setting's value, checked where it stands.
-struct SettingValue(&'static str);
-
-impl<'de> de::DeserializeSeed<'de> for SettingValue {
-    type Value = Assignment;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Assignment, D::Error> {
-        let key = self.0;
-        let input = Input::deserialize(deserializer)
-            .map_err(|err| de::Error::custom(format!("{key}: {err}")))?;
-        Assignment::new(key, input).map_err(de::Error::custom)
-    }
-}
-
-/// Writes `assignments` to the filter on `iface`, under its lock (waiting
-/// for a command changing it meanwhile); returns the settings that changed,
-/// as `key old -> new`.
-pub fn apply(
-    root: &PinRoot,
-    iface: &str,
-    assignments: &[Assignment],
-) -> anyhow::Result<Vec<String>> {
+/// Writes the file's settings and lists to the filter on `iface`, under
+/// its lock (waiting for a command changing it meanwhile); returns what
+/// changed: each setting as `key old -> new`, then the lists.
+pub fn apply(root: &PinRoot, iface: &str, file: &FileConfig) -> anyhow::Result<Vec<String>> {
     let (_lock, pins) = attach::lock_for_change(root, iface)?;
     let mut maps = SettingsMaps::open(&pins)?;
     let before = maps.read()?;
-    let after = maps.apply(assignments)?;
-    Ok(settings::changes(&before, &after))
+    let after = maps.apply(&file.settings)?;
+    let mut changed = settings::changes(&before, &after);
+    changed.extend(apply_lists(&pins, file)?);
+    Ok(changed)
+}
+
+/// The file's lists alone (after an attach, which wrote its settings);
+/// the caller holds the interface's lock.
+pub fn apply_lists(pins: &IfacePins, file: &FileConfig) -> anyhow::Result<Option<String>> {
+    listfile::apply_both(pins, &file.lists, file.modified)
 }
 
 #[cfg(test)]
@@ -293,6 +217,31 @@ mod tests {
         );
         let err = format!("{:#}", settings_of("ntp_ports = [53]\n").unwrap_err());
         assert!(err.contains("port 53 is in both"), "{err}");
+    }
+
+    /// One file holds the settings, the lists and the `[upstream]` section;
+    /// each reader takes its part and leaves the others' keys alone.
+    #[test]
+    fn settings_lists_and_the_upstream_section_share_a_file() {
+        let text = "monitor = true\nallow = [\"192.0.2.53\"]\n\n[upstream]\nspeaker = \"gobgp\"\n\
+                    attack_pps = 20000\n";
+        assert!(
+            settings_of(text)
+                .unwrap()
+                .iter()
+                .any(|a| a.key() == "monitor")
+        );
+        assert_eq!(FileLists::parse(text).unwrap().allow.len(), 1);
+        assert!(upstream_of(text).unwrap().is_some());
+        assert!(upstream_of("monitor = true\n").unwrap().is_none());
+        let err = format!(
+            "{:#}",
+            upstream_of("monitor = true\n[upstream]\nspeaker = \"bird\"\n").unwrap_err()
+        );
+        assert!(
+            err.starts_with("line 3, column 11: ") && err.contains("bird"),
+            "{err}"
+        );
     }
 
     /// The daemon reads its file as `apply` does: a file of comments over

@@ -22,7 +22,8 @@
 //! - [`bgp`]: BGP peers in the lab (gobgpd or ExaBGP on the gateway, BIRD as
 //!   the provider's router), the provider enforcing FlowSpec and RTBH, and the
 //!   uplink's capacity;
-//! - [`debian`]: a clean Debian root, overlaid, for the package test.
+//! - [`debian`]: a clean Debian root, overlaid, for the package test;
+//!   [`systemd`]: systemd booted in it, in namespaces of its own.
 //!
 //! It depends on filter-common but not on filter-ctl, and builds no eBPF:
 //! xtask uses it, and xtask must build with the stable host toolchain alone,
@@ -43,4 +44,5 @@ pub mod packet;
 pub mod process;
 pub mod servers;
 pub mod signals;
+pub mod systemd;
 pub mod traffic;

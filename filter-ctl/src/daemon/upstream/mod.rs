@@ -586,7 +586,7 @@ pub fn status(pins: &IfacePins, config_text: Option<&str>) -> anyhow::Result<Ups
              read from the speaker"
         );
     };
-    let (_, config) = super::reload::stated(text)?;
+    let config = super::reload::upstream_of(text)?;
     let config = config.ok_or_else(|| anyhow::anyhow!("the config has no [upstream] section"))?;
     if matches!(config.speaker, SpeakerConfig::Exabgp { .. }) {
         anyhow::bail!(
