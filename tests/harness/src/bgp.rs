@@ -175,10 +175,19 @@ impl Gobgpd {
 
 /// ExaBGP on the gateway, its one process the daemon's bridge
 /// (`filter-ctl upstream exabgp --iface wan0`), run as ExaBGP's own user
-/// (`exabgp`), as Debian's package runs it. Stopped on drop.
+/// (`exabgp`), as Debian's package runs it. Stopped on drop, and the
+/// bridge's socket that the daemon made for the gateway's namespace is
+/// removed (a daemon killed by a test leaves it).
 pub struct Exabgp {
     process: Background,
+    socket: PathBuf,
     _dir: TempDir,
+}
+
+impl Drop for Exabgp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+    }
 }
 
 impl Exabgp {
@@ -233,7 +242,15 @@ impl Exabgp {
             ])
             .arg(&path);
         let process = Background::spawn("exabgp", command)?;
-        Ok(Self { process, _dir: dir })
+        // filter-ctl's name for it (daemon/upstream/exabgp.rs): the
+        // interface and the namespace's inode.
+        let netns = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(gateway.path())?);
+        let socket = PathBuf::from(format!("/run/wan-filter-exabgp/{WAN_IF}-{netns}.sock"));
+        Ok(Self {
+            process,
+            socket,
+            _dir: dir,
+        })
     }
 
     pub fn log(&self) -> String {

@@ -6,7 +6,7 @@
 //! and turns the daemon's requests into ExaBGP's commands.
 //!
 //! ```text
-//! filter-ctl daemon ──(abstract unix socket)── bridge ──stdout──▶ exabgp ──BGP──▶ provider
+//! filter-ctl daemon ──(unix socket)── bridge ──stdout──▶ exabgp ──BGP──▶ provider
 //!                                               ◀──stdin── done/error
 //! ```
 //!
@@ -20,25 +20,33 @@
 //! with an empty set, which is what it holds; the daemon's listing every 10
 //! seconds then announces again what it wants.
 //!
-//! Both ends check who is at the other: the bridge talks only to a daemon
-//! running as root, the daemon only to a bridge running as root or as
-//! ExaBGP's user (`exabgp_user`). The socket is abstract (no file; it
-//! belongs to the network namespace, like the interface's name) and named
-//! after the namespace and the interface.
+//! The socket is a file in [`SOCKET_DIR`], named after the interface and
+//! the network namespace: a directory of root's that only root and
+//! ExaBGP's group may enter (0750), made and checked by the daemon, so no
+//! other local user can take the socket's name first (which an abstract
+//! socket allowed: anyone could bind it before the daemon and keep the
+//! mode from starting) or reach it. Both ends also check who is at the
+//! other: the bridge talks only to a daemon running as root, the daemon
+//! only to a bridge running as root or as ExaBGP's user (`exabgp_user`).
 
 use std::{
     collections::BTreeSet,
+    fs,
     io::{BufRead as _, BufReader, ErrorKind, Write as _},
-    os::{
-        linux::net::SocketAddrExt as _,
-        unix::net::{SocketAddr, UnixListener, UnixStream},
+    os::unix::{
+        fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+        net::{UnixListener, UnixStream},
     },
+    path::{Path, PathBuf},
     sync::mpsc::{self, Receiver, RecvTimeoutError},
     time::Duration,
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::{
+    sys::socket::{getsockopt, sockopt::PeerCredentials},
+    unistd::Gid,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -52,11 +60,80 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// How long the bridge waits for ExaBGP's `done` or `error`.
 const ACK_WITHIN: Duration = Duration::from_secs(5);
 
-/// The socket's name: the network namespace and the interface.
-fn address(iface: &str) -> anyhow::Result<SocketAddr> {
-    let netns = std::fs::read_link("/proc/self/ns/net").context("reading /proc/self/ns/net")?;
-    let name = format!("wan-filter-exabgp:{}:{iface}", netns.display());
-    SocketAddr::from_abstract_name(name.as_bytes()).context("naming the bridge's socket")
+/// Where the bridge's sockets are. Beside the daemon's own run directory,
+/// not in it: that one stays root's alone (0700), and ExaBGP's processes
+/// must reach this one (the systemd unit makes both as RuntimeDirectory).
+pub const SOCKET_DIR: &str = "/run/wan-filter-exabgp";
+
+/// The socket of `iface` in this network namespace (the interface's name
+/// is the namespace's; /run is shared by all of them), in `dir`.
+fn socket_path(dir: &Path, iface: &str) -> anyhow::Result<PathBuf> {
+    let netns = fs::metadata("/proc/self/ns/net")
+        .context("reading /proc/self/ns/net")?
+        .ino();
+    Ok(dir.join(format!("{iface}-{netns}.sock")))
+}
+
+/// Makes `dir` (mode 0750, owned by root and `group`, ExaBGP's) or checks
+/// the one there: a directory, not a link, owned by root, that nobody else
+/// may write (one that someone else made or may write would let them put
+/// a socket in the daemon's place). Then it is given to `group`: only root
+/// and ExaBGP's processes enter it.
+fn socket_dir(dir: &Path, group: Gid) -> anyhow::Result<()> {
+    let shown = dir.display();
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(err) if err.kind() != ErrorKind::AlreadyExists => {
+            return Err(err).with_context(|| format!("creating {shown}"));
+        }
+        _ => {}
+    }
+    let meta = fs::symlink_metadata(dir).with_context(|| format!("reading {shown}"))?;
+    let remove = "remove it, the daemon makes it again";
+    if !meta.is_dir() {
+        bail!("{shown} must be a directory of root's, and it is not: {remove}");
+    }
+    if meta.uid() != 0 {
+        bail!(
+            "{shown} is owned by uid {}, not root: another user may hold the ExaBGP bridge's              socket there; {remove}",
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!(
+            "{shown} may be written by others than root (mode {:o}): another user may hold the              ExaBGP bridge's socket there; {remove} (root, ExaBGP's group, mode 0750)",
+            meta.mode() & 0o7777
+        );
+    }
+    // Root's, and nobody else could put anything in it (nor swap it: /run
+    // is root's): ExaBGP's group may enter.
+    std::os::unix::fs::chown(dir, Some(0), Some(group.as_raw()))
+        .with_context(|| format!("giving {shown} to ExaBGP's group (gid {group})"))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o750))
+        .with_context(|| format!("setting {shown}'s mode"))
+}
+
+/// Binds the bridge's socket at `path` (in a directory [`socket_dir`]
+/// checked), for `group`. A socket left by a daemon that died is replaced;
+/// one that a process listens on is refused.
+fn listen(path: &Path, iface: &str, group: Gid) -> anyhow::Result<UnixListener> {
+    let shown = path.display();
+    match fs::symlink_metadata(path) {
+        Err(err) if err.kind() == ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("reading {shown}")),
+        Ok(meta) if !meta.file_type().is_socket() => {
+            bail!("{shown} is not a socket: remove it, the daemon binds the bridge's socket there")
+        }
+        Ok(_) if UnixStream::connect(path).is_ok() => bail!(
+            "another process listens on {shown}, the ExaBGP bridge's socket for {iface} (another              filter-ctl daemon?)"
+        ),
+        Ok(_) => fs::remove_file(path).with_context(|| format!("removing the stale {shown}"))?,
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("binding {shown}"))?;
+    std::os::unix::fs::chown(path, Some(0), Some(group.as_raw()))
+        .with_context(|| format!("giving {shown} to ExaBGP's group"))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("setting {shown}'s mode"))?;
+    Ok(listener)
 }
 
 /// The uid of the process at the other end of `stream`.
@@ -91,6 +168,8 @@ enum Reply {
 pub struct Exabgp {
     iface: String,
     listener: UnixListener,
+    /// The socket's file, removed when this goes.
+    path: PathBuf,
     bridge: Option<BufReader<UnixStream>>,
     /// Who may be the bridge: root and ExaBGP's user.
     allowed: [u32; 2],
@@ -101,27 +180,21 @@ impl Exabgp {
     /// Binds the bridge's socket for `iface`; `user` is the one ExaBGP runs
     /// its processes as.
     pub fn bind(iface: &str, user: &str, communities: &[Community]) -> anyhow::Result<Self> {
-        let user_id = nix::unistd::User::from_name(user)
+        let user = nix::unistd::User::from_name(user)
             .context("looking the user up")?
             .ok_or_else(|| {
                 anyhow!("upstream.exabgp_user: there is no user '{user}' (the one ExaBGP runs as)")
-            })?
-            .uid
-            .as_raw();
-        let listener = UnixListener::bind_addr(&address(iface)?).map_err(|err| {
-            if err.kind() == ErrorKind::AddrInUse {
-                anyhow!(
-                    "another process holds the ExaBGP bridge's socket for {iface} (another \
-                     filter-ctl daemon?)"
-                )
-            } else {
-                anyhow!(err).context("binding the ExaBGP bridge's socket")
-            }
-        })?;
+            })?;
+        let dir = Path::new(SOCKET_DIR);
+        socket_dir(dir, user.gid)?;
+        let path = socket_path(dir, iface)?;
+        let listener = listen(&path, iface, user.gid)?;
         listener.set_nonblocking(true)?;
+        let user_id = user.uid.as_raw();
         Ok(Self {
             iface: iface.to_owned(),
             listener,
+            path,
             bridge: None,
             allowed: [0, user_id],
             communities: communities.to_vec(),
@@ -182,6 +255,13 @@ impl Exabgp {
             Reply::Error(why) => bail!("ExaBGP: {why}"),
             reply => Ok(reply),
         }
+    }
+}
+
+impl Drop for Exabgp {
+    fn drop(&mut self) {
+        // Still listening on it: no other daemon bound it since.
+        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -282,7 +362,7 @@ fn flow_match(rule: &FlowRule) -> String {
 /// `filter-ctl upstream exabgp --iface IFACE`: the bridge, run by ExaBGP as
 /// a process. Returns when ExaBGP closes its stdin.
 pub fn bridge(iface: &str) -> anyhow::Result<()> {
-    let address = address(iface)?;
+    let path = socket_path(Path::new(SOCKET_DIR), iface)?;
     // ExaBGP's answers, line by line; closed when ExaBGP is gone.
     let (lines, answers) = mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -296,7 +376,7 @@ pub fn bridge(iface: &str) -> anyhow::Result<()> {
     let mut held: BTreeSet<Route> = BTreeSet::new();
     let mut told = false;
     loop {
-        match UnixStream::connect_addr(&address) {
+        match UnixStream::connect(&path) {
             Ok(stream) => {
                 told = false;
                 match peer_uid(&stream) {
@@ -318,7 +398,9 @@ pub fn bridge(iface: &str) -> anyhow::Result<()> {
             }
             Err(err) if !told => {
                 eprintln!(
-                    "filter-ctl upstream exabgp: no daemon for {iface} yet ({err}); trying every second"
+                    "filter-ctl upstream exabgp: no daemon for {iface} yet at {} ({err}); trying \
+                     every second",
+                    path.display()
                 );
                 told = true;
             }
@@ -404,6 +486,69 @@ fn tell(command: &str, answers: &Receiver<String>) -> anyhow::Result<Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bridge's directory and socket are made for root and ExaBGP's
+    /// group; a directory of another user's, one that others may write, a
+    /// link in its place, something else at the socket's name and a socket
+    /// that another process listens on are refused, each saying why.
+    #[test]
+    fn a_squatted_or_wrongly_owned_socket_is_refused() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the test gives directories to other users: run it as root"
+        );
+        let base = std::env::temp_dir().join(format!("wf-exabgp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir(&base).unwrap();
+        let dir = base.join("sockets");
+        let group = Gid::from_raw(65534);
+        let refused = |dir: &Path| format!("{:#}", socket_dir(dir, group).unwrap_err());
+
+        socket_dir(&dir, group).unwrap();
+        let meta = fs::metadata(&dir).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, 65534, 0o750)
+        );
+        let path = socket_path(&dir, "wan0").unwrap();
+        let listener = listen(&path, "wan0", group).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!((meta.gid(), meta.mode() & 0o777), (65534, 0o660));
+        // A second daemon while the first listens.
+        let err = format!("{:#}", listen(&path, "wan0", group).unwrap_err());
+        assert!(err.contains("another process listens on"), "{err}");
+        // The first died: its socket is replaced.
+        drop(listener);
+        drop(listen(&path, "wan0", group).unwrap());
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, "").unwrap();
+        let err = format!("{:#}", listen(&path, "wan0", group).unwrap_err());
+        assert!(err.contains("is not a socket"), "{err}");
+        fs::remove_file(&path).unwrap();
+
+        // Made by another user, who could bind the socket there first.
+        std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+        let err = refused(&dir);
+        assert!(err.contains("is owned by uid 65534, not root"), "{err}");
+        std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+        // Root's, but others may write it.
+        for mode in [0o777, 0o770, 0o1777] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+            let err = refused(&dir);
+            assert!(
+                err.contains("may be written by others than root"),
+                "{mode:o}: {err}"
+            );
+        }
+        // A link to a directory of root's.
+        fs::remove_dir(&dir).unwrap();
+        let elsewhere = base.join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
+        let err = refused(&dir);
+        assert!(err.contains("must be a directory of root's"), "{err}");
+        fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn routes_become_exabgp_commands() {
