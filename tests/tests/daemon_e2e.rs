@@ -23,7 +23,10 @@ use filter_common::{
 };
 use filter_ctl::daemon::units::thousands;
 use harness::{
-    ctl::{Stats, daemon::Daemon},
+    ctl::{
+        Stats,
+        daemon::{Daemon, samples},
+    },
     fixture::FilterLab,
     lab::{LAN_IF, WAN_IF, addr},
     process,
@@ -76,17 +79,6 @@ fn flood(sender: &RawSender, attack: &mut Attack, pps: u32, frames: u64) -> Repo
         max_frames: frames,
     };
     reflection::flood(sender, attack, pace, &AtomicBool::new(false), None).expect("flood")
-}
-
-/// The samples of `/metrics` (Prometheus text format): name{labels} -> value.
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').expect("a sample line");
-            (series.to_owned(), value.parse().expect("a number"))
-        })
-        .collect()
 }
 
 /// The `wan_filter_packets_total` and `wan_filter_bytes_total` samples of

@@ -327,9 +327,13 @@ mod tests {
             at,
             reason: Reason::DropUnsolicitedDns,
             source: source.parse().unwrap(),
+            destination: "203.0.113.2".parse().unwrap(),
             len: 1000,
+            ip_len: 986,
             protocol: 17,
+            src_port: 53,
             dst_port: 40000,
+            fragment: false,
             would_drop: false,
         }
     }
