@@ -64,6 +64,29 @@ impl Stats {
             .sum()
     }
 
+    /// Asserts that `reason` counted exactly `independent` packets, and
+    /// some: the end-to-end proof of a reason that the coverage guard
+    /// (tests/tests/coverage.rs) looks for. `independent` is a count the
+    /// filter has no part in: what reached the stack or left it (nftables),
+    /// or what a sender sent less what reached the stack; `what` says which.
+    #[track_caller]
+    pub fn assert_shown(&self, reason: Reason, independent: u64, what: &str) {
+        let counted = self.packets(reason);
+        assert!(
+            independent > 0,
+            "{}: nothing to show ({what} is 0); counters: {:?}",
+            reason.name(),
+            self.nonzero()
+        );
+        assert_eq!(
+            counted,
+            independent,
+            "{} counted {counted} packets, {what}: {independent}; counters: {:?}",
+            reason.name(),
+            self.nonzero()
+        );
+    }
+
     pub fn rows(&self) -> impl Iterator<Item = &report::ReasonCount> {
         self.0.0.iter()
     }
