@@ -101,12 +101,12 @@ pub fn scan(stem: &str, source: &str) -> anyhow::Result<Vec<Shown>> {
     let mut functions = Vec::new();
     collect_functions(tokens, &mut functions);
     let verdict_file = source.contains("tests::bpf::");
-    let helpers: BTreeMap<&str, Vec<&TokenStream>> =
+    let helpers: BTreeMap<&str, Vec<&Function>> =
         functions
             .iter()
             .filter(|f| !f.test)
             .fold(BTreeMap::new(), |mut map, f| {
-                map.entry(f.name.as_str()).or_default().push(&f.body);
+                map.entry(f.name.as_str()).or_default().push(f);
                 map
             });
     let reader = Reader {
@@ -118,7 +118,8 @@ pub fn scan(stem: &str, source: &str) -> anyhow::Result<Vec<Shown>> {
         .filter(|f| f.test)
         .map(|f| {
             let mut events = Vec::new();
-            reader.events(&f.body, &mut vec![f.name.as_str()], &mut events);
+            let mut stack = vec![f.name.as_str()];
+            reader.events(&f.body, &Bindings::new(), &mut stack, &mut events);
             summarize(format!("{stem}::{}", f.name), &events)
         })
         .collect())
@@ -153,6 +154,8 @@ fn summarize(test: String, events: &[Event]) -> Shown {
 struct Function {
     name: String,
     test: bool,
+    /// The names of its parameters, `self` left out.
+    params: Vec<String>,
     body: TokenStream,
 }
 
@@ -188,9 +191,19 @@ fn collect_functions(tokens: TokenStream, out: &mut Vec<Function>) {
                         let TokenTree::Group(group) = &trees[i + 2 + at] else {
                             unreachable!("found as a brace group");
                         };
+                        let params = trees[i + 2..i + 2 + at]
+                            .iter()
+                            .find_map(|t| match t {
+                                TokenTree::Group(g) if g.delimiter() == Delimiter::Parenthesis => {
+                                    Some(param_names(g.stream()))
+                                }
+                                _ => None,
+                            })
+                            .unwrap_or_default();
                         out.push(Function {
                             name: name.to_string(),
                             test: test_attribute,
+                            params,
                             body: group.stream(),
                         });
                         test_attribute = false;
@@ -212,14 +225,21 @@ fn collect_functions(tokens: TokenStream, out: &mut Vec<Function>) {
 }
 
 struct Reader<'a> {
-    helpers: BTreeMap<&'a str, Vec<&'a TokenStream>>,
+    helpers: BTreeMap<&'a str, Vec<&'a Function>>,
     verdict_file: bool,
 }
 
 impl Reader<'_> {
     /// The events of `tokens` in order, with the helpers it calls inlined
-    /// (`stack`: the functions being read, never inlined again).
-    fn events<'a>(&'a self, tokens: &TokenStream, stack: &mut Vec<&'a str>, out: &mut Vec<Event>) {
+    /// (`stack`: the functions being read, never inlined again; `bound`:
+    /// the arguments the innermost of them was called with).
+    fn events<'a>(
+        &'a self,
+        tokens: &TokenStream,
+        bound: &Bindings,
+        stack: &mut Vec<&'a str>,
+        out: &mut Vec<Event>,
+    ) {
         let trees: Vec<TokenTree> = tokens.clone().into_iter().collect();
         let group_at = |i: usize, delimiter: Delimiter| match trees.get(i) {
             Some(TokenTree::Group(g)) if g.delimiter() == delimiter => Some(g.stream()),
@@ -230,9 +250,9 @@ impl Reader<'_> {
             match &trees[i] {
                 TokenTree::Group(group) => {
                     if group.delimiter() == Delimiter::Parenthesis {
-                        self.tuple(group.stream(), out);
+                        self.tuple(group.stream(), bound, out);
                     }
-                    self.events(&group.stream(), stack, out);
+                    self.events(&group.stream(), bound, stack, out);
                 }
                 TokenTree::Literal(literal) => {
                     if let Some(text) = string_value(&literal.to_string()) {
@@ -248,7 +268,7 @@ impl Reader<'_> {
                         && let Some(args) = group_at(i + 2, Delimiter::Parenthesis)
                     {
                         // Its arguments, then the assertion.
-                        self.events(&args, stack, out);
+                        self.events(&args, bound, stack, out);
                         out.push(Event::Assert);
                         i += 3;
                         continue;
@@ -256,25 +276,31 @@ impl Reader<'_> {
                     if let Some(args) = group_at(i + 1, Delimiter::Parenthesis) {
                         if self.verdict_file && TRAFFIC_CALLS.contains(&name.as_str()) {
                             // The frame is built first (in the arguments).
-                            self.events(&args, stack, out);
+                            self.events(&args, bound, stack, out);
                             out.push(Event::Traffic);
                             i += 2;
                             continue;
                         }
                         if name == "assert_shown"
-                            && let Some(reason) = leading_reason(&split_args(args.clone()))
+                            && let Some(reason) = leading_reason(&split_args(args.clone()), bound)
                         {
                             out.push(Event::Shown(reason, Proof::EndToEnd));
                         }
-                        if let Some((key, bodies)) = self.helpers.get_key_value(name.as_str())
+                        if let Some((key, functions)) = self.helpers.get_key_value(name.as_str())
                             && !stack.contains(key)
                         {
                             // The arguments, then the helper's body.
-                            self.tuple(args.clone(), out);
-                            self.events(&args, stack, out);
+                            self.tuple(args.clone(), bound, out);
+                            self.events(&args, bound, stack, out);
+                            let args: Vec<TokenStream> = split_args(args)
+                                .into_iter()
+                                .map(|arg| resolve(arg, bound))
+                                .collect();
                             stack.push(key);
-                            for body in bodies {
-                                self.events(body, stack, out);
+                            for function in functions {
+                                let inner: Bindings =
+                                    function.params.iter().cloned().zip(args.clone()).collect();
+                                self.events(&function.body, &inner, stack, out);
                             }
                             stack.pop();
                             i += 2;
@@ -290,11 +316,11 @@ impl Reader<'_> {
 
     /// A parenthesized group: a counter move `(Reason::X, N, BYTES)` (in a
     /// verdict test) or a setting `("KEY", "VALUE")`.
-    fn tuple(&self, tokens: TokenStream, out: &mut Vec<Event>) {
+    fn tuple(&self, tokens: TokenStream, bound: &Bindings, out: &mut Vec<Event>) {
         let args = split_args(tokens);
         if self.verdict_file
             && args.len() == 3
-            && let Some(reason) = leading_reason(&args)
+            && let Some(reason) = leading_reason(&args, bound)
             && args[1].to_string().trim() != "0"
         {
             out.push(Event::Shown(reason, Proof::Verdict));
@@ -309,6 +335,36 @@ impl Reader<'_> {
             out.push(Event::Set(assignment.key()));
         }
     }
+}
+
+/// A helper's parameters and the arguments it was called with.
+type Bindings = BTreeMap<String, TokenStream>;
+
+/// `arg`, or what it is bound to if it is one of the caller's parameters.
+fn resolve(arg: TokenStream, bound: &Bindings) -> TokenStream {
+    let trees: Vec<TokenTree> = arg.clone().into_iter().collect();
+    match &trees[..] {
+        [TokenTree::Ident(name)] => bound.get(&name.to_string()).cloned().unwrap_or(arg),
+        _ => arg,
+    }
+}
+
+/// The names of a parameter list's parameters (`a: T, mut b: U`), `self`
+/// (in any form) left out.
+fn param_names(tokens: TokenStream) -> Vec<String> {
+    split_args(tokens)
+        .into_iter()
+        .filter_map(|param| {
+            let trees: Vec<TokenTree> = param.into_iter().collect();
+            let colon = trees
+                .iter()
+                .position(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ':'))?;
+            match trees[..colon].last() {
+                Some(TokenTree::Ident(name)) if *name != "self" => Some(name.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// The comma-separated parts of a group's contents.
@@ -326,9 +382,10 @@ fn split_args(tokens: TokenStream) -> Vec<TokenStream> {
     parts
 }
 
-/// The reason of a first argument that is exactly `Reason::Variant`.
-fn leading_reason(args: &[TokenStream]) -> Option<Reason> {
-    let first: Vec<TokenTree> = args.first()?.clone().into_iter().collect();
+/// The reason of a first argument that is exactly `Reason::Variant` (or a
+/// parameter bound to it).
+fn leading_reason(args: &[TokenStream], bound: &Bindings) -> Option<Reason> {
+    let first: Vec<TokenTree> = resolve(args.first()?.clone(), bound).into_iter().collect();
     let [
         TokenTree::Ident(path),
         TokenTree::Punct(a),
@@ -460,6 +517,33 @@ mod tests {
             false,
         );
         assert_eq!(shown.reasons, [(Reason::PassFragment, Proof::EndToEnd)]);
+    }
+
+    #[test]
+    fn reasons_passed_to_helpers_are_followed() {
+        let shown = one(
+            r#"
+            fn inbound(filter: &Filter, frame: &Frame, reason: Reason) {
+                filter.assert_moved(&before, &[(reason, 1, frame.len() as u64)], "x");
+            }
+            impl Conn {
+                fn open(self, filter: &Filter, completed: Reason) {
+                    inbound(filter, &self.syn(), Reason::PassSyn);
+                    inbound(filter, &self.ack(), completed);
+                }
+            }
+            #[test]
+            fn t() { conn.open(&filter, Reason::PassConnEvicted); }
+            "#,
+            true,
+        );
+        assert_eq!(
+            shown.reasons,
+            [
+                (Reason::PassSyn, Proof::Verdict),
+                (Reason::PassConnEvicted, Proof::Verdict)
+            ]
+        );
     }
 
     #[test]
