@@ -154,8 +154,8 @@ fn summarize(test: String, events: &[Event]) -> Shown {
 struct Function {
     name: String,
     test: bool,
-    /// The names of its parameters, `self` left out.
-    params: Vec<String>,
+    /// The names of its parameters (`None`: a pattern), `self` left out.
+    params: Vec<Option<String>>,
     body: TokenStream,
 }
 
@@ -298,8 +298,12 @@ impl Reader<'_> {
                                 .collect();
                             stack.push(key);
                             for function in functions {
-                                let inner: Bindings =
-                                    function.params.iter().cloned().zip(args.clone()).collect();
+                                let inner: Bindings = function
+                                    .params
+                                    .iter()
+                                    .zip(args.clone())
+                                    .filter_map(|(name, arg)| Some((name.clone()?, arg)))
+                                    .collect();
                                 self.events(&function.body, &inner, stack, out);
                             }
                             stack.pop();
@@ -349,19 +353,23 @@ fn resolve(arg: TokenStream, bound: &Bindings) -> TokenStream {
     }
 }
 
-/// The names of a parameter list's parameters (`a: T, mut b: U`), `self`
-/// (in any form) left out.
-fn param_names(tokens: TokenStream) -> Vec<String> {
+/// The names of a parameter list's parameters (`a: T, mut b: U`), `None`
+/// for a pattern (`(x, y): (T, U)`), `self` (in any form) left out.
+fn param_names(tokens: TokenStream) -> Vec<Option<String>> {
     split_args(tokens)
         .into_iter()
         .filter_map(|param| {
             let trees: Vec<TokenTree> = param.into_iter().collect();
-            let colon = trees
+            let Some(colon) = trees
                 .iter()
-                .position(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ':'))?;
+                .position(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ':'))
+            else {
+                return None; // `self`, `&self`, `&mut self`
+            };
             match trees[..colon].last() {
-                Some(TokenTree::Ident(name)) if *name != "self" => Some(name.to_string()),
-                _ => None,
+                Some(TokenTree::Ident(name)) if *name == "self" => None,
+                Some(TokenTree::Ident(name)) => Some(Some(name.to_string())),
+                _ => Some(None),
             }
         })
         .collect()

@@ -69,7 +69,8 @@ pub const DNS_RESPONSE: [u8; 12] = [0x42, 0x42, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0,
 
 impl Lab {
     /// Sends one UDP datagram from each source (port `sport`, a DNS
-    /// response's payload) to the gateway; how many reached its stack.
+    /// response's payload) to the gateway; how many reached its stack,
+    /// counted behind the lab's marker.
     pub fn probe(&self, sources: &[IpAddr], sport: u16) -> u64 {
         let before = self.topo.stack_counters().unwrap();
         for src in sources {
@@ -84,7 +85,8 @@ impl Lab {
                 .build();
             self.probe.send(&frame.bytes).expect("sending a probe");
         }
-        thread::sleep(Duration::from_millis(60));
+        // Every probe has been judged once the marker is at the stack.
+        self.lab.pass_marker();
         let delta = self.topo.stack_counters().unwrap().since(&before);
         delta.packets("spoofed4") + delta.packets("spoofed6")
     }

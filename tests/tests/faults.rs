@@ -34,7 +34,11 @@ use std::{
 use filter_common::report::{EgressHook, LinkState, Status};
 use harness::{
     ctl::FilterCtl, kernel, lab::WAN_IF, names::TEST_PREFIX, netns::Netns, packet::PacketBuilder,
-    process, traffic::sender::RawSender,
+    process,
+    traffic::{
+        marker::{Counter, MARKER_PORT, Marker},
+        sender::RawSender,
+    },
 };
 use nix::sys::signal::Signal;
 use tests::faults::{
@@ -674,9 +678,11 @@ impl Pair {
 table netdev pair
 delete table netdev pair
 table netdev pair {
+    counter marker { }
     counter probes { }
     chain ingress {
         type filter hook ingress device "wan0" priority -500; policy accept;
+        ip saddr 192.0.2.2 udp dport 9 counter name "marker" drop
         ip saddr 198.19.0.0/16 counter name "probes"
     }
 }
@@ -699,20 +705,16 @@ table netdev pair {
         self.ctl.status(&self.gw, Some(WAN_IF)).unwrap().remove(0)
     }
 
-    /// Frames from 198.19.0.0/16 sent into wan0 that reached its stack.
+    /// Frames from 198.19.0.0/16 sent into wan0 that reached its stack,
+    /// counted once a marker sent behind them arrived.
     fn probe(&self, sources: &[Ipv4Addr]) -> u64 {
-        let count = || -> u64 {
-            let text = self
-                .gw
-                .run(["nft", "list", "counter", "netdev", "pair", "probes"])
-                .unwrap();
-            text.split_whitespace()
-                .skip_while(|word| *word != "packets")
-                .nth(1)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
+        let counter = |name| Counter {
+            family: "netdev",
+            table: "pair",
+            name,
         };
-        let before = count();
+        let probes = counter("probes");
+        let before = probes.read(&self.gw).unwrap();
         let sender = RawSender::open(&self.peer, "p0").unwrap();
         let to = self.gw.mac(WAN_IF).unwrap();
         for src in sources {
@@ -723,8 +725,14 @@ table netdev pair {
                 .build();
             sender.send(&frame.bytes).unwrap();
         }
-        thread::sleep(Duration::from_millis(60));
-        count() - before
+        let marker = PacketBuilder::ipv4(Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 1))
+            .macs([0; 6], to.0)
+            .udp(MARKER_PORT, MARKER_PORT)
+            .build();
+        Marker::new(marker.bytes, counter("marker"))
+            .pass(&[&sender], &self.gw)
+            .unwrap();
+        probes.read(&self.gw).unwrap() - before
     }
 }
 

@@ -130,7 +130,8 @@ fn assert_limited(
     before: &Counts,
     run: (&[&Frame], &[u32], Span),
     (burst, rate): (u64, u64),
-    (passed_as, dropped): (Reason, Reason),
+    passed_as: Reason,
+    dropped: Reason,
 ) {
     let (frames, verdicts, span) = run;
     let passed = verdicts.iter().filter(|v| **v == XDP_PASS).count() as u64;
@@ -180,7 +181,8 @@ fn a_source_gets_its_burst_then_is_dropped_and_refills() {
         &before,
         (&frames, &verdicts, first),
         (5, 10),
-        (Reason::PassDnsQuery, Reason::DropDnsQuerySource),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQuerySource,
     );
     // Another source has its own bucket.
     let other = dns4(
@@ -234,7 +236,8 @@ fn a_prefix_shares_one_bucket_and_ipv6_groups_by_64_and_56() {
         &before,
         (&frames, &verdicts, span),
         (4, 1),
-        (Reason::PassDnsQuery, Reason::DropDnsQueryPrefix),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryPrefix,
     );
     // Another /24 has its own.
     assert_eq!(
@@ -253,7 +256,8 @@ fn a_prefix_shares_one_bucket_and_ipv6_groups_by_64_and_56() {
         &before,
         (&frames, &verdicts, span),
         (4, 1),
-        (Reason::PassDnsQuery, Reason::DropDnsQueryPrefix),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryPrefix,
     );
     // The next /56 is another prefix.
     let src = Ipv6Addr::new(0x2001, 0xdb8, 3, 0x100, 0, 0, 0, 1);
@@ -284,7 +288,8 @@ fn the_prefix_lengths_of_the_limits_are_settings() {
         &before,
         (&frames, &verdicts, span),
         (3, 1),
-        (Reason::PassDnsQuery, Reason::DropDnsQueryPrefix),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryPrefix,
     );
     // The next /16 is another prefix.
     assert_eq!(
@@ -309,7 +314,8 @@ fn the_prefix_lengths_of_the_limits_are_settings() {
         &before,
         (&frames, &verdicts, span),
         (3, 1),
-        (Reason::PassDnsQuery, Reason::DropDnsQueryPrefix),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryPrefix,
     );
     let other = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 1);
     assert_eq!(
@@ -337,7 +343,8 @@ fn an_ipv6_source_is_its_64() {
         &before,
         (&frames, &verdicts, span),
         (3, 1),
-        (Reason::PassDnsQuery, Reason::DropDnsQuerySource),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQuerySource,
     );
     let next = dns6(Ipv6Addr::new(0x2001, 0xdb8, 3, 1, 0, 0, 0, 1), &message).build();
     let before = filter.counts();
@@ -367,7 +374,8 @@ fn the_global_level_limits_everyone_together() {
         &before,
         (&frames, &verdicts, span),
         (10, 1),
-        (Reason::PassDnsQuery, Reason::DropDnsQueryGlobal),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryGlobal,
     );
 }
 
@@ -398,7 +406,8 @@ fn the_dns_service_ports_are_a_setting() {
         &before,
         (&[&moved_port; 4], &verdicts, span),
         (2, 1),
-        (Reason::PassDnsQuery, Reason::DropDnsQuerySource),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQuerySource,
     );
     let before = filter.counts();
     let (verdicts, _) = run_all(&filter, &[&old_port; 4]);
@@ -426,7 +435,8 @@ fn ntp_requests_are_limited_per_source_prefix_and_globally() {
         &before,
         (&[&one; 5], &verdicts, span),
         (2, 1),
-        (Reason::PassNtpQuery, Reason::DropNtpQuerySource),
+        Reason::PassNtpQuery,
+        Reason::DropNtpQuerySource,
     );
 
     let filter = ntp_only(&[
@@ -443,7 +453,8 @@ fn ntp_requests_are_limited_per_source_prefix_and_globally() {
         &before,
         (&frames, &verdicts, span),
         (3, 1),
-        (Reason::PassNtpQuery, Reason::DropNtpQueryPrefix),
+        Reason::PassNtpQuery,
+        Reason::DropNtpQueryPrefix,
     );
     assert_eq!(filter.ingress(&ntp4(v4(198, 52, 1, 9), 3).bytes), XDP_PASS);
 
@@ -460,7 +471,8 @@ fn ntp_requests_are_limited_per_source_prefix_and_globally() {
         &before,
         (&frames, &verdicts, span),
         (4, 1),
-        (Reason::PassNtpQuery, Reason::DropNtpQueryGlobal),
+        Reason::PassNtpQuery,
+        Reason::DropNtpQueryGlobal,
     );
 }
 

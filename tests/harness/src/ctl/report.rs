@@ -87,6 +87,29 @@ impl Stats {
         );
     }
 
+    /// These counters less `packets` and `bytes` of `reason`'s own row:
+    /// what the tests' traffic did without frames the harness added (the
+    /// markers, harness::traffic::marker). Panics if the row holds fewer.
+    #[track_caller]
+    pub fn less(&self, reason: Reason, packets: u64, bytes: u64) -> Stats {
+        let mut rows = self.0.clone();
+        for row in rows.0.iter_mut() {
+            if row.reason == reason && !row.action.is_monitored() {
+                assert!(
+                    row.packets >= packets && row.bytes >= bytes,
+                    "{} counted {} packets, {} bytes: fewer than the {packets} packets, \
+                     {bytes} bytes to leave out",
+                    reason.name(),
+                    row.packets,
+                    row.bytes
+                );
+                row.packets -= packets;
+                row.bytes -= bytes;
+            }
+        }
+        Self(rows)
+    }
+
     pub fn rows(&self) -> impl Iterator<Item = &report::ReasonCount> {
         self.0.0.iter()
     }

@@ -44,7 +44,12 @@ pub use self::nft::StackCounters;
 use crate::{
     names::{self, LAB_PIN_PREFIX, LAB_PREFIX, TEST_PIN_PREFIX, TEST_PREFIX},
     netns::{self, Netns},
+    packet::PacketBuilder,
     process::{self, is_root, note},
+    traffic::{
+        marker::{Counter, MARKER_PORT, Marker},
+        sender::RawSender,
+    },
 };
 
 /// The gateway's WAN interface: the filter's home.
@@ -318,6 +323,34 @@ impl Topology {
             .gateway
             .run(["nft", "list", "counters", "table", "netdev", "lab_count"])?;
         StackCounters::parse(&text)
+    }
+
+    /// The lab's marker (harness::traffic::marker): an IPv4 datagram from
+    /// the internet's address to `wan0`'s, counted (and dropped) first in
+    /// the gateway's `lab_count` chain.
+    pub fn marker(&self) -> anyhow::Result<Marker> {
+        let frame = PacketBuilder::ipv4(addr::INET_WAN4, addr::GW_WAN4)
+            .macs([0; 6], self.gateway.mac(WAN_IF)?.0)
+            .udp(MARKER_PORT, MARKER_PORT)
+            .payload(b"marker")
+            .build()
+            .bytes;
+        let counter = Counter {
+            family: "netdev",
+            table: "lab_count",
+            name: "marker",
+        };
+        Ok(Marker::new(frame, counter))
+    }
+
+    /// Raw senders on every way into `wan0`: the internet's bridge (its
+    /// own traffic) and each WAN host's link (what it sends, crafted or not).
+    pub fn paths_to_wan0(&self) -> anyhow::Result<Vec<RawSender>> {
+        let mut senders = vec![RawSender::open(&self.internet, INET_BRIDGE)?];
+        for host in &self.wan_hosts {
+            senders.push(RawSender::open(host, LAN_IF)?);
+        }
+        Ok(senders)
     }
 
     /// Keeps the namespaces after drop, for inspection.

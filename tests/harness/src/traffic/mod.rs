@@ -5,6 +5,7 @@
 //! millions of packets per second come from an XDP generator of its own, in
 //! the `bench` crate.)
 
+pub mod marker;
 pub mod queries;
 pub mod reflection;
 pub mod sender;
