@@ -168,14 +168,17 @@ pub struct MapStatus {
     /// The kernel's map type, e.g. `Array`, `LpmTrie`.
     pub kind: String,
     pub max_entries: u32,
-    /// Entries in use: watched ports, live solicited queries, tracked
-    /// fragmented datagrams, SYN bucket slots not full (charged by a recent
-    /// SYN), live allow/deny prefixes, list tries flagged in use; the counter
-    /// and config arrays are always full. The TCP defence's: service ports
+    /// Entries in use, where that means something: watched ports, live
+    /// solicited queries (and buckets holding one), tracked fragmented
+    /// datagrams, SYN and query limit slots not full again (charged
+    /// recently), live allow/deny prefixes of the live copy (the spare copy
+    /// counts 0), list tries flagged in use; the TCP defence's service ports
     /// seen, ports with a connection limit, live handshakes (and buckets
     /// holding one), half-open and in-flight counters with a unit in use,
-    /// tracked connections, sources with a connection count.
-    pub entries: u32,
+    /// tracked connections, sources with a connection count. `None` for the
+    /// maps where every element is always there (counters, the config, the
+    /// samplers' state, the slip's program and scratch) and the event ring.
+    pub entries: Option<u32>,
 }
 
 /// A filter's pins in any network namespace: one element of `status --all
@@ -489,7 +492,7 @@ mod tests {
                 id: 3,
                 kind: "PerCpuArray".into(),
                 max_entries: 48,
-                entries: 48,
+                entries: None,
             }],
         };
         let json = serde_json::to_value(&status).unwrap();

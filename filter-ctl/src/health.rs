@@ -11,7 +11,7 @@
 pub use filter_common::report::LinkState;
 use nix::net::if_::if_nametoindex;
 
-use crate::{attach::ClsactFilter, kernel::link_ifindex, pins::IfacePins};
+use crate::{hook::tc::ClsactFilter, kernel::link_ifindex, pins::IfacePins};
 
 /// The filter's XDP (ingress) and egress attachments as the kernel has them.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,11 +19,38 @@ pub struct Interface {
 /// ARPHRD_ETHER: the link type whose frames the programs parse.
 const ARPHRD_ETHER: u16 = 1;
 
+/// Checks `name` as Linux checks an interface's name (`dev_valid_name`):
+/// 1 to 15 bytes, not `.` or `..`, no `/`, `:` or white space. It becomes a
+/// directory under the pin root, so a name that is a path (`..`, `../..`)
+/// would reach outside the interface's own pins; and `wan0:1` is an alias
+/// (an address label) of wan0, which the kernel's interface ioctls resolve
+/// to wan0 itself.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("'{name}' is not an interface name: {why}"));
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() >= libc::IFNAMSIZ {
+        return bad(&format!("longer than {} bytes", libc::IFNAMSIZ - 1));
+    }
+    if name == "." || name == ".." || name.contains('/') {
+        return bad("interface names are not paths");
+    }
+    if let Some((device, _)) = name.split_once(':') {
+        return bad(&format!(
+            "a name with ':' is an alias, an address label of {device}; the filter is attached \
+             to the device itself (--iface {device})"
+        ));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("it holds white space or control characters");
+    }
+    Ok(())
+}
+
 impl Interface {
     pub fn lookup(name: &str) -> anyhow::Result<Self> {
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ', '\0']) {
-            bail!("'{name}' is not a valid interface name");
-        }
+        check_name(name).map_err(anyhow::Error::msg)?;
         let Ok(index) = if_nametoindex(name) else {
             bail!(
                 "no interface named '{name}' in this network namespace (see `ip link`; \
@@ -117,4 +144,33 @@ fn control_socket() -> anyhow::Result<OwnedFd> {
         None,
     )
     .context("opening a socket for ioctls")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn names_that_are_paths_aliases_or_too_long_are_refused() {
+        for good in ["wan0", "eth0.7", "ppp-wan", "abcdefghijklmno", "en@x"] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            (".", "not paths"),
+            ("..", "not paths"),
+            ("../..", "not paths"),
+            ("a/b", "not paths"),
+            ("wan0:1", "--iface wan0"),
+            ("wan 0", "white space"),
+            ("wan\n0", "white space"),
+            ("abcdefghijklmnop", "longer than 15"),
+        ] {
+            let err = check_name(bad).unwrap_err();
+            assert!(
+                err.contains(why) && err.starts_with(&format!("'{bad}'")),
+                "{bad}: {err}"
+            );
+        }
+    }
 }

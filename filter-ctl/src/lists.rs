@@ -154,9 +154,39 @@ impl Cidr {
         Cidr(net.trunc())
     }
 
-    /// True for `0.0.0.0/0` and `::/0`, which cover every source.
-    pub fn is_everything(&self) -> bool {
-        self.0.prefix_len() == 0
+    /// Wider than /8 (IPv4) or /16 (IPv6): a large part of the Internet,
+    /// `0.0.0.0/0` and `::/0` all of it. On the deny list it drops that
+    /// much, on the allow list it exempts that much from every drop rule:
+    /// `add` wants `--force` for it.
+    pub fn is_wide(&self) -> bool {
+        let widest = if self.0.addr().is_ipv4() { 8 } else { 16 };
+        self.0.prefix_len() < widest
+    }
+
+    /// What a wide prefix does on `list`, for the error or the warning.
+    pub fn wide_effect(&self, list: List) -> String {
+        let (family, bits) = match self.0 {
+            IpNet::V4(_) => ("IPv4", 32),
+            IpNet::V6(_) => ("IPv6", 128),
+        };
+        let share = match self.0.prefix_len() {
+            0 => format!("every {family} source"),
+            len => format!(
+                "1/{} of all {family} addresses (2^{} of them)",
+                1u64 << len,
+                bits - len
+            ),
+        };
+        let effect = match list {
+            List::Deny => format!("drops everything from {share}"),
+            List::Allow => format!("exempts {share} from every drop rule"),
+        };
+        let mapped = if self.0.addr().is_ipv4() {
+            " (an IPv4-mapped IPv6 prefix, such as ::ffff:0:0/96, is stored as its IPv4 prefix)"
+        } else {
+            ""
+        };
+        format!("{self} on the {} list {effect}{mapped}", list.name())
     }
 }
 
@@ -196,14 +226,22 @@ pub fn parse_for(text: &str) -> Result<Duration, String> {
 
 /// `203.0.113.66/32  expires in 9m58s  syn_penalty`.
 pub fn describe(entry: &ListedEntry) -> String {
+    // Rounded up, so that an entry added `--for 1.5s` or `--for 10m` shows
+    // that right away: to the tenth of a second below a minute, to the
+    // second above (the last tick of a clock is noise there).
     let expiry = match entry.expires_in_ms {
         None => "never expires".to_owned(),
-        // Whole seconds: the last tick of a clock is noise here.
-        Some(ms @ 1000..) => format!(
-            "expires in {}",
-            duration::format(Duration::from_secs(ms / 1000))
-        ),
-        Some(ms) => format!("expires in {}", duration::format(Duration::from_millis(ms))),
+        Some(ms) => {
+            let shown = match ms {
+                0..1000 => ms,
+                1000..60_000 => ms.div_ceil(100) * 100,
+                _ => ms.div_ceil(1000) * 1000,
+            };
+            format!(
+                "expires in {}",
+                duration::format(Duration::from_millis(shown))
+            )
+        }
     };
     format!(
         "{:<44} {:<22} {}",
@@ -648,6 +686,35 @@ mod tests {
     }
 
     #[test]
+    fn prefixes_wider_than_8_or_16_bits_are_wide() {
+        for wide in [
+            "0.0.0.0/0",
+            "::/0",
+            "::ffff:0:0/96",
+            "10.0.0.0/7",
+            "2000::/15",
+        ] {
+            assert!(Cidr::parse(wide).unwrap().is_wide(), "{wide}");
+        }
+        for narrow in ["10.0.0.0/8", "2001::/16", "192.0.2.0/24", "2001:db8::/32"] {
+            assert!(!Cidr::parse(narrow).unwrap().is_wide(), "{narrow}");
+        }
+        let all = Cidr::parse("::ffff:0:0/96")
+            .unwrap()
+            .wide_effect(List::Deny);
+        assert!(
+            all.starts_with("0.0.0.0/0 on the deny list drops everything from every IPv4 source")
+                && all.contains("::ffff:0:0/96"),
+            "{all}"
+        );
+        let part = Cidr::parse("2000::/15").unwrap().wide_effect(List::Allow);
+        assert!(
+            part.contains("exempts 1/32768 of all IPv6 addresses"),
+            "{part}"
+        );
+    }
+
+    #[test]
     fn for_takes_one_second_to_a_year() {
         assert_eq!(parse_for("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_for("2d").unwrap(), Duration::from_secs(2 * 86400));
@@ -667,7 +734,7 @@ mod tests {
         let text = describe(&entry);
         assert!(
             text.starts_with("203.0.113.66/32 ")
-                && text.contains("expires in 9m58s ")
+                && text.contains("expires in 9m59s ")
                 && text.ends_with("syn_penalty"),
             "{text}"
         );
@@ -676,6 +743,16 @@ mod tests {
             ..entry.clone()
         };
         assert!(describe(&soon).contains("expires in 250ms"));
+        // Just added `--for 1.5s` (it said "expires in 1s").
+        let fresh = ListedEntry {
+            expires_in_ms: Some(1_499),
+            ..soon.clone()
+        };
+        assert!(
+            describe(&fresh).contains("expires in 1.5s "),
+            "{}",
+            describe(&fresh)
+        );
         let never = ListedEntry {
             expires_in_ms: None,
             ..entry

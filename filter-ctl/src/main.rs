@@ -5,8 +5,7 @@
 //! `filter_common::report` types.
 
 use std::{
-    fs::File,
-    io::{Read as _, Write as _},
+    io::Write as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -26,12 +25,8 @@ use filter_ctl::{
     pins::{self, IfacePins, PinRoot},
     require_root,
     settings::SettingsMaps,
-    stats, status,
+    stats, status, textfile,
 };
-
-/// The largest settings file `apply` and `attach --config` read: far more
-/// than every key with a comment, far less than a device that never ends.
-const MAX_SETTINGS_FILE: u64 = 1 << 20;
 
 /// Drops unsolicited DNS/NTP responses and SYN floods on a gateway's WAN interface,
 /// with an XDP program on ingress and a TC program on egress.
@@ -51,14 +46,15 @@ const MAX_SETTINGS_FILE: u64 = 1 << 20;
     filter-ctl set --iface wan0 syn_source_rate=5/s syn_penalty=10m\n  \
     filter-ctl allow add --iface wan0 192.0.2.53 2001:db8:53::/48\n  \
     filter-ctl deny add --iface wan0 203.0.113.0/24 --for 1h\n  \
-    filter-ctl daemon --iface wan0 --config /etc/wan-filter/filter.toml\n  \
+    filter-ctl daemon --iface wan0 --config /etc/wan-filter/wan0.toml\n  \
     filter-ctl top --iface wan0 --seconds 30\n  \
     filter-ctl detach --iface wan0\n  \
     ip netns exec lab filter-ctl attach --iface wan0   # works inside namespaces too"
 )]
 struct Cli {
     /// Where maps and links are pinned. Under `ip netns exec`, which hides
-    /// /sys/fs/bpf, the host's bpffs is reached through /proc/PID/root of the calling shell.
+    /// /sys/fs/bpf, the host's bpffs is used (reached through a process in
+    /// the host's mount namespace, such as the calling shell).
     #[arg(long, global = true, env = pins::ROOT_ENV, default_value = pins::DEFAULT_ROOT)]
     pin_root: PathBuf,
 
@@ -70,8 +66,14 @@ struct Cli {
 #[derive(Args)]
 struct Iface {
     /// The WAN interface, e.g. wan0, in this network namespace.
-    #[arg(long, value_name = "IFACE")]
+    #[arg(long, value_name = "IFACE", value_parser = parse_iface)]
     iface: String,
+}
+
+/// `--iface`: an interface's name as Linux allows it (never a path, never
+/// an alias such as wan0:1).
+fn parse_iface(name: &str) -> Result<String, String> {
+    filter_ctl::iface::check_name(name).map(|()| name.to_owned())
 }
 
 impl Iface {
@@ -133,9 +135,15 @@ enum Command {
     /// Show where the filter is attached, its mode, program ids and maps,
     /// and what is wrong (a deleted or renamed interface, an interrupted
     /// attach) with the command that fixes it.
+    ///
+    /// Exit status, for scripts: 3 when a filter listed is not attached (a
+    /// deleted interface's severed links, egress missing), or with --iface,
+    /// when the filter is not attached to IFACE at all; 1 on an error; 0
+    /// otherwise (also when nothing is attached and no --iface was given,
+    /// and with --all).
     Status {
         /// Only this interface (default: every interface in this network namespace).
-        #[arg(long, value_name = "IFACE", conflicts_with = "all")]
+        #[arg(long, value_name = "IFACE", conflicts_with = "all", value_parser = parse_iface)]
         iface: Option<String>,
         /// List the pins of every network namespace instead, also of
         /// namespaces that are gone (`filter-ctl cleanup` removes those).
@@ -208,10 +216,14 @@ enum Command {
         #[command(flatten)]
         target: Iface,
         /// A TOML file of settings (the keys of `set`): the filter's whole
-        /// configuration, keys left out take their defaults.
+        /// configuration, keys left out take their defaults. If it does not
+        /// exist yet, the filter keeps its settings until it is made.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Where to serve /metrics.
+        /// Where to serve /metrics (port 0: any free port, logged). Anyone
+        /// who reaches it reads every setting, counter and dropped source
+        /// address: on an address other than loopback, allow only the
+        /// scraper to the port (a firewall rule).
         #[arg(long, value_name = "ADDR:PORT", default_value = daemon::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
         /// XDP mode when the daemon attaches the filter itself.
@@ -249,7 +261,7 @@ enum Command {
     /// e.g. `filter-ctl completions bash > /usr/share/bash-completion/completions/filter-ctl`.
     Completions {
         #[arg(value_enum)]
-        shell: clap_complete::Shell,
+        shell: Shell,
     },
     /// Show packet and byte counters per verdict reason, summed over CPUs.
     Stats {
@@ -262,6 +274,24 @@ enum Command {
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         watch: Option<u64>,
     },
+}
+
+/// The shells `completions` writes for (the Debian package installs all three).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl From<Shell> for clap_complete::Shell {
+    fn from(shell: Shell) -> Self {
+        match shell {
+            Shell::Bash => clap_complete::Shell::Bash,
+            Shell::Zsh => clap_complete::Shell::Zsh,
+            Shell::Fish => clap_complete::Shell::Fish,
+        }
+    }
 }
 
 /// `allow` and `deny` subcommands. `add` and `del` first remove expired entries.
@@ -279,6 +309,11 @@ enum ListAction {
         /// Without it the entry stays until deleted.
         #[arg(long = "for", value_name = "DURATION", value_parser = lists::parse_for)]
         lasting: Option<Duration>,
+        /// Add prefixes wider than /8 (IPv4) or /16 (IPv6) too, such as
+        /// 0.0.0.0/0: without it they are refused, since they deny (or
+        /// exempt from every rule) a large part of the Internet.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove prefixes (exactly as listed).
     Del {
@@ -430,22 +465,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     all.iter().map(status::describe).collect()
                 }
             })?;
+            let asked_for = iface.is_some() && all.is_empty();
+            if asked_for || all.iter().any(|status| !status.attached) {
+                std::io::stdout().flush()?;
+                std::process::exit(EXIT_NOT_ATTACHED);
+            }
         }
         Command::Set {
             target,
             assignments,
         } => {
-            let (_lock, pins) = target.for_change(pin_root)?;
-            let settings = SettingsMaps::open(&pins)?.apply(&assignments)?;
-            print!("{settings}");
+            let (lock, pins) = target.for_change(pin_root)?;
+            let mut maps = SettingsMaps::open(&pins)?;
+            let before = maps.read()?;
+            let after = maps.apply(&assignments)?;
+            drop(lock);
+            print_changes(&pins, &before, &after);
         }
         Command::Apply { target, file } => {
             let file = SettingsFile::read(&file)?;
-            let (_lock, pins) = target.for_change(pin_root)?;
+            let (lock, pins) = target.for_change(pin_root)?;
             let mut maps = SettingsMaps::open(&pins)?;
-            file.check(&maps.read()?)?;
-            let settings = maps.apply(&file.assignments)?;
-            print!("{settings}");
+            let before = maps.read()?;
+            file.check(&before)?;
+            let after = maps.apply(&file.assignments)?;
+            drop(lock);
+            print_changes(&pins, &before, &after);
         }
         Command::Config { target, output } => {
             let settings = SettingsMaps::open(&target.attached(pin_root)?)?.read()?;
@@ -454,7 +499,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Man => print_man_page()?,
         Command::Completions { shell } => {
             clap_complete::generate(
-                shell,
+                clap_complete::Shell::from(shell),
                 &mut Cli::command(),
                 "filter-ctl",
                 &mut std::io::stdout(),
@@ -509,6 +554,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `status`'s exit status when the filter is not attached (as `systemctl
+/// is-active` says 3 of a unit that is not running).
+const EXIT_NOT_ATTACHED: i32 = 3;
+
+/// What `set` or `apply` changed, one `key old -> new` a line (`config`
+/// shows them all), and, when a daemon with a config file runs for the
+/// filter, that its next reload applies that file whole.
+fn print_changes(pins: &IfacePins, before: &Settings, after: &Settings) {
+    let changed = filter_ctl::settings::changes(before, after);
+    if changed.is_empty() {
+        println!("no change: the settings were already so");
+    }
+    for change in &changed {
+        println!("{change}");
+    }
+    if let Some(daemon::control::About {
+        pid,
+        config: Some(config),
+    }) = daemon::control::ask_about(pins)
+        && !changed.is_empty()
+    {
+        eprintln!(
+            "filter-ctl: note: the daemon of {} (pid {pid}) applies {} whole at its next reload \
+             (SIGHUP, or when the file changes), which undoes this change: put it in that file \
+             to keep it",
+            pins.iface(),
+            config.display()
+        );
+    }
+}
+
 /// At most this many changed entries are shown one by one after a change.
 const SHOWN_CHANGES: usize = 20;
 
@@ -528,21 +604,26 @@ fn list_command(pin_root: &Path, list: List, action: ListAction) -> anyhow::Resu
             target,
             cidrs,
             lasting,
+            force,
         } => {
-            if list == List::Allow {
-                for everything in cidrs.iter().filter(|cidr| cidr.is_everything()) {
-                    eprintln!(
-                        "filter-ctl: warning: {everything} on the allow list exempts every {} \
-                         source from every drop rule: the filter drops nothing of that family \
-                         (`filter-ctl allow del --iface {} {everything}` undoes it)",
-                        if everything.net().addr().is_ipv4() {
-                            "IPv4"
-                        } else {
-                            "IPv6"
-                        },
-                        target.iface
-                    );
-                }
+            let wide: Vec<String> = cidrs
+                .iter()
+                .filter(|cidr| cidr.is_wide())
+                .map(|cidr| cidr.wide_effect(list))
+                .collect();
+            if !wide.is_empty() && !force {
+                anyhow::bail!(
+                    "refusing prefixes wider than /8 (IPv4) or /16 (IPv6) without --force, \
+                     nothing was added: {}",
+                    wide.join("; ")
+                );
+            }
+            for effect in &wide {
+                eprintln!(
+                    "filter-ctl: warning: {effect} (`filter-ctl {} del --iface {} PREFIX` undoes it)",
+                    list.name(),
+                    target.iface
+                );
             }
             let (_lock, pins) = target.for_change(pin_root)?;
             let changed = lists::add(&pins, list, &cidrs, lasting)?;
@@ -585,19 +666,7 @@ struct SettingsFile {
 
 impl SettingsFile {
     fn read(path: &Path) -> anyhow::Result<Self> {
-        let mut text = Vec::new();
-        File::open(path)
-            .and_then(|file| file.take(MAX_SETTINGS_FILE + 1).read_to_end(&mut text))
-            .with_context(|| format!("reading {}", path.display()))?;
-        if text.len() as u64 > MAX_SETTINGS_FILE {
-            anyhow::bail!(
-                "{} is larger than {} KiB: not a settings file",
-                path.display(),
-                MAX_SETTINGS_FILE / 1024
-            );
-        }
-        let text = String::from_utf8(text)
-            .with_context(|| format!("{} is not a text file (UTF-8)", path.display()))?;
+        let text = textfile::read(path)?;
         let Assignments(assignments) =
             toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
         Ok(Self {
@@ -639,6 +708,21 @@ impl SettingsFile {
     }
 }
 
+/// Every command under `command` with its full name (`filter-ctl allow
+/// add`), depth first; `man` and `completions` need no section.
+fn man_commands(command: &clap::Command, name: &str) -> Vec<(String, clap::Command)> {
+    let mut all = Vec::new();
+    for sub in command
+        .get_subcommands()
+        .filter(|c| !matches!(c.get_name(), "man" | "completions" | "help"))
+    {
+        let full = format!("{name} {}", sub.get_name());
+        all.push((full.clone(), sub.clone()));
+        all.extend(man_commands(sub, &full));
+    }
+    all
+}
+
 /// `--attack-quiet`: a second to an hour.
 fn parse_quiet(text: &str) -> Result<Duration, String> {
     use filter_common::settings::Kind as _;
@@ -670,25 +754,45 @@ fn settings_help() -> String {
     help
 }
 
-/// One man page: the overview, each command with its synopsis and options,
-/// then every setting from the settings table.
+/// One man page, filter-ctl(8): the overview with a list of the commands,
+/// then each command (and `allow`/`deny`'s own) with its synopsis,
+/// description and options, then every setting from the settings table.
+/// There are no pages per command, so none is named.
 fn print_man_page() -> anyhow::Result<()> {
     let out = &mut std::io::stdout();
     let cli = Cli::command();
-    clap_mangen::Man::new(cli.clone())
+    let page = clap_mangen::Man::new(cli.clone())
         .section("8")
-        .manual("System Administration")
-        .render(out)?;
-    for command in cli
-        .get_subcommands()
-        .filter(|c| !matches!(c.get_name(), "man" | "completions"))
-    {
-        let name = format!("filter-ctl {}", command.get_name());
+        .manual("System Administration");
+    page.render_title(out)?;
+    page.render_name_section(out)?;
+    page.render_synopsis_section(out)?;
+    page.render_description_section(out)?;
+    page.render_options_section(out)?;
+    let commands = man_commands(&cli, "filter-ctl");
+    let mut list = Roff::new();
+    list.control("SH", ["COMMANDS"]).text([roman(
+        "Each has a section below; `filter-ctl COMMAND --help` prints the same.",
+    )]);
+    for (name, command) in &commands {
+        list.control("TP", [] as [&str; 0])
+            .text([bold(name.as_str())])
+            .text([roman(
+                command
+                    .get_about()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            )]);
+    }
+    list.to_writer(out)?;
+    page.render_extra_section(out)?;
+    page.render_version_section(out)?;
+    for (name, command) in commands {
         writeln!(out, ".SH \"{}\"", name.to_uppercase())?;
-        let page = clap_mangen::Man::new(command.clone().bin_name(name));
-        page.render_synopsis_section(out)?;
-        page.render_description_section(out)?;
-        page.render_options_section(out)?;
+        let section = clap_mangen::Man::new(command.clone().bin_name(name));
+        section.render_synopsis_section(out)?;
+        section.render_description_section(out)?;
+        section.render_options_section(out)?;
     }
     let mut roff = Roff::new();
     // Left-adjusted: a justified line next to a long unbreakable value (the

@@ -21,11 +21,12 @@ use std::{
 use anyhow::{Context as _, bail};
 use filter_common::report::XdpMode;
 use nix::{
-    fcntl::{Flock, FlockArg},
+    errno::Errno,
+    fcntl::{AT_FDCWD, Flock, FlockArg, RenameFlags, renameat2},
     sys::statfs::{BPF_FS_MAGIC, statfs},
 };
 
-use crate::fault;
+use crate::{fault, hostns};
 
 /// Default pin root; `--pin-root` or this environment variable change it.
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/wan-filter";
@@ -48,8 +49,8 @@ impl PinRoot {
     ///
     /// `ip netns exec` mounts a fresh /sys, which hides /sys/fs/bpf; pins made
     /// there would vanish with the command. So when `requested` is not on a
-    /// bpffs here, the host's mount namespace is used through /proc/PID/root of
-    /// the nearest ancestor process that lives there. When
+    /// bpffs here, the host's mount namespace is used ([`hostns`]: found once
+    /// and held, so that a daemon outlives the shell that started it). When
     /// no bpffs is mounted at all and `mount` is set, one is mounted at
     /// /sys/fs/bpf in the host's mount namespace, as systemd would have done.
     pub fn open(requested: &Path, mount: bool) -> anyhow::Result<Self> {
@@ -131,8 +132,11 @@ impl PinRoot {
         Ok(self.path.join(Self::netns_subdir()?))
     }
 
-    /// The pin directory of one interface in this network namespace.
+    /// The pin directory of one interface in this network namespace: a
+    /// directory of its own under the namespace's, whatever the name (one
+    /// that is not an interface name is refused).
     pub fn iface(&self, iface: &str) -> anyhow::Result<IfacePins> {
+        crate::iface::check_name(iface).map_err(anyhow::Error::msg)?;
         let subdir = Path::new(&Self::netns_subdir()?).join(iface);
         Ok(IfacePins {
             iface: iface.to_owned(),
@@ -260,6 +264,29 @@ impl IfacePins {
         }
     }
 
+    /// Swaps this directory and `other`'s in one rename (RENAME_EXCHANGE):
+    /// how an upgrade's staging directory becomes the live one. Where the
+    /// filesystem lacks it, in two renames through a third name.
+    pub fn exchange(&self, other: &IfacePins) -> anyhow::Result<()> {
+        let (a, b) = (&self.dir, &other.dir);
+        match renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE) {
+            Ok(()) => Ok(()),
+            Err(Errno::EINVAL | Errno::ENOSYS) => {
+                let aside = b.with_file_name(format!(
+                    "{}:old",
+                    b.file_name().unwrap_or_default().to_string_lossy()
+                ));
+                fs::rename(b, &aside)?;
+                fs::rename(a, b)?;
+                fs::rename(&aside, a)?;
+                Ok(())
+            }
+            Err(err) => {
+                Err(err).with_context(|| format!("exchanging {} and {}", a.display(), b.display()))
+            }
+        }
+    }
+
     pub fn map(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
@@ -341,38 +368,14 @@ pub fn netns_exists(inode: u64) -> bool {
 }
 
 /// `path` itself if its nearest existing ancestor is on a bpffs, else the same
-/// path seen from the host's mount namespace, if it is on a bpffs there.
+/// path seen from the host's mount namespace ([`hostns`]), if it is on a
+/// bpffs there.
 fn locate_on_bpffs(path: &Path) -> Option<PathBuf> {
     if is_on_bpffs(path) {
         return Some(path.to_owned());
     }
-    let pid = host_mount_ns_pid()?;
-    let via_host = Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").ok()?);
+    let via_host = hostns::host()?.path(path);
     is_on_bpffs(&via_host).then_some(via_host)
-}
-
-/// The nearest ancestor process in another mount namespace than ours: under
-/// `ip netns exec` (which unshares the mount namespace to mount a fresh /sys),
-/// the shell that ran it, whose /proc/PID/root shows the host's mounts.
-/// PID 1 is not used: sandboxes often hide it.
-fn host_mount_ns_pid() -> Option<u32> {
-    let ours = fs::read_link("/proc/self/ns/mnt").ok()?;
-    let mut pid = parent_pid("self")?;
-    while pid > 1 {
-        if fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()? != ours {
-            return Some(pid);
-        }
-        pid = parent_pid(&pid.to_string())?;
-    }
-    None
-}
-
-fn parent_pid(pid: &str) -> Option<u32> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("PPid:"))
-        .and_then(|ppid| ppid.trim().parse().ok())
 }
 
 fn is_on_bpffs(path: &Path) -> bool {
@@ -387,8 +390,8 @@ fn is_on_bpffs(path: &Path) -> bool {
 fn mount_bpffs_in_host() -> anyhow::Result<()> {
     log::info!("no bpf filesystem mounted: mounting one at {BPFFS_MOUNT}");
     let mut command = Command::new("nsenter");
-    if let Some(pid) = host_mount_ns_pid() {
-        command.arg(format!("--mount=/proc/{pid}/ns/mnt"));
+    if let Some(host) = hostns::host() {
+        command.arg(format!("--mount={}", host.mount_ns().display()));
     }
     let status = command
         .args(["--", "mount", "-t", "bpf", "bpffs", BPFFS_MOUNT])

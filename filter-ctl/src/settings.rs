@@ -141,6 +141,17 @@ impl<T: BorrowMut<MapData>> SettingsMaps<T> {
     }
 }
 
+/// What changed from `before` to `after`, one `key old -> new` each, in
+/// the table's order: what `set`, `apply` and the daemon's reloads say.
+pub fn changes(before: &Settings, after: &Settings) -> Vec<String> {
+    before
+        .values()
+        .zip(after.values())
+        .filter(|((_, old), (_, new))| old != new)
+        .map(|((key, old), (_, new))| format!("{key} {old} -> {new}"))
+        .collect()
+}
+
 /// A fresh secret seed for the bucket hash, from the kernel's random
 /// source, so that nobody can compute which addresses share a bucket slot
 /// with a victim.

@@ -56,8 +56,16 @@ pub fn sum<T: Borrow<MapData>>(stats: &PerCpuArray<T, Counter>) -> anyhow::Resul
 
 /// A human table; with the counters of `secs` seconds before, adds per-second rates.
 pub fn table(stats: &Stats, previous: Option<(&Stats, f64)>) -> String {
+    // As wide as the longest reason name.
+    let width = stats
+        .0
+        .iter()
+        .map(|count| count.reason.name().len())
+        .chain(["reason".len()])
+        .max()
+        .unwrap_or_default();
     let mut out = format!(
-        "{:<24} {:<9} {:<10} {:>14} {:>16}",
+        "{:<width$} {:<9} {:<10} {:>14} {:>16}",
         "reason", "direction", "action", "packets", "bytes"
     );
     if previous.is_some() {
@@ -68,7 +76,7 @@ pub fn table(stats: &Stats, previous: Option<(&Stats, f64)>) -> String {
     for (i, count) in stats.0.iter().enumerate() {
         let _ = write!(
             out,
-            "{:<24} {:<9} {:<10} {:>14} {:>16}",
+            "{:<width$} {:<9} {:<10} {:>14} {:>16}",
             count.reason.name(),
             direction_name(count.direction),
             count.action.name(),
@@ -110,6 +118,25 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[1].starts_with("pass_ipv4") && lines[1].ends_with("180"));
         assert!(lines[2].contains("pass_not_ip") && lines[2].contains(" 1 "));
+    }
+
+    /// The column after the reason starts at the same place in every row,
+    /// whatever the reasons' lengths.
+    #[test]
+    fn every_reason_fits_its_column() {
+        let stats = Stats(Reason::ALL.into_iter().map(|r| count(r, 1, 64)).collect());
+        for text in [table(&stats, None), table(&stats, Some((&stats, 1.0)))] {
+            let starts: Vec<usize> = text
+                .lines()
+                .map(|line| {
+                    line.find(" ingress")
+                        .or(line.find(" egress"))
+                        .or(line.find(" direction"))
+                        .unwrap()
+                })
+                .collect();
+            assert!(starts.iter().all(|&at| at == starts[0]), "{text}");
+        }
     }
 
     #[test]

@@ -17,15 +17,16 @@ use filter_common::{
 };
 
 use crate::{
-    attach::{self, link_info},
+    attach::recovery::map_problems,
     clock::now_ns,
     health::{Health, health},
+    hook::links::link_info,
     iface::Interface,
     kernel::link_ifindex,
     layout,
     lists::{List, live_entries},
-    mapped,
     pins::{self, IfacePins, PinRoot},
+    rawmap,
 };
 
 /// Status of every interface with pins in this network namespace, or of one.
@@ -74,17 +75,16 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
                     map::CONN_LIMITS => ConnLimits::PORTS as u32,
                     _ => info.max_entries(),
                 },
-                // Best effort: a map of another build's layout shows its size.
+                // Unknown for a map of another build's layout.
                 entries: entries_in_use(name, MapData::from_pin(pins.map(name))?, config.as_ref())
                     .ok()
-                    .flatten()
-                    .unwrap_or(info.max_entries()),
+                    .flatten(),
             })
         })
         .collect::<anyhow::Result<_>>()?;
     let mut problems = problems(pins, &health);
     if health.xdp != LinkState::Missing {
-        problems.extend(attach::map_problems(pins)?);
+        problems.extend(map_problems(pins)?);
         let differ = layout::mismatches(pins.dir())?;
         if !differ.is_empty() {
             problems.push(format!(
@@ -153,8 +153,9 @@ fn problems(pins: &IfacePins, health: &Health) -> Vec<String> {
     problems
 }
 
-/// How many entries of a map are in use, for maps where that is not simply
-/// all. Of the double-buffered maps, only the live copy counts (per `config`).
+/// How many entries of a map are in use, for the maps where that means
+/// something (see `MapStatus::entries`); `None` for the others. Of the
+/// double-buffered maps, only the live copy counts (per `config`).
 fn entries_in_use(
     name: &str,
     data: MapData,
@@ -171,7 +172,7 @@ fn entries_in_use(
             count(classes.0.iter().filter(|&&class| class != 0).count())
         }
         map::SOLICITED => {
-            let slots = mapped::snapshot::<SolicitedSlot>(&data)?;
+            let slots = rawmap::snapshot::<SolicitedSlot>(&data)?;
             count(slots.iter().filter(|s| s.expires_ns > now).count())
         }
         map::LISTS_IN_USE => {
@@ -185,7 +186,7 @@ fn entries_in_use(
             count(live.count())
         }
         map::SOLICITED_LATEST => {
-            let buckets = mapped::snapshot::<u64>(&data)?;
+            let buckets = rawmap::snapshot::<u64>(&data)?;
             count(buckets.iter().filter(|&&latest| latest > now).count())
         }
         map::FRAGMENTS => {
@@ -196,7 +197,7 @@ fn entries_in_use(
         // A SYN bucket is in use while it is not full: charged by a SYN
         // within the last burst's worth of refill.
         map::SYN_SOURCES | map::SYN_PREFIXES | map::SYN_GLOBAL => {
-            let buckets = mapped::snapshot::<SynBucket>(&data)?;
+            let buckets = rawmap::snapshot::<SynBucket>(&data)?;
             count(buckets.iter().filter(|b| b.tat_ns > now).count())
         }
         map::ALLOW_V4
@@ -234,11 +235,11 @@ fn entries_in_use(
             count(limits.0.iter().filter(|&&max| max != 0).count())
         }
         map::HANDSHAKES => {
-            let slots = mapped::snapshot::<HandshakeSlot>(&data)?;
+            let slots = rawmap::snapshot::<HandshakeSlot>(&data)?;
             count(slots.iter().filter(|s| s.expires_ns > now).count())
         }
         map::HANDSHAKES_LATEST => {
-            let buckets = mapped::snapshot::<u64>(&data)?;
+            let buckets = rawmap::snapshot::<u64>(&data)?;
             count(buckets.iter().filter(|&&latest| latest > now).count())
         }
         // Counters with a unit in use: charged by an unanswered SYN (the
@@ -250,13 +251,13 @@ fn entries_in_use(
         | map::QUERY_SOURCES
         | map::QUERY_PREFIXES
         | map::QUERY_GLOBAL => {
-            let counters = mapped::snapshot::<u64>(&data)?;
+            let counters = rawmap::snapshot::<u64>(&data)?;
             count(counters.iter().filter(|&&tat| tat > now).count())
         }
         // Connections tracked and not ended (idle ones included until their
         // slot is taken).
         map::CONNECTIONS => {
-            let slots = mapped::snapshot::<ConnSlot>(&data)?;
+            let slots = rawmap::snapshot::<ConnSlot>(&data)?;
             count(slots.iter().filter(|s| s.window != 0).count())
         }
         map::CONN_COUNTS => {
@@ -372,18 +373,101 @@ pub fn describe(status: &Status) -> String {
     );
     problems(&mut out);
     let _ = writeln!(out, "  pins: {}", status.pin_dir.display());
-    let row = |out: &mut String, cells: [&str; 5]| {
-        let [name, id, kind, in_use, max] = cells;
-        let _ = writeln!(out, "  {name:<16} {id:>6} {kind:<12} {in_use:>9} {max:>11}");
-    };
-    row(&mut out, ["map", "id", "type", "in use", "max"]);
-    for m in &status.maps {
-        let (id, in_use, max) = (
-            m.id.to_string(),
-            m.entries.to_string(),
-            m.max_entries.to_string(),
-        );
-        row(&mut out, [&m.name, &id, &m.kind, &in_use, &max]);
+    let rows: Vec<[String; 5]> = status
+        .maps
+        .iter()
+        .map(|m| {
+            [
+                m.name.clone(),
+                m.id.to_string(),
+                m.kind.clone(),
+                m.entries.map_or("-".to_owned(), |n| n.to_string()),
+                m.max_entries.to_string(),
+            ]
+        })
+        .collect();
+    out += &table(
+        &["map", "id", "type", "in use", "max"],
+        &[false, true, false, true, true],
+        &rows,
+    );
+    out
+}
+
+/// Rows under a header, each column as wide as its widest cell (numbers
+/// right-aligned), indented by two spaces.
+pub fn table<const N: usize>(
+    header: &[&str; N],
+    right: &[bool; N],
+    rows: &[[String; N]],
+) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = header.map(str::to_owned);
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .zip(right)
+            .map(|((cell, width), right)| {
+                if *right {
+                    format!("{cell:>width$}")
+                } else {
+                    format!("{cell:<width$}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use filter_common::report::{LinkState, MapStatus, Status};
+
+    use super::describe;
+
+    #[test]
+    fn maps_line_up_and_full_arrays_show_no_count() {
+        let map = |name: &str, entries| MapStatus {
+            name: name.into(),
+            id: 12345,
+            kind: "PerCpuArray".into(),
+            max_entries: 262144,
+            entries,
+        };
+        let status = Status {
+            iface: "wan0".into(),
+            iface_present: true,
+            attached: true,
+            xdp_link: LinkState::Attached,
+            egress_link: LinkState::Attached,
+            problems: Vec::new(),
+            xdp_mode: None,
+            xdp_link_id: Some(1),
+            xdp_program_id: Some(2),
+            egress_hook: None,
+            egress_program_id: Some(3),
+            pin_dir: "/sys/fs/bpf/wan-filter/net1/wan0".into(),
+            maps: vec![
+                map("STATS", None),
+                map("HALFOPEN_PREFIXES", Some(17)),
+                map("DROP_EVENT_COUNTS", None),
+            ],
+        };
+        let text = describe(&status);
+        let rows: Vec<&str> = text.lines().skip_while(|l| !l.contains("in use")).collect();
+        assert_eq!(rows.len(), 4, "{text}");
+        let ends: Vec<usize> = rows.iter().map(|row| row.len()).collect();
+        assert!(ends.iter().all(|&end| end == ends[0]), "{text}");
+        let stats_row = rows[1].split_whitespace().collect::<Vec<_>>();
+        assert_eq!(stats_row[3], "-", "{text}");
+        assert!(rows[2].contains(" 17 "), "{text}");
+    }
 }

@@ -13,10 +13,7 @@
 //! It lives here, not in the harness crate, because it embeds filter-ctl's
 //! eBPF object; the benchmark's part 1 (tests/bench/src/testrun.rs) uses it too.
 
-use std::{
-    os::fd::{AsFd as _, AsRawFd as _},
-    sync::Mutex,
-};
+use std::sync::Mutex;
 
 use aya::{
     Ebpf,
@@ -431,29 +428,8 @@ const BPF_F_MMAPABLE: u32 = 1 << 10;
 /// (mmapable) tables, an update per element for the small ones.
 fn zero_array(name: &str, data: &MapData, per_cpu: bool) {
     let info = data.info().expect("a map's information");
-    let len = info.max_entries() as usize * info.value_size() as usize;
     if info.map_flags() & BPF_F_MMAPABLE != 0 {
-        let bytes = len.div_ceil(4096) * 4096;
-        // SAFETY: a shared writable mapping of the map's values, unmapped
-        // below; no program runs while a test sets its instance up.
-        unsafe {
-            let base = libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
-            );
-            assert_ne!(
-                base,
-                libc::MAP_FAILED,
-                "mapping {name}: {}",
-                std::io::Error::last_os_error()
-            );
-            std::ptr::write_bytes(base.cast::<u8>(), 0, len);
-            libc::munmap(base, bytes);
-        }
+        filter_ctl::rawmap::zero(data).unwrap_or_else(|err| panic!("zeroing {name}: {err:#}"));
         return;
     }
     let raw = RawMap::new(data, per_cpu).expect("a map's sizes");
@@ -587,7 +563,7 @@ impl Filter {
     /// Every slot of the solicited table, as the programs left them.
     pub fn solicited_slots(&self) -> Vec<filter_common::SolicitedSlot> {
         match self.ebpf().map(map::SOLICITED).expect("SOLICITED") {
-            Map::Array(data) => filter_ctl::mapped::snapshot(data).expect("reading SOLICITED"),
+            Map::Array(data) => filter_ctl::rawmap::snapshot(data).expect("reading SOLICITED"),
             _ => panic!("SOLICITED is an array"),
         }
     }

@@ -9,9 +9,8 @@
 //! what the model says was written (solicited buckets, SYN slots, fragment
 //! entries, list entries, handshake buckets, service ports, half-open
 //! slots, connections, their counts and pending slots, query limit slots)
-//! through memory maps
-//! and map calls, and after a
-//! mismatch everything. So a case found by the fuzzer replays the same from
+//! through memory maps and map calls (`filter_ctl::rawmap`, the one module
+//! that works below aya's typed maps), and after a mismatch everything. So a case found by the fuzzer replays the same from
 //! a fresh load, and a shrunk case is minimal on its own.
 //!
 //! Time: the programs read the coarse monotonic clock. The runner reads it
@@ -27,7 +26,6 @@ use std::{
     collections::BTreeSet,
     fmt::{self, Write as _},
     hash::{Hash as _, Hasher as _},
-    os::fd::{AsFd as _, AsRawFd as _},
     time::{Duration, Instant},
 };
 
@@ -41,6 +39,7 @@ use filter_common::{
 use filter_ctl::{
     clock::now_ns,
     lists::{Cidr, List as CtlList},
+    rawmap::{Mapping, RawMap, values_of},
 };
 use model::{
     Action, Model, Settings, Verdict, Written,
@@ -147,63 +146,15 @@ pub struct Played {
     pub by_slot: Vec<u64>,
 }
 
-/// A writable memory map of a BPF_F_MMAPABLE array map.
-struct Mapped<T> {
-    base: *mut T,
-    len: usize,
-    bytes: usize,
+/// A writable memory map of one of the filter's mmapable arrays.
+fn mapping<T: Copy>(map: &Map) -> Mapping<T> {
+    Mapping::writable(data(map)).expect("mapping a map")
 }
 
-impl<T: Copy> Mapped<T> {
-    fn new(data: &MapData) -> Mapped<T> {
-        let info = data.info().expect("map info");
-        assert_eq!(info.value_size() as usize, size_of::<T>(), "value size");
-        let len = info.max_entries() as usize;
-        let page = 4096;
-        let bytes = (len * size_of::<T>()).div_ceil(page) * page;
-        // SAFETY: a shared read-write mapping of the map's values, unmapped
-        // on drop; the kernel refuses it unless the map is mmapable.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(
-            base,
-            libc::MAP_FAILED,
-            "mapping a map: {}",
-            std::io::Error::last_os_error()
-        );
-        Mapped {
-            base: base.cast(),
-            len,
-            bytes,
-        }
-    }
-
-    fn clear(&mut self, index: usize, empty: T) {
-        assert!(index < self.len);
-        // SAFETY: inside the mapping; no program runs while the runner writes
-        // (test runs are synchronous, on this thread).
-        unsafe { std::ptr::write_volatile(self.base.add(index), empty) };
-    }
-
-    fn clear_all(&mut self, empty: T) {
-        for index in 0..self.len {
-            self.clear(index, empty);
-        }
-    }
-}
-
-impl<T> Drop for Mapped<T> {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`.
-        unsafe { libc::munmap(self.base.cast(), self.bytes) };
+/// Sets every element of `mapping` to `empty`.
+fn clear_all<T: Copy>(mapping: &mut Mapping<T>, empty: T) {
+    for index in 0..mapping.len() {
+        mapping.set(index, empty);
     }
 }
 
@@ -220,21 +171,20 @@ pub struct Checker {
     seed: u64,
     /// The settings the kernel has now.
     live: Settings,
-    solicited: Mapped<SolicitedSlot>,
-    latest: Mapped<u64>,
-    syn_sources: Mapped<SynBucket>,
-    syn_prefixes: Mapped<SynBucket>,
-    syn_global: Mapped<SynBucket>,
-    handshakes: Mapped<HandshakeSlot>,
-    handshakes_latest: Mapped<u64>,
-    halfopen_sources: Mapped<u64>,
-    halfopen_prefixes: Mapped<u64>,
-    connections: Mapped<ConnSlot>,
-    conn_pending: Mapped<u64>,
-    query_sources: Mapped<u64>,
-    query_prefixes: Mapped<u64>,
-    query_global: Mapped<u64>,
-    cpus: usize,
+    solicited: Mapping<SolicitedSlot>,
+    latest: Mapping<u64>,
+    syn_sources: Mapping<SynBucket>,
+    syn_prefixes: Mapping<SynBucket>,
+    syn_global: Mapping<SynBucket>,
+    handshakes: Mapping<HandshakeSlot>,
+    handshakes_latest: Mapping<u64>,
+    halfopen_sources: Mapping<u64>,
+    halfopen_prefixes: Mapping<u64>,
+    connections: Mapping<ConnSlot>,
+    conn_pending: Mapping<u64>,
+    query_sources: Mapping<u64>,
+    query_prefixes: Mapping<u64>,
+    query_global: Mapping<u64>,
     /// Every slot's counters over all CPUs after the last run.
     counts: Vec<Counter>,
     /// Resolution of the coarse clock.
@@ -250,21 +200,20 @@ impl Checker {
         let live = Settings::default();
         let mut checker = Checker {
             seed: filter.config().syn_hash_seed,
-            solicited: Mapped::new(data(filter.map(map::SOLICITED))),
-            latest: Mapped::new(data(filter.map(map::SOLICITED_LATEST))),
-            syn_sources: Mapped::new(data(filter.map(map::SYN_SOURCES))),
-            syn_prefixes: Mapped::new(data(filter.map(map::SYN_PREFIXES))),
-            syn_global: Mapped::new(data(filter.map(map::SYN_GLOBAL))),
-            handshakes: Mapped::new(data(filter.map(map::HANDSHAKES))),
-            handshakes_latest: Mapped::new(data(filter.map(map::HANDSHAKES_LATEST))),
-            halfopen_sources: Mapped::new(data(filter.map(map::HALFOPEN_SOURCES))),
-            halfopen_prefixes: Mapped::new(data(filter.map(map::HALFOPEN_PREFIXES))),
-            connections: Mapped::new(data(filter.map(map::CONNECTIONS))),
-            conn_pending: Mapped::new(data(filter.map(map::CONN_PENDING))),
-            query_sources: Mapped::new(data(filter.map(map::QUERY_SOURCES))),
-            query_prefixes: Mapped::new(data(filter.map(map::QUERY_PREFIXES))),
-            query_global: Mapped::new(data(filter.map(map::QUERY_GLOBAL))),
-            cpus: aya::util::nr_cpus().expect("possible CPUs").get() as usize,
+            solicited: mapping(filter.map(map::SOLICITED)),
+            latest: mapping(filter.map(map::SOLICITED_LATEST)),
+            syn_sources: mapping(filter.map(map::SYN_SOURCES)),
+            syn_prefixes: mapping(filter.map(map::SYN_PREFIXES)),
+            syn_global: mapping(filter.map(map::SYN_GLOBAL)),
+            handshakes: mapping(filter.map(map::HANDSHAKES)),
+            handshakes_latest: mapping(filter.map(map::HANDSHAKES_LATEST)),
+            halfopen_sources: mapping(filter.map(map::HALFOPEN_SOURCES)),
+            halfopen_prefixes: mapping(filter.map(map::HALFOPEN_PREFIXES)),
+            connections: mapping(filter.map(map::CONNECTIONS)),
+            conn_pending: mapping(filter.map(map::CONN_PENDING)),
+            query_sources: mapping(filter.map(map::QUERY_SOURCES)),
+            query_prefixes: mapping(filter.map(map::QUERY_PREFIXES)),
+            query_global: mapping(filter.map(map::QUERY_GLOBAL)),
             counts: Vec::new(),
             tick_ns: coarse_tick_ns(),
             exact: false,
@@ -500,31 +449,12 @@ impl Checker {
 
     /// One STATS slot summed over CPUs.
     fn read_count(&self, slot: usize) -> Counter {
-        let stats = data(self.filter.map(map::STATS));
-        let key = slot as u32;
-        let mut values = vec![Counter::default(); self.cpus];
-        let mut attr = ElemAttr {
-            map_fd: stats.fd().as_fd().as_raw_fd() as u32,
-            _pad: 0,
-            key: (&raw const key) as u64,
-            value: values.as_mut_ptr() as u64,
-            flags: 0,
-        };
-        // SAFETY: the attribute block of BPF_MAP_LOOKUP_ELEM, pointing at a
-        // key and a buffer for one value per possible CPU.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_ELEM,
-                &raw mut attr,
-                size_of::<ElemAttr>(),
-            )
-        };
-        assert_eq!(rc, 0, "reading STATS: {}", std::io::Error::last_os_error());
-        Counter {
-            packets: values.iter().map(|c| c.packets).sum(),
-            bytes: values.iter().map(|c| c.bytes).sum(),
-        }
+        let stats = RawMap::new(data(self.filter.map(map::STATS)), true).expect("STATS");
+        let value = stats
+            .get(&(slot as u32).to_ne_bytes())
+            .expect("reading STATS")
+            .expect("a STATS slot");
+        sum(&values_of(&value, stats.stride()))
     }
 
     /// The counter slots that moved since the last call.
@@ -541,47 +471,16 @@ impl Checker {
         moved
     }
 
-    /// Every STATS slot summed over CPUs, in one BPF_MAP_LOOKUP_BATCH call
-    /// (one lookup per slot would cost more than the test run).
+    /// Every STATS slot summed over CPUs, in one batch call (one lookup
+    /// per slot would cost more than the test run).
     fn read_counts(&self) -> Vec<Counter> {
-        let slots = 2 * Reason::COUNT as usize;
-        let stats = data(self.filter.map(map::STATS));
-        let mut keys = vec![0u32; slots];
-        let mut values = vec![Counter::default(); slots * self.cpus];
-        let mut out_batch = 0u32;
-        let mut attr = BatchAttr {
-            in_batch: 0,
-            out_batch: (&raw mut out_batch) as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: slots as u32,
-            map_fd: stats.fd().as_fd().as_raw_fd() as u32,
-            elem_flags: 0,
-            flags: 0,
-        };
-        // SAFETY: the attribute block of BPF_MAP_LOOKUP_BATCH, pointing at
-        // buffers for `count` keys and per-CPU values that outlive the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &raw mut attr,
-                size_of::<BatchAttr>(),
-            )
-        };
-        let err = std::io::Error::last_os_error();
-        // ENOENT: the batch reached the end of the array, as it should.
-        assert!(
-            rc == 0 || err.raw_os_error() == Some(libc::ENOENT),
-            "reading STATS: {err}"
-        );
-        assert_eq!(attr.count as usize, slots, "STATS slots read");
+        let stats = RawMap::new(data(self.filter.map(map::STATS)), true).expect("STATS");
+        let values = stats
+            .values(2 * Reason::COUNT as usize)
+            .expect("reading STATS");
         values
-            .chunks(self.cpus)
-            .map(|per_cpu| Counter {
-                packets: per_cpu.iter().map(|c| c.packets).sum(),
-                bytes: per_cpu.iter().map(|c| c.bytes).sum(),
-            })
+            .chunks(stats.stride() * stats.copies)
+            .map(|per_cpu| sum(&values_of(per_cpu, stats.stride())))
             .collect()
     }
 
@@ -620,30 +519,30 @@ impl Checker {
         let ways = HANDSHAKE_WAYS as usize;
         for bucket in handshake_buckets {
             let bucket = bucket as usize;
-            self.handshakes_latest.clear(bucket, 0);
+            self.handshakes_latest.set(bucket, 0);
             for way in 0..ways {
                 self.handshakes
-                    .clear(bucket * ways + way, HandshakeSlot::default());
+                    .set(bucket * ways + way, HandshakeSlot::default());
             }
         }
         if service_ports {
             self.clear_service_ports();
         }
         for slot in halfopen_sources {
-            self.halfopen_sources.clear(slot as usize, 0);
+            self.halfopen_sources.set(slot as usize, 0);
         }
         for slot in halfopen_prefixes {
-            self.halfopen_prefixes.clear(slot as usize, 0);
+            self.halfopen_prefixes.set(slot as usize, 0);
         }
         let ways = CONN_WAYS as usize;
         for bucket in conn_buckets {
             for way in 0..ways {
                 self.connections
-                    .clear(bucket as usize * ways + way, ConnSlot::default());
+                    .set(bucket as usize * ways + way, ConnSlot::default());
             }
         }
         for slot in conn_pending {
-            self.conn_pending.clear(slot as usize, 0);
+            self.conn_pending.set(slot as usize, 0);
         }
         if !conn_owners.is_empty() {
             let mut counts = self.conn_counts();
@@ -654,26 +553,26 @@ impl Checker {
         let ways = filter_common::SOLICITED_WAYS as usize;
         for bucket in buckets {
             let bucket = bucket as usize;
-            self.latest.clear(bucket, 0);
+            self.latest.set(bucket, 0);
             for way in 0..ways {
                 self.solicited
-                    .clear(bucket * ways + way, SolicitedSlot::default());
+                    .set(bucket * ways + way, SolicitedSlot::default());
             }
         }
         for slot in sources {
-            self.syn_sources.clear(slot as usize, SynBucket::default());
+            self.syn_sources.set(slot as usize, SynBucket::default());
         }
         for slot in prefixes {
-            self.syn_prefixes.clear(slot as usize, SynBucket::default());
+            self.syn_prefixes.set(slot as usize, SynBucket::default());
         }
-        self.syn_global.clear(0, SynBucket::default());
+        self.syn_global.set(0, SynBucket::default());
         for slot in query_sources {
-            self.query_sources.clear(slot as usize, 0);
+            self.query_sources.set(slot as usize, 0);
         }
         for slot in query_prefixes {
-            self.query_prefixes.clear(slot as usize, 0);
+            self.query_prefixes.set(slot as usize, 0);
         }
-        self.query_global.clear_all(0);
+        clear_all(&mut self.query_global, 0);
         if !fragments.is_empty() {
             let mut table = self.fragments();
             for key in fragments {
@@ -688,20 +587,20 @@ impl Checker {
     /// Clears every table (after a mismatch, when the kernel may have
     /// written what the model did not).
     pub fn clear_everything(&mut self) {
-        self.latest.clear_all(0);
-        self.solicited.clear_all(SolicitedSlot::default());
-        self.syn_sources.clear_all(SynBucket::default());
-        self.syn_prefixes.clear_all(SynBucket::default());
-        self.syn_global.clear_all(SynBucket::default());
-        self.handshakes.clear_all(HandshakeSlot::default());
-        self.handshakes_latest.clear_all(0);
-        self.halfopen_sources.clear_all(0);
-        self.halfopen_prefixes.clear_all(0);
-        self.connections.clear_all(ConnSlot::default());
-        self.conn_pending.clear_all(0);
-        self.query_sources.clear_all(0);
-        self.query_prefixes.clear_all(0);
-        self.query_global.clear_all(0);
+        clear_all(&mut self.latest, 0);
+        clear_all(&mut self.solicited, SolicitedSlot::default());
+        clear_all(&mut self.syn_sources, SynBucket::default());
+        clear_all(&mut self.syn_prefixes, SynBucket::default());
+        clear_all(&mut self.syn_global, SynBucket::default());
+        clear_all(&mut self.handshakes, HandshakeSlot::default());
+        clear_all(&mut self.handshakes_latest, 0);
+        clear_all(&mut self.halfopen_sources, 0);
+        clear_all(&mut self.halfopen_prefixes, 0);
+        clear_all(&mut self.connections, ConnSlot::default());
+        clear_all(&mut self.conn_pending, 0);
+        clear_all(&mut self.query_sources, 0);
+        clear_all(&mut self.query_prefixes, 0);
+        clear_all(&mut self.query_global, 0);
         self.clear_service_ports();
         let mut counts = self.conn_counts();
         let owners: Vec<ConnOwner> = counts.keys().filter_map(Result::ok).collect();
@@ -761,30 +660,12 @@ impl Default for Checker {
     }
 }
 
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-
-/// The element member of `union bpf_attr`.
-#[repr(C)]
-struct ElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
-/// The `batch` member of `union bpf_attr`.
-#[repr(C)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
+/// Per-CPU counters summed.
+fn sum(per_cpu: &[Counter]) -> Counter {
+    Counter {
+        packets: per_cpu.iter().map(|c| c.packets).sum(),
+        bytes: per_cpu.iter().map(|c| c.bytes).sum(),
+    }
 }
 
 fn coarse_tick_ns() -> u64 {

@@ -416,6 +416,22 @@ fn a_bad_config_file_is_logged_on_reload_and_changes_nothing() {
     let reloads = samples(&metrics);
     let failed = format!("wan_filter_config_reloads_total{{iface=\"{WAN_IF}\",result=\"error\"}}");
     assert_eq!(reloads.get(&failed).copied(), Some(2.0), "{metrics}");
+
+    // `set` says that the daemon's next reload applies its file whole.
+    let out = lab
+        .ctl
+        .output(lab.gw(), ["set", "--iface", WAN_IF, "syn_source_burst=25"])
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "syn_source_burst 40 -> 25\n"
+    );
+    assert!(
+        stderr.contains("note") && stderr.contains(config) && stderr.contains("next reload"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -455,10 +471,18 @@ fn the_daemon_attaches_again_when_the_interface_is_recreated() {
         .wait_for_line(&["wfr0 is up"], Duration::from_secs(5))
         .unwrap();
 
+    let attached = |daemon: &Daemon| {
+        let (_, metrics) = daemon.get(&ns, "/metrics").unwrap();
+        samples(&metrics)["wan_filter_attached{iface=\"wfr0\"}"]
+    };
+    assert_eq!(attached(&daemon), 1.0);
     ns.ip(["link", "del", "wfr0"]).unwrap();
     daemon
         .wait_for_line(&["wfr0 is gone"], Duration::from_secs(5))
         .unwrap();
+    // What status says: severed, so not attached.
+    assert!(!ctl.status(&ns, Some("wfr0")).unwrap()[0].attached);
+    assert_eq!(attached(&daemon), 0.0, "severed links are not attached");
     make();
     let back = daemon
         .wait_for_line(
@@ -477,6 +501,7 @@ fn the_daemon_attaches_again_when_the_interface_is_recreated() {
     let status = ctl.status(&ns, Some("wfr0")).unwrap();
     assert!(status[0].attached && status[0].iface_present, "{status:?}");
     assert_eq!(status[0].xdp_program_id, Some(after.1));
+    assert_eq!(attached(&daemon), 1.0);
     let settings = ctl.config(&ns, "wfr0").unwrap();
     let sample_rate = settings
         .values()
@@ -573,4 +598,346 @@ fn the_daemon_removes_expired_list_entries_and_reading_commands_do_not() {
     assert_eq!(trie_entries(&lab, "DENY_V4"), 1);
     assert_eq!(trie_entries(&lab, "ALLOW_V6"), 0);
     daemon.stop().unwrap();
+}
+
+/// A driver and a namespace of their own with a veth pair `a`-`b`, both
+/// up: where a daemon test needs no lab.
+fn veth_pair(a: &str, b: &str) -> (harness::ctl::FilterCtl, harness::netns::Netns) {
+    assert!(process::is_root(), "needs root");
+    let ctl = harness::ctl::FilterCtl::new().unwrap();
+    let ns = harness::netns::Netns::unique(harness::names::TEST_PREFIX).unwrap();
+    harness::netns::veth(&ns, a, &ns, b).unwrap();
+    for iface in [a, b] {
+        ns.up(iface).unwrap();
+    }
+    (ctl, ns)
+}
+
+/// A daemon started by a shell that then goes away: its pid, and its log
+/// in a file. Stopped (SIGTERM) when dropped, if it still runs.
+struct Orphan {
+    pid: i32,
+    log: std::path::PathBuf,
+}
+
+impl Orphan {
+    /// Runs `script` with sh; the daemon it starts writes its pid to
+    /// `pidfile`. `script` returns once the daemon is up (or has failed).
+    fn start(script: &str, pidfile: &std::path::Path, log: &std::path::Path) -> Self {
+        let status = std::process::Command::new("sh")
+            .args(["-c", script])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script}");
+        let pid = fs::read_to_string(pidfile).unwrap().trim().parse().unwrap();
+        Self {
+            pid,
+            log: log.to_owned(),
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn running(&self) -> bool {
+        std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    fn wait_for_line(&self, part: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log().lines().find(|line| line.contains(part)) {
+                return line.to_owned();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line with {part:?} within {timeout:?}:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then waits until it is gone.
+    fn stop(&self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGTERM);
+        for _ in 0..100 {
+            if !self.running() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the daemon did not stop:\n{}", self.log());
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Under `ip netns exec` the daemon has a mount namespace of its own and
+/// reaches the host's bpffs through a process of the host's namespace.
+/// When the shell that started it goes away (`nohup ... &` and a logout,
+/// `setsid -f`), the daemon still works on the host's pins: it reloads its
+/// config, `status` in the namespace sees the filter, and stopping the
+/// daemon leaves the filter attached.
+#[test]
+fn a_daemon_whose_shell_went_away_keeps_working_on_the_hosts_pins() {
+    let (ctl, ns) = veth_pair("wfp0", "wfp1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wfp0.toml");
+    fs::write(&config, "monitor = false\n").unwrap();
+    let daemon = format!(
+        "ip netns exec {} {} --pin-root {} daemon --iface wfp0 --config {} --listen 127.0.0.1:0",
+        ns.name(),
+        ctl.binary().display(),
+        ctl.pin_root().display(),
+        config.display()
+    );
+
+    // The shell starts the daemon in the background and exits once it is up.
+    let (pidfile, log) = (dir.path().join("pid"), dir.path().join("log"));
+    let script = format!(
+        "sh -c 'echo $$ > {pid}; exec {daemon}' > {log} 2>&1 &
+         for i in $(seq 300); do grep -q 'serving metrics' {log} 2>/dev/null && exit 0; sleep 0.1; done",
+        pid = pidfile.display(),
+        log = log.display()
+    );
+    let first = Orphan::start(&script, &pidfile, &log);
+    first.wait_for_line("attached the filter to wfp0", Duration::from_secs(5));
+    // Its shell is gone now: a reload still reaches the host's pins.
+    let edited = dir.path().join("wfp0.toml.new");
+    fs::write(&edited, "monitor = true\n").unwrap();
+    fs::rename(&edited, &config).unwrap();
+    first.wait_for_line("reloaded", Duration::from_secs(10));
+    let status = ctl.status(&ns, Some("wfp0")).unwrap();
+    assert!(status[0].attached, "{status:?}");
+    let monitor = ctl.config(&ns, "wfp0").unwrap();
+    assert!(
+        monitor
+            .values()
+            .any(|(key, value)| key == "monitor" && value == "on"),
+        "{:?}",
+        monitor.values().collect::<Vec<_>>()
+    );
+    first.stop();
+    let attached = harness::kernel::xdp_on(&ns, "wfp0").unwrap();
+    assert!(
+        attached.is_some(),
+        "the filter stays attached:\n{}",
+        first.log()
+    );
+    assert!(ctl.status(&ns, Some("wfp0")).unwrap()[0].attached);
+
+    // `setsid -f`: the daemon's parent is gone before it starts; it adopts
+    // the filter pinned in the host's bpffs.
+    let (pidfile, log) = (dir.path().join("pid2"), dir.path().join("log2"));
+    let script = format!(
+        "setsid -f sh -c 'echo $$ > {pid}; exec {daemon}' > {log} 2>&1
+         for i in $(seq 300); do grep -q 'serving metrics' {log} 2>/dev/null && exit 0; sleep 0.1; done",
+        pid = pidfile.display(),
+        log = log.display()
+    );
+    let second = Orphan::start(&script, &pidfile, &log);
+    second.wait_for_line(
+        "adopted the filter attached to wfp0",
+        Duration::from_secs(5),
+    );
+    second.stop();
+    assert!(harness::kernel::xdp_on(&ns, "wfp0").unwrap().is_some());
+    ctl.run(&ns, ["detach", "--iface", "wfp0"]).unwrap();
+}
+
+/// The daemon's claim on the drop events and its socket for `top` are
+/// root's alone. An unprivileged user listening where `top` used to ask (an
+/// abstract socket named after the pin directory, which anyone in the
+/// network namespace could bind) neither holds up a daemon started after
+/// it nor feeds root's `top` a forged report; it cannot connect to the
+/// daemon's socket; and a root client that connects and says nothing does
+/// not stop the daemon from answering others.
+#[test]
+fn nobody_else_can_forge_top_or_hold_up_the_daemon() {
+    let (ctl, ns) = veth_pair("wfs0", "wfs1");
+    ctl.run(&ns, ["attach", "--iface", "wfs0"]).unwrap();
+    let pin_dir = ctl.status(&ns, Some("wfs0")).unwrap()[0]
+        .pin_dir
+        .display()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let forged = dir.path().join("forged");
+    fs::write(
+        &forged,
+        r#"{"Top":{"seconds":10.0,"reasons":[{"reason":"drop_unsolicited_dns","packets":1000,"bytes":100000,"sampled":100,"sources":[{"reason":"drop_unsolicited_dns","kind":"source","source":"203.0.113.66","packets":1000,"bytes":100000,"share":1.0,"sampled":100}],"prefixes":[]}]}}
+"#,
+    )
+    .unwrap();
+    let mut squat = ns.command("sh");
+    squat.args([
+        "-c",
+        &format!(
+            "exec setpriv --reuid=65534 --regid=65534 --clear-groups nc -lkU '@wan-filter:{pin_dir}' < {}",
+            forged.display()
+        ),
+    ]);
+    let _squatter = process::Background::spawn("an unprivileged listener", squat).unwrap();
+    process::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        Ok(ns
+            .run(["ss", "-xlH"])
+            .is_ok_and(|out| out.contains("@wan-filter:")))
+    })
+    .unwrap();
+
+    let mut daemon = Daemon::start(&ctl, &ns, "wfs0", &[]).unwrap();
+    daemon
+        .wait_for_metrics(&ns, Duration::from_secs(10))
+        .expect("the daemon serves metrics at once");
+    let line = daemon
+        .wait_for_line(&["asks this daemon"], Duration::from_secs(5))
+        .unwrap();
+    let socket = line
+        .rsplit_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no socket in {line}"))
+        .to_owned();
+    let top = ctl
+        .run(&ns, ["top", "--iface", "wfs0", "--seconds", "1", "--json"])
+        .unwrap();
+    assert!(!top.contains("203.0.113.66"), "a forged report: {top}");
+
+    use std::os::unix::fs::MetadataExt as _;
+    let run_dir = fs::symlink_metadata(std::path::Path::new(&socket).parent().unwrap()).unwrap();
+    assert_eq!(
+        (run_dir.uid(), run_dir.mode() & 0o777),
+        (0, 0o700),
+        "{socket}"
+    );
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "nc",
+            "-U",
+            &socket,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "nobody connected to {socket}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A client that connects and says nothing.
+    let mut idle = std::process::Command::new("sh");
+    idle.args(["-c", &format!("sleep 10 | nc -U {socket}")]);
+    let _idle = process::Background::spawn("an idle client", idle).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    daemon
+        .wait_for_metrics(&ns, Duration::from_secs(5))
+        .expect("metrics while a client idles");
+    let top = ctl
+        .run(&ns, ["top", "--iface", "wfs0", "--seconds", "1", "--json"])
+        .unwrap();
+    assert!(top.trim_start().starts_with('['), "{top}");
+    daemon.stop().unwrap();
+    ctl.run(&ns, ["detach", "--iface", "wfs0"]).unwrap();
+}
+
+/// `--listen` on an address other than loopback serves the metrics to
+/// whoever reaches it: the daemon warns, and says how to restrict it; with
+/// port 0 it names the port it really listens on.
+#[test]
+fn listening_beyond_loopback_is_warned_about_and_port_0_is_named() {
+    let (ctl, ns) = veth_pair("wfl0", "wfl1");
+    let mut daemon = Daemon::start_on(&ctl, &ns, "wfl0", "0.0.0.0:0", &[]).unwrap();
+    let listening = daemon
+        .wait_until_listening(Duration::from_secs(30))
+        .unwrap();
+    assert_ne!(listening.port(), 0, "{}", daemon.log());
+    let warning = daemon
+        .wait_for_line(
+            &["WARN", "can be reached from other hosts"],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert!(warning.contains("firewall"), "{warning}");
+    let metrics = daemon
+        .wait_for_metrics(&ns, Duration::from_secs(10))
+        .unwrap();
+    assert!(metrics.contains("wan_filter_attached"), "{metrics}");
+    // Entries in use only where that means something: not for the event
+    // ring or the counters, which are always "full".
+    let in_use = |map: &str| format!("wan_filter_map_entries{{iface=\"wfl0\",map=\"{map}\"}}");
+    assert!(metrics.contains(&in_use("SOLICITED")), "{metrics}");
+    for map in ["DROP_EVENTS", "STATS", "CONFIG"] {
+        assert!(!metrics.contains(&in_use(map)), "{map}: {metrics}");
+    }
+    let status = ctl.status(&ns, Some("wfl0")).unwrap();
+    let entries = |map: &str| {
+        status[0]
+            .maps
+            .iter()
+            .find(|m| m.name == map)
+            .unwrap()
+            .entries
+    };
+    assert_eq!((entries("DROP_EVENTS"), entries("STATS")), (None, None));
+    assert_eq!(entries("SOLICITED"), Some(0));
+    daemon.stop().unwrap();
+
+    // Loopback: no warning.
+    let mut daemon = Daemon::start_on(&ctl, &ns, "wfl0", "127.0.0.1:0", &[]).unwrap();
+    daemon
+        .wait_until_listening(Duration::from_secs(30))
+        .unwrap();
+    daemon
+        .wait_for_metrics(&ns, Duration::from_secs(10))
+        .unwrap();
+    assert!(!daemon.log().contains("WARN"), "{}", daemon.log());
+    daemon.stop().unwrap();
+    ctl.run(&ns, ["detach", "--iface", "wfl0"]).unwrap();
+}
+
+/// A config file that does not exist yet (the package installs only an
+/// example) does not stop the daemon: it attaches with the defaults and
+/// applies the file once it is made. Then `filter-ctl detach` while the
+/// daemon runs: the daemon says so once and stops (it used to log an error
+/// every 5 seconds and never say it).
+#[test]
+fn a_detach_while_the_daemon_runs_is_said_once_and_stops_it() {
+    let (ctl, ns) = veth_pair("wfd0", "wfd1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wfd0.toml");
+    let config_arg = config.to_str().unwrap();
+    let mut daemon =
+        Daemon::start_on(&ctl, &ns, "wfd0", "127.0.0.1:0", &["--config", config_arg]).unwrap();
+    daemon
+        .wait_for_line(&["attached the filter to wfd0"], Duration::from_secs(30))
+        .unwrap();
+    daemon
+        .wait_for_line(
+            &["WARN", config_arg, "does not exist"],
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    fs::write(&config, "monitor = true\n").unwrap();
+    daemon
+        .wait_for_line(&["reloaded", "monitor off -> on"], Duration::from_secs(10))
+        .unwrap();
+    ctl.run(&ns, ["detach", "--iface", "wfd0"]).unwrap();
+    let status = daemon.wait_for_exit(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{status}: {}", daemon.log());
+    let log = daemon.log();
+    let said: Vec<&str> = log.lines().filter(|l| l.contains("was detached")).collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    assert!(harness::kernel::xdp_on(&ns, "wfd0").unwrap().is_none());
+    drop(dir);
 }

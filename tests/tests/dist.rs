@@ -21,7 +21,7 @@ fn filter_ctl(args: &[&str]) -> String {
 fn the_systemd_unit_verifies() {
     let unit = fs::read_to_string(dist().join(UNIT)).unwrap();
     assert!(
-        unit.contains("ExecStart=/usr/local/sbin/filter-ctl daemon --iface %I"),
+        unit.contains("ExecStart=/usr/sbin/filter-ctl daemon --iface %I"),
         "{unit}"
     );
     let dir = tempfile::tempdir().unwrap();
@@ -29,7 +29,7 @@ fn the_systemd_unit_verifies() {
     let instance = dir.path().join("wan-filter@wan0.service");
     fs::write(
         &instance,
-        unit.replace("/usr/local/sbin/filter-ctl", binary.to_str().unwrap()),
+        unit.replace("/usr/sbin/filter-ctl", binary.to_str().unwrap()),
     )
     .unwrap();
     // --man=no: the man page (Documentation=) is installed apart, from `filter-ctl man`.
@@ -109,4 +109,44 @@ fn completions_are_valid_scripts() {
         man.contains("FILTER-CTL DAEMON") && man.contains("sample_rate"),
         "{man}"
     );
+}
+
+/// `completions --help` names the shells it takes, and it takes those only.
+#[test]
+fn completions_take_the_shells_they_name() {
+    let help = filter_ctl(&["completions", "--help"]);
+    assert!(help.contains("bash, zsh or fish"), "{help}");
+    for other in ["elvish", "powershell"] {
+        let out = Command::new(ctl::binary().unwrap())
+            .args(["completions", other])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{other} was accepted");
+    }
+}
+
+/// The man page is one page, filter-ctl(8): it names no page per command
+/// (there are none), it has every command, `allow`'s and `deny`'s own with
+/// `--for`, and the config file the README and the unit use.
+#[test]
+fn the_man_page_is_whole_and_names_no_missing_pages() {
+    let man = filter_ctl(&["man"]);
+    assert!(!man.contains("filter\\-ctl\\-"), "pages named: {man}");
+    for section in [
+        "FILTER-CTL ALLOW ADD",
+        "FILTER-CTL ALLOW DEL",
+        "FILTER-CTL ALLOW LIST",
+        "FILTER-CTL DENY ADD",
+        "FILTER-CTL TOP",
+        "FILTER-CTL CLEANUP",
+        "COMMANDS",
+    ] {
+        assert!(man.contains(section), "{section} missing");
+    }
+    assert!(man.contains("\\-\\-for"), "--for missing");
+    assert!(
+        man.contains("/etc/wan\\-filter/wan0.toml"),
+        "wan0.toml missing"
+    );
+    assert!(!man.contains("filter.toml"), "filter.toml named");
 }

@@ -165,7 +165,7 @@ fn list_add_killed_anywhere_leaves_the_old_or_the_new_list() {
         );
         let status = lab.status();
         assert!(status.attached && status.problems.is_empty(), "{status:?}");
-        let in_use = status.map("LISTS_IN_USE").unwrap().entries;
+        let in_use = status.map("LISTS_IN_USE").unwrap().entries.unwrap();
         assert_eq!(
             in_use,
             if was_new { 2 } else { 0 },
@@ -238,7 +238,7 @@ fn a_50000_prefix_add_killed_or_terminated_leaves_the_old_or_the_new_list() {
         assert_eq!(reached, if was_new { 0 } else { samples.len() as u64 });
         let status = lab.status();
         assert_eq!(
-            status.map("LISTS_IN_USE").unwrap().entries,
+            status.map("LISTS_IN_USE").unwrap().entries.unwrap(),
             u32::from(was_new),
             "{status:?}"
         );
@@ -756,8 +756,14 @@ fn a_deleted_interface_is_severed_and_attach_brings_the_filter_back() {
         status.problems[0].contains("wan0 was deleted"),
         "{status:?}"
     );
-    let text = pair.ctl(&["status"]);
+    let out = pair.ctl.output(&pair.gw, ["status"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("NOT attached"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a severed filter is not attached"
+    );
     let err = pair.failure(&["set", "--iface", WAN_IF, "monitor=on"]);
     assert!(
         err.contains("severed") && err.contains("filter-ctl attach --iface wan0"),
@@ -936,4 +942,69 @@ fn pins_of_a_deleted_namespace_are_listed_and_cleaned_up() {
 
 fn pinned_everywhere(pair: &Pair) -> Vec<filter_common::report::PinnedFilter> {
     serde_json::from_str(&pair.ctl(&["status", "--all", "--json"])).unwrap()
+}
+
+/// `attach --config` killed after the maps are pinned and before the XDP
+/// link is (the last map pinned): the next plain `attach` finds maps of
+/// this build, with what the killed one wrote. It used to take them for
+/// maps of a build without query limits (no layout pinned yet), said so,
+/// and added default service ports to the file's.
+#[test]
+fn an_attach_killed_after_pinning_its_maps_leaves_them_as_this_builds() {
+    let ctl = FilterCtl::new().unwrap();
+    let ns = Netns::unique(TEST_PREFIX).unwrap();
+    harness::netns::veth(&ns, "wfk0", &ns, "wfk1").unwrap();
+    for iface in ["wfk0", "wfk1"] {
+        ns.up(iface).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wfk0.toml");
+    std::fs::write(
+        &file,
+        "dns_service_ports = [53, 5300]\nntp_service_ports = \"none\"\nmonitor = true\n",
+    )
+    .unwrap();
+    let attach = [
+        "attach",
+        "--iface",
+        "wfk0",
+        "--config",
+        file.to_str().unwrap(),
+    ];
+    let (_, points) = ctl.fault_points(&ns, attach).unwrap();
+    ctl.run(&ns, ["detach", "--iface", "wfk0"]).unwrap();
+    let last_map = points
+        .iter()
+        .rposition(|point| point == "attach: map pinned")
+        .expect("attach pins maps");
+    let mut running = ctl
+        .start(&ns, attach, Some(&(last_map + 1).to_string()))
+        .unwrap();
+    assert!(
+        running.wait_stopped().unwrap(),
+        "stopped after the last map"
+    );
+    running.kill().unwrap();
+
+    let out = ctl.output(&ns, ["attach", "--iface", "wfk0"]).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("carried over"), "{stderr}");
+    let settings = ctl.config(&ns, "wfk0").unwrap();
+    let value = |key: &str| {
+        settings
+            .values()
+            .find_map(|(k, v)| (k == key).then_some(v))
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            value("dns_service_ports"),
+            value("ntp_service_ports"),
+            value("monitor")
+        ),
+        ("53,5300".into(), "none".into(), "on".into()),
+        "the killed attach's settings, whole"
+    );
+    ctl.run(&ns, ["detach", "--iface", "wfk0"]).unwrap();
 }

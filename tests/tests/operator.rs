@@ -7,20 +7,24 @@
 //! names, removed at the end even when the test fails.
 
 use std::{
-    io::Write as _,
+    fs,
+    io::{Read as _, Write as _},
     net::IpAddr,
-    process::Stdio,
+    os::unix::fs::symlink,
+    process::{Command, ExitStatus, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use harness::{ctl::FilterCtl, fixture::FilterLab, lab::WAN_IF, names::TEST_PREFIX, netns::Netns};
+use harness::{
+    ctl::FilterCtl, fixture::FilterLab, lab::WAN_IF, names::TEST_PREFIX, netns::Netns, process,
+};
 use tests::faults::{lab, spoofed4};
 
 /// A settings file in a temporary directory; its path as text.
 fn settings_file(dir: &tempfile::TempDir, text: &str) -> String {
     let path = dir.path().join("filter.toml");
-    std::fs::write(&path, text).unwrap();
+    fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_owned()
 }
 
@@ -119,12 +123,13 @@ fn an_ipv4_mapped_address_is_denied_as_ipv4() {
     assert!(lab.list("deny").is_empty());
 }
 
-/// `dns_ports=` does not switch the DNS defence off: `none` does.
+/// `dns_ports=` does not switch the DNS defence off, nor `conn_limit=` the
+/// connection limits: `none` does.
 #[test]
 fn an_empty_port_list_is_refused() {
     let lab = lab(false);
     lab.attach(None);
-    for key in ["dns_ports", "ntp_ports", "amplifier_ports"] {
+    for key in ["dns_ports", "ntp_ports", "amplifier_ports", "conn_limit"] {
         let err = lab.failure(&["set", "--iface", WAN_IF, &format!("{key}=")]);
         assert!(err.contains(key) && err.contains("none"), "{err}");
     }
@@ -138,6 +143,21 @@ fn an_empty_port_list_is_refused() {
         0,
         "DNS defence on"
     );
+}
+
+/// `set` says what it changed, not the whole configuration (`config` does).
+#[test]
+fn set_prints_what_changed() {
+    let lab = lab(false);
+    lab.attach(None);
+    let out = lab.set(&["monitor=on", "solicited_lifetime=5s"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["monitor off -> on", "solicited_lifetime 10s -> 5s"]
+    );
+    let out = lab.set(&["monitor=on"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("no change"), "{out}");
 }
 
 #[test]
@@ -211,6 +231,24 @@ fn apply_errors_name_the_file_and_the_line() {
     let err = lab.failure(&["apply", "--iface", WAN_IF, &file]);
     assert!(err.contains(&file) && err.contains("line "), "{err}");
     assert_eq!(lab.setting("monitor"), "off", "nothing changed");
+}
+
+/// `status --iface` tells a script whether the filter is attached: 0
+/// attached, 3 not attached, 1 an error. (A severed filter, 3 too, is
+/// faults' a_deleted_interface_is_severed_and_attach_brings_the_filter_back.)
+#[test]
+fn status_exits_with_3_when_not_attached() {
+    let lab = lab(false);
+    let code = |args: &[&str]| lab.ctl.output(lab.gw(), args).unwrap().status.code();
+    assert_eq!(code(&["status"]), Some(0), "a listing of nothing");
+    assert_eq!(code(&["status", "--iface", WAN_IF]), Some(3));
+    assert_eq!(code(&["status", "--iface", WAN_IF, "--json"]), Some(3));
+    assert_eq!(code(&["status", "--iface", "nosuch0"]), Some(1));
+    lab.attach(None);
+    assert_eq!(code(&["status"]), Some(0));
+    assert_eq!(code(&["status", "--iface", WAN_IF]), Some(0));
+    lab.ctl(&["detach", "--iface", WAN_IF]);
+    assert_eq!(code(&["status", "--iface", WAN_IF]), Some(3));
 }
 
 #[test]
@@ -306,31 +344,73 @@ fn a_change_to_a_large_list_prints_a_summary_and_a_full_list_one_error() {
     assert_eq!(lab.list("allow").len(), 65_536, "the list as it was");
 }
 
-/// Allowing every source turns every drop rule off: said, not silent.
+/// A prefix wider than /8 (IPv4) or /16 (IPv6) on either list denies (or
+/// exempts from every rule) a large part of the Internet: `add` refuses it
+/// without `--force`, names it and what it would do, and changes nothing;
+/// with `--force` it is added with a warning. `::ffff:0:0/96`, in common
+/// bogon lists, is all of IPv4 (stored as 0.0.0.0/0).
 #[test]
-fn allowing_everything_warns() {
+fn a_prefix_wider_than_8_or_16_bits_needs_force() {
     let lab = lab(false);
     lab.attach(None);
-    for everything in ["0.0.0.0/0", "::/0"] {
+    let probe = IpAddr::from(spoofed4(0x0909));
+    for list in ["deny", "allow"] {
+        for wide in [
+            "0.0.0.0/0",
+            "::/0",
+            "::ffff:0:0/96",
+            "198.0.0.0/7",
+            "2000::/15",
+        ] {
+            let err = lab.failure(&[list, "add", "--iface", WAN_IF, "192.0.2.1", wide]);
+            assert!(
+                err.contains("--force") && err.contains(&format!("on the {list} list")),
+                "{list} {wide}: {err}"
+            );
+            assert!(lab.list(list).is_empty(), "{list} {wide}: nothing added");
+        }
+    }
+    let err = lab.failure(&["deny", "add", "--iface", WAN_IF, "::ffff:0:0/96"]);
+    assert!(
+        err.contains("0.0.0.0/0") && err.contains("every IPv4 source"),
+        "{err}"
+    );
+    assert_eq!(lab.probe(&[probe], 5000), 1, "nothing denied");
+    for narrow in ["10.0.0.0/8", "2001::/16"] {
         let out = lab
             .ctl
-            .output(lab.gw(), ["allow", "add", "--iface", WAN_IF, everything])
+            .output(lab.gw(), ["deny", "add", "--iface", WAN_IF, narrow])
             .unwrap();
         assert!(out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("warning") && stderr.contains("drops nothing"),
-            "{everything}: {stderr}"
-        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
     }
     let out = lab
         .ctl
         .output(
             lab.gw(),
-            ["allow", "add", "--iface", WAN_IF, "192.0.2.0/24"],
+            ["deny", "add", "--iface", WAN_IF, "--force", "::ffff:0:0/96"],
         )
         .unwrap();
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("drops everything"),
+        "{stderr}"
+    );
+    assert_eq!(lab.probe(&[probe], 5000), 0, "all of IPv4 denied");
+    lab.ctl(&["deny", "del", "--iface", WAN_IF, "0.0.0.0/0"]);
+    let out = lab
+        .ctl
+        .output(
+            lab.gw(),
+            ["allow", "add", "--iface", WAN_IF, "--force", "::/0"],
+        )
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("exempts every IPv6 source"),
+        "{stderr}"
+    );
 }
 
 /// `--iface` is explained in every command that takes it.
@@ -376,7 +456,7 @@ fn the_man_page_settings_fit_80_columns() {
     let ctl = FilterCtl::new().unwrap();
     let ns = Netns::unique(TEST_PREFIX).unwrap();
     let roff = ctl.run(&ns, ["man"]).unwrap();
-    let mut man = std::process::Command::new("man")
+    let mut man = Command::new("man")
         .args(["-l", "-"])
         .env("MANWIDTH", "80")
         .env("MANPAGER", "cat")
@@ -471,4 +551,102 @@ fn native_mode_on_a_jumbo_mtu_gives_a_hint() {
     // auto falls back to generic XDP, which takes any MTU.
     ctl.run(&gw, ["attach", "--iface", WAN_IF]).unwrap();
     ctl.run(&gw, ["detach", "--iface", WAN_IF]).unwrap();
+}
+
+/// Runs `command` for at most `limit`: its exit status (`None`: it was
+/// still running and was killed) and its stderr.
+fn run_within(mut command: Command, limit: Duration) -> (Option<ExitStatus>, String) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    (status, stderr)
+}
+
+/// `--iface ..`, `../..` and the like are paths, and `wan0:1` an alias of
+/// wan0: every command that takes `--iface` refuses them at once, with the
+/// name in the error, and nothing outside the interface's own pin directory
+/// is touched (detach used to remove the directory `..` named). The pin
+/// root is three levels down in the test's own, so that whatever `..`
+/// reaches stays in it.
+#[test]
+fn an_interface_name_that_is_a_path_or_an_alias_is_refused_by_every_command() {
+    let lab = lab(false);
+    let root = lab.ctl.pin_root().join("a/b/c");
+    let ctl = |args: &[&str]| {
+        let mut command = lab.gw().command(lab.ctl.binary());
+        command.arg("--pin-root").arg(&root).args(args);
+        command
+    };
+    process::run(&mut ctl(&["attach", "--iface", WAN_IF])).unwrap();
+    // Another tool's pins next to the root.
+    let sibling = lab.ctl.pin_root().join("a/b/other-tool");
+    fs::create_dir_all(&sibling).unwrap();
+    symlink("kept", sibling.join("pin")).unwrap();
+    let pins = fs::read_dir(&root).unwrap().count();
+    let dir = tempfile::tempdir().unwrap();
+    let file = settings_file(&dir, "monitor = true\n");
+    for name in ["..", "../..", ".", "a/b", "wan0:1", "wan 0", ""] {
+        for command in [
+            &["attach", "--iface", name][..],
+            &["detach", "--iface", name],
+            &["status", "--iface", name],
+            &["set", "--iface", name, "monitor=on"],
+            &["apply", "--iface", name, &file],
+            &["config", "--iface", name],
+            &["stats", "--iface", name],
+            &["allow", "add", "--iface", name, "192.0.2.1"],
+            &["allow", "del", "--iface", name, "192.0.2.1"],
+            &["allow", "list", "--iface", name],
+            &["deny", "add", "--iface", name, "192.0.2.1"],
+            &["deny", "del", "--iface", name, "192.0.2.1"],
+            &["deny", "list", "--iface", name],
+            &["top", "--iface", name, "--seconds", "1"],
+            &["daemon", "--iface", name, "--listen", "127.0.0.1:0"],
+        ] {
+            let (status, stderr) = run_within(ctl(command), Duration::from_secs(20));
+            assert!(
+                status.is_some_and(|status| !status.success()),
+                "{command:?} was not refused ({status:?}): {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("'{name}' is not an interface name")),
+                "{command:?}: {stderr}"
+            );
+        }
+        assert_eq!(
+            fs::read_dir(&root).unwrap().count(),
+            pins,
+            "{name}: the root's entries"
+        );
+        assert!(sibling.join("pin").symlink_metadata().is_ok(), "{name}");
+    }
+    assert!(
+        !root.join("wan0:1").exists(),
+        "no pin directory for an alias"
+    );
+    // Still attached, and filtering.
+    let status = process::run(&mut ctl(&["status", "--iface", WAN_IF, "--json"])).unwrap();
+    assert!(status.contains("\"attached\": true"), "{status}");
+    assert_eq!(
+        lab.probe(&[spoofed4(0x2424).into()], 53),
+        0,
+        "still dropped"
+    );
+    process::run(&mut ctl(&["detach", "--iface", WAN_IF])).unwrap();
 }

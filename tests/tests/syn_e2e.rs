@@ -706,6 +706,7 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
             .map(name)
             .unwrap_or_else(|| panic!("no map {name} in {status:?}"))
             .entries
+            .unwrap_or_else(|| panic!("{name} has no count in use"))
     };
     assert_eq!(in_use("ALLOW_V4"), 1, "status counts live entries only");
     assert_eq!(in_use("DENY_V4"), 1, "the penalty entry");

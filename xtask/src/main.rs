@@ -5,6 +5,7 @@
 //! by hand: Debian packages, the pinned eBPF nightly and bpf-linker (see setup.rs).
 
 mod lab;
+mod package;
 mod setup;
 mod suite;
 mod vm;
@@ -39,6 +40,9 @@ enum Task {
     Setup,
     /// Setup, then build the workspace in release mode (target/release/filter-ctl).
     Build,
+    /// Setup, build, then make the Debian package wan-filter_<version>_amd64.deb
+    /// in target/debian/ (with Debian's dpkg-deb).
+    Package,
     /// Setup, build, then run every test (needs root): controller unit tests,
     /// verdict tests through BPF_PROG_TEST_RUN, end-to-end tests in network namespaces.
     ///
@@ -146,6 +150,10 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
         Task::Build => {
             let filter_ctl = build_release()?;
             println!("built {}", shown(&filter_ctl).display());
+        }
+        Task::Package => {
+            let deb = package::make(&build_release()?)?;
+            println!("built {}", shown(&deb).display());
         }
         Task::Test {
             no_vm,
@@ -280,7 +288,7 @@ fn test(
         vm.map(vm::prepare).transpose()
     })?;
     let split = vm::TestArgs::split(args)?;
-    let (filter_ctl, next) = phases.time("build", || {
+    let (filter_ctl, next, package) = phases.time("build", || {
         // target/release/filter-ctl too: `cargo test` alone does not build
         // another package's binary, and the end-to-end tests run it.
         let filter_ctl = if split.cargo.is_empty() {
@@ -298,10 +306,19 @@ fn test(
             filter_ctl
         };
         let next = build_layout_next()?;
-        anyhow::Ok((filter_ctl, next))
+        // The package test installs the package into a clean Debian root.
+        let package = package::make(&filter_ctl)?;
+        anyhow::Ok((filter_ctl, next, package))
     })?;
+    let debian_root = phases.time("Debian root", package::debian_root)?;
     let host_passed = phases.time("host suite", || {
-        host_suite(&split, harness, &filter_ctl, &next)
+        host_suite(
+            &split,
+            harness,
+            &filter_ctl,
+            &next,
+            (&package, &debian_root),
+        )
     })?;
     if !host_passed {
         eprintln!("xtask: tests failed on this machine's kernel");
@@ -348,14 +365,17 @@ fn host_suite(
     harness: &[OsString],
     filter_ctl: &Path,
     next: &Path,
+    (deb, debian_root): (&Path, &Path),
 ) -> anyhow::Result<bool> {
     let binaries = vm::plan::build_test_binaries(&split.cargo)?;
     let filter = split
         .filter
         .as_ref()
         .map(|f| f.to_string_lossy().into_owned());
-    let harness_args: Vec<String> = harness
+    let harness_args: Vec<String> = split
+        .harness
         .iter()
+        .chain(harness)
         .map(|arg| arg.to_string_lossy().into_owned())
         .collect();
     let mut jobs = vm::selection::jobs(
@@ -383,6 +403,12 @@ fn host_suite(
         ("FILTER_CTL", filter_ctl.as_os_str().to_owned()),
         // The upgrade tests attach this one over it, and back.
         (harness::ctl::NEXT_BINARY_ENV, next.as_os_str().to_owned()),
+        // The package test installs this into a copy of that.
+        (harness::debian::DEB_ENV, deb.as_os_str().to_owned()),
+        (
+            harness::debian::ROOT_ENV,
+            debian_root.as_os_str().to_owned(),
+        ),
     ];
     let outcome = suite::run_on_host(jobs, slots, &env, &outcome_file)?;
     let (passed, failed, ignored) = outcome.totals();

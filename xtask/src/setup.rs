@@ -110,7 +110,8 @@ pub fn tools_dir() -> PathBuf {
 
 // ---------------------------------------------------------------- Debian packages
 
-fn debian_packages(wanted: &[&str]) -> anyhow::Result<()> {
+/// Installs those of `wanted` that are missing.
+pub fn debian_packages(wanted: &[&str]) -> anyhow::Result<()> {
     let missing = missing_packages(wanted)?;
     if missing.is_empty() {
         return Ok(());

@@ -205,8 +205,9 @@ pub fn parse_test_result(line: &str) -> Option<(u32, u32, u32)> {
 
 /// The host suite: `jobs` (in order) on `slots` cores, a job that runs
 /// alone with no other. Prints a line per job, the whole output of each
-/// that failed, and writes the outcome to `outcome_file` for the next
-/// run's order. Returns the outcome.
+/// that failed (of every job when a job's arguments ask libtest to show
+/// output: `--nocapture`, `--show-output`), and writes the outcome to
+/// `outcome_file` for the next run's order. Returns the outcome.
 pub fn run_on_host(
     jobs: Vec<Job>,
     slots: usize,
@@ -214,6 +215,11 @@ pub fn run_on_host(
     outcome_file: &Path,
 ) -> anyhow::Result<Outcome> {
     let start = Instant::now();
+    let show_output = |job: &Job| {
+        job.args
+            .iter()
+            .any(|arg| arg == "--nocapture" || arg == "--show-output")
+    };
     let (alone, shared): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| job.alone);
     let ended = Mutex::new(Vec::new());
     let report = |result: anyhow::Result<Ended>, job: &Job| {
@@ -236,7 +242,7 @@ pub fn run_on_host(
             outcome.secs,
             outcome.name
         );
-        if !ok {
+        if !ok || show_output(job) {
             println!(
                 "---- output of {} ----\n{}---- end of {} ----",
                 outcome.name,

@@ -163,8 +163,10 @@ pub fn run(
     let split = TestArgs::split(args)?;
     let binaries = plan::build_test_binaries(&split.cargo)?;
     let filter = split.filter.map(|f| f.to_string_lossy().into_owned());
-    let harness: Vec<String> = harness
+    let harness: Vec<String> = split
+        .harness
         .iter()
+        .chain(harness)
         .map(|arg| arg.to_string_lossy().into_owned())
         .collect();
     let jobs = selection::jobs(selection, &binaries, filter.as_deref(), &harness)?;

@@ -421,8 +421,11 @@ impl Kind for PortLimits {
 
     fn parse(&self, text: &str) -> Result<BTreeMap<u16, u16>, String> {
         let mut limits = BTreeMap::new();
-        if text == "none" || text.is_empty() {
+        if text == "none" {
             return Ok(limits);
+        }
+        if text.trim().is_empty() {
+            return Err("empty: give PORT:MAX,..., or none for no limit".into());
         }
         for item in text.split(',').map(str::trim) {
             let (port, max) = item
@@ -555,6 +558,15 @@ mod tests {
         assert!(prefix.parse("7").is_err());
         assert!(prefix.native(&Input::Number(300)).is_err());
         assert_eq!(prefix.allowed(), "8..32");
+    }
+
+    #[test]
+    fn an_empty_limit_list_is_refused_as_an_empty_port_list_is() {
+        assert_eq!(PortLimits.parse("none"), Ok(BTreeMap::new()));
+        for empty in ["", " "] {
+            let err = PortLimits.parse(empty).unwrap_err();
+            assert!(err.contains("empty") && err.contains("none"), "{err}");
+        }
     }
 
     #[test]

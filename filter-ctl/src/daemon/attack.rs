@@ -46,8 +46,10 @@ const NAMED: usize = 3;
 /// One attack under way.
 #[derive(Debug)]
 struct Attack {
+    /// When the counters were read before its first second over the
+    /// threshold: its packets are counted from there.
     started: Instant,
-    /// The counters when it started (packets and bytes of the reason).
+    /// The counters then (packets and bytes of the reason).
     at_start: (u64, u64),
     /// The last second over the end threshold.
     last_busy: Instant,
@@ -110,7 +112,7 @@ impl Detector {
                     // The events of the seconds that started it.
                     let since = now - Duration::from_secs_f64(secs.max(2.0));
                     let mut attack = Attack {
-                        started: now,
+                        started: now - Duration::from_secs_f64(secs),
                         at_start: sub(top::dropped(total, reason), (packets, bytes)),
                         last_busy: now,
                         peak_pps: pps,
@@ -145,27 +147,50 @@ impl Detector {
                         attack.last_busy = now;
                     } else if now.duration_since(attack.last_busy) >= self.thresholds.quiet {
                         let attack = self.active.remove(&key).expect("found above");
-                        self.ended(reason, &attack, top::dropped(total, reason));
+                        let summary = attack.summary(now, top::dropped(total, reason));
+                        self.ended(reason, &attack, &summary, "ended");
                     }
                 }
             }
         }
     }
 
-    fn ended(&self, reason: Reason, attack: &Attack, now_counts: (u64, u64)) {
-        let (packets, bytes) = sub(now_counts, attack.at_start);
-        let lasted = attack.last_busy.duration_since(attack.started) + Duration::from_secs(1);
+    /// The attacks still under way when the daemon stops, summed up with
+    /// the counters read then (`total`), so that no packet goes unreported.
+    pub fn stop(&mut self, now: Instant, total: &Stats) {
+        for reason in Reason::ALL {
+            if let Some(attack) = self.active.remove(&reason.index()) {
+                let summary = attack.summary(now, top::dropped(total, reason));
+                self.ended(
+                    reason,
+                    &attack,
+                    &summary,
+                    "still under way as the daemon stops",
+                );
+            }
+        }
+    }
+
+    fn ended(&self, reason: Reason, attack: &Attack, summary: &Summary, how: &str) {
+        let Summary {
+            lasted,
+            quiet,
+            packets,
+            bytes,
+        } = *summary;
         log::warn!(
             target: "attack",
             event = "attack_ended", iface = self.iface.as_str(), reason = reason.name(),
-            duration_seconds = lasted.as_secs(), packets = packets, bytes = bytes,
+            duration_seconds = lasted.as_secs_f64(), quiet_seconds = quiet.as_secs_f64(),
+            packets = packets, bytes = bytes,
             peak_pps = attack.peak_pps.round() as u64, sources = attack.distinct().0,
             top = attack.top_json();
-            "attack ended on {}: {} after {}: {} packets ({}), peak {} pkt/s ({}), from {}; \
-             top sources {}; top prefixes {}",
+            "attack {how} on {}: {} after {} (the last {} below half the threshold): {} \
+             packets ({}), peak {} pkt/s ({}), from {}; top sources {}; top prefixes {}",
             self.iface,
             reason.name(),
-            units::duration(lasted),
+            units::seconds(lasted),
+            units::seconds(quiet),
             units::thousands(packets),
             units::bytes(bytes),
             units::thousands(attack.peak_pps.round() as u64),
@@ -177,11 +202,35 @@ impl Detector {
     }
 }
 
+/// An attack's totals when it ends: exact, from the counters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Summary {
+    /// From the counters read before its first second over the threshold
+    /// to those read as it ends.
+    lasted: Duration,
+    /// The end of it spent below half the threshold.
+    quiet: Duration,
+    /// Every packet (and byte) of the reason counted in that time.
+    packets: u64,
+    bytes: u64,
+}
+
 fn sub(a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
     (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1))
 }
 
 impl Attack {
+    /// Its totals as of `now`, with the reason's counters then.
+    fn summary(&self, now: Instant, counts: (u64, u64)) -> Summary {
+        let (packets, bytes) = sub(counts, self.at_start);
+        Summary {
+            lasted: now.duration_since(self.started),
+            quiet: now.duration_since(self.last_busy),
+            packets,
+            bytes,
+        }
+    }
+
     /// Adds the reason's events that arrived since the last call.
     fn absorb(&mut self, reason: Reason, history: &History, now: Instant) {
         for sample in history
@@ -370,5 +419,41 @@ mod tests {
         }
         second(&mut detector, &mut history, 6, 100);
         assert_eq!(detector.active().count(), 0);
+    }
+
+    /// The summary counts every packet from the counters read before the
+    /// first second over the threshold to those read at the end (the quiet
+    /// tail included), and its duration is that time, not rounded.
+    #[test]
+    fn an_attack_sums_every_packet_of_its_exact_time() {
+        let thresholds = Thresholds {
+            start_pps: 1000,
+            quiet: Duration::from_secs(2),
+        };
+        let mut detector = Detector::new("wan0", thresholds);
+        let history = History::default();
+        let start = Instant::now();
+        // Reads 1.3 s apart: 100 packets, then 4000, 3000, then a trickle.
+        let reads = [100, 4100, 7100, 7150, 7200];
+        let at = |n: usize| start + Duration::from_millis(1300 * (n as u64 + 1));
+        let mut ending = None;
+        for (n, total) in reads.into_iter().enumerate() {
+            let before = if n == 0 { 0 } else { reads[n - 1] };
+            if n == reads.len() - 1 {
+                // What the end line will say, computed as `update` does.
+                let attack = &detector.active[&Reason::DropUnsolicitedDns.index()];
+                ending = Some(attack.summary(at(n), (total, total * 1200)));
+            }
+            detector.update(at(n), &stats(total - before), 1.3, &stats(total), &history);
+        }
+        assert_eq!(detector.active().count(), 0, "ended at the last read");
+        let summary = ending.unwrap();
+        assert_eq!(
+            (summary.packets, summary.bytes),
+            (7200 - 100, (7200 - 100) * 1200),
+            "from the read before its first second to the end"
+        );
+        assert_eq!(summary.lasted, Duration::from_millis(1300 * 4));
+        assert_eq!(summary.quiet, Duration::from_millis(1300 * 2));
     }
 }

@@ -32,6 +32,7 @@ use prometheus_client::{
 };
 
 use crate::{
+    health,
     pins::{IfacePins, PinRoot},
     settings::SettingsMaps,
     stats, status,
@@ -104,16 +105,20 @@ impl FilterCollector {
 
 impl Collector for FilterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let attached = self.pins.find_xdp_link().is_some();
+        // What `status` says: both programs attached to the interface of
+        // that name; 0 while the links are severed (the interface was
+        // deleted) or on another device, and when nothing is pinned.
+        let pinned = self.pins.find_xdp_link().is_some();
+        let attached = pinned && health::health(&self.pins).is_ok_and(|h| h.is_attached());
         self.family(
             &mut encoder,
             "wan_filter_attached",
-            "1 while the filter's XDP link is pinned for the interface",
+            "1 while the filter is attached to the interface, as filter-ctl status says (0: severed, elsewhere or not attached)",
             None,
             MetricType::Gauge,
         )?
         .gauge(&[], f64::from(u8::from(attached)))?;
-        if !attached {
+        if !pinned {
             return Ok(());
         }
 
@@ -157,12 +162,14 @@ impl Collector for FilterCollector {
             let mut entries = self.family(
                 &mut encoder,
                 "wan_filter_map_entries",
-                "Entries in use of each map (live entries for the tables with lifetimes)",
+                "Entries in use of each map where that means something (live entries for the tables with lifetimes); not for counters, the config and the event ring",
                 None,
                 MetricType::Gauge,
             )?;
             for map in &status.maps {
-                entries.gauge(&[("map", map.name.clone())], f64::from(map.entries))?;
+                if let Some(in_use) = map.entries {
+                    entries.gauge(&[("map", map.name.clone())], f64::from(in_use))?;
+                }
             }
             let mut capacity = self.family(
                 &mut encoder,
@@ -207,12 +214,12 @@ impl Collector for FilterCollector {
             let mut numeric = self.family(
                 &mut encoder,
                 "wan_filter_setting",
-                "The live settings that are numbers: on/off as 1/0, rates per second, durations in seconds, port lists as their length",
+                "The live settings that are numbers: on/off as 1/0, rates per second, durations in seconds, port lists and conn_limit as their number of ports",
                 None,
                 MetricType::Gauge,
             )?;
             for (key, value) in &values {
-                numeric.gauge(&[("key", (*key).to_owned())], setting_number(value))?;
+                numeric.gauge(&[("key", (*key).to_owned())], setting_number(key, value))?;
             }
             let mut text = self.family(
                 &mut encoder,
@@ -296,9 +303,17 @@ impl Collector for FilterCollector {
     }
 }
 
-/// A setting's value as a number: `on` 1, `off` 0, `200/s` 200, `10s` 10,
-/// `53,5353` 2 (ports), `none` 0; anything else (a choice) 0.
-fn setting_number(value: &str) -> f64 {
+/// A setting's value as a number: `on` 1, `off` 0, `200/s` 200, `10s` 10;
+/// a port list (`dns_ports=53,5353`) or `conn_limit` (`25:3`) is the
+/// number of its ports, also for one (`53` is 1), `none` 0; anything else
+/// (a choice) 0.
+fn setting_number(key: &str, value: &str) -> f64 {
+    if key.ends_with("_ports") || key == "conn_limit" {
+        return match value {
+            "none" => 0.0,
+            list => list.split(',').count() as f64,
+        };
+    }
     match value {
         "on" => return 1.0,
         "off" | "none" => return 0.0,
@@ -309,9 +324,6 @@ fn setting_number(value: &str) -> f64 {
     }
     if let Ok(span) = duration::parse(value) {
         return span.as_secs_f64();
-    }
-    if value.split(',').all(|port| port.parse::<u16>().is_ok()) {
-        return value.split(',').count() as f64;
     }
     0.0
 }
@@ -367,13 +379,14 @@ fn render(registry: &Registry, headers: &HeaderMap) -> Response {
     }
 }
 
-/// Serves `/metrics` on `listen` until the runtime stops.
+/// Serves `/metrics` on `listen` until the runtime stops: the address it
+/// listens on (the port the kernel chose for port 0), and the server.
 pub async fn serve(
     listen: SocketAddr,
     root: PinRoot,
     pins: IfacePins,
     state: Arc<Mutex<DaemonState>>,
-) -> anyhow::Result<impl Future<Output = ()>> {
+) -> anyhow::Result<(SocketAddr, impl Future<Output = ()>)> {
     let registry = Arc::new(registry(root, pins, state));
     let app = Router::new()
         .route(
@@ -395,11 +408,12 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen} for /metrics"))?;
-    Ok(async move {
+    let listening = listener.local_addr()?;
+    Ok((listening, async move {
         if let Err(err) = axum::serve(listener, app).await {
             log::error!("the metrics server stopped: {err}");
         }
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -408,14 +422,24 @@ mod tests {
 
     #[test]
     fn settings_read_as_numbers() {
-        assert_eq!(setting_number("on"), 1.0);
-        assert_eq!(setting_number("off"), 0.0);
-        assert_eq!(setting_number("200/s"), 200.0);
-        assert_eq!(setting_number("1m30s"), 90.0);
-        assert_eq!(setting_number("100ms"), 0.1);
-        assert_eq!(setting_number("53,5353"), 2.0);
-        assert_eq!(setting_number("none"), 0.0);
-        assert_eq!(setting_number("12"), 12.0);
-        assert_eq!(setting_number("pass"), 0.0);
+        assert_eq!(setting_number("monitor", "on"), 1.0);
+        assert_eq!(setting_number("monitor", "off"), 0.0);
+        assert_eq!(setting_number("sample_rate", "200/s"), 200.0);
+        assert_eq!(setting_number("syn_penalty", "1m30s"), 90.0);
+        assert_eq!(setting_number("fragment_lifetime", "100ms"), 0.1);
+        assert_eq!(setting_number("syn_source_burst", "12"), 12.0);
+        assert_eq!(setting_number("orphan_fragments", "pass"), 0.0);
+    }
+
+    /// A list is as long as it is: one port is 1, not the port's number.
+    #[test]
+    fn port_lists_read_as_their_length() {
+        assert_eq!(setting_number("dns_ports", "53"), 1.0);
+        assert_eq!(setting_number("ntp_service_ports", "123"), 1.0);
+        assert_eq!(setting_number("dns_ports", "53,5353"), 2.0);
+        assert_eq!(setting_number("amplifier_ports", "none"), 0.0);
+        assert_eq!(setting_number("conn_limit", "25:3"), 1.0);
+        assert_eq!(setting_number("conn_limit", "25:3,80:64"), 2.0);
+        assert_eq!(setting_number("conn_limit", "none"), 0.0);
     }
 }

@@ -46,6 +46,7 @@ use self::{
 };
 use crate::{
     attach::{self, ModeChoice},
+    hook::links::link_info,
     iface::Interface,
     lists,
     pins::{IfacePins, PinRoot},
@@ -86,7 +87,14 @@ pub fn run(pin_root: &Path, options: Options) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let mut signals = Signals::new()?;
-        let (file, settings) = config.map_or((None, None), |(file, set)| (Some(file), Some(set)));
+        let (file, settings) = config.map_or((None, None), |(file, set)| (Some(file), set));
+        if let Some(file) = file.as_ref().filter(|_| settings.is_none()) {
+            log::warn!(
+                "{} does not exist: the filter keeps its settings (the defaults when attached \
+                 afresh) until the file is made; it is applied when it appears",
+                file.path().display()
+            );
+        }
         let Some(pins) = start(&root, &options, settings.as_deref(), &mut signals).await? else {
             return Ok(());
         };
@@ -104,6 +112,7 @@ pub fn run(pin_root: &Path, options: Options) -> anyhow::Result<()> {
             up: None,
             pending: None,
             ticks: 0,
+            told_ring_held: false,
         }
         .run(signals)
         .await
@@ -191,7 +200,7 @@ fn attach_or_adopt(
                     "adopted the filter attached to {name} (ifindex {ifindex}, XDP {} mode, \
                      program {}): counters, settings, lists and recorded queries carry on",
                     xdp_mode.name(),
-                    attach::link_info(&link)?.program_id()
+                    link_info(&link)?.program_id()
                 );
                 Some(match config {
                     Some((path, settings)) => {
@@ -267,21 +276,17 @@ struct Daemon {
     /// go in with the attach when it is back.
     pending: Option<Vec<Assignment>>,
     ticks: u64,
+    /// Whether it said that another process reads the drop events.
+    told_ring_held: bool,
 }
 
 type KernelLog = Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>;
+/// The drop events, once the daemon holds the claim on them.
+type Drops = Option<AsyncFd<DropEvents>>;
 
 impl Daemon {
     async fn run(mut self, mut signals: Signals) -> anyhow::Result<()> {
-        let listener = self.claim_ring(&mut signals).await?;
-        let Some(listener) = listener else {
-            return Ok(());
-        };
-        // SAFETY: the ring owns its fd and keeps it open while registered.
-        let mut drops = unsafe { AsyncFd::register(DropEvents::open(&self.pins)?) }?;
-        // Events from before: not of any window we will report.
-        drops.get_mut().drain(|_| {});
-        let server = metrics::serve(
+        let (listening, server) = metrics::serve(
             self.options.listen,
             self.root.clone(),
             self.pins.clone(),
@@ -289,22 +294,23 @@ impl Daemon {
         )
         .await?;
         tokio::spawn(server);
-        let history = self.history.clone();
-        tokio::spawn(control::serve(listener, move |seconds| {
-            let history = history.lock().expect("never poisoned");
-            Ok(history.top(seconds.clamp(1, top::MAX_SECONDS), top::LIMIT))
-        }));
-        log::info!(
-            "serving metrics on http://{}/metrics; `filter-ctl top --iface {}` asks this daemon",
-            self.options.listen,
-            self.options.iface
-        );
+        log::info!("serving metrics on http://{listening}/metrics");
+        if !listening.ip().is_loopback() {
+            log::warn!(
+                "metrics on {listening} can be reached from other hosts: every setting, counter \
+                 and dropped source address, without authentication. Listen on 127.0.0.1 (the \
+                 default) or a LAN address, or allow only the scraper to the port in the \
+                 firewall (see `filter-ctl daemon --help`)"
+            );
+        }
+        let mut drops: Drops = None;
+        self.claim_ring(&mut drops);
         let mut kernel_log: KernelLog = None;
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                ready = drops.readable_mut() => {
+                ready = drops_readable(&mut drops) => {
                     let mut guard = ready?;
                     let mut history = self.history.lock().expect("never poisoned");
                     let read = guard.get_inner_mut().drain(|sample| history.add(sample));
@@ -317,11 +323,29 @@ impl Daemon {
                     guard.get_inner_mut().flush();
                     guard.clear_ready();
                 }
-                _ = ticks.tick() => self.tick(&mut kernel_log),
+                _ = ticks.tick() => {
+                    if !self.pins.exists() {
+                        log::warn!(
+                            "the filter was detached from {0} (its pins are gone: `filter-ctl \
+                             detach`): nothing is left to watch, the daemon stops. Starting it \
+                             again (`systemctl restart wan-filter@{0}`) attaches the filter again",
+                            self.options.iface
+                        );
+                        return Ok(());
+                    }
+                    if drops.is_none() {
+                        self.claim_ring(&mut drops);
+                    }
+                    self.tick(&mut kernel_log);
+                }
                 _ = signals.hangup.recv() => self.reload(true),
                 _ = signals.term.recv() => break,
                 _ = signals.interrupt.recv() => break,
             }
+        }
+        // Attacks under way are summed up with what the counters say now.
+        if let Ok(counts) = stats::read(&self.pins) {
+            self.detector.stop(Instant::now(), &counts);
         }
         log::info!(
             "stopping; the filter stays attached to {} and keeps filtering",
@@ -330,25 +354,44 @@ impl Daemon {
         Ok(())
     }
 
-    /// The claim on the drop event ring; a `top` reading it meanwhile is
-    /// waited for. `None` when stopped while waiting.
-    async fn claim_ring(
-        &self,
-        signals: &mut Signals,
-    ) -> anyhow::Result<Option<std::os::unix::net::UnixListener>> {
-        let mut told = false;
-        loop {
-            match control::claim(&self.pins) {
-                Ok(listener) => return Ok(Some(listener)),
-                Err(err) if !told => {
-                    log::warn!("{err:#}: waiting for it to finish");
-                    told = true;
-                }
-                Err(_) => {}
+    /// Claims the drop event ring, reads it from now on and answers `top`.
+    /// While a `top` reads it instead, everything else goes on (metrics,
+    /// attack lines from the counters, reloads) and the claim is tried
+    /// again each second.
+    fn claim_ring(&mut self, drops: &mut Drops) {
+        let claimed = control::claim(&self.pins).and_then(|claim| {
+            let mut events = DropEvents::open(&self.pins)?;
+            // Events from before: not of any window we will report.
+            events.drain(|_| {});
+            // SAFETY: the ring owns its fd and keeps it open while registered.
+            Ok((claim, unsafe { AsyncFd::register(events) }?))
+        });
+        match claimed {
+            Ok((claim, events)) => {
+                log::info!(
+                    "reading the drop events; `filter-ctl top --iface {}` asks this daemon ({})",
+                    self.options.iface,
+                    claim.socket().display()
+                );
+                let history = self.history.clone();
+                let about = control::About {
+                    pid: std::process::id(),
+                    config: self.options.config.clone(),
+                };
+                tokio::spawn(control::serve(claim, about, move |seconds| {
+                    let history = history.lock().expect("never poisoned");
+                    Ok(history.top(seconds.clamp(1, top::MAX_SECONDS), top::LIMIT))
+                }));
+                *drops = Some(events);
             }
-            if !signals.sleep(Duration::from_secs(1)).await {
-                return Ok(None);
+            Err(err) if !self.told_ring_held => {
+                log::warn!(
+                    "{err:#}: the daemon reads them once it is done (sources for `top` and the \
+                     attack lines until then are missing; everything else goes on)"
+                );
+                self.told_ring_held = true;
             }
+            Err(_) => {}
         }
     }
 
@@ -518,7 +561,7 @@ impl Daemon {
         let Some((_, link)) = self.pins.find_xdp_link() else {
             return;
         };
-        let Ok(program) = attach::link_info(&link).map(|info| info.program_id()) else {
+        let Ok(program) = link_info(&link).map(|info| info.program_id()) else {
             return;
         };
         if self.logged_program == Some(program) {
@@ -553,6 +596,16 @@ fn log_evictions(iface: &str, delta: &Stats) {
     }
 }
 
+/// Resolves when drop events are waiting; never before the ring is claimed.
+async fn drops_readable(
+    drops: &mut Drops,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, DropEvents>> {
+    match drops {
+        Some(fd) => fd.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when the kernel log has records; never when there is none.
 async fn log_readable(
     kernel_log: &mut KernelLog,
@@ -569,8 +622,8 @@ pub fn top(pins: &IfacePins, seconds: u64) -> anyhow::Result<TopReport> {
     if let Some(report) = control::ask_top(pins, seconds)? {
         return Ok(report);
     }
-    let listener = control::claim(pins)?;
-    control::turn_away(listener);
+    let claim = control::claim(pins)?;
+    control::turn_away(claim);
     let mut events = DropEvents::open(pins)?;
     events.drain(|_| {});
     eprintln!(

@@ -10,6 +10,10 @@
 //! each second sees them and costs nothing next to the daemon's other
 //! once-a-second work.
 //!
+//! The file is read as `apply` reads one ([`crate::textfile`]): a regular
+//! file of at most 1 MiB, opened without blocking, so a FIFO or a device put
+//! in its place is refused and logged, never waited on.
+//!
 //! A file is checked whole before anything is written: a bad key or value
 //! is logged with what is wrong and the running settings stay as they were.
 //! A good one is written the way `filter-ctl apply` writes it: under the
@@ -28,7 +32,12 @@ use std::{
 use anyhow::Context as _;
 use filter_common::settings::{Assignment, Assignments, Settings};
 
-use crate::{attach, pins::PinRoot, settings::SettingsMaps};
+use crate::{
+    attach,
+    pins::PinRoot,
+    settings::{self, SettingsMaps},
+    textfile,
+};
 
 /// What the file looked like when it was last read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,19 +51,26 @@ struct Seen {
 pub struct ConfigFile {
     path: PathBuf,
     seen: Option<Seen>,
-    text: String,
+    /// What the last read found: the text, or why it could not be read.
+    content: Result<String, String>,
 }
 
 impl ConfigFile {
     /// Reads and checks the file: the daemon refuses to start on a bad one.
-    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, Vec<Assignment>)> {
+    /// A file that does not exist (yet) gives no settings: the filter keeps
+    /// its own (the defaults, when attached afresh), and the file is
+    /// applied once it appears (the package installs only an example).
+    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, Option<Vec<Assignment>>)> {
         let mut file = ConfigFile {
             path: path.to_owned(),
             seen: None,
-            text: String::new(),
+            content: Err(String::new()),
         };
+        if fs::symlink_metadata(path).is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound) {
+            return Ok((file, None));
+        }
         let assignments = file.read()?;
-        Ok((file, assignments))
+        Ok((file, Some(assignments)))
     }
 
     pub fn path(&self) -> &Path {
@@ -66,21 +82,25 @@ impl ConfigFile {
         seen(&self.path) != self.seen
     }
 
-    /// Reads the file and checks it; its text is remembered either way, so a
-    /// bad file is reported once, not every second.
+    /// Reads the file and checks it; its text (or why it could not be read)
+    /// is remembered either way, so a bad file is reported once, not every
+    /// second.
     pub fn read(&mut self) -> anyhow::Result<Vec<Assignment>> {
         self.seen = seen(&self.path);
-        let text = fs::read_to_string(&self.path)
-            .with_context(|| format!("reading {}", self.path.display()))?;
-        self.text = text;
-        settings_of(&self.text).with_context(|| format!("in {}", self.path.display()))
+        let text = textfile::read(&self.path);
+        self.content = text
+            .as_ref()
+            .map(Clone::clone)
+            .map_err(|err| format!("{err:#}"));
+        settings_of(&text?).with_context(|| format!("in {}", self.path.display()))
     }
 
-    /// Reads the file again if its text changed; `None` if it did not.
+    /// Reads the file again if its text (or why it cannot be read) changed;
+    /// `None` if it did not.
     pub fn reread_if_changed(&mut self) -> Option<anyhow::Result<Vec<Assignment>>> {
-        let before = self.text.clone();
+        let before = self.content.clone();
         let read = self.read();
-        (self.text != before).then_some(read)
+        (self.content != before).then_some(read)
     }
 }
 
@@ -126,12 +146,7 @@ pub fn apply(
     let mut maps = SettingsMaps::open(&pins)?;
     let before = maps.read()?;
     let after = maps.apply(assignments)?;
-    Ok(before
-        .values()
-        .zip(after.values())
-        .filter(|((_, old), (_, new))| old != new)
-        .map(|((key, old), (_, new))| format!("{key} {old} -> {new}"))
-        .collect())
+    Ok(settings::changes(&before, &after))
 }
 
 #[cfg(test)]
@@ -165,6 +180,52 @@ mod tests {
         );
         let err = format!("{:#}", settings_of("ntp_ports = [53]\n").unwrap_err());
         assert!(err.contains("port 53 is in both"), "{err}");
+    }
+
+    /// The daemon reads its file as `apply` does: a file of comments over
+    /// 1 MiB (which parsed as "every key at its default") and a FIFO put in
+    /// its place (which blocked the daemon in open) are refused at once.
+    #[test]
+    fn a_huge_file_or_a_fifo_is_refused_not_read_or_waited_on() {
+        let dir = std::env::temp_dir().join(format!("wf-reload-big-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("filter.toml");
+        fs::write(&path, "# a comment\n".repeat(300_000)).unwrap();
+        let err = ConfigFile::open(&path).err().map(|err| format!("{err:#}"));
+        assert!(
+            err.as_deref()
+                .is_some_and(|err| err.contains("larger than")),
+            "{err:?}"
+        );
+        fs::write(&path, "monitor = true\n").unwrap();
+        let (mut file, _) = ConfigFile::open(&path).unwrap();
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        fs::rename(&fifo, &path).unwrap();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(file.reread_if_changed().map(|read| read.is_err())));
+        let refused = result
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the FIFO is refused at once");
+        assert_eq!(refused, Some(true));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file that is not there yet: no settings, and it is read once it
+    /// appears.
+    #[test]
+    fn a_missing_file_is_read_when_it_appears() {
+        let dir = std::env::temp_dir().join(format!("wf-reload-missing-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wan0.toml");
+        let (mut file, settings) = ConfigFile::open(&path).unwrap();
+        assert!(settings.is_none());
+        assert!(!file.touched());
+        fs::write(&path, "monitor = true\n").unwrap();
+        assert!(file.touched());
+        let read = file.reread_if_changed().expect("read once it appears");
+        assert!(read.unwrap().iter().any(|a| a.key() == "monitor"));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -280,16 +280,14 @@ impl History {
         self.counters.back()
     }
 
-    /// The counters snapshot closest to `seconds` before the latest one (or the oldest).
+    /// The counters snapshot closest to `seconds` before the latest one (or
+    /// the oldest): snapshots are about a second apart, not exactly, so the
+    /// one just after the wanted instant may be the closer.
     fn window_start(&self, seconds: u64) -> Option<&(Instant, Stats)> {
         let (latest, _) = self.counters.back()?;
-        let wanted = latest.checked_sub(Duration::from_secs(seconds));
-        let at_or_before = |(at, _): &&(Instant, Stats)| wanted.is_some_and(|w| *at <= w);
-        self.counters
-            .iter()
-            .rev()
-            .find(at_or_before)
-            .or(self.counters.front())
+        let wanted = Duration::from_secs(seconds);
+        let off = |(at, _): &&(Instant, Stats)| latest.duration_since(*at).abs_diff(wanted);
+        self.counters.iter().min_by_key(off)
     }
 
     /// `top` over the last `seconds`, as of the latest counters snapshot.
@@ -373,6 +371,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("estimates"), "{text}");
+    }
+
+    /// Snapshots a little less than a second apart: `top --seconds 10`
+    /// covers 10 s (it said "the last 11 s").
+    #[test]
+    fn the_window_is_the_seconds_asked_for() {
+        let start = Instant::now();
+        let mut history = History::default();
+        for n in 0..30 {
+            history.tick(start + Duration::from_millis(999 * n), stats(100 * n));
+        }
+        let report = history.top(10, LIMIT);
+        assert!((report.seconds - 10.0).abs() < 0.5, "{}", report.seconds);
+        assert!(report.describe("wan0").contains("in the last 10 s"));
+        assert_eq!(report.reasons[0].packets, 1000);
     }
 
     #[test]

@@ -65,6 +65,17 @@ pub fn duration(duration: Duration) -> String {
     }
 }
 
+/// To the tenth of a second: `14.3s`, `2m14.3s`, `1h03m14s`.
+pub fn seconds(duration: Duration) -> String {
+    let tenths = (duration.as_millis() + 50) / 100;
+    let secs = tenths / 10;
+    match secs {
+        0..60 => format!("{}.{}s", secs, tenths % 10),
+        60..3600 => format!("{}m{:02}.{}s", secs / 60, secs % 60, tenths % 10),
+        _ => format!("{}h{:02}m{:02}s", secs / 3600, secs % 3600 / 60, secs % 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +96,9 @@ mod tests {
         assert_eq!(duration(Duration::from_secs(134)), "2m14s");
         assert_eq!(duration(Duration::from_secs(45)), "45s");
         assert_eq!(duration(Duration::from_secs(3780)), "1h03m");
+        assert_eq!(seconds(Duration::from_millis(6_500)), "6.5s");
+        assert_eq!(seconds(Duration::from_millis(134_260)), "2m14.3s");
+        assert_eq!(seconds(Duration::from_millis(59_960)), "1m00.0s");
+        assert_eq!(seconds(Duration::from_secs(3794)), "1h03m14s");
     }
 }

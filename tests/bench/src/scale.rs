@@ -147,18 +147,19 @@ pub struct ScaleResults {
     pub phases: Vec<Phase>,
 }
 
-/// Map fill levels from `filter-ctl status --json`.
+/// Map fill levels from `filter-ctl status --json`, of the maps where
+/// entries in use mean something.
 pub fn map_fill(ctl: &FilterCtl, ns: &Netns) -> anyhow::Result<Vec<(String, u64, u64)>> {
     let status = ctl.status(ns, Some(WAN_IF))?;
     Ok(status
         .iter()
         .flat_map(|s| &s.maps)
-        .map(|m| {
-            (
+        .filter_map(|m| {
+            Some((
                 m.name.clone(),
-                u64::from(m.entries),
+                u64::from(m.entries?),
                 u64::from(m.max_entries),
-            )
+            ))
         })
         .collect())
 }

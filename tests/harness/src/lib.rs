@@ -18,7 +18,8 @@
 //!   reflection and SYN floods, and spoofed requests to the gateway's servers;
 //! - [`ctl`]: the one driver of the real `filter-ctl` binary and the types of
 //!   its JSON output; [`kernel`]: what the kernel says is attached;
-//! - [`fixture`]: the lab with a driver, where every end-to-end test starts.
+//! - [`fixture`]: the lab with a driver, where every end-to-end test starts;
+//! - [`debian`]: a clean Debian root, overlaid, for the package test.
 //!
 //! It depends on filter-common but not on filter-ctl, and builds no eBPF:
 //! xtask uses it, and xtask must build with the stable host toolchain alone,
@@ -28,6 +29,7 @@
 pub mod attacks;
 pub mod bpffs;
 pub mod ctl;
+pub mod debian;
 pub mod fixture;
 pub mod kernel;
 pub mod lab;

@@ -219,6 +219,25 @@ impl Background {
         }
     }
 
+    /// Waits for it to exit by itself; its exit status, or an error after
+    /// `timeout` (it is left running).
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} still runs after {timeout:?}: {}",
+                    self.label,
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops it now and returns its exit status.
     pub fn stop(mut self) -> anyhow::Result<ExitStatus> {
         self.terminate()

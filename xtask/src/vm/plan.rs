@@ -124,11 +124,13 @@ pub struct JobOutcome {
 }
 
 /// `./xtask/run test`'s ARGS split: what selects and builds the executables
-/// (for `cargo test --no-run`) and the test-name filter (for the executables).
+/// (for `cargo test --no-run`), the test-name filter and, after `--`, the
+/// harness's options (for the executables).
 #[derive(Debug, PartialEq)]
 pub struct TestArgs {
     pub cargo: Vec<OsString>,
     pub filter: Option<OsString>,
+    pub harness: Vec<OsString>,
 }
 
 /// `cargo test` options that take a value in the next argument.
@@ -161,10 +163,13 @@ impl TestArgs {
     pub fn split(args: &[OsString]) -> anyhow::Result<Self> {
         let mut cargo = Vec::new();
         let mut filter = None;
+        let mut harness = Vec::new();
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let text = arg.to_string_lossy();
-            if CARGO_TEST_OPTIONS_WITH_VALUE.contains(&text.as_ref()) {
+            if text == "--" {
+                harness.extend(args.by_ref().cloned());
+            } else if CARGO_TEST_OPTIONS_WITH_VALUE.contains(&text.as_ref()) {
                 cargo.push(arg.clone());
                 cargo.extend(args.next().cloned());
             } else if text.starts_with('-') {
@@ -178,7 +183,11 @@ impl TestArgs {
                 );
             }
         }
-        Ok(Self { cargo, filter })
+        Ok(Self {
+            cargo,
+            filter,
+            harness,
+        })
     }
 }
 
@@ -282,6 +291,18 @@ mod tests {
         );
         let two: Vec<OsString> = ["a", "b"].iter().map(OsString::from).collect();
         assert!(TestArgs::split(&two).is_err());
+    }
+
+    #[test]
+    fn options_after_the_separator_are_the_harnesss() {
+        let args: Vec<OsString> = ["-p", "tests", "verdict", "--", "--nocapture", "x"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let split = TestArgs::split(&args).unwrap();
+        assert_eq!(split.cargo, ["-p", "tests"]);
+        assert_eq!(split.filter, Some("verdict".into()));
+        assert_eq!(split.harness, ["--nocapture", "x"]);
     }
 
     #[test]

@@ -31,14 +31,43 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `filter-ctl daemon --iface IFACE ARGS...` in `ns`.
     pub fn start(ctl: &FilterCtl, ns: &Netns, iface: &str, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on(ctl, ns, iface, LISTEN, args)
+    }
+
+    /// Starts `filter-ctl daemon --iface IFACE --listen LISTEN ARGS...` in
+    /// `ns`; with port 0, [`Self::wait_until_listening`] learns the port.
+    pub fn start_on(
+        ctl: &FilterCtl,
+        ns: &Netns,
+        iface: &str,
+        listen: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut command: Command =
-            ctl.command(ns, ["daemon", "--iface", iface, "--listen", LISTEN]);
+            ctl.command(ns, ["daemon", "--iface", iface, "--listen", listen]);
         command.args(args);
         let process = Background::spawn("filter-ctl daemon", command)?;
         Ok(Self {
             process,
-            listen: LISTEN.parse()?,
+            listen: listen.parse()?,
         })
+    }
+
+    /// Waits for the line that says where it serves metrics; that address
+    /// (with the port the kernel chose for port 0), which later requests use.
+    pub fn wait_until_listening(&mut self, timeout: Duration) -> anyhow::Result<SocketAddr> {
+        let line = self.wait_for_line(&["serving metrics on http://"], timeout)?;
+        let address = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .with_context(|| format!("no address in {line}"))?;
+        let mut listening: SocketAddr = address.parse()?;
+        if listening.ip().is_unspecified() {
+            listening.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        self.listen = listening;
+        Ok(listening)
     }
 
     /// Everything it logged so far.
@@ -122,6 +151,11 @@ impl Daemon {
     pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
         let pid = Pid::from_raw(i32::try_from(self.process.pid())?);
         signal::kill(pid, signal).with_context(|| format!("sending {signal} to the daemon"))
+    }
+
+    /// Waits for it to exit by itself; its exit status.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.process.wait_for_exit(timeout)
     }
 
     /// Stops it (SIGTERM); its exit status.

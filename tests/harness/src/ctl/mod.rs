@@ -264,12 +264,22 @@ impl FilterCtl {
         report::parse(&self.run(ns, args)?, args[0])
     }
 
-    /// `filter-ctl status [--iface IFACE] --json`: every interface's status, or IFACE's.
+    /// `filter-ctl status [--iface IFACE] --json`: every interface's status,
+    /// or IFACE's, attached or not (exit status 0 or 3).
     pub fn status(&self, ns: &Netns, iface: Option<&str>) -> anyhow::Result<Vec<Status>> {
-        match iface {
-            Some(iface) => self.json(ns, &["status", "--iface", iface, "--json"]),
-            None => self.json(ns, &["status", "--json"]),
+        let args = match iface {
+            Some(iface) => vec!["status", "--iface", iface, "--json"],
+            None => vec!["status", "--json"],
+        };
+        let out = self.output(ns, &args)?;
+        if !matches!(out.status.code(), Some(0 | 3)) {
+            bail!(
+                "filter-ctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
+        report::parse(&String::from_utf8_lossy(&out.stdout), "status")
     }
 
     /// `filter-ctl stats --iface IFACE --json`.
