@@ -12,16 +12,7 @@ pub mod sender;
 pub mod sources;
 pub mod syn;
 
-use std::{
-    sync::atomic::{AtomicBool, Ordering},
-    thread,
-    time::Duration,
-};
-
-/// Lets the last frames and answers arrive before counting.
-pub fn drain() {
-    thread::sleep(Duration::from_millis(300));
-}
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Raises its flag when dropped: a background sender's stop signal that
 /// also fires when the test panics first.
