@@ -31,6 +31,7 @@ use harness::{
     attacks::amplifier::{Amplifier, Family, Plan, Run, own_prefix},
     ctl::Stats,
     fixture::FilterLab,
+    kernel, process,
     traffic::queries::Service,
 };
 
@@ -127,15 +128,24 @@ fn dns_attack(family: Family) {
     // The bytes sent to the victims per spoofed query (the runs may send
     // a few less than planned) fall by at least 90 %: the issue's figure,
     // for a server that answers the planned 200 queries per second per
-    // victim. The limits let a prefix's budget through whatever the rate, so
-    // a machine too slow to send at that rate (Linux 6.1 under emulation
-    // sends about half) or to answer it (the baseline's answers under 20
-    // times the queries' bytes) cannot show it: there the victims' queries
-    // reaching the stack must stay within the prefix's budget for the
-    // attack's length.
+    // victim. This job runs alone on the host (xtask/src/suite.rs: ALONE),
+    // where the attack runs at that rate: there the figure is always
+    // checked. Only an emulated CPU is too slow to send at that rate (Linux
+    // 6.1 under emulation sends about half) or to answer it (the baseline's
+    // answers under 20 times the queries' bytes), and says so.
     let planned = plan(Service::Dns, family).planned();
     let full_scale =
         with.queries_sent * 10 >= planned * 9 && without.wire_bytes >= without.queries_bytes * 20;
+    let scale = format!(
+        "the attack ran at {} of the planned {planned} queries, the baseline's answers at {} \
+         times the queries' bytes",
+        with.queries_sent,
+        without.wire_bytes / without.queries_bytes.max(1)
+    );
+    assert!(
+        full_scale || kernel::emulated(),
+        "{scale}: the 90 % figure needs the planned rate answered in full on this machine"
+    );
     if full_scale {
         assert!(
             with.wire_bytes * without.queries_sent * 10 <= without.wire_bytes * with.queries_sent,
@@ -147,13 +157,10 @@ fn dns_attack(family: Family) {
         );
         assert!(with.stack_queries < with.queries_sent / 10, "{with:?}");
     } else {
-        println!(
-            "the attack ran at {} of the planned {planned} queries, the baseline's \
-             answers at {} times the queries' bytes: the 90 % figure needs the planned \
-             rate answered in full; checking the prefix's budget instead",
-            with.queries_sent,
-            without.wire_bytes / without.queries_bytes.max(1)
-        );
+        process::note(format!(
+            "{family:?} DNS attack under emulation: {scale}; the 90 % figure is not \
+             checked, the prefix's budget and the byte bound are"
+        ));
     }
     let limits = filter_common::query::DEFAULT_DNS;
     // The attack's 10 s, and 2 s for the last queries and answers.
@@ -163,6 +170,17 @@ fn dns_attack(family: Family) {
         with.stack_queries <= budget,
         "{} of the victims' queries reached the stack, over the prefix's budget of {budget}: {with:?}",
         with.stack_queries
+    );
+    // At any rate, the victims got at most the budget's answers (each at
+    // most the EDNS size, 4096 bytes, with the headers of its fragments)
+    // and a truncated answer per other query, never longer than the query.
+    let answer_max = 4096 + 512;
+    assert!(
+        with.wire_bytes <= budget * answer_max + with.queries_bytes,
+        "to the victims: {} bytes, over {budget} full answers and a truncated one per query \
+         ({} bytes of queries): {with:?}",
+        with.wire_bytes,
+        with.queries_bytes
     );
     let stats = with.filter.as_ref().unwrap();
     let limited = [
@@ -216,10 +234,14 @@ fn dns_attack(family: Family) {
     // handful meets an empty bucket is chance. All of them were answered
     // either way (above).
     let shared = with.lookups(|resolver| !own_prefix(resolver));
-    if full_scale && shared.total >= 20 {
+    if full_scale {
+        assert!(shared.total >= 20, "the victims' /24 resolvers: {shared:?}");
         assert!(shared.over_tcp + shared.retries > 0, "{with:?}");
     } else {
-        println!("the victims' /24 resolvers: {shared:?}");
+        process::note(format!(
+            "{family:?} DNS attack under emulation: the victims' /24 resolvers {shared:?} \
+             need not meet an empty bucket"
+        ));
     }
 
     // Dropped queries never reached conntrack.
