@@ -271,8 +271,7 @@ fn attach_killed_anywhere_leaves_nothing_or_a_working_filter() {
         let ending = kill_at(&lab.ctl, lab.gw(), &attach, k, random_delay(took));
         after_a_killed_fresh_attach(&lab, ending, k.is_some(), &mut tally);
     }
-    tally.points = points;
-    tally.print("attach (fresh)");
+    tally.finish(points, "attach (fresh)");
 }
 
 /// The first fault point of each phase of a fresh attach: programs loaded
@@ -305,8 +304,10 @@ fn attach_killed_once_in_each_phase_leaves_nothing_or_a_working_filter() {
         after_a_killed_fresh_attach(&lab, ending, true, &mut tally);
     }
     tally.points = points;
-    tally.print("attach (fresh), one kill per phase");
+    let what = "attach (fresh), one kill per phase";
+    tally.print(what);
     assert_eq!(tally.killed_at_points, ATTACH_PHASES.len());
+    tally.assert_commits_once(what);
 }
 
 /// After a fresh attach was killed: either nothing filters and nothing is
@@ -376,8 +377,7 @@ fn attach_again_killed_anywhere_keeps_a_working_filter() {
         assert!(lab.lookup_works());
         tally.record(ending, k.is_some(), status.xdp_program_id != before);
     }
-    tally.points = points;
-    tally.print("attach over a running filter");
+    tally.finish(points, "attach over a running filter");
 }
 
 /// Ten `set` at once, each changing another key: every change is there.
