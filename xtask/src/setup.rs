@@ -43,6 +43,9 @@ pub const PACKAGES: &[(&str, &[&str])] = &[
     // The daemon's tests: promtool (a real Prometheus parser for /metrics)
     // and systemd-analyze (verifies the unit in dist/).
     ("daemon tests", &["prometheus", "systemd"]),
+    // The shells whose completion scripts filter-ctl prints, to parse them
+    // (`zsh -n`, `fish --no-execute`; bash is there already).
+    ("completion tests", &["zsh", "fish"]),
 ];
 
 /// Debian packages only the lab needs (`cargo xtask lab`, and `test`, whose
