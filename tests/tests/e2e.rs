@@ -233,7 +233,8 @@ fn counted_exactly(v6: bool, pings: u32, datagrams: u32, len: u64) {
     let server = UdpServer::start(lab.gw(), Topology::gateway_wan(v6, 5300), false).unwrap();
     let ping = inet.ping(server.addr().ip(), pings).unwrap();
     assert_eq!(ping.received, pings, "{ping:?}");
-    inet.send_udp(server.addr(), datagrams, len as usize).unwrap();
+    inet.send_udp(server.addr(), datagrams, len as usize)
+        .unwrap();
     inet.send_udp(server.addr(), BIG, BIG_LEN).unwrap();
     let from_53 = inet
         .udp_bind(SocketAddr::new(unspecified(server.addr()).ip(), 53))

@@ -33,7 +33,12 @@ use std::{
 
 use filter_common::report::{EgressHook, LinkState, Status};
 use harness::{
-    ctl::FilterCtl, kernel, lab::WAN_IF, names::TEST_PREFIX, netns::Netns, packet::PacketBuilder,
+    ctl::FilterCtl,
+    kernel,
+    lab::WAN_IF,
+    names::TEST_PREFIX,
+    netns::Netns,
+    packet::PacketBuilder,
     process,
     traffic::{
         marker::{Counter, MARKER_PORT, Marker},

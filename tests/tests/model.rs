@@ -78,7 +78,12 @@ fn generated_sequences_agree_with_the_model() {
     let unchecked: Vec<&str> = Reason::ALL
         .into_iter()
         .filter(|reason| !UNREACHED.contains(reason))
-        .filter(|reason| totals.by_slot.get(reason.index() as usize).is_none_or(|n| *n == 0))
+        .filter(|reason| {
+            totals
+                .by_slot
+                .get(reason.index() as usize)
+                .is_none_or(|n| *n == 0)
+        })
         .map(Reason::name)
         .collect();
     assert!(

@@ -147,7 +147,9 @@ impl Lab {
         let (stats, (syns, stack)) = self.0.snapshot(|| {
             (
                 self.gateway_syns(),
-                self.topo.stack_counters().expect("the lab's stack counters"),
+                self.topo
+                    .stack_counters()
+                    .expect("the lab's stack counters"),
             )
         });
         (stats, syns, stack)
@@ -568,7 +570,10 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     let delta = after.since(&client_before);
     // Every SYN the client sent (the first and its retransmissions) was
     // dropped on the deny list; none reached the gateway's stack.
-    let client_syns = lab.client_syns().since(&client_before_syns).packets("sent4");
+    let client_syns = lab
+        .client_syns()
+        .since(&client_before_syns)
+        .packets("sent4");
     assert!(client_syns >= 1, "the client sent no SYN");
     delta.assert_shown(
         Reason::DropDenyList,

@@ -156,11 +156,7 @@ impl FilterLab {
         self.ctl
             .stats(self.gw(), WAN_IF)
             .unwrap_or_else(|err| panic!("stats: {err:#}"))
-            .less(
-                Reason::PassIpv4,
-                markers,
-                markers * self.marker.frame_len(),
-            )
+            .less(Reason::PassIpv4, markers, markers * self.marker.frame_len())
     }
 
     /// The one entry of `status --iface wan0`.

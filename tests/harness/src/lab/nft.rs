@@ -215,9 +215,8 @@ mod tests {
     #[test]
     fn markers_are_counted_first_and_only_there() {
         use crate::{lab::addr::INET_WAN4, traffic::marker::MARKER_PORT};
-        let rule = format!(
-            "ip saddr {INET_WAN4} udp dport {MARKER_PORT} counter name \"marker\" drop"
-        );
+        let rule =
+            format!("ip saddr {INET_WAN4} udp dport {MARKER_PORT} counter name \"marker\" drop");
         let chain = GATEWAY_NFT.split("policy accept;").nth(1).unwrap();
         assert_eq!(chain.trim_start().lines().next(), Some(rule.as_str()));
     }
