@@ -120,20 +120,20 @@ fn run_all(filter: &Filter, frames: &[&Frame]) -> (Vec<u32>, Span) {
     Span::around(|| frames.iter().map(|f| filter.ingress(&f.bytes)).collect())
 }
 
-/// Checks a burst of `frames` against one limit: the first `burst` pass,
-/// the rest are dropped under `dropped`, unless the bucket refilled (at
-/// `rate` per second) within `span`: then at most that many more pass, in
-/// between. Exact counters either way.
+/// Runs a burst of `frames` against one limit and checks it: the first
+/// `burst` pass, the rest are dropped under `dropped`, unless the bucket
+/// refilled (at `rate` per second) within the run's span (returned): then
+/// at most that many more pass, in between. Exact counters either way.
 #[track_caller]
 fn assert_limited(
     filter: &Filter,
-    before: &Counts,
-    run: (&[&Frame], &[u32], Span),
+    frames: &[&Frame],
     (burst, rate): (u64, u64),
     passed_as: Reason,
     dropped: Reason,
-) {
-    let (frames, verdicts, span) = run;
+) -> (Vec<u32>, Span) {
+    let before = filter.counts();
+    let (verdicts, span) = run_all(filter, frames);
     let passed = verdicts.iter().filter(|v| **v == XDP_PASS).count() as u64;
     let most = burst + span.refill(rate);
     assert!(
@@ -150,20 +150,21 @@ fn assert_limited(
     let bytes = |verdict: u32| -> u64 {
         frames
             .iter()
-            .zip(verdicts)
+            .zip(&verdicts)
             .filter(|(_, v)| **v == verdict)
             .map(|(f, _)| len(f))
             .sum()
     };
     let dropped_count = frames.len() as u64 - passed;
     filter.assert_moved(
-        before,
+        &before,
         &[
             (passed_as, passed, bytes(XDP_PASS)),
             (dropped, dropped_count, bytes(XDP_DROP)),
         ],
         dropped.name(),
     );
+    (verdicts, span)
 }
 
 #[test]
@@ -173,13 +174,9 @@ fn a_source_gets_its_burst_then_is_dropped_and_refills() {
         ("dns_query_source_burst", "5"),
     ]);
     let frame = dns4(addr::ATTACKER_V4, &query_message(1, "example.com.", true)).build();
-    let before = filter.counts();
-    let frames = [&frame; 8];
-    let (verdicts, first) = run_all(&filter, &frames);
-    assert_limited(
+    let (verdicts, first) = assert_limited(
         &filter,
-        &before,
-        (&frames, &verdicts, first),
+        &[&frame; 8],
         (5, 10),
         Reason::PassDnsQuery,
         Reason::DropDnsQuerySource,
@@ -229,12 +226,9 @@ fn a_prefix_shares_one_bucket_and_ipv6_groups_by_64_and_56() {
         .map(|host| dns4(v4(203, 0, 113, host), &message).build())
         .collect();
     let frames: Vec<&Frame> = hosts.iter().collect();
-    let before = filter.counts();
-    let (verdicts, span) = run_all(&filter, &frames);
     assert_limited(
         &filter,
-        &before,
-        (&frames, &verdicts, span),
+        &frames,
         (4, 1),
         Reason::PassDnsQuery,
         Reason::DropDnsQueryPrefix,
@@ -249,12 +243,9 @@ fn a_prefix_shares_one_bucket_and_ipv6_groups_by_64_and_56() {
         .map(|net| dns6(Ipv6Addr::new(0x2001, 0xdb8, 3, net, 0, 0, 0, 1), &message).build())
         .collect();
     let frames: Vec<&Frame> = nets.iter().collect();
-    let before = filter.counts();
-    let (verdicts, span) = run_all(&filter, &frames);
     assert_limited(
         &filter,
-        &before,
-        (&frames, &verdicts, span),
+        &frames,
         (4, 1),
         Reason::PassDnsQuery,
         Reason::DropDnsQueryPrefix,
@@ -281,12 +272,9 @@ fn the_prefix_lengths_of_the_limits_are_settings() {
         .map(|net| dns4(v4(198, 51, net, 9), &message).build())
         .collect();
     let frames: Vec<&Frame> = hosts.iter().collect();
-    let before = filter.counts();
-    let (verdicts, span) = run_all(&filter, &frames);
     assert_limited(
         &filter,
-        &before,
-        (&frames, &verdicts, span),
+        &frames,
         (3, 1),
         Reason::PassDnsQuery,
         Reason::DropDnsQueryPrefix,
@@ -307,12 +295,9 @@ fn the_prefix_lengths_of_the_limits_are_settings() {
         })
         .collect();
     let frames: Vec<&Frame> = nets.iter().collect();
-    let before = filter.counts();
-    let (verdicts, span) = run_all(&filter, &frames);
     assert_limited(
         &filter,
-        &before,
-        (&frames, &verdicts, span),
+        &frames,
         (3, 1),
         Reason::PassDnsQuery,
         Reason::DropDnsQueryPrefix,
@@ -336,12 +321,9 @@ fn an_ipv6_source_is_its_64() {
         .map(|host| dns6(Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, host), &message).build())
         .collect();
     let frames: Vec<&Frame> = hosts.iter().collect();
-    let before = filter.counts();
-    let (verdicts, span) = run_all(&filter, &frames);
     assert_limited(
         &filter,
-        &before,
-        (&frames, &verdicts, span),
+        &frames,
         (3, 1),
         Reason::PassDnsQuery,
         Reason::DropDnsQuerySource,
@@ -367,12 +349,9 @@ fn the_global_level_limits_everyone_together() {
         .map(|n| dns4(v4(198, 18, n, 1), &message).build())
         .collect();
     let frames: Vec<&Frame> = hosts.iter().collect();
-    let before = filter.counts();
-    let (verdicts, span) = run_all(&filter, &frames);
     assert_limited(
         &filter,
-        &before,
-        (&frames, &verdicts, span),
+        &frames,
         (10, 1),
         Reason::PassDnsQuery,
         Reason::DropDnsQueryGlobal,
@@ -399,12 +378,9 @@ fn the_dns_service_ports_are_a_setting() {
             .build()
     };
     let (moved_port, old_port) = (to(5300), to(DNS));
-    let before = filter.counts();
-    let (verdicts, span) = run_all(&filter, &[&moved_port; 4]);
     assert_limited(
         &filter,
-        &before,
-        (&[&moved_port; 4], &verdicts, span),
+        &[&moved_port; 4],
         (2, 1),
         Reason::PassDnsQuery,
         Reason::DropDnsQuerySource,
@@ -428,12 +404,9 @@ fn ntp_requests_are_limited_per_source_prefix_and_globally() {
         ("ntp_query_source_burst", "2"),
     ]);
     let one = ntp4(addr::ATTACKER_V4, 3);
-    let before = filter.counts();
-    let (verdicts, span) = run_all(&filter, &[&one; 5]);
     assert_limited(
         &filter,
-        &before,
-        (&[&one; 5], &verdicts, span),
+        &[&one; 5],
         (2, 1),
         Reason::PassNtpQuery,
         Reason::DropNtpQuerySource,
@@ -446,12 +419,9 @@ fn ntp_requests_are_limited_per_source_prefix_and_globally() {
     ]);
     let hosts: Vec<Frame> = (1..=5).map(|net| ntp4(v4(198, 51, net, 9), 3)).collect();
     let frames: Vec<&Frame> = hosts.iter().collect();
-    let before = filter.counts();
-    let (verdicts, span) = run_all(&filter, &frames);
     assert_limited(
         &filter,
-        &before,
-        (&frames, &verdicts, span),
+        &frames,
         (3, 1),
         Reason::PassNtpQuery,
         Reason::DropNtpQueryPrefix,
@@ -464,12 +434,9 @@ fn ntp_requests_are_limited_per_source_prefix_and_globally() {
     ]);
     let hosts: Vec<Frame> = (1..=7).map(|net| ntp4(v4(198, 18, net, 1), 3)).collect();
     let frames: Vec<&Frame> = hosts.iter().collect();
-    let before = filter.counts();
-    let (verdicts, span) = run_all(&filter, &frames);
     assert_limited(
         &filter,
-        &before,
-        (&frames, &verdicts, span),
+        &frames,
         (4, 1),
         Reason::PassNtpQuery,
         Reason::DropNtpQueryGlobal,
