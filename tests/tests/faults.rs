@@ -41,7 +41,7 @@ use harness::{
     packet::PacketBuilder,
     process,
     traffic::{
-        marker::{Counter, MARKER_PORT, Marker},
+        marker::{self, Counter, Marker},
         sender::RawSender,
     },
 };
@@ -678,21 +678,22 @@ impl Pair {
         self.peer.up("p0").unwrap();
         // Made again with wan0: a netdev chain goes with its device.
         self.gw
-            .nft(
+            .nft(&format!(
                 r#"
 table netdev pair
 delete table netdev pair
-table netdev pair {
-    counter marker { }
-    counter probes { }
-    chain ingress {
+table netdev pair {{
+    counter marker {{ }}
+    counter probes {{ }}
+    chain ingress {{
         type filter hook ingress device "wan0" priority -500; policy accept;
-        ip saddr 192.0.2.2 udp dport 9 counter name "marker" drop
+        {}
         ip saddr 198.19.0.0/16 counter name "probes"
-    }
-}
+    }}
+}}
 "#,
-            )
+                marker::rule("marker")
+            ))
             .unwrap();
     }
 
@@ -730,11 +731,7 @@ table netdev pair {
                 .build();
             sender.send(&frame.bytes).unwrap();
         }
-        let marker = PacketBuilder::ipv4(Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 1))
-            .macs([0; 6], to.0)
-            .udp(MARKER_PORT, MARKER_PORT)
-            .build();
-        Marker::new(marker.bytes, counter("marker"))
+        Marker::new(marker::frame(to), counter("marker"))
             .pass(&[&sender], &self.gw)
             .unwrap();
         probes.read(&self.gw).unwrap() - before

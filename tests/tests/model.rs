@@ -92,9 +92,10 @@ fn generated_sequences_agree_with_the_model() {
     );
 }
 
-/// Reasons no generated frame is counted under: the generator's frames
-/// are ... (see below).
-const UNREACHED: &[Reason] = &[];
+/// Reasons no generated case reaches: a penalty that finds the deny list
+/// full needs the list's whole capacity of entries first, far more than a
+/// case adds (syn.rs's verdict test fills it).
+const UNREACHED: &[Reason] = &[Reason::DropSynPenaltyFull];
 
 #[test]
 fn regression_cases_replay_without_mismatch() {

@@ -53,7 +53,7 @@ impl FilterLab {
     /// internet's bridge, each WAN host's link) and waits until the
     /// gateway's stack counted them: every frame sent to `wan0` before has been
     /// judged by XDP (what did not reach the stack was dropped), and the
-    /// filter counted it. The filter counts the marker as `pass_ipv4`:
+    /// filter counted it. The filter counts the marker as `pass_not_ip`:
     /// [`FilterLab::stats`] leaves those out, so call this only while the
     /// filter is attached.
     #[track_caller]
@@ -63,7 +63,7 @@ impl FilterLab {
     }
 
     /// [`FilterLab::flush`] for probes of a filter that may not be attached:
-    /// the filter's counters keep these markers (as `pass_ipv4`, when it
+    /// the filter's counters keep these markers (as `pass_not_ip`, when it
     /// is). How many markers it sent.
     #[track_caller]
     pub fn pass_marker(&self) -> u64 {
@@ -156,7 +156,11 @@ impl FilterLab {
         self.ctl
             .stats(self.gw(), WAN_IF)
             .unwrap_or_else(|err| panic!("stats: {err:#}"))
-            .less(Reason::PassIpv4, markers, markers * self.marker.frame_len())
+            .less(
+                Reason::PassNotIp,
+                markers,
+                markers * self.marker.frame_len(),
+            )
     }
 
     /// The one entry of `status --iface wan0`.

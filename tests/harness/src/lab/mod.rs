@@ -44,10 +44,9 @@ pub use self::nft::StackCounters;
 use crate::{
     names::{self, LAB_PIN_PREFIX, LAB_PREFIX, TEST_PIN_PREFIX, TEST_PREFIX},
     netns::{self, Netns},
-    packet::PacketBuilder,
     process::{self, is_root, note},
     traffic::{
-        marker::{Counter, MARKER_PORT, Marker},
+        marker::{self, Counter, Marker},
         sender::RawSender,
     },
 };
@@ -325,16 +324,10 @@ impl Topology {
         StackCounters::parse(&text)
     }
 
-    /// The lab's marker (harness::traffic::marker): an IPv4 datagram from
-    /// the internet's address to `wan0`'s, counted (and dropped) first in
-    /// the gateway's `lab_count` chain.
+    /// The lab's marker (harness::traffic::marker) to `wan0`, counted (and
+    /// dropped) first in the gateway's `lab_count` chain.
     pub fn marker(&self) -> anyhow::Result<Marker> {
-        let frame = PacketBuilder::ipv4(addr::INET_WAN4, addr::GW_WAN4)
-            .macs([0; 6], self.gateway.mac(WAN_IF)?.0)
-            .udp(MARKER_PORT, MARKER_PORT)
-            .payload(b"marker")
-            .build()
-            .bytes;
+        let frame = marker::frame(self.gateway.mac(WAN_IF)?);
         let counter = Counter {
             family: "netdev",
             table: "lab_count",

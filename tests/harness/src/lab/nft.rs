@@ -35,7 +35,7 @@ table netdev lab_count {
     counter fragments6 { }
     chain wan_ingress {
         type filter hook ingress device "wan0" priority -500; policy accept;
-        ip saddr 203.0.113.1 udp dport 9 counter name "marker" drop
+        ether type 0x88b5 counter name "marker" drop
         meta protocol ip counter name "ipv4"
         meta protocol ip6 counter name "ipv6"
         meta protocol arp counter name "arp_any"
@@ -214,9 +214,7 @@ mod tests {
 
     #[test]
     fn markers_are_counted_first_and_only_there() {
-        use crate::{lab::addr::INET_WAN4, traffic::marker::MARKER_PORT};
-        let rule =
-            format!("ip saddr {INET_WAN4} udp dport {MARKER_PORT} counter name \"marker\" drop");
+        let rule = crate::traffic::marker::rule("marker");
         let chain = GATEWAY_NFT.split("policy accept;").nth(1).unwrap();
         assert_eq!(chain.trim_start().lines().next(), Some(rule.as_str()));
     }

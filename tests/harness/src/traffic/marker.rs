@@ -12,9 +12,11 @@
 //! sender given and from every CPU this process may use, each behind what
 //! that CPU still holds there; the wait is for all of them.
 //!
-//! The receiving stack counts the marker in a rule of its own that drops it
-//! (no answer, no conntrack entry, no other counter of that chain); the
-//! filter counts it, as the IPv4 datagram it is ([`Marker::frame_len`]).
+//! A marker is no IP packet ([`frame`]: EtherType [`MARKER_ETHERTYPE`]), so
+//! that no setting or list can drop it (a test may deny all of IPv4): the
+//! filter passes it as `pass_not_ip` ([`Marker::frame_len`] bytes). The
+//! receiving stack counts it in a rule of its own that drops it ([`rule`],
+//! first in its ingress chain: no other counter sees it).
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -26,10 +28,31 @@ use anyhow::{Context as _, bail};
 use nix::{sched, unistd::Pid};
 
 use super::sender::RawSender;
-use crate::{kernel, lab::StackCounters, netns::Netns};
+use crate::{
+    kernel,
+    lab::StackCounters,
+    netns::{Mac, Netns},
+};
 
-/// The UDP port of markers (discard), on both ends.
-pub const MARKER_PORT: u16 = 9;
+/// The EtherType of markers: IEEE 802's local experimental one, which no
+/// stack handles.
+pub const MARKER_ETHERTYPE: u16 = 0x88b5;
+
+/// A marker to `to`: an Ethernet frame of the minimum size (its source
+/// address is each sender's, filled in when sent).
+pub fn frame(to: Mac) -> Vec<u8> {
+    let mut frame = vec![0; 60];
+    frame[..6].copy_from_slice(&to.0);
+    frame[12..14].copy_from_slice(&MARKER_ETHERTYPE.to_be_bytes());
+    frame[14..20].copy_from_slice(b"marker");
+    frame
+}
+
+/// The nftables rule, first in a netdev ingress chain, that counts markers
+/// under the named counter `counter` and drops them.
+pub fn rule(counter: &str) -> String {
+    format!("ether type {MARKER_ETHERTYPE:#06x} counter name \"{counter}\" drop")
+}
 
 /// Where the receiving stack counts markers: `nft list counter FAMILY TABLE NAME`.
 #[derive(Clone, Debug)]
@@ -60,8 +83,7 @@ pub struct Marker {
 }
 
 impl Marker {
-    /// Markers `frame` (built to pass the filter and to match `counter`'s
-    /// rule), counted at `counter`.
+    /// Markers `frame` ([`frame`]), counted at `counter` ([`rule`]).
     pub fn new(frame: Vec<u8>, counter: Counter) -> Self {
         Self {
             frame,
