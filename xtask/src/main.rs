@@ -49,10 +49,10 @@ enum Task {
     /// ARGS go to `cargo test --release --no-fail-fast`: a test-name filter, `-p tests`, and after
     /// `--` the test harness's own options, e.g. `test -- --test-threads=1`.
     ///
-    /// Then what can differ between kernels (xtask/src/vm/selection.rs: every
-    /// verdict test, attach, pins, upgrade, one end-to-end test per defence)
-    /// runs on Debian's Linux 6.1 under qemu (see `vm-test`), unless `--no-vm`
-    /// is given. Prints each phase's time at the end. The whole suite on 6.1
+    /// Beside it, what can differ between kernels (xtask/src/vm/selection.rs:
+    /// every verdict test, attach, pins, upgrade, one end-to-end test per
+    /// defence) runs on Debian's Linux 6.1 under qemu at a lower priority (see
+    /// `vm-test`), unless `--no-vm` is given. Prints each phase's time at the end. The whole suite on 6.1
     /// and 6.12 is `vm-test --kernel all`.
     Test {
         /// Skip the VM leg: only for quick local runs (CI runs it).
@@ -271,23 +271,29 @@ fn build_layout_next() -> anyhow::Result<PathBuf> {
 /// the end-to-end tests drive the very target/release/filter-ctl an operator
 /// installs, and a lab or build before a test run leaves nothing to recompile.
 ///
-/// Then the VM leg (`vm`: what can differ between kernels, unless told
-/// otherwise), whatever the host's result: both are reported, and the time
-/// of each phase.
+/// Beside it the VM leg (`vm`: what can differ between kernels, unless told
+/// otherwise): both are reported, and the time of each phase.
 fn test(
     args: &[OsString],
     harness: &[OsString],
     vm: Option<&vm::VmOptions>,
 ) -> anyhow::Result<ExitCode> {
     require_root("the test suite (it loads BPF programs and creates network namespaces)")?;
-    let mut phases = Phases::default();
+    // Bad arguments fail before anything is installed or built.
+    let split = vm::TestArgs::split(args)?;
+    vm::refuse_cargo_options(harness)?;
+    let mut phases = Phases::new();
     let prepared = phases.time("setup", || {
         setup::run()?;
         // The host suite runs the lab (xtask/tests/lab.rs).
         setup::run_for_lab()?;
+        // Here, not beside the build: apt takes one lock.
+        setup::debian_packages(&["debootstrap"])?;
         vm.map(vm::prepare).transpose()
     })?;
-    let split = vm::TestArgs::split(args)?;
+    // The package test's clean Debian root (once per machine: debootstrap,
+    // mostly downloads) is made while the build keeps the cores busy.
+    let debian_root = std::thread::spawn(package::debian_root);
     let (filter_ctl, next, package) = phases.time("build", || {
         // target/release/filter-ctl too: `cargo test` alone does not build
         // another package's binary, and the end-to-end tests run it.
@@ -310,41 +316,66 @@ fn test(
         let package = package::make(&filter_ctl)?;
         anyhow::Ok((filter_ctl, next, package))
     })?;
-    let debian_root = phases.time("Debian root", package::debian_root)?;
-    let host_passed = phases.time("host suite", || {
-        host_suite(
-            &split,
-            harness,
-            &filter_ctl,
-            &next,
-            (&package, &debian_root),
-        )
+    let debian_root = phases.time("Debian root (beyond the build)", || {
+        debian_root
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;
-    if !host_passed {
-        eprintln!("xtask: tests failed on this machine's kernel");
-    }
-    let vm_passed = match (vm, prepared) {
-        (Some(options), Some(prepared)) => {
-            let kernels = match options.kernel {
+    // The kernel leg runs beside the host suite: that suite mostly waits
+    // (floods of fixed length, expiries, servers' timeouts), while the
+    // emulated guests keep the cores busy at a lower priority.
+    let (host_passed, vm_passed) = std::thread::scope(|scope| {
+        let leg = match (vm, prepared) {
+            (Some(options), Some(prepared)) => {
+                let options = vm::VmOptions {
+                    beside_host_suite: true,
+                    ..options.clone()
+                };
+                let filter_ctl = &filter_ctl;
+                Some(scope.spawn(move || {
+                    let start = std::time::Instant::now();
+                    let passed = vm::run(
+                        prepared,
+                        &options,
+                        options.tests.unwrap_or(vm::Selection::Kernel),
+                        filter_ctl,
+                        args,
+                        harness,
+                    );
+                    (options.kernel, passed, start.elapsed())
+                }))
+            }
+            _ => {
+                eprintln!("xtask: the VM leg was skipped (--no-vm)");
+                None
+            }
+        };
+        let host_passed = phases.time("host suite", || {
+            host_suite(
+                &split,
+                harness,
+                &filter_ctl,
+                &next,
+                (&package, &debian_root),
+            )
+        });
+        let vm_passed = leg.map_or(Ok(true), |leg| {
+            let (kernel, passed, took) = leg
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let kernels = match kernel {
                 vm::KernelChoice::All => "6.1 and 6.12 legs".to_owned(),
                 one => format!("Linux {} leg", one.name()),
             };
-            phases.time(&kernels, || {
-                vm::run(
-                    prepared,
-                    options,
-                    options.tests.unwrap_or(vm::Selection::Kernel),
-                    &filter_ctl,
-                    args,
-                    harness,
-                )
-            })?
-        }
-        _ => {
-            eprintln!("xtask: the VM leg was skipped (--no-vm)");
-            true
-        }
-    };
+            phases.record(format!("{kernels} (beside the host suite)"), took);
+            passed
+        });
+        (host_passed, vm_passed)
+    });
+    let (host_passed, vm_passed) = (host_passed?, vm_passed?);
+    if !host_passed {
+        eprintln!("xtask: tests failed on this machine's kernel");
+    }
     if !vm_passed {
         eprintln!("xtask: tests failed in the VM");
     }
@@ -412,12 +443,7 @@ fn host_suite(
     ];
     let outcome = suite::run_on_host(jobs, slots, &env, &outcome_file)?;
     let (passed, failed, ignored) = outcome.totals();
-    let failed_jobs: Vec<&str> = outcome
-        .jobs
-        .iter()
-        .filter(|job| job.exit_code != Some(0))
-        .map(|job| job.name.as_str())
-        .collect();
+    let failed_jobs = outcome.failed_jobs();
     // Doctests are no executables: cargo runs them (only when no option
     // narrowed the build to some targets, which --doc cannot take).
     let doctests = split.cargo.is_empty()
@@ -444,22 +470,34 @@ fn host_suite(
     Ok(failed_jobs.is_empty() && (doctests || !split.cargo.is_empty()))
 }
 
-/// The wall time of each phase of a command, printed at its end.
-#[derive(Default)]
+/// The wall time of each phase of a command, printed at its end; phases may
+/// overlap, the total is the command's own wall time.
 struct Phases {
+    start: std::time::Instant,
     times: Vec<(String, std::time::Duration)>,
 }
 
 impl Phases {
+    fn new() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            times: Vec::new(),
+        }
+    }
+
     fn time<T>(&mut self, phase: &str, f: impl FnOnce() -> T) -> T {
         let start = std::time::Instant::now();
         let result = f();
-        self.times.push((phase.to_owned(), start.elapsed()));
+        self.record(phase.to_owned(), start.elapsed());
         result
     }
 
+    fn record(&mut self, phase: String, took: std::time::Duration) {
+        self.times.push((phase, took));
+    }
+
     fn print(&self) {
-        let total: std::time::Duration = self.times.iter().map(|(_, d)| *d).sum();
+        let total = self.start.elapsed();
         let shown: Vec<String> = self
             .times
             .iter()

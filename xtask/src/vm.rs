@@ -39,8 +39,8 @@ use std::{
 use anyhow::{Context as _, anyhow};
 
 pub use kernel::Series;
-pub use plan::TestArgs;
 use plan::{Outcome, Plan};
+pub use plan::{TestArgs, refuse_cargo_options};
 use qemu::{Accel, AccelChoice};
 pub use selection::Selection;
 
@@ -98,8 +98,12 @@ impl KernelChoice {
     }
 }
 
+/// qemu's `nice` increment while the host suite runs beside the leg: at 10,
+/// a busy host test gets about nine tenths of a core the guests also want.
+const BESIDE_HOST_SUITE_NICENESS: u8 = 10;
+
 /// Options of the VM legs, shared by `vm-test` and `test`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct VmOptions {
     /// The kernel series to boot: Debian's newest 6.1 or 6.12 package, or both.
     #[arg(long, value_enum, default_value = "6.1")]
@@ -118,6 +122,11 @@ pub struct VmOptions {
     /// two guests on a 2-core machine.
     #[arg(long, value_name = "MINUTES", default_value_t = 70)]
     pub timeout: u64,
+    /// Set by `test`, whose leg runs while the host suite does: the guests'
+    /// qemu then runs at a lower priority (nice 10), so the host's timed
+    /// tests keep the CPU they need and the guests take what they leave.
+    #[arg(skip)]
+    pub beside_host_suite: bool,
 }
 
 /// What the legs need downloaded before anything is built: the kernel
@@ -410,6 +419,11 @@ impl Guest<'_> {
             log: self.dir.join("console.log"),
             ready_marker: guest::READY_MARKER,
             label: &label,
+            niceness: if options.beside_host_suite {
+                BESIDE_HOST_SUITE_NICENESS
+            } else {
+                0
+            },
         };
         println!(
             "vm-test: Linux {}: booting {} under {} (console in {})",
@@ -474,12 +488,7 @@ fn describe_outcome(
     outcome: &Outcome,
 ) -> String {
     let (passed, failed, ignored) = outcome.totals();
-    let failed_jobs: Vec<&str> = outcome
-        .jobs
-        .iter()
-        .filter(|b| b.exit_code != Some(0))
-        .map(|b| b.name.as_str())
-        .collect();
+    let failed_jobs = outcome.failed_jobs();
     let mut line = format!(
         "{} ({} {}, {}), booted in {boot_secs:.0} s, suite {:.0} s: {passed} passed, {failed} failed, {ignored} ignored",
         if outcome.passed() { "passed" } else { "FAILED" },

@@ -92,6 +92,15 @@ impl Outcome {
             (p + b.passed, f + b.failed, i + b.ignored)
         })
     }
+
+    /// The names of the jobs that did not exit with 0.
+    pub fn failed_jobs(&self) -> Vec<&str> {
+        self.jobs
+            .iter()
+            .filter(|job| job.exit_code != Some(0))
+            .map(|job| job.name.as_str())
+            .collect()
+    }
 }
 
 /// What `filter-ctl attach` did on the guest's kernel.
@@ -157,6 +166,39 @@ const CARGO_TEST_OPTIONS_WITH_VALUE: &[&str] = &[
     "--lockfile-path",
 ];
 
+/// `cargo test` options that no test executable takes: after `--` every job
+/// would fail on them.
+const CARGO_ONLY_OPTIONS: &[&str] = &[
+    "-p",
+    "--package",
+    "--workspace",
+    "--exclude",
+    "--lib",
+    "--bins",
+    "--bin",
+    "--all-targets",
+    "--doc",
+    "-F",
+    "--features",
+    "--release",
+];
+
+/// Refuses a `cargo test` option among the harness's options (after `--`).
+pub fn refuse_cargo_options(harness: &[OsString]) -> anyhow::Result<()> {
+    for arg in harness {
+        let text = arg.to_string_lossy();
+        let name = text.split('=').next().unwrap_or_default();
+        if CARGO_ONLY_OPTIONS.contains(&name) {
+            bail!(
+                "`{text}` is an option of cargo test, but it comes after `--`, where the \
+                 test harness's own options go (e.g. --nocapture): put it before `--`, as in \
+                 `./xtask/run test -p tests --test e2e -- --nocapture`"
+            );
+        }
+    }
+    Ok(())
+}
+
 impl TestArgs {
     /// `cargo test` takes one positional argument, the test-name filter; the
     /// rest are options, some with a value in the next argument.
@@ -183,6 +225,7 @@ impl TestArgs {
                 );
             }
         }
+        refuse_cargo_options(&harness)?;
         Ok(Self {
             cargo,
             filter,
@@ -303,6 +346,11 @@ mod tests {
         assert_eq!(split.cargo, ["-p", "tests"]);
         assert_eq!(split.filter, Some("verdict".into()));
         assert_eq!(split.harness, ["--nocapture", "x"]);
+        for misplaced in [["--", "-p", "tests"], ["--", "--package=tests", "x"]] {
+            let args: Vec<OsString> = misplaced.iter().map(OsString::from).collect();
+            let err = TestArgs::split(&args).unwrap_err().to_string();
+            assert!(err.contains("put it before `--`"), "{err}");
+        }
     }
 
     #[test]

@@ -114,6 +114,8 @@ pub struct Boot<'a> {
     /// Put before each console line on stdout (not in the log), to tell
     /// guests that run at once apart.
     pub label: &'a str,
+    /// Added to qemu's nice value (`nice -n`), 0 for none.
+    pub niceness: u8,
 }
 
 /// How a boot ended.
@@ -130,7 +132,15 @@ pub struct Ended {
 
 impl Boot<'_> {
     fn command(&self) -> Command {
-        let mut qemu = Command::new("qemu-system-x86_64");
+        let mut qemu = if self.niceness > 0 {
+            let mut nice = Command::new("nice");
+            nice.arg("-n")
+                .arg(self.niceness.to_string())
+                .arg("qemu-system-x86_64");
+            nice
+        } else {
+            Command::new("qemu-system-x86_64")
+        };
         match self.accel {
             Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
             Accel::Tcg => qemu.args(["-accel", "tcg", "-cpu", "max"]),
