@@ -215,7 +215,11 @@ mod tests {
     #[test]
     fn markers_are_counted_first_and_only_there() {
         let rule = crate::traffic::marker::rule("marker");
-        let chain = GATEWAY_NFT.split("policy accept;").nth(1).unwrap();
+        let chain = GATEWAY_NFT
+            .split("chain wan_ingress")
+            .nth(1)
+            .and_then(|chain| chain.split("policy accept;").nth(1))
+            .unwrap();
         assert_eq!(chain.trim_start().lines().next(), Some(rule.as_str()));
     }
 }
