@@ -118,7 +118,7 @@ pub struct VmOptions {
     #[arg(long, value_enum, value_name = "WHICH")]
     pub tests: Option<Selection>,
     /// Kill a guest that runs longer than this many minutes (boot to
-    /// power-off). Under TCG the whole 6.1 suite takes about 25 minutes in
+    /// power-off). Under TCG the whole 6.1 suite takes about 30 minutes in
     /// two guests on a 2-core machine.
     #[arg(long, value_name = "MINUTES", default_value_t = 70)]
     pub timeout: u64,
