@@ -96,6 +96,9 @@ pub enum ListSource {
     Operator = 1,
     /// The SYN penalty: the source kept exceeding its bucket.
     SynPenalty = 2,
+    /// The `allow` or `deny` list of a settings file (the daemon's config
+    /// file, `apply`, `attach --config`), which puts it back after a reboot.
+    ConfigFile = 3,
 }
 
 impl ListSource {
@@ -103,6 +106,7 @@ impl ListSource {
         match value {
             1 => ListSource::Operator,
             2 => ListSource::SynPenalty,
+            3 => ListSource::ConfigFile,
             _ => ListSource::Unknown,
         }
     }
@@ -113,6 +117,7 @@ impl ListSource {
             ListSource::Unknown => "unknown",
             ListSource::Operator => "operator",
             ListSource::SynPenalty => "syn_penalty",
+            ListSource::ConfigFile => "config_file",
         }
     }
 }

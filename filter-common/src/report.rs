@@ -337,6 +337,7 @@ enum ListSourceName {
     Unknown,
     Operator,
     SynPenalty,
+    ConfigFile,
 }
 
 /// [`Reason`] by its name.
@@ -456,6 +457,7 @@ mod tests {
             ListSource::Unknown,
             ListSource::Operator,
             ListSource::SynPenalty,
+            ListSource::ConfigFile,
         ] {
             let entry = ListedEntry {
                 cidr: "192.0.2.0/24".parse().unwrap(),

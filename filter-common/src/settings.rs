@@ -523,8 +523,13 @@ impl<'de> Deserialize<'de> for Assignments {
 
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Assignments, A::Error> {
                 let mut assignments = Vec::new();
-                while let Some(setting) = map.next_key_seed(KeyOf)? {
-                    assignments.push(map.next_value_seed(ValueOf(setting))?);
+                while let Some(key) = map.next_key_seed(KeyOf)? {
+                    match key {
+                        Some(setting) => assignments.push(map.next_value_seed(ValueOf(setting))?),
+                        None => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
                 }
                 Ok(Assignments(assignments))
             }
@@ -534,16 +539,24 @@ impl<'de> Deserialize<'de> for Assignments {
     }
 }
 
+/// The keys of a settings file that are not settings: its allow and deny
+/// lists, which filter-ctl reads from the same file (they go into the list
+/// maps, not the config).
+pub const LIST_KEYS: [&str; 2] = ["allow", "deny"];
+
 /// A key of a settings file, checked where it stands (so that a TOML error
-/// points at it).
+/// points at it); `None` for one of [`LIST_KEYS`].
 struct KeyOf;
 
 impl<'de> de::DeserializeSeed<'de> for KeyOf {
-    type Value = &'static dyn Setting;
+    type Value = Option<&'static dyn Setting>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         let key = String::deserialize(deserializer)?;
-        find(&key).map_err(de::Error::custom)
+        if LIST_KEYS.contains(&key.as_str()) {
+            return Ok(None);
+        }
+        find(&key).map(Some).map_err(de::Error::custom)
     }
 }
 

@@ -21,6 +21,7 @@ use filter_ctl::{
     attach::{self, ModeChoice},
     daemon::{self, attack::Thresholds, logging::LogFormat},
     iface::Interface,
+    listfile::{self, FileLists},
     lists::{self, Cidr, List},
     pins::{self, IfacePins, PinRoot},
     require_root,
@@ -123,7 +124,8 @@ enum Command {
         /// XDP mode: auto tries native and falls back to generic (skb).
         #[arg(long, value_enum, default_value_t)]
         mode: ModeChoice,
-        /// A TOML file of settings (the keys of `set`), checked before attaching.
+        /// A TOML file of settings (the keys of `set`), checked before
+        /// attaching; its `allow` and `deny` lists are put in place after.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -173,6 +175,10 @@ enum Command {
     /// Apply a TOML file of settings to the running filter: the keys of `set`
     /// (see `filter-ctl set --help`), e.g. `monitor = true`, `dns_ports = [53, 5353]`,
     /// `solicited_lifetime = "5s"`. If one is rejected nothing changes.
+    ///
+    /// Its `allow` and `deny` lists (`deny = ["203.0.113.0/24", { prefix =
+    /// "198.51.100.7", for = "7d" }]`, or `until = 2027-01-31`) replace the
+    /// entries an earlier file put there; entries added by hand stay.
     Apply {
         #[command(flatten)]
         target: Iface,
@@ -191,13 +197,17 @@ enum Command {
     /// The allow list: sources (CIDR prefixes) that skip every drop rule.
     ///
     /// For monitoring hosts and upstream resolvers. Allow wins over deny.
+    /// Changes live in the filter's maps, which a reboot empties: entries to
+    /// keep go in the daemon's config file (`allow = [...]`).
     Allow {
         #[command(subcommand)]
         action: ListAction,
     },
     /// The deny list: sources (CIDR prefixes) dropped before any other rule.
     ///
-    /// The SYN penalty (syn_penalty) adds entries here too.
+    /// The SYN penalty (syn_penalty) adds entries here too. Changes live in
+    /// the filter's maps, which a reboot empties: entries to keep go in the
+    /// daemon's config file (`deny = [...]`).
     Deny {
         #[command(subcommand)]
         action: ListAction,
@@ -216,8 +226,10 @@ enum Command {
         #[command(flatten)]
         target: Iface,
         /// A TOML file of settings (the keys of `set`): the filter's whole
-        /// configuration, keys left out take their defaults. If it does not
-        /// exist yet, the filter keeps its settings until it is made.
+        /// configuration, keys left out take their defaults, applied at
+        /// start and at every reload; its `allow` and `deny` lists are put
+        /// back each time (lists added by hand do not survive a reboot). If
+        /// it does not exist yet, the filter keeps its settings until it is made.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Where to serve /metrics (port 0: any free port, logged). Anyone
@@ -370,16 +382,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let iface = Interface::lookup(&target.iface)?;
             iface.require_ethernet()?;
             // Check the file before touching the interface.
-            let assignments = match &config {
-                Some(file) => {
-                    let file = SettingsFile::read(file)?;
-                    file.check(&Settings::default())?;
-                    file.assignments
-                }
-                None => Vec::new(),
-            };
+            let file = config.as_deref().map(SettingsFile::read).transpose()?;
+            if let Some(file) = &file {
+                file.check(&Settings::default())?;
+            }
+            let assignments = file.as_ref().map_or(&[][..], |file| &file.assignments[..]);
             let root = PinRoot::open(pin_root, true)?;
-            let report = attach::attach(&root, &iface, mode, &assignments)?;
+            let report = attach::attach(&root, &iface, mode, assignments)?;
             if let Some(why) = &report.native_unavailable {
                 eprintln!(
                     "filter-ctl: native XDP is not available on {} ({why}); using generic (skb) mode, which costs more per packet",
@@ -406,6 +415,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.xdp_program_id,
                 report.tc_program_id
             );
+            if let Some(file) = &file {
+                let (_lock, pins) = attach::lock_for_change(&root, &iface.name)?;
+                if let Some(said) = file.apply_lists(&pins)? {
+                    println!("{said}");
+                }
+            }
         }
         Command::Detach { target } => {
             attach::detach(&PinRoot::open(pin_root, false)?.iface(&target.iface)?)?;
@@ -489,8 +504,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let before = maps.read()?;
             file.check(&before)?;
             let after = maps.apply(&file.assignments)?;
+            let lists = file.apply_lists(&pins)?;
             drop(lock);
             print_changes(&pins, &before, &after);
+            if let Some(said) = lists {
+                println!("{said}");
+            }
         }
         Command::Config { target, output } => {
             let settings = SettingsMaps::open(&target.attached(pin_root)?)?.read()?;
@@ -577,8 +596,8 @@ fn print_changes(pins: &IfacePins, before: &Settings, after: &Settings) {
     {
         eprintln!(
             "filter-ctl: note: the daemon of {} (pid {pid}) applies {} whole at its next reload \
-             (SIGHUP, or when the file changes), which undoes this change: put it in that file \
-             to keep it",
+             (SIGHUP, or when the file changes) and whenever it starts, which undoes this \
+             change: put it in that file to keep it",
             pins.iface(),
             config.display()
         );
@@ -627,11 +646,19 @@ fn list_command(pin_root: &Path, list: List, action: ListAction) -> anyhow::Resu
             }
             let (_lock, pins) = target.for_change(pin_root)?;
             let changed = lists::add(&pins, list, &cidrs, lasting)?;
+            note_lasting(&pins, list, &[]);
             (target, "added", changed)
         }
         ListAction::Del { target, cidrs } => {
             let (_lock, pins) = target.for_change(pin_root)?;
+            let from_file: Vec<Cidr> = lists::list(&pins, list)?
+                .into_iter()
+                .filter(|entry| entry.reason == filter_common::ListSource::ConfigFile)
+                .map(|entry| Cidr::from_net(entry.cidr))
+                .filter(|cidr| cidrs.contains(cidr))
+                .collect();
             let changed = lists::del(&pins, list, &cidrs)?;
+            note_lasting(&pins, list, &from_file);
             (target, "removed", changed)
         }
     };
@@ -656,24 +683,80 @@ fn list_command(pin_root: &Path, list: List, action: ListAction) -> anyhow::Resu
     Ok(())
 }
 
+/// How long a list change lasts, said after `allow|deny add|del`: the
+/// maps are emptied by a reboot, and a daemon's config file puts its own
+/// lists back (`removed_from_file`: prefixes of that file just removed).
+fn note_lasting(pins: &IfacePins, list: List, removed_from_file: &[Cidr]) {
+    let name = list.name();
+    let about = daemon::control::ask_about(pins);
+    let daemon_file = about
+        .as_ref()
+        .and_then(|about| about.config.as_ref().map(|file| (about.pid, file)));
+    for cidr in removed_from_file {
+        eprintln!(
+            "filter-ctl: note: {cidr} came from the {name} list of a settings file{}: applying \
+             that file again puts it back unless it is removed there",
+            daemon_file.map_or(String::new(), |(pid, file)| format!(
+                " ({}, which the daemon of {} (pid {pid}) applies at its next reload and start)",
+                file.display(),
+                pins.iface()
+            ))
+        );
+    }
+    if removed_from_file.is_empty() {
+        let keep = match daemon_file {
+            Some((pid, file)) => format!(
+                "to keep it, add it to `{name} = [...]` in {}, which the daemon of {} (pid {pid}) \
+                 applies at its next reload and whenever it starts",
+                file.display(),
+                pins.iface()
+            ),
+            None => format!(
+                "to keep it, list it as `{name} = [...]` in the settings file the daemon loads \
+                 (`filter-ctl daemon --config FILE`)"
+            ),
+        };
+        eprintln!(
+            "filter-ctl: note: this change lives in the filter's maps, which a reboot empties; \
+             {keep}"
+        );
+    }
+}
+
 /// A settings file, read and parsed: every key known and every value
-/// allowed (errors point at the line and column).
+/// allowed (errors point at the line and column), and its lists.
 struct SettingsFile {
     path: PathBuf,
     text: String,
     assignments: Vec<Assignment>,
+    lists: FileLists,
+    /// Its last change, from which its list entries' `for` counts.
+    modified: std::time::SystemTime,
 }
 
 impl SettingsFile {
     fn read(path: &Path) -> anyhow::Result<Self> {
         let text = textfile::read(path)?;
-        let Assignments(assignments) =
-            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        let in_file = || format!("in {}", path.display());
+        let Assignments(assignments) = toml::from_str(&text).with_context(in_file)?;
+        let lists = FileLists::parse(&text).with_context(in_file)?;
+        let modified = std::fs::metadata(path)
+            .and_then(|meta| meta.modified())
+            .with_context(|| format!("reading {}", path.display()))?;
         Ok(Self {
             path: path.to_owned(),
             text,
             assignments,
+            lists,
+            modified,
         })
+    }
+
+    /// Puts the file's lists in place (under the interface's lock, which the
+    /// caller holds); one line on what changed.
+    fn apply_lists(&self, pins: &IfacePins) -> anyhow::Result<Option<String>> {
+        listfile::apply_both(pins, &self.lists, self.modified)
+            .with_context(|| format!("in {}", self.path.display()))
     }
 
     /// Checks the keys together over `live`: a rule between keys (a port in

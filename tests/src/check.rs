@@ -225,7 +225,7 @@ impl Checker {
             live,
         };
         checker.counts = checker.read_counts();
-        // The loaded defaults must be the README's: otherwise every verdict
+        // The loaded defaults must be the documented ones: otherwise every verdict
         // would differ for a reason that is no rule's.
         let defaults = Settings::default().assignments();
         let pairs: Vec<(&str, &str)> = defaults.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -234,7 +234,7 @@ impl Checker {
         assert_eq!(
             before,
             checker.filter.config(),
-            "the filter's default settings are not the README's"
+            "the filter's default settings are not the documented ones"
         );
         checker
     }

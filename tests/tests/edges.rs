@@ -1,4 +1,4 @@
-//! Verdict tests of the edges the model check ran into (README, *Edges*),
+//! Verdict tests of the edges the model check ran into (docs/rules.md, *Edges*),
 //! each a case where the filter disagreed with the model and the filter was
 //! wrong: fragments keyed differently on their two sides, a first fragment
 //! whose header chain could not be walked, Ethernet padding read as the

@@ -6,15 +6,15 @@
 //! but its conffile and never detaches a running filter.
 //!
 //! Needs root and what `cargo xtask test` prepares: the package and the
-//! Debian root (debootstrap, cached), named by [`DEB_ENV`] and
-//! [`ROOT_ENV`]. Without them (a plain `cargo test`, the VM legs) it says
-//! it is skipped.
+//! Debian root (debootstrap, cached), named by `WAN_FILTER_DEB` and
+//! `WAN_FILTER_DEBIAN_ROOT` ([`harness::debian::given`]). Without them (a
+//! plain `cargo test`, the VM legs) it says it is skipped.
 
 use std::{collections::BTreeSet, fs, path::PathBuf, process::Command};
 
 use harness::{
     ctl::FilterCtl,
-    debian::{DEB_ENV, ROOT_ENV, Scratch},
+    debian::{self, Scratch},
     kernel,
     names::{TEST_PIN_PREFIX, TEST_PREFIX},
     netns::{self, Netns},
@@ -23,14 +23,9 @@ use harness::{
 
 #[test]
 fn the_package_installs_what_it_says_and_removes_cleanly() {
-    let (Some(deb), Some(root)) = (std::env::var_os(DEB_ENV), std::env::var_os(ROOT_ENV)) else {
-        process::note(format_args!(
-            "package test skipped: {DEB_ENV} and {ROOT_ENV} are unset (`cargo xtask test` \
-             builds the package and a Debian root and sets them)"
-        ));
+    let Some((deb, root)) = debian::given("package test") else {
         return;
     };
-    let deb = PathBuf::from(deb);
     let name = deb.file_name().unwrap().to_str().unwrap().to_owned();
     assert!(
         name.starts_with("wan-filter_") && name.ends_with("_amd64.deb"),
@@ -43,18 +38,9 @@ fn the_package_installs_what_it_says_and_removes_cleanly() {
         assert!(!info.contains(script), "{script} in {info}");
     }
 
-    let scratch = Scratch::over(root.as_ref()).unwrap();
+    let scratch = Scratch::over(&root).unwrap();
     let before: BTreeSet<PathBuf> = scratch.files().unwrap().into_iter().collect();
-    fs::copy(&deb, scratch.root().join("tmp").join(&name)).unwrap();
-    scratch
-        .run([
-            "apt-get",
-            "install",
-            "--yes",
-            "--no-install-recommends",
-            &format!("/tmp/{name}"),
-        ])
-        .unwrap();
+    scratch.install(&deb).unwrap();
 
     println!("installed {name} into a clean Debian root");
     let version = scratch.run(["filter-ctl", "--version"]).unwrap();

@@ -36,9 +36,10 @@ struct Cli {
 enum Task {
     /// Install what the build, the tests and the lab need: Debian packages, the
     /// pinned eBPF nightly with rust-src, and bpf-linker in .tools/. Idempotent;
-    /// quiet when everything is there.
+    /// quiet when everything is there. (`build` installs only what building needs.)
     Setup,
-    /// Setup, then build the workspace in release mode (target/release/filter-ctl).
+    /// Install what building needs (gcc, libc6-dev, the toolchains; no test
+    /// package), then build the workspace in release mode (target/release/filter-ctl).
     Build,
     /// Setup, build, then make the Debian package wan-filter_<version>_amd64.deb
     /// in target/debian/ (with Debian's dpkg-deb).
@@ -146,7 +147,7 @@ fn main() -> ExitCode {
 
 fn run(task: Task) -> anyhow::Result<ExitCode> {
     match task {
-        Task::Setup => setup::run()?,
+        Task::Setup => setup::run(setup::Needs::Tests)?,
         Task::Build => {
             let filter_ctl = build_release()?;
             println!("built {}", shown(&filter_ctl).display());
@@ -173,7 +174,7 @@ fn run(task: Task) -> anyhow::Result<ExitCode> {
                 if opts.filter_ctl.is_none() {
                     build_release()?;
                 }
-                setup::run_for_lab()?;
+                setup::packages(setup::Needs::Lab)?;
             }
             if !lab::run(opts)? {
                 return Ok(ExitCode::FAILURE);
@@ -221,9 +222,9 @@ pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Setup, then [`build`].
+/// Setup of what building needs (never a test package), then [`build`].
 pub fn build_release() -> anyhow::Result<PathBuf> {
-    setup::run()?;
+    setup::run(setup::Needs::Build)?;
     build()
 }
 
@@ -284,9 +285,8 @@ fn test(
     vm::refuse_cargo_options(harness)?;
     let mut phases = Phases::new();
     let prepared = phases.time("setup", || {
-        setup::run()?;
-        // The host suite runs the lab (xtask/tests/lab.rs).
-        setup::run_for_lab()?;
+        // The host suite runs the lab (xtask/tests/lab.rs): its packages too.
+        setup::run(setup::Needs::Tests)?;
         // Here, not beside the build: apt takes one lock.
         setup::debian_packages(&["debootstrap"])?;
         vm.map(vm::prepare).transpose()
@@ -529,7 +529,7 @@ fn vm_test(options: &vm::VmOptions, test_args: &[OsString]) -> anyhow::Result<Ex
         Some(at) => (&test_args[..at], &test_args[at + 1..]),
         None => (test_args, &[][..]),
     };
-    setup::run()?;
+    setup::run(setup::Needs::VmTests)?;
     let prepared = vm::prepare(options)?;
     let filter_ctl = build()?;
     // The guest's upgrade tests find it at its default path, as on the host.
@@ -549,8 +549,8 @@ fn vm_test(options: &vm::VmOptions, test_args: &[OsString]) -> anyhow::Result<Ex
 /// mode next to the filter-ctl it attaches.
 fn bench(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
     require_root("the benchmark (it loads BPF programs and creates network namespaces)")?;
-    setup::run_for_bench()?;
-    let filter_ctl = build_release()?;
+    setup::run(setup::Needs::Bench)?;
+    let filter_ctl = build()?;
     run_release_binary("bench", "bench", &args, "the benchmark", &filter_ctl)
 }
 
@@ -597,7 +597,7 @@ fn run_release_binary(
 
 /// Every check runs even when an earlier one fails; the exit code says if any did.
 fn lint() -> anyhow::Result<ExitCode> {
-    setup::run()?;
+    setup::run(setup::Needs::Build)?;
     let nightly = setup::ensure_nightly_component("clippy")?;
     let tools_bin = setup::tools_dir().join("bin");
     let path = std::env::join_paths(std::iter::once(tools_bin).chain(std::env::split_paths(

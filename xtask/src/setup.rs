@@ -1,7 +1,8 @@
 //! `cargo xtask setup`: installs everything the build, the tests and the lab
 //! need, idempotently. Quiet when nothing is to do; one line per step that works.
 //!
-//! 1. Debian packages ([`PACKAGES`]), only those missing.
+//! 1. Debian packages, only those missing, and only those of the groups the
+//!    command needs ([`Needs`]): building installs [`BUILD_PACKAGES`] alone.
 //! 2. The eBPF nightly pinned in filter-ebpf/rust-toolchain.toml, with rust-src.
 //! 3. bpf-linker built against that nightly's own LLVM, into `<repo>/.tools`,
 //!    rebuilt only when its version or the nightly changes (a stamp file records both).
@@ -16,30 +17,27 @@ use anyhow::{Context as _, anyhow, bail};
 
 use crate::{describe, repo_root, shown};
 
-/// Debian packages, by what needs them. Only missing ones are installed.
-pub const PACKAGES: &[(&str, &[&str])] = &[
-    // A C linker and libc for the host crates and bpf-linker.
-    ("build", &["gcc", "libc6-dev"]),
+/// A group of Debian packages and what needs them.
+pub type Packages = (&'static str, &'static [&'static str]);
+
+/// What building needs: a C linker and libc for the host crates and
+/// bpf-linker. The only packages `build`, `package` and `lint` install, so
+/// that building on the gateway itself adds nothing else to it.
+pub const BUILD_PACKAGES: Packages = ("build", &["gcc", "libc6-dev"]);
+
+/// What the tests need besides the build's, by purpose. `test` and
+/// `vm-test` install them (the lab and the benchmark the groups they use),
+/// never `build`: chrony would replace systemd-timesyncd, prometheus is a
+/// server enabled at boot, and none of it belongs on a gateway that only
+/// builds the filter.
+pub const TEST_PACKAGES: &[Packages] = &[
     // Inspecting loaded programs, maps and links.
-    ("bpf tools", &["bpftool"]),
+    BPF_TOOLS,
     // Lab and end-to-end tests: namespaces, veth, NAT, traffic, nsenter/mount.
-    (
-        "lab and end-to-end tests",
-        &[
-            "iproute2",
-            "iputils-ping",
-            "nftables",
-            "netcat-openbsd",
-            "procps",
-            "util-linux",
-        ],
-    ),
+    NETWORK_TOOLS,
     // Real DNS and NTP peers for the solicited-response tests. dnsmasq-base is the
     // dnsmasq binary without the system service, which would bind port 53 here.
-    (
-        "DNS and NTP servers and clients",
-        &["dnsmasq-base", "chrony", "bind9-dnsutils"],
-    ),
+    SERVERS,
     // The daemon's tests: promtool (a real Prometheus parser for /metrics)
     // and systemd-analyze (verifies the unit in dist/).
     ("daemon tests", &["prometheus", "systemd"]),
@@ -48,18 +46,35 @@ pub const PACKAGES: &[(&str, &[&str])] = &[
     ("completion tests", &["zsh", "fish"]),
 ];
 
+const BPF_TOOLS: Packages = ("bpf tools", &["bpftool"]);
+const NETWORK_TOOLS: Packages = (
+    "lab and end-to-end tests",
+    &[
+        "iproute2",
+        "iputils-ping",
+        "nftables",
+        "netcat-openbsd",
+        "procps",
+        "util-linux",
+    ],
+);
+const SERVERS: Packages = (
+    "DNS and NTP servers and clients",
+    &["dnsmasq-base", "chrony", "bind9-dnsutils"],
+);
+
 /// Debian packages only the lab needs (`cargo xtask lab`, and `test`, whose
 /// host suite runs the lab): the real servers and clients of its incidents
 /// that the end-to-end tests do without. Postfix is the mail server with a
 /// fixed number of SMTP slots (its `smtpd` process limit) and swaks the
 /// sending servers; nginx the web server and curl the browser. `build` never
 /// installs them.
-pub const LAB_PACKAGES: (&str, &[&str]) = ("lab", &["postfix", "swaks", "nginx", "curl"]);
+pub const LAB_PACKAGES: Packages = ("lab", &["postfix", "swaks", "nginx", "curl"]);
 
 /// Debian packages only the benchmark needs (`cargo xtask bench`), installed
 /// by that command alone: interface statistics (ethtool), a peer filter to
 /// compare with (xdp-filter from xdp-tools) and the chart (gnuplot and a font).
-pub const BENCH_PACKAGES: (&str, &[&str]) = (
+pub const BENCH_PACKAGES: Packages = (
     "benchmark",
     &["ethtool", "xdp-tools", "gnuplot-nox", "fonts-dejavu-core"],
 );
@@ -69,7 +84,38 @@ pub const BENCH_PACKAGES: (&str, &[&str]) = (
 /// modprobe inside the guest, which runs on this machine's root filesystem) and
 /// xz (some kernel packages compress their modules). The kernels and busybox
 /// are downloaded, not installed (see vm/kernel.rs).
-pub const VM_PACKAGES: (&str, &[&str]) = ("VM test legs", &["qemu-system-x86", "kmod", "xz-utils"]);
+pub const VM_PACKAGES: Packages = ("VM test legs", &["qemu-system-x86", "kmod", "xz-utils"]);
+
+/// What a command needs installed besides the toolchains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// `build`, `package`, `lint`, `fuzz`: building (and loading programs
+    /// through BPF_PROG_TEST_RUN, which needs no tools).
+    Build,
+    /// `test` and `setup`: the build and every test (the lab's included).
+    Tests,
+    /// `vm-test`: the tests' and qemu's.
+    VmTests,
+    /// `lab`: the build, the network tools, the servers and the lab's own.
+    Lab,
+    /// `bench`: the build, the network tools, the servers and the benchmark's own.
+    Bench,
+}
+
+impl Needs {
+    /// The package groups, the build's first.
+    pub fn packages(self) -> Vec<Packages> {
+        let mut groups = vec![BUILD_PACKAGES];
+        match self {
+            Needs::Build => {}
+            Needs::Tests => groups.extend(TEST_PACKAGES.iter().copied().chain([LAB_PACKAGES])),
+            Needs::VmTests => groups.extend(TEST_PACKAGES.iter().copied().chain([VM_PACKAGES])),
+            Needs::Lab => groups.extend([BPF_TOOLS, NETWORK_TOOLS, SERVERS, LAB_PACKAGES]),
+            Needs::Bench => groups.extend([BPF_TOOLS, NETWORK_TOOLS, SERVERS, BENCH_PACKAGES]),
+        }
+        groups
+    }
+}
 
 /// The bpf-linker release we build.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -78,32 +124,23 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// build.rs reads the same `channel = "..."` line).
 const NIGHTLY_TOOLCHAIN_FILE: &str = "filter-ebpf/rust-toolchain.toml";
 
-pub fn run() -> anyhow::Result<()> {
-    let wanted: Vec<&str> = PACKAGES
-        .iter()
-        .flat_map(|(_, pkgs)| pkgs.iter().copied())
-        .collect();
-    debian_packages(&wanted)?;
+/// Installs what `needs` names (only what is missing), the pinned nightly
+/// and bpf-linker.
+pub fn run(needs: Needs) -> anyhow::Result<()> {
+    packages(needs)?;
     let nightly = nightly()?;
     bpf_linker(&nightly)
 }
 
-/// Setup, plus the packages of the benchmark.
-pub fn run_for_bench() -> anyhow::Result<()> {
-    run()?;
-    debian_packages(BENCH_PACKAGES.1)
-}
-
-/// The packages of the lab (not the rest of setup: given a filter-ctl,
-/// the lab builds nothing).
-pub fn run_for_lab() -> anyhow::Result<()> {
-    debian_packages(LAB_PACKAGES.1)
-}
-
-/// Setup, plus the packages of the VM legs.
-pub fn run_for_vm() -> anyhow::Result<()> {
-    run()?;
-    debian_packages(VM_PACKAGES.1)
+/// The Debian packages of `needs` alone (the lab given a filter-ctl builds
+/// nothing).
+pub fn packages(needs: Needs) -> anyhow::Result<()> {
+    let wanted: Vec<&str> = needs
+        .packages()
+        .iter()
+        .flat_map(|(_, pkgs)| pkgs.iter().copied())
+        .collect();
+    debian_packages(&wanted)
 }
 
 /// Project-local tools: bpf-linker in `bin/`, its stamp, the LLVM prefix it links.
@@ -490,9 +527,14 @@ mod tests {
 
     #[test]
     fn every_package_is_listed_once() {
-        let mut all: Vec<&str> = PACKAGES
+        let mut all: Vec<&str> = TEST_PACKAGES
             .iter()
-            .chain([&BENCH_PACKAGES, &VM_PACKAGES])
+            .chain([
+                &BUILD_PACKAGES,
+                &LAB_PACKAGES,
+                &BENCH_PACKAGES,
+                &VM_PACKAGES,
+            ])
             .flat_map(|(_, p)| p.iter().copied())
             .collect();
         let n = all.len();

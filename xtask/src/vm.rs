@@ -113,7 +113,7 @@ pub struct VmOptions {
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: AccelChoice,
     /// Which tests the guests run: `kernel`, what can differ between kernels
-    /// (xtask/src/vm/selection.rs, listed in the README), or `all`, the whole
+    /// (xtask/src/vm/selection.rs, listed in docs/testing.md), or `all`, the whole
     /// suite. Default: `kernel` for `test`, `all` for `vm-test`.
     #[arg(long, value_enum, value_name = "WHICH")]
     pub tests: Option<Selection>,
@@ -140,7 +140,7 @@ pub struct Prepared {
 /// (once: they are cached in .cache/vm). A kernel that cannot be had fails
 /// its leg, with the reason, after the others ran.
 pub fn prepare(options: &VmOptions) -> anyhow::Result<Prepared> {
-    crate::setup::run_for_vm()?;
+    crate::setup::packages(crate::setup::Needs::VmTests)?;
     let busybox = kernel::busybox()?;
     let kernels = options
         .kernel

@@ -179,22 +179,22 @@ mod tests {
         }
     }
 
-    /// The README's paragraph on durations (it starts "Durations are")
+    /// The paragraph on durations in docs/commands.md (it starts "Durations are")
     /// names every unit `parse` takes, and every example and unit it shows
     /// is one `parse` takes.
     #[test]
     fn the_readme_durations_are_accepted() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../docs/commands.md");
         let paragraph: String = readme
             .split("\n\n")
             .find(|p| p.starts_with("Durations are"))
-            .expect("the README explains durations")
+            .expect("docs/commands.md explains durations")
             .into();
         let quoted: std::vec::Vec<&str> = paragraph.split('`').skip(1).step_by(2).collect();
         for (unit, _) in UNITS {
             assert!(
                 quoted.contains(&unit),
-                "the README does not name the unit {unit}"
+                "docs/commands.md does not name the unit {unit}"
             );
         }
         for example in quoted {
@@ -208,7 +208,7 @@ mod tests {
             };
             assert!(
                 parse(&text).is_ok(),
-                "README shows `{example}`: {:?}",
+                "docs/commands.md shows `{example}`: {:?}",
                 parse(&text)
             );
         }

@@ -63,7 +63,7 @@ use crate::{
     layout,
     migrate::Carried,
     pins::{IfaceLock, IfacePins, PinRoot},
-    probe,
+    probe, release,
     settings::SettingsMaps,
 };
 
@@ -190,6 +190,8 @@ fn attach_locked(
             iface.name
         );
     }
+    // Which build's programs run now: a daemon adopting them compares.
+    release::record(pins.dir())?;
     Ok(report)
 }
 

@@ -17,6 +17,7 @@ pub mod drops;
 pub mod link;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod reload;
 pub mod top;
 pub mod units;
@@ -30,7 +31,7 @@ use std::{
 
 use anyhow::Context as _;
 use aya_log::EbpfLogger;
-use filter_common::{report::Stats, settings::Assignment};
+use filter_common::report::Stats;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{Signal, SignalKind, signal},
@@ -41,7 +42,7 @@ use self::{
     drops::DropEvents,
     link::Presence,
     metrics::DaemonState,
-    reload::ConfigFile,
+    reload::{ConfigFile, FileConfig},
     top::{History, TopReport},
 };
 use crate::{
@@ -50,7 +51,7 @@ use crate::{
     iface::Interface,
     lists,
     pins::{IfacePins, PinRoot},
-    stats,
+    release, stats,
 };
 
 /// The default `--listen`: localhost only, on a port no well-known exporter
@@ -95,7 +96,7 @@ pub fn run(pin_root: &Path, options: Options) -> anyhow::Result<()> {
                 file.path().display()
             );
         }
-        let Some(pins) = start(&root, &options, settings.as_deref(), &mut signals).await? else {
+        let Some(pins) = start(&root, &options, settings.as_ref(), &mut signals).await? else {
             return Ok(());
         };
         Daemon {
@@ -151,7 +152,7 @@ impl Signals {
 async fn start(
     root: &PinRoot,
     options: &Options,
-    settings: Option<&[Assignment]>,
+    settings: Option<&FileConfig>,
     signals: &mut Signals,
 ) -> anyhow::Result<Option<IfacePins>> {
     let pins = root.iface(&options.iface)?;
@@ -168,6 +169,12 @@ async fn start(
                     "{} does not exist (yet): the filter will be attached when it appears",
                     options.iface
                 );
+                // Ready all the same: holding the boot back until a device
+                // that may never come would only time the unit out.
+                notify::send(&format!(
+                    "READY=1\nSTATUS=waiting for {} to appear; the filter is not attached",
+                    options.iface
+                ));
                 waiting = true;
             }
             None => {}
@@ -186,10 +193,10 @@ fn attach_or_adopt(
     root: &PinRoot,
     pins: &IfacePins,
     mode: ModeChoice,
-    config: Option<(&Path, &[Assignment])>,
+    config: Option<(&Path, &FileConfig)>,
 ) -> anyhow::Result<Option<String>> {
     let name = pins.iface();
-    let settings = config.map_or(&[][..], |(_, settings)| settings);
+    let settings = config.map_or(&[][..], |(_, file)| &file.settings[..]);
     let from_file = config.map_or(String::new(), |(path, _)| {
         format!("; settings from {}", path.display())
     });
@@ -202,6 +209,11 @@ fn attach_or_adopt(
                     xdp_mode.name(),
                     link_info(&link)?.program_id()
                 );
+                // After a package upgrade: the old binary's programs run.
+                if let Some(other) = release::other_programs(pins) {
+                    log::warn!("{other}");
+                    notify::send(&format!("STATUS={other}"));
+                }
                 Some(match config {
                     Some((path, settings)) => {
                         let changed = reload::apply(root, name, settings)?;
@@ -219,10 +231,11 @@ fn attach_or_adopt(
                 let report = attach::reattach(root, &Interface::lookup(name)?, settings)?;
                 Some(format!(
                     "attached the filter again to {name} (ifindex {ifindex}, XDP {} mode, program {}), \
-                     keeping counters, {}lists and recorded queries{from_file}",
+                     keeping counters, {}lists and recorded queries{from_file}{}",
                     report.mode.name(),
                     report.xdp_program_id,
-                    if config.is_some() { "" } else { "settings, " }
+                    if config.is_some() { "" } else { "settings, " },
+                    file_lists(root, name, config)?
                 ))
             }
             Presence::Elsewhere { link } => anyhow::bail!(
@@ -242,11 +255,26 @@ fn attach_or_adopt(
         );
     }
     Ok(Some(format!(
-        "attached the filter to {name} in {} mode (XDP program {}, egress program {}){from_file}",
+        "attached the filter to {name} in {} mode (XDP program {}, egress program {}){from_file}{}",
         report.mode.name(),
         report.xdp_program_id,
-        report.tc_program_id
+        report.tc_program_id,
+        file_lists(root, name, config)?
     )))
+}
+
+/// The config file's lists put in place after an attach (which wrote its
+/// settings): `; deny list: 3 entries from the file`, or nothing.
+fn file_lists(
+    root: &PinRoot,
+    iface: &str,
+    config: Option<(&Path, &FileConfig)>,
+) -> anyhow::Result<String> {
+    let Some((_, file)) = config else {
+        return Ok(String::new());
+    };
+    let (_lock, pins) = attach::lock_for_change(root, iface)?;
+    Ok(reload::apply_lists(&pins, file)?.map_or(String::new(), |said| format!("; {said}")))
 }
 
 fn describe_changes(changed: &[String]) -> String {
@@ -272,9 +300,9 @@ struct Daemon {
     /// The interface at the last check, to log changes only.
     link: Option<Presence>,
     up: Option<bool>,
-    /// Settings of the config file read while the interface was gone: they
-    /// go in with the attach when it is back.
-    pending: Option<Vec<Assignment>>,
+    /// The config file as read while the interface was gone: it goes in
+    /// with the attach when the interface is back.
+    pending: Option<FileConfig>,
     ticks: u64,
     /// Whether it said that another process reads the drop events.
     told_ring_held: bool,
@@ -295,6 +323,12 @@ impl Daemon {
         .await?;
         tokio::spawn(server);
         log::info!("serving metrics on http://{listening}/metrics");
+        // The filter is attached (or adopted) and the metrics are served:
+        // what systemd waits for before it reaches network-pre.target.
+        notify::send(&format!(
+            "READY=1\nSTATUS=filtering on {}; metrics on http://{listening}/metrics",
+            self.options.iface
+        ));
         if !listening.ip().is_loopback() {
             log::warn!(
                 "metrics on {listening} can be reached from other hosts: every setting, counter \
@@ -343,6 +377,7 @@ impl Daemon {
                 _ = signals.interrupt.recv() => break,
             }
         }
+        notify::send("STOPPING=1");
         // Attacks under way are summed up with what the counters say now.
         if let Ok(counts) = stats::read(&self.pins) {
             self.detector.stop(Instant::now(), &counts);
@@ -450,17 +485,18 @@ impl Daemon {
         let path = file.path().display().to_string();
         let iface = &self.options.iface;
         if self.is_severed()
-            && let Ok(settings) = &read
+            && let Ok(file) = &read
         {
             // Nothing reads the settings of a severed filter, and its maps
             // are not changed meanwhile: they go in with the next attach.
             log::info!(
-                "read {path}; its settings go in when the filter is attached to {iface} again"
+                "read {path}; its settings and lists go in when the filter is attached to {iface} \
+                 again"
             );
-            self.pending = Some(settings.clone());
+            self.pending = Some(file.clone());
             return;
         }
-        let applied = read.and_then(|settings| reload::apply(&self.root, iface, &settings));
+        let applied = read.and_then(|file| reload::apply(&self.root, iface, &file));
         let mut state = self.state.lock().expect("never poisoned");
         match applied {
             Ok(changed) => {
@@ -507,12 +543,22 @@ impl Daemon {
                 link.describe()
             ),
             Presence::Back { ifindex } => {
-                let settings = self.pending.as_deref().unwrap_or_default();
+                let settings = self
+                    .pending
+                    .as_ref()
+                    .map_or(&[][..], |file| &file.settings[..]);
                 match Interface::lookup(&name)
                     .and_then(|iface| attach::reattach(&self.root, &iface, settings))
                 {
                     Ok(report) => {
-                        let reloaded = self.pending.take().is_some();
+                        let pending = self.pending.take();
+                        let reloaded = pending.is_some();
+                        if let Some(file) = &pending
+                            && let Err(err) = attach::lock_for_change(&self.root, &name)
+                                .and_then(|(_lock, pins)| reload::apply_lists(&pins, file))
+                        {
+                            log::error!("putting the config file's lists in place: {err:#}");
+                        }
                         let kept = match &self.config {
                             Some(file) if reloaded => format!(
                                 "keeping counters, lists and recorded queries; settings from {}, \

@@ -1,6 +1,7 @@
 //! The daemon's config file: the settings TOML of `attach --config` and
 //! `apply`, holding the filter's whole configuration (a key left out takes
-//! its default). Read at start, on SIGHUP and when the file changes.
+//! its default) and the allow and deny lists to keep ([`crate::listfile`]).
+//! Read at start, on SIGHUP and when the file changes.
 //!
 //! Changes are found by polling the file's metadata once a second (inode,
 //! size, modification time) and then comparing its text, rather than with
@@ -34,10 +35,20 @@ use filter_common::settings::{Assignment, Assignments, Settings};
 
 use crate::{
     attach,
-    pins::PinRoot,
+    listfile::{self, FileLists},
+    pins::{IfacePins, PinRoot},
     settings::{self, SettingsMaps},
     textfile,
 };
+
+/// What a config file says: every setting, and the lists to keep.
+#[derive(Clone, Debug)]
+pub struct FileConfig {
+    pub settings: Vec<Assignment>,
+    pub lists: FileLists,
+    /// The file's last change, from which its entries' `for` counts.
+    pub modified: SystemTime,
+}
 
 /// What the file looked like when it was last read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +71,7 @@ impl ConfigFile {
     /// A file that does not exist (yet) gives no settings: the filter keeps
     /// its own (the defaults, when attached afresh), and the file is
     /// applied once it appears (the package installs only an example).
-    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, Option<Vec<Assignment>>)> {
+    pub fn open(path: &Path) -> anyhow::Result<(ConfigFile, Option<FileConfig>)> {
         let mut file = ConfigFile {
             path: path.to_owned(),
             seen: None,
@@ -85,19 +96,29 @@ impl ConfigFile {
     /// Reads the file and checks it; its text (or why it could not be read)
     /// is remembered either way, so a bad file is reported once, not every
     /// second.
-    pub fn read(&mut self) -> anyhow::Result<Vec<Assignment>> {
+    pub fn read(&mut self) -> anyhow::Result<FileConfig> {
         self.seen = seen(&self.path);
         let text = textfile::read(&self.path);
         self.content = text
             .as_ref()
             .map(Clone::clone)
             .map_err(|err| format!("{err:#}"));
-        settings_of(&text?).with_context(|| format!("in {}", self.path.display()))
+        let text = text?;
+        let in_file = || format!("in {}", self.path.display());
+        Ok(FileConfig {
+            settings: settings_of(&text).with_context(in_file)?,
+            lists: FileLists::parse(&text).with_context(in_file)?,
+            modified: self
+                .seen
+                .as_ref()
+                .and_then(|seen| seen.modified)
+                .unwrap_or_else(SystemTime::now),
+        })
     }
 
     /// Reads the file again if its text (or why it cannot be read) changed;
     /// `None` if it did not.
-    pub fn reread_if_changed(&mut self) -> Option<anyhow::Result<Vec<Assignment>>> {
+    pub fn reread_if_changed(&mut self) -> Option<anyhow::Result<FileConfig>> {
         let before = self.content.clone();
         let read = self.read();
         (self.content != before).then_some(read)
@@ -118,15 +139,8 @@ fn seen(path: &Path) -> Option<Seen> {
 pub fn settings_of(text: &str) -> anyhow::Result<Vec<Assignment>> {
     // One line for the log: where, and what is wrong (toml's own display
     // adds the source line and a marker underneath).
-    let Assignments(assignments) = toml::from_str(text).map_err(|err| {
-        let at = err.span().map_or(String::new(), |span| {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
-            format!("line {line}, column {column}: ")
-        });
-        anyhow::anyhow!("{at}{}", err.message())
-    })?;
+    let Assignments(assignments) =
+        toml::from_str(text).map_err(|err| listfile::located(text, &err))?;
     let settings = Settings::default().with(&assignments)?;
     Ok(settings
         .values()
@@ -134,19 +148,23 @@ pub fn settings_of(text: &str) -> anyhow::Result<Vec<Assignment>> {
         .collect())
 }
 
-/// Writes `assignments` to the filter on `iface`, under its lock (waiting
-/// for a command changing it meanwhile); returns the settings that changed,
-/// as `key old -> new`.
-pub fn apply(
-    root: &PinRoot,
-    iface: &str,
-    assignments: &[Assignment],
-) -> anyhow::Result<Vec<String>> {
+/// Writes the file's settings and lists to the filter on `iface`, under
+/// its lock (waiting for a command changing it meanwhile); returns what
+/// changed: each setting as `key old -> new`, then the lists.
+pub fn apply(root: &PinRoot, iface: &str, file: &FileConfig) -> anyhow::Result<Vec<String>> {
     let (_lock, pins) = attach::lock_for_change(root, iface)?;
     let mut maps = SettingsMaps::open(&pins)?;
     let before = maps.read()?;
-    let after = maps.apply(assignments)?;
-    Ok(settings::changes(&before, &after))
+    let after = maps.apply(&file.settings)?;
+    let mut changed = settings::changes(&before, &after);
+    changed.extend(apply_lists(&pins, file)?);
+    Ok(changed)
+}
+
+/// The file's lists alone (after an attach, which wrote its settings);
+/// the caller holds the interface's lock.
+pub fn apply_lists(pins: &IfacePins, file: &FileConfig) -> anyhow::Result<Option<String>> {
+    listfile::apply_both(pins, &file.lists, file.modified)
 }
 
 #[cfg(test)]
@@ -224,7 +242,7 @@ mod tests {
         fs::write(&path, "monitor = true\n").unwrap();
         assert!(file.touched());
         let read = file.reread_if_changed().expect("read once it appears");
-        assert!(read.unwrap().iter().any(|a| a.key() == "monitor"));
+        assert!(read.unwrap().settings.iter().any(|a| a.key() == "monitor"));
         fs::remove_dir_all(&dir).unwrap();
     }
 

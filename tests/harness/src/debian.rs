@@ -23,6 +23,22 @@ pub const ROOT_ENV: &str = "WAN_FILTER_DEBIAN_ROOT";
 /// that installing it needs no network.
 pub const ROOT_PACKAGES: &[&str] = &["man-db", "systemd", "iproute2", "procps"];
 
+/// The package and the clean Debian root `cargo xtask test` names, or
+/// `None` when they are not given (a plain `cargo test`, the VM legs),
+/// after a line saying that `test` (e.g. "package test") is skipped.
+pub fn given(test: &str) -> Option<(PathBuf, PathBuf)> {
+    match (std::env::var_os(DEB_ENV), std::env::var_os(ROOT_ENV)) {
+        (Some(deb), Some(root)) => Some((deb.into(), root.into())),
+        _ => {
+            process::note(format_args!(
+                "{test} skipped: {DEB_ENV} and {ROOT_ENV} are unset (`cargo xtask test` \
+                 builds the package and a Debian root and sets them)"
+            ));
+            None
+        }
+    }
+}
+
 /// A writable overlay over a Debian root, with /proc and /dev, unmounted
 /// (and its writes gone) when dropped.
 pub struct Scratch {
@@ -68,6 +84,26 @@ impl Scratch {
     /// The root as seen from here.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Installs the package `deb` as an operator would (`apt-get install
+    /// ./wan-filter_*.deb`, from the root's /tmp); its file name.
+    pub fn install(&self, deb: &Path) -> anyhow::Result<String> {
+        let name = deb
+            .file_name()
+            .and_then(|name| name.to_str())
+            .with_context(|| format!("{} names no package file", deb.display()))?
+            .to_owned();
+        fs::copy(deb, self.root.join("tmp").join(&name))
+            .with_context(|| format!("copying {} into the root", deb.display()))?;
+        self.run([
+            "apt-get",
+            "install",
+            "--yes",
+            "--no-install-recommends",
+            &format!("/tmp/{name}"),
+        ])?;
+        Ok(name)
     }
 
     /// Runs `args` in the root (chroot), with a plain environment; its

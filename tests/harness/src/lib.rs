@@ -19,7 +19,8 @@
 //! - [`ctl`]: the one driver of the real `filter-ctl` binary and the types of
 //!   its JSON output; [`kernel`]: what the kernel says is attached;
 //! - [`fixture`]: the lab with a driver, where every end-to-end test starts;
-//! - [`debian`]: a clean Debian root, overlaid, for the package test.
+//! - [`debian`]: a clean Debian root, overlaid, for the package test;
+//!   [`systemd`]: systemd booted in it, in namespaces of its own.
 //!
 //! It depends on filter-common but not on filter-ctl, and builds no eBPF:
 //! xtask uses it, and xtask must build with the stable host toolchain alone,
@@ -39,4 +40,5 @@ pub mod packet;
 pub mod process;
 pub mod servers;
 pub mod signals;
+pub mod systemd;
 pub mod traffic;

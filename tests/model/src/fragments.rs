@@ -1,4 +1,4 @@
-//! Fragments (README, *Fragments*): the verdict of every first fragment is
+//! Fragments (docs/rules.md, *Fragments*): the verdict of every first fragment is
 //! remembered for `fragment_lifetime`, keyed by source, destination, IP id
 //! and the protocol that follows the fragmentation, and later fragments
 //! follow it. A later fragment whose first was not seen (or has expired) is

@@ -1,5 +1,5 @@
 //! A reference model of the filter's rules, in plain host Rust, written from
-//! the README's rule list and docs/syn-and-lists.md rather than from
+//! the rule list of docs/rules.md and docs/syn-and-lists.md rather than from
 //! filter-ebpf, and a generator of packet sequences to check the real
 //! programs against it (`tests::check` runs both and compares).
 //!

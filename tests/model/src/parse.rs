@@ -1,8 +1,8 @@
-//! What a frame is, as the README's rules read it: the link layer (Ethernet,
+//! What a frame is, as the rules of docs/rules.md read it: the link layer (Ethernet,
 //! up to two VLAN tags, a PPPoE session), the IP header with its options or
 //! extension headers, and where the transport header starts.
 //!
-//! Written from the README, not from filter-ebpf: etherparse reads the
+//! Written from docs/rules.md, not from filter-ebpf: etherparse reads the
 //! Ethernet, VLAN, IPv4, IPv6, IPv6 fragment and UDP headers. Three things
 //! are read by hand, each for a stated reason:
 //! - the PPPoE session header, which etherparse does not know;
@@ -23,7 +23,7 @@
 //! Ethernet padding after a short datagram is never read as its content.
 //! The IP length is not looked at: the stack drops a datagram whose UDP
 //! length exceeds its IP packet, so for every datagram it delivers the UDP
-//! length is the bound (README, *Edges*).
+//! length is the bound (docs/rules.md, *Edges*).
 
 use etherparse::{
     EtherType, Ethernet2HeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice,

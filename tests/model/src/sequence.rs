@@ -13,7 +13,7 @@
 //! ingress 0200000000010200000000020800...
 //! wait 10ms
 //! ```
-//! `set` lists only the keys that differ from the defaults (README's
+//! `set` lists only the keys that differ from the defaults (docs/commands.md's
 //! settings table); a list entry lasts `forever` or some milliseconds from
 //! when it is added (`0ms`: already expired).
 

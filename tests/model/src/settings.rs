@@ -1,4 +1,4 @@
-//! The settings the rules depend on, in the README's terms, and the
+//! The settings the rules depend on, in the terms of docs/rules.md, and the
 //! `filter-ctl set` assignments that give the real filter the same ones.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,13 +119,13 @@ pub struct Settings {
     pub query: QuerySettings,
 }
 
-/// The README's list of amplification ports watched by default.
+/// The list of amplification ports (docs/rules.md) watched by default.
 pub const DEFAULT_AMPLIFIER_PORTS: [u16; 15] = [
     17, 19, 69, 111, 137, 161, 389, 520, 1900, 3283, 3702, 5353, 10001, 11211, 37810,
 ];
 
 impl Default for Settings {
-    /// The README's defaults (its settings table, docs/syn-and-lists.md,
+    /// The documented defaults (its settings table, docs/syn-and-lists.md,
     /// docs/tcp-connections.md and docs/query-limits.md).
     fn default() -> Self {
         Settings {

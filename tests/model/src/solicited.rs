@@ -1,7 +1,7 @@
-//! The solicited table (README, *State that attackers can write is kept
+//! The solicited table (docs/rules.md, *State that attackers can write is kept
 //! apart*): queries egress recorded, waiting for their answers.
 //!
-//! The filter keeps them in a set-associative table, and the README states
+//! The filter keeps them in a set-associative table, and docs/rules.md states
 //! its approximation: a key hashes to one bucket of 4 slots; a query takes
 //! a free, expired or identical slot of its bucket (the first such, in slot
 //! order); when the bucket is full of live entries, the entry closest to

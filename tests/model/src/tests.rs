@@ -1,4 +1,4 @@
-//! The model's own tests, without the kernel: rules where the README is
+//! The model's own tests, without the kernel: rules where docs/rules.md is
 //! precise enough to state an expectation by hand. The model check compares
 //! the rest with the real programs.
 

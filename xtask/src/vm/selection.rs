@@ -47,7 +47,7 @@ pub enum Tests {
 }
 
 /// The 6.1 leg of `./xtask/run test`: executable (its source), the tests
-/// it runs there, and why they depend on the kernel. The README lists the
+/// it runs there, and why they depend on the kernel. docs/testing.md lists the
 /// same, by purpose.
 pub const KERNEL_LEG: &[(&str, Tests, &str)] = &[
     // Every verdict through BPF_PROG_TEST_RUN: what the verifier accepted

@@ -73,8 +73,8 @@ fn met(m: Option<bool>) -> &'static str {
 fn header(out: &mut String, m: &Meta) {
     let _ = writeln!(
         out,
-        "# Benchmark results\n\nWritten by `cargo xtask bench` ({} mode); README.md, section \
-         \"Benchmark\", explains the method. Do not edit by hand: run the benchmark again.\n",
+        "# Benchmark results\n\nWritten by `cargo xtask bench` ({} mode); docs/benchmark.md \
+         explains the method. Do not edit by hand: run the benchmark again.\n",
         m.mode
     );
     let _ = writeln!(
@@ -213,7 +213,7 @@ fn testrun_section(out: &mut String, t: &TestRunResults) {
          Kernel-reported mean time per run, `repeat` {} per measurement, {} rounds \
          interleaved with a one-line XDP_DROP program (floor: {} ns). The ingress program: \
          {} instructions processed by the verifier, {} bytes translated, {} bytes JITed. \
-         Solicited answers are estimated from single runs (see README).\n",
+         Solicited answers are estimated from single runs (see docs/benchmark.md).\n",
         t.repeat,
         t.rounds,
         t.floor_ns.show(1),

@@ -1,4 +1,4 @@
-//! Egress (README, *The reflection defence*, 1; docs/tcp-connections.md):
+//! Egress (docs/rules.md, *The reflection defence*, 1; docs/tcp-connections.md):
 //! every outgoing UDP packet to a watched port is recorded as a solicited
 //! query; TCP SYN-ACKs record handshakes, FINs and RSTs end counted
 //! connections (tcp.rs); everything else is `egress_other`. Egress never

@@ -134,7 +134,7 @@ impl Case {
     }
 }
 
-/// The README's defaults most of the time, otherwise each setting varied
+/// The documented defaults most of the time, otherwise each setting varied
 /// within its allowed range (values that make a difference in a case).
 pub fn settings() -> BoxedStrategy<Settings> {
     let ports = prop_oneof![

@@ -1,4 +1,4 @@
-//! Ingress, in the README's rule order (README, *The reflection defence*;
+//! Ingress, in the rule order of docs/rules.md (docs/rules.md, *The reflection defence*;
 //! docs/syn-and-lists.md, *Where they sit in the rule order*):
 //! 1. not IP: pass (`pass_not_ip`); link or IP headers cut short or
 //!    invalid: pass (`pass_malformed`);

@@ -1,4 +1,4 @@
-//! Inbound UDP: the reflection defence (README, *The reflection defence*),
+//! Inbound UDP: the reflection defence (docs/rules.md, *The reflection defence*),
 //! then the query limits (docs/query-limits.md, *What is limited*).
 //! - to port 123 or an NTP service port in NTP mode 6 or 7: drop
 //!   (`drop_ntp_control`), so the gateway can never be the amplifier;

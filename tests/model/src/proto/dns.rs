@@ -1,10 +1,10 @@
-//! DNS (README: "a response (QR bit set) passes only if it consumes a live
+//! DNS (docs/rules.md: "a response (QR bit set) passes only if it consumes a live
 //! entry with the same addresses, ports and id"; "a query that merely comes
 //! from port 53 (QR clear) is not a response and passes").
 //!
 //! The id and the flags are the first 4 bytes. A datagram of 4 to 11 bytes
 //! is shorter than a DNS header and no resolver accepts it as an answer; it
-//! is judged by its QR bit all the same (README, *Edges*).
+//! is judged by its QR bit all the same (docs/rules.md, *Edges*).
 
 /// What an inbound datagram from a DNS port is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

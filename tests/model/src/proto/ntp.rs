@@ -1,11 +1,11 @@
-//! NTP (README: modes 6 and 7 are always dropped; server and broadcast
+//! NTP (docs/rules.md: modes 6 and 7 are always dropped; server and broadcast
 //! responses, modes 4 and 5, pass only if their origin timestamp matches a
 //! recorded request's transmit timestamp; client and peer modes pass).
 //!
 //! The mode is the low 3 bits of the first byte; the origin timestamp is at
 //! bytes 24..32, the transmit timestamp at 40..48. A response too short to
 //! hold its origin timestamp cannot be judged (malformed); one of 32 to 47
-//! bytes, shorter than an NTP header, is judged like a whole one (README,
+//! bytes, shorter than an NTP header, is judged like a whole one (docs/rules.md,
 //! *Edges*). Timestamps are compared as bytes, never interpreted.
 
 pub const MODE_CLIENT: u8 = 3;
