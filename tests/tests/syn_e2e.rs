@@ -174,12 +174,16 @@ struct Legit {
     slowest_connect: Duration,
 }
 
-/// A browser-like client: a new connection every 400 ms (2.5 per second:
-/// over a few seconds within a source bucket of 12 + 2/s), ten keep-alive
-/// requests on each, until `stop`.
-fn browse(inet: &Netns, to: SocketAddr, stop: &AtomicBool) -> Legit {
+/// A browser-like client: `connections` connections, a new one every
+/// 400 ms at most (2.5 per second: over a few seconds within a source
+/// bucket of 12 + 2/s), ten keep-alive requests on each; fewer only if
+/// `stop` (a panic elsewhere).
+fn browse(inet: &Netns, to: SocketAddr, connections: u64, stop: &AtomicBool) -> Legit {
     let mut legit = Legit::default();
-    while !stop.load(Ordering::Relaxed) {
+    for _ in 0..connections {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let started = Instant::now();
         match HttpClient::connect(inet, to, Duration::from_secs(3)) {
             Ok(mut client) => {
@@ -216,6 +220,10 @@ fn bucket_bounds(burst: u64, rate: u64, sent: &Sent) -> (u64, u64) {
     )
 }
 
+/// Each legitimate client's connections in the flood test: at 400 ms apart
+/// at most, 6 s, longer than the floods (5.3 s, and the reads between).
+const CONNECTIONS: u64 = 15;
+
 #[test]
 fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses() {
     let lab = lab();
@@ -243,10 +251,10 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
     let stop = AtomicBool::new(false);
     let (sent1, sent4, sent6, phase1, legit4, legit6) = thread::scope(|scope| {
         let inet = &lab.topo.internet;
-        let c4 = scope.spawn(|| browse(inet, wan(false), &stop));
-        let c6 = scope.spawn(|| browse(inet, wan(true), &stop));
-        // Stops the clients however this closure ends (a panic too), so
-        // that the scope can end.
+        let c4 = scope.spawn(|| browse(inet, wan(false), CONNECTIONS, &stop));
+        let c6 = scope.spawn(|| browse(inet, wan(true), CONNECTIONS, &stop));
+        // Stops the clients if this closure panics, so that the scope can
+        // end.
         let _stop = StopOnDrop(&stop);
         thread::sleep(Duration::from_millis(300));
 
@@ -291,8 +299,8 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
             });
             (v4.join().unwrap(), v6.join().unwrap())
         });
-        thread::sleep(Duration::from_millis(300));
-        stop.store(true, Ordering::Relaxed);
+        // The clients' connections (6 s at least) outlast the floods (5.3 s
+        // and the reads between them): the joins wait for them.
         (
             sent1,
             sent4,
@@ -310,8 +318,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
     // retransmission), and every one of them reached the stack.
     for (legit, family) in [(&legit4, "IPv4"), (&legit6, "IPv6")] {
         assert!(legit.failures.is_empty(), "{family}: {:?}", legit.failures);
-        // About 15 over the test; fewer only on a machine busy elsewhere.
-        assert!(legit.connections >= 5, "{family}: {legit:?}");
+        assert_eq!(legit.connections, CONNECTIONS, "{family}: {legit:?}");
         assert_eq!(legit.requests, 10 * legit.connections, "{family}");
     }
     assert_eq!(clients.packets("sent4"), legit4.connections);
