@@ -144,11 +144,6 @@ fn reason(name: &str) -> Reason {
         .unwrap_or_else(|| panic!("no reason named {name}"))
 }
 
-/// Lets frames in flight reach XDP and the counters before reading them.
-fn drain() {
-    thread::sleep(Duration::from_millis(300));
-}
-
 /// Asserts that every expected reason counted exactly the flood's frames and
 /// bytes: as drops, or in monitor mode as would-drops with no real drops.
 fn assert_counted(delta: &Stats, report: &Report, orphans_dropped: bool, monitor: bool) {
@@ -276,9 +271,8 @@ fn real_lookups_succeed_while_a_reflection_flood_is_dropped() {
         let report = flooder.join().unwrap().expect("flood");
         (report, gw, lan, sent_at_start, sent_at_end, lookups_took)
     });
-    drain();
-    let delta = lab.stats().since(&before);
-    let stack = lab.stack().since(&stack_before);
+    let (stats, stack) = lab.snapshot(|| lab.stack());
+    let (delta, stack) = (stats.since(&before), stack.since(&stack_before));
     let took = started.elapsed();
     let servers = lab.servers.as_mut().expect("servers");
     servers.check_running().expect("the servers ran throughout");
@@ -414,7 +408,7 @@ fn monitor_mode_passes_the_flood_and_counts_what_it_would_drop() {
     let before = lab.stats();
     let stack_before = lab.stack();
     let report = fixed_flood(&sender, &mut attack, 20_000, 6_000);
-    drain();
+    lab.flush();
     let delta = lab.stats().since(&before);
     let stack = lab.stack().since(&stack_before);
     println!(
@@ -446,7 +440,7 @@ fn monitor_mode_passes_the_flood_and_counts_what_it_would_drop() {
     let before = lab.stats();
     let stack_before = lab.stack();
     let report = fixed_flood(&sender, &mut attack, 20_000, 3_000);
-    drain();
+    lab.flush();
     let delta = lab.stats().since(&before);
     let stack = lab.stack().since(&stack_before);
     println!("=== monitor=off: a flood of {} frames", report.total.frames);
@@ -468,7 +462,7 @@ fn settings_change_the_live_filter_and_bad_values_change_nothing() {
         let before = lab.stats();
         let stack_before = lab.stack();
         let report = fixed_flood(&sender, &mut attack, 20_000, frames);
-        drain();
+        lab.flush();
         (
             report,
             lab.stats().since(&before),

@@ -28,7 +28,7 @@ use harness::{
         smtp::{SmtpClient, SmtpServer, hold_slots},
     },
     traffic::{
-        StopOnDrop, drain,
+        StopOnDrop,
         sources::Prefix,
         syn::{self, SynFlood},
     },
@@ -150,9 +150,8 @@ fn a_browser_gets_every_connection_while_a_half_open_flooder_is_cut_to_its_budge
         let results = browse(browser, to, 3, 12, Duration::from_millis(400));
         (flooding.join().unwrap(), results)
     });
-    drain();
-    let delta = lab.stats().since(&start);
-    let stack = counters(lab.gw(), "netdev", "tcp_e2e");
+    let (stats, stack) = lab.snapshot(|| counters(lab.gw(), "netdev", "tcp_e2e"));
+    let delta = stats.since(&start);
     let browser_syns = counters(browser, "inet", "browser").packets("syns");
     let synacks = counters(flooder, "inet", "flooder").packets("synacks");
 
@@ -302,9 +301,8 @@ fn with_conn_limit_a_slot_holder_keeps_three_sessions_and_every_delivery_succeed
         stop.store(true, Ordering::Relaxed);
         (holding.join().unwrap(), deliveries, status)
     });
-    drain();
-    let delta = lab.stats().since(&start);
-    let stack = counters(lab.gw(), "netdev", "smtp_e2e").since(&stack_start);
+    let (stats, stack) = lab.snapshot(|| counters(lab.gw(), "netdev", "smtp_e2e"));
+    let (delta, stack) = (stats.since(&start), stack.since(&stack_start));
     let stats = server.stats();
 
     let ok = deliveries.iter().filter(|d| d.is_ok()).count();

@@ -48,6 +48,9 @@ pub const TEST_PACKAGES: &[Packages] = &[
         "upstream tests (BGP speakers and the provider's router)",
         &["gobgpd", "exabgp", "bird2"],
     ),
+    // The shells whose completion scripts filter-ctl prints, to parse them
+    // (`zsh -n`, `fish --no-execute`; bash is there already).
+    ("completion tests", &["zsh", "fish"]),
 ];
 
 const BPF_TOOLS: Packages = ("bpf tools", &["bpftool"]);
