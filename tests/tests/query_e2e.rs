@@ -260,7 +260,11 @@ fn dns_attack(family: Family) {
     // filter: Linux 6.1 under emulation, 2 retries of 6 lookups without.)
     let own = with.lookups(own_prefix);
     assert_eq!(own.over_tcp, 0, "{with:?}");
-    if full_scale {
+    // The resolvers are dig processes: an emulated CPU runs fewer of them
+    // than planned even when the spoofed attack keeps its rate, so what
+    // they show is checked on the host (where `full_scale` always holds).
+    let resolvers_at_scale = full_scale && !kernel::emulated();
+    if resolvers_at_scale {
         assert_eq!(own.retries, 0, "{with:?}");
     }
     // At full scale, those in the victims' /24 were limited with them:
@@ -270,7 +274,7 @@ fn dns_attack(family: Family) {
     // handful meets an empty bucket is chance. All of them were answered
     // either way (above).
     let shared = with.lookups(|resolver| !own_prefix(resolver));
-    if full_scale {
+    if resolvers_at_scale {
         assert!(shared.total >= 20, "the victims' /24 resolvers: {shared:?}");
         assert!(shared.over_tcp + shared.retries > 0, "{with:?}");
     } else {
