@@ -268,6 +268,12 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// The upstream mode: attacks handed to the provider through a BGP
+    /// speaker (the `[upstream]` section of the daemon's config).
+    Upstream {
+        #[command(subcommand)]
+        action: UpstreamAction,
+    },
     /// Print a shell completion script: bash, zsh or fish.
     ///
     /// e.g. `filter-ctl completions bash > /usr/share/bash-completion/completions/filter-ctl`.
@@ -285,6 +291,37 @@ enum Command {
         /// --json: one line of JSON each time).
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         watch: Option<u64>,
+    },
+}
+
+/// `upstream` subcommands.
+#[derive(Subcommand)]
+enum UpstreamAction {
+    /// List the routes announced upstream (FlowSpec rules, RTBH routes), why
+    /// and until when, and the totals.
+    ///
+    /// Asks the daemon running for IFACE. Without a daemon, with --config,
+    /// lists the routes the speaker holds with the daemon's mark.
+    Status {
+        #[command(flatten)]
+        target: Iface,
+        /// The daemon's config file, to reach the speaker when no daemon runs.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// ExaBGP's process for the daemon: put it in ExaBGP's configuration
+    /// (`process wan-filter { run /usr/sbin/filter-ctl upstream exabgp
+    /// --iface wan0; encoder text; }`), never run it by hand.
+    ///
+    /// It connects to the daemon of IFACE and writes the daemon's
+    /// announcements and withdrawals as ExaBGP commands to its stdout. It
+    /// runs as ExaBGP's user (root is not needed).
+    Exabgp {
+        /// The daemon's interface.
+        #[arg(long, value_name = "IFACE")]
+        iface: String,
     },
 }
 
@@ -361,8 +398,14 @@ fn main() {
             .format_target(false)
             .init();
     }
+    let bridge = matches
+        .subcommand_matches("upstream")
+        .and_then(|upstream| upstream.subcommand_name())
+        == Some("exabgp");
     let checked = match matches.subcommand_name() {
         Some("man" | "completions") | None => Ok(()),
+        // ExaBGP's process runs as ExaBGP's user.
+        Some("upstream") if bridge => Ok(()),
         Some(command) => require_root(command),
     };
     if let Err(err) = checked.and_then(|()| run(cli)) {
@@ -556,6 +599,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = daemon::top(&pins, seconds)?;
             output.print(&report.entries(), || report.describe(&target.iface))?;
         }
+        Command::Upstream {
+            action:
+                UpstreamAction::Status {
+                    target,
+                    config,
+                    output,
+                },
+        } => {
+            let pins = target.attached(pin_root)?;
+            let config = config.map(|path| SettingsFile::read(&path)).transpose()?;
+            let status = daemon::upstream::status(&pins, config.map(|file| file.text).as_deref())?;
+            output.print(&status, || status.describe())?;
+        }
+        Command::Upstream {
+            action: UpstreamAction::Exabgp { iface },
+        } => daemon::upstream::exabgp::bridge(&iface)?,
         Command::Allow { action } => list_command(pin_root, List::Allow, action)?,
         Command::Deny { action } => list_command(pin_root, List::Deny, action)?,
         Command::Stats {
@@ -740,6 +799,8 @@ impl SettingsFile {
         let in_file = || format!("in {}", path.display());
         let Assignments(assignments) = toml::from_str(&text).with_context(in_file)?;
         let lists = FileLists::parse(&text).with_context(in_file)?;
+        // The daemon's `[upstream]` section is checked, and left to it.
+        daemon::reload::upstream_of(&text).with_context(in_file)?;
         let modified = std::fs::metadata(path)
             .and_then(|meta| meta.modified())
             .with_context(|| format!("reading {}", path.display()))?;

@@ -62,7 +62,9 @@ pub fn other_programs(pins: &IfacePins) -> Option<String> {
     if running.as_deref() == Some(this.as_str()) {
         return None;
     }
-    let running = running.unwrap_or_else(|| "a build from before builds were recorded".into());
+    // No record: a build from before records, or an upgrade that a killed
+    // attach left and a later command finished (the record comes last).
+    let running = running.unwrap_or_else(|| "a build that left no record".into());
     Some(format!(
         "the programs running on {iface} are not this binary's ({running} attached them; this \
          is {this}): `filter-ctl attach --iface {iface}` swaps this binary's in without a gap \

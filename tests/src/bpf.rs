@@ -447,6 +447,32 @@ enum Kind {
     Trie,
 }
 
+/// The programs' clock (the coarse monotonic clock they read), read before
+/// and after some test runs: the instants the kernel used lie in between.
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    pub from_ns: u64,
+    pub to_ns: u64,
+}
+
+impl Span {
+    /// Runs `f`, bracketed by two readings of the programs' clock.
+    pub fn around<T>(f: impl FnOnce() -> T) -> (T, Span) {
+        let from_ns = now_ns();
+        let out = f();
+        let to_ns = now_ns();
+        (out, Span { from_ns, to_ns })
+    }
+
+    /// The most tokens a bucket refilled at `rate` per second can gain
+    /// within the span: what the runs can get past their burst (0 when the
+    /// span is shorter than one interval, as on a machine that did not
+    /// preempt the test).
+    pub fn refill(&self, rate: u64) -> u64 {
+        (self.to_ns - self.from_ns) * rate / 1_000_000_000
+    }
+}
+
 /// Counters of a fresh instance.
 pub fn zero() -> Counts {
     vec![Counter::default(); 2 * Reason::COUNT as usize]

@@ -142,6 +142,10 @@ pub struct Played {
     pub skipped: u64,
     /// Frames the kernel's test run refused (EINVAL).
     pub refused: u64,
+    /// Whether the sequence was abandoned after a run that could not be
+    /// placed in time (the runner was preempted): its last frames were not
+    /// compared.
+    pub preempted: bool,
     /// Frames compared, by the counter slot they were counted under.
     pub by_slot: Vec<u64>,
 }
@@ -332,6 +336,7 @@ impl Checker {
                 *candidates = ran;
                 self.counts = self.read_counts();
                 played.skipped += (sequence.frames() as u64).saturating_sub(played.frames);
+                played.preempted = true;
                 return Ok(played);
             }
             let instants: &[u64] = if before == after {
@@ -785,6 +790,8 @@ pub struct Totals {
     pub cases: u64,
     pub frames: u64,
     pub skipped: u64,
+    /// Sequences abandoned after a preemption ([`Played::preempted`]).
+    pub preempted: u64,
     pub refused: u64,
     /// Frames compared, by counter slot: what the run exercised.
     pub by_slot: Vec<u64>,
@@ -879,6 +886,7 @@ pub fn fuzz(
                         round.totals.cases += 1;
                         round.totals.frames += played.frames;
                         round.totals.skipped += played.skipped;
+                        round.totals.preempted += u64::from(played.preempted);
                         round.totals.refused += played.refused;
                         let by_slot = &mut round.totals.by_slot;
                         if by_slot.len() < played.by_slot.len() {

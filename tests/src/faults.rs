@@ -69,7 +69,8 @@ pub const DNS_RESPONSE: [u8; 12] = [0x42, 0x42, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0,
 
 impl Lab {
     /// Sends one UDP datagram from each source (port `sport`, a DNS
-    /// response's payload) to the gateway; how many reached its stack.
+    /// response's payload) to the gateway; how many reached its stack,
+    /// counted behind the lab's marker.
     pub fn probe(&self, sources: &[IpAddr], sport: u16) -> u64 {
         let before = self.topo.stack_counters().unwrap();
         for src in sources {
@@ -84,7 +85,8 @@ impl Lab {
                 .build();
             self.probe.send(&frame.bytes).expect("sending a probe");
         }
-        thread::sleep(Duration::from_millis(60));
+        // Every probe has been judged once the marker is at the stack.
+        self.lab.pass_marker();
         let delta = self.topo.stack_counters().unwrap().since(&before);
         delta.packets("spoofed4") + delta.packets("spoofed6")
     }
@@ -189,8 +191,7 @@ pub fn kill_rounds(
         let ending = kill_at(&lab.ctl, lab.gw(), args, None, random_delay(took));
         check(&mut tally, ending, false);
     }
-    tally.points = points;
-    tally.print(what);
+    tally.finish(points, what);
     assert!(tally.old > 0 && tally.new > 0, "both outcomes were seen");
 }
 
@@ -209,10 +210,16 @@ pub struct Tally {
     pub finished: usize,
     pub old: usize,
     pub new: usize,
+    /// The outcome of each kill at a fault point, in the points' order:
+    /// whether it left the new state.
+    pub new_at_points: Vec<bool>,
 }
 
 impl Tally {
     pub fn record(&mut self, ending: Ending, at_point: bool, was_new: bool) {
+        if at_point {
+            self.new_at_points.push(was_new);
+        }
         match (ending, at_point) {
             (Ending::Killed, true) => self.killed_at_points += 1,
             (Ending::Killed, false) => self.killed_between += 1,
@@ -223,6 +230,39 @@ impl Tally {
         } else {
             self.old += 1;
         }
+    }
+
+    /// Prints the tally of `what`, whose fault points are `points`, and
+    /// checks it: one round killed at each point, and the command commits at
+    /// one point ([`Tally::assert_commits_once`]).
+    #[track_caller]
+    pub fn finish(&mut self, points: Vec<String>, what: &str) {
+        self.points = points;
+        self.print(what);
+        assert_eq!(
+            self.new_at_points.len(),
+            self.points.len(),
+            "{what}: one kill at each fault point"
+        );
+        self.assert_commits_once(what);
+    }
+
+    /// The kills at fault points (in order) left the old state, then from
+    /// one on the new state: the command commits at one point.
+    #[track_caller]
+    pub fn assert_commits_once(&self, what: &str) {
+        let committed = self
+            .new_at_points
+            .iter()
+            .position(|new| *new)
+            .unwrap_or(self.new_at_points.len());
+        assert!(
+            self.new_at_points[committed..].iter().all(|new| *new),
+            "{what}: the new state after a kill at a fault point, then the old one after a \
+             kill at a later one (new, in the points' order: {:?}; points {:?})",
+            self.new_at_points,
+            self.points
+        );
     }
 
     pub fn print(&self, what: &str) {

@@ -21,7 +21,10 @@ use filter_common::Reason;
 use filter_ctl::daemon::units::thousands;
 use filter_ctl_api::report::{TopEntry, TopKind};
 use harness::{
-    ctl::{Stats, daemon::Daemon},
+    ctl::{
+        Stats,
+        daemon::{Daemon, samples},
+    },
     fixture::FilterLab,
     lab::{LAN_IF, WAN_IF, addr},
     process,
@@ -74,17 +77,6 @@ fn flood(sender: &RawSender, attack: &mut Attack, pps: u32, frames: u64) -> Repo
         max_frames: frames,
     };
     reflection::flood(sender, attack, pace, &AtomicBool::new(false), None).expect("flood")
-}
-
-/// The samples of `/metrics` (Prometheus text format): name{labels} -> value.
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').expect("a sample line");
-            (series.to_owned(), value.parse().expect("a number"))
-        })
-        .collect()
 }
 
 /// The `wan_filter_packets_total` and `wan_filter_bytes_total` samples of
@@ -287,15 +279,25 @@ fn a_killed_daemon_leaves_the_filter_filtering_and_the_next_one_adopts_it() {
     let frames = 9000;
     let report = thread::scope(|scope| {
         let flooding = scope.spawn(|| flood(&sender, &mut attack, 1000, frames));
-        thread::sleep(Duration::from_secs(2));
+        let dropped = || lab.stats().packets(Reason::DropUnsolicitedDns);
+        // The flood under way (a second of it), then the daemon killed:
+        // the filter goes on dropping without it (another second of it,
+        // well before the flood's 9 s end).
+        process::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            Ok(dropped() >= 1000)
+        })
+        .expect("the flood's first 1000 frames were not dropped");
         daemon.signal(Signal::SIGKILL).unwrap();
-        let before = lab.stats().packets(Reason::DropUnsolicitedDns);
-        thread::sleep(Duration::from_secs(2));
-        let after = lab.stats().packets(Reason::DropUnsolicitedDns);
-        assert!(
-            after > before + 1000,
-            "the counters stopped with the daemon: {before} -> {after}"
-        );
+        let before = dropped();
+        process::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            Ok(dropped() >= before + 1000)
+        })
+        .unwrap_or_else(|_| {
+            panic!(
+                "the counters stopped with the daemon: {before} -> {}",
+                dropped()
+            )
+        });
         // Without a daemon, `top` reads the drop events itself.
         let out = lab
             .ctl
@@ -355,13 +357,15 @@ fn a_killed_daemon_leaves_the_filter_filtering_and_the_next_one_adopts_it() {
     // And it reads the drop events again.
     let (sender, mut attack) = attacker(&lab, true);
     flood(&sender, &mut attack, 1000, 1000);
-    thread::sleep(Duration::from_millis(1500));
-    let rows = top(&lab, 10);
-    assert_eq!(
-        rows.first().map(|row| row.source.as_str()),
-        Some(HEAVY.to_string().as_str()),
-        "{rows:?}"
-    );
+    // Until the daemon has read the flood's events (it reads the ring a
+    // few times a second).
+    let heavy = HEAVY.to_string();
+    let mut rows = Vec::new();
+    process::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        rows = top(&lab, 10);
+        Ok(rows.first().is_some_and(|row| row.source == heavy))
+    })
+    .unwrap_or_else(|_| panic!("top never named {heavy} first: {rows:?}"));
 }
 
 #[test]
@@ -396,9 +400,10 @@ fn a_bad_config_file_is_logged_on_reload_and_changes_nothing() {
     assert_eq!(live(), ("100/s".into(), "20".into(), "off".into()));
     // SIGHUP reads it again: refused again, still nothing changes.
     daemon.signal(Signal::SIGHUP).unwrap();
-    thread::sleep(Duration::from_secs(1));
-    let refusals = daemon.log().matches("not reloading").count();
-    assert_eq!(refusals, 2, "{}", daemon.log());
+    process::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        Ok(daemon.log().matches("not reloading").count() >= 2)
+    })
+    .unwrap_or_else(|_| panic!("SIGHUP was not refused: {}", daemon.log()));
     assert_eq!(live(), ("100/s".into(), "20".into(), "off".into()));
 
     // A good file is applied as a whole: keys left out go back to their defaults.

@@ -99,11 +99,14 @@ fn completions_are_valid_scripts() {
     process::run_with_input(Command::new("bash").arg("-n"), &bash).expect("bash -n");
     let zsh = filter_ctl(&["completions", "zsh"]);
     assert!(zsh.starts_with("#compdef filter-ctl"), "{zsh}");
+    process::run_with_input(Command::new("zsh").arg("-n"), &zsh).expect("zsh -n");
     let fish = filter_ctl(&["completions", "fish"]);
     assert!(
         fish.contains("complete -c filter-ctl") && fish.contains("top"),
         "{fish}"
     );
+    process::run_with_input(Command::new("fish").arg("--no-execute"), &fish)
+        .expect("fish --no-execute");
     let man = filter_ctl(&["man"]);
     assert!(
         man.contains("FILTER-CTL DAEMON") && man.contains("sample_rate"),

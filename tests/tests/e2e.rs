@@ -16,7 +16,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{IpAddr, Shutdown},
+    net::{IpAddr, Shutdown, SocketAddr},
     thread,
     time::Duration,
 };
@@ -27,8 +27,9 @@ use harness::{
     ctl::report::{EgressHook, XdpMode},
     fixture::FilterLab,
     kernel,
-    lab::{GW_LAN_IF, INET_BRIDGE, LAN_IF, Topology, WAN_IF, addr},
+    lab::{GW_LAN_IF, INET_BRIDGE, LAN_IF, StackCounters, Topology, WAN_IF, addr},
     names::TEST_PIN_PREFIX,
+    netns::sockets::unspecified,
     process,
     servers::local::{TcpEchoServer, UdpServer},
 };
@@ -40,6 +41,8 @@ const IPV6: u64 = 40;
 const UDP: u64 = 8;
 /// iputils ping: 56 bytes of data after the 8-byte ICMP header.
 const PING: u64 = 8 + 56;
+/// An ARP request or reply for IPv4 over Ethernet (unpadded on veth).
+const ARP: u64 = 14 + 28;
 
 fn lab() -> FilterLab {
     FilterLab::build()
@@ -57,11 +60,6 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         || Ok(f()),
     )
     .unwrap_or_else(|_| panic!("{what}: still not true after 5 s"));
-}
-
-/// Lets packets still in flight (last ACKs, echo replies) arrive before counting.
-fn drain() {
-    thread::sleep(Duration::from_millis(200));
 }
 
 #[test]
@@ -108,7 +106,7 @@ fn wan_host_reaches_wan0_directly() {
     assert_eq!(server6.senders()[0].ip(), IpAddr::from(addr::wan_host6(0)));
     let ping = host.ping(addr::SERVER4.into(), 2).unwrap();
     assert_eq!(ping.received, 2, "the host reaches the internet too");
-    drain();
+    lab.flush();
     let delta = lab.stats().since(&start);
     assert_eq!(delta.packets(Reason::PassIpv4), 30);
     assert_eq!(delta.packets(Reason::PassIpv6), 20);
@@ -193,57 +191,158 @@ fn attach_status_detach_leaves_nothing_behind() {
     assert!(err.contains("not attached to wan0"), "{err}");
 }
 
-/// Pings and UDP datagrams from the internet to wan0: the filter counts
-/// exactly them, in packets and bytes, and the echo replies out; nftables
-/// saw exactly them reach the stack.
+/// Datagrams too big for the link (the internet's stack fragments each
+/// into three) and datagrams from the DNS port too short for a DNS header,
+/// sent with the ordinary ones.
+const BIG: u32 = 3;
+const BIG_LEN: usize = 3000;
+const SHORT: u32 = 4;
+
+/// Pings, UDP datagrams, fragmented datagrams and too short "DNS" datagrams
+/// from the internet to wan0, and for IPv4 the internet's ARP request for
+/// wan0's address first: the filter counts exactly them, in packets and
+/// bytes, each under its reason (`pass_ipv4`/`pass_ipv6`, `pass_fragment`,
+/// `pass_malformed`, `pass_not_ip`), and the echo replies (and the ARP
+/// reply) out; nftables saw exactly them reach the stack.
 fn counted_exactly(v6: bool, pings: u32, datagrams: u32, len: u64) {
     let lab = lab();
     lab.attach(None);
+    lab.gw()
+        .nft(&format!(
+            "table netdev exact {{\n    counter short_dns {{ }}\n    chain wan_ingress {{\n        \
+             type filter hook ingress device \"{WAN_IF}\" priority -450; policy accept;\n        \
+             udp sport 53 udp length < 20 counter name \"short_dns\"\n    }}\n}}\n"
+        ))
+        .unwrap();
     let start = lab.stats();
     assert_eq!(start.nonzero(), vec![], "nothing flowed yet");
     let stack_start = lab.topo.stack_counters().unwrap();
+    let inet = &lab.topo.internet;
+    if !v6 {
+        // The internet forgets wan0's MAC address: its first ping asks by ARP.
+        inet.ip([
+            "neigh",
+            "del",
+            &addr::GW_WAN4.to_string(),
+            "dev",
+            INET_BRIDGE,
+        ])
+        .unwrap();
+    }
 
     let server = UdpServer::start(lab.gw(), Topology::gateway_wan(v6, 5300), false).unwrap();
-    let ping = lab.topo.internet.ping(server.addr().ip(), pings).unwrap();
+    let ping = inet.ping(server.addr().ip(), pings).unwrap();
     assert_eq!(ping.received, pings, "{ping:?}");
-    lab.topo
-        .internet
-        .send_udp(server.addr(), datagrams, len as usize)
+    inet.send_udp(server.addr(), datagrams, len as usize)
         .unwrap();
-    assert_eq!(
-        server.wait_for(datagrams.into(), Duration::from_secs(5)),
-        u64::from(datagrams)
-    );
-    drain();
+    inet.send_udp(server.addr(), BIG, BIG_LEN).unwrap();
+    let from_53 = inet
+        .udp_bind(SocketAddr::new(unspecified(server.addr()).ip(), 53))
+        .unwrap();
+    for _ in 0..SHORT {
+        from_53.send_to(&[0x12, 0x34], server.addr()).unwrap();
+    }
+    let all = u64::from(datagrams + BIG + SHORT);
+    assert_eq!(server.wait_for(all, Duration::from_secs(5)), all);
+    let (stats, stack) = lab.settled();
+    let (delta, stack) = (stats.since(&start), stack.since(&stack_start));
+    let short = StackCounters::parse(
+        &lab.gw()
+            .run(["nft", "list", "counters", "table", "netdev", "exact"])
+            .unwrap(),
+    )
+    .unwrap();
 
-    let delta = lab.stats().since(&start);
     let (pings, datagrams) = (u64::from(pings), u64::from(datagrams));
     let (ip, pass, family, other_family) = if v6 {
-        (IPV6, "pass_ipv6", "6", "ipv4")
+        (IPV6, Reason::PassIpv6, "6", "ipv4")
     } else {
-        (IPV4, "pass_ipv4", "4", "ipv6")
+        (IPV4, Reason::PassIpv4, "4", "ipv6")
     };
+    let counter = |name: &str| format!("{name}{family}");
+    let (big, short_count) = (u64::from(BIG), u64::from(SHORT));
+    let arp = u64::from(!v6);
+    // The stack's view, independently of the filter.
+    assert_eq!(stack.packets(&counter("icmp")), pings);
+    assert_eq!(stack.packets(&counter("fragments")), 2 * big, "{stack:?}");
+    assert_eq!(
+        stack.packets(&counter("udp")),
+        datagrams + 3 * big + short_count
+    );
+    assert_eq!(short.packets("short_dns"), short_count);
+    assert_eq!(stack.packets("arp_any"), arp);
+    assert_eq!(stack.packets(other_family) + stack.packets("other"), 0);
+
+    // The filter's, against it: the whole frames, Ethernet header included.
+    let passed =
+        stack.packets(&counter("ipv")) - stack.packets(&counter("fragments")) - short_count;
+    let what = "IP packets at the stack, less later fragments and short DNS-port datagrams";
+    // Each reason named (the guard, coverage.rs, reads them).
+    if v6 {
+        delta.assert_shown(Reason::PassIpv6, passed, what);
+    } else {
+        delta.assert_shown(Reason::PassIpv4, passed, what);
+    }
+    delta.assert_shown(
+        Reason::PassFragment,
+        stack.packets(&counter("fragments")),
+        "later fragments at the stack",
+    );
+    delta.assert_shown(
+        Reason::PassMalformed,
+        short.packets("short_dns"),
+        "datagrams from port 53 too short for DNS at the stack",
+    );
     let ping_bytes = pings * (ETH + ip + PING);
     let udp_bytes = datagrams * (ETH + ip + UDP + len);
+    let short_bytes = short_count * (ETH + ip + UDP + 2);
+    assert_eq!(
+        delta.bytes(pass) + delta.bytes(Reason::PassFragment) + delta.bytes(Reason::PassMalformed),
+        stack.bytes(&counter("ipv")) + ETH * stack.packets(&counter("ipv")),
+        "the filter's bytes are the stack's, plus an Ethernet header each"
+    );
+    assert_eq!(delta.bytes(Reason::PassMalformed), short_bytes);
+    let first_fragments = delta.bytes(pass) - ping_bytes - udp_bytes;
+    assert_eq!(
+        first_fragments + delta.bytes(Reason::PassFragment),
+        big * (3 * (ETH + ip) + UDP + BIG_LEN as u64 + if v6 { 3 * 8 } else { 0 }),
+        "each big datagram whole in three fragments (IPv6: a fragment header each)"
+    );
+    // ARP is not IP: pass_not_ip, the one request; its reply goes out.
+    let egress = pings + arp;
+    let egress_bytes = ping_bytes + arp * ARP;
+    let mut expected = vec![
+        ("egress_other".to_owned(), egress, egress_bytes),
+        (
+            "pass_fragment".to_owned(),
+            2 * big,
+            delta.bytes(Reason::PassFragment),
+        ),
+        (
+            pass.name().to_owned(),
+            pings + datagrams + big,
+            delta.bytes(pass),
+        ),
+        ("pass_malformed".to_owned(), short_count, short_bytes),
+    ];
+    if !v6 {
+        delta.assert_shown(
+            Reason::PassNotIp,
+            stack.packets("arp_any"),
+            "ARP requests at the stack",
+        );
+        expected.push(("pass_not_ip".to_owned(), 1, ARP));
+    }
+    delta.assert_shown(
+        Reason::EgressOther,
+        u64::from(ping.received) + arp,
+        "echo replies the internet received (IPv4: and the ARP reply its first ping needed)",
+    );
+    expected.sort();
     assert_eq!(
         delta.nonzero(),
-        vec![
-            // The gateway answered each echo request, and nothing else.
-            ("egress_other".to_owned(), pings, ping_bytes),
-            (pass.to_owned(), pings + datagrams, ping_bytes + udp_bytes),
-        ],
-        "exactly the echo requests and datagrams in, the echo replies out"
-    );
-
-    // What reached the stack, counted independently by nftables.
-    let stack = lab.topo.stack_counters().unwrap();
-    let stack_delta = |name: &str| stack.packets(name) - stack_start.packets(name);
-    assert_eq!(stack_delta(&format!("ipv{family}")), pings + datagrams);
-    assert_eq!(stack_delta(&format!("udp{family}")), datagrams);
-    assert_eq!(stack_delta(&format!("icmp{family}")), pings);
-    assert_eq!(
-        stack_delta(other_family) + stack_delta("arp_any") + stack_delta("other"),
-        0
+        expected,
+        "exactly the pings, datagrams and fragments in, the replies out"
     );
 }
 
@@ -290,7 +389,7 @@ fn lan_client_reaches_the_internet_through_the_gateway() {
     assert_eq!(answered, requests);
     let senders: Vec<IpAddr> = echo6.senders().iter().map(|s| s.ip()).collect();
     assert_eq!(senders, vec![IpAddr::from(addr::LAN_CLIENT6)]);
-    drain();
+    lab.flush();
 
     // Each request went out of wan0 and each answer came in.
     let delta = lab.stats().since(&start);
@@ -329,13 +428,11 @@ fn tcp_connections_count_the_same_as_the_stack() {
         assert!(rest.is_empty());
         assert_eq!(server.connections(), 1);
     }
-    drain();
-
     // TCP's packet count depends on ACK timing, so compare with what reached
     // the stack rather than a fixed number. Small writes and GRO: on this path
     // no segments are merged, so the two counts agree exactly.
-    let delta = lab.stats().since(&start);
-    let stack = lab.topo.stack_counters().unwrap();
+    let (stats, stack) = lab.settled();
+    let delta = stats.since(&start);
     for (reason, counter) in [(Reason::PassIpv4, "tcp4"), (Reason::PassIpv6, "tcp6")] {
         let seen = stack.packets(counter) - stack_start.packets(counter);
         assert!(seen >= 4, "SYN, ACK, data, FIN at least: {seen}");
@@ -360,7 +457,7 @@ fn attaching_again_replaces_the_program_and_keeps_the_counters() {
     let server = UdpServer::start(lab.gw(), Topology::gateway_wan(false, 5300), false).unwrap();
     lab.topo.internet.send_udp(server.addr(), 10, 64).unwrap();
     assert_eq!(server.wait_for(10, Duration::from_secs(5)), 10);
-    drain();
+    lab.flush();
     let before = lab.stats();
     assert_eq!(before.packets(Reason::PassIpv4), 10);
 
@@ -396,7 +493,7 @@ fn attaching_again_replaces_the_program_and_keeps_the_counters() {
     assert_eq!(lab.stats(), before);
     lab.topo.internet.send_udp(server.addr(), 7, 64).unwrap();
     assert_eq!(server.wait_for(17, Duration::from_secs(5)), 17);
-    drain();
+    lab.flush();
     assert_eq!(lab.stats().packets(Reason::PassIpv4), 17);
 
     // Changing the mode needs a detach first.
@@ -428,7 +525,7 @@ fn skb_mode_attaches_generic_xdp() {
 
     let ping = lab.topo.internet.ping(addr::GW_WAN4.into(), 3).unwrap();
     assert_eq!(ping.received, 3);
-    drain();
+    lab.flush();
     let stats = lab.stats();
     assert_eq!(stats.packets(Reason::PassIpv4), 3);
     assert_eq!(stats.packets(Reason::EgressOther), 3);

@@ -33,8 +33,17 @@ use std::{
 
 use filter_ctl_api::report::{EgressHook, LinkState, Status};
 use harness::{
-    ctl::FilterCtl, kernel, lab::WAN_IF, names::TEST_PREFIX, netns::Netns, packet::PacketBuilder,
-    process, traffic::sender::RawSender,
+    ctl::FilterCtl,
+    kernel,
+    lab::WAN_IF,
+    names::TEST_PREFIX,
+    netns::Netns,
+    packet::PacketBuilder,
+    process,
+    traffic::{
+        marker::{self, Counter, Marker},
+        sender::RawSender,
+    },
 };
 use nix::sys::signal::Signal;
 use tests::faults::{
@@ -267,8 +276,7 @@ fn attach_killed_anywhere_leaves_nothing_or_a_working_filter() {
         let ending = kill_at(&lab.ctl, lab.gw(), &attach, k, random_delay(took));
         after_a_killed_fresh_attach(&lab, ending, k.is_some(), &mut tally);
     }
-    tally.points = points;
-    tally.print("attach (fresh)");
+    tally.finish(points, "attach (fresh)");
 }
 
 /// The first fault point of each phase of a fresh attach: programs loaded
@@ -301,8 +309,10 @@ fn attach_killed_once_in_each_phase_leaves_nothing_or_a_working_filter() {
         after_a_killed_fresh_attach(&lab, ending, true, &mut tally);
     }
     tally.points = points;
-    tally.print("attach (fresh), one kill per phase");
+    let what = "attach (fresh), one kill per phase";
+    tally.print(what);
     assert_eq!(tally.killed_at_points, ATTACH_PHASES.len());
+    tally.assert_commits_once(what);
 }
 
 /// After a fresh attach was killed: either nothing filters and nothing is
@@ -372,8 +382,7 @@ fn attach_again_killed_anywhere_keeps_a_working_filter() {
         assert!(lab.lookup_works());
         tally.record(ending, k.is_some(), status.xdp_program_id != before);
     }
-    tally.points = points;
-    tally.print("attach over a running filter");
+    tally.finish(points, "attach over a running filter");
 }
 
 /// Ten `set` at once, each changing another key: every change is there.
@@ -669,19 +678,22 @@ impl Pair {
         self.peer.up("p0").unwrap();
         // Made again with wan0: a netdev chain goes with its device.
         self.gw
-            .nft(
+            .nft(&format!(
                 r#"
 table netdev pair
 delete table netdev pair
-table netdev pair {
-    counter probes { }
-    chain ingress {
+table netdev pair {{
+    counter marker {{ }}
+    counter probes {{ }}
+    chain ingress {{
         type filter hook ingress device "wan0" priority -500; policy accept;
+        {}
         ip saddr 198.19.0.0/16 counter name "probes"
-    }
-}
+    }}
+}}
 "#,
-            )
+                marker::rule("marker")
+            ))
             .unwrap();
     }
 
@@ -699,20 +711,16 @@ table netdev pair {
         self.ctl.status(&self.gw, Some(WAN_IF)).unwrap().remove(0)
     }
 
-    /// Frames from 198.19.0.0/16 sent into wan0 that reached its stack.
+    /// Frames from 198.19.0.0/16 sent into wan0 that reached its stack,
+    /// counted once a marker sent behind them arrived.
     fn probe(&self, sources: &[Ipv4Addr]) -> u64 {
-        let count = || -> u64 {
-            let text = self
-                .gw
-                .run(["nft", "list", "counter", "netdev", "pair", "probes"])
-                .unwrap();
-            text.split_whitespace()
-                .skip_while(|word| *word != "packets")
-                .nth(1)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
+        let counter = |name| Counter {
+            family: "netdev",
+            table: "pair",
+            name,
         };
-        let before = count();
+        let probes = counter("probes");
+        let before = probes.read(&self.gw).unwrap();
         let sender = RawSender::open(&self.peer, "p0").unwrap();
         let to = self.gw.mac(WAN_IF).unwrap();
         for src in sources {
@@ -723,8 +731,10 @@ table netdev pair {
                 .build();
             sender.send(&frame.bytes).unwrap();
         }
-        thread::sleep(Duration::from_millis(60));
-        count() - before
+        Marker::new(marker::frame(to), counter("marker"))
+            .pass(&[&sender], &self.gw)
+            .unwrap();
+        probes.read(&self.gw).unwrap() - before
     }
 }
 

@@ -79,6 +79,29 @@ fn the_package_installs_what_it_says_and_removes_cleanly() {
         let text = fs::read_to_string(scratch.root().join(completion)).unwrap();
         assert!(text.contains("filter-ctl"), "{completion}");
     }
+    // The README and the example config point into the documentation: on
+    // the gateway, every such link names an installed file.
+    let doc = scratch.root().join("usr/share/doc/wan-filter");
+    let readme = fs::read_to_string(doc.join("README.md")).unwrap();
+    let example =
+        fs::read_to_string(scratch.root().join("etc/wan-filter/wan0.toml.example")).unwrap();
+    let linked = local_links(&readme)
+        .chain(docs_named(&example))
+        .collect::<BTreeSet<_>>();
+    assert!(linked.contains("docs/query-limits.md"), "{linked:?}");
+    let missing: Vec<_> = linked
+        .iter()
+        .filter(|file| !doc.join(file).is_file())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "linked but not installed under {}: {missing:?}",
+        doc.display()
+    );
+    println!(
+        "{} documents linked from the README and the example config, all installed",
+        linked.len()
+    );
     let conffiles = scratch
         .run([
             "dpkg-query",
@@ -131,4 +154,26 @@ fn the_package_installs_what_it_says_and_removes_cleanly() {
         "only the conffile is left"
     );
     println!("{state}; left in the root: {left:?}");
+}
+
+/// The files a Markdown text links to by a relative path (`](docs/x.md#part)`
+/// gives `docs/x.md`).
+fn local_links(markdown: &str) -> impl Iterator<Item = &str> {
+    markdown.split("](").skip(1).filter_map(|rest| {
+        let target = &rest[..rest.find(')')?];
+        let file = target.split('#').next()?;
+        (!file.is_empty() && !file.contains("://")).then_some(file)
+    })
+}
+
+/// The `docs/NAME.md` a text mentions.
+fn docs_named(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices("docs/").filter_map(|(at, _)| {
+        let end = text[at..].find(".md")? + at + ".md".len();
+        let name = &text[at..end];
+        name["docs/".len()..name.len() - ".md".len()]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            .then_some(name)
+    })
 }

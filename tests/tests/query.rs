@@ -21,7 +21,7 @@ use hickory_proto::{
         rdata::opt::{ClientSubnet, EdnsOption},
     },
 };
-use tests::bpf::{Counts, Filter, XDP_DROP, XDP_PASS, XDP_TX};
+use tests::bpf::{Counts, Filter, Span, XDP_DROP, XDP_PASS, XDP_TX};
 
 const DNS: u16 = 53;
 const NTP: u16 = 123;
@@ -80,9 +80,9 @@ fn v4(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
     Ipv4Addr::new(a, b, c, d)
 }
 
-/// A filter with only the DNS levels named switched on (rate, burst) and
-/// no slip (nor a cap on slips); NTP off.
-fn dns_only(levels: &[(&str, &str, &str)]) -> Filter {
+/// A filter with the DNS levels off but for `settings` (rates and bursts),
+/// no slip (nor a cap on slips); NTP as it comes.
+fn dns_only(settings: &[(&str, &str)]) -> Filter {
     let mut filter = Filter::load();
     filter.set(&[
         ("dns_query_source_rate", "off"),
@@ -91,12 +91,19 @@ fn dns_only(levels: &[(&str, &str, &str)]) -> Filter {
         ("dns_slip", "0"),
         ("dns_slip_rate", "off"),
     ]);
-    for (level, rate, burst) in levels {
-        filter.set(&[
-            (&format!("dns_query_{level}_rate"), rate),
-            (&format!("dns_query_{level}_burst"), burst),
-        ]);
-    }
+    filter.set(settings);
+    filter
+}
+
+/// The same for NTP (DNS as it comes).
+fn ntp_only(settings: &[(&str, &str)]) -> Filter {
+    let mut filter = Filter::load();
+    filter.set(&[
+        ("ntp_query_source_rate", "off"),
+        ("ntp_query_prefix_rate", "off"),
+        ("ntp_query_global_rate", "off"),
+    ]);
+    filter.set(settings);
     filter
 }
 
@@ -108,23 +115,71 @@ fn len(frame: &Frame) -> u64 {
     frame.bytes.len() as u64
 }
 
-#[test]
-fn a_source_gets_its_burst_then_is_dropped_and_refills() {
-    let filter = dns_only(&[("source", "10/s", "5")]);
-    let frame = dns4(addr::ATTACKER_V4, &query_message(1, "example.com.", true)).build();
+/// Runs `frames` through ingress, bracketed by the programs' clock.
+fn run_all(filter: &Filter, frames: &[&Frame]) -> (Vec<u32>, Span) {
+    Span::around(|| frames.iter().map(|f| filter.ingress(&f.bytes)).collect())
+}
+
+/// Runs a burst of `frames` against one limit and checks it: the first
+/// `burst` pass, the rest are dropped under `dropped`, unless the bucket
+/// refilled (at `rate` per second) within the run's span (returned): then
+/// at most that many more pass, in between. Exact counters either way.
+#[track_caller]
+fn assert_limited(
+    filter: &Filter,
+    frames: &[&Frame],
+    (burst, rate): (u64, u64),
+    passed_as: Reason,
+    dropped: Reason,
+) -> (Vec<u32>, Span) {
     let before = filter.counts();
-    let verdicts: Vec<u32> = (0..8).map(|_| filter.ingress(&frame.bytes)).collect();
-    assert_eq!(
-        verdicts,
-        [[XDP_PASS; 5].as_slice(), &[XDP_DROP; 3]].concat()
+    let (verdicts, span) = run_all(filter, frames);
+    let passed = verdicts.iter().filter(|v| **v == XDP_PASS).count() as u64;
+    let most = burst + span.refill(rate);
+    assert!(
+        (burst..=most).contains(&passed),
+        "{passed} passed of {}, burst {burst}, refilled at most {} at {rate}/s: {verdicts:?}",
+        frames.len(),
+        most - burst
     );
+    if most == burst {
+        let mut expected = vec![XDP_PASS; burst as usize];
+        expected.resize(frames.len(), XDP_DROP);
+        assert_eq!(verdicts, expected);
+    }
+    let bytes = |verdict: u32| -> u64 {
+        frames
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| **v == verdict)
+            .map(|(f, _)| len(f))
+            .sum()
+    };
+    let dropped_count = frames.len() as u64 - passed;
     filter.assert_moved(
         &before,
         &[
-            (Reason::PassDnsQuery, 5, 5 * len(&frame)),
-            (Reason::DropDnsQuerySource, 3, 3 * len(&frame)),
+            (passed_as, passed, bytes(XDP_PASS)),
+            (dropped, dropped_count, bytes(XDP_DROP)),
         ],
-        "burst of 5",
+        dropped.name(),
+    );
+    (verdicts, span)
+}
+
+#[test]
+fn a_source_gets_its_burst_then_is_dropped_and_refills() {
+    let filter = dns_only(&[
+        ("dns_query_source_rate", "10/s"),
+        ("dns_query_source_burst", "5"),
+    ]);
+    let frame = dns4(addr::ATTACKER_V4, &query_message(1, "example.com.", true)).build();
+    let (verdicts, first) = assert_limited(
+        &filter,
+        &[&frame; 8],
+        (5, 10),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQuerySource,
     );
     // Another source has its own bucket.
     let other = dns4(
@@ -133,92 +188,267 @@ fn a_source_gets_its_burst_then_is_dropped_and_refills() {
     )
     .build();
     assert_eq!(filter.ingress(&other.bytes), XDP_PASS);
-    // 10/s: after 350 ms, 3 more (the coarse clock may add or take one).
+    // 10/s: after 350 ms, 3 more, as the clock allows. At least a token per
+    // whole interval between the runs (the bucket ended the first run at
+    // most its burst ahead); at most the burst and a token per interval
+    // over both runs together (the GCRA bound), less what the first took.
+    let first_passed = verdicts.iter().filter(|v| **v == XDP_PASS).count() as u64;
     thread::sleep(Duration::from_millis(350));
     let before = filter.counts();
-    for _ in 0..10 {
-        filter.ingress(&frame.bytes);
-    }
+    let (_, second) = run_all(&filter, &[&frame; 10]);
     let passed = moved(&before, &filter.counts(), Reason::PassDnsQuery);
+    let between = Span {
+        from_ns: first.to_ns,
+        to_ns: second.from_ns,
+    };
+    let both = Span {
+        from_ns: first.from_ns,
+        to_ns: second.to_ns,
+    };
+    let (least, most) = (
+        between.refill(10).min(5),
+        5 + both.refill(10) - first_passed,
+    );
     assert!(
-        (2..=5).contains(&passed),
-        "{passed} passed after 350 ms at 10/s"
+        (least..=most).contains(&passed),
+        "{passed} passed after 350 ms at 10/s, expected {least}..={most}"
     );
 }
 
 #[test]
 fn a_prefix_shares_one_bucket_and_ipv6_groups_by_64_and_56() {
-    let filter = dns_only(&[("prefix", "1/s", "4")]);
+    let filter = dns_only(&[
+        ("dns_query_prefix_rate", "1/s"),
+        ("dns_query_prefix_burst", "4"),
+    ]);
     let message = query_message(3, "example.com.", false);
-    let verdicts: Vec<u32> = (1..=6)
-        .map(|host| filter.ingress(&dns4(v4(203, 0, 113, host), &message).build().bytes))
+    let hosts: Vec<Frame> = (1..=6)
+        .map(|host| dns4(v4(203, 0, 113, host), &message).build())
         .collect();
-    assert_eq!(
-        verdicts,
-        [XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]
+    let frames: Vec<&Frame> = hosts.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (4, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryPrefix,
     );
     // Another /24 has its own.
     assert_eq!(
         filter.ingress(&dns4(v4(198, 51, 100, 1), &message).build().bytes),
         XDP_PASS
     );
-    let before = filter.counts();
     // Six /64s of one /56 (2001:db8:3:0::/56): four pass.
-    let verdicts: Vec<u32> = (0..6u16)
-        .map(|net| {
-            let src = Ipv6Addr::new(0x2001, 0xdb8, 3, net, 0, 0, 0, 1);
-            filter.ingress(&dns6(src, &message).build().bytes)
-        })
+    let nets: Vec<Frame> = (0..6u16)
+        .map(|net| dns6(Ipv6Addr::new(0x2001, 0xdb8, 3, net, 0, 0, 0, 1), &message).build())
         .collect();
-    assert_eq!(
-        verdicts,
-        [XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]
+    let frames: Vec<&Frame> = nets.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (4, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryPrefix,
     );
-    let after = filter.counts();
-    assert_eq!(moved(&before, &after, Reason::DropDnsQueryPrefix), 2);
     // The next /56 is another prefix.
     let src = Ipv6Addr::new(0x2001, 0xdb8, 3, 0x100, 0, 0, 0, 1);
     assert_eq!(filter.ingress(&dns6(src, &message).build().bytes), XDP_PASS);
 }
 
+/// `query_prefix_v4` and `query_prefix_v6` group sources by other lengths:
+/// a /16 and a /48 here, each one bucket, while the default /24 and /56
+/// would have given each host its own.
 #[test]
-fn an_ipv6_source_is_its_64() {
-    let filter = dns_only(&[("source", "1/s", "3")]);
-    let message = query_message(4, "example.com.", false);
-    // Hosts of one /64 share the source bucket.
-    let verdicts: Vec<u32> = (1..=5u16)
-        .map(|host| {
-            let src = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, host);
-            filter.ingress(&dns6(src, &message).build().bytes)
+fn the_prefix_lengths_of_the_limits_are_settings() {
+    let filter = dns_only(&[
+        ("dns_query_prefix_rate", "1/s"),
+        ("dns_query_prefix_burst", "3"),
+        ("query_prefix_v4", "16"),
+        ("query_prefix_v6", "48"),
+    ]);
+    let message = query_message(8, "example.com.", false);
+    // One host in each of five /24s of 198.51.0.0/16.
+    let hosts: Vec<Frame> = (1..=5)
+        .map(|net| dns4(v4(198, 51, net, 9), &message).build())
+        .collect();
+    let frames: Vec<&Frame> = hosts.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (3, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryPrefix,
+    );
+    // The next /16 is another prefix.
+    assert_eq!(
+        filter.ingress(&dns4(v4(198, 52, 1, 9), &message).build().bytes),
+        XDP_PASS
+    );
+    // One host in each of five /56s of 2001:db8:3::/48.
+    let nets: Vec<Frame> = (1..=5u16)
+        .map(|net| {
+            dns6(
+                Ipv6Addr::new(0x2001, 0xdb8, 3, net << 8, 0, 0, 0, 1),
+                &message,
+            )
+            .build()
         })
         .collect();
-    assert_eq!(verdicts, [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]);
-    let before = filter.counts();
-    let src = Ipv6Addr::new(0x2001, 0xdb8, 3, 1, 0, 0, 0, 1);
-    assert_eq!(filter.ingress(&dns6(src, &message).build().bytes), XDP_PASS);
+    let frames: Vec<&Frame> = nets.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (3, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryPrefix,
+    );
+    let other = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 1);
     assert_eq!(
-        moved(&before, &filter.counts(), Reason::PassDnsQuery),
-        1,
-        "the next /64 is another source"
+        filter.ingress(&dns6(other, &message).build().bytes),
+        XDP_PASS
+    );
+}
+
+#[test]
+fn an_ipv6_source_is_its_64() {
+    let filter = dns_only(&[
+        ("dns_query_source_rate", "1/s"),
+        ("dns_query_source_burst", "3"),
+    ]);
+    let message = query_message(4, "example.com.", false);
+    // Hosts of one /64 share the source bucket.
+    let hosts: Vec<Frame> = (1..=5u16)
+        .map(|host| dns6(Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, host), &message).build())
+        .collect();
+    let frames: Vec<&Frame> = hosts.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (3, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQuerySource,
+    );
+    let next = dns6(Ipv6Addr::new(0x2001, 0xdb8, 3, 1, 0, 0, 0, 1), &message).build();
+    let before = filter.counts();
+    assert_eq!(filter.ingress(&next.bytes), XDP_PASS);
+    filter.assert_moved(
+        &before,
+        &[(Reason::PassDnsQuery, 1, len(&next))],
+        "the next /64 is another source",
     );
 }
 
 #[test]
 fn the_global_level_limits_everyone_together() {
-    let filter = dns_only(&[("global", "1/s", "10")]);
+    let filter = dns_only(&[
+        ("dns_query_global_rate", "1/s"),
+        ("dns_query_global_burst", "10"),
+    ]);
     let message = query_message(5, "example.com.", false);
+    let hosts: Vec<Frame> = (0..30u8)
+        .map(|n| dns4(v4(198, 18, n, 1), &message).build())
+        .collect();
+    let frames: Vec<&Frame> = hosts.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (10, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryGlobal,
+    );
+}
+
+/// `dns_service_ports` moves the DNS limits to another port: queries to
+/// 5300 are limited, queries to 53 are plain traffic.
+#[test]
+fn the_dns_service_ports_are_a_setting() {
+    let filter = {
+        let mut filter = dns_only(&[
+            ("dns_query_source_rate", "1/s"),
+            ("dns_query_source_burst", "2"),
+        ]);
+        filter.set(&[("dns_service_ports", "5300")]);
+        filter
+    };
+    let message = query_message(9, "example.com.", false);
+    let to = |port: u16| {
+        PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+            .udp(40000, port)
+            .payload(&message)
+            .build()
+    };
+    let (moved_port, old_port) = (to(5300), to(DNS));
+    assert_limited(
+        &filter,
+        &[&moved_port; 4],
+        (2, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQuerySource,
+    );
     let before = filter.counts();
-    for n in 0..30u8 {
-        filter.ingress(&dns4(v4(198, 18, n, 1), &message).build().bytes);
-    }
-    let after = filter.counts();
-    assert_eq!(moved(&before, &after, Reason::PassDnsQuery), 10);
-    assert_eq!(moved(&before, &after, Reason::DropDnsQueryGlobal), 20);
+    let (verdicts, _) = run_all(&filter, &[&old_port; 4]);
+    assert_eq!(verdicts, [XDP_PASS; 4]);
+    filter.assert_moved(
+        &before,
+        &[(Reason::PassIpv4, 4, 4 * len(&old_port))],
+        "port 53 is no DNS service port now",
+    );
+}
+
+/// NTP client requests at each level: a source, a prefix (at a /16 here,
+/// `query_prefix_v4`), everyone; the drops are counted per level.
+#[test]
+fn ntp_requests_are_limited_per_source_prefix_and_globally() {
+    let filter = ntp_only(&[
+        ("ntp_query_source_rate", "1/s"),
+        ("ntp_query_source_burst", "2"),
+    ]);
+    let one = ntp4(addr::ATTACKER_V4, 3);
+    assert_limited(
+        &filter,
+        &[&one; 5],
+        (2, 1),
+        Reason::PassNtpQuery,
+        Reason::DropNtpQuerySource,
+    );
+
+    let filter = ntp_only(&[
+        ("ntp_query_prefix_rate", "1/s"),
+        ("ntp_query_prefix_burst", "3"),
+        ("query_prefix_v4", "16"),
+    ]);
+    let hosts: Vec<Frame> = (1..=5).map(|net| ntp4(v4(198, 51, net, 9), 3)).collect();
+    let frames: Vec<&Frame> = hosts.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (3, 1),
+        Reason::PassNtpQuery,
+        Reason::DropNtpQueryPrefix,
+    );
+    assert_eq!(filter.ingress(&ntp4(v4(198, 52, 1, 9), 3).bytes), XDP_PASS);
+
+    let filter = ntp_only(&[
+        ("ntp_query_global_rate", "1/s"),
+        ("ntp_query_global_burst", "4"),
+    ]);
+    let hosts: Vec<Frame> = (1..=7).map(|net| ntp4(v4(198, 18, net, 1), 3)).collect();
+    let frames: Vec<&Frame> = hosts.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (4, 1),
+        Reason::PassNtpQuery,
+        Reason::DropNtpQueryGlobal,
+    );
 }
 
 #[test]
 fn the_slip_share_is_one_in_n() {
-    let mut filter = dns_only(&[("source", "1/s", "1")]);
+    let mut filter = dns_only(&[
+        ("dns_query_source_rate", "1/s"),
+        ("dns_query_source_burst", "1"),
+    ]);
     filter.set(&[("dns_slip", "2")]);
     let frame = dns4(addr::ATTACKER_V4, &query_message(6, "example.com.", true)).build();
     filter.ingress(&frame.bytes);
@@ -250,7 +480,10 @@ fn the_slip_share_is_one_in_n() {
 
 #[test]
 fn slips_beyond_the_slip_rate_are_dropped() {
-    let mut filter = dns_only(&[("source", "1/s", "1")]);
+    let mut filter = dns_only(&[
+        ("dns_query_source_rate", "1/s"),
+        ("dns_query_source_burst", "1"),
+    ]);
     filter.set(&[("dns_slip", "1"), ("dns_slip_rate", "5/s")]);
     let frame = dns4(addr::ATTACKER_V4, &query_message(7, "example.com.", true)).build();
     filter.ingress(&frame.bytes);
@@ -353,7 +586,10 @@ fn check_slip_reply(filter: &Filter, query: &Frame, expect_opt: bool) -> Vec<u8>
 }
 
 fn slip_everything() -> Filter {
-    let mut filter = dns_only(&[("source", "1/s", "1")]);
+    let mut filter = dns_only(&[
+        ("dns_query_source_rate", "1/s"),
+        ("dns_query_source_burst", "1"),
+    ]);
     filter.set(&[("dns_slip", "1")]);
     filter
 }

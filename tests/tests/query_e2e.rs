@@ -13,7 +13,8 @@
 //! that the filter's truncated answers, sent with XDP_TX past the gateway's
 //! stack, count too), the victims' queries that reached the gateway's stack
 //! and the answers it sent them (nftables input and output hooks), what
-//! every resolver and upstream lookup got (dig's output), and the gateway's
+//! every resolver and upstream lookup got (dig's output), the upstream
+//! lookups' queries and answers at the gateway's stack, and the gateway's
 //! conntrack table (nf_conntrack_count, sampled every 100 ms).
 //!
 //! The same for NTP: chronyd serving on the gateway, the victims sending
@@ -31,6 +32,7 @@ use harness::{
     attacks::amplifier::{Amplifier, Family, Plan, Run, own_prefix},
     ctl::Stats,
     fixture::FilterLab,
+    kernel, process,
     traffic::queries::Service,
 };
 
@@ -89,6 +91,44 @@ fn run(service: Service, family: Family, with_filter: bool) -> Measured {
     Measured { run, filter }
 }
 
+/// The gateway's own lookups upstream during the attack (one `dig` every
+/// 500 ms, one query each, no retry): every one answered, its query and its
+/// answer counted at the gateway's stack, one each (an answer the filter
+/// dropped fails its lookup and is missing there), and as many as the
+/// attack's length allows on the host (each lookup ends within dig's 2 s
+/// timeout: at least one per 3 s). An emulated CPU starts few processes in
+/// that time (Linux 6.1 under TCG, beside a second guest, managed one in
+/// 10 s) and says so.
+fn assert_upstream(run: &Run, plan: &Plan) {
+    assert_eq!(
+        run.upstream_ok, run.upstream_total,
+        "failed upstream lookups: {run:?}"
+    );
+    assert_eq!(
+        run.upstream_queries, run.upstream_total,
+        "upstream queries at the gateway's stack, one per lookup: {run:?}"
+    );
+    assert_eq!(
+        run.upstream_answers, run.upstream_ok,
+        "upstream answers at the gateway's stack, one per lookup: {run:?}"
+    );
+    let expected = plan.duration.as_secs() / 3;
+    if kernel::emulated() && run.upstream_total < expected {
+        process::note(format!(
+            "{:?} attack under emulation: {} upstream lookups, fewer than the host's {expected}",
+            plan.service, run.upstream_total
+        ));
+        assert!(run.upstream_total >= 1, "no upstream lookup: {run:?}");
+    } else {
+        assert!(
+            run.upstream_total >= expected,
+            "{} upstream lookups in the {:?} attack, expected one per 3 s at least: {run:?}",
+            run.upstream_total,
+            plan.duration
+        );
+    }
+}
+
 /// The reflection attack on a DNS server on the gateway, without and with
 /// the filter (default settings).
 #[test]
@@ -127,15 +167,24 @@ fn dns_attack(family: Family) {
     // The bytes sent to the victims per spoofed query (the runs may send
     // a few less than planned) fall by at least 90 %: the issue's figure,
     // for a server that answers the planned 200 queries per second per
-    // victim. The limits let a prefix's budget through whatever the rate, so
-    // a machine too slow to send at that rate (Linux 6.1 under emulation
-    // sends about half) or to answer it (the baseline's answers under 20
-    // times the queries' bytes) cannot show it: there the victims' queries
-    // reaching the stack must stay within the prefix's budget for the
-    // attack's length.
+    // victim. This job runs alone on the host (xtask/src/suite.rs: ALONE),
+    // where the attack runs at that rate: there the figure is always
+    // checked. Only an emulated CPU is too slow to send at that rate (Linux
+    // 6.1 under emulation sends about half) or to answer it (the baseline's
+    // answers under 20 times the queries' bytes), and says so.
     let planned = plan(Service::Dns, family).planned();
     let full_scale =
         with.queries_sent * 10 >= planned * 9 && without.wire_bytes >= without.queries_bytes * 20;
+    let scale = format!(
+        "the attack ran at {} of the planned {planned} queries, the baseline's answers at {} \
+         times the queries' bytes",
+        with.queries_sent,
+        without.wire_bytes / without.queries_bytes.max(1)
+    );
+    assert!(
+        full_scale || kernel::emulated(),
+        "{scale}: the 90 % figure needs the planned rate answered in full on this machine"
+    );
     if full_scale {
         assert!(
             with.wire_bytes * without.queries_sent * 10 <= without.wire_bytes * with.queries_sent,
@@ -147,13 +196,10 @@ fn dns_attack(family: Family) {
         );
         assert!(with.stack_queries < with.queries_sent / 10, "{with:?}");
     } else {
-        println!(
-            "the attack ran at {} of the planned {planned} queries, the baseline's \
-             answers at {} times the queries' bytes: the 90 % figure needs the planned \
-             rate answered in full; checking the prefix's budget instead",
-            with.queries_sent,
-            without.wire_bytes / without.queries_bytes.max(1)
-        );
+        process::note(format!(
+            "{family:?} DNS attack under emulation: {scale}; the 90 % figure is not \
+             checked, the prefix's budget and the byte bound are"
+        ));
     }
     let limits = filter_common::query::DEFAULT_DNS;
     // The attack's 10 s, and 2 s for the last queries and answers.
@@ -163,6 +209,17 @@ fn dns_attack(family: Family) {
         with.stack_queries <= budget,
         "{} of the victims' queries reached the stack, over the prefix's budget of {budget}: {with:?}",
         with.stack_queries
+    );
+    // At any rate, the victims got at most the budget's answers (each at
+    // most the EDNS size, 4096 bytes, with the headers of its fragments)
+    // and a truncated answer per other query, never longer than the query.
+    let answer_max = 4096 + 512;
+    assert!(
+        with.wire_bytes <= budget * answer_max + with.queries_bytes,
+        "to the victims: {} bytes, over {budget} full answers and a truncated one per query \
+         ({} bytes of queries): {with:?}",
+        with.wire_bytes,
+        with.queries_bytes
     );
     let stats = with.filter.as_ref().unwrap();
     let limited = [
@@ -195,10 +252,7 @@ fn dns_attack(family: Family) {
             "a resolver made no lookup: {run:?}"
         );
         assert_eq!(all.answered, all.total, "unanswered lookups: {run:?}");
-        assert_eq!(run.upstream_ok, run.upstream_total, "{run:?}");
-        // At least one (the host makes several; Linux 6.1 under emulation,
-        // with a second guest on the other core, managed one in 10 s).
-        assert!(run.upstream_total >= 1, "{run:?}");
+        assert_upstream(run, &plan(Service::Dns, family));
     }
     // Resolvers in a /24 of their own were never limited: never sent to TCP
     // by a slip, and at full scale answered at the first try. (A slow
@@ -206,7 +260,11 @@ fn dns_attack(family: Family) {
     // filter: Linux 6.1 under emulation, 2 retries of 6 lookups without.)
     let own = with.lookups(own_prefix);
     assert_eq!(own.over_tcp, 0, "{with:?}");
-    if full_scale {
+    // The resolvers are dig processes: an emulated CPU runs fewer of them
+    // than planned even when the spoofed attack keeps its rate, so what
+    // they show is checked on the host (where `full_scale` always holds).
+    let resolvers_at_scale = full_scale && !kernel::emulated();
+    if resolvers_at_scale {
         assert_eq!(own.retries, 0, "{with:?}");
     }
     // At full scale, those in the victims' /24 were limited with them:
@@ -216,10 +274,14 @@ fn dns_attack(family: Family) {
     // handful meets an empty bucket is chance. All of them were answered
     // either way (above).
     let shared = with.lookups(|resolver| !own_prefix(resolver));
-    if full_scale && shared.total >= 20 {
+    if resolvers_at_scale {
+        assert!(shared.total >= 20, "the victims' /24 resolvers: {shared:?}");
         assert!(shared.over_tcp + shared.retries > 0, "{with:?}");
     } else {
-        println!("the victims' /24 resolvers: {shared:?}");
+        process::note(format!(
+            "{family:?} DNS attack under emulation: the victims' /24 resolvers {shared:?} \
+             need not meet an empty bucket"
+        ));
     }
 
     // Dropped queries never reached conntrack.
@@ -293,7 +355,7 @@ fn an_ntp_server_on_the_gateway_is_no_amplifier() {
             "a client made no exchange: {run:?}"
         );
         assert_eq!(all.answered, all.total, "failed exchanges: {run:?}");
-        assert_eq!(run.upstream_ok, run.upstream_total, "{run:?}");
+        assert_upstream(run, &plan(Service::Ntp, Family::V4));
     }
     assert!(
         with.conntrack_peak - with.conntrack_before

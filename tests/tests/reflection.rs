@@ -404,6 +404,73 @@ fn the_watched_ports_change_at_run_time() {
     );
 }
 
+/// `ntp_ports` names the source ports of NTP answers: moved to 1123, a
+/// server response from there must echo a recorded request, one from 123
+/// is plain traffic.
+#[test]
+fn the_ntp_ports_are_a_setting() {
+    let mut filter = Filter::load();
+    filter.set(&[("ntp_ports", "1123")]);
+    let from = |port: u16, origin: u64| {
+        PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+            .udp(port, CLIENT_PORT)
+            .payload(&ntp(NTP_SERVER, origin, 7))
+            .build()
+    };
+    let request = PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4)
+        .udp(CLIENT_PORT, 1123)
+        .payload(&ntp(NTP_CLIENT, 0, STAMP))
+        .build();
+    let (unsolicited, from_123) = (from(1123, STAMP + 1), from(123, STAMP + 1));
+    assert_eq!(filter.ingress(&unsolicited), XDP_DROP);
+    assert_eq!(filter.ingress(&from_123), XDP_PASS);
+    assert_eq!(filter.egress(&request), TC_ACT_OK);
+    let answer = from(1123, STAMP);
+    assert_eq!(filter.ingress(&answer), XDP_PASS);
+    filter.assert_moved(
+        &zero(),
+        &[
+            (Reason::DropUnsolicitedNtp, 1, len(&unsolicited)),
+            (Reason::PassIpv4, 1, len(&from_123)),
+            (Reason::EgressQueryRecorded, 1, len(&request)),
+            (Reason::PassSolicited, 1, len(&answer)),
+        ],
+        "NTP answers from port 1123",
+    );
+}
+
+/// `fragment_lifetime`: a later fragment follows its first fragment's
+/// verdict while it lasts, and is an orphan after it.
+#[test]
+fn a_first_fragments_verdict_lasts_the_fragment_lifetime() {
+    let mut filter = Filter::load();
+    filter.set(&[("fragment_lifetime", "100ms")]);
+    let [first, second, third] = fragmented_answer(TXID, 0x5555);
+    let ((), span) = tests::bpf::Span::around(|| {
+        assert_eq!(filter.ingress(&first), XDP_DROP);
+        assert_eq!(filter.ingress(&second), XDP_DROP);
+    });
+    assert!(
+        span.to_ns - span.from_ns < 100_000_000,
+        "the first two took {} ms, over the lifetime",
+        (span.to_ns - span.from_ns) / 1_000_000
+    );
+    // Past the lifetime on the programs' clock.
+    while filter_ctl::clock::now_ns() <= span.to_ns + 100_000_000 {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(filter.ingress(&third), XDP_DROP);
+    filter.assert_moved(
+        &zero(),
+        &[
+            (Reason::DropUnsolicitedDns, 1, len(&first)),
+            (Reason::DropFragment, 1, len(&second)),
+            (Reason::DropOrphanFragment, 1, len(&third)),
+        ],
+        "a 100 ms fragment lifetime",
+    );
+}
+
 #[test]
 fn an_unanswered_query_expires() {
     let mut filter = Filter::load();
@@ -721,40 +788,64 @@ fn monitor_mode_counts_would_drop_and_passes_everything() {
     );
 }
 
-/// The solicited table is bounded: far more outstanding queries than slots
-/// evict the oldest entries, counted, and the newest queries still get answers.
+/// The solicited table is bounded: a query whose bucket is full of live
+/// entries evicts the one closest to expiry (not the oldest), counted; the
+/// others keep their answers, the evicted one's answer is unsolicited.
 #[test]
-fn a_full_solicited_table_evicts_and_counts() {
-    let filter = Filter::load();
-    let slots = filter_common::SOLICITED_BUCKETS * SOLICITED_WAYS;
-    let queries = slots + slots / 4;
-    for i in 0..queries {
-        let frame = PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4)
-            .udp(1024 + (i % 60000) as u16, 53)
-            .payload(&dns_message((i / 60000) as u16, false, 0))
-            .build();
-        assert_eq!(filter.egress(&frame), TC_ACT_OK);
-    }
-    let counts = filter.counts();
-    let recorded = counts[Reason::EgressQueryRecorded.index() as usize].packets;
-    let evicted = counts[Reason::EgressQueryEvicted.index() as usize].packets;
-    assert_eq!(
-        recorded + evicted,
-        u64::from(queries),
-        "every query counted once"
-    );
-    assert!(
-        evicted >= u64::from(queries - slots),
-        "at least the overflow was evicted: {evicted}"
-    );
+fn a_full_bucket_evicts_the_query_closest_to_expiry() {
+    let key = |id: u16| SolicitedKey {
+        local_addr: [u32::from_ne_bytes(addr::CLIENT_V4.octets()), 0, 0, 0],
+        remote_addr: [u32::from_ne_bytes(addr::SERVER_V4.octets()), 0, 0, 0],
+        local_port: CLIENT_PORT,
+        remote_port: 53,
+        family: 4,
+        token: u64::from(id),
+    };
+    let ways = SOLICITED_WAYS as usize;
+    // The first bucket that ways + 1 transaction ids fall into.
+    let mut by_bucket = std::collections::HashMap::<u32, Vec<u16>>::new();
+    let ids = (0..=u16::MAX)
+        .find_map(|id| {
+            let sharing = by_bucket.entry(key(id).bucket()).or_default();
+            sharing.push(id);
+            (sharing.len() == ways + 1).then(|| sharing.clone())
+        })
+        .expect("ways + 1 transaction ids that share a bucket");
 
-    // The newest query is still there.
-    let last = queries - 1;
-    let answer = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
-        .udp(53, 1024 + (last % 60000) as u16)
-        .payload(&dns_message((last / 60000) as u16, true, 0))
-        .build();
-    assert_eq!(filter.ingress(&answer), XDP_PASS);
+    let mut filter = Filter::load();
+    // The second query lives 5 s, the others 10 s: the second is the
+    // closest to expiry, though the first is the oldest.
+    let mut recorded = 0;
+    for (n, &id) in ids[..ways].iter().enumerate() {
+        let lifetime = if n == 1 { "5s" } else { "10s" };
+        filter.set(&[("solicited_lifetime", lifetime)]);
+        let query = dns_query(Path::V4, id);
+        assert_eq!(filter.egress(&query), TC_ACT_OK);
+        recorded += len(&query);
+    }
+    filter.set(&[("solicited_lifetime", "10s")]);
+    let last = dns_query(Path::V4, ids[ways]);
+    assert_eq!(filter.egress(&last), TC_ACT_OK);
+    let mut passed = 0;
+    for (n, &id) in ids.iter().enumerate() {
+        let answer = dns_answer(Path::V4, id);
+        let expected = if n == 1 { XDP_DROP } else { XDP_PASS };
+        assert_eq!(filter.ingress(&answer), expected, "answer {n} of {ids:?}");
+        if n != 1 {
+            passed += len(&answer);
+        }
+    }
+    let evicted_answer = dns_answer(Path::V4, ids[1]);
+    filter.assert_moved(
+        &zero(),
+        &[
+            (Reason::EgressQueryRecorded, ways as u64, recorded),
+            (Reason::EgressQueryEvicted, 1, len(&last)),
+            (Reason::PassSolicited, ways as u64, passed),
+            (Reason::DropUnsolicitedDns, 1, len(&evicted_answer)),
+        ],
+        "a full bucket",
+    );
 }
 
 #[test]

@@ -20,15 +20,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filter_common::{Direction, ListSource, Reason};
+use filter_common::{ListSource, Reason};
 use harness::{
     ctl::{ListedEntry, Stats},
     fixture::FilterLab,
+    kernel,
     lab::{LAN_IF, StackCounters, Topology, WAN_IF, addr},
     netns::Netns,
+    process,
     servers::http::{HttpClient, HttpServer},
     traffic::{
-        StopOnDrop, drain,
+        StopOnDrop,
         sources::Prefix,
         syn::{Sent, SynFlood},
     },
@@ -139,26 +141,18 @@ impl Lab {
     }
 
     /// The filter's counters with the gateway's SYN counters and the lab's
-    /// stack counters, read while nothing arrives on wan0 (the ingress
-    /// counters did not move while the others were read), so that they agree.
+    /// stack counters, read together behind a marker while nothing else
+    /// arrives on wan0 ([`FilterLab::snapshot`]).
     fn snapshot(&self) -> (Stats, StackCounters, StackCounters) {
-        let ingress = |stats: &Stats| -> Vec<(Reason, u64)> {
-            stats
-                .rows()
-                .filter(|row| row.direction == Direction::Ingress)
-                .map(|row| (row.reason, row.packets))
-                .collect()
-        };
-        for _ in 0..20 {
-            let stats = self.stats();
-            let syns = self.gateway_syns();
-            let stack = self.topo.stack_counters().unwrap();
-            if ingress(&self.stats()) == ingress(&stats) {
-                return (stats, syns, stack);
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        panic!("wan0 never became quiet enough to read the counters together");
+        let (stats, (syns, stack)) = self.0.snapshot(|| {
+            (
+                self.gateway_syns(),
+                self.topo
+                    .stack_counters()
+                    .expect("the lab's stack counters"),
+            )
+        });
+        (stats, syns, stack)
     }
 
     fn install_counters(&self) {
@@ -180,12 +174,16 @@ struct Legit {
     slowest_connect: Duration,
 }
 
-/// A browser-like client: a new connection every 400 ms (2.5 per second:
-/// over a few seconds within a source bucket of 12 + 2/s), ten keep-alive
-/// requests on each, until `stop`.
-fn browse(inet: &Netns, to: SocketAddr, stop: &AtomicBool) -> Legit {
+/// A browser-like client: `connections` connections, a new one every
+/// 400 ms at most (2.5 per second: over a few seconds within a source
+/// bucket of 12 + 2/s), ten keep-alive requests on each; fewer only if
+/// `stop` (a panic elsewhere).
+fn browse(inet: &Netns, to: SocketAddr, connections: u64, stop: &AtomicBool) -> Legit {
     let mut legit = Legit::default();
-    while !stop.load(Ordering::Relaxed) {
+    for _ in 0..connections {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let started = Instant::now();
         match HttpClient::connect(inet, to, Duration::from_secs(3)) {
             Ok(mut client) => {
@@ -222,6 +220,10 @@ fn bucket_bounds(burst: u64, rate: u64, sent: &Sent) -> (u64, u64) {
     )
 }
 
+/// Each legitimate client's connections in the flood test: at 400 ms apart
+/// at most, 6 s, longer than the floods (5.3 s, and the reads between).
+const CONNECTIONS: u64 = 15;
+
 #[test]
 fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses() {
     let lab = lab();
@@ -249,10 +251,10 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
     let stop = AtomicBool::new(false);
     let (sent1, sent4, sent6, phase1, legit4, legit6) = thread::scope(|scope| {
         let inet = &lab.topo.internet;
-        let c4 = scope.spawn(|| browse(inet, wan(false), &stop));
-        let c6 = scope.spawn(|| browse(inet, wan(true), &stop));
-        // Stops the clients however this closure ends (a panic too), so
-        // that the scope can end.
+        let c4 = scope.spawn(|| browse(inet, wan(false), CONNECTIONS, &stop));
+        let c6 = scope.spawn(|| browse(inet, wan(true), CONNECTIONS, &stop));
+        // Stops the clients if this closure panics, so that the scope can
+        // end.
         let _stop = StopOnDrop(&stop);
         thread::sleep(Duration::from_millis(300));
 
@@ -265,7 +267,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
                 4000,
             )
             .unwrap();
-        drain();
+        lab.flush();
         // The clients keep going: read what the flood moved (the flooder's
         // SYNs at the stack, the drop counters), which they cannot touch.
         let phase1 = (lab.stats(), lab.gateway_syns());
@@ -297,8 +299,8 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
             });
             (v4.join().unwrap(), v6.join().unwrap())
         });
-        thread::sleep(Duration::from_millis(300));
-        stop.store(true, Ordering::Relaxed);
+        // The clients' connections (6 s at least) outlast the floods (5.3 s
+        // and the reads between them): the joins wait for them.
         (
             sent1,
             sent4,
@@ -308,7 +310,6 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
             c6.join().unwrap(),
         )
     });
-    drain();
     let (end, nft, lab_end) = lab.snapshot();
     let clients = lab.client_syns();
 
@@ -317,8 +318,7 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
     // retransmission), and every one of them reached the stack.
     for (legit, family) in [(&legit4, "IPv4"), (&legit6, "IPv6")] {
         assert!(legit.failures.is_empty(), "{family}: {:?}", legit.failures);
-        // About 15 over the test; fewer only on a machine busy elsewhere.
-        assert!(legit.connections >= 5, "{family}: {legit:?}");
+        assert_eq!(legit.connections, CONNECTIONS, "{family}: {legit:?}");
         assert_eq!(legit.requests, 10 * legit.connections, "{family}");
     }
     assert_eq!(clients.packets("sent4"), legit4.connections);
@@ -343,11 +343,11 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
         sent1.duration()
     );
     let phase1_delta = p1_stats.since(&start);
-    assert_eq!(
-        phase1_delta.packets(Reason::DropSynSource),
+    phase1_delta.assert_shown(
+        Reason::DropSynSource,
         sent1.frames - flooder_passed,
-        "every other flood SYN dropped by its source bucket: {:?}",
-        phase1_delta.nonzero()
+        "the flooder's SYNs sent less those at the stack (every other one dropped by its \
+         source bucket)",
     );
     assert_eq!(phase1_delta.packets(Reason::DropSynPrefix), 0);
     assert_eq!(phase1_delta.packets(Reason::DropSynGlobal), 0);
@@ -378,15 +378,15 @@ fn legitimate_clients_get_through_a_syn_flood_from_one_and_from_many_addresses()
     let delta = end.since(&start);
     let flood = sent1.frames + sent4.frames + sent6.frames;
     let legit_syns = legit4.connections + legit6.connections;
-    assert_eq!(delta.packets(Reason::PassSyn), nft.packets("syn_all"));
+    delta.assert_shown(Reason::PassSyn, nft.packets("syn_all"), "SYNs at the stack");
     assert_eq!(
         delta.packets(Reason::PassSyn),
         flooder_passed + spoofed_passed + legit_syns
     );
-    assert_eq!(
-        delta.packets(Reason::PassHandshake),
+    delta.assert_shown(
+        Reason::PassHandshake,
         legit_syns,
-        "every legitimate handshake completed, no flood SYN's did"
+        "the legitimate clients' SYNs (every legitimate handshake completed, no flood SYN's did)",
     );
     let dropped = delta.packets(Reason::DropSynSource) + delta.packets(Reason::DropSynPrefix);
     assert_eq!(
@@ -472,9 +472,13 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     assert_eq!(config["syn_global_burst"], "5000");
     assert_eq!(config["syn_penalty"], "off");
     let server = HttpServer::start(lab.gw(), wan(false)).unwrap();
+    lab.install_counters();
     let mut flood = lab.flood();
+    // A burst of `n` SYNs from one host, counted by the filter and, behind
+    // a marker, at the gateway's stack: what the filter passed (the
+    // buckets, or the allow list) is exactly what reached the stack.
     let burst_from = |flood: &mut SynFlood, host: u8, n: u64| {
-        let before = lab.stats();
+        let (before, syns_before, _) = lab.snapshot();
         flood
             .send(
                 Prefix::host(Ipv4Addr::new(192, 0, 2, host)).unwrap(),
@@ -483,8 +487,16 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
                 0,
             )
             .unwrap();
-        drain();
-        lab.stats().since(&before)
+        let (after, syns, _) = lab.snapshot();
+        let delta = after.since(&before);
+        let passed = delta.packets(Reason::PassSyn) + delta.packets(Reason::PassAllowList);
+        assert_eq!(
+            syns.since(&syns_before).packets("syn_all"),
+            passed,
+            "the SYNs at the stack are the ones the filter passed: {:?}",
+            delta.nonzero()
+        );
+        delta
     };
     let syn_rows = |delta: &Stats| -> Vec<(String, u64)> {
         delta
@@ -552,14 +564,30 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
         WAN_IF,
         &format!("{}/32", addr::INET_WAN4),
     ]);
+    let (gateway_before, client_before_syns) = (lab.gateway_syns(), lab.client_syns());
     let refused = HttpClient::connect(&lab.topo.internet, wan(false), Duration::from_millis(1500));
-    assert!(refused.is_err(), "a denied client must not connect");
-    let delta = lab.stats().since(&client_before);
+    let err = refused.err().expect("a denied client must not connect");
     assert!(
-        delta.packets(Reason::DropDenyList) >= 1,
-        "{:?}",
-        delta.nonzero()
+        err.chain().any(|cause| cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)),
+        "the connect must time out (its SYNs dropped), not fail otherwise: {err:#}"
     );
+    let (after, gateway_syns, _) = lab.snapshot();
+    let delta = after.since(&client_before);
+    // Every SYN the client sent (the first and its retransmissions) was
+    // dropped on the deny list; none reached the gateway's stack.
+    let client_syns = lab
+        .client_syns()
+        .since(&client_before_syns)
+        .packets("sent4");
+    assert!(client_syns >= 1, "the client sent no SYN");
+    delta.assert_shown(
+        Reason::DropDenyList,
+        client_syns,
+        "SYNs the denied client sent (its stack's counter)",
+    );
+    assert_eq!(gateway_syns.since(&gateway_before).packets("legit4"), 0);
     lab.ctl(&[
         "deny",
         "del",
@@ -688,12 +716,23 @@ fn set_apply_allow_and_deny_change_live_behaviour_and_bad_values_change_nothing(
     let listed = lab.list("allow");
     assert_eq!(listed.len(), 2);
     let delta = burst_from(&mut flood, 64, 10);
-    assert!(
-        added.elapsed() < Duration::from_secs(4),
-        "too slow to see the entry live: {:?}",
-        added.elapsed()
-    );
-    assert_eq!(syn_rows(&delta), rows(&[("pass_allow_list", 10)]));
+    let judged_by = added.elapsed();
+    if judged_by < Duration::from_secs(4) {
+        // Every SYN was judged before the entry's deadline.
+        assert_eq!(syn_rows(&delta), rows(&[("pass_allow_list", 10)]));
+    } else {
+        // The deadline fell during the burst (an emulated CPU): the SYNs
+        // before it were allowed, those after it met the buckets.
+        assert!(
+            kernel::emulated(),
+            "the burst was judged only {judged_by:?} after the entry was added"
+        );
+        process::note(format!(
+            "syn_e2e: the burst took until {judged_by:?}, past the entry's 4 s: \
+             its rows {:?} are not checked",
+            syn_rows(&delta)
+        ));
+    }
     thread::sleep(Duration::from_millis(4200).saturating_sub(returned.elapsed()));
     let delta = burst_from(&mut flood, 64, 10);
     assert_eq!(

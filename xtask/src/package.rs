@@ -13,6 +13,7 @@
 //! by debootstrap in `.cache/`.
 
 use std::{
+    borrow::Cow,
     fs,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
@@ -38,19 +39,20 @@ XDP packet filter for a Linux gateway's WAN interface
  config reload, attaching again). Nothing is started on install:
  systemctl enable --now wan-filter@wan0.";
 
-/// What the package installs: where, with which mode, from which source
-/// (a file of the repository, or [`Source::Generated`] by the binary).
+/// What the package installs besides the documentation ([`installed_files`]):
+/// where, with which mode, from which source (a file of the repository, or
+/// [`Source::Generated`] by the binary).
 const FILES: &[(&str, u32, Source)] = &[
     ("usr/sbin/filter-ctl", 0o755, Source::Binary),
     (
         "lib/systemd/system/wan-filter@.service",
         0o644,
-        Source::Repo("dist/wan-filter@.service"),
+        Source::Repo(Cow::Borrowed("dist/wan-filter@.service")),
     ),
     (
         "etc/wan-filter/wan0.toml.example",
         0o644,
-        Source::Repo("dist/filter.toml"),
+        Source::Repo(Cow::Borrowed("dist/filter.toml")),
     ),
     (
         "usr/share/man/man8/filter-ctl.8.gz",
@@ -75,17 +77,26 @@ const FILES: &[(&str, u32, Source)] = &[
     (
         "usr/share/doc/wan-filter/README.md",
         0o644,
-        Source::Repo("README.md"),
+        Source::Repo(Cow::Borrowed("README.md")),
+    ),
+    (
+        "usr/share/doc/wan-filter/BENCHMARKS.md",
+        0o644,
+        Source::Repo(Cow::Borrowed("BENCHMARKS.md")),
     ),
 ];
 
 /// Files under /etc are the administrator's: dpkg keeps their changes.
 const CONFFILES: &[&str] = &["etc/wan-filter/wan0.toml.example"];
 
-#[derive(Clone, Copy)]
+/// Where the README and the example config point to docs/NAME.md, so that
+/// their links resolve on the gateway as in the repository.
+const DOCS_DIR: &str = "usr/share/doc/wan-filter/docs";
+
+#[derive(Clone)]
 enum Source {
     Binary,
-    Repo(&'static str),
+    Repo(Cow<'static, str>),
     /// The output of `filter-ctl ARGS` (gzipped for a man page).
     Generated(&'static [&'static str]),
 }
@@ -98,17 +109,17 @@ pub fn make(filter_ctl: &Path) -> anyhow::Result<PathBuf> {
     if tree.exists() {
         fs::remove_dir_all(&tree).with_context(|| format!("removing {}", tree.display()))?;
     }
+    let files = installed_files()?;
     let mut installed_bytes = 0;
-    for (path, mode, source) in FILES {
-        let target = tree.join(path);
+    for (path, mode, source) in &files {
+        let target = tree.join(&**path);
         fs::create_dir_all(target.parent().expect("a file in a directory"))?;
         let bytes = match source {
             Source::Binary => {
                 fs::read(filter_ctl).with_context(|| format!("reading {}", filter_ctl.display()))?
             }
-            Source::Repo(file) => {
-                fs::read(repo_root().join(file)).with_context(|| format!("reading {file}"))?
-            }
+            Source::Repo(file) => fs::read(repo_root().join(file.as_ref()))
+                .with_context(|| format!("reading {file}"))?,
             Source::Generated(args) => generated(filter_ctl, args, path.ends_with(".gz"))?,
         };
         installed_bytes += bytes.len();
@@ -117,7 +128,7 @@ pub fn make(filter_ctl: &Path) -> anyhow::Result<PathBuf> {
     }
     // What `dpkg --verify` checks the installed files against.
     let md5sums = Command::new("md5sum")
-        .args(FILES.iter().map(|(path, ..)| path))
+        .args(files.iter().map(|(path, ..)| &**path))
         .current_dir(&tree)
         .output()
         .context("running md5sum")?;
@@ -154,6 +165,28 @@ pub fn make(filter_ctl: &Path) -> anyhow::Result<PathBuf> {
             .stdout(Stdio::null()),
     )?;
     Ok(deb)
+}
+
+/// [`FILES`], then every docs/*.md of the repository under [`DOCS_DIR`].
+fn installed_files() -> anyhow::Result<Vec<(Cow<'static, str>, u32, Source)>> {
+    let docs = repo_root().join("docs");
+    let mut names = fs::read_dir(&docs)
+        .with_context(|| format!("reading {}", docs.display()))?
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    names.retain(|name| name.ends_with(".md"));
+    names.sort();
+    let fixed = FILES
+        .iter()
+        .map(|(path, mode, source)| (Cow::Borrowed(*path), *mode, source.clone()));
+    let docs = names.into_iter().map(|name| {
+        (
+            Cow::Owned(format!("{DOCS_DIR}/{name}")),
+            0o644,
+            Source::Repo(Cow::Owned(format!("docs/{name}"))),
+        )
+    });
+    Ok(fixed.chain(docs).collect())
 }
 
 /// `filter-ctl ARGS`'s output, gzipped (`-n`: no name or time, the same

@@ -41,6 +41,16 @@ pub const TEST_PACKAGES: &[Packages] = &[
     // The daemon's tests: promtool (a real Prometheus parser for /metrics)
     // and systemd-analyze (verifies the unit in dist/).
     ("daemon tests", &["prometheus", "systemd"]),
+    // The upstream tests: the BGP speakers the daemon's upstream mode drives
+    // (gobgpd with its `gobgp` CLI, exabgp) and the provider's router they
+    // peer with (bird2, whose `birdc` shows the FlowSpec and RTBH routes).
+    (
+        "upstream tests (BGP speakers and the provider's router)",
+        &["gobgpd", "exabgp", "bird2"],
+    ),
+    // The shells whose completion scripts filter-ctl prints, to parse them
+    // (`zsh -n`, `fish --no-execute`; bash is there already).
+    ("completion tests", &["zsh", "fish"]),
 ];
 
 const BPF_TOOLS: Packages = ("bpf tools", &["bpftool"]);

@@ -43,7 +43,11 @@ const ONE_PROCESS: &[&str] = &[
 
 /// Executables whose tests measure rates or what an attack at a given rate
 /// did: on the host each runs with no other job at once.
-pub const ALONE: &[&str] = &["tests/tests/query_e2e.rs", "xtask/tests/lab.rs"];
+pub const ALONE: &[&str] = &[
+    "tests/tests/query_e2e.rs",
+    "tests/tests/upstream_uplink_e2e.rs",
+    "xtask/tests/lab.rs",
+];
 
 /// How long a job that did not run last time is expected to take, for the
 /// order: an end-to-end test takes tens of seconds, a unit or verdict test

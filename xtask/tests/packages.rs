@@ -4,7 +4,8 @@
 //! enabled at boot). The machine is simulated: `dpkg-query`, `apt-get` and
 //! `cargo` on the PATH are stand-ins that record what they are asked, and
 //! dpkg knows only what apt-get "installed"; the toolchains are the real
-//! ones (already installed by the run that built this test).
+//! ones (already installed by the run that built this test), so it runs on
+//! the host only (a visible skip line in the VM legs).
 
 use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, process::Command};
 
@@ -43,6 +44,14 @@ fn stand_in(dir: &Path, name: &str, script: &str) {
 
 #[test]
 fn build_installs_only_what_building_needs() {
+    // The guest has the built tests but no toolchains to run `xtask build`
+    // with; what it installs does not depend on the kernel.
+    if harness::kernel::in_vm_guest() {
+        harness::process::note(
+            "packages: skipped in the VM leg, `xtask build`'s packages are checked on the host only",
+        );
+        return;
+    }
     assert!(
         harness::process::is_root(),
         "xtask build installs packages as root: run the tests as root"

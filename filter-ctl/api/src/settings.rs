@@ -535,13 +535,13 @@ impl<'de> Deserialize<'de> for Assignments {
     }
 }
 
-/// The keys of a settings file that are not settings: its allow and deny
-/// lists, which filter-ctl reads from the same file (they go into the list
-/// maps, not the config).
-pub const LIST_KEYS: [&str; 2] = ["allow", "deny"];
+/// The keys of a settings file that are not settings, which filter-ctl
+/// reads from the same file: its allow and deny lists (they go into the
+/// list maps, not the config) and the daemon's `[upstream]` section.
+pub const OTHER_KEYS: [&str; 3] = ["allow", "deny", "upstream"];
 
 /// A key of a settings file, checked where it stands (so that a TOML error
-/// points at it); `None` for one of [`LIST_KEYS`].
+/// points at it); `None` for one of [`OTHER_KEYS`].
 struct KeyOf;
 
 impl<'de> de::DeserializeSeed<'de> for KeyOf {
@@ -549,7 +549,7 @@ impl<'de> de::DeserializeSeed<'de> for KeyOf {
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         let key = String::deserialize(deserializer)?;
-        if LIST_KEYS.contains(&key.as_str()) {
+        if OTHER_KEYS.contains(&key.as_str()) {
             return Ok(None);
         }
         find(&key).map(Some).map_err(de::Error::custom)

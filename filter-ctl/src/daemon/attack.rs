@@ -395,9 +395,13 @@ mod tests {
                 at: now - Duration::from_millis(500),
                 reason: Reason::DropUnsolicitedDns,
                 source: "198.51.100.7".parse().unwrap(),
+                destination: "203.0.113.2".parse().unwrap(),
                 len: 1200,
+                ip_len: 1186,
                 protocol: 17,
+                src_port: 53,
                 dst_port: 1,
+                fragment: false,
                 would_drop: false,
             });
             total += pps;

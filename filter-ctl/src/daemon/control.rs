@@ -12,9 +12,10 @@
 //! believes only root. Their names come from the filter's pin directory
 //! (network namespace, interface, pin root).
 //!
-//! The daemon answers on it: `top` (the sampled history of a window) and
-//! what the daemon is (its pid and config file, for `set` and `apply`), one
-//! JSON line each way. A client that sends nothing, or reads nothing, is
+//! The daemon answers on it: `top` (the sampled history of a window), what
+//! the daemon is (its pid and config file, for `set` and `apply`) and its
+//! upstream mode's routes (`filter-ctl upstream status`), one JSON line each
+//! way. A client that sends nothing, or reads nothing, is
 //! given up after a few seconds; it never holds up the daemon's other work.
 
 use std::{
@@ -36,7 +37,7 @@ use nix::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::top::TopReport;
+use super::{top::TopReport, upstream::status::UpstreamStatus};
 use crate::pins::IfacePins;
 
 /// Where the claims and sockets are: root's only (the systemd unit makes
@@ -149,6 +150,8 @@ enum Request {
     Top { seconds: u64 },
     /// What the daemon is.
     About,
+    /// The upstream mode's routes.
+    Upstream,
 }
 
 /// The daemon reading a filter's events, as it describes itself.
@@ -163,6 +166,8 @@ pub struct About {
 enum Reply {
     Top(TopReport),
     About(About),
+    /// `None`: the daemon's config has no `[upstream]` section.
+    Upstream(Option<UpstreamStatus>),
     Error(String),
 }
 
@@ -228,7 +233,18 @@ pub fn ask_top(pins: &IfacePins, seconds: u64) -> anyhow::Result<Option<TopRepor
         None => Ok(None),
         Some(Reply::Top(report)) => Ok(Some(report)),
         Some(Reply::Error(why)) => bail!("the daemon: {why}"),
-        Some(Reply::About(_)) => bail!("the daemon answered another question"),
+        Some(_) => bail!("the daemon answered another question"),
+    }
+}
+
+/// Asks the daemon for its upstream mode's status; `None` when no daemon
+/// listens, `Some(None)` when its config has no `[upstream]` section.
+pub fn ask_upstream(pins: &IfacePins) -> anyhow::Result<Option<Option<UpstreamStatus>>> {
+    match ask(pins, &Request::Upstream)? {
+        None => Ok(None),
+        Some(Reply::Upstream(status)) => Ok(Some(status)),
+        Some(Reply::Error(why)) => bail!("the daemon: {why}"),
+        Some(_) => bail!("the daemon answered another question (an older filter-ctl daemon?)"),
     }
 }
 
@@ -241,12 +257,14 @@ pub fn ask_about(pins: &IfacePins) -> Option<About> {
     }
 }
 
-/// Answers requests on the claimed socket: `top(seconds)` and `about`.
+/// Answers requests on the claimed socket: `top(seconds)`, `about` and
+/// `upstream()`.
 /// Each client is served on its own task, with time limits.
 pub async fn serve(
     claim: Claim,
     about: About,
     top: impl Fn(u64) -> anyhow::Result<TopReport> + Clone + Send + 'static,
+    upstream: impl Fn() -> Option<UpstreamStatus> + Clone + Send + 'static,
 ) -> anyhow::Result<()> {
     let Claim {
         listener,
@@ -259,9 +277,10 @@ pub async fn serve(
     loop {
         let (stream, _) = listener.accept().await?;
         let top = top.clone();
+        let upstream = upstream.clone();
         let about = about.clone();
         tokio::spawn(async move {
-            if let Err(err) = answer(stream, about, top).await {
+            if let Err(err) = answer(stream, about, top, upstream).await {
                 log::debug!("a control request failed: {err:#}");
             }
         });
@@ -272,6 +291,7 @@ async fn answer(
     stream: tokio::net::UnixStream,
     about: About,
     top: impl Fn(u64) -> anyhow::Result<TopReport>,
+    upstream: impl Fn() -> Option<UpstreamStatus>,
 ) -> anyhow::Result<()> {
     use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
     let root = stream.peer_cred()?.uid() == 0;
@@ -291,6 +311,7 @@ async fn answer(
                 Err(err) => Reply::Error(format!("{err:#}")),
             },
             Ok(Request::About) => Reply::About(about),
+            Ok(Request::Upstream) => Reply::Upstream(upstream()),
             Err(err) => Reply::Error(format!("bad request: {err}")),
         }
     };

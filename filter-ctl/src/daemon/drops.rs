@@ -24,10 +24,18 @@ pub struct Sample {
     pub at: Instant,
     pub reason: Reason,
     pub source: IpAddr,
+    /// The local address it was sent to.
+    pub destination: IpAddr,
     /// Frame bytes.
     pub len: u32,
+    /// The IP length field: IPv4's total length, IPv6's payload length.
+    pub ip_len: u16,
     pub protocol: u8,
+    /// 0 when there is none (not UDP or TCP, a later fragment, cut short).
+    pub src_port: u16,
     pub dst_port: u16,
+    /// A fragment of an IP datagram (first or later).
+    pub fragment: bool,
     /// Monitor mode passed it.
     pub would_drop: bool,
 }
@@ -43,9 +51,13 @@ impl Sample {
             at,
             reason,
             source: headers.source,
+            destination: headers.destination,
             len: event.len,
+            ip_len: headers.ip_len,
             protocol: headers.protocol,
+            src_port: headers.src_port,
             dst_port: headers.dst_port,
+            fragment: headers.fragment,
             would_drop: event.would_drop != 0,
         })
     }
@@ -57,9 +69,13 @@ impl Sample {
 #[derive(Debug, PartialEq, Eq)]
 struct Headers {
     source: IpAddr,
+    destination: IpAddr,
+    ip_len: u16,
     protocol: u8,
     /// 0 when there is none (not UDP or TCP, a later fragment, cut short).
+    src_port: u16,
     dst_port: u16,
+    fragment: bool,
 }
 
 impl Headers {
@@ -85,65 +101,92 @@ impl Headers {
             at += 8;
         }
         let ip = frame.get(at..)?;
-        let (source, protocol, l4) = match ethertype {
+        let (source, destination, ip_len, protocol, l4, fragment) = match ethertype {
             0x0800 => {
                 let header_len = usize::from(*ip.first()? & 0x0f) * 4;
-                let later_fragment =
-                    u16::from_be_bytes(ip.get(6..8)?.try_into().ok()?) & 0x1fff != 0;
+                let total_len = u16::from_be_bytes(ip.get(2..4)?.try_into().ok()?);
+                let flags_offset = u16::from_be_bytes(ip.get(6..8)?.try_into().ok()?);
+                let later_fragment = flags_offset & 0x1fff != 0;
+                let more_fragments = flags_offset & 0x2000 != 0;
                 let source: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
+                let destination: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
                 let l4 = (!later_fragment).then_some(header_len);
-                (IpAddr::V4(Ipv4Addr::from(source)), *ip.get(9)?, l4)
+                (
+                    IpAddr::V4(Ipv4Addr::from(source)),
+                    IpAddr::V4(Ipv4Addr::from(destination)),
+                    total_len,
+                    *ip.get(9)?,
+                    l4,
+                    later_fragment || more_fragments,
+                )
             }
             0x86dd => {
                 let source: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
-                let (protocol, l4) = ipv6_upper_layer(ip);
-                (IpAddr::V6(Ipv6Addr::from(source)), protocol, l4)
+                let destination: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+                let payload_len = u16::from_be_bytes(ip.get(4..6)?.try_into().ok()?);
+                let (protocol, l4, fragment) = ipv6_upper_layer(ip);
+                (
+                    IpAddr::V6(Ipv6Addr::from(source)),
+                    IpAddr::V6(Ipv6Addr::from(destination)),
+                    payload_len,
+                    protocol,
+                    l4,
+                    fragment,
+                )
             }
             _ => return None,
         };
-        let dst_port = match (protocol, l4) {
-            (6 | 17, Some(l4)) => ip
-                .get(l4 + 2..l4 + 4)
-                .map_or(0, |port| u16::from_be_bytes([port[0], port[1]])),
-            _ => 0,
+        let port = |at: usize| {
+            ip.get(at..at + 2)
+                .map_or(0, |port| u16::from_be_bytes([port[0], port[1]]))
+        };
+        let (src_port, dst_port) = match (protocol, l4) {
+            (6 | 17, Some(l4)) => (port(l4), port(l4 + 2)),
+            _ => (0, 0),
         };
         Some(Headers {
             source,
+            destination,
+            ip_len,
             protocol,
+            src_port,
             dst_port,
+            fragment,
         })
     }
 }
 
-/// The upper-layer protocol of an IPv6 packet and its offset (`None` for a
-/// later fragment or a chain past the captured bytes).
-fn ipv6_upper_layer(ip: &[u8]) -> (u8, Option<usize>) {
+/// The upper-layer protocol of an IPv6 packet, its offset (`None` for a
+/// later fragment or a chain past the captured bytes) and whether a
+/// fragment header was on the way.
+fn ipv6_upper_layer(ip: &[u8]) -> (u8, Option<usize>, bool) {
     let Some(&first) = ip.get(6) else {
-        return (0, None);
+        return (0, None, false);
     };
-    let (mut protocol, mut at) = (first, 40);
+    let (mut protocol, mut at, mut fragment) = (first, 40, false);
     for _ in 0..6 {
         let header_len = match protocol {
             0 | 43 | 60 => ip.get(at + 1).map(|len| (usize::from(*len) + 1) * 8),
             51 => ip.get(at + 1).map(|len| (usize::from(*len) + 2) * 4),
             44 => {
+                fragment = true;
                 let offset = ip
                     .get(at + 2..at + 4)
                     .map(|b| u16::from_be_bytes([b[0], b[1]]) >> 3);
                 match offset {
                     Some(0) => Some(8),
-                    _ => return (ip.get(at).copied().unwrap_or(0), None),
+                    _ => return (ip.get(at).copied().unwrap_or(0), None, true),
                 }
             }
-            _ => return (protocol, Some(at)),
+            _ => return (protocol, Some(at), fragment),
         };
         let (Some(len), Some(&next)) = (header_len, ip.get(at)) else {
-            return (protocol, None);
+            return (protocol, None, fragment);
         };
         protocol = next;
         at += len;
     }
-    (protocol, None)
+    (protocol, None, fragment)
 }
 
 /// The reading end of a filter's drop event ring.
@@ -243,6 +286,10 @@ mod tests {
         assert_eq!((sample.protocol, sample.dst_port), (17, 40000));
         assert_eq!(sample.reason, Reason::DropUnsolicitedDns);
         assert_eq!(sample.len as usize, frame.len());
+        // What an announcement upstream is made of.
+        assert_eq!(sample.destination, "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!((sample.src_port, sample.ip_len), (53, 28));
+        assert!(!sample.fragment);
 
         // QinQ and PPPoE in front.
         let mut tagged = ethernet(0x88a8);
@@ -264,6 +311,13 @@ mod tests {
         let sample = Sample::decode(&event(&v6), Instant::now()).unwrap();
         assert_eq!(sample.source, IpAddr::V6(source));
         assert_eq!((sample.protocol, sample.dst_port), (17, 40000));
+        assert_eq!(
+            sample.destination,
+            "2001:db8:2001:db8:2001:db8:2001:db8"
+                .parse::<IpAddr>()
+                .unwrap()
+        );
+        assert_eq!((sample.src_port, sample.ip_len), (53, 16));
 
         // A later IPv4 fragment has no ports.
         let mut later = ethernet(0x0800);
@@ -271,7 +325,8 @@ mod tests {
         ip[6..8].copy_from_slice(&185u16.to_be_bytes());
         later.extend(ip);
         let sample = Sample::decode(&event(&later), Instant::now()).unwrap();
-        assert_eq!(sample.dst_port, 0);
+        assert_eq!((sample.src_port, sample.dst_port), (0, 0));
+        assert!(sample.fragment);
 
         let unknown = DropEvent {
             reason: 250,

@@ -52,6 +52,8 @@ pub struct DaemonState {
     pub reattached: u64,
     /// Sampled events the daemon read.
     pub events_read: u64,
+    /// The upstream mode, if the config has it.
+    pub upstream: Option<super::upstream::status::UpstreamStatus>,
 }
 
 /// Reads the filter at each scrape.
@@ -300,6 +302,9 @@ impl Collector for FilterCollector {
             MetricType::Counter,
         )?
         .counter(&[], state.reattached)?;
+        if let Some(upstream) = &state.upstream {
+            upstream.encode(&mut encoder)?;
+        }
         Ok(())
     }
 }

@@ -9,7 +9,9 @@
 //! ([`reload`]); every few seconds it removes expired list entries. It reads
 //! the sampled drop events as they come ([`drops`], kept for `top` in
 //! [`top::History`]) and the programs' rare events (aya-log), serves
-//! `/metrics` ([`metrics`]) and answers `top` ([`control`]).
+//! `/metrics` ([`metrics`]) and answers `top` ([`control`]). With an
+//! `[upstream]` section in its config file it hands attacks that fill the
+//! uplink to the provider through a BGP speaker ([`upstream`]).
 
 pub mod attack;
 pub mod control;
@@ -21,6 +23,7 @@ pub mod notify;
 pub mod reload;
 pub mod top;
 pub mod units;
+pub mod upstream;
 
 use std::{
     net::SocketAddr,
@@ -44,6 +47,7 @@ use self::{
     metrics::DaemonState,
     reload::{ConfigFile, FileConfig},
     top::{History, TopReport},
+    upstream::Upstream,
 };
 use crate::{
     attach::{self, ModeChoice},
@@ -88,18 +92,23 @@ pub fn run(pin_root: &Path, options: Options) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let mut signals = Signals::new()?;
-        let (file, settings) = config.map_or((None, None), |(file, set)| (Some(file), set));
-        if let Some(file) = file.as_ref().filter(|_| settings.is_none()) {
+        let (file, read) = config.map_or((None, None), |(file, read)| (Some(file), read));
+        if let Some(file) = file.as_ref().filter(|_| read.is_none()) {
             log::warn!(
                 "{} does not exist: the filter keeps its settings (the defaults when attached \
                  afresh) until the file is made; it is applied when it appears",
                 file.path().display()
             );
         }
-        let Some(pins) = start(&root, &options, settings.as_ref(), &mut signals).await? else {
+        let Some(pins) = start(&root, &options, read.as_ref(), &mut signals).await? else {
             return Ok(());
         };
+        let upstream = read
+            .and_then(|read| read.upstream)
+            .map(|config| Upstream::start(&options.iface, config))
+            .transpose()?;
         Daemon {
+            upstream,
             detector: Detector::new(&options.iface, options.thresholds),
             options,
             root,
@@ -306,6 +315,8 @@ struct Daemon {
     ticks: u64,
     /// Whether it said that another process reads the drop events.
     told_ring_held: bool,
+    /// The upstream mode, when the config file has an `[upstream]` section.
+    upstream: Option<Upstream>,
 }
 
 type KernelLog = Option<AsyncFd<EbpfLogger<&'static dyn log::Log>>>;
@@ -409,14 +420,20 @@ impl Daemon {
                     claim.socket().display()
                 );
                 let history = self.history.clone();
+                let state = self.state.clone();
                 let about = control::About {
                     pid: std::process::id(),
                     config: self.options.config.clone(),
                 };
-                tokio::spawn(control::serve(claim, about, move |seconds| {
-                    let history = history.lock().expect("never poisoned");
-                    Ok(history.top(seconds.clamp(1, top::MAX_SECONDS), top::LIMIT))
-                }));
+                tokio::spawn(control::serve(
+                    claim,
+                    about,
+                    move |seconds| {
+                        let history = history.lock().expect("never poisoned");
+                        Ok(history.top(seconds.clamp(1, top::MAX_SECONDS), top::LIMIT))
+                    },
+                    move || state.lock().expect("never poisoned").upstream.clone(),
+                ));
                 *drops = Some(events);
             }
             Err(err) if !self.told_ring_held => {
@@ -440,13 +457,23 @@ impl Daemon {
                 let mut history = self.history.lock().expect("never poisoned");
                 if let Some((then, before)) = &self.last {
                     let secs = now.duration_since(*then).as_secs_f64();
-                    log_evictions(&self.options.iface, &counts.since(before));
-                    self.detector
-                        .update(now, &counts.since(before), secs, &counts, &history);
+                    let delta = counts.since(before);
+                    log_evictions(&self.options.iface, &delta);
+                    self.detector.update(now, &delta, secs, &counts, &history);
+                    if let Some(upstream) = &mut self.upstream {
+                        let active: Vec<_> = self.detector.active().collect();
+                        upstream.tick(now, &delta, secs, &active, &history);
+                    }
                 }
                 history.tick(now, counts.clone());
-                self.state.lock().expect("never poisoned").attacks =
-                    self.detector.active().collect();
+                let mut state = self.state.lock().expect("never poisoned");
+                state.attacks = self.detector.active().collect();
+                if self.upstream.as_ref().is_some_and(Upstream::is_done) {
+                    self.upstream = None;
+                    log::info!("upstream: every route is withdrawn; the upstream mode is off");
+                }
+                state.upstream = self.upstream.as_ref().map(Upstream::status);
+                drop(state);
                 self.last = Some((now, counts));
             }
             Err(err) => log::debug!("reading the counters: {err:#}"),
@@ -482,6 +509,8 @@ impl Daemon {
         let Some(read) = read else {
             return;
         };
+        // The section of a good file; a bad one leaves the mode as it is.
+        let upstream = read.as_ref().ok().map(|file| file.upstream.clone());
         let path = file.path().display().to_string();
         let iface = &self.options.iface;
         if self.is_severed()
@@ -494,6 +523,7 @@ impl Daemon {
                  again"
             );
             self.pending = Some(file.clone());
+            self.reconfigure_upstream(upstream.flatten());
             return;
         }
         let applied = read.and_then(|file| reload::apply(&self.root, iface, &file));
@@ -503,12 +533,34 @@ impl Daemon {
                 state.reloads_ok += 1;
                 self.pending = None;
                 log::info!("reloaded {path}: {}", describe_changes(&changed));
+                drop(state);
+                self.reconfigure_upstream(upstream.flatten());
             }
             Err(err) => {
                 state.reloads_failed += 1;
                 log::error!(
                     "not reloading {path}, the running settings stay as they were: {err:#}"
                 );
+            }
+        }
+    }
+
+    /// The `[upstream]` section of a reloaded file: started, changed, or
+    /// gone (then every route is withdrawn).
+    fn reconfigure_upstream(&mut self, config: Option<upstream::config::Config>) {
+        if let Some(current) = &mut self.upstream
+            && !current.is_retiring()
+        {
+            match config {
+                Some(config) => current.reconfigure(config),
+                None => current.retire(),
+            }
+            return;
+        }
+        if let Some(config) = config {
+            match Upstream::start(&self.options.iface, config) {
+                Ok(started) => self.upstream = Some(started),
+                Err(err) => log::error!("upstream: not started: {err:#}"),
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The daemon's config file: the settings TOML of `attach --config` and
 //! `apply`, holding the filter's whole configuration (a key left out takes
-//! its default) and the allow and deny lists to keep ([`crate::listfile`]).
-//! Read at start, on SIGHUP and when the file changes.
+//! its default), the allow and deny lists to keep ([`crate::listfile`])
+//! and the daemon's `[upstream]` section ([`super::upstream`]). Read at
+//! start, on SIGHUP and when the file changes.
 //!
 //! Changes are found by polling the file's metadata once a second (inode,
 //! size, modification time) and then comparing its text, rather than with
@@ -32,7 +33,9 @@ use std::{
 
 use anyhow::Context as _;
 use filter_ctl_api::settings::{Assignment, Assignments, Settings};
+use serde::Deserialize;
 
+use super::upstream;
 use crate::{
     attach,
     listfile::{self, FileLists},
@@ -41,11 +44,13 @@ use crate::{
     textfile,
 };
 
-/// What a config file says: every setting, and the lists to keep.
+/// What a config file says: every setting, the lists to keep, and the
+/// upstream mode.
 #[derive(Clone, Debug)]
 pub struct FileConfig {
     pub settings: Vec<Assignment>,
     pub lists: FileLists,
+    pub upstream: Option<upstream::config::Config>,
     /// The file's last change, from which its entries' `for` counts.
     pub modified: SystemTime,
 }
@@ -108,6 +113,7 @@ impl ConfigFile {
         Ok(FileConfig {
             settings: settings_of(&text).with_context(in_file)?,
             lists: FileLists::parse(&text).with_context(in_file)?,
+            upstream: upstream_of(&text).with_context(in_file)?,
             modified: self
                 .seen
                 .as_ref()
@@ -146,6 +152,19 @@ pub fn settings_of(text: &str) -> anyhow::Result<Vec<Assignment>> {
         .values()
         .map(|(key, value)| Assignment::text(key, &value).expect("a shown value parses back"))
         .collect())
+}
+
+/// The `[upstream]` section of a config file's text, if it has one (its
+/// settings and lists are read elsewhere); an error says where and what is
+/// wrong.
+pub fn upstream_of(text: &str) -> anyhow::Result<Option<upstream::config::Config>> {
+    #[derive(Deserialize)]
+    struct Section {
+        upstream: Option<upstream::config::Config>,
+    }
+    toml::from_str::<Section>(text)
+        .map(|section| section.upstream)
+        .map_err(|err| listfile::located(text, &err))
 }
 
 /// Writes the file's settings and lists to the filter on `iface`, under
@@ -198,6 +217,31 @@ mod tests {
         );
         let err = format!("{:#}", settings_of("ntp_ports = [53]\n").unwrap_err());
         assert!(err.contains("port 53 is in both"), "{err}");
+    }
+
+    /// One file holds the settings, the lists and the `[upstream]` section;
+    /// each reader takes its part and leaves the others' keys alone.
+    #[test]
+    fn settings_lists_and_the_upstream_section_share_a_file() {
+        let text = "monitor = true\nallow = [\"192.0.2.53\"]\n\n[upstream]\nspeaker = \"gobgp\"\n\
+                    attack_pps = 20000\n";
+        assert!(
+            settings_of(text)
+                .unwrap()
+                .iter()
+                .any(|a| a.key() == "monitor")
+        );
+        assert_eq!(FileLists::parse(text).unwrap().allow.len(), 1);
+        assert!(upstream_of(text).unwrap().is_some());
+        assert!(upstream_of("monitor = true\n").unwrap().is_none());
+        let err = format!(
+            "{:#}",
+            upstream_of("monitor = true\n[upstream]\nspeaker = \"bird\"\n").unwrap_err()
+        );
+        assert!(
+            err.starts_with("line 3, column 11: ") && err.contains("bird"),
+            "{err}"
+        );
     }
 
     /// The daemon reads its file as `apply` does: a file of comments over

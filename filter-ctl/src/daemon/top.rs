@@ -69,6 +69,13 @@ impl TopReport {
 
     /// The text `top` prints.
     pub fn describe(&self, iface: &str) -> String {
+        // One counters snapshot (the daemon's first second) spans nothing.
+        if self.seconds < 0.5 {
+            return format!(
+                "The daemon on {iface} has just started: it has no second of counters to \
+                 report on yet. Ask again in a few seconds.\n"
+            );
+        }
         let mut out = format!(
             "Dropped on {iface} in the last {:.0} s, by source. Packets and bytes per source are \
              estimates: each source's share of the sampled drop events, applied to the exact \
@@ -318,9 +325,13 @@ mod tests {
             at,
             reason: Reason::DropUnsolicitedDns,
             source: source.parse().unwrap(),
+            destination: "203.0.113.2".parse().unwrap(),
             len: 1000,
+            ip_len: 986,
             protocol: 17,
+            src_port: 53,
             dst_port: 40000,
+            fragment: false,
             would_drop: false,
         }
     }
@@ -384,6 +395,22 @@ mod tests {
         assert!((report.seconds - 10.0).abs() < 0.5, "{}", report.seconds);
         assert!(report.describe("wan0").contains("in the last 10 s"));
         assert_eq!(report.reasons[0].packets, 1000);
+    }
+
+    /// Right after the daemon starts it said "in the last 0 s".
+    #[test]
+    fn a_daemon_just_started_says_so() {
+        let mut history = History::default();
+        assert!(
+            history
+                .top(10, LIMIT)
+                .describe("wan0")
+                .contains("just started")
+        );
+        history.tick(Instant::now(), stats(100));
+        let text = history.top(10, LIMIT).describe("wan0");
+        assert!(text.contains("just started"), "{text}");
+        assert!(!text.contains("last 0 s"), "{text}");
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //! - [`ctl`]: the one driver of the real `filter-ctl` binary and the types of
 //!   its JSON output; [`kernel`]: what the kernel says is attached;
 //! - [`fixture`]: the lab with a driver, where every end-to-end test starts;
+//! - [`bgp`]: BGP peers in the lab (gobgpd or ExaBGP on the gateway, BIRD as
+//!   the provider's router), the provider enforcing FlowSpec and RTBH, and the
+//!   uplink's capacity;
 //! - [`debian`]: a clean Debian root, overlaid, for the package test;
 //!   [`systemd`]: systemd booted in it, in namespaces of its own.
 //!
@@ -28,6 +31,7 @@
 //! tests' harness (loading the filter's object) stays in the `tests` crate.
 
 pub mod attacks;
+pub mod bgp;
 pub mod bpffs;
 pub mod ctl;
 pub mod debian;

@@ -10,7 +10,8 @@
 //! filter's truncated answers sent with XDP_TX count too), the victims'
 //! requests that reached the gateway's stack and the answers it sent them
 //! (nftables input and output hooks), what every resolver and upstream
-//! lookup got, and the gateway's conntrack table (sampled every 100 ms).
+//! lookup got (and the upstream lookups' queries and answers at those
+//! hooks), and the gateway's conntrack table (sampled every 100 ms).
 //!
 //! The lab's topology needs one WAN host, the attacker. [`Amplifier::prepare`]
 //! starts the servers and counters; the caller attaches the filter or not;
@@ -191,9 +192,13 @@ pub struct Run {
     pub resolvers: Vec<(IpAddr, Lookups)>,
     /// Frames dropped on the way to wan0: they never reached XDP.
     pub path_drops: u64,
-    /// The gateway's own lookups upstream (dig to the internet's server).
+    /// The gateway's own lookups upstream (dig to the internet's server, one
+    /// query each, no retry), and their queries and answers counted at the
+    /// gateway's stack (nftables output and input hooks).
     pub upstream_ok: u64,
     pub upstream_total: u64,
+    pub upstream_queries: u64,
+    pub upstream_answers: u64,
     pub conntrack_peak: u64,
     pub conntrack_before: u64,
 }
@@ -221,8 +226,8 @@ impl Run {
             "{title}: {} spoofed queries sent ({} bytes); to the victims on the wire {} bytes in {} packets; \
              victims' queries reaching the stack {}, the stack's answers to them {} bytes; \
              resolver lookups answered {}/{} ({} over TCP, {} retries; in a prefix of their own: {}/{}, \
-             {} over TCP, {} retries); upstream lookups {}/{}; conntrack entries {} before, \
-             peak {}",
+             {} over TCP, {} retries); upstream lookups {}/{} ({} queries, {} answers at the \
+             stack); conntrack entries {} before, peak {}",
             self.queries_sent,
             self.queries_bytes,
             self.wire_bytes,
@@ -239,6 +244,8 @@ impl Run {
             own.retries,
             self.upstream_ok,
             self.upstream_total,
+            self.upstream_queries,
+            self.upstream_answers,
             self.conntrack_before,
             self.conntrack_peak,
         )
@@ -276,9 +283,12 @@ impl Amplifier {
 table inet victims_stack {{
     counter queries {{ }}
     counter answers {{ }}
+    counter upstream_queries {{ }}
+    counter upstream_answers {{ }}
     chain input {{
         type filter hook input priority 0; policy accept;
         {ip} saddr {{ {victim_set} }} udp dport {port} counter name "queries"
+        ip saddr {upstream} udp sport 53 counter name "upstream_answers"
         # As a stateful firewall does: conntrack follows IPv6 as well (for
         # IPv4, the gateway's NAT has it follow everything anyway).
         ct state new counter
@@ -286,9 +296,11 @@ table inet victims_stack {{
     chain output {{
         type filter hook output priority 0; policy accept;
         {ip} daddr {{ {victim_set} }} counter name "answers"
+        ip daddr {upstream} udp dport 53 counter name "upstream_queries"
     }}
 }}
-"#
+"#,
+            upstream = addr::SERVER4
         ))?;
         let upstream = real::dns_server(&topo.internet, false)?;
         let listen = family.gateway();
@@ -410,6 +422,8 @@ table inet victims_stack {{
         result.path_drops = measure::path_drops(topo)? - path_drops_before;
         result.upstream_ok = upstream_ok.into_inner();
         result.upstream_total = upstream_total.into_inner();
+        result.upstream_queries = stack.packets("upstream_queries");
+        result.upstream_answers = stack.packets("upstream_answers");
         result.conntrack_peak = conntrack.stop().max(result.conntrack_before);
         Ok(result)
     }

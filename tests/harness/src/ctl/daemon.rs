@@ -5,6 +5,7 @@
 //! until the driver's pin root goes).
 
 use std::{
+    collections::BTreeMap,
     io::{Read as _, Write as _},
     net::SocketAddr,
     process::Command,
@@ -19,6 +20,18 @@ use nix::{
 
 use super::FilterCtl;
 use crate::{netns::Netns, process::Background};
+
+/// The samples of a `/metrics` scrape (Prometheus text format):
+/// `name{labels}` -> value.
+pub fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("a sample line");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
 
 /// Where the tests' daemons listen: each namespace has its own loopback.
 pub const LISTEN: &str = "127.0.0.1:10213";

@@ -65,6 +65,52 @@ impl Stats {
             .sum()
     }
 
+    /// Asserts that `reason` counted exactly `independent` packets, and
+    /// some: the end-to-end proof of a reason that the coverage guard
+    /// (tests/tests/coverage.rs) looks for. `independent` is a count the
+    /// filter has no part in: what reached the stack or left it (nftables),
+    /// or what a sender sent less what reached the stack; `what` says which.
+    #[track_caller]
+    pub fn assert_shown(&self, reason: Reason, independent: u64, what: &str) {
+        let counted = self.packets(reason);
+        assert!(
+            independent > 0,
+            "{}: nothing to show ({what} is 0); counters: {:?}",
+            reason.name(),
+            self.nonzero()
+        );
+        assert_eq!(
+            counted,
+            independent,
+            "{} counted {counted} packets, {what}: {independent}; counters: {:?}",
+            reason.name(),
+            self.nonzero()
+        );
+    }
+
+    /// These counters less `packets` and `bytes` of `reason`'s own row:
+    /// what the tests' traffic did without frames the harness added (the
+    /// markers, harness::traffic::marker). Panics if the row holds fewer.
+    #[track_caller]
+    pub fn less(&self, reason: Reason, packets: u64, bytes: u64) -> Stats {
+        let mut rows = self.0.clone();
+        for row in rows.0.iter_mut() {
+            if row.reason == reason && !row.action.is_monitored() {
+                assert!(
+                    row.packets >= packets && row.bytes >= bytes,
+                    "{} counted {} packets, {} bytes: fewer than the {packets} packets, \
+                     {bytes} bytes to leave out",
+                    reason.name(),
+                    row.packets,
+                    row.bytes
+                );
+                row.packets -= packets;
+                row.bytes -= bytes;
+            }
+        }
+        Self(rows)
+    }
+
     pub fn rows(&self) -> impl Iterator<Item = &report::ReasonCount> {
         self.0.0.iter()
     }

@@ -45,6 +45,10 @@ use crate::{
     names::{self, LAB_PIN_PREFIX, LAB_PREFIX, TEST_PIN_PREFIX, TEST_PREFIX},
     netns::{self, Netns},
     process::{self, is_root, note},
+    traffic::{
+        marker::{self, Counter, Marker},
+        sender::RawSender,
+    },
 };
 
 /// The gateway's WAN interface: the filter's home.
@@ -318,6 +322,28 @@ impl Topology {
             .gateway
             .run(["nft", "list", "counters", "table", "netdev", "lab_count"])?;
         StackCounters::parse(&text)
+    }
+
+    /// The lab's marker (harness::traffic::marker) to `wan0`, counted (and
+    /// dropped) first in the gateway's `lab_count` chain.
+    pub fn marker(&self) -> anyhow::Result<Marker> {
+        let frame = marker::frame(self.gateway.mac(WAN_IF)?);
+        let counter = Counter {
+            family: "netdev",
+            table: "lab_count",
+            name: "marker",
+        };
+        Ok(Marker::new(frame, counter))
+    }
+
+    /// Raw senders on every way into `wan0`: the internet's bridge (its
+    /// own traffic) and each WAN host's link (what it sends, crafted or not).
+    pub fn paths_to_wan0(&self) -> anyhow::Result<Vec<RawSender>> {
+        let mut senders = vec![RawSender::open(&self.internet, INET_BRIDGE)?];
+        for host in &self.wan_hosts {
+            senders.push(RawSender::open(host, LAN_IF)?);
+        }
+        Ok(senders)
     }
 
     /// Keeps the namespaces after drop, for inspection.

@@ -1,6 +1,7 @@
 //! nftables in the lab's gateway: NAT for the LAN, and counters of what
 //! reaches the gateway's stack on `wan0` (a netdev ingress chain runs after
-//! XDP), as an independent count to compare with the filter's: per family and
+//! XDP), as an independent count to compare with the filter's: the markers
+//! (counted first and dropped: no other counter sees them), per family and
 //! protocol, from the floods' spoofed sources ([`addr::SPOOFED4`],
 //! [`addr::SPOOFED6`]), and the answers of the internet's servers.
 //! [`StackCounters`] parses `nft list counters` of any table.
@@ -19,6 +20,7 @@ table ip lab_nat {
     }
 }
 table netdev lab_count {
+    counter marker { }
     counter ipv4 { }
     counter ipv6 { }
     counter arp_any { }
@@ -29,8 +31,11 @@ table netdev lab_count {
     counter udp6 { }
     counter tcp6 { }
     counter icmp6 { }
+    counter fragments4 { }
+    counter fragments6 { }
     chain wan_ingress {
         type filter hook ingress device "wan0" priority -500; policy accept;
+        ether type 0x88b5 counter name "marker" drop
         meta protocol ip counter name "ipv4"
         meta protocol ip6 counter name "ipv6"
         meta protocol arp counter name "arp_any"
@@ -41,6 +46,8 @@ table netdev lab_count {
         meta protocol ip6 meta l4proto udp counter name "udp6"
         meta protocol ip6 meta l4proto tcp counter name "tcp6"
         meta protocol ip6 meta l4proto ipv6-icmp counter name "icmp6"
+        meta protocol ip ip frag-off & 0x1fff != 0 counter name "fragments4"
+        meta protocol ip6 frag frag-off != 0 counter name "fragments6"
     }
 }
 "#;
@@ -75,7 +82,8 @@ table netdev lab_count {{
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackCounters {
     /// (counter name, packets, bytes): ipv4, ipv6, arp_any, other, udp4, tcp4,
-    /// icmp4, udp6, tcp6, icmp6; spoofed4, spoofed6 (from [`addr::SPOOFED4`],
+    /// icmp4, udp6, tcp6, icmp6, fragments4 and fragments6 (later
+    /// fragments: offset not 0); spoofed4, spoofed6 (from [`addr::SPOOFED4`],
     /// [`addr::SPOOFED6`]); real_dns, real_ntp (answers of [`crate::servers::real::Servers`]).
     pub counters: Vec<(String, u64, u64)>,
 }
@@ -88,6 +96,16 @@ impl StackCounters {
             .find(|(n, _, _)| n == name)
             .unwrap_or_else(|| panic!("no nftables counter {name}"))
             .1
+    }
+
+    /// Bytes counted under `name` (from the network header: no Ethernet
+    /// header); panics on an unknown name.
+    pub fn bytes(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("no nftables counter {name}"))
+            .2
     }
 
     /// What was counted since `before`, per counter.
@@ -192,5 +210,16 @@ mod tests {
     fn the_nft_script_names_the_wan_interface() {
         assert!(GATEWAY_NFT.contains(&format!("oifname \"{WAN_IF}\" masquerade")));
         assert!(GATEWAY_NFT.contains(&format!("device \"{WAN_IF}\"")));
+    }
+
+    #[test]
+    fn markers_are_counted_first_and_only_there() {
+        let rule = crate::traffic::marker::rule("marker");
+        let chain = GATEWAY_NFT
+            .split("chain wan_ingress")
+            .nth(1)
+            .and_then(|chain| chain.split("policy accept;").nth(1))
+            .unwrap();
+        assert_eq!(chain.trim_start().lines().next(), Some(rule.as_str()));
     }
 }

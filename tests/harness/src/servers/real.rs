@@ -168,6 +168,49 @@ pub fn dig(ns: &Netns, server: IpAddr, aaaa: bool) -> anyhow::Result<IpAddr> {
     }
 }
 
+/// `count` lookups of [`DNS_NAME`] (A) from `ns` at `server`, started
+/// `spacing` apart and running side by side, each `dig` with one query and
+/// a second to answer: how many got the right answer.
+pub fn lookups(
+    ns: &Netns,
+    server: IpAddr,
+    count: usize,
+    spacing: Duration,
+) -> anyhow::Result<usize> {
+    let mut running = Vec::new();
+    for _ in 0..count {
+        let mut command = ns.command("dig");
+        command
+            .args([
+                &format!("@{server}"),
+                DNS_NAME,
+                "A",
+                "+tries=1",
+                "+time=1",
+                "+short",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        running.push(
+            crate::process::die_with_us(&mut command)
+                .spawn()
+                .context("starting dig")?,
+        );
+        std::thread::sleep(spacing);
+    }
+    let mut answered = 0;
+    for child in running {
+        let out = child.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let answer: Option<IpAddr> = text.lines().next().and_then(|l| l.trim().parse().ok());
+        if answer == Some(addr::DNS_ANSWER4.into()) {
+            answered += 1;
+        }
+    }
+    Ok(answered)
+}
+
 /// The result of an NTP exchange by [`ntp_exchange`].
 #[derive(Clone, Debug)]
 pub struct NtpSample {

@@ -5,22 +5,14 @@
 //! millions of packets per second come from an XDP generator of its own, in
 //! the `bench` crate.)
 
+pub mod marker;
 pub mod queries;
 pub mod reflection;
 pub mod sender;
 pub mod sources;
 pub mod syn;
 
-use std::{
-    sync::atomic::{AtomicBool, Ordering},
-    thread,
-    time::Duration,
-};
-
-/// Lets the last frames and answers arrive before counting.
-pub fn drain() {
-    thread::sleep(Duration::from_millis(300));
-}
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Raises its flag when dropped: a background sender's stop signal that
 /// also fires when the test panics first.
