@@ -9,6 +9,7 @@
 //!   next packet is due, and returns XDP_DROP (nothing sent, the frame
 //!   recycled) if it is still not, so one long call sends at a fixed rate.
 //! - `bench_drop` / `bench_pass`: one-line floors, measured like the filter.
+//! - `bench_call`: the drop floor through one call to a global function.
 //! - `bench_sink`: on the generator's side, drops the victim's replies to the
 //!   spoofed sources so they cost nothing there, and passes the rest.
 #![no_std]
@@ -18,7 +19,7 @@
 mod shared;
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, xdp_md},
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
     macros::{map, xdp},
     maps::Array,
@@ -39,6 +40,20 @@ static GEN_STATE: Array<GenState> = Array::with_max_entries(1, 0);
 
 #[xdp]
 pub fn bench_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
+#[xdp]
+pub fn bench_call(ctx: XdpContext) -> u32 {
+    bench_called(ctx.ctx)
+}
+
+/// A global function (verified on its own, called, not inlined), as the
+/// filter's are. A kernel that mitigates return-address attacks (SRSO "Safe
+/// RET" on some AMD CPUs) JITs its return as a jump to a return thunk.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn bench_called(_ctx: *mut xdp_md) -> u32 {
     xdp_action::XDP_DROP
 }
 

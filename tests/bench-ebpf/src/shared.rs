@@ -8,6 +8,10 @@ pub mod names {
     pub const GENERATOR: &str = "bench_gen";
     /// `return XDP_DROP`: the floor every drop path is compared with.
     pub const DROP: &str = "bench_drop";
+    /// XDP_DROP returned by a function it calls: the floor plus one
+    /// BPF-to-BPF call and its return, what each global function of the
+    /// filter's dispatcher costs a packet on this CPU.
+    pub const CALL: &str = "bench_call";
     /// Reads the headers every filter reads, then XDP_DROP: the floor plus
     /// the cost of touching the packet.
     pub const TOUCH: &str = "bench_touch";

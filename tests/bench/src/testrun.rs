@@ -576,6 +576,8 @@ pub struct TestRunResults {
     pub repeat: u32,
     pub rounds: usize,
     pub floor_ns: Summary,
+    /// The floor through one call to a global function.
+    pub call_ns: Summary,
     pub classes: Vec<ClassResult>,
     /// Instructions the verifier processed for the ingress program, and its size.
     pub verified_insns: Option<u32>,
@@ -586,6 +588,7 @@ pub struct TestRunResults {
 /// Single-run times of a solicited class: solicited, unsolicited twin, floor.
 type SingleRuns = (Vec<f64>, Vec<f64>, Vec<f64>);
 
+/// The one-line XDP_DROP program and the same through one call.
 struct Floor {
     ebpf: Ebpf,
 }
@@ -593,20 +596,19 @@ struct Floor {
 impl Floor {
     fn load() -> anyhow::Result<Self> {
         let mut ebpf = object::load()?;
-        let xdp: &mut Xdp = ebpf
-            .program_mut(object::names::DROP)
-            .expect("bench_drop")
-            .try_into()?;
-        xdp.load()?;
+        for name in [object::names::DROP, object::names::CALL] {
+            let xdp: &mut Xdp = ebpf.program_mut(name).expect(name).try_into()?;
+            xdp.load()?;
+        }
         Ok(Self { ebpf })
     }
 
     fn run(&self, frame: &[u8], repeat: u32) -> anyhow::Result<Duration> {
-        let xdp: &Xdp = self
-            .ebpf
-            .program(object::names::DROP)
-            .expect("bench_drop")
-            .try_into()?;
+        self.run_program(object::names::DROP, frame, repeat)
+    }
+
+    fn run_program(&self, name: &str, frame: &[u8], repeat: u32) -> anyhow::Result<Duration> {
+        let xdp: &Xdp = self.ebpf.program(name).expect(name).try_into()?;
         Ok(xdp
             .test_run(TestRunOptions {
                 data_in: Some(frame),
@@ -654,6 +656,7 @@ pub fn run(
     let info = active.first().map(|(_, f)| f.ingress_info()).transpose()?;
 
     let mut floor_ns = Vec::new();
+    let mut call_ns = Vec::new();
     let mut per_class: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); active.len()];
     let mut single: Vec<Option<SingleRuns>> = vec![None; active.len()];
     let mut counted: Vec<(u64, u64)> = vec![(0, 0); active.len()];
@@ -661,6 +664,11 @@ pub fn run(
         check_interrupted()?;
         let f = ns(floor.run(&active[0].0.frame, repeat)?);
         floor_ns.push(f);
+        call_ns.push(ns(floor.run_program(
+            object::names::CALL,
+            &active[0].0.frame,
+            repeat,
+        )?));
         for (i, (class, filter)) in active.iter().enumerate() {
             let expected = class.reason;
             match class.method {
@@ -750,6 +758,7 @@ pub fn run(
         repeat,
         rounds,
         floor_ns: Summary::of(floor_ns),
+        call_ns: Summary::of(call_ns),
         classes,
         verified_insns: info.as_ref().and_then(|i| i.verified_instruction_count()),
         xlated_bytes: info.as_ref().and_then(|i| i.size_translated()),

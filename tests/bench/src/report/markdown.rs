@@ -211,12 +211,15 @@ fn testrun_section(out: &mut String, t: &TestRunResults) {
         out,
         "## 1. BPF_PROG_TEST_RUN time per packet class\n\n\
          Kernel-reported mean time per run, `repeat` {} per measurement, {} rounds \
-         interleaved with a one-line XDP_DROP program (floor: {} ns). The ingress program: \
-         {} instructions processed by the verifier, {} bytes translated, {} bytes JITed. \
-         Solicited answers are estimated from single runs (see docs/benchmark.md).\n",
+         interleaved with a one-line XDP_DROP program (floor: {} ns; the same through one \
+         call to a global function: {} ns, so one call costs {:+.1} ns on this CPU; \
+         docs/kernel-programs.md says which paths make one). The ingress program: {} instructions processed by the verifier, {} bytes translated, {} bytes \
+         JITed. Solicited answers are estimated from single runs (see docs/benchmark.md).\n",
         t.repeat,
         t.rounds,
         t.floor_ns.show(1),
+        t.call_ns.show(1),
+        t.call_ns.median - t.floor_ns.median,
         t.verified_insns.map_or("?".into(), |v| v.to_string()),
         t.xlated_bytes.map_or("?".into(), |v| v.to_string()),
         t.jited_bytes
