@@ -57,9 +57,8 @@ pub fn bench_call(ctx: XdpContext) -> u32 {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn bench_called(ctx: *mut xdp_md) -> u32 {
-    // SAFETY: the kernel passes the program's valid context.
-    let (data, data_end) = unsafe { ((*ctx).data, (*ctx).data_end) };
-    if data < data_end {
+    let ctx = XdpContext::new(ctx);
+    if ctx.data() < ctx.data_end() {
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
