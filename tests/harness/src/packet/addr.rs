@@ -14,6 +14,11 @@ pub const BENCH_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);
 pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x53);
 pub const ATTACKER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0x66);
+/// The far end of a tunnel to the gateway: a DS-Lite AFTR or MAP-E border
+/// relay (IPv4 inside IPv6), a 6in4 tunnel broker or 6rd relay (IPv6 inside
+/// IPv4). The gateway's end is CLIENT_V6 or CLIENT_V4.
+pub const RELAY_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 1);
+pub const RELAY_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 
 /// Locally administered MAC addresses.
 pub const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];

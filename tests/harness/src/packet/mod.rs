@@ -2,9 +2,10 @@
 //! end-to-end tests and the lab, and the benchmark's templates.
 //!
 //! A [`PacketBuilder`] describes one frame from the outside in: Ethernet (with
-//! optional 802.1Q / 802.1ad tags and a PPPoE session header), then IPv4 (with
-//! options and fragment fields), IPv6 (with extension headers) or ARP, then UDP
-//! or TCP, then the payload. [`PacketBuilder::build`] fills in every length and
+//! optional 802.1Q / 802.1ad tags and a PPPoE session header), optionally an
+//! outer IP header that tunnels the packet ([`PacketBuilder::in_ipv6`],
+//! [`PacketBuilder::in_ipv4`]), then IPv4 (with options and fragment fields),
+//! IPv6 (with extension headers) or ARP, then UDP or TCP, then the payload. [`PacketBuilder::build`] fills in every length and
 //! checksum (IPv4 header, UDP, TCP), unless a test overrides a field on purpose
 //! to make the frame malformed. The resulting [`Frame`] knows where each layer
 //! starts, so a test can cut it at any byte ([`Frame::truncated`]).
@@ -91,6 +92,10 @@ pub mod proto {
     pub const ICMPV6: u8 = 58;
     pub const NO_NEXT_HEADER: u8 = 59;
     pub const DESTINATION_OPTIONS: u8 = 60;
+    /// IPv4 inside IP (IPv6 next header 4: DS-Lite, MAP-E; IPv4: IPIP).
+    pub const IPV4_IN_IP: u8 = 4;
+    /// IPv6 inside IP (IPv4 protocol 41: 6in4, 6rd).
+    pub const IPV6_IN_IP: u8 = 41;
     /// RFC 3692 "use for experimentation and testing": the default protocol of
     /// an IPv4 packet without UDP or TCP.
     pub const EXPERIMENTAL: u8 = 253;
@@ -174,6 +179,28 @@ pub struct Ipv4 {
     pub checksum: Option<u16>,
 }
 
+impl Ipv4 {
+    /// TTL 64, no options, not fragmented, everything else computed.
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr) -> Self {
+        Self {
+            src,
+            dst,
+            tos: 0,
+            id: 1,
+            dont_fragment: false,
+            more_fragments: false,
+            fragment_offset: 0,
+            ttl: 64,
+            options: Vec::new(),
+            version: 4,
+            ihl: None,
+            total_length: None,
+            protocol: None,
+            checksum: None,
+        }
+    }
+}
+
 /// An IPv6 extension header, in the order given to the builder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExtHeader {
@@ -214,6 +241,36 @@ pub struct Ipv6 {
     /// Upper-layer protocol after the extension headers; default from the
     /// transport (UDP, TCP) or [`proto::NO_NEXT_HEADER`].
     pub protocol: Option<u8>,
+}
+
+/// The outer header of a tunnelled packet: the builder's IP packet is its
+/// payload. Its protocol (`None`: 4 for IPv4 inside, 41 for IPv6) and
+/// lengths are computed by build() as for a packet of its own.
+#[derive(Clone, Debug)]
+pub enum Outer {
+    Ipv4(Ipv4),
+    Ipv6(Ipv6),
+}
+
+/// Linux's ip6tnl default: the tunnel encapsulation limit (RFC 2473) in a
+/// destination options header before the inner packet.
+pub const DEFAULT_ENCAP_LIMIT: u8 = 4;
+
+impl Ipv6 {
+    /// Hop limit 64, no extension headers, everything else computed.
+    pub fn new(src: Ipv6Addr, dst: Ipv6Addr) -> Self {
+        Self {
+            src,
+            dst,
+            traffic_class: 0,
+            flow_label: 0,
+            hop_limit: 64,
+            ext: Vec::new(),
+            version: 6,
+            payload_length: None,
+            protocol: None,
+        }
+    }
 }
 
 /// An Ethernet/IPv4 ARP packet.
@@ -288,6 +345,8 @@ pub struct PacketBuilder {
     pub tags: Vec<VlanTag>,
     /// PPPoE session id, if the IP packet rides in a PPPoE session.
     pub pppoe: Option<u16>,
+    /// The outer IP header, if the packet is tunnelled.
+    pub outer: Option<Outer>,
     pub network: Network,
     pub transport: Transport,
     pub payload: Vec<u8>,
@@ -302,6 +361,7 @@ impl PacketBuilder {
             src_mac: addr::PEER_MAC,
             tags: Vec::new(),
             pppoe: None,
+            outer: None,
             network,
             transport: Transport::None,
             payload: Vec::new(),
@@ -311,37 +371,12 @@ impl PacketBuilder {
 
     /// An IPv4 packet, TTL 64, no options, not fragmented.
     pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr) -> Self {
-        Self::with(Network::Ipv4(Ipv4 {
-            src,
-            dst,
-            tos: 0,
-            id: 1,
-            dont_fragment: false,
-            more_fragments: false,
-            fragment_offset: 0,
-            ttl: 64,
-            options: Vec::new(),
-            version: 4,
-            ihl: None,
-            total_length: None,
-            protocol: None,
-            checksum: None,
-        }))
+        Self::with(Network::Ipv4(Ipv4::new(src, dst)))
     }
 
     /// An IPv6 packet, hop limit 64, no extension headers.
     pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr) -> Self {
-        Self::with(Network::Ipv6(Ipv6 {
-            src,
-            dst,
-            traffic_class: 0,
-            flow_label: 0,
-            hop_limit: 64,
-            ext: Vec::new(),
-            version: 6,
-            payload_length: None,
-            protocol: None,
-        }))
+        Self::with(Network::Ipv6(Ipv6::new(src, dst)))
     }
 
     /// An ARP request: who has `target_ip`? Tell `sender_ip`. Broadcast.
@@ -481,6 +516,59 @@ impl PacketBuilder {
         self
     }
 
+    // ------------------------------------------------------------ tunnel
+
+    /// Tunnels the packet in IPv6 (hop limit 64, no extension headers) from
+    /// `src` to `dst`: DS-Lite and MAP-E (IPv4 inside, next header 4).
+    pub fn in_ipv6(mut self, src: Ipv6Addr, dst: Ipv6Addr) -> Self {
+        self.outer = Some(Outer::Ipv6(Ipv6::new(src, dst)));
+        self
+    }
+
+    /// Tunnels the packet in IPv4 (TTL 64, not fragmented) from `src` to
+    /// `dst`: 6in4 and 6rd (IPv6 inside, protocol 41).
+    pub fn in_ipv4(mut self, src: Ipv4Addr, dst: Ipv4Addr) -> Self {
+        self.outer = Some(Outer::Ipv4(Ipv4::new(src, dst)));
+        self
+    }
+
+    /// Appends an extension header to the outer IPv6 header.
+    pub fn outer_ext(mut self, header: ExtHeader) -> Self {
+        match &mut self.outer {
+            Some(Outer::Ipv6(ip)) => ip.ext.push(header),
+            other => panic!("no outer IPv6 header: {other:?}"),
+        }
+        self
+    }
+
+    /// The destination option Linux's ip6tnl puts before the inner packet
+    /// unless told `encaplimit none`: the tunnel encapsulation limit
+    /// (type 4, RFC 2473) and a PadN, 8 bytes.
+    pub fn encap_limit(self, limit: u8) -> Self {
+        self.outer_ext(ExtHeader::DestinationOptions(vec![4, 1, limit]))
+    }
+
+    /// Fragments the outer packet: IPv4's fragment fields, or a fragment
+    /// header after the outer IPv6 header's others. In a later fragment
+    /// (`offset` > 0) the inner packet's bytes are only payload.
+    pub fn outer_fragment(mut self, id: u32, more_fragments: bool, offset: u16) -> Self {
+        assert!(offset < 1 << 13, "fragment offset {offset} over 13 bits");
+        match &mut self.outer {
+            Some(Outer::Ipv4(ip)) => {
+                ip.id = u16::try_from(id).expect("an IPv4 fragment id has 16 bits");
+                ip.more_fragments = more_fragments;
+                ip.fragment_offset = offset;
+            }
+            Some(Outer::Ipv6(ip)) => ip.ext.push(ExtHeader::Fragment {
+                offset,
+                more: more_fragments,
+                id,
+            }),
+            None => panic!("no outer header to fragment"),
+        }
+        self
+    }
+
     // ------------------------------------------------------------ transport
 
     pub fn udp(mut self, sport: u16, dport: u16) -> Self {
@@ -532,7 +620,10 @@ impl PacketBuilder {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub bytes: Vec<u8>,
-    /// Offset of the network header (IPv4, IPv6, ARP, or the payload of another EtherType).
+    /// Offset of the outer IP header of a tunnelled packet.
+    pub outer_l3: Option<usize>,
+    /// Offset of the network header (IPv4, IPv6, ARP, or the payload of
+    /// another EtherType); of a tunnelled packet, the inner IP header.
     pub l3: usize,
     /// Offset of the UDP or TCP header, if there is one.
     pub l4: Option<usize>,

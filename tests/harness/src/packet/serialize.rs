@@ -2,8 +2,8 @@
 //! lengths and checksums, except the fields a test set on purpose.
 
 use super::{
-    ARP_LEN, Arp, ExtHeader, Frame, IPV4_HLEN, IPV6_HLEN, Ipv4, Ipv6, Network, PacketBuilder,
-    TCP_HLEN, Transport, UDP_HLEN, checksum, ethertype, ppp, proto,
+    ARP_LEN, Arp, ExtHeader, Frame, IPV4_HLEN, IPV6_HLEN, Ipv4, Ipv6, Network, Outer,
+    PacketBuilder, TCP_HLEN, Transport, UDP_HLEN, checksum, ethertype, ppp, proto,
 };
 
 impl PacketBuilder {
@@ -16,16 +16,16 @@ impl PacketBuilder {
             out.extend(tag.tpid.to_be_bytes());
             out.extend(tag.tci().to_be_bytes());
         }
-        let inner_ethertype = match &self.network {
-            Network::Ipv4(_) => ethertype::IPV4,
-            Network::Ipv6(_) => ethertype::IPV6,
-            Network::Arp(_) => ethertype::ARP,
-            Network::Other(ethertype) => *ethertype,
+        let network_ethertype = match (&self.outer, &self.network) {
+            (Some(Outer::Ipv4(_)), _) | (None, Network::Ipv4(_)) => ethertype::IPV4,
+            (Some(Outer::Ipv6(_)), _) | (None, Network::Ipv6(_)) => ethertype::IPV6,
+            (None, Network::Arp(_)) => ethertype::ARP,
+            (None, Network::Other(ethertype)) => *ethertype,
         };
         let pppoe_at = self.pppoe.map(|session_id| {
             out.extend(ethertype::PPPOE_SESSION.to_be_bytes());
             let at = out.len();
-            let ppp_protocol = match inner_ethertype {
+            let ppp_protocol = match network_ethertype {
                 ethertype::IPV4 => ppp::IPV4,
                 ethertype::IPV6 => ppp::IPV6,
                 other => panic!("PPPoE carries IPv4 or IPv6, not EtherType {other:#06x}"),
@@ -38,22 +38,53 @@ impl PacketBuilder {
             at
         });
         if pppoe_at.is_none() {
-            out.extend(inner_ethertype.to_be_bytes());
+            out.extend(network_ethertype.to_be_bytes());
         }
 
+        let network = self.network_bytes();
+        let outer_l3 = self.outer.as_ref().map(|outer| {
+            let at = out.len();
+            out.extend(self.outer_header(outer, network.bytes.len()));
+            at
+        });
         let l3 = out.len();
+        out.extend(&network.bytes);
+
+        if let Some(at) = pppoe_at {
+            // PPPoE length: the PPP protocol field and everything after it.
+            let len = u16::try_from(out.len() - (at + 6)).expect("PPPoE payload over 64 KiB");
+            out[at + 4..at + 6].copy_from_slice(&len.to_be_bytes());
+        }
+        if out.len() < self.pad_to {
+            out.resize(self.pad_to, 0);
+        }
+        Frame {
+            bytes: out,
+            outer_l3,
+            l3,
+            l4: network
+                .l4
+                .filter(|_| !matches!(self.transport, Transport::None))
+                .map(|l4| l3 + l4),
+            payload: l3 + network.payload,
+        }
+    }
+
+    /// The network layer's bytes (an IP packet: header, transport and
+    /// payload, checksums filled in) and where in them the transport header
+    /// and the payload start.
+    fn network_bytes(&self) -> NetworkBytes {
+        let mut out = Vec::with_capacity(128);
         let transport = self.transport_bytes();
-        let (l4, payload_at) = match &self.network {
+        let (l4, payload) = match &self.network {
             Network::Ipv4(ip) => {
-                let header = ipv4_header(ip, &transport, self.payload.len());
-                out.extend(&header);
+                out.extend(ipv4_header(ip, &transport, self.payload.len()));
                 let l4 = out.len();
                 out.extend(&transport.bytes);
                 (Some(l4), out.len())
             }
             Network::Ipv6(ip) => {
-                let header = ipv6_header(ip, &transport, self.payload.len());
-                out.extend(&header);
+                out.extend(ipv6_header(ip, &transport, self.payload.len()));
                 let l4 = out.len();
                 out.extend(&transport.bytes);
                 (Some(l4), out.len())
@@ -76,20 +107,28 @@ impl PacketBuilder {
             let checksum = checksum::transport(src, dst, transport.protocol, &out[l4..]);
             out[l4 + offset..l4 + offset + 2].copy_from_slice(&checksum.to_be_bytes());
         }
-
-        if let Some(at) = pppoe_at {
-            // PPPoE length: the PPP protocol field and everything after it.
-            let len = u16::try_from(out.len() - (at + 6)).expect("PPPoE payload over 64 KiB");
-            out[at + 4..at + 6].copy_from_slice(&len.to_be_bytes());
-        }
-        if out.len() < self.pad_to {
-            out.resize(self.pad_to, 0);
-        }
-        Frame {
+        NetworkBytes {
             bytes: out,
-            l3,
-            l4: l4.filter(|_| !matches!(self.transport, Transport::None)),
-            payload: payload_at,
+            l4,
+            payload,
+        }
+    }
+
+    /// The outer header of a tunnel whose payload is `inner_len` bytes of
+    /// the builder's IP packet.
+    fn outer_header(&self, outer: &Outer, inner_len: usize) -> Vec<u8> {
+        let carried = TransportBytes {
+            bytes: Vec::new(),
+            protocol: match &self.network {
+                Network::Ipv4(_) => proto::IPV4_IN_IP,
+                Network::Ipv6(_) => proto::IPV6_IN_IP,
+                other => panic!("a tunnel carries IP, not {other:?}"),
+            },
+            checksum_offset: None,
+        };
+        match outer {
+            Outer::Ipv4(ip) => ipv4_header(ip, &carried, inner_len),
+            Outer::Ipv6(ip) => ipv6_header(ip, &carried, inner_len),
         }
     }
 
@@ -137,6 +176,12 @@ impl PacketBuilder {
             }
         }
     }
+}
+
+struct NetworkBytes {
+    bytes: Vec<u8>,
+    l4: Option<usize>,
+    payload: usize,
 }
 
 struct TransportBytes {

@@ -374,3 +374,113 @@ fn ipv6_authentication_headers_count_their_length_in_words() {
     };
     assert_eq!(udp.destination_port(), 40000);
 }
+
+#[test]
+fn ipv4_in_ipv6_with_the_encapsulation_limit_option() {
+    let frame = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(53, 40000)
+        .payload(b"0123456789")
+        .in_ipv6(addr::RELAY_V6, addr::CLIENT_V6)
+        .encap_limit(DEFAULT_ENCAP_LIMIT)
+        .build();
+    let inner_len = 20 + 8 + 10;
+    assert_eq!(frame.len(), 14 + 40 + 8 + inner_len);
+    assert_eq!(frame.outer_l3, Some(14));
+    assert_eq!((frame.l3, frame.l4, frame.payload), (62, Some(82), 90));
+    assert_eq!(be16(&frame, 12), ethertype::IPV6);
+    assert_eq!(frame[14] >> 4, 6);
+    assert_eq!(
+        be16(&frame, 18),
+        8 + inner_len as u16,
+        "outer payload length"
+    );
+    assert_eq!(frame[20], proto::DESTINATION_OPTIONS, "outer next header");
+    assert_eq!(&frame[22..38], &addr::RELAY_V6.octets());
+    assert_eq!(&frame[38..54], &addr::CLIENT_V6.octets());
+    // What Linux's ip6tnl writes (ip6_tnl_dst_opt): next header 4, length
+    // 0, the encapsulation limit option (type 4, length 1, 4), PadN of 1.
+    assert_eq!(&frame[54..62], &[proto::IPV4_IN_IP, 0, 4, 1, 4, 1, 1, 0]);
+    // The inner packet as if it were bare.
+    let bare = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(53, 40000)
+        .payload(b"0123456789")
+        .build();
+    assert_eq!(&frame[62..], &bare[14..]);
+    assert_eq!(bare.outer_l3, None);
+    assert!(checksums_ok(&frame));
+}
+
+#[test]
+fn ipv4_in_ipv6_without_options_names_the_inner_protocol() {
+    let frame = PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+        .tcp(40000, 80, tcp_flags::SYN)
+        .in_ipv6(addr::RELAY_V6, addr::CLIENT_V6)
+        .vlan(7)
+        .build();
+    assert_eq!(frame.outer_l3, Some(18));
+    assert_eq!((frame.l3, frame.l4), (58, Some(78)));
+    assert_eq!(frame[18 + 6], proto::IPV4_IN_IP);
+    assert_eq!(be16(&frame, 18 + 4), 40, "outer payload length");
+    assert!(checksums_ok(&frame));
+}
+
+#[test]
+fn ipv6_in_ipv4_carries_protocol_41() {
+    let frame = PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
+        .udp(123, 40000)
+        .payload(&[0; 48])
+        .in_ipv4(addr::RELAY_V4, addr::CLIENT_V4)
+        .pppoe(0x1234)
+        .build();
+    let inner_len = 40 + 8 + 48;
+    assert_eq!(frame.outer_l3, Some(22));
+    assert_eq!((frame.l3, frame.l4), (42, Some(82)));
+    assert_eq!(be16(&frame, 20), ppp::IPV4);
+    assert_eq!(be16(&frame, 18), 2 + 20 + inner_len as u16, "PPPoE length");
+    assert_eq!(frame[22], 0x45);
+    assert_eq!(
+        be16(&frame, 24),
+        20 + inner_len as u16,
+        "outer total length"
+    );
+    assert_eq!(frame[22 + 9], proto::IPV6_IN_IP);
+    assert_eq!(&frame[34..38], &addr::RELAY_V4.octets());
+    assert_eq!(
+        checksum::internet(&frame[22..42]),
+        0,
+        "outer header checksum"
+    );
+    assert!(checksums_ok(&frame));
+}
+
+#[test]
+fn outer_fragments() {
+    let inner = || PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4).udp(53, 40000);
+    let first = inner()
+        .in_ipv6(addr::RELAY_V6, addr::CLIENT_V6)
+        .encap_limit(DEFAULT_ENCAP_LIMIT)
+        .outer_fragment(0x1234_5678, true, 0)
+        .build();
+    // The destination option, then the fragment header naming IPv4.
+    assert_eq!(first[14 + 6], proto::DESTINATION_OPTIONS);
+    assert_eq!(first[54], proto::FRAGMENT);
+    assert_eq!(
+        &first[62..70],
+        &[proto::IPV4_IN_IP, 0, 0, 1, 0x12, 0x34, 0x56, 0x78]
+    );
+    assert_eq!(first.l3, 70);
+    let later = inner()
+        .in_ipv6(addr::RELAY_V6, addr::CLIENT_V6)
+        .outer_fragment(7, false, 3)
+        .build();
+    assert_eq!(&later[54..62], &[proto::IPV4_IN_IP, 0, 0, 24, 0, 0, 0, 7]);
+    let v4 = PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
+        .udp(53, 40000)
+        .in_ipv4(addr::RELAY_V4, addr::CLIENT_V4)
+        .outer_fragment(9, true, 0)
+        .build();
+    assert_eq!(be16(&v4, 14 + 4), 9, "outer id");
+    assert_eq!(be16(&v4, 14 + 6), 0x2000, "more fragments, offset 0");
+    assert_eq!(v4[14 + 9], proto::IPV6_IN_IP);
+    assert_eq!(checksum::internet(&v4[14..34]), 0, "outer header checksum");
+}
