@@ -26,6 +26,9 @@
 //! finish is inlined. The functions, in the order a packet meets them
 //! (docs/kernel-programs.md has their verifier counts):
 //!
+//! - `wan_tunnelled` (ingress/tunnel.rs): IP inside IP, the rules the
+//!   dispatcher runs itself for the packet inside; the dispatcher then
+//!   calls the functions below for it as for a bare one;
 //! - `wan_listed` (lists.rs): the allow and deny lists, only called when
 //!   one of the packet family's lists holds entries;
 //! - `wan_udp` (ingress/udp.rs): a response whose set of the solicited
@@ -145,6 +148,20 @@ pub fn wan_egress(ctx: TcContext) -> i32 {
 // reason's index (`Reason::index`), or `ingress::NO_VERDICT`. Only their
 // symbols are here; the rules are in the modules each one names.
 
+/// An IP packet that carries another (ingress/tunnel.rs): the rules the
+/// dispatcher runs itself, for the packet inside; what the dispatcher
+/// `asked` (`ingress::tunnel::ASK`, ...), and what it does next is the
+/// result (`ingress::tunnel::Next`).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_tunnelled(ctx: *mut xdp_md, shape: u64, fragment_id: u64, asked: u32) -> u64 {
+    ingress::with_ip(
+        ctx,
+        Located::from_arguments(shape, fragment_id),
+        |packet, outer, config| ingress::tunnel::next(packet, outer, asked, config),
+    )
+}
+
 /// The allow and deny lists (lists.rs): `PassAllowList`, `DropDenyList`, or
 /// no verdict.
 #[unsafe(no_mangle)]
@@ -180,7 +197,9 @@ pub extern "C" fn wan_first_fragment(
 /// Inbound UDP that may answer a recorded query: the reflection defence
 /// (ingress/udp.rs) run again, the query consumed. The dispatcher takes
 /// every other UDP verdict itself (a response whose set of the solicited
-/// table holds nothing live is dropped there).
+/// table holds nothing live is dropped there). A request found here
+/// returns `ingress::TO_REQUEST` and its service, for the dispatcher to
+/// call `wan_request` (ingress::udp_response says why).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
@@ -194,9 +213,7 @@ pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32
             let roles = ingress::udp::Roles::of(udp.src_port, udp.dst_port);
             match ingress::udp::verdict(packet, ip, &udp, roles) {
                 ingress::udp::Verdict::Reason(reason) => reason.index(),
-                ingress::udp::Verdict::Request(service) => {
-                    wan_request(ctx, shape, fragment_id, service as u32)
-                }
+                ingress::udp::Verdict::Request(service) => ingress::TO_REQUEST | service as u32,
                 ingress::udp::Verdict::Response(key, class) => {
                     ingress::udp::answered(class, solicited::consume(&key)).index()
                 }

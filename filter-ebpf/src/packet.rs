@@ -47,6 +47,10 @@ const EGRESS_HEADROOM: u32 = (MAX_L4_OFFSET + 64) as u32;
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+/// IPv4 inside IP: an IPv6 packet with this next header is DS-Lite or MAP-E.
+pub const IPPROTO_IPIP: u8 = 4;
+/// IPv6 inside IP: an IPv4 packet with this protocol is 6in4 or 6rd.
+pub const IPPROTO_IPV6: u8 = 41;
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
@@ -379,6 +383,20 @@ pub struct Ip {
     pub l4_offset: usize,
 }
 
+impl Ip {
+    /// Whether the packet carries another IP packet the filter unwraps:
+    /// IPv4 inside IPv6 (DS-Lite, MAP-E) or IPv6 inside IPv4 (6in4, 6rd).
+    /// (IPv4 inside IPv4 and IPv6 inside IPv6 reach no WAN gateway as its
+    /// access line: they pass as any other protocol.)
+    #[inline(always)]
+    pub fn carries_tunnel(&self) -> bool {
+        match self.family {
+            Family::Ipv6 => self.protocol == IPPROTO_IPIP,
+            Family::Ipv4 => self.protocol == IPPROTO_IPV6,
+        }
+    }
+}
+
 pub enum Network {
     Ip(Ip),
     /// A first fragment whose headers after the fragment header could not
@@ -556,9 +574,37 @@ impl Packet {
     }
 }
 
-/// The deepest IP header the parser finds: two VLAN tags and a PPPoE
-/// session header put it at 30 bytes.
-pub const MAX_L3_OFFSET: usize = 64;
+impl Packet {
+    /// The IP packet `outer` carries ([`Ip::carries_tunnel`]), parsed as a
+    /// bare one: its header at `outer`'s transport offset, which must be
+    /// within [`MAX_TUNNEL_L3`] (deeper: malformed). Its `pppoe` is false:
+    /// no session header lies right before it.
+    #[inline(always)]
+    pub fn tunnelled(&self, outer: &Ip) -> Network {
+        let offset = outer.l4_offset;
+        if offset > MAX_TUNNEL_L3 {
+            return Network::Malformed;
+        }
+        match outer.family {
+            Family::Ipv6 => self.ipv4(offset, false),
+            Family::Ipv4 => self.ipv6(offset, false),
+        }
+    }
+}
+
+/// The deepest IP header right behind the link layer: two VLAN tags and a
+/// PPPoE session header put it at 30 bytes. An IP header further in is
+/// a tunnel's inner one.
+pub const MAX_LINK_L3: usize = 30;
+
+/// The deepest IP header a tunnel's inner packet may start at: the link
+/// layer, an outer IPv6 header, the encapsulation limit option Linux's
+/// ip6tnl adds and a fragment header take up to 86 bytes; the rest leaves
+/// room for other outer options.
+pub const MAX_TUNNEL_L3: usize = 128;
+
+/// The deepest IP header the parser finds: a tunnel's inner one.
+pub const MAX_L3_OFFSET: usize = MAX_TUNNEL_L3;
 
 /// An IP packet the dispatcher located, as the two scalars a BPF global
 /// function takes (its arguments can only be scalars and the context):
@@ -600,6 +646,12 @@ impl Located {
             );
         }
         Located { shape, fragment_id }
+    }
+
+    /// Whether it locates the first fragment of a datagram.
+    #[inline(always)]
+    pub fn is_first_fragment(&self) -> bool {
+        self.shape >> SHAPE_FRAGMENT & 3 == 1
     }
 }
 

@@ -28,6 +28,13 @@
 //! Only IPv4 without options and IPv6 without extension headers, whole
 //! (unfragmented) datagrams, get a reply: anything else over the limit is
 //! dropped, as is a query whose reply cannot be built.
+//!
+//! A query that came through a tunnel (IPv4 inside IPv6, IPv6 inside IPv4:
+//! ingress/tunnel.rs), whose IP header lies past the link layer, gets no
+//! reply either, only the drop: a reply must go back the way the query
+//! came, inside a new outer header (the outer addresses swapped, its
+//! lengths, hop limit and checksum anew), which this rewrite does not
+//! build. The resolver asks again, as after any drop.
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -48,6 +55,7 @@ use crate::{
     kernel::{self, IndexedCells as _, field},
     packet::{
         Family, Fragment, IPPROTO_UDP, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Ip, MAX_L3_OFFSET,
+        MAX_LINK_L3,
         MAX_L4_OFFSET, PPP_PROTOCOL_LEN, PPPOE_HDR_LEN, PPPOE_LENGTH, Packet, UDP_CHECKSUM,
         UDP_HDR_LEN, UDP_LENGTH, Udp,
     },
@@ -112,7 +120,8 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
         Family::Ipv4 => IPV4_MIN_HDR_LEN,
         Family::Ipv6 => IPV6_HDR_LEN,
     };
-    if l3 > MAX_L3_OFFSET || ip.l4_offset != l3 + header_len || ip.l4_offset > MAX_L4_OFFSET {
+    // Right behind the link layer: not inside a tunnel.
+    if l3 > MAX_LINK_L3 || ip.l4_offset != l3 + header_len || ip.l4_offset > MAX_L4_OFFSET {
         return false;
     }
     // The message ends where the UDP length says (the frame may be padded).
@@ -226,9 +235,9 @@ fn rewrite(ctx: &XdpContext, plan: &Plan) -> Option<()> {
     // from a packet bounds check on a pointer whose offset may exceed
     // 0xffff, and LLVM keeps the u16 read's 0..=65535. The masks are wider
     // than every limit below, so they never change a planned value.
-    let (l3, l4) = (usize::from(plan.l3 & 0x7f), usize::from(plan.l4 & 0x3ff));
+    let (l3, l4) = (usize::from(plan.l3 & 0xff), usize::from(plan.l4 & 0x3ff));
     let (pppoe, question_end) = (
-        usize::from(plan.pppoe & 0x7f),
+        usize::from(plan.pppoe & 0xff),
         usize::from(plan.question_end & 0x3ff),
     );
     let message = l4 + UDP_HDR_LEN;

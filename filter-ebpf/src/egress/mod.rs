@@ -1,6 +1,8 @@
 //! WAN egress, after NAT: records UDP queries to watched ports as solicited,
 //! so their answers pass ingress (udp.rs), and TCP handshakes and connection
-//! ends (tcp.rs). Never drops.
+//! ends (tcp.rs). Never drops. IP inside IP (IPv4 inside IPv6, IPv6 inside
+//! IPv4: ingress/tunnel.rs) is recorded from the packet inside, the keys
+//! its answers will carry; the outer addresses (the tunnel's ends) never.
 //!
 //! [`observe`] is the dispatcher, as for ingress: it parses, then calls the
 //! global function of the protocol (`wan_egress_udp`, `wan_egress_tcp` in
@@ -22,9 +24,17 @@ use crate::{
 /// The index of the reason of the outbound packet in `ctx` (`packet`).
 #[inline(always)]
 pub fn observe(ctx: &TcContext, packet: &Packet) -> u32 {
-    let Network::Ip(ip) = packet.network() else {
+    let Network::Ip(mut ip) = packet.network() else {
         return Reason::EgressOther.index();
     };
+    // Unwrapped here, not in a function of its own: this dispatcher is
+    // small, walking it for the inner shapes costs less than a call.
+    if ip.carries_tunnel() && !matches!(ip.fragment, Fragment::Later { .. }) {
+        let Network::Ip(inner) = packet.tunnelled(&ip) else {
+            return Reason::EgressOther.index();
+        };
+        ip = inner;
+    }
     if let Fragment::Later { .. } = ip.fragment {
         return Reason::EgressOther.index();
     }

@@ -1,5 +1,7 @@
 //! WAN ingress: the verdict of every inbound packet, in rule order.
 //! 1. not IP, or headers we cannot parse: pass (counted; the parser is packet.rs);
+//!    IP inside IP (DS-Lite, MAP-E, 6in4, 6rd): the rules below for the
+//!    packet inside (tunnel.rs);
 //! 2. source on the allow list: pass, no drop rule looks at it (lists.rs);
 //! 3. source on the deny list: drop;
 //! 4. a later IP fragment: the verdict of its first fragment (fragments.rs);
@@ -15,8 +17,9 @@
 //! also when its headers after the fragment header could not be walked
 //! (it then passes as malformed, and so do the rest).
 //!
-//! [`verdict`] is the dispatcher: it parses, then calls the global function
-//! of each rule (main.rs lists them), which the verifier reads once each.
+//! [`verdict`] is the dispatcher: it parses, then [`judge`] calls the
+//! global function of each rule (main.rs lists them), which the verifier
+//! reads once each.
 //! It stays short: whatever it does, the verifier walks once for every
 //! shape of header the parser can find. It takes itself only the verdicts
 //! a flood is made of that need a few reads (a call costs more than they
@@ -26,10 +29,11 @@
 pub mod finish;
 pub mod request;
 pub mod tcp;
+pub mod tunnel;
 pub mod udp;
 
 use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
-use filter_common::{Config, Reason};
+use filter_common::{Config, Reason, query::Service};
 
 use crate::{
     config, fragments, lists,
@@ -41,6 +45,10 @@ use crate::{
 /// (`wan_listed`) returns when it does.
 pub const NO_VERDICT: u32 = u32::MAX;
 
+/// What `wan_udp` returns, with the service's number in the low bit, for
+/// a request to one of our services: the dispatcher calls `wan_request`.
+pub const TO_REQUEST: u32 = 1 << 16;
+
 /// The index of the reason of the inbound packet in `ctx`.
 #[inline(always)]
 pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
@@ -51,64 +59,36 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
         Network::NotIp => return Reason::PassNotIp.index(),
         Network::Malformed => return Reason::PassMalformed.index(),
     };
+    if walked && ip.carries_tunnel() {
+        return match ip.fragment {
+            // The outer datagram's later fragments follow its first, which
+            // its inner packet decided (tunnel.rs).
+            Fragment::Later { .. } => fragments::follow(&ip, config).index(),
+            _ => tunnel::verdict(ctx.ctx, &ip),
+        };
+    }
+    judge(ctx.ctx, &packet, &ip, walked, config)
+}
+
+/// The rules from the lists on for `ip`, a bare IP packet of `packet` (the
+/// packet in `raw`); `walked`: its headers after a fragment header were
+/// walked.
+#[inline(always)]
+fn judge(raw: *mut xdp_md, packet: &Packet, ip: &Ip, walked: bool, config: &Config) -> u32 {
     let at = ip.located();
-    let raw = ctx.ctx;
-    if lists::in_use(&ip, config) {
+    if lists::in_use(ip, config) {
         let listed = crate::wan_listed(raw, at.shape, at.fragment_id);
         if listed != NO_VERDICT {
             return listed;
         }
     }
-    let reason = match ip.fragment {
-        // One lookup: the dispatcher's own, a call would cost more.
-        Fragment::Later { .. } => return fragments::follow(&ip, config).index(),
-        _ if !walked => Reason::PassMalformed.index(),
-        // Only a datagram or segment some rule looks at enters its family's
-        // function (a call costs more than its instructions: see
-        // docs/kernel-programs.md); the rest pass here.
-        _ => match ip.protocol {
-            IPPROTO_UDP => match packet.udp(ip.l4_offset) {
-                None => Reason::PassMalformed.index(),
-                Some(datagram) => {
-                    let roles = udp::Roles::of(datagram.src_port, datagram.dst_port);
-                    if !roles.have_rules(datagram.dst_port) {
-                        pass(&ip).index()
-                    } else {
-                        match udp::verdict(&packet, &ip, &datagram, roles) {
-                            udp::Verdict::Reason(reason) => reason.index(),
-                            udp::Verdict::Request(service) => {
-                                crate::wan_request(raw, at.shape, at.fragment_id, service as u32)
-                            }
-                            // A flood of spoofed responses ends here.
-                            udp::Verdict::Response(key, class) if !solicited::may_hold(&key) => {
-                                udp::answered(class, false).index()
-                            }
-                            udp::Verdict::Response(..) => {
-                                crate::wan_udp(raw, at.shape, at.fragment_id)
-                            }
-                        }
-                    }
-                }
-            },
-            IPPROTO_TCP => match packet.tcp(ip.l4_offset) {
-                None => Reason::PassMalformed.index(),
-                Some(tcp) if tcp::has_rules(&tcp) => {
-                    let now = config::now_ns();
-                    let source = if tcp::is_attempt(&tcp) {
-                        syn::source_level(&ip, config, now)
-                    } else {
-                        syn::SourceLevel::Admitted
-                    };
-                    match source {
-                        // A SYN flood from few sources ends here.
-                        syn::SourceLevel::Refused => Reason::DropSynSource.index(),
-                        _ => crate::wan_tcp(raw, at.shape, at.fragment_id, now, source as u32),
-                    }
-                }
-                Some(_) => pass(&ip).index(),
-            },
-            _ => pass(&ip).index(),
-        },
+    let reason = match rules(packet, ip, walked, config) {
+        Step::Verdict(reason) => reason,
+        Step::Udp => udp_response(raw, at),
+        Step::Request(service) => crate::wan_request(raw, at.shape, at.fragment_id, service as u32),
+        Step::Tcp { now, source } => {
+            crate::wan_tcp(raw, at.shape, at.fragment_id, now, source as u32)
+        }
     };
     match ip.fragment {
         Fragment::First { .. } => crate::wan_first_fragment(raw, at.shape, at.fragment_id, reason),
@@ -116,20 +96,101 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
     }
 }
 
+/// `wan_udp` for the UDP datagram `at` locates, then `wan_request` if it
+/// is a request after all: one after the other, not one inside the other.
+/// A chain of calls shares 512 bytes of stack, which the dispatcher,
+/// `wan_udp` and `wan_request` filled all but exactly.
+#[inline(always)]
+pub fn udp_response(raw: *mut xdp_md, at: Located) -> u32 {
+    let reason = crate::wan_udp(raw, at.shape, at.fragment_id);
+    if reason & TO_REQUEST == 0 {
+        return reason;
+    }
+    crate::wan_request(raw, at.shape, at.fragment_id, reason & 1)
+}
+
+/// Where the rules past the lists leave a packet: with a verdict, or at
+/// the global function of its rule family.
+pub enum Step {
+    /// The index of the reason.
+    Verdict(u32),
+    /// A response that may answer a recorded query: `wan_udp`.
+    Udp,
+    /// A request to one of our services: `wan_request`.
+    Request(Service),
+    /// TCP some rule looks at, past the source's bucket at `now`: `wan_tcp`.
+    Tcp { now: u64, source: syn::SourceLevel },
+}
+
+/// The rules past the lists the dispatcher runs itself, for `ip` (bare or
+/// inside a tunnel) in `packet`: later fragments, UDP up to the solicited
+/// table, the SYN's source bucket (a call costs more than their
+/// instructions: see docs/kernel-programs.md).
+#[inline(always)]
+pub fn rules(packet: &Packet, ip: &Ip, walked: bool, config: &Config) -> Step {
+    let reason = match ip.fragment {
+        // One lookup: the dispatcher's own, a call would cost more.
+        Fragment::Later { .. } => fragments::follow(ip, config),
+        _ if !walked => Reason::PassMalformed,
+        // Only a datagram or segment some rule looks at enters its family's
+        // function; the rest pass here.
+        _ => match ip.protocol {
+            IPPROTO_UDP => match packet.udp(ip.l4_offset) {
+                None => Reason::PassMalformed,
+                Some(datagram) => {
+                    let roles = udp::Roles::of(datagram.src_port, datagram.dst_port);
+                    if !roles.have_rules(datagram.dst_port) {
+                        pass(ip)
+                    } else {
+                        match udp::verdict(packet, ip, &datagram, roles) {
+                            udp::Verdict::Reason(reason) => reason,
+                            udp::Verdict::Request(service) => return Step::Request(service),
+                            // A flood of spoofed responses ends here.
+                            udp::Verdict::Response(key, class) if !solicited::may_hold(&key) => {
+                                udp::answered(class, false)
+                            }
+                            udp::Verdict::Response(..) => return Step::Udp,
+                        }
+                    }
+                }
+            },
+            IPPROTO_TCP => match packet.tcp(ip.l4_offset) {
+                None => Reason::PassMalformed,
+                Some(tcp) if tcp::has_rules(&tcp) => {
+                    let now = config::now_ns();
+                    let source = if tcp::is_attempt(&tcp) {
+                        syn::source_level(ip, config, now)
+                    } else {
+                        syn::SourceLevel::Admitted
+                    };
+                    match source {
+                        // A SYN flood from few sources ends here.
+                        syn::SourceLevel::Refused => Reason::DropSynSource,
+                        _ => return Step::Tcp { now, source },
+                    }
+                }
+                Some(_) => pass(ip),
+            },
+            _ => pass(ip),
+        },
+    };
+    Step::Verdict(reason.index())
+}
+
 /// The body of a global function of an IP rule: the packet, the IP packet
 /// `at` locates in it and the config, handed to `rule`; its number is the
 /// function's result. (Neither can be missing: the dispatcher located the
 /// packet and read the config. The verifier cannot know that.)
 #[inline(always)]
-pub fn with_ip(
+pub fn with_ip<T: From<u32>>(
     ctx: *mut xdp_md,
     at: Located,
-    rule: impl FnOnce(&Packet, &Ip, &Config) -> u32,
-) -> u32 {
+    rule: impl FnOnce(&Packet, &Ip, &Config) -> T,
+) -> T {
     let packet = Packet::from_xdp(&XdpContext::new(ctx));
     match (packet.ip_at(at), config::get()) {
         (Some(ip), Some(config)) => rule(&packet, &ip, config),
-        _ => Reason::PassMalformed.index(),
+        _ => Reason::PassMalformed.index().into(),
     }
 }
 

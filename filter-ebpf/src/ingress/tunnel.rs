@@ -1,0 +1,167 @@
+//! Rule 1 of ingress, second part: IP inside IP on the Ethernet device.
+//! IPv4 inside IPv6 (next header 4: DS-Lite, MAP-E, the ip6tnl the gateway
+//! reaches the IPv4 internet through) and IPv6 inside IPv4 (protocol 41:
+//! 6in4, 6rd, tunnel brokers) meet every rule as the packet inside, exactly
+//! as if it had come bare: the lists (its addresses, not the relay's), its
+//! fragments, the reflection defence, the limits on requests, the SYN and
+//! connection rules. Egress records queries and handshakes from the packet
+//! inside too (egress/mod.rs), after NAT, so the keys match.
+//!
+//! - One unwrap: a tunnel inside the tunnel passes as the inner packet's
+//!   other protocols do. A second level reaches a socket only through a
+//!   second tunnel device, where the filter can be attached.
+//! - The outer datagram's fragments: a first fragment is judged by the
+//!   packet inside it, and that verdict is remembered under the outer
+//!   datagram's key (its addresses, id and protocol 4 or 41), which its
+//!   later fragments follow in the dispatcher (fragments.rs), as a bare
+//!   datagram's do. Inner headers cut short by the fragmentation pass as
+//!   malformed, remembered so, as a bare first fragment's would. Fragments
+//!   of the inner packet are keyed by the inner addresses, as bare ones.
+//! - No slip reply over a tunnel: a DNS query over its limit is dropped
+//!   under its level's reason (reply.rs says why).
+//!
+//! # How the work is split
+//!
+//! `wan_tunnelled` (main.rs) parses the inner packet and runs the rules the
+//! dispatcher runs inline for a bare one ([`super::rules`]): a function of
+//! its own, or they would be walked again for every outer header shape. It
+//! calls no other function: the stack of a chain of calls is limited to
+//! 512 bytes, and the dispatcher, `wan_udp` and `wan_request` take them
+//! all. It hands back a [`Next`] instead, which the dispatcher follows
+//! ([`verdict`]): a verdict, or which function to call with the inner
+//! packet's [`Located`], as for a bare one. Its fragment id is not handed
+//! back (no room in one number): no rule function reads it, and a first
+//! fragment's verdict is remembered by `wan_tunnelled` itself, called once
+//! more.
+
+use aya_ebpf::bindings::xdp_md;
+use filter_common::{Config, Reason};
+
+use super::{NO_VERDICT, Step, rules, udp_response};
+use crate::{
+    config, fragments, lists,
+    packet::{Fragment, Ip, Located, Network, Packet},
+};
+
+/// What the dispatcher asks of `wan_tunnelled`: its first look, the rules
+/// past the lists (they had no verdict), or to remember a verdict (in the
+/// low bits) for the fragments of the outer and the inner datagram.
+pub const ASK: u32 = 0;
+pub const PAST_LISTS: u32 = 1 << 8;
+pub const REMEMBER: u32 = 2 << 8;
+
+/// `wan_tunnelled`'s answer: an argument (bits 0-7), what to do next (bits
+/// 8-15) and the inner packet's `Located::shape` (44 bits from 16). A
+/// reason's index alone is the verdict on a packet without one.
+#[derive(Clone, Copy)]
+pub struct Next(pub u64);
+
+const NEXT_WHAT: u32 = 8;
+const NEXT_SHAPE: u32 = 16;
+const SHAPE_BITS: u64 = (1 << 44) - 1;
+
+/// What to do next, in [`Next`].
+const VERDICT: u64 = 0;
+const LISTS: u64 = 1;
+const UDP: u64 = 2;
+const REQUEST: u64 = 3;
+const TCP: u64 = 4;
+
+impl Next {
+    #[inline(always)]
+    fn new(shape: u64, what: u64, argument: u32) -> Next {
+        Next((shape & SHAPE_BITS) << NEXT_SHAPE | what << NEXT_WHAT | u64::from(argument & 0xff))
+    }
+
+    #[inline(always)]
+    fn what(self) -> u64 {
+        self.0 >> NEXT_WHAT & 0xff
+    }
+
+    #[inline(always)]
+    fn argument(self) -> u32 {
+        (self.0 & 0xff) as u32
+    }
+
+    /// The inner packet, located (its fragment id left out).
+    #[inline(always)]
+    fn inner(self) -> Located {
+        Located {
+            shape: self.0 >> NEXT_SHAPE & SHAPE_BITS,
+            fragment_id: 0,
+        }
+    }
+}
+
+/// The dispatcher's part: the index of the reason of the packet `outer`
+/// carries (not a later fragment: those follow their first).
+#[inline(always)]
+pub fn verdict(raw: *mut xdp_md, outer: &Ip) -> u32 {
+    let at = outer.located();
+    let mut next = Next(crate::wan_tunnelled(raw, at.shape, at.fragment_id, ASK));
+    if next.what() == LISTS {
+        let inner = next.inner();
+        let listed = crate::wan_listed(raw, inner.shape, inner.fragment_id);
+        next = if listed == NO_VERDICT {
+            Next(crate::wan_tunnelled(raw, at.shape, at.fragment_id, PAST_LISTS))
+        } else {
+            Next::new(inner.shape, VERDICT, listed)
+        };
+    }
+    let inner = next.inner();
+    // Decided before the calls: fewer values live across them, or the
+    // dispatcher's stack grows (512 bytes for a chain of calls).
+    let remember = inner.is_first_fragment() || matches!(outer.fragment, Fragment::First { .. });
+    let reason = match next.what() {
+        VERDICT => next.argument(),
+        UDP => udp_response(raw, inner),
+        REQUEST => crate::wan_request(raw, inner.shape, inner.fragment_id, next.argument()),
+        TCP => crate::wan_tcp(
+            raw,
+            inner.shape,
+            inner.fragment_id,
+            config::now_ns(),
+            next.argument(),
+        ),
+        _ => Reason::PassMalformed.index(),
+    };
+    if remember {
+        crate::wan_tunnelled(raw, at.shape, at.fragment_id, REMEMBER | reason);
+    }
+    reason
+}
+
+/// The body of `wan_tunnelled`: what the packet `outer` carries asks for
+/// next (`asked`: [`ASK`], [`PAST_LISTS`], or [`REMEMBER`] and a reason).
+#[inline(always)]
+pub fn next(packet: &Packet, outer: &Ip, asked: u32, config: &Config) -> u64 {
+    let (inner, walked) = match packet.tunnelled(outer) {
+        Network::Ip(inner) => (inner, true),
+        Network::UnwalkedFirstFragment(inner) => (inner, false),
+        Network::NotIp | Network::Malformed => {
+            if asked & REMEMBER != 0 {
+                fragments::remember(outer, asked & 0xff, config);
+            }
+            return Reason::PassMalformed.index().into();
+        }
+    };
+    let shape = inner.located().shape;
+    if asked & REMEMBER != 0 {
+        let reason = asked & 0xff;
+        fragments::remember(outer, reason, config);
+        fragments::remember(&inner, reason, config);
+        return 0;
+    }
+    if asked == ASK && lists::in_use(&inner, config) {
+        return Next::new(shape, LISTS, 0).0;
+    }
+    let next = match rules(packet, &inner, walked, config) {
+        Step::Verdict(reason) => Next::new(shape, VERDICT, reason),
+        Step::Udp => Next::new(shape, UDP, 0),
+        Step::Request(service) => Next::new(shape, REQUEST, service as u32),
+        // The dispatcher reads the clock again for `wan_tcp` (no room to
+        // hand it back): a tick later at most.
+        Step::Tcp { source, .. } => Next::new(shape, TCP, source as u32),
+    };
+    next.0
+}
