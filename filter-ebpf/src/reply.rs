@@ -55,9 +55,8 @@ use crate::{
     kernel::{self, IndexedCells as _, field},
     packet::{
         Family, Fragment, IPPROTO_UDP, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Ip, MAX_L3_OFFSET,
-        MAX_LINK_L3,
-        MAX_L4_OFFSET, PPP_PROTOCOL_LEN, PPPOE_HDR_LEN, PPPOE_LENGTH, Packet, UDP_CHECKSUM,
-        UDP_HDR_LEN, UDP_LENGTH, Udp,
+        MAX_L4_OFFSET, MAX_LINK_L3, PPP_PROTOCOL_LEN, PPPOE_HDR_LEN, PPPOE_LENGTH, Packet,
+        UDP_CHECKSUM, UDP_HDR_LEN, UDP_LENGTH, Udp,
     },
     proto::dns as dns_fields,
     stats,

@@ -103,7 +103,12 @@ pub fn verdict(raw: *mut xdp_md, outer: &Ip) -> u32 {
         let inner = next.inner();
         let listed = crate::wan_listed(raw, inner.shape, inner.fragment_id);
         next = if listed == NO_VERDICT {
-            Next(crate::wan_tunnelled(raw, at.shape, at.fragment_id, PAST_LISTS))
+            Next(crate::wan_tunnelled(
+                raw,
+                at.shape,
+                at.fragment_id,
+                PAST_LISTS,
+            ))
         } else {
             Next::new(inner.shape, VERDICT, listed)
         };
