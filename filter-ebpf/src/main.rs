@@ -26,9 +26,10 @@
 //! finish is inlined. The functions, in the order a packet meets them
 //! (docs/kernel-programs.md has their verifier counts):
 //!
-//! - `wan_tunnelled` (ingress/tunnel.rs): IP inside IP, the rules the
-//!   dispatcher runs itself for the packet inside; the dispatcher then
-//!   calls the functions below for it as for a bare one;
+//! - `wan_tunnelled` (ingress/tunnel.rs): IP inside IP; `wan_inner_rules`
+//!   parses the packet inside and runs the rules the dispatcher runs
+//!   itself for a bare one, then `wan_tunnelled` calls the functions below
+//!   for it as the dispatcher does;
 //! - `wan_listed` (lists.rs): the allow and deny lists, only called when
 //!   one of the packet family's lists holds entries;
 //! - `wan_udp` (ingress/udp.rs): a response whose set of the solicited
@@ -148,18 +149,33 @@ pub fn wan_egress(ctx: TcContext) -> i32 {
 // reason's index (`Reason::index`), or `ingress::NO_VERDICT`. Only their
 // symbols are here; the rules are in the modules each one names.
 
-/// An IP packet that carries another (ingress/tunnel.rs): the rules the
-/// dispatcher runs itself, for the packet inside; what the dispatcher
-/// `asked` (`ingress::tunnel::ASK`, ...), and what it does next is the
-/// result (`ingress::tunnel::Next`).
+/// An IP packet that carries another (ingress/tunnel.rs): the rules for
+/// the packet inside. It asks `wan_inner_rules` what the packet inside
+/// needs, then calls the functions below for it as the dispatcher does
+/// for a bare one.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn wan_tunnelled(ctx: *mut xdp_md, shape: u64, fragment_id: u64, asked: u32) -> u64 {
-    ingress::with_ip(
-        ctx,
-        Located::from_arguments(shape, fragment_id),
-        |packet, outer, config| ingress::tunnel::next(packet, outer, asked, config),
-    )
+pub extern "C" fn wan_tunnelled(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
+    // Both arguments are used: no `Located::from_arguments`, whose empty
+    // assembly block here left two line records at one instruction, which
+    // the kernel refuses.
+    ingress::tunnel::verdict(ctx, Located { shape, fragment_id })
+}
+
+/// The packet inside the IP packet `shape` and `fragment_id` locate
+/// (ingress/tunnel.rs): parsed, and the rules the dispatcher runs itself
+/// for a bare one; what `wan_tunnelled` `asked` (`ingress::tunnel::ASK`,
+/// ...), and what it does next is the result (`ingress::tunnel::Next`).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_inner_rules(
+    ctx: *mut xdp_md,
+    shape: u64,
+    fragment_id: u64,
+    asked: u32,
+) -> u64 {
+    // As `wan_tunnelled`: both arguments are used.
+    ingress::tunnel::next(ctx, Located { shape, fragment_id }, asked)
 }
 
 /// The allow and deny lists (lists.rs): `PassAllowList`, `DropDenyList`, or
@@ -197,9 +213,12 @@ pub extern "C" fn wan_first_fragment(
 /// Inbound UDP that may answer a recorded query: the reflection defence
 /// (ingress/udp.rs) run again, the query consumed. The dispatcher takes
 /// every other UDP verdict itself (a response whose set of the solicited
-/// table holds nothing live is dropped there). A request found here
-/// returns `ingress::TO_REQUEST` and its service, for the dispatcher to
-/// call `wan_request` (ingress::udp_response says why).
+/// table holds nothing live is dropped there), requests included: it
+/// calls `wan_request` for them, which a chain of calls from here could
+/// not (the dispatcher, `wan_tunnelled`, this and `wan_request` would
+/// need more than the 512 bytes of stack they share). A request can only
+/// reach this function if the port settings changed since the dispatcher
+/// looked: it passes, as any datagram no rule looks at.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
@@ -213,7 +232,7 @@ pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32
             let roles = ingress::udp::Roles::of(udp.src_port, udp.dst_port);
             match ingress::udp::verdict(packet, ip, &udp, roles) {
                 ingress::udp::Verdict::Reason(reason) => reason.index(),
-                ingress::udp::Verdict::Request(service) => ingress::TO_REQUEST | service as u32,
+                ingress::udp::Verdict::Request(_) => ingress::pass(ip).index(),
                 ingress::udp::Verdict::Response(key, class) => {
                     ingress::udp::answered(class, solicited::consume(&key)).index()
                 }

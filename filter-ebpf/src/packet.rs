@@ -575,17 +575,16 @@ impl Packet {
 }
 
 impl Packet {
-    /// The IP packet `outer` carries ([`Ip::carries_tunnel`]), parsed as a
-    /// bare one: its header at `outer`'s transport offset, which must be
-    /// within [`MAX_TUNNEL_L3`] (deeper: malformed). Its `pppoe` is false:
+    /// The IP packet an `outer` IP packet carries ([`Ip::carries_tunnel`]),
+    /// parsed as a bare one: its header at `offset`, the outer transport
+    /// offset, which must be within [`MAX_TUNNEL_L3`] (deeper: malformed). Its `pppoe` is false:
     /// no session header lies right before it.
     #[inline(always)]
-    pub fn tunnelled(&self, outer: &Ip) -> Network {
-        let offset = outer.l4_offset;
+    pub fn tunnelled(&self, outer: Family, offset: usize) -> Network {
         if offset > MAX_TUNNEL_L3 {
             return Network::Malformed;
         }
-        match outer.family {
+        match outer {
             Family::Ipv6 => self.ipv4(offset, false),
             Family::Ipv4 => self.ipv6(offset, false),
         }
@@ -652,6 +651,22 @@ impl Located {
     #[inline(always)]
     pub fn is_first_fragment(&self) -> bool {
         self.shape >> SHAPE_FRAGMENT & 3 == 1
+    }
+
+    /// The family of the IP packet it locates.
+    #[inline(always)]
+    pub fn family(&self) -> Family {
+        if self.shape >> SHAPE_V6 & 1 != 0 {
+            Family::Ipv6
+        } else {
+            Family::Ipv4
+        }
+    }
+
+    /// The offset of its transport header.
+    #[inline(always)]
+    pub fn l4_offset(&self) -> usize {
+        (self.shape >> SHAPE_L4 & 0xffff) as usize
     }
 }
 

@@ -30,7 +30,7 @@ pub fn observe(ctx: &TcContext, packet: &Packet) -> u32 {
     // Unwrapped here, not in a function of its own: this dispatcher is
     // small, walking it for the inner shapes costs less than a call.
     if ip.carries_tunnel() && !matches!(ip.fragment, Fragment::Later { .. }) {
-        let Network::Ip(inner) = packet.tunnelled(&ip) else {
+        let Network::Ip(inner) = packet.tunnelled(ip.family, ip.l4_offset) else {
             return Reason::EgressOther.index();
         };
         ip = inner;

@@ -45,10 +45,6 @@ use crate::{
 /// (`wan_listed`) returns when it does.
 pub const NO_VERDICT: u32 = u32::MAX;
 
-/// What `wan_udp` returns, with the service's number in the low bit, for
-/// a request to one of our services: the dispatcher calls `wan_request`.
-pub const TO_REQUEST: u32 = 1 << 16;
-
 /// The index of the reason of the inbound packet in `ctx`.
 #[inline(always)]
 pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
@@ -64,7 +60,10 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
             // The outer datagram's later fragments follow its first, which
             // its inner packet decided (tunnel.rs).
             Fragment::Later { .. } => fragments::follow(&ip, config).index(),
-            _ => tunnel::verdict(ctx.ctx, &ip),
+            _ => {
+                let at = ip.located();
+                crate::wan_tunnelled(ctx.ctx, at.shape, at.fragment_id)
+            }
         };
     }
     judge(ctx.ctx, &packet, &ip, walked, config)
@@ -84,7 +83,7 @@ fn judge(raw: *mut xdp_md, packet: &Packet, ip: &Ip, walked: bool, config: &Conf
     }
     let reason = match rules(packet, ip, walked, config) {
         Step::Verdict(reason) => reason,
-        Step::Udp => udp_response(raw, at),
+        Step::Udp => crate::wan_udp(raw, at.shape, at.fragment_id),
         Step::Request(service) => crate::wan_request(raw, at.shape, at.fragment_id, service as u32),
         Step::Tcp { now, source } => {
             crate::wan_tcp(raw, at.shape, at.fragment_id, now, source as u32)
@@ -94,19 +93,6 @@ fn judge(raw: *mut xdp_md, packet: &Packet, ip: &Ip, walked: bool, config: &Conf
         Fragment::First { .. } => crate::wan_first_fragment(raw, at.shape, at.fragment_id, reason),
         _ => reason,
     }
-}
-
-/// `wan_udp` for the UDP datagram `at` locates, then `wan_request` if it
-/// is a request after all: one after the other, not one inside the other.
-/// A chain of calls shares 512 bytes of stack, which the dispatcher,
-/// `wan_udp` and `wan_request` filled all but exactly.
-#[inline(always)]
-pub fn udp_response(raw: *mut xdp_md, at: Located) -> u32 {
-    let reason = crate::wan_udp(raw, at.shape, at.fragment_id);
-    if reason & TO_REQUEST == 0 {
-        return reason;
-    }
-    crate::wan_request(raw, at.shape, at.fragment_id, reason & 1)
 }
 
 /// Where the rules past the lists leave a packet: with a verdict, or at
@@ -182,15 +168,15 @@ pub fn rules(packet: &Packet, ip: &Ip, walked: bool, config: &Config) -> Step {
 /// function's result. (Neither can be missing: the dispatcher located the
 /// packet and read the config. The verifier cannot know that.)
 #[inline(always)]
-pub fn with_ip<T: From<u32>>(
+pub fn with_ip(
     ctx: *mut xdp_md,
     at: Located,
-    rule: impl FnOnce(&Packet, &Ip, &Config) -> T,
-) -> T {
+    rule: impl FnOnce(&Packet, &Ip, &Config) -> u32,
+) -> u32 {
     let packet = Packet::from_xdp(&XdpContext::new(ctx));
     match (packet.ip_at(at), config::get()) {
         (Some(ip), Some(config)) => rule(&packet, &ip, config),
-        _ => Reason::PassMalformed.index().into(),
+        _ => Reason::PassMalformed.index(),
     }
 }
 

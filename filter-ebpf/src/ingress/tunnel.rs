@@ -34,13 +34,13 @@
 //! fragment's verdict is remembered by `wan_tunnelled` itself, called once
 //! more.
 
-use aya_ebpf::bindings::xdp_md;
+use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 use filter_common::{Config, Reason};
 
-use super::{NO_VERDICT, Step, rules, udp_response};
+use super::{NO_VERDICT, Step, rules};
 use crate::{
     config, fragments, lists,
-    packet::{Fragment, Ip, Located, Network, Packet},
+    packet::{Located, Network, Packet},
 };
 
 /// What the dispatcher asks of `wan_tunnelled`: its first look, the rules
@@ -93,17 +93,18 @@ impl Next {
     }
 }
 
-/// The dispatcher's part: the index of the reason of the packet `outer`
-/// carries (not a later fragment: those follow their first).
+/// The body of `wan_tunnelled`: the index of the reason of the packet the
+/// IP packet `at` locates carries (not a later fragment: those follow
+/// their first). It keeps nothing on the stack but a few numbers: the
+/// dispatcher, this and the deepest function it calls share 512 bytes.
 #[inline(always)]
-pub fn verdict(raw: *mut xdp_md, outer: &Ip) -> u32 {
-    let at = outer.located();
-    let mut next = Next(crate::wan_tunnelled(raw, at.shape, at.fragment_id, ASK));
+pub fn verdict(raw: *mut xdp_md, at: Located) -> u32 {
+    let mut next = Next(crate::wan_inner_rules(raw, at.shape, at.fragment_id, ASK));
     if next.what() == LISTS {
         let inner = next.inner();
         let listed = crate::wan_listed(raw, inner.shape, inner.fragment_id);
         next = if listed == NO_VERDICT {
-            Next(crate::wan_tunnelled(
+            Next(crate::wan_inner_rules(
                 raw,
                 at.shape,
                 at.fragment_id,
@@ -116,10 +117,10 @@ pub fn verdict(raw: *mut xdp_md, outer: &Ip) -> u32 {
     let inner = next.inner();
     // Decided before the calls: fewer values live across them, or the
     // dispatcher's stack grows (512 bytes for a chain of calls).
-    let remember = inner.is_first_fragment() || matches!(outer.fragment, Fragment::First { .. });
+    let remember = inner.is_first_fragment() || at.is_first_fragment();
     let reason = match next.what() {
         VERDICT => next.argument(),
-        UDP => udp_response(raw, inner),
+        UDP => crate::wan_udp(raw, inner.shape, inner.fragment_id),
         REQUEST => crate::wan_request(raw, inner.shape, inner.fragment_id, next.argument()),
         TCP => crate::wan_tcp(
             raw,
@@ -131,36 +132,35 @@ pub fn verdict(raw: *mut xdp_md, outer: &Ip) -> u32 {
         _ => Reason::PassMalformed.index(),
     };
     if remember {
-        crate::wan_tunnelled(raw, at.shape, at.fragment_id, REMEMBER | reason);
+        crate::wan_inner_rules(raw, at.shape, at.fragment_id, REMEMBER | reason);
     }
     reason
 }
 
-/// The body of `wan_tunnelled`: what the packet `outer` carries asks for
-/// next (`asked`: [`ASK`], [`PAST_LISTS`], or [`REMEMBER`] and a reason).
+/// The body of `wan_inner_rules`: what the packet carried by the IP
+/// packet `at` locates asks for next (`asked`: [`ASK`], [`PAST_LISTS`],
+/// or [`REMEMBER`] and a reason). The outer packet is only rebuilt to
+/// remember: its addresses would take stack the rules need.
 #[inline(always)]
-pub fn next(packet: &Packet, outer: &Ip, asked: u32, config: &Config) -> u64 {
-    let (inner, walked) = match packet.tunnelled(outer) {
-        Network::Ip(inner) => (inner, true),
-        Network::UnwalkedFirstFragment(inner) => (inner, false),
-        Network::NotIp | Network::Malformed => {
-            if asked & REMEMBER != 0 {
-                fragments::remember(outer, asked & 0xff, config);
-            }
-            return Reason::PassMalformed.index().into();
-        }
+pub fn next(ctx: *mut xdp_md, at: Located, asked: u32) -> u64 {
+    let packet = Packet::from_xdp(&XdpContext::new(ctx));
+    let Some(config) = config::get() else {
+        return Reason::PassMalformed.index().into();
     };
-    let shape = inner.located().shape;
     if asked & REMEMBER != 0 {
-        let reason = asked & 0xff;
-        fragments::remember(outer, reason, config);
-        fragments::remember(&inner, reason, config);
+        remember(&packet, at, asked & 0xff, config);
         return 0;
     }
+    let (inner, walked) = match packet.tunnelled(at.family(), at.l4_offset()) {
+        Network::Ip(inner) => (inner, true),
+        Network::UnwalkedFirstFragment(inner) => (inner, false),
+        Network::NotIp | Network::Malformed => return Reason::PassMalformed.index().into(),
+    };
+    let shape = inner.located().shape;
     if asked == ASK && lists::in_use(&inner, config) {
         return Next::new(shape, LISTS, 0).0;
     }
-    let next = match rules(packet, &inner, walked, config) {
+    let next = match rules(&packet, &inner, walked, config) {
         Step::Verdict(reason) => Next::new(shape, VERDICT, reason),
         Step::Udp => Next::new(shape, UDP, 0),
         Step::Request(service) => Next::new(shape, REQUEST, service as u32),
@@ -169,4 +169,19 @@ pub fn next(packet: &Packet, outer: &Ip, asked: u32, config: &Config) -> u64 {
         Step::Tcp { source, .. } => Next::new(shape, TCP, source as u32),
     };
     next.0
+}
+
+/// Remembers the verdict (the reason at index `reason`) of a first
+/// fragment of the outer datagram `at` locates, and of the inner one.
+#[inline(always)]
+fn remember(packet: &Packet, at: Located, reason: u32, config: &Config) {
+    let Some(outer) = packet.ip_at(at) else {
+        return;
+    };
+    fragments::remember(&outer, reason, config);
+    if let Network::Ip(inner) | Network::UnwalkedFirstFragment(inner) =
+        packet.tunnelled(outer.family, outer.l4_offset)
+    {
+        fragments::remember(&inner, reason, config);
+    }
 }
