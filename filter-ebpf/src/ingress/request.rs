@@ -15,7 +15,9 @@
 //! dropped, or for DNS, 1 in `dns_slip`, answered from here with a truncated
 //! reply (reply.rs), so a real resolver that shares a limit with a victim
 //! asks again over TCP; at most `dns_slip_rate` replies per second, the
-//! rest dropped.
+//! rest dropped. A DNS query's question is walked once, here: its name and
+//! type are the key of the name level, and where it ends is noted for the
+//! slip reply.
 //!
 //! A datagram to a DNS service port too short to be a DNS message (under
 //! 12 bytes) passes, counted as malformed: a server answers nothing to it,
@@ -59,7 +61,12 @@ fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> 
         dns::Request::Response => return pass(ip),
         dns::Request::Short => return Reason::PassMalformed,
     };
-    let Some(level) = over_limit(Service::Dns, ip, config, now) else {
+    // The message ends where the UDP length says (the frame may be padded),
+    // and what the frame lacks of it is not there to read.
+    let end = (ip.l4_offset + usize::from(udp.length)).min(packet.len());
+    let question = dns::question(packet, udp, &header, end, config.syn_hash_seed);
+    let key = question.as_ref().map(|question| question.key);
+    let Some(level) = over_limit(Service::Dns, ip, key, config, now) else {
         return Reason::PassDnsQuery;
     };
     // Only drawn when the share needs it.
@@ -70,23 +77,21 @@ fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> 
     };
     if query::slips(config.dns_slip, random)
         && slip_allowed(config, now)
-        && reply::plan(packet, ip, udp, &header, level)
+        && let Some(question) = question
+        && reply::plan(packet, ip, udp, &header, question.end, level)
     {
         return Reason::TxDnsTruncated;
     }
-    match level {
-        Level::Source => Reason::DropDnsQuerySource,
-        Level::Prefix => Reason::DropDnsQueryPrefix,
-        Level::Global => Reason::DropDnsQueryGlobal,
-    }
+    reply::dropped(level)
 }
 
 #[inline(always)]
 fn ntp_request(ip: &Ip, config: &Config, now: u64) -> Reason {
-    match over_limit(Service::Ntp, ip, config, now) {
+    match over_limit(Service::Ntp, ip, None, config, now) {
         None => Reason::PassNtpQuery,
         Some(Level::Source) => Reason::DropNtpQuerySource,
         Some(Level::Prefix) => Reason::DropNtpQueryPrefix,
-        Some(Level::Global) => Reason::DropNtpQueryGlobal,
+        // NTP has no name level.
+        Some(Level::Global | Level::Name) => Reason::DropNtpQueryGlobal,
     }
 }

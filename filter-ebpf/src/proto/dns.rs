@@ -1,9 +1,13 @@
 //! What an inbound DNS packet is: a response (matched by transaction id) or
 //! a query that merely comes from port 53 (some resolvers query from 53);
-//! for a request to our DNS server, its header, and where its question and
-//! OPT record lie (for the slip reply; the rules are filter_common::dns).
+//! for a request to our DNS server, its header, its question (the name
+//! level's key, and where it ends for the slip reply) and OPT record (the
+//! rules are filter_common::dns).
 
-use filter_common::dns::{self, HEADER_LEN, Header, Label, MAX_QUESTION_LEN, OPT_LEN, TYPE_OPT};
+use filter_common::dns::{
+    self, HEADER_LEN, Header, Label, MAX_NAME_AND_TYPE, MAX_QUESTION_LEN, OPT_LEN, QuestionHash,
+    TYPE_OPT,
+};
 
 use crate::packet::{Packet, Udp};
 
@@ -109,6 +113,65 @@ pub fn question_end(packet: &Packet, start: usize, end: usize) -> Option<usize> 
         }
     }
     None
+}
+
+/// The first question of a query, read once: the name level's key and,
+/// for the slip reply, where it ends.
+pub struct Question {
+    /// The end of the question (after type and class).
+    pub end: usize,
+    /// Its name (case folded) and type hashed with `seed`
+    /// (filter_common::dns::QuestionHash).
+    pub key: u64,
+}
+
+/// Eight-byte chunks of the longest name and type, but the last.
+const MAX_CHUNKS: usize = MAX_NAME_AND_TYPE / 8;
+
+/// The first question of a query whose message ends at `end`, if the header
+/// announces one and it is well formed (ordinary labels, within the
+/// datagram).
+#[inline(always)]
+pub fn question(
+    packet: &Packet,
+    udp: &Udp,
+    header: &Header,
+    end: usize,
+    seed: u64,
+) -> Option<Question> {
+    if header.questions == 0 {
+        return None;
+    }
+    let start = udp.payload + HEADER_LEN;
+    let question_end = question_end(packet, start, end)?;
+    // Name and type: the class is not part of the key. (Bounded again for
+    // the verifier, which may not carry the walk's bound this far.)
+    let len = question_end - start - 2;
+    if len > MAX_NAME_AND_TYPE {
+        return None;
+    }
+    let mut hash = QuestionHash::new(len, seed);
+    let mut at = 0;
+    for _ in 0..MAX_CHUNKS {
+        if at + 8 > len {
+            break;
+        }
+        hash.push(u64::from_be(packet.read(start + at)?));
+        at += 8;
+    }
+    if at < len {
+        // The last chunk ends with the type (at start + len - 8, written
+        // from the payload so that no offset is subtracted: the name and
+        // type are at least 3 bytes after the 12-byte header); what it
+        // holds before the bytes left (hashed already, or the header's) is
+        // masked off.
+        let last = udp.payload + HEADER_LEN - 8 + len;
+        hash.push_last(u64::from_be(packet.read(last)?), len - at);
+    }
+    Some(Question {
+        end: question_end,
+        key: hash.finish(),
+    })
 }
 
 /// The OPT record at `at` that must end the message at `end`: its TTL field
