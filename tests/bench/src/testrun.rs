@@ -448,16 +448,7 @@ pub fn classes() -> Vec<Class> {
         // question is walked and hashed for the name level first, which
         // these classes pass: NAME_LEVEL_OPEN).
         Class {
-            settings: &[
-                NAME_LEVEL_OPEN.0,
-                NAME_LEVEL_OPEN.1,
-                ("dns_query_source_rate", "1000000"),
-                ("dns_query_source_burst", "1000000"),
-                ("dns_query_prefix_rate", "1000000"),
-                ("dns_query_prefix_burst", "1000000"),
-                ("dns_query_global_rate", "1000000"),
-                ("dns_query_global_burst", "1000000"),
-            ],
+            settings: DNS_LIMITS_OPEN,
             ..plain(
                 "dns_query_under_v4",
                 "DNS query to our server within its limits, IPv4",
@@ -498,16 +489,7 @@ pub fn classes() -> Vec<Class> {
             )
         },
         Class {
-            settings: &[
-                NAME_LEVEL_OPEN.0,
-                NAME_LEVEL_OPEN.1,
-                ("dns_query_source_rate", "1000000"),
-                ("dns_query_source_burst", "1000000"),
-                ("dns_query_prefix_rate", "1000000"),
-                ("dns_query_prefix_burst", "1000000"),
-                ("dns_query_global_rate", "1000000"),
-                ("dns_query_global_burst", "1000000"),
-            ],
+            settings: DNS_LIMITS_OPEN,
             ..plain(
                 "dns_query_long_name_under_v4",
                 "DNS query for a 200-byte name within its limits, IPv4",
@@ -607,6 +589,18 @@ const NAME_LEVEL_OPEN: ((&str, &str), (&str, &str)) = (
     ("dns_query_name_rate", "1000000"),
     ("dns_query_name_burst", "1000000"),
 );
+
+/// Every DNS level wide open: a query within its limits.
+const DNS_LIMITS_OPEN: &[(&str, &str)] = &[
+    NAME_LEVEL_OPEN.0,
+    NAME_LEVEL_OPEN.1,
+    ("dns_query_source_rate", "1000000"),
+    ("dns_query_source_burst", "1000000"),
+    ("dns_query_prefix_rate", "1000000"),
+    ("dns_query_prefix_burst", "1000000"),
+    ("dns_query_global_rate", "1000000"),
+    ("dns_query_global_burst", "1000000"),
+];
 
 /// Drop sampling off.
 const SAMPLING_OFF: &[(&str, &str)] = &[("sample_rate", "off")];
