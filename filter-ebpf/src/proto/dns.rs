@@ -9,7 +9,10 @@ use filter_common::dns::{
     TYPE_OPT,
 };
 
-use crate::packet::{Packet, Udp};
+use crate::{
+    kernel,
+    packet::{Packet, Udp},
+};
 
 pub enum Response {
     /// A response; the token is its transaction id.
@@ -144,8 +147,18 @@ pub fn question(
     }
     let start = udp.payload + HEADER_LEN;
     let question_end = question_end(packet, start, end)?;
-    // Name and type: the class is not part of the key. (Bounded again for
-    // the verifier, which may not carry the walk's bound this far.)
+    // The verifier walks the label loop once per label count, and each
+    // exit is a path of its own with its own bounds on the end: without
+    // this, it walked the hash and every rule after it once per exit, past
+    // its million instructions. A 16-bit load of the end is all it knows
+    // here (as reply.rs reads its plan back), so the exits meet again. The
+    // mask is wider than any end (the deepest UDP header, 8 + 12 bytes and
+    // a question of 259: under 800).
+    let question_end = usize::from(kernel::through_memory(question_end as u16)) & 0x3ff;
+    if question_end < start + 5 || question_end > end {
+        return None;
+    }
+    // Name and type: the class is not part of the key.
     let len = question_end - start - 2;
     if len > MAX_NAME_AND_TYPE {
         return None;
