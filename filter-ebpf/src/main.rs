@@ -180,7 +180,13 @@ pub extern "C" fn wan_first_fragment(
 /// Inbound UDP that may answer a recorded query: the reflection defence
 /// (ingress/udp.rs) run again, the query consumed. The dispatcher takes
 /// every other UDP verdict itself (a response whose set of the solicited
-/// table holds nothing live is dropped there).
+/// table holds nothing live is dropped there), and calls `wan_request` for
+/// requests: a request reaches this function only if the ports' roles
+/// changed between the dispatcher's look and this one (a settings change
+/// in between), and passes as plain traffic. Calling `wan_request` from
+/// here would stack its frame on this one's and the dispatcher's, past the
+/// 512 bytes the kernel allows a chain of calls (issue 27's question walk
+/// made `wan_request`'s frame 192 bytes).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
@@ -194,9 +200,7 @@ pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32
             let roles = ingress::udp::Roles::of(udp.src_port, udp.dst_port);
             match ingress::udp::verdict(packet, ip, &udp, roles) {
                 ingress::udp::Verdict::Reason(reason) => reason.index(),
-                ingress::udp::Verdict::Request(service) => {
-                    wan_request(ctx, shape, fragment_id, service as u32)
-                }
+                ingress::udp::Verdict::Request(_) => ingress::pass(ip).index(),
                 ingress::udp::Verdict::Response(key, class) => {
                     ingress::udp::answered(class, solicited::consume(&key)).index()
                 }

@@ -6,9 +6,9 @@
 //! symmetric and broadcast modes) is left to the rest of the rules; NTP
 //! control modes never get here (udp.rs drops them first).
 //!
-//! `wan_udp` hands requests to `wan_request`, a global function of its own:
-//! it reaches them from three places (requests from an unwatched port, and
-//! DNS and NTP queries from a watched one), which the verifier would
+//! The dispatcher hands requests to `wan_request`, a global function of its
+//! own: it reaches them from three places (requests from an unwatched port,
+//! and DNS and NTP queries from a watched one), which the verifier would
 //! otherwise walk this module's rules from, three times.
 //!
 //! A request within its limits (query.rs) passes; over a limit it is
