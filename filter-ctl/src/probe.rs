@@ -220,45 +220,78 @@ mod tests {
         }
     }
 
+    /// The helper ids called by the code a program section reaches: its own
+    /// instructions and, through BPF-to-BPF calls, the functions in `.text`
+    /// (global functions each program calls, e.g. only the egress program
+    /// calls `wan_egress_udp`). A call's target is its symbol's instruction
+    /// plus `imm + 1`, as libbpf resolves it; without a relocation, the
+    /// calling instruction's.
+    fn helpers_reached(object: &object::File, program: &object::Section) -> BTreeSet<i32> {
+        use object::{RelocationTarget, SectionIndex};
+        // A function: its section and instruction range.
+        let function_at = |section: SectionIndex, insn: u64| -> (SectionIndex, u64, u64) {
+            object
+                .symbols()
+                .filter(|symbol| symbol.section_index() == Some(section) && symbol.size() > 0)
+                .map(|symbol| (symbol.address() / 8, (symbol.address() + symbol.size()) / 8))
+                .find(|&(start, end)| (start..end).contains(&insn))
+                .map(|(start, end)| (section, start, end))
+                .unwrap_or_else(|| panic!("no function holds instruction {insn} of a call"))
+        };
+        let whole = program.data().unwrap().len() as u64 / 8;
+        let mut pending = vec![(program.index(), 0, whole)];
+        let mut seen = BTreeSet::new();
+        let mut helpers = BTreeSet::new();
+        while let Some((index, start, end)) = pending.pop() {
+            if !seen.insert((index.0, start)) {
+                continue;
+            }
+            let section = object.section_by_index(index).unwrap();
+            let relocations: std::collections::BTreeMap<u64, _> = section.relocations().collect();
+            let (insns, _) = section.data().unwrap().as_chunks::<8>();
+            for at in start..end {
+                let insn = insns[at as usize];
+                let imm = i64::from(i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]));
+                // BPF_JMP | BPF_CALL; source register 0: a helper, 1: a BPF
+                // function (2 would be a kfunc).
+                if insn[0] != 0x85 {
+                    continue;
+                }
+                match insn[1] >> 4 {
+                    0 => {
+                        helpers.insert(imm as i32);
+                    }
+                    1 => {
+                        let (target_section, base) = match relocations.get(&(at * 8)) {
+                            Some(relocation) => {
+                                let RelocationTarget::Symbol(symbol) = relocation.target() else {
+                                    panic!("a call relocated against no symbol");
+                                };
+                                let symbol = object.symbol_by_index(symbol).unwrap();
+                                (symbol.section_index().unwrap(), symbol.address() / 8)
+                            }
+                            None => (index, at),
+                        };
+                        let target = (base as i64 + imm + 1) as u64;
+                        pending.push(function_at(target_section, target));
+                    }
+                    source => panic!("a call with source register {source}"),
+                }
+            }
+        }
+        helpers
+    }
+
     #[test]
     fn the_probed_helpers_are_exactly_those_the_programs_call() {
         let object = object::File::parse(crate::EBPF_OBJECT).unwrap();
-        // Helpers called in .text (BPF functions the programs call, not
-        // inlined) belong to every program that calls BPF functions.
-        let text_callers: Vec<ProgramType> = object
-            .sections()
-            .filter_map(|section| {
-                let program = program_type(section.name().ok()?)?;
-                let (insns, _) = section.data().ok()?.as_chunks::<8>();
-                insns
-                    .iter()
-                    .any(|insn| insn[0] == 0x85 && insn[1] >> 4 == 1)
-                    .then_some(program)
-            })
-            .collect();
         let mut called = BTreeSet::new();
         for section in object.sections() {
-            let Ok(name) = section.name() else { continue };
-            if section.kind() != object::SectionKind::Text {
+            let Some(program) = section.name().ok().and_then(program_type) else {
                 continue;
-            }
-            let (insns, _) = section.data().unwrap().as_chunks::<8>();
-            for insn in insns {
-                // BPF_JMP | BPF_CALL with source register 0: a helper call
-                // (1 is a call to a BPF function, 2 a kfunc).
-                let helper_call = insn[0] == 0x85 && insn[1] >> 4 == 0;
-                if helper_call {
-                    let [.., a, b, c, d] = *insn;
-                    let id = i32::from_le_bytes([a, b, c, d]);
-                    let programs = match program_type(name) {
-                        Some(program) => vec![program],
-                        None if name == ".text" => text_callers.clone(),
-                        None => panic!("a helper call in section {name}: which program?"),
-                    };
-                    for program in programs {
-                        called.insert((format!("{program:?}"), id));
-                    }
-                }
+            };
+            for id in helpers_reached(&object, &section) {
+                called.insert((format!("{program:?}"), id));
             }
         }
         let probed: BTreeSet<_> = HELPERS

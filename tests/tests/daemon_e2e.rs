@@ -18,7 +18,6 @@ use std::{
 };
 
 use filter_common::Reason;
-use filter_ctl::daemon::units::thousands;
 use filter_ctl_api::report::{TopEntry, TopKind};
 use harness::{
     ctl::{
@@ -196,9 +195,20 @@ fn the_daemon_exports_metrics_names_the_flooder_and_logs_the_attack() {
         .unwrap();
     assert!(ended.contains(&format!("top sources {HEAVY} (")), "{ended}");
     assert!(ended.contains("top prefixes 198.51.100.0/24 ("), "{ended}");
+    // The attack starts with the first second at 300 pkt/s or more, and
+    // counts from that second (attack.rs: an_attack_sums_every_packet_of_its_
+    // exact_time). A flood that began late in the second before left fewer
+    // than 300 packets there, outside the attack (225 in one Linux 6.1 leg);
+    // 600 allows a read delayed to 2 s on an emulated CPU.
+    let summed: u64 = ended
+        .split(" packets (")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|count| count.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("no packet count in the summary: {ended}"));
     assert!(
-        ended.contains(&format!("{} packets", thousands(frames))),
-        "every dropped packet is in the summary: {ended}"
+        summed <= frames && frames - summed < 600,
+        "the summary holds {summed} of the {frames} dropped packets: {ended}"
     );
 
     // `top` asks the daemon: HEAVY first, its packets within 10% of what it sent.

@@ -51,10 +51,18 @@ pub fn bench_call(ctx: XdpContext) -> u32 {
 /// A global function (verified on its own, called, not inlined), as the
 /// filter's are. A kernel that mitigates return-address attacks (SRSO "Safe
 /// RET" on some AMD CPUs) JITs its return as a jump to a return thunk.
+/// It reads the context so that its verdict is not a constant the linker
+/// would fold into the caller, leaving no call (every frame has data, so it
+/// drops).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn bench_called(_ctx: *mut xdp_md) -> u32 {
-    xdp_action::XDP_DROP
+pub extern "C" fn bench_called(ctx: *mut xdp_md) -> u32 {
+    let ctx = XdpContext::new(ctx);
+    if ctx.data() < ctx.data_end() {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
 }
 
 /// Reads what every filter must read (EtherType, IP protocol, the UDP/TCP
