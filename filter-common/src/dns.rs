@@ -190,11 +190,19 @@ impl QuestionHash {
         self.push(chunk & mask);
     }
 
+    /// The key: the hash without its low [`QUESTION_END_BITS`], where the
+    /// program's question function hands on where the question ends.
     #[inline(always)]
     pub const fn finish(self) -> u64 {
-        self.0
+        self.0 & !QUESTION_END_MASK
     }
 }
+
+/// Low bits of a question's key left clear ([`QuestionHash::finish`]): the
+/// program returns the key and the question's end in one number, and every
+/// end (under 800, see the program's proto/dns.rs) fits in them.
+pub const QUESTION_END_BITS: u32 = 10;
+pub const QUESTION_END_MASK: u64 = (1 << QUESTION_END_BITS) - 1;
 
 /// [`QuestionHash`] of a name and type given as bytes (what the program
 /// computes from the packet; the model and the tests call this).

@@ -31,7 +31,8 @@
 //! - `wan_udp` (ingress/udp.rs): a response whose set of the solicited
 //!   table may hold its query consumes it;
 //! - `wan_request` (ingress/request.rs): requests to our DNS and NTP
-//!   services, their limits and the DNS slip;
+//!   services, their limits and the DNS slip; it calls `wan_dns_question`
+//!   (proto/dns.rs) to read a DNS query's question, the name level's key;
 //! - `wan_tcp` (ingress/tcp.rs): inbound TCP past the source's SYN bucket,
 //!   connection attempts and the segments that complete or end connections;
 //! - `wan_first_fragment` (fragments.rs): remembers a first fragment's verdict;
@@ -222,8 +223,29 @@ pub extern "C" fn wan_request(ctx: *mut xdp_md, shape: u64, fragment_id: u64, se
     ingress::with_ip(
         ctx,
         Located::from_arguments(shape, fragment_id),
-        |packet, ip, config| ingress::request::verdict(packet, ip, service, config).index(),
+        |packet, ip, config| ingress::request::verdict(ctx, packet, ip, service, config).index(),
     )
+}
+
+/// The first question of a DNS query to our server whose message starts at
+/// `payload` and ends at `end` (proto/dns.rs): the name level's key and
+/// the question's end, packed (`dns::Question::packed`; 0 if there is none
+/// the filter can read). Called by `wan_request`, which would otherwise
+/// have the verifier walk the label loop once per header shape.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_dns_question(ctx: *mut xdp_md, payload: u64, end: u64) -> u64 {
+    let packet = Packet::from_xdp(&XdpContext::new(ctx));
+    let Some(config) = config::get() else {
+        return 0;
+    };
+    let question = proto::dns::question(
+        &packet,
+        payload as usize,
+        end as usize,
+        config.syn_hash_seed,
+    );
+    proto::dns::Question::packed(question)
 }
 
 /// Inbound TCP that some rule looks at (ingress/tcp.rs), at `now` (the

@@ -5,13 +5,13 @@
 //! rules are filter_common::dns).
 
 use filter_common::dns::{
-    self, HEADER_LEN, Header, Label, MAX_NAME_AND_TYPE, MAX_QUESTION_LEN, OPT_LEN, QuestionHash,
-    TYPE_OPT,
+    self, HEADER_LEN, Header, Label, MAX_NAME_AND_TYPE, MAX_QUESTION_LEN, OPT_LEN,
+    QUESTION_END_MASK, QuestionHash, TYPE_OPT,
 };
 
 use crate::{
     kernel,
-    packet::{Packet, Udp},
+    packet::{MAX_L4_OFFSET, Packet, UDP_HDR_LEN, Udp},
 };
 
 pub enum Response {
@@ -128,24 +128,41 @@ pub struct Question {
     pub key: u64,
 }
 
+impl Question {
+    /// Key and end in one number, as `wan_dns_question` returns them (the
+    /// key's low bits are clear, the end fits in them); 0 for no question.
+    #[inline(always)]
+    pub fn packed(question: Option<Question>) -> u64 {
+        question.map_or(0, |question| question.key | question.end as u64)
+    }
+
+    #[inline(always)]
+    pub fn unpacked(packed: u64) -> Option<Question> {
+        let end = (packed & QUESTION_END_MASK) as usize;
+        (end != 0).then_some(Question {
+            end,
+            key: packed & !QUESTION_END_MASK,
+        })
+    }
+}
+
 /// Eight-byte chunks of the longest name and type, but the last.
 const MAX_CHUNKS: usize = MAX_NAME_AND_TYPE / 8;
 
-/// The first question of a query whose message ends at `end`, if the header
-/// announces one and it is well formed (ordinary labels, within the
-/// datagram).
+/// The deepest start of a DNS message (the deepest UDP header's end).
+const MAX_PAYLOAD: usize = MAX_L4_OFFSET + UDP_HDR_LEN;
+
+/// The first question of a query whose message starts at `payload` and
+/// ends at `end`, if it is well formed (ordinary labels, within the
+/// datagram). The body of `wan_dns_question`: the caller checked that the
+/// header announces a question.
 #[inline(always)]
-pub fn question(
-    packet: &Packet,
-    udp: &Udp,
-    header: &Header,
-    end: usize,
-    seed: u64,
-) -> Option<Question> {
-    if header.questions == 0 {
+pub fn question(packet: &Packet, payload: usize, end: usize, seed: u64) -> Option<Question> {
+    // The function's arguments are any numbers to the verifier.
+    if payload > MAX_PAYLOAD {
         return None;
     }
-    let start = udp.payload + HEADER_LEN;
+    let start = payload + HEADER_LEN;
     let question_end = question_end(packet, start, end)?;
     // The verifier walks the label loop once per label count, and each
     // exit is a path of its own with its own bounds on the end: without
@@ -164,22 +181,25 @@ pub fn question(
         return None;
     }
     let mut hash = QuestionHash::new(len, seed);
-    let mut at = 0;
-    for _ in 0..MAX_CHUNKS {
-        if at + 8 > len {
+    // Nothing the loop leaves behind is read after it (the bytes left come
+    // from `len`), so the verifier's walk of what follows meets again
+    // whichever chunk the loop stopped at, instead of once per chunk count.
+    let full_chunks = len / 8;
+    for chunk in 0..MAX_CHUNKS {
+        if chunk >= full_chunks {
             break;
         }
-        hash.push(u64::from_be(packet.read(start + at)?));
-        at += 8;
+        hash.push(u64::from_be(packet.read(start + chunk * 8)?));
     }
-    if at < len {
+    let left = len % 8;
+    if left != 0 {
         // The last chunk ends with the type (at start + len - 8, written
         // from the payload so that no offset is subtracted: the name and
         // type are at least 3 bytes after the 12-byte header); what it
         // holds before the bytes left (hashed already, or the header's) is
         // masked off.
-        let last = udp.payload + HEADER_LEN - 8 + len;
-        hash.push_last(u64::from_be(packet.read(last)?), len - at);
+        let last = payload + HEADER_LEN - 8 + len;
+        hash.push_last(u64::from_be(packet.read(last)?), left);
     }
     Some(Question {
         end: question_end,
