@@ -66,18 +66,19 @@ pub const RESOLVERS4: [Ipv4Addr; 8] = [
     Ipv4Addr::new(198, 51, 100, 24),
 ];
 /// The real DNS resolvers (issue 27): two in the victims' /24, and a dense
-/// farm of eight in 203.0.113.0/24 (203.0.113.10-17).
+/// farm of eight in a /24 of their own (198.51.100.30-37: the WAN link's
+/// 203.0.113.0/24 holds the attacking WAN hosts, from .10).
 pub const DNS_RESOLVERS4: [Ipv4Addr; 10] = [
     Ipv4Addr::new(192, 0, 2, 11),
     Ipv4Addr::new(192, 0, 2, 12),
-    Ipv4Addr::new(203, 0, 113, 10),
-    Ipv4Addr::new(203, 0, 113, 11),
-    Ipv4Addr::new(203, 0, 113, 12),
-    Ipv4Addr::new(203, 0, 113, 13),
-    Ipv4Addr::new(203, 0, 113, 14),
-    Ipv4Addr::new(203, 0, 113, 15),
-    Ipv4Addr::new(203, 0, 113, 16),
-    Ipv4Addr::new(203, 0, 113, 17),
+    Ipv4Addr::new(198, 51, 100, 30),
+    Ipv4Addr::new(198, 51, 100, 31),
+    Ipv4Addr::new(198, 51, 100, 32),
+    Ipv4Addr::new(198, 51, 100, 33),
+    Ipv4Addr::new(198, 51, 100, 34),
+    Ipv4Addr::new(198, 51, 100, 35),
+    Ipv4Addr::new(198, 51, 100, 36),
+    Ipv4Addr::new(198, 51, 100, 37),
 ];
 /// The same over IPv6, where a /64 is one source: victims and clients
 /// each in a /64 of their own, the victims in 2001:db8:bad::/56 (the
