@@ -71,7 +71,12 @@ pub fn request(packet: &Packet, udp: &Udp) -> Request {
     if udp.readable < HEADER_LEN {
         return Request::Short;
     }
-    let Some(h) = packet.header::<HEADER_LEN>(udp.payload) else {
+    // Masked where it is read: Linux 6.1 learns nothing from a bounds check
+    // on an offset that may pass 16 bits, and in `wan_request` LLVM reloads
+    // the payload's offset from where it was spilled before the dispatcher's
+    // check (no UDP payload starts past MAX_PAYLOAD, under 0x3ff).
+    let payload = kernel::through_memory(udp.payload) & 0x3ff;
+    let Some(h) = packet.header::<HEADER_LEN>(payload) else {
         return Request::Short;
     };
     let header = Header {
@@ -193,12 +198,13 @@ pub fn question(packet: &Packet, payload: usize, end: usize, seed: u64) -> Optio
     }
     let left = len % 8;
     if left != 0 {
-        // The last chunk ends with the type (at start + len - 8, written
-        // from the payload so that no offset is subtracted: the name and
-        // type are at least 3 bytes after the 12-byte header); what it
-        // holds before the bytes left (hashed already, or the header's) is
-        // masked off.
-        let last = payload + HEADER_LEN - 8 + len;
+        // The last chunk ends with the type (at start + len - 8, at least
+        // 3 bytes into the 12-byte header); what it holds before the bytes
+        // left (hashed already, or the header's) is masked off. The offset
+        // is masked through memory: LLVM folds the sum into one that
+        // subtracts, which the verifier takes for possibly negative (the
+        // mask is wider than any end, as above).
+        let last = kernel::through_memory(payload + HEADER_LEN - 8 + len) & 0x3ff;
         hash.push_last(u64::from_be(packet.read(last)?), left);
     }
     Some(Question {
