@@ -147,6 +147,38 @@ pub const DEFAULT_DNS: Limits = Limits {
     global_rate: 200,
     global_burst: 400,
 };
+/// The DNS catch-alls' defaults before the name level (issue 27): per
+/// source 10/s, burst 20; per prefix 20/s, burst 40, which a resolver
+/// farm's /24 met.
+pub const PRE_NAME_LEVEL_DNS: Limits = Limits {
+    source_rate: 10,
+    source_burst: 20,
+    prefix_rate: 20,
+    prefix_burst: 40,
+    global_rate: 200,
+    global_burst: 400,
+};
+
+/// What an upgrade from a build without the name level makes of the DNS
+/// limits it carries over: a level still at its old default (rate and
+/// burst) takes the new one, which the name level allows; a value an
+/// operator set stays. Whether anything changed.
+pub fn raise_pre_name_level_defaults(limits: &mut Limits) -> bool {
+    let old = PRE_NAME_LEVEL_DNS;
+    let mut raised = false;
+    if (limits.source_rate, limits.source_burst) == (old.source_rate, old.source_burst) {
+        limits.source_rate = DEFAULT_DNS.source_rate;
+        limits.source_burst = DEFAULT_DNS.source_burst;
+        raised = true;
+    }
+    if (limits.prefix_rate, limits.prefix_burst) == (old.prefix_rate, old.prefix_burst) {
+        limits.prefix_rate = DEFAULT_DNS.prefix_rate;
+        limits.prefix_burst = DEFAULT_DNS.prefix_burst;
+        raised = true;
+    }
+    raised
+}
+
 /// The DNS name level: queries per second for one name and type from one
 /// prefix, and its burst. BIND's RRL suggests 5 identical responses a second
 /// per /24, Windows DNS defaults to 5; we count queries rather than answers,
@@ -215,6 +247,37 @@ pub fn slips(slip: u8, random: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_upgrade_raises_only_the_old_defaults() {
+        let mut limits = PRE_NAME_LEVEL_DNS;
+        assert!(raise_pre_name_level_defaults(&mut limits));
+        assert_eq!(limits, DEFAULT_DNS);
+        // An operator's values stay, level by level (a rate changed alone
+        // is no default either).
+        let mut limits = Limits {
+            source_rate: 10,
+            source_burst: 30,
+            ..PRE_NAME_LEVEL_DNS
+        };
+        assert!(raise_pre_name_level_defaults(&mut limits));
+        assert_eq!((limits.source_rate, limits.source_burst), (10, 30));
+        assert_eq!(
+            (limits.prefix_rate, limits.prefix_burst),
+            (DEFAULT_DNS.prefix_rate, DEFAULT_DNS.prefix_burst)
+        );
+        let mut limits = Limits {
+            source_rate: 5,
+            prefix_rate: 0,
+            ..PRE_NAME_LEVEL_DNS
+        };
+        let before = limits;
+        assert!(!raise_pre_name_level_defaults(&mut limits));
+        assert_eq!(limits, before);
+        // The new defaults are a fixed point.
+        let mut limits = DEFAULT_DNS;
+        assert!(!raise_pre_name_level_defaults(&mut limits));
+    }
+
     extern crate std;
 
     use std::collections::HashSet;
