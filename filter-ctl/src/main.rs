@@ -449,6 +449,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         carried.map, carried.entries
                     ),
                 }
+                if let Some(changed) = &carried.changed {
+                    eprintln!("filter-ctl: {}: {changed}", carried.map);
+                }
             }
             println!(
                 "{} filter on {} in {} mode (XDP program {}, egress program {})",

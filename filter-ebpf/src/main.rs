@@ -35,7 +35,8 @@
 //! - `wan_udp` (ingress/udp.rs): a response whose set of the solicited
 //!   table may hold its query consumes it;
 //! - `wan_request` (ingress/request.rs): requests to our DNS and NTP
-//!   services, their limits and the DNS slip;
+//!   services, their limits and the DNS slip; it calls `wan_dns_question`
+//!   (proto/dns.rs) to read a DNS query's question, the name level's key;
 //! - `wan_tcp` (ingress/tcp.rs): inbound TCP past the source's SYN bucket,
 //!   connection attempts and the segments that complete or end connections;
 //! - `wan_first_fragment` (fragments.rs): remembers a first fragment's verdict;
@@ -213,12 +214,13 @@ pub extern "C" fn wan_first_fragment(
 /// Inbound UDP that may answer a recorded query: the reflection defence
 /// (ingress/udp.rs) run again, the query consumed. The dispatcher takes
 /// every other UDP verdict itself (a response whose set of the solicited
-/// table holds nothing live is dropped there), requests included: it
-/// calls `wan_request` for them, which a chain of calls from here could
-/// not (the dispatcher, `wan_tunnelled`, this and `wan_request` would
-/// need more than the 512 bytes of stack they share). A request can only
-/// reach this function if the port settings changed since the dispatcher
-/// looked: it passes, as any datagram no rule looks at.
+/// table holds nothing live is dropped there), and calls `wan_request` for
+/// requests: a request reaches this function only if the ports' roles
+/// changed between the dispatcher's look and this one (a settings change
+/// in between), and passes as plain traffic. Calling `wan_request` from
+/// here would stack its frame on this one's and the dispatcher's, past the
+/// 512 bytes the kernel allows a chain of calls (issue 27's question walk
+/// made `wan_request`'s frame 192 bytes).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
@@ -254,8 +256,29 @@ pub extern "C" fn wan_request(ctx: *mut xdp_md, shape: u64, fragment_id: u64, se
     ingress::with_ip(
         ctx,
         Located::from_arguments(shape, fragment_id),
-        |packet, ip, config| ingress::request::verdict(packet, ip, service, config).index(),
+        |packet, ip, config| ingress::request::verdict(ctx, packet, ip, service, config).index(),
     )
+}
+
+/// The first question of a DNS query to our server whose message starts at
+/// `payload` and ends at `end` (proto/dns.rs): the name level's key and
+/// the question's end, packed (`dns::Question::packed`; 0 if there is none
+/// the filter can read). Called by `wan_request`, which would otherwise
+/// have the verifier walk the label loop once per header shape.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_dns_question(ctx: *mut xdp_md, payload: u64, end: u64) -> u64 {
+    let packet = Packet::from_xdp(&XdpContext::new(ctx));
+    let Some(config) = config::get() else {
+        return 0;
+    };
+    let question = proto::dns::question(
+        &packet,
+        payload as usize,
+        end as usize,
+        config.syn_hash_seed,
+    );
+    proto::dns::Question::packed(question)
 }
 
 /// Inbound TCP that some rule looks at (ingress/tcp.rs), at `now` (the
