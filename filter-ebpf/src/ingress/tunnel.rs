@@ -22,17 +22,18 @@
 //!
 //! # How the work is split
 //!
-//! `wan_tunnelled` (main.rs) parses the inner packet and runs the rules the
-//! dispatcher runs inline for a bare one ([`super::rules`]): a function of
-//! its own, or they would be walked again for every outer header shape. It
-//! calls no other function: the stack of a chain of calls is limited to
-//! 512 bytes, and the dispatcher, `wan_udp` and `wan_request` take them
-//! all. It hands back a [`Next`] instead, which the dispatcher follows
-//! ([`verdict`]): a verdict, or which function to call with the inner
-//! packet's [`Located`], as for a bare one. Its fragment id is not handed
-//! back (no room in one number): no rule function reads it, and a first
-//! fragment's verdict is remembered by `wan_tunnelled` itself, called once
-//! more.
+//! The dispatcher makes one call, `wan_tunnelled` (main.rs, [`verdict`]).
+//! It asks `wan_inner_rules` ([`next`]) to parse the inner packet and run
+//! the rules the dispatcher runs inline for a bare one ([`super::rules`]):
+//! a function of its own, or they would be walked again for every outer
+//! header shape. `wan_inner_rules` calls no other function: a chain of
+//! calls shares 512 bytes of stack, and its frame with the dispatcher's and
+//! one of the rule functions' would not fit. It hands back a [`Next`]
+//! instead: a verdict, or which function to call with the inner packet's
+//! [`Located`], which `wan_tunnelled` then calls, as the dispatcher does
+//! for a bare one. The inner fragment id is not handed back (no room in
+//! one number): no rule function reads it, and a first fragment's verdict
+//! is remembered by `wan_inner_rules` itself, asked once more.
 
 use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 use filter_common::{Config, Reason};
@@ -43,14 +44,14 @@ use crate::{
     packet::{Located, Network, Packet},
 };
 
-/// What the dispatcher asks of `wan_tunnelled`: its first look, the rules
+/// What `wan_tunnelled` asks of `wan_inner_rules`: its first look, the rules
 /// past the lists (they had no verdict), or to remember a verdict (in the
 /// low bits) for the fragments of the outer and the inner datagram.
 pub const ASK: u32 = 0;
 pub const PAST_LISTS: u32 = 1 << 8;
 pub const REMEMBER: u32 = 2 << 8;
 
-/// `wan_tunnelled`'s answer: an argument (bits 0-7), what to do next (bits
+/// `wan_inner_rules`' answer: an argument (bits 0-7), what to do next (bits
 /// 8-15) and the inner packet's `Located::shape` (44 bits from 16). A
 /// reason's index alone is the verdict on a packet without one.
 #[derive(Clone, Copy)]
@@ -115,8 +116,8 @@ pub fn verdict(raw: *mut xdp_md, at: Located) -> u32 {
         };
     }
     let inner = next.inner();
-    // Decided before the calls: fewer values live across them, or the
-    // dispatcher's stack grows (512 bytes for a chain of calls).
+    // Decided before the calls: fewer values live across them, or this
+    // frame grows (512 bytes for a chain of calls).
     let remember = inner.is_first_fragment() || at.is_first_fragment();
     let reason = match next.what() {
         VERDICT => next.argument(),
@@ -164,7 +165,7 @@ pub fn next(ctx: *mut xdp_md, at: Located, asked: u32) -> u64 {
         Step::Verdict(reason) => Next::new(shape, VERDICT, reason),
         Step::Udp => Next::new(shape, UDP, 0),
         Step::Request(service) => Next::new(shape, REQUEST, service as u32),
-        // The dispatcher reads the clock again for `wan_tcp` (no room to
+        // `wan_tunnelled` reads the clock again for `wan_tcp` (no room to
         // hand it back): a tick later at most.
         Step::Tcp { source, .. } => Next::new(shape, TCP, source as u32),
     };
