@@ -15,9 +15,11 @@
 use core::mem::size_of;
 
 use aya_ebpf::{
+    Global,
     helpers::bpf_xdp_adjust_tail,
     programs::{TcContext, XdpContext},
 };
+use filter_common::link_layer;
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -409,8 +411,22 @@ pub const PPPOE_LENGTH: usize = 4;
 /// The PPP protocol field before the packet, counted in the PPPoE length.
 pub const PPP_PROTOCOL_LEN: usize = 2;
 
+/// What the frames start with (`filter_common::link_layer`): Ethernet, or
+/// the IP header on a device without one. filter-ctl sets it at load from
+/// the interface's link type; `.rodata` is frozen, so the verifier knows the
+/// value and never walks the other link layer's parse.
+#[unsafe(no_mangle)]
+static LINK_LAYER: Global<u8> = Global::new(link_layer::ETHERNET);
+
+/// Whether the frames start at the IP header (no Ethernet, no PPPoE).
+#[inline(always)]
+pub fn ip_link() -> bool {
+    LINK_LAYER.load() == link_layer::IP
+}
+
 impl Packet {
-    /// Finds the IP header behind Ethernet, up to two VLAN tags and PPPoE.
+    /// Finds the IP header behind Ethernet, up to two VLAN tags and PPPoE,
+    /// or at the start on a device without a link-layer header.
     #[inline(always)]
     pub fn network(&self) -> Network {
         let Some(link) = self.link_layer() else {
@@ -423,11 +439,24 @@ impl Packet {
         }
     }
 
-    /// The link-layer headers, or `None` if they are cut short.
+    /// The link-layer headers, or `None` if they are cut short. On a device
+    /// without them the network header starts the frame, and the tags and
+    /// PPPoE below are never looked for (the ethertype is IP's or 0).
     #[inline(always)]
     fn link_layer(&self) -> Option<LinkLayer> {
-        let mut ethertype = self.be16_at(12)?;
-        let mut offset = ETH_HDR_LEN;
+        let (mut ethertype, mut offset) = if ip_link() {
+            // The IP header itself: its version nibble says which (the
+            // kernel's IP receive drops a packet whose nibble disagrees with
+            // the protocol the device gave it).
+            let ethertype = match self.be16_at(0)? >> 12 {
+                4 => ETH_P_IPV4,
+                6 => ETH_P_IPV6,
+                _ => 0,
+            };
+            (ethertype, 0)
+        } else {
+            (self.be16_at(12)?, ETH_HDR_LEN)
+        };
         for _ in 0..MAX_VLAN_TAGS {
             if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
                 break;

@@ -68,7 +68,8 @@ fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> 
     } else {
         0
     };
-    if query::slips(config.dns_slip, random)
+    if reply::possible()
+        && query::slips(config.dns_slip, random)
         && slip_allowed(config, now)
         && reply::plan(packet, ip, udp, &header, level)
     {
