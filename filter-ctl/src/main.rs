@@ -423,7 +423,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
         } => {
             let iface = Interface::lookup(&target.iface)?;
-            iface.require_ethernet()?;
             // Check the file before touching the interface.
             let file = config.as_deref().map(SettingsFile::read).transpose()?;
             if let Some(file) = &file {
@@ -432,11 +431,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let assignments = file.as_ref().map_or(&[][..], |file| &file.assignments[..]);
             let root = PinRoot::open(pin_root, true)?;
             let report = attach::attach(&root, &iface, mode, assignments)?;
-            if let Some(why) = &report.native_unavailable {
-                eprintln!(
-                    "filter-ctl: native XDP is not available on {} ({why}); using generic (skb) mode, which costs more per packet",
-                    report.iface
-                );
+            if let Some(note) = report.mode_note() {
+                eprintln!("filter-ctl: {note}");
             }
             for carried in &report.carried {
                 match &carried.lost {
@@ -451,10 +447,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             println!(
-                "{} filter on {} in {} mode (XDP program {}, egress program {})",
+                "{} filter on {} in {} mode, {} link layer (XDP program {}, egress program {})",
                 report.outcome.verb(),
                 report.iface,
                 report.mode.name(),
+                report.link.layer.name(),
                 report.xdp_program_id,
                 report.tc_program_id
             );
