@@ -80,6 +80,11 @@ pub const KERNEL_LEG: &[(&str, Tests, &str)] = &[
         "the drop ring buffer",
     ),
     ("tests/tests/edges.rs", Tests::All, "parser edges"),
+    (
+        "tests/tests/ip_link.rs",
+        Tests::All,
+        "the programs loaded for devices without Ethernet",
+    ),
     ("tests/tests/budget.rs", Tests::All, "the verifier budget"),
     (
         "tests/tests/e2e.rs",
