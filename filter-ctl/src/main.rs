@@ -118,10 +118,15 @@ enum Command {
     ///
     /// Attaching where it is already attached replaces the programs atomically
     /// and keeps maps and counters.
+    ///
+    /// The interface is an Ethernet device, or a device without a link-layer
+    /// header (ppp, WireGuard, tun, ipip, ip6tnl, sit), whose packets the
+    /// filter parses from the IP header in generic (skb) mode.
     Attach {
         #[command(flatten)]
         target: Iface,
-        /// XDP mode: auto tries native and falls back to generic (skb).
+        /// XDP mode: auto tries native and falls back to generic (skb);
+        /// devices without an Ethernet header have generic mode only.
         #[arg(long, value_enum, default_value_t)]
         mode: ModeChoice,
         /// A TOML file of settings (the keys of `set`), checked before

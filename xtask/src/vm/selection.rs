@@ -145,6 +145,11 @@ pub const KERNEL_LEG: &[(&str, Tests, &str)] = &[
         Tests::Only(&["a_dns_server_on_the_gateway_is_no_amplifier"]),
         "query limits with the slip end to end",
     ),
+    (
+        "tests/tests/wan_links_e2e.rs",
+        Tests::All,
+        "WAN devices without Ethernet: generic XDP and TC egress on a tun device",
+    ),
 ];
 
 /// The jobs (suite.rs) that run `selection`'s tests of `binaries`: every
