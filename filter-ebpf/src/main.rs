@@ -194,9 +194,13 @@ pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32
             let roles = ingress::udp::Roles::of(udp.src_port, udp.dst_port);
             match ingress::udp::verdict(packet, ip, &udp, roles) {
                 ingress::udp::Verdict::Reason(reason) => reason.index(),
-                ingress::udp::Verdict::Request(service) => {
-                    wan_request(ctx, shape, fragment_id, service as u32)
-                }
+                // The dispatcher enters only for a response: a request here
+                // means the ports' roles changed in between (a `set`), and it
+                // passes as one no rule looks at. Calling wan_request from
+                // here would stack three frames (wan_ingress, wan_udp,
+                // wan_request: 512 bytes on Linux 6.18, the verifier's limit),
+                // which left the dispatcher no byte to grow.
+                ingress::udp::Verdict::Request(_) => ingress::pass(ip).index(),
                 ingress::udp::Verdict::Response(key, class) => {
                     ingress::udp::answered(class, solicited::consume(&key)).index()
                 }
