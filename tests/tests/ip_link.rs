@@ -9,14 +9,12 @@
 //! Real object, crafted packets, BPF_PROG_TEST_RUN (tests::bpf).
 
 use filter_common::Reason;
-use harness::packet::{ExtHeader, Frame, PacketBuilder, addr, dns_message};
-use hickory_proto::{
-    op::{Message, MessageType, OpCode, Query},
-    rr::{Name, RecordType},
-};
+use harness::packet::{ExtHeader, Frame, PacketBuilder, addr, dns_message, payload::dns_query};
 use tests::bpf::{Counts, Filter, Span, TC_ACT_OK, XDP_DROP, XDP_PASS, XDP_TX, zero};
 
 const CLIENT_PORT: u16 = 40000;
+/// The TXT record type.
+const TXT: u16 = 16;
 
 /// The object as loaded for one kind of device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,21 +233,6 @@ fn a_syn_flood_from_one_source_is_cut_to_its_bucket() {
     }
 }
 
-/// A DNS query for `name` TXT, as a resolver sends it.
-fn query_message(id: u16, name: &str) -> Vec<u8> {
-    let mut message = Message::new();
-    message
-        .set_id(id)
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(true)
-        .add_query(Query::query(
-            Name::from_ascii(name).unwrap(),
-            RecordType::TXT,
-        ));
-    message.to_vec().unwrap()
-}
-
 #[test]
 fn a_query_over_its_limit_gets_no_slip_without_ethernet() {
     for variant in Variant::BOTH {
@@ -271,7 +254,7 @@ fn a_query_over_its_limit_gets_no_slip_without_ethernet() {
             let query = variant.bytes(
                 &query
                     .udp(CLIENT_PORT, 53)
-                    .payload(&query_message(0x4242, "example.com."))
+                    .payload(&dns_query(0x4242, "example.com", TXT, 1232))
                     .build(),
             );
             let context = format!("{variant:?}, IPv6 {v6}");
