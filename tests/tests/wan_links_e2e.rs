@@ -25,6 +25,7 @@ use filter_common::Reason;
 use harness::{
     ctl::{
         FilterCtl, Stats,
+        daemon::Daemon,
         report::{LinkLayer, XdpMode},
     },
     kernel,
@@ -240,6 +241,14 @@ fn a_tun_wan_is_filtered_in_skb_mode_from_the_ip_header() {
     assert!(status.attached, "{status:?}");
     let (mode, _) = kernel::xdp_on(gw, WAN_IF).unwrap().expect("XDP on wan0");
     assert_eq!(mode, "skb");
+    let shown = wan
+        .ctl
+        .run(gw, ["status", "--iface", WAN_IF])
+        .expect("status");
+    assert!(
+        shown.contains("XDP skb mode, IP link layer (no Ethernet header)"),
+        "{shown}"
+    );
     wan.ctl
         .run(
             gw,
@@ -336,4 +345,38 @@ fn a_tun_wan_is_filtered_in_skb_mode_from_the_ip_header() {
         "{:?}",
         stats.nonzero()
     );
+}
+
+#[test]
+fn the_daemon_attaches_a_tun_wan_the_same_way() {
+    let wan = tun_wan();
+    let gw = &wan.gw;
+    let mut daemon = Daemon::start(&wan.ctl, gw, WAN_IF, &[]).expect("starting the daemon");
+    let timeout = Duration::from_secs(30);
+    daemon
+        .wait_for_line(
+            &["skb mode: wan0 has no Ethernet header (link type none)"],
+            timeout,
+        )
+        .unwrap();
+    daemon
+        .wait_for_line(
+            &["attached the filter to wan0 in skb mode, ip link layer"],
+            timeout,
+        )
+        .unwrap();
+    let status = &wan.ctl.status(gw, Some(WAN_IF)).expect("status")[0];
+    assert_eq!(
+        (status.xdp_mode, status.link_layer),
+        (Some(XdpMode::Skb), Some(LinkLayer::Ip))
+    );
+    let before = wan.stack();
+    wan.reflection_flood(200, 100);
+    let reached = wan.stack().since(&before);
+    assert_eq!(
+        (reached.packets("spoofed4"), reached.packets("spoofed6")),
+        (0, 0),
+        "the daemon's filter lets spoofed answers through"
+    );
+    daemon.stop().expect("stopping the daemon");
 }
