@@ -83,6 +83,12 @@ pub struct Config {
     /// Truncated answers per second at most, from everywhere together (the
     /// burst is as large); 0: no cap.
     pub dns_slip_rate: u32,
+    // Issue 27, the DNS name level (8 bytes).
+    /// DNS queries per second for one question name and type from one
+    /// prefix, and the burst (see [`query::name_slot`]); a rate of 0
+    /// switches the level off.
+    pub dns_query_name_rate: u32,
+    pub dns_query_name_burst: u32,
     /// Only in the test build that changes the maps' layout (feature
     /// `layout-next`): the upgrade tests attach it over the normal build.
     #[cfg(feature = "layout-next")]
@@ -124,6 +130,8 @@ impl Config {
         dns_slip: query::DEFAULT_DNS_SLIP,
         _query_padding: 0,
         dns_slip_rate: query::DEFAULT_DNS_SLIP_RATE,
+        dns_query_name_rate: query::DEFAULT_DNS_NAME_RATE,
+        dns_query_name_burst: query::DEFAULT_DNS_NAME_BURST,
         #[cfg(feature = "layout-next")]
         layout_next: 0,
     };
@@ -202,11 +210,17 @@ mod tests {
         assert_eq!(align_of::<Config>(), 8);
         assert_eq!(size_of::<query::Limits>(), 24);
         // Through issue 11, issue 13's sample rate, issue 14's live copies,
-        // issue 12's query limits.
+        // issue 12's query limits, issue 27's name level.
         let query_limits = 2 * 24 + 8;
+        let name_level = 8;
         assert_eq!(
             size_of::<Config>(),
-            72 + 8 + 24 + 8 + query_limits + if cfg!(feature = "layout-next") { 8 } else { 0 }
+            72 + 8
+                + 24
+                + 8
+                + query_limits
+                + name_level
+                + if cfg!(feature = "layout-next") { 8 } else { 0 }
         );
     }
 

@@ -137,8 +137,96 @@ pub fn label(first: u8) -> Label {
     }
 }
 
+/// The ASCII letters of eight name bytes (big-endian) made lower case, every
+/// other byte as it is: names are compared without case (RFC 4343), and
+/// resolvers send random case on purpose (0x20 encoding), so a name's
+/// bucket must not depend on it. SWAR: per byte, on the low seven bits,
+/// `+ 0x3f` carries into the top bit from 'A' up, `+ 0x25` from '['
+/// (past 'Z') up; bytes with the top bit set are no letters.
+#[inline(always)]
+pub const fn fold_case(chunk: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const TOP: u64 = 0x8080_8080_8080_8080;
+    let low = chunk & LOW7;
+    let from_a = low + 0x3f3f_3f3f_3f3f_3f3f;
+    let past_z = low + 0x2525_2525_2525_2525;
+    let upper = from_a & !past_z & !chunk & TOP;
+    chunk | upper >> 2
+}
+
+/// Odd constants of [`QuestionHash`].
+const QUESTION_MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+const QUESTION_LEN_MUL: u64 = 0xd6e8_feb8_6659_fd93;
+
+/// The hash of a question's name (wire form, case folded) and type: the
+/// key of the DNS name level of the query limits (with the client's prefix,
+/// [`crate::query::name_slot`]). Fed eight bytes at a time from the start
+/// of the name; the bytes left over (fewer than eight) go in last, as the
+/// big-endian number of those bytes. The length goes in first, so that no
+/// two lengths share a sequence of chunks; the seed (the per-attach secret)
+/// too, so that which names share a slot is unknown outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuestionHash(u64);
+
+impl QuestionHash {
+    /// For a name and type of `len` bytes.
+    #[inline(always)]
+    pub const fn new(len: usize, seed: u64) -> QuestionHash {
+        QuestionHash(seed ^ (len as u64).wrapping_mul(QUESTION_LEN_MUL))
+    }
+
+    /// The next eight bytes, big-endian.
+    #[inline(always)]
+    pub fn push(&mut self, chunk: u64) {
+        let h = (self.0 ^ fold_case(chunk)).wrapping_mul(QUESTION_MUL);
+        self.0 = h ^ h >> 29;
+    }
+
+    /// The last `left` bytes (1 to 7) of `chunk`, eight bytes read so that
+    /// they end where the name and type end.
+    #[inline(always)]
+    pub fn push_last(&mut self, chunk: u64, left: usize) {
+        let mask = (1u64 << ((left & 7) * 8)).wrapping_sub(1);
+        self.push(chunk & mask);
+    }
+
+    /// The key: the hash without its low [`QUESTION_END_BITS`], where the
+    /// program's question function hands on where the question ends.
+    #[inline(always)]
+    pub const fn finish(self) -> u64 {
+        self.0 & !QUESTION_END_MASK
+    }
+}
+
+/// Low bits of a question's key left clear ([`QuestionHash::finish`]): the
+/// program returns the key and the question's end in one number, and every
+/// end (under 800, see the program's proto/dns.rs) fits in them.
+pub const QUESTION_END_BITS: u32 = 10;
+pub const QUESTION_END_MASK: u64 = (1 << QUESTION_END_BITS) - 1;
+
+/// [`QuestionHash`] of a name and type given as bytes (what the program
+/// computes from the packet; the model and the tests call this).
+pub fn question_hash(name_and_type: &[u8], seed: u64) -> u64 {
+    let mut hash = QuestionHash::new(name_and_type.len(), seed);
+    let (chunks, rest) = name_and_type.as_chunks::<8>();
+    for chunk in chunks {
+        hash.push(u64::from_be_bytes(*chunk));
+    }
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[8 - rest.len()..].copy_from_slice(rest);
+        hash.push_last(u64::from_be_bytes(last), rest.len());
+    }
+    hash.finish()
+}
+
+/// Name bytes and the type of the longest question: a name of 255 bytes.
+pub const MAX_NAME_AND_TYPE: usize = 255 + 2;
+
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
 
     fn query(flags: u16, counts: [u16; 4]) -> Header {
@@ -215,5 +303,60 @@ mod tests {
         assert_eq!(label(63), Label::Len(63));
         assert_eq!(label(64), Label::Invalid);
         assert_eq!(label(0xc0), Label::Invalid, "a compression pointer");
+    }
+
+    #[test]
+    fn known_folds() {
+        let fold = |bytes: &[u8; 8]| fold_case(u64::from_be_bytes(*bytes)).to_be_bytes();
+        assert_eq!(&fold(b"\x03WwW\x04Ex."), b"\x03www\x04ex.");
+        assert_eq!(&fold(b"@AZ[`az{"), b"@az[`az{");
+        assert_eq!(
+            &fold(&[0xc1, 0xda, 0x41, 0x5a, 0x80, 0xff, 0, 0x3f]),
+            &[0xc1, 0xda, 0x61, 0x7a, 0x80, 0xff, 0, 0x3f]
+        );
+    }
+
+    #[test]
+    fn the_leftover_bytes_are_the_last_ones_read() {
+        // The program reads the last chunk ending at the type; the bytes
+        // before the leftover ones (already hashed, or the header) never count.
+        let question = b"\x07example\x03com\x00\x00\x01";
+        let mut hash = QuestionHash::new(question.len(), 9);
+        hash.push(u64::from_be_bytes(question[..8].try_into().unwrap()));
+        let last = u64::from_be_bytes(question[question.len() - 8..].try_into().unwrap());
+        hash.push_last(last, question.len() - 8);
+        assert_eq!(hash.finish(), question_hash(question, 9));
+        let mut short = QuestionHash::new(3, 9);
+        short.push_last(u64::from_be_bytes(*b"\xff\xff\xff\xff\xff\x00\x00\x10"), 3);
+        assert_eq!(short.finish(), question_hash(b"\x00\x00\x10", 9));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fold_case_is_ascii_lowercase(bytes in proptest::prelude::any::<[u8; 8]>()) {
+            let folded = fold_case(u64::from_be_bytes(bytes)).to_be_bytes();
+            proptest::prop_assert_eq!(folded, bytes.map(|b| b.to_ascii_lowercase()));
+        }
+
+        /// Case never moves a question; any other change of a byte, the
+        /// length or the seed does (but for a collision of 64-bit hashes).
+        #[test]
+        fn the_hash_ignores_case_only(
+            question in proptest::collection::vec(proptest::prelude::any::<u8>(), 3..=MAX_NAME_AND_TYPE),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            other in proptest::prelude::any::<u8>(),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let upper: std::vec::Vec<u8> = question.iter().map(u8::to_ascii_uppercase).collect();
+            proptest::prop_assert_eq!(question_hash(&question, seed), question_hash(&upper, seed));
+            let i = at.index(question.len());
+            let mut changed = question.clone();
+            changed[i] = other;
+            let same = changed[i].eq_ignore_ascii_case(&question[i]);
+            proptest::prop_assert_eq!(question_hash(&changed, seed) == question_hash(&question, seed), same);
+            let longer: std::vec::Vec<u8> = [&[0u8][..], &question].concat();
+            proptest::prop_assert_ne!(question_hash(&longer, seed), question_hash(&question, seed));
+            proptest::prop_assert_ne!(question_hash(&question, seed ^ 1), question_hash(&question, seed));
+        }
     }
 }

@@ -108,6 +108,23 @@ impl Source {
         self.hashed(prefix, tags, slots, seed)
     }
 
+    /// The slot of the source's `/prefix_len` together with `key` (a hash
+    /// of what else the bucket is for) among `slots` (a power of two).
+    #[inline(always)]
+    pub fn prefix_key_slot(
+        &self,
+        prefix_len: u8,
+        key: u64,
+        tags: Tags,
+        slots: u32,
+        seed: u64,
+    ) -> u32 {
+        let prefix = self.number & prefix::mask(prefix_len, self.width);
+        // The key mixed first, so that a prefix and a key never cancel out
+        // into another pair's value by a plain XOR.
+        self.hashed(prefix ^ hash::keyed_mix(key, !seed), tags, slots, seed)
+    }
+
     #[inline(always)]
     fn hashed(&self, number: u64, tags: Tags, slots: u32, seed: u64) -> u32 {
         let tag = if self.width == 32 { tags.v4 } else { tags.v6 };

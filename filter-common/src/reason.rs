@@ -199,8 +199,8 @@ reasons! {
     /// An outgoing FIN or RST that ended a counted connection.
     EgressConnClosed = 32, "egress_conn_closed", Egress, Pass;
     // Issue 12, the limits on inbound DNS and NTP requests (docs/query-limits.md).
-    /// A DNS request (QR clear) to a DNS service port within its source,
-    /// prefix and global limits.
+    /// A DNS request (QR clear) to a DNS service port within its name,
+    /// source, prefix and global limits.
     PassDnsQuery = 33, "pass_dns_query", Ingress, Pass;
     /// An NTP client request (mode 3) to an NTP service port within its limits.
     PassNtpQuery = 34, "pass_ntp_query", Ingress, Pass;
@@ -219,6 +219,10 @@ reasons! {
     /// A DNS query over a limit that got the slip: a truncated answer
     /// (QR and TC set, the question, no records) sent back with XDP_TX.
     TxDnsTruncated = 41, "tx_dns_truncated", Ingress, Tx;
+    // Issue 27, the DNS name level.
+    /// A DNS request over its prefix's limit for its question's name and
+    /// type (`dns_query_name_rate`), not slipped.
+    DropDnsQueryName = 42, "drop_dns_query_name", Ingress, Drop;
 }
 
 #[cfg(test)]

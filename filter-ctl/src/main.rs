@@ -450,6 +450,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         carried.map, carried.entries
                     ),
                 }
+                if let Some(changed) = &carried.changed {
+                    eprintln!("filter-ctl: {}: {changed}", carried.map);
+                }
             }
             println!(
                 "{} filter on {} in {} mode, {} link layer (XDP program {}, egress program {})",

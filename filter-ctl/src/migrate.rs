@@ -29,6 +29,8 @@ pub struct Carried {
     pub entries: usize,
     /// Why some or all were not, if so.
     pub lost: Option<String>,
+    /// What the new build changed in what it carried, if anything.
+    pub changed: Option<String>,
 }
 
 /// Arrays whose index is a hash slot: copied only at an unchanged size.
@@ -56,6 +58,7 @@ pub fn carry(name: &str, old: &MapData, new: &MapData) -> anyhow::Result<Carried
         map: name.to_owned(),
         entries,
         lost,
+        changed: None,
     };
     if name == map::SLIP_PLAN {
         // Scratch of the packet in flight: a plan carried over would be

@@ -76,13 +76,6 @@ impl<T: Copy> Cell<T> {
         unsafe { self.element.read_volatile() }
     }
 
-    /// [`Cell::set`], kept as a store to the map.
-    #[inline(always)]
-    pub fn set_volatile(self, value: T) {
-        // SAFETY: as for `set`.
-        unsafe { self.element.write_volatile(value) }
-    }
-
     /// The cell of the part of this element `part` points to: only through
     /// [`field!`], which gives the pointer to a field.
     ///

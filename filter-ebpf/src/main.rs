@@ -31,7 +31,8 @@
 //! - `wan_udp` (ingress/udp.rs): a response whose set of the solicited
 //!   table may hold its query consumes it;
 //! - `wan_request` (ingress/request.rs): requests to our DNS and NTP
-//!   services, their limits and the DNS slip;
+//!   services, their limits and the DNS slip; it calls `wan_dns_question`
+//!   (proto/dns.rs) to read a DNS query's question, the name level's key;
 //! - `wan_tcp` (ingress/tcp.rs): inbound TCP past the source's SYN bucket,
 //!   connection attempts and the segments that complete or end connections;
 //! - `wan_first_fragment` (fragments.rs): remembers a first fragment's verdict;
@@ -180,7 +181,13 @@ pub extern "C" fn wan_first_fragment(
 /// Inbound UDP that may answer a recorded query: the reflection defence
 /// (ingress/udp.rs) run again, the query consumed. The dispatcher takes
 /// every other UDP verdict itself (a response whose set of the solicited
-/// table holds nothing live is dropped there).
+/// table holds nothing live is dropped there), and calls `wan_request` for
+/// requests: a request reaches this function only if the ports' roles
+/// changed between the dispatcher's look and this one (a settings change
+/// in between), and passes as plain traffic. Calling `wan_request` from
+/// here would stack its frame on this one's and the dispatcher's, past the
+/// 512 bytes the kernel allows a chain of calls (issue 27's question walk
+/// made `wan_request`'s frame 192 bytes).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
@@ -194,12 +201,6 @@ pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32
             let roles = ingress::udp::Roles::of(udp.src_port, udp.dst_port);
             match ingress::udp::verdict(packet, ip, &udp, roles) {
                 ingress::udp::Verdict::Reason(reason) => reason.index(),
-                // The dispatcher enters only for a response: a request here
-                // means the ports' roles changed in between (a `set`), and it
-                // passes as one no rule looks at. Calling wan_request from
-                // here would stack three frames (wan_ingress, wan_udp,
-                // wan_request: 512 bytes on Linux 6.18, the verifier's limit),
-                // which left the dispatcher no byte to grow.
                 ingress::udp::Verdict::Request(_) => ingress::pass(ip).index(),
                 ingress::udp::Verdict::Response(key, class) => {
                     ingress::udp::answered(class, solicited::consume(&key)).index()
@@ -222,8 +223,29 @@ pub extern "C" fn wan_request(ctx: *mut xdp_md, shape: u64, fragment_id: u64, se
     ingress::with_ip(
         ctx,
         Located::from_arguments(shape, fragment_id),
-        |packet, ip, config| ingress::request::verdict(packet, ip, service, config).index(),
+        |packet, ip, config| ingress::request::verdict(ctx, packet, ip, service, config).index(),
     )
+}
+
+/// The first question of a DNS query to our server whose message starts at
+/// `payload` and ends at `end` (proto/dns.rs): the name level's key and
+/// the question's end, packed (`dns::Question::packed`; 0 if there is none
+/// the filter can read). Called by `wan_request`, which would otherwise
+/// have the verifier walk the label loop once per header shape.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_dns_question(ctx: *mut xdp_md, payload: u64, end: u64) -> u64 {
+    let packet = Packet::from_xdp(&XdpContext::new(ctx));
+    let Some(config) = config::get() else {
+        return 0;
+    };
+    let question = proto::dns::question(
+        &packet,
+        payload as usize,
+        end as usize,
+        config.syn_hash_seed,
+    );
+    proto::dns::Question::packed(question)
 }
 
 /// Inbound TCP that some rule looks at (ingress/tcp.rs), at `now` (the

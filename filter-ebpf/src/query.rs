@@ -1,21 +1,26 @@
-//! The limits on inbound requests to our DNS and NTP services: per source
-//! (IPv4 /32, IPv6 /64), per source prefix and global, each with its own
-//! rate and burst. ingress/request.rs sends requests here. The arithmetic
-//! (the GCRA check, which slots a source takes) is filter_common::{rate,
-//! query}, tested on the host; this module reads and writes the buckets.
-//! Map design and concurrency: see filter_common::rate (hashed slots, no
-//! eviction; shared between CPUs, updated with benign races).
+//! The limits on inbound requests to our DNS and NTP services: for DNS the
+//! name level first (the client prefix's bucket for the question's name and
+//! type), then per source (IPv4 /32, IPv6 /64), per source prefix and
+//! global, each with its own rate and burst. ingress/request.rs sends
+//! requests here. The arithmetic (the GCRA check, which slots a source and
+//! a question take) is filter_common::{rate, query}, tested on the host;
+//! this module reads and writes the buckets. Map design and concurrency:
+//! see filter_common::rate (hashed slots, no eviction; shared between CPUs,
+//! updated with benign races).
 //!
 //! A request passes only if every level that is switched on admits it,
-//! checked from the narrowest level out; the first level that refuses is
-//! the one named. As with the SYN buckets, a level that admits has spent
-//! its token even when a wider level refuses the request.
+//! checked in that order; the first level that refuses is the one named.
+//! As with the SYN buckets, a level that admits has spent its token even
+//! when a later level refuses the request. The name level comes first, so
+//! that a flood of one name, refused there, spends nothing of the
+//! catch-alls its prefix shares with real resolvers.
 
 use aya_ebpf::{bindings::BPF_F_MMAPABLE, macros::map, maps::Array};
 use filter_common::{
     Config,
     query::{
-        Level, QUERY_GLOBAL_SLOTS, QUERY_PREFIX_SLOTS, QUERY_SOURCE_SLOTS, SLIP_CAP_SLOT, Service,
+        Level, NO_QUESTION, QUERY_GLOBAL_SLOTS, QUERY_PREFIX_SLOTS, QUERY_SOURCE_SLOTS,
+        SLIP_CAP_SLOT, Service, name_slot,
     },
     rate::Source,
 };
@@ -38,9 +43,17 @@ static QUERY_PREFIXES: Array<u64> = Array::with_max_entries(QUERY_PREFIX_SLOTS, 
 static QUERY_GLOBAL: Array<u64> = Array::with_max_entries(QUERY_GLOBAL_SLOTS, BPF_F_MMAPABLE);
 
 /// The level that refuses a request from `ip`'s source to `service`, or
-/// `None` if every level admits it.
+/// `None` if every level admits it. `question` is a DNS query's key for
+/// the name level (`None`: no question the filter can read); NTP has no
+/// name level.
 #[inline(always)]
-pub fn over_limit(service: Service, ip: &Ip, config: &Config, now: u64) -> Option<Level> {
+pub fn over_limit(
+    service: Service,
+    ip: &Ip,
+    question: Option<u64>,
+    config: &Config,
+    now: u64,
+) -> Option<Level> {
     let limits = match service {
         Service::Dns => &config.dns_query,
         Service::Ntp => &config.ntp_query,
@@ -50,6 +63,19 @@ pub fn over_limit(service: Service, ip: &Ip, config: &Config, now: u64) -> Optio
         Family::Ipv6 => (Source::ipv6(&ip.src), config.query_prefix_v6),
     };
     let seed = config.syn_hash_seed;
+    let name_rate = config.dns_query_name_rate;
+    if service == Service::Dns
+        && name_rate != 0
+        && !take(
+            &QUERY_SOURCES,
+            name_slot(&source, prefix_len, question.unwrap_or(NO_QUESTION), seed),
+            now,
+            name_rate,
+            config.dns_query_name_burst,
+        )
+    {
+        return Some(Level::Name);
+    }
     if limits.source_rate != 0
         && !take(
             &QUERY_SOURCES,

@@ -4,19 +4,19 @@
 //! filter_common::dns; this module rewrites the frame.
 //!
 //! It runs in a program of its own, `wan_slip`, which `wan_ingress` enters
-//! by a tail call (through SLIP_PROGRAM, filled at load): the walk over the
-//! question's labels and the checksum over the reply are loops the verifier
-//! would otherwise explore once for every path through the rules before
-//! them, past its limit of a million instructions. The verdict only decides:
-//! [`plan`] checks that the query's shape can get a reply and notes where
-//! its headers lie in SLIP_PLAN, a per-CPU scratch value (a program and its
+//! by a tail call (through SLIP_PROGRAM, filled at load): the checksum over
+//! the reply is a loop the verifier would otherwise explore once for every
+//! path through the rules before it. The verdict decides: [`plan`] checks
+//! that the query's shape can get a reply (its question, walked once by
+//! ingress/request.rs for the name level, and what follows it: nothing, or
+//! an OPT record of EDNS version 0 that ends the message) and notes where
+//! its parts lie in SLIP_PLAN, a per-CPU scratch value (a program and its
 //! tail call run to completion on one CPU, so the value is this packet's).
-//! main.rs calls [`send`] when the finish returns XDP_TX (never in
-//! monitor mode, where the query passes untouched). [`answer`] (the tail-called program) walks
-//! the question, rewrites the frame and counts the packet: as
+//! main.rs calls [`send`] when the finish returns XDP_TX (never in monitor
+//! mode, where the query passes untouched). [`answer`] (the tail-called
+//! program) rewrites the frame and counts the packet: as
 //! `tx_dns_truncated`, or as the drop its query had earned when no reply
-//! can be built (a malformed question, an OPT record of another EDNS
-//! version, a refused resize).
+//! can be built (a plan it cannot read, a refused resize).
 //!
 //! The reply keeps the frame's encapsulation (VLAN tags as they are, a
 //! PPPoE session header with its length updated) and swaps the MAC
@@ -55,9 +55,8 @@ use crate::{
     stats,
 };
 
-/// Where the parts of one query lie, for its reply. [`plan`] fills in the
-/// headers; [`answer`] the question's end and the OPT record, then reads
-/// everything back for the rewrite.
+/// Where the parts of one query lie, for its reply: [`plan`] fills it in,
+/// [`answer`] reads it back for the rewrite.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Plan {
@@ -109,10 +108,18 @@ pub fn possible() -> bool {
     !packet::ip_link()
 }
 
-/// Notes where the headers of a DNS query over its limit at `level` lie,
-/// if its shape can get a slip reply (see the module documentation).
+/// Notes where the parts of a DNS query over its limit at `level` lie
+/// (its question ends at `question_end`), if its shape can get a slip
+/// reply (see the module documentation).
 #[inline(always)]
-pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) -> bool {
+pub fn plan(
+    packet: &Packet,
+    ip: &Ip,
+    udp: &Udp,
+    header: &Header,
+    question_end: usize,
+    level: Level,
+) -> bool {
     let Some(additional) = header.slip_shape() else {
         return false;
     };
@@ -132,6 +139,17 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
     if usize::from(udp.length) < UDP_HDR_LEN + HEADER_LEN || udp_end > packet.len() {
         return false;
     }
+    // What follows the question: nothing, or the OPT record that ends it.
+    let opt_ttl = match additional {
+        Additional::Opt => {
+            match dns_fields::opt_ttl(packet, question_end, udp_end).and_then(dns::reply_opt_ttl) {
+                Some(ttl) => ttl as u16,
+                None => return false,
+            }
+        }
+        Additional::Nothing if question_end == udp_end => 0,
+        Additional::Nothing => return false,
+    };
     // This CPU's element, written field by field (a struct copy would call
     // memcpy).
     let Some(slot) = SLIP_PLAN.cell(0) else {
@@ -141,6 +159,8 @@ pub fn plan(packet: &Packet, ip: &Ip, udp: &Udp, header: &Header, level: Level) 
     field!(slot, l3).set(l3 as u16);
     field!(slot, l4).set(ip.l4_offset as u16);
     field!(slot, udp_end).set(udp_end as u16);
+    field!(slot, question_end).set(question_end as u16);
+    field!(slot, opt_ttl).set(opt_ttl);
     field!(slot, pppoe).set(if ip.pppoe { l3 - PPPOE_HDR_LEN } else { 0 } as u16);
     field!(slot, flags).set(header.reply_flags());
     field!(slot, opt).set(u8::from(additional == Additional::Opt));
@@ -158,10 +178,22 @@ pub fn send(ctx: &XdpContext) -> u32 {
     fallback(read_plan().map_or(Level::Source as u8, |plan| plan.level)).index()
 }
 
-/// The drop a query over the limit at `level` earned.
+/// The drop a DNS query over the limit at `level` earned.
+#[inline(always)]
+pub fn dropped(level: Level) -> Reason {
+    match level {
+        Level::Name => Reason::DropDnsQueryName,
+        Level::Source => Reason::DropDnsQuerySource,
+        Level::Prefix => Reason::DropDnsQueryPrefix,
+        Level::Global => Reason::DropDnsQueryGlobal,
+    }
+}
+
+/// [`dropped`], for the level as the plan notes it.
 #[inline(always)]
 fn fallback(level: u8) -> Reason {
     match level {
+        l if l == Level::Name as u8 => Reason::DropDnsQueryName,
         l if l == Level::Prefix as u8 => Reason::DropDnsQueryPrefix,
         l if l == Level::Global as u8 => Reason::DropDnsQueryGlobal,
         _ => Reason::DropDnsQuerySource,
@@ -197,39 +229,12 @@ pub fn answer(ctx: &XdpContext) -> u32 {
         return xdp_action::XDP_DROP;
     };
     let bytes = u64::from(plan.frame_len);
-    if walk_question(ctx, &plan).is_some()
-        && let Some(plan) = read_plan()
-        && rewrite(ctx, &plan).is_some()
-    {
+    if rewrite(ctx, &plan).is_some() {
         stats::count(Reason::TxDnsTruncated.index(), bytes);
         return xdp_action::XDP_TX;
     }
     stats::count(fallback(plan.level).index(), bytes);
     xdp_action::XDP_DROP
-}
-
-/// Finds the end of the question and checks what follows it (nothing, or
-/// an OPT record of EDNS version 0 that ends the datagram); notes both in
-/// the plan.
-#[inline(always)]
-fn walk_question(ctx: &XdpContext, plan: &Plan) -> Option<()> {
-    let packet = Packet::from_xdp(ctx);
-    let (l4, udp_end) = (usize::from(plan.l4), usize::from(plan.udp_end));
-    if l4 > MAX_L4_OFFSET || udp_end > packet.len() {
-        return None;
-    }
-    let question_end = dns_fields::question_end(&packet, l4 + UDP_HDR_LEN + HEADER_LEN, udp_end)?;
-    let opt_ttl = if plan.opt != 0 {
-        dns_fields::opt_ttl(&packet, question_end, udp_end).and_then(dns::reply_opt_ttl)? as u16
-    } else if question_end == udp_end {
-        0
-    } else {
-        return None;
-    };
-    let slot = SLIP_PLAN.cell(0)?;
-    field!(slot, question_end).set_volatile(question_end as u16);
-    field!(slot, opt_ttl).set_volatile(opt_ttl);
-    Some(())
 }
 
 #[inline(always)]

@@ -1,6 +1,7 @@
 //! Verdict tests of the limits on inbound DNS and NTP requests and of the
-//! DNS slip reply (docs/query-limits.md): limits per source, prefix and
-//! global, refill, IPv6 grouping, the slip share, the exact bytes of the
+//! DNS slip reply (docs/query-limits.md): the name level (prefix, name and
+//! type), limits per source, prefix and global, refill, IPv6 grouping, the
+//! slip share, the exact bytes of the
 //! truncated reply (parsed back with hickory-proto, an independent DNS
 //! parser, and its checksums checked with etherparse), encapsulations,
 //! malformed queries, monitor mode and what is never limited.
@@ -29,16 +30,18 @@ const NTP: u16 = 123;
 /// A DNS query for `name` TXT, with RD set; with an OPT record (payload
 /// 4096, DO set, a client-subnet option) if `edns`.
 fn query_message(id: u16, name: &str, edns: bool) -> Vec<u8> {
+    typed_query(id, name, RecordType::TXT, edns)
+}
+
+/// The same for `name` and `rtype`.
+fn typed_query(id: u16, name: &str, rtype: RecordType, edns: bool) -> Vec<u8> {
     let mut message = Message::new();
     message
         .set_id(id)
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(true)
-        .add_query(Query::query(
-            Name::from_ascii(name).unwrap(),
-            RecordType::TXT,
-        ));
+        .add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     if edns {
         let mut opt = Edns::new();
         opt.set_max_payload(4096).set_dnssec_ok(true);
@@ -85,6 +88,7 @@ fn v4(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
 fn dns_only(settings: &[(&str, &str)]) -> Filter {
     let mut filter = Filter::load();
     filter.set(&[
+        ("dns_query_name_rate", "off"),
         ("dns_query_source_rate", "off"),
         ("dns_query_prefix_rate", "off"),
         ("dns_query_global_rate", "off"),
@@ -165,6 +169,225 @@ fn assert_limited(
         dropped.name(),
     );
     (verdicts, span)
+}
+
+/// The name level (issue 27): every address of a /24 (IPv6: /56) asking
+/// one name and type shares one bucket, whatever the name's case; another
+/// name, another type or another prefix has its own, so a /24 of
+/// resolvers asking many names is never limited there.
+#[test]
+fn the_name_level_is_per_prefix_name_and_type() {
+    let filter = dns_only(&[
+        ("dns_query_name_rate", "1/s"),
+        ("dns_query_name_burst", "3"),
+    ]);
+    let message = query_message(3, "big.example.com.", true);
+    let hosts: Vec<Frame> = (1..=6)
+        .map(|host| dns4(v4(203, 0, 113, host), &message).build())
+        .collect();
+    let frames: Vec<&Frame> = hosts.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (3, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryName,
+    );
+    // 0x20 encoding: the same name in mixed case is the same question.
+    let mixed = dns4(
+        v4(203, 0, 113, 77),
+        &query_message(4, "bIG.ExAmPlE.CoM.", false),
+    )
+    .build();
+    let before = filter.counts();
+    assert_eq!(filter.ingress(&mixed.bytes), XDP_DROP);
+    filter.assert_moved(
+        &before,
+        &[(Reason::DropDnsQueryName, 1, len(&mixed))],
+        "the name in mixed case",
+    );
+    // Another type, another /24, and 60 other names from the same /24
+    // (names of 1 to 250 bytes, so that the hash reads every chunk layout):
+    // all pass.
+    let mut others = vec![
+        dns4(
+            v4(203, 0, 113, 1),
+            &typed_query(5, "big.example.com.", RecordType::A, false),
+        )
+        .build(),
+        dns4(v4(198, 51, 100, 1), &message).build(),
+    ];
+    for n in 0..60usize {
+        let label = format!("{n:02}").repeat(1 + n % 30);
+        let name = if n % 2 == 0 {
+            format!("{label}.example.com.")
+        } else {
+            // Up to 250 bytes: labels of at most 63.
+            let long = label.repeat(4);
+            let parts: Vec<&str> = long
+                .as_bytes()
+                .chunks(60)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .take(4)
+                .collect();
+            format!("{}.", parts.join("."))
+        };
+        others.push(dns4(v4(203, 0, 113, 200), &query_message(6, &name, n % 3 == 0)).build());
+    }
+    let before = filter.counts();
+    let bytes: u64 = others.iter().map(len).sum();
+    for frame in &others {
+        assert_eq!(filter.ingress(&frame.bytes), XDP_PASS);
+    }
+    filter.assert_moved(
+        &before,
+        &[(Reason::PassDnsQuery, others.len() as u64, bytes)],
+        "other questions, another /24",
+    );
+    // Names that differ only in their last byte, at lengths that put it
+    // in each place of a chunk: one spends its bucket, the other still
+    // passes.
+    for len in [1usize, 5, 6, 7, 13, 14, 60, 61, 62, 63] {
+        let name = |last: char| {
+            let name = format!("{}{last}.", "x".repeat(len - 1));
+            dns4(v4(203, 0, 113, 9), &query_message(7, &name, false)).build()
+        };
+        let (a, b) = (name('a'), name('b'));
+        let verdicts: Vec<u32> = [&a, &a, &a, &b, &a]
+            .iter()
+            .map(|frame| filter.ingress(&frame.bytes))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP],
+            "a name of {len} bytes"
+        );
+    }
+    // IPv6: the hosts and /64s of one /56 share the name's bucket.
+    let nets: Vec<Frame> = (0..6u16)
+        .map(|net| dns6(Ipv6Addr::new(0x2001, 0xdb8, 3, net, 0, 0, 0, 1), &message).build())
+        .collect();
+    let frames: Vec<&Frame> = nets.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (3, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryName,
+    );
+}
+
+/// A flood of one name that the name level refuses spends nothing of the
+/// catch-alls: the prefix's other queries still find its bucket full.
+/// Queries whose question the filter cannot read share one bucket of their
+/// prefix.
+#[test]
+fn a_flood_refused_by_name_leaves_the_catch_alls_to_others() {
+    let filter = dns_only(&[
+        ("dns_query_name_rate", "1/s"),
+        ("dns_query_name_burst", "1"),
+        ("dns_query_prefix_rate", "1/s"),
+        ("dns_query_prefix_burst", "6"),
+    ]);
+    let flood = dns4(v4(192, 0, 2, 10), &query_message(1, "big.example.", true)).build();
+    assert_limited(
+        &filter,
+        &[&flood; 30],
+        (1, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryName,
+    );
+    // Five more names from the /24: the prefix had 6, the flood took 1.
+    let names: Vec<Frame> = (1..=6)
+        .map(|n| {
+            dns4(
+                v4(192, 0, 2, 20 + n),
+                &query_message(2, &format!("n{n}.example."), false),
+            )
+            .build()
+        })
+        .collect();
+    let frames: Vec<&Frame> = names.iter().collect();
+    assert_limited(
+        &filter,
+        &frames,
+        (5, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryPrefix,
+    );
+
+    // No readable question: a compression pointer, or no question at all.
+    let filter = dns_only(&[
+        ("dns_query_name_rate", "1/s"),
+        ("dns_query_name_burst", "2"),
+    ]);
+    let mut pointer = query_message(1, "a.", false);
+    pointer[12] = 0xc0;
+    let mut none = query_message(1, "a.", false);
+    none[5] = 0;
+    let (pointer, none) = (
+        dns4(v4(192, 0, 2, 1), &pointer).build(),
+        dns4(v4(192, 0, 2, 2), &none).build(),
+    );
+    assert_limited(
+        &filter,
+        &[&pointer, &none, &pointer, &none],
+        (2, 1),
+        Reason::PassDnsQuery,
+        Reason::DropDnsQueryName,
+    );
+}
+
+/// Over the name level, the slip answers as over any level (the question
+/// walked once, in the request rule), and what cannot get a reply is
+/// dropped under the name level's reason; monitor mode counts the same.
+#[test]
+fn the_slip_answers_over_the_name_level() {
+    let mut filter = dns_only(&[
+        ("dns_query_name_rate", "1/s"),
+        ("dns_query_name_burst", "1"),
+    ]);
+    filter.set(&[("dns_slip", "1")]);
+    for edns in [true, false] {
+        let message = query_message(0xbeef, "www.Example.com.", edns);
+        let query = dns4(addr::ATTACKER_V4, &message).build();
+        filter.ingress(&query.bytes);
+        let before = filter.counts();
+        check_slip_reply(&filter, &query, edns);
+        filter.assert_moved(
+            &before,
+            &[(Reason::TxDnsTruncated, 1, len(&query))],
+            "one reply over the name level",
+        );
+        let query = dns6(addr::ATTACKER_V6, &message).build();
+        filter.ingress(&query.bytes);
+        check_slip_reply(&filter, &query, edns);
+    }
+    let mut edns_v1 = query_message(1, "a.", true);
+    edns_v1[12 + 3 + 4 + 6] = 1;
+    let frame = dns4(addr::ATTACKER_V4, &edns_v1).build();
+    filter.ingress(&frame.bytes);
+    let before = filter.counts();
+    assert_eq!(filter.ingress(&frame.bytes), XDP_DROP);
+    filter.assert_moved(
+        &before,
+        &[(Reason::DropDnsQueryName, 1, len(&frame))],
+        "EDNS version 1 over the name level",
+    );
+    // Monitor mode: a query that could get the reply would; one whose
+    // question is malformed would be dropped (the rule walked it).
+    filter.set(&[("monitor", "on")]);
+    let mut pointer = query_message(1, "a.", false);
+    pointer[12] = 0xc0;
+    let pointer = dns4(addr::ATTACKER_V4, &pointer).build();
+    filter.ingress(&pointer.bytes);
+    let before = filter.counts();
+    assert_eq!(filter.ingress(&pointer.bytes), XDP_PASS);
+    filter.assert_would_drop(
+        &before,
+        &[(Reason::DropDnsQueryName, 1, len(&pointer))],
+        "would drop a query with a pointer",
+    );
 }
 
 #[test]
@@ -771,6 +994,8 @@ fn rejected_settings_change_nothing() {
         ("query_prefix_v6", "65"),
         ("dns_query_source_rate", "2000000/s"),
         ("dns_query_source_burst", "0"),
+        ("dns_query_name_rate", "0/s"),
+        ("dns_query_name_burst", "2000000"),
         ("ntp_service_ports", "53"),
     ] {
         assert!(

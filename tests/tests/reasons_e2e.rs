@@ -173,13 +173,14 @@ fn requests(lab: &FilterLab, dns: bool, sources: &[Ipv4Addr]) -> (Stats, u64, Du
     (stats.since(&start), reached - stack_start, elapsed)
 }
 
-/// `n` sources: one address (`Same`), addresses of one /24, or one
-/// address in each of `n` /24s.
+/// `n` sources: one address (`Same`), addresses of one /24 (`Prefix`, or
+/// another /24 for `OtherPrefix`), or one address in each of `n` /24s.
 fn sources(spread: Spread, n: u8) -> Vec<Ipv4Addr> {
     (1..=n)
         .map(|i| match spread {
             Spread::Same => Ipv4Addr::new(192, 0, 2, 10),
             Spread::Prefix => Ipv4Addr::new(198, 51, 100, 128 + i),
+            Spread::OtherPrefix => Ipv4Addr::new(203, 0, 113, 128 + i),
             Spread::Prefixes => Ipv4Addr::new(198, 19, i, 1),
         })
         .collect()
@@ -189,6 +190,7 @@ fn sources(spread: Spread, n: u8) -> Vec<Ipv4Addr> {
 enum Spread {
     Same,
     Prefix,
+    OtherPrefix,
     Prefixes,
 }
 
@@ -196,9 +198,14 @@ enum Spread {
 const SENT: u8 = 10;
 
 /// `service`'s (`dns`, `ntp`) limit at `level` a burst of 3, its other
-/// levels' 1000.
+/// levels' 1000 (DNS has a name level too).
 fn limit(lab: &FilterLab, service: &str, level: &str) {
-    let bursts: Vec<String> = ["source", "prefix", "global"]
+    let levels: &[&str] = if service == "dns" {
+        &["name", "source", "prefix", "global"]
+    } else {
+        &["source", "prefix", "global"]
+    };
+    let bursts: Vec<String> = levels
         .iter()
         .map(|l| {
             let burst = if *l == level { 3 } else { 1000 };
@@ -257,6 +264,7 @@ fn requests_over_each_query_limit_are_dropped_or_answered_truncated() {
     lab.set(&[
         "query_prefix_v4=24",
         "dns_slip=0",
+        "dns_query_name_rate=1/s",
         "dns_query_source_rate=1/s",
         "dns_query_prefix_rate=1/s",
         "dns_query_global_rate=1/s",
@@ -264,6 +272,14 @@ fn requests_over_each_query_limit_are_dropped_or_answered_truncated() {
         "ntp_query_prefix_rate=1/s",
         "ntp_query_global_rate=1/s",
     ]);
+    // One name from addresses of a /24 no other case uses.
+    over_limit(
+        &lab,
+        "dns",
+        "name",
+        Spread::OtherPrefix,
+        Reason::DropDnsQueryName,
+    );
     over_limit(
         &lab,
         "dns",

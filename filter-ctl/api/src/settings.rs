@@ -217,12 +217,28 @@ pub static SETTINGS: &[&dyn Setting] = &[
                from outside are rate-limited (ntp_ports is the other direction)",
     },
     &Row {
+        key: "dns_query_name_rate",
+        kind: Rate { max: MAX_RATE },
+        get: |s| s.config.dns_query_name_rate,
+        set: |s, rate| s.config.dns_query_name_rate = rate,
+        help: "DNS queries per second for one question (name and type, any case) from one \
+               prefix (query_prefix_v4/v6) to dns_service_ports; more are dropped or slipped \
+               (stops a reflection attack however many addresses of a prefix it spoofs)",
+    },
+    &Row {
+        key: "dns_query_name_burst",
+        kind: BURST,
+        get: |s| s.config.dns_query_name_burst,
+        set: |s, burst| s.config.dns_query_name_burst = burst,
+        help: "DNS queries for one question from one prefix at once before its rate applies",
+    },
+    &Row {
         key: "dns_query_source_rate",
         kind: Rate { max: MAX_RATE },
         get: |s| s.config.dns_query.source_rate,
         set: |s, rate| s.config.dns_query.source_rate = rate,
-        help: "DNS queries per second one source (IPv4 /32, IPv6 /64) may send to \
-               dns_service_ports; more are dropped or slipped",
+        help: "DNS queries per second, all names together, one source (IPv4 /32, IPv6 /64) \
+               may send to dns_service_ports; more are dropped or slipped",
     },
     &Row {
         key: "dns_query_source_burst",
@@ -236,7 +252,8 @@ pub static SETTINGS: &[&dyn Setting] = &[
         kind: Rate { max: MAX_RATE },
         get: |s| s.config.dns_query.prefix_rate,
         set: |s, rate| s.config.dns_query.prefix_rate = rate,
-        help: "DNS queries per second all sources of one prefix (query_prefix_v4/v6) may send",
+        help: "DNS queries per second, all names together, all sources of one prefix \
+               (query_prefix_v4/v6) may send",
     },
     &Row {
         key: "dns_query_prefix_burst",
@@ -326,14 +343,16 @@ pub static SETTINGS: &[&dyn Setting] = &[
         kind: PrefixLen(Count { min: 8, max: 32 }),
         get: |s| s.config.query_prefix_v4,
         set: |s, len| s.config.query_prefix_v4 = len,
-        help: "prefix length that groups IPv4 sources for the DNS and NTP prefix limits",
+        help: "prefix length that groups IPv4 sources for the DNS name level and the DNS and \
+               NTP prefix limits",
     },
     &Row {
         key: "query_prefix_v6",
         kind: PrefixLen(Count { min: 16, max: 64 }),
         get: |s| s.config.query_prefix_v6,
         set: |s, len| s.config.query_prefix_v6 = len,
-        help: "prefix length that groups IPv6 sources for the DNS and NTP prefix limits",
+        help: "prefix length that groups IPv6 sources for the DNS name level and the DNS and \
+               NTP prefix limits",
     },
     // Issue 13, drop sampling (docs/daemon.md).
     &Row {
@@ -1015,6 +1034,8 @@ mod tests {
             ("ntp_query_global_rate", "off"),
             ("query_prefix_v4", "/20"),
             ("query_prefix_v6", "48"),
+            ("dns_query_name_rate", "off"),
+            ("dns_query_name_burst", "3"),
         ])
         .unwrap();
         let dns = filter_common::query::Limits {
@@ -1035,6 +1056,8 @@ mod tests {
             dns_slip: 0,
             query_prefix_v4: 20,
             query_prefix_v6: 48,
+            dns_query_name_rate: 0,
+            dns_query_name_burst: 3,
             ..Config::DEFAULT
         };
         assert_eq!(settings.config, expected);
@@ -1042,6 +1065,7 @@ mod tests {
             (("dns_slip", "11"), "0..10"),
             (("dns_slip", "off"), "expected a whole number"),
             (("dns_query_source_burst", "0"), "1..1000000"),
+            (("dns_query_name_burst", "0"), "1..1000000"),
             (("ntp_query_prefix_rate", "fast"), "1..1000000/s|off"),
             (("query_prefix_v6", "65"), "16..64"),
             (("query_prefix_v4", "4"), "8..32"),

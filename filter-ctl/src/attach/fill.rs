@@ -4,7 +4,7 @@
 
 use anyhow::{Context as _, anyhow};
 use aya::{Ebpf, maps::MapData};
-use filter_common::{DEFAULT_SERVICE_PORTS, ServiceClass, WatchedPorts, map};
+use filter_common::{Config, DEFAULT_SERVICE_PORTS, ServiceClass, WatchedPorts, map, query};
 
 use crate::{
     layout::{self, map_data},
@@ -31,7 +31,11 @@ pub(super) fn fill_fresh_maps(
             let new = ebpf
                 .map(name)
                 .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))?;
-            carried.push(migrate::carry(name, &old, map_data(new))?);
+            let mut map = migrate::carry(name, &old, map_data(new))?;
+            if *name == map::CONFIG && old.info()?.value_size() as usize <= NAME_LEVEL_AT {
+                map.changed = raise_pre_name_level_defaults(&mut SettingsMaps::of(ebpf)?)?;
+            }
+            carried.push(map);
             if *name == map::WATCHED_PORTS && recorded.get(*name).copied().unwrap_or(1) < 2 {
                 add_default_services(&mut SettingsMaps::of(ebpf)?)?;
             }
@@ -57,6 +61,42 @@ pub(super) fn fill_fresh_maps(
         log::info!("CONN_LIMITS made anew: the default connection limits are written");
     }
     Ok(carried)
+}
+
+/// Where the DNS name level's settings start in `Config`: a carried
+/// settings value that ends there comes from a build before it.
+const NAME_LEVEL_AT: usize = std::mem::offset_of!(Config, dns_query_name_rate);
+
+/// Raises the carried DNS catch-alls still at their defaults before the name
+/// level (issue 27) to this build's (filter_common::query); says so.
+fn raise_pre_name_level_defaults(
+    maps: &mut SettingsMaps<&mut MapData>,
+) -> anyhow::Result<Option<String>> {
+    let mut config = maps.config.get(&0, 0)?;
+    let old = config.dns_query;
+    if !query::raise_pre_name_level_defaults(&mut config.dns_query) {
+        return Ok(None);
+    }
+    maps.config.set(0, &config, 0)?;
+    let new = config.dns_query;
+    let mut raised = Vec::new();
+    if (old.source_rate, old.source_burst) != (new.source_rate, new.source_burst) {
+        raised.push(format!(
+            "per source {}/s burst {} -> {}/s burst {}",
+            old.source_rate, old.source_burst, new.source_rate, new.source_burst
+        ));
+    }
+    if (old.prefix_rate, old.prefix_burst) != (new.prefix_rate, new.prefix_burst) {
+        raised.push(format!(
+            "per prefix {}/s burst {} -> {}/s burst {}",
+            old.prefix_rate, old.prefix_burst, new.prefix_rate, new.prefix_burst
+        ));
+    }
+    Ok(Some(format!(
+        "the DNS query limits the old build had at their defaults are raised to this build's, \
+         which its name level allows ({}; docs/query-limits.md); values you had set are kept",
+        raised.join(", ")
+    )))
 }
 
 /// Gives both copies of the port roles the default service ports (issue 12)

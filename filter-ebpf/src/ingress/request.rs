@@ -6,22 +6,26 @@
 //! symmetric and broadcast modes) is left to the rest of the rules; NTP
 //! control modes never get here (udp.rs drops them first).
 //!
-//! `wan_udp` hands requests to `wan_request`, a global function of its own:
-//! it reaches them from three places (requests from an unwatched port, and
-//! DNS and NTP queries from a watched one), which the verifier would
+//! The dispatcher hands requests to `wan_request`, a global function of its
+//! own: it reaches them from three places (requests from an unwatched port,
+//! and DNS and NTP queries from a watched one), which the verifier would
 //! otherwise walk this module's rules from, three times.
 //!
 //! A request within its limits (query.rs) passes; over a limit it is
 //! dropped, or for DNS, 1 in `dns_slip`, answered from here with a truncated
 //! reply (reply.rs), so a real resolver that shares a limit with a victim
 //! asks again over TCP; at most `dns_slip_rate` replies per second, the
-//! rest dropped.
+//! rest dropped. A DNS query's question is walked once, by a global
+//! function of its own (`wan_dns_question`, so the verifier walks its label
+//! loop once, not once per header shape): its name and type are the key of
+//! the name level, and where it ends is noted for the slip reply.
 //!
 //! A datagram to a DNS service port too short to be a DNS message (under
 //! 12 bytes) passes, counted as malformed: a server answers nothing to it,
 //! so it can amplify nothing, and the stack would accept it. (An NTP
 //! datagram without a mode is no client request: it passes as plain UDP.)
 
+use aya_ebpf::bindings::xdp_md;
 use filter_common::{
     Config, Reason,
     query::{self, Level, Service},
@@ -39,7 +43,13 @@ use crate::{
 /// The body of `wan_request`: a request to our `service` (udp.rs checked
 /// that it is one: a DNS message, an NTP client request).
 #[inline(always)]
-pub fn verdict(packet: &Packet, ip: &Ip, service: Service, config: &Config) -> Reason {
+pub fn verdict(
+    ctx: *mut xdp_md,
+    packet: &Packet,
+    ip: &Ip,
+    service: Service,
+    config: &Config,
+) -> Reason {
     let Some(udp) = packet.udp(ip.l4_offset) else {
         return Reason::PassMalformed;
     };
@@ -47,19 +57,35 @@ pub fn verdict(packet: &Packet, ip: &Ip, service: Service, config: &Config) -> R
     // a rule needs it).
     let now = crate::config::now_ns();
     match service {
-        Service::Dns => dns_query(packet, ip, &udp, config, now),
+        Service::Dns => dns_query(ctx, packet, ip, &udp, config, now),
         Service::Ntp => ntp_request(ip, config, now),
     }
 }
 
 #[inline(always)]
-fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> Reason {
+fn dns_query(
+    ctx: *mut xdp_md,
+    packet: &Packet,
+    ip: &Ip,
+    udp: &Udp,
+    config: &Config,
+    now: u64,
+) -> Reason {
     let header = match dns::request(packet, udp) {
         dns::Request::Query(header) => header,
         dns::Request::Response => return pass(ip),
         dns::Request::Short => return Reason::PassMalformed,
     };
-    let Some(level) = over_limit(Service::Dns, ip, config, now) else {
+    // The message ends where the UDP length says (the frame may be padded),
+    // and what the frame lacks of it is not there to read.
+    let end = (ip.l4_offset + usize::from(udp.length)).min(packet.len());
+    let question = if header.questions == 0 {
+        None
+    } else {
+        dns::Question::unpacked(crate::wan_dns_question(ctx, udp.payload as u64, end as u64))
+    };
+    let key = question.as_ref().map(|question| question.key);
+    let Some(level) = over_limit(Service::Dns, ip, key, config, now) else {
         return Reason::PassDnsQuery;
     };
     // Only drawn when the share needs it.
@@ -71,23 +97,21 @@ fn dns_query(packet: &Packet, ip: &Ip, udp: &Udp, config: &Config, now: u64) -> 
     if reply::possible()
         && query::slips(config.dns_slip, random)
         && slip_allowed(config, now)
-        && reply::plan(packet, ip, udp, &header, level)
+        && let Some(question) = question
+        && reply::plan(packet, ip, udp, &header, question.end, level)
     {
         return Reason::TxDnsTruncated;
     }
-    match level {
-        Level::Source => Reason::DropDnsQuerySource,
-        Level::Prefix => Reason::DropDnsQueryPrefix,
-        Level::Global => Reason::DropDnsQueryGlobal,
-    }
+    reply::dropped(level)
 }
 
 #[inline(always)]
 fn ntp_request(ip: &Ip, config: &Config, now: u64) -> Reason {
-    match over_limit(Service::Ntp, ip, config, now) {
+    match over_limit(Service::Ntp, ip, None, config, now) {
         None => Reason::PassNtpQuery,
         Some(Level::Source) => Reason::DropNtpQuerySource,
         Some(Level::Prefix) => Reason::DropNtpQueryPrefix,
-        Some(Level::Global) => Reason::DropNtpQueryGlobal,
+        // NTP has no name level.
+        Some(Level::Global | Level::Name) => Reason::DropNtpQueryGlobal,
     }
 }

@@ -1,11 +1,18 @@
 //! What an inbound DNS packet is: a response (matched by transaction id) or
 //! a query that merely comes from port 53 (some resolvers query from 53);
-//! for a request to our DNS server, its header, and where its question and
-//! OPT record lie (for the slip reply; the rules are filter_common::dns).
+//! for a request to our DNS server, its header, its question (the name
+//! level's key, and where it ends for the slip reply) and OPT record (the
+//! rules are filter_common::dns).
 
-use filter_common::dns::{self, HEADER_LEN, Header, Label, MAX_QUESTION_LEN, OPT_LEN, TYPE_OPT};
+use filter_common::dns::{
+    self, HEADER_LEN, Header, Label, MAX_NAME_AND_TYPE, MAX_QUESTION_LEN, OPT_LEN,
+    QUESTION_END_MASK, QuestionHash, TYPE_OPT,
+};
 
-use crate::packet::{Packet, Udp};
+use crate::{
+    kernel,
+    packet::{MAX_L4_OFFSET, Packet, UDP_HDR_LEN, Udp},
+};
 
 pub enum Response {
     /// A response; the token is its transaction id.
@@ -64,7 +71,12 @@ pub fn request(packet: &Packet, udp: &Udp) -> Request {
     if udp.readable < HEADER_LEN {
         return Request::Short;
     }
-    let Some(h) = packet.header::<HEADER_LEN>(udp.payload) else {
+    // Masked where it is read: Linux 6.1 learns nothing from a bounds check
+    // on an offset that may pass 16 bits, and in `wan_request` LLVM reloads
+    // the payload's offset from where it was spilled before the dispatcher's
+    // check (no UDP payload starts past MAX_PAYLOAD, under 0x3ff).
+    let payload = kernel::through_memory(udp.payload) & 0x3ff;
+    let Some(h) = packet.header::<HEADER_LEN>(payload) else {
         return Request::Short;
     };
     let header = Header {
@@ -109,6 +121,96 @@ pub fn question_end(packet: &Packet, start: usize, end: usize) -> Option<usize> 
         }
     }
     None
+}
+
+/// The first question of a query, read once: the name level's key and,
+/// for the slip reply, where it ends.
+pub struct Question {
+    /// The end of the question (after type and class).
+    pub end: usize,
+    /// Its name (case folded) and type hashed with `seed`
+    /// (filter_common::dns::QuestionHash).
+    pub key: u64,
+}
+
+impl Question {
+    /// Key and end in one number, as `wan_dns_question` returns them (the
+    /// key's low bits are clear, the end fits in them); 0 for no question.
+    #[inline(always)]
+    pub fn packed(question: Option<Question>) -> u64 {
+        question.map_or(0, |question| question.key | question.end as u64)
+    }
+
+    #[inline(always)]
+    pub fn unpacked(packed: u64) -> Option<Question> {
+        let end = (packed & QUESTION_END_MASK) as usize;
+        (end != 0).then_some(Question {
+            end,
+            key: packed & !QUESTION_END_MASK,
+        })
+    }
+}
+
+/// Eight-byte chunks of the longest name and type, but the last.
+const MAX_CHUNKS: usize = MAX_NAME_AND_TYPE / 8;
+
+/// The deepest start of a DNS message (the deepest UDP header's end).
+const MAX_PAYLOAD: usize = MAX_L4_OFFSET + UDP_HDR_LEN;
+
+/// The first question of a query whose message starts at `payload` and
+/// ends at `end`, if it is well formed (ordinary labels, within the
+/// datagram). The body of `wan_dns_question`: the caller checked that the
+/// header announces a question.
+#[inline(always)]
+pub fn question(packet: &Packet, payload: usize, end: usize, seed: u64) -> Option<Question> {
+    // The function's arguments are any numbers to the verifier.
+    if payload > MAX_PAYLOAD {
+        return None;
+    }
+    let start = payload + HEADER_LEN;
+    let question_end = question_end(packet, start, end)?;
+    // The verifier walks the label loop once per label count, and each
+    // exit is a path of its own with its own bounds on the end: without
+    // this, it walked the hash and every rule after it once per exit, past
+    // its million instructions. A 16-bit load of the end is all it knows
+    // here (as reply.rs reads its plan back), so the exits meet again. The
+    // mask is wider than any end (the deepest UDP header, 8 + 12 bytes and
+    // a question of 259: under 800).
+    let question_end = usize::from(kernel::through_memory(question_end as u16)) & 0x3ff;
+    if question_end < start + 5 || question_end > end {
+        return None;
+    }
+    // Name and type: the class is not part of the key.
+    let len = question_end - start - 2;
+    if len > MAX_NAME_AND_TYPE {
+        return None;
+    }
+    let mut hash = QuestionHash::new(len, seed);
+    // Nothing the loop leaves behind is read after it (the bytes left come
+    // from `len`), so the verifier's walk of what follows meets again
+    // whichever chunk the loop stopped at, instead of once per chunk count.
+    let full_chunks = len / 8;
+    for chunk in 0..MAX_CHUNKS {
+        if chunk >= full_chunks {
+            break;
+        }
+        hash.push(u64::from_be(packet.read(start + chunk * 8)?));
+    }
+    let left = len % 8;
+    if left != 0 {
+        // The last chunk ends with the type (at start + len - 8, at least
+        // 3 bytes into the 12-byte header); what it holds before the bytes
+        // left (hashed already, or the header's) is masked off. The offset
+        // is masked through memory: LLVM folds the sum into one that
+        // subtracts, which the verifier takes for possibly negative (the
+        // mask is wider than any end, as above).
+        let last = kernel::through_memory(payload + HEADER_LEN - 8 + len) & 0x3ff;
+        hash.push_last(u64::from_be(packet.read(last)?), left);
+    }
+    Some(Question {
+        end: question_end,
+        key: hash.finish(),
+    })
 }
 
 /// The OPT record at `at` that must end the message at `end`: its TTL field

@@ -444,16 +444,11 @@ pub fn classes() -> Vec<Class> {
                 syn(false),
             )
         },
-        // Issue 12, the limits on inbound DNS requests.
+        // Issue 12, the limits on inbound DNS requests (since issue 27 the
+        // question is walked and hashed for the name level first, which
+        // these classes pass: NAME_LEVEL_OPEN).
         Class {
-            settings: &[
-                ("dns_query_source_rate", "1000000"),
-                ("dns_query_source_burst", "1000000"),
-                ("dns_query_prefix_rate", "1000000"),
-                ("dns_query_prefix_burst", "1000000"),
-                ("dns_query_global_rate", "1000000"),
-                ("dns_query_global_burst", "1000000"),
-            ],
+            settings: DNS_LIMITS_OPEN,
             ..plain(
                 "dns_query_under_v4",
                 "DNS query to our server within its limits, IPv4",
@@ -463,6 +458,8 @@ pub fn classes() -> Vec<Class> {
         },
         Class {
             settings: &[
+                NAME_LEVEL_OPEN.0,
+                NAME_LEVEL_OPEN.1,
                 ("dns_query_source_rate", "1"),
                 ("dns_query_source_burst", "1"),
                 ("dns_slip", "0"),
@@ -474,12 +471,40 @@ pub fn classes() -> Vec<Class> {
                 query_to_our_server(),
             )
         },
+        // Issue 27, the name level: a flood of one name refused there (the
+        // question walked and hashed, one bucket read), and a query with a
+        // long name within every limit (the walk and the hash over 200
+        // bytes of name).
+        Class {
+            settings: &[
+                ("dns_query_name_rate", "1"),
+                ("dns_query_name_burst", "1"),
+                ("dns_slip", "0"),
+            ],
+            ..plain(
+                "dns_query_name_over_v4",
+                "DNS query over its name limit (one name from one /24), IPv4",
+                Reason::DropDnsQueryName,
+                query_to_our_server(),
+            )
+        },
+        Class {
+            settings: DNS_LIMITS_OPEN,
+            ..plain(
+                "dns_query_long_name_under_v4",
+                "DNS query for a 200-byte name within its limits, IPv4",
+                Reason::PassDnsQuery,
+                query_for_long_name(),
+            )
+        },
         // The slip reply rewrites the frame, and repeated runs would work on
         // the reply: measured one run at a time like a solicited answer,
         // against a twin over the same limit that gets no reply (IPv4 with
         // options: the reply is built only without), see the module docs.
         Class {
             settings: &[
+                NAME_LEVEL_OPEN.0,
+                NAME_LEVEL_OPEN.1,
                 ("dns_query_source_rate", "1"),
                 ("dns_query_source_burst", "1"),
                 ("dns_slip", "1"),
@@ -543,6 +568,39 @@ fn query_to_our_server_with(ip_options: &[u8]) -> Frame {
         .payload(&query)
         .build()
 }
+
+/// A query for a name of 200 bytes (four labels of 49), within its limits.
+fn query_for_long_name() -> Frame {
+    let mut query = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for &label in b"abcd" {
+        query.push(49);
+        query.extend([label; 49]);
+    }
+    query.extend([0, 0, 1, 0, 1]);
+    PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+        .udp(40000, 53)
+        .payload(&query)
+        .build()
+}
+
+/// The DNS name level wide open: the classes of the catch-alls pass it
+/// (and pay for the walk and the hash).
+const NAME_LEVEL_OPEN: ((&str, &str), (&str, &str)) = (
+    ("dns_query_name_rate", "1000000"),
+    ("dns_query_name_burst", "1000000"),
+);
+
+/// Every DNS level wide open: a query within its limits.
+const DNS_LIMITS_OPEN: &[(&str, &str)] = &[
+    NAME_LEVEL_OPEN.0,
+    NAME_LEVEL_OPEN.1,
+    ("dns_query_source_rate", "1000000"),
+    ("dns_query_source_burst", "1000000"),
+    ("dns_query_prefix_rate", "1000000"),
+    ("dns_query_prefix_burst", "1000000"),
+    ("dns_query_global_rate", "1000000"),
+    ("dns_query_global_burst", "1000000"),
+];
 
 /// Drop sampling off.
 const SAMPLING_OFF: &[(&str, &str)] = &[("sample_rate", "off")];

@@ -1,11 +1,17 @@
 //! The limits on inbound requests to our DNS and NTP servers
 //! (docs/query-limits.md): a DNS query (QR clear, any opcode) or an NTP
-//! client request (mode 3) to one of the service ports is limited per source
-//! (IPv4 /32, IPv6 /64), per source prefix (`query_prefix_v4`/`_v6`) and
-//! for all sources together, each level a GCRA bucket (rate.rs) with its own
-//! rate and burst, `off` switching a level off. Checked from the narrowest
-//! out; the first level that refuses names the drop, and a level that
-//! admitted keeps its spent token. DNS and NTP never share a bucket.
+//! client request (mode 3) to one of the service ports. A DNS query meets
+//! the name level first: one bucket per source prefix (`query_prefix_v4`/
+//! `_v6`), question name (without case) and type (`dns_query_name_rate`);
+//! a query whose first question cannot be read (none announced, a
+//! compression pointer, a reserved label type, a name over 255 bytes, cut
+//! short) has the key "no question", shared by all such queries of the
+//! prefix. Then both services are limited per source (IPv4 /32, IPv6 /64),
+//! per source prefix and for all sources together. Each level is a GCRA
+//! bucket (rate.rs) with its own rate and burst, `off` switching a level
+//! off. Checked in that order; the first level that refuses names the
+//! drop, and a level that admitted keeps its spent token. DNS and NTP never
+//! share a bucket.
 //!
 //! The slip: 1 in `dns_slip` DNS queries over a limit (drawn at random in
 //! the filter: the model is asked with both outcomes, [`crate::Chance`])
@@ -16,27 +22,31 @@
 //! level's reason. Then the reply must be buildable: a whole datagram
 //! without IPv4 options or IPv6 extension headers, all of it in the frame,
 //! whose message fits (proto/dns.rs); otherwise dropped, its cap token
-//! spent (the docs' "asked only when a query would slip" read as "chosen":
-//! the filter walks the question only after, see docs/verification.md).
+//! spent (the docs' "asked only when a query would slip" read as "chosen").
 //! (The reply also needs the link headers within 64 bytes; the parser walks
-//! at most 30.) Monitor mode sends nothing and does not walk the question:
-//! a query whose header and frame fit is counted as `would_tx` whatever its
-//! question holds.
+//! at most 30.) Monitor mode sends nothing: a query that would get the
+//! reply is counted as `would_tx`, one that would not as a drop.
 //!
-//! The filter keeps the per-source and per-prefix buckets in hashed slots
-//! without keys, as the SYN buckets: sources hashed onto one slot share a
-//! bucket. The model finds them by the same documented slot hash
-//! (`filter_common::query::Service`, host-tested there), with the seed the
-//! runner reads from the loaded filter.
+//! The filter keeps the buckets in hashed slots without keys, as the SYN
+//! buckets: sources (and questions) hashed onto one slot share a bucket.
+//! The model finds them by the same documented slot hash
+//! (`filter_common::query`, `filter_common::dns::question_hash`, host-tested
+//! there), with the seed the runner reads from the loaded filter. The name
+//! level's slots are in the per-source slots' map.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use filter_common::{Reason, query::Service, rate::Source};
+use filter_common::{
+    Reason,
+    dns::question_hash,
+    query::{NO_QUESTION, Service, name_slot},
+    rate::Source,
+};
 
 use crate::{
     Chance, Judgement,
     parse::{Addr, Family, Fragment, Ip, Udp},
-    proto::dns::Fit,
+    proto::dns::{self, Fit},
     rate::take,
     settings::{QuerySettings, Settings},
 };
@@ -53,24 +63,36 @@ pub struct Queries {
 /// The level that refused a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
+    Name,
     Source,
     Prefix,
     Global,
 }
 
 impl Queries {
-    /// Takes a token at every level of `service` that is on, from the
-    /// narrowest out: the level that refuses the request, if one does.
+    /// Takes a token at every level of `service` that is on, in order:
+    /// the level that refuses the request, if one does. `question` is a DNS
+    /// query's name level key (`None` for NTP, which has no name level).
     pub fn over_limit(
         &mut self,
         service: Service,
         ip: &Ip<'_>,
+        question: Option<u64>,
         settings: &QuerySettings,
         seed: u64,
         now: u64,
     ) -> Option<Limit> {
         let limits = settings.limits(service);
         let (source, prefix_len) = source(ip.family, &ip.src, settings);
+        if let Some(question) = question
+            && let Some(rate) = settings.dns_name.rate
+        {
+            let slot = name_slot(&source, prefix_len, question, seed);
+            let bucket = self.sources.entry(slot).or_default();
+            if !take(bucket, now, rate, settings.dns_name.burst) {
+                return Some(Limit::Name);
+            }
+        }
         let levels = [
             (
                 Limit::Source,
@@ -143,10 +165,16 @@ pub fn dns_query(
     seed: u64,
     now: u64,
 ) -> Judgement {
-    let Some(limit) = queries.over_limit(Service::Dns, ip, &settings.query, seed, now) else {
+    let question = dns::question(udp.datagram).map_or(NO_QUESTION, |name_and_type| {
+        question_hash(name_and_type, seed)
+    });
+    let Some(limit) =
+        queries.over_limit(Service::Dns, ip, Some(question), &settings.query, seed, now)
+    else {
         return Judgement::Pass(Reason::PassDnsQuery);
     };
     let drop = match limit {
+        Limit::Name => Reason::DropDnsQueryName,
         Limit::Source => Reason::DropDnsQuerySource,
         Limit::Prefix => Reason::DropDnsQueryPrefix,
         Limit::Global => Reason::DropDnsQueryGlobal,
@@ -156,12 +184,7 @@ pub fn dns_query(
         return Judgement::Drop(drop);
     }
     let frame_fits = ip.fragment == Fragment::Whole && ip.bare() && udp.complete;
-    let answered = match fit {
-        Fit::No => false,
-        Fit::Header => settings.monitor,
-        Fit::Message => true,
-    };
-    if frame_fits && answered {
+    if frame_fits && fit == Fit::Message {
         Judgement::Tx(Reason::TxDnsTruncated)
     } else {
         Judgement::Drop(drop)
@@ -176,10 +199,10 @@ pub fn ntp_request(
     seed: u64,
     now: u64,
 ) -> Judgement {
-    match queries.over_limit(Service::Ntp, ip, settings, seed, now) {
+    match queries.over_limit(Service::Ntp, ip, None, settings, seed, now) {
         None => Judgement::Pass(Reason::PassNtpQuery),
         Some(Limit::Source) => Judgement::Drop(Reason::DropNtpQuerySource),
         Some(Limit::Prefix) => Judgement::Drop(Reason::DropNtpQueryPrefix),
-        Some(Limit::Global) => Judgement::Drop(Reason::DropNtpQueryGlobal),
+        Some(Limit::Global | Limit::Name) => Judgement::Drop(Reason::DropNtpQueryGlobal),
     }
 }

@@ -235,6 +235,8 @@ fn apply(mut settings: Settings, assignments: &str) -> Result<Settings, String> 
             "conn_idle_timeout" => tcp.conn_idle_timeout_ms = parse_ms(value)?,
             "dns_service_ports" => query.dns_service_ports = ports(value)?,
             "ntp_service_ports" => query.ntp_service_ports = ports(value)?,
+            "dns_query_name_rate" => query.dns_name.rate = rate(value)?,
+            "dns_query_name_burst" => query.dns_name.burst = number(value)?,
             "dns_query_source_rate" => query.dns.source.rate = rate(value)?,
             "dns_query_source_burst" => query.dns.source.burst = number(value)?,
             "dns_query_prefix_rate" => query.dns.prefix.rate = rate(value)?,

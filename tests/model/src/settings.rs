@@ -75,6 +75,8 @@ pub struct QuerySettings {
     pub dns_service_ports: BTreeSet<u16>,
     pub ntp_service_ports: BTreeSet<u16>,
     pub dns: QueryLimits,
+    /// The DNS name level: one bucket per prefix, question name and type.
+    pub dns_name: Level,
     pub ntp: QueryLimits,
     pub prefix_v4: u8,
     pub prefix_v6: u8,
@@ -164,10 +166,11 @@ impl Default for Settings {
                 dns_service_ports: BTreeSet::from([53]),
                 ntp_service_ports: BTreeSet::from([123]),
                 dns: QueryLimits {
-                    source: level(10, 20),
-                    prefix: level(20, 40),
+                    source: level(50, 100),
+                    prefix: level(100, 200),
                     global: level(200, 400),
                 },
+                dns_name: level(10, 20),
                 ntp: QueryLimits {
                     source: level(1, 8),
                     prefix: level(8, 32),
@@ -295,6 +298,8 @@ impl Settings {
             ),
             ("dns_service_ports", ports(&query.dns_service_ports)),
             ("ntp_service_ports", ports(&query.ntp_service_ports)),
+            ("dns_query_name_rate", rate(&query.dns_name)),
+            ("dns_query_name_burst", query.dns_name.burst.to_string()),
             ("dns_query_source_rate", rate(&query.dns.source)),
             ("dns_query_source_burst", query.dns.source.burst.to_string()),
             ("dns_query_prefix_rate", rate(&query.dns.prefix)),

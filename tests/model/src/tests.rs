@@ -229,6 +229,7 @@ fn dns_query(flaw: crate::generate::app::Flaw, edns: bool) -> Vec<u8> {
         id: 7,
         flags: 0x0100,
         labels: vec![1],
+        upper: 0,
         qtype: 16,
         edns: edns.then_some(Edns {
             version: 0,
@@ -244,6 +245,7 @@ fn dns_query(flaw: crate::generate::app::Flaw, edns: bool) -> Vec<u8> {
 /// slip `slip`, no cap on slips.
 fn query_model(rate: u32, burst: u32, slip: u8) -> Model {
     let mut settings = Settings::default();
+    settings.query.dns_name.rate = None;
     let dns = &mut settings.query.dns;
     dns.source = crate::settings::Level {
         rate: Some(rate),
@@ -317,7 +319,8 @@ fn dns_queries_get_their_burst_then_are_dropped_or_slipped() {
     assert_eq!(model.ingress(&short, NOW).reason, Reason::PassMalformed);
     let response = to_dns(addr::ATTACKER_V4, &dns_query(Flaw::Response, false));
     assert_eq!(model.ingress(&response, NOW).reason, Reason::PassIpv4);
-    // Monitor mode does not walk the question: would send the reply.
+    // Monitor mode walks the question too: no reply for a pointer, a
+    // reply for a well-formed query.
     let mut settings = model.settings().clone();
     settings.monitor = true;
     model.set(settings);
@@ -325,8 +328,96 @@ fn dns_queries_get_their_burst_then_are_dropped_or_slipped() {
     let verdict = model.ingress(&pointer, NOW);
     assert_eq!(
         (verdict.reason, verdict.action, verdict.would),
+        (Reason::DropDnsQuerySource, Action::Pass, true)
+    );
+    let verdict = model.ingress(&query, NOW);
+    assert_eq!(
+        (verdict.reason, verdict.action, verdict.would),
         (Reason::TxDnsTruncated, Action::Pass, true)
     );
+}
+
+/// The name level (issue 27): one bucket per /24, name (any case) and
+/// type. Every address of a /24 asking one name shares it; other names,
+/// other types and other /24s have their own; the catch-alls (per source,
+/// per prefix) are not spent by a query the name level refuses.
+#[test]
+fn the_name_level_is_per_prefix_name_and_type() {
+    use crate::generate::app::{DnsQuery, Flaw};
+    let question = |labels: Vec<u8>, qtype: u16, upper: bool| {
+        DnsQuery {
+            id: 9,
+            flags: 0x0100,
+            labels,
+            upper: if upper { 0xff } else { 0 },
+            qtype,
+            edns: None,
+            flaw: Flaw::None,
+        }
+        .bytes()
+    };
+    let mut settings = Settings::default();
+    settings.query.dns_name = crate::settings::Level {
+        rate: Some(1),
+        burst: 3,
+    };
+    settings.query.dns_slip = 0;
+    let mut model = Model::new(settings, 0x1234);
+    let txt = question(vec![3, 7], 16, false);
+    let from = |host: u8| Ipv4Addr::new(198, 51, 100, host);
+    // Three hosts of one /24, one name: the burst of 3, then refused.
+    let reasons: Vec<Reason> = (1..=5)
+        .map(|host| model.ingress(&to_dns(from(host), &txt), NOW).reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            [Reason::PassDnsQuery; 3].as_slice(),
+            &[Reason::DropDnsQueryName; 2]
+        ]
+        .concat()
+    );
+    // The same name in upper case: the same bucket.
+    let upper = question(vec![3, 7], 16, true);
+    assert_eq!(
+        model.ingress(&to_dns(from(9), &upper), NOW).reason,
+        Reason::DropDnsQueryName
+    );
+    // Another type, another name, another /24: buckets of their own.
+    for (src, message) in [
+        (from(1), question(vec![3, 7], 1, false)),
+        (from(1), question(vec![4, 7], 16, false)),
+        (Ipv4Addr::new(198, 51, 101, 1), txt.clone()),
+    ] {
+        assert_eq!(
+            model.ingress(&to_dns(src, &message), NOW).reason,
+            Reason::PassDnsQuery
+        );
+    }
+    // Queries without a readable question share one bucket of the prefix.
+    let pointer = dns_query(Flaw::Pointer, false);
+    let none = dns_query(Flaw::Counts(0, 0, 0, 0), false);
+    let reasons: Vec<Reason> = [&pointer, &none, &pointer, &none]
+        .iter()
+        .map(|message| model.ingress(&to_dns(from(2), message), NOW).reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            [Reason::PassDnsQuery; 3].as_slice(),
+            &[Reason::DropDnsQueryName]
+        ]
+        .concat()
+    );
+    // 30 different names from one host: the name level never refuses, the
+    // source catch-all (burst 100 by default) neither.
+    let reasons: Vec<Reason> = (1..=30u8)
+        .map(|n| {
+            let message = question(vec![n, 3], 1, false);
+            model.ingress(&to_dns(from(3), &message), NOW).reason
+        })
+        .collect();
+    assert_eq!(reasons, [Reason::PassDnsQuery; 30]);
 }
 
 #[test]

@@ -29,11 +29,12 @@ pub fn run(ctx: &Ctx, setup: &Setup) -> anyhow::Result<Outcome> {
     };
 
     let attack = format!(
-        "{} victims' addresses spoofed, {} {what}/s each for {} s, while 8 real {} and the gateway's \
-         own lookups go on",
-        plan.family.victims().len(),
+        "{} victims' addresses spoofed, {} {what}/s each for {} s, while {} real {} and the \
+         gateway's own lookups go on",
+        plan.victims().len(),
         plan.victim_pps,
         plan.duration.as_secs(),
+        plan.resolvers().len(),
         clients(setup.service)
     );
     let (without, with, stage) = without_and_with(

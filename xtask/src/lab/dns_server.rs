@@ -26,13 +26,15 @@ fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
             // too; a real NIC sends it itself. In skb mode it leaves through
             // wan0's queue.
             defence: Defence {
-                note: "The filter's defaults hold DNS queries to the gateway to a rate per source, per /24 and in all, \
-                        and answer 1 in 2 over the limit with a truncated reply (\"slip\") so that real resolvers \
+                note: "The filter's defaults hold DNS queries to the gateway to a rate per question (name and type) \
+                        from one /24, and all names together per source, per /24 and in all, and answer 1 in 2 over the limit with a truncated reply (\"slip\") so that real resolvers \
                         retry over TCP. (Generic XDP mode: on a veth, the reply sent back with XDP_TX leaves only that way.)",
                 mode: Some("skb"),
                 set: &[],
                 settings: &[
                     "dns_service_ports",
+                    "dns_query_name_rate",
+                    "dns_query_name_burst",
                     "dns_query_source_rate",
                     "dns_query_source_burst",
                     "dns_query_prefix_rate",
@@ -46,6 +48,10 @@ fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
                 (
                     "pass_dns_query",
                     "queries within the limits: answered (the real resolvers' among them)",
+                ),
+                (
+                    "drop_dns_query_name",
+                    "queries for the attack's name from the victims' /24 over its limit",
                 ),
                 (
                     "drop_dns_query_source",

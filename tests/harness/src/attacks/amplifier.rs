@@ -1,9 +1,12 @@
 //! A server on the gateway used as an amplifier: an authoritative DNS server
 //! (dnsmasq on `wan0`'s address, serving a 3 KB TXT record) or an NTP server
-//! (chronyd), sent spoofed requests "from" three victims at a planned rate
-//! while eight real resolvers or NTP clients with their own addresses (in
-//! the internet namespace, four of them in a prefix of two victims) use it
-//! and the gateway keeps resolving names upstream.
+//! (chronyd), sent spoofed requests "from" victims at a planned rate (three
+//! addresses, or every address of one prefix, [`Victims`]) while real
+//! resolvers or NTP clients with their own addresses (in the internet
+//! namespace, some in the victims' prefix) use it and the gateway keeps
+//! resolving names upstream. The DNS resolvers are a farm: ten, eight of
+//! them in one /24 (/56) of their own, each asking a name of its own per
+//! lookup, as caching resolvers do (a cache asks a name once per TTL).
 //!
 //! Counted independently of the filter ([`Run`]): the bytes sent to the
 //! victims on the wire (nftables at the WAN link's far end, so that the
@@ -44,15 +47,13 @@ use crate::{
     },
 };
 
-/// The spoofed victims, in one /24 with four of the resolvers: what passes
-/// their own limits (10/s each by default) is more than the /24's (20/s),
-/// so the resolvers there are limited too, and get truncated answers.
+/// The spoofed victims, in one /24 with some of the resolvers.
 pub const VICTIMS4: [Ipv4Addr; 3] = [
     Ipv4Addr::new(192, 0, 2, 66),
     Ipv4Addr::new(192, 0, 2, 77),
     Ipv4Addr::new(192, 0, 2, 88),
 ];
-/// The real resolvers, on the internet namespace's loopback: four in the
+/// The real NTP clients, on the internet namespace's loopback: four in the
 /// victims' 192.0.2.0/24, four in a /24 of their own.
 pub const RESOLVERS4: [Ipv4Addr; 8] = [
     Ipv4Addr::new(192, 0, 2, 11),
@@ -64,10 +65,25 @@ pub const RESOLVERS4: [Ipv4Addr; 8] = [
     Ipv4Addr::new(198, 51, 100, 23),
     Ipv4Addr::new(198, 51, 100, 24),
 ];
-/// The same over IPv6, where a /64 is one source: victims and resolvers
+/// The real DNS resolvers (issue 27): two in the victims' /24, and a dense
+/// farm of eight in a /24 of their own (198.51.100.30-37: the WAN link's
+/// 203.0.113.0/24 holds the attacking WAN hosts, from .10).
+pub const DNS_RESOLVERS4: [Ipv4Addr; 10] = [
+    Ipv4Addr::new(192, 0, 2, 11),
+    Ipv4Addr::new(192, 0, 2, 12),
+    Ipv4Addr::new(198, 51, 100, 30),
+    Ipv4Addr::new(198, 51, 100, 31),
+    Ipv4Addr::new(198, 51, 100, 32),
+    Ipv4Addr::new(198, 51, 100, 33),
+    Ipv4Addr::new(198, 51, 100, 34),
+    Ipv4Addr::new(198, 51, 100, 35),
+    Ipv4Addr::new(198, 51, 100, 36),
+    Ipv4Addr::new(198, 51, 100, 37),
+];
+/// The same over IPv6, where a /64 is one source: victims and clients
 /// each in a /64 of their own, the victims in 2001:db8:bad::/56 (the
-/// default prefix of the prefix limits) with four resolvers, four more
-/// resolvers in a /56 of their own.
+/// default prefix of the prefix limits) with four clients, four more
+/// in a /56 of their own.
 pub const VICTIMS6: [Ipv6Addr; 3] = [
     Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 1, 0, 0, 0, 0x66),
     Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 2, 0, 0, 0, 0x77),
@@ -82,6 +98,19 @@ pub const RESOLVERS6: [Ipv6Addr; 8] = [
     Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 2, 0, 0, 0, 0x22),
     Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 3, 0, 0, 0, 0x23),
     Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 4, 0, 0, 0, 0x24),
+];
+/// Two DNS resolvers in the victims' /56, eight in 2001:db8:cafe::/56.
+pub const DNS_RESOLVERS6: [Ipv6Addr; 10] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0x11, 0, 0, 0, 0x11),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0x12, 0, 0, 0, 0x12),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 1, 0, 0, 0, 0x21),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 2, 0, 0, 0, 0x22),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 3, 0, 0, 0, 0x23),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 4, 0, 0, 0, 0x24),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 5, 0, 0, 0, 0x25),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 6, 0, 0, 0, 0x26),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 7, 0, 0, 0, 0x27),
+    Ipv6Addr::new(0x2001, 0xdb8, 0xcafe, 8, 0, 0, 0, 0x28),
 ];
 
 /// Resolvers whose prefix (/24, /56) no victim shares: never limited.
@@ -107,11 +136,32 @@ impl Family {
         }
     }
 
-    pub fn resolvers(self) -> Vec<IpAddr> {
-        match self {
-            Family::V4 => RESOLVERS4.map(IpAddr::V4).to_vec(),
-            Family::V6 => RESOLVERS6.map(IpAddr::V6).to_vec(),
+    /// The real clients of `service`.
+    pub fn resolvers(self, service: Service) -> Vec<IpAddr> {
+        match (self, service) {
+            (Family::V4, Service::Dns) => DNS_RESOLVERS4.map(IpAddr::V4).to_vec(),
+            (Family::V6, Service::Dns) => DNS_RESOLVERS6.map(IpAddr::V6).to_vec(),
+            (Family::V4, Service::Ntp) => RESOLVERS4.map(IpAddr::V4).to_vec(),
+            (Family::V6, Service::Ntp) => RESOLVERS6.map(IpAddr::V6).to_vec(),
         }
+    }
+
+    /// Every address of the victims' /24 (IPv6: one in each /64 of their
+    /// /56) but the clients' of `service`.
+    fn whole_prefix(self, service: Service) -> Vec<IpAddr> {
+        let clients = self.resolvers(service);
+        (1..=254u16)
+            .map(|n| match self {
+                Family::V4 => IpAddr::V4(Ipv4Addr::new(192, 0, 2, n as u8)),
+                Family::V6 => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xbad, n, 0, 0, 0, 0x66)),
+            })
+            .filter(|victim| {
+                !clients.iter().any(|client| match (client, victim) {
+                    (IpAddr::V6(c), IpAddr::V6(v)) => c.segments()[..4] == v.segments()[..4],
+                    (c, v) => c == v,
+                })
+            })
+            .collect()
     }
 
     /// The gateway's public address, where its servers listen.
@@ -137,12 +187,25 @@ impl Family {
     }
 }
 
+/// Whose addresses an attack spoofs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Victims {
+    /// Three victims in one prefix ([`VICTIMS4`], [`VICTIMS6`]).
+    Three,
+    /// Every address of the victims' /24 (IPv6: a host in every /64 of
+    /// their /56), the real clients' excepted, in turn: each far below
+    /// its own limit, together one prefix.
+    WholePrefix,
+}
+
 /// What to attack, how hard and how long.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
     pub service: Service,
     pub family: Family,
-    /// Spoofed requests per second per victim.
+    pub victims: Victims,
+    /// Spoofed requests per second per victim of [`Victims::Three`] (the
+    /// same in all for [`Victims::WholePrefix`]).
     pub victim_pps: u32,
     pub duration: Duration,
     /// Pause between a resolver's lookups.
@@ -155,21 +218,44 @@ pub struct Plan {
 
 impl Plan {
     /// The end-to-end tests' plan: 200 requests per second per victim for
-    /// 10 s, about 3 lookups per second per resolver, 30 tries.
+    /// 10 s, three victims; about 4 lookups per second per DNS resolver
+    /// (the farm of issue 27), 3 per NTP client; 30 tries.
     pub fn new(service: Service, family: Family) -> Self {
         Self {
             service,
             family,
+            victims: Victims::Three,
             victim_pps: 200,
             duration: Duration::from_secs(10),
-            resolver_pause: Duration::from_millis(300),
+            resolver_pause: match service {
+                Service::Dns => Duration::from_millis(200),
+                Service::Ntp => Duration::from_millis(300),
+            },
             max_tries: 30,
         }
     }
 
+    /// The addresses the attack spoofs.
+    pub fn victims(&self) -> Vec<IpAddr> {
+        match self.victims {
+            Victims::Three => self.family.victims(),
+            Victims::WholePrefix => self.family.whole_prefix(self.service),
+        }
+    }
+
+    /// The real clients.
+    pub fn resolvers(&self) -> Vec<IpAddr> {
+        self.family.resolvers(self.service)
+    }
+
+    /// Spoofed requests per second, all victims together.
+    pub fn pps(&self) -> u32 {
+        self.victim_pps * VICTIMS4.len() as u32
+    }
+
     /// Spoofed requests the plan sends in all.
     pub fn planned(&self) -> u64 {
-        u64::from(self.victim_pps) * VICTIMS4.len() as u64 * self.duration.as_secs()
+        u64::from(self.pps()) * self.duration.as_secs()
     }
 }
 
@@ -266,11 +352,11 @@ impl Amplifier {
     /// upstream) and the server under attack on the gateway's address.
     pub fn prepare(topo: &Topology, plan: Plan) -> anyhow::Result<Self> {
         let family = plan.family;
-        for resolver in family.resolvers() {
+        for resolver in plan.resolvers() {
             topo.internet
                 .add_addr("lo", &format!("{resolver}/{}", family.host_len()))?;
         }
-        let victims = family.victims();
+        let victims = plan.victims();
         measure::count_to_victims(topo, &victims)?;
         let victim_set = victims
             .iter()
@@ -327,7 +413,7 @@ table inet victims_stack {{
         let sender = RawSender::open(&topo.wan_hosts[0], LAN_IF)?;
         let gw_mac = gateway.mac(WAN_IF)?;
         let server = plan.family.gateway();
-        let victims = plan.family.victims();
+        let victims = plan.victims();
         let wire_before = measure::to_victims(topo)?;
         let stack_before = stack_counters(topo)?;
         let path_drops_before = measure::path_drops(topo)?;
@@ -353,19 +439,22 @@ table inet victims_stack {{
                 }
             });
             let resolvers: Vec<_> = plan
-                .family
                 .resolvers()
                 .into_iter()
-                .map(|resolver| {
+                .enumerate()
+                .map(|(index, resolver)| {
                     let done = &done;
                     scope.spawn(move || -> anyhow::Result<_> {
                         let mut lookups = Lookups::default();
                         while !done.load(Ordering::Relaxed) {
                             match plan.service {
+                                // A name of its own per lookup, as a
+                                // caching resolver asks.
                                 Service::Dns => reflector::resolve(
                                     internet,
                                     resolver,
                                     server,
+                                    &reflector::host_name(index, lookups.total),
                                     plan.max_tries,
                                     &mut lookups,
                                 )?,
@@ -390,7 +479,7 @@ table inet victims_stack {{
                 &victims,
                 server,
                 plan.service,
-                plan.victim_pps * victims.len() as u32,
+                plan.pps(),
                 plan.duration,
                 &signals::INTERRUPTED,
             );

@@ -100,12 +100,21 @@ impl Drop for Peak {
 /// (the internet's `isp0`, ingress): the gateway stack's answers and the
 /// filter's XDP_TX replies alike. Table `victims_wire`, counter `to_victims`.
 pub fn count_to_victims(topo: &Topology, victims: &[IpAddr]) -> anyhow::Result<()> {
+    // One rule per family, the victims in a set (an attack may spoof a
+    // whole prefix).
     let mut rules = String::new();
-    for victim in victims {
-        let family = if victim.is_ipv4() { "ip" } else { "ip6" };
-        rules.push_str(&format!(
-            "        {family} daddr {victim} counter name \"to_victims\"\n"
-        ));
+    for (family, v4) in [("ip", true), ("ip6", false)] {
+        let set: Vec<String> = victims
+            .iter()
+            .filter(|victim| victim.is_ipv4() == v4)
+            .map(ToString::to_string)
+            .collect();
+        if !set.is_empty() {
+            rules.push_str(&format!(
+                "        {family} daddr {{ {} }} counter name \"to_victims\"\n",
+                set.join(", ")
+            ));
+        }
     }
     topo.internet.nft(&format!(
         "table netdev victims_wire {{\n    counter to_victims {{ }}\n    chain wan_link {{\n        \

@@ -3,7 +3,8 @@
 //!
 //! - [`authoritative_dns`]: dnsmasq as the gateway's authoritative server for
 //!   `zone.test`, with a 3 KB TXT record ([`BIG_TXT`], the amplifier: 38
-//!   times the query) and an address ([`HOST`]), answering up to 4096 bytes;
+//!   times the query) and an address for [`HOST`] and every name under it,
+//!   answering up to 4096 bytes;
 //! - the NTP server is [`super::real::ntp_server`] on the gateway's address;
 //! - [`resolve`] and [`ntp_exchange`]: one lookup by a real resolver (`dig`)
 //!   or NTP client (`chronyd -Q`) at an address of its own, retried as a
@@ -22,7 +23,8 @@ use crate::{
     servers::real,
 };
 
-/// The gateway's zone: a 3 KB TXT record (the amplifier) and an address.
+/// The gateway's zone: a 3 KB TXT record (the amplifier) and an address
+/// (for every name under it too).
 pub const BIG_TXT: &str = "big.zone.test";
 pub const HOST: &str = "www.zone.test";
 pub const HOST_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 90);
@@ -86,13 +88,20 @@ impl Lookups {
     }
 }
 
-/// One lookup of [`HOST`] by a resolver at `resolver` (an address of `ns`),
-/// tried up to `max_tries` times, each waiting 1 s, as a resolver does; dig
-/// itself goes over TCP after a truncated answer.
+/// A name under [`HOST`] (dnsmasq answers every one with [`HOST_ADDR`]):
+/// the `lookup`th of resolver number `resolver`.
+pub fn host_name(resolver: usize, lookup: u64) -> String {
+    format!("q{lookup}.r{resolver}.{HOST}")
+}
+
+/// One lookup of `name` (under [`HOST`]) by a resolver at `resolver` (an
+/// address of `ns`), tried up to `max_tries` times, each waiting 1 s, as a
+/// resolver does; dig itself goes over TCP after a truncated answer.
 pub fn resolve(
     ns: &Netns,
     resolver: IpAddr,
     server: IpAddr,
+    name: &str,
     max_tries: u32,
     lookups: &mut Lookups,
 ) -> anyhow::Result<()> {
@@ -102,14 +111,14 @@ pub fn resolve(
             "-b",
             &resolver.to_string(),
             &format!("@{server}"),
-            HOST,
+            name,
             "A",
             "+tries=1",
             "+time=1",
         ]))?;
         let text = String::from_utf8_lossy(&out.stdout);
         let answered = text.lines().any(|line| {
-            line.starts_with(HOST) && line.split_whitespace().last() == Some(&HOST_ADDR.to_string())
+            line.starts_with(name) && line.split_whitespace().last() == Some(&HOST_ADDR.to_string())
         });
         if answered {
             lookups.answered += 1;

@@ -125,6 +125,9 @@ pub struct DnsQuery {
     pub flags: u16,
     /// The question's label lengths (1 to 63).
     pub labels: Vec<u8>,
+    /// Labels written in upper case: bit `i % 8` for label `i` (the name
+    /// level keys on the name without case).
+    pub upper: u8,
     pub qtype: u16,
     pub edns: Option<Edns>,
     pub flaw: Flaw,
@@ -195,15 +198,19 @@ pub fn dns_query() -> BoxedStrategy<DnsQuery> {
     (
         any::<u16>(),
         prop_oneof![3 => Just(0x0100u16), 1 => any::<u16>()],
-        vec(prop_oneof![3 => 1..12u8, 1 => 1..64u8], 1..5),
+        (
+            vec(prop_oneof![3 => 1..12u8, 1 => 1..64u8], 1..5),
+            prop_oneof![3 => Just(0u8), 1 => any::<u8>()],
+        ),
         prop_oneof![Just(1u16), Just(16), Just(28), any::<u16>()],
         prop_oneof![Just(None), edns.prop_map(Some)],
         flaw,
     )
-        .prop_map(|(id, flags, labels, qtype, edns, flaw)| DnsQuery {
+        .prop_map(|(id, flags, (labels, upper), qtype, edns, flaw)| DnsQuery {
             id,
             flags: flags & !(QR | 0x7800),
             labels,
+            upper,
             qtype,
             edns,
             flaw,
@@ -243,7 +250,13 @@ impl DnsQuery {
                         _ => len.min(63),
                     };
                     out.push(first);
-                    out.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, usize::from(len)));
+                    let letter = b'a' + (i % 26) as u8;
+                    let letter = if self.upper & 1 << (i % 8) != 0 {
+                        letter.to_ascii_uppercase()
+                    } else {
+                        letter
+                    };
+                    out.extend(std::iter::repeat_n(letter, usize::from(len)));
                 }
                 out.push(0);
             }

@@ -292,6 +292,7 @@ pub fn query_settings() -> BoxedStrategy<QuerySettings> {
         level(vec![Some(200), Some(5), None], vec![400, 4, 12]),
     )
         .prop_map(limits);
+    let dns_name = level(vec![Some(10), Some(1), Some(1000), None], vec![20, 1, 3, 8]);
     let ntp = (
         level(vec![Some(1), Some(1000), None], vec![8, 1, 3]),
         level(vec![Some(8), Some(2), None], vec![32, 2, 6]),
@@ -312,7 +313,7 @@ pub fn query_settings() -> BoxedStrategy<QuerySettings> {
     ]);
     (
         (dns_ports, ntp_ports),
-        dns,
+        (dns, dns_name),
         ntp,
         proptest::sample::select(vec![24u8, 8, 16, 30, 32]),
         proptest::sample::select(vec![56u8, 16, 48, 64]),
@@ -320,11 +321,20 @@ pub fn query_settings() -> BoxedStrategy<QuerySettings> {
         proptest::sample::select(vec![Some(1000u32), None, Some(1), Some(3), Some(1_000_000)]),
     )
         .prop_map(
-            |((dns_service_ports, ntp_service_ports), dns, ntp, v4, v6, slip, slip_rate)| {
+            |(
+                (dns_service_ports, ntp_service_ports),
+                (dns, dns_name),
+                ntp,
+                v4,
+                v6,
+                slip,
+                slip_rate,
+            )| {
                 QuerySettings {
                     dns_service_ports,
                     ntp_service_ports,
                     dns,
+                    dns_name,
                     ntp,
                     prefix_v4: v4,
                     prefix_v6: v6,

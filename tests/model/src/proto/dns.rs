@@ -62,6 +62,8 @@ pub enum Fit {
     /// compression pointer, a reserved label type, a name over 255 bytes,
     /// cut short), or what follows it is not what the header announces, the
     /// end of the message or one OPT record of EDNS version 0 ending it.
+    /// (Monitor mode too counts these as drops: the filter walks the
+    /// question before it decides.)
     Header,
     /// The whole message: the reply can be built.
     Message,
@@ -101,6 +103,18 @@ pub fn request(datagram: &[u8]) -> Request {
         }
     });
     Request::Query(if fits { Fit::Message } else { Fit::Header })
+}
+
+/// The first question's name and type (the name level's key, hashed), if
+/// the header announces a question (any opcode) and it is well formed (see
+/// [`question_end`]).
+pub fn question(datagram: &[u8]) -> Option<&[u8]> {
+    let questions = u16::from_be_bytes([*datagram.get(4)?, *datagram.get(5)?]);
+    if questions == 0 {
+        return None;
+    }
+    let end = question_end(datagram)?;
+    datagram.get(HEADER_LEN..end - 2)
 }
 
 /// Where the question after the header ends, if it is well formed: a name
