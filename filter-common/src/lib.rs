@@ -68,6 +68,20 @@ pub mod program {
     pub const SLIP: &str = "wan_slip";
 }
 
+/// What the frames an interface hands the programs start with: a constant
+/// of the loaded object (`.rodata`, frozen), which filter-ctl sets at load
+/// from the interface's link type. The verifier reads it as a known value
+/// and walks only the parse of that link layer.
+pub mod link_layer {
+    /// The global the programs read it from.
+    pub const GLOBAL: &str = "LINK_LAYER";
+    /// Ethernet, maybe with VLAN tags and a PPPoE session header: the default.
+    pub const ETHERNET: u8 = 0;
+    /// The IP header itself: devices without a link-layer header (ppp,
+    /// WireGuard, IP tunnels, tun), where XDP runs in generic (skb) mode.
+    pub const IP: u8 = 1;
+}
+
 /// Names of the maps, as pinned under the interface's pin directory.
 pub mod map {
     /// Per-CPU array of [`crate::Counter`]: index [`crate::Reason::index`], and

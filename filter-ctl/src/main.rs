@@ -118,10 +118,15 @@ enum Command {
     ///
     /// Attaching where it is already attached replaces the programs atomically
     /// and keeps maps and counters.
+    ///
+    /// The interface is an Ethernet device, or a device without a link-layer
+    /// header (ppp, WireGuard, tun, ipip, ip6tnl, sit), whose packets the
+    /// filter parses from the IP header in generic (skb) mode.
     Attach {
         #[command(flatten)]
         target: Iface,
-        /// XDP mode: auto tries native and falls back to generic (skb).
+        /// XDP mode: auto tries native and falls back to generic (skb);
+        /// devices without an Ethernet header have generic mode only.
         #[arg(long, value_enum, default_value_t)]
         mode: ModeChoice,
         /// A TOML file of settings (the keys of `set`), checked before
@@ -423,7 +428,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
         } => {
             let iface = Interface::lookup(&target.iface)?;
-            iface.require_ethernet()?;
             // Check the file before touching the interface.
             let file = config.as_deref().map(SettingsFile::read).transpose()?;
             if let Some(file) = &file {
@@ -432,11 +436,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let assignments = file.as_ref().map_or(&[][..], |file| &file.assignments[..]);
             let root = PinRoot::open(pin_root, true)?;
             let report = attach::attach(&root, &iface, mode, assignments)?;
-            if let Some(why) = &report.native_unavailable {
-                eprintln!(
-                    "filter-ctl: native XDP is not available on {} ({why}); using generic (skb) mode, which costs more per packet",
-                    report.iface
-                );
+            if let Some(note) = report.mode_note() {
+                eprintln!("filter-ctl: {note}");
             }
             for carried in &report.carried {
                 match &carried.lost {
@@ -454,10 +455,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             println!(
-                "{} filter on {} in {} mode (XDP program {}, egress program {})",
+                "{} filter on {} in {} mode, {} link layer (XDP program {}, egress program {})",
                 report.outcome.verb(),
                 report.iface,
                 report.mode.name(),
+                report.link.layer.name(),
                 report.xdp_program_id,
                 report.tc_program_id
             );

@@ -14,7 +14,7 @@ use filter_common::{
     lists::{COPY_SLOTS, in_use_slot},
     map,
 };
-use filter_ctl_api::report::{EgressHook, LinkState, MapStatus, PinnedFilter, Status};
+use filter_ctl_api::report::{EgressHook, LinkLayer, LinkState, MapStatus, PinnedFilter, Status};
 
 use crate::{
     attach::recovery::map_problems,
@@ -94,14 +94,19 @@ fn one(pins: &IfacePins) -> anyhow::Result<Status> {
             ));
         }
     }
+    let iface = Interface::lookup(pins.iface()).ok();
     Ok(Status {
         iface: pins.iface().to_owned(),
-        iface_present: Interface::lookup(pins.iface()).is_ok(),
+        iface_present: iface.is_some(),
         attached: health.is_attached(),
         xdp_link: health.xdp,
         egress_link: health.egress,
         problems,
         xdp_mode: xdp.map(|(mode, _)| mode),
+        // The interface's, which `attach` loaded the programs for.
+        link_layer: iface
+            .and_then(|iface| iface.link().ok())
+            .map(|link| link.layer),
         xdp_link_id: xdp_link.as_ref().map(|info| info.id()),
         xdp_program_id: xdp_link.as_ref().map(|info| info.program_id()),
         egress_hook,
@@ -355,7 +360,7 @@ pub fn describe(status: &Status) -> String {
     }
     let _ = writeln!(
         out,
-        "{}, XDP {} mode (link {}, program {}), egress {} (program {})",
+        "{}, XDP {} mode{} (link {}, program {}), egress {} (program {})",
         if status.attached {
             "attached".to_owned()
         } else {
@@ -366,6 +371,10 @@ pub fn describe(status: &Status) -> String {
             )
         },
         status.xdp_mode.map_or("?", |mode| mode.name()),
+        match status.link_layer {
+            Some(LinkLayer::Ip) => ", IP link layer (no Ethernet header)",
+            _ => "",
+        },
         opt(status.xdp_link_id),
         opt(status.xdp_program_id),
         status.egress_hook.map_or("missing", |hook| hook.name()),
@@ -450,6 +459,7 @@ mod tests {
             egress_link: LinkState::Attached,
             problems: Vec::new(),
             xdp_mode: None,
+            link_layer: None,
             xdp_link_id: Some(1),
             xdp_program_id: Some(2),
             egress_hook: None,

@@ -15,9 +15,11 @@
 use core::mem::size_of;
 
 use aya_ebpf::{
+    Global,
     helpers::bpf_xdp_adjust_tail,
     programs::{TcContext, XdpContext},
 };
+use filter_common::link_layer;
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -427,8 +429,22 @@ pub const PPPOE_LENGTH: usize = 4;
 /// The PPP protocol field before the packet, counted in the PPPoE length.
 pub const PPP_PROTOCOL_LEN: usize = 2;
 
+/// What the frames start with (`filter_common::link_layer`): Ethernet, or
+/// the IP header on a device without one. filter-ctl sets it at load from
+/// the interface's link type; `.rodata` is frozen, so the verifier knows the
+/// value and never walks the other link layer's parse.
+#[unsafe(no_mangle)]
+static LINK_LAYER: Global<u8> = Global::new(link_layer::ETHERNET);
+
+/// Whether the frames start at the IP header (no Ethernet, no PPPoE).
+#[inline(always)]
+pub fn ip_link() -> bool {
+    LINK_LAYER.load() == link_layer::IP
+}
+
 impl Packet {
-    /// Finds the IP header behind Ethernet, up to two VLAN tags and PPPoE.
+    /// Finds the IP header behind Ethernet, up to two VLAN tags and PPPoE,
+    /// or at the start on a device without a link-layer header.
     #[inline(always)]
     pub fn network(&self) -> Network {
         let Some(link) = self.link_layer() else {
@@ -441,9 +457,16 @@ impl Packet {
         }
     }
 
-    /// The link-layer headers, or `None` if they are cut short.
+    /// The link-layer headers, or `None` if they are cut short; on a device
+    /// without them, where the IP header starts (at 0).
     #[inline(always)]
     fn link_layer(&self) -> Option<LinkLayer> {
+        if ip_link() {
+            // Returned here, not merged into the walk below: the Ethernet
+            // walk keeps its constant offsets (a merged offset of 0 or 14
+            // made Linux 6.1's verifier walk 40% more).
+            return self.ip_start();
+        }
         let mut ethertype = self.be16_at(12)?;
         let mut offset = ETH_HDR_LEN;
         for _ in 0..MAX_VLAN_TAGS {
@@ -468,6 +491,23 @@ impl Packet {
             ethertype,
             l3_offset: offset,
             pppoe,
+        })
+    }
+
+    /// The IP header that starts the frame: its version nibble says which
+    /// (the kernel's IP receive drops a packet whose nibble disagrees with
+    /// the protocol the device gave it); anything else is not IP.
+    #[inline(always)]
+    fn ip_start(&self) -> Option<LinkLayer> {
+        let ethertype = match self.be16_at(0)? >> 12 {
+            4 => ETH_P_IPV4,
+            6 => ETH_P_IPV6,
+            _ => 0,
+        };
+        Some(LinkLayer {
+            ethertype,
+            l3_offset: 0,
+            pppoe: false,
         })
     }
 

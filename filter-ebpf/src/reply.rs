@@ -54,7 +54,7 @@ use filter_common::{
 use crate::{
     kernel::{self, IndexedCells as _, field},
     packet::{
-        Family, Fragment, IPPROTO_UDP, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Ip, MAX_L3_OFFSET,
+        self, Family, Fragment, IPPROTO_UDP, IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, Ip, MAX_L3_OFFSET,
         MAX_L4_OFFSET, MAX_LINK_L3, PPP_PROTOCOL_LEN, PPPOE_HDR_LEN, PPPOE_LENGTH, Packet,
         UDP_CHECKSUM, UDP_HDR_LEN, UDP_LENGTH, Udp,
     },
@@ -102,6 +102,18 @@ const REPLY_TTL: u8 = 64;
 const MAX_QUESTION_END: usize = MAX_L4_OFFSET + UDP_HDR_LEN + HEADER_LEN + MAX_QUESTION_LEN;
 /// 16-bit words of the longest reply's UDP header and message, rounded up.
 const MAX_UDP_WORDS: usize = (UDP_HDR_LEN + MAX_REPLY_LEN).div_ceil(2);
+
+/// Whether this interface can send a slip at all: not one without an
+/// Ethernet header (ppp, WireGuard, IP tunnels, tun). XDP runs in generic
+/// mode there, and after XDP_TX the kernel reads the frame's first 14 bytes
+/// as an Ethernet header (`bpf_prog_run_generic_xdp`): with the addresses
+/// swapped, bytes 12-13 (the IP source) make a protocol the device's own
+/// transmit drops. The query is dropped as over its limit instead, and
+/// spends none of the slip rate's tokens.
+#[inline(always)]
+pub fn possible() -> bool {
+    !packet::ip_link()
+}
 
 /// Notes where the parts of a DNS query over its limit at `level` lie
 /// (its question ends at `question_end`), if its shape can get a slip

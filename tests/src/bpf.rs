@@ -22,7 +22,7 @@ use aya::{
 };
 use filter_common::{Counter, Reason, map, program};
 use filter_ctl::{rawmap::RawMap, settings::SettingsMaps};
-use filter_ctl_api::settings::Assignment;
+use filter_ctl_api::{report::LinkLayer, settings::Assignment};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -36,41 +36,66 @@ pub type Counts = Vec<Counter>;
 pub struct Filter {
     /// Taken only when the test gives the instance back.
     loaded: Option<Ebpf>,
+    /// What the frames start with, as the object was loaded for.
+    layer: LinkLayer,
 }
 
-/// Instances that finished tests gave back, for the next [`Filter::load`].
-static SPARE: Mutex<Vec<Ebpf>> = Mutex::new(Vec::new());
+/// Instances that finished tests gave back, for the next [`Filter::load`]
+/// (or [`Filter::load_ip`]: each reuses only its own link layer's).
+static SPARE: Mutex<Vec<(LinkLayer, Ebpf)>> = Mutex::new(Vec::new());
 
 impl Filter {
     /// An instance as a fresh load has it, with the default settings
-    /// written as `attach` does: a spare one reset, or a new load.
+    /// written as `attach` does: a spare one reset, or a new load. Its
+    /// frames are Ethernet frames.
     pub fn load() -> Self {
+        Self::load_for(LinkLayer::Ethernet)
+    }
+
+    /// The same, loaded as `attach` loads it for a device without an
+    /// Ethernet header (ppp, WireGuard, tun): its frames start at the IP
+    /// header. BPF_PROG_TEST_RUN refuses frames under 14 bytes.
+    pub fn load_ip() -> Self {
+        Self::load_for(LinkLayer::Ip)
+    }
+
+    fn load_for(layer: LinkLayer) -> Self {
         assert!(
             harness::process::is_root(),
             "the verdict tests load BPF programs and need root: run `./xtask/run test` as root"
         );
-        let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let spare = {
+            let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+            let found = spare.iter().rposition(|(kind, _)| *kind == layer);
+            found.map(|at| spare.swap_remove(at).1)
+        };
         let mut ebpf = match spare {
             Some(mut ebpf) => {
                 reset(&mut ebpf);
                 ebpf
             }
-            None => load_programs(),
+            None => load_programs(layer),
         };
         SettingsMaps::of(&mut ebpf)
             .and_then(|mut maps| maps.write_defaults())
             .expect("writing the default settings");
-        Self { loaded: Some(ebpf) }
+        Self {
+            loaded: Some(ebpf),
+            layer,
+        }
     }
 
     /// A new load, never a reused instance: what [`Filter::reused`] is
     /// compared with.
     pub fn load_fresh() -> Self {
-        let mut ebpf = load_programs();
+        let mut ebpf = load_programs(LinkLayer::Ethernet);
         SettingsMaps::of(&mut ebpf)
             .and_then(|mut maps| maps.write_defaults())
             .expect("writing the default settings");
-        Self { loaded: Some(ebpf) }
+        Self {
+            loaded: Some(ebpf),
+            layer: LinkLayer::Ethernet,
+        }
     }
 
     /// This instance as the next test gets it: reset, the defaults written.
@@ -80,7 +105,10 @@ impl Filter {
         SettingsMaps::of(&mut ebpf)
             .and_then(|mut maps| maps.write_defaults())
             .expect("writing the default settings");
-        Self { loaded: Some(ebpf) }
+        Self {
+            loaded: Some(ebpf),
+            layer: self.layer,
+        }
     }
 
     /// Writes something other than a fresh load's contents into every
@@ -369,14 +397,20 @@ impl Drop for Filter {
         if let Some(ebpf) = self.loaded.take()
             && !std::thread::panicking()
         {
-            SPARE.lock().unwrap_or_else(|e| e.into_inner()).push(ebpf);
+            SPARE
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((self.layer, ebpf));
         }
     }
 }
 
-/// The object loaded: the XDP, TC and slip programs verified by the kernel.
-fn load_programs() -> Ebpf {
-    let mut ebpf = Ebpf::load(filter_ctl::EBPF_OBJECT).expect("loading the eBPF object");
+/// The object loaded for frames that start with `layer`, as `attach` loads
+/// it: the XDP, TC and slip programs verified by the kernel.
+fn load_programs(layer: LinkLayer) -> Ebpf {
+    let mut ebpf = filter_ctl::attach::loader(layer)
+        .load(filter_ctl::EBPF_OBJECT)
+        .expect("loading the eBPF object");
     let xdp: &mut Xdp = ebpf
         .program_mut(program::INGRESS)
         .expect("the object has the ingress program")

@@ -538,11 +538,15 @@ fn skb_mode_attaches_generic_xdp() {
 /// XDP on a PPP or loopback device sees bare IP packets, which the parser
 /// does not expect: attach refuses and says where the filter belongs.
 #[test]
-fn a_non_ethernet_interface_is_refused() {
+fn a_link_type_the_filter_cannot_parse_is_refused() {
+    // Devices without an Ethernet header (ppp, WireGuard, tunnels, tun) are
+    // attached in skb mode (wan_links_e2e.rs); loopback is no WAN.
     let lab = lab();
-    let err = lab.failure(&["attach", "--iface", "lo"]);
-    assert!(err.contains("lo is not an Ethernet interface"), "{err}");
-    assert!(err.contains("PPPoE"), "{err}");
+    for mode in ["auto", "skb"] {
+        let err = lab.failure(&["attach", "--iface", "lo", "--mode", mode]);
+        assert!(err.contains("lo has link type loopback"), "{err}");
+        assert!(err.contains("devices without a link-layer header"), "{err}");
+    }
     assert_eq!(kernel::xdp_on(lab.gw(), "lo").unwrap(), None);
 }
 

@@ -52,6 +52,8 @@ const GUEST_MODULES: &[&str] = &[
     // Every test topology: veth pairs, the lab's "internet" bridge.
     "veth",
     "bridge",
+    // A WAN device without Ethernet (tests/tests/wan_links_e2e.rs).
+    "tun",
     // The egress program before Linux 6.6: a clsact qdisc with a BPF classifier.
     "sch_ingress",
     "cls_bpf",

@@ -142,6 +142,10 @@ pub struct Status {
     #[serde(default)]
     pub problems: Vec<String>,
     pub xdp_mode: Option<XdpMode>,
+    /// What the interface's frames start with, which the programs were
+    /// loaded to parse; `None` when the interface is not here.
+    #[serde(default)]
+    pub link_layer: Option<LinkLayer>,
     pub xdp_link_id: Option<u32>,
     pub xdp_program_id: Option<u32>,
     pub egress_hook: Option<EgressHook>,
@@ -246,6 +250,26 @@ impl XdpMode {
         match self {
             XdpMode::Native => "native",
             XdpMode::Skb => "skb",
+        }
+    }
+}
+
+/// What an interface's frames start with: how the programs parse them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkLayer {
+    /// An Ethernet header (VLAN tags and PPPoE sessions parsed behind it).
+    Ethernet,
+    /// The IP header: a device without a link-layer header (ppp, WireGuard,
+    /// IP tunnels, tun), where XDP runs in generic (skb) mode only.
+    Ip,
+}
+
+impl LinkLayer {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkLayer::Ethernet => "ethernet",
+            LinkLayer::Ip => "ip",
         }
     }
 }
@@ -446,6 +470,9 @@ mod tests {
         for mode in [XdpMode::Native, XdpMode::Skb] {
             assert_eq!(serde_json::to_value(mode).unwrap(), mode.name());
         }
+        for layer in [LinkLayer::Ethernet, LinkLayer::Ip] {
+            assert_eq!(serde_json::to_value(layer).unwrap(), layer.name());
+        }
         for hook in [EgressHook::Tcx, EgressHook::Clsact] {
             assert_eq!(serde_json::to_value(hook).unwrap(), hook.name());
         }
@@ -480,6 +507,7 @@ mod tests {
             },
             problems: std::vec!["renamed".into()],
             xdp_mode: Some(XdpMode::Native),
+            link_layer: Some(LinkLayer::Ip),
             xdp_link_id: Some(7),
             xdp_program_id: Some(8),
             egress_hook: Some(EgressHook::Tcx),
@@ -495,6 +523,7 @@ mod tests {
         };
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["xdp_mode"], "native");
+        assert_eq!(json["link_layer"], "ip");
         assert_eq!(json["egress_hook"], "tcx");
         assert_eq!(json["pin_dir"], "/sys/fs/bpf/wan-filter/net1/wan0");
         assert_eq!(json["maps"][0]["max_entries"], 48);

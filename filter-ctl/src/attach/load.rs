@@ -11,7 +11,8 @@ use aya::{
     maps::{MapError, ProgramArray},
     programs::Xdp,
 };
-use filter_common::{map, program};
+use filter_common::{link_layer, map, program};
+use filter_ctl_api::report::LinkLayer;
 
 use super::verifier::rejected;
 use crate::{EBPF_OBJECT, hook, layout, pins::IfacePins};
@@ -22,10 +23,11 @@ pub(super) struct Loaded {
     pub fresh: Vec<&'static str>,
 }
 
-/// Loads the programs. Every pinned map whose layout this build shares is
-/// reused as it is; the others are made anew, unpinned, so that nothing is
-/// pinned before it holds its settings.
-pub(super) fn load(pins: &IfacePins) -> anyhow::Result<Loaded> {
+/// Loads the programs to parse frames that start with `layer`. Every
+/// pinned map whose layout this build shares is reused as it is; the others
+/// are made anew, unpinned, so that nothing is pinned before it holds its
+/// settings.
+pub(super) fn load(pins: &IfacePins, layer: LinkLayer) -> anyhow::Result<Loaded> {
     let recorded = layout::recorded(pins.dir());
     let mut reuse: Vec<&'static str> = map::ALL
         .iter()
@@ -37,7 +39,7 @@ pub(super) fn load(pins: &IfacePins) -> anyhow::Result<Loaded> {
         .map(|name| (*name, pins.map(name)))
         .collect();
     let mut ebpf = loop {
-        let mut loader = EbpfLoader::new();
+        let mut loader = loader(layer);
         for (name, path) in &map_paths {
             if reuse.contains(name) {
                 loader.map_pin_path(name, path.as_path());
@@ -67,6 +69,19 @@ pub(super) fn load(pins: &IfacePins) -> anyhow::Result<Loaded> {
         .filter(|name| !reuse.contains(name))
         .collect();
     Ok(Loaded { ebpf, fresh })
+}
+
+/// A loader of the object whose programs parse frames that start with
+/// `layer`: the constant `filter_common::link_layer::GLOBAL` in its
+/// read-only data, frozen at load.
+pub fn loader<'a>(layer: LinkLayer) -> EbpfLoader<'a> {
+    let value: &'static u8 = match layer {
+        LinkLayer::Ethernet => &link_layer::ETHERNET,
+        LinkLayer::Ip => &link_layer::IP,
+    };
+    let mut loader = EbpfLoader::new();
+    loader.override_global(link_layer::GLOBAL, value, true);
+    loader
 }
 
 /// Loads the slip program (the DNS truncated reply, docs/query-limits.md)

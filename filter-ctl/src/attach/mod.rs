@@ -44,11 +44,11 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::Ebpf;
 use filter_common::map;
 use filter_ctl_api::{
-    report::{LinkState, XdpMode},
+    report::{LinkLayer, LinkState, XdpMode},
     settings::Assignment,
 };
 
-pub use self::load::install_slip;
+pub use self::load::{install_slip, loader};
 use self::{
     fill::fill_fresh_maps,
     load::{Loaded, load},
@@ -59,7 +59,7 @@ use crate::{
     fault,
     health::health,
     hook::{self, links::pin_replacing},
-    iface::Interface,
+    iface::{Interface, Link},
     layout,
     migrate::Carried,
     pins::{IfaceLock, IfacePins, PinRoot},
@@ -95,6 +95,8 @@ impl Outcome {
 #[derive(Debug)]
 pub struct AttachReport {
     pub iface: String,
+    /// What the interface's frames start with: the programs parse that.
+    pub link: Link,
     pub mode: XdpMode,
     pub outcome: Outcome,
     /// Why native mode was not used under `--mode auto`.
@@ -103,6 +105,43 @@ pub struct AttachReport {
     pub tc_program_id: u32,
     /// An upgrade's carried-over maps.
     pub carried: Vec<Carried>,
+}
+
+impl AttachReport {
+    /// Why the mode is not native, when it is not: for the operator.
+    pub fn mode_note(&self) -> Option<String> {
+        if self.link.layer == LinkLayer::Ip {
+            return Some(format!(
+                "skb mode: {} has no Ethernet header (link type {}); the filter parses its \
+                 packets from the IP header, in generic XDP, which costs more per packet than \
+                 native XDP on an Ethernet device",
+                self.iface, self.link.kind
+            ));
+        }
+        self.native_unavailable.as_ref().map(|why| {
+            format!(
+                "native XDP is not available on {} ({why}); using generic (skb) mode, which \
+                 costs more per packet",
+                self.iface
+            )
+        })
+    }
+}
+
+/// The mode `choice` comes to on an interface of `link`: a device without
+/// an Ethernet header has generic (skb) XDP only (no driver of one has
+/// native XDP: ppp, WireGuard, the IP tunnels, tun).
+fn mode_for_link(iface: &Interface, link: Link, choice: ModeChoice) -> anyhow::Result<ModeChoice> {
+    match (link.layer, choice) {
+        (LinkLayer::Ethernet, _) => Ok(choice),
+        (LinkLayer::Ip, ModeChoice::Native) => bail!(
+            "{} has no Ethernet header (link type {}): XDP runs on it in generic (skb) mode \
+             only, not native; attach with `--mode skb` or `--mode auto`",
+            iface.name,
+            link.kind
+        ),
+        (LinkLayer::Ip, ModeChoice::Auto | ModeChoice::Skb) => Ok(ModeChoice::Skb),
+    }
 }
 
 /// Attaches the filter to `iface` (or replaces or upgrades it there) and
@@ -114,13 +153,17 @@ pub fn attach(
     choice: ModeChoice,
     settings: &[Assignment],
 ) -> anyhow::Result<AttachReport> {
+    // A link type the programs cannot parse, or a mode it cannot have, is
+    // refused before anything is touched.
+    let link = iface.link()?;
+    let choice = mode_for_link(iface, link, choice)?;
     // Refuses a kernel without what the programs need before touching anything.
     probe::check(iface.index)?;
     let pins = root.iface(&iface.name)?;
     let _lock = pins
         .lock(true)?
         .ok_or_else(|| anyhow!("{} vanished while being created", pins.dir().display()))?;
-    attach_locked(&pins, iface, choice, settings).inspect_err(|_| {
+    attach_locked(&pins, iface, link, choice, settings).inspect_err(|_| {
         // A refused attach leaves no empty pin directory behind.
         if fs::read_dir(pins.dir()).is_ok_and(|mut entries| entries.next().is_none()) {
             let _ = pins.remove_all();
@@ -131,6 +174,7 @@ pub fn attach(
 fn attach_locked(
     pins: &IfacePins,
     iface: &Interface,
+    link: Link,
     choice: ModeChoice,
     settings: &[Assignment],
 ) -> anyhow::Result<AttachReport> {
@@ -162,7 +206,7 @@ fn attach_locked(
         }
         repin_missing_maps(&pins, &health)?;
     }
-    let Loaded { mut ebpf, fresh } = load(&pins)?;
+    let Loaded { mut ebpf, fresh } = load(&pins, link.layer)?;
     let carried = fill_fresh_maps(&pins, &mut ebpf, &fresh)?;
     if !settings.is_empty() {
         SettingsMaps::of(&mut ebpf)?.apply(settings)?;
@@ -174,11 +218,11 @@ fn attach_locked(
         } else {
             Outcome::Attached
         };
-        link_anew(&pins, iface, &mut ebpf, &fresh, choice, outcome)?
+        link_anew(&pins, (iface, link), &mut ebpf, &fresh, choice, outcome)?
     } else if fresh.is_empty() {
-        swap_programs(&pins, iface, &mut ebpf, health.egress.is_attached())?
+        swap_programs(&pins, (iface, link), &mut ebpf, health.egress.is_attached())?
     } else {
-        upgrade(&pins, iface, &mut ebpf, health.egress.is_attached())?
+        upgrade(&pins, (iface, link), &mut ebpf, health.egress.is_attached())?
     };
     report.carried = carried;
     let now = crate::health::health(&pins)?;
@@ -252,7 +296,7 @@ fn remove_locked(pins: &IfacePins) -> anyhow::Result<()> {
 /// was deleted) and pins maps, egress link and XDP link in this order.
 fn link_anew(
     pins: &IfacePins,
-    iface: &Interface,
+    (iface, link): (&Interface, Link),
     ebpf: &mut Ebpf,
     fresh: &[&'static str],
     choice: ModeChoice,
@@ -305,6 +349,7 @@ fn link_anew(
     hook::links::remove_pin(&pins.xdp_link(other))?;
     Ok(AttachReport {
         iface: iface.name.clone(),
+        link,
         mode,
         outcome,
         native_unavailable: xdp.native_unavailable,
@@ -319,19 +364,20 @@ fn link_anew(
 /// was removed, or an attach was interrupted) is attached anew.
 fn swap_programs(
     pins: &IfacePins,
-    iface: &Interface,
+    (iface, link): (&Interface, Link),
     ebpf: &mut Ebpf,
     egress_attached: bool,
 ) -> anyhow::Result<AttachReport> {
     let tc_program_id = hook::tc::replace_or_attach(ebpf, iface, pins, pins, egress_attached)?;
     fault::point("attach: egress replaced");
-    let (mode, link) = pins
+    let (mode, xdp_link) = pins
         .find_xdp_link()
         .ok_or_else(|| anyhow!("the XDP link pin vanished"))?;
-    let xdp_program_id = hook::xdp::replace(ebpf, &link)?;
+    let xdp_program_id = hook::xdp::replace(ebpf, &xdp_link)?;
     fault::point("attach: ingress replaced");
     Ok(AttachReport {
         iface: iface.name.clone(),
+        link,
         mode,
         outcome: Outcome::Replaced,
         native_unavailable: None,
@@ -347,7 +393,7 @@ fn swap_programs(
 /// into the links; then one rename exchange makes it the live directory.
 fn upgrade(
     pins: &IfacePins,
-    iface: &Interface,
+    (iface, link): (&Interface, Link),
     ebpf: &mut Ebpf,
     egress_attached: bool,
 ) -> anyhow::Result<AttachReport> {
@@ -386,6 +432,7 @@ fn upgrade(
     staging.remove_all()?;
     Ok(AttachReport {
         iface: iface.name.clone(),
+        link,
         mode,
         outcome: Outcome::Upgraded,
         native_unavailable: None,

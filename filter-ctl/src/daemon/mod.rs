@@ -256,16 +256,15 @@ fn attach_or_adopt(
     let Ok(iface) = Interface::lookup(name) else {
         return Ok(None);
     };
-    iface.require_ethernet()?;
     let report = attach::attach(root, &iface, mode, settings)?;
-    if let Some(why) = &report.native_unavailable {
-        log::warn!(
-            "native XDP is not available on {name} ({why}); using generic (skb) mode, which costs more per packet"
-        );
+    if let Some(note) = report.mode_note() {
+        log::warn!("{note}");
     }
     Ok(Some(format!(
-        "attached the filter to {name} in {} mode (XDP program {}, egress program {}){from_file}{}",
+        "attached the filter to {name} in {} mode, {} link layer (XDP program {}, egress program \
+         {}){from_file}{}",
         report.mode.name(),
+        report.link.layer.name(),
         report.xdp_program_id,
         report.tc_program_id,
         file_lists(root, name, config)?

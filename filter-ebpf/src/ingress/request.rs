@@ -94,7 +94,8 @@ fn dns_query(
     } else {
         0
     };
-    if query::slips(config.dns_slip, random)
+    if reply::possible()
+        && query::slips(config.dns_slip, random)
         && slip_allowed(config, now)
         && let Some(question) = question
         && reply::plan(packet, ip, udp, &header, question.end, level)

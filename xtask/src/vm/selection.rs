@@ -80,6 +80,11 @@ pub const KERNEL_LEG: &[(&str, Tests, &str)] = &[
         "the drop ring buffer",
     ),
     ("tests/tests/edges.rs", Tests::All, "parser edges"),
+    (
+        "tests/tests/ip_link.rs",
+        Tests::All,
+        "the programs loaded for devices without Ethernet",
+    ),
     ("tests/tests/budget.rs", Tests::All, "the verifier budget"),
     (
         "tests/tests/e2e.rs",
@@ -139,6 +144,11 @@ pub const KERNEL_LEG: &[(&str, Tests, &str)] = &[
         "tests/tests/query_e2e.rs",
         Tests::Only(&["a_dns_server_on_the_gateway_is_no_amplifier"]),
         "query limits with the slip end to end",
+    ),
+    (
+        "tests/tests/wan_links_e2e.rs",
+        Tests::All,
+        "WAN devices without Ethernet: generic XDP and TC egress on a tun device",
     ),
 ];
 

@@ -9,6 +9,7 @@
 //! us ([`crate::process`]).
 
 pub mod sockets;
+pub mod tun;
 
 use std::{
     ffi::OsStr,

@@ -655,6 +655,17 @@ impl Frame {
     pub fn l3_end(&self) -> usize {
         self.l4.unwrap_or(self.payload)
     }
+
+    /// The packet as a device without a link-layer header (ppp, WireGuard,
+    /// an IP tunnel, tun) hands it over: from the network header on.
+    pub fn ip_only(&self) -> Frame {
+        Frame {
+            bytes: self.bytes[self.l3..].to_vec(),
+            l3: 0,
+            l4: self.l4.map(|l4| l4 - self.l3),
+            payload: self.payload - self.l3,
+        }
+    }
 }
 
 impl std::ops::Deref for Frame {
