@@ -693,6 +693,12 @@ impl Located {
         self.shape >> SHAPE_FRAGMENT & 3 == 1
     }
 
+    /// Whether it locates a later fragment of a datagram.
+    #[inline(always)]
+    pub fn is_later_fragment(&self) -> bool {
+        self.shape >> SHAPE_FRAGMENT & 3 == 2
+    }
+
     /// The family of the IP packet it locates.
     #[inline(always)]
     pub fn family(&self) -> Family {

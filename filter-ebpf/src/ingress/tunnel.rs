@@ -13,7 +13,7 @@
 //! - The outer datagram's fragments: a first fragment is judged by the
 //!   packet inside it, and that verdict is remembered under the outer
 //!   datagram's key (its addresses, id and protocol 4 or 41), which its
-//!   later fragments follow in the dispatcher (fragments.rs), as a bare
+//!   later fragments follow (asked of `wan_inner_rules`, fragments.rs), as a bare
 //!   datagram's do. Inner headers cut short by the fragmentation pass as
 //!   malformed, remembered so, as a bare first fragment's would. Fragments
 //!   of the inner packet are keyed by the inner addresses, as bare ones.
@@ -45,11 +45,14 @@ use crate::{
 };
 
 /// What `wan_tunnelled` asks of `wan_inner_rules`: its first look, the rules
-/// past the lists (they had no verdict), or to remember a verdict (in the
-/// low bits) for the fragments of the outer and the inner datagram.
+/// past the lists (they had no verdict), to remember a verdict (in the
+/// low bits) for the fragments of the outer and the inner datagram, or the
+/// verdict of an outer later fragment.
 pub const ASK: u32 = 0;
 pub const PAST_LISTS: u32 = 1 << 8;
 pub const REMEMBER: u32 = 2 << 8;
+/// A later fragment of the outer datagram: the verdict its first left.
+pub const FOLLOW: u32 = 4 << 8;
 
 /// `wan_inner_rules`' answer: an argument (bits 0-7), what to do next (bits
 /// 8-15) and the inner packet's `Located::shape` (44 bits from 16). A
@@ -95,11 +98,15 @@ impl Next {
 }
 
 /// The body of `wan_tunnelled`: the index of the reason of the packet the
-/// IP packet `at` locates carries (not a later fragment: those follow
-/// their first). It keeps nothing on the stack but a few numbers: the
+/// IP packet `at` locates carries; an outer later fragment follows its
+/// first (asked of `wan_inner_rules`, which rebuilds the outer packet). It
+/// keeps nothing on the stack but a few numbers: the
 /// dispatcher, this and the deepest function it calls share 512 bytes.
 #[inline(always)]
 pub fn verdict(raw: *mut xdp_md, at: Located) -> u32 {
+    if at.is_later_fragment() {
+        return crate::wan_inner_rules(raw, at.shape, at.fragment_id, FOLLOW) as u32;
+    }
     let mut next = Next(crate::wan_inner_rules(raw, at.shape, at.fragment_id, ASK));
     if next.what() == LISTS {
         let inner = next.inner();
@@ -148,6 +155,13 @@ pub fn next(ctx: *mut xdp_md, at: Located, asked: u32) -> u64 {
     let Some(config) = config::get() else {
         return Reason::PassMalformed.index().into();
     };
+    if asked == FOLLOW {
+        let reason = match packet.ip_at(at) {
+            Some(outer) => fragments::follow(&outer, config),
+            None => Reason::PassMalformed,
+        };
+        return reason.index().into();
+    }
     if asked & REMEMBER != 0 {
         remember(&packet, at, asked & 0xff, config);
         return 0;

@@ -657,13 +657,15 @@ impl Frame {
     }
 
     /// The packet as a device without a link-layer header (ppp, WireGuard,
-    /// an IP tunnel, tun) hands it over: from the network header on.
+    /// an IP tunnel, tun) hands it over: from the (outer) network header on.
     pub fn ip_only(&self) -> Frame {
+        let start = self.outer_l3.unwrap_or(self.l3);
         Frame {
-            bytes: self.bytes[self.l3..].to_vec(),
-            l3: 0,
-            l4: self.l4.map(|l4| l4 - self.l3),
-            payload: self.payload - self.l3,
+            bytes: self.bytes[start..].to_vec(),
+            outer_l3: self.outer_l3.map(|outer| outer - start),
+            l3: self.l3 - start,
+            l4: self.l4.map(|l4| l4 - start),
+            payload: self.payload - start,
         }
     }
 }
