@@ -1,6 +1,7 @@
 //! What a frame is, as the rules of docs/rules.md read it: the link layer (Ethernet,
 //! up to two VLAN tags, a PPPoE session), the IP header with its options or
-//! extension headers, and where the transport header starts.
+//! extension headers, and where the transport header starts; and the IP
+//! packet inside IPv6 or IPv4 one tunnel deep ([`Ip::inner`]).
 //!
 //! Written from docs/rules.md, not from filter-ebpf: etherparse reads the
 //! Ethernet, VLAN, IPv4, IPv6, IPv6 fragment and UDP headers. Three things
@@ -36,6 +37,9 @@ pub const MAX_VLAN_TAGS: usize = 2;
 pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 /// Headers starting further into the frame than this are not parsed.
 pub const MAX_L4_OFFSET: usize = 512;
+/// A tunnel's inner IP header further into the frame than this is not
+/// parsed (docs/rules.md, *Tunnels*: `pass_malformed`).
+pub const MAX_TUNNEL_L3: usize = 128;
 
 const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
 const PPPOE_SESSION_LEN: usize = 6;
@@ -44,6 +48,10 @@ const PPP_IPV6: u16 = 0x0057;
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+/// IPv4 inside IP: inside IPv6, DS-Lite and MAP-E.
+pub const IPPROTO_IPV4_IN_IP: u8 = 4;
+/// IPv6 inside IP: inside IPv4, 6in4 and 6rd.
+pub const IPPROTO_IPV6_IN_IP: u8 = 41;
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
@@ -101,6 +109,8 @@ pub struct Ip<'a> {
     pub dst: Addr,
     pub fragment: Fragment,
     pub upper: Upper,
+    /// Carried inside another IP packet (docs/rules.md, *Tunnels*).
+    pub tunnelled: bool,
     /// Where the IP header starts.
     l3: usize,
     frame: &'a [u8],
@@ -175,7 +185,7 @@ fn link_layer(frame: &[u8]) -> Option<(EtherType, usize)> {
 }
 
 fn ipv4(frame: &[u8], offset: usize) -> Parsed<'_> {
-    let Ok(header) = Ipv4HeaderSlice::from_slice(&frame[offset..]) else {
+    let Ok(header) = Ipv4HeaderSlice::from_slice(frame.get(offset..).unwrap_or_default()) else {
         return Parsed::Malformed;
     };
     let id = FragmentId {
@@ -200,13 +210,14 @@ fn ipv4(frame: &[u8], offset: usize) -> Parsed<'_> {
             protocol: header.protocol().0,
             offset: offset + header.slice().len(),
         },
+        tunnelled: false,
         l3: offset,
         frame,
     })
 }
 
 fn ipv6(frame: &[u8], offset: usize) -> Parsed<'_> {
-    let Ok(header) = Ipv6HeaderSlice::from_slice(&frame[offset..]) else {
+    let Ok(header) = Ipv6HeaderSlice::from_slice(frame.get(offset..).unwrap_or_default()) else {
         return Parsed::Malformed;
     };
     let mut ip = Ip {
@@ -215,6 +226,7 @@ fn ipv6(frame: &[u8], offset: usize) -> Parsed<'_> {
         dst: header.destination(),
         fragment: Fragment::Whole,
         upper: Upper::Unparsed,
+        tunnelled: false,
         l3: offset,
         frame,
     };
@@ -308,6 +320,44 @@ impl<'a> Ip<'a> {
         match self.upper {
             Upper::At { protocol, offset } => Some((protocol, offset)),
             Upper::Unparsed => None,
+        }
+    }
+
+    /// Whether it carries an IP packet the rules unwrap (docs/rules.md,
+    /// *Tunnels*): IPv4 inside IPv6, IPv6 inside IPv4, the upper protocol
+    /// after the walked header chain (of a later fragment, the protocol
+    /// that follows the fragmentation). Not IPv4 inside IPv4, nor IPv6
+    /// inside IPv6; never one level deeper.
+    pub fn carries_tunnel(&self) -> bool {
+        !self.tunnelled
+            && matches!(
+                (self.family, self.upper()),
+                (Family::V6, Some((IPPROTO_IPV4_IN_IP, _)))
+                    | (Family::V4, Some((IPPROTO_IPV6_IN_IP, _)))
+            )
+    }
+
+    /// The IP packet it carries ([`Ip::carries_tunnel`]), parsed as a bare
+    /// one of the other family where the upper header would start: an
+    /// inner header past [`MAX_TUNNEL_L3`], cut short or invalid is
+    /// malformed.
+    pub fn inner(&self) -> Parsed<'a> {
+        let Some((_, offset)) = self.upper() else {
+            return Parsed::Malformed;
+        };
+        if offset > MAX_TUNNEL_L3 {
+            return Parsed::Malformed;
+        }
+        let parsed = match self.family {
+            Family::V6 => ipv4(self.frame, offset),
+            Family::V4 => ipv6(self.frame, offset),
+        };
+        match parsed {
+            Parsed::Ip(inner) => Parsed::Ip(Ip {
+                tunnelled: true,
+                ..inner
+            }),
+            other => other,
         }
     }
 

@@ -21,7 +21,8 @@
 //! for all sources together); beyond it the query is dropped under its
 //! level's reason. Then the reply must be buildable: a whole datagram
 //! without IPv4 options or IPv6 extension headers, all of it in the frame,
-//! whose message fits (proto/dns.rs); otherwise dropped, its cap token
+//! whose message fits (proto/dns.rs), not come through a tunnel (docs/rules.md,
+//! *Tunnels*); otherwise dropped, its cap token
 //! spent (the docs' "asked only when a query would slip" read as "chosen").
 //! (The reply also needs the link headers within 64 bytes; the parser walks
 //! at most 30.) Monitor mode sends nothing: a query that would get the
@@ -183,7 +184,9 @@ pub fn dns_query(
     if !chance.slip(query.dns_slip) || !queries.slip_allowed(query.dns_slip_rate, now) {
         return Judgement::Drop(drop);
     }
-    let frame_fits = ip.fragment == Fragment::Whole && ip.bare() && udp.complete;
+    // Over a tunnel the reply would have to go back inside a new outer
+    // header: no reply.
+    let frame_fits = ip.fragment == Fragment::Whole && ip.bare() && !ip.tunnelled && udp.complete;
     if frame_fits && fit == Fit::Message {
         Judgement::Tx(Reason::TxDnsTruncated)
     } else {

@@ -534,3 +534,150 @@ fn the_hand_written_slip_cap_case_says_what_its_comment_says() {
         ]
     );
 }
+
+/// An unsolicited DNS answer from `addr::SERVER_V4` inside IPv6 (4in6).
+fn answer_in_ipv6(limit: bool) -> PacketBuilder {
+    let builder = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(53, 40000)
+        .payload(&dns_message(7, true, 40))
+        .in_ipv6(addr::RELAY_V6, addr::CLIENT_V6);
+    if limit {
+        builder.encap_limit(harness::packet::DEFAULT_ENCAP_LIMIT)
+    } else {
+        builder
+    }
+}
+
+#[test]
+fn a_tunnelled_packet_meets_the_rules_as_the_packet_inside() {
+    let mut model = model();
+    for limit in [false, true] {
+        let answer = answer_in_ipv6(limit).build();
+        assert_eq!(
+            model.ingress(&answer, NOW).reason,
+            Reason::DropUnsolicitedDns
+        );
+    }
+    let six_in_four = PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
+        .udp(53, 40000)
+        .payload(&dns_message(7, true, 40))
+        .in_ipv4(addr::RELAY_V4, addr::CLIENT_V4)
+        .build();
+    assert_eq!(
+        model.ingress(&six_in_four, NOW).reason,
+        Reason::DropUnsolicitedDns
+    );
+    // The query recorded from inside the tunnel lets the answer through.
+    let query = PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4)
+        .udp(40000, 53)
+        .payload(&dns_message(7, false, 20))
+        .in_ipv6(addr::CLIENT_V6, addr::RELAY_V6)
+        .build();
+    assert_eq!(model.egress(&query, NOW), Reason::EgressQueryRecorded);
+    assert_eq!(
+        model.ingress(&answer_in_ipv6(true).build(), NOW).reason,
+        Reason::PassSolicited
+    );
+    // One level only: the same answer two deep passes; IPIP is not unwrapped.
+    let nested = PacketBuilder::ipv4(addr::RELAY_V4, addr::CLIENT_V4)
+        .protocol(41)
+        .payload(&six_in_four.ip_only()[..])
+        .in_ipv6(addr::RELAY_V6, addr::CLIENT_V6)
+        .build();
+    assert_eq!(model.ingress(&nested, NOW).reason, Reason::PassIpv4);
+    let ipip = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(53, 40000)
+        .payload(&dns_message(7, true, 40))
+        .in_ipv4(addr::RELAY_V4, addr::CLIENT_V4)
+        .build();
+    assert_eq!(model.ingress(&ipip, NOW).reason, Reason::PassIpv4);
+}
+
+#[test]
+fn the_generator_sends_every_kind_of_tunnel() {
+    use proptest::{
+        strategy::{Strategy as _, ValueTree as _},
+        test_runner::TestRunner,
+    };
+
+    use crate::{parse::Ip, sequence::Step};
+    let mut runner = TestRunner::deterministic();
+    let strategy = crate::generate::case(false);
+    // Ingress frames: 4in6, 6in4, the outer datagram's first and later
+    // fragments, a tunnel inside the tunnel, IPv4 in IPv4 / IPv6 in IPv6.
+    let mut seen = [0u32; 6];
+    for _ in 0..60 {
+        let case = strategy.new_tree(&mut runner).expect("a case").current();
+        for step in case.sequence(0).steps {
+            let Step::Ingress(frame) = step else { continue };
+            let Parsed::Ip(ip) = parse::parse(&frame) else {
+                continue;
+            };
+            let inner_carries = |ip: &Ip<'_>| match ip.inner() {
+                Parsed::Ip(inner) => {
+                    matches!(inner.upper(), Some((4 | 41, _)))
+                }
+                _ => false,
+            };
+            let same = matches!(
+                (ip.family, ip.upper()),
+                (Family::V4, Some((4, _))) | (Family::V6, Some((41, _)))
+            );
+            let kind = match ip.fragment {
+                _ if same => 5,
+                _ if !ip.carries_tunnel() => continue,
+                Fragment::First(_) => 2,
+                Fragment::Later(_) => 3,
+                Fragment::Whole if inner_carries(&ip) => 4,
+                Fragment::Whole if ip.family == Family::V6 => 0,
+                Fragment::Whole => 1,
+            };
+            seen[kind] += 1;
+        }
+    }
+    assert!(seen.iter().all(|&n| n > 0), "frames of each kind: {seen:?}");
+}
+
+#[test]
+fn the_outer_datagrams_later_fragments_follow_its_first() {
+    let mut model = model();
+    let first = answer_in_ipv6(true).outer_fragment(5, true, 0).build();
+    assert_eq!(
+        model.ingress(&first, NOW).reason,
+        Reason::DropUnsolicitedDns
+    );
+    let later = answer_in_ipv6(true).outer_fragment(5, false, 100).build();
+    assert_eq!(model.ingress(&later, NOW).reason, Reason::DropFragment);
+    // Cut inside the inner header: malformed, and so the rest passes.
+    let first = answer_in_ipv6(false).outer_fragment(6, true, 0).build();
+    let cut = first.truncated(first.l3 + 10);
+    assert_eq!(model.ingress(&cut, NOW).reason, Reason::PassMalformed);
+    let later = answer_in_ipv6(false).outer_fragment(6, false, 100).build();
+    assert_eq!(model.ingress(&later, NOW).reason, Reason::PassFragment);
+    // Denied relays are no one's business: the lists see the inner source.
+    model.list_add(
+        List::Deny,
+        Prefix::new(Family::V6, addr::RELAY_V6.octets(), 128),
+        0,
+    );
+    let first = answer_in_ipv6(false).outer_fragment(8, true, 0).build();
+    assert_eq!(
+        model.ingress(&first, NOW).reason,
+        Reason::DropUnsolicitedDns
+    );
+}
+
+#[test]
+fn a_dns_query_over_a_tunnel_gets_no_slip() {
+    let query = PacketBuilder::ipv4(addr::ATTACKER_V4, addr::CLIENT_V4)
+        .udp(40000, 53)
+        .payload(&dns_query(crate::generate::app::Flaw::None, false))
+        .in_ipv6(addr::RELAY_V6, addr::CLIENT_V6)
+        .build();
+    let mut model = query_model(10, 1, 1);
+    assert_eq!(model.ingress(&query, NOW).reason, Reason::PassDnsQuery);
+    assert_eq!(
+        model.ingress(&query, NOW).reason,
+        Reason::DropDnsQuerySource
+    );
+}

@@ -52,7 +52,9 @@ pub fn frag_plan() -> BoxedStrategy<FragPlan> {
 }
 
 /// The fragments of the packet `transport` makes of a builder from `src` to
-/// `dst`, in the order they are sent. `upper` is the transport's protocol.
+/// `dst`, in the order they are sent, each carried as the look says (in a
+/// tunnel, whose outer datagram may be fragmented in turn). `upper` is the
+/// transport's protocol.
 pub fn fragments(
     plan: &FragPlan,
     look: &Look,
@@ -61,8 +63,9 @@ pub fn fragments(
     upper: u8,
     transport: impl Fn(PacketBuilder) -> PacketBuilder,
 ) -> Vec<Vec<u8>> {
-    let base = look.ip.builder(look.link, src, dst);
+    let base = look.ip.builder(look.inner_link(), src, dst);
     let v6 = src.is_ipv6();
+    let inbound = super::net::is_local(dst);
     let after: &[Ext] = if v6 { &plan.after } else { &[] };
     let whole = transport(after.iter().fold(base.clone(), |b, e| b.ext(e.header()))).build();
     // Where the fragmentable part starts, and what follows the fragment header.
@@ -74,26 +77,11 @@ pub fn fragments(
     } else {
         (whole.l3 + usize::from(whole[whole.l3] & 0x0f) * 4, upper)
     };
-    let body = &whole.bytes[start..];
-    let first = (8 * usize::from(plan.first_words))
-        .min(body.len().saturating_sub(1) / 8 * 8)
-        .max(8);
-    let rest = 8 * usize::from(plan.rest_words);
-    let mut chunks = vec![(0, &body[..first.min(body.len())])];
-    let mut at = first;
-    while at < body.len() {
-        let end = (at + rest).min(body.len());
-        chunks.push((at, &body[at..end]));
-        at = end;
-    }
-    let last = chunks.len() - 1;
-    let mut frames: Vec<Vec<u8>> = chunks
+    let chunks = plan.chunks(&whole.bytes[start..]);
+    let frames: Vec<Vec<Vec<u8>>> = chunks
         .iter()
         .enumerate()
-        .map(|(i, (offset, chunk))| {
-            let words = (offset / 8) as u16;
-            // A packet too short to split is sent as a first fragment alone.
-            let more = i < last || chunks.len() == 1;
+        .map(|(i, &(words, more, chunk))| {
             let builder = if v6 {
                 base.clone().ext(ExtHeader::Fragment {
                     offset: words,
@@ -104,28 +92,58 @@ pub fn fragments(
                 base.clone().fragment(plan.id as u16, more, words)
             };
             let frame = builder.protocol(protocol).payload(chunk).build();
-            match plan.damaged {
+            let bytes = match plan.damaged {
                 Some((which, mangle)) if usize::from(which) % chunks.len() == i => {
                     mangle.apply(&frame)
                 }
                 _ => frame.bytes,
-            }
+            };
+            look.carry(bytes, v6, inbound)
         })
         .collect();
-    let mut order: Vec<usize> = (0..frames.len()).collect();
-    order.sort_by_key(|&i| (plan.order.get(i).copied().unwrap_or(0), i));
-    let mut sent: Vec<Vec<u8>> = order
-        .into_iter()
-        .map(|i| std::mem::take(&mut frames[i]))
-        .collect();
-    if let Some(i) = plan.repeat {
-        let i = usize::from(i) % sent.len();
-        sent.insert(i + 1, sent[i].clone());
+    plan.sent(frames).into_iter().flatten().collect()
+}
+
+impl FragPlan {
+    /// `body` (the fragmentable part of a datagram) cut as the plan says:
+    /// each chunk with its offset in 8-byte units and its more-fragments
+    /// flag. A body too short to split is sent as a first fragment alone.
+    pub fn chunks<'b>(&self, body: &'b [u8]) -> Vec<(u16, bool, &'b [u8])> {
+        let first = (8 * usize::from(self.first_words))
+            .min(body.len().saturating_sub(1) / 8 * 8)
+            .max(8);
+        let rest = 8 * usize::from(self.rest_words);
+        let mut chunks = vec![(0, &body[..first.min(body.len())])];
+        let mut at = first;
+        while at < body.len() {
+            let end = (at + rest).min(body.len());
+            chunks.push((at, &body[at..end]));
+            at = end;
+        }
+        let count = chunks.len();
+        chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, (offset, chunk))| ((offset / 8) as u16, i + 1 < count || count == 1, chunk))
+            .collect()
     }
-    if let Some(i) = plan.omit
-        && sent.len() > 1
-    {
-        sent.remove(usize::from(i) % sent.len());
+
+    /// The fragments in the order they are sent: reordered, one repeated,
+    /// one left out.
+    pub fn sent<T: Clone>(&self, frames: Vec<T>) -> Vec<T> {
+        let mut slots: Vec<Option<T>> = frames.into_iter().map(Some).collect();
+        let mut order: Vec<usize> = (0..slots.len()).collect();
+        order.sort_by_key(|&i| (self.order.get(i).copied().unwrap_or(0), i));
+        let mut sent: Vec<T> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+        if let Some(i) = self.repeat {
+            let i = usize::from(i) % sent.len();
+            sent.insert(i + 1, sent[i].clone());
+        }
+        if let Some(i) = self.omit
+            && sent.len() > 1
+        {
+            sent.remove(usize::from(i) % sent.len());
+        }
+        sent
     }
-    sent
 }

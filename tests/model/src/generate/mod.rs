@@ -1,7 +1,10 @@
 //! The generator: proptest strategies for cases, each a few scenes over a
 //! handful of addresses, with settings and list entries, expanded into a
 //! [`Sequence`] of frames. It is structure-aware: every encapsulation (none,
-//! 802.1Q, QinQ, PPPoE session, and a tag too many), IPv4 options, IPv6
+//! 802.1Q, QinQ, PPPoE session, and a tag too many), IP inside IP (IPv4
+//! inside IPv6 with and without ip6tnl's encapsulation limit option, IPv6
+//! inside IPv4, the outer datagram fragmented, a tunnel inside the tunnel,
+//! IPv4 inside IPv4 and IPv6 inside IPv6), IPv4 options, IPv6
 //! extension header chains (around and over the six the filter walks),
 //! fragments in and out of order, truncation at header boundaries and inside
 //! payloads, lying length fields, random TCP flags, valid and almost-valid

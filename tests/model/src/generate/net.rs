@@ -1,10 +1,15 @@
-//! The addresses, encapsulations, IP header variations and damage of the
-//! generated frames, built with the harness's packet builder.
+//! The addresses, encapsulations (the link layer, IP inside IP), IP header
+//! variations and damage of the generated frames, built with the harness's
+//! packet builder.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use harness::packet::{ExtHeader, Frame, PacketBuilder, VlanTag, ethertype};
+use harness::packet::{
+    DEFAULT_ENCAP_LIMIT, ETH_HLEN, ExtHeader, Frame, PacketBuilder, VlanTag, ethertype, proto,
+};
 use proptest::{collection::vec, prelude::*};
+
+use super::fragment::{FragPlan, frag_plan};
 
 /// The addresses of one case: our side (the gateway after NAT) and the
 /// internet side, from the ranges the project may spoof (192.0.2.0/24,
@@ -412,12 +417,254 @@ pub struct Look {
     pub link: Link,
     pub ip: IpLayer,
     pub mangle: Mangle,
+    pub tunnel: Tunnel,
 }
 
 pub fn look() -> BoxedStrategy<Look> {
-    (link(), ip_layer(), mangle())
-        .prop_map(|(link, ip, mangle)| Look { link, ip, mangle })
+    (link(), ip_layer(), mangle(), tunnel())
+        .prop_map(|(link, ip, mangle, tunnel)| Look {
+            link,
+            ip,
+            mangle,
+            tunnel,
+        })
         .boxed()
+}
+
+impl Look {
+    /// The link layer the packet is built with: its own, or plain Ethernet
+    /// (taken off again by [`Look::carry`]) under a tunnel.
+    pub fn inner_link(&self) -> Link {
+        match self.tunnel {
+            Tunnel::None => self.link,
+            _ => Link::Plain,
+        }
+    }
+
+    /// A frame built with [`Look::inner_link`] (an IPv6 packet if `v6`),
+    /// as sent: bare, or carried in the tunnel (several frames where the
+    /// outer datagram is fragmented). `inbound`: from the internet to us.
+    pub fn carry(&self, frame: Vec<u8>, v6: bool, inbound: bool) -> Vec<Vec<u8>> {
+        match &self.tunnel {
+            Tunnel::None => vec![frame],
+            tunnel => tunnel.carry(self.link, &frame[ETH_HLEN.min(frame.len())..], v6, inbound),
+        }
+    }
+
+    /// The frames of the packet from `src` to `dst` that `transport`
+    /// completes, damaged as the look says and carried as it says.
+    pub fn frames(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        transport: impl FnOnce(PacketBuilder) -> PacketBuilder,
+    ) -> Vec<Vec<u8>> {
+        let frame = transport(self.ip.builder(self.inner_link(), src, dst)).build();
+        self.carry(self.mangle.apply(&frame), src.is_ipv6(), is_local(dst))
+    }
+}
+
+/// Whether `addr` is one of our side's ([`Peers`]: 192.0.2.0/24,
+/// 2001:db8:1::/48), so that a packet to it is inbound.
+pub fn is_local(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(v4) => v4.octets()[..3] == [192, 0, 2],
+        IpAddr::V6(v6) => v6.segments()[..3] == [0x2001, 0xdb8, 1],
+    }
+}
+
+/// IP inside IP on the Ethernet device (docs/rules.md, *Tunnels*).
+#[derive(Clone, Debug)]
+pub enum Tunnel {
+    None,
+    /// The tunnel of the packet's family: IPv4 inside IPv6 (DS-Lite,
+    /// MAP-E), with ip6tnl's encapsulation limit option (`limit`) or
+    /// without, or IPv6 inside IPv4 (6in4, 6rd). The outer datagram may be
+    /// fragmented (`fragments`: the limit option before the fragment header
+    /// or after it, `limit_first`); the outer header damaged (`mangle`,
+    /// unfragmented only).
+    Carried {
+        relay: u8,
+        limit: Option<u8>,
+        fragments: Option<FragPlan>,
+        limit_first: bool,
+        mangle: Mangle,
+    },
+    /// Carried in the other family's tunnel, and that in the packet's own
+    /// family's: a tunnel inside the tunnel, which passes.
+    Nested {
+        relay: u8,
+        limit: Option<u8>,
+    },
+    /// IPv4 inside IPv4, IPv6 inside IPv6: not unwrapped.
+    SameFamily {
+        relay: u8,
+    },
+}
+
+pub fn tunnel() -> BoxedStrategy<Tunnel> {
+    let limit = || {
+        prop_oneof![
+            Just(Some(DEFAULT_ENCAP_LIMIT)),
+            Just(None),
+            any::<u8>().prop_map(Some)
+        ]
+    };
+    let outer_mangle = prop_oneof![
+        8 => Just(Mangle::None),
+        1 => (prop_oneof![Just(Anchor::Network), Just(Anchor::Transport)], -12..12i8)
+            .prop_map(|(at, delta)| Mangle::Cut { at, delta }),
+        1 => (Just(Anchor::Network), 0..48i8, any::<u8>())
+            .prop_map(|(at, delta, value)| Mangle::Poke { at, delta, value }),
+    ];
+    prop_oneof![
+        12 => Just(Tunnel::None),
+        4 => (
+            0..4u8,
+            limit(),
+            prop_oneof![3 => Just(None), 1 => frag_plan().prop_map(Some)],
+            any::<bool>(),
+            outer_mangle,
+        )
+            .prop_map(|(relay, limit, fragments, limit_first, mangle)| Tunnel::Carried {
+                relay,
+                limit,
+                fragments,
+                limit_first,
+                mangle,
+            }),
+        1 => (0..4u8, limit()).prop_map(|(relay, limit)| Tunnel::Nested { relay, limit }),
+        1 => (0..4u8).prop_map(|relay| Tunnel::SameFamily { relay }),
+    ]
+    .boxed()
+}
+
+/// An outer header from a relay (one of four, in 198.18.0.0/15 and
+/// 2001:db8::/32) to our end of the tunnel, or back; IPv6 if `v6`.
+fn outer(v6: bool, relay: u8, inbound: bool) -> PacketBuilder {
+    let relay = relay % 4 + 1;
+    if v6 {
+        let relay = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, relay.into());
+        let us = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0xfe);
+        let (src, dst) = if inbound { (relay, us) } else { (us, relay) };
+        PacketBuilder::ipv6(src, dst)
+    } else {
+        let relay = Ipv4Addr::new(198, 19, 255, relay);
+        let us = Ipv4Addr::new(192, 0, 2, 254);
+        let (src, dst) = if inbound { (relay, us) } else { (us, relay) };
+        PacketBuilder::ipv4(src, dst)
+    }
+}
+
+/// The protocol of a packet inside IP: 4 for IPv4, 41 for IPv6.
+fn carried(v6: bool) -> u8 {
+    if v6 {
+        proto::IPV6_IN_IP
+    } else {
+        proto::IPV4_IN_IP
+    }
+}
+
+/// The encapsulation limit option, if any, as the outer IPv6 header's
+/// destination options.
+fn with_limit(builder: PacketBuilder, limit: Option<u8>) -> PacketBuilder {
+    match limit {
+        Some(limit) => builder.ext(ExtHeader::DestinationOptions(vec![4, 1, limit])),
+        None => builder,
+    }
+}
+
+impl Tunnel {
+    /// The same tunnel sending every packet whole, in one undamaged frame.
+    pub fn whole(self) -> Tunnel {
+        match self {
+            Tunnel::Carried {
+                relay,
+                limit,
+                limit_first,
+                ..
+            } => Tunnel::Carried {
+                relay,
+                limit,
+                fragments: None,
+                limit_first,
+                mangle: Mangle::None,
+            },
+            other => other,
+        }
+    }
+
+    /// `inner`, the bytes of an IP packet (IPv6 if `v6`), carried on `link`.
+    fn carry(&self, link: Link, inner: &[u8], v6: bool, inbound: bool) -> Vec<Vec<u8>> {
+        let wrap = |outer: PacketBuilder, inner: &[u8]| link.apply(outer.payload(inner)).build();
+        match *self {
+            Tunnel::None => unreachable!("carried only in a tunnel"),
+            Tunnel::SameFamily { relay } => {
+                vec![wrap(outer(v6, relay, inbound).protocol(carried(v6)), inner).bytes]
+            }
+            Tunnel::Nested { relay, limit } => {
+                // The packet in the other family's tunnel, that in its own.
+                let middle = outer(!v6, relay, inbound);
+                let middle = if v6 {
+                    middle
+                } else {
+                    with_limit(middle, limit)
+                };
+                let middle = middle.protocol(carried(v6)).payload(inner).build();
+                let first = if v6 {
+                    with_limit(outer(v6, relay, inbound), limit)
+                } else {
+                    outer(v6, relay, inbound)
+                };
+                vec![wrap(first.protocol(carried(!v6)), &middle.bytes[ETH_HLEN..]).bytes]
+            }
+            Tunnel::Carried {
+                relay,
+                limit,
+                ref fragments,
+                limit_first,
+                mangle,
+            } => {
+                let base = outer(!v6, relay, inbound);
+                let Some(plan) = fragments else {
+                    let base = if v6 { base } else { with_limit(base, limit) };
+                    return vec![mangle.apply(&wrap(base.protocol(carried(v6)), inner))];
+                };
+                // The unfragmentable part (with the limit option if it comes
+                // first), then the fragment header or fields, then the
+                // rest: the limit option if it comes after, and the packet.
+                let (base, body, after) = match (v6, limit) {
+                    (false, Some(limit)) if !limit_first => {
+                        let whole = with_limit(outer(true, relay, inbound), Some(limit))
+                            .protocol(carried(v6))
+                            .payload(inner)
+                            .build();
+                        let after = whole.bytes[ETH_HLEN + 40..].to_vec();
+                        (base, after, 60)
+                    }
+                    (false, limit) => (with_limit(base, limit), inner.to_vec(), carried(v6)),
+                    (true, _) => (base, inner.to_vec(), carried(v6)),
+                };
+                let frames = plan
+                    .chunks(&body)
+                    .into_iter()
+                    .map(|(words, more, chunk)| {
+                        let builder = if v6 {
+                            base.clone().fragment(plan.id as u16, more, words)
+                        } else {
+                            base.clone().ext(ExtHeader::Fragment {
+                                offset: words,
+                                more,
+                                id: plan.id,
+                            })
+                        };
+                        wrap(builder.protocol(after), chunk).bytes
+                    })
+                    .collect();
+                plan.sent(frames)
+            }
+        }
+    }
 }
 
 /// A frame that is not IP: ARP, LLDP, PPPoE discovery and session control,

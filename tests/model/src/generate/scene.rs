@@ -12,7 +12,7 @@ use proptest::{collection::vec, prelude::*, sample::select};
 use super::{
     app::{self, App, Dns, DnsQuery, Ntp, QUERY_FLAGS, RESPONSE_FLAGS, first_byte},
     fragment::{FragPlan, frag_plan, fragments},
-    net::{Ends, IpLayer, Link, Look, Mangle, NotIp, Peers, ends, link, look, not_ip},
+    net::{Ends, IpLayer, Link, Look, Mangle, NotIp, Peers, ends, link, look, not_ip, tunnel},
     settings,
 };
 use crate::{
@@ -197,6 +197,7 @@ fn plan() -> impl Strategy<Value = Plan> {
 fn connections() -> BoxedStrategy<Connections> {
     let look = look().prop_map(|look| Look {
         mangle: Mangle::None,
+        tunnel: look.tunnel.whole(),
         ..look
     });
     (
@@ -251,6 +252,7 @@ fn full_handshakes() -> impl Strategy<Value = FullHandshakes> {
         any::<u32>(),
         look().prop_map(|look| Look {
             mangle: Mangle::None,
+            tunnel: look.tunnel.whole(),
             ..look
         }),
         any::<bool>(),
@@ -319,8 +321,9 @@ fn requests() -> BoxedStrategy<Requests> {
         ..ntp
     });
     let look = prop_oneof![
-        3 => (link(), any::<u8>()).prop_map(|(link, ttl)| Look {
+        3 => (link(), any::<u8>(), tunnel()).prop_map(|(link, ttl, tunnel)| Look {
             link,
+            tunnel,
             ip: IpLayer {
                 v4_options: vec![],
                 v6_exts: vec![],
@@ -400,8 +403,9 @@ impl Requests {
             let udp = |b: PacketBuilder| b.udp(self.client_port, self.port).payload(&payload);
             match &self.fragments {
                 None => {
-                    let frame = udp(self.look.ip.builder(self.look.link, src, dst)).build();
-                    steps.push(Step::Ingress(self.look.mangle.apply(&frame)));
+                    for frame in self.look.frames(src, dst, udp) {
+                        steps.push(Step::Ingress(frame));
+                    }
                 }
                 Some(plan) => fragments(plan, &self.look, src, dst, proto::UDP, udp)
                     .into_iter()
@@ -663,6 +667,7 @@ fn syns() -> BoxedStrategy<Syns> {
     ];
     let look = look().prop_map(|look| Look {
         mangle: Mangle::None,
+        tunnel: look.tunnel.whole(),
         ..look
     });
     (ends(), 1..40u8, flags, any::<u16>(), port(), look)
@@ -770,14 +775,10 @@ impl Exchange {
             Service::Ntp(port) => (port, self.ntp.bytes()),
             Service::Other(port) => (port, self.bytes.clone()),
         };
-        let frame = self
-            .look
-            .ip
-            .builder(self.look.link, local, remote)
-            .udp(self.client_port, server_port)
-            .payload(&query)
-            .build();
-        steps.push(Step::Egress(self.look.mangle.apply(&frame)));
+        let query = self.look.frames(local, remote, |b| {
+            b.udp(self.client_port, server_port).payload(&query)
+        });
+        steps.extend(query.into_iter().map(Step::Egress));
         for answer in &self.answers {
             let mut src = remote;
             let mut dst = local;
@@ -804,8 +805,9 @@ impl Exchange {
             let udp = |b: PacketBuilder| b.udp(sport, dport).payload(&payload);
             match &answer.fragments {
                 None => {
-                    let frame = udp(answer.look.ip.builder(answer.look.link, src, dst)).build();
-                    steps.push(Step::Ingress(answer.look.mangle.apply(&frame)));
+                    for frame in answer.look.frames(src, dst, udp) {
+                        steps.push(Step::Ingress(frame));
+                    }
                 }
                 Some(plan) => fragments(plan, &answer.look, src, dst, proto::UDP, udp)
                     .into_iter()
@@ -889,10 +891,7 @@ impl Stray {
                 }
             };
         match &self.fragments {
-            None => {
-                let frame = transport(self.look.ip.builder(self.look.link, src, dst)).build();
-                vec![self.look.mangle.apply(&frame)]
-            }
+            None => self.look.frames(src, dst, transport),
             Some(plan) => fragments(plan, &self.look, src, dst, upper, transport),
         }
     }
@@ -903,17 +902,14 @@ impl Syns {
         let src = peers.remote(self.ends);
         let dst = peers.local(self.ends);
         for i in 0..self.count {
-            let frame = self
-                .look
-                .ip
-                .builder(self.look.link, src, dst)
-                .tcp(
+            let frames = self.look.frames(src, dst, |b| {
+                b.tcp(
                     self.source_port.wrapping_add(u16::from(i)),
                     self.destination_port,
                     self.flags,
                 )
-                .build();
-            steps.push(Step::Ingress(frame.bytes));
+            });
+            steps.extend(frames.into_iter().map(Step::Ingress));
         }
     }
 }
@@ -990,13 +986,13 @@ fn segment(
     ack: u32,
     payload: &[u8],
 ) -> Vec<u8> {
-    look.ip
-        .builder(look.link, src, dst)
-        .tcp(sport, dport, flags)
-        .tcp_seq_ack(seq, ack)
-        .payload(payload)
-        .build()
-        .bytes
+    let mut frames = look.frames(src, dst, |b| {
+        b.tcp(sport, dport, flags)
+            .tcp_seq_ack(seq, ack)
+            .payload(payload)
+    });
+    assert_eq!(frames.len(), 1, "a segment's look sends it whole");
+    frames.remove(0)
 }
 
 impl Connections {

@@ -1,7 +1,8 @@
 //! Ingress, in the rule order of docs/rules.md (docs/rules.md, *The reflection defence*;
 //! docs/syn-and-lists.md, *Where they sit in the rule order*):
 //! 1. not IP: pass (`pass_not_ip`); link or IP headers cut short or
-//!    invalid: pass (`pass_malformed`);
+//!    invalid: pass (`pass_malformed`); IP inside IP (IPv4 inside IPv6,
+//!    IPv6 inside IPv4): the rules below for the packet inside (tunnel.rs);
 //! 2. source on the allow list: pass (`pass_allow_list`);
 //! 3. source on the deny list: drop (`drop_deny_list`);
 //! 4. a later fragment: the verdict of its first fragment (fragments.rs);
@@ -15,6 +16,7 @@
 //! as `pass_malformed`).
 
 mod tcp;
+mod tunnel;
 mod udp;
 
 use filter_common::Reason;
@@ -23,7 +25,7 @@ use crate::{
     Chance, Judgement, State,
     fragments::Key,
     lists::List,
-    parse::{self, Family, Fragment, IPPROTO_TCP, IPPROTO_UDP, Ip, Parsed, Upper},
+    parse::{self, Family, Fragment, FragmentId, IPPROTO_TCP, IPPROTO_UDP, Ip, Parsed, Upper},
     settings::Settings,
 };
 
@@ -40,46 +42,76 @@ pub fn verdict(
         Parsed::Malformed => return Judgement::Pass(Reason::PassMalformed),
         Parsed::Ip(ip) => ip,
     };
+    if ip.carries_tunnel() {
+        return tunnel::verdict(state, settings, seed, chance, &ip, now);
+    }
+    if let Some(listed) = listed(state, &ip, now) {
+        return listed;
+    }
+    let judgement = rules(state, settings, seed, chance, &ip, now);
+    remember(state, settings, &ip, judgement, now);
+    judgement
+}
+
+/// Rules 2 and 3, the lists: the verdict on a listed source.
+fn listed(state: &State, ip: &Ip<'_>, now: u64) -> Option<Judgement> {
     if state.lists.matches(List::Allow, ip.family, &ip.src, now) {
-        return Judgement::Pass(Reason::PassAllowList);
+        Some(Judgement::Pass(Reason::PassAllowList))
+    } else if state.lists.matches(List::Deny, ip.family, &ip.src, now) {
+        Some(Judgement::Drop(Reason::DropDenyList))
+    } else {
+        None
     }
-    if state.lists.matches(List::Deny, ip.family, &ip.src, now) {
-        return Judgement::Drop(Reason::DropDenyList);
-    }
+}
+
+/// Rules 4 to 7: a later fragment follows its first; UDP, TCP, the rest.
+fn rules(
+    state: &mut State,
+    settings: &Settings,
+    seed: u64,
+    chance: &mut Chance,
+    ip: &Ip<'_>,
+    now: u64,
+) -> Judgement {
     if let Fragment::Later(id) = ip.fragment {
-        let key = Key {
-            family: ip.family,
-            src: ip.src,
-            dst: ip.dst,
-            id,
-        };
-        return state.fragments.follow(&key, now, settings.orphans);
+        return state
+            .fragments
+            .follow(&fragment_key(ip, id), now, settings.orphans);
     }
-    let judgement = match ip.upper {
+    match ip.upper {
         Upper::Unparsed => Judgement::Pass(Reason::PassMalformed),
         Upper::At {
             protocol: IPPROTO_UDP,
             ..
-        } => udp::verdict(state, settings, seed, chance, &ip, now),
+        } => udp::verdict(state, settings, seed, chance, ip, now),
         Upper::At {
             protocol: IPPROTO_TCP,
             ..
-        } => tcp::verdict(state, settings, seed, &ip, now),
-        Upper::At { .. } => pass(&ip),
-    };
-    if let Fragment::First(id) = ip.fragment {
-        let key = Key {
-            family: ip.family,
-            src: ip.src,
-            dst: ip.dst,
-            id,
-        };
-        let dropped = matches!(judgement, Judgement::Drop(_));
-        state
-            .fragments
-            .remember(key, dropped, now, settings.fragment_lifetime_ns());
+        } => tcp::verdict(state, settings, seed, ip, now),
+        Upper::At { .. } => pass(ip),
     }
-    judgement
+}
+
+fn fragment_key(ip: &Ip<'_>, id: FragmentId) -> Key {
+    Key {
+        family: ip.family,
+        src: ip.src,
+        dst: ip.dst,
+        id,
+    }
+}
+
+/// A first fragment's verdict, remembered for its datagram's later ones.
+fn remember(state: &mut State, settings: &Settings, ip: &Ip<'_>, judgement: Judgement, now: u64) {
+    if let Fragment::First(id) = ip.fragment {
+        let dropped = matches!(judgement, Judgement::Drop(_));
+        state.fragments.remember(
+            fragment_key(ip, id),
+            dropped,
+            now,
+            settings.fragment_lifetime_ns(),
+        );
+    }
 }
 
 /// The plain pass of an IP packet no rule matched.
