@@ -33,7 +33,7 @@ use aya::{
 };
 use filter_common::{Direction, Reason};
 use harness::{
-    packet::{ExtHeader, Frame, PacketBuilder, addr, dns_message, tcp_flags},
+    packet::{DEFAULT_ENCAP_LIMIT, ExtHeader, Frame, PacketBuilder, addr, dns_message, tcp_flags},
     signals::check_interrupted,
 };
 
@@ -68,6 +68,10 @@ pub struct Class {
     /// `Solicited`: the twin that finds nothing to consume (by default the
     /// frame with its first payload byte changed: another DNS id).
     pub twin: Option<Frame>,
+    /// Loaded as `attach` loads it for a device without an Ethernet header
+    /// (ppp, WireGuard, ip6tnl, tun: `Filter::load_ip`); its frames (and
+    /// those of `before`) start at the IP header.
+    pub ip_link: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -76,6 +80,56 @@ enum Link {
     Vlan,
     QinQ,
     Pppoe,
+}
+
+/// How the IP packet rides: bare, or inside IP on the Ethernet device.
+#[derive(Clone, Copy)]
+enum Tunnel {
+    /// IPv4 inside IPv6 with ip6tnl's encapsulation limit option (DS-Lite, MAP-E).
+    FourInSix,
+    /// IPv6 inside IPv4 (6in4, 6rd).
+    SixInFour,
+}
+
+impl Tunnel {
+    fn inner_v6(self) -> bool {
+        matches!(self, Tunnel::SixInFour)
+    }
+
+    /// `inner` in the tunnel, from the relay to us (`inbound`) or back.
+    fn wrap(self, inner: PacketBuilder, inbound: bool) -> PacketBuilder {
+        match (self, inbound) {
+            (Tunnel::FourInSix, true) => inner
+                .in_ipv6(addr::RELAY_V6, addr::CLIENT_V6)
+                .encap_limit(DEFAULT_ENCAP_LIMIT),
+            (Tunnel::FourInSix, false) => inner
+                .in_ipv6(addr::CLIENT_V6, addr::RELAY_V6)
+                .encap_limit(DEFAULT_ENCAP_LIMIT),
+            (Tunnel::SixInFour, true) => inner.in_ipv4(addr::RELAY_V4, addr::CLIENT_V4),
+            (Tunnel::SixInFour, false) => inner.in_ipv4(addr::CLIENT_V4, addr::RELAY_V4),
+        }
+    }
+}
+
+fn tunnelled_udp_pass(tunnel: Tunnel) -> Frame {
+    let inner = builder(tunnel.inner_v6(), Link::Plain, true)
+        .udp(4444, CLIENT_PORT)
+        .payload(&[0x5a; 100]);
+    tunnel.wrap(inner, true).build()
+}
+
+fn tunnelled_dns_answer(tunnel: Tunnel) -> Frame {
+    let inner = builder(tunnel.inner_v6(), Link::Plain, true)
+        .udp(53, CLIENT_PORT)
+        .payload(&dns_message(TXID, true, 88));
+    tunnel.wrap(inner, true).build()
+}
+
+fn tunnelled_dns_query(tunnel: Tunnel) -> Frame {
+    let inner = builder(tunnel.inner_v6(), Link::Plain, false)
+        .udp(CLIENT_PORT, 53)
+        .payload(&dns_message(TXID, false, 20));
+    tunnel.wrap(inner, false).build()
 }
 
 /// From the server to us (`inbound`) or from us to the server.
@@ -205,6 +259,13 @@ pub fn classes() -> Vec<Class> {
         frame,
         before: Vec::new(),
         twin: None,
+        ip_link: false,
+    };
+    // A device without an Ethernet header: the same packet from its IP
+    // header on.
+    let on_ip_link = |key, name, reason, frame: Frame| Class {
+        ip_link: true,
+        ..plain(key, name, reason, frame.ip_only())
     };
     let v4_first_fragment = builder(false, Link::Plain, true)
         .fragment(0x1111, true, 0)
@@ -278,6 +339,32 @@ pub fn classes() -> Vec<Class> {
             pass_reason(true),
             udp_pass(true, Link::Pppoe),
         ),
+        // Issue 22: IP inside IP on the Ethernet device, and a device
+        // without an Ethernet header.
+        plain(
+            "pass_udp_4in6",
+            "passed UDP, IPv4 inside IPv6 (ip6tnl, DS-Lite/MAP-E)",
+            pass_reason(false),
+            tunnelled_udp_pass(Tunnel::FourInSix),
+        ),
+        plain(
+            "pass_udp_6in4",
+            "passed UDP, IPv6 inside IPv4 (6in4/6rd)",
+            pass_reason(true),
+            tunnelled_udp_pass(Tunnel::SixInFour),
+        ),
+        on_ip_link(
+            "pass_udp_l3_v4",
+            "passed UDP, device without Ethernet (L3), IPv4",
+            pass_reason(false),
+            udp_pass(false, Link::Plain),
+        ),
+        on_ip_link(
+            "pass_udp_l3_v6",
+            "passed UDP, device without Ethernet (L3), IPv6",
+            pass_reason(true),
+            udp_pass(true, Link::Plain),
+        ),
         Class {
             method: Method::Solicited,
             before: vec![(true, dns_query(false, TXID))],
@@ -296,6 +383,16 @@ pub fn classes() -> Vec<Class> {
                 "solicited DNS answer, IPv6",
                 Reason::PassSolicited,
                 dns_answer(true, Link::Plain, TXID),
+            )
+        },
+        Class {
+            method: Method::Solicited,
+            before: vec![(true, tunnelled_dns_query(Tunnel::FourInSix))],
+            ..plain(
+                "dns_solicited_4in6",
+                "solicited DNS answer, IPv4 inside IPv6",
+                Reason::PassSolicited,
+                tunnelled_dns_answer(Tunnel::FourInSix),
             )
         },
         plain(
@@ -321,6 +418,24 @@ pub fn classes() -> Vec<Class> {
             "unsolicited DNS response, PPPoE, IPv6",
             Reason::DropUnsolicitedDns,
             dns_answer(true, Link::Pppoe, TXID),
+        ),
+        plain(
+            "dns_unsolicited_4in6",
+            "unsolicited DNS response, IPv4 inside IPv6 (ip6tnl, DS-Lite/MAP-E)",
+            Reason::DropUnsolicitedDns,
+            tunnelled_dns_answer(Tunnel::FourInSix),
+        ),
+        plain(
+            "dns_unsolicited_6in4",
+            "unsolicited DNS response, IPv6 inside IPv4 (6in4/6rd)",
+            Reason::DropUnsolicitedDns,
+            tunnelled_dns_answer(Tunnel::SixInFour),
+        ),
+        on_ip_link(
+            "dns_unsolicited_l3_v4",
+            "unsolicited DNS response, device without Ethernet (L3), IPv4",
+            Reason::DropUnsolicitedDns,
+            dns_answer(false, Link::Plain, TXID),
         ),
         plain(
             "ntp_mode7_v4",
@@ -705,7 +820,11 @@ pub fn run(
     let floor = Floor::load()?;
     let mut active = Vec::new();
     for class in classes() {
-        let mut filter = Filter::load();
+        let mut filter = if class.ip_link {
+            Filter::load_ip()
+        } else {
+            Filter::load()
+        };
         filter
             .try_set(class.settings)
             .with_context(|| format!("the settings of class {}", class.key))?;
