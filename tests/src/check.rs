@@ -31,7 +31,7 @@ use std::{
 
 use aya::maps::{Array, HashMap, Map, MapData};
 use filter_common::{
-    Counter, FragmentKey, FragmentVerdict, ListSource, Reason, SolicitedSlot, SynBucket,
+    Counter, Encap, FragmentKey, FragmentVerdict, ListSource, Reason, SolicitedSlot, SynBucket,
     conn::{CONN_WAYS, ConnCount, ConnOwner, ConnSlot},
     handshake::{HANDSHAKE_WAYS, HandshakeSlot, ServicePorts},
     map,
@@ -120,8 +120,20 @@ impl fmt::Display for Mismatch {
     }
 }
 
+/// The counter slots compared: STATS (each reason, then its "would" slot),
+/// then TUNNELLED (by encapsulation, each reason).
+const STATS_SLOTS: usize = 2 * Reason::COUNT as usize;
+const TUNNELLED_SLOTS: usize = (Encap::COUNT * Reason::COUNT) as usize;
+
 fn slot_name(slot: usize) -> String {
     let count = Reason::COUNT as usize;
+    if let Some(tunnelled) = slot.checked_sub(STATS_SLOTS) {
+        let encap = Encap::ALL.get(tunnelled / count);
+        return match (encap, Reason::ALL.get(tunnelled % count)) {
+            (Some(encap), Some(reason)) => format!("{}:{}", encap.name(), reason.name()),
+            _ => format!("slot {slot}"),
+        };
+    }
     match Reason::ALL.get(slot % count) {
         Some(reason) if slot < count => reason.name().to_string(),
         Some(reason) if reason.action() == filter_common::Action::Tx => {
@@ -404,7 +416,7 @@ impl Checker {
             next.truncate(MAX_CANDIDATES);
             *candidates = next;
             played.frames += 1;
-            if let [(slot, _, _)] = kernel.moved[..] {
+            for &(slot, _, _) in &kernel.moved {
                 if played.by_slot.len() <= slot {
                     played.by_slot.resize(slot + 1, 0);
                 }
@@ -452,14 +464,19 @@ impl Checker {
         moved
     }
 
-    /// One STATS slot summed over CPUs.
+    /// One counter slot ([`slot_name`]: STATS, then TUNNELLED) summed
+    /// over CPUs.
     fn read_count(&self, slot: usize) -> Counter {
-        let stats = RawMap::new(data(self.filter.map(map::STATS)), true).expect("STATS");
-        let value = stats
-            .get(&(slot as u32).to_ne_bytes())
-            .expect("reading STATS")
-            .expect("a STATS slot");
-        sum(&values_of(&value, stats.stride()))
+        let (name, index) = match slot.checked_sub(STATS_SLOTS) {
+            None => (map::STATS, slot),
+            Some(tunnelled) => (map::TUNNELLED, tunnelled),
+        };
+        let counters = RawMap::new(data(self.filter.map(name)), true).expect(name);
+        let value = counters
+            .get(&(index as u32).to_ne_bytes())
+            .expect("reading a counter")
+            .expect("a counter slot");
+        sum(&values_of(&value, counters.stride()))
     }
 
     /// The counter slots that moved since the last call.
@@ -476,17 +493,21 @@ impl Checker {
         moved
     }
 
-    /// Every STATS slot summed over CPUs, in one batch call (one lookup
-    /// per slot would cost more than the test run).
+    /// Every counter slot (STATS, then TUNNELLED) summed over CPUs, in one
+    /// batch call per map (one lookup per slot would cost more than the
+    /// test run).
     fn read_counts(&self) -> Vec<Counter> {
-        let stats = RawMap::new(data(self.filter.map(map::STATS)), true).expect("STATS");
-        let values = stats
-            .values(2 * Reason::COUNT as usize)
-            .expect("reading STATS");
-        values
-            .chunks(stats.stride() * stats.copies)
-            .map(|per_cpu| sum(&values_of(per_cpu, stats.stride())))
-            .collect()
+        let mut counts = Vec::new();
+        for (name, slots) in [(map::STATS, STATS_SLOTS), (map::TUNNELLED, TUNNELLED_SLOTS)] {
+            let counters = RawMap::new(data(self.filter.map(name)), true).expect(name);
+            let values = counters.values(slots).expect("reading counters");
+            counts.extend(
+                values
+                    .chunks(counters.stride() * counters.copies)
+                    .map(|per_cpu| sum(&values_of(per_cpu, counters.stride()))),
+            );
+        }
+        counts
     }
 
     /// Clears what the sequence wrote: the filter is empty again.
@@ -690,13 +711,18 @@ fn expect_ingress(verdict: Verdict, len: usize) -> Observed {
         } else {
             0
         };
+    let mut moved = vec![(slot, 1, len as u64)];
+    if let Some(encap) = verdict.tunnel {
+        let tunnelled = STATS_SLOTS + encap.slot(verdict.reason.index()) as usize;
+        moved.push((tunnelled, 1, len as u64));
+    }
     Observed {
         returned: match verdict.action {
             Action::Pass => XDP_PASS,
             Action::Drop => XDP_DROP,
             Action::Tx => XDP_TX,
         },
-        moved: vec![(slot, 1, len as u64)],
+        moved,
     }
 }
 

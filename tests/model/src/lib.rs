@@ -41,7 +41,7 @@ mod tests;
 
 use std::collections::BTreeSet;
 
-use filter_common::Reason;
+use filter_common::{Encap, Reason};
 
 pub use crate::settings::Settings;
 use crate::{
@@ -107,6 +107,10 @@ pub struct Verdict {
     /// Counted in the reason's "would" slot (monitor mode: would drop,
     /// would send the slip reply).
     pub would: bool,
+    /// Came inside a tunnel the filter unwraps (docs/rules.md, *Tunnels*):
+    /// counted under its encapsulation and the reason too (the reason's
+    /// own slot, in monitor mode as well).
+    pub tunnel: Option<Encap>,
 }
 
 /// Everything the rules remember between packets.
@@ -215,6 +219,7 @@ impl Model {
             reason,
             action,
             would,
+            tunnel: ingress::encap(frame),
         };
         (verdict, chance.drawn)
     }

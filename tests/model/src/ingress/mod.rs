@@ -19,7 +19,7 @@ mod tcp;
 mod tunnel;
 mod udp;
 
-use filter_common::Reason;
+use filter_common::{Encap, Reason};
 
 use crate::{
     Chance, Judgement, State,
@@ -51,6 +51,14 @@ pub fn verdict(
     let judgement = rules(state, settings, seed, chance, &ip, now);
     remember(state, settings, &ip, judgement, now);
     judgement
+}
+
+/// The tunnel `frame` came through, if the rules unwrap it.
+pub fn encap(frame: &[u8]) -> Option<Encap> {
+    match parse::parse(frame) {
+        Parsed::Ip(ip) if ip.carries_tunnel() => Some(Encap::of_outer(ip.family == Family::V6)),
+        _ => None,
+    }
 }
 
 /// Rules 2 and 3, the lists: the verdict on a listed source.
