@@ -163,9 +163,14 @@ pub mod map {
     /// Per-CPU array of u64: events sampled and lost (ring full), at
     /// [`crate::sample::COUNT_SAMPLED`] and [`crate::sample::COUNT_LOST`].
     pub const DROP_EVENT_COUNTS: &str = "DROP_EVENT_COUNTS";
+    /// Issue 22: per-CPU array of [`crate::Counter`]: the packets that came
+    /// inside a tunnel the filter unwraps, by encapsulation and by the
+    /// reason the rules gave the packet inside, at
+    /// [`crate::Encap::slot`]. They are counted in STATS too.
+    pub const TUNNELLED: &str = "TUNNELLED";
     /// Every map the object defines and pins, in the order `status` shows
     /// them.
-    pub const ALL: [&str; 35] = [
+    pub const ALL: [&str; 36] = [
         STATS,
         CONFIG,
         WATCHED_PORTS,
@@ -201,7 +206,49 @@ pub mod map {
         DROP_EVENTS,
         DROP_SAMPLER,
         DROP_EVENT_COUNTS,
+        TUNNELLED,
     ];
+}
+
+/// IP inside IP, as the filter unwraps it on the Ethernet device: which
+/// tunnel a packet came through (the `TUNNELLED` counters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encap {
+    /// IPv4 inside IPv6 (next header 4): DS-Lite, MAP-E.
+    Ipv4InIpv6,
+    /// IPv6 inside IPv4 (protocol 41): 6in4, 6rd, tunnel brokers.
+    Ipv6InIpv4,
+}
+
+impl Encap {
+    pub const ALL: [Encap; 2] = [Encap::Ipv4InIpv6, Encap::Ipv6InIpv4];
+    pub const COUNT: u32 = Encap::ALL.len() as u32;
+
+    /// The encapsulation of a tunnel whose outer packet is IPv6 (or IPv4).
+    pub const fn of_outer(outer_ipv6: bool) -> Encap {
+        if outer_ipv6 {
+            Encap::Ipv4InIpv6
+        } else {
+            Encap::Ipv6InIpv4
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Encap::Ipv4InIpv6 => "ipv4_in_ipv6",
+            Encap::Ipv6InIpv4 => "ipv6_in_ipv4",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Encap> {
+        Encap::ALL.into_iter().find(|encap| encap.name() == name)
+    }
+
+    /// The `TUNNELLED` slot of a packet of this encapsulation whose inner
+    /// packet got the reason at `reason_index`.
+    pub const fn slot(self, reason_index: u32) -> u32 {
+        self as u32 * Reason::COUNT + reason_index
+    }
 }
 
 /// Packets and bytes seen for one reason, on one CPU.

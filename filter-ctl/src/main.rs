@@ -25,7 +25,7 @@ use filter_ctl::{
     stats, status, textfile,
 };
 use filter_ctl_api::{
-    report::Stats,
+    report::{Stats, Tunnelled},
     settings::{Assignment, Assignments, SETTINGS, Settings},
 };
 
@@ -287,6 +287,9 @@ enum Command {
         shell: Shell,
     },
     /// Show packet and byte counters per verdict reason, summed over CPUs.
+    ///
+    /// The table ends with the packets that came inside a tunnel the filter
+    /// unwraps (IPv4 inside IPv6, IPv6 inside IPv4), when there were any.
     Stats {
         #[command(flatten)]
         target: Iface,
@@ -296,6 +299,11 @@ enum Command {
         /// --json: one line of JSON each time).
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         watch: Option<u64>,
+        /// Only the tunnelled packets: by encapsulation (ipv4_in_ipv6,
+        /// ipv6_in_ipv4) and the reason the packet inside got. They are
+        /// counted in the other rows too.
+        #[arg(long, conflicts_with = "watch")]
+        tunnelled: bool,
     },
 }
 
@@ -626,10 +634,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
             output,
             watch,
+            tunnelled,
         } => {
             let pins = target.attached(pin_root)?;
             match watch {
-                None => print_stats(&stats::read(&pins)?, None, &output)?,
+                None if tunnelled => print_tunnelled(&stats::read_tunnelled(&pins)?, &output)?,
+                None => {
+                    print_stats(&stats::read(&pins)?, None, &output)?;
+                    // A filter from before the tunnelled counters has none.
+                    if let (false, Ok(rows)) = (output.json, stats::read_tunnelled(&pins))
+                        && !rows.0.is_empty()
+                    {
+                        print!("\n{}", stats::tunnelled_table(&rows));
+                    }
+                }
                 Some(secs) => watch_stats(&pins, secs, &output)?,
             }
         }
@@ -975,6 +993,16 @@ fn print_stats(
         println!("{}", serde_json::to_string(stats)?);
     } else {
         print!("{}", stats::table(stats, previous));
+    }
+    Ok(())
+}
+
+/// The tunnelled packets' counters as a table or one line of JSON.
+fn print_tunnelled(rows: &Tunnelled, output: &Output) -> anyhow::Result<()> {
+    if output.json {
+        println!("{}", serde_json::to_string(rows)?);
+    } else {
+        print!("{}", stats::tunnelled_table(rows));
     }
     Ok(())
 }

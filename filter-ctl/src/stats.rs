@@ -1,11 +1,15 @@
 //! Per-reason counters, read from the pinned per-CPU `STATS` map and summed
-//! over CPUs into [`Stats`] (what `stats --json` prints), and their table.
+//! over CPUs into [`Stats`] (what `stats --json` prints), and their table;
+//! the tunnelled packets among them from `TUNNELLED` ([`Tunnelled`]).
 
 use std::{borrow::Borrow, fmt::Write as _};
 
+use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray};
-use filter_common::{Action, Counter, Reason, map};
-use filter_ctl_api::report::{CountedAction, ReasonCount, Stats, direction_name};
+use filter_common::{Action, Counter, Encap, Reason, map};
+use filter_ctl_api::report::{
+    CountedAction, ReasonCount, Stats, Tunnelled, TunnelledCount, direction_name,
+};
 
 use crate::pins::IfacePins;
 
@@ -14,18 +18,59 @@ pub fn read(pins: &IfacePins) -> anyhow::Result<Stats> {
     sum(&PerCpuArray::try_from(pins.open_map(map::STATS)?)?)
 }
 
+/// The tunnelled packets' counters of the filter pinned at `pins`.
+pub fn read_tunnelled(pins: &IfacePins) -> anyhow::Result<Tunnelled> {
+    let map = pins.open_map(map::TUNNELLED).with_context(|| {
+        format!(
+            "the filter attached to {} predates the tunnelled counters: attach this build to count them",
+            pins.iface()
+        )
+    })?;
+    sum_tunnelled(&PerCpuArray::try_from(map)?)
+}
+
+/// The rows of a `TUNNELLED` map that counted any packet: by
+/// encapsulation, then in reason order.
+pub fn sum_tunnelled<T: Borrow<MapData>>(
+    counters: &PerCpuArray<T, Counter>,
+) -> anyhow::Result<Tunnelled> {
+    let mut rows = Vec::new();
+    for encap in Encap::ALL {
+        for reason in Reason::ALL {
+            let total = summed(counters, encap.slot(reason.index()))?;
+            if total.packets > 0 {
+                rows.push(TunnelledCount {
+                    encap,
+                    reason,
+                    packets: total.packets,
+                    bytes: total.bytes,
+                });
+            }
+        }
+    }
+    Ok(Tunnelled(rows))
+}
+
+/// The counter at `index`, summed over CPUs.
+fn summed<T: Borrow<MapData>>(
+    counters: &PerCpuArray<T, Counter>,
+    index: u32,
+) -> anyhow::Result<Counter> {
+    Ok(counters
+        .get(&index, 0)?
+        .iter()
+        .fold(Counter::default(), |sum, c| Counter {
+            packets: sum.packets + c.packets,
+            bytes: sum.bytes + c.bytes,
+        }))
+}
+
 /// Every reason's counters in a `STATS` map (pinned, or of a program loaded
 /// by a test): a row per reason in reason order, then for each drop reason
 /// what monitor mode passed instead (action `would_drop`, `would_tx`).
 pub fn sum<T: Borrow<MapData>>(stats: &PerCpuArray<T, Counter>) -> anyhow::Result<Stats> {
     let row = |reason: Reason, action: CountedAction, index: u32| -> anyhow::Result<_> {
-        let total = stats
-            .get(&index, 0)?
-            .iter()
-            .fold(Counter::default(), |sum, c| Counter {
-                packets: sum.packets + c.packets,
-                bytes: sum.bytes + c.bytes,
-            });
+        let total = summed(stats, index)?;
         Ok(ReasonCount {
             reason,
             direction: reason.direction(),
@@ -91,6 +136,33 @@ pub fn table(stats: &Stats, previous: Option<(&Stats, f64)>) -> String {
     out
 }
 
+/// The tunnelled rows as a table, under a title that says `stats` counts
+/// them too.
+pub fn tunnelled_table(tunnelled: &Tunnelled) -> String {
+    let width = tunnelled
+        .0
+        .iter()
+        .map(|row| row.reason.name().len())
+        .chain(["reason".len()])
+        .max()
+        .unwrap_or_default();
+    let mut out = format!(
+        "{:<14} {:<width$} {:>14} {:>16}\n",
+        "tunnelled", "reason", "packets", "bytes"
+    );
+    for row in &tunnelled.0 {
+        let _ = writeln!(
+            out,
+            "{:<14} {:<width$} {:>14} {:>16}",
+            row.encap.name(),
+            row.reason.name(),
+            row.packets,
+            row.bytes
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +207,35 @@ mod tests {
                 .collect();
             assert!(starts.iter().all(|&at| at == starts[0]), "{text}");
         }
+    }
+
+    #[test]
+    fn tunnelled_table_has_a_row_per_encapsulation_and_reason() {
+        let rows = Tunnelled(vec![
+            TunnelledCount {
+                encap: Encap::Ipv4InIpv6,
+                reason: Reason::DropUnsolicitedDns,
+                packets: 3000,
+                bytes: 420_000,
+            },
+            TunnelledCount {
+                encap: Encap::Ipv6InIpv4,
+                reason: Reason::PassIpv6,
+                packets: 2,
+                bytes: 200,
+            },
+        ]);
+        let text = tunnelled_table(&rows);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(
+            lines[1],
+            ["ipv4_in_ipv6", "drop_unsolicited_dns", "3000", "420000"]
+        );
+        assert_eq!(lines[2], ["ipv6_in_ipv4", "pass_ipv6", "2", "200"]);
     }
 
     #[test]

@@ -20,9 +20,12 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuArray},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use filter_common::{Counter, Reason, map, program};
+use filter_common::{Counter, Encap, Reason, map, program};
 use filter_ctl::{rawmap::RawMap, settings::SettingsMaps};
-use filter_ctl_api::{report::LinkLayer, settings::Assignment};
+use filter_ctl_api::{
+    report::{LinkLayer, Tunnelled},
+    settings::Assignment,
+};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -333,6 +336,42 @@ impl Filter {
                 )
             })
             .collect()
+    }
+
+    /// The tunnelled packets' counters: filter-ctl's rows (those that
+    /// counted any).
+    pub fn tunnelled(&self) -> Tunnelled {
+        let counters = PerCpuArray::<_, Counter>::try_from(
+            self.ebpf().map(map::TUNNELLED).expect("the TUNNELLED map"),
+        )
+        .expect("TUNNELLED is a per-CPU array of Counter");
+        filter_ctl::stats::sum_tunnelled(&counters).expect("reading TUNNELLED")
+    }
+
+    /// Asserts that since `before` (of [`Filter::tunnelled`]) exactly the
+    /// tunnelled rows in `expected` moved, each by (packets, bytes).
+    #[track_caller]
+    pub fn assert_tunnelled(
+        &self,
+        before: &Tunnelled,
+        expected: &[(Encap, Reason, u64, u64)],
+        context: &str,
+    ) {
+        let after = self.tunnelled();
+        let moved: Vec<(Encap, Reason, u64, u64)> = after
+            .0
+            .iter()
+            .filter_map(|row| {
+                let earlier = before.counted(row.encap, row.reason);
+                let packets = row.packets - earlier.map_or(0, |b| b.packets);
+                let bytes = row.bytes - earlier.map_or(0, |b| b.bytes);
+                (packets > 0).then_some((row.encap, row.reason, packets, bytes))
+            })
+            .collect();
+        assert_eq!(
+            moved, expected,
+            "{context}: tunnelled counters moved (encapsulation, reason, packets, bytes)"
+        );
     }
 
     /// Asserts that since `before` exactly the reasons in `expected` moved,

@@ -7,11 +7,12 @@
 //! DNS queries (no slip reply over a tunnel: the drop), the lists (inner
 //! addresses). A tunnel inside the tunnel passes; the outer datagram's
 //! later fragments follow its first. Real object, crafted frames,
-//! BPF_PROG_TEST_RUN (tests::bpf); exact counters every time.
+//! BPF_PROG_TEST_RUN (tests::bpf); exact counters every time, the
+//! tunnelled ones (by encapsulation) too.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use filter_common::Reason;
+use filter_common::{Encap, Reason};
 use filter_ctl::lists::List;
 use harness::packet::{
     DEFAULT_ENCAP_LIMIT, ExtHeader, Frame, PacketBuilder, addr, dns_message, tcp_flags,
@@ -99,12 +100,30 @@ fn len(frame: &Frame) -> u64 {
     frame.len() as u64
 }
 
-/// The verdict on `frame`, checked, and exactly `reason` counted for it.
+/// The tunnel the filter unwraps `frame` from, if any: IPv4 inside IPv6
+/// or IPv6 inside IPv4 (its outer header and the one it carries).
+fn unwrapped(frame: &Frame) -> Option<Encap> {
+    let outer = frame.outer_l3?;
+    match (frame[outer] >> 4, frame[frame.l3] >> 4) {
+        (6, 4) => Some(Encap::Ipv4InIpv6),
+        (4, 6) => Some(Encap::Ipv6InIpv4),
+        _ => None,
+    }
+}
+
+/// The verdict on `frame`, checked, and exactly `reason` counted for it;
+/// also under its encapsulation if it was unwrapped, else there nothing.
 #[track_caller]
 fn judged(filter: &Filter, frame: &Frame, action: u32, reason: Reason, context: &str) {
     let before = filter.counts();
+    let tunnelled = filter.tunnelled();
     assert_eq!(filter.ingress(frame), action, "{context}");
     filter.assert_moved(&before, &[(reason, 1, len(frame))], context);
+    let expected: Vec<_> = unwrapped(frame)
+        .map(|encap| (encap, reason, 1, len(frame)))
+        .into_iter()
+        .collect();
+    filter.assert_tunnelled(&tunnelled, &expected, context);
 }
 
 fn dns_answer(tunnel: Tunnel, from: (Ipv4Addr, Ipv6Addr), id: u16) -> PacketBuilder {

@@ -1,5 +1,5 @@
 //! What filter-ctl reports as JSON, one type per command: `stats --json`
-//! ([`Stats`]), `status --json` (a list of [`Status`]), `allow|deny list
+//! ([`Stats`]), `stats --tunnelled --json` ([`Tunnelled`]), `status --json` (a list of [`Status`]), `allow|deny list
 //! --json` (a list of [`ListedEntry`]), `top --json` (a list of
 //! [`TopEntry`]) and `config --json` ([`crate::settings::Settings`]). filter-ctl prints exactly these types;
 //! the tests and the benchmark read them back with the same types.
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-use filter_common::{Action, Direction, ListSource, Reason};
+use filter_common::{Action, Direction, Encap, ListSource, Reason};
 
 /// Packets and bytes counted under one reason, summed over CPUs: one row of
 /// `stats --json`.
@@ -120,6 +120,37 @@ impl Stats {
                 })
                 .collect(),
         )
+    }
+}
+
+/// `stats --tunnelled --json`: the packets that came inside a tunnel the
+/// filter unwraps (IP inside IP on the Ethernet device), one row for each
+/// encapsulation and reason that counted any, by the reason the rules gave
+/// the packet inside. `stats` counts them too: these rows say which of its
+/// packets came tunnelled.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tunnelled(pub Vec<TunnelledCount>);
+
+/// Packets of one encapsulation whose inner packets got one reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelledCount {
+    /// `ipv4_in_ipv6` (DS-Lite, MAP-E) or `ipv6_in_ipv4` (6in4, 6rd).
+    #[serde(with = "encap_by_name")]
+    pub encap: Encap,
+    #[serde(with = "reason_by_name")]
+    pub reason: Reason,
+    pub packets: u64,
+    /// The outer packets' bytes.
+    pub bytes: u64,
+}
+
+impl Tunnelled {
+    /// The row of `encap` and `reason`, if it counted any.
+    pub fn counted(&self, encap: Encap, reason: Reason) -> Option<&TunnelledCount> {
+        self.0
+            .iter()
+            .find(|row| row.encap == encap && row.reason == reason)
     }
 }
 
@@ -377,9 +408,45 @@ mod reason_by_name {
     }
 }
 
+mod encap_by_name {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(encap: &Encap, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(encap.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Encap, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Encap::from_name(&name)
+            .ok_or_else(|| de::Error::custom(format!("unknown encapsulation '{name}'")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tunnelled_rows_keep_their_json_names() {
+        let rows = Tunnelled(std::vec![TunnelledCount {
+            encap: Encap::Ipv4InIpv6,
+            reason: Reason::DropUnsolicitedDns,
+            packets: 3,
+            bytes: 420,
+        }]);
+        let json = serde_json::to_string(&rows).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"encap":"ipv4_in_ipv6","reason":"drop_unsolicited_dns","packets":3,"bytes":420}]"#
+        );
+        assert_eq!(serde_json::from_str::<Tunnelled>(&json).unwrap(), rows);
+        let unknown = json.replace("ipv4_in_ipv6", "gre");
+        let error = serde_json::from_str::<Tunnelled>(&unknown).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown encapsulation 'gre'"),
+            "{error}"
+        );
+    }
 
     fn row(reason: Reason, action: CountedAction, packets: u64) -> ReasonCount {
         ReasonCount {

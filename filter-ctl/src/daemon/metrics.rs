@@ -159,6 +159,41 @@ impl Collector for FilterCollector {
             }
         }
 
+        // Only rows that counted a packet: two encapsulations times every
+        // reason would be mostly zeros.
+        if let Ok(tunnelled) = stats::read_tunnelled(&self.pins) {
+            let labels: Vec<[(&'static str, String); 2]> = tunnelled
+                .0
+                .iter()
+                .map(|row| {
+                    [
+                        ("encap", row.encap.name().to_owned()),
+                        ("reason", row.reason.name().to_owned()),
+                    ]
+                })
+                .collect();
+            let mut packets = self.family(
+                &mut encoder,
+                "wan_filter_tunnelled_packets",
+                "Packets that came inside a tunnel the filter unwraps, by encapsulation and the reason of the packet inside (counted in wan_filter_packets_total too)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (row, labels) in tunnelled.0.iter().zip(&labels) {
+                packets.counter(labels, row.packets)?;
+            }
+            let mut bytes = self.family(
+                &mut encoder,
+                "wan_filter_tunnelled",
+                "Bytes of the tunnelled packets, outer headers included",
+                Some(&Unit::Bytes),
+                MetricType::Counter,
+            )?;
+            for (row, labels) in tunnelled.0.iter().zip(&labels) {
+                bytes.counter(labels, row.bytes)?;
+            }
+        }
+
         if let Ok(mut all) = status::status(&self.root, Some(self.pins.iface()))
             && let Some(status) = all.pop()
         {

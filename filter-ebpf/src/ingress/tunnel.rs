@@ -36,12 +36,13 @@
 //! is remembered by `wan_inner_rules` itself, asked once more.
 
 use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
-use filter_common::{Config, Reason};
+use filter_common::{Config, Encap, Reason};
 
 use super::{NO_VERDICT, Step, rules};
 use crate::{
     config, fragments, lists,
-    packet::{Located, Network, Packet},
+    packet::{Family, Located, Network, Packet},
+    stats,
 };
 
 /// What `wan_tunnelled` asks of `wan_inner_rules`: its first look, the rules
@@ -105,7 +106,9 @@ impl Next {
 #[inline(always)]
 pub fn verdict(raw: *mut xdp_md, at: Located) -> u32 {
     if at.is_later_fragment() {
-        return crate::wan_inner_rules(raw, at.shape, at.fragment_id, FOLLOW) as u32;
+        let reason = crate::wan_inner_rules(raw, at.shape, at.fragment_id, FOLLOW) as u32;
+        count(raw, at, reason);
+        return reason;
     }
     let mut next = Next(crate::wan_inner_rules(raw, at.shape, at.fragment_id, ASK));
     if next.what() == LISTS {
@@ -142,7 +145,17 @@ pub fn verdict(raw: *mut xdp_md, at: Located) -> u32 {
     if remember {
         crate::wan_inner_rules(raw, at.shape, at.fragment_id, REMEMBER | reason);
     }
+    count(raw, at, reason);
     reason
+}
+
+/// Counts the packet `at` locates, which got the reason at index `reason`,
+/// under its encapsulation (`TUNNELLED`).
+#[inline(always)]
+fn count(raw: *mut xdp_md, at: Located, reason: u32) {
+    let ctx = XdpContext::new(raw);
+    let encap = Encap::of_outer(at.family() == Family::Ipv6);
+    stats::count_tunnelled(encap, reason, (ctx.data_end() - ctx.data()) as u64);
 }
 
 /// The body of `wan_inner_rules`: what the packet carried by the IP
