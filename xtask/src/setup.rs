@@ -51,6 +51,8 @@ pub const TEST_PACKAGES: &[Packages] = &[
     // The shells whose completion scripts filter-ctl prints, to parse them
     // (`zsh -n`, `fish --no-execute`; bash is there already).
     ("completion tests", &["zsh", "fish"]),
+    // A real PPPoE session: pppoe-server, and pppd with its rp-pppoe plugin.
+    ("PPPoE test", &["pppoe", "ppp"]),
 ];
 
 const BPF_TOOLS: Packages = ("bpf tools", &["bpftool"]);

@@ -54,6 +54,12 @@ const GUEST_MODULES: &[&str] = &[
     "bridge",
     // A WAN device without Ethernet (tests/tests/wan_links_e2e.rs).
     "tun",
+    // A real PPPoE session (tests/tests/pppoe_e2e.rs): the gateway's kernel
+    // PPPoE (with ppp_generic), the ISP's pppoe-server sessions over a pty.
+    "pppoe",
+    "ppp_async",
+    // A bond of two veth pairs (tests/tests/bond_e2e.rs).
+    "bonding",
     // The egress program before Linux 6.6: a clsact qdisc with a BPF classifier.
     "sch_ingress",
     "cls_bpf",

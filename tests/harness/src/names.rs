@@ -14,6 +14,8 @@ use crate::process::{self, note};
 
 /// Where `ip netns` keeps its namespace handles.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
+/// Where `ip netns exec` finds a namespace's own /etc files.
+pub const NETNS_ETC_DIR: &str = "/etc/netns";
 /// Where the bpf filesystem is mounted.
 pub const BPFFS: &str = "/sys/fs/bpf";
 
@@ -53,8 +55,8 @@ pub fn is_stale(name: &str, prefix: &str) -> bool {
     pid_in_name(name, prefix).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
 }
 
-/// Removes namespaces (under /run/netns) and bpffs directories (under
-/// /sys/fs/bpf) named `<prefix>-<pid>-...` for one of `prefixes` whose process
+/// Removes namespaces (under /run/netns, with their /etc/netns files) and
+/// bpffs directories (under /sys/fs/bpf) named `<prefix>-<pid>-...` for one of `prefixes` whose process
 /// is gone: leftovers of a run that was killed before its `Drop`s ran.
 /// Names of live processes, including ours, are never touched.
 pub fn sweep_stale(prefixes: &[&str]) {
@@ -73,6 +75,9 @@ pub fn sweep_stale(prefixes: &[&str]) {
             "removing network namespace {name} left by a dead run"
         ));
         process::quiet(Command::new("ip").args(["netns", "del", &name]));
+    }
+    for name in stale(NETNS_ETC_DIR) {
+        let _ = fs::remove_dir_all(Path::new(NETNS_ETC_DIR).join(name));
     }
     for name in stale(BPFFS) {
         note(format_args!(

@@ -150,6 +150,16 @@ pub const KERNEL_LEG: &[(&str, Tests, &str)] = &[
         Tests::All,
         "WAN devices without Ethernet: generic XDP and TC egress on a tun device",
     ),
+    (
+        "tests/tests/pppoe_e2e.rs",
+        Tests::Only(&["a_pppoe_session_is_filtered_on_ppp0_in_skb_mode_from_the_ip_header"]),
+        "a real PPPoE session, the filter on ppp0",
+    ),
+    (
+        "tests/tests/bond_e2e.rs",
+        Tests::All,
+        "a bond of two veth pairs, the filter on the master",
+    ),
 ];
 
 /// The jobs (suite.rs) that run `selection`'s tests of `binaries`: every

@@ -8,6 +8,7 @@
 //! Names embed our pid ([`crate::names`]), and processes started here die with
 //! us ([`crate::process`]).
 
+pub mod pppoe;
 pub mod sockets;
 pub mod tun;
 
@@ -22,9 +23,13 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
+use nix::{
+    sys::signal::{self, Signal},
+    unistd::Pid,
+};
 
 use crate::{
-    names::{NETNS_RUN_DIR, unique_name},
+    names::{NETNS_ETC_DIR, NETNS_RUN_DIR, unique_name},
     process::{self, Background, note, run, run_with_input},
 };
 
@@ -282,6 +287,47 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Writes `text` to `relative` (e.g. `ppp/options`) in this namespace's
+    /// own /etc: `ip netns exec` (every [`Netns::command`]) mounts
+    /// /etc/netns/NAME/X over /etc/X, so programs run in the namespace read
+    /// it instead of the machine's file, and the machine's own stays out of
+    /// reach (pppd's /etc/ppp/ip-up scripts, for one). Removed on drop.
+    pub fn etc_file(&self, relative: &str, text: &str) -> anyhow::Result<PathBuf> {
+        if relative
+            .split('/')
+            .any(|part| part.is_empty() || part == "..")
+        {
+            bail!("'{relative}' is not a relative path under /etc");
+        }
+        let path = Path::new(NETNS_ETC_DIR).join(&self.name).join(relative);
+        let dir = path.parent().expect("a path under the namespace's /etc");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(Path::new("/etc").join(relative))
+    }
+
+    /// Kills every process in this namespace but ours: see [`kill_processes`].
+    pub fn kill_processes(&self) {
+        kill_processes(&self.name);
+    }
+
+    /// Adds the bond `name` (mode `mode`, e.g. `balance-rr`) over `slaves`,
+    /// interfaces of this namespace, and sets it and them up.
+    pub fn add_bond(&self, name: &str, mode: &str, slaves: &[&str]) -> anyhow::Result<()> {
+        check_ifname(name)?;
+        self.ip([
+            "link", "add", name, "type", "bond", "mode", mode, "miimon", "100",
+        ])?;
+        for slave in slaves {
+            self.ip(["link", "set", "dev", slave, "down"])?;
+            self.ip(["link", "set", "dev", slave, "master", name])?;
+            self.up(slave)?;
+        }
+        self.up(name)
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         if self.keep.load(Ordering::Relaxed) {
@@ -290,6 +336,25 @@ impl Drop for Netns {
         }
         // Deleting the namespace deletes its interfaces, and with a veth its peer.
         process::quiet(Command::new("ip").args(["netns", "del", &self.name]));
+        let _ = std::fs::remove_dir_all(Path::new(NETNS_ETC_DIR).join(&self.name));
+    }
+}
+
+/// Kills every process in the namespace `name` (one of ours) but this
+/// one: what the processes we started there started in turn (pppoe-server's
+/// pppd sessions), which would otherwise outlive it.
+pub fn kill_processes(name: &str) {
+    let Ok(pids) = run(Command::new("ip").args(["netns", "pids", name])) else {
+        return;
+    };
+    let ours = std::process::id() as i32;
+    for pid in pids
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        if pid != ours {
+            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 }
 
