@@ -51,6 +51,8 @@ pub const TEST_PACKAGES: &[Packages] = &[
     // The shells whose completion scripts filter-ctl prints, to parse them
     // (`zsh -n`, `fish --no-execute`; bash is there already).
     ("completion tests", &["zsh", "fish"]),
+    // The WireGuard WAN test's peers (`wg`; the module is the kernel's).
+    ("WireGuard WAN test", &["wireguard-tools"]),
 ];
 
 const BPF_TOOLS: Packages = ("bpf tools", &["bpftool"]);

@@ -54,6 +54,9 @@ const GUEST_MODULES: &[&str] = &[
     "bridge",
     // A WAN device without Ethernet (tests/tests/wan_links_e2e.rs).
     "tun",
+    // The ip6tnl and WireGuard WANs (tests/tests/ip6tnl_e2e.rs, wireguard_e2e.rs).
+    "ip6_tunnel",
+    "wireguard",
     // The egress program before Linux 6.6: a clsact qdisc with a BPF classifier.
     "sch_ingress",
     "cls_bpf",

@@ -30,6 +30,7 @@
 pub mod addr;
 pub mod measure;
 pub mod nft;
+pub mod tunnel_wan;
 
 use std::{
     net::{IpAddr, SocketAddr},
