@@ -457,7 +457,6 @@ fn wire(tunnel: Tunnel, gw: &Netns, isp: &Netns, lan: &Netns) -> anyhow::Result<
                     "nodad",
                 ])?;
             }
-            gw.ip(["-6", "route", "add", "default", "dev", gw_if])?;
             Some(dir)
         }
     };
@@ -477,6 +476,10 @@ fn wire(tunnel: Tunnel, gw: &Netns, isp: &Netns, lan: &Netns) -> anyhow::Result<
         ns.up(iface)?;
     }
     gw.ip(["route", "add", "default", "dev", gw_if])?;
+    if tunnel == Tunnel::WireGuard {
+        // Once wg0 is up (a route needs its device up).
+        gw.ip(["-6", "route", "add", "default", "dev", gw_if])?;
+    }
     gw.add_addr(GW_LAN_IF, &format!("{GW_LAN4}/{LAN4_PREFIX}"))?;
     lan.add_addr(LAN_IF, &format!("{LAN_CLIENT4}/{LAN4_PREFIX}"))?;
     gw.up(GW_LAN_IF)?;
