@@ -53,6 +53,8 @@ pub const TEST_PACKAGES: &[Packages] = &[
     ("completion tests", &["zsh", "fish"]),
     // A real PPPoE session: pppoe-server, and pppd with its rp-pppoe plugin.
     ("PPPoE test", &["pppoe", "ppp"]),
+    // The WireGuard WAN test's peers (`wg`; the module is the kernel's).
+    ("WireGuard WAN test", &["wireguard-tools"]),
 ];
 
 const BPF_TOOLS: Packages = ("bpf tools", &["bpftool"]);

@@ -60,6 +60,9 @@ const GUEST_MODULES: &[&str] = &[
     "ppp_async",
     // A bond of two veth pairs (tests/tests/bond_e2e.rs).
     "bonding",
+    // The ip6tnl and WireGuard WANs (tests/tests/ip6tnl_e2e.rs, wireguard_e2e.rs).
+    "ip6_tunnel",
+    "wireguard",
     // The egress program before Linux 6.6: a clsact qdisc with a BPF classifier.
     "sch_ingress",
     "cls_bpf",

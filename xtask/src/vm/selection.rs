@@ -160,6 +160,18 @@ pub const KERNEL_LEG: &[(&str, Tests, &str)] = &[
         Tests::All,
         "a bond of two veth pairs, the filter on the master",
     ),
+    (
+        "tests/tests/ip6tnl_e2e.rs",
+        Tests::Only(&[
+            "ip6tnl_floods_are_unwrapped_and_dropped_on_the_ethernet_device_under_the_tunnel",
+        ]),
+        "a real ip6tnl (IPv4 inside IPv6) unwrapped on the Ethernet device (module ip6_tunnel)",
+    ),
+    (
+        "tests/tests/wireguard_e2e.rs",
+        Tests::All,
+        "a real WireGuard WAN, generic XDP on wg0 (module wireguard)",
+    ),
 ];
 
 /// The jobs (suite.rs) that run `selection`'s tests of `binaries`: every

@@ -31,6 +31,7 @@ pub mod addr;
 pub mod measure;
 pub mod nft;
 pub mod wan_link;
+pub mod tunnel_wan;
 
 use std::{
     net::{IpAddr, SocketAddr},

@@ -156,7 +156,7 @@ impl Marker {
 }
 
 /// The CPUs this process may run on.
-fn usable_cpus() -> anyhow::Result<Vec<usize>> {
+pub(crate) fn usable_cpus() -> anyhow::Result<Vec<usize>> {
     let set = sched::sched_getaffinity(Pid::from_raw(0)).context("sched_getaffinity")?;
     let cpus: Vec<usize> = (0..sched::CpuSet::count())
         .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
