@@ -30,8 +30,8 @@
 pub mod addr;
 pub mod measure;
 pub mod nft;
-pub mod wan_link;
 pub mod tunnel_wan;
+pub mod wan_link;
 
 use std::{
     net::{IpAddr, SocketAddr},
