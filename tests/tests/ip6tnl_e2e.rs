@@ -17,7 +17,10 @@
 
 use harness::{
     ctl::FilterCtl,
-    lab::tunnel_wan::{Floods, Tunnel, TunnelWan, WAN_IF},
+    lab::{
+        tunnel_wan::{Tunnel, TunnelWan, WAN_IF},
+        wan_checks::Floods,
+    },
 };
 
 const FLOODS: Floods = Floods {

@@ -11,7 +11,10 @@
 
 use harness::{
     ctl::FilterCtl,
-    lab::tunnel_wan::{Floods, Tunnel, TunnelWan},
+    lab::{
+        tunnel_wan::{Tunnel, TunnelWan},
+        wan_checks::Floods,
+    },
 };
 
 #[test]

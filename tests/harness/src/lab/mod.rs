@@ -31,6 +31,7 @@ pub mod addr;
 pub mod measure;
 pub mod nft;
 pub mod tunnel_wan;
+pub mod wan_checks;
 pub mod wan_link;
 
 use std::{

@@ -27,9 +27,10 @@
 //!
 //! On a kernel without the tunnel's module, [`TunnelWan::build`] says the test
 //! is skipped, naming the module, and returns `None` (the VM legs load it).
+//! The phases and their checks are [`super::wan_checks`]'.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket},
     os::fd::{AsRawFd as _, OwnedFd},
     path::Path,
     sync::atomic::{AtomicU32, Ordering},
@@ -49,22 +50,21 @@ use nix::{
 use tempfile::TempDir;
 
 use super::{
-    StackCounters,
-    addr::{self, cidrs},
+    StackCounters, addr,
+    wan_checks::{
+        self, COUNT_TABLE, COUNTERS, FloodPath, Floods, count_rules, spoofed_answers4,
+        spoofed_answers6, syns,
+    },
 };
-use filter_common::Reason;
 
 use crate::{
-    ctl::{
-        FilterCtl,
-        report::{LinkLayer, XdpMode},
-    },
+    ctl::FilterCtl,
     kernel,
     names::{self, TEST_PREFIX},
     netns::{self, Netns},
-    packet::{PacketBuilder, dns_message, ip_endpoints, tcp_flags},
-    process::{self, is_root, note},
-    servers::real::{self as real, Servers, temp_dir, write},
+    packet::{PacketBuilder, ip_endpoints},
+    process::{self, is_root},
+    servers::real::{Servers, temp_dir, write},
     traffic::marker::usable_cpus,
 };
 
@@ -74,8 +74,6 @@ pub const WAN_IF: &str = "wan0";
 pub const ISP_IF: &str = "isp0";
 const GW_LAN_IF: &str = "lan0";
 const LAN_IF: &str = "eth0";
-/// The SYN flooder: one address, outside every spoofed range.
-pub const FLOODER4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
 /// WireGuard's IPv6 inside the tunnel (the uplink's /64 carries the outer packets).
 const WG_ISP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 3, 0, 0, 0, 1);
 const WG_GW6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 3, 0, 0, 0, 2);
@@ -164,11 +162,7 @@ impl TunnelWan {
         let stem = names::unique_name(&format!("{TEST_PREFIX}-{}", tunnel.gw_if()));
         let gw = Netns::create(&format!("{stem}-gw"))?;
         if !link_kind_known(&gw, tunnel)? {
-            note(format_args!(
-                "{} WAN test skipped: this kernel has no {} module (the VM legs load it)",
-                tunnel.name(),
-                tunnel.module()
-            ));
+            wan_checks::skipped(&format!("{} WAN test", tunnel.name()), tunnel.module());
             return Ok(None);
         }
         let isp = Netns::create(&format!("{stem}-isp"))?;
@@ -204,58 +198,6 @@ impl TunnelWan {
         // The path works (and WireGuard has its handshake) before a test counts.
         wan.send(std::iter::empty())?;
         Ok(Some(wan))
-    }
-
-    /// What reached the gateway's stack so far (after XDP on `wan0` and on
-    /// the tunnel device): spoofed4, spoofed6, real_dns, real_ntp, syn.
-    pub fn stack(&self) -> anyhow::Result<StackCounters> {
-        let text = self.gw.run([
-            "nft",
-            "list",
-            "counters",
-            "table",
-            "netdev",
-            "wan_link_count",
-        ])?;
-        StackCounters::parse(&text)
-    }
-
-    /// Sends spoofed DNS responses into the ISP's end of the tunnel: `v4`
-    /// from the spoofed IPv4 ranges to the gateway's tunnel address, `v6`
-    /// from the IPv6 one to [`Tunnel::gw_addr6`], each to another port.
-    pub fn reflection_flood(&self, v4: u32, v6: u32) -> anyhow::Result<()> {
-        let answer = dns_message(0x1234, true, 400);
-        let answer = &answer;
-        let flood4 = (0..v4).map(move |i| {
-            let [_, _, hi, lo] = i.to_be_bytes();
-            PacketBuilder::ipv4(Ipv4Addr::new(198, 19, hi, lo), addr::GW_WAN4)
-                .udp(53, 1024 + (i % 60000) as u16)
-                .payload(answer)
-        });
-        let [(net, _)] = addr::SPOOFED6;
-        let flood6 = (0..v6).map(move |i| {
-            PacketBuilder::ipv6(
-                Ipv6Addr::from(u128::from(net) | u128::from(i + 1)),
-                self.tunnel.gw_addr6(),
-            )
-            .udp(53, 1024 + (i % 60000) as u16)
-            .payload(answer)
-        });
-        self.send(flood4.chain(flood6))
-    }
-
-    /// Sends `count` SYNs from [`FLOODER4`] to the gateway's port 80 into the
-    /// tunnel; returns how long that took (until the last was judged).
-    pub fn syn_flood(&self, count: u32) -> anyhow::Result<Duration> {
-        let start = Instant::now();
-        self.send((0..count).map(|i| {
-            PacketBuilder::ipv4(FLOODER4, addr::GW_WAN4).tcp(
-                20000 + (i % 40000) as u16,
-                80,
-                tcp_flags::SYN,
-            )
-        }))?;
-        Ok(start.elapsed())
     }
 
     /// Sends `packets` from the ISP, routed by their destination, in batches
@@ -513,16 +455,7 @@ fn wg_key(ns: &Netns, dir: &Path, name: &str) -> anyhow::Result<(String, String)
 /// uplink and of the tunnel device (after XDP on each): a packet is counted
 /// where its source is seen, the tunnel's outer packets by neither.
 fn gateway_nft(tunnel_if: &str) -> String {
-    let (spoofed4, spoofed6) = (cidrs(&addr::SPOOFED4), cidrs(&addr::SPOOFED6));
-    let (server4, server6) = (addr::SERVER4, addr::SERVER6);
-    let rules = format!(
-        r#"ip saddr {{ {spoofed4} }} counter name "spoofed4"
-        ip6 saddr {{ {spoofed6} }} counter name "spoofed6"
-        ip saddr {server4} udp sport 53 counter name "real_dns"
-        ip6 saddr {server6} udp sport 53 counter name "real_dns"
-        ip saddr {server4} udp sport 123 counter name "real_ntp"
-        ip saddr {FLOODER4} tcp flags & (syn | ack) == syn counter name "syn""#
-    );
+    let rules = count_rules();
     format!(
         r#"
 table ip wan_link_nat {{
@@ -531,12 +464,8 @@ table ip wan_link_nat {{
         oifname "{tunnel_if}" masquerade
     }}
 }}
-table netdev wan_link_count {{
-    counter spoofed4 {{ }}
-    counter spoofed6 {{ }}
-    counter real_dns {{ }}
-    counter real_ntp {{ }}
-    counter syn {{ }}
+table netdev {COUNT_TABLE} {{
+    {COUNTERS}
     chain uplink {{
         type filter hook ingress device "{WAN_IF}" priority -500; policy accept;
         {rules}
@@ -550,110 +479,58 @@ table netdev wan_link_count {{
     )
 }
 
-/// Floods of the tunnel WAN tests, per family, and the SYN flood.
-#[derive(Clone, Copy, Debug)]
-pub struct Floods {
-    pub spoofed4: u32,
-    pub spoofed6: u32,
-    pub syns: u32,
-    pub lookups: usize,
-}
+/// The floods are sent into the ISP's end of the tunnel, each batch
+/// followed by a marker (so each call returns once all was judged).
+impl FloodPath for TunnelWan {
+    /// After XDP on `wan0` and on the tunnel device.
+    fn stack(&self) -> StackCounters {
+        wan_checks::stack(&self.gw)
+    }
 
-/// The filter's SYN bucket for one source in these tests.
-const SYN_RATE: u64 = 10;
-const SYN_BURST: u64 = 20;
+    /// `v4` to the gateway's tunnel address, `v6` to [`Tunnel::gw_addr6`].
+    fn reflection_flood(&self, v4: u32, v6: u32) {
+        self.send(spoofed_answers4(v4).chain(spoofed_answers6(v6, self.tunnel.gw_addr6())))
+            .expect("the reflection flood");
+    }
+
+    /// Until the last SYN was judged.
+    fn syn_flood(&self, count: u32) -> Duration {
+        let start = Instant::now();
+        self.send(syns(count)).expect("the SYN flood");
+        start.elapsed()
+    }
+
+    /// None: the markers pace the rounds.
+    fn round_pause(&self) -> Duration {
+        Duration::ZERO
+    }
+}
 
 impl TunnelWan {
     /// Attaches the filter to the uplink `wan0` (a veth: native XDP,
-    /// Ethernet parse) and sets the SYN bucket.
+    /// Ethernet parse).
     pub fn attach_to_uplink(&self, ctl: &FilterCtl) {
-        ctl.attach(&self.gw, WAN_IF, None)
-            .expect("attaching to wan0");
-        let status = &ctl.status(&self.gw, Some(WAN_IF)).expect("status")[0];
-        assert_eq!(
-            (status.xdp_mode, status.link_layer),
-            (Some(XdpMode::Native), Some(LinkLayer::Ethernet))
-        );
-        self.set_syn_bucket(ctl, WAN_IF);
+        wan_checks::attach_native(ctl, &self.gw, WAN_IF);
     }
 
     /// Attaches the filter to the tunnel device, asserting that filter-ctl
     /// chose generic (skb) XDP and the IP parse, saying why (the device's
-    /// `link_type`), and sets the SYN bucket.
+    /// `link_type`).
     pub fn attach_to_tunnel(&self, ctl: &FilterCtl, link_type: &str) {
-        let iface = self.tunnel.gw_if();
-        let out = ctl
-            .output(&self.gw, ["attach", "--iface", iface])
-            .expect("running filter-ctl attach");
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-        assert!(out.status.success(), "{stdout}{stderr}");
-        assert!(
-            stdout.contains(&format!(
-                "attached filter on {iface} in skb mode, ip link layer"
-            )),
-            "{stdout}"
-        );
-        assert!(
-            stderr.contains(&format!(
-                "skb mode: {iface} has no Ethernet header (link type {link_type})"
-            )),
-            "{stderr}"
-        );
-        let status = &ctl.status(&self.gw, Some(iface)).expect("status")[0];
-        assert_eq!(
-            (status.xdp_mode, status.link_layer),
-            (Some(XdpMode::Skb), Some(LinkLayer::Ip))
-        );
-        let (mode, _) = kernel::xdp_on(&self.gw, iface)
-            .expect("ip link")
-            .expect("an XDP program on the tunnel device");
-        assert_eq!(mode, "skb");
-        self.set_syn_bucket(ctl, iface);
-    }
-
-    /// The SYN source bucket alone in front of a flood from one address.
-    fn set_syn_bucket(&self, ctl: &FilterCtl, iface: &str) {
-        ctl.run(
-            &self.gw,
-            [
-                "set",
-                "--iface",
-                iface,
-                &format!("syn_source_rate={SYN_RATE}/s"),
-                &format!("syn_source_burst={SYN_BURST}"),
-                "syn_prefix_rate=off",
-                "syn_global_rate=off",
-                "syn_halfopen_budget=off",
-                "syn_halfopen_prefix_budget=off",
-            ],
-        )
-        .expect("setting the SYN bucket");
+        wan_checks::attach_skb(ctl, &self.gw, self.tunnel.gw_if(), link_type);
     }
 
     /// Without a filter: every spoofed answer and every SYN sent into the
     /// tunnel reaches the gateway's stack (asserted). Returns the counts.
     pub fn unfiltered(&self, floods: Floods) -> StackCounters {
-        let before = self.stack().expect("nft counters");
-        self.reflection_flood(floods.spoofed4, floods.spoofed6)
-            .expect("the reflection flood");
-        self.syn_flood(floods.syns).expect("the SYN flood");
-        let reached = self.stack().expect("nft counters").since(&before);
-        assert_eq!(reached.packets("spoofed4"), u64::from(floods.spoofed4));
-        assert_eq!(reached.packets("spoofed6"), u64::from(floods.spoofed6));
-        assert_eq!(reached.packets("syn"), u64::from(floods.syns));
-        reached
+        wan_checks::unfiltered(self, floods)
     }
 
-    /// With the filter attached to `iface` (by [`Self::attach_to_uplink`] or
-    /// [`Self::attach_to_tunnel`]): real lookups and an NTP exchange from the LAN
-    /// client through NAT while the reflection flood runs, in rounds, then
-    /// the SYN flood, and a lookup over IPv6 from the gateway. Asserts what
-    /// reached the stack (nftables) and what the filter counted; prints
-    /// both beside `unfiltered`. `v6_query_seen`: whether the gateway's
-    /// IPv6 lookup leaves through `iface` (its egress records it).
+    /// With the filter attached to `iface` (by [`Self::attach_to_uplink`]
+    /// or [`Self::attach_to_tunnel`]): [`wan_checks::Filtered`], the
+    /// lookups and NTP from the LAN client through NAT, then a lookup over
+    /// IPv6 from the gateway. `v6_query_seen`: whether that lookup leaves
+    /// through `iface` (its egress records it).
     pub fn filtered(
         &self,
         ctl: &FilterCtl,
@@ -662,94 +539,16 @@ impl TunnelWan {
         unfiltered: &StackCounters,
         v6_query_seen: bool,
     ) {
-        let stats_before = ctl.stats(&self.gw, iface).expect("filter-ctl stats");
-        let before = self.stack().expect("nft counters");
-        let (lan, server4) = (&self.lan, IpAddr::from(addr::SERVER4));
-        let started = Instant::now();
-        let (answered, ntp, (sent4, sent6), took) = thread::scope(|scope| {
-            let lookups = scope
-                .spawn(|| real::lookups(lan, server4, floods.lookups, Duration::from_millis(50)));
-            let ntp = scope.spawn(|| real::ntp_exchange(lan, server4));
-            let (rounds4, rounds6) = (floods.spoofed4 / 10, floods.spoofed6 / 10);
-            let mut sent = (0, 0);
-            while sent.0 < floods.spoofed4 || !lookups.is_finished() || !ntp.is_finished() {
-                self.reflection_flood(rounds4, rounds6)
-                    .expect("the reflection flood");
-                sent = (sent.0 + rounds4, sent.1 + rounds6);
-            }
-            let took = self.syn_flood(floods.syns).expect("the SYN flood");
-            (
-                lookups.join().unwrap().expect("dig"),
-                ntp.join().unwrap(),
-                sent,
-                took,
-            )
-        });
-        let aaaa = real::dig(&self.gw, IpAddr::V6(addr::SERVER6), true);
-        let filtered = self.stack().expect("nft counters").since(&before);
-        let stats = ctl
-            .stats(&self.gw, iface)
-            .expect("filter-ctl stats")
-            .since(&stats_before);
-        println!(
-            "{} WAN, filter on {iface}: spoofed answers that reached the stack without the \
-             filter {} (IPv4) + {} (IPv6) of as many sent, with it {} + {} of {sent4} + {sent6} \
-             sent; SYNs from one source without the filter {} of {}, with it {} (bucket \
-             {SYN_BURST} + {SYN_RATE}/s over {took:?}); real lookups from the LAN through NAT \
-             answered {answered} of {} during the flood, stack real_dns {}, real_ntp {}; \
-             filtered phase {:?}",
-            self.tunnel.name(),
-            unfiltered.packets("spoofed4"),
-            unfiltered.packets("spoofed6"),
-            filtered.packets("spoofed4"),
-            filtered.packets("spoofed6"),
-            unfiltered.packets("syn"),
-            floods.syns,
-            filtered.packets("syn"),
-            floods.lookups,
-            filtered.packets("real_dns"),
-            filtered.packets("real_ntp"),
-            started.elapsed(),
-        );
-        assert_eq!(filtered.packets("spoofed4"), 0, "{:?}", stats.nonzero());
-        assert_eq!(filtered.packets("spoofed6"), 0, "{:?}", stats.nonzero());
-        stats.assert_shown(
-            Reason::DropUnsolicitedDns,
-            u64::from(sent4 + sent6),
-            "spoofed answers sent (none reached the stack)",
-        );
-        let passed = filtered.packets("syn");
-        let most = SYN_BURST + SYN_RATE * (took.as_millis() as u64 + 999) / 1000;
-        assert!(
-            (SYN_BURST..=most).contains(&passed),
-            "{passed} of {} SYNs reached the stack; the bucket allows {SYN_BURST} to {most}; \
-             the filter's counters: {:?}",
-            floods.syns,
-            stats.nonzero()
-        );
-        stats.assert_shown(
-            Reason::DropSynSource,
-            u64::from(floods.syns) - passed,
-            "SYNs sent less those that reached the stack",
-        );
-        assert_eq!(answered, floods.lookups, "real lookups answered");
-        assert!(
-            filtered.packets("real_dns") >= floods.lookups as u64,
-            "{filtered:?}"
-        );
-        assert_eq!(
-            aaaa.expect("a lookup over IPv6"),
-            IpAddr::V6(addr::DNS_ANSWER6)
-        );
-        ntp.expect("an NTP exchange through the filter");
-        assert!(filtered.packets("real_ntp") >= 1, "{filtered:?}");
-        // Egress recorded every query that left through `iface`: the
-        // lookups after NAT, at least one NTP request, the IPv6 lookup.
-        let recorded = floods.lookups as u64 + 1 + u64::from(v6_query_seen);
-        assert!(
-            stats.packets(Reason::EgressQueryRecorded) >= recorded,
-            "{:?}",
-            stats.nonzero()
-        );
+        let label = format!("{} WAN, filter on {iface}", self.tunnel.name());
+        wan_checks::Filtered {
+            label: &label,
+            ctl,
+            gw: &self.gw,
+            iface,
+            client: &self.lan,
+            floods,
+            aaaa: Some(v6_query_seen),
+        }
+        .run(self, unfiltered);
     }
 }
