@@ -27,8 +27,8 @@ use harness::{
     ctl::{FilterCtl, report::LinkLayer},
     kernel,
     lab::{
-        addr,
-        wan_link::{self, Floods, IspSide},
+        addr, wan_checks,
+        wan_link::{self, IspSide, Phases},
     },
     names::{TEST_PREFIX, unique_name},
     netns::{self, Netns},
@@ -53,7 +53,7 @@ struct BondWan {
 }
 
 fn bond_wan() -> Option<BondWan> {
-    if !kernel::has_modules("bond (the filter on the master)", &["bonding"]) {
+    if !wan_checks::has_modules("bond (the filter on the master)", &["bonding"]) {
         return None;
     }
     assert!(is_root(), "the end-to-end tests need root");
@@ -101,7 +101,7 @@ fn a_bond_is_filtered_on_its_master_and_attach_on_a_slave_names_the_master() {
         return;
     };
     let gw = &wan.gw;
-    let floods = Floods {
+    let phases = Phases {
         label: "bond, the filter on bond0",
         gw,
         lan: &wan.lan,
@@ -109,7 +109,7 @@ fn a_bond_is_filtered_on_its_master_and_attach_on_a_slave_names_the_master() {
         ctl: &wan.ctl,
         filter_if: BOND,
     };
-    let unfiltered = floods.without_filter();
+    let unfiltered = phases.without_filter();
 
     // A slave is refused by name, and nothing changes.
     let err = wan.ctl.failure(gw, &["attach", "--iface", GW_SLAVES[0]]);
@@ -131,5 +131,5 @@ fn a_bond_is_filtered_on_its_master_and_attach_on_a_slave_names_the_master() {
         "bond: {}; the kernel shows XDP in {mode} mode on bond0",
         shown.trim()
     );
-    floods.with_filter(&unfiltered);
+    phases.with_filter(&unfiltered);
 }

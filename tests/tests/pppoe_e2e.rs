@@ -23,14 +23,11 @@
 //! runs in them, when it ends, also when it fails.
 
 use harness::{
-    ctl::{
-        FilterCtl,
-        report::{LinkLayer, XdpMode},
-    },
-    kernel,
+    ctl::FilterCtl,
     lab::{
         addr,
-        wan_link::{self, Floods, IspSide},
+        wan_checks::{self, attach_native, attach_skb},
+        wan_link::{self, IspSide, Phases},
     },
     names::{TEST_PREFIX, unique_name},
     netns::{self, Netns, pppoe::PppoeSession},
@@ -58,7 +55,7 @@ struct PppoeWan {
 /// The PPPoE WAN, or `None` (after a skip line) on a kernel without PPPoE.
 fn pppoe_wan(test: &str) -> Option<PppoeWan> {
     // ppp_async: pppoe-server's sessions run pppd over a pty.
-    if !kernel::has_modules(test, &["pppoe", "ppp_async"]) {
+    if !wan_checks::has_modules(test, &["pppoe", "ppp_async"]) {
         return None;
     }
     assert!(is_root(), "the end-to-end tests need root");
@@ -102,8 +99,8 @@ fn pppoe_wan(test: &str) -> Option<PppoeWan> {
 }
 
 impl PppoeWan {
-    fn floods<'a>(&'a self, label: &'a str, filter_if: &'a str) -> Floods<'a> {
-        Floods {
+    fn phases<'a>(&'a self, label: &'a str, filter_if: &'a str) -> Phases<'a> {
+        Phases {
             label,
             gw: &self.gw,
             lan: &self.lan,
@@ -119,20 +116,10 @@ fn a_pppoe_session_is_filtered_on_the_ethernet_device_under_it() {
     let Some(wan) = pppoe_wan("PPPoE (filter on the Ethernet device)") else {
         return;
     };
-    let floods = wan.floods("PPPoE, the filter on wan0", WAN_IF);
-    let unfiltered = floods.without_filter();
-
-    let shown = wan.ctl.attach(&wan.gw, WAN_IF, None).expect("attach");
-    assert!(
-        shown.contains("attached filter on wan0 in native mode, ethernet link layer"),
-        "{shown}"
-    );
-    let status = &wan.ctl.status(&wan.gw, Some(WAN_IF)).expect("status")[0];
-    assert_eq!(
-        (status.xdp_mode, status.link_layer),
-        (Some(XdpMode::Native), Some(LinkLayer::Ethernet))
-    );
-    floods.with_filter(&unfiltered);
+    let phases = wan.phases("PPPoE, the filter on wan0", WAN_IF);
+    let unfiltered = phases.without_filter();
+    attach_native(&wan.ctl, &wan.gw, WAN_IF);
+    phases.with_filter(&unfiltered);
 }
 
 #[test]
@@ -140,34 +127,8 @@ fn a_pppoe_session_is_filtered_on_ppp0_in_skb_mode_from_the_ip_header() {
     let Some(wan) = pppoe_wan("PPPoE (filter on ppp0)") else {
         return;
     };
-    let floods = wan.floods("PPPoE, the filter on ppp0", PPP_IF);
-    let unfiltered = floods.without_filter();
-
-    let out = wan
-        .ctl
-        .output(&wan.gw, ["attach", "--iface", PPP_IF])
-        .expect("running filter-ctl attach");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(
-        stdout.contains("attached filter on ppp0 in skb mode, ip link layer"),
-        "{stdout}"
-    );
-    assert!(
-        stderr.contains("skb mode: ppp0 has no Ethernet header (link type ppp)"),
-        "{stderr}"
-    );
-    let status = &wan.ctl.status(&wan.gw, Some(PPP_IF)).expect("status")[0];
-    assert_eq!(
-        (status.xdp_mode, status.link_layer),
-        (Some(XdpMode::Skb), Some(LinkLayer::Ip))
-    );
-    let (mode, _) = kernel::xdp_on(&wan.gw, PPP_IF)
-        .unwrap()
-        .expect("XDP on ppp0");
-    assert_eq!(mode, "skb");
-    floods.with_filter(&unfiltered);
+    let phases = wan.phases("PPPoE, the filter on ppp0", PPP_IF);
+    let unfiltered = phases.without_filter();
+    attach_skb(&wan.ctl, &wan.gw, PPP_IF, "ppp");
+    phases.with_filter(&unfiltered);
 }

@@ -32,31 +32,6 @@ pub fn in_vm_guest() -> bool {
     std::env::var_os(VM_GUEST_ENV).is_some_and(|value| value == "1")
 }
 
-/// Whether the kernel has every one of `modules`: loaded, built in, or
-/// loaded now by modprobe. If not, prints that `test` is skipped for want
-/// of the first one missing: this machine's kernel lacks ppp and bonding,
-/// and the VM legs (`./xtask/run vm-test`) load them at boot
-/// (xtask/src/vm.rs: GUEST_MODULES).
-pub fn has_modules(test: &str, modules: &[&str]) -> bool {
-    for module in modules {
-        let loaded = std::path::Path::new("/sys/module").join(module).exists();
-        let loadable = || {
-            Command::new("modprobe")
-                .args(["-q", module])
-                .status()
-                .is_ok_and(|status| status.success())
-        };
-        if !loaded && !loadable() {
-            crate::process::note(format_args!(
-                "{test} skipped: this kernel has no {module} module (the VM legs load it: \
-                 ./xtask/run vm-test)"
-            ));
-            return false;
-        }
-    }
-    true
-}
-
 /// The XDP program attached to `iface` in `ns`, per `ip -d -j link show`:
 /// (mode, program id), with mode "native", "skb", "hw" or "multi", or None.
 pub fn xdp_on(ns: &Netns, iface: &str) -> anyhow::Result<Option<(String, u32)>> {
