@@ -15,35 +15,31 @@
 //! Needs root. Every test makes its own namespaces (unique names) and
 //! removes them when it ends, also when it fails.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    thread,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use filter_common::Reason;
 use harness::{
     ctl::{
-        FilterCtl, Stats,
+        FilterCtl,
         daemon::Daemon,
         report::{LinkLayer, XdpMode},
     },
     kernel,
-    lab::{StackCounters, addr},
+    lab::{
+        StackCounters, addr,
+        wan_checks::{
+            self, COUNT_TABLE, COUNTERS, Filtered, FloodPath, Floods, attach_skb, count_rules,
+            spoofed_answers4, spoofed_answers6, syns,
+        },
+    },
     names::TEST_PREFIX,
     netns::{Netns, tun::TunLink},
-    packet::{PacketBuilder, dns_message, tcp_flags},
+    packet::PacketBuilder,
     process::is_root,
-    servers::real::{self, Servers},
+    servers::real::Servers,
 };
 
 const WAN_IF: &str = "wan0";
 const ISP_IF: &str = "isp0";
-/// The SYN flooder: one address, outside every spoofed range.
-const FLOODER4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
-/// The filter's SYN bucket for one source in these tests.
-const SYN_RATE: u64 = 10;
-const SYN_BURST: u64 = 20;
 
 /// The gateway and the internet joined by a tun link, the internet's
 /// servers running. Drop order: the filter's pins, the servers, the link
@@ -103,95 +99,54 @@ fn tun_wan() -> TunWan {
 /// Ethernet, nftables reads the protocol the driver set (tun: the version
 /// nibble), so `ip saddr` and `ip6 saddr` work as on Ethernet.
 fn counters_nft() -> String {
-    let (spoofed4, spoofed6) = (addr::cidrs(&addr::SPOOFED4), addr::cidrs(&addr::SPOOFED6));
-    let (server4, server6) = (addr::SERVER4, addr::SERVER6);
+    let rules = count_rules();
     format!(
         r#"
-table netdev wan_link_count {{
-    counter spoofed4 {{ }}
-    counter spoofed6 {{ }}
-    counter real_dns {{ }}
-    counter real_ntp {{ }}
-    counter syn {{ }}
+table netdev {COUNT_TABLE} {{
+    {COUNTERS}
     chain wan_ingress {{
         type filter hook ingress device "{WAN_IF}" priority -500; policy accept;
-        ip saddr {{ {spoofed4} }} counter name "spoofed4"
-        ip6 saddr {{ {spoofed6} }} counter name "spoofed6"
-        ip saddr {server4} udp sport 53 counter name "real_dns"
-        ip6 saddr {server6} udp sport 53 counter name "real_dns"
-        ip saddr {server4} udp sport 123 counter name "real_ntp"
-        ip saddr {FLOODER4} tcp flags & (syn | ack) == syn counter name "syn"
+        {rules}
     }}
 }}
 "#
     )
 }
 
-impl TunWan {
+/// Floods written into `wan0` as if they came from the ISP.
+impl FloodPath for TunWan {
     fn stack(&self) -> StackCounters {
-        let text = self
-            .gw
-            .run([
-                "nft",
-                "list",
-                "counters",
-                "table",
-                "netdev",
-                "wan_link_count",
-            ])
-            .expect("nft counters");
-        StackCounters::parse(&text).expect("parsing nft counters")
+        wan_checks::stack(&self.gw)
     }
 
-    fn stats(&self) -> Stats {
-        self.ctl.stats(&self.gw, WAN_IF).expect("filter-ctl stats")
-    }
-
-    /// Writes spoofed DNS responses into `wan0`: `v4` from the spoofed IPv4
-    /// ranges, `v6` from the IPv6 one, each to another port of the gateway.
     fn reflection_flood(&self, v4: u32, v6: u32) {
-        let answer = dns_message(0x1234, true, 400);
-        for i in 0..v4 {
-            let [_, _, hi, lo] = i.to_be_bytes();
-            let src = Ipv4Addr::new(198, 19, hi, lo);
-            let packet = PacketBuilder::ipv4(src, addr::GW_WAN4)
-                .udp(53, 1024 + (i % 60000) as u16)
-                .payload(&answer)
-                .build()
-                .ip_only();
-            self.link.inject(&packet).expect("injecting into wan0");
-        }
-        let [net, ..] = addr::SPOOFED6;
-        for i in 0..v6 {
-            let src = Ipv6Addr::from(u128::from(net.0) | u128::from(i + 1));
-            let packet = PacketBuilder::ipv6(src, addr::GW_WAN6)
-                .udp(53, 1024 + (i % 60000) as u16)
-                .payload(&answer)
-                .build()
-                .ip_only();
-            self.link.inject(&packet).expect("injecting into wan0");
-        }
+        self.inject(spoofed_answers4(v4).chain(spoofed_answers6(v6, addr::GW_WAN6)));
     }
 
-    /// Writes `count` SYNs from one source to the gateway's port 80, as
-    /// fast as the device takes them; returns how long that took.
+    /// As fast as the device takes them.
     fn syn_flood(&self, count: u32) -> Duration {
         let start = Instant::now();
-        for i in 0..count {
-            let packet = PacketBuilder::ipv4(FLOODER4, addr::GW_WAN4)
-                .tcp(20000 + (i % 40000) as u16, 80, tcp_flags::SYN)
-                .build()
-                .ip_only();
-            self.link.inject(&packet).expect("injecting into wan0");
-        }
+        self.inject(syns(count));
         start.elapsed()
     }
 }
 
-const FLOOD4: u32 = 2000;
-const FLOOD6: u32 = 1000;
-const SYNS: u32 = 600;
-const LOOKUPS: usize = 20;
+impl TunWan {
+    fn inject(&self, packets: impl Iterator<Item = PacketBuilder>) {
+        for packet in packets {
+            self.link
+                .inject(&packet.build().ip_only())
+                .expect("injecting into wan0");
+        }
+    }
+}
+
+const FLOODS: Floods = Floods {
+    spoofed4: 2000,
+    spoofed6: 1000,
+    syns: 600,
+    lookups: 20,
+};
 
 #[test]
 fn a_tun_wan_is_filtered_in_skb_mode_from_the_ip_header() {
@@ -199,13 +154,7 @@ fn a_tun_wan_is_filtered_in_skb_mode_from_the_ip_header() {
     let gw = &wan.gw;
 
     // Without the filter: every spoofed answer and every SYN reaches the stack.
-    let before = wan.stack();
-    wan.reflection_flood(FLOOD4, FLOOD6);
-    wan.syn_flood(SYNS);
-    let unfiltered = wan.stack().since(&before);
-    assert_eq!(unfiltered.packets("spoofed4"), u64::from(FLOOD4));
-    assert_eq!(unfiltered.packets("spoofed6"), u64::from(FLOOD6));
-    assert_eq!(unfiltered.packets("syn"), u64::from(SYNS));
+    let unfiltered = wan_checks::unfiltered(&wan, FLOODS);
 
     // Native XDP is refused by name, and nothing changes.
     let err = wan
@@ -218,29 +167,7 @@ fn a_tun_wan_is_filtered_in_skb_mode_from_the_ip_header() {
     assert_eq!(kernel::xdp_on(gw, WAN_IF).unwrap(), None);
 
     // Attached: skb mode, and why.
-    let out = wan
-        .ctl
-        .output(gw, ["attach", "--iface", WAN_IF])
-        .expect("running filter-ctl attach");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(
-        stdout.contains("attached filter on wan0 in skb mode, ip link layer"),
-        "{stdout}"
-    );
-    assert!(
-        stderr.contains("skb mode: wan0 has no Ethernet header (link type none)"),
-        "{stderr}"
-    );
-    let status = &wan.ctl.status(gw, Some(WAN_IF)).expect("status")[0];
-    assert_eq!(status.xdp_mode, Some(XdpMode::Skb));
-    assert_eq!(status.link_layer, Some(LinkLayer::Ip));
-    assert!(status.attached, "{status:?}");
-    let (mode, _) = kernel::xdp_on(gw, WAN_IF).unwrap().expect("XDP on wan0");
-    assert_eq!(mode, "skb");
+    attach_skb(&wan.ctl, gw, WAN_IF, "none");
     let shown = wan
         .ctl
         .run(gw, ["status", "--iface", WAN_IF])
@@ -249,102 +176,20 @@ fn a_tun_wan_is_filtered_in_skb_mode_from_the_ip_header() {
         shown.contains("XDP skb mode, IP link layer (no Ethernet header)"),
         "{shown}"
     );
-    wan.ctl
-        .run(
-            gw,
-            [
-                "set",
-                "--iface",
-                WAN_IF,
-                &format!("syn_source_rate={SYN_RATE}/s"),
-                &format!("syn_source_burst={SYN_BURST}"),
-                // The source's bucket alone, as a flood from one address
-                // meets it first.
-                "syn_prefix_rate=off",
-                "syn_global_rate=off",
-                "syn_halfopen_budget=off",
-                "syn_halfopen_prefix_budget=off",
-            ],
-        )
-        .expect("setting the SYN bucket");
 
-    // With the filter: real lookups and an NTP exchange through the link
-    // while the flood runs, in rounds, until they are done.
-    let stats_before = wan.stats();
-    let before = wan.stack();
-    let (answered, ntp, (sent4, sent6), took) = thread::scope(|scope| {
-        let lookups = scope
-            .spawn(|| real::lookups(gw, addr::SERVER4.into(), LOOKUPS, Duration::from_millis(50)));
-        let ntp = scope.spawn(|| real::ntp_exchange(gw, addr::SERVER4.into()));
-        let mut sent = (0, 0);
-        while sent.0 < FLOOD4 || !lookups.is_finished() || !ntp.is_finished() {
-            wan.reflection_flood(FLOOD4 / 10, FLOOD6 / 10);
-            sent = (sent.0 + FLOOD4 / 10, sent.1 + FLOOD6 / 10);
-            thread::sleep(Duration::from_millis(20));
-        }
-        let took = wan.syn_flood(SYNS);
-        (
-            lookups.join().unwrap().expect("dig"),
-            ntp.join().unwrap(),
-            sent,
-            took,
-        )
-    });
-    let aaaa = real::dig(gw, IpAddr::V6(addr::SERVER6), true);
-    let filtered = wan.stack().since(&before);
-    let stats = wan.stats().since(&stats_before);
-    println!(
-        "tun WAN: spoofed answers that reached the stack without the filter {} (IPv4) + {} (IPv6) \
-         of as many sent, with it {} + {} of {sent4} + {sent6} sent; SYNs from one source \
-         without the filter {} of {SYNS}, with it {} (bucket {SYN_BURST} + {SYN_RATE}/s over \
-         {took:?}); real lookups answered {answered} of {LOOKUPS} during the flood, stack \
-         real_dns {}, real_ntp {}",
-        unfiltered.packets("spoofed4"),
-        unfiltered.packets("spoofed6"),
-        filtered.packets("spoofed4"),
-        filtered.packets("spoofed6"),
-        unfiltered.packets("syn"),
-        filtered.packets("syn"),
-        filtered.packets("real_dns"),
-        filtered.packets("real_ntp"),
-    );
-    assert_eq!(filtered.packets("spoofed4"), 0);
-    assert_eq!(filtered.packets("spoofed6"), 0);
-    stats.assert_shown(
-        Reason::DropUnsolicitedDns,
-        u64::from(sent4 + sent6),
-        "spoofed answers sent (none reached the stack)",
-    );
-    let passed = filtered.packets("syn");
-    let most = SYN_BURST + SYN_RATE * (took.as_millis() as u64 + 999) / 1000;
-    assert!(
-        (SYN_BURST..=most).contains(&passed),
-        "{passed} of {SYNS} SYNs reached the stack; the bucket allows {SYN_BURST} to {most}; \
-         the filter's counters: {:?}",
-        stats.nonzero()
-    );
-    stats.assert_shown(
-        Reason::DropSynSource,
-        u64::from(SYNS) - passed,
-        "SYNs sent less those that reached the stack",
-    );
-    assert_eq!(answered, LOOKUPS, "real lookups answered");
-    assert!(
-        filtered.packets("real_dns") >= LOOKUPS as u64,
-        "{filtered:?}"
-    );
-    assert_eq!(
-        aaaa.expect("a lookup over IPv6"),
-        IpAddr::V6(addr::DNS_ANSWER6)
-    );
-    ntp.expect("an NTP exchange through the filter");
-    assert!(filtered.packets("real_ntp") >= 1, "{filtered:?}");
-    // Egress recorded every query the gateway sent on wan0.
-    assert!(
-        stats.packets(Reason::EgressQueryRecorded) >= LOOKUPS as u64 + 2,
-        "{:?}",
-        stats.nonzero()
-    );
+    // With the filter: real lookups and an NTP exchange from the gateway
+    // through the link while the flood runs, then a lookup over IPv6 (its
+    // query leaves on wan0 too).
+    Filtered {
+        label: "tun WAN",
+        ctl: &wan.ctl,
+        gw,
+        iface: WAN_IF,
+        client: gw,
+        floods: FLOODS,
+        aaaa: Some(true),
+    }
+    .run(&wan, &unfiltered);
 }
 
 #[test]
