@@ -27,8 +27,8 @@ use harness::{
     lab::{
         StackCounters, addr,
         wan_checks::{
-            self, COUNT_TABLE, COUNTERS, Filtered, FloodPath, Floods, attach_skb, count_rules,
-            spoofed_answers4, spoofed_answers6, syns,
+            self, Filtered, FloodPath, Floods, attach_skb, count_nft, spoofed_answers4,
+            spoofed_answers6, syns,
         },
     },
     names::TEST_PREFIX,
@@ -99,18 +99,7 @@ fn tun_wan() -> TunWan {
 /// Ethernet, nftables reads the protocol the driver set (tun: the version
 /// nibble), so `ip saddr` and `ip6 saddr` work as on Ethernet.
 fn counters_nft() -> String {
-    let rules = count_rules();
-    format!(
-        r#"
-table netdev {COUNT_TABLE} {{
-    {COUNTERS}
-    chain wan_ingress {{
-        type filter hook ingress device "{WAN_IF}" priority -500; policy accept;
-        {rules}
-    }}
-}}
-"#
-    )
+    count_nft(&[WAN_IF], None)
 }
 
 /// Floods written into `wan0` as if they came from the ISP.

@@ -52,8 +52,7 @@ use tempfile::TempDir;
 use super::{
     StackCounters, addr,
     wan_checks::{
-        self, COUNT_TABLE, COUNTERS, FloodPath, Floods, count_rules, spoofed_answers4,
-        spoofed_answers6, syns,
+        self, FloodPath, Floods, count_nft, nat_nft, spoofed_answers4, spoofed_answers6, syns,
     },
 };
 
@@ -455,28 +454,7 @@ fn wg_key(ns: &Netns, dir: &Path, name: &str) -> anyhow::Result<(String, String)
 /// uplink and of the tunnel device (after XDP on each): a packet is counted
 /// where its source is seen, the tunnel's outer packets by neither.
 fn gateway_nft(tunnel_if: &str) -> String {
-    let rules = count_rules();
-    format!(
-        r#"
-table ip wan_link_nat {{
-    chain postrouting {{
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "{tunnel_if}" masquerade
-    }}
-}}
-table netdev {COUNT_TABLE} {{
-    {COUNTERS}
-    chain uplink {{
-        type filter hook ingress device "{WAN_IF}" priority -500; policy accept;
-        {rules}
-    }}
-    chain tunnel {{
-        type filter hook ingress device "{tunnel_if}" priority -500; policy accept;
-        {rules}
-    }}
-}}
-"#
-    )
+    nat_nft(tunnel_if) + &count_nft(&[WAN_IF, tunnel_if], None)
 }
 
 /// The floods are sent into the ISP's end of the tunnel, each batch

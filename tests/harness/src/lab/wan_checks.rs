@@ -8,7 +8,7 @@
 //!   [`addr::SPOOFED6`]) and SYNs from one source ([`FLOODER4`]), sent by a
 //!   [`FloodPath`];
 //! - the stack's counters (nftables, netdev ingress: after XDP) of what
-//!   reached the gateway: [`COUNTERS`] and [`COUNT_RULES`];
+//!   reached the gateway: [`count_nft`] (and NAT: [`nat_nft`]);
 //! - attaching the filter and checking the mode and parse filter-ctl chose
 //!   ([`attach_native`], [`attach_skb`]);
 //! - the phase without the filter ([`unfiltered`]: every flood packet
@@ -48,26 +48,61 @@ pub const SYN_BURST: u64 = 20;
 /// The nftables table (netdev) of the stack's counters.
 pub const COUNT_TABLE: &str = "wan_link_count";
 
-/// The counters of [`COUNT_RULES`], to declare in [`COUNT_TABLE`].
-pub const COUNTERS: &str = "counter spoofed4 { }
-    counter spoofed6 { }
-    counter real_dns { }
-    counter real_ntp { }
-    counter syn { }";
+/// NAT of the LAN's IPv4 on `wan_dev` (masquerade).
+pub fn nat_nft(wan_dev: &str) -> String {
+    format!(
+        r#"
+table ip wan_link_nat {{
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "{wan_dev}" masquerade
+    }}
+}}
+"#
+    )
+}
 
-/// The rules of an ingress chain that count what reached the stack:
-/// spoofed sources per family, the real servers' answers, the flooder's
-/// SYNs.
-pub fn count_rules() -> String {
+/// The table [`COUNT_TABLE`] (netdev): on each of `devices` an ingress
+/// chain (after XDP) that counts what reached the stack: spoofed sources per
+/// family (`spoofed4`, `spoofed6`), the real servers' answers (`real_dns`,
+/// `real_ntp`), the flooder's SYNs (`syn`). `first`: a counter and a rule
+/// that names it, put before the others (a marker).
+pub fn count_nft(devices: &[&str], first: Option<(&str, &str)>) -> String {
     let (spoofed4, spoofed6) = (addr::cidrs(&addr::SPOOFED4), addr::cidrs(&addr::SPOOFED6));
     let (server4, server6) = (addr::SERVER4, addr::SERVER6);
-    format!(
-        r#"ip saddr {{ {spoofed4} }} counter name "spoofed4"
+    let (first_counter, first_rule) = match first {
+        Some((counter, rule)) => (format!("counter {counter} {{ }}"), rule),
+        None => (String::new(), ""),
+    };
+    let chains: String = devices
+        .iter()
+        .map(|device| {
+            format!(
+                r#"
+    chain {device}_ingress {{
+        type filter hook ingress device "{device}" priority -500; policy accept;
+        {first_rule}
+        ip saddr {{ {spoofed4} }} counter name "spoofed4"
         ip6 saddr {{ {spoofed6} }} counter name "spoofed6"
         ip saddr {server4} udp sport 53 counter name "real_dns"
         ip6 saddr {server6} udp sport 53 counter name "real_dns"
         ip saddr {server4} udp sport 123 counter name "real_ntp"
-        ip saddr {FLOODER4} tcp flags & (syn | ack) == syn counter name "syn""#
+        ip saddr {FLOODER4} tcp flags & (syn | ack) == syn counter name "syn"
+    }}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"
+table netdev {COUNT_TABLE} {{
+    {first_counter}
+    counter spoofed4 {{ }}
+    counter spoofed6 {{ }}
+    counter real_dns {{ }}
+    counter real_ntp {{ }}
+    counter syn {{ }}{chains}
+}}
+"#
     )
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use super::{
     GW_LAN_IF, LAN_IF, StackCounters, addr,
     wan_checks::{
-        self, COUNT_TABLE, COUNTERS, FloodPath, Floods, count_rules, spoofed_answers4, syns,
+        self, COUNT_TABLE, FloodPath, Floods, count_nft, nat_nft, spoofed_answers4, syns,
     },
 };
 use crate::{
@@ -72,27 +72,11 @@ pub fn lan_behind(gw: &Netns, wan_dev: &str, name: &str) -> anyhow::Result<Netns
 /// NAT on `wan_dev`, and the counters of what reaches the stack there
 /// (the marker first: counted and dropped).
 fn gateway_nft(wan_dev: &str) -> String {
-    let router = addr::INET_WAN4;
-    let rules = count_rules();
-    format!(
-        r#"
-table ip wan_link_nat {{
-    chain postrouting {{
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "{wan_dev}" masquerade
-    }}
-}}
-table netdev {COUNT_TABLE} {{
-    counter marker {{ }}
-    {COUNTERS}
-    chain wan_ingress {{
-        type filter hook ingress device "{wan_dev}" priority -500; policy accept;
-        ip saddr {router} udp dport {MARKER_PORT} counter name "marker" drop
-        {rules}
-    }}
-}}
-"#
-    )
+    let marker = format!(
+        r#"ip saddr {} udp dport {MARKER_PORT} counter name "marker" drop"#,
+        addr::INET_WAN4
+    );
+    nat_nft(wan_dev) + &count_nft(&[wan_dev], Some(("marker", &marker)))
 }
 
 /// How a packet goes on the wire of the link, from the ISP to the gateway.
