@@ -177,6 +177,7 @@ fn a_tun_wan_is_filtered_in_skb_mode_from_the_ip_header() {
         client: gw,
         floods: FLOODS,
         aaaa: Some(true),
+        tunnelled: None,
     }
     .run(&wan, &unfiltered);
 }

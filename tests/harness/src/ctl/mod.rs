@@ -21,7 +21,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use serde::de::DeserializeOwned;
 
-pub use self::report::{ListedEntry, Settings, Stats, Status};
+pub use self::report::{ListedEntry, Settings, Stats, Status, Tunnelled};
 use crate::{bpffs::BpffsDir, names::TEST_PIN_PREFIX, netns::Netns, process};
 
 /// Environment variable naming the filter-ctl binary to test (xtask may set it).
@@ -285,6 +285,12 @@ impl FilterCtl {
     /// `filter-ctl stats --iface IFACE --json`.
     pub fn stats(&self, ns: &Netns, iface: &str) -> anyhow::Result<Stats> {
         Stats::parse(&self.run(ns, ["stats", "--iface", iface, "--json"])?)
+    }
+
+    /// `filter-ctl stats --iface IFACE --tunnelled --json`: the tunnelled
+    /// packets' rows.
+    pub fn tunnelled(&self, ns: &Netns, iface: &str) -> anyhow::Result<Tunnelled> {
+        self.json(ns, &["stats", "--iface", iface, "--tunnelled", "--json"])
     }
 
     /// `filter-ctl config --iface IFACE --json`: the live settings.

@@ -9,7 +9,9 @@ use anyhow::{Context as _, bail};
 use filter_common::Reason;
 use filter_ctl_api::report;
 pub use filter_ctl_api::{
-    report::{CountedAction, EgressHook, LinkLayer, ListedEntry, MapStatus, Status, XdpMode},
+    report::{
+        CountedAction, EgressHook, LinkLayer, ListedEntry, MapStatus, Status, Tunnelled, XdpMode,
+    },
     settings::Settings,
 };
 use serde::de::DeserializeOwned;

@@ -39,6 +39,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use filter_common::Encap;
 use nix::{
     sched,
     sys::socket::{
@@ -526,6 +527,10 @@ impl TunnelWan {
             client: &self.lan,
             floods,
             aaaa: Some(v6_query_seen),
+            // On the uplink the filter unwraps the ip6tnl's IPv4; WireGuard
+            // is UDP to it there, and on the tunnel device the IPv4 is bare.
+            tunnelled: (matches!(self.tunnel, Tunnel::Ip6tnl) && iface != self.tunnel.gw_if())
+                .then_some(Encap::Ipv4InIpv6),
         }
         .run(self, unfiltered);
     }

@@ -24,13 +24,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use filter_common::Reason;
+use filter_common::{Encap, Reason};
 
 use super::{StackCounters, addr};
 use crate::{
     ctl::{
         FilterCtl,
-        report::{LinkLayer, XdpMode},
+        report::{LinkLayer, Tunnelled, XdpMode},
     },
     kernel,
     netns::Netns,
@@ -323,6 +323,9 @@ pub struct Filtered<'a> {
     /// A lookup over IPv6 from the gateway after the floods: `None`, or
     /// whether its query leaves through `iface` (its egress records it).
     pub aaaa: Option<bool>,
+    /// The tunnel the filter on `iface` unwraps the IPv4 floods from, if
+    /// any: its tunnelled counters (`stats --tunnelled`) must count them.
+    pub tunnelled: Option<Encap>,
 }
 
 impl Filtered<'_> {
@@ -338,6 +341,9 @@ impl Filtered<'_> {
             (self.label, self.ctl, self.gw, self.iface, self.floods);
         set_syn_bucket(ctl, gw, iface);
         let stats_before = ctl.stats(gw, iface).expect("filter-ctl stats");
+        let tunnelled_before = ctl
+            .tunnelled(gw, iface)
+            .expect("filter-ctl stats --tunnelled");
         let before = path.stack();
         let (client, server4) = (self.client, IpAddr::from(addr::SERVER4));
         let started = Instant::now();
@@ -412,6 +418,24 @@ impl Filtered<'_> {
             u64::from(syns) - passed,
             "SYNs sent less those that reached the stack",
         );
+        if let Some(encap) = self.tunnelled {
+            let after = ctl
+                .tunnelled(gw, iface)
+                .expect("filter-ctl stats --tunnelled");
+            let moved = |reason| {
+                let count = |rows: &Tunnelled| rows.counted(encap, reason).map_or(0, |r| r.packets);
+                count(&after) - count(&tunnelled_before)
+            };
+            assert_eq!(
+                (
+                    moved(Reason::DropUnsolicitedDns),
+                    moved(Reason::DropSynSource)
+                ),
+                (u64::from(sent4), u64::from(syns) - passed),
+                "{label}: {} rows of stats --tunnelled (spoofed IPv4 answers, SYNs dropped): {after:?}",
+                encap.name()
+            );
+        }
         assert_eq!(answered, floods.lookups, "{label}: real lookups answered");
         assert!(
             filtered.packets("real_dns") >= floods.lookups as u64,

@@ -183,6 +183,7 @@ impl Phases<'_> {
             client: self.lan,
             floods: FLOODS,
             aaaa: None,
+            tunnelled: None,
         }
         .run(self, unfiltered);
     }
