@@ -642,7 +642,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => {
                     print_stats(&stats::read(&pins)?, None, &output)?;
                     // A filter from before the tunnelled counters has none.
-                    if let (false, Ok(rows)) = (output.json, stats::read_tunnelled(&pins))
+                    if !output.json
+                        && let Ok(rows) = stats::read_tunnelled(&pins)
                         && !rows.0.is_empty()
                     {
                         print!("\n{}", stats::tunnelled_table(&rows));

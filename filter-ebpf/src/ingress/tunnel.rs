@@ -160,8 +160,9 @@ fn count(raw: *mut xdp_md, at: Located, reason: u32) {
 
 /// The body of `wan_inner_rules`: what the packet carried by the IP
 /// packet `at` locates asks for next (`asked`: [`ASK`], [`PAST_LISTS`],
-/// or [`REMEMBER`] and a reason). The outer packet is only rebuilt to
-/// remember: its addresses would take stack the rules need.
+/// [`REMEMBER`] and a reason, or [`FOLLOW`] for an outer later fragment).
+/// The outer packet is only rebuilt to follow or remember: its addresses
+/// would take stack the rules need.
 #[inline(always)]
 pub fn next(ctx: *mut xdp_md, at: Located, asked: u32) -> u64 {
     let packet = Packet::from_xdp(&XdpContext::new(ctx));
