@@ -30,8 +30,12 @@
 //!   parses the packet inside and runs the rules the dispatcher runs
 //!   itself for a bare one, then `wan_tunnelled` calls the functions below
 //!   for it as the dispatcher does;
-//! - `wan_listed` (lists.rs): the allow and deny lists, only called when
-//!   one of the packet family's lists holds entries;
+//! - `wan_listed_rules` (ingress/mod.rs): only called when one of the
+//!   packet family's lists holds entries: the allow and deny lists
+//!   (lists.rs), then the rules the dispatcher runs itself, and it names
+//!   the function below to call next (nothing after a call in the
+//!   dispatcher may branch on what it knew before: ingress/mod.rs says why);
+//! - `wan_listed` (lists.rs): the lists alone, for a tunnel's inner packet;
 //! - `wan_udp` (ingress/udp.rs): a response whose set of the solicited
 //!   table may hold its query consumes it;
 //! - `wan_request` (ingress/request.rs): requests to our DNS and NTP
@@ -39,7 +43,8 @@
 //!   (proto/dns.rs) to read a DNS query's question, the name level's key;
 //! - `wan_tcp` (ingress/tcp.rs): inbound TCP past the source's SYN bucket,
 //!   connection attempts and the segments that complete or end connections;
-//! - `wan_first_fragment` (fragments.rs): remembers a first fragment's verdict;
+//! - `wan_first_fragment` (fragments.rs): remembers a first fragment's
+//!   verdict (the rule functions' answer asks for it);
 //! - `wan_sample_offered` (sample.rs): a drop the finish offers to the
 //!   sampler (one in 64 of each reason per CPU).
 //!
@@ -179,8 +184,8 @@ pub extern "C" fn wan_inner_rules(
     ingress::tunnel::next(ctx, Located { shape, fragment_id }, asked)
 }
 
-/// The allow and deny lists (lists.rs): `PassAllowList`, `DropDenyList`, or
-/// no verdict.
+/// The allow and deny lists (lists.rs) for a tunnel's inner packet:
+/// `PassAllowList`, `DropDenyList`, or no verdict.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_listed(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
@@ -189,6 +194,15 @@ pub extern "C" fn wan_listed(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> 
         Located::from_arguments(shape, fragment_id),
         |_, ip, config| lists::verdict(ip, config).map_or(ingress::NO_VERDICT, Reason::index),
     )
+}
+
+/// A bare IP packet when the lists of its family hold entries: the allow
+/// and deny lists (lists.rs), then the rules the dispatcher runs itself
+/// past them; what to do next is the result (`ingress::Next`).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn wan_listed_rules(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u64 {
+    ingress::listed_rules(ctx, Located { shape, fragment_id })
 }
 
 /// Remembers the verdict (`reason`) of a first IP fragment for the rest of
@@ -224,23 +238,19 @@ pub extern "C" fn wan_first_fragment(
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_udp(ctx: *mut xdp_md, shape: u64, fragment_id: u64) -> u32 {
-    ingress::with_ip(
-        ctx,
-        Located::from_arguments(shape, fragment_id),
-        |packet, ip, _| {
-            let Some(udp) = packet.udp(ip.l4_offset) else {
-                return Reason::PassMalformed.index();
-            };
-            let roles = ingress::udp::Roles::of(udp.src_port, udp.dst_port);
-            match ingress::udp::verdict(packet, ip, &udp, roles) {
-                ingress::udp::Verdict::Reason(reason) => reason.index(),
-                ingress::udp::Verdict::Request(_) => ingress::pass(ip).index(),
-                ingress::udp::Verdict::Response(key, class) => {
-                    ingress::udp::answered(class, solicited::consume(&key)).index()
-                }
+    ingress::judged(ctx, Located { shape, fragment_id }, |packet, ip, _| {
+        let Some(udp) = packet.udp(ip.l4_offset) else {
+            return Reason::PassMalformed.index();
+        };
+        let roles = ingress::udp::Roles::of(udp.src_port, udp.dst_port);
+        match ingress::udp::verdict(packet, ip, &udp, roles) {
+            ingress::udp::Verdict::Reason(reason) => reason.index(),
+            ingress::udp::Verdict::Request(_) => ingress::pass(ip).index(),
+            ingress::udp::Verdict::Response(key, class) => {
+                ingress::udp::answered(class, solicited::consume(&key)).index()
             }
-        },
-    )
+        }
+    })
 }
 
 /// A request to one of our services, DNS (`service` 0) or NTP (1): the
@@ -253,11 +263,9 @@ pub extern "C" fn wan_request(ctx: *mut xdp_md, shape: u64, fragment_id: u64, se
     } else {
         Service::Ntp
     };
-    ingress::with_ip(
-        ctx,
-        Located::from_arguments(shape, fragment_id),
-        |packet, ip, config| ingress::request::verdict(ctx, packet, ip, service, config).index(),
-    )
+    ingress::judged(ctx, Located { shape, fragment_id }, |packet, ip, config| {
+        ingress::request::verdict(ctx, packet, ip, service, config).index()
+    })
 }
 
 /// The first question of a DNS query to our server whose message starts at
@@ -293,20 +301,16 @@ pub extern "C" fn wan_tcp(
     now: u64,
     source: u32,
 ) -> u32 {
-    ingress::with_ip(
-        ctx,
-        Located::from_arguments(shape, fragment_id),
-        |packet, ip, config| {
-            ingress::tcp::verdict(
-                packet,
-                ip,
-                config,
-                now,
-                syn::SourceLevel::from_number(source),
-            )
-            .index()
-        },
-    )
+    ingress::judged(ctx, Located { shape, fragment_id }, |packet, ip, config| {
+        ingress::tcp::verdict(
+            packet,
+            ip,
+            config,
+            now,
+            syn::SourceLevel::from_number(source),
+        )
+        .index()
+    })
 }
 
 // The global functions of `wan_egress`, likewise.

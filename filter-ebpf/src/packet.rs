@@ -43,6 +43,8 @@ const MAX_IPV6_EXT_HEADERS: usize = 6;
 /// Transport headers further in than this are not parsed (counted as malformed).
 /// Bounding offsets also lets the verifier prove every access is in range.
 pub const MAX_L4_OFFSET: usize = 512;
+/// Every transport offset up to [`MAX_L4_OFFSET`] fits in these bits.
+const L4_OFFSET_MASK: u64 = (MAX_L4_OFFSET as u64 + 1).next_power_of_two() - 1;
 /// Bytes of an outgoing packet egress reads: headers up to the deepest
 /// transport header we parse, plus the DNS/NTP fields behind it.
 const EGRESS_HEADROOM: u32 = (MAX_L4_OFFSET + 64) as u32;
@@ -659,13 +661,22 @@ pub struct Located {
 
 /// Bit positions in [`Located::shape`]: the IP header's offset (8 bits),
 /// the transport header's (16), the protocol (8), the fragmented protocol
-/// (8), the fragment kind (2: whole, first, later), IPv6 (1), PPPoE (1).
+/// (8), the fragment kind (2: whole, first, later), IPv6 (1), PPPoE (1);
+/// and, set by the dispatcher only, a first fragment whose headers after
+/// the fragment header could not be walked (1).
 const SHAPE_L4: u32 = 8;
 const SHAPE_PROTOCOL: u32 = 24;
 const SHAPE_FRAGMENTED_PROTOCOL: u32 = 32;
 const SHAPE_FRAGMENT: u32 = 40;
 const SHAPE_V6: u32 = 42;
 const SHAPE_PPPOE: u32 = 43;
+const SHAPE_UNWALKED: u32 = 44;
+
+/// In [`Located::fragment_id`], above the 32-bit id: the verdict of this
+/// first fragment is to be remembered by the rule function that takes it
+/// (a tunnel's inner packet goes without: `wan_inner_rules` remembers it
+/// under both datagrams' keys).
+const REMEMBER_VERDICT: u64 = 1 << 32;
 
 impl Located {
     /// The `Located` a global function got in two of its arguments. Both
@@ -685,6 +696,29 @@ impl Located {
             );
         }
         Located { shape, fragment_id }
+    }
+
+    /// The same, with whether the headers after a first fragment's
+    /// fragment header were walked (`Network::UnwalkedFirstFragment`).
+    #[inline(always)]
+    pub fn walked(self, walked: bool) -> Located {
+        Located {
+            shape: self.shape | u64::from(!walked) << SHAPE_UNWALKED,
+            fragment_id: self.fragment_id,
+        }
+    }
+
+    /// Whether the headers after the fragment header were walked.
+    #[inline(always)]
+    pub fn was_walked(&self) -> bool {
+        self.shape >> SHAPE_UNWALKED & 1 == 0
+    }
+
+    /// Whether the rule function that takes it remembers the verdict for
+    /// the rest of the datagram (a first fragment the dispatcher located).
+    #[inline(always)]
+    pub fn remembers_verdict(&self) -> bool {
+        self.fragment_id & REMEMBER_VERDICT != 0
     }
 
     /// Whether it locates the first fragment of a datagram.
@@ -721,8 +755,8 @@ impl Ip {
     pub fn located(&self) -> Located {
         let (kind, id) = match self.fragment {
             Fragment::Whole => (0, 0),
-            Fragment::First { id } => (1, id),
-            Fragment::Later { id } => (2, id),
+            Fragment::First { id } => (1, u64::from(id) | REMEMBER_VERDICT),
+            Fragment::Later { id } => (2, u64::from(id)),
         };
         Located {
             shape: self.l3_offset as u64
@@ -732,7 +766,7 @@ impl Ip {
                 | kind << SHAPE_FRAGMENT
                 | u64::from(self.family == Family::Ipv6) << SHAPE_V6
                 | u64::from(self.pppoe) << SHAPE_PPPOE,
-            fragment_id: u64::from(id),
+            fragment_id: id,
         }
     }
 }
@@ -784,7 +818,9 @@ impl Packet {
             fragmented_protocol: (at.shape >> SHAPE_FRAGMENTED_PROTOCOL) as u8,
             l3_offset: l3,
             pppoe: at.shape >> SHAPE_PPPOE & 1 != 0,
-            l4_offset: (at.shape >> SHAPE_L4 & 0xffff) as usize,
+            // Masked to the bits an offset the parser accepts can have: a
+            // value LLVM reloads unchecked then still bounds a packet read.
+            l4_offset: (at.shape >> SHAPE_L4 & L4_OFFSET_MASK) as usize,
         })
     }
 }

@@ -46,6 +46,15 @@ use crate::{
 pub const NO_VERDICT: u32 = u32::MAX;
 
 /// The index of the reason of the inbound packet in `ctx`.
+///
+/// Nothing after a call to a global function here branches on what the
+/// dispatcher knew before it (the header shape, the fragment kind): on
+/// 6.1, the verifier's precision tracking stops at such a call and then
+/// marks every number it knows exact, so the dispatcher's states stop
+/// matching and it is walked once per header shape (docs/kernel-programs.md).
+/// So with lists in use, one function runs the lists and the rules past
+/// them and names the function to call next; the rule functions remember
+/// a first fragment's verdict themselves.
 #[inline(always)]
 pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
     let packet = Packet::from_xdp(ctx);
@@ -55,7 +64,7 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
         Network::NotIp => return Reason::PassNotIp.index(),
         Network::Malformed => return Reason::PassMalformed.index(),
     };
-    let at = ip.located();
+    let at = ip.located().walked(walked);
     if walked && ip.carries_tunnel() {
         // One call for every outer header shape, later fragments too (they
         // follow their first there): each branch taken here is walked once
@@ -63,38 +72,142 @@ pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
         // quarter longer.
         return crate::wan_tunnelled(ctx.ctx, at.shape, at.fragment_id);
     }
-    judge(ctx.ctx, &packet, &ip, at, walked, config)
+    if lists::in_use(&ip, config) {
+        let next = Next(crate::wan_listed_rules(ctx.ctx, at.shape, at.fragment_id));
+        return next.call(ctx.ctx, at.fragment_id);
+    }
+    match rules(&packet, &ip, walked, config) {
+        // Not `at.is_first_fragment()`: a branch on the shape would have the
+        // verifier keep every offset in it exact.
+        Step::Verdict(reason) if matches!(ip.fragment, Fragment::First { .. }) => {
+            crate::wan_first_fragment(ctx.ctx, at.shape, at.fragment_id, reason)
+        }
+        Step::Verdict(reason) => reason,
+        Step::Udp => remembered(
+            ctx.ctx,
+            at,
+            crate::wan_udp(ctx.ctx, at.shape, at.fragment_id),
+        ),
+        Step::Request(service) => remembered(
+            ctx.ctx,
+            at,
+            crate::wan_request(ctx.ctx, at.shape, at.fragment_id, service as u32),
+        ),
+        Step::Tcp { now, source } => remembered(
+            ctx.ctx,
+            at,
+            crate::wan_tcp(ctx.ctx, at.shape, at.fragment_id, now, source as u32),
+        ),
+    }
 }
 
-/// The rules from the lists on for `ip`, a bare IP packet of `packet` (the
-/// packet in `raw`); `walked`: its headers after a fragment header were
-/// walked.
+/// The body of `wan_listed_rules`: for the bare IP packet `at` locates,
+/// the lists' verdict, or the rules past them (a first fragment's verdict
+/// taken here is remembered here).
 #[inline(always)]
-fn judge(
-    raw: *mut xdp_md,
-    packet: &Packet,
-    ip: &Ip,
-    at: Located,
-    walked: bool,
-    config: &Config,
-) -> u32 {
-    if lists::in_use(ip, config) {
-        let listed = crate::wan_listed(raw, at.shape, at.fragment_id);
-        if listed != NO_VERDICT {
-            return listed;
+pub fn listed_rules(ctx: *mut xdp_md, at: Located) -> u64 {
+    let packet = Packet::from_xdp(&XdpContext::new(ctx));
+    let (Some(ip), Some(config)) = (packet.ip_at(at), config::get()) else {
+        return Next::verdict(at.shape, Reason::PassMalformed.index()).0;
+    };
+    if let Some(reason) = lists::verdict(&ip, config) {
+        return Next::verdict(at.shape, reason.index()).0;
+    }
+    let step = rules(&packet, &ip, at.was_walked(), config);
+    if let Step::Verdict(reason) = step {
+        fragments::remember(&ip, reason, config);
+    }
+    Next::of(step, at.shape).0
+}
+
+/// What a function that runs the rules the dispatcher runs itself
+/// (`wan_listed_rules`, `wan_inner_rules`) hands back: an argument (bits
+/// 0-7), what to do next (bits 8-15) and the packet's `Located::shape`
+/// (from bit 16). A reason's index alone is a verdict.
+#[derive(Clone, Copy)]
+pub struct Next(pub u64);
+
+const NEXT_WHAT: u32 = 8;
+const NEXT_SHAPE: u32 = 16;
+const NEXT_SHAPE_BITS: u64 = (1 << 48) - 1;
+
+/// What to do next, in [`Next`].
+const VERDICT: u64 = 0;
+/// The lists (only `wan_inner_rules` asks for them).
+pub const LISTS: u64 = 1;
+const UDP: u64 = 2;
+const REQUEST: u64 = 3;
+const TCP: u64 = 4;
+
+impl Next {
+    #[inline(always)]
+    pub fn new(shape: u64, what: u64, argument: u32) -> Next {
+        Next(
+            (shape & NEXT_SHAPE_BITS) << NEXT_SHAPE
+                | what << NEXT_WHAT
+                | u64::from(argument & 0xff),
+        )
+    }
+
+    /// The verdict (a reason's index) on the packet `shape` locates.
+    #[inline(always)]
+    pub fn verdict(shape: u64, reason: u32) -> Next {
+        Next::new(shape, VERDICT, reason)
+    }
+
+    /// Where `step` leaves the packet `shape` locates. (`Step::Tcp`'s clock
+    /// is read again by [`Next::call`]: a tick later at most.)
+    #[inline(always)]
+    pub fn of(step: Step, shape: u64) -> Next {
+        match step {
+            Step::Verdict(reason) => Next::new(shape, VERDICT, reason),
+            Step::Udp => Next::new(shape, UDP, 0),
+            Step::Request(service) => Next::new(shape, REQUEST, service as u32),
+            Step::Tcp { source, .. } => Next::new(shape, TCP, source as u32),
         }
     }
-    let reason = match rules(packet, ip, walked, config) {
-        Step::Verdict(reason) => reason,
-        Step::Udp => crate::wan_udp(raw, at.shape, at.fragment_id),
-        Step::Request(service) => crate::wan_request(raw, at.shape, at.fragment_id, service as u32),
-        Step::Tcp { now, source } => {
-            crate::wan_tcp(raw, at.shape, at.fragment_id, now, source as u32)
+
+    #[inline(always)]
+    pub fn what(self) -> u64 {
+        self.0 >> NEXT_WHAT & 0xff
+    }
+
+    #[inline(always)]
+    pub fn argument(self) -> u32 {
+        (self.0 & 0xff) as u32
+    }
+
+    /// The packet, located (its fragment id left out).
+    #[inline(always)]
+    pub fn located(self) -> Located {
+        Located {
+            shape: self.0 >> NEXT_SHAPE & NEXT_SHAPE_BITS,
+            fragment_id: 0,
         }
-    };
-    match ip.fragment {
-        Fragment::First { .. } => crate::wan_first_fragment(raw, at.shape, at.fragment_id, reason),
-        _ => reason,
+    }
+
+    /// The verdict, or the rule family's function called for the packet
+    /// (in `raw`, its fragment id `fragment_id`).
+    #[inline(always)]
+    pub fn call(self, raw: *mut xdp_md, fragment_id: u64) -> u32 {
+        let at = Located {
+            shape: self.located().shape,
+            fragment_id,
+        };
+        let answer = match self.what() {
+            VERDICT => return self.argument(),
+            UDP => crate::wan_udp(raw, at.shape, fragment_id),
+            REQUEST => crate::wan_request(raw, at.shape, fragment_id, self.argument()),
+            TCP => crate::wan_tcp(
+                raw,
+                at.shape,
+                fragment_id,
+                config::now_ns(),
+                self.argument(),
+            ),
+            _ => return Reason::PassMalformed.index(),
+        };
+        remembered(raw, at, answer)
     }
 }
 
@@ -164,6 +277,44 @@ pub fn rules(packet: &Packet, ip: &Ip, walked: bool, config: &Config) -> Step {
         },
     };
     Step::Verdict(reason.index())
+}
+
+/// In the answer of a rule family's function, above the reason's index:
+/// the packet is a first fragment whose verdict its caller has remembered
+/// ([`remembered`]). The function could not remember it itself: the key
+/// would take its frame past what a chain of calls may use (512 bytes).
+const REMEMBER_ANSWER: u32 = 1 << 8;
+
+/// The reason in `answer`, the answer of a rule family's function for the
+/// packet `at` locates in `raw`, whose verdict is remembered if the
+/// function asked (`wan_first_fragment`). The branch is on the answer, a
+/// number the verifier learns only from the call: see [`verdict`].
+#[inline(always)]
+fn remembered(raw: *mut xdp_md, at: Located, answer: u32) -> u32 {
+    let reason = answer & !REMEMBER_ANSWER;
+    if answer & REMEMBER_ANSWER != 0 {
+        crate::wan_first_fragment(raw, at.shape, at.fragment_id, reason)
+    } else {
+        reason
+    }
+}
+
+/// The body of a global function of a rule family (`wan_udp`,
+/// `wan_request`, `wan_tcp`): as [`with_ip`]; for a first fragment the
+/// dispatcher located, its answer asks for the verdict to be remembered
+/// ([`REMEMBER_ANSWER`]).
+#[inline(always)]
+pub fn judged(
+    ctx: *mut xdp_md,
+    at: Located,
+    rule: impl FnOnce(&Packet, &Ip, &Config) -> u32,
+) -> u32 {
+    let reason = with_ip(ctx, at, rule);
+    if at.remembers_verdict() {
+        reason | REMEMBER_ANSWER
+    } else {
+        reason
+    }
 }
 
 /// The body of a global function of an IP rule: the packet, the IP packet

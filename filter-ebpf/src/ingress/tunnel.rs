@@ -38,7 +38,7 @@
 use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 use filter_common::{Config, Encap, Reason};
 
-use super::{NO_VERDICT, Step, rules};
+use super::{LISTS, NO_VERDICT, Next, rules};
 use crate::{
     config, fragments, lists,
     packet::{Family, Located, Network, Packet},
@@ -55,49 +55,6 @@ pub const REMEMBER: u32 = 2 << 8;
 /// A later fragment of the outer datagram: the verdict its first left.
 pub const FOLLOW: u32 = 4 << 8;
 
-/// `wan_inner_rules`' answer: an argument (bits 0-7), what to do next (bits
-/// 8-15) and the inner packet's `Located::shape` (44 bits from 16). A
-/// reason's index alone is the verdict on a packet without one.
-#[derive(Clone, Copy)]
-pub struct Next(pub u64);
-
-const NEXT_WHAT: u32 = 8;
-const NEXT_SHAPE: u32 = 16;
-const SHAPE_BITS: u64 = (1 << 44) - 1;
-
-/// What to do next, in [`Next`].
-const VERDICT: u64 = 0;
-const LISTS: u64 = 1;
-const UDP: u64 = 2;
-const REQUEST: u64 = 3;
-const TCP: u64 = 4;
-
-impl Next {
-    #[inline(always)]
-    fn new(shape: u64, what: u64, argument: u32) -> Next {
-        Next((shape & SHAPE_BITS) << NEXT_SHAPE | what << NEXT_WHAT | u64::from(argument & 0xff))
-    }
-
-    #[inline(always)]
-    fn what(self) -> u64 {
-        self.0 >> NEXT_WHAT & 0xff
-    }
-
-    #[inline(always)]
-    fn argument(self) -> u32 {
-        (self.0 & 0xff) as u32
-    }
-
-    /// The inner packet, located (its fragment id left out).
-    #[inline(always)]
-    fn inner(self) -> Located {
-        Located {
-            shape: self.0 >> NEXT_SHAPE & SHAPE_BITS,
-            fragment_id: 0,
-        }
-    }
-}
-
 /// The body of `wan_tunnelled`: the index of the reason of the packet the
 /// IP packet `at` locates carries; an outer later fragment follows its
 /// first (asked of `wan_inner_rules`, which rebuilds the outer packet). It
@@ -112,7 +69,7 @@ pub fn verdict(raw: *mut xdp_md, at: Located) -> u32 {
     }
     let mut next = Next(crate::wan_inner_rules(raw, at.shape, at.fragment_id, ASK));
     if next.what() == LISTS {
-        let inner = next.inner();
+        let inner = next.located();
         let listed = crate::wan_listed(raw, inner.shape, inner.fragment_id);
         next = if listed == NO_VERDICT {
             Next(crate::wan_inner_rules(
@@ -122,26 +79,15 @@ pub fn verdict(raw: *mut xdp_md, at: Located) -> u32 {
                 PAST_LISTS,
             ))
         } else {
-            Next::new(inner.shape, VERDICT, listed)
+            Next::verdict(inner.shape, listed)
         };
     }
-    let inner = next.inner();
     // Decided before the calls: fewer values live across them, or this
     // frame grows (512 bytes for a chain of calls).
-    let remember = inner.is_first_fragment() || at.is_first_fragment();
-    let reason = match next.what() {
-        VERDICT => next.argument(),
-        UDP => crate::wan_udp(raw, inner.shape, inner.fragment_id),
-        REQUEST => crate::wan_request(raw, inner.shape, inner.fragment_id, next.argument()),
-        TCP => crate::wan_tcp(
-            raw,
-            inner.shape,
-            inner.fragment_id,
-            config::now_ns(),
-            next.argument(),
-        ),
-        _ => Reason::PassMalformed.index(),
-    };
+    let remember = next.located().is_first_fragment() || at.is_first_fragment();
+    // No fragment id for the inner packet: `wan_inner_rules` remembers its
+    // verdict below, under both datagrams' keys.
+    let reason = next.call(raw, 0);
     if remember {
         crate::wan_inner_rules(raw, at.shape, at.fragment_id, REMEMBER | reason);
     }
@@ -189,15 +135,7 @@ pub fn next(ctx: *mut xdp_md, at: Located, asked: u32) -> u64 {
     if asked == ASK && lists::in_use(&inner, config) {
         return Next::new(shape, LISTS, 0).0;
     }
-    let next = match rules(&packet, &inner, walked, config) {
-        Step::Verdict(reason) => Next::new(shape, VERDICT, reason),
-        Step::Udp => Next::new(shape, UDP, 0),
-        Step::Request(service) => Next::new(shape, REQUEST, service as u32),
-        // `wan_tunnelled` reads the clock again for `wan_tcp` (no room to
-        // hand it back): a tick later at most.
-        Step::Tcp { source, .. } => Next::new(shape, TCP, source as u32),
-    };
-    next.0
+    Next::of(rules(&packet, &inner, walked, config), shape).0
 }
 
 /// Remembers the verdict (the reason at index `reason`) of a first
