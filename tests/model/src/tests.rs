@@ -882,3 +882,30 @@ fn the_ip_link_frames_are_the_ethernet_frames_packets() {
     }
     assert!(compared > 1000, "{compared} frames compared");
 }
+
+#[test]
+fn the_hand_written_ip_link_case_says_what_its_comment_says() {
+    use crate::sequence::{Sequence, Step};
+    let text = include_str!("../../regressions/ip-link-query-over-its-limit-gets-no-slip.txt");
+    let sequence = Sequence::from_text(text).expect("the regression case parses");
+    assert_eq!(sequence.link, Link::Ip);
+    let mut model = Model::on(sequence.link, sequence.settings.clone(), 0x1234);
+    let reasons: Vec<Reason> = sequence
+        .steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Ingress(frame) => Some(model.ingress(frame, NOW).reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            Reason::PassDnsQuery,
+            Reason::DropDnsQuerySource,
+            Reason::DropDnsQuerySource,
+            Reason::DropDnsQuerySource,
+            Reason::PassNotIp,
+        ]
+    );
+}
