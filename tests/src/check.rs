@@ -1,5 +1,8 @@
 //! The model check: plays generated sequences through the real programs
-//! (BPF_PROG_TEST_RUN on one loaded instance, [`crate::bpf::Filter`]) and
+//! (BPF_PROG_TEST_RUN on one loaded instance, [`crate::bpf::Filter`], per
+//! link layer: loaded for Ethernet devices, and as `attach` loads it for
+//! devices without an Ethernet header, whose frames start at the IP
+//! header) and
 //! through the reference model (the `model` crate), and compares, frame by
 //! frame, the verdict (the XDP action) and the one counter the frame was
 //! counted under. Where the filter draws a random number (the DNS slip, 1 in
@@ -23,7 +26,7 @@
 
 use std::{
     cell::RefCell,
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fmt::{self, Write as _},
     hash::{Hash as _, Hasher as _},
     time::{Duration, Instant},
@@ -44,6 +47,7 @@ use filter_ctl::{
 use model::{
     Action, Model, Settings, Verdict, Written,
     lists::{List, Prefix},
+    parse::Link,
     sequence::{Sequence, Step, hex},
 };
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
@@ -53,6 +57,10 @@ use crate::bpf::{Filter, TC_ACT_OK, XDP_DROP, XDP_PASS, XDP_TX};
 /// Frames longer than this are not run (BPF_PROG_TEST_RUN takes at most
 /// about a page; a WAN link's frames are far shorter).
 pub const MAX_FRAME: usize = 3000;
+/// Frames shorter than this are not run: BPF_PROG_TEST_RUN refuses them
+/// (ETH_HLEN), also for the programs loaded for frames that start at the
+/// IP header.
+pub const MIN_FRAME: usize = 14;
 /// Candidate model states kept while clock ticks leave the instant open.
 const MAX_CANDIDATES: usize = 16;
 
@@ -67,6 +75,8 @@ pub struct Observed {
 /// A frame on which the kernel and the model disagree.
 #[derive(Clone, Debug)]
 pub struct Mismatch {
+    /// The variant of the programs: what the frames start with.
+    pub link: Link,
     /// The step (0-based) of the sequence.
     pub step: usize,
     pub ingress: bool,
@@ -98,10 +108,14 @@ pub const UNLOCATED: usize = usize::MAX;
 
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let link = match self.link {
+            Link::Ethernet => "on the Ethernet link",
+            Link::Ip => "on the IP link (frames start at the IP header)",
+        };
         if self.step == UNLOCATED {
             return writeln!(
                 f,
-                "counters moved that no frame's answer named (not found again frame by frame): {}",
+                "{link}: counters moved that no frame's answer named (not found again frame by frame): {}",
                 self.kernel
             );
         }
@@ -110,7 +124,12 @@ impl fmt::Display for Mismatch {
         } else {
             "egress (TC, TC_ACT_OK = 0)"
         };
-        writeln!(f, "step {} {hook}, {} bytes:", self.step, self.frame.len())?;
+        writeln!(
+            f,
+            "step {} {hook} {link}, {} bytes:",
+            self.step,
+            self.frame.len()
+        )?;
         writeln!(f, "  frame  {}", hex(&self.frame))?;
         writeln!(f, "  kernel {}", self.kernel)?;
         for expected in &self.model {
@@ -149,8 +168,8 @@ fn slot_name(slot: usize) -> String {
 pub struct Played {
     /// Frames run through the kernel and compared.
     pub frames: u64,
-    /// Frames not run: longer than [`MAX_FRAME`], or after a run that could
-    /// not be placed in time.
+    /// Frames not run: longer than [`MAX_FRAME`] or shorter than
+    /// [`MIN_FRAME`], or after a run that could not be placed in time.
     pub skipped: u64,
     /// Frames the kernel's test run refused (EINVAL).
     pub refused: u64,
@@ -160,6 +179,8 @@ pub struct Played {
     pub preempted: bool,
     /// Frames compared, by the counter slot they were counted under.
     pub by_slot: Vec<u64>,
+    /// Frames compared that were counted under a tunnel too (TUNNELLED).
+    pub tunnelled: u64,
 }
 
 /// A writable memory map of one of the filter's mmapable arrays.
@@ -183,6 +204,8 @@ fn data(map: &Map) -> &MapData {
 
 /// The runner: one loaded filter, and what it needs to read and clear it.
 pub struct Checker {
+    /// What the frames start with, as the filter was loaded for.
+    link: Link,
     filter: Filter,
     seed: u64,
     /// The settings the kernel has now.
@@ -211,10 +234,21 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// The runner of the filter loaded for an Ethernet device.
     pub fn new() -> Checker {
-        let filter = Filter::load();
+        Checker::on(Link::Ethernet)
+    }
+
+    /// The runner of the filter loaded for frames that start with `link`,
+    /// as `attach` loads it for such a device ([`Filter::load_ip`]).
+    pub fn on(link: Link) -> Checker {
+        let filter = match link {
+            Link::Ethernet => Filter::load(),
+            Link::Ip => Filter::load_ip(),
+        };
         let live = Settings::default();
         let mut checker = Checker {
+            link,
             seed: filter.config().syn_hash_seed,
             solicited: mapping(filter.map(map::SOLICITED)),
             latest: mapping(filter.map(map::SOLICITED_LATEST)),
@@ -251,11 +285,26 @@ impl Checker {
         checker
     }
 
+    /// What the frames start with, as the filter was loaded for.
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
+    /// The loaded filter's hash seed, which generated cases aim at.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// Plays `sequence` from an empty filter; afterwards the filter is empty
-    /// again.
+    /// again. Its frames must start with what this filter was loaded for.
     pub fn play(&mut self, sequence: &Sequence) -> Result<Played, Box<Mismatch>> {
+        assert_eq!(
+            sequence.link, self.link,
+            "a sequence for the {} link played on the filter loaded for the {} link",
+            sequence.link, self.link
+        );
         self.apply(&sequence.settings);
-        let mut candidates = vec![Model::new(sequence.settings.clone(), self.seed)];
+        let mut candidates = vec![Model::on(self.link, sequence.settings.clone(), self.seed)];
         for item in &sequence.lists {
             let now = now_ns();
             let lasting = item.lasting_ms.map(Duration::from_millis);
@@ -310,7 +359,9 @@ impl Checker {
                 Step::Ingress(frame) => (frame, true),
                 Step::Egress(frame) => (frame, false),
             };
-            if frame.len() > MAX_FRAME || frame.len() < 14 {
+            // The test runs refuse frames under an Ethernet header's 14
+            // bytes, on either link layer.
+            if frame.len() > MAX_FRAME || frame.len() < MIN_FRAME {
                 played.skipped += 1;
                 continue;
             }
@@ -406,6 +457,7 @@ impl Checker {
                 }
                 kernel.moved.sort_unstable();
                 return Err(Box::new(Mismatch {
+                    link: self.link,
                     step: index,
                     ingress,
                     frame: frame.clone(),
@@ -416,6 +468,8 @@ impl Checker {
             next.truncate(MAX_CANDIDATES);
             *candidates = next;
             played.frames += 1;
+            played.tunnelled +=
+                u64::from(kernel.moved.iter().any(|&(slot, _, _)| slot >= STATS_SLOTS));
             for &(slot, _, _) in &kernel.moved {
                 if played.by_slot.len() <= slot {
                     played.by_slot.resize(slot + 1, 0);
@@ -426,6 +480,7 @@ impl Checker {
         let unexpected = self.moved();
         if !unexpected.is_empty() {
             return Err(Box::new(Mismatch {
+                link: self.link,
                 step: UNLOCATED,
                 ingress: true,
                 frame: Vec::new(),
@@ -821,8 +876,23 @@ pub struct Totals {
     pub refused: u64,
     /// Frames compared, by counter slot: what the run exercised.
     pub by_slot: Vec<u64>,
+    /// The same, by the link layer of the programs that played them.
+    pub by_link: BTreeMap<Link, Share>,
     pub elapsed: Duration,
     pub found: Vec<Found>,
+}
+
+/// One link layer's share of a run's totals.
+#[derive(Clone, Debug, Default)]
+pub struct Share {
+    pub cases: u64,
+    pub frames: u64,
+    pub skipped: u64,
+    /// Frames compared that came through a tunnel the filter unwraps
+    /// (counted in TUNNELLED too).
+    pub tunnelled: u64,
+    /// Frames compared, by counter slot.
+    pub by_slot: Vec<u64>,
 }
 
 impl Totals {
@@ -832,21 +902,76 @@ impl Totals {
 
     /// How many frames each counter saw, one `name count` pair per slot used.
     pub fn coverage(&self) -> String {
-        self.by_slot
+        coverage(&self.by_slot)
+    }
+
+    /// Each link layer's packets, sequences and tunnelled packets, e.g.
+    /// `ethernet 1200 packets in 30 sequences (41 tunnelled), ip ...`.
+    pub fn links(&self) -> String {
+        self.by_link
             .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(slot, n)| format!("{} {n}", slot_name(slot)))
+            .map(|(link, share)| {
+                format!(
+                    "{link} {} packets in {} sequences ({} tunnelled, {} skipped)",
+                    share.frames, share.cases, share.tunnelled, share.skipped
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    fn add(&mut self, link: Link, played: &Played) {
+        self.cases += 1;
+        self.frames += played.frames;
+        self.skipped += played.skipped;
+        self.preempted += u64::from(played.preempted);
+        self.refused += played.refused;
+        add_slots(&mut self.by_slot, &played.by_slot);
+        let share = self.by_link.entry(link).or_default();
+        share.cases += 1;
+        share.frames += played.frames;
+        share.skipped += played.skipped;
+        share.tunnelled += played.tunnelled;
+        add_slots(&mut share.by_slot, &played.by_slot);
+    }
+}
+
+impl Share {
+    /// How many frames each counter saw, one `name count` pair per slot used.
+    pub fn coverage(&self) -> String {
+        coverage(&self.by_slot)
+    }
+}
+
+fn add_slots(total: &mut Vec<u64>, more: &[u64]) {
+    if total.len() < more.len() {
+        total.resize(more.len(), 0);
+    }
+    for (total, n) in total.iter_mut().zip(more) {
+        *total += n;
+    }
+}
+
+fn coverage(by_slot: &[u64]) -> String {
+    by_slot
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(slot, n)| format!("{} {n}", slot_name(slot)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a proptest run's closure changes.
 struct Round<'a> {
-    checker: &'a mut Checker,
+    checkers: &'a mut [Checker],
     totals: &'a mut Totals,
     shrinking: bool,
+    /// The checker of the next new case: they take turns.
+    turn: usize,
+    /// The checker of the case being played (while shrinking, the one it
+    /// failed on).
+    playing: usize,
     /// The mismatch of the last failing (so, after shrinking, the smallest) case.
     last: Option<Box<Mismatch>>,
 }
@@ -855,25 +980,29 @@ struct Round<'a> {
 /// from the run's, so a whole fuzz run is reproducible from one number.
 const CASES_PER_ROUND: u32 = 256;
 
-/// Runs generated cases until the budget is spent. A mismatch is shrunk
-/// (proptest replays smaller cases, each from an empty filter), replayed
-/// from a fresh filter, and handed to `found` before the run goes on.
-/// `progress` sees the totals after every round of cases.
+/// Runs generated cases until the budget is spent, the checkers (one per
+/// link layer) taking turns case by case: each case is played on one of
+/// them, its frames made for that link layer ([`model::generate::Case::sequence_on`]).
+/// A mismatch is shrunk (proptest replays smaller cases on the same
+/// checker, each from an empty filter), replayed from a fresh filter, and
+/// handed to `found` before the run goes on. `progress` sees the totals
+/// after every round of cases.
 pub fn fuzz(
-    checker: &mut Checker,
+    checkers: &mut [Checker],
     budget: Budget,
     seed: u64,
     mut found: impl FnMut(&Found),
     mut progress: impl FnMut(&Totals, Duration),
 ) -> Totals {
+    assert!(!checkers.is_empty(), "a checker to play the cases on");
     let start = Instant::now();
     let mut totals = Totals::default();
     let spent = |totals: &Totals| {
         budget.frames.is_some_and(|n| totals.frames >= n)
             || budget.time.is_some_and(|t| start.elapsed() >= t)
     };
-    let seed_of_filter = checker.seed;
     let mut round = 0u64;
+    let mut turn = 0;
     while !spent(&totals) {
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&seed.to_le_bytes());
@@ -891,9 +1020,11 @@ pub fn fuzz(
         // proptest's runner takes a shared closure: the mutable parts of
         // the round live in a cell.
         let round_state = RefCell::new(Round {
-            checker: &mut *checker,
+            checkers: &mut *checkers,
             totals: &mut totals,
             shrinking: false,
+            turn,
+            playing: turn,
             last: None,
         });
         // proptest catches panics and shrinks them like failures: keep the
@@ -901,26 +1032,21 @@ pub fn fuzz(
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         let result = runner.run(&model::generate::case(budget.idle_gaps), |case| {
-            let mut round = round_state.borrow_mut();
-            if !round.shrinking && spent(round.totals) {
-                return Ok(());
+            let mut guard = round_state.borrow_mut();
+            let round = &mut *guard;
+            if !round.shrinking {
+                if spent(round.totals) {
+                    return Ok(());
+                }
+                round.playing = round.turn;
+                round.turn = (round.turn + 1) % round.checkers.len();
             }
-            let sequence = case.sequence(seed_of_filter);
-            match round.checker.play(&sequence) {
+            let checker = &mut round.checkers[round.playing];
+            let sequence = case.sequence_on(checker.link(), checker.seed());
+            match checker.play(&sequence) {
                 Ok(played) => {
                     if !round.shrinking {
-                        round.totals.cases += 1;
-                        round.totals.frames += played.frames;
-                        round.totals.skipped += played.skipped;
-                        round.totals.preempted += u64::from(played.preempted);
-                        round.totals.refused += played.refused;
-                        let by_slot = &mut round.totals.by_slot;
-                        if by_slot.len() < played.by_slot.len() {
-                            by_slot.resize(played.by_slot.len(), 0);
-                        }
-                        for (total, n) in by_slot.iter_mut().zip(&played.by_slot) {
-                            *total += n;
-                        }
+                        round.totals.add(checker.link(), &played);
                     }
                     Ok(())
                 }
@@ -932,17 +1058,27 @@ pub fn fuzz(
                 }
             }
         });
-        let last = round_state.into_inner().last;
+        let Round {
+            last,
+            playing,
+            turn: next,
+            ..
+        } = round_state.into_inner();
+        turn = next;
         std::panic::set_hook(hook);
         if let Err(TestError::Fail(reason, case)) = result {
-            let sequence = case.sequence(seed_of_filter);
+            let checker = &mut checkers[playing];
+            let sequence = case.sequence_on(checker.link(), checker.seed());
             checker.clear_everything();
             let (report, reproduced) = match (checker.play(&sequence), last) {
                 (Err(mismatch), _) => (mismatch.to_string(), true),
                 // It failed only after what earlier runs left behind.
                 (Ok(_), Some(last)) => (last.to_string(), false),
                 // A panic (the model's or the runner's), which proptest caught.
-                (Ok(_), None) => (format!("panicked: {reason}"), false),
+                (Ok(_), None) => (
+                    format!("panicked on the {} link: {reason}", checker.link()),
+                    false,
+                ),
             };
             let entry = Found {
                 sequence,

@@ -1,6 +1,8 @@
 //! The model check in the test suite: a bounded run of generated sequences
-//! through the real programs and the reference model, and every saved
-//! regression case replayed. `./xtask/run fuzz` runs the same for longer.
+//! through the real programs and the reference model, on the programs
+//! loaded for Ethernet devices and for devices without an Ethernet header
+//! taking turns, and every saved regression case replayed on the programs
+//! its `link` line names. `./xtask/run fuzz` runs the same for longer.
 
 use std::{
     hash::{Hash as _, Hasher as _},
@@ -9,7 +11,7 @@ use std::{
 
 use filter_common::Reason;
 use harness::kernel;
-use model::sequence::Sequence;
+use model::{parse::Link, sequence::Sequence};
 use tests::check::{Budget, Checker, fuzz, regressions_dir};
 
 /// Packets of the bounded run: 20 to 40 s on the 2-core test machine,
@@ -25,14 +27,14 @@ fn generated_sequences_agree_with_the_model() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| hasher.finish());
-    let mut checker = Checker::new();
+    let mut checkers = Link::ALL.map(Checker::on);
     let budget = Budget {
         frames: Some(PACKETS),
         time: Some(TIME_CAP),
         idle_gaps: false,
     };
     let totals = fuzz(
-        &mut checker,
+        &mut checkers,
         budget,
         seed,
         |found| match found.save() {
@@ -42,12 +44,13 @@ fn generated_sequences_agree_with_the_model() {
         |_, _| {},
     );
     eprintln!(
-        "model check (seed {seed}, MODEL_CHECK_SEED={seed} repeats it): {} packets in {} sequences, {:.0} packets/s, {} skipped, {} sequences cut short by a preemption\nby counter: {}",
+        "model check (seed {seed}, MODEL_CHECK_SEED={seed} repeats it): {} packets in {} sequences, {:.0} packets/s, {} skipped, {} sequences cut short by a preemption\nby link layer: {}\nby counter: {}",
         totals.frames,
         totals.cases,
         totals.frames_per_second(),
         totals.skipped,
         totals.preempted,
+        totals.links(),
         totals.coverage()
     );
     let found: Vec<String> = totals
@@ -78,6 +81,21 @@ fn generated_sequences_agree_with_the_model() {
         "{} of {} sequences cut short by a preemption (more than {preempted_max} %)",
         totals.preempted,
         totals.cases
+    );
+    // Both link layers had their turns (the cases alternate), and the
+    // programs loaded for IP devices met tunnelled packets too.
+    for link in Link::ALL {
+        let share = totals.by_link.get(&link);
+        assert!(
+            share.is_some_and(|share| share.frames * 3 >= totals.frames),
+            "the {link} link's share of the packets: {}",
+            totals.links()
+        );
+    }
+    assert!(
+        totals.by_link[&Link::Ip].tunnelled > 0 || kernel::emulated(),
+        "no tunnelled packet on the IP link: {}",
+        totals.links()
     );
     let unchecked: Vec<&str> = Reason::ALL
         .into_iter()
@@ -115,12 +133,21 @@ fn regression_cases_replay_without_mismatch() {
         "no regression cases in {}",
         dir.display()
     );
-    let mut checker = Checker::new();
+    // A checker per link layer, loaded when a case first needs it.
+    let mut checkers: Vec<Checker> = Vec::new();
     let mut failed = Vec::new();
     for path in &files {
         let text = std::fs::read_to_string(path).expect("reading a regression case");
         let sequence =
             Sequence::from_text(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let at = match checkers.iter().position(|c| c.link() == sequence.link) {
+            Some(at) => at,
+            None => {
+                checkers.push(Checker::on(sequence.link));
+                checkers.len() - 1
+            }
+        };
+        let checker = &mut checkers[at];
         // A replay cut short by a preemption did not reach the frame that
         // once mismatched: play it again.
         let mut tries = 0;

@@ -74,9 +74,11 @@ enum Task {
     /// Setup, build, then run the model check for as long as asked (needs
     /// root): generated packet sequences through the real programs
     /// (BPF_PROG_TEST_RUN) and the reference model (tests/model), compared
-    /// frame by frame; prints packets per second and every mismatch, shrunk
-    /// and saved under tests/regressions/. ARGS: [--packets N] [--seconds S]
-    /// [--seed N] (default: 60 seconds).
+    /// frame by frame, on the programs loaded for Ethernet devices and for
+    /// devices without an Ethernet header; prints packets per second and
+    /// every mismatch, shrunk and saved under tests/regressions/. ARGS:
+    /// [--packets N] [--seconds S] [--seed N] [--link ethernet|ip|both]
+    /// (default: 60 seconds, both).
     Fuzz {
         /// Options of the model check, e.g. --seconds 300.
         #[arg(

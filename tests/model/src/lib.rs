@@ -50,6 +50,7 @@ use crate::{
     halfopen::HalfOpen,
     handshakes::Handshakes,
     lists::{List, Lists, Prefix},
+    parse::Link,
     query::Queries,
     solicited::Solicited,
     syn::Syn,
@@ -128,6 +129,8 @@ pub struct State {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
+    /// What the frames start with: fixed at load, like the seed.
+    link: Link,
     settings: Settings,
     /// The secret seed of the SYN slot hash (random per attach).
     seed: u64,
@@ -155,12 +158,23 @@ pub struct Written {
 }
 
 impl Model {
+    /// The filter loaded for an Ethernet device.
     pub fn new(settings: Settings, seed: u64) -> Model {
+        Model::on(Link::Ethernet, settings, seed)
+    }
+
+    /// The filter loaded for a device whose frames start with `link`.
+    pub fn on(link: Link, settings: Settings, seed: u64) -> Model {
         Model {
+            link,
             settings,
             seed,
             state: State::default(),
         }
+    }
+
+    pub fn link(&self) -> Link {
+        self.link
     }
 
     pub fn settings(&self) -> &Settings {
@@ -205,6 +219,7 @@ impl Model {
             &self.settings,
             self.seed,
             &mut chance,
+            self.link,
             frame,
             now,
         );
@@ -219,14 +234,21 @@ impl Model {
             reason,
             action,
             would,
-            tunnel: ingress::encap(frame),
+            tunnel: ingress::encap(self.link, frame),
         };
         (verdict, chance.drawn)
     }
 
     /// What egress counts `frame` as at `now` (it never drops).
     pub fn egress(&mut self, frame: &[u8], now: u64) -> Reason {
-        egress::observe(&mut self.state, &self.settings, self.seed, frame, now)
+        egress::observe(
+            &mut self.state,
+            &self.settings,
+            self.seed,
+            self.link,
+            frame,
+            now,
+        )
     }
 
     /// An operator's list entry (`filter-ctl allow|deny add`), expiring at

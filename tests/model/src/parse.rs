@@ -1,5 +1,6 @@
 //! What a frame is, as the rules of docs/rules.md read it: the link layer (Ethernet,
-//! up to two VLAN tags, a PPPoE session), the IP header with its options or
+//! up to two VLAN tags, a PPPoE session; or none on a device without an
+//! Ethernet header, [`Link::Ip`]), the IP header with its options or
 //! extension headers, and where the transport header starts; and the IP
 //! packet inside IPv6 or IPv4 one tunnel deep ([`Ip::inner`]).
 //!
@@ -60,6 +61,42 @@ const IPV6_DEST_OPTS: u8 = 60;
 
 const TCP_FIXED_LEN: usize = 20;
 
+/// What the frames of a device start with: the link layer the programs
+/// are loaded for (`filter_common::link_layer`, chosen by `attach` from the
+/// device's link type, docs/commands.md), fixed for the life of a load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Link {
+    /// Ethernet, with up to two VLAN tags and a PPPoE session header.
+    #[default]
+    Ethernet,
+    /// The IP header itself: a device without an Ethernet header (ppp0,
+    /// WireGuard, ip6tnl, tun). No VLAN or PPPoE parse, and no slip reply
+    /// (docs/query-limits.md, *No slip on devices without Ethernet*).
+    Ip,
+}
+
+impl Link {
+    pub const ALL: [Link; 2] = [Link::Ethernet, Link::Ip];
+
+    /// Its name in the sequences' text form and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Link::Ethernet => "ethernet",
+            Link::Ip => "ip",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Link> {
+        Link::ALL.into_iter().find(|link| link.name() == name)
+    }
+}
+
+impl std::fmt::Display for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
     V4,
@@ -111,6 +148,8 @@ pub struct Ip<'a> {
     pub upper: Upper,
     /// Carried inside another IP packet (docs/rules.md, *Tunnels*).
     pub tunnelled: bool,
+    /// The link layer the frame came on.
+    pub link: Link,
     /// Where the IP header starts.
     l3: usize,
     frame: &'a [u8],
@@ -146,15 +185,34 @@ pub struct Tcp {
     pub flags: u8,
 }
 
-pub fn parse(frame: &[u8]) -> Parsed<'_> {
-    let Some((ethertype, offset)) = link_layer(frame) else {
+/// What `frame` is, on a device whose frames start with `link`.
+pub fn parse(link: Link, frame: &[u8]) -> Parsed<'_> {
+    let start = match link {
+        Link::Ethernet => link_layer(frame),
+        Link::Ip => ip_start(frame),
+    };
+    let Some((ethertype, offset)) = start else {
         return Parsed::Malformed;
     };
     match ethertype {
-        EtherType::IPV4 => ipv4(frame, offset),
-        EtherType::IPV6 => ipv6(frame, offset),
+        EtherType::IPV4 => ipv4(link, frame, offset),
+        EtherType::IPV6 => ipv6(link, frame, offset),
         _ => Parsed::NotIp,
     }
+}
+
+/// On a device without an Ethernet header the packet starts with its IP
+/// header, IPv4 or IPv6 by its version nibble; any other is not IP
+/// (docs/rules.md, *Parsing*). An empty frame is cut short. (A frame of
+/// one byte the filter finds cut short too, reading two; the test runs
+/// refuse frames under 14 bytes, so neither is ever compared.)
+fn ip_start(frame: &[u8]) -> Option<(EtherType, usize)> {
+    let ethertype = match frame.first()? >> 4 {
+        4 => EtherType::IPV4,
+        6 => EtherType::IPV6,
+        _ => EtherType(0),
+    };
+    Some((ethertype, 0))
 }
 
 /// The network layer's EtherType and offset, or `None` if cut short.
@@ -184,7 +242,7 @@ fn link_layer(frame: &[u8]) -> Option<(EtherType, usize)> {
     Some((ethertype, offset))
 }
 
-fn ipv4(frame: &[u8], offset: usize) -> Parsed<'_> {
+fn ipv4(link: Link, frame: &[u8], offset: usize) -> Parsed<'_> {
     let Ok(header) = Ipv4HeaderSlice::from_slice(frame.get(offset..).unwrap_or_default()) else {
         return Parsed::Malformed;
     };
@@ -211,12 +269,13 @@ fn ipv4(frame: &[u8], offset: usize) -> Parsed<'_> {
             offset: offset + header.slice().len(),
         },
         tunnelled: false,
+        link,
         l3: offset,
         frame,
     })
 }
 
-fn ipv6(frame: &[u8], offset: usize) -> Parsed<'_> {
+fn ipv6(link: Link, frame: &[u8], offset: usize) -> Parsed<'_> {
     let Ok(header) = Ipv6HeaderSlice::from_slice(frame.get(offset..).unwrap_or_default()) else {
         return Parsed::Malformed;
     };
@@ -227,6 +286,7 @@ fn ipv6(frame: &[u8], offset: usize) -> Parsed<'_> {
         fragment: Fragment::Whole,
         upper: Upper::Unparsed,
         tunnelled: false,
+        link,
         l3: offset,
         frame,
     };
@@ -349,8 +409,8 @@ impl<'a> Ip<'a> {
             return Parsed::Malformed;
         }
         let parsed = match self.family {
-            Family::V6 => ipv4(self.frame, offset),
-            Family::V4 => ipv6(self.frame, offset),
+            Family::V6 => ipv4(self.link, self.frame, offset),
+            Family::V4 => ipv6(self.link, self.frame, offset),
         };
         match parsed {
             Parsed::Ip(inner) => Parsed::Ip(Ip {

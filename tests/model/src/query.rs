@@ -28,6 +28,11 @@
 //! at most 30.) Monitor mode sends nothing: a query that would get the
 //! reply is counted as `would_tx`, one that would not as a drop.
 //!
+//! On a device without an Ethernet header ([`Link::Ip`]) there is no slip
+//! at all (docs/query-limits.md, *No slip on devices without Ethernet*): a
+//! query over a limit is dropped under its level's reason, nothing is
+//! drawn and no cap token is spent.
+//!
 //! The filter keeps the buckets in hashed slots without keys, as the SYN
 //! buckets: sources (and questions) hashed onto one slot share a bucket.
 //! The model finds them by the same documented slot hash
@@ -46,7 +51,7 @@ use filter_common::{
 
 use crate::{
     Chance, Judgement,
-    parse::{Addr, Family, Fragment, Ip, Udp},
+    parse::{Addr, Family, Fragment, Ip, Link, Udp},
     proto::dns::{self, Fit},
     rate::take,
     settings::{QuerySettings, Settings},
@@ -180,6 +185,12 @@ pub fn dns_query(
         Limit::Prefix => Reason::DropDnsQueryPrefix,
         Limit::Global => Reason::DropDnsQueryGlobal,
     };
+    // A device without an Ethernet header cannot send a slip (generic XDP
+    // reads the reply's first 14 bytes as an Ethernet header): the drop,
+    // before any draw or cap token.
+    if ip.link == Link::Ip {
+        return Judgement::Drop(drop);
+    }
     let query = &settings.query;
     if !chance.slip(query.dns_slip) || !queries.slip_allowed(query.dns_slip_rate, now) {
         return Judgement::Drop(drop);

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! # why this case is kept
+//! link ip
 //! set monitor=on orphan_fragments=pass
 //! allow 198.18.0.0/24 forever
 //! deny 2001:db8::/48 5ms
@@ -13,6 +14,9 @@
 //! ingress 0200000000010200000000020800...
 //! wait 10ms
 //! ```
+//! `link` names what the frames start with, the link layer the programs are
+//! loaded for: `ethernet` (the default, when there is no such line) or `ip`
+//! (a device without an Ethernet header: frames start at the IP header).
 //! `set` lists only the keys that differ from the defaults (docs/commands.md's
 //! settings table); a list entry lasts `forever` or some milliseconds from
 //! when it is added (`0ms`: already expired).
@@ -21,12 +25,14 @@ use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
 
 use crate::{
     lists::{List, Prefix},
-    parse::Family,
+    parse::{Family, Link},
     settings::{Orphans, Settings},
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sequence {
+    /// What the frames start with: the variant of the programs it runs on.
+    pub link: Link,
     pub settings: Settings,
     pub lists: Vec<ListItem>,
     pub steps: Vec<Step>,
@@ -72,6 +78,9 @@ impl Sequence {
             let pairs: Vec<String> = changes.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!("set {}", pairs.join(" "))
         };
+        if self.link != Link::Ethernet {
+            writeln!(out, "link {}", self.link).unwrap();
+        }
         if self.settings != defaults {
             writeln!(out, "{}", set_line(&self.settings)).unwrap();
         }
@@ -99,6 +108,7 @@ impl Sequence {
     /// Reads [`Sequence::to_text`]'s form; `#` starts a comment line.
     pub fn from_text(text: &str) -> Result<Sequence, String> {
         let mut sequence = Sequence {
+            link: Link::Ethernet,
             settings: Settings::default(),
             lists: Vec::new(),
             steps: Vec::new(),
@@ -111,6 +121,10 @@ impl Sequence {
             let context = |err: String| format!("line {}: {err}: {line}", number + 1);
             let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
             match word {
+                "link" => {
+                    sequence.link = Link::from_name(rest)
+                        .ok_or_else(|| context(format!("unknown link layer '{rest}'")))?;
+                }
                 "set" => {
                     let settings = apply(Settings::default(), rest).map_err(context)?;
                     if sequence.steps.is_empty() {
@@ -326,6 +340,7 @@ mod tests {
         later.tcp.conn_limits.clear();
         later.tcp.conn_idle_timeout_ms = 1000;
         let sequence = Sequence {
+            link: Link::Ip,
             settings,
             lists: vec![
                 ListItem {
@@ -367,5 +382,7 @@ mod tests {
         assert!(err.starts_with("line 1: odd number"), "{err}");
         let err = Sequence::from_text("# ok\nset colour=blue\n").unwrap_err();
         assert!(err.contains("line 2") && err.contains("colour"), "{err}");
+        let err = Sequence::from_text("link ppp\n").unwrap_err();
+        assert!(err.contains("line 1") && err.contains("ppp"), "{err}");
     }
 }

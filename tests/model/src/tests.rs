@@ -10,7 +10,7 @@ use harness::packet::{ExtHeader, PacketBuilder, addr, dns_message};
 use crate::{
     Model, Settings,
     lists::{List, Lists, Prefix},
-    parse::{self, Family, Fragment, Parsed, Upper},
+    parse::{self, Family, Fragment, Link, Parsed, Upper},
     settings::MS,
     solicited::{Key, Recorded, Solicited, Token},
 };
@@ -30,15 +30,23 @@ fn encapsulations_are_walked_up_to_two_tags() {
         udp(v6().vlan(3).pppoe(7)),
         udp(v6().pppoe(7)),
     ] {
-        assert!(matches!(parse::parse(&frame), Parsed::Ip(ip) if ip.family == Family::V6));
+        assert!(
+            matches!(parse::parse(Link::Ethernet, &frame), Parsed::Ip(ip) if ip.family == Family::V6)
+        );
     }
     let three = udp(v6().qinq(1, 2).vlan(3));
-    assert!(matches!(parse::parse(&three), Parsed::NotIp));
+    assert!(matches!(
+        parse::parse(Link::Ethernet, &three),
+        Parsed::NotIp
+    ));
     let mut model = model();
     assert_eq!(model.ingress(&three, NOW).reason, Reason::PassNotIp);
     // Cut inside the second tag: malformed, not "not IP".
     let qinq = udp(v6().qinq(1, 2));
-    assert!(matches!(parse::parse(&qinq[..20]), Parsed::Malformed));
+    assert!(matches!(
+        parse::parse(Link::Ethernet, &qinq[..20]),
+        Parsed::Malformed
+    ));
 }
 
 #[test]
@@ -53,7 +61,7 @@ fn fragments_are_keyed_by_the_header_after_the_fragmentation() {
         .udp(53, 40000)
         .payload(&dns_message(1, true, 40))
         .build();
-    let Parsed::Ip(ip) = parse::parse(&first) else {
+    let Parsed::Ip(ip) = parse::parse(Link::Ethernet, &first) else {
         panic!("an IPv6 packet");
     };
     let Fragment::First(id) = ip.fragment else {
@@ -79,7 +87,7 @@ fn fragments_are_keyed_by_the_header_after_the_fragmentation() {
         )
         .udp(53, 40000)
         .build();
-    let Parsed::Ip(ip) = parse::parse(&long) else {
+    let Parsed::Ip(ip) = parse::parse(Link::Ethernet, &long) else {
         panic!("a first fragment is an IP packet even unwalked");
     };
     assert_eq!(ip.upper, Upper::Unparsed);
@@ -600,42 +608,54 @@ fn the_generator_sends_every_kind_of_tunnel() {
         test_runner::TestRunner,
     };
 
-    use crate::{parse::Ip, sequence::Step};
     let mut runner = TestRunner::deterministic();
     let strategy = crate::generate::case(false);
     // Ingress frames: 4in6, 6in4, the outer datagram's first and later
-    // fragments, a tunnel inside the tunnel, IPv4 in IPv4 / IPv6 in IPv6.
-    let mut seen = [0u32; 6];
+    // fragments, a tunnel inside the tunnel, IPv4 in IPv4 / IPv6 in IPv6;
+    // on Ethernet and without link headers.
+    let mut seen = [[0u32; 6]; 2];
     for _ in 0..60 {
         let case = strategy.new_tree(&mut runner).expect("a case").current();
-        for step in case.sequence(0).steps {
-            let Step::Ingress(frame) = step else { continue };
-            let Parsed::Ip(ip) = parse::parse(&frame) else {
-                continue;
-            };
-            let inner_carries = |ip: &Ip<'_>| match ip.inner() {
-                Parsed::Ip(inner) => {
-                    matches!(inner.upper(), Some((4 | 41, _)))
-                }
-                _ => false,
-            };
-            let same = matches!(
-                (ip.family, ip.upper()),
-                (Family::V4, Some((4, _))) | (Family::V6, Some((41, _)))
-            );
-            let kind = match ip.fragment {
-                _ if same => 5,
-                _ if !ip.carries_tunnel() => continue,
-                Fragment::First(_) => 2,
-                Fragment::Later(_) => 3,
-                Fragment::Whole if inner_carries(&ip) => 4,
-                Fragment::Whole if ip.family == Family::V6 => 0,
-                Fragment::Whole => 1,
-            };
-            seen[kind] += 1;
+        for (link, seen) in Link::ALL.into_iter().zip(&mut seen) {
+            count_tunnels(link, &case.sequence_on(link, 0).steps, seen);
         }
     }
-    assert!(seen.iter().all(|&n| n > 0), "frames of each kind: {seen:?}");
+    assert!(
+        seen.iter().flatten().all(|&n| n > 0),
+        "frames of each kind (Ethernet, IP link): {seen:?}"
+    );
+}
+
+/// Counts `steps`' ingress frames (on `link`) by the kinds of
+/// [`the_generator_sends_every_kind_of_tunnel`].
+fn count_tunnels(link: Link, steps: &[crate::sequence::Step], seen: &mut [u32; 6]) {
+    use crate::{parse::Ip, sequence::Step};
+    for step in steps {
+        let Step::Ingress(frame) = step else { continue };
+        let Parsed::Ip(ip) = parse::parse(link, frame) else {
+            continue;
+        };
+        let inner_carries = |ip: &Ip<'_>| match ip.inner() {
+            Parsed::Ip(inner) => {
+                matches!(inner.upper(), Some((4 | 41, _)))
+            }
+            _ => false,
+        };
+        let same = matches!(
+            (ip.family, ip.upper()),
+            (Family::V4, Some((4, _))) | (Family::V6, Some((41, _)))
+        );
+        let kind = match ip.fragment {
+            _ if same => 5,
+            _ if !ip.carries_tunnel() => continue,
+            Fragment::First(_) => 2,
+            Fragment::Later(_) => 3,
+            Fragment::Whole if inner_carries(&ip) => 4,
+            Fragment::Whole if ip.family == Family::V6 => 0,
+            Fragment::Whole => 1,
+        };
+        seen[kind] += 1;
+    }
 }
 
 #[test]
@@ -679,5 +699,213 @@ fn a_dns_query_over_a_tunnel_gets_no_slip() {
     assert_eq!(
         model.ingress(&query, NOW).reason,
         Reason::DropDnsQuerySource
+    );
+}
+
+/// A model of the filter loaded for a device without an Ethernet header.
+fn ip_link_model(settings: Settings) -> Model {
+    Model::on(Link::Ip, settings, 0x1234)
+}
+
+#[test]
+fn on_an_ip_link_frames_start_at_the_ip_header() {
+    let answer4 = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(53, 40000)
+        .payload(&dns_message(7, true, 40));
+    let answer6 = PacketBuilder::ipv6(addr::SERVER_V6, addr::CLIENT_V6)
+        .udp(53, 40000)
+        .payload(&dns_message(7, true, 40));
+    let mut model = ip_link_model(Settings::default());
+    for (builder, family) in [(answer4.clone(), Family::V4), (answer6, Family::V6)] {
+        // No VLAN or PPPoE parse: whatever the Ethernet frame had, the
+        // device hands over the IP packet.
+        let frame = builder.qinq(1, 2).pppoe(7).build().ip_only();
+        let Parsed::Ip(ip) = parse::parse(Link::Ip, &frame) else {
+            panic!("an IP packet");
+        };
+        assert_eq!((ip.family, ip.link), (family, Link::Ip));
+        assert!(ip.bare(), "the IP header at 0");
+        assert_eq!(
+            model.ingress(&frame, NOW).reason,
+            Reason::DropUnsolicitedDns
+        );
+    }
+    // An Ethernet frame on such a device starts with a MAC address: its
+    // first nibble (0) is no IP version. Versions other than 4 and 6 are
+    // not IP; a 6 in front of an IPv4 packet is an IPv6 header cut short.
+    let ethernet = answer4.clone().build();
+    assert!(matches!(parse::parse(Link::Ip, &ethernet), Parsed::NotIp));
+    let mut packet = answer4.clone().build().ip_only().bytes;
+    for (version, expected) in [
+        (5, Reason::PassNotIp),
+        (0, Reason::PassNotIp),
+        (15, Reason::PassNotIp),
+        (6, Reason::PassMalformed),
+    ] {
+        packet[0] = (packet[0] & 0x0f) | version << 4;
+        let short = &packet[..39];
+        assert_eq!(model.ingress(short, NOW).reason, expected, "{version}");
+    }
+    // Cut inside the IP header; empty.
+    let cut = answer4.build().ip_only();
+    assert_eq!(model.ingress(&cut[..19], NOW).reason, Reason::PassMalformed);
+    assert!(matches!(parse::parse(Link::Ip, &[]), Parsed::Malformed));
+    // Egress reads from the IP header too: the recorded query lets its
+    // answer through.
+    let query = PacketBuilder::ipv4(addr::CLIENT_V4, addr::SERVER_V4)
+        .udp(40000, 53)
+        .payload(&dns_message(9, false, 20))
+        .build()
+        .ip_only();
+    assert_eq!(model.egress(&query, NOW), Reason::EgressQueryRecorded);
+    let answer = PacketBuilder::ipv4(addr::SERVER_V4, addr::CLIENT_V4)
+        .udp(53, 40000)
+        .payload(&dns_message(9, true, 40))
+        .build()
+        .ip_only();
+    assert_eq!(model.ingress(&answer, NOW).reason, Reason::PassSolicited);
+}
+
+#[test]
+fn on_an_ip_link_tunnels_are_unwrapped_and_counted() {
+    let mut model = ip_link_model(Settings::default());
+    let first = answer_in_ipv6(true)
+        .outer_fragment(5, true, 0)
+        .build()
+        .ip_only();
+    let verdict = model.ingress(&first, NOW);
+    assert_eq!(
+        (verdict.reason, verdict.tunnel),
+        (
+            Reason::DropUnsolicitedDns,
+            Some(filter_common::Encap::of_outer(true))
+        )
+    );
+    let later = answer_in_ipv6(true)
+        .outer_fragment(5, false, 100)
+        .build()
+        .ip_only();
+    assert_eq!(model.ingress(&later, NOW).reason, Reason::DropFragment);
+}
+
+#[test]
+fn on_an_ip_link_a_query_over_its_limit_gets_no_slip() {
+    use crate::{Action, generate::app::Flaw};
+    let query = to_dns(addr::ATTACKER_V4, &dns_query(Flaw::None, true));
+    let bare = |frame: &[u8]| ip_packet(frame);
+    // Slip 1 in 1, no cap: the Ethernet device answers the second query,
+    // the IP device drops it under its level's reason.
+    let settings = query_model(10, 1, 1).settings().clone();
+    let mut ethernet = Model::new(settings.clone(), 0x1234);
+    let mut ip = ip_link_model(settings.clone());
+    let reasons = |model: &mut Model, frame: &[u8]| -> Vec<Reason> {
+        (0..2).map(|_| model.ingress(frame, NOW).reason).collect()
+    };
+    assert_eq!(
+        reasons(&mut ethernet, &query),
+        [Reason::PassDnsQuery, Reason::TxDnsTruncated]
+    );
+    assert_eq!(
+        reasons(&mut ip, &bare(&query)),
+        [Reason::PassDnsQuery, Reason::DropDnsQuerySource]
+    );
+    // 1 in 2 with a cap: nothing is drawn, no cap token spent (one
+    // outcome, and the cap's state as before).
+    let mut capped = settings.clone();
+    capped.query.dns_slip = 2;
+    capped.query.dns_slip_rate = Some(1);
+    ip.set(capped.clone());
+    let before = ip.state().clone();
+    let outcomes = ip.ingress_outcomes(&bare(&query), NOW);
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].1.reason, Reason::DropDnsQuerySource);
+    assert_eq!(outcomes[0].0.state().queries, before.queries);
+    ethernet.set(capped);
+    assert_eq!(ethernet.ingress_outcomes(&query, NOW).len(), 2);
+    // Monitor mode: a would-drop, never a would-send.
+    let mut monitor = settings;
+    monitor.monitor = true;
+    ip.set(monitor);
+    let verdict = ip.ingress(&bare(&query), NOW);
+    assert_eq!(
+        (verdict.reason, verdict.action, verdict.would),
+        (Reason::DropDnsQuerySource, Action::Pass, true)
+    );
+}
+
+/// The IP packet of a plain Ethernet frame (no tags).
+fn ip_packet(frame: &[u8]) -> Vec<u8> {
+    frame[harness::packet::ETH_HLEN..].to_vec()
+}
+
+#[test]
+fn the_ip_link_frames_are_the_ethernet_frames_packets() {
+    use proptest::{
+        strategy::{Strategy as _, ValueTree as _},
+        test_runner::TestRunner,
+    };
+
+    use crate::sequence::Step;
+    let mut runner = TestRunner::deterministic();
+    let strategy = crate::generate::case(false);
+    let mut compared = 0;
+    for _ in 0..60 {
+        let case = strategy.new_tree(&mut runner).expect("a case").current();
+        let ethernet = case.sequence_on(Link::Ethernet, 0);
+        let ip = case.sequence_on(Link::Ip, 0);
+        assert_eq!((ethernet.link, ip.link), (Link::Ethernet, Link::Ip));
+        assert_eq!(ethernet.steps.len(), ip.steps.len());
+        for (on_ethernet, on_ip) in ethernet.steps.iter().zip(&ip.steps) {
+            let (
+                Step::Ingress(frame) | Step::Egress(frame),
+                Step::Ingress(packet) | Step::Egress(packet),
+            ) = (on_ethernet, on_ip)
+            else {
+                assert_eq!(on_ethernet, on_ip);
+                continue;
+            };
+            // Where Ethernet finds an IP packet, the IP device gets the
+            // same one: the frame's end from its IP header on.
+            let Parsed::Ip(outer) = parse::parse(Link::Ethernet, frame) else {
+                continue;
+            };
+            let Parsed::Ip(bare) = parse::parse(Link::Ip, packet) else {
+                panic!("an IP packet on Ethernet, not on the IP link");
+            };
+            assert!(frame.ends_with(packet) && frame.len() > packet.len());
+            assert_eq!(
+                (outer.family, outer.src, outer.dst, outer.fragment),
+                (bare.family, bare.src, bare.dst, bare.fragment)
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 1000, "{compared} frames compared");
+}
+
+#[test]
+fn the_hand_written_ip_link_case_says_what_its_comment_says() {
+    use crate::sequence::{Sequence, Step};
+    let text = include_str!("../../regressions/ip-link-query-over-its-limit-gets-no-slip.txt");
+    let sequence = Sequence::from_text(text).expect("the regression case parses");
+    assert_eq!(sequence.link, Link::Ip);
+    let mut model = Model::on(sequence.link, sequence.settings.clone(), 0x1234);
+    let reasons: Vec<Reason> = sequence
+        .steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Ingress(frame) => Some(model.ingress(frame, NOW).reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            Reason::PassDnsQuery,
+            Reason::DropDnsQuerySource,
+            Reason::DropDnsQuerySource,
+            Reason::DropDnsQuerySource,
+            Reason::PassNotIp,
+        ]
     );
 }

@@ -1,8 +1,11 @@
-//! `./xtask/run fuzz [--packets N] [--seconds S] [--seed N]`: the model
-//! check for as long as asked (default 60 s). Generated sequences go through
-//! the real programs and the reference model; each mismatch is shrunk,
-//! printed with both answers and saved under tests/regressions/, which the
-//! test suite replays. Needs root (it loads the programs).
+//! `./xtask/run fuzz [--packets N] [--seconds S] [--seed N] [--link L]`:
+//! the model check for as long as asked (default 60 s). Generated sequences
+//! go through the real programs and the reference model, on the programs
+//! loaded for Ethernet devices and for devices without an Ethernet header
+//! (frames that start at the IP header), taking turns (`--link both`, the
+//! default) or on one; each mismatch is shrunk, printed with both answers
+//! and the link layer, and saved under tests/regressions/, which the test
+//! suite replays. Needs root (it loads the programs).
 
 use std::{
     hash::{Hash as _, Hasher as _},
@@ -10,16 +13,22 @@ use std::{
     time::{Duration, Instant},
 };
 
+use model::parse::Link;
 use tests::check::{Budget, Checker, fuzz};
 
-const USAGE: &str = "usage: fuzz [--packets N] [--seconds S] [--seed N]
+const USAGE: &str = "usage: fuzz [--packets N] [--seconds S] [--seed N] [--link L]
   --packets N   stop after N packets (frames run and compared)
   --seconds S   stop after S seconds (default 60 when neither is given)
-  --seed N      the generator's seed (default: random, printed)";
+  --seed N      the generator's seed (default: random, printed)
+  --link L      the programs as loaded for: ethernet (Ethernet devices),
+                ip (devices without an Ethernet header: ppp, WireGuard,
+                ip6tnl, tun; frames start at the IP header) or both, taking
+                turns case by case (default)";
 
 struct Options {
     budget: Budget,
     seed: u64,
+    links: Vec<Link>,
 }
 
 fn options() -> Result<Options, String> {
@@ -29,6 +38,7 @@ fn options() -> Result<Options, String> {
         idle_gaps: true,
     };
     let mut seed = None;
+    let mut links = Link::ALL.to_vec();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> Result<u64, String> {
@@ -41,6 +51,16 @@ fn options() -> Result<Options, String> {
             "--packets" => budget.frames = Some(number("--packets")?),
             "--seconds" => budget.time = Some(Duration::from_secs(number("--seconds")?)),
             "--seed" => seed = Some(number("--seed")?),
+            "--link" => {
+                let value = args.next().ok_or("--link needs a value")?;
+                links = match value.as_str() {
+                    "both" => Link::ALL.to_vec(),
+                    name => vec![
+                        Link::from_name(name)
+                            .ok_or(format!("--link: '{name}' is not ethernet, ip or both"))?,
+                    ],
+                };
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option '{other}'")),
         }
@@ -51,6 +71,7 @@ fn options() -> Result<Options, String> {
     Ok(Options {
         budget,
         seed: seed.unwrap_or_else(random_seed),
+        links,
     })
 }
 
@@ -72,9 +93,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let links: Vec<&str> = options.links.iter().map(|link| link.name()).collect();
     println!(
-        "model check: seed {}, until {}",
+        "model check: seed {}, link layers {}, until {}",
         options.seed,
+        links.join(" and "),
         match (options.budget.frames, options.budget.time) {
             (Some(n), Some(t)) => format!("{n} packets or {} s", t.as_secs()),
             (Some(n), None) => format!("{n} packets"),
@@ -82,11 +105,15 @@ fn main() -> ExitCode {
             (None, None) => unreachable!("a default budget"),
         }
     );
-    let mut checker = Checker::new();
+    let mut checkers: Vec<Checker> = options
+        .links
+        .iter()
+        .map(|&link| Checker::on(link))
+        .collect();
     let started = Instant::now();
     let mut shown = Duration::ZERO;
     let totals = fuzz(
-        &mut checker,
+        &mut checkers,
         options.budget,
         options.seed,
         |found| {
@@ -106,9 +133,15 @@ fn main() -> ExitCode {
             if elapsed >= shown + Duration::from_secs(10) {
                 shown = elapsed;
                 println!(
-                    "{:>4.0} s: {} packets, {:.0}/s, mismatches {}",
+                    "{:>4.0} s: {} packets ({}), {:.0}/s, mismatches {}",
                     elapsed.as_secs_f64(),
                     totals.frames,
+                    totals
+                        .by_link
+                        .iter()
+                        .map(|(link, share)| format!("{link} {}", share.frames))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     totals.frames as f64 / elapsed.as_secs_f64(),
                     totals.found.len()
                 );
@@ -124,7 +157,10 @@ fn main() -> ExitCode {
         totals.skipped,
         totals.found.len()
     );
-    println!("by counter: {}", totals.coverage());
+    println!("by link layer: {}", totals.links());
+    for (link, share) in &totals.by_link {
+        println!("by counter ({link}): {}", share.coverage());
+    }
     if totals.found.is_empty() {
         ExitCode::SUCCESS
     } else {

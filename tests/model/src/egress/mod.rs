@@ -13,7 +13,7 @@ use filter_common::Reason;
 
 use crate::{
     State,
-    parse::{self, Fragment, IPPROTO_TCP, IPPROTO_UDP, Parsed, Upper},
+    parse::{self, Fragment, IPPROTO_TCP, IPPROTO_UDP, Link, Parsed, Upper},
     settings::Settings,
 };
 
@@ -21,10 +21,11 @@ pub fn observe(
     state: &mut State,
     settings: &Settings,
     seed: u64,
+    link: Link,
     frame: &[u8],
     now: u64,
 ) -> Reason {
-    let Parsed::Ip(mut ip) = parse::parse(frame) else {
+    let Parsed::Ip(mut ip) = parse::parse(link, frame) else {
         return Reason::EgressOther;
     };
     if ip.carries_tunnel() && !matches!(ip.fragment, Fragment::Later(_)) {

@@ -16,6 +16,10 @@
 //! bursts of requests to our DNS and NTP servers from a few sources and
 //! prefixes, well-formed and flawed, and the query limits' settings.
 //!
+//! For the programs loaded on a device without an Ethernet header, a case's
+//! frames are the same packets without their link headers
+//! ([`Case::sequence_on`] with [`Link::Ip`]).
+//!
 //! proptest shrinks a failing case scene by scene and field by field: the
 //! structure shrinks, then the runner replays the smaller case.
 
@@ -37,8 +41,8 @@ use self::{
 };
 use crate::{
     lists::{List, Prefix},
-    parse::Family,
-    sequence::{ListItem, Sequence},
+    parse::{Family, Link},
+    sequence::{ListItem, Sequence, Step},
     settings::{DEFAULT_AMPLIFIER_PORTS, Level, Orphans, QueryLimits, QuerySettings, Settings},
 };
 
@@ -104,8 +108,29 @@ pub fn case(idle_gaps: bool) -> BoxedStrategy<Case> {
 }
 
 impl Case {
-    /// The case's frames; `seed` is the loaded filter's hash seed.
+    /// The case's frames for the filter loaded on an Ethernet device;
+    /// `seed` is the loaded filter's hash seed.
     pub fn sequence(&self, seed: u64) -> Sequence {
+        self.sequence_on(Link::Ethernet, seed)
+    }
+
+    /// The case's frames for the filter loaded for frames that start with
+    /// `link`: on [`Link::Ip`] the same packets, tunnels included, without
+    /// their link headers ([`net::without_link`]).
+    pub fn sequence_on(&self, link: Link, seed: u64) -> Sequence {
+        let mut sequence = self.ethernet_sequence(seed);
+        if link == Link::Ip {
+            for step in &mut sequence.steps {
+                if let Step::Ingress(frame) | Step::Egress(frame) = step {
+                    *frame = net::without_link(frame);
+                }
+            }
+        }
+        sequence.link = link;
+        sequence
+    }
+
+    fn ethernet_sequence(&self, seed: u64) -> Sequence {
         let mut steps = Vec::new();
         for scene in &self.scenes {
             scene.expand(&self.peers, seed, &mut steps);
@@ -130,6 +155,7 @@ impl Case {
             })
             .collect();
         Sequence {
+            link: Link::Ethernet,
             settings: self.settings.clone(),
             lists,
             steps,

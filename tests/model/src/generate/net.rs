@@ -135,11 +135,44 @@ impl Link {
             Link::QinQPppoe(a, b, s) => builder.qinq(a, b).pppoe(s),
             Link::ThreeTags(a, b, c) => builder.qinq(a, b).vlan(c),
             Link::OtherTpid(v) => builder.tag(VlanTag {
-                tpid: 0x9100,
+                tpid: OTHER_TPID,
                 ..VlanTag::dot1q(v)
             }),
         }
     }
+}
+
+/// The tag protocol id of [`Link::OtherTpid`].
+const OTHER_TPID: u16 = 0x9100;
+/// The PPPoE session header and the PPP protocol field.
+const PPPOE_LEN: usize = 8;
+
+/// `frame`, built on Ethernet with one of the [`Link`]s, as a device
+/// without an Ethernet header (ppp0, WireGuard, ip6tnl, tun) hands the same
+/// packet over: from the (outer) IP header on, damage included. The link
+/// headers taken off are those the generator builds: the Ethernet header,
+/// up to three tags (802.1Q, 802.1ad, [`OTHER_TPID`]), a PPPoE session
+/// header. What is left of a frame cut inside them is empty; a frame that
+/// is not IP keeps what followed its EtherType (ARP's hardware type, an
+/// LLDP TLV, PPP control, raw bytes), which such a device would see as a
+/// packet of a version other than 4 or 6, or as one that lies about it.
+pub fn without_link(frame: &[u8]) -> Vec<u8> {
+    let ethertype = |end: usize| {
+        frame
+            .get(end - 2..end)
+            .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]))
+    };
+    let mut at = ETH_HLEN;
+    for _ in 0..3 {
+        match ethertype(at) {
+            Some(ethertype::VLAN | ethertype::QINQ | OTHER_TPID) => at += 4,
+            _ => break,
+        }
+    }
+    if ethertype(at) == Some(ethertype::PPPOE_SESSION) {
+        at += PPPOE_LEN;
+    }
+    frame.get(at..).unwrap_or_default().to_vec()
 }
 
 /// An IPv6 extension header of a whole packet (or of the unfragmentable or

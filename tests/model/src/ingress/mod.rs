@@ -1,6 +1,7 @@
 //! Ingress, in the rule order of docs/rules.md (docs/rules.md, *The reflection defence*;
 //! docs/syn-and-lists.md, *Where they sit in the rule order*):
-//! 1. not IP: pass (`pass_not_ip`); link or IP headers cut short or
+//! 1. not IP: pass (`pass_not_ip`; on a device without an Ethernet header,
+//!    a version nibble other than 4 or 6); link or IP headers cut short or
 //!    invalid: pass (`pass_malformed`); IP inside IP (IPv4 inside IPv6,
 //!    IPv6 inside IPv4): the rules below for the packet inside (tunnel.rs);
 //! 2. source on the allow list: pass (`pass_allow_list`);
@@ -25,7 +26,9 @@ use crate::{
     Chance, Judgement, State,
     fragments::Key,
     lists::List,
-    parse::{self, Family, Fragment, FragmentId, IPPROTO_TCP, IPPROTO_UDP, Ip, Parsed, Upper},
+    parse::{
+        self, Family, Fragment, FragmentId, IPPROTO_TCP, IPPROTO_UDP, Ip, Link, Parsed, Upper,
+    },
     settings::Settings,
 };
 
@@ -34,10 +37,11 @@ pub fn verdict(
     settings: &Settings,
     seed: u64,
     chance: &mut Chance,
+    link: Link,
     frame: &[u8],
     now: u64,
 ) -> Judgement {
-    let ip = match parse::parse(frame) {
+    let ip = match parse::parse(link, frame) {
         Parsed::NotIp => return Judgement::Pass(Reason::PassNotIp),
         Parsed::Malformed => return Judgement::Pass(Reason::PassMalformed),
         Parsed::Ip(ip) => ip,
@@ -53,9 +57,9 @@ pub fn verdict(
     judgement
 }
 
-/// The tunnel `frame` came through, if the rules unwrap it.
-pub fn encap(frame: &[u8]) -> Option<Encap> {
-    match parse::parse(frame) {
+/// The tunnel `frame` (on `link`) came through, if the rules unwrap it.
+pub fn encap(link: Link, frame: &[u8]) -> Option<Encap> {
+    match parse::parse(link, frame) {
         Parsed::Ip(ip) if ip.carries_tunnel() => Some(Encap::of_outer(ip.family == Family::V6)),
         _ => None,
     }
