@@ -171,7 +171,7 @@ pub extern "C" fn wan_tunnelled(ctx: *mut xdp_md, shape: u64, fragment_id: u64) 
 /// The packet inside the IP packet `shape` and `fragment_id` locate
 /// (ingress/tunnel.rs): parsed, and the rules the dispatcher runs itself
 /// for a bare one; what `wan_tunnelled` `asked` (`ingress::tunnel::ASK`,
-/// ...), and what it does next is the result (`ingress::tunnel::Next`).
+/// ...), and what it does next is the result (`ingress::Next`).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn wan_inner_rules(
