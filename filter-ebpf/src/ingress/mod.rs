@@ -17,9 +17,10 @@
 //! also when its headers after the fragment header could not be walked
 //! (it then passes as malformed, and so do the rest).
 //!
-//! [`verdict`] is the dispatcher: it parses, then [`judge`] calls the
-//! global function of each rule (main.rs lists them), which the verifier
-//! reads once each.
+//! [`verdict`] is the dispatcher: it parses, then calls the global
+//! function of each rule family (main.rs lists them), which the verifier
+//! reads once each; with lists in use, `wan_listed_rules` first
+//! ([`listed_rules`]), which names the function to call ([`Next`]).
 //! It stays short: whatever it does, the verifier walks once for every
 //! shape of header the parser can find. It takes itself only the verdicts
 //! a flood is made of that need a few reads (a call costs more than they
@@ -53,8 +54,8 @@ pub const NO_VERDICT: u32 = u32::MAX;
 /// marks every number it knows exact, so the dispatcher's states stop
 /// matching and it is walked once per header shape (docs/kernel-programs.md).
 /// So with lists in use, one function runs the lists and the rules past
-/// them and names the function to call next; the rule functions remember
-/// a first fragment's verdict themselves.
+/// them and names the function to call next, and a rule function's answer
+/// says whether a first fragment's verdict is to be remembered.
 #[inline(always)]
 pub fn verdict(ctx: &XdpContext, config: &Config) -> u32 {
     let packet = Packet::from_xdp(ctx);
