@@ -518,13 +518,13 @@ fn an_ipv6_source_is_its_64_and_ntp_requests_are_limited() {
     assert_eq!(model.ingress(&ntp(1), NOW).reason, Reason::PassIpv4);
 }
 
-#[test]
-fn the_hand_written_slip_cap_case_says_what_its_comment_says() {
+/// The link of a regression case (its text) and the reasons the model
+/// gives its inbound frames, in order.
+fn replayed(text: &str) -> (Link, Vec<Reason>) {
     use crate::sequence::{Sequence, Step};
-    let text = include_str!("../../regressions/slip-cap-spent-by-a-chosen-query.txt");
     let sequence = Sequence::from_text(text).expect("the regression case parses");
-    let mut model = Model::new(sequence.settings.clone(), 0x1234);
-    let reasons: Vec<Reason> = sequence
+    let mut model = Model::on(sequence.link, sequence.settings.clone(), 0x1234);
+    let reasons = sequence
         .steps
         .iter()
         .filter_map(|step| match step {
@@ -532,6 +532,14 @@ fn the_hand_written_slip_cap_case_says_what_its_comment_says() {
             _ => None,
         })
         .collect();
+    (sequence.link, reasons)
+}
+
+#[test]
+fn the_hand_written_slip_cap_case_says_what_its_comment_says() {
+    let (_, reasons) = replayed(include_str!(
+        "../../regressions/slip-cap-spent-by-a-chosen-query.txt"
+    ));
     assert_eq!(
         reasons,
         [
@@ -885,19 +893,10 @@ fn the_ip_link_frames_are_the_ethernet_frames_packets() {
 
 #[test]
 fn the_hand_written_ip_link_case_says_what_its_comment_says() {
-    use crate::sequence::{Sequence, Step};
-    let text = include_str!("../../regressions/ip-link-query-over-its-limit-gets-no-slip.txt");
-    let sequence = Sequence::from_text(text).expect("the regression case parses");
-    assert_eq!(sequence.link, Link::Ip);
-    let mut model = Model::on(sequence.link, sequence.settings.clone(), 0x1234);
-    let reasons: Vec<Reason> = sequence
-        .steps
-        .iter()
-        .filter_map(|step| match step {
-            Step::Ingress(frame) => Some(model.ingress(frame, NOW).reason),
-            _ => None,
-        })
-        .collect();
+    let (link, reasons) = replayed(include_str!(
+        "../../regressions/ip-link-query-over-its-limit-gets-no-slip.txt"
+    ));
+    assert_eq!(link, Link::Ip);
     assert_eq!(
         reasons,
         [
