@@ -98,6 +98,15 @@ struct Cli {
     /// filter's table lookups cost when they miss the cache and when not.
     #[arg(long)]
     fixed_fields: bool,
+    /// Diagnostic: only these test-run classes (keys as in results.json).
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
+    /// Diagnostic: load the filter this many times per test-run class and
+    /// measure every instance. One load can be faster or slower than the next
+    /// by more than two builds differ (placement of the program and its
+    /// maps); compare builds with several.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    loads: u16,
     /// Run the generating thread with normal scheduling instead of SCHED_FIFO.
     #[arg(long)]
     no_rt_generator: bool,
@@ -187,6 +196,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let complete = cli.only.is_empty()
         && cli.configs.is_empty()
         && cli.floods.is_empty()
+        && cli.classes.is_empty()
+        && cli.loads == 1
         && cli.sources.is_none()
         && !cli.fixed_fields;
     names::sweep_stale(&[BENCH_PREFIX, TEST_PIN_PREFIX]);
@@ -209,6 +220,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "diagnostic run: the same port and DNS id / TCP sequence in every flood packet".into(),
         );
     }
+    if !cli.classes.is_empty() {
+        notes.push(format!(
+            "diagnostic run: only the test-run classes {}",
+            cli.classes.join(", ")
+        ));
+    }
+    if cli.loads > 1 {
+        notes.push(format!(
+            "diagnostic run: {} loads of the filter per test-run class",
+            cli.loads
+        ));
+    }
     if wants("testrun") {
         eprintln!("bench: 1. BPF_PROG_TEST_RUN per packet class");
         results.testrun = Some(testrun::run(
@@ -216,6 +239,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             opts.repeats,
             if quick { 200 } else { 2000 },
             opts.cpus.dut,
+            &testrun::Selection {
+                keys: cli.classes.clone(),
+                loads: cli.loads.into(),
+            },
         )?);
     }
     if wants("flood") {

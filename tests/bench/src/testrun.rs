@@ -733,6 +733,9 @@ pub struct ClassResult {
     /// `Solicited` only: ns per run at `repeat` 1 of this class, of the
     /// unsolicited answer and of the floor.
     pub single_run: Option<SingleRun>,
+    /// With more than one load per class: each instance's median ns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub load_medians: Vec<f64>,
     /// Share of the measured runs counted under `reason`.
     pub share_in_reason: f64,
 }
@@ -808,45 +811,91 @@ fn total_ingress(filter: &Filter) -> u64 {
         .sum()
 }
 
-/// Runs every class `rounds` times, interleaved with the floor.
+/// Which classes part 1 measures, and how many instances of each.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Only these class keys; empty: every class.
+    pub keys: Vec<String>,
+    /// Filter instances per class (at least one). Each load places the
+    /// program and its maps anew, and one load can land slower or faster
+    /// than another by more than two builds differ: more loads per class
+    /// make a comparison of builds measure the builds.
+    pub loads: usize,
+}
+
+impl Selection {
+    /// The selected classes, or an error naming the unknown keys.
+    fn classes(&self) -> anyhow::Result<Vec<Class>> {
+        let all = classes();
+        let unknown: Vec<&str> = self
+            .keys
+            .iter()
+            .map(String::as_str)
+            .filter(|key| !all.iter().any(|c| c.key == *key))
+            .collect();
+        if !unknown.is_empty() {
+            anyhow::bail!(
+                "unknown test-run class {}: the classes are {}",
+                unknown.join(", "),
+                all.iter().map(|c| c.key).collect::<Vec<_>>().join(", ")
+            );
+        }
+        Ok(all
+            .into_iter()
+            .filter(|c| self.keys.is_empty() || self.keys.iter().any(|k| k == c.key))
+            .collect())
+    }
+}
+
+/// Runs every selected class `rounds` times on each of its instances,
+/// interleaved with the floor.
 pub fn run(
     repeat: u32,
     rounds: usize,
     single_runs: usize,
     cpu: usize,
+    selection: &Selection,
 ) -> anyhow::Result<TestRunResults> {
+    let selected = selection.classes()?;
     // One CPU for every run, so caches and clocks are the same for all classes.
     sys::pin(0, cpu)?;
     let floor = Floor::load()?;
+    // (index into `selected`, one instance of the filter): a class's
+    // instances take turns in every round.
     let mut active = Vec::new();
-    for class in classes() {
-        let mut filter = if class.ip_link {
-            Filter::load_ip()
-        } else {
-            Filter::load()
-        };
-        filter
-            .try_set(class.settings)
-            .with_context(|| format!("the settings of class {}", class.key))?;
-        active.push((class, filter));
+    for (index, class) in selected.iter().enumerate() {
+        for _ in 0..selection.loads.max(1) {
+            let mut filter = if class.ip_link {
+                Filter::load_ip()
+            } else {
+                Filter::load()
+            };
+            filter
+                .try_set(class.settings)
+                .with_context(|| format!("the settings of class {}", class.key))?;
+            active.push((index, filter));
+        }
     }
     let info = active.first().map(|(_, f)| f.ingress_info()).transpose()?;
 
     let mut floor_ns = Vec::new();
     let mut call_ns = Vec::new();
-    let mut per_class: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); active.len()];
-    let mut single: Vec<Option<SingleRuns>> = vec![None; active.len()];
-    let mut counted: Vec<(u64, u64)> = vec![(0, 0); active.len()];
+    let mut per_class: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); selected.len()];
+    let mut single: Vec<Option<SingleRuns>> = vec![None; selected.len()];
+    let mut counted: Vec<(u64, u64)> = vec![(0, 0); selected.len()];
+    // Each instance's figures, for the spread between loads.
+    let mut per_instance: Vec<Vec<f64>> = vec![Vec::new(); active.len()];
     for _round in 0..rounds {
         check_interrupted()?;
-        let f = ns(floor.run(&active[0].0.frame, repeat)?);
+        let f = ns(floor.run(&selected[0].frame, repeat)?);
         floor_ns.push(f);
         call_ns.push(ns(floor.run_program(
             object::names::CALL,
-            &active[0].0.frame,
+            &selected[0].frame,
             repeat,
         )?));
-        for (i, (class, filter)) in active.iter().enumerate() {
+        for (instance, &(i, ref filter)) in active.iter().enumerate() {
+            let class = &selected[i];
             let expected = class.reason;
             match class.method {
                 Method::Repeat => {
@@ -863,6 +912,7 @@ pub fn run(
                     counted[i].0 += packets(filter, expected) - before_in;
                     counted[i].1 += total_ingress(filter) - before_all;
                     per_class[i].0.push(ns(d));
+                    per_instance[instance].push(ns(d));
                     per_class[i].1.push(ns(d) / f);
                 }
                 Method::Solicited => {
@@ -900,6 +950,7 @@ pub fn run(
                     let estimate = ns(d) + Summary::of(sol.iter().copied()).median
                         - Summary::of(unsol.iter().copied()).median;
                     per_class[i].0.push(estimate);
+                    per_instance[instance].push(estimate);
                     per_class[i].1.push(estimate / f);
                     let entry = single[i].get_or_insert_with(Default::default);
                     entry.0.extend(sol);
@@ -909,10 +960,10 @@ pub fn run(
             }
         }
     }
-    let classes = active
+    let classes = selected
         .iter()
         .enumerate()
-        .map(|(i, (class, _))| ClassResult {
+        .map(|(i, class)| ClassResult {
             key: class.key,
             name: class.name,
             reason: class.reason.name(),
@@ -923,6 +974,16 @@ pub fn run(
                 unsolicited: Summary::of(u.iter().copied()),
                 floor: Summary::of(f.iter().copied()),
             }),
+            load_medians: if selection.loads > 1 {
+                active
+                    .iter()
+                    .zip(&per_instance)
+                    .filter(|((index, _), _)| *index == i)
+                    .map(|(_, figures)| Summary::of(figures.iter().copied()).median)
+                    .collect()
+            } else {
+                Vec::new()
+            },
             share_in_reason: if counted[i].1 > 0 {
                 counted[i].0 as f64 / counted[i].1 as f64
             } else {
