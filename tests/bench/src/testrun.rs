@@ -1023,4 +1023,25 @@ mod tests {
         assert!(both_are_test_addresses(addr::SERVER_V4, addr::CLIENT_V4));
         assert!(both_are_test_addresses(addr::SERVER_V6, addr::CLIENT_V6));
     }
+
+    #[test]
+    fn a_selection_keeps_the_named_classes_in_their_order_and_names_unknown_keys() {
+        let keys = |keys: &[&str]| Selection {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            loads: 1,
+        };
+        let picked = keys(&["syn_over_v4", "pass_udp_v4"]).classes().unwrap();
+        let picked: Vec<&str> = picked.iter().map(|c| c.key).collect();
+        assert_eq!(picked, ["pass_udp_v4", "syn_over_v4"]);
+        assert_eq!(keys(&[]).classes().unwrap().len(), classes().len());
+        let Err(err) = keys(&["pass_udp_v4", "no_such_class"]).classes() else {
+            panic!("an unknown key was accepted");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("unknown test-run class no_such_class:"),
+            "{err}"
+        );
+        assert!(err.contains("syn_over_v4"), "{err}");
+    }
 }
