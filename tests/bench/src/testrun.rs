@@ -812,7 +812,7 @@ fn total_ingress(filter: &Filter) -> u64 {
 }
 
 /// Which classes part 1 measures, and how many instances of each.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Selection {
     /// Only these class keys; empty: every class.
     pub keys: Vec<String>,
